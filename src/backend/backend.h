@@ -1,0 +1,160 @@
+/* backend.h: the one interface between the device-free training logic
+ * (model, optimizer, trainer) and the device (CPU reference, CUDA).
+ *
+ * A Backend is a table of functions. Model, optimizer and trainer code call
+ * only these; they never call BLAS or CUDA directly, so the whole training
+ * logic is tested on the CPU and the CUDA backend is tested against the CPU.
+ *
+ * Conventions, for every op:
+ * - Tensors are row-major and contiguous; a tensor of any rank is used as a
+ *   matrix [tensor_rows, tensor_cols] where an op says "matrix".
+ * - Tensors passed to an op were allocated by the same backend (or are views
+ *   of such tensors).
+ * - Activations and their gradients use be->act_dtype; weights use
+ *   be->param_dtype; row statistics (rstd, lse, losses) are always F32; token
+ *   ids and targets are I32 (targets == -100 means "ignored").
+ * - "accumulates" means +=, "writes" means =.
+ * - Ops are asynchronous on devices that can be; the ops that return a host
+ *   value (sum, sum_squares, score_*) synchronise.
+ * Shape mismatches are bugs and abort via OW_CHECK. Allocation over the cap is
+ * a user error returned as -1 with the breakdown in err. */
+#ifndef OWLORE_BACKEND_BACKEND_H
+#define OWLORE_BACKEND_BACKEND_H
+
+#include "core/error.h"
+#include "core/memstats.h"
+#include "core/tensor.h"
+
+#include <stdint.h>
+
+typedef struct Backend Backend;
+
+typedef enum {
+    ADAM_VARIANT_HF = 0,    /* GaLore / transformers-legacy AdamW: n = m / (sqrt(v) + eps),
+                               step = lr * sqrt(1 - b2^t) / (1 - b1^t); p -= step * n;
+                               then p -= lr * wd * p */
+    ADAM_VARIANT_TORCH = 1, /* torch.optim.AdamW: p *= 1 - lr * wd;
+                               p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
+} AdamVariant;
+
+typedef struct AdamHyper {
+    float lr;          /* scheduled learning rate for this step */
+    float beta1, beta2, eps, weight_decay;
+    int64_t step;      /* this tensor's step count, 1 on its first update */
+    AdamVariant variant;
+    float grad_scale;  /* incoming gradients are multiplied by this (clipping, accumulation) */
+    uint64_t sr_seed;  /* stochastic rounding seed when the parameter is bf16 */
+} AdamHyper;
+
+struct Backend {
+    const char *name; /* "cpu", "cuda" */
+    DType act_dtype;
+    DType param_dtype;
+    MemStats mem;
+    void *impl;
+
+    void (*destroy)(Backend *be);
+
+    /* ---- memory ---- */
+    /* t->dtype and t->shape are set by the caller; fills t->data (zeroed). */
+    int (*alloc)(Backend *be, Tensor *t, MemKind kind, const char *what, OwError *err);
+    /* Frees t->data (NULL is fine) and sets it to NULL. `kind` as given to alloc. */
+    void (*release)(Backend *be, Tensor *t, MemKind kind);
+    /* Host -> backend, converting from src_dtype to dst->dtype (float dtypes, or same dtype). */
+    void (*upload)(Backend *be, Tensor *dst, const void *src, DType src_dtype);
+    /* Backend -> host, converting to dst_dtype. */
+    void (*download)(Backend *be, void *dst, DType dst_dtype, const Tensor *src);
+    /* dst = src (same element count), converting dtypes. */
+    void (*copy)(Backend *be, Tensor *dst, const Tensor *src);
+    void (*fill)(Backend *be, Tensor *t, float value);
+    void (*sync)(Backend *be);
+
+    /* ---- dense algebra ---- */
+    /* C = alpha * op(A) @ op(B) + beta * C, all as matrices; op(X) = X^T when trans. */
+    void (*matmul)(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
+                   float beta);
+    /* y += alpha * x (same element count). */
+    void (*axpy)(Backend *be, Tensor *y, float alpha, const Tensor *x);
+    /* x *= alpha. */
+    void (*scale)(Backend *be, Tensor *x, float alpha);
+    /* Sum and sum of squares of all elements, accumulated in double; synchronous. */
+    double (*sum)(Backend *be, const Tensor *x);
+    double (*sum_squares)(Backend *be, const Tensor *x);
+
+    /* ---- model ops ---- */
+    /* out[N,C] = table[ids[n], :]; ids I32 [N]. */
+    void (*embedding_forward)(Backend *be, Tensor *out, const Tensor *ids, const Tensor *table);
+    /* dtable[ids[n], :] += dout[n, :] (accumulates). */
+    void (*embedding_backward)(Backend *be, Tensor *dtable, const Tensor *ids, const Tensor *dout);
+    /* out = x * rstd * w over rows of [N,C]; rstd[N] (F32) = 1/sqrt(mean(x^2) + eps) (writes). */
+    void (*rmsnorm_forward)(Backend *be, Tensor *out, Tensor *rstd, const Tensor *x, const Tensor *w, float eps);
+    /* dx accumulates; dw accumulates when non-NULL. */
+    void (*rmsnorm_backward)(Backend *be, Tensor *dx, Tensor *dw, const Tensor *dout, const Tensor *x, const Tensor *w,
+                             const Tensor *rstd);
+    /* Rotary embedding in place on x [B,T,H,D], rotate-half layout (as transformers):
+     * for i < D/2: (x[i], x[i+D/2]) -> (x[i] c - x[i+D/2] s, x[i+D/2] c + x[i] s), c = cos[t,i], s = sin[t,i];
+     * cos, sin are F32 [T_max >= T, D/2]. inverse != 0 applies the transpose (for backward). */
+    void (*rope)(Backend *be, Tensor *x, const Tensor *cos, const Tensor *sin, int inverse);
+    /* Causal grouped-query attention. q [B,T,Hq,D], k and v [B,T,Hkv,D] (Hq % Hkv == 0),
+     * out [B,T,Hq,D] (writes), lse [B,Hq,T] F32 log-sum-exp of the scaled scores (writes).
+     * Scale 1/sqrt(D). */
+    void (*attention_forward)(Backend *be, Tensor *out, Tensor *lse, const Tensor *q, const Tensor *k, const Tensor *v);
+    /* Writes dq, dk, dv. */
+    void (*attention_backward)(Backend *be, Tensor *dq, Tensor *dk, Tensor *dv, const Tensor *dout, const Tensor *q,
+                               const Tensor *k, const Tensor *v, const Tensor *out, const Tensor *lse);
+    /* out = silu(gate) * up (writes). */
+    void (*swiglu_forward)(Backend *be, Tensor *out, const Tensor *gate, const Tensor *up);
+    /* Writes dgate and dup. */
+    void (*swiglu_backward)(Backend *be, Tensor *dgate, Tensor *dup, const Tensor *dout, const Tensor *gate,
+                            const Tensor *up);
+    /* Rows of logits [N,V] (act or F32) against targets [N] (I32, -100 ignored): losses[N] (F32) gets
+     * -log_softmax(logits)[target] (0 where ignored). When want_grad, logits is overwritten with
+     * grad_scale * (softmax - onehot(target)), zero rows where ignored. */
+    void (*cross_entropy)(Backend *be, Tensor *logits, Tensor *losses, const Tensor *targets, float grad_scale,
+                          int want_grad);
+
+    /* ---- outlier statistics (OWL) ---- */
+    /* acc[C] (F32) += sum over rows of x[N,C]^2 (accumulates). */
+    void (*col_sumsq)(Backend *be, Tensor *acc, const Tensor *x);
+    /* sum_ij |W_ij| * colscale[j]  (W matrix [m,n], colscale F32 [n]); synchronous. */
+    double (*score_sum)(Backend *be, const Tensor *W, const Tensor *colscale);
+    /* #{ij : |W_ij| * colscale[j] > threshold}; synchronous. */
+    int64_t (*score_count)(Backend *be, const Tensor *W, const Tensor *colscale, double threshold);
+
+    /* ---- optimizer ---- */
+    /* Full-rank AdamW on param with grad * h->grad_scale; m, v F32 same shape (updated). */
+    void (*adam_update)(Backend *be, Tensor *param, const Tensor *grad, Tensor *m, Tensor *v, const AdamHyper *h);
+    /* Low-rank moments for GaLore (HF variant): g = grad * grad_scale; m = b1 m + (1-b1) g;
+     * v = b2 v + (1-b2) g^2; out = m / (sqrt(v) + eps) (writes out, F32). */
+    void (*adam_moments)(Backend *be, Tensor *out, const Tensor *grad, Tensor *m, Tensor *v, const AdamHyper *h);
+    /* param += alpha * delta, then param *= (1 - decay) when decay != 0; bf16 params are
+     * rounded stochastically with sr_seed (deterministic per element). */
+    void (*apply_update)(Backend *be, Tensor *param, const Tensor *delta, float alpha, float decay, uint64_t sr_seed);
+
+    /* ---- projectors ---- */
+    /* Top-`rank` singular vectors of G [m,n] (F32) by exact SVD: right (rank x n rows of V^T) when
+     * `right`, else left (m x rank columns of U). out F32 of that shape (writes). Signs canonical:
+     * the largest-magnitude entry of each vector is positive. */
+    int (*svd_top)(Backend *be, Tensor *out, const Tensor *G, int rank, int right, OwError *err);
+    /* In place: A [m,k] (m >= k) becomes the Q factor of its thin QR. */
+    int (*orthonormalize)(Backend *be, Tensor *A, OwError *err);
+    /* Makes the largest-magnitude entry of each vector positive: vectors are rows when
+     * `rows`, else columns. */
+    void (*canonicalize_signs)(Backend *be, Tensor *P, int rows);
+    /* Fills t with independent standard normals from (seed, element index); reproducible
+     * across backends. */
+    void (*fill_normal)(Backend *be, Tensor *t, uint64_t seed, float stddev);
+};
+
+Backend *backend_create_cpu(int threads, size_t mem_cap, OwError *err);
+/* NULL with a message when CUDA is not compiled in or no device is present. */
+Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err);
+int backend_cuda_available(void);
+
+/* Convenience wrappers. */
+static inline int be_alloc(Backend *be, Tensor *t, MemKind kind, const char *what, OwError *err) {
+    return be->alloc(be, t, kind, what, err);
+}
+static inline void be_release(Backend *be, Tensor *t, MemKind kind) { be->release(be, t, kind); }
+
+#endif

@@ -1,0 +1,234 @@
+/* fileio.c: see fileio.h. */
+#define _GNU_SOURCE
+#include "core/fileio.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int ow_read_file(const char *path, char **out, size_t *len, OwError *err) {
+    *out = NULL;
+    if (len) *len = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return ow_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = ow_xmalloc(cap + 1);
+    for (;;) {
+        if (n == cap) {
+            cap *= 2;
+            buf = ow_xrealloc(buf, cap + 1);
+        }
+        size_t got = fread(buf + n, 1, cap - n, fp);
+        n += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(fp);
+    fclose(fp);
+    if (bad) {
+        free(buf);
+        return ow_fail(err, "%s: read error", path);
+    }
+    buf[n] = '\0';
+    *out = buf;
+    if (len) *len = n;
+    return 0;
+}
+
+int ow_map_file(const char *path, MappedFile *mf, OwError *err) {
+    memset(mf, 0, sizeof *mf);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ow_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return ow_fail(err, "%s: cannot stat: %s", path, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return ow_fail(err, "%s: not a regular file", path);
+    }
+    mf->size = (size_t)st.st_size;
+    if (mf->size > 0) {
+        void *p = mmap(NULL, mf->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            close(fd);
+            return ow_fail(err, "%s: cannot map: %s", path, strerror(errno));
+        }
+        mf->data = p;
+    }
+    close(fd);
+    mf->path = ow_xstrdup(path);
+    return 0;
+}
+
+void ow_unmap_file(MappedFile *mf) {
+    if (mf->data) munmap(mf->data, mf->size);
+    free(mf->path);
+    memset(mf, 0, sizeof *mf);
+}
+
+int atomic_file_open(AtomicFile *af, const char *path, OwError *err) {
+    memset(af, 0, sizeof *af);
+    size_t n = strlen(path) + 32;
+    af->tmp_path = ow_xmalloc(n);
+    snprintf(af->tmp_path, n, "%s.tmp-%ld", path, (long)getpid());
+    af->fp = fopen(af->tmp_path, "wb");
+    if (!af->fp) {
+        int e = errno;
+        free(af->tmp_path);
+        af->tmp_path = NULL;
+        return ow_fail(err, "%s: cannot create: %s", path, strerror(e));
+    }
+    af->path = ow_xstrdup(path);
+    return 0;
+}
+
+int atomic_file_write(AtomicFile *af, const void *data, size_t len, OwError *err) {
+    if (af->failed) return -1;
+    if (len && fwrite(data, 1, len, af->fp) != len) {
+        af->failed = 1;
+        return ow_fail(err, "%s: write failed: %s", af->path, strerror(errno));
+    }
+    return 0;
+}
+
+static void atomic_free(AtomicFile *af) {
+    free(af->path);
+    free(af->tmp_path);
+    memset(af, 0, sizeof *af);
+}
+
+void atomic_file_abort(AtomicFile *af) {
+    if (af->fp) fclose(af->fp);
+    if (af->tmp_path) unlink(af->tmp_path);
+    atomic_free(af);
+}
+
+int atomic_file_commit(AtomicFile *af, OwError *err) {
+    if (af->failed) {
+        atomic_file_abort(af);
+        return -1;
+    }
+    int rc = 0;
+    if (fflush(af->fp) != 0 || fsync(fileno(af->fp)) != 0) rc = ow_fail(err, "%s: flush failed: %s", af->path, strerror(errno));
+    if (fclose(af->fp) != 0 && rc == 0) rc = ow_fail(err, "%s: close failed: %s", af->path, strerror(errno));
+    af->fp = NULL;
+    if (rc == 0 && rename(af->tmp_path, af->path) != 0) rc = ow_fail(err, "%s: rename failed: %s", af->path, strerror(errno));
+    if (rc != 0) {
+        unlink(af->tmp_path);
+        atomic_free(af);
+        return rc;
+    }
+    char *dir = ow_path_dirname(af->path);
+    rc = ow_fsync_dir(dir, err);
+    free(dir);
+    atomic_free(af);
+    return rc;
+}
+
+int ow_write_file_atomic(const char *path, const void *data, size_t len, OwError *err) {
+    AtomicFile af;
+    if (atomic_file_open(&af, path, err) != 0) return -1;
+    if (atomic_file_write(&af, data, len, err) != 0) {
+        atomic_file_abort(&af);
+        return -1;
+    }
+    return atomic_file_commit(&af, err);
+}
+
+int ow_fsync_dir(const char *dir, OwError *err) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return ow_fail(err, "%s: cannot open directory: %s", dir, strerror(errno));
+    int rc = fsync(fd);
+    close(fd);
+    if (rc != 0 && errno != EINVAL) return ow_fail(err, "%s: fsync failed: %s", dir, strerror(errno));
+    return 0;
+}
+
+int ow_mkdir_p(const char *path, OwError *err) {
+    char *p = ow_xstrdup(path);
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/') p[--n] = '\0';
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            int e = errno;
+            int rc = ow_fail(err, "%s: cannot create directory: %s", p, strerror(e));
+            free(p);
+            return rc;
+        }
+        *s = '/';
+    }
+    int rc = 0;
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) rc = ow_fail(err, "%s: cannot create directory: %s", p, strerror(errno));
+    if (rc == 0 && !ow_is_dir(p)) rc = ow_fail(err, "%s: exists and is not a directory", p);
+    free(p);
+    return rc;
+}
+
+int ow_path_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int ow_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+char *ow_path_join(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    char *s = ow_xmalloc(na + nb + 2);
+    memcpy(s, a, na);
+    size_t off = na;
+    if (na && a[na - 1] != '/') s[off++] = '/';
+    memcpy(s + off, b, nb + 1);
+    return s;
+}
+
+char *ow_path_dirname(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return ow_xstrdup(".");
+    if (slash == path) return ow_xstrdup("/");
+    size_t n = (size_t)(slash - path);
+    char *d = ow_xmalloc(n + 1);
+    memcpy(d, path, n);
+    d[n] = '\0';
+    return d;
+}
+
+int ow_remove_tree(const char *path, OwError *err) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : ow_fail(err, "%s: %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) {
+        if (unlink(path) != 0) return ow_fail(err, "%s: cannot remove: %s", path, strerror(errno));
+        return 0;
+    }
+    DIR *d = opendir(path);
+    if (!d) return ow_fail(err, "%s: cannot open directory: %s", path, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        char *child = ow_path_join(path, e->d_name);
+        rc = ow_remove_tree(child, err);
+        free(child);
+    }
+    closedir(d);
+    if (rc == 0 && rmdir(path) != 0) rc = ow_fail(err, "%s: cannot remove directory: %s", path, strerror(errno));
+    return rc;
+}
+
+int ow_copy_file(const char *src, const char *dst, OwError *err) {
+    MappedFile mf;
+    if (ow_map_file(src, &mf, err) != 0) return -1;
+    int rc = ow_write_file_atomic(dst, mf.data, mf.size, err);
+    ow_unmap_file(&mf);
+    return rc;
+}

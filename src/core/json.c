@@ -1,0 +1,112 @@
+/* json.c: see json.h. */
+#include "core/json.h"
+
+#include "core/fileio.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+cJSON *json_parse(const char *text, size_t len, const char *where, OwError *err) {
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!root) {
+        size_t off = end && end >= text ? (size_t)(end - text) : 0;
+        if (off > len) off = len;
+        int line = 1, col = 1;
+        for (size_t i = 0; i < off; i++) {
+            if (text[i] == '\n') {
+                line++;
+                col = 1;
+            } else {
+                col++;
+            }
+        }
+        ow_fail(err, "%s: malformed JSON near line %d, column %d (hint: check the file is complete valid JSON)", where, line,
+                col);
+        return NULL;
+    }
+    /* cJSON stops at the end of the first value: anything else must be whitespace. */
+    if (end) {
+        size_t off = (size_t)(end - text);
+        for (size_t i = off; i < len; i++) {
+            char c = text[i];
+            if (c != ' ' && c != '\n' && c != '\r' && c != '\t' && c != '\0') {
+                cJSON_Delete(root);
+                ow_fail(err, "%s: trailing data after the JSON value at byte %zu", where, i);
+                return NULL;
+            }
+        }
+    }
+    return root;
+}
+
+cJSON *json_parse_file(const char *path, OwError *err) {
+    char *text;
+    size_t len;
+    if (ow_read_file(path, &text, &len, err) != 0) return NULL;
+    cJSON *root = json_parse(text, len, path, err);
+    free(text);
+    return root;
+}
+
+static const cJSON *lookup(const cJSON *obj, const char *key, int required, const char *where, OwError *err, int *rc) {
+    *rc = 0;
+    const cJSON *it = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+    if (!it || cJSON_IsNull(it)) {
+        if (required) *rc = ow_fail(err, "%s: missing required key \"%s\"", where, key);
+        return NULL;
+    }
+    return it;
+}
+
+int json_get_num(const cJSON *obj, const char *key, int required, double *out, const char *where, OwError *err) {
+    int rc;
+    const cJSON *it = lookup(obj, key, required, where, err, &rc);
+    if (!it) return rc;
+    if (!cJSON_IsNumber(it)) return ow_fail(err, "%s: key \"%s\" must be a number", where, key);
+    *out = it->valuedouble;
+    return 0;
+}
+
+int json_get_int(const cJSON *obj, const char *key, int required, int64_t *out, const char *where, OwError *err) {
+    int rc;
+    const cJSON *it = lookup(obj, key, required, where, err, &rc);
+    if (!it) return rc;
+    double v = it->valuedouble;
+    if (!cJSON_IsNumber(it) || v != floor(v) || fabs(v) > 9007199254740992.0)
+        return ow_fail(err, "%s: key \"%s\" must be an integer", where, key);
+    *out = (int64_t)v;
+    return 0;
+}
+
+int json_get_bool(const cJSON *obj, const char *key, int required, int *out, const char *where, OwError *err) {
+    int rc;
+    const cJSON *it = lookup(obj, key, required, where, err, &rc);
+    if (!it) return rc;
+    if (!cJSON_IsBool(it)) return ow_fail(err, "%s: key \"%s\" must be true or false", where, key);
+    *out = cJSON_IsTrue(it) ? 1 : 0;
+    return 0;
+}
+
+int json_get_str(const cJSON *obj, const char *key, int required, const char **out, const char *where, OwError *err) {
+    int rc;
+    const cJSON *it = lookup(obj, key, required, where, err, &rc);
+    if (!it) return rc;
+    if (!cJSON_IsString(it)) return ow_fail(err, "%s: key \"%s\" must be a string", where, key);
+    *out = it->valuestring;
+    return 0;
+}
+
+int json_write_file(const char *path, const cJSON *root, OwError *err) {
+    char *text = cJSON_Print(root);
+    if (!text) return ow_fail(err, "%s: cannot serialise JSON", path);
+    size_t n = strlen(text);
+    char *buf = ow_xmalloc(n + 2);
+    memcpy(buf, text, n);
+    buf[n] = '\n';
+    cJSON_free(text);
+    int rc = ow_write_file_atomic(path, buf, n + 1, err);
+    free(buf);
+    return rc;
+}

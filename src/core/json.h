@@ -1,0 +1,28 @@
+/* json.h: strict JSON reading on top of cJSON, with errors that name the
+ * file, the key and what was expected, plus a small writer for JSON lines.
+ * `where` in these calls is the file (or "file: object") used in messages. */
+#ifndef OWLORE_CORE_JSON_H
+#define OWLORE_CORE_JSON_H
+
+#include "core/error.h"
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+/* Parses text; a syntax error names `where` with line and column. */
+cJSON *json_parse(const char *text, size_t len, const char *where, OwError *err);
+/* Reads and parses a file. */
+cJSON *json_parse_file(const char *path, OwError *err);
+
+/* Getters. `required`: a missing key is an error; otherwise *out keeps its
+ * value. Type mismatches are errors either way. Return 0 or -1. */
+int json_get_int(const cJSON *obj, const char *key, int required, int64_t *out, const char *where, OwError *err);
+int json_get_num(const cJSON *obj, const char *key, int required, double *out, const char *where, OwError *err);
+int json_get_bool(const cJSON *obj, const char *key, int required, int *out, const char *where, OwError *err);
+/* *out points into obj (valid while obj lives). */
+int json_get_str(const cJSON *obj, const char *key, int required, const char **out, const char *where, OwError *err);
+
+/* Writes a cJSON tree to a file atomically (pretty-printed). */
+int json_write_file(const char *path, const cJSON *root, OwError *err);
+
+#endif

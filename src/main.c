@@ -1,0 +1,40 @@
+/* main.c: the `owlore` command line: dispatches to the subcommands. */
+#include "cmd/commands.h"
+#include "core/log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} Command;
+
+static const Command k_commands[] = {
+    {"version", cmd_version, "print the version and the backends this build has"},
+};
+
+static void usage(FILE *out) {
+    fputs("owlore: OwLore fine-tuning (outlier-weighted layerwise sampling + GaLore) for LLaMA-family models\n\n"
+          "usage: owlore COMMAND [flags]    (owlore COMMAND --help for the flags of one command)\n\ncommands:\n",
+          out);
+    for (size_t i = 0; i < sizeof k_commands / sizeof k_commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", k_commands[i].name, k_commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof k_commands / sizeof k_commands[0]; i++)
+        if (strcmp(argv[1], k_commands[i].name) == 0) return k_commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "owlore: unknown command \"%s\"\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,106 @@
+/* test_support.c: see test_support.h. */
+#define _GNU_SOURCE
+#include "test_support.h"
+
+#include "core/error.h"
+#include "core/fileio.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static const char *source_dir(void) {
+    const char *s = getenv("OWLORE_SOURCE_DIR");
+    cr_assert(s != NULL, "OWLORE_SOURCE_DIR is not set (run the tests through ctest)");
+    return s;
+}
+
+char *ts_source_path(const char *rel) { return ow_path_join(source_dir(), rel); }
+
+char *ts_fixture_path(const char *rel) {
+    char *fx = ts_source_path("tests/fixtures");
+    char *p = ow_path_join(fx, rel);
+    free(fx);
+    return p;
+}
+
+char *ts_shared_path(const char *rel) {
+    const char *s = getenv("OWLORE_SHARED_DIR");
+    cr_assert(s != NULL, "OWLORE_SHARED_DIR is not set (run the tests through ctest)");
+    cr_assert(ow_is_dir(s), "the shared data folder %s is missing (it must sit beside the checkout as ../shared)", s);
+    return ow_path_join(s, rel);
+}
+
+const char *ts_owlore_binary(void) {
+    const char *b = getenv("OWLORE_BINARY");
+    cr_assert(b != NULL, "OWLORE_BINARY is not set (run the tests through ctest)");
+    return b;
+}
+
+char *ts_tmpdir(void) {
+    const char *base = getenv("TMPDIR");
+    char tmpl[4096];
+    snprintf(tmpl, sizeof tmpl, "%s/owlore-test-XXXXXX", base && *base ? base : "/tmp");
+    char *d = mkdtemp(tmpl);
+    cr_assert(d != NULL, "mkdtemp failed");
+    return ow_xstrdup(d);
+}
+
+void ts_rmtree(const char *path) {
+    OwError err;
+    ow_remove_tree(path, &err);
+}
+
+void ts_write_file(const char *path, const void *data, size_t len) {
+    FILE *fp = fopen(path, "wb");
+    cr_assert(fp != NULL, "cannot write %s", path);
+    if (len) cr_assert(fwrite(data, 1, len, fp) == len);
+    fclose(fp);
+}
+
+int ts_run(const char *cmd, char **output) {
+    char *full = NULL;
+    if (asprintf(&full, "( %s ) 2>&1", cmd) < 0) cr_assert_fail("asprintf");
+    FILE *p = popen(full, "r");
+    free(full);
+    cr_assert(p != NULL, "popen failed");
+    size_t cap = 4096, n = 0;
+    char *buf = ow_xmalloc(cap);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+        n += got;
+        if (cap - n < 2) {
+            cap *= 2;
+            buf = ow_xrealloc(buf, cap);
+        }
+    }
+    buf[n] = '\0';
+    int st = pclose(p);
+    if (output)
+        *output = buf;
+    else
+        free(buf);
+    if (WIFEXITED(st)) return WEXITSTATUS(st);
+    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+    return -1;
+}
+
+double ts_max_abs(const float *a, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
+    return m;
+}
+
+double ts_rel_err(const float *a, const float *ref, size_t n) {
+    double d = 0;
+    for (size_t i = 0; i < n; i++) {
+        double x = fabs((double)a[i] - (double)ref[i]);
+        if (isnan(x)) return INFINITY;
+        d = fmax(d, x);
+    }
+    double r = ts_max_abs(ref, n);
+    return r > 0 ? d / r : d;
+}

@@ -1,0 +1,26 @@
+/* test_support.h: helpers shared by the Criterion tests: where the source
+ * tree, fixtures, ../shared and the owlore binary are; running the binary;
+ * temporary directories; comparing arrays. */
+#ifndef OWLORE_TEST_SUPPORT_H
+#define OWLORE_TEST_SUPPORT_H
+
+#include <stddef.h>
+
+/* Heap strings; the caller frees them. */
+char *ts_source_path(const char *rel); /* <source dir>/rel */
+char *ts_fixture_path(const char *rel); /* <source dir>/tests/fixtures/rel */
+char *ts_shared_path(const char *rel);  /* ../shared/rel, fails the test when ../shared is missing */
+const char *ts_owlore_binary(void);
+/* A fresh directory under $TMPDIR (removed by ts_rmtree). */
+char *ts_tmpdir(void);
+void ts_rmtree(const char *path);
+/* Writes bytes to a file (not atomically; for test inputs). */
+void ts_write_file(const char *path, const void *data, size_t len);
+/* Runs `sh -c cmd`, captures stdout+stderr into *output (heap, may be NULL),
+ * returns the exit status (or 128 + signal). */
+int ts_run(const char *cmd, char **output);
+/* max |a - ref| / max |ref| (max |a - ref| when ref is all zero). */
+double ts_rel_err(const float *a, const float *ref, size_t n);
+double ts_max_abs(const float *a, size_t n);
+
+#endif
