@@ -25,8 +25,8 @@ int ow_fail_prefix(OwError *err, const char *fmt, ...) __attribute__((format(pri
 
 void ow_error_clear(OwError *err);
 
-_Noreturn void ow_check_failed(const char *file, int line, const char *expr, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+void ow_check_failed(const char *file, int line, const char *expr, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 4, 5)));
 
 #define OW_CHECK(cond)                                                        \
     do {                                                                      \

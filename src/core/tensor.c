@@ -59,6 +59,14 @@ Tensor tensor_row_slice(const Tensor *t, int64_t row0, int64_t nrows) {
     return v;
 }
 
+Tensor tensor_slice(const Tensor *t, int64_t off, int64_t n) {
+    OW_CHECKF(off >= 0 && n >= 0 && off + n <= tensor_numel(t), "slice %lld+%lld of %lld", (long long)off, (long long)n,
+              (long long)tensor_numel(t));
+    Tensor v = tensor_1d(t->dtype, n);
+    v.data = (char *)t->data + (size_t)off * dtype_size(t->dtype);
+    return v;
+}
+
 Tensor tensor_reshape(const Tensor *t, int ndim, const int64_t *shape) {
     Tensor v = tensor_desc(t->dtype, ndim, shape);
     OW_CHECKF(tensor_numel(&v) == tensor_numel(t), "reshape changes the element count");

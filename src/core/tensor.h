@@ -33,6 +33,8 @@ int64_t tensor_cols(const Tensor *t);
 int tensor_same_shape(const Tensor *a, const Tensor *b);
 /* A 2-D view of rows [row0, row0 + nrows) of t seen as a matrix. */
 Tensor tensor_row_slice(const Tensor *t, int64_t row0, int64_t nrows);
+/* A 1-D view of elements [off, off + n) of t (flattened). */
+Tensor tensor_slice(const Tensor *t, int64_t off, int64_t n);
 /* A view of t with another shape of the same element count. */
 Tensor tensor_reshape(const Tensor *t, int ndim, const int64_t *shape);
 /* "[4096, 11008] BF16" into buf. */

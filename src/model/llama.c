@@ -1,0 +1,336 @@
+/* llama.c: forward and backward of a LLaMA/Mistral decoder over the Backend
+ * interface, with optional per-block activation recomputation.
+ *
+ * Block l maps x[l] to x[l+1]:
+ *   ln1 = rmsnorm(x, attn_norm); q,k,v = ln1 Wq^T, ln1 Wk^T, ln1 Wv^T; rope(q), rope(k)
+ *   att = causal_gqa_attention(q, k, v); h = x + att Wo^T
+ *   ln2 = rmsnorm(h, mlp_norm); a = silu(ln2 Wg^T) * (ln2 Wu^T); x' = h + a Wd^T
+ * Head: lnf = rmsnorm(x[L], norm); logits = lnf Wlm^T, computed in row chunks
+ * so a [B*T, V] logits buffer never exists; cross-entropy writes dlogits in
+ * place of each chunk.
+ * Backward keeps one running residual gradient (dres) and adds each
+ * sub-layer's input gradient into it. Weight gradients are computed only for
+ * trainable tensors; frozen blocks still pass input gradients down, and
+ * blocks below the lowest trainable tensor are skipped entirely. */
+#include "model/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct LayerActs {
+    Tensor ln1, rstd1, q, k, v, att, lse, h, ln2, rstd2, gate, up, act;
+} LayerActs;
+
+struct ModelActs {
+    int64_t B, T, N;
+    int recompute;
+    Tensor ids, targets;
+    Tensor *x;          /* num_layers + 1 residual streams [N, C] */
+    LayerActs *layers;  /* num_layers entries, or 1 scratch entry when recomputing */
+    Tensor lnf, rstdf;
+    Tensor logits;      /* [chunk, V] */
+    Tensor losses;      /* [N] F32 */
+    Tensor dres, dln;   /* [N, C] */
+    Tensor dq, dk, dv, datt; /* [N, Hq*D], [N, Hkv*D] x2, [N, Hq*D] */
+    Tensor da, dgate, dup;   /* [N, F] */
+};
+
+/* ---- allocation ---- */
+
+typedef struct {
+    Model *m;
+    OwError *err;
+    int failed;
+} Allocator;
+
+static void act_alloc(Allocator *a, Tensor *t, Tensor desc, const char *what) {
+    *t = desc;
+    if (a->failed) return;
+    if (a->m->be->alloc(a->m->be, t, MEM_ACTIVATIONS, what, a->err) != 0) a->failed = 1;
+}
+
+static void layer_acts_alloc(Allocator *a, LayerActs *la, int64_t B, int64_t T, const ModelConfig *c) {
+    DType dt = a->m->be->act_dtype;
+    int64_t N = B * T, C = c->hidden_size, F = c->intermediate_size, D = c->head_dim;
+    int64_t Hq = c->num_heads, Hkv = c->num_kv_heads;
+    act_alloc(a, &la->ln1, tensor_2d(dt, N, C), "activations (attention norm)");
+    act_alloc(a, &la->rstd1, tensor_1d(OW_F32, N), "activations (norm statistics)");
+    act_alloc(a, &la->q, tensor_2d(dt, N, Hq * D), "activations (queries)");
+    act_alloc(a, &la->k, tensor_2d(dt, N, Hkv * D), "activations (keys)");
+    act_alloc(a, &la->v, tensor_2d(dt, N, Hkv * D), "activations (values)");
+    act_alloc(a, &la->att, tensor_2d(dt, N, Hq * D), "activations (attention output)");
+    act_alloc(a, &la->lse, tensor_3d(OW_F32, B, Hq, T), "activations (attention statistics)");
+    act_alloc(a, &la->h, tensor_2d(dt, N, C), "activations (residual)");
+    act_alloc(a, &la->ln2, tensor_2d(dt, N, C), "activations (MLP norm)");
+    act_alloc(a, &la->rstd2, tensor_1d(OW_F32, N), "activations (norm statistics)");
+    act_alloc(a, &la->gate, tensor_2d(dt, N, F), "activations (MLP gate)");
+    act_alloc(a, &la->up, tensor_2d(dt, N, F), "activations (MLP up)");
+    act_alloc(a, &la->act, tensor_2d(dt, N, F), "activations (MLP product)");
+}
+
+static void layer_acts_free(Backend *be, LayerActs *la) {
+    Tensor *ts[] = {&la->ln1, &la->rstd1, &la->q, &la->k,   &la->v,    &la->att,  &la->lse,
+                    &la->h,   &la->ln2,   &la->rstd2, &la->gate, &la->up, &la->act};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) be->release(be, ts[i], MEM_ACTIVATIONS);
+}
+
+void model_acts_free(Model *m) {
+    ModelActs *A = m->acts;
+    if (!A) return;
+    Backend *be = m->be;
+    int64_t L = m->cfg.num_layers;
+    if (A->x)
+        for (int64_t l = 0; l <= L; l++) be->release(be, &A->x[l], MEM_ACTIVATIONS);
+    if (A->layers)
+        for (int64_t l = 0; l < (A->recompute ? 1 : L); l++) layer_acts_free(be, &A->layers[l]);
+    Tensor *ts[] = {&A->ids, &A->targets, &A->lnf, &A->rstdf, &A->logits, &A->losses, &A->dres, &A->dln,
+                    &A->dq,  &A->dk,      &A->dv,  &A->datt,  &A->da,     &A->dgate,  &A->dup};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) be->release(be, ts[i], MEM_ACTIVATIONS);
+    free(A->x);
+    free(A->layers);
+    free(A);
+    m->acts = NULL;
+}
+
+int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
+    const ModelConfig *c = &m->cfg;
+    if (B <= 0 || T <= 0) return ow_fail(err, "batch size and block size must be positive (got %lld x %lld)", (long long)B, (long long)T);
+    if (T > c->max_position_embeddings)
+        return ow_fail(err, "block size %lld exceeds the model's max_position_embeddings %lld (hint: lower --block-size)",
+                       (long long)T, (long long)c->max_position_embeddings);
+    if (c->sliding_window > 0 && T > c->sliding_window)
+        return ow_fail(err, "block size %lld exceeds the model's sliding_window %lld, which owlore does not implement "
+                       "(hint: use --block-size %lld or less)", (long long)T, (long long)c->sliding_window,
+                       (long long)c->sliding_window);
+    model_acts_free(m);
+    Backend *be = m->be;
+    /* rotary tables, rebuilt when a longer sequence is asked for */
+    if (m->rope_len < T) {
+        be->release(be, &m->rope_cos, MEM_OTHER);
+        be->release(be, &m->rope_sin, MEM_OTHER);
+        int64_t half = c->head_dim / 2;
+        m->rope_cos = tensor_2d(OW_F32, T, half);
+        m->rope_sin = tensor_2d(OW_F32, T, half);
+        if (be->alloc(be, &m->rope_cos, MEM_OTHER, "rotary table", err) != 0 ||
+            be->alloc(be, &m->rope_sin, MEM_OTHER, "rotary table", err) != 0)
+            return -1;
+        float *cs = ow_xmalloc((size_t)(T * half) * sizeof(float) * 2);
+        rope_tables(c, T, cs, cs + T * half);
+        be->upload(be, &m->rope_cos, cs, OW_F32);
+        be->upload(be, &m->rope_sin, cs + T * half, OW_F32);
+        free(cs);
+        m->rope_len = T;
+    }
+    ModelActs *A = ow_xcalloc(1, sizeof *A);
+    m->acts = A;
+    A->B = B;
+    A->T = T;
+    A->N = B * T;
+    A->recompute = recompute;
+    int64_t N = A->N, C = c->hidden_size, F = c->intermediate_size, D = c->head_dim, V = c->vocab_size;
+    int64_t L = c->num_layers, Hq = c->num_heads, Hkv = c->num_kv_heads;
+    DType dt = be->act_dtype;
+    Allocator a = {m, err, 0};
+    act_alloc(&a, &A->ids, tensor_1d(OW_I32, N), "token ids");
+    act_alloc(&a, &A->targets, tensor_1d(OW_I32, N), "targets");
+    A->x = ow_xcalloc((size_t)L + 1, sizeof(Tensor));
+    for (int64_t l = 0; l <= L; l++) act_alloc(&a, &A->x[l], tensor_2d(dt, N, C), "activations (block inputs)");
+    int64_t nla = recompute ? 1 : L;
+    A->layers = ow_xcalloc((size_t)nla, sizeof(LayerActs));
+    for (int64_t l = 0; l < nla; l++) layer_acts_alloc(&a, &A->layers[l], B, T, c);
+    act_alloc(&a, &A->lnf, tensor_2d(dt, N, C), "activations (final norm)");
+    act_alloc(&a, &A->rstdf, tensor_1d(OW_F32, N), "activations (norm statistics)");
+    if (m->logits_chunk_rows <= 0) {
+        /* bound the logits chunk to ~64 MiB of F32 */
+        int64_t rows = (int64_t)((64u << 20) / (size_t)(V * 4));
+        m->logits_chunk_rows = rows < 1 ? 1 : rows;
+    }
+    int64_t chunk = m->logits_chunk_rows < N ? m->logits_chunk_rows : N;
+    act_alloc(&a, &A->logits, tensor_2d(dt, chunk, V), "logits (one chunk of rows)");
+    act_alloc(&a, &A->losses, tensor_1d(OW_F32, N), "per-token losses");
+    act_alloc(&a, &A->dres, tensor_2d(dt, N, C), "gradients (residual)");
+    act_alloc(&a, &A->dln, tensor_2d(dt, N, C), "gradients (norm output)");
+    act_alloc(&a, &A->dq, tensor_2d(dt, N, Hq * D), "gradients (queries)");
+    act_alloc(&a, &A->dk, tensor_2d(dt, N, Hkv * D), "gradients (keys)");
+    act_alloc(&a, &A->dv, tensor_2d(dt, N, Hkv * D), "gradients (values)");
+    act_alloc(&a, &A->datt, tensor_2d(dt, N, Hq * D), "gradients (attention output)");
+    act_alloc(&a, &A->da, tensor_2d(dt, N, F), "gradients (MLP)");
+    act_alloc(&a, &A->dgate, tensor_2d(dt, N, F), "gradients (MLP gate)");
+    act_alloc(&a, &A->dup, tensor_2d(dt, N, F), "gradients (MLP up)");
+    if (a.failed) {
+        model_acts_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- building blocks ---- */
+
+static Tensor view4(const Tensor *t, int64_t B, int64_t T, int64_t H, int64_t D) {
+    return tensor_reshape(t, 4, (int64_t[]){B, T, H, D});
+}
+
+/* y = x W^T */
+static void linear(Backend *be, Tensor *y, const Tensor *x, const Param *W) { be->matmul(be, y, x, 0, &W->w, 1, 1.0f, 0.0f); }
+
+/* dx (= or +=) dy W; dW += dy^T x when trainable */
+static void linear_backward(Backend *be, Tensor *dx, float beta, const Tensor *dy, const Tensor *x, Param *W) {
+    if (W->trainable) be->matmul(be, &W->g, dy, 1, x, 0, 1.0f, 1.0f);
+    if (dx) be->matmul(be, dx, dy, 0, &W->w, 0, 1.0f, beta);
+}
+
+static void block_forward(Model *m, int l, const Tensor *x, LayerActs *la, Tensor *out) {
+    Backend *be = m->be;
+    const ModelConfig *c = &m->cfg;
+    ModelActs *A = m->acts;
+    int64_t B = A->B, T = A->T, D = c->head_dim;
+    float eps = (float)c->rms_norm_eps;
+    be->rmsnorm_forward(be, &la->ln1, &la->rstd1, x, &model_block_param(m, l, BW_ATTN_NORM)->w, eps);
+    linear(be, &la->q, &la->ln1, model_block_param(m, l, BW_Q));
+    linear(be, &la->k, &la->ln1, model_block_param(m, l, BW_K));
+    linear(be, &la->v, &la->ln1, model_block_param(m, l, BW_V));
+    Tensor q4 = view4(&la->q, B, T, c->num_heads, D), k4 = view4(&la->k, B, T, c->num_kv_heads, D);
+    Tensor v4 = view4(&la->v, B, T, c->num_kv_heads, D), a4 = view4(&la->att, B, T, c->num_heads, D);
+    be->rope(be, &q4, &m->rope_cos, &m->rope_sin, 0);
+    be->rope(be, &k4, &m->rope_cos, &m->rope_sin, 0);
+    be->attention_forward(be, &a4, &la->lse, &q4, &k4, &v4);
+    /* h = x + att Wo^T */
+    be->copy(be, &la->h, x);
+    be->matmul(be, &la->h, &la->att, 0, &model_block_param(m, l, BW_O)->w, 1, 1.0f, 1.0f);
+    be->rmsnorm_forward(be, &la->ln2, &la->rstd2, &la->h, &model_block_param(m, l, BW_MLP_NORM)->w, eps);
+    linear(be, &la->gate, &la->ln2, model_block_param(m, l, BW_GATE));
+    linear(be, &la->up, &la->ln2, model_block_param(m, l, BW_UP));
+    be->swiglu_forward(be, &la->act, &la->gate, &la->up);
+    be->copy(be, out, &la->h);
+    be->matmul(be, out, &la->act, 0, &model_block_param(m, l, BW_DOWN)->w, 1, 1.0f, 1.0f);
+}
+
+/* dres holds d(out); on return it holds d(x). */
+static void block_backward(Model *m, int l, const Tensor *x, LayerActs *la) {
+    Backend *be = m->be;
+    const ModelConfig *c = &m->cfg;
+    ModelActs *A = m->acts;
+    int64_t B = A->B, T = A->T, D = c->head_dim;
+    Param *Pn1 = model_block_param(m, l, BW_ATTN_NORM), *Pn2 = model_block_param(m, l, BW_MLP_NORM);
+    /* MLP */
+    linear_backward(be, &A->da, 0.0f, &A->dres, &la->act, model_block_param(m, l, BW_DOWN));
+    be->swiglu_backward(be, &A->dgate, &A->dup, &A->da, &la->gate, &la->up);
+    linear_backward(be, &A->dln, 0.0f, &A->dgate, &la->ln2, model_block_param(m, l, BW_GATE));
+    linear_backward(be, &A->dln, 1.0f, &A->dup, &la->ln2, model_block_param(m, l, BW_UP));
+    be->rmsnorm_backward(be, &A->dres, Pn2->trainable ? &Pn2->g : NULL, &A->dln, &la->h, &Pn2->w, &la->rstd2);
+    /* attention */
+    linear_backward(be, &A->datt, 0.0f, &A->dres, &la->att, model_block_param(m, l, BW_O));
+    Tensor q4 = view4(&la->q, B, T, c->num_heads, D), k4 = view4(&la->k, B, T, c->num_kv_heads, D);
+    Tensor v4 = view4(&la->v, B, T, c->num_kv_heads, D), a4 = view4(&la->att, B, T, c->num_heads, D);
+    Tensor dq4 = view4(&A->dq, B, T, c->num_heads, D), dk4 = view4(&A->dk, B, T, c->num_kv_heads, D);
+    Tensor dv4 = view4(&A->dv, B, T, c->num_kv_heads, D), da4 = view4(&A->datt, B, T, c->num_heads, D);
+    be->attention_backward(be, &dq4, &dk4, &dv4, &da4, &q4, &k4, &v4, &a4, &la->lse);
+    be->rope(be, &dq4, &m->rope_cos, &m->rope_sin, 1);
+    be->rope(be, &dk4, &m->rope_cos, &m->rope_sin, 1);
+    linear_backward(be, &A->dln, 0.0f, &A->dq, &la->ln1, model_block_param(m, l, BW_Q));
+    linear_backward(be, &A->dln, 1.0f, &A->dk, &la->ln1, model_block_param(m, l, BW_K));
+    linear_backward(be, &A->dln, 1.0f, &A->dv, &la->ln1, model_block_param(m, l, BW_V));
+    be->rmsnorm_backward(be, &A->dres, Pn1->trainable ? &Pn1->g : NULL, &A->dln, x, &Pn1->w, &la->rstd1);
+}
+
+static int upload_batch(Model *m, const int32_t *ids, const int32_t *targets, OwError *err) {
+    ModelActs *A = m->acts;
+    if (!A) return ow_fail(err, "model_prepare was not called");
+    int64_t V = m->cfg.vocab_size;
+    for (int64_t i = 0; i < A->N; i++) {
+        if (ids[i] < 0 || ids[i] >= V)
+            return ow_fail(err, "token id %d at position %lld is outside the vocabulary [0, %lld)", ids[i], (long long)i,
+                           (long long)V);
+        if (targets && targets[i] != -100 && (targets[i] < 0 || targets[i] >= V))
+            return ow_fail(err, "target id %d at position %lld is outside the vocabulary [0, %lld)", targets[i],
+                           (long long)i, (long long)V);
+    }
+    m->be->upload(m->be, &A->ids, ids, OW_I32);
+    if (targets) m->be->upload(m->be, &A->targets, targets, OW_I32);
+    return 0;
+}
+
+static void forward_blocks(Model *m) {
+    ModelActs *A = m->acts;
+    Backend *be = m->be;
+    be->embedding_forward(be, &A->x[0], &A->ids, &m->embed->w);
+    for (int l = 0; l < m->cfg.num_layers; l++)
+        block_forward(m, l, &A->x[l], A->recompute ? &A->layers[0] : &A->layers[l], &A->x[l + 1]);
+    be->rmsnorm_forward(be, &A->lnf, &A->rstdf, &A->x[m->cfg.num_layers], &m->final_norm->w, (float)m->cfg.rms_norm_eps);
+}
+
+int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets, float grad_scale,
+                           const GradHooks *hooks, double *loss_sum, int64_t *ntargets, OwError *err) {
+    if (upload_batch(m, ids, targets, err) != 0) return -1;
+    ModelActs *A = m->acts;
+    Backend *be = m->be;
+    const ModelConfig *c = &m->cfg;
+    int64_t N = A->N, L = c->num_layers;
+    int want_grad = grad_scale != 0.0f;
+    int64_t count = 0;
+    for (int64_t i = 0; i < N; i++) count += targets[i] != -100;
+    *ntargets = count;
+
+    forward_blocks(m);
+
+    /* head, in row chunks */
+    if (want_grad) be->fill(be, &A->dln, 0.0f);
+    int64_t chunk = A->logits.shape[0];
+    for (int64_t r0 = 0; r0 < N; r0 += chunk) {
+        int64_t cn = N - r0 < chunk ? N - r0 : chunk;
+        Tensor logits = tensor_row_slice(&A->logits, 0, cn);
+        Tensor lnf = tensor_row_slice(&A->lnf, r0, cn);
+        Tensor losses = tensor_slice(&A->losses, r0, cn);
+        Tensor tg = tensor_slice(&A->targets, r0, cn);
+        be->matmul(be, &logits, &lnf, 0, &m->lm_head->w, 1, 1.0f, 0.0f);
+        be->cross_entropy(be, &logits, &losses, &tg, grad_scale, want_grad);
+        if (want_grad) {
+            Tensor dlnf = tensor_row_slice(&A->dln, r0, cn);
+            linear_backward(be, &dlnf, 0.0f, &logits, &lnf, m->lm_head);
+        }
+    }
+    *loss_sum = be->sum(be, &A->losses);
+    if (!want_grad) return 0;
+
+    be->fill(be, &A->dres, 0.0f);
+    be->rmsnorm_backward(be, &A->dres, m->final_norm->trainable ? &m->final_norm->g : NULL, &A->dln, &A->x[L],
+                         &m->final_norm->w, &A->rstdf);
+    if (hooks && hooks->head_done && hooks->head_done(hooks->ctx, err) != 0) return -1;
+
+    int lowest = m->embed->trainable ? 0 : model_lowest_trainable_block(m);
+    for (int l = (int)L - 1; l >= lowest; l--) {
+        LayerActs *la = &A->layers[A->recompute ? 0 : l];
+        if (A->recompute) block_forward(m, l, &A->x[l], la, &A->x[l + 1]);
+        block_backward(m, l, &A->x[l], la);
+        if (hooks && hooks->block_done && hooks->block_done(hooks->ctx, l, err) != 0) return -1;
+    }
+    if (m->embed->trainable) {
+        be->embedding_backward(be, &m->embed->g, &A->ids, &A->dres);
+        if (hooks && hooks->embed_done && hooks->embed_done(hooks->ctx, err) != 0) return -1;
+    }
+    return 0;
+}
+
+int model_forward_logits(Model *m, const int32_t *ids, float *logits, OwError *err) {
+    if (upload_batch(m, ids, NULL, err) != 0) return -1;
+    ModelActs *A = m->acts;
+    Backend *be = m->be;
+    int64_t N = A->N, V = m->cfg.vocab_size, chunk = A->logits.shape[0];
+    forward_blocks(m);
+    for (int64_t r0 = 0; r0 < N; r0 += chunk) {
+        int64_t cn = N - r0 < chunk ? N - r0 : chunk;
+        Tensor lg = tensor_row_slice(&A->logits, 0, cn);
+        Tensor lnf = tensor_row_slice(&A->lnf, r0, cn);
+        be->matmul(be, &lg, &lnf, 0, &m->lm_head->w, 1, 1.0f, 0.0f);
+        be->download(be, logits + r0 * V, OW_F32, &lg);
+    }
+    return 0;
+}
+
+int model_forward_losses(Model *m, const int32_t *ids, const int32_t *targets, float *losses, OwError *err) {
+    double sum;
+    int64_t n;
+    if (model_forward_backward(m, ids, targets, 0.0f, NULL, &sum, &n, err) != 0) return -1;
+    m->be->download(m->be, losses, OW_F32, &m->acts->losses);
+    return 0;
+}

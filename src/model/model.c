@@ -1,0 +1,203 @@
+/* model.c: creating a model on a backend, its parameter table, trainable
+ * flags and gradients, random initialisation, and loading HF weights. */
+#include "model/model.h"
+
+#include "core/log.h"
+#include "core/rng.h"
+#include "model/safetensors.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *k_block_names[BW_COUNT] = {
+    "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+    "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+    "mlp.gate_proj.weight",   "mlp.up_proj.weight",      "mlp.down_proj.weight",
+};
+
+static void block_shape(const ModelConfig *c, BlockWeight bw, Tensor *t, DType dt) {
+    int64_t C = c->hidden_size, F = c->intermediate_size, D = c->head_dim;
+    switch (bw) {
+    case BW_ATTN_NORM:
+    case BW_MLP_NORM: *t = tensor_1d(dt, C); break;
+    case BW_Q: *t = tensor_2d(dt, c->num_heads * D, C); break;
+    case BW_K:
+    case BW_V: *t = tensor_2d(dt, c->num_kv_heads * D, C); break;
+    case BW_O: *t = tensor_2d(dt, C, c->num_heads * D); break;
+    case BW_GATE:
+    case BW_UP: *t = tensor_2d(dt, F, C); break;
+    case BW_DOWN: *t = tensor_2d(dt, C, F); break;
+    default: OW_CHECK(0);
+    }
+}
+
+int model_create(Backend *be, const ModelConfig *cfg, Model **out, OwError *err) {
+    *out = NULL;
+    if (model_config_validate(cfg, "model config", err) != 0) return -1;
+    Model *m = ow_xcalloc(1, sizeof *m);
+    m->cfg = *cfg;
+    m->be = be;
+    int64_t L = cfg->num_layers;
+    m->nparams = (int)(1 + L * BW_COUNT + 1 + (cfg->tie_word_embeddings ? 0 : 1));
+    m->params = ow_xcalloc((size_t)m->nparams, sizeof(Param));
+    DType dt = be->param_dtype;
+    int k = 0;
+    Param *p = &m->params[k++];
+    snprintf(p->name, sizeof p->name, "model.embed_tokens.weight");
+    p->kind = PK_EMBED;
+    p->layer = -1;
+    p->is_matrix = 1;
+    p->w = tensor_2d(dt, cfg->vocab_size, cfg->hidden_size);
+    for (int64_t l = 0; l < L; l++) {
+        for (int b = 0; b < BW_COUNT; b++) {
+            p = &m->params[k++];
+            snprintf(p->name, sizeof p->name, "model.layers.%lld.%s", (long long)l, k_block_names[b]);
+            p->kind = PK_BLOCK;
+            p->layer = (int)l;
+            p->bw = (BlockWeight)b;
+            p->is_matrix = b != BW_ATTN_NORM && b != BW_MLP_NORM;
+            block_shape(cfg, (BlockWeight)b, &p->w, dt);
+        }
+    }
+    p = &m->params[k++];
+    snprintf(p->name, sizeof p->name, "model.norm.weight");
+    p->kind = PK_FINAL_NORM;
+    p->layer = -1;
+    p->w = tensor_1d(dt, cfg->hidden_size);
+    if (!cfg->tie_word_embeddings) {
+        p = &m->params[k++];
+        snprintf(p->name, sizeof p->name, "lm_head.weight");
+        p->kind = PK_LM_HEAD;
+        p->layer = -1;
+        p->is_matrix = 1;
+        p->w = tensor_2d(dt, cfg->vocab_size, cfg->hidden_size);
+    }
+    OW_CHECK(k == m->nparams);
+    m->embed = &m->params[0];
+    m->final_norm = &m->params[1 + L * BW_COUNT];
+    m->lm_head = cfg->tie_word_embeddings ? m->embed : &m->params[2 + L * BW_COUNT];
+    for (int i = 0; i < m->nparams; i++) {
+        if (be->alloc(be, &m->params[i].w, MEM_WEIGHTS, m->params[i].name, err) != 0) {
+            model_free(m);
+            return -1;
+        }
+    }
+    for (int i = 0; i < m->nparams; i++)
+        if (!m->params[i].is_matrix) be->fill(be, &m->params[i].w, 1.0f);
+    *out = m;
+    return 0;
+}
+
+void model_free(Model *m) {
+    if (!m) return;
+    model_acts_free(m);
+    Backend *be = m->be;
+    for (int i = 0; i < m->nparams; i++) {
+        be->release(be, &m->params[i].w, MEM_WEIGHTS);
+        be->release(be, &m->params[i].g, MEM_GRADS);
+    }
+    be->release(be, &m->rope_cos, MEM_OTHER);
+    be->release(be, &m->rope_sin, MEM_OTHER);
+    free(m->params);
+    free(m);
+}
+
+Param *model_block_param(Model *m, int layer, BlockWeight bw) {
+    OW_CHECK(layer >= 0 && layer < m->cfg.num_layers && bw >= 0 && bw < BW_COUNT);
+    return &m->params[1 + (int64_t)layer * BW_COUNT + bw];
+}
+
+Param *model_find_param(Model *m, const char *name) {
+    for (int i = 0; i < m->nparams; i++)
+        if (strcmp(m->params[i].name, name) == 0) return &m->params[i];
+    return NULL;
+}
+
+int model_set_trainable(Model *m, Param *p, int trainable, OwError *err) {
+    if (trainable && !p->g.data) {
+        p->g = tensor_desc(OW_F32, p->w.ndim, p->w.shape);
+        char what[128];
+        snprintf(what, sizeof what, "gradient of %s", p->name);
+        if (m->be->alloc(m->be, &p->g, MEM_GRADS, what, err) != 0) return -1;
+    } else if (!trainable && p->g.data) {
+        m->be->release(m->be, &p->g, MEM_GRADS);
+    }
+    p->trainable = trainable;
+    return 0;
+}
+
+void model_zero_grads(Model *m) {
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i].g.data) m->be->fill(m->be, &m->params[i].g, 0.0f);
+}
+
+int model_lowest_trainable_block(const Model *m) {
+    for (int i = 0; i < m->nparams; i++) {
+        const Param *p = &m->params[i];
+        if (p->kind == PK_BLOCK && p->trainable) return p->layer;
+    }
+    return (int)m->cfg.num_layers;
+}
+
+void model_init_random(Model *m, uint64_t seed, double std) {
+    for (int i = 0; i < m->nparams; i++) {
+        Param *p = &m->params[i];
+        if (p->is_matrix)
+            m->be->fill_normal(m->be, &p->w, rng_key_for(seed, 1000 + (uint64_t)i), (float)std);
+        else
+            m->be->fill(m->be, &p->w, 1.0f);
+    }
+}
+
+int model_load_weights(Model *m, const SafeTensors *st, const char *where, OwError *err) {
+    for (int i = 0; i < m->nparams; i++) {
+        Param *p = &m->params[i];
+        const StTensor *t = safetensors_find(st, p->name);
+        if (!t && p->kind == PK_EMBED && m->cfg.tie_word_embeddings) t = safetensors_find(st, "lm_head.weight");
+        if (!t)
+            return ow_fail(err, "%s: missing tensor %s (hint: the weights do not match config.json)", where, p->name);
+        int ok = t->ndim == p->w.ndim;
+        for (int d = 0; ok && d < t->ndim; d++) ok = t->shape[d] == p->w.shape[d];
+        if (!ok) {
+            char want[64];
+            char got[64] = "[";
+            for (int d = 0; d < t->ndim; d++) {
+                size_t n = strlen(got);
+                snprintf(got + n, sizeof got - n, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+            }
+            strncat(got, "]", sizeof got - strlen(got) - 1);
+            return ow_fail(err, "%s: tensor %s has shape %s, config.json implies %s", where, p->name, got,
+                           tensor_shape_str(&p->w, want, sizeof want));
+        }
+        if (!dtype_is_float(t->dtype))
+            return ow_fail(err, "%s: tensor %s has dtype %s; weights must be F32, F16 or BF16", where, p->name,
+                           dtype_name(t->dtype));
+        m->be->upload(m->be, &p->w, t->data, t->dtype);
+    }
+    return 0;
+}
+
+int model_load_hf(Backend *be, const char *dir, Model **out, OwError *err) {
+    *out = NULL;
+    char *cfg_path = ow_path_join(dir, "config.json");
+    ModelConfig cfg;
+    int rc = model_config_load(cfg_path, &cfg, err);
+    free(cfg_path);
+    if (rc != 0) return -1;
+    SafeTensors st;
+    if (safetensors_open(dir, &st, err) != 0) return -1;
+    Model *m;
+    if (model_create(be, &cfg, &m, err) != 0) {
+        safetensors_close(&st);
+        return -1;
+    }
+    rc = model_load_weights(m, &st, dir, err);
+    safetensors_close(&st);
+    if (rc != 0) {
+        model_free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}

@@ -1,0 +1,111 @@
+/* model.h: a LLaMA-family model living on a Backend: its configuration, its
+ * parameters (weights, and gradients for the trainable ones), the rotary
+ * tables, and the activation buffers of one (batch, sequence) shape.
+ *
+ * Parameters are kept in one array in a fixed order: the embedding, then
+ * for each block its 9 tensors (BlockWeight order), then the final norm, then
+ * lm_head unless the embeddings are tied (then lm_head is the embedding).
+ * A parameter's gradient exists (g.data != NULL) exactly while it is
+ * trainable; gradients are F32 and accumulate across backward passes until
+ * the optimizer consumes them. */
+#ifndef OWLORE_MODEL_MODEL_H
+#define OWLORE_MODEL_MODEL_H
+
+#include "backend/backend.h"
+#include "model/config.h"
+
+typedef enum {
+    BW_ATTN_NORM = 0,
+    BW_Q,
+    BW_K,
+    BW_V,
+    BW_O,
+    BW_MLP_NORM,
+    BW_GATE,
+    BW_UP,
+    BW_DOWN,
+    BW_COUNT
+} BlockWeight;
+
+typedef enum { PK_EMBED = 0, PK_BLOCK = 1, PK_FINAL_NORM = 2, PK_LM_HEAD = 3 } ParamKind;
+
+typedef struct Param {
+    char name[96]; /* Hugging Face name, e.g. model.layers.3.self_attn.q_proj.weight */
+    ParamKind kind;
+    int layer;       /* block index, -1 outside blocks */
+    BlockWeight bw;  /* which block tensor (PK_BLOCK only) */
+    int is_matrix;   /* a linear weight (GaLore projects these) or embedding/lm_head */
+    Tensor w;        /* be->param_dtype */
+    Tensor g;        /* F32, allocated while trainable */
+    int trainable;
+} Param;
+
+/* Called during backward as soon as gradients are complete for a part of the
+ * model, so an optimizer can consume them early. Any may be NULL. */
+typedef struct GradHooks {
+    void *ctx;
+    int (*head_done)(void *ctx, OwError *err);             /* lm_head and final norm */
+    int (*block_done)(void *ctx, int layer, OwError *err); /* the 9 tensors of block `layer` */
+    int (*embed_done)(void *ctx, OwError *err);            /* the embedding */
+} GradHooks;
+
+typedef struct ModelActs ModelActs; /* activation buffers, private to llama.c */
+
+typedef struct Model {
+    ModelConfig cfg;
+    Backend *be;
+    int nparams;
+    Param *params;
+    Param *embed;
+    Param *final_norm;
+    Param *lm_head; /* == embed when tied */
+    Tensor rope_cos, rope_sin; /* F32 [max_T, head_dim/2] */
+    int64_t rope_len;
+    ModelActs *acts;
+    int64_t logits_chunk_rows; /* rows of logits computed at once (bounds the logits buffer) */
+} Model;
+
+/* Allocates a model with zeroed weights on be. */
+int model_create(Backend *be, const ModelConfig *cfg, Model **out, OwError *err);
+void model_free(Model *m);
+/* Loads config.json and the safetensors weights of a Hugging Face directory. */
+int model_load_hf(Backend *be, const char *dir, Model **out, OwError *err);
+/* Uploads weights from opened safetensors (shapes checked, dtypes converted). */
+struct SafeTensors;
+int model_load_weights(Model *m, const struct SafeTensors *st, const char *where, OwError *err);
+/* transformers' init: linear and embedding weights N(0, std), norms 1; seeded per parameter. */
+void model_init_random(Model *m, uint64_t seed, double std);
+
+Param *model_block_param(Model *m, int layer, BlockWeight bw);
+Param *model_find_param(Model *m, const char *name);
+/* Makes a parameter trainable (allocates its zeroed gradient) or frozen (frees it). */
+int model_set_trainable(Model *m, Param *p, int trainable, OwError *err);
+/* Zeroes every existing gradient. */
+void model_zero_grads(Model *m);
+/* Lowest block that has a trainable tensor, num_layers if none. */
+int model_lowest_trainable_block(const Model *m);
+
+/* Allocates activation buffers for batches of B sequences of T tokens.
+ * recompute: keep only each block's input and recompute the rest in backward. */
+int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err);
+
+/* Forward and backward on one micro-batch. ids and targets are host I32
+ * [B*T] (targets already shifted: targets[t] is the token after ids[t];
+ * -100 = ignored). The loss summed over non-ignored targets goes to
+ * *loss_sum, their count to *ntargets; gradients of d(loss_sum * grad_scale)
+ * accumulate into the trainable parameters' g. With grad_scale == 0 no
+ * backward runs (evaluation). Hooks fire as parts of the gradient complete. */
+int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets, float grad_scale,
+                           const GradHooks *hooks, double *loss_sum, int64_t *ntargets, OwError *err);
+/* Forward only, writing F32 logits [B*T, V] to host memory. */
+int model_forward_logits(Model *m, const int32_t *ids, float *logits, OwError *err);
+/* Forward only, per-position losses (F32 [B*T], 0 where ignored) to host memory. */
+int model_forward_losses(Model *m, const int32_t *ids, const int32_t *targets, float *losses, OwError *err);
+
+/* Frees the activation buffers (internal; model_free calls it). */
+void model_acts_free(Model *m);
+
+/* Rotary tables for this config (llama3 scaling included), as transformers computes them. */
+void rope_tables(const ModelConfig *cfg, int64_t T, float *cos_out, float *sin_out);
+
+#endif
