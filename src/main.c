@@ -12,6 +12,8 @@ typedef struct {
 } Command;
 
 static const Command k_commands[] = {
+    {"train", cmd_train, "fine-tune a model (owlore, owlore-fullrank, lisa, galore, full)"},
+    {"outliers", cmd_outliers, "compute OWL outlier ratios and layer-sampling probabilities"},
     {"version", cmd_version, "print the version and the backends this build has"},
 };
 
