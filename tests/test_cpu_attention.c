@@ -58,9 +58,12 @@ static void check_attention(AttnCfg a) {
     Rng r;
     rng_init(&r, (uint64_t)(a.B * 10000 + a.T * 1000 + a.Hq * 100 + a.Hkv * 10 + a.D), 6);
     int64_t nq = a.B * a.T * a.Hq * a.D, nk = a.B * a.T * a.Hkv * a.D, nl = a.B * a.Hq * a.T;
-    Tensor q = CT_F32(be, a.B, a.T, a.Hq, a.D), k = CT_F32(be, a.B, a.T, a.Hkv, a.D), v = CT_F32(be, a.B, a.T, a.Hkv, a.D);
-    Tensor out = CT_F32(be, a.B, a.T, a.Hq, a.D), lse = CT_F32(be, a.B, a.Hq, a.T), dout = CT_F32(be, a.B, a.T, a.Hq, a.D);
-    Tensor dq = CT_F32(be, a.B, a.T, a.Hq, a.D), dk = CT_F32(be, a.B, a.T, a.Hkv, a.D), dv = CT_F32(be, a.B, a.T, a.Hkv, a.D);
+    Tensor q = CT_F32(be, a.B, a.T, a.Hq, a.D), k = CT_F32(be, a.B, a.T, a.Hkv, a.D),
+           v = CT_F32(be, a.B, a.T, a.Hkv, a.D);
+    Tensor out = CT_F32(be, a.B, a.T, a.Hq, a.D), lse = CT_F32(be, a.B, a.Hq, a.T),
+           dout = CT_F32(be, a.B, a.T, a.Hq, a.D);
+    Tensor dq = CT_F32(be, a.B, a.T, a.Hq, a.D), dk = CT_F32(be, a.B, a.T, a.Hkv, a.D),
+           dv = CT_F32(be, a.B, a.T, a.Hkv, a.D);
     ct_randn(&r, &q, 1.0);
     ct_randn(&r, &k, 1.0);
     ct_randn(&r, &v, 1.0);

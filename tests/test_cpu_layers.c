@@ -145,7 +145,7 @@ static void check_rmsnorm(int64_t N, int64_t C, float eps) {
 Test(cpu_layers, rmsnorm) {
     check_rmsnorm(5, 7, 1e-5f);
     check_rmsnorm(1, 3, 1e-6f);
-    check_rmsnorm(3, 1, 0.5f); /* C = 1: out ~ w sign(x) unless eps is large enough to give a slope */
+    check_rmsnorm(3, 1, 0.5f);    /* C = 1: out ~ w sign(x) unless eps is large enough to give a slope */
     check_rmsnorm(4, 130, 1e-5f); /* several dw column blocks */
 }
 

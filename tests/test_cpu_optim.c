@@ -32,8 +32,13 @@ static void run_adam(AdamVariant variant, float *final_params, int64_t n) {
     double *pr = malloc((size_t)n * sizeof(double)), *mr = calloc((size_t)n, sizeof(double)),
            *vr = calloc((size_t)n, sizeof(double));
     for (int64_t i = 0; i < n; i++) pr[i] = ct_f(&p)[i];
-    AdamHyper h = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-6f, .weight_decay = 0.1f,
-                   .variant = variant, .grad_scale = 0.5f};
+    AdamHyper h = {.lr = 1e-2f,
+                   .beta1 = 0.9f,
+                   .beta2 = 0.999f,
+                   .eps = 1e-6f,
+                   .weight_decay = 0.1f,
+                   .variant = variant,
+                   .grad_scale = 0.5f};
     for (int step = 1; step <= 6; step++) {
         ct_randn(&r, &g, 1.0);
         if (step == 3) ct_f(&g)[0] = 0.0f; /* a zero gradient still decays and moves by momentum */
@@ -76,8 +81,14 @@ Test(cpu_optim, adam_first_step_closed_form) {
         be->fill(be, &m, 0.0f);
         be->fill(be, &v, 0.0f);
         memcpy(g.data, gv, sizeof gv);
-        AdamHyper h = {.lr = 0.1f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f, .step = 1,
-                       .variant = (AdamVariant)variant, .grad_scale = 1.0f};
+        AdamHyper h = {.lr = 0.1f,
+                       .beta1 = 0.9f,
+                       .beta2 = 0.999f,
+                       .eps = 1e-8f,
+                       .weight_decay = 0.0f,
+                       .step = 1,
+                       .variant = (AdamVariant)variant,
+                       .grad_scale = 1.0f};
         be->adam_update(be, &p, &g, &m, &v, &h);
         cr_assert(fabsf(ct_f(&p)[0] - 0.9f) < 1e-6f && fabsf(ct_f(&p)[1] - 1.1f) < 1e-6f && ct_f(&p)[2] == 1.0f,
                   "variant %d: %g %g %g", variant, ct_f(&p)[0], ct_f(&p)[1], ct_f(&p)[2]);

@@ -140,13 +140,13 @@ static void check_svd(int64_t M, int64_t N, int64_t r0, int rank) {
 }
 
 Test(cpu_proj, svd_top_wide_and_tall) {
-    check_svd(12, 7, 7, 3);  /* m > n, full-rank G, top 3 */
-    check_svd(7, 12, 7, 3);  /* m < n */
-    check_svd(12, 7, 3, 3);  /* rank-3 G: reconstruction */
+    check_svd(12, 7, 7, 3); /* m > n, full-rank G, top 3 */
+    check_svd(7, 12, 7, 3); /* m < n */
+    check_svd(12, 7, 3, 3); /* rank-3 G: reconstruction */
     check_svd(7, 12, 3, 3);
-    check_svd(9, 6, 6, 6);   /* rank = min(m, n) */
-    check_svd(1, 5, 1, 1);   /* one row */
-    check_svd(5, 1, 1, 1);   /* one column */
+    check_svd(9, 6, 6, 6); /* rank = min(m, n) */
+    check_svd(1, 5, 1, 1); /* one row */
+    check_svd(5, 1, 1, 1); /* one column */
     check_svd(40, 33, 20, 8);
 }
 
@@ -255,8 +255,8 @@ Test(cpu_proj, fill_normal) {
         within += fabs(x) < 2.0;
     }
     double mean = s / (double)n, var = ss / (double)n - mean * mean;
-    cr_assert(fabs(mean) < 0.03, "mean %g", mean);           /* sd of the mean: 2/sqrt(n) = 0.0045 */
-    cr_assert(fabs(var - 4.0) < 0.07, "variance %g", var);    /* sd of the variance: 4 sqrt(2/n) = 0.013 */
+    cr_assert(fabs(mean) < 0.03, "mean %g", mean);         /* sd of the mean: 2/sqrt(n) = 0.0045 */
+    cr_assert(fabs(var - 4.0) < 0.07, "variance %g", var); /* sd of the variance: 4 sqrt(2/n) = 0.013 */
     cr_assert(fabs((double)within / (double)n - 0.682689) < 0.006, "fraction within 1 sd: %g", (double)within / n);
 
     /* reproducible: same seed (another thread count, another shape) gives the same bits; prefix property */

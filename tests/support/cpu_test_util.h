@@ -27,9 +27,9 @@ static inline Tensor ct_tensor(Backend *be, DType dt, int ndim, const int64_t *s
     return t;
 }
 
-#define CT_F32(be, ...) \
+#define CT_F32(be, ...)                                                                                                \
     ct_tensor((be), OW_F32, (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
-#define CT_I32(be, ...) \
+#define CT_I32(be, ...)                                                                                                \
     ct_tensor((be), OW_I32, (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
 
 static inline void ct_free(Backend *be, Tensor *t) { be_release(be, t, MEM_OTHER); }
@@ -109,8 +109,9 @@ static inline void ct_assert_grad(const float *analytic, const double *fd, int64
     if (scale < 1e-2) scale = 1e-2;
     for (int64_t i = 0; i < n; i++) {
         double d = fabs((double)analytic[i] - fd[i]);
-        cr_assert(d <= tol * scale && isfinite(analytic[i]), "%s[%lld]: analytic %.7g, finite difference %.7g (scale %.3g)",
-                  what, (long long)i, (double)analytic[i], fd[i], scale);
+        cr_assert(d <= tol * scale && isfinite(analytic[i]),
+                  "%s[%lld]: analytic %.7g, finite difference %.7g (scale %.3g)", what, (long long)i,
+                  (double)analytic[i], fd[i], scale);
     }
 }
 

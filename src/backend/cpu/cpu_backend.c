@@ -28,7 +28,8 @@ int cpu_alloc(Backend *be, Tensor *t, MemKind kind, const char *what, OwError *e
     if (!p) {
         memstats_sub(&be->mem, kind, bytes);
         char sz[32];
-        return ow_fail(err, "out of host memory: cannot allocate %s for %s (hint: lower --batch-size or the model size)",
+        return ow_fail(err,
+                       "out of host memory: cannot allocate %s for %s (hint: lower --batch-size or the model size)",
                        format_size(bytes, sz, sizeof sz), what);
     }
     memset(p, 0, rounded);

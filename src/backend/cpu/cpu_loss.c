@@ -17,8 +17,9 @@ void cpu_cross_entropy(Backend *be, Tensor *logits, Tensor *losses, const Tensor
     float *x = cpu_f32(logits), *loss = cpu_f32(losses);
     const int32_t *tg = cpu_i32(targets);
     int64_t N = tensor_rows(logits), V = tensor_cols(logits);
-    OW_CHECKF(tensor_numel(targets) == N && tensor_numel(losses) == N, "cross_entropy: %lld rows, %lld targets, %lld losses",
-              (long long)N, (long long)tensor_numel(targets), (long long)tensor_numel(losses));
+    OW_CHECKF(tensor_numel(targets) == N && tensor_numel(losses) == N,
+              "cross_entropy: %lld rows, %lld targets, %lld losses", (long long)N, (long long)tensor_numel(targets),
+              (long long)tensor_numel(losses));
 #pragma omp parallel for num_threads(cpu_threads(be)) schedule(static)
     for (int64_t n = 0; n < N; n++) {
         float *row = x + n * V;

@@ -20,9 +20,8 @@
 
 /* Fortran LAPACK entry points exported by OpenBLAS (LP64: 32-bit integers).
  * Character arguments carry a hidden length argument at the end (gfortran ABI). */
-void sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda, float *s, float *u,
-             const int *ldu, float *vt, const int *ldvt, float *work, const int *lwork, int *iwork, int *info,
-             size_t jobz_len);
+void sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda, float *s, float *u, const int *ldu,
+             float *vt, const int *ldvt, float *work, const int *lwork, int *iwork, int *info, size_t jobz_len);
 void sgeqrf_(const int *m, const int *n, float *a, const int *lda, float *tau, float *work, const int *lwork,
              int *info);
 void sorgqr_(const int *m, const int *n, const int *k, float *a, const int *lda, const float *tau, float *work,
@@ -53,8 +52,9 @@ int cpu_svd_top(Backend *be, Tensor *out, const Tensor *G, int rank, int right, 
     else
         OW_CHECK(tensor_rows(out) == M && tensor_cols(out) == rank);
     if (!all_finite(g, M * N))
-        return ow_fail(err, "svd_top: the [%lld, %lld] matrix holds NaN or Inf (hint: the gradients diverged; lower "
-                            "the learning rate or check the data)",
+        return ow_fail(err,
+                       "svd_top: the [%lld, %lld] matrix holds NaN or Inf (hint: the gradients diverged; lower "
+                       "the learning rate or check the data)",
                        (long long)M, (long long)N);
 
     int m = (int)N, n = (int)M, k = (int)K; /* LAPACK's view: A = G^T is m x n column-major */
@@ -156,8 +156,8 @@ void cpu_canonicalize_signs(Backend *be, Tensor *P, int rows) {
     float *p = cpu_f32(P);
     int64_t R = tensor_rows(P), C = tensor_cols(P);
     int64_t nvec = rows ? R : C, len = rows ? C : R;
-    int64_t stride = rows ? 1 : C;   /* step between entries of one vector */
-    int64_t vstride = rows ? C : 1;  /* step between vectors */
+    int64_t stride = rows ? 1 : C;  /* step between entries of one vector */
+    int64_t vstride = rows ? C : 1; /* step between vectors */
 #pragma omp parallel for num_threads(cpu_threads(be)) schedule(static)
     for (int64_t v = 0; v < nvec; v++) {
         float *x = p + v * vstride;
