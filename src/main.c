@@ -14,6 +14,7 @@ typedef struct {
 static const Command k_commands[] = {
     {"train", cmd_train, "fine-tune a model (owlore, owlore-fullrank, lisa, galore, full)"},
     {"outliers", cmd_outliers, "compute OWL outlier ratios and layer-sampling probabilities"},
+    {"demo", cmd_demo, "end-to-end demo: pre-train a tiny model, find its outliers, fine-tune it with OwLore"},
     {"version", cmd_version, "print the version and the backends this build has"},
 };
 
