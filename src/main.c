@@ -13,6 +13,7 @@ typedef struct {
 
 static const Command k_commands[] = {
     {"version", cmd_version, "print the version and the backends this build has"},
+    {"info", cmd_info, "describe a model (architecture, sizes, parameters, memory)"},
 };
 
 static void usage(FILE *out) {
