@@ -16,6 +16,7 @@ static const Command k_commands[] = {
     {"outliers", cmd_outliers, "compute OWL outlier ratios and layer-sampling probabilities"},
     {"demo", cmd_demo, "end-to-end demo: pre-train a tiny model, find its outliers, fine-tune it with OwLore"},
     {"version", cmd_version, "print the version and the backends this build has"},
+    {"info", cmd_info, "describe a model (architecture, sizes, parameters, memory)"},
 };
 
 static void usage(FILE *out) {
