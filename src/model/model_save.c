@@ -35,7 +35,13 @@ int model_save_hf(Model *m, const char *dir, DType dtype, size_t shard_bytes, co
     }
     cJSON *meta = cJSON_CreateObject();
     cJSON_AddStringToObject(meta, "format", "pt");
-    rc = safetensors_write_sharded(tmp, ts, n, shard_bytes, meta, err);
+    if (shard_bytes) {
+        rc = safetensors_write_sharded(tmp, ts, n, shard_bytes, meta, err);
+    } else {
+        char *fp = ow_path_join(tmp, "model.safetensors");
+        rc = safetensors_write(fp, ts, n, meta, err);
+        free(fp);
+    }
     cJSON_Delete(meta);
     if (rc != 0) goto done;
     ModelConfig cfg = m->cfg;
