@@ -2,7 +2,7 @@
  * outside. It creates a small byte-level LLaMA (seeded init), pre-trains it
  * on a generated corpus (random words, and words copied after '='),
  * computes its OWL outlier ratios, then fine-tunes it with OwLore on a second
- * generated task (write the word reversed after '=') with the loss on the
+ * generated task (write the word with each letter shifted by one after '=') with the loss on the
  * answers only, and reports held-out loss and exact-match accuracy of greedy
  * answers before and after fine-tuning. */
 #include "cmd/commands.h"
@@ -19,7 +19,7 @@
 #include <string.h>
 
 #define WORD 4
-#define LINE (2 * WORD + 2) /* "abcd=dcba\n" */
+#define LINE (2 * WORD + 2) /* "abcd=bcde\n" */
 
 static void random_word(Rng *r, char *w) {
     for (int i = 0; i < WORD; i++) w[i] = (char)('a' + rng_below(r, 26));
@@ -34,7 +34,7 @@ static int32_t *make_pretrain(int64_t nlines, uint64_t seed, int64_t *count) {
     char w[WORD];
     for (int64_t l = 0; l < nlines; l++) {
         random_word(&r, w);
-        if (rng_below(&r, 2)) {
+        if (rng_below(&r, 8) != 0) {
             for (int i = 0; i < WORD; i++) ids[n++] = w[i];
             ids[n++] = '=';
             for (int i = 0; i < WORD; i++) ids[n++] = w[i];
@@ -52,7 +52,7 @@ static int32_t *make_pretrain(int64_t nlines, uint64_t seed, int64_t *count) {
     return ids;
 }
 
-/* Task lines "abcd=dcba\n" with the loss mask on the answer and newline. */
+/* Task lines "abcd=bcde\n" (each letter shifted by one) with the loss mask on the answer and newline. */
 static void make_task(int64_t nlines, Rng *r, int32_t *ids, uint8_t *mask) {
     char w[WORD];
     for (int64_t l = 0; l < nlines; l++) {
@@ -61,7 +61,7 @@ static void make_task(int64_t nlines, Rng *r, int32_t *ids, uint8_t *mask) {
         random_word(r, w);
         for (int i = 0; i < WORD; i++) p[i] = w[i];
         p[WORD] = '=';
-        for (int i = 0; i < WORD; i++) p[WORD + 1 + i] = w[WORD - 1 - i];
+        for (int i = 0; i < WORD; i++) p[WORD + 1 + i] = 'a' + (w[i] - 'a' + 1) % 26;
         p[LINE - 1] = '\n';
         for (int i = 0; i < LINE; i++) mk[i] = i > WORD;
     }
@@ -148,7 +148,7 @@ int cmd_demo(int argc, char **argv) {
     if (res.help) {
         args_print_help(stdout, "owlore demo [--out DIR] [flags]",
                         "Builds a small byte-level LLaMA, pre-trains it on a generated corpus, computes its OWL\n"
-                        "outlier ratios, fine-tunes it with OwLore on a new generated task (reverse a word), and\n"
+                        "outlier ratios, fine-tunes it with OwLore on a new generated task (shift each letter by one), and\n"
                         "prints held-out loss and exact-match accuracy before and after. Needs no downloads.",
                         specs, nspecs);
         return 0;
@@ -166,8 +166,8 @@ int cmd_demo(int argc, char **argv) {
     if (ow_mkdir_p(out, &err) != 0) goto done;
 
     /* 1. a small byte-level LLaMA */
-    ModelConfig mc = {.architecture = "LlamaForCausalLM", .model_type = "llama", .vocab_size = 256, .hidden_size = 128,
-                      .intermediate_size = 352, .num_layers = 4, .num_heads = 4, .num_kv_heads = 2, .head_dim = 32,
+    ModelConfig mc = {.architecture = "LlamaForCausalLM", .model_type = "llama", .vocab_size = 256, .hidden_size = 96,
+                      .intermediate_size = 256, .num_layers = 4, .num_heads = 4, .num_kv_heads = 2, .head_dim = 24,
                       .max_position_embeddings = 256, .rms_norm_eps = 1e-5, .rope_theta = 10000.0,
                       .bos_token_id = -1, .eos_token_id = -1, .torch_dtype = "float32"};
     be = train_create_backend(device, 0, threads, &err);
@@ -240,13 +240,13 @@ int cmd_demo(int argc, char **argv) {
         c.steps = ft_steps;
         c.gamma = 2;
         c.interval = 25;
-        c.rank = 32;
+        c.rank = 16;
         c.update_gap = 50;
         c.lr = 2e-3;
         c.projector = PROJ_RANDOMIZED;
         snprintf(c.ratios, sizeof c.ratios, "%s", ratios);
-        printf("[4/5] fine-tuning with OwLore (gamma 2 of 4 blocks, resampled every 25 steps, GaLore rank 32, %lld steps) "
-               "to write words reversed\n", (long long)ft_steps);
+        printf("[4/5] fine-tuning with OwLore (gamma 2 of 4 blocks, resampled every 25 steps, GaLore rank 16, %lld steps) "
+               "to shift each letter of a word by one (abcd=bcde)\n", (long long)ft_steps);
         if (train_run(&c, &s, &err) != 0) goto done;
         if (exact_match(ft_model, held, nheld, device, threads, &acc1, &err) != 0) goto done;
         printf("[5/5] held-out results (%lld words never seen in training):\n", (long long)nheld);

@@ -675,16 +675,17 @@ int safetensors_write(const char *path, const StWriteTensor *tensors, int n, con
     return rc;
 }
 
-/* Rank of a dtype in the HF library's Dtype enum (BOOL < U8 < ... < F16 <
+/* Rank of a dtype in the HF library's Dtype enum (BOOL < U8 < ... < U16 < F16 <
  * BF16 < I32 < U32 < F32 < F64 < I64 < U64); it sorts descending. */
 static int hf_dtype_rank(DType t) {
     switch (t) {
     case OW_U8: return 1;
-    case OW_F16: return 2;
-    case OW_BF16: return 3;
-    case OW_I32: return 4;
-    case OW_F32: return 5;
-    case OW_I64: return 6;
+    case OW_U16: return 2;
+    case OW_F16: return 3;
+    case OW_BF16: return 4;
+    case OW_I32: return 5;
+    case OW_F32: return 6;
+    case OW_I64: return 7;
     default: return 0;
     }
 }

@@ -75,6 +75,7 @@ int optimizer_init(Optimizer *o, Model *m, const OptimConfig *cfg, OwError *err)
     if (optimizer_check(m, cfg, err) != 0) return -1;
     o->cfg = *cfg;
     o->model = m;
+    o->last_micro = 1;
     o->st = ow_xcalloc((size_t)m->nparams, sizeof(ParamState));
     int64_t biggest = 0;
     for (int i = 0; i < m->nparams; i++) {
@@ -264,15 +265,24 @@ done:
 
 /* ---- per-step work ---- */
 
+void optimizer_begin_micro(Optimizer *o, int micro, int last) {
+    o->micro = micro;
+    o->last_micro = last;
+}
+
 int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
     Backend *be = o->model->be;
     ParamState *s = state_of(o, p);
     if (!p->trainable || s->absorbed) return 0;
     OW_CHECK(s->resident);
-    o->sq_norm += be->sum_squares(be, &p->g);
-    s->absorbed = 1;
+    int projected_accum = o->accumulate_projected && s->galore;
+    /* full-rank gradients are complete only after the last micro-batch */
+    if (!projected_accum && !o->last_micro) return 0;
+    if (!projected_accum) o->sq_norm += be->sum_squares(be, &p->g);
+    if (!projected_accum || o->last_micro) s->absorbed = 1;
     if (!s->galore) return 0;
-    if (!s->has_P || s->step % o->cfg.update_gap == 0) {
+    int first = !projected_accum || o->micro == 0;
+    if (first && (!s->has_P || s->step % o->cfg.update_gap == 0)) {
         double t0 = ow_now();
         uint64_t seed = rng_key_for(o->cfg.seed, RNG_STREAM_RANGEFINDER) ^
                         (0x9E3779B97F4A7C15ull * (uint64_t)((p - o->model->params) + 1)) ^ (uint64_t)s->refreshes;
@@ -285,10 +295,15 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
         be->sync(be);
         o->stats.refresh_seconds += ow_now() - t0;
     }
+    float beta = first ? 0.0f : 1.0f;
     if (s->right)
-        be->matmul(be, &s->R, &p->g, 0, &s->P, 1, 1.0f, 0.0f);
+        be->matmul(be, &s->R, &p->g, 0, &s->P, 1, 1.0f, beta);
     else
-        be->matmul(be, &s->R, &s->P, 1, &p->g, 0, 1.0f, 0.0f);
+        be->matmul(be, &s->R, &s->P, 1, &p->g, 0, 1.0f, beta);
+    if (projected_accum) {
+        be->fill(be, &p->g, 0.0f); /* the next micro-batch starts a fresh full-rank gradient */
+        if (o->last_micro) o->sq_norm += be->sum_squares(be, &s->R);
+    }
     return 0;
 }
 
@@ -307,7 +322,8 @@ int optimizer_absorb_part(Optimizer *o, int layer, OwError *err) {
 int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwError *err) {
     Model *m = o->model;
     Backend *be = m->be;
-    /* anything not absorbed through hooks yet */
+    /* anything not absorbed through hooks yet (the step's micro-batches are over) */
+    o->last_micro = 1;
     for (int i = 0; i < m->nparams; i++)
         if (optimizer_absorb(o, &m->params[i], err) != 0) return -1;
     double norm = sqrt(o->sq_norm);
@@ -350,6 +366,7 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
     }
     for (int i = 0; i < m->nparams; i++) o->st[i].absorbed = 0;
     o->sq_norm = 0;
+    o->micro = 0;
     model_zero_grads(m);
     return 0;
 }

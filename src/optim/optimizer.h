@@ -16,6 +16,16 @@
  *      equals projecting the clipped G, and the projector of a scaled
  *      gradient is the same (canonical signs), so this is exact;
  *   3. gradients are zeroed for the next step.
+ * Gradient accumulation over k micro-batches (optimizer_begin_micro before
+ * each): in the default mode the model accumulates full-rank gradients and
+ * they are absorbed after the last micro-batch, which is exact. In projected
+ * mode (accumulate_projected) a GaLore tensor's gradient is projected and
+ * added to R after every micro-batch, so its full-rank gradient lives for
+ * one micro-batch only (less memory). The price, by design: on a refresh
+ * step the projector comes from the first micro-batch's gradient, and the
+ * clipping norm of a GaLore tensor is that of the accumulated projected
+ * gradient ||sum_k P^T G_k|| (never more than the full-rank norm, so clipping
+ * triggers less often); other tensors still use their full-rank norm.
  * GaLore-AdamW uses the update of the GaLore optimizer (ADAM_VARIANT_HF); the
  * plain AdamW recipe uses torch.optim.AdamW (ADAM_VARIANT_TORCH). */
 #ifndef OWLORE_OPTIM_OPTIMIZER_H
@@ -67,6 +77,8 @@ typedef struct Optimizer {
     MemStats host;  /* parked state in host memory */
     OptimStats stats;
     Tensor delta;   /* F32 scratch for projected-back updates */
+    int accumulate_projected; /* projected gradient accumulation (see above) */
+    int micro, last_micro;    /* position within the step's micro-batches */
 } Optimizer;
 
 int optim_kind_parse(const char *name, OptimizerKind *out, OwError *err);
@@ -88,6 +100,8 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err);
 /* Makes p frozen; its state is parked in host memory (keep) or dropped (reset). */
 int optimizer_deactivate(Optimizer *o, Param *p, OwError *err);
 
+/* Marks the start of micro-batch `micro` of a step (last: it is the final one). */
+void optimizer_begin_micro(Optimizer *o, int micro, int last);
 int optimizer_absorb(Optimizer *o, Param *p, OwError *err);
 /* Absorbs every trainable parameter of block `layer` (or, layer == -1, the
  * final norm and an untied lm_head; layer == -2, the embedding). */

@@ -208,6 +208,7 @@ static int setup(Trainer *t, OwError *err) {
     OptimConfig oc = train_config_optim(c);
     if (optimizer_init(&t->opt, m, &oc, err) != 0) return -1;
     t->opt_ready = 1;
+    t->opt.accumulate_projected = c->accum_mode == ACCUM_PROJECTED;
     if (!c->freeze_embeddings && optimizer_activate(&t->opt, m->embed, err) != 0) return -1;
     if (optimizer_activate(&t->opt, m->final_norm, err) != 0) return -1;
     if (m->lm_head != m->embed && optimizer_activate(&t->opt, m->lm_head, err) != 0) return -1;
@@ -268,8 +269,8 @@ static int train_step(Trainer *t, int64_t step, double *loss, double *gnorm, OwE
         double s;
         int64_t n;
         if (total == 0) break; /* nothing to learn from: a step with no targets only advances the schedule */
-        if (model_forward_backward(t->model, t->ids + k * bt, t->targets + k * bt, scale,
-                                   k == c->grad_accum - 1 ? &hooks : NULL, &s, &n, err) != 0)
+        optimizer_begin_micro(&t->opt, (int)k, k == c->grad_accum - 1);
+        if (model_forward_backward(t->model, t->ids + k * bt, t->targets + k * bt, scale, &hooks, &s, &n, err) != 0)
             return -1;
         sum += s;
     }
