@@ -82,7 +82,7 @@ static int parse_entry(const cJSON *e, const char *path, uint64_t data_size, StT
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!cJSON_IsString(dt)) return ow_fail(err, "%s: tensor \"%s\": missing or non-string \"dtype\"", path, name);
     if (dtype_from_name(dt->valuestring, &t->dtype) != 0)
-        return ow_fail(err, "%s: tensor \"%s\": unknown dtype \"%s\" (hint: owlore reads F32, F16, BF16, I32, I64, U8)", path,
+        return ow_fail(err, "%s: tensor \"%s\": unknown dtype \"%s\" (hint: owlore reads F32, F64, F16, BF16, I32, I64, U16, U8)", path,
                        name, dt->valuestring);
     if (!cJSON_IsArray(shape))
         return ow_fail(err, "%s: tensor \"%s\": \"shape\" is missing or not an array of integers", path, name);
@@ -685,7 +685,8 @@ static int hf_dtype_rank(DType t) {
     case OW_BF16: return 4;
     case OW_I32: return 5;
     case OW_F32: return 6;
-    case OW_I64: return 7;
+    case OW_F64: return 7;
+    case OW_I64: return 8;
     default: return 0;
     }
 }

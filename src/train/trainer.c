@@ -201,6 +201,7 @@ static int setup(Trainer *t, OwError *err) {
         owl_result_free(&r);
         if (rc != 0) return -1;
     }
+    if (c->forced_blocks[0] && t->sampling) mode = SAMPLING_UNIFORM; /* the schedule replaces the draws */
     if (sampler_init(&t->sampler, L, (int)c->gamma, mode, needs_ratios ? t->ratios : NULL, (uint64_t)c->seed, err) != 0)
         return -1;
     if (c->forced_blocks[0] && sampler_force(&t->sampler, c->forced_blocks, err) != 0) return -1;

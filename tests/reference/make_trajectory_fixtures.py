@@ -75,6 +75,10 @@ RECIPES = {
     "owlore": dict(method="owlore", optimizer="galore-adamw", forced_blocks="0,2;1,3", gamma=2,
                    interval=10, rank=8, update_gap=6, scale=1.0, projector="exact", eps=1e-6,
                    lr=1e-2, weight_decay=0.0, **COMMON),
+    # blocks come back after a pause (GaLore state resumes) and clip 4 leaves some steps unclipped
+    "owlore_revisit": dict(method="owlore", optimizer="galore-adamw", forced_blocks="0,2;1,3", gamma=2,
+                           interval=5, rank=8, update_gap=4, scale=1.0, projector="exact", eps=1e-6,
+                           lr=1e-2, weight_decay=0.0, **dict(COMMON, clip=4.0)),
     "galore": dict(method="galore", optimizer="galore-adamw", forced_blocks=None, gamma=None,
                    interval=None, rank=8, update_gap=6, scale=2.0, projector="exact", eps=1e-6,
                    lr=1e-2, weight_decay=0.01, **COMMON),
