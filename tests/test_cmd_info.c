@@ -157,7 +157,7 @@ Test(cmd_info, usage_errors) {
     cr_assert(strstr(out, "usage: owlore info") != NULL, "%s", out);
     free(out);
     cr_assert_eq(run_info("no-such-model", &out), 1, "%s", out);
-    cr_assert(strstr(out, "available presets") && strstr(out, "llama3-8b"), "%s", out);
+    cr_assert(strstr(out, "presets:") && strstr(out, "llama3-8b"), "%s", out);
     free(out);
 }
 

@@ -197,9 +197,9 @@ Test(config, presets_match_transformers_counts) {
     cr_assert_eq(n, cJSON_GetArraySize(presets), "every preset needs a row in %s (rerun tests/reference/make_io_fixtures.py)", fx);
     for (int i = 0; i < n; i++) {
         char *path;
-        cr_assert(model_preset_path(names[i], &path, &err) == 0, "%s", err.msg);
+        int is_dir;
         ModelConfig c;
-        cr_assert(model_config_load(path, &c, &err) == 0, "%s", err.msg);
+        cr_assert(model_preset_resolve(names[i], &c, &path, &is_dir, &err) == 0, "%s", err.msg);
         const cJSON *row = cJSON_GetObjectItemCaseSensitive(presets, names[i]);
         cr_assert_not_null(row, "%s missing from %s", names[i], fx);
         double params = cJSON_GetObjectItemCaseSensitive(row, "params")->valuedouble;
@@ -223,9 +223,9 @@ Test(config, presets_match_transformers_counts) {
 Test(config, preset_shapes_as_documented) {
     OwError err;
     char *p;
+    int is_dir;
     ModelConfig c;
-    cr_assert(model_preset_path("llama3-8b", &p, &err) == 0, "%s", err.msg);
-    cr_assert(model_config_load(p, &c, &err) == 0, "%s", err.msg);
+    cr_assert(model_preset_resolve("llama3-8b", &c, &p, &is_dir, &err) == 0, "%s", err.msg);
     cr_assert_eq(c.vocab_size, 128256);
     cr_assert_eq(c.intermediate_size, 14336);
     cr_assert_eq(c.num_kv_heads, 8);
@@ -233,8 +233,7 @@ Test(config, preset_shapes_as_documented) {
     cr_assert_eq(c.max_position_embeddings, 8192);
     cr_assert_eq(c.rope_scaling, ROPE_SCALING_NONE);
     free(p);
-    cr_assert(model_preset_path("llama3.1-8b", &p, &err) == 0, "%s", err.msg);
-    cr_assert(model_config_load(p, &c, &err) == 0, "%s", err.msg);
+    cr_assert(model_preset_resolve("llama3.1-8b", &c, &p, &is_dir, &err) == 0, "%s", err.msg);
     cr_assert_eq(c.rope_scaling, ROPE_SCALING_LLAMA3);
     cr_assert_eq(c.rope_factor, 8.0);
     cr_assert_eq(c.rope_low_freq_factor, 1.0);
@@ -243,16 +242,14 @@ Test(config, preset_shapes_as_documented) {
     cr_assert_eq(c.max_position_embeddings, 131072);
     cr_assert_eq(c.eos_token_id, 128001);
     free(p);
-    cr_assert(model_preset_path("mistral-7b.json", &p, &err) == 0, "%s", err.msg);
-    cr_assert(model_config_load(p, &c, &err) == 0, "%s", err.msg);
+    cr_assert(model_preset_resolve("mistral-7b.json", &c, &p, &is_dir, &err) == 0, "%s", err.msg);
     cr_assert_str_eq(c.architecture, "MistralForCausalLM");
     cr_assert_str_eq(c.model_type, "mistral");
     cr_assert_eq(c.sliding_window, 4096);
     cr_assert_eq(c.vocab_size, 32000);
     cr_assert_eq(c.max_position_embeddings, 32768);
     free(p);
-    cr_assert(model_preset_path("tiny", &p, &err) == 0, "%s", err.msg);
-    cr_assert(model_config_load(p, &c, &err) == 0, "%s", err.msg);
+    cr_assert(model_preset_resolve("tiny", &c, &p, &is_dir, &err) == 0, "%s", err.msg);
     cr_assert_eq(c.hidden_size, 256);
     cr_assert_eq(c.intermediate_size, 688);
     cr_assert_eq(c.num_layers, 8);
@@ -267,9 +264,9 @@ Test(config, to_json_round_trip) {
     OwError err;
     for (int i = 0; i < n; i++) {
         char *p;
+        int is_dir;
         ModelConfig a, b;
-        cr_assert(model_preset_path(names[i], &p, &err) == 0, "%s", err.msg);
-        cr_assert(model_config_load(p, &a, &err) == 0, "%s", err.msg);
+        cr_assert(model_preset_resolve(names[i], &a, &p, &is_dir, &err) == 0, "%s", err.msg);
         cJSON *j = model_config_to_json(&a);
         cr_assert(model_config_from_json(j, "round trip", &b, &err) == 0, "%s: %s", names[i], err.msg);
         cr_assert(memcmp(&a, &b, sizeof a) == 0, "%s does not survive to_json/from_json", names[i]);
@@ -289,35 +286,49 @@ Test(config, to_json_round_trip) {
 Test(config, preset_resolution) {
     OwError err;
     char *p;
+    int is_dir;
+    ModelConfig c;
     /* a model directory */
     char *dir = ts_shared_path("data/real/hf/TinyStories-656K");
-    cr_assert(model_preset_path(dir, &p, &err) == 0, "%s", err.msg);
+    cr_assert(model_preset_resolve(dir, &c, &p, &is_dir, &err) == 0, "%s", err.msg);
     cr_assert(strstr(p, "TinyStories-656K/config.json") != NULL, "%s", p);
+    cr_assert(is_dir);
+    cr_assert_eq(c.num_layers, 2);
     free(p);
     /* a config path */
     char *cfg = ts_shared_path("data/real/hf/TinyStories-656K/config.json");
-    cr_assert(model_preset_path(cfg, &p, &err) == 0, "%s", err.msg);
+    cr_assert(model_preset_resolve(cfg, &c, &p, &is_dir, &err) == 0, "%s", err.msg);
     cr_assert_str_eq(p, cfg);
+    cr_assert(!is_dir);
     free(p);
     free(cfg);
+    /* a compiled-in preset, found from any directory */
+    cr_assert(model_preset_resolve("llama2-7b", &c, &p, &is_dir, &err) == 0, "%s", err.msg);
+    cr_assert_str_eq(p, "preset llama2-7b");
+    cr_assert_eq(c.hidden_size, 4096);
+    free(p);
     /* an unknown name: the message lists the presets */
-    cr_assert_eq(model_preset_path("llama9-1t", &p, &err), -1);
+    cr_assert_eq(model_preset_resolve("llama9-1t", &c, &p, &is_dir, &err), -1);
     cr_assert(strstr(err.msg, "llama9-1t") && strstr(err.msg, "llama2-7b") && strstr(err.msg, "mistral-7b") &&
                   strstr(err.msg, "tiny"),
               "%s", err.msg);
     /* a directory without config.json */
     char *tmp = ts_tmpdir();
-    cr_assert_eq(model_preset_path(tmp, &p, &err), -1);
+    cr_assert_eq(model_preset_resolve(tmp, &c, &p, &is_dir, &err), -1);
     cr_assert(strstr(err.msg, "config.json") != NULL, "%s", err.msg);
-    /* OWLORE_CONFIG_DIR overrides the source tree */
+    /* OWLORE_CONFIG_DIR adds presets and is searched first */
     char *mine = ow_path_join(tmp, "mine.json");
     ts_write_file(mine, k_base, strlen(k_base));
     setenv("OWLORE_CONFIG_DIR", tmp, 1);
-    cr_assert(model_preset_path("mine", &p, &err) == 0, "%s", err.msg);
+    cr_assert(model_preset_resolve("mine", &c, &p, &is_dir, &err) == 0, "%s", err.msg);
     cr_assert_str_eq(p, mine);
     free(p);
-    cr_assert_eq(model_preset_path("llama2-7b", &p, &err), -1);
-    cr_assert(strstr(err.msg, "mine") != NULL, "%s", err.msg);
+    char **names;
+    int n = model_preset_list(&names);
+    int found = 0;
+    for (int i = 0; i < n; i++) found += strcmp(names[i], "mine") == 0 || strcmp(names[i], "llama2-7b") == 0;
+    cr_assert_eq(found, 2, "the list holds both the user's and the compiled-in presets");
+    model_preset_list_free(names, n);
     unsetenv("OWLORE_CONFIG_DIR");
     free(mine);
     ts_rmtree(tmp);

@@ -2,7 +2,7 @@
  * outside. It creates a small byte-level LLaMA (seeded init), pre-trains it
  * on a generated corpus (random words, and words copied after '='),
  * computes its OWL outlier ratios, then fine-tunes it with OwLore on a second
- * generated task (write the word with each letter shifted by one after '=') with the loss on the
+ * generated task (after '=', the two letters that follow the word's last letter) with the loss on the
  * answers only, and reports held-out loss and exact-match accuracy of greedy
  * answers before and after fine-tuning. */
 #include "cmd/commands.h"
@@ -19,7 +19,8 @@
 #include <string.h>
 
 #define WORD 4
-#define LINE (2 * WORD + 2) /* "abcd=bcde\n" */
+#define ANS 2
+#define LINE (WORD + ANS + 2) /* "abcd=ef\n": the two letters that follow the word's last letter */
 
 static void random_word(Rng *r, char *w) {
     for (int i = 0; i < WORD; i++) w[i] = (char)('a' + rng_below(r, 26));
@@ -52,7 +53,8 @@ static int32_t *make_pretrain(int64_t nlines, uint64_t seed, int64_t *count) {
     return ids;
 }
 
-/* Task lines "abcd=bcde\n" (each letter shifted by one) with the loss mask on the answer and newline. */
+/* Task lines "abcd=ef\n" (the two letters after the word's last letter in
+ * the alphabet, wrapping) with the loss mask on the answer and newline. */
 static void make_task(int64_t nlines, Rng *r, int32_t *ids, uint8_t *mask) {
     char w[WORD];
     for (int64_t l = 0; l < nlines; l++) {
@@ -61,7 +63,7 @@ static void make_task(int64_t nlines, Rng *r, int32_t *ids, uint8_t *mask) {
         random_word(r, w);
         for (int i = 0; i < WORD; i++) p[i] = w[i];
         p[WORD] = '=';
-        for (int i = 0; i < WORD; i++) p[WORD + 1 + i] = 'a' + (w[i] - 'a' + 1) % 26;
+        for (int i = 0; i < ANS; i++) p[WORD + 1 + i] = 'a' + (w[WORD - 1] - 'a' + 1 + i) % 26;
         p[LINE - 1] = '\n';
         for (int i = 0; i < LINE; i++) mk[i] = i > WORD;
     }
@@ -84,7 +86,7 @@ static int exact_match(const char *model_dir, const int32_t *task, int64_t n, co
     if (model_prepare(m, n, T, 1, err) != 0) goto done;
     for (int64_t i = 0; i < n; i++)
         for (int64_t t = 0; t <= WORD; t++) ids[i * T + t] = task[i * LINE + t];
-    for (int k = 0; k < WORD; k++) {
+    for (int k = 0; k < ANS; k++) {
         if (model_forward_logits(m, ids, logits, err) != 0) goto done;
         for (int64_t i = 0; i < n; i++) {
             const float *row = logits + (i * T + WORD + k) * V;
@@ -97,7 +99,7 @@ static int exact_match(const char *model_dir, const int32_t *task, int64_t n, co
     int64_t right = 0;
     for (int64_t i = 0; i < n; i++) {
         int ok = 1;
-        for (int k = 0; k < WORD; k++) ok &= ids[i * T + WORD + 1 + k] == task[i * LINE + WORD + 1 + k];
+        for (int k = 0; k < ANS; k++) ok &= ids[i * T + WORD + 1 + k] == task[i * LINE + WORD + 1 + k];
         right += ok;
     }
     *acc = (double)right / (double)n;
@@ -148,7 +150,7 @@ int cmd_demo(int argc, char **argv) {
     if (res.help) {
         args_print_help(stdout, "owlore demo [--out DIR] [flags]",
                         "Builds a small byte-level LLaMA, pre-trains it on a generated corpus, computes its OWL\n"
-                        "outlier ratios, fine-tunes it with OwLore on a new generated task (shift each letter by one), and\n"
+                        "outlier ratios, fine-tunes it with OwLore on a new generated task (continue the alphabet after a word), and\n"
                         "prints held-out loss and exact-match accuracy before and after. Needs no downloads.",
                         specs, nspecs);
         return 0;
@@ -224,7 +226,7 @@ int cmd_demo(int argc, char **argv) {
         if (orc != 0) goto done;
     }
 
-    /* 4. the fine-tuning task: reverse the word; held-out words for exact match */
+    /* 4. the fine-tuning task; held-out words for exact match */
     {
         int64_t ntrain = 6000, nheld = 256;
         Rng r;
@@ -246,7 +248,7 @@ int cmd_demo(int argc, char **argv) {
         c.projector = PROJ_RANDOMIZED;
         snprintf(c.ratios, sizeof c.ratios, "%s", ratios);
         printf("[4/5] fine-tuning with OwLore (gamma 2 of 4 blocks, resampled every 25 steps, GaLore rank 16, %lld steps) "
-               "to shift each letter of a word by one (abcd=bcde)\n", (long long)ft_steps);
+               "to continue the alphabet after a word (abcd=ef)\n", (long long)ft_steps);
         if (train_run(&c, &s, &err) != 0) goto done;
         if (exact_match(ft_model, held, nheld, device, threads, &acc1, &err) != 0) goto done;
         printf("[5/5] held-out results (%lld words never seen in training):\n", (long long)nheld);

@@ -44,12 +44,12 @@ static char *find_weights(const char *config_path) {
 }
 
 static int gather(const char *model, InfoFacts *f, OwError *err) {
-    if (model_preset_path(model, &f->config_path, err) != 0) return -1;
-    if (model_config_load(f->config_path, &f->cfg, err) != 0) return -1;
+    int is_dir;
+    if (model_preset_resolve(model, &f->cfg, &f->config_path, &is_dir, err) != 0) return -1;
     f->params_config = model_config_param_count(&f->cfg);
     f->params = f->params_config;
     f->block_params = model_config_block_param_count(&f->cfg);
-    f->weights_path = find_weights(f->config_path);
+    f->weights_path = is_dir ? find_weights(f->config_path) : NULL;
     if (!f->weights_path) return 0;
     SafeTensors st;
     if (safetensors_open(f->weights_path, &st, err) != 0) return -1;
