@@ -131,10 +131,10 @@ static void base_config(TrainConfig *c, const char *method, const char *model, c
 
 int cmd_demo(int argc, char **argv) {
     const char *out = "owlore-demo", *device = "auto";
-    int64_t threads = 0, pre_steps = 400, ft_steps = 300, seed = 1234;
+    int64_t threads = 0, pre_steps = 300, ft_steps = 300, seed = 1234;
     ArgSpec specs[] = {
         {"out", ARG_STR, &out, "DIR", "where the demo writes its models and runs (default owlore-demo)", NULL},
-        {"pretrain-steps", ARG_INT, &pre_steps, "N", "pre-training steps (default 400)", NULL},
+        {"pretrain-steps", ARG_INT, &pre_steps, "N", "pre-training steps (default 300)", NULL},
         {"finetune-steps", ARG_INT, &ft_steps, "N", "OwLore fine-tuning steps (default 300)", NULL},
         {"seed", ARG_INT, &seed, "N", "seed (default 1234)", NULL},
         {"device", ARG_STR, &device, "DEV", "cuda | cpu | auto (default)", NULL},
@@ -242,12 +242,12 @@ int cmd_demo(int argc, char **argv) {
         c.steps = ft_steps;
         c.gamma = 2;
         c.interval = 25;
-        c.rank = 16;
+        c.rank = 32;
         c.update_gap = 50;
-        c.lr = 2e-3;
+        c.lr = 5e-3;
         c.projector = PROJ_RANDOMIZED;
         snprintf(c.ratios, sizeof c.ratios, "%s", ratios);
-        printf("[4/5] fine-tuning with OwLore (gamma 2 of 4 blocks, resampled every 25 steps, GaLore rank 16, %lld steps) "
+        printf("[4/5] fine-tuning with OwLore (gamma 2 of 4 blocks, resampled every 25 steps, GaLore rank 32, %lld steps) "
                "to continue the alphabet after a word (abcd=ef)\n", (long long)ft_steps);
         if (train_run(&c, &s, &err) != 0) goto done;
         if (exact_match(ft_model, held, nheld, device, threads, &acc1, &err) != 0) goto done;

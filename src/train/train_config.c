@@ -42,8 +42,8 @@ static const EnumNames k_accum = {{"full", "projected", NULL}};
 #define ENUM(f, e) K_ENUM, OFF(f), 0, &e
 
 static const KeyDef k_keys[] = {
-    {"model", STR(model), "DIR", "Hugging Face model directory (config.json, *.safetensors)"},
-    {"data", STR(data), "FILE", "training data: owlore token file (.bin), or text (.txt) for byte-level models"},
+    {"model", STR(model), "DIR", "Hugging Face model directory, or a preset name (random weights, for benchmarks)"},
+    {"data", STR(data), "FILE", "owlore token file, text for byte-level models, or \"synthetic\" (random tokens)"},
     {"out", STR(out), "RUN_DIR", "run directory (metrics.jsonl, config.json, final model)"},
     {"recipe", STR(recipe), "FILE", "a recipe JSON whose keys override the method's defaults"},
     {"method", STR(method), "NAME", "owlore | owlore-fullrank | lisa | galore | full"},
@@ -81,6 +81,8 @@ static const KeyDef k_keys[] = {
     {"eval_batches", NUM(K_INT, eval_batches), "N", "validation batches per evaluation (0: all)"},
     {"val_split", NUM(K_FLOAT, val_split), "F", "fraction of the data held out for validation"},
     {"log_every", NUM(K_INT, log_every), "N", "progress line every N steps"},
+    {"save_model", NUM(K_BOOL, save_model), NULL, "write the fine-tuned model to RUN_DIR/model at the end"},
+    {"init_std", NUM(K_FLOAT, init_std), "STD", "random init std when --model is a preset"},
     {"nsamples", NUM(K_INT, nsamples), "N", "OWL calibration sequences (when ratios are computed here)"},
     {"seqlen", NUM(K_INT, seqlen), "T", "OWL calibration sequence length"},
     {"M", NUM(K_FLOAT, M), "M", "OWL outlier threshold multiple"},
@@ -121,6 +123,8 @@ void train_config_defaults(TrainConfig *c) {
     c->eval_batches = 16;
     c->val_split = 0.05;
     c->log_every = 1;
+    c->save_model = 1;
+    c->init_std = 0.02;
     c->nsamples = 128;
     c->seqlen = 2048;
     c->M = 13.0;

@@ -44,6 +44,8 @@ typedef struct TrainConfig {
     int shuffle, recompute;
     /* evaluation and logging */
     int64_t eval_every, eval_batches, log_every;
+    int save_model;   /* write RUN_DIR/model at the end */
+    double init_std;  /* std of the random init when --model is a preset (no weights) */
     double val_split;
     /* OWL calibration when ratios are computed at the start of training */
     int64_t nsamples, seqlen;

@@ -4,8 +4,10 @@
 #include "core/fileio.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/rng.h"
 #include "data/batcher.h"
 #include "model/model_save.h"
+#include "model/preset.h"
 #include "owl/outliers.h"
 
 #include <math.h>
@@ -171,10 +173,33 @@ static int setup(Trainer *t, OwError *err) {
     t->be = train_create_backend(c->device, c->gpu_mem, c->threads, err);
     if (!t->be) return -1;
     OW_INFO("device: %s", t->be->name);
-    if (model_load_hf(t->be, c->model, &t->model, err) != 0) return -1;
+    if (ow_is_dir(c->model)) {
+        if (model_load_hf(t->be, c->model, &t->model, err) != 0) return -1;
+    } else {
+        ModelConfig mc;
+        char *src;
+        int is_dir;
+        int rc = model_preset_resolve(c->model, &mc, &src, &is_dir, err);
+        if (rc == 0) OW_WARN("%s: no weights: training from a random initialisation (std %g)", src, c->init_std);
+        free(src);
+        if (rc != 0 || model_create(t->be, &mc, &t->model, err) != 0) return -1;
+        model_init_random(t->model, (uint64_t)c->seed, c->init_std);
+    }
     Model *m = t->model;
     int L = (int)m->cfg.num_layers;
-    if (train_load_data(c->data, c->model, m->cfg.vocab_size, &t->data, err) != 0) return -1;
+    if (strcmp(c->data, "synthetic") == 0) {
+        if (c->steps <= 0) return ow_fail(err, "--data synthetic needs --steps");
+        int64_t n = c->steps * c->grad_accum * c->batch_size * c->block_size;
+        n += (int64_t)ceil(n * c->val_split / (1 - c->val_split)) + c->block_size + 1;
+        int32_t *ids = ow_try_malloc((size_t)n * sizeof(int32_t), "synthetic tokens", err);
+        if (!ids) return -1;
+        Rng r;
+        rng_init(&r, (uint64_t)c->seed, RNG_STREAM_DATA);
+        for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)rng_below(&r, (uint64_t)m->cfg.vocab_size);
+        tokdata_from_ids(&t->data, ids, n, m->cfg.vocab_size);
+    } else if (train_load_data(c->data, c->model, m->cfg.vocab_size, &t->data, err) != 0) {
+        return -1;
+    }
     if (batcher_init(&t->batcher, &t->data, c->batch_size, c->block_size, c->val_split, c->shuffle, (uint64_t)c->seed,
                      c->data, err) != 0)
         return -1;
@@ -280,7 +305,59 @@ static int train_step(Trainer *t, int64_t step, double *loss, double *gnorm, OwE
     return optimizer_step(&t->opt, lr, c->clip, gnorm, err);
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* RUN_DIR/summary.json: the figures a benchmark reports. */
+static int write_summary(Trainer *t, const double *step_secs, double tokens, double refresh_s, int64_t refreshes,
+                         TrainSummary *summary, OwError *err) {
+    const TrainConfig *c = &t->cfg;
+    int64_t n = t->total_steps, skip = n > 4 ? 2 : 0;
+    double *sorted = ow_xmalloc((size_t)n * sizeof(double));
+    memcpy(sorted, step_secs, (size_t)n * sizeof(double));
+    qsort(sorted + skip, (size_t)(n - skip), sizeof(double), cmp_double);
+    int64_t k = n - skip;
+    double median = k % 2 ? sorted[skip + k / 2] : 0.5 * (sorted[skip + k / 2 - 1] + sorted[skip + k / 2]);
+    free(sorted);
+    double tok_step = (double)(c->batch_size * c->block_size * c->grad_accum);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "method", c->method);
+    cJSON_AddStringToObject(o, "backend", t->be->name);
+    cJSON_AddStringToObject(o, "model", c->model);
+    cJSON_AddNumberToObject(o, "batch_size", (double)c->batch_size);
+    cJSON_AddNumberToObject(o, "block_size", (double)c->block_size);
+    cJSON_AddNumberToObject(o, "steps", (double)n);
+    cJSON_AddNumberToObject(o, "first_step_s", step_secs[0]);
+    cJSON_AddNumberToObject(o, "steady_step_s", median);
+    cJSON_AddNumberToObject(o, "tokens_per_s", tok_step / median);
+    cJSON_AddNumberToObject(o, "avg_tokens_per_s", tokens / summary->seconds);
+    cJSON_AddNumberToObject(o, "seconds", summary->seconds);
+    cJSON_AddNumberToObject(o, "projector_refreshes", (double)refreshes);
+    cJSON_AddNumberToObject(o, "projector_refresh_s_per_matrix", refreshes ? refresh_s / (double)refreshes : 0);
+    cJSON_AddNumberToObject(o, "projector_refresh_s_per_block", refreshes ? 7.0 * refresh_s / (double)refreshes : 0);
+    cJSON_AddNumberToObject(o, "peak_bytes", (double)t->be->mem.peak_total);
+    cJSON_AddNumberToObject(o, "peak_gib", (double)t->be->mem.peak_total / (1024.0 * 1024 * 1024));
+    cJSON *bd = cJSON_AddObjectToObject(o, "peak_breakdown_bytes");
+    for (int kind = 0; kind < MEM_KIND_COUNT; kind++)
+        cJSON_AddNumberToObject(bd, mem_kind_name((MemKind)kind), (double)t->be->mem.peak_breakdown[kind]);
+    cJSON_AddNumberToObject(o, "host_optimizer_bytes_peak", (double)t->opt.host.peak_total);
+    cJSON_AddNumberToObject(o, "first_loss", summary->first_loss);
+    cJSON_AddNumberToObject(o, "last_loss", summary->last_loss);
+    char *p = ow_path_join(c->out, "summary.json");
+    int rc = json_write_file(p, o, err);
+    char *line = cJSON_PrintUnformatted(o);
+    printf("RESULT %s\n", line);
+    fflush(stdout);
+    cJSON_free(line);
+    free(p);
+    cJSON_Delete(o);
+    return rc;
+}
+
 int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
+    double *step_secs = NULL;
     Trainer t;
     memset(&t, 0, sizeof t);
     t.cfg = *cfg;
@@ -295,8 +372,9 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         log_eval(&t, 0, val);
         summary->first_val = summary->last_val = val;
     }
-    double t_start = ow_now(), tokens = 0;
-    int64_t tok_per_step = c->batch_size * c->block_size * c->grad_accum;
+    double t_start = ow_now(), tokens = 0, refresh_s = 0;
+    int64_t tok_per_step = c->batch_size * c->block_size * c->grad_accum, refreshes = 0;
+    step_secs = ow_xcalloc((size_t)t.total_steps, sizeof(double));
     for (int64_t step = 0; step < t.total_steps; step++) {
         double t0 = ow_now();
         if (step % c->interval == 0 && (t.sampling || step == 0)) {
@@ -308,6 +386,9 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         if (train_step(&t, step, &loss, &gnorm, err) != 0) goto done;
         t.be->sync(t.be);
         double dt = ow_now() - t0;
+        step_secs[step] = dt;
+        refresh_s += t.opt.stats.refresh_seconds;
+        refreshes += t.opt.stats.refreshes;
         tokens += (double)tok_per_step;
         double elapsed = ow_now() - t_start;
         if (step == 0) summary->first_loss = loss;
@@ -354,18 +435,23 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
     summary->seconds = ow_now() - t_start;
     summary->tokens_per_s = tokens / summary->seconds;
     summary->peak_mem = t.be->mem.peak_total;
+    if (write_summary(&t, step_secs, tokens, refresh_s, refreshes, summary, err) != 0) goto done;
     if (t.batcher.nval > 0) {
         if (evaluate(&t, &val, err) != 0) goto done;
         log_eval(&t, t.total_steps, val);
         summary->last_val = val;
     }
-    {
+    if (c->save_model) {
         char *md = ow_path_join(c->out, "model");
-        rc = model_save_hf(t.model, md, OW_F32, 0, c->model, err);
+        rc = ow_is_dir(c->model) ? model_save_hf(t.model, md, OW_F32, 0, c->model, err)
+                                 : model_save_hf(t.model, md, OW_F32, 0, NULL, err);
         if (rc == 0) OW_INFO("saved the fine-tuned model to %s", md);
         free(md);
+    } else {
+        rc = 0;
     }
 done:
+    free(step_secs);
     teardown(&t);
     return rc;
 }
