@@ -436,3 +436,30 @@ static void range_finder_case(int64_t rows, int64_t cols, int rank) {
 
 Test(optimizer, range_finder_right_side) { range_finder_case(300, 120, 16); }
 Test(optimizer, range_finder_left_side) { range_finder_case(90, 260, 12); }
+
+Test(optimizer, shared_gradient_buffers_hold_one_block) {
+    OwError err;
+    Backend *be = backend_create_cpu(1, 0, &err);
+    ModelConfig c = tiny_cfg();
+    Model *m;
+    cr_assert_eq(model_create(be, &c, &m, &err), 0);
+    OptimConfig oc = galore_cfg();
+    Optimizer o;
+    cr_assert_eq(optimizer_init(&o, m, &oc, &err), 0);
+    o.share_grads = 1;
+    size_t expect = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        Param *p = &m->params[i];
+        cr_assert_eq(optimizer_activate(&o, p, &err), 0);
+        if (!optimizer_projects(&oc, p) || p->layer == 0) expect += tensor_nbytes(&p->w) / dtype_size(p->w.dtype) * 4;
+    }
+    cr_assert_eq(be->mem.current[MEM_GRADS], expect, "gradients: %zu bytes, expected %zu (one block of matrices)",
+                 be->mem.current[MEM_GRADS], expect);
+    Param *a = model_block_param(m, 0, BW_UP), *b = model_block_param(m, 1, BW_UP);
+    cr_assert_eq(a->g.data, b->g.data, "blocks share the buffer");
+    cr_assert_eq(optimizer_deactivate(&o, a, &err), 0);
+    cr_assert(b->g.data != NULL, "freezing one block leaves the shared buffer to the others");
+    optimizer_free(&o);
+    model_free(m);
+    be->destroy(be);
+}

@@ -95,7 +95,7 @@ void model_free(Model *m) {
     Backend *be = m->be;
     for (int i = 0; i < m->nparams; i++) {
         be->release(be, &m->params[i].w, MEM_WEIGHTS);
-        be->release(be, &m->params[i].g, MEM_GRADS);
+        if (!m->params[i].g_shared) be->release(be, &m->params[i].g, MEM_GRADS);
     }
     be->release(be, &m->rope_cos, MEM_OTHER);
     be->release(be, &m->rope_sin, MEM_OTHER);
@@ -121,7 +121,11 @@ int model_set_trainable(Model *m, Param *p, int trainable, OwError *err) {
         snprintf(what, sizeof what, "gradient of %s", p->name);
         if (m->be->alloc(m->be, &p->g, MEM_GRADS, what, err) != 0) return -1;
     } else if (!trainable && p->g.data) {
-        m->be->release(m->be, &p->g, MEM_GRADS);
+        if (p->g_shared)
+            p->g.data = NULL;
+        else
+            m->be->release(m->be, &p->g, MEM_GRADS);
+        p->g_shared = 0;
     }
     p->trainable = trainable;
     return 0;

@@ -38,6 +38,7 @@ typedef struct Param {
     Tensor w;        /* be->param_dtype */
     Tensor g;        /* F32, allocated while trainable */
     int trainable;
+    int g_shared;    /* g is a view of a buffer the optimizer owns and shares between blocks */
 } Param;
 
 /* Called during backward as soon as gradients are complete for a part of the

@@ -122,6 +122,7 @@ void optimizer_free(Optimizer *o) {
         }
     }
     be->release(be, &o->delta, MEM_OPTIM);
+    for (int b = 0; b < BW_COUNT; b++) be->release(be, &o->shared_g[b], MEM_GRADS);
     free(o->st);
     memset(o, 0, sizeof *o);
 }
@@ -145,7 +146,19 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
     Model *m = o->model;
     Backend *be = m->be;
     ParamState *s = state_of(o, p);
-    if (model_set_trainable(m, p, 1, err) != 0) return -1;
+    if (o->share_grads && s->galore && !p->trainable) {
+        Tensor *sh = &o->shared_g[p->bw];
+        if (!sh->data) {
+            *sh = tensor_desc(OW_F32, p->w.ndim, p->w.shape);
+            if (be->alloc(be, sh, MEM_GRADS, "gradient buffer shared by the blocks", err) != 0) return -1;
+        }
+        OW_CHECK(tensor_same_shape(sh, &p->w));
+        p->g = *sh;
+        p->g_shared = 1;
+        p->trainable = 1;
+    } else if (model_set_trainable(m, p, 1, err) != 0) {
+        return -1;
+    }
     if (s->resident) return 0;
     Tensor mv, P;
     state_shapes(o, s, p, &mv, &P);
@@ -300,10 +313,9 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
         be->matmul(be, &s->R, &p->g, 0, &s->P, 1, 1.0f, beta);
     else
         be->matmul(be, &s->R, &s->P, 1, &p->g, 0, 1.0f, beta);
-    if (projected_accum) {
-        be->fill(be, &p->g, 0.0f); /* the next micro-batch starts a fresh full-rank gradient */
-        if (o->last_micro) o->sq_norm += be->sum_squares(be, &s->R);
-    }
+    /* the next micro-batch, or the next block sharing the buffer, starts from zero */
+    if (projected_accum || p->g_shared) be->fill(be, &p->g, 0.0f);
+    if (projected_accum && o->last_micro) o->sq_norm += be->sum_squares(be, &s->R);
     return 0;
 }
 

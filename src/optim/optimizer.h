@@ -78,6 +78,13 @@ typedef struct Optimizer {
     OptimStats stats;
     Tensor delta;   /* F32 scratch for projected-back updates */
     int accumulate_projected; /* projected gradient accumulation (see above) */
+    /* Share one full-rank gradient buffer per block tensor kind between the
+     * GaLore tensors of all blocks: each block's gradient is projected as soon
+     * as its backward ends, so the next block can reuse the buffer. Valid when
+     * nothing needs a full-rank gradient after its block (one micro-batch per
+     * step, or projected accumulation); set before activating parameters. */
+    int share_grads;
+    Tensor shared_g[BW_COUNT];
     int micro, last_micro;    /* position within the step's micro-batches */
 } Optimizer;
 

@@ -235,6 +235,7 @@ static int setup(Trainer *t, OwError *err) {
     if (optimizer_init(&t->opt, m, &oc, err) != 0) return -1;
     t->opt_ready = 1;
     t->opt.accumulate_projected = c->accum_mode == ACCUM_PROJECTED;
+    t->opt.share_grads = c->grad_accum == 1 || c->accum_mode == ACCUM_PROJECTED;
     if (!c->freeze_embeddings && optimizer_activate(&t->opt, m->embed, err) != 0) return -1;
     if (optimizer_activate(&t->opt, m->final_norm, err) != 0) return -1;
     if (m->lm_head != m->embed && optimizer_activate(&t->opt, m->lm_head, err) != 0) return -1;
