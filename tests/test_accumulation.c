@@ -18,24 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void read_losses(const char *run, double *losses, int n) {
-    char *p = ow_path_join(run, "metrics.jsonl");
-    char *text;
-    size_t len;
-    OwError err;
-    cr_assert_eq(ow_read_file(p, &text, &len, &err), 0, "%s", err.msg);
-    int k = 0;
-    for (char *line = strtok(text, "\n"); line && k < n; line = strtok(NULL, "\n")) {
-        cJSON *j = cJSON_Parse(line);
-        cJSON *l = cJSON_GetObjectItem(j, "loss");
-        if (l) losses[k++] = l->valuedouble;
-        cJSON_Delete(j);
-    }
-    cr_assert_eq(k, n, "metrics.jsonl has %d step records, expected %d", k, n);
-    free(text);
-    free(p);
-}
-
 static void run(const char *model, const char *data, const char *out, int64_t B, int64_t accum, const char *mode) {
     TrainConfig c;
     OwError err;
@@ -74,8 +56,8 @@ Test(accumulation, full_mode_equals_the_large_batch) {
     run(model, data, a, 4, 1, "full");
     run(model, data, b, 2, 2, "full");
     double la[5], lb[5];
-    read_losses(a, la, 5);
-    read_losses(b, lb, 5);
+    ts_read_metric(a, "loss", la, 5);
+    ts_read_metric(b, "loss", lb, 5);
     for (int i = 0; i < 5; i++) cr_assert_float_eq(la[i], lb[i], 1e-5 * fabs(la[i]), "step %d: %.8f vs %.8f", i, la[i], lb[i]);
     /* the final weights agree too */
     char *ma = ow_path_join(a, "model"), *mb = ow_path_join(b, "model");
@@ -95,7 +77,7 @@ Test(accumulation, full_mode_equals_the_large_batch) {
     char *c = ow_path_join(dir, "c");
     run(model, data, c, 2, 2, "projected");
     double lc[5];
-    read_losses(c, lc, 5);
+    ts_read_metric(c, "loss", lc, 5);
     cr_assert_float_eq(lc[0], lb[0], 1e-6 * fabs(lb[0]), "the first loss comes before any update");
     free(c);
     free(ma);

@@ -28,28 +28,6 @@
 #define NORM_TOL 1e-3
 #define WEIGHT_TOL 2e-3
 
-static void read_metrics(const char *run, double *loss, double *gnorm, double *lr, int n) {
-    char *p = ow_path_join(run, "metrics.jsonl");
-    char *text;
-    size_t len;
-    OwError err;
-    cr_assert_eq(ow_read_file(p, &text, &len, &err), 0, "%s", err.msg);
-    int k = 0;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        cJSON *j = cJSON_Parse(line);
-        if (cJSON_GetObjectItem(j, "loss") && k < n) {
-            loss[k] = cJSON_GetObjectItem(j, "loss")->valuedouble;
-            gnorm[k] = cJSON_GetObjectItem(j, "grad_norm")->valuedouble;
-            lr[k] = cJSON_GetObjectItem(j, "lr")->valuedouble;
-            k++;
-        }
-        cJSON_Delete(j);
-    }
-    cr_assert_eq(k, n, "%d step records, expected %d", k, n);
-    free(text);
-    free(p);
-}
-
 static void run_recipe(const char *name) {
     OwError err;
     char *fx = ts_fixture_path("trajectory");
@@ -93,7 +71,9 @@ static void run_recipe(const char *name) {
     const double *rl = safetensors_find(&ex, "losses")->data, *rg = safetensors_find(&ex, "grad_norms")->data,
                  *rlr = safetensors_find(&ex, "lrs")->data;
     double loss[20], gn[20], lr[20], worst = 0;
-    read_metrics(out, loss, gn, lr, 20);
+    ts_read_metric(out, "loss", loss, 20);
+    ts_read_metric(out, "grad_norm", gn, 20);
+    ts_read_metric(out, "lr", lr, 20);
     for (int i = 0; i < 20; i++) {
         double e = fabs(loss[i] - rl[i]) / fabs(rl[i]);
         worst = fmax(worst, e);

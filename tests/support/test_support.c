@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/fileio.h"
+#include "core/json.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -103,4 +104,24 @@ double ts_rel_err(const float *a, const float *ref, size_t n) {
     }
     double r = ts_max_abs(ref, n);
     return r > 0 ? d / r : d;
+}
+
+void ts_read_metric(const char *run_dir, const char *key, double *out, int n) {
+    char *p = ow_path_join(run_dir, "metrics.jsonl");
+    char *text;
+    size_t len;
+    OwError err;
+    cr_assert_eq(ow_read_file(p, &text, &len, &err), 0, "%s", err.msg);
+    int k = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line && k < n; line = strtok_r(NULL, "\n", &save)) {
+        cJSON *j = cJSON_Parse(line);
+        cr_assert(j != NULL, "%s: a line is not JSON: %s", p, line);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+        if (cJSON_GetObjectItemCaseSensitive(j, "loss") && v) out[k++] = v->valuedouble;
+        cJSON_Delete(j);
+    }
+    cr_assert_eq(k, n, "%s has %d step records with %s, expected %d", p, k, key, n);
+    free(text);
+    free(p);
 }

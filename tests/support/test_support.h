@@ -22,5 +22,8 @@ int ts_run(const char *cmd, char **output);
 /* max |a - ref| / max |ref| (max |a - ref| when ref is all zero). */
 double ts_rel_err(const float *a, const float *ref, size_t n);
 double ts_max_abs(const float *a, size_t n);
+/* Reads `key` of the first n step records (lines with a "loss") of
+ * RUN_DIR/metrics.jsonl into out; fails the test when there are fewer. */
+void ts_read_metric(const char *run_dir, const char *key, double *out, int n);
 
 #endif
