@@ -1,10 +1,9 @@
 /* main.c: the `owlore` command line: dispatches to the subcommands. */
 #include "cmd/commands.h"
 #include "core/log.h"
+#include "core/runtime.h"
 
 #include <stdio.h>
-#include <stdlib.h>
-#include <unistd.h>
 #include <string.h>
 
 typedef struct {
@@ -29,19 +28,8 @@ static void usage(FILE *out) {
         fprintf(out, "  %-10s %s\n", k_commands[i].name, k_commands[i].summary);
 }
 
-/* OpenMP threads that spin after a parallel region starve OpenBLAS's own
- * threads on small machines (measured: 2x slower training on 2 cores). The
- * wait policy is read when libgomp loads, before main, so when the user has
- * not chosen one we set "passive" and re-execute ourselves once. */
-static void prefer_passive_openmp(char **argv) {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    execv("/proc/self/exe", argv);
-    /* exec failed: carry on with the active policy */
-}
-
 int main(int argc, char **argv) {
-    prefer_passive_openmp(argv);
+    ow_runtime_setup(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/json.h"
+#include "core/runtime.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -12,6 +13,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+/* The test binaries get the same library settings as the owlore binary
+ * (core/runtime.h); this runs before Criterion's main and may re-execute the
+ * binary with its original arguments. */
+__attribute__((constructor)) static void test_runtime_setup(void) {
+    static char buf[65536];
+    static char *argv[256];
+    FILE *fp = fopen("/proc/self/cmdline", "rb");
+    if (!fp) return;
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    int argc = 0;
+    for (size_t i = 0; i < n && argc < 255; i += strlen(buf + i) + 1) argv[argc++] = buf + i;
+    argv[argc] = NULL;
+    if (argc > 0) ow_runtime_setup(argv);
+}
 
 static const char *source_dir(void) {
     const char *s = getenv("OWLORE_SOURCE_DIR");

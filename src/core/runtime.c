@@ -1,0 +1,32 @@
+/* runtime.c: see runtime.h. */
+#include "core/runtime.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+static const char *blas_coretype(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+    return NULL;
+}
+
+void ow_runtime_setup(char **argv) {
+    if (getenv("OWLORE_RUNTIME_SET")) return; /* already re-executed once */
+    int changed = 0;
+    if (!getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "passive", 1);
+        changed = 1;
+    }
+    const char *core = blas_coretype();
+    if (core && !getenv("OPENBLAS_CORETYPE")) {
+        setenv("OPENBLAS_CORETYPE", core, 1);
+        changed = 1;
+    }
+    if (!changed) return;
+    setenv("OWLORE_RUNTIME_SET", "1", 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the libraries' defaults */
+}
