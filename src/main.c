@@ -13,6 +13,8 @@ typedef struct {
 
 static const Command k_commands[] = {
     {"version", cmd_version, "print the version and the backends this build has"},
+    {"encode", cmd_encode, "print the token ids of text read from stdin (tokenizer debugging)"},
+    {"decode", cmd_decode, "print the text of token ids read from stdin"},
 };
 
 static void usage(FILE *out) {

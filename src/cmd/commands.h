@@ -7,6 +7,8 @@
 #include "core/error.h"
 
 int cmd_version(int argc, char **argv);
+int cmd_encode(int argc, char **argv);
+int cmd_decode(int argc, char **argv);
 
 /* Prints "owlore <cmd>: error: <message>" and returns 1. */
 #define OWLORE_VERSION "0.1.0"
