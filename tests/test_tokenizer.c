@@ -164,7 +164,7 @@ static void *thread_main(void *p) {
         const TfRecord *r = &a->f->recs[(k + a->start) % a->f->n];
         if (strcmp(r->tok, a->name) != 0) continue;
         if (tokenizer_encode_with(a->tok, w, r->text, r->text_len, r->flag, &ids, &err) != 0 || ids.len != r->n_ids ||
-            memcmp(ids.data, r->ids, ids.len * sizeof *ids.data) != 0)
+            (ids.len && memcmp(ids.data, r->ids, ids.len * sizeof *ids.data) != 0))
             a->failures++;
     }
     idvec_free(&ids);
@@ -522,4 +522,43 @@ Test(tokenizer, encode_and_decode_commands, .timeout = 300) {
     free(in);
     tf_registry_close(reg);
     tf_free(&f);
+}
+
+/* ---- tokenizer_build_json ---- */
+
+Test(tokenizer, build_json_from_gpt2_style_files) {
+    char *dir = ts_tmpdir();
+    char *tmpl = ow_path_join(dir, "template.json"), *voc = ow_path_join(dir, "vocab.json"),
+         *mer = ow_path_join(dir, "merges.txt"), *out = ow_path_join(dir, "tokenizer.json");
+    const char *t = "{\"model\":{\"type\":\"BPE\",\"vocab\":{},\"merges\":[]}}";
+    const char *v = "{\"a\":0,\"b\":1,\"ab\":2,\"c\":3,\"abc\":4}";
+    const char *m = "#version: 0.2\r\na b\r\nab c\r\n";
+    ts_write_file(tmpl, t, strlen(t));
+    ts_write_file(voc, v, strlen(v));
+    ts_write_file(mer, m, strlen(m));
+    OwError err;
+    cr_assert(tokenizer_build_json(tmpl, voc, mer, out, &err) == 0, "%s", err.msg);
+    Tokenizer *tok;
+    cr_assert(tokenizer_load(out, &tok, &err) == 0, "%s", err.msg);
+    IdVec ids = {0};
+    /* tokenizers 0.23 on the same files: "abcba" -> [4, 1, 0] */
+    cr_assert(tokenizer_encode(tok, "abcba", 5, 0, &ids, &err) == 0);
+    int32_t exp[] = {4, 1, 0};
+    cr_assert_eq(ids.len, 3);
+    cr_expect_arr_eq(ids.data, exp, sizeof exp);
+    idvec_free(&ids);
+    tokenizer_free(tok);
+    /* an empty line inside the merges file is refused, as tokenizers does */
+    const char *bad = "a b\n\nab c\n";
+    ts_write_file(mer, bad, strlen(bad));
+    cr_expect(tokenizer_build_json(tmpl, voc, mer, out, &err) != 0);
+    cr_expect(strstr(err.msg, "merges.txt") && strstr(err.msg, "line 2"), "%s", err.msg);
+    cr_expect(tokenizer_build_json(tmpl, "/nonexistent.json", mer, out, &err) != 0);
+    cr_expect(strstr(err.msg, "/nonexistent.json") != NULL, "%s", err.msg);
+    ts_rmtree(dir);
+    free(tmpl);
+    free(voc);
+    free(mer);
+    free(out);
+    free(dir);
 }

@@ -9,12 +9,14 @@
  *   3. merges in order of (rank, position) from a min-heap, an entry being
  *      dropped when its symbol is gone or the pair now at its position does
  *      not produce the same new id.
- * Speed: a word is cut at "barriers" (boundaries no merge can ever cross:
- * no merge has a left token ending with the code point before the boundary
- * and a right token starting with the one after), the pieces merged
- * independently (the heap order restricted to each piece is unchanged) and
- * cached by their bytes in the TokenizerWork. This matters for
- * SentencePiece-style tokenizers, where a whole line is one pre-token.
+ * Speed and memory: a word is cut at "barriers" (boundaries no merge can
+ * ever cross: no merge has a left token ending with the code point before
+ * the boundary and a right token starting with the one after), the segments
+ * merged independently as they are found (the heap order restricted to each
+ * is unchanged) and cached by their bytes in the TokenizerWork. This
+ * matters for SentencePiece-style tokenizers, where a whole text without
+ * added tokens is one pre-token: scratch memory follows the longest
+ * segment, not the text.
  *
  * Byte-level mode: pre-tokens are raw bytes; byte b stands for the
  * character bytelevel_char(b) of the vocabulary strings. */
@@ -102,6 +104,14 @@ void bpe_finish(BpeModel *m, int byte_level) {
         if (m->last_cp[l] == UINT32_MAX || m->first_cp[r] == UINT32_MAX) continue;
         join_set(m, m->last_cp[l], m->first_cp[r]);
     }
+    /* out of order needs a character that falls back to bytes and one that
+     * cannot (some <0xNN> present, some missing) */
+    int have_byte = 0, missing_byte = 0;
+    for (int b = 0; b < 256; b++) {
+        if (m->byte_id[b] < 0) missing_byte = 1;
+        else have_byte = 1;
+    }
+    m->may_disorder = m->byte_fallback && m->unk_id >= 0 && have_byte && missing_byte;
     m->byte_level = byte_level;
     if (byte_level) {
         for (int b = 0; b < 256; b++) {
@@ -231,82 +241,6 @@ static void work_reserve_symbols(TokenizerWork *w, size_t n) {
     w->sym_cap = cap;
 }
 
-/* Builds the initial symbols of s into the work arrays; returns their
- * number. *ordered is cleared when symbols are not in text order (a pending
- * unk flushed after later byte-fallback symbols, as tokenizers does). */
-static size_t build_symbols(const BpeModel *m, TokenizerWork *w, const char *s, size_t n, int *ordered) {
-    work_reserve_symbols(w, 2 * n + 2);
-    size_t ns = 0;
-    int32_t *id = w->sym_id;
-    uint32_t *start = w->sym_start;
-    int pending = 0;
-    uint32_t pending_start = 0;
-    *ordered = 1;
-    size_t i = 0;
-    while (i < n) {
-        const char *cs;
-        size_t clen, blen;
-        int32_t v;
-        unsigned char c = (unsigned char)s[i];
-        if (m->byte_level) {
-            v = m->bl_id[c];
-            cs = m->bl_char[c];
-            clen = m->bl_char_len[c];
-            blen = 1;
-        } else if (c < 0x80) {
-            v = m->ascii_id[c];
-            cs = s + i;
-            clen = blen = 1;
-        } else {
-            uint32_t cp = utf8_decode(s + i, n - i, &blen);
-            uint64_t val;
-            v = u64map_get(&m->char_id, cp, &val) ? (int32_t)val : -1;
-            cs = s + i;
-            clen = blen;
-        }
-        if (v >= 0) {
-            if (pending) {
-                id[ns] = m->unk_id;
-                start[ns++] = pending_start;
-                pending = 0;
-            }
-            id[ns] = v;
-            start[ns++] = (uint32_t)i;
-        } else {
-            int done = 0;
-            if (m->byte_fallback) {
-                int all = 1;
-                for (size_t k = 0; k < clen; k++)
-                    if (m->byte_id[(unsigned char)cs[k]] < 0) all = 0;
-                if (all) {
-                    if (pending) *ordered = 0;
-                    for (size_t k = 0; k < clen; k++) {
-                        id[ns] = m->byte_id[(unsigned char)cs[k]];
-                        start[ns++] = (uint32_t)i;
-                    }
-                    done = 1;
-                }
-            }
-            if (!done && m->unk_id >= 0) {
-                if (pending && !m->fuse_unk) {
-                    id[ns] = m->unk_id;
-                    start[ns++] = pending_start;
-                    pending_start = (uint32_t)i;
-                } else if (!pending) {
-                    pending = 1;
-                    pending_start = (uint32_t)i;
-                }
-            }
-        }
-        i += blen;
-    }
-    if (pending) {
-        id[ns] = m->unk_id;
-        start[ns++] = pending_start;
-    }
-    return ns;
-}
-
 static void heap_push(TokenizerWork *w, size_t *hn, uint64_t key, int32_t new_id) {
     if (*hn == w->heap_cap) {
         w->heap_cap = w->heap_cap ? w->heap_cap * 2 : 256;
@@ -395,6 +329,111 @@ static void merge_segment(const BpeModel *m, TokenizerWork *w, size_t a, size_t 
     for (int32_t i = (int32_t)a; i != -1; i = next[i]) idvec_push(out, id[i]);
 }
 
+/* The initial symbols of a word are produced in text order and cut into
+ * segments at barriers as they come; each finished segment is merged (or
+ * found in the cache) at once, so the scratch arrays only ever hold one
+ * segment. When a tokenizer can emit symbols out of text order (a pending
+ * unk flushed after later byte-fallback symbols, as tokenizers does when some
+ * <0xNN> tokens are missing), the whole word is one segment instead. */
+typedef struct SymStream {
+    const BpeModel *m;
+    TokenizerWork *w;
+    const char *s;
+    IdVec *out;
+    size_t ns;          /* symbols of the current segment */
+    int cut;            /* cut at barriers */
+    int cache_segments; /* look segments up in the cache */
+} SymStream;
+
+static void seg_flush(SymStream *st, size_t end) {
+    if (st->ns == 0) return;
+    TokenizerWork *w = st->w;
+    size_t from = w->sym_start[0], ns = st->ns;
+    st->ns = 0;
+    if (st->cache_segments && ns > 1 && end - from <= CACHE_MAX_KEY) {
+        uint64_t h = tok_hash_bytes(st->s + from, end - from);
+        size_t k;
+        const int32_t *hit = cache_get(w->cache, h, st->s + from, end - from, &k);
+        if (hit) {
+            for (size_t j = 0; j < k; j++) idvec_push(st->out, hit[j]);
+            return;
+        }
+        size_t o = st->out->len;
+        merge_segment(st->m, w, 0, ns, st->out);
+        cache_put(w->cache, h, st->s + from, end - from, st->out->data + o, st->out->len - o);
+        return;
+    }
+    merge_segment(st->m, w, 0, ns, st->out);
+}
+
+static void sym_add(SymStream *st, int32_t id, size_t start) {
+    TokenizerWork *w = st->w;
+    if (st->cut && st->ns > 0 && start != w->sym_start[st->ns - 1] && !joinable(st->m, w->sym_id[st->ns - 1], id))
+        seg_flush(st, start);
+    if (st->ns == w->sym_cap) work_reserve_symbols(w, st->ns + 1);
+    w->sym_id[st->ns] = id;
+    w->sym_start[st->ns] = (uint32_t)start;
+    st->ns++;
+}
+
+/* tokenizers' BPE::merge_word: one symbol per character (its id, its
+ * <0xNN> byte tokens, or an unk fused with the unks before it). */
+static void word_symbols(SymStream *st, const char *s, size_t n) {
+    const BpeModel *m = st->m;
+    int pending = 0;
+    size_t pending_start = 0, i = 0;
+    while (i < n) {
+        const char *cs;
+        size_t clen, blen;
+        int32_t v;
+        unsigned char c = (unsigned char)s[i];
+        if (m->byte_level) {
+            v = m->bl_id[c];
+            cs = m->bl_char[c];
+            clen = m->bl_char_len[c];
+            blen = 1;
+        } else if (c < 0x80) {
+            v = m->ascii_id[c];
+            cs = s + i;
+            clen = blen = 1;
+        } else {
+            uint32_t cp = utf8_decode(s + i, n - i, &blen);
+            uint64_t val;
+            v = u64map_get(&m->char_id, cp, &val) ? (int32_t)val : -1;
+            cs = s + i;
+            clen = blen;
+        }
+        if (v >= 0) {
+            if (pending) sym_add(st, m->unk_id, pending_start);
+            pending = 0;
+            sym_add(st, v, i);
+        } else {
+            int done = 0;
+            if (m->byte_fallback) {
+                int all = 1;
+                for (size_t k = 0; k < clen; k++)
+                    if (m->byte_id[(unsigned char)cs[k]] < 0) all = 0;
+                if (all) {
+                    for (size_t k = 0; k < clen; k++) sym_add(st, m->byte_id[(unsigned char)cs[k]], i);
+                    done = 1;
+                }
+            }
+            if (!done && m->unk_id >= 0) {
+                if (pending && !m->fuse_unk) {
+                    sym_add(st, m->unk_id, pending_start);
+                    pending_start = i;
+                } else if (!pending) {
+                    pending = 1;
+                    pending_start = i;
+                }
+            }
+        }
+        i += blen;
+    }
+    if (pending) sym_add(st, m->unk_id, pending_start);
+    seg_flush(st, n);
+}
+
 void bpe_encode_word(const BpeModel *m, TokenizerWork *w, const char *s, size_t n, IdVec *out) {
     if (n == 0) return;
     if (m->ignore_merges) {
@@ -416,37 +455,8 @@ void bpe_encode_word(const BpeModel *m, TokenizerWork *w, const char *s, size_t 
             return;
         }
     }
-    int ordered;
-    size_t ns = build_symbols(m, w, s, n, &ordered);
     size_t out0 = out->len;
-    if (ns == 0) {
-        /* every character dropped */
-    } else if (!ordered) {
-        merge_segment(m, w, 0, ns, out);
-    } else {
-        const int32_t *id = w->sym_id;
-        const uint32_t *st = w->sym_start;
-        size_t a = 0;
-        for (size_t i = 1; i <= ns; i++) {
-            if (i < ns && (st[i] == st[i - 1] || joinable(m, id[i - 1], id[i]))) continue;
-            /* segment [a, i) covers bytes [st[a], end) */
-            size_t from = st[a], to = i < ns ? st[i] : n;
-            if (!small && i - a > 1 && to - from <= CACHE_MAX_KEY) {
-                uint64_t hs = tok_hash_bytes(s + from, to - from);
-                size_t k;
-                const int32_t *hit = cache_get(w->cache, hs, s + from, to - from, &k);
-                if (hit) {
-                    for (size_t j = 0; j < k; j++) idvec_push(out, hit[j]);
-                } else {
-                    size_t o = out->len;
-                    merge_segment(m, w, a, i, out);
-                    cache_put(w->cache, hs, s + from, to - from, out->data + o, out->len - o);
-                }
-            } else {
-                merge_segment(m, w, a, i, out);
-            }
-            a = i;
-        }
-    }
+    SymStream st = {m, w, s, out, 0, !m->may_disorder, !small && !m->may_disorder};
+    word_symbols(&st, s, n);
     if (small) cache_put(w->cache, h, s, n, out->data + out0, out->len - out0);
 }

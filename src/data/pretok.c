@@ -203,33 +203,10 @@ static int regex_next(const TokRegex *re, TokenizerWork *w, const char *s, size_
     return 1;
 }
 
-int tokregex_find_all(const TokRegex *re, TokenizerWork *w, const char *s, size_t n, TokSpanVec *out, OwError *err) {
-    work_regex_ready(w);
-    size_t pos = 0;
-    int have_last = 0;
-    size_t last_end = 0;
-    while (pos <= n) {
-        size_t ms, me;
-        int rc = regex_next(re, w, s, n, pos, 0, &ms, &me, err);
-        if (rc < 0) return -1;
-        if (rc == 0) break;
-        if (ms == me && have_last && last_end == me) {
-            if (pos >= n) break;
-            pos += utf8_seq_len((unsigned char)s[pos]);
-            continue;
-        }
-        tokspans_push(out, ms, me, 1);
-        have_last = 1;
-        last_end = me;
-        pos = me;
-    }
-    return 0;
-}
-
 int tokregex_match_here(const TokRegex *re, TokenizerWork *w, const char *s, size_t n) {
     if (n == 0) return 0;
     work_regex_ready(w);
-    size_t ms, me;
+    size_t ms = 0, me = 0;
     OwError e;
     return regex_next(re, w, s, n, 0, PCRE2_ANCHORED, &ms, &me, &e) == 1;
 }
@@ -271,82 +248,6 @@ void normalize_apply(const Tokenizer *tok, const char *s, size_t n, TokBuf *out)
     tokbuf_free(&tmp);
 }
 
-/* ---- splitting with delimiter behaviors (tokenizers' NormalizedString::split) ---- */
-
-/* matches: (start, end) of each match, in order. Fills pieces with the kept
- * (start, end) ranges (empty ones included; the caller skips them). */
-static void split_by_behavior(const TokSpanVec *matches, size_t n, SplitBehavior behavior, int invert,
-                              TokSpanVec *pieces) {
-    /* 1. (offsets, is_match) list as pattern.rs builds it */
-    TokSpanVec all = {0};
-    if (n == 0) {
-        tokspans_push(&all, 0, 0, 0);
-    } else {
-        size_t prev = 0;
-        for (size_t i = 0; i < matches->len; i++) {
-            const TokSpan *m = &matches->data[i];
-            if (prev != m->start) tokspans_push(&all, prev, m->start, 0);
-            tokspans_push(&all, m->start, m->end, 1);
-            prev = m->end;
-        }
-        if (prev != n) tokspans_push(&all, prev, n, 0);
-    }
-    if (invert)
-        for (size_t i = 0; i < all.len; i++) all.data[i].id = !all.data[i].id;
-    /* 2. behavior: id of a piece = 1 when it is removed */
-    pieces->len = 0;
-    switch (behavior) {
-    case SPLIT_ISOLATED:
-        for (size_t i = 0; i < all.len; i++) tokspans_push(pieces, all.data[i].start, all.data[i].end, 0);
-        break;
-    case SPLIT_REMOVED:
-        for (size_t i = 0; i < all.len; i++) tokspans_push(pieces, all.data[i].start, all.data[i].end, all.data[i].id);
-        break;
-    case SPLIT_CONTIGUOUS: {
-        int prev_match = 0;
-        for (size_t i = 0; i < all.len; i++) {
-            int m = all.data[i].id;
-            if (m == prev_match && pieces->len > 0)
-                pieces->data[pieces->len - 1].end = all.data[i].end;
-            else
-                tokspans_push(pieces, all.data[i].start, all.data[i].end, 0);
-            prev_match = m;
-        }
-        break;
-    }
-    case SPLIT_MERGED_PREV: {
-        int prev_match = 0;
-        for (size_t i = 0; i < all.len; i++) {
-            int m = all.data[i].id;
-            if (m && !prev_match && pieces->len > 0)
-                pieces->data[pieces->len - 1].end = all.data[i].end;
-            else
-                tokspans_push(pieces, all.data[i].start, all.data[i].end, 0);
-            prev_match = m;
-        }
-        break;
-    }
-    case SPLIT_MERGED_NEXT: {
-        int prev_match = 0;
-        for (size_t k = all.len; k-- > 0;) {
-            int m = all.data[k].id;
-            if (m && !prev_match && pieces->len > 0)
-                pieces->data[pieces->len - 1].start = all.data[k].start;
-            else
-                tokspans_push(pieces, all.data[k].start, all.data[k].end, 0);
-            prev_match = m;
-        }
-        for (size_t i = 0, j = pieces->len; i + 1 < j; i++, j--) {
-            TokSpan t = pieces->data[i];
-            pieces->data[i] = pieces->data[j - 1];
-            pieces->data[j - 1] = t;
-        }
-        break;
-    }
-    }
-    tokspans_free(&all);
-}
-
 /* ---- the stage chain ---- */
 
 typedef struct PtCtx {
@@ -359,13 +260,117 @@ typedef struct PtCtx {
 
 static int run_stage(PtCtx *c, size_t k, const char *s, size_t n, int is_first);
 
-static int run_pieces(PtCtx *c, size_t k, const char *s, TokSpanVec *pieces, int is_first) {
-    for (size_t i = 0; i < pieces->len; i++) {
-        const TokSpan *p = &pieces->data[i];
-        if (p->id || p->end <= p->start) continue; /* removed or empty */
-        if (run_stage(c, k + 1, s + p->start, p->end - p->start, is_first && p->start == 0) != 0) return -1;
+/* A streaming splitter (tokenizers' NormalizedString::split): fed the
+ * (start, end, is_match) list of pattern.rs in order, it passes the pieces a
+ * delimiter behavior keeps to the next stage, with one piece of look-behind,
+ * so no list of matches is ever stored. Empty pieces are dropped. */
+typedef struct Splitter {
+    PtCtx *c;
+    size_t k;
+    const char *s;
+    int is_first;
+    SplitBehavior behavior;
+    int invert;
+    int have;      /* a pending piece [ps, pe) */
+    size_t ps, pe;
+    int prev_match;
+    size_t prev;   /* end of the last match (pattern.rs) */
+    int rc;
+} Splitter;
+
+static void sp_emit(Splitter *sp, size_t a, size_t b) {
+    if (sp->rc == 0 && b > a) sp->rc = run_stage(sp->c, sp->k + 1, sp->s + a, b - a, sp->is_first && a == 0);
+}
+
+static void sp_pend(Splitter *sp, size_t a, size_t b) {
+    if (sp->have) sp_emit(sp, sp->ps, sp->pe);
+    sp->have = 1;
+    sp->ps = a;
+    sp->pe = b;
+}
+
+static void sp_event(Splitter *sp, size_t a, size_t b, int m) {
+    if (sp->invert) m = !m;
+    switch (sp->behavior) {
+    case SPLIT_ISOLATED:
+        sp_emit(sp, a, b);
+        break;
+    case SPLIT_REMOVED:
+        if (!m) sp_emit(sp, a, b);
+        break;
+    case SPLIT_CONTIGUOUS:
+        if (sp->have && m == sp->prev_match)
+            sp->pe = b;
+        else
+            sp_pend(sp, a, b);
+        sp->prev_match = m;
+        break;
+    case SPLIT_MERGED_PREV:
+        if (m && !sp->prev_match && sp->have)
+            sp->pe = b;
+        else
+            sp_pend(sp, a, b);
+        sp->prev_match = m;
+        break;
+    case SPLIT_MERGED_NEXT: /* a match joins the non-match after it */
+        if (m) {
+            sp_pend(sp, a, b);
+        } else if (sp->have) {
+            sp->have = 0;
+            sp_emit(sp, sp->ps, b);
+        } else {
+            sp_emit(sp, a, b);
+        }
+        break;
     }
-    return 0;
+}
+
+static void sp_match(Splitter *sp, size_t ms, size_t me) {
+    if (sp->prev != ms) sp_event(sp, sp->prev, ms, 0);
+    sp_event(sp, ms, me, 1);
+    sp->prev = me;
+}
+
+static int sp_finish(Splitter *sp, size_t n) {
+    if (sp->prev != n) sp_event(sp, sp->prev, n, 0);
+    if (sp->have) sp_emit(sp, sp->ps, sp->pe);
+    return sp->rc;
+}
+
+static void sp_init(Splitter *sp, PtCtx *c, size_t k, const char *s, int is_first, SplitBehavior b, int invert) {
+    memset(sp, 0, sizeof *sp);
+    sp->c = c;
+    sp->k = k;
+    sp->s = s;
+    sp->is_first = is_first;
+    sp->behavior = b;
+    sp->invert = invert;
+}
+
+/* Splits s (n > 0) on the matches of re. */
+static int split_regex(PtCtx *c, size_t k, const TokRegex *re, SplitBehavior b, int invert, const char *s, size_t n,
+                       int is_first) {
+    Splitter sp;
+    sp_init(&sp, c, k, s, is_first, b, invert);
+    work_regex_ready(c->w);
+    size_t pos = 0, last_end = 0;
+    int have_last = 0;
+    while (pos <= n && sp.rc == 0) {
+        size_t ms = 0, me = 0;
+        int rc = regex_next(re, c->w, s, n, pos, 0, &ms, &me, c->err);
+        if (rc < 0) return -1;
+        if (rc == 0) break;
+        if (ms == me && have_last && last_end == me) { /* the onig crate's rule */
+            if (pos >= n) break;
+            pos += utf8_seq_len((unsigned char)s[pos]);
+            continue;
+        }
+        sp_match(&sp, ms, me);
+        have_last = 1;
+        last_end = me;
+        pos = me;
+    }
+    return sp.rc ? sp.rc : sp_finish(&sp, n);
 }
 
 static int run_stage(PtCtx *c, size_t k, const char *s, size_t n, int is_first) {
@@ -375,15 +380,10 @@ static int run_stage(PtCtx *c, size_t k, const char *s, size_t n, int is_first) 
         return 0;
     }
     const PreTokStage *st = &c->tok->stages[k];
-    TokenizerWork *w = c->w;
-    TokSpanVec *matches = &w->stage_spans[k], *pieces = &w->stage_pieces[k];
-    TokBuf *buf = &w->stage_buf[k];
+    TokBuf *buf = &c->w->stage_buf[k]; /* deeper stages use their own */
     switch (st->kind) {
     case PT_SPLIT:
-        matches->len = 0;
-        if (tokregex_find_all(st->re, w, s, n, matches, c->err) != 0) return -1;
-        split_by_behavior(matches, n, st->behavior, st->invert, pieces);
-        return run_pieces(c, k, s, pieces, is_first);
+        return split_regex(c, k, st->re, st->behavior, st->invert, s, n, is_first);
     case PT_METASPACE: {
         /* the replaced text starts with the replacement iff s starts with ' ' or with it */
         int starts = s[0] == ' ' || (n >= st->repl_len && memcmp(s, st->repl, st->repl_len) == 0);
@@ -392,17 +392,17 @@ static int run_stage(PtCtx *c, size_t k, const char *s, size_t n, int is_first) 
         if (prepend) tokbuf_append(buf, st->repl, st->repl_len);
         replace_all(s, n, " ", 1, st->repl, st->repl_len, buf);
         if (!st->split) return run_stage(c, k + 1, buf->data, buf->len, is_first);
-        matches->len = 0;
-        for (size_t i = 0; i + st->repl_len <= buf->len;) {
+        /* each replacement character is a match; MergedWithNext */
+        Splitter sp;
+        sp_init(&sp, c, k, buf->data, is_first, SPLIT_MERGED_NEXT, 0);
+        for (size_t i = 0; i + st->repl_len <= buf->len && sp.rc == 0;) {
             const char *hit = memmem(buf->data + i, buf->len - i, st->repl, st->repl_len);
             if (!hit) break;
             size_t at = (size_t)(hit - buf->data);
-            tokspans_push(matches, at, at + st->repl_len, 1);
+            sp_match(&sp, at, at + st->repl_len);
             i = at + st->repl_len;
         }
-        split_by_behavior(matches, buf->len, SPLIT_MERGED_NEXT, 0, pieces);
-        /* pieces point into buf, which deeper stages do not touch */
-        return run_pieces(c, k, buf->data, pieces, is_first);
+        return sp.rc ? sp.rc : sp_finish(&sp, buf->len);
     }
     case PT_BYTELEVEL: {
         const char *t = s;
@@ -415,10 +415,7 @@ static int run_stage(PtCtx *c, size_t k, const char *s, size_t n, int is_first) 
             tn = buf->len;
         }
         if (!st->use_regex) return run_stage(c, k + 1, t, tn, is_first);
-        matches->len = 0;
-        if (tokregex_find_all(st->re, w, t, tn, matches, c->err) != 0) return -1;
-        split_by_behavior(matches, tn, SPLIT_ISOLATED, 0, pieces);
-        return run_pieces(c, k, t, pieces, is_first);
+        return split_regex(c, k, st->re, SPLIT_ISOLATED, 0, t, tn, is_first);
     }
     }
     return 0;

@@ -115,6 +115,7 @@ typedef struct BpeModel {
     size_t n_merges;
     int32_t unk_id;       /* -1: no unk token */
     int fuse_unk, byte_fallback, ignore_merges;
+    int may_disorder;     /* byte_fallback, unk, some <0xNN> missing: symbols can come out of text order */
     int32_t byte_id[256]; /* id of "<0xNN>", -1 when absent */
     int32_t ascii_id[128];
     U64Map char_id;       /* code point -> id of the one-character token */
@@ -190,7 +191,7 @@ struct TokenizerWork {
     const Tokenizer *owner; /* the tokenizer the cache belongs to */
     uint64_t owner_hash;
     TokBuf clean, norm, stage_buf[TOK_MAX_STAGES];
-    TokSpanVec outer, inner, stage_spans[TOK_MAX_STAGES], stage_pieces[TOK_MAX_STAGES];
+    TokSpanVec outer, inner;
     pcre2_match_data *md;
     pcre2_match_context *mctx;
     pcre2_jit_stack *jit_stack;
@@ -227,9 +228,6 @@ void normalize_apply(const Tokenizer *tok, const char *s, size_t n, TokBuf *out)
 typedef void (*PieceFn)(void *ctx, const char *s, size_t n);
 int pretok_run(const Tokenizer *tok, TokenizerWork *w, const char *s, size_t n, int is_first, PieceFn emit, void *ctx,
                OwError *err);
-/* Finds the matches of re in s with Oniguruma's iteration rules (an empty
- * match right after the previous match is skipped); appends (start, end, 1). */
-int tokregex_find_all(const TokRegex *re, TokenizerWork *w, const char *s, size_t n, TokSpanVec *out, OwError *err);
 /* 1 when re matches the single character at the start of s. */
 int tokregex_match_here(const TokRegex *re, TokenizerWork *w, const char *s, size_t n);
 /* The GPT-2 byte-to-character table (bytes_to_unicode). */

@@ -160,8 +160,6 @@ void tokenizer_work_free(TokenizerWork *w) {
     tokbuf_free(&w->norm);
     for (int k = 0; k < TOK_MAX_STAGES; k++) {
         tokbuf_free(&w->stage_buf[k]);
-        tokspans_free(&w->stage_spans[k]);
-        tokspans_free(&w->stage_pieces[k]);
     }
     tokspans_free(&w->outer);
     tokspans_free(&w->inner);
@@ -203,6 +201,9 @@ int tokenizer_encode_with(const Tokenizer *tok, TokenizerWork *w, const char *te
                           IdVec *out, OwError *err) {
     tokwork_bind(w, tok);
     out->len = 0;
+    if (len > ((size_t)1 << 30))
+        return ow_fail(err, "%s: a text of %zu bytes: owlore encodes at most 1 GiB in one call (split the text)", tok->path,
+                       len);
     if (add_special)
         for (size_t i = 0; i < tok->n_before; i++) idvec_push(out, tok->tmpl_before[i]);
     const char *s = text;

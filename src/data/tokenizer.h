@@ -91,8 +91,10 @@ const char *tokenizer_path(const Tokenizer *tok);
 
 /* Pre-tokenization only (normalizer and added tokens not applied), like
  * `tokenizer.pre_tokenizer.pre_tokenize_str(text)`: calls fn with the byte
- * range [start, end) in text of each pre-token (text must be valid UTF-8).
- * For debugging and tests. */
+ * range [start, end) in text of each pre-token. Refused (-1) when text is
+ * not valid UTF-8 or when a stage rewrites the text (Metaspace, a ByteLevel
+ * prefix space), since pre-tokens then have no range in the input. For
+ * debugging and tests. */
 typedef void (*TokenizerSpanFn)(void *ctx, size_t start, size_t end);
 int tokenizer_pre_tokenize(const Tokenizer *tok, TokenizerWork *work, const char *text, size_t len, TokenizerSpanFn fn,
                            void *ctx, OwError *err);

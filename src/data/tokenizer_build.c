@@ -3,7 +3,9 @@
  * vocab.json + merges.txt): the template's model.vocab and model.merges are
  * replaced, everything else is kept. Used for LLaMA-3, whose full
  * tokenizer.json is not shipped in ../shared; the merges keep the file's
- * order (their rank) and the "a b" string form tokenizers reads. */
+ * order (their rank) and the "a b" string form tokenizers reads; "#version"
+ * lines are dropped as tokenizers drops them, an empty line (but for the end
+ * of the file) is an error, as in tokenizers. */
 #include "core/fileio.h"
 #include "core/json.h"
 #include "data/tokenizer.h"
@@ -39,7 +41,12 @@ int tokenizer_build_json(const char *template_json, const char *vocab_json, cons
         if (e > p && e[-1] == '\r') e[-1] = '\0';
         *e = '\0';
         line++;
-        if (*p && !(line == 1 && strncmp(p, "#version", 8) == 0)) cJSON_AddItemToArray(arr, cJSON_CreateString(p));
+        if (!*p && nl && nl + 1 < end) {
+            cJSON_Delete(arr);
+            ow_fail(err, "%s: line %zu is empty (each line must be one merge, \"a b\")", merges_txt, line);
+            goto done;
+        }
+        if (*p && strncmp(p, "#version", 8) != 0) cJSON_AddItemToArray(arr, cJSON_CreateString(p));
         p = nl ? nl + 1 : end;
     }
     cJSON_ReplaceItemInObjectCaseSensitive(model, "merges", arr);

@@ -397,12 +397,12 @@ static int parse_prepend_scheme(LoadCtx *c, const cJSON *n, const char *path, Pr
 
 static int add_stage(LoadCtx *c, const char *path, PreTokStage st) {
     Tokenizer *tok = c->tok;
-    if (tok->n_stages + 1 >= TOK_MAX_STAGES) {
-        tokregex_free(st.re);
-        return lfail(c, path, "more than %d pre-tokenizers in sequence", TOK_MAX_STAGES - 1);
+    if (tok->n_stages >= TOK_MAX_STAGES) {
+        if (st.re != tok->gpt2_re) tokregex_free(st.re);
+        return lfail(c, path, "more than %d pre-tokenizers in sequence", TOK_MAX_STAGES);
     }
     if (tok->n_stages > 0 && tok->stages[tok->n_stages - 1].kind == PT_BYTELEVEL) {
-        tokregex_free(st.re);
+        if (st.re != tok->gpt2_re) tokregex_free(st.re);
         return lfail(c, path, "a pre-tokenizer after ByteLevel is not supported (owlore applies the byte mapping last)");
     }
     tok->stages[tok->n_stages++] = st;

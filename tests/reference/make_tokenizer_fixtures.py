@@ -106,9 +106,16 @@ def variants(ts_added):
                                        "prepend_scheme": "always", "split": True},
                      "decoder": {"type": "Metaspace", "replacement": "\u2581",
                                  "prepend_scheme": "always", "split": True}}},
-        {"name": "mistral-ignore-merges", "base": "mistral", "model": {"ignore_merges": True}},
+        {"name": "mistral-ignore-merges", "base": "mistral",
+         "replace": {"normalizer": None,
+                     "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581",
+                                       "prepend_scheme": "always", "split": True}},
+         "model": {"ignore_merges": True}},
         {"name": "llama2-unk", "base": "llama2", "model": {"byte_fallback": False}},
         {"name": "llama2-unk-nofuse", "base": "llama2", "model": {"byte_fallback": False, "fuse_unk": False}},
+        # continuation bytes missing: non-ASCII characters outside the vocabulary become unk while
+        # control characters still fall back to bytes (tokenizers then emits them before a pending unk)
+        {"name": "llama2-halfbytes", "base": "llama2", "drop_vocab": ["<0x%02X>" % b for b in range(0x80, 0xC0)]},
         {"name": "tinystories-flags", "base": "tinystories", "replace": {"added_tokens": flags}},
         {"name": "tinystories-splits", "base": "tinystories",
          "replace": {"normalizer": None,
@@ -122,6 +129,7 @@ def variants(ts_added):
                           "split": False}]}}},
         {"name": "tinystories-nodecoder", "base": "tinystories",
          "replace": {"decoder": None, "post_processor": None}},
+        {"name": "llama3-merges", "base": "llama3", "model": {"ignore_merges": False}},
         {"name": "llama3-gpt2", "base": "llama3",
          "replace": {"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
                                        "use_regex": True},
@@ -144,11 +152,14 @@ def variants(ts_added):
 
 
 def apply_variant(base_json, v):
+    """replace: top-level keys; model: keys of "model"; drop_vocab: tokens removed from model.vocab."""
     d = copy.deepcopy(base_json)
     for k, val in v.get("replace", {}).items():
         d[k] = val
     for k, val in v.get("model", {}).items():
         d["model"][k] = val
+    for t in v.get("drop_vocab", []):
+        del d["model"]["vocab"][t]
     return d
 
 
@@ -220,6 +231,7 @@ def torture_inputs(shared):
                            "\u05e9\u05dc\u05d5\u05dd", "\u0939\u093f\u0928\u094d\u0926\u0940", "\u0e44\u0e17\u0e22",
                            "\u00c5ngstr\u00f6m \u212b \u2126 \u212a", "stra\u00dfe STRASSE \ufb01 ligature",
                            "it's I'M they'RE we'Ve 'll 'D 's 'S 'ſ \u212a", "\u0000nul\u0000 \u0001\u001f\u007f ctl",
+                           "\U0001f600\u0001\u4e2d\u0002x\u0003\U0001f600\U0001f600\u0004 \ua000\u0005\ua001y",
                            "\u2581already\u2581metaspace \u0120gpt2", "<0x41> <0xZZ> <0x+A>",
                            "\U0001d400\U0001d401 math bold", "\uffff\ufffe\ufffd replacement"]):
         add("unicode/%02d" % i, t)

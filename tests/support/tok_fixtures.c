@@ -143,6 +143,15 @@ static char *tmp_file(TfRegistry *r, const char *name) {
     return p;
 }
 
+/* obj[item's key] = copy of item (replaced or added) */
+static void set_key(cJSON *obj, const cJSON *item) {
+    cJSON *dup = cJSON_Duplicate(item, 1);
+    if (cJSON_GetObjectItemCaseSensitive(obj, item->string))
+        cr_assert(cJSON_ReplaceItemInObjectCaseSensitive(obj, item->string, dup));
+    else
+        cJSON_AddItemToObject(obj, item->string, dup);
+}
+
 const char *tf_path(TfRegistry *r, const char *name) {
     TfEntry *e = entry(r, name);
     if (e->path) return e->path;
@@ -171,12 +180,13 @@ const char *tf_path(TfRegistry *r, const char *name) {
     cJSON *root = json_parse_file(base_path, &err);
     cr_assert(root, "%s", err.msg);
     const cJSON *rep = cJSON_GetObjectItem(v, "replace");
-    for (const cJSON *it = rep ? rep->child : NULL; it; it = it->next)
-        cJSON_ReplaceItemInObjectCaseSensitive(root, it->string, cJSON_Duplicate(it, 1));
+    for (const cJSON *it = rep ? rep->child : NULL; it; it = it->next) set_key(root, it);
     const cJSON *mod = cJSON_GetObjectItem(v, "model");
     cJSON *model = cJSON_GetObjectItem(root, "model");
-    for (const cJSON *it = mod ? mod->child : NULL; it; it = it->next)
-        cJSON_ReplaceItemInObjectCaseSensitive(model, it->string, cJSON_Duplicate(it, 1));
+    for (const cJSON *it = mod ? mod->child : NULL; it; it = it->next) set_key(model, it);
+    const cJSON *drop = cJSON_GetObjectItem(v, "drop_vocab");
+    for (const cJSON *it = drop ? drop->child : NULL; it; it = it->next)
+        cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItem(model, "vocab"), it->valuestring);
     char *text = cJSON_PrintUnformatted(root);
     e->path = tmp_file(r, name);
     ts_write_file(e->path, text, strlen(text));
