@@ -18,6 +18,8 @@ static const Command k_commands[] = {
     {"demo", cmd_demo, "end-to-end demo: pre-train a tiny model, find its outliers, fine-tune it with OwLore"},
     {"version", cmd_version, "print the version and the backends this build has"},
     {"info", cmd_info, "describe a model (architecture, sizes, parameters, memory)"},
+    {"encode", cmd_encode, "print the token ids of text read from stdin (tokenizer debugging)"},
+    {"decode", cmd_decode, "print the text of token ids read from stdin"},
 };
 
 static void usage(FILE *out) {
