@@ -131,11 +131,11 @@ static void base_config(TrainConfig *c, const char *method, const char *model, c
 
 int cmd_demo(int argc, char **argv) {
     const char *out = "owlore-demo", *device = "auto";
-    int64_t threads = 0, pre_steps = 300, ft_steps = 300, seed = 1234;
+    int64_t threads = 0, pre_steps = 300, ft_steps = 450, seed = 1234;
     ArgSpec specs[] = {
         {"out", ARG_STR, &out, "DIR", "where the demo writes its models and runs (default owlore-demo)", NULL},
         {"pretrain-steps", ARG_INT, &pre_steps, "N", "pre-training steps (default 300)", NULL},
-        {"finetune-steps", ARG_INT, &ft_steps, "N", "OwLore fine-tuning steps (default 300)", NULL},
+        {"finetune-steps", ARG_INT, &ft_steps, "N", "OwLore fine-tuning steps (default 450)", NULL},
         {"seed", ARG_INT, &seed, "N", "seed (default 1234)", NULL},
         {"device", ARG_STR, &device, "DEV", "cuda | cpu | auto (default)", NULL},
         {"threads", ARG_INT, &threads, "N", "CPU threads (0: all)", NULL},

@@ -16,6 +16,7 @@ int cmd_train(int argc, char **argv) {
     }
     TrainSummary s;
     if (train_run(&cfg, &s, &err) != 0) return cmd_report_error("train", &err);
+    printf("RESULT %s\n", s.result);
     printf("trained %lld steps in %.1f s (%.0f tokens/s): loss %.4f -> %.4f", (long long)s.steps, s.seconds,
            s.tokens_per_s, s.first_loss, s.last_loss);
     if (!isnan(s.first_val)) printf(", validation loss %.4f -> %.4f", s.first_val, s.last_val);

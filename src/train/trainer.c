@@ -349,8 +349,7 @@ static int write_summary(Trainer *t, const double *step_secs, double tokens, dou
     char *p = ow_path_join(c->out, "summary.json");
     int rc = json_write_file(p, o, err);
     char *line = cJSON_PrintUnformatted(o);
-    printf("RESULT %s\n", line);
-    fflush(stdout);
+    snprintf(summary->result, sizeof summary->result, "%s", line);
     cJSON_free(line);
     free(p);
     cJSON_Delete(o);

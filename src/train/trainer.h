@@ -21,6 +21,7 @@ typedef struct TrainSummary {
     double seconds;
     double tokens_per_s;
     size_t peak_mem;
+    char result[4096]; /* summary.json as one line (what `owlore train` prints after RESULT) */
 } TrainSummary;
 
 int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err);
