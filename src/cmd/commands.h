@@ -11,6 +11,9 @@ int cmd_train(int argc, char **argv);
 int cmd_outliers(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 /* Prints "owlore <cmd>: error: <message>" and returns 1. */
 #define OWLORE_VERSION "0.1.0"

@@ -280,7 +280,7 @@ int eval_mc_loglik(Model *m, int64_t B, int64_t T, const McSet *set, double *log
     return rc;
 }
 
-void eval_mc_accuracy(const McSet *set, const double *loglik, double *acc, double *acc_norm) {
+void eval_mc_accuracy(const McSet *set, const double *loglik, double *acc, double *acc_norm, int *pred, int *pred_norm) {
     int64_t hit = 0, hit_norm = 0, k = 0;
     for (int64_t i = 0; i < set->n; i++) {
         const McItem *it = &set->items[i];
@@ -289,6 +289,8 @@ void eval_mc_accuracy(const McSet *set, const double *loglik, double *acc, doubl
             if (loglik[k + j] > loglik[k + best]) best = j;
             if (loglik[k + j] / (double)it->chars[j] > loglik[k + best_norm] / (double)it->chars[best_norm]) best_norm = j;
         }
+        if (pred) pred[i] = best;
+        if (pred_norm) pred_norm[i] = best_norm;
         hit += best == it->label;
         hit_norm += best_norm == it->label;
         k += it->nchoices;

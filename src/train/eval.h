@@ -104,7 +104,8 @@ void mc_set_free(McSet *s);
  * last T + 1 (the context is cut from the left); a continuation longer than T
  * is an error. */
 int eval_mc_loglik(Model *m, int64_t B, int64_t T, const McSet *set, double *loglik, OwError *err);
-/* acc and acc_norm (fractions of items) from the log-likelihoods. */
-void eval_mc_accuracy(const McSet *set, const double *loglik, double *acc, double *acc_norm);
+/* acc and acc_norm (fractions of items) from the log-likelihoods; pred and
+ * pred_norm (may be NULL, set->n entries) get each item's chosen index. */
+void eval_mc_accuracy(const McSet *set, const double *loglik, double *acc, double *acc_norm, int *pred, int *pred_norm);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include "core/fileio.h"
 #include "core/json.h"
+#include "core/memstats.h"
 #include "model/preset.h"
 #include "owl/outliers.h"
 #include "owl/sampler.h"
@@ -83,8 +84,8 @@ static int read_metrics(const char *run_dir, RunData *d, OwError *err) {
             vec_push(&d->lr, num_or_nan(o, "lr"));
             vec_push(&d->gnorm, num_or_nan(o, "grad_norm"));
             vec_push(&d->tps, num_or_nan(o, "tokens_per_s"));
-            vec_push(&d->mem, num_or_nan(o, "mem_peak_bytes") / (1024.0 * 1024 * 1024));
-            vec_push(&d->host, num_or_nan(o, "host_optimizer_bytes") / (1024.0 * 1024 * 1024));
+            vec_push(&d->mem, num_or_nan(o, "mem_peak_bytes"));
+            vec_push(&d->host, num_or_nan(o, "host_optimizer_bytes"));
             if (d->step.n > d->active_cap) {
                 d->active_cap = d->step.cap;
                 d->active = ow_xrealloc(d->active, (size_t)(d->active_cap * d->L));
@@ -414,7 +415,9 @@ int report_write(const char *run_dir, OwError *err) {
     if (sum) {
         snprintf(v, sizeof v, "%.0f tokens/s (steady), %.1f s in all", num_or_nan(sum, "tokens_per_s"), num_or_nan(sum, "seconds"));
         row(f, "speed", v);
-        snprintf(v, sizeof v, "%.3f GiB on the device", num_or_nan(sum, "peak_gib"));
+        char sz[32];
+        double pb = num_or_nan(sum, "peak_bytes");
+        snprintf(v, sizeof v, "%s on the device", format_size(pb > 0 ? (size_t)pb : 0, sz, sizeof sz));
         row(f, "peak memory", v);
     }
     snprintf(v, sizeof v, "gamma %lld, interval %lld, rank %lld, lr %g, batch %lld x %lld x %lld accumulation, seed %lld",
@@ -436,9 +439,19 @@ int report_write(const char *run_dir, OwError *err) {
     fputs("<h2>Speed and memory</h2>\n", f);
     Series tps = {d.step.v, d.tps.v, d.step.n, "tokens/s", "#e67700", 0};
     line_chart(f, "tokens-per-s", "Tokens per second", "tokens/s", &tps, 1);
+    /* memory in the largest unit that keeps the values above 1 */
+    double mx = 0;
+    for (int64_t i = 0; i < d.step.n; i++) mx = fmax(mx, fmax(isfinite(d.mem.v[i]) ? d.mem.v[i] : 0, isfinite(d.host.v[i]) ? d.host.v[i] : 0));
+    static const char *units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    double div = 1;
+    while (u < 4 && mx / div >= 1024) div *= 1024, u++;
+    for (int64_t i = 0; i < d.step.n; i++) d.mem.v[i] /= div, d.host.v[i] /= div;
     Series mem[2] = {{d.step.v, d.mem.v, d.step.n, "device peak", "#c92a2a", 0},
                      {d.step.v, d.host.v, d.step.n, "parked optimizer state (host)", "#5f3dc4", 0}};
-    line_chart(f, "memory", "Memory (GiB)", "GiB", mem, 2);
+    char mtitle[64];
+    snprintf(mtitle, sizeof mtitle, "Memory (%s)", units[u]);
+    line_chart(f, "memory", mtitle, units[u], mem, 2);
     fputs("<h2>Layer sampling</h2>\n", f);
     if (have_ratios)
         bar_chart(f, "ratios", "OWL outlier ratio per block (%)", ratios, d.L, "#1f5fbf");
