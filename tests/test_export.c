@@ -221,6 +221,11 @@ Test(export, bad_requests_are_named) {
     expect_cli_error(args, 1, "config.json");
     snprintf(args, sizeof args, "%s", e.run);
     expect_cli_error(args, 2, "--out");
+    /* the output directory is replaced, so it may not be the run, nor a directory of other files */
+    snprintf(args, sizeof args, "%s --out %s", e.run, e.run);
+    expect_cli_error(args, 1, "is the run or its base model");
+    snprintf(args, sizeof args, "%s --out %s", e.run, e.dir);
+    expect_cli_error(args, 1, "is not a model directory");
     /* a run from a preset has no base model */
     char *fake = ow_path_join(e.dir, "preset_run"), *cfg = ow_path_join(fake, "config.json");
     OwError err;

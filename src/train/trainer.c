@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct Trainer {
@@ -445,8 +446,9 @@ static int save_checkpoint(Trainer *t, int64_t step, TrainSummary *summary, OwEr
     ow_progress_end();
     if (fflush(t->metrics) != 0 || fsync(fileno(t->metrics)) != 0)
         return ow_fail(err, "%s/metrics.jsonl: cannot flush: %s", t->cfg.out, strerror(errno));
-    long len = ftell(t->metrics);
-    if (len < 0) return ow_fail(err, "%s/metrics.jsonl: cannot tell its length", t->cfg.out);
+    struct stat sb;
+    if (fstat(fileno(t->metrics), &sb) != 0) return ow_fail(err, "%s/metrics.jsonl: cannot stat: %s", t->cfg.out, strerror(errno));
+    int64_t len = (int64_t)sb.st_size;
     t->prog.step = step;
     t->prog.metrics_bytes = len;
     t->prog.elapsed = ow_now() - t->t_start;
