@@ -238,8 +238,12 @@ Test(checkpoint, kill9_at_random_moments_then_resume_is_bit_exact, .timeout = 60
     reference_run(&e, ref, 2);
     Rng r;
     rng_init(&r, 2024, 99);
-    int kills = 0, kills_in_save = 0, resumes = 0, finished = 0;
-    for (int attempt = 0; attempt < 40 && !finished; attempt++) {
+    /* Kill modes alternate: a random moment, then while a checkpoint is being written. After 8 kills
+     * the run goes to the end. A series that finishes before 8 kills (resumed past its last save) is
+     * checked like the final one, and a new series starts. */
+    int kills = 0, kills_in_save = 0, resumes = 0, finished = 0, series = 1;
+    for (int attempt = 0; !finished; attempt++) {
+        cr_assert_lt(attempt, 80, "too many attempts");
         char *argv[32], store[32][600];
         char *cfg = ow_path_join(run, "config.json");
         int fresh = !ow_path_exists(cfg);
@@ -255,9 +259,8 @@ Test(checkpoint, kill9_at_random_moments_then_resume_is_bit_exact, .timeout = 60
             argv[3] = NULL;
             resumes++;
         }
-        /* kill modes: 0 a random moment, 1 while a checkpoint is being written; the last attempts run to the end */
-        int mode = kills >= 8 ? -1 : (int)rng_below(&r, 2);
-        int delay = 20 + (int)rng_below(&r, 400);
+        int mode = kills >= 8 ? -1 : attempt % 2;
+        int delay = 20 + (int)rng_below(&r, 400), in_save_delay = (int)rng_below(&r, 25);
         pid_t pid = spawn(argv, log, "4");
         int status = 0, waited = 0, killed = 0;
         for (;;) {
@@ -266,7 +269,7 @@ Test(checkpoint, kill9_at_random_moments_then_resume_is_bit_exact, .timeout = 60
             if (w == pid) break;
             int now_saving = mode == 1 && save_in_progress(run);
             if (!killed && ((mode == 0 && waited >= delay) || now_saving)) {
-                if (now_saving) sleep_ms((int)rng_below(&r, 25));
+                if (now_saving) sleep_ms(in_save_delay);
                 kill(pid, SIGKILL);
                 killed = 1;
             }
@@ -278,19 +281,24 @@ Test(checkpoint, kill9_at_random_moments_then_resume_is_bit_exact, .timeout = 60
             cr_assert_eq(WTERMSIG(status), SIGKILL, "died by signal %d", WTERMSIG(status));
             kills++;
             kills_in_save += mode == 1;
-        } else {
-            char *text = read_text(log);
-            cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d; log:\n%s", WEXITSTATUS(status), text);
-            free(text);
+            continue;
+        }
+        char *text = read_text(log);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d; log:\n%s", WEXITSTATUS(status), text);
+        free(text);
+        expect_same_run(ref, run);
+        if (kills >= 8) {
             finished = 1;
+        } else {
+            ts_rmtree(run);
+            series++;
         }
     }
     cr_assert(finished, "the run never finished");
-    cr_log_info("%d kills (%d during a save), %d resumes", kills, kills_in_save, resumes);
+    cr_log_info("%d kills (%d during a save), %d resumes, %d series", kills, kills_in_save, resumes, series);
     cr_assert_geq(kills, 4);
     cr_assert_geq(kills_in_save, 2, "some kills must land during a save");
     cr_assert_geq(resumes, 3);
-    expect_same_run(ref, run);
     cr_assert_leq(count_checkpoints(run), 2, "keep = 2");
     char *rep = ow_path_join(run, "report.html");
     cr_assert(ow_path_exists(rep), "the finished run has its report");
