@@ -6,6 +6,8 @@
 # GPU tests (ctest label gpu) need a device: ctest --test-dir build -L gpu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# headless Chromium renders the run report in tests/test_report.c (required when this is set)
+export OWLORE_WITH_CHROMIUM=1
 ./scripts/install-deps.sh
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then export PATH=/usr/local/cuda/bin:$PATH; fi
 jobs=$(nproc)

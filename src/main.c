@@ -15,6 +15,9 @@ typedef struct {
 static const Command k_commands[] = {
     {"train", cmd_train, "fine-tune a model (owlore, owlore-fullrank, lisa, galore, full)"},
     {"outliers", cmd_outliers, "compute OWL outlier ratios and layer-sampling probabilities"},
+    {"eval", cmd_eval, "loss and perplexity, or multiple-choice accuracy, of a model or a run"},
+    {"export", cmd_export, "write a run's fine-tuned model as a Hugging Face directory"},
+    {"report", cmd_report, "write RUN_DIR/report.html (curves, sampling, trainable blocks)"},
     {"demo", cmd_demo, "end-to-end demo: pre-train a tiny model, find its outliers, fine-tune it with OwLore"},
     {"version", cmd_version, "print the version and the backends this build has"},
     {"info", cmd_info, "describe a model (architecture, sizes, parameters, memory)"},

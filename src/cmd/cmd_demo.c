@@ -166,6 +166,8 @@ int cmd_demo(int argc, char **argv) {
     int32_t *task = NULL;
     uint8_t *mask = NULL;
     if (ow_mkdir_p(out, &err) != 0) goto done;
+    /* the demo's runs start afresh (a run directory with checkpoints only resumes) */
+    if (ow_remove_tree(pre_run, &err) != 0 || ow_remove_tree(ft_run, &err) != 0) goto done;
 
     /* 1. a small byte-level LLaMA */
     ModelConfig mc = {.architecture = "LlamaForCausalLM", .model_type = "llama", .vocab_size = 256, .hidden_size = 96,

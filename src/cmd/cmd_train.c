@@ -1,5 +1,9 @@
-/* cmd_train.c: `owlore train`. */
+/* cmd_train.c: `owlore train`: runs train_run with SIGINT/SIGTERM caught
+ * (interrupt.h): on the first signal the run finishes its step, saves a
+ * checkpoint and the command exits with 128 + the signal number and says
+ * how to resume; a second signal ends the process at once. */
 #include "cmd/commands.h"
+#include "train/interrupt.h"
 #include "train/trainer.h"
 
 #include <math.h>
@@ -15,7 +19,19 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     TrainSummary s;
-    if (train_run(&cfg, &s, &err) != 0) return cmd_report_error("train", &err);
+    TrainInterrupt saved;
+    train_interrupt_install(&saved);
+    rc = train_run(&cfg, &s, &err);
+    train_interrupt_restore(&saved);
+    if (rc < 0) return cmd_report_error("train", &err);
+    if (rc == TRAIN_INTERRUPTED) {
+        fflush(stdout);
+        fprintf(stderr,
+                "owlore train: interrupted by %s after step %lld of %lld; saved the checkpoint %s\n"
+                "resume with: owlore train --resume %s\n",
+                train_signal_name(s.interrupted), (long long)s.steps, (long long)s.total_steps, s.checkpoint, cfg.out);
+        return 128 + s.interrupted;
+    }
     printf("RESULT %s\n", s.result);
     printf("trained %lld steps in %.1f s (%.0f tokens/s): loss %.4f -> %.4f", (long long)s.steps, s.seconds,
            s.tokens_per_s, s.first_loss, s.last_loss);

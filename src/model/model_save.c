@@ -3,7 +3,6 @@
 
 #include "core/fileio.h"
 #include "core/json.h"
-#include "model/safetensors.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,26 +12,12 @@
 static const char *k_tokenizer_files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                                           "tokenizer.model", "generation_config.json", "added_tokens.json"};
 
-int model_save_hf(Model *m, const char *dir, DType dtype, size_t shard_bytes, const char *tokenizer_src, OwError *err) {
+int model_write_hf(const ModelConfig *mcfg, const StWriteTensor *ts, int n, const char *dir, DType dtype,
+                   size_t shard_bytes, const char *tokenizer_src, OwError *err) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", dir, (long)getpid());
     if (ow_remove_tree(tmp, err) != 0 || ow_mkdir_p(tmp, err) != 0) return -1;
-    int n = m->nparams;
-    StWriteTensor *ts = ow_xcalloc((size_t)n, sizeof *ts);
-    void **bufs = ow_xcalloc((size_t)n, sizeof *bufs);
-    int rc = -1;
-    for (int i = 0; i < n; i++) {
-        Param *p = &m->params[i];
-        size_t bytes = (size_t)tensor_numel(&p->w) * dtype_size(dtype);
-        bufs[i] = ow_try_malloc(bytes, "model export buffer", err);
-        if (!bufs[i]) goto done;
-        m->be->download(m->be, bufs[i], dtype, &p->w);
-        ts[i].name = p->name;
-        ts[i].dtype = dtype;
-        ts[i].ndim = p->w.ndim;
-        memcpy(ts[i].shape, p->w.shape, sizeof ts[i].shape);
-        ts[i].data = bufs[i];
-    }
+    int rc;
     cJSON *meta = cJSON_CreateObject();
     cJSON_AddStringToObject(meta, "format", "pt");
     if (shard_bytes) {
@@ -44,7 +29,7 @@ int model_save_hf(Model *m, const char *dir, DType dtype, size_t shard_bytes, co
     }
     cJSON_Delete(meta);
     if (rc != 0) goto done;
-    ModelConfig cfg = m->cfg;
+    ModelConfig cfg = *mcfg;
     snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "%s", dtype == OW_F32 ? "float32" : dtype == OW_BF16 ? "bfloat16" : "float16");
     cJSON *cj = model_config_to_json(&cfg);
     char *cpath = ow_path_join(tmp, "config.json");
@@ -83,8 +68,37 @@ done:
         OwError ignored;
         ow_remove_tree(tmp, &ignored);
     }
-    for (int i = 0; i < n; i++) free(bufs[i]);
-    free(bufs);
+    return rc;
+}
+
+typedef struct SaveCtx {
+    Model *m;
+    DType dtype;
+} SaveCtx;
+
+static int fetch_param(void *ctx, int index, void *dst, size_t nbytes, OwError *err) {
+    SaveCtx *c = ctx;
+    Param *p = &c->m->params[index];
+    OW_CHECK(nbytes == (size_t)tensor_numel(&p->w) * dtype_size(c->dtype));
+    c->m->be->download(c->m->be, dst, c->dtype, &p->w);
+    return 0;
+}
+
+int model_save_hf(Model *m, const char *dir, DType dtype, size_t shard_bytes, const char *tokenizer_src, OwError *err) {
+    int n = m->nparams;
+    StWriteTensor *ts = ow_xcalloc((size_t)n, sizeof *ts);
+    SaveCtx ctx = {m, dtype};
+    for (int i = 0; i < n; i++) {
+        Param *p = &m->params[i];
+        ts[i].name = p->name;
+        ts[i].dtype = dtype;
+        ts[i].ndim = p->w.ndim;
+        memcpy(ts[i].shape, p->w.shape, sizeof ts[i].shape);
+        ts[i].fetch = fetch_param;
+        ts[i].fetch_ctx = &ctx;
+        ts[i].fetch_index = i;
+    }
+    int rc = model_write_hf(&m->cfg, ts, n, dir, dtype, shard_bytes, tokenizer_src, err);
     free(ts);
     return rc;
 }

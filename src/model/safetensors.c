@@ -591,7 +591,7 @@ static int tensor_nbytes_checked(const StWriteTensor *t, const char *path, size_
         if (d && n > UINT64_MAX / d) return ow_fail(err, "%s: tensor \"%s\": shape too large", path, t->name);
         n *= d;
     }
-    if (n > 0 && !t->data) return ow_fail(err, "%s: tensor \"%s\": no data", path, t->name);
+    if (n > 0 && !t->data && !t->fetch) return ow_fail(err, "%s: tensor \"%s\": no data", path, t->name);
     *out = (size_t)n;
     return 0;
 }
@@ -648,6 +648,17 @@ static void build_header(StrBuf *b, const StWriteTensor *t, const size_t *sizes,
     while (b->n % 8) sb_put(b, " ", 1);
 }
 
+/* The bytes of one tensor: from memory, or fetched into a temporary buffer. */
+static int write_tensor_data(AtomicFile *af, const StWriteTensor *t, size_t nbytes, OwError *err) {
+    if (t->data || nbytes == 0) return atomic_file_write(af, t->data, nbytes, err);
+    void *buf = ow_try_malloc(nbytes, t->name, err);
+    if (!buf) return -1;
+    int rc = t->fetch(t->fetch_ctx, t->fetch_index, buf, nbytes, err);
+    if (rc == 0) rc = atomic_file_write(af, buf, nbytes, err);
+    free(buf);
+    return rc;
+}
+
 int safetensors_write(const char *path, const StWriteTensor *tensors, int n, const cJSON *metadata, OwError *err) {
     OW_CHECK(n >= 0);
     size_t *sizes = ow_xmalloc((size_t)(n > 0 ? n : 1) * sizeof *sizes);
@@ -664,7 +675,7 @@ int safetensors_write(const char *path, const StWriteTensor *tensors, int n, con
     if (rc == 0) {
         rc = atomic_file_write(&af, len8, 8, err);
         if (rc == 0) rc = atomic_file_write(&af, hb.s, hb.n, err);
-        for (int i = 0; rc == 0 && i < n; i++) rc = atomic_file_write(&af, tensors[i].data, sizes[i], err);
+        for (int i = 0; rc == 0 && i < n; i++) rc = write_tensor_data(&af, &tensors[i], sizes[i], err);
         if (rc == 0)
             rc = atomic_file_commit(&af, err);
         else

@@ -79,6 +79,12 @@ typedef struct StWriteTensor {
     int ndim;
     int64_t shape[OW_MAX_DIMS];
     const void *data; /* host memory, numel * dtype size bytes */
+    /* Instead of data (data NULL): the writer calls fetch when it reaches the
+     * tensor, into a buffer of nbytes it owns and frees right after, so only
+     * one tensor is in host memory at a time (exports of large models). */
+    int (*fetch)(void *ctx, int index, void *dst, size_t nbytes, OwError *err);
+    void *fetch_ctx;
+    int fetch_index; /* passed to fetch */
 } StWriteTensor;
 
 /* Orders tensors the way the HF safetensors library does (see above). */

@@ -220,6 +220,79 @@ int optimizer_deactivate(Optimizer *o, Param *p, OwError *err) {
     return model_set_trainable(m, p, 0, err);
 }
 
+/* ---- checkpoints ---- */
+
+OptStateHome optimizer_state_home(const Optimizer *o, const Param *p) {
+    const ParamState *s = &o->st[p - o->model->params];
+    if (s->resident) return OPT_STATE_DEVICE;
+    return s->host_m ? OPT_STATE_HOST : OPT_STATE_NONE;
+}
+
+void optimizer_state_shapes(const Optimizer *o, const Param *p, Tensor *mv, Tensor *P) {
+    state_shapes(o, &o->st[p - o->model->params], p, mv, P);
+}
+
+void optimizer_state_read(Optimizer *o, const Param *p, float *m, float *v, float *P) {
+    Backend *be = o->model->be;
+    ParamState *s = state_of(o, p);
+    Tensor mv, Pd;
+    state_shapes(o, s, p, &mv, &Pd);
+    size_t nb = tensor_nbytes(&mv), pb = s->galore && s->has_P ? tensor_nbytes(&Pd) : 0;
+    if (s->resident) {
+        be->download(be, m, OW_F32, &s->m);
+        be->download(be, v, OW_F32, &s->v);
+        if (pb) be->download(be, P, OW_F32, &s->P);
+        return;
+    }
+    OW_CHECK(s->host_m != NULL);
+    memcpy(m, s->host_m, nb);
+    memcpy(v, s->host_v, nb);
+    if (pb) {
+        OW_CHECK(s->host_P != NULL);
+        memcpy(P, s->host_P, pb);
+    }
+}
+
+int optimizer_state_restore(Optimizer *o, Param *p, OptStateHome home, int64_t step, int64_t refreshes, int has_P,
+                            const float *m, const float *v, const float *P, OwError *err) {
+    Backend *be = o->model->be;
+    ParamState *s = state_of(o, p);
+    if (has_P && !s->galore) return ow_fail(err, "%s: the checkpoint has a GaLore projector, the run's settings do not project this tensor", p->name);
+    s->step = step;
+    s->refreshes = refreshes;
+    s->has_P = has_P;
+    if (home == OPT_STATE_NONE) return 0;
+    Tensor mv, Pd;
+    state_shapes(o, s, p, &mv, &Pd);
+    size_t nb = tensor_nbytes(&mv), pb = has_P ? tensor_nbytes(&Pd) : 0;
+    if (home == OPT_STATE_DEVICE) {
+        if (!p->trainable || !s->resident)
+            return ow_fail(err, "%s: the checkpoint has its optimizer state on the device, but the tensor is not "
+                           "trainable at this step (the checkpoint does not match the run)", p->name);
+        be->upload(be, &s->m, m, OW_F32);
+        be->upload(be, &s->v, v, OW_F32);
+        if (pb) be->upload(be, &s->P, P, OW_F32);
+        return 0;
+    }
+    if (p->trainable || s->resident || o->cfg.inactive != INACTIVE_KEEP)
+        return ow_fail(err, "%s: the checkpoint has parked optimizer state, but the tensor is trainable or the "
+                       "inactive-state policy is reset (the checkpoint does not match the run)", p->name);
+    drop_host(o, s);
+    if (memstats_add(&o->host, MEM_OPTIM, nb * 2 + pb, "parked optimizer state", "host", err) != 0) return -1;
+    s->host_m = ow_try_malloc(nb, "parked optimizer state", err);
+    s->host_v = ow_try_malloc(nb, "parked optimizer state", err);
+    s->host_P = pb ? ow_try_malloc(pb, "parked projector", err) : NULL;
+    s->host_bytes = nb * 2 + pb;
+    if (!s->host_m || !s->host_v || (pb && !s->host_P)) {
+        drop_host(o, s);
+        return -1;
+    }
+    memcpy(s->host_m, m, nb);
+    memcpy(s->host_v, v, nb);
+    if (pb) memcpy(s->host_P, P, pb);
+    return 0;
+}
+
 /* ---- projectors ---- */
 
 static int alloc_ws(Backend *be, Tensor *t, Tensor desc, OwError *err) {

@@ -117,6 +117,20 @@ int optimizer_absorb_part(Optimizer *o, int layer, OwError *err);
  * *grad_norm gets the full-rank gradient norm before clipping. */
 int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwError *err);
 
+/* ---- checkpoints ----
+ * Where a parameter's state lives: nowhere (never updated, or dropped by the
+ * reset policy), on the backend (trainable), or parked in host memory. */
+typedef enum { OPT_STATE_NONE = 0, OPT_STATE_DEVICE = 1, OPT_STATE_HOST = 2 } OptStateHome;
+OptStateHome optimizer_state_home(const Optimizer *o, const Param *p);
+/* Shapes of p's moments (m, v) and projector P (0 elements without GaLore). */
+void optimizer_state_shapes(const Optimizer *o, const Param *p, Tensor *mv, Tensor *P);
+/* Copies p's m, v and (when has_P) P to host F32 buffers; home must not be NONE. */
+void optimizer_state_read(Optimizer *o, const Param *p, float *m, float *v, float *P);
+/* Restores saved state: the counters, and m, v, P (NULL unless has_P) into
+ * `home`: DEVICE needs p trainable, HOST needs p frozen and the keep policy. */
+int optimizer_state_restore(Optimizer *o, Param *p, OptStateHome home, int64_t step, int64_t refreshes, int has_P,
+                            const float *m, const float *v, const float *P, OwError *err);
+
 /* The projector of a gradient (exposed for tests): exact SVD or randomized
  * range finder, canonical signs. P must be allocated with the right shape. */
 int galore_projector(Backend *be, Tensor *P, const Tensor *G, int rank, int right, ProjectorKind kind, int oversample,

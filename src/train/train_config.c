@@ -2,6 +2,7 @@
 #include "train/train_config.h"
 
 #include "core/embedded.h"
+#include "core/fileio.h"
 #include "core/json.h"
 #include "core/memstats.h"
 
@@ -82,6 +83,10 @@ static const KeyDef k_keys[] = {
     {"val_split", NUM(K_FLOAT, val_split), "F", "fraction of the data held out for validation"},
     {"log_every", NUM(K_INT, log_every), "N", "progress line every N steps"},
     {"save_model", NUM(K_BOOL, save_model), NULL, "write the fine-tuned model to RUN_DIR/model at the end"},
+    {"save_every", NUM(K_INT, save_every), "N", "checkpoint every N steps (0: only at the end and on SIGINT/SIGTERM)"},
+    {"keep", NUM(K_INT, keep), "N", "checkpoints kept (the newest N)"},
+    {"resume", STR(resume), "RUN_DIR", "continue this run from its newest checkpoint (settings from RUN_DIR/config.json)"},
+    {"resume_fallback", NUM(K_BOOL, resume_fallback), NULL, "with --resume: use the previous good checkpoint if the newest is damaged"},
     {"init_std", NUM(K_FLOAT, init_std), "STD", "random init std when --model is a preset"},
     {"nsamples", NUM(K_INT, nsamples), "N", "OWL calibration sequences (when ratios are computed here)"},
     {"seqlen", NUM(K_INT, seqlen), "T", "OWL calibration sequence length"},
@@ -124,6 +129,7 @@ void train_config_defaults(TrainConfig *c) {
     c->val_split = 0.05;
     c->log_every = 1;
     c->save_model = 1;
+    c->keep = 2;
     c->init_std = 0.02;
     c->nsamples = 128;
     c->seqlen = 2048;
@@ -248,6 +254,105 @@ int train_config_apply_method(TrainConfig *c, const char *method, OwError *err) 
     return rc;
 }
 
+static const char *k_resume_free[] = {"log_every", "eval_every", "eval_batches", "save_every", "keep", "save_model",
+                                      "threads", "device", "gpu_mem", "resume", "resume_fallback"};
+
+int train_config_resume_may_change(const char *key) {
+    for (size_t i = 0; i < sizeof k_resume_free / sizeof k_resume_free[0]; i++)
+        if (args_name_eq(k_resume_free[i], key)) return 1;
+    return 0;
+}
+
+static int field_equal(const KeyDef *k, const TrainConfig *a, const TrainConfig *b) {
+    const char *x = (const char *)a + k->offset, *y = (const char *)b + k->offset;
+    switch (k->type) {
+    case K_STR: return strcmp(x, y) == 0;
+    case K_INT: return *(const int64_t *)x == *(const int64_t *)y;
+    case K_FLOAT: return *(const double *)x == *(const double *)y;
+    case K_BOOL:
+    case K_ENUM: return *(const int *)x == *(const int *)y;
+    case K_SIZE: return *(const size_t *)x == *(const size_t *)y;
+    }
+    return 0;
+}
+
+static void field_string(const KeyDef *k, const TrainConfig *c, char *buf, size_t cap) {
+    const char *p = (const char *)c + k->offset;
+    switch (k->type) {
+    case K_STR: snprintf(buf, cap, "\"%s\"", p); break;
+    case K_INT: snprintf(buf, cap, "%lld", (long long)*(const int64_t *)p); break;
+    case K_FLOAT: snprintf(buf, cap, "%.17g", *(const double *)p); break;
+    case K_BOOL: snprintf(buf, cap, "%s", *(const int *)p ? "true" : "false"); break;
+    case K_ENUM: snprintf(buf, cap, "%s", k->enums->names[*(const int *)p]); break;
+    case K_SIZE: snprintf(buf, cap, "%zu", *(const size_t *)p); break;
+    }
+}
+
+int train_config_from_run(TrainConfig *c, const char *run_dir, OwError *err) {
+    train_config_defaults(c);
+    char *path = ow_path_join(run_dir, "config.json");
+    if (!ow_path_exists(path)) {
+        int rc = ow_fail(err, "%s: no such file (hint: RUN_DIR must be the --out of an `owlore train` run; a run "
+                         "stopped before it wrote its config.json has nothing to resume: start it again)", path);
+        free(path);
+        return rc;
+    }
+    cJSON *j = json_parse_file(path, err);
+    int rc = j ? 0 : -1;
+    if (rc == 0 && !cJSON_IsObject(j)) rc = ow_fail(err, "%s: not a JSON object", path);
+    for (const cJSON *it = j ? j->child : NULL; rc == 0 && it; it = it->next) {
+        if (!strcmp(it->string, "total_steps") || !strcmp(it->string, "backend") || !strcmp(it->string, "resume") ||
+            !strcmp(it->string, "resume_fallback"))
+            continue;
+        rc = train_config_set_json(c, it->string, it, path, err);
+    }
+    cJSON_Delete(j);
+    free(path);
+    if (rc != 0) return -1;
+    if (strlen(run_dir) >= sizeof c->out) return ow_fail(err, "%s: path too long", run_dir);
+    snprintf(c->out, sizeof c->out, "%s", run_dir);
+    return 0;
+}
+
+/* --resume RUN_DIR: the run's settings, then only the flags that do not change the run. */
+static int resume_from_args(TrainConfig *c, const char *run_dir, const int *seen, const char **values, const int *bools,
+                            OwError *err) {
+    if (train_config_from_run(c, run_dir, err) != 0) return -1;
+    for (int i = 0; i < NKEYS; i++) {
+        const KeyDef *k = &k_keys[i];
+        if (!seen[i] || strcmp(k->key, "out") == 0) continue;
+        if (strcmp(k->key, "recipe") == 0)
+            return ow_fail(err, "--recipe cannot be combined with --resume: a resumed run keeps its settings "
+                           "(RUN_DIR/config.json)");
+        TrainConfig t = *c;
+        if (k->type == K_BOOL)
+            *(int *)((char *)&t + k->offset) = bools[i];
+        else if (train_config_set_string(&t, k->key, values[i], "command line", err) != 0)
+            return -1;
+        if (!train_config_resume_may_change(k->key) && !field_equal(k, &t, c)) {
+            char was[TC_STR + 8], now[TC_STR + 8], flag[64];
+            field_string(k, c, was, sizeof was);
+            field_string(k, &t, now, sizeof now);
+            snprintf(flag, sizeof flag, "%s", k->key);
+            for (char *p = flag; *p; p++)
+                if (*p == '_') *p = '-';
+            return ow_fail(err, "--%s %s would change the run being resumed (its config.json has %s = %s); a resumed "
+                           "run repeats the interrupted one exactly (hint: drop the flag; with --resume only "
+                           "--log-every, --eval-every, --eval-batches, --save-every, --keep, --save-model, --threads, "
+                           "--device, --gpu-mem and --resume-fallback may change; to train differently, start a new "
+                           "run, e.g. from `owlore export`)", flag, now, k->key, was);
+        }
+        *c = t;
+    }
+    /* --out given with --resume must name the same directory */
+    for (int i = 0; i < NKEYS; i++)
+        if (seen[i] && strcmp(k_keys[i].key, "out") == 0 && strcmp(values[i], run_dir) != 0)
+            return ow_fail(err, "--out %s and --resume %s differ (hint: --resume RUN_DIR alone continues the run in RUN_DIR)",
+                           values[i], run_dir);
+    snprintf(c->out, sizeof c->out, "%s", run_dir);
+    return 0;
+}
+
 int train_config_from_args(TrainConfig *c, int argc, char **argv, OwError *err) {
     /* Pass 1: collect the flags as strings (bools as flags). */
     ArgSpec specs[NKEYS];
@@ -273,6 +378,8 @@ int train_config_from_args(TrainConfig *c, int argc, char **argv, OwError *err) 
         return 1;
     }
     if (res.npos > 0) return ow_fail(err, "unexpected argument \"%s\" (hint: flags are --name value)", res.pos[0]);
+    for (int i = 0; i < NKEYS; i++)
+        if (seen[i] && strcmp(k_keys[i].key, "resume") == 0) return resume_from_args(c, values[i], seen, values, bools, err);
     /* Pass 2: defaults, the method's recipe, the user's recipe, the flags. */
     train_config_defaults(c);
     const char *method = "owlore";
@@ -330,6 +437,9 @@ int train_config_validate(const TrainConfig *c, OwError *err) {
     if (strcmp(c->device, "auto") && strcmp(c->device, "cpu") && strcmp(c->device, "cuda"))
         return ow_fail(err, "device = \"%s\" is not allowed (allowed: auto, cpu, cuda)", c->device);
     if (c->nsamples < 1 || c->seqlen < 2 || !(c->M > 0)) return ow_fail(err, "nsamples, seqlen and M must be positive");
+    if (c->save_every < 0) return ow_fail(err, "save_every must be >= 0 (0: only at the end and on SIGINT/SIGTERM)");
+    if (c->keep < 1) return ow_fail(err, "keep must be at least 1 (got %lld)", (long long)c->keep);
+    if (c->log_every < 1) return ow_fail(err, "log_every must be at least 1 (got %lld)", (long long)c->log_every);
     return 0;
 }
 

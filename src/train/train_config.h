@@ -45,6 +45,11 @@ typedef struct TrainConfig {
     /* evaluation and logging */
     int64_t eval_every, eval_batches, log_every;
     int save_model;   /* write RUN_DIR/model at the end */
+    /* checkpoints (checkpoint.h) */
+    int64_t save_every; /* steps between checkpoints; 0: only at the end and on SIGINT/SIGTERM */
+    int64_t keep;       /* checkpoints kept (the newest) */
+    char resume[TC_STR]; /* RUN_DIR to continue (`--resume`); the run's settings come from its config.json */
+    int resume_fallback; /* on a damaged newest checkpoint, resume from the previous good one */
     double init_std;  /* std of the random init when --model is a preset (no weights) */
     double val_split;
     /* OWL calibration when ratios are computed at the start of training */
@@ -67,6 +72,15 @@ int train_config_apply_method(TrainConfig *c, const char *method, OwError *err);
 /* Parses `owlore train` flags into c (defaults, method recipe, --recipe, flags).
  * Returns 1 when --help was asked (help printed), 0 on success, -1 on error. */
 int train_config_from_args(TrainConfig *c, int argc, char **argv, OwError *err);
+/* A run's settings: defaults, then every key of RUN_DIR/config.json (the
+ * keys written next to them, total_steps and backend, are skipped; resume and
+ * resume_fallback are per invocation and stay off); out becomes run_dir. */
+int train_config_from_run(TrainConfig *c, const char *run_dir, OwError *err);
+/* Keys that `--resume` accepts with a new value (they do not change what is
+ * trained): log_every, eval_every, eval_batches, save_every, keep,
+ * save_model, threads, device, gpu_mem, resume_fallback. Any other key given
+ * with --resume must equal the run's value, or it is refused. */
+int train_config_resume_may_change(const char *key);
 /* Checks values and relations that do not need the model. */
 int train_config_validate(const TrainConfig *c, OwError *err);
 /* The resolved settings as a JSON object (every key). */

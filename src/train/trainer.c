@@ -1,4 +1,5 @@
 /* trainer.c: see trainer.h. */
+#define _GNU_SOURCE /* realpath */
 #include "train/trainer.h"
 
 #include "core/fileio.h"
@@ -9,11 +10,19 @@
 #include "model/model_save.h"
 #include "model/preset.h"
 #include "owl/outliers.h"
+#include "train/checkpoint.h"
+#include "train/eval.h"
+#include "train/interrupt.h"
+#include "train/report.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct Trainer {
     TrainConfig cfg;
@@ -30,6 +39,12 @@ typedef struct Trainer {
     int32_t *ids, *targets; /* grad_accum * B * T */
     int64_t total_steps;
     double ratios[SAMPLER_MAX_LAYERS];
+    int uses_ratios;     /* the sampler samples with `ratios` */
+    uint8_t *changed;    /* per parameter: updated in some step (checkpoints save these) */
+    CkptProgress prog;   /* steps done, tokens, times (prog.step_seconds owned here) */
+    Checkpoint ck;       /* the checkpoint being resumed from, open during setup */
+    int from_ckpt;       /* setup restored a checkpoint */
+    double t_start;      /* ow_now() at step 0 of the run, counting earlier sessions' time */
 } Trainer;
 
 Backend *train_create_backend(const char *device, size_t gpu_mem, int64_t threads, OwError *err) {
@@ -122,19 +137,11 @@ static void active_string(const Trainer *t, char *buf, size_t cap) {
 /* ---- evaluation ---- */
 
 static int evaluate(Trainer *t, double *val_loss, OwError *err) {
-    int64_t nb = batcher_val_batches(&t->batcher);
-    if (t->cfg.eval_batches > 0 && nb > t->cfg.eval_batches) nb = t->cfg.eval_batches;
-    double sum = 0;
-    int64_t count = 0;
-    for (int64_t k = 0; k < nb; k++) {
-        batcher_val_batch(&t->batcher, k, t->ids, t->targets);
-        double s;
-        int64_t n;
-        if (model_forward_backward(t->model, t->ids, t->targets, 0.0f, NULL, &s, &n, err) != 0) return -1;
-        sum += s;
-        count += n;
-    }
-    *val_loss = count ? sum / (double)count : NAN;
+    EvalValidation v;
+    EvalBatches src = eval_batches_validation(&v, &t->batcher, t->cfg.eval_batches);
+    EvalLoss r;
+    if (eval_loss(t->model, &src, t->ids, t->targets, &r, err) != 0) return -1;
+    *val_loss = r.loss;
     return 0;
 }
 
@@ -167,9 +174,66 @@ static const char *fmt_eta(double s, char *buf, size_t cap) {
 
 /* ---- setup ---- */
 
+/* Absolute form of an existing path (kept as given otherwise). */
+static void make_absolute(char *path, size_t cap) {
+    char buf[PATH_MAX];
+    if (path[0] && ow_path_exists(path) && realpath(path, buf) && strlen(buf) < cap) snprintf(path, cap, "%s", buf);
+}
+
+/* Which checkpoint to continue from (resume), or that a fresh run has a clean RUN_DIR. */
+static int choose_start(Trainer *t, OwError *err) {
+    TrainConfig *c = &t->cfg;
+    if (!c->resume[0]) {
+        char **names;
+        int n;
+        if (ckpt_list(c->out, &names, &n, err) != 0) return -1;
+        ckpt_names_free(names, n);
+        if (n > 0)
+            return ow_fail(err, "%s already holds checkpoints of a run (hint: `owlore train --resume %s` continues it; "
+                           "choose another --out for a new run)", c->out, c->out);
+        make_absolute(c->model, sizeof c->model);
+        make_absolute(c->data, sizeof c->data);
+        make_absolute(c->ratios, sizeof c->ratios);
+        return 0;
+    }
+    int rc = ckpt_open_latest(c->out, c->resume_fallback, &t->ck, err);
+    if (rc < 0) return -1;
+    if (rc == 1) {
+        OW_INFO("%s has no checkpoint yet: starting the run again from step 0", c->out);
+        return 0;
+    }
+    t->from_ckpt = 1;
+    OW_INFO("resuming %s from %s (step %lld)", c->out, t->ck.name, (long long)t->ck.step);
+    return 0;
+}
+
+/* metrics.jsonl: new, or cut back to its length at the checkpoint. */
+static int open_metrics(Trainer *t, OwError *err) {
+    char *mp = ow_path_join(t->cfg.out, "metrics.jsonl");
+    int rc = 0;
+    if (t->from_ckpt) {
+        FILE *fp = fopen(mp, "rb");
+        long size = -1;
+        if (fp && fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
+        if (fp) fclose(fp);
+        if (size < t->prog.metrics_bytes)
+            rc = ow_fail(err, "%s: %ld bytes, shorter than the %lld the checkpoint recorded (the file was changed or "
+                         "lost; the run cannot continue it)", mp, size, (long long)t->prog.metrics_bytes);
+        else if (truncate(mp, (off_t)t->prog.metrics_bytes) != 0)
+            rc = ow_fail(err, "%s: cannot cut back to the checkpoint: %s", mp, strerror(errno));
+        if (rc == 0) t->metrics = fopen(mp, "ab");
+    } else {
+        t->metrics = fopen(mp, "w");
+    }
+    if (rc == 0 && !t->metrics) rc = ow_fail(err, "%s: cannot open: %s", mp, strerror(errno));
+    free(mp);
+    return rc;
+}
+
 static int setup(Trainer *t, OwError *err) {
     TrainConfig *c = &t->cfg;
     if (ow_mkdir_p(c->out, err) != 0) return -1;
+    if (choose_start(t, err) != 0) return -1;
     t->be = train_create_backend(c->device, c->gpu_mem, c->threads, err);
     if (!t->be) return -1;
     OW_INFO("device: %s", t->be->name);
@@ -186,6 +250,8 @@ static int setup(Trainer *t, OwError *err) {
         model_init_random(t->model, (uint64_t)c->seed, c->init_std);
     }
     Model *m = t->model;
+    t->changed = ow_xcalloc((size_t)m->nparams, 1);
+    if (t->from_ckpt && ckpt_apply_weights(&t->ck, m, t->changed, err) != 0) return -1;
     int L = (int)m->cfg.num_layers;
     if (strcmp(c->data, "synthetic") == 0) {
         if (c->steps <= 0) return ow_fail(err, "--data synthetic needs --steps");
@@ -209,7 +275,11 @@ static int setup(Trainer *t, OwError *err) {
     if (t->sampling && c->gamma > L)
         return ow_fail(err, "gamma = %lld blocks, but the model has only %d (hint: --gamma %d or less)", (long long)c->gamma, L, L);
     int needs_ratios = t->sampling && !c->forced_blocks[0] && (mode == SAMPLING_OWL || mode == SAMPLING_OWL_REVERSE);
-    if (needs_ratios && c->ratios[0]) {
+    int saved = needs_ratios && t->from_ckpt ? ckpt_ratios(&t->ck, L, t->ratios, err) : 0;
+    if (saved < 0) return -1;
+    if (needs_ratios && saved) {
+        /* the ratios the run sampled with, kept in the checkpoint */
+    } else if (needs_ratios && c->ratios[0]) {
         if (owl_read_ratios(c->ratios, L, t->ratios, err) != 0) return -1;
     } else if (needs_ratios) {
         int64_t seqlen = c->seqlen < m->cfg.max_position_embeddings ? c->seqlen : m->cfg.max_position_embeddings;
@@ -222,10 +292,12 @@ static int setup(Trainer *t, OwError *err) {
         char *rp = ow_path_join(c->out, "ratios.json");
         int rc = owl_write_json(&r, c->model, rp, err);
         snprintf(c->ratios, sizeof c->ratios, "%s", rp);
+        make_absolute(c->ratios, sizeof c->ratios);
         free(rp);
         owl_result_free(&r);
         if (rc != 0) return -1;
     }
+    t->uses_ratios = needs_ratios;
     if (c->forced_blocks[0] && t->sampling) mode = SAMPLING_UNIFORM; /* the schedule replaces the draws */
     if (sampler_init(&t->sampler, L, (int)c->gamma, mode, needs_ratios ? t->ratios : NULL, (uint64_t)c->seed, err) != 0)
         return -1;
@@ -245,22 +317,31 @@ static int setup(Trainer *t, OwError *err) {
     t->total_steps = c->steps > 0 ? c->steps : (int64_t)ceil(c->epochs * (double)t->batcher.ntrain / (double)per_step);
     if (t->total_steps < 1) t->total_steps = 1;
     t->sched = (LrSchedule){c->schedule, c->lr, c->warmup, t->total_steps};
+    t->prog.total_steps = t->total_steps;
+    t->prog.step_seconds = ow_xcalloc((size_t)t->total_steps, sizeof(double));
+    /* the checkpoint's sampler, trainable blocks, optimizer state, data position and counters */
+    if (t->from_ckpt) {
+        if (ckpt_restore_progress(&t->ck, &t->sampler, &t->batcher, &t->prog, err) != 0) return -1;
+        for (int i = 0; i < t->sampler.nactive; i++)
+            if (set_block_trainable(t, t->sampler.active[i], 1, err) != 0) return -1;
+        if (ckpt_restore_optimizer(&t->ck, &t->opt, err) != 0) return -1;
+        ckpt_close(&t->ck);
+    }
     size_t nb = (size_t)(c->grad_accum * c->batch_size * c->block_size);
     t->ids = ow_xmalloc(nb * sizeof(int32_t));
     t->targets = ow_xmalloc(nb * sizeof(int32_t));
-    /* the resolved config */
-    cJSON *cj = train_config_to_json(c);
+    /* the resolved config (resume settings are per invocation) */
+    TrainConfig saved_cfg = *c;
+    saved_cfg.resume[0] = '\0';
+    saved_cfg.resume_fallback = 0;
+    cJSON *cj = train_config_to_json(&saved_cfg);
     cJSON_AddNumberToObject(cj, "total_steps", (double)t->total_steps);
     cJSON_AddStringToObject(cj, "backend", t->be->name);
     char *cp = ow_path_join(c->out, "config.json");
     int rc = json_write_file(cp, cj, err);
     free(cp);
     cJSON_Delete(cj);
-    if (rc != 0) return -1;
-    char *mp = ow_path_join(c->out, "metrics.jsonl");
-    t->metrics = fopen(mp, "w");
-    free(mp);
-    if (!t->metrics) return ow_fail(err, "%s: cannot create metrics.jsonl", c->out);
+    if (rc != 0 || open_metrics(t, err) != 0) return -1;
     OW_INFO("training %s: %lld steps of %lld x %lld tokens (x%lld accumulation), %lld training windows, %lld validation",
             c->method, (long long)t->total_steps, (long long)c->batch_size, (long long)c->block_size,
             (long long)c->grad_accum, (long long)t->batcher.ntrain, (long long)t->batcher.nval);
@@ -269,6 +350,9 @@ static int setup(Trainer *t, OwError *err) {
 
 static void teardown(Trainer *t) {
     if (t->metrics) fclose(t->metrics);
+    ckpt_close(&t->ck);
+    free(t->changed);
+    free(t->prog.step_seconds);
     free(t->ids);
     free(t->targets);
     if (t->opt_ready) optimizer_free(&t->opt);
@@ -356,26 +440,76 @@ static int write_summary(Trainer *t, const double *step_secs, double tokens, dou
     return rc;
 }
 
+/* Saves a checkpoint of the state after `step` steps. */
+static int save_checkpoint(Trainer *t, int64_t step, TrainSummary *summary, OwError *err) {
+    ow_progress_end();
+    if (fflush(t->metrics) != 0 || fsync(fileno(t->metrics)) != 0)
+        return ow_fail(err, "%s/metrics.jsonl: cannot flush: %s", t->cfg.out, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(t->metrics), &sb) != 0) return ow_fail(err, "%s/metrics.jsonl: cannot stat: %s", t->cfg.out, strerror(errno));
+    int64_t len = (int64_t)sb.st_size;
+    t->prog.step = step;
+    t->prog.metrics_bytes = len;
+    t->prog.elapsed = ow_now() - t->t_start;
+    CkptParts parts = {t->model, &t->opt, &t->sampler, &t->batcher, t->changed, t->uses_ratios ? t->ratios : NULL};
+    double t0 = ow_now();
+    if (ckpt_save(t->cfg.out, &parts, &t->prog, t->cfg.keep, summary->checkpoint, sizeof summary->checkpoint, err) != 0)
+        return -1;
+    OW_INFO("saved checkpoint %s (%.1f s)", summary->checkpoint, ow_now() - t0);
+    return 0;
+}
+
+/* The first and last training and validation losses of a resumed run so far, from metrics.jsonl. */
+static void losses_so_far(const char *out, TrainSummary *summary) {
+    char *p = ow_path_join(out, "metrics.jsonl"), *text;
+    size_t len;
+    OwError e;
+    if (ow_read_file(p, &text, &len, &e) == 0) {
+        char *save = NULL;
+        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            cJSON *o = cJSON_Parse(line);
+            const cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "loss"), *v = cJSON_GetObjectItemCaseSensitive(o, "eval_loss");
+            if (cJSON_IsNumber(l)) {
+                if (isnan(summary->first_loss)) summary->first_loss = l->valuedouble;
+                summary->last_loss = l->valuedouble;
+            }
+            if (cJSON_IsNumber(v)) {
+                if (isnan(summary->first_val)) summary->first_val = v->valuedouble;
+                summary->last_val = v->valuedouble;
+            }
+            cJSON_Delete(o);
+        }
+        free(text);
+    }
+    free(p);
+}
+
 int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
-    double *step_secs = NULL;
     Trainer t;
     memset(&t, 0, sizeof t);
     t.cfg = *cfg;
     memset(summary, 0, sizeof *summary);
+    summary->first_loss = summary->last_loss = NAN;
     summary->first_val = summary->last_val = NAN;
     int rc = -1;
     if (train_config_validate(&t.cfg, err) != 0 || setup(&t, err) != 0) goto done;
     TrainConfig *c = &t.cfg;
+    CkptProgress *pg = &t.prog;
+    int64_t start = pg->step;
+    summary->total_steps = t.total_steps;
+    summary->steps = start;
+    if (start > 0) losses_so_far(c->out, summary);
     double val;
-    if (t.batcher.nval > 0) {
+    if (t.batcher.nval > 0 && start == 0) {
         if (evaluate(&t, &val, err) != 0) goto done;
         log_eval(&t, 0, val);
         summary->first_val = summary->last_val = val;
     }
-    double t_start = ow_now(), tokens = 0, refresh_s = 0;
-    int64_t tok_per_step = c->batch_size * c->block_size * c->grad_accum, refreshes = 0;
-    step_secs = ow_xcalloc((size_t)t.total_steps, sizeof(double));
-    for (int64_t step = 0; step < t.total_steps; step++) {
+    double session_start = ow_now();
+    t.t_start = session_start - pg->elapsed;
+    int64_t tok_per_step = c->batch_size * c->block_size * c->grad_accum;
+    int sig = 0;
+    for (int64_t step = start; step < t.total_steps; step++) {
         double t0 = ow_now();
         if (step % c->interval == 0 && (t.sampling || step == 0)) {
             if (resample(&t, err) != 0) goto done;
@@ -385,14 +519,16 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         t.opt.stats.refresh_seconds = 0;
         if (train_step(&t, step, &loss, &gnorm, err) != 0) goto done;
         t.be->sync(t.be);
+        for (int i = 0; i < t.model->nparams; i++) t.changed[i] |= (uint8_t)t.model->params[i].trainable;
         double dt = ow_now() - t0;
-        step_secs[step] = dt;
-        refresh_s += t.opt.stats.refresh_seconds;
-        refreshes += t.opt.stats.refreshes;
-        tokens += (double)tok_per_step;
-        double elapsed = ow_now() - t_start;
+        pg->step_seconds[step] = dt;
+        pg->refresh_seconds += t.opt.stats.refresh_seconds;
+        pg->refreshes += t.opt.stats.refreshes;
+        pg->tokens += (double)tok_per_step;
+        double elapsed = ow_now() - t.t_start;
         if (step == 0) summary->first_loss = loss;
         summary->last_loss = loss;
+        summary->steps = step + 1;
         if (!isfinite(loss)) {
             ow_fail(err, "the loss became %g at step %lld (hint: lower --lr, or check the data)", loss, (long long)step + 1);
             goto done;
@@ -404,7 +540,7 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         cJSON_AddNumberToObject(o, "loss", loss);
         cJSON_AddNumberToObject(o, "lr", lr_at(&t.sched, step));
         cJSON_AddNumberToObject(o, "grad_norm", gnorm);
-        cJSON_AddNumberToObject(o, "tokens", tokens);
+        cJSON_AddNumberToObject(o, "tokens", pg->tokens);
         cJSON *ab = cJSON_AddArrayToObject(o, "active_blocks");
         for (int i = 0; i < t.sampler.nactive; i++) cJSON_AddItemToArray(ab, cJSON_CreateNumber(t.sampler.active[i]));
         cJSON_AddNumberToObject(o, "seconds", elapsed);
@@ -418,10 +554,11 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         write_metric(&t, o);
         if ((step + 1) % c->log_every == 0 || step + 1 == t.total_steps) {
             char mem[32], eta[32];
+            double done_here = (double)(step + 1 - start);
             ow_progress("step %lld/%lld | loss %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | mem %s | blocks %s | ETA %s",
-                        (long long)step + 1, (long long)t.total_steps, loss, lr_at(&t.sched, step), gnorm, tokens / elapsed,
-                        format_size(t.be->mem.peak_total, mem, sizeof mem), act,
-                        fmt_eta(elapsed / (double)(step + 1) * (double)(t.total_steps - step - 1), eta, sizeof eta));
+                        (long long)step + 1, (long long)t.total_steps, loss, lr_at(&t.sched, step), gnorm,
+                        pg->tokens / elapsed, format_size(t.be->mem.peak_total, mem, sizeof mem), act,
+                        fmt_eta((ow_now() - session_start) / done_here * (double)(t.total_steps - step - 1), eta, sizeof eta));
         }
         if (t.batcher.nval > 0 && c->eval_every > 0 && (step + 1) % c->eval_every == 0 && step + 1 < t.total_steps) {
             if (evaluate(&t, &val, err) != 0) goto done;
@@ -429,13 +566,24 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
             log_eval(&t, step + 1, val);
             summary->last_val = val;
         }
+        sig = train_interrupt_pending();
+        if (step + 1 == t.total_steps || sig || (c->save_every > 0 && (step + 1) % c->save_every == 0))
+            if (save_checkpoint(&t, step + 1, summary, err) != 0) goto done;
+        if (sig) break;
     }
     ow_progress_end();
-    summary->steps = t.total_steps;
-    summary->seconds = ow_now() - t_start;
-    summary->tokens_per_s = tokens / summary->seconds;
+    pg->elapsed = ow_now() - t.t_start;
+    summary->seconds = pg->elapsed;
+    summary->tokens_per_s = pg->tokens / summary->seconds;
     summary->peak_mem = t.be->mem.peak_total;
-    if (write_summary(&t, step_secs, tokens, refresh_s, refreshes, summary, err) != 0) goto done;
+    if (sig) {
+        summary->interrupted = sig;
+        OwError e2;
+        if (report_write(c->out, &e2) != 0) OW_WARN("could not write the report: %s", e2.msg);
+        rc = TRAIN_INTERRUPTED;
+        goto done;
+    }
+    if (write_summary(&t, pg->step_seconds, pg->tokens, pg->refresh_seconds, pg->refreshes, summary, err) != 0) goto done;
     if (t.batcher.nval > 0) {
         if (evaluate(&t, &val, err) != 0) goto done;
         log_eval(&t, t.total_steps, val);
@@ -447,11 +595,15 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
                                  : model_save_hf(t.model, md, OW_F32, 0, NULL, err);
         if (rc == 0) OW_INFO("saved the fine-tuned model to %s", md);
         free(md);
-    } else {
-        rc = 0;
+        if (rc != 0) goto done;
     }
+    fflush(t.metrics);
+    {
+        OwError e2;
+        if (report_write(c->out, &e2) != 0) OW_WARN("could not write the report: %s", e2.msg);
+    }
+    rc = 0;
 done:
-    free(step_secs);
     teardown(&t);
     return rc;
 }

@@ -5,17 +5,34 @@
  * micro-batches of forward and backward (the loss of a step is the mean over
  * all its non-ignored targets); the optimizer absorbs each block's gradient
  * as soon as the last micro-batch's backward finishes it; clip and update.
- * Writes RUN_DIR/config.json (resolved settings), RUN_DIR/metrics.jsonl (one
- * JSON object per step and per evaluation, flushed as written) and the final
- * model as a Hugging Face directory RUN_DIR/model. */
+ * Writes RUN_DIR/config.json (resolved settings; model, data and ratios
+ * paths made absolute), RUN_DIR/metrics.jsonl (one JSON object per step and
+ * per evaluation, flushed as written), checkpoints (checkpoint.h: every
+ * save_every steps, at the end, and when SIGINT/SIGTERM arrives, see
+ * interrupt.h), summary.json, the final model as a Hugging Face directory
+ * RUN_DIR/model, and report.html (report.h; also on an interrupted run).
+ *
+ * Resume (cfg->resume set, settings from RUN_DIR/config.json): the base
+ * model is loaded again and the newest checkpoint's tensors, optimizer
+ * state, sampler, batcher position and counters are restored;
+ * metrics.jsonl is cut back to its length at that checkpoint, so the
+ * finished file has the same lines as an uninterrupted run. A run with no
+ * checkpoint yet starts again from step 0. A fresh run refuses a RUN_DIR
+ * that already holds checkpoints. */
 #ifndef OWLORE_TRAIN_TRAINER_H
 #define OWLORE_TRAIN_TRAINER_H
 
 #include "data/tokfile.h"
 #include "train/train_config.h"
 
+/* train_run's return value when a signal stopped the run after a checkpoint. */
+#define TRAIN_INTERRUPTED 1
+
 typedef struct TrainSummary {
-    int64_t steps;
+    int64_t steps;       /* steps done */
+    int64_t total_steps;
+    int interrupted;     /* the signal that stopped the run (TRAIN_INTERRUPTED), else 0 */
+    char checkpoint[600]; /* the last checkpoint written ("" if none) */
     double first_loss, last_loss;
     double first_val, last_val; /* NaN without validation data */
     double seconds;
@@ -24,9 +41,11 @@ typedef struct TrainSummary {
     char result[4096]; /* summary.json as one line (what `owlore train` prints after RESULT) */
 } TrainSummary;
 
+/* 0 when the run finished, TRAIN_INTERRUPTED after a signal (checkpoint
+ * saved, summary->interrupted set), -1 on error. */
 int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err);
-/* Creates the backend that `device` (auto, cpu, cuda) names. */
 
+/* Creates the backend that `device` (auto, cpu, cuda) names. */
 Backend *train_create_backend(const char *device, size_t gpu_mem, int64_t threads, OwError *err);
 
 /* Loads training data for a model: an owlore token file, or a text file read

@@ -1,0 +1,111 @@
+/* eval.h: evaluating a model, shared by `owlore eval` and training's
+ * --eval-every.
+ *
+ * Loss and perplexity run over batches from any source that can fill batch k
+ * (EvalBatches): a run's validation windows, or consecutive windows over a
+ * whole token stream; a new dataset reader (tokenized text, JSONL) plugs in
+ * by providing another source. The loss is the mean negative log-likelihood
+ * over every scored target (-100 targets are not scored), perplexity its exp.
+ *
+ * Multiple choice (lm-evaluation-harness style): each item has a context,
+ * choices and the index of the right one. A choice's score is the sum of
+ * log p(token) over its continuation tokens given the context. As the harness
+ * does, trailing whitespace of the context moves to the front of each
+ * continuation, and continuation tokens are those of encode(context +
+ * continuation) after the tokens of encode(context). acc: the best score is
+ * the labelled choice; acc_norm: the best score divided by the choice text's
+ * length in characters (Unicode code points, Python's len) is. Ties go to the
+ * first choice (numpy argmax). Text becomes ids through an EvalEncoder: byte
+ * ids for byte-level models here; a model with a tokenizer.json needs items
+ * that carry their ids ("context_ids", "choice_ids") until a tokenizer is
+ * plugged in through the same EvalEncoder seam. */
+#ifndef OWLORE_TRAIN_EVAL_H
+#define OWLORE_TRAIN_EVAL_H
+
+#include "data/batcher.h"
+#include "model/model.h"
+
+/* ---- loss and perplexity ---- */
+
+typedef struct EvalBatches {
+    int64_t count; /* batches */
+    void *ctx;
+    /* Fills batch k: ids and targets host I32 [B*T] (targets shifted, -100 ignored). */
+    void (*fill)(void *ctx, int64_t k, int32_t *ids, int32_t *targets);
+} EvalBatches;
+
+typedef struct EvalLoss {
+    double loss;     /* mean over scored targets; NaN when there are none */
+    double ppl;      /* exp(loss) */
+    double loss_sum;
+    int64_t tokens;  /* scored targets */
+    int64_t batches;
+} EvalLoss;
+
+/* The model must be prepared for the source's (B, T); ids and targets are
+ * scratch of B*T entries. Forward only: no gradient, no state changes. */
+int eval_loss(Model *m, const EvalBatches *src, int32_t *ids, int32_t *targets, EvalLoss *out, OwError *err);
+
+/* A batcher's validation windows (the first max_batches batches when > 0). */
+typedef struct EvalValidation {
+    const Batcher *b;
+} EvalValidation;
+EvalBatches eval_batches_validation(EvalValidation *v, const Batcher *b, int64_t max_batches);
+
+/* Consecutive windows over a whole stream: window w has inputs [wT, wT + T)
+ * and targets [wT + 1, wT + T + 1), both cut at the stream's end (the last
+ * window may be short; padding is not scored), so every token after the
+ * first is scored once (the loss mask respected); context restarts at each
+ * window. Windows go B to a batch. */
+typedef struct EvalStream {
+    const TokData *d;
+    int64_t B, T, nwin;
+} EvalStream;
+EvalBatches eval_batches_stream(EvalStream *s, const TokData *d, int64_t B, int64_t T);
+
+/* ---- multiple choice ---- */
+
+typedef struct EvalEncoder {
+    void *ctx;
+    /* Encodes text (no special tokens) into a new heap array *ids of *n ids. */
+    int (*encode)(void *ctx, const char *text, size_t len, int32_t **ids, int64_t *n, OwError *err);
+} EvalEncoder;
+
+/* Byte-level ids (a byte b is token b), for models without a tokenizer.json. */
+EvalEncoder eval_encoder_bytes(void);
+
+typedef struct McItem {
+    int32_t *ctx; /* context ids */
+    int64_t nctx;
+    int nchoices;
+    int32_t **cont;  /* [nchoices] continuation ids */
+    int64_t *ncont;  /* [nchoices] */
+    int64_t *chars;  /* [nchoices] characters of the choice text */
+    int label;
+} McItem;
+
+typedef struct McSet {
+    McItem *items;
+    int64_t n;
+    int64_t nchoices_total; /* sum of nchoices */
+} McSet;
+
+/* Reads multiple-choice JSONL: one object per line, {"context": str,
+ * "choices": [str, ...], "label": int}, optionally with pre-tokenized
+ * "context_ids": [int] and "choice_ids": [[int], ...] (used as given; the
+ * choice texts still give acc_norm's lengths). enc may be NULL: then every
+ * item must carry ids (the message says so). Errors name the line. */
+int mc_read_jsonl(const char *path, const EvalEncoder *enc, McSet *out, OwError *err);
+void mc_set_free(McSet *s);
+
+/* Log-likelihood of every choice (flattened in item order, nchoices_total
+ * values). The model must be prepared for (B, T): B sequences (context +
+ * continuation) per forward; a sequence longer than T + 1 tokens keeps its
+ * last T + 1 (the context is cut from the left); a continuation longer than T
+ * is an error. */
+int eval_mc_loglik(Model *m, int64_t B, int64_t T, const McSet *set, double *loglik, OwError *err);
+/* acc and acc_norm (fractions of items) from the log-likelihoods; pred and
+ * pred_norm (may be NULL, set->n entries) get each item's chosen index. */
+void eval_mc_accuracy(const McSet *set, const double *loglik, double *acc, double *acc_norm, int *pred, int *pred_norm);
+
+#endif

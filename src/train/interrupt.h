@@ -1,0 +1,25 @@
+/* interrupt.h: stopping a training run cleanly on SIGINT / SIGTERM.
+ *
+ * train_interrupt_install sets handlers that only record the signal number
+ * in one `volatile sig_atomic_t` (the one piece of global mutable state
+ * besides the logger: a signal handler can reach nothing else) and are
+ * installed with SA_RESETHAND, so a second signal gets the default action and
+ * ends the process at once. The training loop polls train_interrupt_pending
+ * after each step: it finishes the step, saves a checkpoint and returns.
+ * The command that installs the handlers restores the previous ones. */
+#ifndef OWLORE_TRAIN_INTERRUPT_H
+#define OWLORE_TRAIN_INTERRUPT_H
+
+#include <signal.h>
+
+typedef struct TrainInterrupt {
+    struct sigaction old_int, old_term;
+} TrainInterrupt;
+
+void train_interrupt_install(TrainInterrupt *saved);
+void train_interrupt_restore(const TrainInterrupt *saved);
+/* The signal received (SIGINT or SIGTERM), 0 when none. */
+int train_interrupt_pending(void);
+const char *train_signal_name(int sig);
+
+#endif

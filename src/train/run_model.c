@@ -1,0 +1,74 @@
+/* run_model.c: see run_model.h. */
+#include "train/run_model.h"
+
+#include "core/fileio.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "model/preset.h"
+#include "train/train_config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int run_dir_detect(const char *path) {
+    char *p = ow_path_join(path, "config.json");
+    OwError e;
+    cJSON *j = ow_path_exists(p) ? json_parse_file(p, &e) : NULL;
+    free(p);
+    int is_run = j && cJSON_GetObjectItemCaseSensitive(j, "method") && !cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    cJSON_Delete(j);
+    return is_run;
+}
+
+int run_open_checkpoint(const char *run_dir, const char *name, Checkpoint *ck, OwError *err) {
+    if (name) {
+        char *d = strchr(name, '/') ? ow_xstrdup(name) : NULL;
+        if (!d) {
+            char *cdir = ow_path_join(run_dir, CKPT_SUBDIR);
+            d = ow_path_join(cdir, name);
+            free(cdir);
+        }
+        int rc = ckpt_open(d, ck, err);
+        free(d);
+        return rc;
+    }
+    int rc = ckpt_open_latest(run_dir, 0, ck, err);
+    if (rc == 1)
+        return ow_fail(err, "%s has no checkpoint (hint: a run saves one at its end, every --save-every steps and on "
+                       "SIGINT/SIGTERM)", run_dir);
+    return rc;
+}
+
+int run_load_model(Backend *be, const char *run_dir, const char *checkpoint, Model **out, char *base_dir, size_t cap,
+                   OwError *err) {
+    *out = NULL;
+    TrainConfig c;
+    if (train_config_from_run(&c, run_dir, err) != 0) return -1;
+    Checkpoint ck;
+    if (run_open_checkpoint(run_dir, checkpoint, &ck, err) != 0) return -1;
+    Model *m = NULL;
+    int rc;
+    if (ow_is_dir(c.model)) {
+        rc = model_load_hf(be, c.model, &m, err);
+        snprintf(base_dir, cap, "%s", c.model);
+    } else {
+        ModelConfig mc;
+        char *src = NULL;
+        int is_dir;
+        rc = model_preset_resolve(c.model, &mc, &src, &is_dir, err);
+        free(src);
+        if (rc == 0) rc = model_create(be, &mc, &m, err);
+        if (rc == 0) model_init_random(m, (uint64_t)c.seed, c.init_std);
+        base_dir[0] = '\0';
+    }
+    if (rc == 0) rc = ckpt_apply_weights(&ck, m, NULL, err);
+    if (rc == 0) OW_INFO("%s: base model %s with the tensors of %s", run_dir, c.model, ck.name);
+    ckpt_close(&ck);
+    if (rc != 0) {
+        model_free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
