@@ -8,6 +8,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "model/safetensors.h"
+#include "data/tokenizer.h"
 #include "train/eval.h"
 #include "train/run_model.h"
 #include "train/trainer.h"
@@ -100,6 +101,7 @@ int cmd_eval(int argc, char **argv) {
     Model *m = NULL;
     TokData d = {0};
     McSet set = {0};
+    Tokenizer *tok = NULL;
     double *ll = NULL;
     char base[4096];
     int rc = 1;
@@ -119,9 +121,16 @@ int cmd_eval(int argc, char **argv) {
         /* multiple choice; text becomes ids through an encoder (bytes here; a tokenizer plugs in the same way) */
         char *tokpath = base[0] ? ow_path_join(base, "tokenizer.json") : NULL;
         int has_tok = tokpath && ow_path_exists(tokpath);
+        EvalEncoder enc = eval_encoder_bytes();
+        if (has_tok) {
+            if (tokenizer_load(tokpath, &tok, &err) != 0) {
+                free(tokpath);
+                goto done;
+            }
+            enc = eval_encoder_tokenizer(tok);
+        }
         free(tokpath);
-        EvalEncoder bytes = eval_encoder_bytes();
-        if (mc_read_jsonl(data, has_tok ? NULL : &bytes, &set, &err) != 0) goto done;
+        if (mc_read_jsonl(data, &enc, &set, &err) != 0) goto done;
         if (dump) {
             ow_fail(&err, "--dump-logits works with token data, not multiple choice");
             goto done;
@@ -179,6 +188,7 @@ done:
     if (rc) cmd_report_error("eval", &err);
     free(ll);
     mc_set_free(&set);
+    tokenizer_free(tok);
     tokdata_free(&d);
     model_free(m);
     be->destroy(be);

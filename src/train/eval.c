@@ -1,6 +1,8 @@
 /* eval.c: see eval.h. */
 #include "train/eval.h"
 
+#include "data/tokenizer.h"
+
 #include "core/fileio.h"
 #include "core/json.h"
 
@@ -72,6 +74,22 @@ static int encode_bytes(void *ctx, const char *text, size_t len, int32_t **ids, 
 }
 
 EvalEncoder eval_encoder_bytes(void) { return (EvalEncoder){NULL, encode_bytes}; }
+
+/* No special tokens, as lm-evaluation-harness encodes contexts and continuations. */
+static int encode_tokenizer(void *ctx, const char *text, size_t len, int32_t **ids, int64_t *n, OwError *err) {
+    IdVec v = {0};
+    if (tokenizer_encode((const Tokenizer *)ctx, text, len, 0, &v, err) != 0) {
+        idvec_free(&v);
+        return -1;
+    }
+    *n = (int64_t)v.len;
+    *ids = ow_xmalloc((v.len ? v.len : 1) * sizeof(int32_t));
+    if (v.len) memcpy(*ids, v.data, v.len * sizeof(int32_t));
+    idvec_free(&v);
+    return 0;
+}
+
+EvalEncoder eval_encoder_tokenizer(const Tokenizer *tok) { return (EvalEncoder){(void *)tok, encode_tokenizer}; }
 
 static void item_free(McItem *it) {
     for (int j = 0; j < it->nchoices; j++) free(it->cont ? it->cont[j] : NULL);
@@ -150,9 +168,8 @@ static int parse_item(const cJSON *o, const EvalEncoder *enc, const char *where,
         }
     } else {
         if (!enc)
-            return ow_fail(err, "%s: the model has a tokenizer.json, and this build of owlore cannot tokenize text yet "
-                           "(hint: pre-tokenize with the model's tokenizer and add \"context_ids\" and \"choice_ids\" "
-                           "to each item)", where);
+            return ow_fail(err, "%s: the item has text but no way to tokenize it was given (hint: add \"context_ids\" "
+                           "and \"choice_ids\" to each item)", where);
         /* the harness moves the context's trailing whitespace to the continuation */
         size_t clen = strlen(context), keep = clen;
         while (keep > 0 && is_space(context[keep - 1])) keep--;

@@ -16,9 +16,8 @@
  * the labelled choice; acc_norm: the best score divided by the choice text's
  * length in characters (Unicode code points, Python's len) is. Ties go to the
  * first choice (numpy argmax). Text becomes ids through an EvalEncoder: byte
- * ids for byte-level models here; a model with a tokenizer.json needs items
- * that carry their ids ("context_ids", "choice_ids") until a tokenizer is
- * plugged in through the same EvalEncoder seam. */
+ * ids for byte-level models, the model's tokenizer.json otherwise; items may
+ * also carry their ids ("context_ids", "choice_ids"). */
 #ifndef OWLORE_TRAIN_EVAL_H
 #define OWLORE_TRAIN_EVAL_H
 
@@ -73,6 +72,9 @@ typedef struct EvalEncoder {
 
 /* Byte-level ids (a byte b is token b), for models without a tokenizer.json. */
 EvalEncoder eval_encoder_bytes(void);
+/* The model's tokenizer (no special tokens added, as lm-evaluation-harness does). */
+struct Tokenizer;
+EvalEncoder eval_encoder_tokenizer(const struct Tokenizer *tok);
 
 typedef struct McItem {
     int32_t *ctx; /* context ids */
