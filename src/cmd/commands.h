@@ -13,6 +13,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
 int cmd_decode(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 /* Prints "owlore <cmd>: error: <message>" and returns 1. */
 #define OWLORE_VERSION "0.1.0"
