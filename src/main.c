@@ -23,6 +23,7 @@ static const Command k_commands[] = {
     {"info", cmd_info, "describe a model (architecture, sizes, parameters, memory)"},
     {"encode", cmd_encode, "print the token ids of text read from stdin (tokenizer debugging)"},
     {"decode", cmd_decode, "print the text of token ids read from stdin"},
+    {"tokenize", cmd_tokenize, "tokenize a dataset (.txt, JSON lines: text, alpaca, chat) into an owlore token file"},
 };
 
 static void usage(FILE *out) {

@@ -4,6 +4,7 @@
 #define OWLORE_FUZZ_REPLAY 1
 #include "../tests/fuzz/fuzz_tokenizer_encode.c"
 #include "../tests/fuzz/fuzz_tokenizer_load.c"
+#include "../tests/fuzz/fuzz_jsonl.c"
 
 #include "core/fileio.h"
 #include "test_support.h"
@@ -47,5 +48,12 @@ Test(fuzz_regressions, tokenizer_encode) {
     size_t a = replay_dir("tests/fuzz/corpus/tokenizer_encode", fuzz_tokenizer_encode_one);
     size_t b = replay_dir("tests/fuzz/regressions/tokenizer_encode", fuzz_tokenizer_encode_one);
     cr_log_info("tokenizer_encode: %zu corpus inputs, %zu regressions", a, b);
+    cr_expect_gt(a, 0);
+}
+
+Test(fuzz_regressions, jsonl) {
+    size_t a = replay_dir("tests/fuzz/corpus/jsonl", fuzz_jsonl_one);
+    size_t b = replay_dir("tests/fuzz/regressions/jsonl", fuzz_jsonl_one);
+    cr_log_info("jsonl: %zu corpus inputs, %zu regressions", a, b);
     cr_expect_gt(a, 0);
 }

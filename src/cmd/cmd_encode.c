@@ -4,6 +4,7 @@
 
 #include "core/args.h"
 #include "data/tokenizer.h"
+#include "data/tokenizer_mode.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -32,12 +33,20 @@ static int read_stdin(char **out, size_t *len, OwError *err) {
     return 0;
 }
 
+/* --tokenizer-mode: tokenizers (default here: the file as is) or transformers (what train uses) */
+static int load(const char *path, const char *mode, Tokenizer **tok, OwError *err) {
+    if (!mode || strcmp(mode, "tokenizers") == 0) return tokenizer_load(path, tok, err);
+    if (strcmp(mode, "transformers") == 0) return tokenizer_load_mode(path, TOKENIZER_MODE_TRANSFORMERS, tok, NULL, err);
+    return ow_fail(err, "--tokenizer-mode \"%s\" is not allowed (allowed: tokenizers, transformers)", mode);
+}
+
 int cmd_encode(int argc, char **argv) {
-    const char *tok_path = NULL;
+    const char *tok_path = NULL, *mode = NULL;
     int add_special = 0;
     const ArgSpec specs[] = {
         {"tokenizer", ARG_STR, &tok_path, "DIR|FILE", "tokenizer.json, or a model directory holding one", NULL},
         {"add-special", ARG_BOOL, &add_special, NULL, "add the post-processor's special tokens (BOS/EOS)", NULL},
+        {"tokenizer-mode", ARG_STR, &mode, "MODE", "tokenizers (default: tokenizer.json as is) | transformers (as train loads it)", NULL},
     };
     const int nspecs = (int)(sizeof specs / sizeof specs[0]);
     ArgsResult res;
@@ -60,7 +69,7 @@ int cmd_encode(int argc, char **argv) {
         return 2;
     }
     Tokenizer *tok;
-    if (tokenizer_load(tok_path, &tok, &err) != 0) return cmd_report_error("encode", &err);
+    if (load(tok_path, mode, &tok, &err) != 0) return cmd_report_error("encode", &err);
     char *text;
     size_t len;
     IdVec ids = {0};
@@ -107,11 +116,12 @@ static int parse_ids(const char *s, size_t n, IdVec *out, OwError *err) {
 }
 
 int cmd_decode(int argc, char **argv) {
-    const char *tok_path = NULL;
+    const char *tok_path = NULL, *mode = NULL;
     int skip_special = 0;
     const ArgSpec specs[] = {
         {"tokenizer", ARG_STR, &tok_path, "DIR|FILE", "tokenizer.json, or a model directory holding one", NULL},
         {"skip-special", ARG_BOOL, &skip_special, NULL, "leave out special tokens (like skip_special_tokens=True)", NULL},
+        {"tokenizer-mode", ARG_STR, &mode, "MODE", "tokenizers (default: tokenizer.json as is) | transformers (as train loads it)", NULL},
     };
     const int nspecs = (int)(sizeof specs / sizeof specs[0]);
     ArgsResult res;
@@ -134,7 +144,7 @@ int cmd_decode(int argc, char **argv) {
         return 2;
     }
     Tokenizer *tok;
-    if (tokenizer_load(tok_path, &tok, &err) != 0) return cmd_report_error("decode", &err);
+    if (load(tok_path, mode, &tok, &err) != 0) return cmd_report_error("decode", &err);
     char *in;
     size_t len;
     IdVec ids = {0};

@@ -14,7 +14,7 @@ int cmd_outliers(int argc, char **argv) {
     size_t gpu_mem = 0;
     ArgSpec specs[] = {
         {"model", ARG_STR, &model, "DIR", "Hugging Face model directory", NULL},
-        {"data", ARG_STR, &data, "FILE", "calibration data (token file, or text for byte-level models)", NULL},
+        {"data", ARG_STR, &data, "FILE", "calibration data: a token file, .txt or JSON lines of text/alpaca records (tokenized with the model's tokenizer.json and cached as train does; text as bytes for byte-level models)", NULL},
         {"out", ARG_STR, &out, "FILE", "where to write the ratios JSON", NULL},
         {"nsamples", ARG_INT, &nsamples, "N", "calibration sequences (default 128)", NULL},
         {"seqlen", ARG_INT, &seqlen, "T", "tokens per calibration sequence (default 2048)", NULL},

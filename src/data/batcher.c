@@ -23,17 +23,32 @@ static void make_order(Batcher *b) {
 
 int batcher_init(Batcher *b, const TokData *data, int64_t B, int64_t T, double val_split, int shuffle, uint64_t seed,
                  const char *where, OwError *err) {
+    return batcher_init_packing(b, data, PACKING_CONCAT, B, T, val_split, shuffle, seed, where, err);
+}
+
+int batcher_init_packing(Batcher *b, const TokData *data, BatchPacking packing, int64_t B, int64_t T, double val_split,
+                         int shuffle, uint64_t seed, const char *where, OwError *err) {
     memset(b, 0, sizeof *b);
     if (B <= 0 || T <= 0) return ow_fail(err, "batch size and block size must be positive");
     if (!(val_split >= 0 && val_split < 1)) return ow_fail(err, "val_split must be in [0, 1) (got %g)", val_split);
-    int64_t nwin = data->count > 0 ? (data->count - 1) / T : 0;
+    if (packing == PACKING_PAD && (data->ndocs <= 0 || !data->doc_offsets))
+        return ow_fail(err, "%s: packing pad puts each sample in its own window, but this token data has no document "
+                       "offsets (hint: --packing concat, or tokenize the dataset with owlore)", where);
+    int64_t nwin = packing == PACKING_PAD ? data->ndocs : data->count > 0 ? (data->count - 1) / T : 0;
     int64_t nval = (int64_t)ceil(val_split * (double)nwin);
     if (val_split > 0 && nval < 1) nval = 1;
     int64_t ntrain = nwin - nval;
-    if (ntrain < 1)
+    if (ntrain < 1) {
+        if (packing == PACKING_PAD)
+            return ow_fail(err, "%s: %lld samples are too few for training with a validation split of %g (hint: more "
+                           "data or a smaller --val-split)", where, (long long)nwin, val_split);
         return ow_fail(err, "%s: %lld tokens make %lld windows of %lld + 1 tokens, too few for training with a "
                        "validation split of %g (hint: more data, a smaller --block-size or --val-split)",
                        where, (long long)data->count, (long long)nwin, (long long)T, val_split);
+    }
+    for (int64_t d = 0; d < data->ndocs && data->doc_offsets; d++)
+        b->n_long += (int64_t)(data->doc_offsets[d + 1] - data->doc_offsets[d]) > T + 1;
+    b->packing = packing;
     b->data = data;
     b->B = B;
     b->T = T;
@@ -57,7 +72,18 @@ void batcher_seek(Batcher *b, int64_t epoch, int64_t index) {
     make_order(b);
 }
 
-static void fill_window(const TokData *d, int64_t w, int64_t T, int32_t *ids, int32_t *targets) {
+static void fill_window(const Batcher *b, int64_t w, int32_t *ids, int32_t *targets) {
+    const TokData *d = b->data;
+    int64_t T = b->T;
+    if (b->packing == PACKING_PAD) {
+        int64_t start = (int64_t)d->doc_offsets[w], n = (int64_t)d->doc_offsets[w + 1] - start;
+        for (int64_t i = 0; i < T; i++) {
+            int64_t t = start + i + 1;
+            ids[i] = i < n ? tokdata_id(d, start + i) : 0;
+            targets[i] = i + 1 < n && !(d->mask && !d->mask[t]) ? tokdata_id(d, t) : -100;
+        }
+        return;
+    }
     int64_t base = w * T;
     for (int64_t i = 0; i < T; i++) {
         ids[i] = tokdata_id(d, base + i);
@@ -73,7 +99,7 @@ void batcher_next(Batcher *b, int32_t *ids, int32_t *targets) {
             b->index = 0;
             make_order(b);
         }
-        fill_window(b->data, b->order[b->index++], b->T, ids + r * b->T, targets + r * b->T);
+        fill_window(b, b->order[b->index++], ids + r * b->T, targets + r * b->T);
     }
 }
 
@@ -84,10 +110,10 @@ int64_t batcher_val_batch(const Batcher *b, int64_t k, int32_t *ids, int32_t *ta
     for (int64_t r = 0; r < b->B; r++) {
         int64_t v = k * b->B + r;
         if (v < b->nval) {
-            fill_window(b->data, b->ntrain + v, b->T, ids + r * b->T, targets + r * b->T);
+            fill_window(b, b->ntrain + v, ids + r * b->T, targets + r * b->T);
             real++;
         } else {
-            fill_window(b->data, b->ntrain, b->T, ids + r * b->T, targets + r * b->T);
+            fill_window(b, b->ntrain, ids + r * b->T, targets + r * b->T);
             for (int64_t i = 0; i < b->T; i++) targets[r * b->T + i] = -100;
         }
     }

@@ -117,6 +117,23 @@ static int read_special_config(Tokenizer *tok, const char *dir, OwError *err) {
     return 0;
 }
 
+int tokenizer_load_from_text(const char *json, size_t len, const char *file, Tokenizer **out, OwError *err) {
+    *out = NULL;
+    Tokenizer *tok = tokenizer_new(file, json, len);
+    int rc = tokenizer_parse(tok, json, len, err);
+    if (rc == 0) {
+        char *dir = ow_path_dirname(file);
+        rc = read_special_config(tok, dir, err);
+        free(dir);
+    }
+    if (rc != 0) {
+        tokenizer_free(tok);
+        return -1;
+    }
+    *out = tok;
+    return 0;
+}
+
 int tokenizer_load(const char *path_or_dir, Tokenizer **out, OwError *err) {
     *out = NULL;
     char *file = ow_is_dir(path_or_dir) ? ow_path_join(path_or_dir, "tokenizer.json") : ow_xstrdup(path_or_dir);
@@ -133,21 +150,10 @@ int tokenizer_load(const char *path_or_dir, Tokenizer **out, OwError *err) {
         free(file);
         return -1;
     }
-    Tokenizer *tok = tokenizer_new(file, mf.data ? (const char *)mf.data : "", mf.size);
-    int rc = tokenizer_parse(tok, mf.data ? (const char *)mf.data : "", mf.size, err);
+    int rc = tokenizer_load_from_text(mf.data ? (const char *)mf.data : "", mf.size, file, out, err);
     ow_unmap_file(&mf);
-    if (rc == 0) {
-        char *dir = ow_path_dirname(file);
-        rc = read_special_config(tok, dir, err);
-        free(dir);
-    }
     free(file);
-    if (rc != 0) {
-        tokenizer_free(tok);
-        return -1;
-    }
-    *out = tok;
-    return 0;
+    return rc;
 }
 
 /* ---- work ---- */
@@ -339,4 +345,12 @@ int64_t tokenizer_vocab_size(const Tokenizer *tok) { return tok->vocab_size; }
 int32_t tokenizer_bos_id(const Tokenizer *tok) { return tok->bos_id; }
 int32_t tokenizer_eos_id(const Tokenizer *tok) { return tok->eos_id; }
 uint64_t tokenizer_hash(const Tokenizer *tok) { return tok->hash; }
+
+void tokenizer_template(const Tokenizer *tok, const int32_t **before, size_t *n_before, const int32_t **after,
+                        size_t *n_after) {
+    *before = tok->tmpl_before;
+    *n_before = tok->n_before;
+    *after = tok->tmpl_after;
+    *n_after = tok->n_after;
+}
 const char *tokenizer_path(const Tokenizer *tok) { return tok->path; }

@@ -49,6 +49,11 @@ int tokenizer_load(const char *path_or_dir, Tokenizer **out, OwError *err);
 /* The same from tokenizer.json bytes in memory; `name` is used in messages.
  * BOS/EOS come from the post-processor template only. */
 int tokenizer_load_from_memory(const char *json, size_t len, const char *name, Tokenizer **out, OwError *err);
+/* tokenizer_load from tokenizer.json text already in memory (e.g. rewritten by
+ * tokenizer_load_mode): `file` is the tokenizer.json it stands for; it names
+ * messages, and BOS/EOS come from the configs in its directory as in
+ * tokenizer_load. tokenizer_hash is that of `json`. */
+int tokenizer_load_from_text(const char *json, size_t len, const char *file, Tokenizer **out, OwError *err);
 void tokenizer_free(Tokenizer *tok);
 
 /* Encodes text (len bytes, any bytes: invalid UTF-8 is replaced first, see
@@ -84,6 +89,10 @@ int32_t tokenizer_bos_id(const Tokenizer *tok);
 int32_t tokenizer_eos_id(const Tokenizer *tok);
 /* 1 when the id is a special added token (what skip_special removes). */
 int tokenizer_is_special(const Tokenizer *tok, int32_t id);
+/* The ids the post-processor (TemplateProcessing "single") puts before and
+ * after the text when add_special is set; counts may be 0. Valid while tok lives. */
+void tokenizer_template(const Tokenizer *tok, const int32_t **before, size_t *n_before, const int32_t **after,
+                        size_t *n_after);
 /* xxh64 (seed 0) of the tokenizer.json bytes: a key for caches of encoded data. */
 uint64_t tokenizer_hash(const Tokenizer *tok);
 /* The file it was loaded from (or the name given to load_from_memory). */

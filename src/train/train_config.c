@@ -36,6 +36,10 @@ static const EnumNames k_projector = {{"exact", "randomized", NULL}};
 static const EnumNames k_inactive = {{"keep", "reset", NULL}};
 static const EnumNames k_schedule = {{"constant", "linear", "cosine", NULL}};
 static const EnumNames k_accum = {{"full", "projected", NULL}};
+static const EnumNames k_format = {{"auto", "text", "jsonl", "alpaca", "chat", "tokens", NULL}};
+static const EnumNames k_chat = {{"none", "llama2", "llama3", "mistral", "chatml", NULL}};
+static const EnumNames k_tokmode = {{"transformers", "tokenizers", NULL}};
+static const EnumNames k_packing = {{"concat", "pad", NULL}};
 
 #define OFF(f) offsetof(TrainConfig, f)
 #define STR(f) K_STR, OFF(f), sizeof(((TrainConfig *)0)->f), NULL
@@ -44,7 +48,16 @@ static const EnumNames k_accum = {{"full", "projected", NULL}};
 
 static const KeyDef k_keys[] = {
     {"model", STR(model), "DIR", "Hugging Face model directory, or a preset name (random weights, for benchmarks)"},
-    {"data", STR(data), "FILE", "owlore token file, text for byte-level models, or \"synthetic\" (random tokens)"},
+    {"data", STR(data), "FILE", "dataset: .txt, JSON lines (text, alpaca or chat records), an owlore token file, or \"synthetic\""},
+    {"format", ENUM(data_opt.format, k_format), "FMT", "data format: auto | text | jsonl | alpaca | chat | tokens"},
+    {"chat_template", ENUM(data_opt.chat_template, k_chat), "NAME", "chat data template: llama2 | llama3 | mistral | chatml"},
+    {"doc_separator", STR(data_opt.doc_separator), "STR", "text data: the string between documents, e.g. \"<|endoftext|>\" (empty: one document)"},
+    {"append_eos", NUM(K_BOOL, data_opt.append_eos), NULL, "text, jsonl and alpaca data: EOS after every sample (default true)"},
+    {"train_on_prompt", NUM(K_BOOL, data_opt.train_on_prompt), NULL, "alpaca and chat data: loss on every token, not only the responses"},
+    {"strict", NUM(K_BOOL, data_opt.strict), NULL, "a malformed or invalid record is fatal (default: skipped and counted)"},
+    {"tokenizer_mode", ENUM(data_opt.tokenizer_mode, k_tokmode), "MODE", "transformers (the ids AutoTokenizer gives) | tokenizers (tokenizer.json as is)"},
+    {"packing", ENUM(packing, k_packing), "MODE", "concat (samples packed into windows) | pad (one sample per window, padded)"},
+    {"data_cache", STR(data_cache), "DIR", "where tokenized --data is cached (default ~/.cache/owlore/data; \"run\": RUN_DIR)"},
     {"out", STR(out), "RUN_DIR", "run directory (metrics.jsonl, config.json, final model)"},
     {"recipe", STR(recipe), "FILE", "a recipe JSON whose keys override the method's defaults"},
     {"method", STR(method), "NAME", "owlore | owlore-fullrank | lisa | galore | full"},
@@ -100,6 +113,8 @@ static const KeyDef k_keys[] = {
 
 void train_config_defaults(TrainConfig *c) {
     memset(c, 0, sizeof *c);
+    data_options_defaults(&c->data_opt);
+    c->packing = PACKING_CONCAT;
     snprintf(c->method, sizeof c->method, "owlore");
     snprintf(c->device, sizeof c->device, "auto");
     c->sampling = SAMPLING_OWL;
@@ -419,7 +434,7 @@ int train_config_validate(const TrainConfig *c, OwError *err) {
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) ok |= strcmp(c->method, methods[i]) == 0;
     if (!ok) return ow_fail(err, "method = \"%s\" is not allowed (allowed: owlore, owlore-fullrank, lisa, galore, full)", c->method);
     if (!c->model[0]) return ow_fail(err, "--model is required (a Hugging Face model directory)");
-    if (!c->data[0]) return ow_fail(err, "--data is required (a token file or a text file)");
+    if (!c->data[0]) return ow_fail(err, "--data is required (a dataset file: .txt, .jsonl or an owlore token file)");
     if (!c->out[0]) return ow_fail(err, "--out is required (the run directory)");
     if (c->gamma < 1) return ow_fail(err, "gamma must be at least 1 (got %lld)", (long long)c->gamma);
     if (c->interval < 1) return ow_fail(err, "interval must be at least 1 (got %lld)", (long long)c->interval);
@@ -476,6 +491,18 @@ void train_config_help(FILE *out) {
             snprintf(left, sizeof left, "--%s %s", name, k_keys[i].metavar ? k_keys[i].metavar : "VALUE");
         fprintf(out, "  %-28s %s\n", left, k_keys[i].help);
     }
+}
+
+const char *const train_config_data_keys[] = {"format", "chat_template", "doc_separator", "append_eos", "train_on_prompt",
+                                              "strict", "tokenizer_mode", NULL};
+
+int train_config_key_info(const char *key, const char **metavar, const char **help, int *is_bool) {
+    const KeyDef *k = find_key(key);
+    if (!k) return -1;
+    *metavar = k->metavar;
+    *help = k->help;
+    *is_bool = k->type == K_BOOL;
+    return 0;
 }
 
 OptimConfig train_config_optim(const TrainConfig *c) {

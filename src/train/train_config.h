@@ -8,6 +8,8 @@
 #define OWLORE_TRAIN_TRAIN_CONFIG_H
 
 #include "core/args.h"
+#include "data/batcher.h"
+#include "data/dataset.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
 #include "owl/sampler.h"
@@ -22,6 +24,10 @@ typedef struct TrainConfig {
     /* inputs and outputs */
     char model[TC_STR], data[TC_STR], out[TC_STR], recipe[TC_STR], ratios[TC_STR], forced_blocks[TC_STR];
     char device[16];
+    /* data: how --data is read and tokenized (dataset.h), packed (batcher.h) and cached */
+    DataOptions data_opt;
+    BatchPacking packing;
+    char data_cache[TC_STR];
     /* method */
     char method[32];
     SamplingMode sampling;
@@ -86,6 +92,11 @@ int train_config_validate(const TrainConfig *c, OwError *err);
 /* The resolved settings as a JSON object (every key). */
 cJSON *train_config_to_json(const TrainConfig *c);
 void train_config_help(FILE *out);
+/* The keys that shape tokenized data (format ... tokenizer_mode), NULL-ended:
+ * `owlore tokenize` takes them as flags too. */
+extern const char *const train_config_data_keys[];
+/* Help of a key for another command's flags: 0, or -1 when there is no such key. */
+int train_config_key_info(const char *key, const char **metavar, const char **help, int *is_bool);
 /* The optimizer settings derived from the config. */
 OptimConfig train_config_optim(const TrainConfig *c);
 

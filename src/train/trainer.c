@@ -29,6 +29,7 @@ typedef struct Trainer {
     Backend *be;
     Model *model;
     TokData data;
+    char *data_tokens; /* the token file the data came from (NULL: in memory) */
     Batcher batcher;
     Sampler sampler;
     int sampling; /* the method trains a sample of blocks */
@@ -57,42 +58,6 @@ Backend *train_create_backend(const char *device, size_t gpu_mem, int64_t thread
         OW_INFO("no usable CUDA device (%s); training on the CPU", e2.msg);
     }
     return backend_create_cpu((int)threads, gpu_mem, err);
-}
-
-static int has_magic(const char *path) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return 0;
-    char b[8] = {0};
-    size_t n = fread(b, 1, 8, fp);
-    fclose(fp);
-    return n == 8 && memcmp(b, "OWLTOKS", 8) == 0;
-}
-
-int train_load_data(const char *path, const char *model_dir, int64_t vocab_size, TokData *out, OwError *err) {
-    if (has_magic(path)) {
-        if (tokfile_read(path, out, err) != 0) return -1;
-        if (out->vocab_size > vocab_size) {
-            for (int64_t i = 0; i < out->count; i++) {
-                int32_t id = tokdata_id(out, i);
-                if (id >= vocab_size) {
-                    ow_fail(err, "%s: token %lld has id %d, but the model's vocabulary has %lld entries (hint: the data "
-                            "was tokenized for another model)", path, (long long)i, id, (long long)vocab_size);
-                    tokdata_free(out);
-                    return -1;
-                }
-            }
-        }
-        return 0;
-    }
-    if (!ow_path_exists(path)) return ow_fail(err, "%s: no such file", path);
-    char *tok = model_dir ? ow_path_join(model_dir, "tokenizer.json") : NULL;
-    int has_tok = tok && ow_path_exists(tok);
-    free(tok);
-    if (has_tok)
-        return ow_fail(err, "%s: not an owlore token file, and the model has a tokenizer.json; tokenize the text first "
-                       "(hint: an owlore token file made with the model's tokenizer)", path);
-    OW_INFO("%s: reading text as bytes (the model has no tokenizer.json: byte-level vocabulary)", path);
-    return tokdata_from_bytes_file(path, vocab_size, out, err);
 }
 
 /* ---- hooks: the optimizer absorbs gradients as soon as they are complete ---- */
@@ -263,12 +228,17 @@ static int setup(Trainer *t, OwError *err) {
         rng_init(&r, (uint64_t)c->seed, RNG_STREAM_DATA);
         for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)rng_below(&r, (uint64_t)m->cfg.vocab_size);
         tokdata_from_ids(&t->data, ids, n, m->cfg.vocab_size);
-    } else if (train_load_data(c->data, c->model, m->cfg.vocab_size, &t->data, err) != 0) {
+    } else if (train_load_data_with(c->data, ow_is_dir(c->model) ? c->model : NULL, m->cfg.vocab_size, &c->data_opt,
+                                    c->data_cache, c->out, &t->data, &t->data_tokens, err) != 0) {
         return -1;
     }
-    if (batcher_init(&t->batcher, &t->data, c->batch_size, c->block_size, c->val_split, c->shuffle, (uint64_t)c->seed,
-                     c->data, err) != 0)
+    if (batcher_init_packing(&t->batcher, &t->data, c->packing, c->batch_size, c->block_size, c->val_split, c->shuffle,
+                             (uint64_t)c->seed, c->data, err) != 0)
         return -1;
+    if (t->batcher.n_long > 0)
+        OW_INFO("%s: %lld of %lld samples are longer than block_size + 1 = %lld tokens: %s", c->data,
+                (long long)t->batcher.n_long, (long long)t->data.ndocs, (long long)c->block_size + 1,
+                c->packing == PACKING_PAD ? "truncated (packing pad)" : "split across windows (packing concat)");
     /* sampling */
     t->sampling = strcmp(c->method, "galore") != 0 && strcmp(c->method, "full") != 0 && c->sampling != SAMPLING_ALL;
     SamplingMode mode = t->sampling ? c->sampling : SAMPLING_ALL;
@@ -337,6 +307,7 @@ static int setup(Trainer *t, OwError *err) {
     cJSON *cj = train_config_to_json(&saved_cfg);
     cJSON_AddNumberToObject(cj, "total_steps", (double)t->total_steps);
     cJSON_AddStringToObject(cj, "backend", t->be->name);
+    if (t->data_tokens) cJSON_AddStringToObject(cj, "data_tokens", t->data_tokens);
     char *cp = ow_path_join(c->out, "config.json");
     int rc = json_write_file(cp, cj, err);
     free(cp);
@@ -359,6 +330,7 @@ static void teardown(Trainer *t) {
     sampler_free(&t->sampler);
     batcher_free(&t->batcher);
     tokdata_free(&t->data);
+    free(t->data_tokens);
     model_free(t->model);
     if (t->be) t->be->destroy(t->be);
 }

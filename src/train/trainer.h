@@ -24,6 +24,7 @@
 
 #include "data/tokfile.h"
 #include "train/train_config.h"
+#include "train/train_data.h"
 
 /* train_run's return value when a signal stopped the run after a checkpoint. */
 #define TRAIN_INTERRUPTED 1
@@ -47,9 +48,5 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err);
 
 /* Creates the backend that `device` (auto, cpu, cuda) names. */
 Backend *train_create_backend(const char *device, size_t gpu_mem, int64_t threads, OwError *err);
-
-/* Loads training data for a model: an owlore token file, or a text file read
- * as bytes (byte-level models). Every id is checked against vocab_size. */
-int train_load_data(const char *path, const char *model_dir, int64_t vocab_size, TokData *out, OwError *err);
 
 #endif

@@ -1,0 +1,60 @@
+/* chat_template.h: chat conversations rendered to text with the chat
+ * templates LLaMA-family models ship (key chat_template), and the loss spans
+ * of the assistant turns.
+ *
+ * Every conversation is checked first, the same way for every template: an
+ * optional system message first, then user and assistant messages
+ * alternating, starting with user. (The shipped Jinja templates check
+ * alternation too; owlore also refuses a system message anywhere but first,
+ * which LLaMA-2's template would silently drop.) The mistral template has no
+ * system role and refuses one, as its Jinja template does.
+ *
+ * The loss span of an assistant turn is what the template writes for it after
+ * the role header: llama2 " " + content.strip() + " " + eos; mistral content
+ * + eos; llama3 content|trim + "<|eot_id|>"; chatml content + "<|im_end|>".
+ * The exact Jinja texts are in chat_template.c beside each renderer and in
+ * tests/reference/make_chat_fixtures.py. */
+#ifndef OWLORE_DATA_CHAT_TEMPLATE_H
+#define OWLORE_DATA_CHAT_TEMPLATE_H
+
+#include "data/sample.h"
+#include "data/tokenizer.h"
+
+typedef enum {
+    CHAT_TEMPLATE_NONE = 0,
+    CHAT_TEMPLATE_LLAMA2 = 1,
+    CHAT_TEMPLATE_LLAMA3 = 2,
+    CHAT_TEMPLATE_MISTRAL = 3,
+    CHAT_TEMPLATE_CHATML = 4,
+} ChatTemplateKind;
+
+typedef enum { CHAT_SYSTEM = 0, CHAT_USER = 1, CHAT_ASSISTANT = 2 } ChatRole;
+
+typedef struct ChatMessage {
+    ChatRole role;
+    const char *content; /* valid UTF-8, not NUL-terminated */
+    size_t len;
+} ChatMessage;
+
+/* A template bound to a tokenizer: the token strings it writes. */
+typedef struct ChatTemplate {
+    ChatTemplateKind kind;
+    char *bos, *eos; /* bos_token / eos_token strings (heap) */
+} ChatTemplate;
+
+const char *chat_template_name(ChatTemplateKind kind);
+/* Role from its name (system, user, assistant); -1 when it is none of them. */
+int chat_role_from_name(const char *name);
+
+/* Binds a template to a tokenizer: llama2 and mistral need its BOS and EOS,
+ * llama3 its BOS and <|start_header_id|> <|end_header_id|> <|eot_id|>,
+ * chatml <|im_start|> and <|im_end|>; a missing one is an error naming it. */
+int chat_template_prepare(ChatTemplateKind kind, const Tokenizer *tok, ChatTemplate *out, OwError *err);
+void chat_template_free(ChatTemplate *t);
+
+/* Checks the conversation and renders it into out (reset first): the text,
+ * the assistant loss spans, add_special = append_eos = 0 (the template writes
+ * its special tokens). Errors say what is wrong (the caller adds file:line). */
+int chat_render(const ChatTemplate *t, const ChatMessage *msgs, size_t n, RenderedSample *out, OwError *err);
+
+#endif
