@@ -316,8 +316,7 @@ int train_config_from_run(TrainConfig *c, const char *run_dir, OwError *err) {
     int rc = j ? 0 : -1;
     if (rc == 0 && !cJSON_IsObject(j)) rc = ow_fail(err, "%s: not a JSON object", path);
     for (const cJSON *it = j ? j->child : NULL; rc == 0 && it; it = it->next) {
-        if (!strcmp(it->string, "total_steps") || !strcmp(it->string, "backend") || !strcmp(it->string, "resume") ||
-            !strcmp(it->string, "resume_fallback"))
+        if (train_config_is_run_fact(it->string) || !strcmp(it->string, "resume") || !strcmp(it->string, "resume_fallback"))
             continue;
         rc = train_config_set_json(c, it->string, it, path, err);
     }
@@ -365,6 +364,13 @@ static int resume_from_args(TrainConfig *c, const char *run_dir, const int *seen
             return ow_fail(err, "--out %s and --resume %s differ (hint: --resume RUN_DIR alone continues the run in RUN_DIR)",
                            values[i], run_dir);
     snprintf(c->out, sizeof c->out, "%s", run_dir);
+    return 0;
+}
+
+int train_config_is_run_fact(const char *key) {
+    static const char *facts[] = {"total_steps", "backend", "data_tokens"};
+    for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++)
+        if (strcmp(key, facts[i]) == 0) return 1;
     return 0;
 }
 

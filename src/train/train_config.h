@@ -75,6 +75,9 @@ int train_config_set_json(TrainConfig *c, const char *key, const cJSON *value, c
 int train_config_apply_json(TrainConfig *c, const cJSON *obj, const char *where, OwError *err);
 /* Loads a method's built-in recipe (configs/recipes/<method>.json). */
 int train_config_apply_method(TrainConfig *c, const char *method, OwError *err);
+/* Keys the trainer adds to RUN_DIR/config.json that are facts about the run,
+ * not settings (total_steps, backend, data_tokens): readers skip them. */
+int train_config_is_run_fact(const char *key);
 /* Parses `owlore train` flags into c (defaults, method recipe, --recipe, flags).
  * Returns 1 when --help was asked (help printed), 0 on success, -1 on error. */
 int train_config_from_args(TrainConfig *c, int argc, char **argv, OwError *err);
