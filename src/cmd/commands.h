@@ -7,6 +7,10 @@
 #include "core/error.h"
 
 int cmd_version(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_outliers(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 
 /* Prints "owlore <cmd>: error: <message>" and returns 1. */
 #define OWLORE_VERSION "0.1.0"

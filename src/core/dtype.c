@@ -12,7 +12,7 @@ static const struct {
     int is_float;
 } k_dtypes[OW_DTYPE_COUNT] = {
     [OW_F32] = {"F32", 4, 1}, [OW_BF16] = {"BF16", 2, 1}, [OW_F16] = {"F16", 2, 1},
-    [OW_I32] = {"I32", 4, 0}, [OW_I64] = {"I64", 8, 0},   [OW_U8] = {"U8", 1, 0},
+    [OW_I32] = {"I32", 4, 0}, [OW_I64] = {"I64", 8, 0},   [OW_U8] = {"U8", 1, 0}, [OW_U16] = {"U16", 2, 0},
 };
 
 size_t dtype_size(DType t) {

@@ -334,3 +334,21 @@ int model_forward_losses(Model *m, const int32_t *ids, const int32_t *targets, f
     m->be->download(m->be, losses, OW_F32, &m->acts->losses);
     return 0;
 }
+
+int model_embed_batch(Model *m, const int32_t *ids, Tensor *x, OwError *err) {
+    if (upload_batch(m, ids, NULL, err) != 0) return -1;
+    m->be->embedding_forward(m->be, x, &m->acts->ids, &m->embed->w);
+    return 0;
+}
+
+void model_block_forward_stats(Model *m, int layer, const Tensor *x, Tensor *out, Tensor *stats) {
+    OW_CHECK(m->acts != NULL);
+    LayerActs *la = &m->acts->layers[0];
+    block_forward(m, layer, x, la, out);
+    if (!stats) return;
+    Backend *be = m->be;
+    be->col_sumsq(be, &stats[0], &la->ln1);
+    be->col_sumsq(be, &stats[1], &la->att);
+    be->col_sumsq(be, &stats[2], &la->ln2);
+    be->col_sumsq(be, &stats[3], &la->act);
+}

@@ -102,6 +102,16 @@ int model_forward_logits(Model *m, const int32_t *ids, float *logits, OwError *e
 /* Forward only, per-position losses (F32 [B*T], 0 where ignored) to host memory. */
 int model_forward_losses(Model *m, const int32_t *ids, const int32_t *targets, float *losses, OwError *err);
 
+/* Calibration (OWL statistics), one block at a time. model_prepare(m, B, T, 1)
+ * must have been called. model_embed_batch writes the embeddings of host ids
+ * [B*T] to x (act dtype [B*T, C]). model_block_forward_stats runs block
+ * `layer` from x to out (both [B*T, C], may not alias) and, when stats is
+ * non-NULL, accumulates into stats[0..3] (F32) the column sums of squares of
+ * the inputs of the block's linears: [0] q/k/v input [C], [1] o_proj input
+ * [Hq*D], [2] gate/up input [C], [3] down_proj input [F]. */
+int model_embed_batch(Model *m, const int32_t *ids, Tensor *x, OwError *err);
+void model_block_forward_stats(Model *m, int layer, const Tensor *x, Tensor *out, Tensor *stats);
+
 /* Frees the activation buffers (internal; model_free calls it). */
 void model_acts_free(Model *m);
 

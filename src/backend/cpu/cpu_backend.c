@@ -1,0 +1,173 @@
+/* cpu_backend.c: the CPU reference backend's creation and its memory ops
+ * (alloc, release, upload, download, copy, fill, sync).
+ *
+ * Memory is host memory, 64-byte aligned and zeroed; every alloc and release
+ * is counted in be->mem (tensor_nbytes bytes, device name "cpu"), so the cap
+ * and the breakdown behave as on the GPU. upload/download/copy convert
+ * between float dtypes (F32, BF16, F16); other dtypes are copied as they are
+ * and must match. */
+#include "backend/cpu/cpu_internal.h"
+
+#include "core/dtype.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CPU_ALIGN 64
+#define CPU_CONVERT_CHUNK ((int64_t)1 << 16)
+
+int cpu_alloc(Backend *be, Tensor *t, MemKind kind, const char *what, OwError *err) {
+    OW_CHECK(kind >= 0 && kind < MEM_KIND_COUNT);
+    size_t bytes = tensor_nbytes(t);
+    if (memstats_add(&be->mem, kind, bytes, what, "cpu", err) != 0) return -1;
+    size_t rounded = (bytes + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN;
+    if (rounded == 0) rounded = CPU_ALIGN;
+    void *p = aligned_alloc(CPU_ALIGN, rounded);
+    if (!p) {
+        memstats_sub(&be->mem, kind, bytes);
+        char sz[32];
+        return ow_fail(err,
+                       "out of host memory: cannot allocate %s for %s (hint: lower --batch-size or the model size)",
+                       format_size(bytes, sz, sizeof sz), what);
+    }
+    memset(p, 0, rounded);
+    t->data = p;
+    return 0;
+}
+
+void cpu_release(Backend *be, Tensor *t, MemKind kind) {
+    if (!t->data) return;
+    OW_CHECK(kind >= 0 && kind < MEM_KIND_COUNT);
+    memstats_sub(&be->mem, kind, tensor_nbytes(t));
+    free(t->data);
+    t->data = NULL;
+}
+
+/* Converts n elements in parallel chunks; same-dtype non-float data is copied. */
+static void convert_elems(const Backend *be, void *dst, DType dst_t, const void *src, DType src_t, int64_t n) {
+    if (n <= 0) return;
+    if (dst_t == src_t) {
+        if (dst != src) memmove(dst, src, (size_t)n * dtype_size(dst_t));
+        return;
+    }
+    OW_CHECKF(dtype_is_float(dst_t) && dtype_is_float(src_t), "cannot convert %s to %s", dtype_name(src_t),
+              dtype_name(dst_t));
+    OW_CHECK(dst != src);
+    size_t ds = dtype_size(dst_t), ss = dtype_size(src_t);
+    int64_t nchunks = (n + CPU_CONVERT_CHUNK - 1) / CPU_CONVERT_CHUNK;
+#pragma omp parallel for num_threads(cpu_threads(be)) schedule(static)
+    for (int64_t c = 0; c < nchunks; c++) {
+        int64_t i0 = c * CPU_CONVERT_CHUNK;
+        int64_t cnt = n - i0 < CPU_CONVERT_CHUNK ? n - i0 : CPU_CONVERT_CHUNK;
+        dtype_convert((char *)dst + (size_t)i0 * ds, dst_t, (const char *)src + (size_t)i0 * ss, src_t, (size_t)cnt);
+    }
+}
+
+void cpu_upload(Backend *be, Tensor *dst, const void *src, DType src_dtype) {
+    convert_elems(be, dst->data, dst->dtype, src, src_dtype, tensor_numel(dst));
+}
+
+void cpu_download(Backend *be, void *dst, DType dst_dtype, const Tensor *src) {
+    convert_elems(be, dst, dst_dtype, src->data, src->dtype, tensor_numel(src));
+}
+
+void cpu_copy(Backend *be, Tensor *dst, const Tensor *src) {
+    OW_CHECKF(tensor_numel(dst) == tensor_numel(src), "copy of %lld elements into %lld", (long long)tensor_numel(src),
+              (long long)tensor_numel(dst));
+    convert_elems(be, dst->data, dst->dtype, src->data, src->dtype, tensor_numel(src));
+}
+
+void cpu_fill(Backend *be, Tensor *t, float value) {
+    int64_t n = tensor_numel(t);
+    switch (t->dtype) {
+    case OW_F32: {
+        float *x = t->data;
+#pragma omp parallel for num_threads(cpu_threads(be)) schedule(static)
+        for (int64_t i = 0; i < n; i++) x[i] = value;
+        break;
+    }
+    case OW_BF16:
+    case OW_F16: {
+        uint16_t h = t->dtype == OW_BF16 ? f32_to_bf16(value) : f32_to_f16(value);
+        uint16_t *x = t->data;
+#pragma omp parallel for num_threads(cpu_threads(be)) schedule(static)
+        for (int64_t i = 0; i < n; i++) x[i] = h;
+        break;
+    }
+    case OW_I32: {
+        int32_t iv = (int32_t)value;
+        int32_t *x = t->data;
+#pragma omp parallel for num_threads(cpu_threads(be)) schedule(static)
+        for (int64_t i = 0; i < n; i++) x[i] = iv;
+        break;
+    }
+    default:
+        OW_CHECKF(0, "fill of a %s tensor", dtype_name(t->dtype));
+    }
+}
+
+void cpu_sync(Backend *be) { (void)be; }
+
+static void cpu_destroy(Backend *be) {
+    if (!be) return;
+    free(be->impl);
+    free(be);
+}
+
+Backend *backend_create_cpu(int threads, size_t mem_cap, OwError *err) {
+    if (threads <= 0) threads = omp_get_max_threads();
+    if (threads < 1) threads = 1;
+    Backend *be = ow_xcalloc(1, sizeof *be);
+    CpuImpl *impl = ow_xcalloc(1, sizeof *impl);
+    impl->threads = threads;
+    be->name = "cpu";
+    be->act_dtype = OW_F32;
+    be->param_dtype = OW_F32;
+    be->mem.cap = mem_cap;
+    be->impl = impl;
+    /* OpenBLAS keeps one process-wide thread count; the backend owns it while it lives. */
+    openblas_set_num_threads(threads);
+
+    be->destroy = cpu_destroy;
+    be->alloc = cpu_alloc;
+    be->release = cpu_release;
+    be->upload = cpu_upload;
+    be->download = cpu_download;
+    be->copy = cpu_copy;
+    be->fill = cpu_fill;
+    be->sync = cpu_sync;
+
+    be->matmul = cpu_matmul;
+    be->axpy = cpu_axpy;
+    be->scale = cpu_scale;
+    be->sum = cpu_sum;
+    be->sum_squares = cpu_sum_squares;
+
+    be->embedding_forward = cpu_embedding_forward;
+    be->embedding_backward = cpu_embedding_backward;
+    be->rmsnorm_forward = cpu_rmsnorm_forward;
+    be->rmsnorm_backward = cpu_rmsnorm_backward;
+    be->rope = cpu_rope;
+    be->attention_forward = cpu_attention_forward;
+    be->attention_backward = cpu_attention_backward;
+    be->swiglu_forward = cpu_swiglu_forward;
+    be->swiglu_backward = cpu_swiglu_backward;
+    be->cross_entropy = cpu_cross_entropy;
+
+    be->col_sumsq = cpu_col_sumsq;
+    be->score_sum = cpu_score_sum;
+    be->score_count = cpu_score_count;
+
+    be->adam_update = cpu_adam_update;
+    be->adam_moments = cpu_adam_moments;
+    be->apply_update = cpu_apply_update;
+
+    be->svd_top = cpu_svd_top;
+    be->orthonormalize = cpu_orthonormalize;
+    be->canonicalize_signs = cpu_canonicalize_signs;
+    be->fill_normal = cpu_fill_normal;
+    (void)err;
+    return be;
+}

@@ -1,0 +1,90 @@
+/* model_save.c: see model_save.h. */
+#include "model/model_save.h"
+
+#include "core/fileio.h"
+#include "core/json.h"
+#include "model/safetensors.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *k_tokenizer_files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                          "tokenizer.model", "generation_config.json", "added_tokens.json"};
+
+int model_save_hf(Model *m, const char *dir, DType dtype, size_t shard_bytes, const char *tokenizer_src, OwError *err) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", dir, (long)getpid());
+    if (ow_remove_tree(tmp, err) != 0 || ow_mkdir_p(tmp, err) != 0) return -1;
+    int n = m->nparams;
+    StWriteTensor *ts = ow_xcalloc((size_t)n, sizeof *ts);
+    void **bufs = ow_xcalloc((size_t)n, sizeof *bufs);
+    int rc = -1;
+    for (int i = 0; i < n; i++) {
+        Param *p = &m->params[i];
+        size_t bytes = (size_t)tensor_numel(&p->w) * dtype_size(dtype);
+        bufs[i] = ow_try_malloc(bytes, "model export buffer", err);
+        if (!bufs[i]) goto done;
+        m->be->download(m->be, bufs[i], dtype, &p->w);
+        ts[i].name = p->name;
+        ts[i].dtype = dtype;
+        ts[i].ndim = p->w.ndim;
+        memcpy(ts[i].shape, p->w.shape, sizeof ts[i].shape);
+        ts[i].data = bufs[i];
+    }
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "format", "pt");
+    if (shard_bytes) {
+        rc = safetensors_write_sharded(tmp, ts, n, shard_bytes, meta, err);
+    } else {
+        char *fp = ow_path_join(tmp, "model.safetensors");
+        rc = safetensors_write(fp, ts, n, meta, err);
+        free(fp);
+    }
+    cJSON_Delete(meta);
+    if (rc != 0) goto done;
+    ModelConfig cfg = m->cfg;
+    snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "%s", dtype == OW_F32 ? "float32" : dtype == OW_BF16 ? "bfloat16" : "float16");
+    cJSON *cj = model_config_to_json(&cfg);
+    char *cpath = ow_path_join(tmp, "config.json");
+    rc = json_write_file(cpath, cj, err);
+    free(cpath);
+    cJSON_Delete(cj);
+    if (rc != 0) goto done;
+    if (tokenizer_src) {
+        for (size_t k = 0; k < sizeof k_tokenizer_files / sizeof k_tokenizer_files[0]; k++) {
+            char *src = ow_path_join(tokenizer_src, k_tokenizer_files[k]);
+            if (ow_path_exists(src)) {
+                char *dst = ow_path_join(tmp, k_tokenizer_files[k]);
+                rc = ow_copy_file(src, dst, err);
+                free(dst);
+            }
+            free(src);
+            if (rc != 0) goto done;
+        }
+    }
+    /* replace the target: remove an old one, rename the new one into place */
+    if (ow_remove_tree(dir, err) != 0) {
+        rc = -1;
+        goto done;
+    }
+    if (rename(tmp, dir) != 0) {
+        rc = ow_fail(err, "%s: cannot rename the finished model into place", dir);
+        goto done;
+    }
+    {
+        char *parent = ow_path_dirname(dir);
+        rc = ow_fsync_dir(parent, err);
+        free(parent);
+    }
+done:
+    if (rc != 0) {
+        OwError ignored;
+        ow_remove_tree(tmp, &ignored);
+    }
+    for (int i = 0; i < n; i++) free(bufs[i]);
+    free(bufs);
+    free(ts);
+    return rc;
+}

@@ -1,0 +1,372 @@
+/* optimizer.c: see optimizer.h. */
+#include "optim/optimizer.h"
+
+#include "core/log.h"
+#include "core/rng.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *k_kind[] = {"adamw", "galore-adamw"};
+static const char *k_proj[] = {"exact", "randomized"};
+static const char *k_inactive[] = {"keep", "reset"};
+
+static int parse_enum(const char *name, const char *const *names, int n, int *out, const char *what, OwError *err) {
+    for (int i = 0; i < n; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    char allowed[256] = "";
+    for (int i = 0; i < n; i++) {
+        strncat(allowed, i ? ", " : "", sizeof allowed - strlen(allowed) - 1);
+        strncat(allowed, names[i], sizeof allowed - strlen(allowed) - 1);
+    }
+    return ow_fail(err, "unknown %s \"%s\" (allowed: %s)", what, name, allowed);
+}
+
+int optim_kind_parse(const char *name, OptimizerKind *out, OwError *err) {
+    int v = 0;
+    if (parse_enum(name, k_kind, 2, &v, "optimizer", err) != 0) return -1;
+    *out = (OptimizerKind)v;
+    return 0;
+}
+const char *optim_kind_name(OptimizerKind k) { return k_kind[k]; }
+int projector_kind_parse(const char *name, ProjectorKind *out, OwError *err) {
+    int v = 0;
+    if (parse_enum(name, k_proj, 2, &v, "projector", err) != 0) return -1;
+    *out = (ProjectorKind)v;
+    return 0;
+}
+const char *projector_kind_name(ProjectorKind k) { return k_proj[k]; }
+int inactive_policy_parse(const char *name, InactivePolicy *out, OwError *err) {
+    int v = 0;
+    if (parse_enum(name, k_inactive, 2, &v, "inactive-state policy", err) != 0) return -1;
+    *out = (InactivePolicy)v;
+    return 0;
+}
+const char *inactive_policy_name(InactivePolicy p) { return k_inactive[p]; }
+
+int optimizer_projects(const OptimConfig *cfg, const Param *p) {
+    return cfg->kind == OPT_GALORE_ADAMW && cfg->rank > 0 && p->kind == PK_BLOCK && p->is_matrix;
+}
+
+int optimizer_check(const Model *m, const OptimConfig *cfg, OwError *err) {
+    if (cfg->kind != OPT_GALORE_ADAMW) return 0;
+    if (cfg->rank <= 0) return ow_fail(err, "rank must be positive for GaLore (got %d)", cfg->rank);
+    if (cfg->update_gap <= 0) return ow_fail(err, "update_gap must be positive (got %lld)", (long long)cfg->update_gap);
+    for (int i = 0; i < m->nparams; i++) {
+        const Param *p = &m->params[i];
+        if (!optimizer_projects(cfg, p)) continue;
+        int64_t small = p->w.shape[0] < p->w.shape[1] ? p->w.shape[0] : p->w.shape[1];
+        if (cfg->rank > small)
+            return ow_fail(err, "rank %d is larger than the matrix %s [%lld, %lld] allows (at most %lld) "
+                           "(hint: --rank %lld or less)", cfg->rank, p->name, (long long)p->w.shape[0],
+                           (long long)p->w.shape[1], (long long)small, (long long)small);
+    }
+    return 0;
+}
+
+int optimizer_init(Optimizer *o, Model *m, const OptimConfig *cfg, OwError *err) {
+    memset(o, 0, sizeof *o);
+    if (optimizer_check(m, cfg, err) != 0) return -1;
+    o->cfg = *cfg;
+    o->model = m;
+    o->last_micro = 1;
+    o->st = ow_xcalloc((size_t)m->nparams, sizeof(ParamState));
+    int64_t biggest = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        Param *p = &m->params[i];
+        ParamState *s = &o->st[i];
+        s->galore = optimizer_projects(cfg, p);
+        s->right = s->galore && p->w.shape[0] >= p->w.shape[1];
+        if (s->galore && tensor_numel(&p->w) > biggest) biggest = tensor_numel(&p->w);
+    }
+    if (biggest) {
+        o->delta = tensor_1d(OW_F32, biggest);
+        if (m->be->alloc(m->be, &o->delta, MEM_OPTIM, "GaLore update scratch", err) != 0) {
+            optimizer_free(o);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void drop_host(Optimizer *o, ParamState *s) {
+    memstats_sub(&o->host, MEM_OPTIM, s->host_bytes);
+    s->host_bytes = 0;
+    free(s->host_m);
+    free(s->host_v);
+    free(s->host_P);
+    s->host_m = s->host_v = s->host_P = NULL;
+}
+
+static void release_device(Backend *be, ParamState *s) {
+    be->release(be, &s->m, MEM_OPTIM);
+    be->release(be, &s->v, MEM_OPTIM);
+    be->release(be, &s->P, MEM_OPTIM);
+    be->release(be, &s->R, MEM_OPTIM);
+    s->resident = 0;
+}
+
+void optimizer_free(Optimizer *o) {
+    if (!o->model) return;
+    Backend *be = o->model->be;
+    if (o->st) {
+        for (int i = 0; i < o->model->nparams; i++) {
+            release_device(be, &o->st[i]);
+            drop_host(o, &o->st[i]);
+        }
+    }
+    be->release(be, &o->delta, MEM_OPTIM);
+    free(o->st);
+    memset(o, 0, sizeof *o);
+}
+
+static ParamState *state_of(Optimizer *o, const Param *p) { return &o->st[p - o->model->params]; }
+
+/* Shapes of the state tensors of p. */
+static void state_shapes(const Optimizer *o, const ParamState *s, const Param *p, Tensor *mv, Tensor *P) {
+    int64_t rows = p->w.shape[0], cols = p->w.ndim > 1 ? p->w.shape[1] : 1;
+    if (!s->galore) {
+        *mv = tensor_desc(OW_F32, p->w.ndim, p->w.shape);
+        *P = tensor_1d(OW_F32, 0);
+        return;
+    }
+    int64_t r = o->cfg.rank;
+    *mv = s->right ? tensor_2d(OW_F32, rows, r) : tensor_2d(OW_F32, r, cols);
+    *P = s->right ? tensor_2d(OW_F32, r, cols) : tensor_2d(OW_F32, rows, r);
+}
+
+int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
+    Model *m = o->model;
+    Backend *be = m->be;
+    ParamState *s = state_of(o, p);
+    if (model_set_trainable(m, p, 1, err) != 0) return -1;
+    if (s->resident) return 0;
+    Tensor mv, P;
+    state_shapes(o, s, p, &mv, &P);
+    char what[160];
+    snprintf(what, sizeof what, "optimizer state of %s", p->name);
+    s->m = mv;
+    s->v = mv;
+    if (be->alloc(be, &s->m, MEM_OPTIM, what, err) != 0 || be->alloc(be, &s->v, MEM_OPTIM, what, err) != 0) {
+        release_device(be, s);
+        return -1;
+    }
+    if (s->galore) {
+        s->P = P;
+        s->R = mv;
+        if (be->alloc(be, &s->P, MEM_OPTIM, what, err) != 0 || be->alloc(be, &s->R, MEM_OPTIM, what, err) != 0) {
+            release_device(be, s);
+            return -1;
+        }
+    }
+    s->resident = 1;
+    if (s->host_m) {
+        be->upload(be, &s->m, s->host_m, OW_F32);
+        be->upload(be, &s->v, s->host_v, OW_F32);
+        if (s->host_P) be->upload(be, &s->P, s->host_P, OW_F32);
+        drop_host(o, s);
+    }
+    return 0;
+}
+
+int optimizer_deactivate(Optimizer *o, Param *p, OwError *err) {
+    Model *m = o->model;
+    Backend *be = m->be;
+    ParamState *s = state_of(o, p);
+    if (s->resident && o->cfg.inactive == INACTIVE_KEEP && s->step > 0) {
+        size_t nb = tensor_nbytes(&s->m);
+        size_t pb = s->galore && s->has_P ? tensor_nbytes(&s->P) : 0;
+        if (memstats_add(&o->host, MEM_OPTIM, nb * 2 + pb, "parked optimizer state", "host", err) != 0) return -1;
+        s->host_m = ow_try_malloc(nb, "parked optimizer state", err);
+        s->host_v = ow_try_malloc(nb, "parked optimizer state", err);
+        s->host_P = pb ? ow_try_malloc(pb, "parked projector", err) : NULL;
+        if (!s->host_m || !s->host_v || (pb && !s->host_P)) {
+            memstats_sub(&o->host, MEM_OPTIM, nb * 2 + pb);
+            free(s->host_m);
+            free(s->host_v);
+            free(s->host_P);
+            s->host_m = s->host_v = s->host_P = NULL;
+            return -1;
+        }
+        s->host_bytes = nb * 2 + pb;
+        be->download(be, s->host_m, OW_F32, &s->m);
+        be->download(be, s->host_v, OW_F32, &s->v);
+        if (pb) be->download(be, s->host_P, OW_F32, &s->P);
+    } else if (o->cfg.inactive == INACTIVE_RESET) {
+        s->step = 0;
+        s->has_P = 0;
+        s->refreshes = 0;
+    }
+    release_device(be, s);
+    return model_set_trainable(m, p, 0, err);
+}
+
+/* ---- projectors ---- */
+
+static int alloc_ws(Backend *be, Tensor *t, Tensor desc, OwError *err) {
+    *t = desc;
+    return be->alloc(be, t, MEM_WORKSPACE, "projector workspace", err);
+}
+
+int galore_projector(Backend *be, Tensor *P, const Tensor *G, int rank, int right, ProjectorKind kind, int oversample,
+                     int iters, uint64_t seed, OwError *err) {
+    int64_t m = G->shape[0], n = G->shape[1];
+    int64_t small = m < n ? m : n;
+    int64_t k = rank + oversample;
+    if (kind == PROJ_EXACT || k >= small) return be->svd_top(be, P, G, rank, right, err);
+    /* Randomized range finder with subspace iteration. Right: basis Y of the
+     * row space [n, k]; left: basis Y of the column space [m, k]. */
+    int64_t dim = right ? n : m, other = right ? m : n;
+    Tensor Om = {0}, Y = {0}, Z = {0}, B = {0}, Sm = {0};
+    int rc = -1;
+    if (alloc_ws(be, &Om, tensor_2d(OW_F32, other, k), err) || alloc_ws(be, &Y, tensor_2d(OW_F32, dim, k), err) ||
+        alloc_ws(be, &Z, tensor_2d(OW_F32, other, k), err))
+        goto done;
+    be->fill_normal(be, &Om, seed, 1.0f);
+    /* Y = G^T Om (right) or G Om (left) */
+    be->matmul(be, &Y, G, right, &Om, 0, 1.0f, 0.0f);
+    if (be->orthonormalize(be, &Y, err) != 0) goto done;
+    for (int it = 0; it < iters; it++) {
+        be->matmul(be, &Z, G, !right, &Y, 0, 1.0f, 0.0f); /* Z = G Y (right) or G^T Y (left) */
+        if (be->orthonormalize(be, &Z, err) != 0) goto done;
+        be->matmul(be, &Y, G, right, &Z, 0, 1.0f, 0.0f);
+        if (be->orthonormalize(be, &Y, err) != 0) goto done;
+    }
+    if (right) {
+        /* B = G Y [m, k]; its top right singular vectors Vb [r, k]; P = Vb Y^T [r, n] */
+        if (alloc_ws(be, &B, tensor_2d(OW_F32, m, k), err) || alloc_ws(be, &Sm, tensor_2d(OW_F32, rank, k), err)) goto done;
+        be->matmul(be, &B, G, 0, &Y, 0, 1.0f, 0.0f);
+        if (be->svd_top(be, &Sm, &B, rank, 1, err) != 0) goto done;
+        be->matmul(be, P, &Sm, 0, &Y, 1, 1.0f, 0.0f);
+        be->canonicalize_signs(be, P, 1);
+    } else {
+        /* B = Y^T G [k, n]; its top left singular vectors Ub [k, r]; P = Y Ub [m, r] */
+        if (alloc_ws(be, &B, tensor_2d(OW_F32, k, n), err) || alloc_ws(be, &Sm, tensor_2d(OW_F32, k, rank), err)) goto done;
+        be->matmul(be, &B, &Y, 1, G, 0, 1.0f, 0.0f);
+        if (be->svd_top(be, &Sm, &B, rank, 0, err) != 0) goto done;
+        be->matmul(be, P, &Y, 0, &Sm, 0, 1.0f, 0.0f);
+        be->canonicalize_signs(be, P, 0);
+    }
+    rc = 0;
+done:
+    be->release(be, &Om, MEM_WORKSPACE);
+    be->release(be, &Y, MEM_WORKSPACE);
+    be->release(be, &Z, MEM_WORKSPACE);
+    be->release(be, &B, MEM_WORKSPACE);
+    be->release(be, &Sm, MEM_WORKSPACE);
+    return rc;
+}
+
+/* ---- per-step work ---- */
+
+void optimizer_begin_micro(Optimizer *o, int micro, int last) {
+    o->micro = micro;
+    o->last_micro = last;
+}
+
+int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
+    Backend *be = o->model->be;
+    ParamState *s = state_of(o, p);
+    if (!p->trainable || s->absorbed) return 0;
+    OW_CHECK(s->resident);
+    int projected_accum = o->accumulate_projected && s->galore;
+    /* full-rank gradients are complete only after the last micro-batch */
+    if (!projected_accum && !o->last_micro) return 0;
+    if (!projected_accum) o->sq_norm += be->sum_squares(be, &p->g);
+    if (!projected_accum || o->last_micro) s->absorbed = 1;
+    if (!s->galore) return 0;
+    int first = !projected_accum || o->micro == 0;
+    if (first && (!s->has_P || s->step % o->cfg.update_gap == 0)) {
+        double t0 = ow_now();
+        uint64_t seed = rng_key_for(o->cfg.seed, RNG_STREAM_RANGEFINDER) ^
+                        (0x9E3779B97F4A7C15ull * (uint64_t)((p - o->model->params) + 1)) ^ (uint64_t)s->refreshes;
+        if (galore_projector(be, &s->P, &p->g, o->cfg.rank, s->right, o->cfg.projector, o->cfg.rf_oversample,
+                             o->cfg.rf_iters, seed, err) != 0)
+            return ow_fail_prefix(err, "projector of %s", p->name);
+        s->has_P = 1;
+        s->refreshes++;
+        o->stats.refreshes++;
+        be->sync(be);
+        o->stats.refresh_seconds += ow_now() - t0;
+    }
+    float beta = first ? 0.0f : 1.0f;
+    if (s->right)
+        be->matmul(be, &s->R, &p->g, 0, &s->P, 1, 1.0f, beta);
+    else
+        be->matmul(be, &s->R, &s->P, 1, &p->g, 0, 1.0f, beta);
+    if (projected_accum) {
+        be->fill(be, &p->g, 0.0f); /* the next micro-batch starts a fresh full-rank gradient */
+        if (o->last_micro) o->sq_norm += be->sum_squares(be, &s->R);
+    }
+    return 0;
+}
+
+int optimizer_absorb_part(Optimizer *o, int layer, OwError *err) {
+    Model *m = o->model;
+    for (int i = 0; i < m->nparams; i++) {
+        Param *p = &m->params[i];
+        int hit = layer >= 0 ? (p->kind == PK_BLOCK && p->layer == layer)
+                  : layer == -1 ? (p->kind == PK_FINAL_NORM || p->kind == PK_LM_HEAD)
+                                : p->kind == PK_EMBED;
+        if (hit && optimizer_absorb(o, p, err) != 0) return -1;
+    }
+    return 0;
+}
+
+int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwError *err) {
+    Model *m = o->model;
+    Backend *be = m->be;
+    /* anything not absorbed through hooks yet (the step's micro-batches are over) */
+    o->last_micro = 1;
+    for (int i = 0; i < m->nparams; i++)
+        if (optimizer_absorb(o, &m->params[i], err) != 0) return -1;
+    double norm = sqrt(o->sq_norm);
+    *grad_norm = norm;
+    double coef = 1.0;
+    if (clip > 0) {
+        coef = clip / (norm + 1e-6);
+        if (coef > 1.0) coef = 1.0;
+    }
+    const OptimConfig *c = &o->cfg;
+    for (int i = 0; i < m->nparams; i++) {
+        Param *p = &m->params[i];
+        ParamState *s = &o->st[i];
+        if (!p->trainable) continue;
+        s->step++;
+        AdamHyper h = {.lr = (float)lr,
+                       .beta1 = (float)c->beta1,
+                       .beta2 = (float)c->beta2,
+                       .eps = (float)c->eps,
+                       .weight_decay = (float)c->weight_decay,
+                       .step = s->step,
+                       .variant = c->kind == OPT_GALORE_ADAMW ? ADAM_VARIANT_HF : ADAM_VARIANT_TORCH,
+                       .grad_scale = (float)coef,
+                       .sr_seed = rng_key_for(c->seed, RNG_STREAM_SROUND) ^ ((uint64_t)i << 40) ^ (uint64_t)s->step};
+        if (!s->galore) {
+            be->adam_update(be, &p->w, &p->g, &s->m, &s->v, &h);
+            continue;
+        }
+        /* N = m / (sqrt(v) + eps) in the projected space, then back: delta = N P or P N */
+        be->adam_moments(be, &s->R, &s->R, &s->m, &s->v, &h);
+        Tensor flat = tensor_slice(&o->delta, 0, tensor_numel(&p->w));
+        Tensor delta = tensor_reshape(&flat, 2, p->w.shape);
+        if (s->right)
+            be->matmul(be, &delta, &s->R, 0, &s->P, 0, 1.0f, 0.0f);
+        else
+            be->matmul(be, &delta, &s->P, 0, &s->R, 0, 1.0f, 0.0f);
+        double bc1 = 1.0 - pow(c->beta1, (double)s->step), bc2 = 1.0 - pow(c->beta2, (double)s->step);
+        double step_size = lr * sqrt(bc2) / bc1;
+        be->apply_update(be, &p->w, &delta, (float)(-step_size * c->scale), (float)(lr * c->weight_decay), h.sr_seed);
+    }
+    for (int i = 0; i < m->nparams; i++) o->st[i].absorbed = 0;
+    o->sq_norm = 0;
+    o->micro = 0;
+    model_zero_grads(m);
+    return 0;
+}

@@ -1,0 +1,382 @@
+/* train_config.c: see train_config.h. */
+#include "train/train_config.h"
+
+#include "core/embedded.h"
+#include "core/json.h"
+#include "core/memstats.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef enum { K_STR, K_INT, K_FLOAT, K_BOOL, K_SIZE, K_ENUM } KeyType;
+
+typedef struct {
+    const char *names[8];
+} EnumNames;
+
+typedef struct KeyDef {
+    const char *key;
+    KeyType type;
+    size_t offset;
+    size_t size; /* K_STR capacity */
+    const EnumNames *enums;
+    const char *metavar;
+    const char *help;
+} KeyDef;
+
+static const EnumNames k_sampling = {{"owl", "uniform", "owl_reverse", "increase", "decrease", "all", NULL}};
+static const EnumNames k_optimizer = {{"adamw", "galore-adamw", NULL}};
+static const EnumNames k_projector = {{"exact", "randomized", NULL}};
+static const EnumNames k_inactive = {{"keep", "reset", NULL}};
+static const EnumNames k_schedule = {{"constant", "linear", "cosine", NULL}};
+static const EnumNames k_accum = {{"full", "projected", NULL}};
+
+#define OFF(f) offsetof(TrainConfig, f)
+#define STR(f) K_STR, OFF(f), sizeof(((TrainConfig *)0)->f), NULL
+#define NUM(t, f) t, OFF(f), 0, NULL
+#define ENUM(f, e) K_ENUM, OFF(f), 0, &e
+
+static const KeyDef k_keys[] = {
+    {"model", STR(model), "DIR", "Hugging Face model directory (config.json, *.safetensors)"},
+    {"data", STR(data), "FILE", "training data: owlore token file (.bin), or text (.txt) for byte-level models"},
+    {"out", STR(out), "RUN_DIR", "run directory (metrics.jsonl, config.json, final model)"},
+    {"recipe", STR(recipe), "FILE", "a recipe JSON whose keys override the method's defaults"},
+    {"method", STR(method), "NAME", "owlore | owlore-fullrank | lisa | galore | full"},
+    {"sampling", ENUM(sampling, k_sampling), "MODE", "layer sampling: owl | uniform | owl_reverse | increase | decrease | all"},
+    {"ratios", STR(ratios), "FILE", "outlier ratios from `owlore outliers` (computed at start when absent)"},
+    {"gamma", NUM(K_INT, gamma), "N", "blocks trained at a time"},
+    {"interval", NUM(K_INT, interval), "K", "steps between resampling the blocks"},
+    {"forced_blocks", STR(forced_blocks), "SCHED", "fixed block schedule instead of sampling, e.g. \"0,2;1,3\""},
+    {"freeze_embeddings", NUM(K_BOOL, freeze_embeddings), NULL, "keep embeddings frozen (backward stops at the lowest sampled block)"},
+    {"optimizer", ENUM(optimizer, k_optimizer), "NAME", "adamw (torch.optim.AdamW) | galore-adamw"},
+    {"rank", NUM(K_INT, rank), "R", "GaLore rank"},
+    {"update_gap", NUM(K_INT, update_gap), "N", "projector refresh every N of a tensor's own steps"},
+    {"scale", NUM(K_FLOAT, scale), "S", "GaLore scale of the projected-back update"},
+    {"projector", ENUM(projector, k_projector), "KIND", "exact (SVD) | randomized (range finder)"},
+    {"rf_oversample", NUM(K_INT, rf_oversample), "P", "randomized projector: extra columns"},
+    {"rf_iters", NUM(K_INT, rf_iters), "Q", "randomized projector: subspace iterations"},
+    {"inactive_state", ENUM(inactive_state, k_inactive), "POLICY", "optimizer state of unsampled blocks: keep (in host memory) | reset"},
+    {"lr", NUM(K_FLOAT, lr), "LR", "peak learning rate"},
+    {"schedule", ENUM(schedule, k_schedule), "KIND", "learning-rate schedule: constant | linear | cosine"},
+    {"warmup", NUM(K_INT, warmup), "STEPS", "linear warmup steps"},
+    {"beta1", NUM(K_FLOAT, beta1), "B1", "Adam beta1"},
+    {"beta2", NUM(K_FLOAT, beta2), "B2", "Adam beta2"},
+    {"eps", NUM(K_FLOAT, eps), "EPS", "Adam epsilon"},
+    {"weight_decay", NUM(K_FLOAT, weight_decay), "WD", "decoupled weight decay"},
+    {"clip", NUM(K_FLOAT, clip), "NORM", "clip the global gradient norm to this (0: off)"},
+    {"batch_size", NUM(K_INT, batch_size), "B", "sequences per micro-batch"},
+    {"block_size", NUM(K_INT, block_size), "T", "tokens per sequence"},
+    {"grad_accum", NUM(K_INT, grad_accum), "N", "micro-batches per optimizer step"},
+    {"accum_mode", ENUM(accum_mode, k_accum), "MODE", "gradient accumulation: full (exact) | projected (GaLore memory saver)"},
+    {"steps", NUM(K_INT, steps), "N", "optimizer steps (0: from --epochs)"},
+    {"epochs", NUM(K_FLOAT, epochs), "E", "passes over the training windows when --steps is 0"},
+    {"shuffle", NUM(K_BOOL, shuffle), NULL, "shuffle the training windows each epoch"},
+    {"recompute", NUM(K_BOOL, recompute), NULL, "recompute activations in backward (less memory)"},
+    {"eval_every", NUM(K_INT, eval_every), "N", "validation every N steps (0: only at the start and end)"},
+    {"eval_batches", NUM(K_INT, eval_batches), "N", "validation batches per evaluation (0: all)"},
+    {"val_split", NUM(K_FLOAT, val_split), "F", "fraction of the data held out for validation"},
+    {"log_every", NUM(K_INT, log_every), "N", "progress line every N steps"},
+    {"nsamples", NUM(K_INT, nsamples), "N", "OWL calibration sequences (when ratios are computed here)"},
+    {"seqlen", NUM(K_INT, seqlen), "T", "OWL calibration sequence length"},
+    {"M", NUM(K_FLOAT, M), "M", "OWL outlier threshold multiple"},
+    {"seed", NUM(K_INT, seed), "N", "seed of every random stream"},
+    {"device", STR(device), "DEV", "cuda | cpu | auto"},
+    {"gpu_mem", NUM(K_SIZE, gpu_mem), "SIZE", "device memory cap, e.g. 24GiB (0: no cap)"},
+    {"threads", NUM(K_INT, threads), "N", "CPU threads (0: all cores)"},
+};
+#define NKEYS ((int)(sizeof k_keys / sizeof k_keys[0]))
+
+void train_config_defaults(TrainConfig *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->method, sizeof c->method, "owlore");
+    snprintf(c->device, sizeof c->device, "auto");
+    c->sampling = SAMPLING_OWL;
+    c->gamma = 5;
+    c->interval = 50;
+    c->optimizer = OPT_GALORE_ADAMW;
+    c->rank = 256;
+    c->update_gap = 100;
+    c->scale = 1.0;
+    c->projector = PROJ_EXACT;
+    c->rf_oversample = 8;
+    c->rf_iters = 2;
+    c->inactive_state = INACTIVE_KEEP;
+    c->lr = 3e-4;
+    c->schedule = LR_LINEAR;
+    c->beta1 = 0.9;
+    c->beta2 = 0.999;
+    c->eps = 1e-6;
+    c->clip = 1.0;
+    c->batch_size = 16;
+    c->block_size = 512;
+    c->grad_accum = 1;
+    c->epochs = 1.0;
+    c->shuffle = 1;
+    c->recompute = 1;
+    c->eval_batches = 16;
+    c->val_split = 0.05;
+    c->log_every = 1;
+    c->nsamples = 128;
+    c->seqlen = 2048;
+    c->M = 13.0;
+    c->seed = 42;
+}
+
+static const KeyDef *find_key(const char *key) {
+    for (int i = 0; i < NKEYS; i++)
+        if (args_name_eq(k_keys[i].key, key)) return &k_keys[i];
+    return NULL;
+}
+
+static void enum_list(const EnumNames *e, char *buf, size_t cap) {
+    buf[0] = '\0';
+    for (int i = 0; e->names[i]; i++) {
+        strncat(buf, i ? ", " : "", cap - strlen(buf) - 1);
+        strncat(buf, e->names[i], cap - strlen(buf) - 1);
+    }
+}
+
+static int unknown_key(const char *key, const char *where, OwError *err) {
+    return ow_fail(err, "%s: unknown key \"%s\" (hint: `owlore train --help` lists every key; recipe keys and flags "
+                   "share names)", where, key);
+}
+
+int train_config_set_string(TrainConfig *c, const char *key, const char *value, const char *where, OwError *err) {
+    const KeyDef *k = find_key(key);
+    if (!k) return unknown_key(key, where, err);
+    char *dst = (char *)c + k->offset;
+    char *end;
+    switch (k->type) {
+    case K_STR:
+        if (strlen(value) >= k->size) return ow_fail(err, "%s: %s: value is too long", where, k->key);
+        snprintf(dst, k->size, "%s", value);
+        return 0;
+    case K_INT: {
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (errno || end == value || *end) return ow_fail(err, "%s: %s must be an integer, got \"%s\"", where, k->key, value);
+        *(int64_t *)dst = v;
+        return 0;
+    }
+    case K_FLOAT: {
+        errno = 0;
+        double v = strtod(value, &end);
+        if (errno || end == value || *end || !isfinite(v)) return ow_fail(err, "%s: %s must be a number, got \"%s\"", where, k->key, value);
+        *(double *)dst = v;
+        return 0;
+    }
+    case K_BOOL:
+        if (!strcasecmp(value, "true") || !strcmp(value, "1")) {
+            *(int *)dst = 1;
+        } else if (!strcasecmp(value, "false") || !strcmp(value, "0")) {
+            *(int *)dst = 0;
+        } else {
+            return ow_fail(err, "%s: %s must be true or false, got \"%s\"", where, k->key, value);
+        }
+        return 0;
+    case K_SIZE:
+        if (parse_size(value, (size_t *)dst) != 0)
+            return ow_fail(err, "%s: %s must be a size such as 24GiB, got \"%s\"", where, k->key, value);
+        return 0;
+    case K_ENUM:
+        for (int i = 0; k->enums->names[i]; i++) {
+            if (strcmp(value, k->enums->names[i]) == 0) {
+                *(int *)dst = i; /* the enums are int-sized and numbered in table order */
+                return 0;
+            }
+        }
+        char allowed[256];
+        enum_list(k->enums, allowed, sizeof allowed);
+        return ow_fail(err, "%s: %s = \"%s\" is not allowed (allowed: %s)", where, k->key, value, allowed);
+    }
+    return -1;
+}
+
+int train_config_set_json(TrainConfig *c, const char *key, const cJSON *v, const char *where, OwError *err) {
+    const KeyDef *k = find_key(key);
+    if (!k) return unknown_key(key, where, err);
+    char buf[64];
+    switch (k->type) {
+    case K_STR:
+    case K_ENUM:
+        if (!cJSON_IsString(v)) return ow_fail(err, "%s: key \"%s\" must be a string", where, key);
+        return train_config_set_string(c, key, v->valuestring, where, err);
+    case K_BOOL:
+        if (!cJSON_IsBool(v)) return ow_fail(err, "%s: key \"%s\" must be true or false", where, key);
+        *(int *)((char *)c + k->offset) = cJSON_IsTrue(v);
+        return 0;
+    case K_SIZE:
+        if (cJSON_IsString(v)) return train_config_set_string(c, key, v->valuestring, where, err);
+        __attribute__((fallthrough)); /* a number of bytes */
+    case K_INT:
+    case K_FLOAT:
+        if (!cJSON_IsNumber(v)) return ow_fail(err, "%s: key \"%s\" must be a number", where, key);
+        snprintf(buf, sizeof buf, k->type == K_FLOAT ? "%.17g" : "%.0f", v->valuedouble);
+        if (k->type != K_FLOAT && v->valuedouble != floor(v->valuedouble))
+            return ow_fail(err, "%s: key \"%s\" must be an integer", where, key);
+        return train_config_set_string(c, key, buf, where, err);
+    }
+    return -1;
+}
+
+int train_config_apply_json(TrainConfig *c, const cJSON *obj, const char *where, OwError *err) {
+    if (!cJSON_IsObject(obj)) return ow_fail(err, "%s: a recipe must be a JSON object", where);
+    for (const cJSON *it = obj->child; it; it = it->next)
+        if (train_config_set_json(c, it->string, it, where, err) != 0) return -1;
+    return 0;
+}
+
+int train_config_apply_method(TrainConfig *c, const char *method, OwError *err) {
+    char path[128];
+    snprintf(path, sizeof path, "configs/recipes/%s.json", method);
+    const EmbeddedFile *f = embedded_find(path);
+    if (!f)
+        return ow_fail(err, "unknown method \"%s\" (allowed: owlore, owlore-fullrank, lisa, galore, full)", method);
+    cJSON *j = json_parse(f->data, f->size, path, err);
+    if (!j) return -1;
+    int rc = train_config_apply_json(c, j, path, err);
+    cJSON_Delete(j);
+    return rc;
+}
+
+int train_config_from_args(TrainConfig *c, int argc, char **argv, OwError *err) {
+    /* Pass 1: collect the flags as strings (bools as flags). */
+    ArgSpec specs[NKEYS];
+    const char *values[NKEYS];
+    int bools[NKEYS], seen[NKEYS];
+    for (int i = 0; i < NKEYS; i++) {
+        values[i] = NULL;
+        bools[i] = 0;
+        seen[i] = 0;
+        char *name = ow_xstrdup(k_keys[i].key);
+        for (char *p = name; *p; p++)
+            if (*p == '_') *p = '-';
+        specs[i] = (ArgSpec){name, k_keys[i].type == K_BOOL ? ARG_BOOL : ARG_STR,
+                             k_keys[i].type == K_BOOL ? (void *)&bools[i] : (void *)&values[i], k_keys[i].metavar,
+                             k_keys[i].help, &seen[i]};
+    }
+    ArgsResult res;
+    int rc = args_parse(argc, argv, specs, NKEYS, &res, err);
+    for (int i = 0; i < NKEYS; i++) free((char *)specs[i].name);
+    if (rc != 0) return -1;
+    if (res.help) {
+        train_config_help(stdout);
+        return 1;
+    }
+    if (res.npos > 0) return ow_fail(err, "unexpected argument \"%s\" (hint: flags are --name value)", res.pos[0]);
+    /* Pass 2: defaults, the method's recipe, the user's recipe, the flags. */
+    train_config_defaults(c);
+    const char *method = "owlore";
+    cJSON *user = NULL;
+    const char *recipe_path = NULL;
+    for (int i = 0; i < NKEYS; i++) {
+        if (!seen[i]) continue;
+        if (strcmp(k_keys[i].key, "method") == 0) method = values[i];
+        if (strcmp(k_keys[i].key, "recipe") == 0) recipe_path = values[i];
+    }
+    if (recipe_path) {
+        user = json_parse_file(recipe_path, err);
+        if (!user) return -1;
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(user, "method");
+        if (m && cJSON_IsString(m)) method = m->valuestring;
+        for (int i = 0; i < NKEYS; i++)
+            if (seen[i] && strcmp(k_keys[i].key, "method") == 0) method = values[i];
+    }
+    rc = train_config_apply_method(c, method, err);
+    if (rc == 0 && user) rc = train_config_apply_json(c, user, recipe_path, err);
+    cJSON_Delete(user);
+    if (rc != 0) return -1;
+    for (int i = 0; i < NKEYS; i++) {
+        if (!seen[i]) continue;
+        if (k_keys[i].type == K_BOOL) {
+            *(int *)((char *)c + k_keys[i].offset) = bools[i];
+        } else if (train_config_set_string(c, k_keys[i].key, values[i], "command line", err) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int train_config_validate(const TrainConfig *c, OwError *err) {
+    static const char *methods[] = {"owlore", "owlore-fullrank", "lisa", "galore", "full"};
+    int ok = 0;
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) ok |= strcmp(c->method, methods[i]) == 0;
+    if (!ok) return ow_fail(err, "method = \"%s\" is not allowed (allowed: owlore, owlore-fullrank, lisa, galore, full)", c->method);
+    if (!c->model[0]) return ow_fail(err, "--model is required (a Hugging Face model directory)");
+    if (!c->data[0]) return ow_fail(err, "--data is required (a token file or a text file)");
+    if (!c->out[0]) return ow_fail(err, "--out is required (the run directory)");
+    if (c->gamma < 1) return ow_fail(err, "gamma must be at least 1 (got %lld)", (long long)c->gamma);
+    if (c->interval < 1) return ow_fail(err, "interval must be at least 1 (got %lld)", (long long)c->interval);
+    if (c->batch_size < 1 || c->block_size < 1 || c->grad_accum < 1)
+        return ow_fail(err, "batch_size, block_size and grad_accum must be at least 1");
+    if (c->steps < 0 || c->epochs <= 0) return ow_fail(err, "steps must be >= 0 and epochs > 0");
+    if (!(c->lr >= 0)) return ow_fail(err, "lr must be non-negative (got %g)", c->lr);
+    if (!(c->beta1 >= 0 && c->beta1 < 1 && c->beta2 >= 0 && c->beta2 < 1))
+        return ow_fail(err, "beta1 and beta2 must be in [0, 1)");
+    if (!(c->eps > 0)) return ow_fail(err, "eps must be positive (got %g)", c->eps);
+    if (c->clip < 0) return ow_fail(err, "clip must be >= 0 (0 disables clipping)");
+    if (c->warmup < 0) return ow_fail(err, "warmup must be >= 0");
+    if (c->rf_oversample < 0 || c->rf_iters < 0) return ow_fail(err, "rf_oversample and rf_iters must be >= 0");
+    if (!(c->val_split >= 0 && c->val_split < 1)) return ow_fail(err, "val_split must be in [0, 1) (got %g)", c->val_split);
+    if (strcmp(c->device, "auto") && strcmp(c->device, "cpu") && strcmp(c->device, "cuda"))
+        return ow_fail(err, "device = \"%s\" is not allowed (allowed: auto, cpu, cuda)", c->device);
+    if (c->nsamples < 1 || c->seqlen < 2 || !(c->M > 0)) return ow_fail(err, "nsamples, seqlen and M must be positive");
+    return 0;
+}
+
+cJSON *train_config_to_json(const TrainConfig *c) {
+    cJSON *o = cJSON_CreateObject();
+    for (int i = 0; i < NKEYS; i++) {
+        const KeyDef *k = &k_keys[i];
+        const char *p = (const char *)c + k->offset;
+        switch (k->type) {
+        case K_STR: cJSON_AddStringToObject(o, k->key, p); break;
+        case K_INT: cJSON_AddNumberToObject(o, k->key, (double)*(const int64_t *)p); break;
+        case K_FLOAT: cJSON_AddNumberToObject(o, k->key, *(const double *)p); break;
+        case K_BOOL: cJSON_AddBoolToObject(o, k->key, *(const int *)p); break;
+        case K_SIZE: cJSON_AddNumberToObject(o, k->key, (double)*(const size_t *)p); break;
+        case K_ENUM: cJSON_AddStringToObject(o, k->key, k->enums->names[*(const int *)p]); break;
+        }
+    }
+    return o;
+}
+
+void train_config_help(FILE *out) {
+    fputs("usage: owlore train --model DIR --data FILE --out RUN_DIR [--method owlore] [--recipe FILE] [--KEY VALUE ...]\n\n"
+          "Fine-tunes a LLaMA-family model. The method's recipe (configs/recipes/<method>.json) sets the defaults;\n"
+          "a --recipe file and then flags override any key (flags use dashes, recipe keys underscores).\n\nkeys:\n",
+          out);
+    for (int i = 0; i < NKEYS; i++) {
+        char name[64], left[96];
+        snprintf(name, sizeof name, "%s", k_keys[i].key);
+        for (char *p = name; *p; p++)
+            if (*p == '_') *p = '-';
+        if (k_keys[i].type == K_BOOL)
+            snprintf(left, sizeof left, "--%s[=false]", name);
+        else
+            snprintf(left, sizeof left, "--%s %s", name, k_keys[i].metavar ? k_keys[i].metavar : "VALUE");
+        fprintf(out, "  %-28s %s\n", left, k_keys[i].help);
+    }
+}
+
+OptimConfig train_config_optim(const TrainConfig *c) {
+    OptimConfig o = {.kind = c->optimizer,
+                     .beta1 = c->beta1,
+                     .beta2 = c->beta2,
+                     .eps = c->eps,
+                     .weight_decay = c->weight_decay,
+                     .rank = (int)c->rank,
+                     .update_gap = c->update_gap,
+                     .scale = c->scale,
+                     .projector = c->projector,
+                     .rf_oversample = (int)c->rf_oversample,
+                     .rf_iters = (int)c->rf_iters,
+                     .inactive = c->inactive_state,
+                     .seed = (uint64_t)c->seed};
+    return o;
+}
