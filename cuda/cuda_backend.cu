@@ -290,6 +290,14 @@ extern "C" size_t backend_cuda_peak_reserved_bytes(Backend *be) { return checked
 
 extern "C" size_t backend_cuda_arena_cap(Backend *be) { return checked_impl(be)->arena.cap; }
 
+extern "C" void backend_cuda_set_dtypes(Backend *be, DType act, DType param) {
+    checked_impl(be);
+    OW_CHECKF((act == OW_BF16 || act == OW_F32) && (param == OW_BF16 || param == OW_F32),
+              "CUDA backend dtypes: BF16 or F32");
+    be->act_dtype = act;
+    be->param_dtype = param;
+}
+
 extern "C" int backend_cuda_set_attention_tensor_cores(Backend *be, int enable) {
     CudaImpl *ci = checked_impl(be);
     int prev = ci->attn_tc;

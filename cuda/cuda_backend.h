@@ -25,11 +25,18 @@ size_t backend_cuda_peak_reserved_bytes(Backend *be);
  * device's free memory minus a margin when that was 0). */
 size_t backend_cuda_arena_cap(Backend *be);
 
+/* Storage dtypes for activations and weights: OW_BF16 (the default) or OW_F32.
+ * With F32 every op runs the same kernels in fp32 (attention uses the simple
+ * kernel, GEMMs true FP32), which lets tests hold the GPU model to fp32
+ * references tightly. Call before anything is allocated for a model. */
+void backend_cuda_set_dtypes(Backend *be, DType act, DType param);
+
 /* Attention kernels: 1 (default) uses the tensor-core (WMMA bf16) kernels where
  * they apply (bf16 tensors, head_dim 16, 32, 64 or 128), 0 forces the simple fp32
  * tiled kernels everywhere. Returns the previous setting. */
 int backend_cuda_set_attention_tensor_cores(Backend *be, int enable);
-/* Whether attention with this head dimension would use the tensor-core kernels now. */
+/* Whether attention on bf16 tensors with this head dimension would use the
+ * tensor-core kernels now. */
 int backend_cuda_attention_uses_tensor_cores(Backend *be, int64_t head_dim);
 
 #ifdef __cplusplus

@@ -258,12 +258,13 @@ void cuda_col_sumsq(Backend *be, Tensor *acc, const Tensor *x);
 double cuda_score_sum(Backend *be, const Tensor *W, const Tensor *colscale);
 int64_t cuda_score_count(Backend *be, const Tensor *W, const Tensor *colscale, double threshold);
 /* Column reductions in two deterministic stages: a kernel writes partial sums
- * of row groups into scratch as F32 [groups, cols], then cuda_col_reduce_into
- * adds each column's partials, in group order, into acc[cols] (F32, +=).
+ * of row groups into scratch as double [groups, cols], then cuda_col_reduce_into
+ * adds each column's partials, in group order, in double, and adds the total
+ * (rounded to float) into acc[cols] (F32, +=), as the CPU backend does.
  * cuda_col_groups gives the number of row groups (>= 1) that fit the scratch. */
 #define CUDA_COL_GROUPS_MAX 256
 int cuda_col_groups(CudaImpl *ci, int64_t rows, int64_t cols);
-void cuda_col_reduce_into(CudaImpl *ci, const float *partials, int groups, int64_t cols, float *acc);
+void cuda_col_reduce_into(CudaImpl *ci, const double *partials, int groups, int64_t cols, float *acc);
 
 /* cuda_norm_rope.cu */
 void cuda_rmsnorm_forward(Backend *be, Tensor *out, Tensor *rstd, const Tensor *x, const Tensor *w, float eps);

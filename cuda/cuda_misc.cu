@@ -4,8 +4,8 @@
  * and the fused cross-entropy.
  *
  * Every reduction is deterministic: a fixed grid (a function of the size
- * only) writes per-block partials into the backend scratch, and one block
- * (or one thread per column) adds them in a fixed order; no float atomics.
+ * only) writes per-block partials (double) into the backend scratch, and one
+ * block (or one thread per column) adds them in a fixed order; no atomics.
  * Math is fp32 (double for the host-returned reductions); storage dtypes are
  * read and written through ow_load / ow_store. */
 #include "cuda/cuda_internal.h"
@@ -178,7 +178,7 @@ int64_t cuda_score_count(Backend *be, const Tensor *W, const Tensor *colscale, d
 /* ---- column sums (two stages, deterministic) ---- */
 
 int cuda_col_groups(CudaImpl *ci, int64_t rows, int64_t cols) {
-    int64_t by_scratch = (int64_t)(ci->scratch_size / sizeof(float)) / (cols > 0 ? cols : 1);
+    int64_t by_scratch = (int64_t)(ci->scratch_size / sizeof(double)) / (cols > 0 ? cols : 1);
     OW_CHECKF(by_scratch >= 1, "column reduction: %lld columns exceed the scratch buffer", (long long)cols);
     int64_t g = CUDA_COL_GROUPS_MAX;
     if (g > by_scratch) g = by_scratch;
@@ -186,30 +186,30 @@ int cuda_col_groups(CudaImpl *ci, int64_t rows, int64_t cols) {
     return (int)(g < 1 ? 1 : g);
 }
 
-__global__ void k_col_reduce(const float *partials, int groups, int64_t cols, float *acc) {
+__global__ void k_col_reduce(const double *partials, int groups, int64_t cols, float *acc) {
     int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (c >= cols) return;
-    float s = 0.0f;
+    double s = 0.0;
     for (int g = 0; g < groups; g++) s += partials[(int64_t)g * cols + c];
-    acc[c] += s;
+    acc[c] += (float)s;
 }
 
-void cuda_col_reduce_into(CudaImpl *ci, const float *partials, int groups, int64_t cols, float *acc) {
+void cuda_col_reduce_into(CudaImpl *ci, const double *partials, int groups, int64_t cols, float *acc) {
     unsigned blocks = (unsigned)((cols + EW_THREADS - 1) / EW_THREADS);
     k_col_reduce<<<blocks, EW_THREADS, 0, ci->stream>>>(partials, groups, cols, acc);
     CUDA_LAUNCH_CHECK();
 }
 
-/* partials[g, c] = sum over rows r of group g of x[r, c]^2 */
+/* partials[g, c] = sum over rows r of group g of x[r, c]^2 (double, as the CPU backend) */
 __global__ void k_col_sumsq_partial(const void *x, int dt, int64_t rows, int64_t cols, int64_t rows_per_group,
-                                    float *partials) {
+                                    double *partials) {
     int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     int64_t g = blockIdx.y;
     if (c >= cols) return;
     int64_t r0 = g * rows_per_group, r1 = r0 + rows_per_group < rows ? r0 + rows_per_group : rows;
-    float s = 0.0f;
+    double s = 0.0;
     for (int64_t r = r0; r < r1; r++) {
-        float v = ow_load(x, dt, r * cols + c);
+        double v = (double)ow_load(x, dt, r * cols + c);
         s += v * v;
     }
     partials[g * cols + c] = s;
@@ -222,7 +222,7 @@ void cuda_col_sumsq(Backend *be, Tensor *acc, const Tensor *x) {
     if (rows == 0 || cols == 0) return;
     int groups = cuda_col_groups(ci, rows, cols);
     int64_t rpg = (rows + groups - 1) / groups;
-    float *partials = (float *)ci->scratch;
+    double *partials = (double *)ci->scratch;
     dim3 grid((unsigned)((cols + EW_THREADS - 1) / EW_THREADS), (unsigned)groups);
     k_col_sumsq_partial<<<grid, EW_THREADS, 0, ci->stream>>>(x->data, x->dtype, rows, cols, rpg, partials);
     CUDA_LAUNCH_CHECK();

@@ -1,8 +1,9 @@
 /* cuda_norm_rope.cu: RMSNorm forward/backward and rotary embeddings.
  *
- * RMSNorm: one block per row, fp32 math on bf16 (or any float) storage. The
- * weight gradient (F32) is reduced in two deterministic stages (row-group
- * partials into scratch, then a per-column sum in group order), so results are
+ * RMSNorm: one block per row, fp32 math on bf16 (or any float) storage, with
+ * the row sums (x.x, dout.w.x) in double as the CPU backend. The weight
+ * gradient (F32) is reduced in two deterministic stages (row-group partials in
+ * double into scratch, then a per-column sum in group order), so results are
  * bitwise reproducible run to run. RoPE: one thread per rotated pair, in
  * place, rotate-half layout (as transformers). */
 #include "cuda/cuda_internal.h"
@@ -12,47 +13,48 @@
 
 __global__ void k_rmsnorm_forward(void *out, int odt, float *rstd, const void *x, int xdt, const void *w, int wdt,
                                   int64_t C, float eps) {
-    __shared__ float sh[32];
+    __shared__ double sh[32];
     int64_t base = (int64_t)blockIdx.x * C;
-    float ss = 0.0f;
+    double ss = 0.0;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-        float v = ow_load(x, xdt, base + c);
+        double v = (double)ow_load(x, xdt, base + c);
         ss += v * v;
     }
-    float total = ow_block_sum(ss, sh);
-    float r = 1.0f / sqrtf(total / (float)C + eps);
+    double total = ow_block_sum_d(ss, sh);
+    float r = (float)(1.0 / sqrt(total / (double)C + (double)eps));
     if (threadIdx.x == 0) rstd[blockIdx.x] = r;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
-        ow_store(out, odt, base + c, ow_load(x, xdt, base + c) * r * ow_load(w, wdt, c));
+        ow_store(out, odt, base + c, ow_load(w, wdt, c) * (ow_load(x, xdt, base + c) * r));
 }
 
-/* dx += r * g - x * r^3 * (g . x) / C, with g = dout * w */
+/* dx += (r w) dout - x k with k = r^3 (sum dout w x) / C (the sum in double, as the CPU) */
 __global__ void k_rmsnorm_backward_dx(void *dx, int dxdt, const void *dout, int ddt, const void *x, int xdt,
                                       const void *w, int wdt, const float *rstd, int64_t C) {
-    __shared__ float sh[32];
+    __shared__ double sh[32];
     int64_t base = (int64_t)blockIdx.x * C;
-    float dot = 0.0f;
+    double dot = 0.0;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
-        dot += ow_load(dout, ddt, base + c) * ow_load(w, wdt, c) * ow_load(x, xdt, base + c);
-    dot = ow_block_sum(dot, sh);
+        dot += (double)ow_load(dout, ddt, base + c) * (double)ow_load(w, wdt, c) * (double)ow_load(x, xdt, base + c);
+    dot = ow_block_sum_d(dot, sh);
     float r = rstd[blockIdx.x];
-    float k = r * r * r * dot / (float)C;
+    double rn = (double)r;
+    float k = (float)(rn * rn * rn * dot / (double)C);
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-        float g = ow_load(dout, ddt, base + c) * ow_load(w, wdt, c);
-        float xv = ow_load(x, xdt, base + c);
-        ow_store(dx, dxdt, base + c, ow_load(dx, dxdt, base + c) + r * g - xv * k);
+        float d = ow_load(dout, ddt, base + c), xv = ow_load(x, xdt, base + c);
+        ow_store(dx, dxdt, base + c, ow_load(dx, dxdt, base + c) + (r * ow_load(w, wdt, c) * d - xv * k));
     }
 }
 
-/* partials[g, c] = sum over rows r of group g of dout[r, c] * x[r, c] * rstd[r] */
+/* partials[g, c] = sum over rows r of group g of dout[r, c] * x[r, c] * rstd[r], in double (as the CPU) */
 __global__ void k_rmsnorm_dw_partial(const void *dout, int ddt, const void *x, int xdt, const float *rstd,
-                                     int64_t rows, int64_t C, int64_t rows_per_group, float *partials) {
+                                     int64_t rows, int64_t C, int64_t rows_per_group, double *partials) {
     int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     int64_t g = blockIdx.y;
     if (c >= C) return;
     int64_t r0 = g * rows_per_group, r1 = r0 + rows_per_group < rows ? r0 + rows_per_group : rows;
-    float s = 0.0f;
-    for (int64_t r = r0; r < r1; r++) s += ow_load(dout, ddt, r * C + c) * ow_load(x, xdt, r * C + c) * rstd[r];
+    double s = 0.0;
+    for (int64_t r = r0; r < r1; r++)
+        s += (double)ow_load(dout, ddt, r * C + c) * (double)ow_load(x, xdt, r * C + c) * (double)rstd[r];
     partials[g * C + c] = s;
 }
 
@@ -86,7 +88,7 @@ void cuda_rmsnorm_backward(Backend *be, Tensor *dx, Tensor *dw, const Tensor *do
     OW_CHECKF(dw->dtype == OW_F32 && tensor_numel(dw) == C, "rmsnorm_backward: dw must be F32 [%lld]", (long long)C);
     int groups = cuda_col_groups(ci, N, C);
     int64_t rpg = (N + groups - 1) / groups;
-    float *partials = (float *)ci->scratch;
+    double *partials = (double *)ci->scratch;
     dim3 grid((unsigned)((C + EW_THREADS - 1) / EW_THREADS), (unsigned)groups);
     k_rmsnorm_dw_partial<<<grid, EW_THREADS, 0, ci->stream>>>(dout->data, dout->dtype, x->data, x->dtype,
                                                               (const float *)rstd->data, N, C, rpg, partials);

@@ -12,9 +12,11 @@
  *
  * Canonical signs: the entry of largest magnitude of each vector is made
  * positive, the first such index on ties (as the CPU backend). Normal fills:
- * element i is stddev * sqrt(-2 ln u1) * cos(2 pi u2) with (v0, v1) the first
- * two words of philox4x32_10(seed, i, 0), u1 = (v0 + 1) 2^-32, u2 = v1 2^-32,
- * in float, so the CPU draws the same numbers (to the last ulp of logf/cosf). */
+ * the formula of cpu_fill_normal (cpu_proj.c): with (v0, v1) the first two words
+ * of philox4x32_10(seed, i, 0), u1 = ((v0 >> 8) + 1) 2^-24, u2 = (v1 >> 8) 2^-24,
+ * element i = stddev * sqrtf(-2 logf(u1)) * cosf(2 pi u2) in float, so both
+ * backends draw the same numbers (to the last ulp of logf / cosf). Like the
+ * CPU backend, svd_top and orthonormalize refuse NaN / Inf input cleanly. */
 #include "cuda/cuda_internal.h"
 
 #include <math.h>
@@ -91,6 +93,11 @@ int cuda_svd_top(Backend *be, Tensor *out, const Tensor *G, int rank, int right,
         OW_CHECKF(tensor_rows(out) == m && tensor_cols(out) == rank, "svd_top: out must be [%lld, %d]", (long long)m,
                   rank);
     OW_CHECKF(mp <= 0x7fffffff && mp * np <= 0x7fffffff, "svd_top: matrix too large for cuSOLVER");
+    if (!isfinite(cuda_sum_squares(be, G)))
+        return ow_fail(err,
+                       "svd_top: the [%lld, %lld] matrix holds NaN or Inf (hint: the gradients diverged; lower the "
+                       "learning rate or check the data)",
+                       (long long)m, (long long)n);
 
     int lwork = 0;
     CUSOLVER_CHECK(cusolverDnSgesvd_bufferSize(ci->solver, (int)mp, (int)np, &lwork));
@@ -134,8 +141,11 @@ int cuda_orthonormalize(Backend *be, Tensor *A, OwError *err) {
     CudaImpl *ci = cuda_impl(be);
     int64_t m = tensor_rows(A), k = tensor_cols(A);
     OW_CHECKF(A->dtype == OW_F32, "orthonormalize: A must be F32");
-    OW_CHECKF(m >= k && k >= 1, "orthonormalize: A is %lldx%lld (needs m >= k >= 1)", (long long)m, (long long)k);
+    OW_CHECKF(m >= k, "orthonormalize needs rows >= cols, got [%lld, %lld]", (long long)m, (long long)k);
     OW_CHECKF(m * k <= 0x7fffffff, "orthonormalize: matrix too large for cuSOLVER");
+    if (k == 0) return 0;
+    if (!isfinite(cuda_sum_squares(be, A)))
+        return ow_fail(err, "orthonormalize: the [%lld, %lld] matrix holds NaN or Inf", (long long)m, (long long)k);
     WsSet w = {be, {0}, 0};
     float *W, *tau, *work;
     int *info;
@@ -222,8 +232,8 @@ void cuda_canonicalize_signs(Backend *be, Tensor *P, int rows) {
 __global__ void k_fill_normal(void *t, int dt, int64_t n, uint64_t seed, float stddev) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         Philox4 r = philox4x32_10(seed, (uint64_t)i, 0);
-        float u1 = ((float)r.v[0] + 1.0f) * 2.3283064365386963e-10f; /* 2^-32 */
-        float u2 = (float)r.v[1] * 2.3283064365386963e-10f;
+        float u1 = ((float)(r.v[0] >> 8) + 1.0f) * (1.0f / 16777216.0f); /* (0, 1], exact */
+        float u2 = philox_u01f(r.v[1]);                                   /* [0, 1), exact */
         float z = sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958647692f * u2);
         ow_store(t, dt, i, stddev * z);
     }
