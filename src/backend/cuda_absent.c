@@ -1,6 +1,8 @@
 /* cuda_absent.c: the CUDA entry points of a build without the CUDA backend
- * (no nvcc at build time). They report that clearly instead of failing to link. */
+ * (no nvcc at build time). They report that clearly instead of failing to link.
+ * The arena figures of cuda/cuda_backend.h are 0: no CUDA backend exists here. */
 #include "backend/backend.h"
+#include "cuda/cuda_backend.h"
 
 int backend_cuda_available(void) { return 0; }
 
@@ -9,3 +11,9 @@ Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err) {
                  "or use --device cpu)");
     return NULL;
 }
+
+size_t backend_cuda_reserved_bytes(Backend *be) { return 0; }
+
+size_t backend_cuda_peak_reserved_bytes(Backend *be) { return 0; }
+
+size_t backend_cuda_arena_cap(Backend *be) { return 0; }

@@ -1,0 +1,310 @@
+/* cuda_backend.cu: the CUDA Backend: device selection, the stream, library
+ * handles, memory (alloc/release through the arena, upload/download with
+ * dtype conversion), and the op table.
+ *
+ * Invariants: one stream per backend, created non-blocking, and every copy
+ * and kernel goes on it (never the legacy default stream), so ops are ordered
+ * by the stream alone; the memstats of the Backend count exactly the arena
+ * blocks handed out (sizes rounded to ARENA_ALIGN), by kind; allocations are
+ * zeroed. Downloads and the ops returning host values synchronise the stream. */
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_internal.h"
+
+extern "C" {
+#include "core/dtype.h"
+}
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CUDA_MIN_SEGMENT ((size_t)256 << 20)
+#define CUDA_AUTO_CAP_MARGIN ((size_t)512 << 20)
+#define CUDA_CONVERT_CHUNK ((size_t)1 << 22) /* elements converted on the host at once */
+
+/* ---- memory ---- */
+
+static int alloc_block(Backend *be, size_t bytes, MemKind kind, const char *what, void **out, OwError *err) {
+    CudaImpl *ci = cuda_impl(be);
+    size_t size = (bytes ? bytes + ARENA_ALIGN - 1 : ARENA_ALIGN) / ARENA_ALIGN * ARENA_ALIGN;
+    if (memstats_add(&be->mem, kind, size, what, "GPU", err) != 0) return -1;
+    size_t got = 0;
+    if (arena_alloc(&ci->arena, size, out, &got, what, err) != 0) {
+        memstats_sub(&be->mem, kind, size);
+        char msg[OW_ERROR_MSG_MAX], cur[512];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        memstats_format(be->mem.current, cur, sizeof cur);
+        ow_fail(err, "%s\n  in use now: %s", msg, cur);
+        return -1;
+    }
+    OW_CHECK(got == size);
+    CUDA_CHECK(cudaMemsetAsync(*out, 0, size, ci->stream));
+    return 0;
+}
+
+static void free_block(Backend *be, void *p, MemKind kind) {
+    size_t size = arena_free(&cuda_impl(be)->arena, p);
+    memstats_sub(&be->mem, kind, size);
+}
+
+int cuda_ws_alloc(Backend *be, size_t bytes, void **out, const char *what, OwError *err) {
+    return alloc_block(be, bytes, MEM_WORKSPACE, what, out, err);
+}
+
+void cuda_ws_free(Backend *be, void *p) {
+    if (p) free_block(be, p, MEM_WORKSPACE);
+}
+
+static int cuda_alloc(Backend *be, Tensor *t, MemKind kind, const char *what, OwError *err) {
+    t->data = NULL;
+    void *p = NULL;
+    if (alloc_block(be, tensor_nbytes(t), kind, what, &p, err) != 0) return -1;
+    t->data = p;
+    return 0;
+}
+
+static void cuda_release(Backend *be, Tensor *t, MemKind kind) {
+    if (!t->data) return;
+    free_block(be, t->data, kind);
+    t->data = NULL;
+}
+
+static void cuda_upload(Backend *be, Tensor *dst, const void *src, DType src_dtype) {
+    CudaImpl *ci = cuda_impl(be);
+    size_t n = (size_t)tensor_numel(dst);
+    if (n == 0) return;
+    if (src_dtype == dst->dtype) {
+        /* from pageable memory this returns once src has been staged */
+        CUDA_CHECK(cudaMemcpyAsync(dst->data, src, tensor_nbytes(dst), cudaMemcpyHostToDevice, ci->stream));
+        return;
+    }
+    OW_CHECKF(dtype_is_float(src_dtype) && dtype_is_float(dst->dtype), "upload from %s to %s", dtype_name(src_dtype),
+              dtype_name(dst->dtype));
+    size_t chunk = n < CUDA_CONVERT_CHUNK ? n : CUDA_CONVERT_CHUNK;
+    size_t ssz = dtype_size(src_dtype), dsz = dtype_size(dst->dtype);
+    void *tmp = ow_xmalloc(chunk * dsz);
+    for (size_t off = 0; off < n; off += chunk) {
+        size_t cn = n - off < chunk ? n - off : chunk;
+        dtype_convert(tmp, dst->dtype, (const char *)src + off * ssz, src_dtype, cn);
+        CUDA_CHECK(cudaMemcpyAsync((char *)dst->data + off * dsz, tmp, cn * dsz, cudaMemcpyHostToDevice, ci->stream));
+    }
+    /* the copies above have consumed tmp when they return (pageable source), but be explicit */
+    CUDA_CHECK(cudaStreamSynchronize(ci->stream));
+    free(tmp);
+}
+
+static void cuda_download(Backend *be, void *dst, DType dst_dtype, const Tensor *src) {
+    CudaImpl *ci = cuda_impl(be);
+    size_t n = (size_t)tensor_numel(src);
+    if (n == 0) return;
+    if (dst_dtype == src->dtype) {
+        CUDA_CHECK(cudaMemcpyAsync(dst, src->data, tensor_nbytes(src), cudaMemcpyDeviceToHost, ci->stream));
+        CUDA_CHECK(cudaStreamSynchronize(ci->stream));
+        return;
+    }
+    OW_CHECKF(dtype_is_float(src->dtype) && dtype_is_float(dst_dtype), "download from %s to %s",
+              dtype_name(src->dtype), dtype_name(dst_dtype));
+    size_t chunk = n < CUDA_CONVERT_CHUNK ? n : CUDA_CONVERT_CHUNK;
+    size_t ssz = dtype_size(src->dtype), dsz = dtype_size(dst_dtype);
+    void *tmp = ow_xmalloc(chunk * ssz);
+    for (size_t off = 0; off < n; off += chunk) {
+        size_t cn = n - off < chunk ? n - off : chunk;
+        CUDA_CHECK(cudaMemcpyAsync(tmp, (const char *)src->data + off * ssz, cn * ssz, cudaMemcpyDeviceToHost,
+                                   ci->stream));
+        CUDA_CHECK(cudaStreamSynchronize(ci->stream));
+        dtype_convert((char *)dst + off * dsz, dst_dtype, tmp, src->dtype, cn);
+    }
+    free(tmp);
+}
+
+void cuda_sync(Backend *be) { CUDA_CHECK(cudaStreamSynchronize(cuda_impl(be)->stream)); }
+
+/* ---- lifetime ---- */
+
+static void impl_free(Backend *be) {
+    CudaImpl *ci = cuda_impl(be);
+    if (!ci) return;
+    if (ci->stream) (void)cudaStreamSynchronize(ci->stream);
+    if (ci->lt_ws) cuda_ws_free(be, ci->lt_ws);
+    if (ci->scratch) cuda_ws_free(be, ci->scratch);
+    arena_destroy(&ci->arena);
+    if (ci->solver) cusolverDnDestroy(ci->solver);
+    if (ci->blas) cublasDestroy(ci->blas);
+    if (ci->lt) cublasLtDestroy(ci->lt);
+    if (ci->stream) cudaStreamDestroy(ci->stream);
+    free(ci);
+    be->impl = NULL;
+}
+
+static void cuda_destroy(Backend *be) {
+    if (!be) return;
+    impl_free(be);
+    free(be);
+}
+
+static Backend *create_fail(Backend *be) {
+    impl_free(be);
+    free(be);
+    return NULL;
+}
+
+extern "C" int backend_cuda_available(void) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n > 0;
+}
+
+extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        (void)cudaGetLastError();
+        ow_fail(err, "no CUDA device found: %s (hint: check the NVIDIA driver with nvidia-smi, or use --device cpu)",
+                e != cudaSuccess ? cudaGetErrorString(e) : "the driver reports 0 devices");
+        return NULL;
+    }
+    if (device < 0 || device >= n) {
+        ow_fail(err, "CUDA device %d does not exist: this machine has %d (devices 0..%d)", device, n, n - 1);
+        return NULL;
+    }
+    e = cudaSetDevice(device);
+    if (e != cudaSuccess) {
+        ow_fail(err, "cannot use CUDA device %d: %s", device, cudaGetErrorString(e));
+        return NULL;
+    }
+    cudaDeviceProp prop;
+    e = cudaGetDeviceProperties(&prop, device);
+    if (e != cudaSuccess) {
+        ow_fail(err, "cannot query CUDA device %d: %s", device, cudaGetErrorString(e));
+        return NULL;
+    }
+    if (prop.major < 8) {
+        ow_fail(err, "CUDA device %d (%s) has compute capability %d.%d; owlore needs 8.0 or newer (bf16 tensor cores)",
+                device, prop.name, prop.major, prop.minor);
+        return NULL;
+    }
+
+    Backend *be = (Backend *)ow_xcalloc(1, sizeof *be);
+    CudaImpl *ci = (CudaImpl *)ow_xcalloc(1, sizeof *ci);
+    be->impl = ci;
+    be->name = "cuda";
+    be->act_dtype = OW_BF16;
+    be->param_dtype = OW_BF16;
+    ci->device = device;
+    ci->attn_tc = 1;
+    ci->smem_optin = (int)prop.sharedMemPerBlockOptin;
+    ci->num_sms = prop.multiProcessorCount;
+    snprintf(ci->device_name, sizeof ci->device_name, "%s", prop.name);
+    arena_init(&ci->arena, 0, CUDA_MIN_SEGMENT);
+
+    if ((e = cudaStreamCreateWithFlags(&ci->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        ow_fail(err, "CUDA device %d: cannot create a stream: %s", device, cudaGetErrorString(e));
+        return create_fail(be);
+    }
+    if (cublasLtCreate(&ci->lt) != CUBLAS_STATUS_SUCCESS || cublasCreate(&ci->blas) != CUBLAS_STATUS_SUCCESS) {
+        ow_fail(err, "CUDA device %d: cannot initialise cuBLAS (hint: check that libcublas matches the driver)", device);
+        return create_fail(be);
+    }
+    if (cusolverDnCreate(&ci->solver) != CUSOLVER_STATUS_SUCCESS) {
+        ow_fail(err, "CUDA device %d: cannot initialise cuSOLVER", device);
+        return create_fail(be);
+    }
+    CUBLAS_CHECK(cublasSetStream(ci->blas, ci->stream));
+    CUSOLVER_CHECK(cusolverDnSetStream(ci->solver, ci->stream));
+
+    size_t cap = mem_cap;
+    if (cap == 0) {
+        size_t free_b = 0, total_b = 0;
+        CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+        if (free_b <= CUDA_AUTO_CAP_MARGIN + CUDA_LT_WORKSPACE_BYTES + CUDA_SCRATCH_BYTES) {
+            char s1[32];
+            ow_fail(err, "CUDA device %d (%s) has only %s free (hint: another process may be using it)", device,
+                    prop.name, format_size(free_b, s1, sizeof s1));
+            return create_fail(be);
+        }
+        cap = free_b - CUDA_AUTO_CAP_MARGIN;
+    }
+    ci->arena.cap = cap;
+    be->mem.cap = cap;
+
+    ci->lt_ws_size = CUDA_LT_WORKSPACE_BYTES;
+    ci->scratch_size = CUDA_SCRATCH_BYTES;
+    if (cuda_ws_alloc(be, ci->lt_ws_size, &ci->lt_ws, "cuBLAS workspace", err) != 0 ||
+        cuda_ws_alloc(be, ci->scratch_size, &ci->scratch, "reduction scratch", err) != 0) {
+        ow_fail_prefix(err, "CUDA device %d", device);
+        return create_fail(be);
+    }
+    CUBLAS_CHECK(cublasSetWorkspace(ci->blas, ci->lt_ws, ci->lt_ws_size));
+    CUDA_CHECK(cudaStreamSynchronize(ci->stream));
+
+    be->destroy = cuda_destroy;
+    be->alloc = cuda_alloc;
+    be->release = cuda_release;
+    be->upload = cuda_upload;
+    be->download = cuda_download;
+    be->copy = cuda_copy;
+    be->fill = cuda_fill;
+    be->sync = cuda_sync;
+    be->matmul = cuda_matmul;
+    be->axpy = cuda_axpy;
+    be->scale = cuda_scale;
+    be->sum = cuda_sum;
+    be->sum_squares = cuda_sum_squares;
+    be->embedding_forward = cuda_embedding_forward;
+    be->embedding_backward = cuda_embedding_backward;
+    be->rmsnorm_forward = cuda_rmsnorm_forward;
+    be->rmsnorm_backward = cuda_rmsnorm_backward;
+    be->rope = cuda_rope;
+    be->attention_forward = cuda_attention_forward;
+    be->attention_backward = cuda_attention_backward;
+    be->swiglu_forward = cuda_swiglu_forward;
+    be->swiglu_backward = cuda_swiglu_backward;
+    be->cross_entropy = cuda_cross_entropy;
+    be->col_sumsq = cuda_col_sumsq;
+    be->score_sum = cuda_score_sum;
+    be->score_count = cuda_score_count;
+    be->adam_update = cuda_adam_update;
+    be->adam_moments = cuda_adam_moments;
+    be->apply_update = cuda_apply_update;
+    be->svd_top = cuda_svd_top;
+    be->orthonormalize = cuda_orthonormalize;
+    be->canonicalize_signs = cuda_canonicalize_signs;
+    be->fill_normal = cuda_fill_normal;
+    return be;
+}
+
+/* ---- cuda_backend.h ---- */
+
+static CudaImpl *checked_impl(Backend *be) {
+    OW_CHECKF(be && be->name && strcmp(be->name, "cuda") == 0, "not a CUDA backend");
+    return cuda_impl(be);
+}
+
+extern "C" size_t backend_cuda_reserved_bytes(Backend *be) { return checked_impl(be)->arena.reserved; }
+
+extern "C" size_t backend_cuda_peak_reserved_bytes(Backend *be) { return checked_impl(be)->arena.peak_reserved; }
+
+extern "C" size_t backend_cuda_arena_cap(Backend *be) { return checked_impl(be)->arena.cap; }
+
+extern "C" void backend_cuda_set_dtypes(Backend *be, DType act, DType param) {
+    checked_impl(be);
+    OW_CHECKF((act == OW_BF16 || act == OW_F32) && (param == OW_BF16 || param == OW_F32),
+              "CUDA backend dtypes: BF16 or F32");
+    be->act_dtype = act;
+    be->param_dtype = param;
+}
+
+extern "C" int backend_cuda_set_attention_tensor_cores(Backend *be, int enable) {
+    CudaImpl *ci = checked_impl(be);
+    int prev = ci->attn_tc;
+    ci->attn_tc = enable != 0;
+    return prev;
+}
+
+extern "C" int backend_cuda_attention_uses_tensor_cores(Backend *be, int64_t head_dim) {
+    return cuda_attention_tc_applies(checked_impl(be), head_dim);
+}

@@ -1,0 +1,46 @@
+/* cuda_backend.h: the C-callable extras of the CUDA backend beyond the Backend
+ * table (backend.h): arena figures for progress lines and benchmarks, and the
+ * attention kernel choice (tests compare both kernels against the CPU).
+ *
+ * Every function takes a Backend made by backend_create_cuda. In a build
+ * without the CUDA backend (src/backend/cuda_absent.c) the three arena figures
+ * exist and return 0 (no CUDA backend can be created there); the attention
+ * switches exist only in CUDA builds. */
+#ifndef OWLORE_CUDA_CUDA_BACKEND_H
+#define OWLORE_CUDA_CUDA_BACKEND_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "backend/backend.h"
+
+/* Bytes the device arena holds from CUDA now (its segments; >= allocated bytes). */
+size_t backend_cuda_reserved_bytes(Backend *be);
+/* The most the arena has held from CUDA since creation. */
+size_t backend_cuda_peak_reserved_bytes(Backend *be);
+/* The arena's cap on reserved bytes (the mem_cap given at creation, or the
+ * device's free memory minus a margin when that was 0). */
+size_t backend_cuda_arena_cap(Backend *be);
+
+/* Storage dtypes for activations and weights: OW_BF16 (the default) or OW_F32.
+ * With F32 every op runs the same kernels in fp32 (attention uses the simple
+ * kernel, GEMMs true FP32), which lets tests hold the GPU model to fp32
+ * references tightly. Call before anything is allocated for a model. */
+void backend_cuda_set_dtypes(Backend *be, DType act, DType param);
+
+/* Attention kernels: 1 (default) uses the tensor-core (WMMA bf16) kernels where
+ * they apply (bf16 tensors, head_dim 16, 32, 64 or 128), 0 forces the simple fp32
+ * tiled kernels everywhere. Returns the previous setting. */
+int backend_cuda_set_attention_tensor_cores(Backend *be, int enable);
+/* Whether attention on bf16 tensors with this head dimension would use the
+ * tensor-core kernels now. */
+int backend_cuda_attention_uses_tensor_cores(Backend *be, int64_t head_dim);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,297 @@
+/* cuda_internal.h: what the .cu files of cuda/ share and nothing outside cuda/
+ * sees: the backend's private state (CudaImpl), the device arena, the error
+ * check macros, device-side dtype conversions and reductions, and the op
+ * functions each file provides to the table built in cuda_backend.cu.
+ *
+ * Invariants: every op runs asynchronously on impl->stream (the one stream of
+ * the backend), so stream order alone orders ops, memory reuse and scratch
+ * use; no op allocates device memory except svd_top / orthonormalize (which
+ * can report failure); every device buffer comes from the arena. A failing
+ * CUDA/cuBLAS/cuSOLVER call inside an op is a bug and aborts with file:line,
+ * the call and the error string. */
+#ifndef OWLORE_CUDA_CUDA_INTERNAL_H
+#define OWLORE_CUDA_CUDA_INTERNAL_H
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <cusolverDn.h>
+#include <math.h>
+#include <stdint.h>
+
+extern "C" {
+#include "backend/backend.h"
+#include "core/error.h"
+#include "core/memstats.h"
+#include "core/tensor.h"
+}
+#include "core/philox.h"
+
+/* ---- error checks (bugs: abort with file:line) ---- */
+
+#define CUDA_CHECK(call)                                                                                   \
+    do {                                                                                                   \
+        cudaError_t ow_e_ = (call);                                                                        \
+        if (ow_e_ != cudaSuccess)                                                                          \
+            ow_check_failed(__FILE__, __LINE__, #call, "CUDA error %s: %s", cudaGetErrorName(ow_e_),       \
+                            cudaGetErrorString(ow_e_));                                                    \
+    } while (0)
+
+#define CUBLAS_CHECK(call)                                                                                 \
+    do {                                                                                                   \
+        cublasStatus_t ow_s_ = (call);                                                                     \
+        if (ow_s_ != CUBLAS_STATUS_SUCCESS)                                                                \
+            ow_check_failed(__FILE__, __LINE__, #call, "cuBLAS error %d: %s", (int)ow_s_,                  \
+                            cublasGetStatusString(ow_s_));                                                 \
+    } while (0)
+
+#define CUSOLVER_CHECK(call)                                                                               \
+    do {                                                                                                   \
+        cusolverStatus_t ow_s_ = (call);                                                                   \
+        if (ow_s_ != CUSOLVER_STATUS_SUCCESS)                                                              \
+            ow_check_failed(__FILE__, __LINE__, #call, "cuSOLVER error status %d", (int)ow_s_);            \
+    } while (0)
+
+/* After every kernel launch. */
+#define CUDA_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+/* ---- the device arena (cuda_arena.cu) ---- */
+
+typedef struct ArenaBlock {
+    uintptr_t addr;
+    size_t size;
+    int free;
+    struct ArenaBlock *prev, *next; /* address order inside the segment */
+} ArenaBlock;
+
+typedef struct ArenaSegment {
+    void *base;
+    size_t size;
+    ArenaBlock *first;
+} ArenaSegment;
+
+typedef struct CudaArena {
+    size_t cap;          /* most bytes the segments may hold together */
+    size_t min_segment;  /* new segments are at least this big (while the cap allows) */
+    size_t reserved;     /* bytes held in segments */
+    size_t peak_reserved;
+    size_t allocated;    /* bytes in used blocks */
+    ArenaSegment **segs;
+    int nsegs, segs_cap;
+} CudaArena;
+
+#define ARENA_ALIGN 256
+
+void arena_init(CudaArena *a, size_t cap, size_t min_segment);
+/* Frees every segment (cudaFree); outstanding blocks become invalid. */
+void arena_destroy(CudaArena *a);
+/* bytes rounded up to ARENA_ALIGN (at least ARENA_ALIGN); *size_out gets that size.
+ * -1 with a message when the cap or the device cannot hold it. Memory is not zeroed. */
+int arena_alloc(CudaArena *a, size_t bytes, void **out, size_t *size_out, const char *what, OwError *err);
+/* Returns the block's size; p must come from arena_alloc. */
+size_t arena_free(CudaArena *a, void *p);
+/* Size of the largest free block (for messages). */
+size_t arena_largest_free(const CudaArena *a);
+
+/* ---- backend state ---- */
+
+typedef struct GemmKey {
+    int64_t m, n, k; /* cuBLAS (column-major) dims */
+    int opA, opB;    /* cuBLAS ops (after the row-major swap) */
+    int dtAB, dtC;   /* DType */
+    int beta_nonzero;
+    int alignA, alignB, alignC; /* pointer alignment in bytes (capped at 256) */
+} GemmKey;
+
+typedef struct GemmCacheEntry {
+    int valid;
+    int use_lt; /* 0: cuBLASLt offered no algorithm; use cublasGemmEx */
+    GemmKey key;
+    cublasLtMatmulAlgo_t algo;
+} GemmCacheEntry;
+
+#define GEMM_CACHE_SIZE 64
+#define CUDA_LT_WORKSPACE_BYTES ((size_t)32 << 20)
+#define CUDA_SCRATCH_BYTES ((size_t)8 << 20)
+
+typedef struct CudaImpl {
+    int device;
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    cublasHandle_t blas;
+    cusolverDnHandle_t solver;
+    CudaArena arena;
+    void *lt_ws;    /* CUDA_LT_WORKSPACE_BYTES, shared by cuBLASLt and cuBLAS (same stream) */
+    void *scratch;  /* CUDA_SCRATCH_BYTES: reduction partials, column partial sums */
+    size_t lt_ws_size, scratch_size;
+    GemmCacheEntry gemm_cache[GEMM_CACHE_SIZE];
+    int gemm_cache_next;
+    int attn_tc;     /* use the tensor-core attention kernels where they apply */
+    int smem_optin;  /* max dynamic shared memory per block (bytes) */
+    int num_sms;
+    char device_name[256];
+} CudaImpl;
+
+static inline CudaImpl *cuda_impl(Backend *be) { return (CudaImpl *)be->impl; }
+
+/* ---- launch helpers ---- */
+
+/* Blocks for a grid-stride loop over n items: enough to fill the device, never 0. */
+static inline unsigned cuda_grid_for(int64_t n, int threads) {
+    int64_t b = (n + threads - 1) / threads;
+    if (b < 1) b = 1;
+    if (b > 65535) b = 65535;
+    return (unsigned)b;
+}
+
+/* ---- device helpers ---- */
+
+__device__ __forceinline__ float ow_bf16_to_f32(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+
+/* Round to nearest even, NaN stays NaN: the device twin of f32_to_bf16 (dtype.h). */
+__device__ __forceinline__ uint16_t ow_f32_to_bf16(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* Element i of a float tensor of dtype dt (F32, BF16, F16), as float. */
+__device__ __forceinline__ float ow_load(const void *p, int dt, int64_t i) {
+    if (dt == OW_BF16) return ow_bf16_to_f32(((const uint16_t *)p)[i]);
+    if (dt == OW_F32) return ((const float *)p)[i];
+    return __half2float(__ushort_as_half(((const uint16_t *)p)[i]));
+}
+
+__device__ __forceinline__ void ow_store(void *p, int dt, int64_t i, float v) {
+    if (dt == OW_BF16)
+        ((uint16_t *)p)[i] = ow_f32_to_bf16(v);
+    else if (dt == OW_F32)
+        ((float *)p)[i] = v;
+    else
+        ((uint16_t *)p)[i] = __half_as_ushort(__float2half_rn(v));
+}
+
+/* Stochastic rounding to bf16 (the rule the CPU backend uses too): add the low
+ * 16 bits of philox4x32_10(seed, index, 0).v[0] to the float's bit pattern and
+ * truncate. Inf and NaN are rounded to nearest instead. */
+__device__ __forceinline__ uint16_t ow_f32_to_bf16_sr(float f, uint64_t seed, uint64_t index) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7f800000u) == 0x7f800000u) return ow_f32_to_bf16(f);
+    Philox4 r = philox4x32_10(seed, index, 0);
+    u += r.v[0] & 0xffffu;
+    return (uint16_t)(u >> 16);
+}
+
+__device__ __forceinline__ float ow_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ double ow_warp_sum_d(double v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float ow_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Sum over the block, returned to every thread, in a fixed order (deterministic).
+ * blockDim.x must be a multiple of 32; sh has 32 floats; every thread must call. */
+__device__ __forceinline__ float ow_block_sum(float v, float *sh) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = ow_warp_sum(v);
+    __syncthreads(); /* sh may still be read by a previous call */
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    float r = lane < nw ? sh[lane] : 0.0f;
+    return ow_warp_sum(r);
+}
+
+__device__ __forceinline__ double ow_block_sum_d(double v, double *sh) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = ow_warp_sum_d(v);
+    __syncthreads();
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    double r = lane < nw ? sh[lane] : 0.0;
+    return ow_warp_sum_d(r);
+}
+
+__device__ __forceinline__ float ow_block_max(float v, float *sh) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = ow_warp_max(v);
+    __syncthreads();
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    float r = lane < nw ? sh[lane] : -INFINITY;
+    return ow_warp_max(r);
+}
+
+/* ---- ops, by file ---- */
+
+/* cuda_backend.cu */
+void cuda_sync(Backend *be);
+
+/* cuda_gemm.cu */
+void cuda_matmul(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
+                 float beta);
+
+/* cuda_misc.cu */
+void cuda_copy(Backend *be, Tensor *dst, const Tensor *src);
+void cuda_fill(Backend *be, Tensor *t, float value);
+void cuda_axpy(Backend *be, Tensor *y, float alpha, const Tensor *x);
+void cuda_scale(Backend *be, Tensor *x, float alpha);
+double cuda_sum(Backend *be, const Tensor *x);
+double cuda_sum_squares(Backend *be, const Tensor *x);
+void cuda_embedding_forward(Backend *be, Tensor *out, const Tensor *ids, const Tensor *table);
+void cuda_embedding_backward(Backend *be, Tensor *dtable, const Tensor *ids, const Tensor *dout);
+void cuda_swiglu_forward(Backend *be, Tensor *out, const Tensor *gate, const Tensor *up);
+void cuda_swiglu_backward(Backend *be, Tensor *dgate, Tensor *dup, const Tensor *dout, const Tensor *gate,
+                          const Tensor *up);
+void cuda_cross_entropy(Backend *be, Tensor *logits, Tensor *losses, const Tensor *targets, float grad_scale,
+                        int want_grad);
+void cuda_col_sumsq(Backend *be, Tensor *acc, const Tensor *x);
+double cuda_score_sum(Backend *be, const Tensor *W, const Tensor *colscale);
+int64_t cuda_score_count(Backend *be, const Tensor *W, const Tensor *colscale, double threshold);
+/* Column reductions in two deterministic stages: a kernel writes partial sums
+ * of row groups into scratch as double [groups, cols], then cuda_col_reduce_into
+ * adds each column's partials, in group order, in double, and adds the total
+ * (rounded to float) into acc[cols] (F32, +=), as the CPU backend does.
+ * cuda_col_groups gives the number of row groups (>= 1) that fit the scratch. */
+#define CUDA_COL_GROUPS_MAX 256
+int cuda_col_groups(CudaImpl *ci, int64_t rows, int64_t cols);
+void cuda_col_reduce_into(CudaImpl *ci, const double *partials, int groups, int64_t cols, float *acc);
+
+/* cuda_norm_rope.cu */
+void cuda_rmsnorm_forward(Backend *be, Tensor *out, Tensor *rstd, const Tensor *x, const Tensor *w, float eps);
+void cuda_rmsnorm_backward(Backend *be, Tensor *dx, Tensor *dw, const Tensor *dout, const Tensor *x, const Tensor *w,
+                           const Tensor *rstd);
+void cuda_rope(Backend *be, Tensor *x, const Tensor *cos, const Tensor *sin, int inverse);
+
+/* cuda_attention.cu */
+void cuda_attention_forward(Backend *be, Tensor *out, Tensor *lse, const Tensor *q, const Tensor *k, const Tensor *v);
+void cuda_attention_backward(Backend *be, Tensor *dq, Tensor *dk, Tensor *dv, const Tensor *dout, const Tensor *q,
+                             const Tensor *k, const Tensor *v, const Tensor *out, const Tensor *lse);
+int cuda_attention_tc_applies(CudaImpl *ci, int64_t head_dim);
+
+/* cuda_optim.cu */
+void cuda_adam_update(Backend *be, Tensor *param, const Tensor *grad, Tensor *m, Tensor *v, const AdamHyper *h);
+void cuda_adam_moments(Backend *be, Tensor *out, const Tensor *grad, Tensor *m, Tensor *v, const AdamHyper *h);
+void cuda_apply_update(Backend *be, Tensor *param, const Tensor *delta, float alpha, float decay, uint64_t sr_seed);
+
+/* cuda_solver.cu */
+int cuda_svd_top(Backend *be, Tensor *out, const Tensor *G, int rank, int right, OwError *err);
+int cuda_orthonormalize(Backend *be, Tensor *A, OwError *err);
+void cuda_canonicalize_signs(Backend *be, Tensor *P, int rows);
+void cuda_fill_normal(Backend *be, Tensor *t, uint64_t seed, float stddev);
+
+/* Workspace allocation for ops that may fail cleanly (solver workspaces):
+ * from the arena, accounted as MEM_WORKSPACE. */
+int cuda_ws_alloc(Backend *be, size_t bytes, void **out, const char *what, OwError *err);
+void cuda_ws_free(Backend *be, void *p);
+
+#endif

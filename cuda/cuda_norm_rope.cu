@@ -1,0 +1,130 @@
+/* cuda_norm_rope.cu: RMSNorm forward/backward and rotary embeddings.
+ *
+ * RMSNorm: one block per row, fp32 math on bf16 (or any float) storage, with
+ * the row sums (x.x, dout.w.x) in double as the CPU backend. The weight
+ * gradient (F32) is reduced in two deterministic stages (row-group partials in
+ * double into scratch, then a per-column sum in group order), so results are
+ * bitwise reproducible run to run. RoPE: one thread per rotated pair, in
+ * place, rotate-half layout (as transformers). */
+#include "cuda/cuda_internal.h"
+
+#define NORM_THREADS 256
+#define EW_THREADS 256
+
+__global__ void k_rmsnorm_forward(void *out, int odt, float *rstd, const void *x, int xdt, const void *w, int wdt,
+                                  int64_t C, float eps) {
+    __shared__ double sh[32];
+    int64_t base = (int64_t)blockIdx.x * C;
+    double ss = 0.0;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+        double v = (double)ow_load(x, xdt, base + c);
+        ss += v * v;
+    }
+    double total = ow_block_sum_d(ss, sh);
+    float r = (float)(1.0 / sqrt(total / (double)C + (double)eps));
+    if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+        ow_store(out, odt, base + c, ow_load(w, wdt, c) * (ow_load(x, xdt, base + c) * r));
+}
+
+/* dx += (r w) dout - x k with k = r^3 (sum dout w x) / C (the sum in double, as the CPU) */
+__global__ void k_rmsnorm_backward_dx(void *dx, int dxdt, const void *dout, int ddt, const void *x, int xdt,
+                                      const void *w, int wdt, const float *rstd, int64_t C) {
+    __shared__ double sh[32];
+    int64_t base = (int64_t)blockIdx.x * C;
+    double dot = 0.0;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+        dot += (double)ow_load(dout, ddt, base + c) * (double)ow_load(w, wdt, c) * (double)ow_load(x, xdt, base + c);
+    dot = ow_block_sum_d(dot, sh);
+    float r = rstd[blockIdx.x];
+    double rn = (double)r;
+    float k = (float)(rn * rn * rn * dot / (double)C);
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+        float d = ow_load(dout, ddt, base + c), xv = ow_load(x, xdt, base + c);
+        ow_store(dx, dxdt, base + c, ow_load(dx, dxdt, base + c) + (r * ow_load(w, wdt, c) * d - xv * k));
+    }
+}
+
+/* partials[g, c] = sum over rows r of group g of dout[r, c] * x[r, c] * rstd[r], in double (as the CPU) */
+__global__ void k_rmsnorm_dw_partial(const void *dout, int ddt, const void *x, int xdt, const float *rstd,
+                                     int64_t rows, int64_t C, int64_t rows_per_group, double *partials) {
+    int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    int64_t g = blockIdx.y;
+    if (c >= C) return;
+    int64_t r0 = g * rows_per_group, r1 = r0 + rows_per_group < rows ? r0 + rows_per_group : rows;
+    double s = 0.0;
+    for (int64_t r = r0; r < r1; r++)
+        s += (double)ow_load(dout, ddt, r * C + c) * (double)ow_load(x, xdt, r * C + c) * (double)rstd[r];
+    partials[g * C + c] = s;
+}
+
+void cuda_rmsnorm_forward(Backend *be, Tensor *out, Tensor *rstd, const Tensor *x, const Tensor *w, float eps) {
+    CudaImpl *ci = cuda_impl(be);
+    int64_t N = tensor_rows(x), C = tensor_cols(x);
+    OW_CHECKF(tensor_rows(out) == N && tensor_cols(out) == C && tensor_numel(w) == C && rstd->dtype == OW_F32 &&
+                  tensor_numel(rstd) == N,
+              "rmsnorm_forward shapes");
+    if (N == 0) return;
+    OW_CHECK(N <= 0x7fffffff);
+    k_rmsnorm_forward<<<(unsigned)N, NORM_THREADS, 0, ci->stream>>>(out->data, out->dtype, (float *)rstd->data,
+                                                                   x->data, x->dtype, w->data, w->dtype, C, eps);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cuda_rmsnorm_backward(Backend *be, Tensor *dx, Tensor *dw, const Tensor *dout, const Tensor *x, const Tensor *w,
+                           const Tensor *rstd) {
+    CudaImpl *ci = cuda_impl(be);
+    int64_t N = tensor_rows(x), C = tensor_cols(x);
+    OW_CHECKF(tensor_rows(dx) == N && tensor_cols(dx) == C && tensor_rows(dout) == N && tensor_cols(dout) == C &&
+                  tensor_numel(w) == C && rstd->dtype == OW_F32 && tensor_numel(rstd) == N,
+              "rmsnorm_backward shapes");
+    if (N == 0) return;
+    OW_CHECK(N <= 0x7fffffff);
+    k_rmsnorm_backward_dx<<<(unsigned)N, NORM_THREADS, 0, ci->stream>>>(dx->data, dx->dtype, dout->data, dout->dtype,
+                                                                       x->data, x->dtype, w->data, w->dtype,
+                                                                       (const float *)rstd->data, C);
+    CUDA_LAUNCH_CHECK();
+    if (!dw) return;
+    OW_CHECKF(dw->dtype == OW_F32 && tensor_numel(dw) == C, "rmsnorm_backward: dw must be F32 [%lld]", (long long)C);
+    int groups = cuda_col_groups(ci, N, C);
+    int64_t rpg = (N + groups - 1) / groups;
+    double *partials = (double *)ci->scratch;
+    dim3 grid((unsigned)((C + EW_THREADS - 1) / EW_THREADS), (unsigned)groups);
+    k_rmsnorm_dw_partial<<<grid, EW_THREADS, 0, ci->stream>>>(dout->data, dout->dtype, x->data, x->dtype,
+                                                              (const float *)rstd->data, N, C, rpg, partials);
+    CUDA_LAUNCH_CHECK();
+    cuda_col_reduce_into(ci, partials, groups, C, (float *)dw->data);
+}
+
+__global__ void k_rope(void *x, int dt, const float *cos_t, const float *sin_t, int64_t T, int64_t H, int64_t half,
+                       int64_t npairs, int inverse) {
+    for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < npairs;
+         p += (int64_t)gridDim.x * blockDim.x) {
+        int64_t row = p / half, i = p - row * half; /* row indexes (b, t, h) */
+        int64_t t = (row / H) % T;
+        int64_t i1 = row * 2 * half + i, i2 = i1 + half;
+        float c = cos_t[t * half + i], s = sin_t[t * half + i];
+        float x1 = ow_load(x, dt, i1), x2 = ow_load(x, dt, i2);
+        if (inverse) {
+            ow_store(x, dt, i1, x1 * c + x2 * s);
+            ow_store(x, dt, i2, x2 * c - x1 * s);
+        } else {
+            ow_store(x, dt, i1, x1 * c - x2 * s);
+            ow_store(x, dt, i2, x2 * c + x1 * s);
+        }
+    }
+}
+
+void cuda_rope(Backend *be, Tensor *x, const Tensor *cos, const Tensor *sin, int inverse) {
+    CudaImpl *ci = cuda_impl(be);
+    OW_CHECKF(x->ndim == 4, "rope: x must be [B, T, H, D]");
+    int64_t B = x->shape[0], T = x->shape[1], H = x->shape[2], D = x->shape[3], half = D / 2;
+    OW_CHECKF(D % 2 == 0 && cos->dtype == OW_F32 && sin->dtype == OW_F32 && tensor_cols(cos) == half &&
+                  tensor_cols(sin) == half && tensor_rows(cos) >= T && tensor_rows(sin) >= T,
+              "rope: cos/sin must be F32 [>= %lld, %lld]", (long long)T, (long long)half);
+    int64_t npairs = B * T * H * half;
+    if (npairs == 0) return;
+    k_rope<<<cuda_grid_for(npairs, EW_THREADS), EW_THREADS, 0, ci->stream>>>(
+        x->data, x->dtype, (const float *)cos->data, (const float *)sin->data, T, H, half, npairs, inverse);
+    CUDA_LAUNCH_CHECK();
+}

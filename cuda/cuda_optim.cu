@@ -1,0 +1,158 @@
+/* cuda_optim.cu: the fused optimizer kernels: full-rank AdamW (both
+ * variants of backend.h), GaLore's low-rank moments, and applying an update.
+ *
+ * Parameters are BF16 (rounded stochastically: ow_f32_to_bf16_sr with the
+ * element index as the Philox counter, so the rounding of element i depends
+ * only on (sr_seed, i)) or F32 (no rounding). Moments and gradients are F32
+ * (gradients of any float dtype are read as float). The new value of a
+ * parameter is computed in fp32 from its stored value with the CPU backend's
+ * operation order and no FMA contraction, so F32 results equal the CPU's bit for
+ * bit. Bias corrections and step sizes are computed on the host in double and
+ * rounded to float once, as the CPU backend does. */
+#include "cuda/cuda_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#define OPT_THREADS 256
+
+__device__ __forceinline__ void store_param(void *p, int dt, int64_t i, float v, uint64_t seed) {
+    if (dt == OW_BF16)
+        ((uint16_t *)p)[i] = ow_f32_to_bf16_sr(v, seed, (uint64_t)i);
+    else
+        ((float *)p)[i] = v;
+}
+
+/* fp32 arithmetic without FMA contraction (nvcc would fuse a * b + c), so every
+ * step rounds as the C expressions of the CPU backend (cpu_optim.c) do and an
+ * F32 parameter gets bitwise the CPU's value. */
+__device__ __forceinline__ float mul(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ float add(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ float sub(float a, float b) { return __fsub_rn(a, b); }
+
+/* Scalars shared by the kernels, all rounded to float once on the host. */
+typedef struct AdamScalars {
+    float b1, b2, omb1, omb2; /* omb = (float)(1 - (double)beta) */
+    float eps, grad_scale;
+    float step;     /* HF: lr sqrt(bc2) / bc1; torch: lr / bc1 */
+    float bc2_sqrt; /* torch only */
+    float lr_wd;    /* HF: lr * wd */
+    float keep;     /* torch: 1 - lr * wd */
+    int variant;
+} AdamScalars;
+
+/* g = grad * grad_scale; m = b1 m + omb1 g; v = b2 v + omb2 g g */
+__device__ __forceinline__ void moments(float *m, float *v, int64_t i, float graw, const AdamScalars &a, float *mo,
+                                        float *vo) {
+    float g = mul(graw, a.grad_scale);
+    float mi = add(mul(a.b1, m[i]), mul(a.omb1, g));
+    float vi = add(mul(a.b2, v[i]), mul(mul(a.omb2, g), g));
+    m[i] = mi;
+    v[i] = vi;
+    *mo = mi;
+    *vo = vi;
+}
+
+/* HF: p = p - step * (m / (sqrt(v) + eps)); then p = p - lr_wd * p when lr_wd != 0
+ * torch: p = p * keep; p = p - step * (m / (sqrt(v) / bc2_sqrt + eps)) */
+__global__ void k_adam_update(void *param, int pdt, const void *grad, int gdt, float *m, float *v, int64_t n,
+                              AdamScalars a, uint64_t seed) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float mi, vi;
+        moments(m, v, i, ow_load(grad, gdt, i), a, &mi, &vi);
+        float p = ow_load(param, pdt, i);
+        if (a.variant == ADAM_VARIANT_HF) {
+            p = sub(p, mul(a.step, mi / add(sqrtf(vi), a.eps)));
+            if (a.lr_wd != 0.0f) p = sub(p, mul(a.lr_wd, p));
+        } else {
+            p = mul(p, a.keep);
+            p = sub(p, mul(a.step, mi / add(sqrtf(vi) / a.bc2_sqrt, a.eps)));
+        }
+        store_param(param, pdt, i, p, seed);
+    }
+}
+
+__global__ void k_adam_moments(float *out, const void *grad, int gdt, float *m, float *v, int64_t n, AdamScalars a) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float mi, vi;
+        moments(m, v, i, ow_load(grad, gdt, i), a, &mi, &vi);
+        out[i] = mi / add(sqrtf(vi), a.eps);
+    }
+}
+
+/* p = p + alpha * delta; then p = p - decay * p when decay != 0 */
+__global__ void k_apply_update(void *param, int pdt, const void *delta, int ddt, int64_t n, float alpha, float decay,
+                               uint64_t seed) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float p = add(ow_load(param, pdt, i), mul(alpha, ow_load(delta, ddt, i)));
+        if (decay != 0.0f) p = sub(p, mul(decay, p));
+        store_param(param, pdt, i, p, seed);
+    }
+}
+
+static AdamScalars adam_scalars(const AdamHyper *h) {
+    AdamScalars a;
+    memset(&a, 0, sizeof a);
+    double bc1 = 1.0 - pow((double)h->beta1, (double)h->step);
+    double bc2 = 1.0 - pow((double)h->beta2, (double)h->step);
+    a.b1 = h->beta1;
+    a.b2 = h->beta2;
+    a.omb1 = (float)(1.0 - (double)h->beta1);
+    a.omb2 = (float)(1.0 - (double)h->beta2);
+    a.eps = h->eps;
+    a.grad_scale = h->grad_scale;
+    a.variant = (int)h->variant;
+    if (h->variant == ADAM_VARIANT_HF) {
+        a.step = (float)((double)h->lr * sqrt(bc2) / bc1);
+        a.lr_wd = (float)((double)h->lr * (double)h->weight_decay);
+    } else {
+        a.step = (float)((double)h->lr / bc1);
+        a.bc2_sqrt = (float)sqrt(bc2);
+        a.keep = (float)(1.0 - (double)h->lr * (double)h->weight_decay);
+    }
+    return a;
+}
+
+static void check_param(const Tensor *p) {
+    OW_CHECKF(p->dtype == OW_BF16 || p->dtype == OW_F32, "optimizer: parameter dtype %s (BF16 or F32 expected)",
+              dtype_name(p->dtype));
+}
+
+void cuda_adam_update(Backend *be, Tensor *param, const Tensor *grad, Tensor *m, Tensor *v, const AdamHyper *h) {
+    CudaImpl *ci = cuda_impl(be);
+    int64_t n = tensor_numel(param);
+    check_param(param);
+    OW_CHECKF(tensor_numel(grad) == n && tensor_numel(m) == n && tensor_numel(v) == n && m->dtype == OW_F32 &&
+                  v->dtype == OW_F32 && dtype_is_float(grad->dtype),
+              "adam_update: grad, m, v must match the parameter (m, v F32)");
+    OW_CHECKF(h->step >= 1, "adam step %lld", (long long)h->step);
+    OW_CHECK(h->variant == ADAM_VARIANT_HF || h->variant == ADAM_VARIANT_TORCH);
+    if (n == 0) return;
+    k_adam_update<<<cuda_grid_for(n, OPT_THREADS), OPT_THREADS, 0, ci->stream>>>(
+        param->data, param->dtype, grad->data, grad->dtype, (float *)m->data, (float *)v->data, n, adam_scalars(h),
+        h->sr_seed);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cuda_adam_moments(Backend *be, Tensor *out, const Tensor *grad, Tensor *m, Tensor *v, const AdamHyper *h) {
+    CudaImpl *ci = cuda_impl(be);
+    int64_t n = tensor_numel(out);
+    OW_CHECKF(out->dtype == OW_F32 && m->dtype == OW_F32 && v->dtype == OW_F32 && tensor_numel(grad) == n &&
+                  tensor_numel(m) == n && tensor_numel(v) == n && dtype_is_float(grad->dtype),
+              "adam_moments: out, m, v F32 of the gradient's size");
+    if (n == 0) return;
+    k_adam_moments<<<cuda_grid_for(n, OPT_THREADS), OPT_THREADS, 0, ci->stream>>>(
+        (float *)out->data, grad->data, grad->dtype, (float *)m->data, (float *)v->data, n, adam_scalars(h));
+    CUDA_LAUNCH_CHECK();
+}
+
+void cuda_apply_update(Backend *be, Tensor *param, const Tensor *delta, float alpha, float decay, uint64_t sr_seed) {
+    CudaImpl *ci = cuda_impl(be);
+    int64_t n = tensor_numel(param);
+    check_param(param);
+    OW_CHECKF(tensor_numel(delta) == n && dtype_is_float(delta->dtype), "apply_update: delta size");
+    if (n == 0) return;
+    k_apply_update<<<cuda_grid_for(n, OPT_THREADS), OPT_THREADS, 0, ci->stream>>>(
+        param->data, param->dtype, delta->data, delta->dtype, n, alpha, decay, sr_seed);
+    CUDA_LAUNCH_CHECK();
+}

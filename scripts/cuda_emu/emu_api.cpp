@@ -1,0 +1,127 @@
+// emu_api.cpp: host implementations of the CUDA runtime, cuBLAS(Lt) and
+// cuSOLVER calls of the backend (see README.md).
+#include "emu_api.h"
+#include <stdlib.h>
+size_t g_emu_device_bytes = (size_t)16 << 30;
+static size_t g_used = 0;
+struct Alloc { void *p; size_t n; };
+static std::vector<Alloc> g_allocs;
+int cudaGetDeviceCount(int *n) { *n = 1; return 0; }
+int cudaSetDevice(int) { return 0; }
+int cudaGetDeviceProperties(cudaDeviceProp *p, int) { memset(p, 0, sizeof *p); strcpy(p->name, "Emulated H200"); p->major = 9; p->minor = 0; p->sharedMemPerBlockOptin = 232448; p->multiProcessorCount = 132; return 0; }
+int cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = (void *)1; return 0; }
+int cudaStreamDestroy(cudaStream_t) { return 0; }
+int cudaStreamSynchronize(cudaStream_t) { return 0; }
+int cudaMalloc(void **p, size_t n) {
+    if (g_used + n > g_emu_device_bytes) { *p = NULL; return cudaErrorMemoryAllocation; }
+    if (posix_memalign(p, 256, n ? n : 1) != 0) return cudaErrorMemoryAllocation;
+    memset(*p, 0xA5, n); // garbage, so missing zeroing shows
+    g_used += n; g_allocs.push_back({*p, n}); return 0;
+}
+int cudaFree(void *p) {
+    for (size_t i = 0; i < g_allocs.size(); i++) if (g_allocs[i].p == p) { g_used -= g_allocs[i].n; g_allocs.erase(g_allocs.begin() + i); free(p); return 0; }
+    fprintf(stderr, "cudaFree of unknown %p\n", p); abort();
+}
+int cudaMemGetInfo(size_t *f, size_t *t) { *f = g_emu_device_bytes - g_used; *t = g_emu_device_bytes; return 0; }
+int cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) { memmove(d, s, n); return 0; }
+int cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) { memset(d, v, n); return 0; }
+int cudaFuncSetAttribute(const void *, cudaFuncAttribute, int v) { if (v > 232448) { fprintf(stderr, "smem %d too large\n", v); abort(); } return 0; }
+
+static float ld(const void *p, int t, size_t i) {
+    if (t == CUDA_R_32F) return ((const float *)p)[i];
+    if (t == CUDA_R_16BF) return __uint_as_float((uint32_t)((const uint16_t *)p)[i] << 16);
+    return f16_to_f32(((const uint16_t *)p)[i]);
+}
+static void st(void *p, int t, size_t i, float v) {
+    if (t == CUDA_R_32F) ((float *)p)[i] = v;
+    else if (t == CUDA_R_16BF) ((uint16_t *)p)[i] = __float2bfloat16(v).b;
+    else ((uint16_t *)p)[i] = f32_to_f16(v);
+}
+// column-major D = alpha op(A) op(B) + beta C, m x n, k
+static void gemm(int ta, int tb, int m, int n, int k, float alpha, const void *A, int at, int lda, const void *B, int bt, int ldb,
+                 float beta, const void *C, void *D, int ct, int ldc) {
+    for (int j = 0; j < n; j++) for (int i = 0; i < m; i++) {
+        float s = 0;
+        for (int p = 0; p < k; p++) {
+            float a = ta ? ld(A, at, (size_t)p + (size_t)i * lda) : ld(A, at, (size_t)i + (size_t)p * lda);
+            float b = tb ? ld(B, bt, (size_t)j + (size_t)p * ldb) : ld(B, bt, (size_t)p + (size_t)j * ldb);
+            s += a * b;
+        }
+        float r = alpha * s;
+        if (beta != 0.0f) r += beta * ld(C, ct, (size_t)i + (size_t)j * ldc);
+        st(D, ct, (size_t)i + (size_t)j * ldc, r);
+    }
+}
+int cublasCreate(cublasHandle_t *h) { *h = (void *)1; return 0; }
+int cublasDestroy(cublasHandle_t) { return 0; }
+int cublasSetStream(cublasHandle_t, cudaStream_t) { return 0; }
+int cublasSetWorkspace(cublasHandle_t, void *, size_t) { return 0; }
+int cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *alpha, const void *A,
+                 cudaDataType_t at, int lda, const void *B, cudaDataType_t bt, int ldb, const void *beta, void *C, cudaDataType_t ct,
+                 int ldc, cublasComputeType_t, cublasGemmAlgo_t) {
+    gemm(ta, tb, m, n, k, *(const float *)alpha, A, at, lda, B, bt, ldb, *(const float *)beta, C, C, ct, ldc); return 0;
+}
+int cublasLtCreate(cublasLtHandle_t *h) { *h = (void *)1; return 0; }
+int cublasLtDestroy(cublasLtHandle_t) { return 0; }
+int cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t, cudaDataType_t) { *d = new EmuLtDesc{0, 0}; return 0; }
+int cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) { delete d; return 0; }
+int cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const void *buf, size_t n) {
+    if (n != sizeof(int)) abort();
+    if (a == CUBLASLT_MATMUL_DESC_TRANSA) d->ta = *(const int *)buf; else d->tb = *(const int *)buf; return 0;
+}
+int cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType_t t, uint64_t rows, uint64_t cols, int64_t ld) {
+    if (ld < (int64_t)rows) { fprintf(stderr, "layout ld %lld < rows %llu\n", (long long)ld, (unsigned long long)rows); abort(); }
+    *l = new EmuLtLayout{t, rows, cols, ld}; return 0;
+}
+int cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) { delete l; return 0; }
+int cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) { *p = (void *)1; return 0; }
+int cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t) { return 0; }
+int cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t, cublasLtMatmulPreferenceAttributes_t a, const void *, size_t n) {
+    if (a == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES && n != 8) abort();
+    if (a != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES && n != 4) abort();
+    return 0;
+}
+int cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
+                                   cublasLtMatrixLayout_t, cublasLtMatrixLayout_t, cublasLtMatmulPreference_t, int,
+                                   cublasLtMatmulHeuristicResult_t *res, int *nres) {
+    // OWLORE_EMU_NO_LT=1: no algorithm, so the backend takes its cublasGemmEx fallback
+    memset(res, 0, sizeof *res); *nres = getenv("OWLORE_EMU_NO_LT") ? 0 : 1; res->state = 0; return 0;
+}
+int cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const void *alpha, const void *A, cublasLtMatrixLayout_t la, const void *B,
+                   cublasLtMatrixLayout_t lb, const void *beta, const void *C, cublasLtMatrixLayout_t lc, void *D, cublasLtMatrixLayout_t ldd,
+                   const cublasLtMatmulAlgo_t *, void *, size_t, cudaStream_t) {
+    if (lc != ldd || C != D) abort();
+    int m = (int)lc->rows, n = (int)lc->cols;
+    int k = d->ta ? (int)la->rows : (int)la->cols;
+    int am = d->ta ? (int)la->cols : (int)la->rows;
+    int bk = d->tb ? (int)lb->cols : (int)lb->rows, bn = d->tb ? (int)lb->rows : (int)lb->cols;
+    if (am != m || bk != k || bn != n) { fprintf(stderr, "Lt dims mismatch m %d/%d k %d/%d n %d/%d\n", am, m, bk, k, bn, n); abort(); }
+    gemm(d->ta, d->tb, m, n, k, *(const float *)alpha, A, la->type, (int)la->ld, B, lb->type, (int)lb->ld, *(const float *)beta, C, D, lc->type, (int)lc->ld);
+    return 0;
+}
+extern "C" {
+void sgesvd_(const char *, const char *, const int *, const int *, float *, const int *, float *, float *, const int *, float *, const int *, float *, const int *, int *, size_t, size_t);
+void sgeqrf_(const int *, const int *, float *, const int *, float *, float *, const int *, int *);
+void sorgqr_(const int *, const int *, const int *, float *, const int *, const float *, float *, const int *, int *);
+}
+int cusolverDnCreate(cusolverDnHandle_t *h) { *h = (void *)1; return 0; }
+int cusolverDnDestroy(cusolverDnHandle_t) { return 0; }
+int cusolverDnSetStream(cusolverDnHandle_t, cudaStream_t) { return 0; }
+int cusolverDnSgesvd_bufferSize(cusolverDnHandle_t, int m, int n, int *lwork) {
+    if (m < n) { fprintf(stderr, "gesvd needs m >= n (%d, %d)\n", m, n); abort(); }
+    *lwork = 5 * (m + n) + m * n; return 0;
+}
+int cusolverDnSgesvd(cusolverDnHandle_t, signed char ju, signed char jv, int m, int n, float *A, int lda, float *S, float *U, int ldu,
+                     float *VT, int ldvt, float *work, int lwork, float *, int *info) {
+    if (m < n) abort();
+    char a = (char)ju, b = (char)jv;
+    sgesvd_(&a, &b, &m, &n, A, &lda, S, U, &ldu, VT, &ldvt, work, &lwork, info, 1, 1); return 0;
+}
+int cusolverDnSgeqrf_bufferSize(cusolverDnHandle_t, int m, int n, float *, int, int *lwork) { *lwork = 64 * (m + n); return 0; }
+int cusolverDnSgeqrf(cusolverDnHandle_t, int m, int n, float *A, int lda, float *tau, float *work, int lwork, int *info) {
+    sgeqrf_(&m, &n, A, &lda, tau, work, &lwork, info); return 0;
+}
+int cusolverDnSorgqr_bufferSize(cusolverDnHandle_t, int m, int n, int, const float *, int, const float *, int *lwork) { *lwork = 64 * (m + n); return 0; }
+int cusolverDnSorgqr(cusolverDnHandle_t, int m, int n, int k, float *A, int lda, const float *tau, float *work, int lwork, int *info) {
+    sorgqr_(&m, &n, &k, A, &lda, tau, work, &lwork, info); return 0;
+}

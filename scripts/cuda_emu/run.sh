@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# run.sh: builds the CUDA backend (cuda/*.cu) for the CPU emulator of this
+# folder and runs the GPU tests (tests/gpu) on it, on a machine without a GPU.
+# usage: scripts/cuda_emu/run.sh ops|model|all [criterion flags, e.g. --filter 'cuda_ops/rmsnorm']
+# Slow (every GPU thread is a host thread); the long-sequence attention test
+# takes hours there: skip it with --filter '!(*attention_long*)'.
+set -euo pipefail
+which=${1:-all}
+shift || true
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+EMU=$ROOT/scripts/cuda_emu
+OUT=$ROOT/build-emu
+mkdir -p "$OUT/gen" "$OUT/obj" "$OUT/include"
+cmake -S "$ROOT" -B "$OUT/lib" -DOWLORE_CUDA=OFF -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
+cmake --build "$OUT/lib" -j2 --target owlore_lib >/dev/null
+for h in cuda_runtime.h cublasLt.h cublas_v2.h cuda_fp16.h cusolverDn.h cuda_bf16.h; do
+  printf '#pragma once\n#include "emu_api.h"\n' >"$OUT/include/$h"
+done
+rm -f "$OUT"/gen/*.cpp
+python3 "$EMU/gen.py" "$OUT/gen" "$ROOT"/cuda/*.cu
+CXXF=(-std=c++17 -O2 -g -fno-strict-aliasing -I"$OUT/include" -I"$EMU/include" -I"$ROOT/src" -I"$ROOT")
+for f in "$OUT"/gen/*.cpp "$EMU/emu.cpp" "$EMU/emu_api.cpp"; do
+  g++ "${CXXF[@]}" -c "$f" -o "$OUT/obj/$(basename "$f" .cpp).o"
+done
+CF=(-std=c11 -O1 -g -D_POSIX_C_SOURCE=200809L -I"$ROOT/src" -I"$ROOT" -I"$ROOT/tests/support")
+gcc "${CF[@]}" -c "$ROOT/tests/support/test_support.c" -o "$OUT/obj/test_support.o"
+LIBS=($(pkg-config --libs criterion libcjson libpcre2-8 libzstd liburing) -lopenblas -fopenmp -lpthread -lm)
+tests=()
+case "$which" in
+  ops) tests=(test_cuda_ops) ;;
+  model) tests=(test_cuda_model) ;;
+  all) tests=(test_cuda_ops test_cuda_model) ;;
+  *) echo "usage: $0 ops|model|all [criterion flags]" >&2; exit 2 ;;
+esac
+export OWLORE_SOURCE_DIR=$ROOT OWLORE_SHARED_DIR=$ROOT/../shared OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
+rc=0
+for t in "${tests[@]}"; do
+  gcc "${CF[@]}" -c "$ROOT/tests/gpu/$t.c" -o "$OUT/obj/$t.o"
+  g++ -o "$OUT/$t" "$OUT/obj/$t.o" "$OUT/obj/test_support.o" "$OUT"/obj/cuda_*.o "$OUT/obj/emu.o" "$OUT/obj/emu_api.o" \
+      "$OUT/lib/libowlore_lib.a" "${LIBS[@]}"
+  "$OUT/$t" --jobs 1 --verbose "$@" || rc=1
+done
+exit $rc

@@ -1,0 +1,315 @@
+// ctest-labels: gpu
+// ctest-requires: backend_create_cpu model_load_hf safetensors_open
+/* test_cuda_model.c: the model on the CUDA backend against the fp32
+ * transformers fixtures of tests/fixtures/models (logits, loss, every
+ * parameter gradient) and the real TinyStories-656K model on real text
+ * (losses and logits from transformers, gradients from the CPU backend):
+ * - bf16 (the backend's default: bf16 weights and activations, F32 gradients),
+ *   with the tensor-core and with the simple attention kernels. Tolerances
+ *   (max |diff| / max |ref|): logits 5e-2, gradients 1.5e-1, loss within 1e-2
+ *   absolute. bf16 storage alone accounts for errors of this size on these
+ *   tiny random models (up to ~9 % on q/k-path gradients, where dS = P (dP - D)
+ *   cancels); a real bug gives O(1) errors.
+ * - F32 (backend_cuda_set_dtypes): the same kernels in fp32 must match like the
+ *   CPU backend does: 1e-4 on logits, gradients and loss (3e-4 on TinyStories
+ *   gradients against the CPU).
+ * Also: bitwise determinism (a step with recomputation equals the step
+ * without), and activations over a memory cap failing cleanly. */
+#include "backend/backend.h"
+#include "core/fileio.h"
+#include "cuda/cuda_backend.h"
+#include "model/model.h"
+#include "model/safetensors.h"
+#include "test_support.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    double logits, grad, loss; /* loss: absolute for bf16, relative for F32 */
+    int loss_relative;
+} Tol;
+
+static const Tol k_tol_bf16 = {5e-2, 1.5e-1, 1e-2, 0};
+static const Tol k_tol_f32 = {1e-4, 1e-4, 1e-4, 1};
+/* TinyStories gradients against the CPU: sums over 1,504 tokens whose terms
+ * cancel (the final norm's weight) differ by ~5e-5 with the summation order */
+static const Tol k_tol_f32_tinystories = {1e-4, 3e-4, 1e-4, 1};
+
+typedef enum { MODE_BF16_TC = 0, MODE_BF16_SIMPLE = 1, MODE_F32 = 2 } Mode;
+
+TestSuite(cuda_model, .timeout = 1200);
+
+static Backend *gpu_backend(Mode mode) {
+    OwError err;
+    Backend *be = backend_create_cuda(0, 0, &err);
+    cr_assert(be != NULL, "%s", err.msg);
+    backend_cuda_set_attention_tensor_cores(be, mode == MODE_BF16_TC);
+    if (mode == MODE_F32) backend_cuda_set_dtypes(be, OW_F32, OW_F32);
+    return be;
+}
+
+static const char *mode_name(Backend *be, Mode mode, int64_t head_dim) {
+    if (mode == MODE_F32) return "F32";
+    return backend_cuda_attention_uses_tensor_cores(be, head_dim) ? "bf16, tc attention" : "bf16, simple attention";
+}
+
+typedef struct {
+    Backend *be;
+    Model *m;
+    SafeTensors exp;
+    int64_t B, T, N, ntargets;
+    int32_t *ids, *targets;
+} Fix;
+
+static const StTensor *need(const SafeTensors *st, const char *name) {
+    const StTensor *t = safetensors_find(st, name);
+    cr_assert(t != NULL, "fixture tensor %s missing", name);
+    return t;
+}
+
+static void fix_open(Fix *f, Backend *be, const char *model_dir, const char *expected_path) {
+    OwError err;
+    f->be = be;
+    cr_assert_eq(model_load_hf(be, model_dir, &f->m, &err), 0, "%s", err.msg);
+    cr_assert_eq(safetensors_open(expected_path, &f->exp, &err), 0, "%s", err.msg);
+    const StTensor *ids = need(&f->exp, "input_ids"), *labels = need(&f->exp, "labels");
+    cr_assert(ids->dtype == OW_I32 && labels->dtype == OW_I32 && ids->ndim == 2);
+    f->B = ids->shape[0];
+    f->T = ids->shape[1];
+    f->N = f->B * f->T;
+    f->ids = malloc((size_t)f->N * sizeof(int32_t));
+    f->targets = malloc((size_t)f->N * sizeof(int32_t));
+    memcpy(f->ids, ids->data, (size_t)f->N * sizeof(int32_t));
+    const int32_t *lab = labels->data;
+    /* HF shifts labels inside the model: the target of position t is label t + 1 */
+    f->ntargets = 0;
+    for (int64_t b = 0; b < f->B; b++)
+        for (int64_t t = 0; t < f->T; t++) {
+            int32_t y = t + 1 < f->T ? lab[b * f->T + t + 1] : -100;
+            f->targets[b * f->T + t] = y;
+            f->ntargets += y != -100;
+        }
+}
+
+static void fix_close(Fix *f) {
+    free(f->ids);
+    free(f->targets);
+    safetensors_close(&f->exp);
+    model_free(f->m);
+}
+
+static double report(const char *what, const float *got, const float *ref, size_t n, double tol) {
+    double e = ts_rel_err(got, ref, n);
+    if (e <= tol)
+        cr_log_info("%-64s max rel err %.3e (tol %.1e)", what, e, tol);
+    else
+        cr_log_warn("%-64s max rel err %.3e (tol %.1e)  <-- FAIL", what, e, tol);
+    cr_expect(e <= tol, "%s: max rel err %.3e exceeds %.1e", what, e, tol);
+    return e;
+}
+
+static void check_loss(const char *what, double got, double ref, const Tol *tol) {
+    double d = fabs(got - ref);
+    if (tol->loss_relative) d /= fabs(ref);
+    const char *kind = tol->loss_relative ? "rel" : "abs";
+    if (d <= tol->loss)
+        cr_log_info("%-64s %.7f vs %.7f (%s diff %.2e, tol %.0e)", what, got, ref, kind, d, tol->loss);
+    else
+        cr_log_warn("%-64s %.7f vs %.7f (%s diff %.2e, tol %.0e)  <-- FAIL", what, got, ref, kind, d, tol->loss);
+    cr_expect(d <= tol->loss, "%s: %.7f vs %.7f", what, got, ref);
+}
+
+static float *download_f32(Backend *be, const Tensor *t) {
+    float *h = malloc((size_t)tensor_numel(t) * sizeof(float) + 1);
+    be->download(be, h, OW_F32, t);
+    return h;
+}
+
+static void set_all_trainable(Model *m) {
+    OwError err;
+    for (int i = 0; i < m->nparams; i++)
+        cr_assert_eq(model_set_trainable(m, &m->params[i], 1, &err), 0, "%s", err.msg);
+}
+
+/* One forward/backward of the mean loss with all parameters trainable; returns the loss. */
+static double train_step(Fix *f, int recompute) {
+    OwError err;
+    cr_assert_eq(model_prepare(f->m, f->B, f->T, recompute, &err), 0, "%s", err.msg);
+    model_zero_grads(f->m);
+    double sum;
+    int64_t cnt;
+    cr_assert_eq(model_forward_backward(f->m, f->ids, f->targets, 1.0f / (float)f->ntargets, NULL, &sum, &cnt, &err),
+                 0, "%s", err.msg);
+    cr_assert_eq(cnt, f->ntargets);
+    return sum / (double)f->ntargets;
+}
+
+static void run_fixture(const char *name, Mode mode) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/%s", name);
+    char *dir = ts_fixture_path(rel);
+    char *exp = ow_path_join(dir, "expected.safetensors");
+    OwError err;
+    Backend *be = gpu_backend(mode);
+    const Tol *tol = mode == MODE_F32 ? &k_tol_f32 : &k_tol_bf16;
+    Fix f;
+    fix_open(&f, be, dir, exp);
+    const char *kind = mode_name(be, mode, f.m->cfg.head_dim);
+    char what[200];
+
+    cr_assert_eq(model_prepare(f.m, f.B, f.T, 1, &err), 0, "%s", err.msg);
+    int64_t V = f.m->cfg.vocab_size;
+    float *logits = malloc((size_t)(f.N * V) * sizeof(float));
+    cr_assert_eq(model_forward_logits(f.m, f.ids, logits, &err), 0, "%s", err.msg);
+    snprintf(what, sizeof what, "%s (%s): logits", name, kind);
+    report(what, logits, need(&f.exp, "logits")->data, (size_t)(f.N * V), tol->logits);
+    free(logits);
+
+    set_all_trainable(f.m);
+    double loss = train_step(&f, 0);
+    snprintf(what, sizeof what, "%s (%s): loss", name, kind);
+    check_loss(what, loss, *(const float *)need(&f.exp, "loss")->data, tol);
+    double worst = 0;
+    float **first = calloc((size_t)f.m->nparams, sizeof(float *));
+    for (int i = 0; i < f.m->nparams; i++) {
+        Param *p = &f.m->params[i];
+        char gname[160];
+        snprintf(gname, sizeof gname, "grad.%s", p->name);
+        const StTensor *ref = need(&f.exp, gname);
+        cr_assert_eq((int64_t)(ref->nbytes / 4), tensor_numel(&p->g), "%s size", gname);
+        first[i] = download_f32(be, &p->g);
+        snprintf(what, sizeof what, "%s (%s): %s", name, kind, gname);
+        double e = report(what, first[i], ref->data, (size_t)tensor_numel(&p->g), tol->grad);
+        if (e > worst) worst = e;
+    }
+    cr_log_info("%s (%s): worst gradient error %.3e", name, kind, worst);
+
+    /* the same step with activation recomputation: bitwise the same gradients and loss */
+    double loss2 = train_step(&f, 1);
+    size_t differ = 0;
+    for (int i = 0; i < f.m->nparams; i++) {
+        float *g = download_f32(be, &f.m->params[i].g);
+        differ += memcmp(g, first[i], (size_t)tensor_numel(&f.m->params[i].g) * sizeof(float)) != 0;
+        free(g);
+        free(first[i]);
+    }
+    free(first);
+    snprintf(what, sizeof what, "%s (%s): recomputed step bitwise equal", name, kind);
+    if (differ == 0 && loss2 == loss)
+        cr_log_info("%-64s yes", what);
+    else
+        cr_log_warn("%-64s NO: %zu gradients differ, loss %.9g vs %.9g  <-- FAIL", what, differ, loss2, loss);
+    cr_expect(differ == 0 && loss2 == loss, "%s", what);
+
+    fix_close(&f);
+    be->destroy(be);
+    free(exp);
+    free(dir);
+}
+
+Test(cuda_model, mha_untied) { run_fixture("mha_untied", MODE_BF16_TC); }
+Test(cuda_model, gqa_tied) { run_fixture("gqa_tied", MODE_BF16_TC); }
+Test(cuda_model, llama3_rope_scaling) { run_fixture("llama3_rope", MODE_BF16_TC); }
+Test(cuda_model, mistral_explicit_head_dim) { run_fixture("mistral_headdim", MODE_BF16_TC); }
+Test(cuda_model, llama3_rope_scaling_simple_attention) { run_fixture("llama3_rope", MODE_BF16_SIMPLE); }
+Test(cuda_model, mistral_explicit_head_dim_simple_attention) { run_fixture("mistral_headdim", MODE_BF16_SIMPLE); }
+Test(cuda_model, mha_untied_f32) { run_fixture("mha_untied", MODE_F32); }
+Test(cuda_model, gqa_tied_f32) { run_fixture("gqa_tied", MODE_F32); }
+Test(cuda_model, llama3_rope_scaling_f32) { run_fixture("llama3_rope", MODE_F32); }
+Test(cuda_model, mistral_explicit_head_dim_f32) { run_fixture("mistral_headdim", MODE_F32); }
+
+/* The real TinyStories-656K (head dim 16, GQA 8/4, tied) on 8 real stories. */
+static void run_tinystories(Mode mode) {
+    char *dir = ts_shared_path("data/real/hf/TinyStories-656K");
+    char *exp = ts_fixture_path("tinystories/first8.safetensors");
+    OwError err;
+    Backend *gpu = gpu_backend(mode);
+    Backend *cpu = backend_create_cpu(4, 0, &err);
+    cr_assert(cpu != NULL, "%s", err.msg);
+    const Tol *tol = mode == MODE_F32 ? &k_tol_f32_tinystories : &k_tol_bf16;
+    Fix f, c;
+    fix_open(&f, gpu, dir, exp);
+    fix_open(&c, cpu, dir, exp);
+    const char *kind = mode_name(gpu, mode, f.m->cfg.head_dim);
+    char what[200];
+
+    /* losses and logits against transformers */
+    cr_assert_eq(model_prepare(f.m, f.B, f.T, 1, &err), 0, "%s", err.msg);
+    float *losses = malloc((size_t)f.N * sizeof(float));
+    cr_assert_eq(model_forward_losses(f.m, f.ids, f.targets, losses, &err), 0, "%s", err.msg);
+    double sum = 0;
+    const float *seq_ref = need(&f.exp, "seq_losses")->data;
+    for (int64_t b = 0; b < f.B; b++) {
+        double s = 0;
+        int64_t n = 0;
+        for (int64_t t = 0; t < f.T; t++) {
+            s += losses[b * f.T + t];
+            n += f.targets[b * f.T + t] != -100;
+        }
+        sum += s;
+        snprintf(what, sizeof what, "TinyStories (%s): loss of story %lld", kind, (long long)b);
+        check_loss(what, s / (double)n, seq_ref[b], tol);
+    }
+    snprintf(what, sizeof what, "TinyStories (%s): mean loss", kind);
+    check_loss(what, sum / (double)f.ntargets, *(const float *)need(&f.exp, "loss")->data, tol);
+    int64_t V = f.m->cfg.vocab_size;
+    float *logits = malloc((size_t)(f.N * V) * sizeof(float));
+    cr_assert_eq(model_forward_logits(f.m, f.ids, logits, &err), 0, "%s", err.msg);
+    const StTensor *lf = need(&f.exp, "logits_first");
+    snprintf(what, sizeof what, "TinyStories (%s): logits of story 0, first 16 positions", kind);
+    report(what, logits, lf->data, (size_t)(lf->nbytes / 4), tol->logits);
+    free(logits);
+    free(losses);
+
+    /* every gradient against the CPU backend (fp32) */
+    set_all_trainable(f.m);
+    set_all_trainable(c.m);
+    double lg = train_step(&f, 1), lc = train_step(&c, 1);
+    snprintf(what, sizeof what, "TinyStories (%s): training-step loss vs cpu", kind);
+    check_loss(what, lg, lc, tol);
+    double worst = 0;
+    for (int i = 0; i < f.m->nparams; i++) {
+        float *g = download_f32(gpu, &f.m->params[i].g), *r = download_f32(cpu, &c.m->params[i].g);
+        snprintf(what, sizeof what, "TinyStories (%s): grad %s vs cpu", kind, f.m->params[i].name);
+        double e = report(what, g, r, (size_t)tensor_numel(&f.m->params[i].g), tol->grad);
+        if (e > worst) worst = e;
+        free(g);
+        free(r);
+    }
+    cr_log_info("TinyStories (%s): worst gradient error vs cpu %.3e", kind, worst);
+    cr_log_info("TinyStories (%s): arena peak %zu bytes allocated, %zu reserved", kind, gpu->mem.peak_total,
+                backend_cuda_peak_reserved_bytes(gpu));
+    fix_close(&f);
+    fix_close(&c);
+    gpu->destroy(gpu);
+    cpu->destroy(cpu);
+    free(exp);
+    free(dir);
+}
+
+Test(cuda_model, tinystories_real_model) { run_tinystories(MODE_BF16_TC); }
+Test(cuda_model, tinystories_real_model_f32) { run_tinystories(MODE_F32); }
+
+/* Activations over the cap: model_prepare fails with the breakdown and a hint, and the
+ * model stays usable at a size that fits. */
+Test(cuda_model, activations_over_the_cap_fail_cleanly) {
+    char *dir = ts_fixture_path("models/llama3_rope");
+    OwError err;
+    Backend *be = backend_create_cuda(0, (size_t)64 << 20, &err);
+    cr_assert(be != NULL, "%s", err.msg);
+    Model *m;
+    cr_assert_eq(model_load_hf(be, dir, &m, &err), 0, "%s", err.msg);
+    int rc = model_prepare(m, 64, 2048, 0, &err);
+    cr_expect_eq(rc, -1, "64 x 2048 tokens of activations cannot fit 64 MiB");
+    cr_log_info("over the cap: %s", err.msg);
+    cr_expect(strstr(err.msg, "activations") != NULL && strstr(err.msg, "hint") != NULL, "%s", err.msg);
+    cr_expect_eq(model_prepare(m, 2, 16, 0, &err), 0, "a small batch still fits: %s", err.msg);
+    model_free(m);
+    cr_expect_eq(be->mem.current_total, (size_t)0 + be->mem.current[MEM_WORKSPACE],
+                 "everything but the library workspaces is released");
+    be->destroy(be);
+    free(dir);
+}
