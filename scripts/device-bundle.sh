@@ -15,7 +15,10 @@ for bin in build-cuda/owlore build-cuda/tests/test_* build-cuda/bench/*; do
   ldd "$bin" | awk '/=> \//{print $3}'
 done | sort -u | while read -r lib; do
   case "$(basename "$lib")" in
-    libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*|libcudart*|libcublas*|libcusolver*|libcusparse*|libnvJitLink*) ;;
+    # glibc, the CUDA driver and toolkit, and the base libraries of the GPU machine's image
+    libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*|libcudart*|libcublas*|libcusolver*|\
+    libcusparse*|libnvJitLink*|libstdc++*|libgcc_s*|libz.so*|libcrypto*|libssl*|libffi*|libcom_err*|libgssapi*|\
+    libk5crypto*|libkeyutils*|libkrb5*|libresolv*|libpcre2-8*|libzstd*|libopenblas*|libgfortran*|libquadmath*) ;;
     *) cp -L "$lib" build-cuda/devlib/ ;;
   esac
 done
