@@ -4,6 +4,8 @@
 # usage: scripts/cuda_emu/run.sh ops|model|all [criterion flags, e.g. --filter 'cuda_ops/rmsnorm']
 # Slow (every GPU thread is a host thread); the long-sequence attention test
 # takes hours there: skip it with --filter '!(*attention_long*)'.
+# OWLORE_EMU_SANITIZE=1 builds the emulated backend with ASan/UBSan (the
+# library itself is not instrumented).
 set -euo pipefail
 which=${1:-all}
 shift || true
@@ -18,7 +20,9 @@ for h in cuda_runtime.h cublasLt.h cublas_v2.h cuda_fp16.h cusolverDn.h cuda_bf1
 done
 rm -f "$OUT"/gen/*.cpp
 python3 "$EMU/gen.py" "$OUT/gen" "$ROOT"/cuda/*.cu
-CXXF=(-std=c++17 -O2 -g -fno-strict-aliasing -I"$OUT/include" -I"$EMU/include" -I"$ROOT/src" -I"$ROOT")
+SAN=()
+if [ "${OWLORE_EMU_SANITIZE:-0}" = 1 ]; then SAN=(-fsanitize=address,undefined -fno-omit-frame-pointer); fi
+CXXF=(-std=c++17 -O2 -g -fno-strict-aliasing "${SAN[@]}" -I"$OUT/include" -I"$EMU/include" -I"$ROOT/src" -I"$ROOT")
 for f in "$OUT"/gen/*.cpp "$EMU/emu.cpp" "$EMU/emu_api.cpp"; do
   g++ "${CXXF[@]}" -c "$f" -o "$OUT/obj/$(basename "$f" .cpp).o"
 done
@@ -36,7 +40,7 @@ export OWLORE_SOURCE_DIR=$ROOT OWLORE_SHARED_DIR=$ROOT/../shared OMP_NUM_THREADS
 rc=0
 for t in "${tests[@]}"; do
   gcc "${CF[@]}" -c "$ROOT/tests/gpu/$t.c" -o "$OUT/obj/$t.o"
-  g++ -o "$OUT/$t" "$OUT/obj/$t.o" "$OUT/obj/test_support.o" "$OUT"/obj/cuda_*.o "$OUT/obj/emu.o" "$OUT/obj/emu_api.o" \
+  g++ "${SAN[@]}" -o "$OUT/$t" "$OUT/obj/$t.o" "$OUT/obj/test_support.o" "$OUT"/obj/cuda_*.o "$OUT/obj/emu.o" "$OUT/obj/emu_api.o" \
       "$OUT/lib/libowlore_lib.a" "${LIBS[@]}"
   "$OUT/$t" --jobs 1 --verbose "$@" || rc=1
 done

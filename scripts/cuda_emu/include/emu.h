@@ -23,7 +23,7 @@
 #define __CUDA_EMU__ 1
 
 struct dim3 { unsigned x, y, z; dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
-struct uint4 { unsigned x, y, z, w; };
+struct alignas(16) uint4 { unsigned x, y, z, w; }; // 16-byte aligned as in CUDA: UBSan flags misaligned vector loads
 static inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { uint4 u = {a, b, c, d}; return u; }
 
 extern thread_local dim3 threadIdx, blockIdx;
