@@ -52,6 +52,7 @@ struct Backend {
     DType param_dtype;
     MemStats mem;
     void *impl;
+    void *profile; /* BackendProfile when profiling (backend/profile.h), else NULL */
 
     void (*destroy)(Backend *be);
 

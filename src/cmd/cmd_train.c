@@ -26,10 +26,14 @@ int cmd_train(int argc, char **argv) {
     if (rc < 0) return cmd_report_error("train", &err);
     if (rc == TRAIN_INTERRUPTED) {
         fflush(stdout);
-        fprintf(stderr,
-                "owlore train: interrupted by %s after step %lld of %lld; saved the checkpoint %s\n"
-                "resume with: owlore train --resume %s\n",
-                train_signal_name(s.interrupted), (long long)s.steps, (long long)s.total_steps, s.checkpoint, cfg.out);
+        if (s.checkpoint[0])
+            fprintf(stderr,
+                    "owlore train: interrupted by %s after step %lld of %lld; saved the checkpoint %s\n"
+                    "resume with: owlore train --resume %s\n",
+                    train_signal_name(s.interrupted), (long long)s.steps, (long long)s.total_steps, s.checkpoint, cfg.out);
+        else
+            fprintf(stderr, "owlore train: interrupted by %s after step %lld of %lld; no checkpoint (--save-every -1)\n",
+                    train_signal_name(s.interrupted), (long long)s.steps, (long long)s.total_steps);
         return 128 + s.interrupted;
     }
     printf("RESULT %s\n", s.result);

@@ -96,7 +96,7 @@ static const KeyDef k_keys[] = {
     {"val_split", NUM(K_FLOAT, val_split), "F", "fraction of the data held out for validation"},
     {"log_every", NUM(K_INT, log_every), "N", "progress line every N steps"},
     {"save_model", NUM(K_BOOL, save_model), NULL, "write the fine-tuned model to RUN_DIR/model at the end"},
-    {"save_every", NUM(K_INT, save_every), "N", "checkpoint every N steps (0: only at the end and on SIGINT/SIGTERM)"},
+    {"save_every", NUM(K_INT, save_every), "N", "checkpoint every N steps (0: only at the end and on SIGINT/SIGTERM; -1: never, for benchmarks)"},
     {"keep", NUM(K_INT, keep), "N", "checkpoints kept (the newest N)"},
     {"resume", STR(resume), "RUN_DIR", "continue this run from its newest checkpoint (settings from RUN_DIR/config.json)"},
     {"resume_fallback", NUM(K_BOOL, resume_fallback), NULL, "with --resume: use the previous good checkpoint if the newest is damaged"},
@@ -458,7 +458,8 @@ int train_config_validate(const TrainConfig *c, OwError *err) {
     if (strcmp(c->device, "auto") && strcmp(c->device, "cpu") && strcmp(c->device, "cuda"))
         return ow_fail(err, "device = \"%s\" is not allowed (allowed: auto, cpu, cuda)", c->device);
     if (c->nsamples < 1 || c->seqlen < 2 || !(c->M > 0)) return ow_fail(err, "nsamples, seqlen and M must be positive");
-    if (c->save_every < 0) return ow_fail(err, "save_every must be >= 0 (0: only at the end and on SIGINT/SIGTERM)");
+    if (c->save_every < -1)
+        return ow_fail(err, "save_every must be >= -1 (0: only at the end and on SIGINT/SIGTERM; -1: never)");
     if (c->keep < 1) return ow_fail(err, "keep must be at least 1 (got %lld)", (long long)c->keep);
     if (c->log_every < 1) return ow_fail(err, "log_every must be at least 1 (got %lld)", (long long)c->log_every);
     return 0;

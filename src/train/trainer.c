@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* realpath */
 #include "train/trainer.h"
 
+#include "backend/profile.h"
 #include "core/fileio.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -202,6 +203,10 @@ static int setup(Trainer *t, OwError *err) {
     t->be = train_create_backend(c->device, c->gpu_mem, c->threads, err);
     if (!t->be) return -1;
     OW_INFO("device: %s", t->be->name);
+    if (getenv("OWLORE_PROFILE") && *getenv("OWLORE_PROFILE") && strcmp(getenv("OWLORE_PROFILE"), "0") != 0) {
+        backend_profile_enable(t->be);
+        OW_INFO("OWLORE_PROFILE: timing every backend op (synchronised); the table is printed at the end");
+    }
     if (ow_is_dir(c->model)) {
         if (model_load_hf(t->be, c->model, &t->model, err) != 0) return -1;
     } else {
@@ -332,6 +337,10 @@ static void teardown(Trainer *t) {
     tokdata_free(&t->data);
     free(t->data_tokens);
     model_free(t->model);
+    if (t->be && t->be->profile) {
+        backend_profile_report(t->be, stderr);
+        backend_profile_disable(t->be);
+    }
     if (t->be) t->be->destroy(t->be);
 }
 
@@ -389,7 +398,11 @@ static int write_summary(Trainer *t, const double *step_secs, double tokens, dou
     cJSON_AddNumberToObject(o, "first_step_s", step_secs[0]);
     cJSON_AddNumberToObject(o, "steady_step_s", median);
     cJSON_AddNumberToObject(o, "tokens_per_s", tok_step / median);
-    cJSON_AddNumberToObject(o, "avg_tokens_per_s", tokens / summary->seconds);
+    double train_s = 0;
+    for (int64_t i = 0; i < n; i++) train_s += step_secs[i];
+    /* over all steps, resampling and projector refreshes included; evaluations and checkpoint saves excluded */
+    cJSON_AddNumberToObject(o, "avg_tokens_per_s", tokens / train_s);
+    cJSON_AddNumberToObject(o, "train_seconds", train_s);
     cJSON_AddNumberToObject(o, "seconds", summary->seconds);
     cJSON_AddNumberToObject(o, "projector_refreshes", (double)refreshes);
     cJSON_AddNumberToObject(o, "projector_refresh_s_per_matrix", refreshes ? refresh_s / (double)refreshes : 0);
@@ -539,7 +552,7 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
             summary->last_val = val;
         }
         sig = train_interrupt_pending();
-        if (step + 1 == t.total_steps || sig || (c->save_every > 0 && (step + 1) % c->save_every == 0))
+        if (c->save_every >= 0 && (step + 1 == t.total_steps || sig || (c->save_every > 0 && (step + 1) % c->save_every == 0)))
             if (save_checkpoint(&t, step + 1, summary, err) != 0) goto done;
         if (sig) break;
     }
