@@ -7,7 +7,9 @@
  * computed as C^T = op(B)^T op(A)^T in column-major terms: the first cuBLAS
  * operand is B's data, the second is A's, and each keeps its own transpose
  * flag. Supported: A, B BF16 with C BF16 or F32; A, B, C F32 (true FP32
- * compute, CUBLAS_COMPUTE_32F, no TF32). beta 0 does not read C. */
+ * compute, CUBLAS_COMPUTE_32F, no TF32, unless the caller set
+ * Backend.fast_f32_matmul for an approximate computation). beta 0 does not
+ * read C. */
 #include "cuda/cuda_internal.h"
 
 #include <limits.h>
@@ -39,7 +41,7 @@ typedef struct LtCall {
 
 static void lt_call_create(LtCall *c, const GemmKey *k, int64_t lda_rows, int64_t lda_cols, int64_t ldb_rows,
                            int64_t ldb_cols) {
-    CUBLAS_CHECK(cublasLtMatmulDescCreate(&c->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&c->op, k->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t opa = (cublasOperation_t)k->opA, opb = (cublasOperation_t)k->opB;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(c->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(c->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
@@ -131,6 +133,7 @@ void cuda_matmul(Backend *be, Tensor *C, const Tensor *A, int transA, const Tens
     key.alignA = ptr_align(B->data);
     key.alignB = ptr_align(A->data);
     key.alignC = ptr_align(C->data);
+    key.tf32 = be->fast_f32_matmul && A->dtype == OW_F32;
 
     /* first cuBLAS operand: B's data, stored column-major as cb x rb; second: A's, ca x ra */
     LtCall call;
@@ -143,7 +146,7 @@ void cuda_matmul(Backend *be, Tensor *C, const Tensor *A, int transA, const Tens
         CUBLAS_CHECK(cublasGemmEx(ci->blas, (cublasOperation_t)key.opA, (cublasOperation_t)key.opB, (int)N, (int)M,
                                   (int)K, &alpha, B->data, cuda_dtype(B->dtype), (int)cb, A->data,
                                   cuda_dtype(A->dtype), (int)ca, &beta, C->data, cuda_dtype(C->dtype), (int)N,
-                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                                  key.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
     lt_call_destroy(&call);
 }

@@ -102,6 +102,7 @@ typedef struct GemmKey {
     int dtAB, dtC;   /* DType */
     int beta_nonzero;
     int alignA, alignB, alignC; /* pointer alignment in bytes (capped at 256) */
+    int tf32;        /* F32 GEMM on TF32 tensor cores (Backend.fast_f32_matmul) */
 } GemmKey;
 
 typedef struct GemmCacheEntry {

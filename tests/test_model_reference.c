@@ -139,6 +139,15 @@ static void run_fixture(const char *name) {
     if (f.m->lm_head != f.m->embed) cr_assert_eq(model_set_trainable(f.m, f.m->lm_head, 1, &err), 0);
     cr_assert_eq(model_lowest_trainable_block(f.m), L - 1);
     check_grads(&f, 0, &worst);
+    /* the MLP and the logits in uneven row chunks give the same results */
+    set_all_trainable(&f, 1);
+    f.m->mlp_chunk_rows = 5;
+    f.m->logits_chunk_rows = 7;
+    check_logits(&f);
+    check_grads(&f, 1, &worst);
+    check_grads(&f, 0, &worst);
+    f.m->mlp_chunk_rows = 0;
+    f.m->logits_chunk_rows = 0;
     /* a middle block alone (frozen blocks above still pass gradients down) */
     set_all_trainable(&f, 0);
     set_block(&f, 0, 1);

@@ -32,8 +32,9 @@ Test(outliers, match_the_pytorch_owl_formula) {
     int64_t ns = ids->shape[0], sl = ids->shape[1];
     int L = (int)m->cfg.num_layers;
     for (int k = 0; k < 2; k++) {
-        /* micro-batches of 1 and of all sequences give the same statistics */
+        /* micro-batches of 1 and of all sequences, and the MLP in row chunks, give the same statistics */
         for (int mb = 1; mb <= 4; mb += 3) {
+            m->mlp_chunk_rows = mb == 4 ? 7 : 0;
             OutlierResult r;
             cr_assert_eq(owl_compute_ids(m, ids->data, ns, sl, Ms[k], mb, &r, &err), 0, "%s", err.msg);
             for (int l = 0; l < L; l++) {

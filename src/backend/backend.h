@@ -53,6 +53,10 @@ struct Backend {
     MemStats mem;
     void *impl;
     void *profile; /* BackendProfile when profiling (backend/profile.h), else NULL */
+    /* While set, F32 GEMMs may run on reduced-precision tensor cores (TF32 on
+     * CUDA; the CPU ignores it). Set only around approximate computations: the
+     * randomized range finder's sketches. */
+    int fast_f32_matmul;
 
     void (*destroy)(Backend *be);
 

@@ -24,6 +24,7 @@ typedef struct LayerActs {
 struct ModelActs {
     int64_t B, T, N;
     int recompute;
+    int64_t mlp_rows;   /* the MLP runs over row chunks of this size */
     Tensor ids, targets;
     Tensor *x;          /* num_layers + 1 residual streams [N, C] */
     LayerActs *layers;  /* num_layers entries, or 1 scratch entry when recomputing */
@@ -32,7 +33,7 @@ struct ModelActs {
     Tensor losses;      /* [N] F32 */
     Tensor dres, dln;   /* [N, C] */
     Tensor dq, dk, dv, datt; /* [N, Hq*D], [N, Hkv*D] x2, [N, Hq*D] */
-    Tensor da, dgate, dup;   /* [N, F] */
+    Tensor da, dgate, dup;   /* [mlp_rows, F] */
 };
 
 /* ---- allocation ---- */
@@ -49,7 +50,9 @@ static void act_alloc(Allocator *a, Tensor *t, Tensor desc, const char *what) {
     if (a->m->be->alloc(a->m->be, t, MEM_ACTIVATIONS, what, a->err) != 0) a->failed = 1;
 }
 
-static void layer_acts_alloc(Allocator *a, LayerActs *la, int64_t B, int64_t T, const ModelConfig *c) {
+/* mlp_rows: rows of the gate/up/product buffers (all N when the layer's
+ * activations are kept for backward, one chunk when they are recomputed) */
+static void layer_acts_alloc(Allocator *a, LayerActs *la, int64_t B, int64_t T, int64_t mlp_rows, const ModelConfig *c) {
     DType dt = a->m->be->act_dtype;
     int64_t N = B * T, C = c->hidden_size, F = c->intermediate_size, D = c->head_dim;
     int64_t Hq = c->num_heads, Hkv = c->num_kv_heads;
@@ -63,9 +66,9 @@ static void layer_acts_alloc(Allocator *a, LayerActs *la, int64_t B, int64_t T, 
     act_alloc(a, &la->h, tensor_2d(dt, N, C), "activations (residual)");
     act_alloc(a, &la->ln2, tensor_2d(dt, N, C), "activations (MLP norm)");
     act_alloc(a, &la->rstd2, tensor_1d(OW_F32, N), "activations (norm statistics)");
-    act_alloc(a, &la->gate, tensor_2d(dt, N, F), "activations (MLP gate)");
-    act_alloc(a, &la->up, tensor_2d(dt, N, F), "activations (MLP up)");
-    act_alloc(a, &la->act, tensor_2d(dt, N, F), "activations (MLP product)");
+    act_alloc(a, &la->gate, tensor_2d(dt, mlp_rows, F), "activations (MLP gate)");
+    act_alloc(a, &la->up, tensor_2d(dt, mlp_rows, F), "activations (MLP up)");
+    act_alloc(a, &la->act, tensor_2d(dt, mlp_rows, F), "activations (MLP product)");
 }
 
 static void layer_acts_free(Backend *be, LayerActs *la) {
@@ -135,17 +138,23 @@ int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
     act_alloc(&a, &A->targets, tensor_1d(OW_I32, N), "targets");
     A->x = ow_xcalloc((size_t)L + 1, sizeof(Tensor));
     for (int64_t l = 0; l <= L; l++) act_alloc(&a, &A->x[l], tensor_2d(dt, N, C), "activations (block inputs)");
+    /* MLP row chunks of ~64 MiB per [rows, F] buffer, balanced */
+    int64_t cap_rows = (int64_t)(((size_t)64 << 20) / ((size_t)F * dtype_size(dt)));
+    if (cap_rows < 256) cap_rows = 256;
+    if (m->mlp_chunk_rows > 0) cap_rows = m->mlp_chunk_rows;
+    int64_t nchunks = (N + cap_rows - 1) / cap_rows;
+    A->mlp_rows = (N + nchunks - 1) / nchunks;
     int64_t nla = recompute ? 1 : L;
     A->layers = ow_xcalloc((size_t)nla, sizeof(LayerActs));
-    for (int64_t l = 0; l < nla; l++) layer_acts_alloc(&a, &A->layers[l], B, T, c);
+    for (int64_t l = 0; l < nla; l++) layer_acts_alloc(&a, &A->layers[l], B, T, recompute ? A->mlp_rows : N, c);
     act_alloc(&a, &A->lnf, tensor_2d(dt, N, C), "activations (final norm)");
     act_alloc(&a, &A->rstdf, tensor_1d(OW_F32, N), "activations (norm statistics)");
-    if (m->logits_chunk_rows <= 0) {
-        /* bound the logits chunk to ~64 MiB of F32 */
-        int64_t rows = (int64_t)((64u << 20) / (size_t)(V * 4));
-        m->logits_chunk_rows = rows < 1 ? 1 : rows;
-    }
-    int64_t chunk = m->logits_chunk_rows < N ? m->logits_chunk_rows : N;
+    /* logits in row chunks of ~128 MiB, and at least 1024 rows so the lm_head GEMMs
+     * (whose inner dimension for the weight gradient is the chunk) stay efficient */
+    int64_t chunk = (int64_t)(((size_t)128 << 20) / ((size_t)V * dtype_size(dt)));
+    if (chunk < 1024) chunk = 1024;
+    if (m->logits_chunk_rows > 0) chunk = m->logits_chunk_rows;
+    if (chunk > N) chunk = N;
     act_alloc(&a, &A->logits, tensor_2d(dt, chunk, V), "logits (one chunk of rows)");
     act_alloc(&a, &A->losses, tensor_1d(OW_F32, N), "per-token losses");
     act_alloc(&a, &A->dres, tensor_2d(dt, N, C), "gradients (residual)");
@@ -154,9 +163,9 @@ int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
     act_alloc(&a, &A->dk, tensor_2d(dt, N, Hkv * D), "gradients (keys)");
     act_alloc(&a, &A->dv, tensor_2d(dt, N, Hkv * D), "gradients (values)");
     act_alloc(&a, &A->datt, tensor_2d(dt, N, Hq * D), "gradients (attention output)");
-    act_alloc(&a, &A->da, tensor_2d(dt, N, F), "gradients (MLP)");
-    act_alloc(&a, &A->dgate, tensor_2d(dt, N, F), "gradients (MLP gate)");
-    act_alloc(&a, &A->dup, tensor_2d(dt, N, F), "gradients (MLP up)");
+    act_alloc(&a, &A->da, tensor_2d(dt, A->mlp_rows, F), "gradients (MLP)");
+    act_alloc(&a, &A->dgate, tensor_2d(dt, A->mlp_rows, F), "gradients (MLP gate)");
+    act_alloc(&a, &A->dup, tensor_2d(dt, A->mlp_rows, F), "gradients (MLP up)");
     if (a.failed) {
         model_acts_free(m);
         return -1;
@@ -179,7 +188,8 @@ static void linear_backward(Backend *be, Tensor *dx, float beta, const Tensor *d
     if (dx) be->matmul(be, dx, dy, 0, &W->w, 0, 1.0f, beta);
 }
 
-static void block_forward(Model *m, int l, const Tensor *x, LayerActs *la, Tensor *out) {
+/* The attention half of block l: ln1, q, k, v (roped), att, lse, h = x + att Wo^T, ln2. */
+static void block_forward_attention(Model *m, int l, const Tensor *x, LayerActs *la) {
     Backend *be = m->be;
     const ModelConfig *c = &m->cfg;
     ModelActs *A = m->acts;
@@ -194,15 +204,46 @@ static void block_forward(Model *m, int l, const Tensor *x, LayerActs *la, Tenso
     be->rope(be, &q4, &m->rope_cos, &m->rope_sin, 0);
     be->rope(be, &k4, &m->rope_cos, &m->rope_sin, 0);
     be->attention_forward(be, &a4, &la->lse, &q4, &k4, &v4);
-    /* h = x + att Wo^T */
     be->copy(be, &la->h, x);
     be->matmul(be, &la->h, &la->att, 0, &model_block_param(m, l, BW_O)->w, 1, 1.0f, 1.0f);
     be->rmsnorm_forward(be, &la->ln2, &la->rstd2, &la->h, &model_block_param(m, l, BW_MLP_NORM)->w, eps);
-    linear(be, &la->gate, &la->ln2, model_block_param(m, l, BW_GATE));
-    linear(be, &la->up, &la->ln2, model_block_param(m, l, BW_UP));
-    be->swiglu_forward(be, &la->act, &la->gate, &la->up);
+}
+
+/* The MLP's gate, up and product for rows [r0, r0 + n), into row views of the
+ * layer's buffers (at r0 when they hold all rows, at 0 when they hold a chunk). */
+typedef struct {
+    Tensor ln2, gate, up, act;
+} MlpRows;
+
+static MlpRows mlp_rows_forward(Model *m, int l, LayerActs *la, int64_t r0, int64_t n) {
+    Backend *be = m->be;
+    int64_t at = tensor_rows(&la->gate) == m->acts->N ? r0 : 0;
+    MlpRows r = {tensor_row_slice(&la->ln2, r0, n), tensor_row_slice(&la->gate, at, n), tensor_row_slice(&la->up, at, n),
+                 tensor_row_slice(&la->act, at, n)};
+    linear(be, &r.gate, &r.ln2, model_block_param(m, l, BW_GATE));
+    linear(be, &r.up, &r.ln2, model_block_param(m, l, BW_UP));
+    be->swiglu_forward(be, &r.act, &r.gate, &r.up);
+    return r;
+}
+
+/* stats (may be NULL): OWL input statistics, see model_block_forward_stats */
+static void block_forward(Model *m, int l, const Tensor *x, LayerActs *la, Tensor *out, Tensor *stats) {
+    Backend *be = m->be;
+    ModelActs *A = m->acts;
+    block_forward_attention(m, l, x, la);
+    if (stats) {
+        be->col_sumsq(be, &stats[0], &la->ln1);
+        be->col_sumsq(be, &stats[1], &la->att);
+        be->col_sumsq(be, &stats[2], &la->ln2);
+    }
     be->copy(be, out, &la->h);
-    be->matmul(be, out, &la->act, 0, &model_block_param(m, l, BW_DOWN)->w, 1, 1.0f, 1.0f);
+    for (int64_t r0 = 0; r0 < A->N; r0 += A->mlp_rows) {
+        int64_t n = A->N - r0 < A->mlp_rows ? A->N - r0 : A->mlp_rows;
+        MlpRows r = mlp_rows_forward(m, l, la, r0, n);
+        if (stats) be->col_sumsq(be, &stats[3], &r.act);
+        Tensor o = tensor_row_slice(out, r0, n);
+        be->matmul(be, &o, &r.act, 0, &model_block_param(m, l, BW_DOWN)->w, 1, 1.0f, 1.0f);
+    }
 }
 
 /* dres holds d(out); on return it holds d(x). */
@@ -212,11 +253,25 @@ static void block_backward(Model *m, int l, const Tensor *x, LayerActs *la) {
     ModelActs *A = m->acts;
     int64_t B = A->B, T = A->T, D = c->head_dim;
     Param *Pn1 = model_block_param(m, l, BW_ATTN_NORM), *Pn2 = model_block_param(m, l, BW_MLP_NORM);
-    /* MLP */
-    linear_backward(be, &A->da, 0.0f, &A->dres, &la->act, model_block_param(m, l, BW_DOWN));
-    be->swiglu_backward(be, &A->dgate, &A->dup, &A->da, &la->gate, &la->up);
-    linear_backward(be, &A->dln, 0.0f, &A->dgate, &la->ln2, model_block_param(m, l, BW_GATE));
-    linear_backward(be, &A->dln, 1.0f, &A->dup, &la->ln2, model_block_param(m, l, BW_UP));
+    /* MLP, in row chunks; with recomputation the chunk's gate/up/product are recomputed here
+     * (the forward kept none of them), with the same chunking as the forward */
+    for (int64_t r0 = 0; r0 < A->N; r0 += A->mlp_rows) {
+        int64_t n = A->N - r0 < A->mlp_rows ? A->N - r0 : A->mlp_rows;
+        MlpRows r;
+        if (A->recompute) {
+            r = mlp_rows_forward(m, l, la, r0, n);
+        } else {
+            r = (MlpRows){tensor_row_slice(&la->ln2, r0, n), tensor_row_slice(&la->gate, r0, n),
+                          tensor_row_slice(&la->up, r0, n), tensor_row_slice(&la->act, r0, n)};
+        }
+        Tensor dres = tensor_row_slice(&A->dres, r0, n), dln = tensor_row_slice(&A->dln, r0, n);
+        Tensor da = tensor_row_slice(&A->da, 0, n), dgate = tensor_row_slice(&A->dgate, 0, n);
+        Tensor dup = tensor_row_slice(&A->dup, 0, n);
+        linear_backward(be, &da, 0.0f, &dres, &r.act, model_block_param(m, l, BW_DOWN));
+        be->swiglu_backward(be, &dgate, &dup, &da, &r.gate, &r.up);
+        linear_backward(be, &dln, 0.0f, &dgate, &r.ln2, model_block_param(m, l, BW_GATE));
+        linear_backward(be, &dln, 1.0f, &dup, &r.ln2, model_block_param(m, l, BW_UP));
+    }
     be->rmsnorm_backward(be, &A->dres, Pn2->trainable ? &Pn2->g : NULL, &A->dln, &la->h, &Pn2->w, &la->rstd2);
     /* attention */
     linear_backward(be, &A->datt, 0.0f, &A->dres, &la->att, model_block_param(m, l, BW_O));
@@ -255,7 +310,7 @@ static void forward_blocks(Model *m) {
     Backend *be = m->be;
     be->embedding_forward(be, &A->x[0], &A->ids, &m->embed->w);
     for (int l = 0; l < m->cfg.num_layers; l++)
-        block_forward(m, l, &A->x[l], A->recompute ? &A->layers[0] : &A->layers[l], &A->x[l + 1]);
+        block_forward(m, l, &A->x[l], A->recompute ? &A->layers[0] : &A->layers[l], &A->x[l + 1], NULL);
     be->rmsnorm_forward(be, &A->lnf, &A->rstdf, &A->x[m->cfg.num_layers], &m->final_norm->w, (float)m->cfg.rms_norm_eps);
 }
 
@@ -300,7 +355,7 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
     int lowest = m->embed->trainable ? 0 : model_lowest_trainable_block(m);
     for (int l = (int)L - 1; l >= lowest; l--) {
         LayerActs *la = &A->layers[A->recompute ? 0 : l];
-        if (A->recompute) block_forward(m, l, &A->x[l], la, &A->x[l + 1]);
+        if (A->recompute) block_forward_attention(m, l, &A->x[l], la); /* the MLP is recomputed in chunks */
         block_backward(m, l, &A->x[l], la);
         if (hooks && hooks->block_done && hooks->block_done(hooks->ctx, l, err) != 0) return -1;
     }
@@ -343,12 +398,5 @@ int model_embed_batch(Model *m, const int32_t *ids, Tensor *x, OwError *err) {
 
 void model_block_forward_stats(Model *m, int layer, const Tensor *x, Tensor *out, Tensor *stats) {
     OW_CHECK(m->acts != NULL);
-    LayerActs *la = &m->acts->layers[0];
-    block_forward(m, layer, x, la, out);
-    if (!stats) return;
-    Backend *be = m->be;
-    be->col_sumsq(be, &stats[0], &la->ln1);
-    be->col_sumsq(be, &stats[1], &la->att);
-    be->col_sumsq(be, &stats[2], &la->ln2);
-    be->col_sumsq(be, &stats[3], &la->act);
+    block_forward(m, layer, x, &m->acts->layers[0], out, stats);
 }

@@ -63,7 +63,8 @@ typedef struct Model {
     Tensor rope_cos, rope_sin; /* F32 [max_T, head_dim/2] */
     int64_t rope_len;
     ModelActs *acts;
-    int64_t logits_chunk_rows; /* rows of logits computed at once (bounds the logits buffer) */
+    int64_t logits_chunk_rows; /* rows of logits computed at once (bounds the logits buffer); 0: automatic */
+    int64_t mlp_chunk_rows;    /* rows the MLP processes at once (bounds its buffers); 0: automatic */
 } Model;
 
 /* Allocates a model with zeroed weights on be. */

@@ -307,14 +307,17 @@ int galore_projector(Backend *be, Tensor *P, const Tensor *G, int rank, int righ
     int64_t k = rank + oversample;
     if (kind == PROJ_EXACT || k >= small) return be->svd_top(be, P, G, rank, right, err);
     /* Randomized range finder with subspace iteration. Right: basis Y of the
-     * row space [n, k]; left: basis Y of the column space [m, k]. */
+     * row space [n, k]; left: basis Y of the column space [m, k]. The sketches
+     * may use fast (TF32) GEMMs: they only shape the subspace, and the final
+     * projector is computed exactly from G within it. */
     int64_t dim = right ? n : m, other = right ? m : n;
-    Tensor Om = {0}, Y = {0}, Z = {0}, B = {0}, Sm = {0};
+    Tensor Om = {0}, Y = {0}, Z = {0}, B = {0}, Q = {0}, S = {0}, Sm = {0};
     int rc = -1;
     if (alloc_ws(be, &Om, tensor_2d(OW_F32, other, k), err) || alloc_ws(be, &Y, tensor_2d(OW_F32, dim, k), err) ||
         alloc_ws(be, &Z, tensor_2d(OW_F32, other, k), err))
         goto done;
     be->fill_normal(be, &Om, seed, 1.0f);
+    be->fast_f32_matmul = 1;
     /* Y = G^T Om (right) or G Om (left) */
     be->matmul(be, &Y, G, right, &Om, 0, 1.0f, 0.0f);
     if (be->orthonormalize(be, &Y, err) != 0) goto done;
@@ -324,27 +327,36 @@ int galore_projector(Backend *be, Tensor *P, const Tensor *G, int rank, int righ
         be->matmul(be, &Y, G, right, &Z, 0, 1.0f, 0.0f);
         if (be->orthonormalize(be, &Y, err) != 0) goto done;
     }
-    if (right) {
-        /* B = G Y [m, k]; its top right singular vectors Vb [r, k]; P = Vb Y^T [r, n] */
-        if (alloc_ws(be, &B, tensor_2d(OW_F32, m, k), err) || alloc_ws(be, &Sm, tensor_2d(OW_F32, rank, k), err)) goto done;
-        be->matmul(be, &B, G, 0, &Y, 0, 1.0f, 0.0f);
-        if (be->svd_top(be, &Sm, &B, rank, 1, err) != 0) goto done;
+    be->fast_f32_matmul = 0;
+    /* Within span(Y): B = G Y (right, [m, k]) or G^T Y (left, [n, k]) exactly;
+     * B = Q S with Q = qr(B) [., k] and S = Q^T B [k, k]; the singular vectors
+     * of the small S are those of B (a [k, k] SVD instead of a tall one). */
+    int64_t tall = right ? m : n;
+    if (alloc_ws(be, &B, tensor_2d(OW_F32, tall, k), err) || alloc_ws(be, &Q, tensor_2d(OW_F32, tall, k), err) ||
+        alloc_ws(be, &S, tensor_2d(OW_F32, k, k), err) || alloc_ws(be, &Sm, tensor_2d(OW_F32, rank, k), err))
+        goto done;
+    be->matmul(be, &B, G, !right, &Y, 0, 1.0f, 0.0f);
+    be->copy(be, &Q, &B);
+    if (be->orthonormalize(be, &Q, err) != 0) goto done;
+    be->matmul(be, &S, &Q, 1, &B, 0, 1.0f, 0.0f);
+    /* right: top right singular vectors of B (rows of Vb^T, [r, k]) -> P = Vb^T Y^T [r, n];
+     * left: B = G^T Y, so B^T = Y^T G and the top left singular vectors of Y^T G are the
+     * top right singular vectors of B: again Vb^T [r, k] -> P = Y Vb [m, r] */
+    if (be->svd_top(be, &Sm, &S, rank, 1, err) != 0) goto done;
+    if (right)
         be->matmul(be, P, &Sm, 0, &Y, 1, 1.0f, 0.0f);
-        be->canonicalize_signs(be, P, 1);
-    } else {
-        /* B = Y^T G [k, n]; its top left singular vectors Ub [k, r]; P = Y Ub [m, r] */
-        if (alloc_ws(be, &B, tensor_2d(OW_F32, k, n), err) || alloc_ws(be, &Sm, tensor_2d(OW_F32, k, rank), err)) goto done;
-        be->matmul(be, &B, &Y, 1, G, 0, 1.0f, 0.0f);
-        if (be->svd_top(be, &Sm, &B, rank, 0, err) != 0) goto done;
-        be->matmul(be, P, &Y, 0, &Sm, 0, 1.0f, 0.0f);
-        be->canonicalize_signs(be, P, 0);
-    }
+    else
+        be->matmul(be, P, &Y, 0, &Sm, 1, 1.0f, 0.0f);
+    be->canonicalize_signs(be, P, right);
     rc = 0;
 done:
+    be->fast_f32_matmul = 0;
     be->release(be, &Om, MEM_WORKSPACE);
     be->release(be, &Y, MEM_WORKSPACE);
     be->release(be, &Z, MEM_WORKSPACE);
     be->release(be, &B, MEM_WORKSPACE);
+    be->release(be, &Q, MEM_WORKSPACE);
+    be->release(be, &S, MEM_WORKSPACE);
     be->release(be, &Sm, MEM_WORKSPACE);
     return rc;
 }
