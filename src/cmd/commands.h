@@ -10,6 +10,7 @@ int cmd_version(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_outliers(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
 int cmd_decode(int argc, char **argv);

@@ -38,22 +38,30 @@ struct ModelActs {
 
 /* ---- allocation ---- */
 
+/* Allocates the activation buffers on a backend, or (be == NULL) only adds
+ * up their sizes: model_prepare and model_activation_bytes share one layout. */
 typedef struct {
-    Model *m;
+    Backend *be;
+    DType dt;
     OwError *err;
     int failed;
+    size_t bytes;
 } Allocator;
 
 static void act_alloc(Allocator *a, Tensor *t, Tensor desc, const char *what) {
     *t = desc;
+    if (!a->be) {
+        a->bytes += tensor_nbytes(&desc);
+        return;
+    }
     if (a->failed) return;
-    if (a->m->be->alloc(a->m->be, t, MEM_ACTIVATIONS, what, a->err) != 0) a->failed = 1;
+    if (a->be->alloc(a->be, t, MEM_ACTIVATIONS, what, a->err) != 0) a->failed = 1;
 }
 
 /* mlp_rows: rows of the gate/up/product buffers (all N when the layer's
  * activations are kept for backward, one chunk when they are recomputed) */
 static void layer_acts_alloc(Allocator *a, LayerActs *la, int64_t B, int64_t T, int64_t mlp_rows, const ModelConfig *c) {
-    DType dt = a->m->be->act_dtype;
+    DType dt = a->dt;
     int64_t N = B * T, C = c->hidden_size, F = c->intermediate_size, D = c->head_dim;
     int64_t Hq = c->num_heads, Hkv = c->num_kv_heads;
     act_alloc(a, &la->ln1, tensor_2d(dt, N, C), "activations (attention norm)");
@@ -95,6 +103,61 @@ void model_acts_free(Model *m) {
     m->acts = NULL;
 }
 
+static int64_t chunk_rows(int64_t N, int64_t target, int64_t min, int64_t override) {
+    int64_t rows = override > 0 ? override : (target < min ? min : target);
+    if (rows > N) rows = N;
+    int64_t nchunks = (N + rows - 1) / rows; /* balanced chunks */
+    return (N + nchunks - 1) / nchunks;
+}
+
+/* Every activation buffer of a (B, T) shape, in one place. */
+static void acts_layout(Allocator *a, ModelActs *A, const ModelConfig *c, int64_t B, int64_t T, int recompute,
+                        int64_t mlp_override, int64_t logits_override) {
+    A->B = B;
+    A->T = T;
+    A->N = B * T;
+    A->recompute = recompute;
+    int64_t N = A->N, C = c->hidden_size, F = c->intermediate_size, D = c->head_dim, V = c->vocab_size;
+    int64_t L = c->num_layers, Hq = c->num_heads, Hkv = c->num_kv_heads;
+    DType dt = a->dt;
+    size_t es = dtype_size(dt);
+    act_alloc(a, &A->ids, tensor_1d(OW_I32, N), "token ids");
+    act_alloc(a, &A->targets, tensor_1d(OW_I32, N), "targets");
+    A->x = ow_xcalloc((size_t)L + 1, sizeof(Tensor));
+    for (int64_t l = 0; l <= L; l++) act_alloc(a, &A->x[l], tensor_2d(dt, N, C), "activations (block inputs)");
+    /* the MLP in row chunks of ~64 MiB per [rows, F] buffer */
+    A->mlp_rows = chunk_rows(N, (int64_t)(((size_t)64 << 20) / ((size_t)F * es)), 256, mlp_override);
+    int64_t nla = recompute ? 1 : L;
+    A->layers = ow_xcalloc((size_t)nla, sizeof(LayerActs));
+    for (int64_t l = 0; l < nla; l++) layer_acts_alloc(a, &A->layers[l], B, T, recompute ? A->mlp_rows : N, c);
+    act_alloc(a, &A->lnf, tensor_2d(dt, N, C), "activations (final norm)");
+    act_alloc(a, &A->rstdf, tensor_1d(OW_F32, N), "activations (norm statistics)");
+    /* logits in row chunks of ~128 MiB, at least 1024 rows so the lm_head GEMMs (whose inner
+     * dimension for the weight gradient is the chunk) stay efficient */
+    int64_t chunk = chunk_rows(N, (int64_t)(((size_t)128 << 20) / ((size_t)V * es)), 1024, logits_override);
+    act_alloc(a, &A->logits, tensor_2d(dt, chunk, V), "logits (one chunk of rows)");
+    act_alloc(a, &A->losses, tensor_1d(OW_F32, N), "per-token losses");
+    act_alloc(a, &A->dres, tensor_2d(dt, N, C), "gradients (residual)");
+    act_alloc(a, &A->dln, tensor_2d(dt, N, C), "gradients (norm output)");
+    act_alloc(a, &A->dq, tensor_2d(dt, N, Hq * D), "gradients (queries)");
+    act_alloc(a, &A->dk, tensor_2d(dt, N, Hkv * D), "gradients (keys)");
+    act_alloc(a, &A->dv, tensor_2d(dt, N, Hkv * D), "gradients (values)");
+    act_alloc(a, &A->datt, tensor_2d(dt, N, Hq * D), "gradients (attention output)");
+    act_alloc(a, &A->da, tensor_2d(dt, A->mlp_rows, F), "gradients (MLP)");
+    act_alloc(a, &A->dgate, tensor_2d(dt, A->mlp_rows, F), "gradients (MLP gate)");
+    act_alloc(a, &A->dup, tensor_2d(dt, A->mlp_rows, F), "gradients (MLP up)");
+}
+
+size_t model_activation_bytes(const ModelConfig *c, DType act, int64_t B, int64_t T, int recompute) {
+    ModelActs A;
+    memset(&A, 0, sizeof A);
+    Allocator a = {NULL, act, NULL, 0, 0};
+    acts_layout(&a, &A, c, B, T, recompute, 0, 0);
+    free(A.x);
+    free(A.layers);
+    return a.bytes + 2 * (size_t)T * (size_t)(c->head_dim / 2) * sizeof(float); /* + the rotary tables */
+}
+
 int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
     const ModelConfig *c = &m->cfg;
     if (B <= 0 || T <= 0) return ow_fail(err, "batch size and block size must be positive (got %lld x %lld)", (long long)B, (long long)T);
@@ -126,46 +189,8 @@ int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
     }
     ModelActs *A = ow_xcalloc(1, sizeof *A);
     m->acts = A;
-    A->B = B;
-    A->T = T;
-    A->N = B * T;
-    A->recompute = recompute;
-    int64_t N = A->N, C = c->hidden_size, F = c->intermediate_size, D = c->head_dim, V = c->vocab_size;
-    int64_t L = c->num_layers, Hq = c->num_heads, Hkv = c->num_kv_heads;
-    DType dt = be->act_dtype;
-    Allocator a = {m, err, 0};
-    act_alloc(&a, &A->ids, tensor_1d(OW_I32, N), "token ids");
-    act_alloc(&a, &A->targets, tensor_1d(OW_I32, N), "targets");
-    A->x = ow_xcalloc((size_t)L + 1, sizeof(Tensor));
-    for (int64_t l = 0; l <= L; l++) act_alloc(&a, &A->x[l], tensor_2d(dt, N, C), "activations (block inputs)");
-    /* MLP row chunks of ~64 MiB per [rows, F] buffer, balanced */
-    int64_t cap_rows = (int64_t)(((size_t)64 << 20) / ((size_t)F * dtype_size(dt)));
-    if (cap_rows < 256) cap_rows = 256;
-    if (m->mlp_chunk_rows > 0) cap_rows = m->mlp_chunk_rows;
-    int64_t nchunks = (N + cap_rows - 1) / cap_rows;
-    A->mlp_rows = (N + nchunks - 1) / nchunks;
-    int64_t nla = recompute ? 1 : L;
-    A->layers = ow_xcalloc((size_t)nla, sizeof(LayerActs));
-    for (int64_t l = 0; l < nla; l++) layer_acts_alloc(&a, &A->layers[l], B, T, recompute ? A->mlp_rows : N, c);
-    act_alloc(&a, &A->lnf, tensor_2d(dt, N, C), "activations (final norm)");
-    act_alloc(&a, &A->rstdf, tensor_1d(OW_F32, N), "activations (norm statistics)");
-    /* logits in row chunks of ~128 MiB, and at least 1024 rows so the lm_head GEMMs
-     * (whose inner dimension for the weight gradient is the chunk) stay efficient */
-    int64_t chunk = (int64_t)(((size_t)128 << 20) / ((size_t)V * dtype_size(dt)));
-    if (chunk < 1024) chunk = 1024;
-    if (m->logits_chunk_rows > 0) chunk = m->logits_chunk_rows;
-    if (chunk > N) chunk = N;
-    act_alloc(&a, &A->logits, tensor_2d(dt, chunk, V), "logits (one chunk of rows)");
-    act_alloc(&a, &A->losses, tensor_1d(OW_F32, N), "per-token losses");
-    act_alloc(&a, &A->dres, tensor_2d(dt, N, C), "gradients (residual)");
-    act_alloc(&a, &A->dln, tensor_2d(dt, N, C), "gradients (norm output)");
-    act_alloc(&a, &A->dq, tensor_2d(dt, N, Hq * D), "gradients (queries)");
-    act_alloc(&a, &A->dk, tensor_2d(dt, N, Hkv * D), "gradients (keys)");
-    act_alloc(&a, &A->dv, tensor_2d(dt, N, Hkv * D), "gradients (values)");
-    act_alloc(&a, &A->datt, tensor_2d(dt, N, Hq * D), "gradients (attention output)");
-    act_alloc(&a, &A->da, tensor_2d(dt, A->mlp_rows, F), "gradients (MLP)");
-    act_alloc(&a, &A->dgate, tensor_2d(dt, A->mlp_rows, F), "gradients (MLP gate)");
-    act_alloc(&a, &A->dup, tensor_2d(dt, A->mlp_rows, F), "gradients (MLP up)");
+    Allocator a = {be, be->act_dtype, err, 0, 0};
+    acts_layout(&a, A, c, B, T, recompute, m->mlp_chunk_rows, m->logits_chunk_rows);
     if (a.failed) {
         model_acts_free(m);
         return -1;

@@ -91,6 +91,9 @@ int model_lowest_trainable_block(const Model *m);
  * recompute: keep only each block's input and recompute the rest in backward. */
 int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err);
 
+/* Bytes model_prepare allocates for this shape (with the rotary tables). */
+size_t model_activation_bytes(const ModelConfig *cfg, DType act, int64_t B, int64_t T, int recompute);
+
 /* Forward and backward on one micro-batch. ids and targets are host I32
  * [B*T] (targets already shifted: targets[t] is the token after ids[t];
  * -100 = ignored). The loss summed over non-ignored targets goes to

@@ -10,6 +10,7 @@
 #include "data/batcher.h"
 #include "model/model_save.h"
 #include "model/preset.h"
+#include "train/memplan.h"
 #include "owl/outliers.h"
 #include "train/checkpoint.h"
 #include "train/eval.h"
@@ -140,6 +141,34 @@ static const char *fmt_eta(double s, char *buf, size_t cap) {
 
 /* ---- setup ---- */
 
+/* Predicts the device memory of the run and refuses it before anything is
+ * allocated when it cannot fit the cap (--gpu-mem). */
+static int check_memory_plan(Trainer *t, const ModelConfig *mc, OwError *err) {
+    const TrainConfig *c = &t->cfg;
+    Backend *be = t->be;
+    int gpu = strcmp(be->name, "cuda") == 0;
+    MemPlan p;
+    train_memory_plan(c, mc, be->param_dtype, be->act_dtype, gpu, &p);
+    char line[512], tot[32], cap[32];
+    memplan_format(&p, line, sizeof line);
+    OW_INFO("memory plan (%s): %s", be->name, line);
+    if (!be->mem.cap || p.total + be->mem.current_total <= be->mem.cap) return 0;
+    int64_t fit = train_memory_largest_batch(c, mc, be->param_dtype, be->act_dtype, gpu, be->mem.cap - be->mem.current_total,
+                                             c->batch_size);
+    char hint[256];
+    if (fit > 0)
+        snprintf(hint, sizeof hint, "--batch-size %lld fits (with --grad-accum to keep the tokens per step)", (long long)fit);
+    else if (p.bytes[MEM_WEIGHTS] + be->mem.current_total > be->mem.cap)
+        snprintf(hint, sizeof hint, "the weights alone need %.2f GiB; use a larger card, or a smaller model (streaming "
+                 "frozen blocks from host memory is not available yet)", (double)p.bytes[MEM_WEIGHTS] / (1024.0 * 1024 * 1024));
+    else
+        snprintf(hint, sizeof hint, "even --batch-size 1 does not fit; train fewer blocks at once (--gamma), a lower --rank, "
+                 "or --freeze-embeddings");
+    return ow_fail(err, "the run needs %s of %s memory but the cap (--gpu-mem) is %s\n  plan: %s\n  hint: %s; or lower "
+                   "--block-size, --gamma or --rank", format_size(p.total, tot, sizeof tot), be->name,
+                   format_size(be->mem.cap, cap, sizeof cap), line, hint);
+}
+
 /* Absolute form of an existing path (kept as given otherwise). */
 static void make_absolute(char *path, size_t cap) {
     char buf[PATH_MAX];
@@ -207,17 +236,20 @@ static int setup(Trainer *t, OwError *err) {
         backend_profile_enable(t->be);
         OW_INFO("OWLORE_PROFILE: timing every backend op (synchronised); the table is printed at the end");
     }
-    if (ow_is_dir(c->model)) {
-        if (model_load_hf(t->be, c->model, &t->model, err) != 0) return -1;
-    } else {
+    {
         ModelConfig mc;
         char *src;
         int is_dir;
-        int rc = model_preset_resolve(c->model, &mc, &src, &is_dir, err);
-        if (rc == 0) OW_WARN("%s: no weights: training from a random initialisation (std %g)", src, c->init_std);
+        if (model_preset_resolve(c->model, &mc, &src, &is_dir, err) != 0) return -1;
         free(src);
-        if (rc != 0 || model_create(t->be, &mc, &t->model, err) != 0) return -1;
-        model_init_random(t->model, (uint64_t)c->seed, c->init_std);
+        if (check_memory_plan(t, &mc, err) != 0) return -1;
+        if (is_dir) {
+            if (model_load_hf(t->be, c->model, &t->model, err) != 0) return -1;
+        } else {
+            OW_WARN("%s: no weights: training from a random initialisation (std %g)", c->model, c->init_std);
+            if (model_create(t->be, &mc, &t->model, err) != 0) return -1;
+            model_init_random(t->model, (uint64_t)c->seed, c->init_std);
+        }
     }
     Model *m = t->model;
     t->changed = ow_xcalloc((size_t)m->nparams, 1);

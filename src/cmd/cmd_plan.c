@@ -1,0 +1,59 @@
+/* cmd_plan.c: `owlore plan`: the device memory a training run will need,
+ * by kind, and the largest batch that fits a --gpu-mem cap. Takes the same
+ * keys as `owlore train` (recipe files included); --model may be a preset. */
+#include "cmd/commands.h"
+#include "core/memstats.h"
+#include "model/preset.h"
+#include "train/memplan.h"
+#include "train/train_config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cmd_plan(int argc, char **argv) {
+    TrainConfig c;
+    OwError err;
+    int rc = train_config_from_args(&c, argc, argv, &err);
+    if (rc == 1) {
+        printf("\n`owlore plan --model DIR|PRESET [--gpu-mem 24GiB] [train keys]` prints the device memory the run needs\n"
+               "(weights, gradients, optimizer state, activations, workspaces) and the largest --batch-size that fits.\n");
+        return 0;
+    }
+    if (rc != 0) {
+        cmd_report_error("plan", &err);
+        return 2;
+    }
+    if (!c.model[0]) {
+        ow_fail(&err, "--model is required (a model directory or a preset such as llama2-7b)");
+        cmd_report_error("plan", &err);
+        return 2;
+    }
+    ModelConfig mc;
+    char *src;
+    int is_dir;
+    if (model_preset_resolve(c.model, &mc, &src, &is_dir, &err) != 0) return cmd_report_error("plan", &err);
+    int gpu = strcmp(c.device, "cpu") != 0;
+    DType dt = gpu ? OW_BF16 : OW_F32;
+    MemPlan p;
+    train_memory_plan(&c, &mc, dt, dt, gpu, &p);
+    char line[512], tot[32], capb[32];
+    printf("model      %s (%lld blocks, hidden %lld, vocab %lld)\n", src, (long long)mc.num_layers, (long long)mc.hidden_size,
+           (long long)mc.vocab_size);
+    printf("run        %s, %s, batch %lld x %lld, gamma %lld, rank %lld, recompute %s, device %s\n", c.method,
+           optim_kind_name(c.optimizer), (long long)c.batch_size, (long long)c.block_size, (long long)c.gamma,
+           (long long)c.rank, c.recompute ? "on" : "off", gpu ? "cuda (bf16)" : "cpu (f32)");
+    for (int k = 0; k < MEM_KIND_COUNT; k++) {
+        char b[32];
+        printf("  %-12s %12s\n", mem_kind_name((MemKind)k), format_size(p.bytes[k], b, sizeof b));
+    }
+    printf("  %-12s %12s\n", "total", format_size(p.total, tot, sizeof tot));
+    (void)line;
+    if (c.gpu_mem) {
+        int64_t best = train_memory_largest_batch(&c, &mc, dt, dt, gpu, c.gpu_mem, 4096);
+        printf("cap        %s: %s; largest batch size that fits: %lld\n", format_size(c.gpu_mem, capb, sizeof capb),
+               p.total <= c.gpu_mem ? "fits" : "does NOT fit", (long long)best);
+    }
+    free(src);
+    return 0;
+}

@@ -1,0 +1,93 @@
+/* memplan.c: see memplan.h. */
+#include "train/memplan.h"
+
+#include "model/model.h"
+
+#include <string.h>
+
+typedef struct {
+    int64_t rows, cols;
+} Shape2;
+
+/* The 7 linear weights of a block, in BlockWeight order from BW_Q. */
+static void block_matrices(const ModelConfig *c, Shape2 mats[7]) {
+    int64_t C = c->hidden_size, F = c->intermediate_size, D = c->head_dim;
+    mats[0] = (Shape2){c->num_heads * D, C};     /* q */
+    mats[1] = (Shape2){c->num_kv_heads * D, C};  /* k */
+    mats[2] = (Shape2){c->num_kv_heads * D, C};  /* v */
+    mats[3] = (Shape2){C, c->num_heads * D};     /* o */
+    mats[4] = (Shape2){F, C};                    /* gate */
+    mats[5] = (Shape2){F, C};                    /* up */
+    mats[6] = (Shape2){C, F};                    /* down */
+}
+
+void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
+                       MemPlan *out) {
+    memset(out, 0, sizeof *out);
+    const size_t f32 = 4, pw = dtype_size(param);
+    int64_t C = mc->hidden_size, V = mc->vocab_size, L = mc->num_layers;
+    Shape2 mats[7];
+    block_matrices(mc, mats);
+    int64_t block_mat = 0, largest = 0;
+    for (int i = 0; i < 7; i++) {
+        int64_t n = mats[i].rows * mats[i].cols;
+        block_mat += n;
+        if (n > largest) largest = n;
+    }
+    int64_t head = V * C * (mc->tie_word_embeddings ? 1 : 2);
+    out->bytes[MEM_WEIGHTS] = (size_t)(head + L * (block_mat + 2 * C) + C) * pw;
+
+    int sampling = strcmp(c->method, "galore") != 0 && strcmp(c->method, "full") != 0 && c->sampling != SAMPLING_ALL;
+    int64_t nb = sampling ? (c->gamma < L ? c->gamma : L) : L; /* trainable blocks at a time */
+    int galore = c->optimizer == OPT_GALORE_ADAMW && c->rank > 0;
+    int shared = galore && (c->grad_accum == 1 || c->accum_mode == ACCUM_PROJECTED);
+    /* always-trainable tensors: embedding (unless frozen), lm_head when untied, final norm */
+    int64_t head_trainable = C;
+    if (!c->freeze_embeddings) head_trainable += V * C;
+    if (!mc->tie_word_embeddings) head_trainable += V * C;
+    int64_t grads = head_trainable + nb * 2 * C + (shared ? block_mat : nb * block_mat);
+    out->bytes[MEM_GRADS] = (size_t)grads * f32;
+
+    int64_t moments = 2 * (head_trainable + nb * 2 * C); /* AdamW m, v of everything not projected */
+    int64_t galore_state = 0, ws = 0;
+    if (galore) {
+        int64_t r = c->rank, k = c->rank + c->rf_oversample;
+        for (int i = 0; i < 7; i++) {
+            int64_t m = mats[i].rows, n = mats[i].cols;
+            int right = m >= n;
+            galore_state += right ? 3 * m * r + r * n : 3 * r * n + m * r; /* R, m, v and P */
+            int64_t small = m < n ? m : n, tall = right ? m : n, dim = right ? n : m, other = right ? m : n;
+            if (c->projector == PROJ_RANDOMIZED && k < small) {
+                int64_t w = 2 * other * k + dim * k + 2 * tall * k + k * k + r * k;
+                if (w > ws) ws = w;
+            }
+        }
+        galore_state *= nb;
+        galore_state += largest; /* the projected-back update scratch */
+    } else {
+        moments += 2 * nb * block_mat;
+    }
+    out->bytes[MEM_OPTIM] = (size_t)(moments + galore_state) * f32;
+    out->bytes[MEM_ACTIVATIONS] = model_activation_bytes(mc, act, c->batch_size, c->block_size, c->recompute);
+    out->bytes[MEM_WORKSPACE] = (size_t)ws * f32 + (device_workspace ? ((size_t)40 << 20) : 0);
+    for (int kind = 0; kind < MEM_KIND_COUNT; kind++) out->total += out->bytes[kind];
+}
+
+int64_t train_memory_largest_batch(const TrainConfig *c, const ModelConfig *mc, DType param, DType act,
+                                   int device_workspace, size_t cap, int64_t max_batch) {
+    TrainConfig t = *c;
+    int64_t lo = 0, hi = max_batch;
+    while (lo < hi) {
+        int64_t mid = (lo + hi + 1) / 2;
+        t.batch_size = mid;
+        MemPlan p;
+        train_memory_plan(&t, mc, param, act, device_workspace, &p);
+        if (p.total <= cap)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+void memplan_format(const MemPlan *p, char *buf, size_t cap) { memstats_format(p->bytes, buf, cap); }

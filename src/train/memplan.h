@@ -1,0 +1,29 @@
+/* memplan.h: the device memory a training run will allocate, predicted from
+ * the settings and the model configuration with the same layouts the code
+ * allocates (model_activation_bytes shares its layout with model_prepare;
+ * the optimizer's state shapes follow optimizer.c). `owlore plan` prints it,
+ * and `owlore train` checks it against --gpu-mem before allocating anything,
+ * so a run that cannot fit stops at once with the breakdown and a hint. */
+#ifndef OWLORE_TRAIN_MEMPLAN_H
+#define OWLORE_TRAIN_MEMPLAN_H
+
+#include "core/memstats.h"
+#include "model/config.h"
+#include "train/train_config.h"
+
+typedef struct MemPlan {
+    size_t bytes[MEM_KIND_COUNT];
+    size_t total;
+} MemPlan;
+
+/* param/act: the backend's dtypes; device_workspace: the CUDA backend's fixed
+ * workspaces (cuBLASLt, reductions) are counted. */
+void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
+                       MemPlan *out);
+/* The largest batch size <= max_batch whose plan fits in cap bytes (0 if none). */
+int64_t train_memory_largest_batch(const TrainConfig *c, const ModelConfig *mc, DType param, DType act,
+                                   int device_workspace, size_t cap, int64_t max_batch);
+/* "weights 12.55 GiB, grads ...; total ..." */
+void memplan_format(const MemPlan *p, char *buf, size_t cap);
+
+#endif

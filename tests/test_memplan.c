@@ -1,0 +1,88 @@
+// ctest-labels: cpu
+/* test_memplan.c: the memory plan (`owlore plan`, the --gpu-mem check)
+ * against the peak the backend measures in real runs of each method, and the
+ * refusal before training when the plan does not fit the cap. */
+#include "model/preset.h"
+#include "test_support.h"
+#include "train/memplan.h"
+#include "train/trainer.h"
+
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void config(TrainConfig *c, const char *method, const char *extra_key, const char *extra_val, const char *out) {
+    OwError err;
+    train_config_defaults(c);
+    cr_assert_eq(train_config_apply_method(c, method, &err), 0);
+    char *model = ts_fixture_path("trajectory/model");
+    snprintf(c->model, sizeof c->model, "%s", model);
+    free(model);
+    snprintf(c->data, sizeof c->data, "synthetic");
+    snprintf(c->out, sizeof c->out, "%s", out);
+    snprintf(c->device, sizeof c->device, "cpu");
+    c->steps = 6;
+    c->batch_size = 4;
+    c->block_size = 16;
+    c->val_split = 0;
+    c->save_every = -1;
+    c->save_model = 0;
+    c->rank = 8;
+    c->rf_oversample = 4;
+    c->threads = 1;
+    if (extra_key) cr_assert_eq(train_config_set_string(c, extra_key, extra_val, "test", &err), 0, "%s", err.msg);
+}
+
+static void plan_matches_peak(const char *method, const char *key, const char *val) {
+    char *dir = ts_tmpdir();
+    TrainConfig c;
+    config(&c, method, key, val, dir);
+    if (strcmp(method, "owlore") == 0 || strcmp(method, "lisa") == 0) {
+        OwError e;
+        cr_assert_eq(train_config_set_string(&c, "forced_blocks", strcmp(method, "lisa") ? "0,2;1,3" : "0,1;2,3", "t", &e), 0);
+        c.gamma = 2;
+        c.interval = 3;
+    }
+    ModelConfig mc;
+    char *src;
+    int is_dir;
+    OwError err;
+    cr_assert_eq(model_preset_resolve(c.model, &mc, &src, &is_dir, &err), 0, "%s", err.msg);
+    free(src);
+    MemPlan p;
+    train_memory_plan(&c, &mc, OW_F32, OW_F32, 0, &p);
+    TrainSummary s;
+    cr_assert_eq(train_run(&c, &s, &err), 0, "%s", err.msg);
+    double rel = ((double)s.peak_mem - (double)p.total) / (double)s.peak_mem;
+    cr_log_info("%s %s: plan %zu bytes, measured peak %zu (%.2f%%)", method, val ? val : "", p.total, s.peak_mem, 100 * rel);
+    cr_assert_lt(rel < 0 ? -rel : rel, 0.01, "%s: plan %zu vs measured peak %zu", method, p.total, s.peak_mem);
+    ts_rmtree(dir);
+    free(dir);
+}
+
+Test(memplan, owlore_randomized) { plan_matches_peak("owlore", "projector", "randomized"); }
+Test(memplan, owlore_exact_no_recompute) { plan_matches_peak("owlore", "recompute", "false"); }
+Test(memplan, galore_projected_accumulation) { plan_matches_peak("galore", "accum_mode", "projected"); }
+Test(memplan, lisa) { plan_matches_peak("lisa", NULL, NULL); }
+Test(memplan, full_frozen_embeddings) { plan_matches_peak("full", "freeze_embeddings", "true"); }
+
+Test(memplan, a_run_over_the_cap_stops_before_training) {
+    char *dir = ts_tmpdir();
+    char cmd[4096], *out;
+    char *model = ts_fixture_path("trajectory/model");
+    snprintf(cmd, sizeof cmd, "%s train --model %s --data synthetic --steps 2 --out %s --device cpu --method galore --rank 8 "
+             "--batch-size 64 --block-size 64 --gpu-mem 1MiB", ts_owlore_binary(), model, dir);
+    int rc = ts_run(cmd, &out);
+    cr_assert_eq(rc, 1, "%s", out);
+    cr_assert(strstr(out, "but the cap (--gpu-mem) is 1.0 MiB") && strstr(out, "plan: weights") && strstr(out, "hint:"),
+              "%s", out);
+    cr_assert(strstr(out, "step 1/") == NULL, "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s plan --model llama2-7b --gpu-mem 24GiB --projector randomized", ts_owlore_binary());
+    cr_assert_eq(ts_run(cmd, &out), 0, "%s", out);
+    cr_assert(strstr(out, "weights         12.55 GiB") && strstr(out, "largest batch size that fits"), "%s", out);
+    free(out);
+    free(model);
+    ts_rmtree(dir);
+    free(dir);
+}
