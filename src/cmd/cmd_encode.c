@@ -40,12 +40,15 @@ static int load(const char *path, const char *mode, Tokenizer **tok, OwError *er
     return ow_fail(err, "--tokenizer-mode \"%s\" is not allowed (allowed: tokenizers, transformers)", mode);
 }
 
-int cmd_encode(int argc, char **argv) {
+/* What encode and decode share: flags (--tokenizer, --tokenizer-mode and the
+ * command's own switch), --help, loading the tokenizer and reading stdin.
+ * Returns 1 to go on; 0 when the command is over, with its exit code in *code. */
+static int setup(const char *cmd, int argc, char **argv, ArgSpec own, const char *usage, const char *desc, Tokenizer **tok,
+                 char **in, size_t *len, int *code) {
     const char *tok_path = NULL, *mode = NULL;
-    int add_special = 0;
     const ArgSpec specs[] = {
         {"tokenizer", ARG_STR, &tok_path, "DIR|FILE", "tokenizer.json, or a model directory holding one", NULL},
-        {"add-special", ARG_BOOL, &add_special, NULL, "add the post-processor's special tokens (BOS/EOS)", NULL},
+        own,
         {"tokenizer-mode", ARG_STR, &mode, "MODE", "tokenizers (default: tokenizer.json as is) | transformers (as train loads it)", NULL},
     };
     const int nspecs = (int)(sizeof specs / sizeof specs[0]);
@@ -53,31 +56,49 @@ int cmd_encode(int argc, char **argv) {
     OwError err;
     ow_error_clear(&err);
     if (args_parse(argc, argv, specs, nspecs, &res, &err) != 0) {
-        cmd_report_error("encode", &err);
-        return 2;
+        cmd_report_error(cmd, &err);
+        *code = 2;
+        return 0;
     }
     if (res.help) {
-        args_print_help(stdout, "owlore encode --tokenizer DIR|FILE [--add-special] < text",
-                        "Reads UTF-8 text from standard input and prints its token ids, space-separated, on one line\n"
-                        "(the ids Hugging Face tokenizers gives; invalid UTF-8 is replaced by U+FFFD first).",
-                        specs, nspecs);
+        args_print_help(stdout, usage, desc, specs, nspecs);
+        *code = 0;
         return 0;
     }
     if (!tok_path || res.npos > 0) {
-        fprintf(stderr, "owlore encode: error: %s (see --help)\n",
+        fprintf(stderr, "owlore %s: error: %s (see --help)\n", cmd,
                 !tok_path ? "--tokenizer is required" : "unexpected positional argument");
-        return 2;
+        *code = 2;
+        return 0;
     }
+    if (load(tok_path, mode, tok, &err) != 0) {
+        *code = cmd_report_error(cmd, &err);
+        return 0;
+    }
+    if (read_stdin(in, len, &err) != 0) {
+        tokenizer_free(*tok);
+        *code = cmd_report_error(cmd, &err);
+        return 0;
+    }
+    return 1;
+}
+
+int cmd_encode(int argc, char **argv) {
+    int add_special = 0;
     Tokenizer *tok;
-    if (load(tok_path, mode, &tok, &err) != 0) return cmd_report_error("encode", &err);
     char *text;
     size_t len;
+    int code, go = setup("encode", argc, argv,
+                   (ArgSpec){"add-special", ARG_BOOL, &add_special, NULL, "add the post-processor's special tokens (BOS/EOS)", NULL},
+                   "owlore encode --tokenizer DIR|FILE [--add-special] < text",
+                   "Reads UTF-8 text from standard input and prints its token ids, space-separated, on one line\n"
+                   "(the ids Hugging Face tokenizers gives; invalid UTF-8 is replaced by U+FFFD first).",
+                   &tok, &text, &len, &code);
+    if (!go) return code;
+    OwError err;
     IdVec ids = {0};
-    int rc = read_stdin(&text, &len, &err);
-    if (rc == 0) {
-        rc = tokenizer_encode(tok, text, len, add_special, &ids, &err);
-        free(text);
-    }
+    int rc = tokenizer_encode(tok, text, len, add_special, &ids, &err);
+    free(text);
     if (rc == 0) {
         for (size_t i = 0; i < ids.len; i++) printf(i ? " %d" : "%d", ids.data[i]);
         printf("\n");
@@ -116,43 +137,21 @@ static int parse_ids(const char *s, size_t n, IdVec *out, OwError *err) {
 }
 
 int cmd_decode(int argc, char **argv) {
-    const char *tok_path = NULL, *mode = NULL;
     int skip_special = 0;
-    const ArgSpec specs[] = {
-        {"tokenizer", ARG_STR, &tok_path, "DIR|FILE", "tokenizer.json, or a model directory holding one", NULL},
-        {"skip-special", ARG_BOOL, &skip_special, NULL, "leave out special tokens (like skip_special_tokens=True)", NULL},
-        {"tokenizer-mode", ARG_STR, &mode, "MODE", "tokenizers (default: tokenizer.json as is) | transformers (as train loads it)", NULL},
-    };
-    const int nspecs = (int)(sizeof specs / sizeof specs[0]);
-    ArgsResult res;
-    OwError err;
-    ow_error_clear(&err);
-    if (args_parse(argc, argv, specs, nspecs, &res, &err) != 0) {
-        cmd_report_error("decode", &err);
-        return 2;
-    }
-    if (res.help) {
-        args_print_help(stdout, "owlore decode --tokenizer DIR|FILE [--skip-special] < ids",
-                        "Reads token ids (separated by whitespace) from standard input and prints the text they decode\n"
-                        "to, exactly (no newline is added).",
-                        specs, nspecs);
-        return 0;
-    }
-    if (!tok_path || res.npos > 0) {
-        fprintf(stderr, "owlore decode: error: %s (see --help)\n",
-                !tok_path ? "--tokenizer is required" : "unexpected positional argument");
-        return 2;
-    }
     Tokenizer *tok;
-    if (load(tok_path, mode, &tok, &err) != 0) return cmd_report_error("decode", &err);
     char *in;
     size_t len;
+    int code, go = setup("decode", argc, argv,
+                   (ArgSpec){"skip-special", ARG_BOOL, &skip_special, NULL, "leave out special tokens (like skip_special_tokens=True)", NULL},
+                   "owlore decode --tokenizer DIR|FILE [--skip-special] < ids",
+                   "Reads token ids (separated by whitespace) from standard input and prints the text they decode\n"
+                   "to, exactly (no newline is added).",
+                   &tok, &in, &len, &code);
+    if (!go) return code;
+    OwError err;
     IdVec ids = {0};
-    int rc = read_stdin(&in, &len, &err);
-    if (rc == 0) {
-        rc = parse_ids(in, len, &ids, &err);
-        free(in);
-    }
+    int rc = parse_ids(in, len, &ids, &err);
+    free(in);
     char *text = NULL;
     size_t tlen = 0;
     if (rc == 0) rc = tokenizer_decode(tok, ids.data, ids.len, skip_special, &text, &tlen, &err);
