@@ -2,7 +2,16 @@
 // launcher (one host thread per GPU thread, blocks in sequence, a barrier after
 // each block) and the dynamic shared-memory arrays of the kernels.
 #include "emu.h"
+#include "emu_ptx.h"
 thread_local dim3 threadIdx, blockIdx;
+thread_local EmuCpState emu_cp_state;
+thread_local unsigned emu_xchg_parity;
+void emu_block_exit_check(void) {
+    if (!emu_cp_state.open.empty() || !emu_cp_state.groups.empty()) {
+        fprintf(stderr, "thread %u of block (%u, %u) ends with cp.async copies pending\n", threadIdx.x, blockIdx.x, blockIdx.y);
+        abort();
+    }
+}
 dim3 blockDim, gridDim;
 EmuBlock *g_emu_block;
 struct Arg { const std::function<void()> *body; unsigned tx; pthread_barrier_t *end; };
@@ -13,6 +22,7 @@ static void *run(void *p) {
         for (unsigned bx = 0; bx < gridDim.x; bx++) {
             blockIdx = dim3(bx, by, 0);
             (*a->body)();
+            emu_block_exit_check();
             pthread_barrier_wait(a->end); // the block's shared memory is free
         }
     return NULL;

@@ -11,7 +11,7 @@ def split_top(s):
 def conv(src):
     src = src.replace('extern __shared__ __align__(128)', 'extern').replace('extern __shared__', 'extern')
     out, i = '', 0
-    pat = re.compile(r'([A-Za-z_]\w*(?:<\w+>)?)<<<')
+    pat = re.compile(r'([A-Za-z_]\w*(?:<[\w ,]+>)?)<<<')
     while True:
         m = pat.search(src, i)
         if not m: out += src[i:]; break
