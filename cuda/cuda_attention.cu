@@ -243,6 +243,9 @@ __global__ void k_attn_bwd_dkdv_simple(void *dk, void *dv, int kvdt, const void 
  * 16-byte rows one ldmatrix phase reads hit distinct banks for every D here, and
  * rows stay 16-byte aligned for cp.async and ldmatrix. */
 #define ATT_BK 64 /* keys (forward, dQ) or queries (dK/dV) per pipeline step; also BQ of the backward */
+/* Grids run the tiles of one head (x) before the next head (y): the blocks
+ * resident at a time then cover few heads and share their K/V (or Q/dO) tiles
+ * in L2, instead of streaming them from DRAM once per block. */
 #define ATT_LOG2E 1.4426950408889634f
 
 template <int D> struct AttnTile {
@@ -320,8 +323,8 @@ __device__ __forceinline__ void store_rows_bf16(uint16_t *dst, const float (*acc
  * next tile loads while this one is used). Per tile: S = Q K^T (mma), causal
  * mask only where a key can exceed a row, online softmax in base 2
  * (exp2(s * scale * log2 e - m')), P rounded to bf16 straight from the S
- * registers into A fragments, O = O * alpha + P V. Blocks with the most keys
- * (last query tiles) are launched first. Shared: 4 tiles (Q is staged in the
+ * registers into A fragments, O = O * alpha + P V. Grid: x = query tile, last
+ * (most keys) first, y = (batch, head). Shared: 4 tiles (Q is staged in the
  * first two before the loop, the output in them after it). */
 template <int D, int NW>
 __global__ void __launch_bounds__(NW * 32, AttnCfg<D>::FWD_MINB)
@@ -333,8 +336,8 @@ __global__ void __launch_bounds__(NW * 32, AttnCfg<D>::FWD_MINB)
     extern __shared__ __align__(128) unsigned char smem_tc[];
     uint16_t *tiles = (uint16_t *)smem_tc; /* stage s: K at tiles + 2 s TILE, V at tiles + (2 s + 1) TILE */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-    const int nqb = (T + BQ - 1) / BQ, qb = nqb - 1 - (int)blockIdx.y;
-    const int bh = blockIdx.x, b = bh / Hq, h = bh % Hq, hk = h / (Hq / Hkv);
+    const int nqb = (T + BQ - 1) / BQ, qb = nqb - 1 - (int)blockIdx.x;
+    const int bh = blockIdx.y, b = bh / Hq, h = bh % Hq, hk = h / (Hq / Hkv);
     const int q0 = qb * BQ, qw = q0 + 16 * warp;
     const int ar = lm_a_row(lane), ac = lm_a_col(lane), br = lm_b_row(lane), bc = lm_b_col(lane);
 
@@ -407,14 +410,14 @@ __global__ void __launch_bounds__(NW * 32, AttnCfg<D>::FWD_MINB)
                 mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
                 mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
                 base[r] = mx[r] == -INFINITY ? 0.0f : mx[r] * scale_log2;
-                alpha[r] = exp2f(m[r] * scale_log2 - base[r]); /* 0 while m was -inf */
+                alpha[r] = ow_exp2(m[r] * scale_log2 - base[r]); /* 0 while m was -inf */
                 m[r] = mx[r];
             }
 #pragma unroll
             for (int n = 0; n < BK / 8; n++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    float p = exp2f(fmaf(s[n][e], scale_log2, -base[e >> 1]));
+                    float p = ow_exp2(fmaf(s[n][e], scale_log2, -base[e >> 1]));
                     s[n][e] = p;
                     rs[e >> 1] += p;
                 }
@@ -467,8 +470,9 @@ __global__ void __launch_bounds__(NW * 32, AttnCfg<D>::FWD_MINB)
  * reads. Loop over 64-key tiles up to the diagonal (K, V double-buffered by
  * cp.async): S = Q K^T and dP = dO V^T in KSPLIT parts of 64 / KSPLIT keys (dO
  * fragments are read again from shared memory for each), P = exp2(S scale log2 e
- * - lse2), dS = P (dP - Di), dQ += dS K; finally dQ * scale. Shared: K, V x 2
- * stages, dO, 64 + 64 floats. */
+ * - lse2), dS = P (dP - Di), dQ += dS K; finally dQ * scale. Grid: x = query
+ * tile, last first, y = query head of the chunk. Shared: K, V x 2 stages, dO,
+ * 64 + 64 floats. */
 template <int D, int KSPLIT>
 __global__ void __launch_bounds__(128, 2)
     k_attn_bwd_dq_mma(uint16_t *dq, float *stats, const uint16_t *q, const uint16_t *k, const uint16_t *v,
@@ -481,8 +485,8 @@ __global__ void __launch_bounds__(128, 2)
     uint16_t *dOs = tiles + 4 * L::TILE;
     float *lse2_s = (float *)(smem_tc + 5 * L::TILE_BYTES), *di_s = lse2_s + BQ;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-    const int nqb = (T + BQ - 1) / BQ, qb = nqb - 1 - (int)blockIdx.y;
-    const int bh = bh0 + (int)blockIdx.x, b = bh / Hq, h = bh % Hq, hk = h / (Hq / Hkv);
+    const int nqb = (T + BQ - 1) / BQ, qb = nqb - 1 - (int)blockIdx.x;
+    const int bh = bh0 + (int)blockIdx.y, b = bh / Hq, h = bh % Hq, hk = h / (Hq / Hkv);
     const int q0 = qb * BQ, qw = q0 + 16 * warp;
     const int ar = lm_a_row(lane), ac = lm_a_col(lane), br = lm_b_row(lane), bc = lm_b_col(lane);
 
@@ -579,7 +583,7 @@ __global__ void __launch_bounds__(128, 2)
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         int r = e >> 1;
-                        float p = exp2f(fmaf(s[n][e], scale_log2, -l2r[r]));
+                        float p = ow_exp2(fmaf(s[n][e], scale_log2, -l2r[r]));
                         if (masked && k0 + kp + 8 * n + 2 * t4 + (e & 1) > qw + g + 8 * r) p = 0.0f;
                         s[n][e] = p * (dp[n][e] - dir[r]); /* dS */
                     }
@@ -615,9 +619,10 @@ __global__ void __launch_bounds__(128, 2)
  * warp computes S^T = K Q^T and dP^T = V dO^T (K, V fragments from shared memory),
  * P^T = exp2(S^T scale log2 e - lse2), dS^T = P^T (dP^T - Di), then dV += P^T dO and
  * dK += dS^T Q with P^T, dS^T as A fragments straight from registers; queries in
- * QSPLIT parts of 64 / QSPLIT. Finally dK * scale. Blocks with the most query
- * tiles (first key tiles) are launched first. Shared: K, V, (Q, dO) x STAGES,
- * (64 + 64 floats) x STAGES; with one stage the next step loads after this one. */
+ * QSPLIT parts of 64 / QSPLIT. Finally dK * scale. Grid: x = key tile, first
+ * (most query tiles) first, y = (batch, kv head) of the chunk. Shared: K, V,
+ * (Q, dO) x STAGES, (64 + 64 floats) x STAGES; with one stage the next step
+ * loads after this one. */
 template <int D, int QSPLIT, int STAGES>
 __global__ void __launch_bounds__(128, 2)
     k_attn_bwd_dkdv_mma(uint16_t *dk, uint16_t *dv, const float *stats, const uint16_t *q, const uint16_t *k,
@@ -629,7 +634,7 @@ __global__ void __launch_bounds__(128, 2)
     uint16_t *Ks = (uint16_t *)smem_tc, *Vs = Ks + L::TILE; /* stage s: Q at tile 2 + 2 s, dO at tile 3 + 2 s */
     float *stat_s = (float *)(smem_tc + (2 + 2 * STAGES) * L::TILE_BYTES); /* stage s: lse2 at 128 s, Di at +64 */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-    const int kb = blockIdx.y, bkv = bkv0 + (int)blockIdx.x, b = bkv / Hkv, hk = bkv % Hkv, G = Hq / Hkv;
+    const int kb = blockIdx.x, bkv = bkv0 + (int)blockIdx.y, b = bkv / Hkv, hk = bkv % Hkv, G = Hq / Hkv;
     const int k0 = kb * BK, kw = k0 + 16 * warp;
     const int nqb = (T + BQ - 1) / BQ, nq = nqb - kb, nit = G * nq;
     const int ar = lm_a_row(lane), ac = lm_a_col(lane), br = lm_b_row(lane), bc = lm_b_col(lane);
@@ -699,7 +704,7 @@ __global__ void __launch_bounds__(128, 2)
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         const float l2e = (e & 1) ? l2.y : l2.x, die = (e & 1) ? di.y : di.x;
-                        float p = exp2f(fmaf(sT[n][e], scale_log2, -l2e));
+                        float p = ow_exp2(fmaf(sT[n][e], scale_log2, -l2e));
                         if (diag && kw + g + 8 * (e >> 1) > q0 + c + (e & 1)) p = 0.0f;
                         sT[n][e] = p;
                         dpT[n][e] = p * (dpT[n][e] - die); /* dS^T */
@@ -790,7 +795,7 @@ static void launch_fwd_tc(CudaImpl *ci, const AttnShape &s, Tensor *out, Tensor 
     constexpr int NW = AttnCfg<D>::FWD_WARPS, BQ = 16 * NW;
     const size_t bytes = 4 * AttnTile<D>::TILE_BYTES;
     set_smem(ci, (const void *)k_attn_fwd_mma<D, NW>, bytes);
-    dim3 grid((unsigned)(s.B * s.Hq), (unsigned)((s.T + BQ - 1) / BQ));
+    dim3 grid((unsigned)((s.T + BQ - 1) / BQ), (unsigned)(s.B * s.Hq));
     k_attn_fwd_mma<D, NW><<<grid, NW * 32, bytes, ci->stream>>>(
         (uint16_t *)out->data, (float *)lse->data, (const uint16_t *)q->data, (const uint16_t *)k->data,
         (const uint16_t *)v->data, s.T, s.Hq, s.Hkv, scale, scale * ATT_LOG2E);
@@ -823,13 +828,13 @@ static void launch_bwd_tc_stages(CudaImpl *ci, const AttnShape &s, Tensor *dq, T
     const float sl2 = scale * ATT_LOG2E;
     for (int64_t c0 = 0; c0 < nbkv; c0 += chunk) { /* (batch, kv head) ranges whose statistics fit the scratch */
         const int n = (int)(nbkv - c0 < chunk ? nbkv - c0 : chunk);
-        dim3 gq((unsigned)(n * G), (unsigned)nt);
+        dim3 gq((unsigned)nt, (unsigned)(n * G));
         k_attn_bwd_dq_mma<D, KSPLIT><<<gq, 128, bq, ci->stream>>>(
             (uint16_t *)dq->data, stats, (const uint16_t *)q->data, (const uint16_t *)k->data,
             (const uint16_t *)v->data, (const uint16_t *)out->data, (const uint16_t *)dout->data,
             (const float *)lse->data, s.T, s.Hq, s.Hkv, (int)(c0 * G), Tp, scale, sl2);
         CUDA_LAUNCH_CHECK();
-        dim3 gkv((unsigned)n, (unsigned)nt);
+        dim3 gkv((unsigned)nt, (unsigned)n);
         k_attn_bwd_dkdv_mma<D, QSPLIT, STAGES><<<gkv, 128, bkv, ci->stream>>>(
             (uint16_t *)dk->data, (uint16_t *)dv->data, stats, (const uint16_t *)q->data, (const uint16_t *)k->data,
             (const uint16_t *)v->data, (const uint16_t *)dout->data, s.T, s.Hq, s.Hkv, (int)c0, Tp, scale, sl2);
@@ -851,7 +856,6 @@ static void launch_bwd_tc(CudaImpl *ci, const AttnShape &s, Tensor *dq, Tensor *
 
 static int use_tc(CudaImpl *ci, const AttnShape &s, const Tensor *const *ts, int nts) {
     if (!cuda_attention_tc_applies(ci, s.D)) return 0;
-    if ((s.T + ATT_BK - 1) / ATT_BK > 65535) return 0; /* query / key tiles are grid.y */
     for (int i = 0; i < nts; i++)
         if (ts[i]->dtype != OW_BF16 || !aligned16(ts[i]->data)) return 0;
     return 1;

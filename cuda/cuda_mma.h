@@ -1,7 +1,7 @@
 /* cuda_mma.h: the warp-level PTX primitives of the tensor-core kernels (sm_80 and
  * later): bf16 mma.sync m16n8k16 with fp32 accumulation, ldmatrix (plain and
- * transposed, four 8x8 matrices), 16-byte cp.async with zero fill, and the
- * bf16x2 pack. The CPU emulator (scripts/cuda_emu) defines the same functions
+ * transposed, four 8x8 matrices), 16-byte cp.async with zero fill, the
+ * bf16x2 pack and the hardware base-2 exponential. The CPU emulator (scripts/cuda_emu) defines the same functions
  * in emu_ptx.h with the layouts of the PTX ISA, so kernels using them run there.
  *
  * Fragment layouts (PTX ISA, mma.m16n8k16 .bf16; lane = 4 * g + t):
@@ -65,6 +65,15 @@ template <int N> __device__ __forceinline__ void ow_cp_async_wait(void) {
 __device__ __forceinline__ uint32_t ow_pack_bf16x2(float lo, float hi) {
     uint32_t r;
     asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+/* 2^x by the special function unit (ex2.approx.ftz: about 2 ulp; results below
+ * 2^-126 flush to 0; -inf gives 0). exp2f without fast math wraps it in a
+ * range reduction that the softmax (arguments <= 0) does not need. */
+__device__ __forceinline__ float ow_exp2(float x) {
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(r) : "f"(x));
     return r;
 }
 

@@ -77,8 +77,11 @@ static inline __nv_bfloat16 __float2bfloat16(float f) {
 }
 static inline float __bfloat162float(__nv_bfloat16 h) { return __uint_as_float((uint32_t)h.b << 16); }
 
-// launch: runs every block with blockDim.x threads
-void emu_launch(dim3 grid, dim3 block, const std::function<void()> &body);
+// launch: runs every block with blockDim.x threads. With smem_bytes > 0 the
+// dynamic shared memory is filled with 0xff bytes (NaN as bf16 and f32) before
+// each block, so reading what the block did not write shows, and a guard zone
+// after smem_bytes is checked after each block (writes beyond the size abort).
+void emu_launch(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()> &body);
 // aborts when the calling thread ends its block with cp.async copies pending (emu_ptx.h)
 void emu_block_exit_check(void);
 

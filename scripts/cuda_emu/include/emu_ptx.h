@@ -1,5 +1,6 @@
 // emu_ptx.h: the emulator's twins of cuda/cuda_mma.h (mma.sync m16n8k16 bf16,
-// ldmatrix x4 plain/transposed, cp.async 16 bytes with zero fill, bf16x2 pack).
+// ldmatrix x4 plain/transposed, cp.async 16 bytes with zero fill, bf16x2 pack,
+// ex2.approx.ftz as exp2f with results below 2^-126 flushed to 0).
 // Warp-collective ops exchange the lanes' registers through EmuBlock slots
 // (two buffers used alternately, one warp barrier per op), so the fragment
 // layouts are the PTX ISA's, lane by lane. ldmatrix and cp.async abort on
@@ -97,4 +98,8 @@ template <int N> static inline void ow_cp_async_wait(void) {
 }
 static inline uint32_t ow_pack_bf16x2(float lo, float hi) {
     return (uint32_t)__float2bfloat16(lo).b | ((uint32_t)__float2bfloat16(hi).b << 16);
+}
+static inline float ow_exp2(float x) {
+    float r = exp2f(x);
+    return r < 1.17549435e-38f ? 0.0f : r;
 }
