@@ -238,15 +238,15 @@ __global__ void k_attn_bwd_dkdv_simple(void *dk, void *dv, int kvdt, const void 
 
 /* ======================= tensor-core kernels (bf16, D in {16, 32, 64, 128}) ======================= */
 
-/* Shared tiles hold bf16 bits, rows of D elements padded to LD = D + 8: a row is
- * then 16 bytes further along the 32 banks than the one before, so the eight
- * 16-byte rows one ldmatrix phase reads hit distinct banks for every D here, and
- * rows stay 16-byte aligned for cp.async and ldmatrix. */
+/* Shared tiles hold bf16 bits, rows of D elements padded to LD = D + 8: the row
+ * stride, 2 D + 16 bytes, is an odd multiple of 16 bytes, so the eight 16-byte
+ * pieces of consecutive rows that one ldmatrix phase reads fall in distinct
+ * banks for every D here, and rows stay 16-byte aligned for cp.async. */
 #define ATT_BK 64 /* keys (forward, dQ) or queries (dK/dV) per pipeline step; also BQ of the backward */
+#define ATT_LOG2E 1.4426950408889634f
 /* Grids run the tiles of one head (x) before the next head (y): the blocks
  * resident at a time then cover few heads and share their K/V (or Q/dO) tiles
  * in L2, instead of streaming them from DRAM once per block. */
-#define ATT_LOG2E 1.4426950408889634f
 
 template <int D> struct AttnTile {
     static constexpr int LD = D + 8;
@@ -255,13 +255,14 @@ template <int D> struct AttnTile {
     static constexpr size_t TILE_BYTES = (size_t)TILE * 2; /* 128 (D + 8): keeps tiles 128-byte aligned */
 };
 
-/* Tuning per head dim (chosen from ptxas figures: no spills, occupancy by
- * registers and shared memory noted for sm_90):
+/* Tuning per head dim, chosen from ptxas figures (no spills; blocks per SM on
+ * sm_90 by registers and shared memory: forward 2 at D = 128, 3 at D = 64;
+ * dQ and dK/dV 2 at D = 128, 3 at D = 64):
  * - forward: FWD_WARPS warps per block (BQ = 16 FWD_WARPS rows, at most 8),
  *   FWD_MINB blocks per SM asked of the register allocator;
  * - dQ: scores in DQ_KSPLIT parts of 64 / DQ_KSPLIT keys (fewer live registers);
- * - dK/dV: queries in DKV_QSPLIT parts; DKV_STAGES (2, or 1 where the shared
- *   memory of the device is too small for two) Q/dO buffers. */
+ * - dK/dV: queries in DKV_QSPLIT parts. Its Q/dO stages (2, or 1 where the
+ *   device's shared memory is too small) are chosen at launch (launch_bwd_tc). */
 template <int D> struct AttnCfg {
     static constexpr int FWD_WARPS = 4, FWD_MINB = D >= 128 ? 2 : 3;
     static constexpr int DQ_KSPLIT = D >= 64 ? 2 : 1;

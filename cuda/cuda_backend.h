@@ -32,7 +32,7 @@ size_t backend_cuda_arena_cap(Backend *be);
  * references tightly. Call before anything is allocated for a model. */
 void backend_cuda_set_dtypes(Backend *be, DType act, DType param);
 
-/* Attention kernels: 1 (default) uses the tensor-core (WMMA bf16) kernels where
+/* Attention kernels: 1 (default) uses the tensor-core (mma.sync bf16) kernels where
  * they apply (bf16 tensors, head_dim 16, 32, 64 or 128), 0 forces the simple fp32
  * tiled kernels everywhere. Returns the previous setting. */
 int backend_cuda_set_attention_tensor_cores(Backend *be, int enable);
