@@ -1,29 +1,27 @@
 /* cuda_attention.cu: causal grouped-query attention, flash style: scores are
- * computed tile by tile in shared memory and never stored as T x T in global
- * memory. Layouts: q, out [B,T,Hq,D]; k, v [B,T,Hkv,D]; lse F32 [B,Hq,T] (the
- * log-sum-exp of the scaled scores); query head h uses key/value head
- * h / (Hq / Hkv). Scale 1/sqrt(D).
+ * computed tile by tile on chip and never stored as T x T in global memory.
+ * Layouts: q, out [B,T,Hq,D]; k, v [B,T,Hkv,D]; lse F32 [B,Hq,T] (the
+ * log-sum-exp of the scaled scores, natural log); query head h uses key/value
+ * head h / (Hq / Hkv). Scale 1/sqrt(D).
  *
- * Two implementations, both deterministic (no atomics):
+ * Two implementations, both deterministic (no atomics; every output element is
+ * written once, by one thread, from sums in a fixed order):
  * - simple: fp32 math on any float dtype and any head dim, 16 x 16 tiles, one
  *   thread per tile entry. The reference and the fallback.
- * - tensor cores (WMMA, bf16 inputs, fp32 accumulation) for bf16 tensors with
- *   head dim 16, 32, 64 or 128 and 16-byte aligned data. Forward: a block owns
- *   64 queries (4 warps x 16 rows) and walks 32-key tiles with the online
- *   softmax; each warp keeps its output rows in shared memory (fp32), rescales
- *   them, then adds P V with WMMA (P rounded to bf16, its row sums taken from
- *   the rounded values).
- * Backward (both): D_i = rowsum(dout * out) is recomputed where needed;
- * P = exp(scale q.k - lse), dS = P (dout.v - D_i). dK, dV are accumulated by the
- * block that owns a key tile, looping over the query heads of its group and over
- * query tiles in order; dQ by a second kernel whose block owns a query tile and
- * loops over key tiles. Every output element is written once. */
+ * - tensor cores (bf16 tensors, head dim 16, 32, 64 or 128, 16-byte aligned
+ *   data): FlashAttention-2 style kernels on mma.sync m16n8k16 (bf16 in, fp32
+ *   accumulate) with ldmatrix and cp.async (cuda_mma.h), each warp owning 16
+ *   rows whose accumulators stay in registers. Forward: online softmax in base 2.
+ *   Backward in two passes: dQ per query tile (which also writes the row
+ *   statistics lse log2 e and Di = rowsum(dout * out) to the backend scratch),
+ *   then dK, dV per key tile, looping over the query heads of its group and the
+ *   query tiles from the diagonal on. Probabilities and dS are rounded to bf16
+ *   as mma operands; their row sums and dS use the fp32 values.
+ * Backward (simple): D_i = rowsum(dout * out) is recomputed where needed;
+ * P = exp(scale q.k - lse), dS = P (dout.v - D_i); dK, dV by the block owning a
+ * key tile, dQ by a second kernel owning a query tile. */
 #include "cuda/cuda_internal.h"
-
-#include <cuda_bf16.h>
-#include <mma.h>
-
-namespace wmma = nvcuda::wmma;
+#include "cuda/cuda_mma.h"
 
 #define ATT_THREADS 128
 
@@ -240,374 +238,522 @@ __global__ void k_attn_bwd_dkdv_simple(void *dk, void *dv, int kvdt, const void 
 
 /* ======================= tensor-core kernels (bf16, D in {16, 32, 64, 128}) ======================= */
 
-typedef __nv_bfloat16 bf16;
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> FragA;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> FragBRow;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> FragBCol;
-typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> FragC;
+/* Shared tiles hold bf16 bits, rows of D elements padded to LD = D + 8: the row
+ * stride, 2 D + 16 bytes, is an odd multiple of 16 bytes, so the eight 16-byte
+ * pieces of consecutive rows that one ldmatrix phase reads fall in distinct
+ * banks for every D here, and rows stay 16-byte aligned for cp.async. */
+#define ATT_BK 64 /* keys (forward, dQ) or queries (dK/dV) per pipeline step; also BQ of the backward */
+#define ATT_LOG2E 1.4426950408889634f
+/* Grids run the tiles of one head (x) before the next head (y): the blocks
+ * resident at a time then cover few heads and share their K/V (or Q/dO) tiles
+ * in L2, instead of streaming them from DRAM once per block. */
 
-__host__ __device__ constexpr size_t a128(size_t x) { return (x + 127) / 128 * 128; }
-
-/* Shared-memory layouts (byte offsets). Leading dimensions are padded (bf16 by 8,
- * float by 4): WMMA needs them to be multiples of 16 bytes, and every fragment
- * pointer below is a multiple of 32 bytes from a 128-byte aligned region. */
-template <int D> struct FwdTC {
-    static constexpr int BQ = 64, BK = 32, LD = D + 8, SLD = BK + 4, PLD = BK + 8, OLD = D + 4;
-    static constexpr size_t oQ = 0;
-    static constexpr size_t oK = a128(oQ + (size_t)BQ * LD * 2);
-    static constexpr size_t oV = a128(oK + (size_t)BK * LD * 2);
-    static constexpr size_t oS = a128(oV + (size_t)BK * LD * 2);
-    static constexpr size_t oP = a128(oS + (size_t)4 * 16 * SLD * 4);
-    static constexpr size_t oO = a128(oP + (size_t)4 * 16 * PLD * 2);
-    static constexpr size_t oStat = a128(oO + (size_t)4 * 16 * OLD * 4);
-    static constexpr size_t bytes = a128(oStat + (size_t)4 * 48 * 4);
+template <int D> struct AttnTile {
+    static constexpr int LD = D + 8;
+    static constexpr int CH = D / 8;              /* 16-byte chunks per row */
+    static constexpr int TILE = ATT_BK * LD;      /* elements of a 64-row tile */
+    static constexpr size_t TILE_BYTES = (size_t)TILE * 2; /* 128 (D + 8): keeps tiles 128-byte aligned */
 };
 
-template <int D> struct BwdKVTC {
-    static constexpr int BK = 64, BQ = 32, LD = D + 8, SLD = BQ + 4, PLD = BQ + 8;
-    static constexpr size_t oK = 0;
-    static constexpr size_t oV = a128(oK + (size_t)BK * LD * 2);
-    static constexpr size_t oQ = a128(oV + (size_t)BK * LD * 2);
-    static constexpr size_t oDO = a128(oQ + (size_t)BQ * LD * 2);
-    static constexpr size_t oStat = a128(oDO + (size_t)BQ * LD * 2); /* lse[BQ], Di[BQ] */
-    static constexpr size_t oS = a128(oStat + (size_t)2 * BQ * 4);
-    static constexpr size_t oDP = a128(oS + (size_t)4 * 16 * SLD * 4);
-    static constexpr size_t oP = a128(oDP + (size_t)4 * 16 * SLD * 4);
-    static constexpr size_t oDS = a128(oP + (size_t)4 * 16 * PLD * 2);
-    static constexpr size_t bytes = a128(oDS + (size_t)4 * 16 * PLD * 2);
+/* Tuning per head dim, chosen from ptxas figures (no spills; blocks per SM on
+ * sm_90 by registers and shared memory: forward 2 at D = 128, 3 at D = 64;
+ * dQ and dK/dV 2 at D = 128, 3 at D = 64):
+ * - forward: FWD_WARPS warps per block (BQ = 16 FWD_WARPS rows, at most 8),
+ *   FWD_MINB blocks per SM asked of the register allocator;
+ * - dQ: scores in DQ_KSPLIT parts of 64 / DQ_KSPLIT keys (fewer live registers);
+ * - dK/dV: queries in DKV_QSPLIT parts. Its Q/dO stages (2, or 1 where the
+ *   device's shared memory is too small) are chosen at launch (launch_bwd_tc). */
+template <int D> struct AttnCfg {
+    static constexpr int FWD_WARPS = 4, FWD_MINB = D >= 128 ? 2 : 3;
+    static constexpr int DQ_KSPLIT = D >= 64 ? 2 : 1;
+    static constexpr int DKV_QSPLIT = D >= 64 ? 2 : 1;
 };
 
-template <int D> struct BwdQTC {
-    static constexpr int BQ = 64, BK = 32, LD = D + 8, SLD = BK + 4, PLD = BK + 8;
-    static constexpr size_t oQ = 0;
-    static constexpr size_t oDO = a128(oQ + (size_t)BQ * LD * 2);
-    static constexpr size_t oK = a128(oDO + (size_t)BQ * LD * 2);
-    static constexpr size_t oV = a128(oK + (size_t)BK * LD * 2);
-    static constexpr size_t oStat = a128(oV + (size_t)BK * LD * 2); /* lse[BQ], Di[BQ] */
-    static constexpr size_t oS = a128(oStat + (size_t)2 * BQ * 4);
-    static constexpr size_t oDP = a128(oS + (size_t)4 * 16 * SLD * 4);
-    static constexpr size_t oDS = a128(oDP + (size_t)4 * 16 * SLD * 4);
-    static constexpr size_t bytes = a128(oDS + (size_t)4 * 16 * PLD * 2);
-};
+/* Lane offsets inside a 16 x 16 block for ldmatrix.x4 (cuda_mma.h):
+ * - A operand (row-major rows = M) and B operand stored k-major ([k][n], .trans):
+ *   matrices (r0-7, c0-7), (r8-15, c0-7), (r0-7, c8-15), (r8-15, c8-15);
+ * - B operand stored n-major ([n][k], plain): (r0-7, c0-7), (r0-7, c8-15), (r8-15, c0-7),
+ *   (r8-15, c8-15), giving b0, b1 of n-tile 0 then of n-tile 1. */
+__device__ __forceinline__ int lm_a_row(int lane) { return (lane & 7) + ((lane >> 3) & 1) * 8; }
+__device__ __forceinline__ int lm_a_col(int lane) { return (lane >> 4) * 8; }
+__device__ __forceinline__ int lm_b_row(int lane) { return (lane & 7) + (lane >> 4) * 8; }
+__device__ __forceinline__ int lm_b_col(int lane) { return ((lane >> 3) & 1) * 8; }
 
-/* dst[r*ld + c] = src row t0 + r of head h (bf16), zero rows beyond T; 16-byte copies. */
-template <int D>
-__device__ __forceinline__ void load_rows_bf16(bf16 *dst, int ld, const uint16_t *src, int b, int t0, int nrows,
-                                               int T, int H, int h) {
-    constexpr int CH = D / 8; /* 16-byte chunks per row */
-    for (int idx = threadIdx.x; idx < nrows * CH; idx += blockDim.x) {
-        int r = idx / CH, c = idx - r * CH, t = t0 + r;
-        uint4 val = make_uint4(0u, 0u, 0u, 0u);
-        if (t < T) val = *(const uint4 *)(src + row_off(b, t, T, H, h, D) + c * 8);
-        *(uint4 *)(dst + r * ld + c * 8) = val;
-    }
-}
-
-/* C (16 x 16 per n, stored at out + 16 n, ld out_ld) = A rows (16 x D, row-major at a, ld lda)
- * times B^T where B rows are at b + 16 n * ldb (16 x D, row-major): i.e. out = A B^T. */
-template <int D, int NT>
-__device__ __forceinline__ void mma_abt(float *out, int out_ld, const bf16 *a, int lda, const bf16 *b, int ldb) {
+/* Asynchronous copy of rows t0 .. t0 + NROWS - 1 of head h ([B, T, H, D] bf16) into
+ * dst (row stride LD); rows at or beyond T become zeros. All NT threads call. */
+template <int D, int NROWS, int NT>
+__device__ __forceinline__ void cp_rows_async(uint16_t *dst, const uint16_t *src, int b, int t0, int T, int H,
+                                              int h) {
+    typedef AttnTile<D> L;
+    constexpr int N = NROWS * L::CH;
 #pragma unroll
-    for (int n = 0; n < NT; n++) {
-        FragC acc;
-        wmma::fill_fragment(acc, 0.0f);
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            FragA fa;
-            FragBCol fb;
-            wmma::load_matrix_sync(fa, a + kk * 16, lda);
-            wmma::load_matrix_sync(fb, b + n * 16 * ldb + kk * 16, ldb);
-            wmma::mma_sync(acc, fa, fb, acc);
+    for (int it = 0; it < (N + NT - 1) / NT; it++) {
+        int i = it * NT + (int)threadIdx.x;
+        if (N % NT == 0 || i < N) {
+            int r = i / L::CH, c = i - r * L::CH, t = t0 + r;
+            const uint16_t *g = t < T ? src + row_off(b, t, T, H, h, D) + c * 8 : src;
+            ow_cp_async16(dst + r * L::LD + c * 8, g, t < T);
         }
-        wmma::store_matrix_sync(out + n * 16, acc, out_ld, wmma::mem_row_major);
     }
 }
 
+/* Writes a warp's 16 x D fp32 accumulator rows (C fragments acc[D/8][4], times mul)
+ * as bf16 rows t0 + r < T of head h, through the warp's 16 staging rows (stride LD)
+ * so that global stores are 16-byte and row-contiguous. */
 template <int D>
-__global__ void __launch_bounds__(ATT_THREADS)
-    k_attn_fwd_tc(uint16_t *out, float *lse, const uint16_t *q, const uint16_t *k, const uint16_t *v, int T, int Hq,
-                  int Hkv, float scale) {
-    typedef FwdTC<D> L;
+__device__ __forceinline__ void store_rows_bf16(uint16_t *dst, const float (*acc)[4], float mul0, float mul1,
+                                                uint16_t *stage, int b, int t0, int T, int H, int h, int lane) {
+    typedef AttnTile<D> L;
+    int g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+        *(uint32_t *)(stage + g * L::LD + 8 * n + 2 * t4) = ow_pack_bf16x2(acc[n][0] * mul0, acc[n][1] * mul0);
+        *(uint32_t *)(stage + (g + 8) * L::LD + 8 * n + 2 * t4) = ow_pack_bf16x2(acc[n][2] * mul1, acc[n][3] * mul1);
+    }
+    __syncwarp();
+    for (int i = lane; i < 16 * L::CH; i += 32) {
+        int r = i / L::CH, c = i - r * L::CH, t = t0 + r;
+        if (t < T) *(uint4 *)(dst + row_off(b, t, T, H, h, D) + c * 8) = *(const uint4 *)(stage + r * L::LD + c * 8);
+    }
+}
+
+/* Forward. Block: NW warps, BQ = 16 NW query rows of one (batch, head); warp w owns
+ * rows q0 + 16 w .. + 15 and keeps their Q fragments, the O accumulator (fp32),
+ * and the running max m and sum l of its two rows per lane in registers. Key
+ * tiles of 64 rows: K and V double-buffered in shared memory by cp.async (the
+ * next tile loads while this one is used). Per tile: S = Q K^T (mma), causal
+ * mask only where a key can exceed a row, online softmax in base 2
+ * (exp2(s * scale * log2 e - m')), P rounded to bf16 straight from the S
+ * registers into A fragments, O = O * alpha + P V. Grid: x = query tile, last
+ * (most keys) first, y = (batch, head). Shared: 4 tiles (Q is staged in the
+ * first two before the loop, the output in them after it). */
+template <int D, int NW>
+__global__ void __launch_bounds__(NW * 32, AttnCfg<D>::FWD_MINB)
+    k_attn_fwd_mma(uint16_t *out, float *lse, const uint16_t *q, const uint16_t *k, const uint16_t *v, int T, int Hq,
+                   int Hkv, float scale, float scale_log2) {
+    typedef AttnTile<D> L;
+    constexpr int NT = NW * 32, BQ = 16 * NW, BK = ATT_BK, LD = L::LD;
+    static_assert(BQ <= 2 * ATT_BK, "the Q tile is staged in the first two K/V tiles");
     extern __shared__ __align__(128) unsigned char smem_tc[];
-    bf16 *Qs = (bf16 *)(smem_tc + L::oQ), *Ks = (bf16 *)(smem_tc + L::oK), *Vs = (bf16 *)(smem_tc + L::oV);
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    float *Ss = (float *)(smem_tc + L::oS) + warp * 16 * L::SLD;
-    bf16 *Ps = (bf16 *)(smem_tc + L::oP) + warp * 16 * L::PLD;
-    float *Os = (float *)(smem_tc + L::oO) + warp * 16 * L::OLD;
-    float *sm = (float *)(smem_tc + L::oStat) + warp * 48, *sl = sm + 16, *sa = sm + 32;
-    int bh = blockIdx.y, b = bh / Hq, h = bh % Hq, hk = h / (Hq / Hkv);
-    int q0 = blockIdx.x * L::BQ, qw = q0 + 16 * warp;
+    uint16_t *tiles = (uint16_t *)smem_tc; /* stage s: K at tiles + 2 s TILE, V at tiles + (2 s + 1) TILE */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const int nqb = (T + BQ - 1) / BQ, qb = nqb - 1 - (int)blockIdx.x;
+    const int bh = blockIdx.y, b = bh / Hq, h = bh % Hq, hk = h / (Hq / Hkv);
+    const int q0 = qb * BQ, qw = q0 + 16 * warp;
+    const int ar = lm_a_row(lane), ac = lm_a_col(lane), br = lm_b_row(lane), bc = lm_b_col(lane);
 
-    load_rows_bf16<D>(Qs, L::LD, q, b, q0, L::BQ, T, Hq, h);
-    for (int idx = lane; idx < 16 * D; idx += 32) Os[(idx / D) * L::OLD + idx % D] = 0.0f;
-    if (lane < 16) {
-        sm[lane] = -INFINITY;
-        sl[lane] = 0.0f;
-        sa[lane] = 1.0f;
-    }
-    int kend = min(q0 + L::BQ, T);
-    for (int k0 = 0; k0 < kend; k0 += L::BK) {
-        __syncthreads(); /* Q is loaded; the previous K/V tile is no longer read */
-        load_rows_bf16<D>(Ks, L::LD, k, b, k0, L::BK, T, Hkv, hk);
-        load_rows_bf16<D>(Vs, L::LD, v, b, k0, L::BK, T, Hkv, hk);
-        __syncthreads();
-        if (qw >= T || k0 > qw + 15) continue; /* padding rows, or keys all after this warp's queries */
-
-        /* S = Q_w K^T (16 x 32) */
-        mma_abt<D, L::BK / 16>(Ss, L::SLD, Qs + 16 * warp * L::LD, L::LD, Ks, L::LD);
-        __syncwarp();
-
-        /* online softmax: lanes 2r and 2r+1 share row r, 16 columns each */
-        {
-            int r = lane >> 1, cb = (lane & 1) * 16, qi = qw + r;
-            float m_old = sm[r], l_old = sl[r];
-            float sv[16];
-            float mloc = -INFINITY;
-#pragma unroll
-            for (int j = 0; j < 16; j++) {
-                int kj = k0 + cb + j;
-                float s = (kj <= qi && kj < T) ? Ss[r * L::SLD + cb + j] * scale : -INFINITY;
-                sv[j] = s;
-                mloc = fmaxf(mloc, s);
-            }
-            mloc = fmaxf(mloc, __shfl_xor_sync(0xffffffffu, mloc, 1));
-            float m_new = fmaxf(m_old, mloc);
-            float alpha = 1.0f, psum = 0.0f;
-            if (m_new == -INFINITY) {
-#pragma unroll
-                for (int j = 0; j < 16; j++) Ps[r * L::PLD + cb + j] = __float2bfloat16(0.0f);
-            } else {
-                alpha = expf(m_old - m_new);
-#pragma unroll
-                for (int j = 0; j < 16; j++) {
-                    bf16 pb = __float2bfloat16(sv[j] == -INFINITY ? 0.0f : expf(sv[j] - m_new));
-                    Ps[r * L::PLD + cb + j] = pb;
-                    psum += __bfloat162float(pb);
-                }
-            }
-            psum += __shfl_xor_sync(0xffffffffu, psum, 1);
-            __syncwarp(); /* both lanes of the row have read sm, sl */
-            if ((lane & 1) == 0) {
-                sm[r] = m_new;
-                sl[r] = l_old * alpha + psum;
-                sa[r] = alpha;
-            }
-        }
-        __syncwarp();
-        for (int idx = lane; idx < 16 * D; idx += 32) {
-            int rr = idx / D, d = idx - rr * D;
-            Os[rr * L::OLD + d] *= sa[rr];
-        }
-        __syncwarp();
-
-        /* O_w += P V */
-#pragma unroll
-        for (int dn = 0; dn < D / 16; dn++) {
-            FragC acc;
-            wmma::load_matrix_sync(acc, Os + dn * 16, L::OLD, wmma::mem_row_major);
-#pragma unroll
-            for (int kk = 0; kk < L::BK / 16; kk++) {
-                FragA fa;
-                FragBRow fb;
-                wmma::load_matrix_sync(fa, Ps + kk * 16, L::PLD);
-                wmma::load_matrix_sync(fb, Vs + kk * 16 * L::LD + dn * 16, L::LD);
-                wmma::mma_sync(acc, fa, fb, acc);
-            }
-            wmma::store_matrix_sync(Os + dn * 16, acc, L::OLD, wmma::mem_row_major);
-        }
-        __syncwarp();
-    }
-    __syncwarp();
-    if (qw >= T) return;
-    for (int idx = lane; idx < 16 * D; idx += 32) {
-        int rr = idx / D, d = idx - rr * D, t = qw + rr;
-        if (t < T) out[row_off(b, t, T, Hq, h, D) + d] = ow_f32_to_bf16(Os[rr * L::OLD + d] / sl[rr]);
-    }
-    if (lane < 16 && qw + lane < T) lse[((int64_t)b * Hq + h) * T + qw + lane] = sm[lane] + logf(sl[lane]);
-}
-
-/* Writes a 16 x 16 accumulator tile to global rows t0 + r (r < 16, t0 + r < T), columns c0..c0+15
- * of head h, through the warp's staging buffer (16 x ld floats). */
-template <int D>
-__device__ __forceinline__ void store_tile_bf16(uint16_t *dst, const FragC &f, float *stage, int ld, int b, int t0,
-                                                int T, int H, int h, int c0, int lane) {
-    wmma::store_matrix_sync(stage, f, ld, wmma::mem_row_major);
-    __syncwarp();
-    for (int idx = lane; idx < 256; idx += 32) {
-        int r = idx >> 4, c = idx & 15, t = t0 + r;
-        if (t < T) dst[row_off(b, t, T, H, h, D) + c0 + c] = ow_f32_to_bf16(stage[r * ld + c]);
-    }
-    __syncwarp();
-}
-
-template <int D>
-__global__ void __launch_bounds__(ATT_THREADS)
-    k_attn_bwd_dkdv_tc(uint16_t *dk, uint16_t *dv, const uint16_t *q, const uint16_t *k, const uint16_t *v,
-                       const uint16_t *o, const uint16_t *dout, const float *lse, int T, int Hq, int Hkv, float scale) {
-    typedef BwdKVTC<D> L;
-    extern __shared__ __align__(128) unsigned char smem_tc[];
-    bf16 *Ks = (bf16 *)(smem_tc + L::oK), *Vs = (bf16 *)(smem_tc + L::oV);
-    bf16 *Qs = (bf16 *)(smem_tc + L::oQ), *dOs = (bf16 *)(smem_tc + L::oDO);
-    float *lse_s = (float *)(smem_tc + L::oStat), *Di = lse_s + L::BQ;
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    float *St = (float *)(smem_tc + L::oS) + warp * 16 * L::SLD;
-    float *dPt = (float *)(smem_tc + L::oDP) + warp * 16 * L::SLD;
-    bf16 *Pt = (bf16 *)(smem_tc + L::oP) + warp * 16 * L::PLD;
-    bf16 *dSt = (bf16 *)(smem_tc + L::oDS) + warp * 16 * L::PLD;
-    int bh = blockIdx.y, b = bh / Hkv, hk = bh % Hkv, G = Hq / Hkv;
-    int k0 = blockIdx.x * L::BK, kw = k0 + 16 * warp;
-
-    load_rows_bf16<D>(Ks, L::LD, k, b, k0, L::BK, T, Hkv, hk);
-    load_rows_bf16<D>(Vs, L::LD, v, b, k0, L::BK, T, Hkv, hk);
-    FragC dK[D / 16], dV[D / 16];
-#pragma unroll
-    for (int dn = 0; dn < D / 16; dn++) {
-        wmma::fill_fragment(dK[dn], 0.0f);
-        wmma::fill_fragment(dV[dn], 0.0f);
-    }
-    for (int g = 0; g < G; g++) {
-        int h = hk * G + g;
-        for (int q0 = k0; q0 < T; q0 += L::BQ) { /* k0 is a multiple of BQ: earlier queries see none of these keys */
-            __syncthreads(); /* the previous query tile is no longer read */
-            load_rows_bf16<D>(Qs, L::LD, q, b, q0, L::BQ, T, Hq, h);
-            load_rows_bf16<D>(dOs, L::LD, dout, b, q0, L::BQ, T, Hq, h);
-            if (threadIdx.x < L::BQ)
-                lse_s[threadIdx.x] = q0 + (int)threadIdx.x < T ? lse[((int64_t)b * Hq + h) * T + q0 + threadIdx.x] : 0.0f;
-            __syncthreads();
-            { /* Di: 4 threads per query row (128 threads, 32 rows) */
-                int row = threadIdx.x >> 2, part = threadIdx.x & 3, t = q0 + row;
-                float acc = 0.0f;
-                if (t < T) {
-                    const uint16_t *orow = o + row_off(b, t, T, Hq, h, D);
-                    for (int d = part; d < D; d += 4) acc += __bfloat162float(dOs[row * L::LD + d]) * ow_bf16_to_f32(orow[d]);
-                }
-                acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-                acc += __shfl_xor_sync(0xffffffffu, acc, 2);
-                if (part == 0) Di[row] = acc;
-            }
-            __syncthreads();
-            if (kw >= T || kw > q0 + L::BQ - 1) continue; /* no valid key, or all keys after all queries */
-
-            /* S^T = K_w Q^T and dP^T = V_w dO^T (16 keys x 32 queries) */
-            mma_abt<D, L::BQ / 16>(St, L::SLD, Ks + 16 * warp * L::LD, L::LD, Qs, L::LD);
-            mma_abt<D, L::BQ / 16>(dPt, L::SLD, Vs + 16 * warp * L::LD, L::LD, dOs, L::LD);
-            __syncwarp();
-            for (int idx = lane; idx < 16 * L::BQ; idx += 32) {
-                int r = idx / L::BQ, c = idx - r * L::BQ, key = kw + r, qi = q0 + c;
-                float p = 0.0f, ds = 0.0f;
-                if (key <= qi && qi < T && key < T) {
-                    p = expf(St[r * L::SLD + c] * scale - lse_s[c]);
-                    ds = p * (dPt[r * L::SLD + c] - Di[c]);
-                }
-                Pt[r * L::PLD + c] = __float2bfloat16(p);
-                dSt[r * L::PLD + c] = __float2bfloat16(ds);
-            }
-            __syncwarp();
-            /* dV_w += P^T dO, dK_w += dS^T Q */
-#pragma unroll
-            for (int dn = 0; dn < D / 16; dn++) {
-#pragma unroll
-                for (int kk = 0; kk < L::BQ / 16; kk++) {
-                    FragA fa;
-                    FragBRow fb;
-                    wmma::load_matrix_sync(fa, Pt + kk * 16, L::PLD);
-                    wmma::load_matrix_sync(fb, dOs + kk * 16 * L::LD + dn * 16, L::LD);
-                    wmma::mma_sync(dV[dn], fa, fb, dV[dn]);
-                    wmma::load_matrix_sync(fa, dSt + kk * 16, L::PLD);
-                    wmma::load_matrix_sync(fb, Qs + kk * 16 * L::LD + dn * 16, L::LD);
-                    wmma::mma_sync(dK[dn], fa, fb, dK[dn]);
-                }
-            }
-        }
-    }
-    __syncwarp();
-    if (kw >= T) return;
-#pragma unroll
-    for (int dn = 0; dn < D / 16; dn++) {
-#pragma unroll
-        for (int i = 0; i < dK[dn].num_elements; i++) dK[dn].x[i] *= scale;
-        store_tile_bf16<D>(dk, dK[dn], St, L::SLD, b, kw, T, Hkv, hk, dn * 16, lane);
-        store_tile_bf16<D>(dv, dV[dn], St, L::SLD, b, kw, T, Hkv, hk, dn * 16, lane);
-    }
-}
-
-template <int D>
-__global__ void __launch_bounds__(ATT_THREADS)
-    k_attn_bwd_dq_tc(uint16_t *dq, const uint16_t *q, const uint16_t *k, const uint16_t *v, const uint16_t *o,
-                     const uint16_t *dout, const float *lse, int T, int Hq, int Hkv, float scale) {
-    typedef BwdQTC<D> L;
-    extern __shared__ __align__(128) unsigned char smem_tc[];
-    bf16 *Qs = (bf16 *)(smem_tc + L::oQ), *dOs = (bf16 *)(smem_tc + L::oDO);
-    bf16 *Ks = (bf16 *)(smem_tc + L::oK), *Vs = (bf16 *)(smem_tc + L::oV);
-    float *lse_s = (float *)(smem_tc + L::oStat), *Di = lse_s + L::BQ;
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    float *Sw = (float *)(smem_tc + L::oS) + warp * 16 * L::SLD;
-    float *dPw = (float *)(smem_tc + L::oDP) + warp * 16 * L::SLD;
-    bf16 *dSw = (bf16 *)(smem_tc + L::oDS) + warp * 16 * L::PLD;
-    int bh = blockIdx.y, b = bh / Hq, h = bh % Hq, hk = h / (Hq / Hkv);
-    int q0 = blockIdx.x * L::BQ, qw = q0 + 16 * warp;
-
-    load_rows_bf16<D>(Qs, L::LD, q, b, q0, L::BQ, T, Hq, h);
-    load_rows_bf16<D>(dOs, L::LD, dout, b, q0, L::BQ, T, Hq, h);
-    if (threadIdx.x < L::BQ)
-        lse_s[threadIdx.x] = q0 + (int)threadIdx.x < T ? lse[((int64_t)b * Hq + h) * T + q0 + threadIdx.x] : 0.0f;
+    cp_rows_async<D, BQ, NT>(tiles, q, b, q0, T, Hq, h);
+    ow_cp_async_commit();
+    ow_cp_async_wait<0>();
     __syncthreads();
-    { /* Di: 2 threads per query row (128 threads, 64 rows) */
-        int row = threadIdx.x >> 1, part = threadIdx.x & 1, t = q0 + row;
+    uint32_t qf[D / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) ow_ldmatrix_x4(qf[kk], tiles + (16 * warp + ar) * LD + 16 * kk + ac);
+    __syncthreads(); /* every warp has its Q fragments: the tiles are free */
+
+    const int kend = min(q0 + BQ, T), nkb = (kend + BK - 1) / BK;
+    cp_rows_async<D, BK, NT>(tiles, k, b, 0, T, Hkv, hk);
+    cp_rows_async<D, BK, NT>(tiles + L::TILE, v, b, 0, T, Hkv, hk);
+    ow_cp_async_commit();
+
+    float o[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    const bool active = qw < T;
+    for (int kb = 0; kb < nkb; kb++) {
+        if (kb + 1 < nkb) {
+            uint16_t *nx = tiles + ((kb + 1) & 1) * 2 * L::TILE;
+            cp_rows_async<D, BK, NT>(nx, k, b, (kb + 1) * BK, T, Hkv, hk);
+            cp_rows_async<D, BK, NT>(nx + L::TILE, v, b, (kb + 1) * BK, T, Hkv, hk);
+            ow_cp_async_commit();
+            ow_cp_async_wait<1>();
+        } else {
+            ow_cp_async_wait<0>();
+        }
+        __syncthreads(); /* tile kb is in shared memory for every warp */
+        const int k0 = kb * BK;
+        if (active && k0 <= qw + 15) { /* else every key of the tile is after every row of the warp */
+            const uint16_t *Ks = tiles + (kb & 1) * 2 * L::TILE, *Vs = Ks + L::TILE;
+            /* 16-key groups j < jn hold a key some row of the warp sees (k0 <= qw: all when k0 + 63 <= qw) */
+            const int jn = min(BK / 16, (qw + 15 - k0) / 16 + 1);
+            float s[BK / 8][4];
+#pragma unroll
+            for (int n = 0; n < BK / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) {
+#pragma unroll
+                for (int j = 0; j < BK / 16; j++) {
+                    if (j < jn) {
+                        uint32_t kf[4];
+                        ow_ldmatrix_x4(kf, Ks + (16 * j + br) * LD + 16 * kk + bc);
+                        ow_mma_bf16(s[2 * j], qf[kk], kf[0], kf[1]);
+                        ow_mma_bf16(s[2 * j + 1], qf[kk], kf[2], kf[3]);
+                    }
+                }
+            }
+            if (k0 + BK - 1 > qw) { /* causal mask (covers keys >= T: such a key is after every valid row) */
+#pragma unroll
+                for (int n = 0; n < BK / 8; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        if (k0 + 8 * n + 2 * t4 + (e & 1) > qw + g + 8 * (e >> 1)) s[n][e] = -INFINITY;
+            }
+            float mx[2] = {m[0], m[1]};
+#pragma unroll
+            for (int n = 0; n < BK / 8; n++) {
+                mx[0] = fmaxf(mx[0], fmaxf(s[n][0], s[n][1]));
+                mx[1] = fmaxf(mx[1], fmaxf(s[n][2], s[n][3]));
+            }
+            float base[2], alpha[2], rs[2] = {0.0f, 0.0f};
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+                base[r] = mx[r] == -INFINITY ? 0.0f : mx[r] * scale_log2;
+                alpha[r] = ow_exp2(m[r] * scale_log2 - base[r]); /* 0 while m was -inf */
+                m[r] = mx[r];
+            }
+#pragma unroll
+            for (int n = 0; n < BK / 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    float p = ow_exp2(fmaf(s[n][e], scale_log2, -base[e >> 1]));
+                    s[n][e] = p;
+                    rs[e >> 1] += p;
+                }
+            l[0] = l[0] * alpha[0] + rs[0]; /* this lane's columns only; the quad is summed at the end */
+            l[1] = l[1] * alpha[1] + rs[1];
+#pragma unroll
+            for (int n = 0; n < D / 8; n++) {
+                o[n][0] *= alpha[0];
+                o[n][1] *= alpha[0];
+                o[n][2] *= alpha[1];
+                o[n][3] *= alpha[1];
+            }
+#pragma unroll
+            for (int j = 0; j < BK / 16; j++) {
+                if (j < jn) {
+                    uint32_t pa[4] = {ow_pack_bf16x2(s[2 * j][0], s[2 * j][1]), ow_pack_bf16x2(s[2 * j][2], s[2 * j][3]),
+                                      ow_pack_bf16x2(s[2 * j + 1][0], s[2 * j + 1][1]),
+                                      ow_pack_bf16x2(s[2 * j + 1][2], s[2 * j + 1][3])};
+#pragma unroll
+                    for (int dp = 0; dp < D / 16; dp++) {
+                        uint32_t vf[4];
+                        ow_ldmatrix_x4_trans(vf, Vs + (16 * j + ar) * LD + 16 * dp + ac);
+                        ow_mma_bf16(o[2 * dp], pa, vf[0], vf[1]);
+                        ow_mma_bf16(o[2 * dp + 1], pa, vf[2], vf[3]);
+                    }
+                }
+            }
+        }
+        __syncthreads(); /* tile kb is no longer read: the next iteration may refill its buffers */
+    }
+    if (!active) return;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+    store_rows_bf16<D>(out, o, 1.0f / l[0], 1.0f / l[1], tiles + 16 * warp * LD, b, qw, T, Hq, h, lane);
+    if (t4 == 0) {
+        float *lrow = lse + ((int64_t)b * Hq + h) * T;
+        if (qw + g < T) lrow[qw + g] = m[0] * scale + logf(l[0]);
+        if (qw + g + 8 < T) lrow[qw + g + 8] = m[1] * scale + logf(l[1]);
+    }
+}
+
+/* Backward, pass 1: dQ. Block: 4 warps, 64 query rows of one (batch, head); warp w
+ * owns 16 rows (Q fragments and the dQ accumulator in registers). Before the loop
+ * the block computes its rows' statistics, lse2 = lse log2 e (+inf beyond T, so P
+ * is 0 there) and Di = rowsum(dO * O) (0 beyond T), into shared memory and into
+ * the stats buffer ([query head of the chunk][2][Tp]: lse2 then Di) that pass 2
+ * reads. Loop over 64-key tiles up to the diagonal (K, V double-buffered by
+ * cp.async): S = Q K^T and dP = dO V^T in KSPLIT parts of 64 / KSPLIT keys (dO
+ * fragments are read again from shared memory for each), P = exp2(S scale log2 e
+ * - lse2), dS = P (dP - Di), dQ += dS K; finally dQ * scale. Grid: x = query
+ * tile, last first, y = query head of the chunk. Shared: K, V x 2 stages, dO,
+ * 64 + 64 floats. */
+template <int D, int KSPLIT>
+__global__ void __launch_bounds__(128, 2)
+    k_attn_bwd_dq_mma(uint16_t *dq, float *stats, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                      const uint16_t *o, const uint16_t *dout, const float *lse, int T, int Hq, int Hkv, int bh0,
+                      int Tp, float scale, float scale_log2) {
+    typedef AttnTile<D> L;
+    constexpr int NT = 128, BQ = ATT_BK, BK = ATT_BK, LD = L::LD, KS = BK / KSPLIT;
+    extern __shared__ __align__(128) unsigned char smem_tc[];
+    uint16_t *tiles = (uint16_t *)smem_tc; /* stage s: K at 2 s, V at 2 s + 1 (in tiles); Q staged in tile 2 */
+    uint16_t *dOs = tiles + 4 * L::TILE;
+    float *lse2_s = (float *)(smem_tc + 5 * L::TILE_BYTES), *di_s = lse2_s + BQ;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const int nqb = (T + BQ - 1) / BQ, qb = nqb - 1 - (int)blockIdx.x;
+    const int bh = bh0 + (int)blockIdx.y, b = bh / Hq, h = bh % Hq, hk = h / (Hq / Hkv);
+    const int q0 = qb * BQ, qw = q0 + 16 * warp;
+    const int ar = lm_a_row(lane), ac = lm_a_col(lane), br = lm_b_row(lane), bc = lm_b_col(lane);
+
+    cp_rows_async<D, BQ, NT>(tiles + 2 * L::TILE, q, b, q0, T, Hq, h);
+    cp_rows_async<D, BQ, NT>(dOs, dout, b, q0, T, Hq, h);
+    cp_rows_async<D, BK, NT>(tiles, k, b, 0, T, Hkv, hk);
+    cp_rows_async<D, BK, NT>(tiles + L::TILE, v, b, 0, T, Hkv, hk);
+    ow_cp_async_commit();
+    { /* row statistics: two threads per row, D / 2 elements each, from global memory */
+        int r = threadIdx.x >> 1, part = threadIdx.x & 1, t = q0 + r;
         float acc = 0.0f;
         if (t < T) {
-            const uint16_t *orow = o + row_off(b, t, T, Hq, h, D);
-            for (int d = part; d < D; d += 2) acc += __bfloat162float(dOs[row * L::LD + d]) * ow_bf16_to_f32(orow[d]);
+            const uint4 *po = (const uint4 *)(o + row_off(b, t, T, Hq, h, D)) + part * (L::CH / 2);
+            const uint4 *pd = (const uint4 *)(dout + row_off(b, t, T, Hq, h, D)) + part * (L::CH / 2);
+#pragma unroll
+            for (int c = 0; c < L::CH / 2; c++) {
+                uint4 a = po[c], d = pd[c];
+                uint32_t av[4] = {a.x, a.y, a.z, a.w}, dv[4] = {d.x, d.y, d.z, d.w};
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    acc = fmaf(ow_bf16_to_f32((uint16_t)(av[e] & 0xffffu)), ow_bf16_to_f32((uint16_t)(dv[e] & 0xffffu)), acc);
+                    acc = fmaf(ow_bf16_to_f32((uint16_t)(av[e] >> 16)), ow_bf16_to_f32((uint16_t)(dv[e] >> 16)), acc);
+                }
+            }
         }
         acc += __shfl_xor_sync(0xffffffffu, acc, 1);
-        if (part == 0) Di[row] = acc;
+        if (part == 0) {
+            float l2 = t < T ? lse[(int64_t)bh * T + t] * ATT_LOG2E : INFINITY, di = t < T ? acc : 0.0f;
+            lse2_s[r] = l2;
+            di_s[r] = di;
+            float *srow = stats + (int64_t)(bh - bh0) * 2 * Tp;
+            srow[t] = l2;
+            srow[Tp + t] = di;
+        }
     }
-    FragC dQ[D / 16];
+    ow_cp_async_wait<0>();
+    __syncthreads();
+    uint32_t qf[D / 16][4];
 #pragma unroll
-    for (int dn = 0; dn < D / 16; dn++) wmma::fill_fragment(dQ[dn], 0.0f);
-    int kend = min(q0 + L::BQ, T);
-    for (int k0 = 0; k0 < kend; k0 += L::BK) {
-        __syncthreads(); /* Di is written; the previous K/V tile is no longer read */
-        load_rows_bf16<D>(Ks, L::LD, k, b, k0, L::BK, T, Hkv, hk);
-        load_rows_bf16<D>(Vs, L::LD, v, b, k0, L::BK, T, Hkv, hk);
-        __syncthreads();
-        if (qw >= T || k0 > qw + 15) continue;
+    for (int kk = 0; kk < D / 16; kk++) ow_ldmatrix_x4(qf[kk], tiles + 2 * L::TILE + (16 * warp + ar) * LD + 16 * kk + ac);
+    const float l2r[2] = {lse2_s[16 * warp + g], lse2_s[16 * warp + g + 8]};
+    const float dir[2] = {di_s[16 * warp + g], di_s[16 * warp + g + 8]};
+    __syncthreads(); /* tile 2 (Q) is free for stage 1 */
 
-        /* S_w = Q_w K^T, dP_w = dO_w V^T (16 queries x 32 keys) */
-        mma_abt<D, L::BK / 16>(Sw, L::SLD, Qs + 16 * warp * L::LD, L::LD, Ks, L::LD);
-        mma_abt<D, L::BK / 16>(dPw, L::SLD, dOs + 16 * warp * L::LD, L::LD, Vs, L::LD);
-        __syncwarp();
-        for (int idx = lane; idx < 16 * L::BK; idx += 32) {
-            int r = idx / L::BK, c = idx - r * L::BK, qi = qw + r, kj = k0 + c;
-            float ds = 0.0f;
-            if (kj <= qi && kj < T && qi < T) {
-                float p = expf(Sw[r * L::SLD + c] * scale - lse_s[16 * warp + r]);
-                ds = p * (dPw[r * L::SLD + c] - Di[16 * warp + r]);
-            }
-            dSw[r * L::PLD + c] = __float2bfloat16(ds);
+    const int kend = min(q0 + BQ, T), nkb = (kend + BK - 1) / BK;
+    float dqa[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) dqa[n][0] = dqa[n][1] = dqa[n][2] = dqa[n][3] = 0.0f;
+    const bool active = qw < T;
+    for (int kb = 0; kb < nkb; kb++) {
+        if (kb + 1 < nkb) {
+            uint16_t *nx = tiles + ((kb + 1) & 1) * 2 * L::TILE;
+            cp_rows_async<D, BK, NT>(nx, k, b, (kb + 1) * BK, T, Hkv, hk);
+            cp_rows_async<D, BK, NT>(nx + L::TILE, v, b, (kb + 1) * BK, T, Hkv, hk);
+            ow_cp_async_commit();
+            ow_cp_async_wait<1>();
+        } else {
+            ow_cp_async_wait<0>();
         }
-        __syncwarp();
-        /* dQ_w += dS K */
+        __syncthreads();
+        const int k0 = kb * BK;
+        if (active && k0 <= qw + 15) {
+            const uint16_t *Ks = tiles + (kb & 1) * 2 * L::TILE, *Vs = Ks + L::TILE;
+            const int jn = min(BK / 16, (qw + 15 - k0) / 16 + 1);
+            const bool masked = k0 + BK - 1 > qw;
 #pragma unroll
-        for (int dn = 0; dn < D / 16; dn++) {
+            for (int part = 0; part < KSPLIT; part++) {
+                const int kp = part * KS; /* first key of this part, relative to k0 */
+                if (kp / 16 >= jn) continue;
+                float s[KS / 8][4], dp[KS / 8][4];
 #pragma unroll
-            for (int kk = 0; kk < L::BK / 16; kk++) {
-                FragA fa;
-                FragBRow fb;
-                wmma::load_matrix_sync(fa, dSw + kk * 16, L::PLD);
-                wmma::load_matrix_sync(fb, Ks + kk * 16 * L::LD + dn * 16, L::LD);
-                wmma::mma_sync(dQ[dn], fa, fb, dQ[dn]);
+                for (int n = 0; n < KS / 8; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) s[n][e] = dp[n][e] = 0.0f;
+#pragma unroll
+                for (int kk = 0; kk < D / 16; kk++) {
+                    uint32_t df[4];
+                    ow_ldmatrix_x4(df, dOs + (16 * warp + ar) * LD + 16 * kk + ac);
+#pragma unroll
+                    for (int j = 0; j < KS / 16; j++) {
+                        if (kp / 16 + j < jn) {
+                            uint32_t f[4];
+                            ow_ldmatrix_x4(f, Ks + (kp + 16 * j + br) * LD + 16 * kk + bc);
+                            ow_mma_bf16(s[2 * j], qf[kk], f[0], f[1]);
+                            ow_mma_bf16(s[2 * j + 1], qf[kk], f[2], f[3]);
+                            ow_ldmatrix_x4(f, Vs + (kp + 16 * j + br) * LD + 16 * kk + bc);
+                            ow_mma_bf16(dp[2 * j], df, f[0], f[1]);
+                            ow_mma_bf16(dp[2 * j + 1], df, f[2], f[3]);
+                        }
+                    }
+                }
+#pragma unroll
+                for (int n = 0; n < KS / 8; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        int r = e >> 1;
+                        float p = ow_exp2(fmaf(s[n][e], scale_log2, -l2r[r]));
+                        if (masked && k0 + kp + 8 * n + 2 * t4 + (e & 1) > qw + g + 8 * r) p = 0.0f;
+                        s[n][e] = p * (dp[n][e] - dir[r]); /* dS */
+                    }
+#pragma unroll
+                for (int j = 0; j < KS / 16; j++) {
+                    if (kp / 16 + j < jn) {
+                        uint32_t sa[4] = {ow_pack_bf16x2(s[2 * j][0], s[2 * j][1]),
+                                          ow_pack_bf16x2(s[2 * j][2], s[2 * j][3]),
+                                          ow_pack_bf16x2(s[2 * j + 1][0], s[2 * j + 1][1]),
+                                          ow_pack_bf16x2(s[2 * j + 1][2], s[2 * j + 1][3])};
+#pragma unroll
+                        for (int dn = 0; dn < D / 16; dn++) {
+                            uint32_t f[4];
+                            ow_ldmatrix_x4_trans(f, Ks + (kp + 16 * j + ar) * LD + 16 * dn + ac);
+                            ow_mma_bf16(dqa[2 * dn], sa, f[0], f[1]);
+                            ow_mma_bf16(dqa[2 * dn + 1], sa, f[2], f[3]);
+                        }
+                    }
+                }
             }
+        }
+        __syncthreads();
+    }
+    if (!active) return;
+    store_rows_bf16<D>(dq, dqa, scale, scale, tiles + 16 * warp * LD, b, qw, T, Hq, h, lane);
+}
+
+/* Backward, pass 2: dK and dV. Block: 4 warps, 64 keys of one (batch, kv head);
+ * warp w owns keys k0 + 16 w .. + 15 and their dK, dV accumulators (registers).
+ * Loop over the query heads of the group and, for each, the 64-query tiles from
+ * the diagonal on (earlier queries see none of these keys); Q, dO and the rows'
+ * lse2, Di (from pass 1) double-buffered by cp.async. In the transposed view the
+ * warp computes S^T = K Q^T and dP^T = V dO^T (K, V fragments from shared memory),
+ * P^T = exp2(S^T scale log2 e - lse2), dS^T = P^T (dP^T - Di), then dV += P^T dO and
+ * dK += dS^T Q with P^T, dS^T as A fragments straight from registers; queries in
+ * QSPLIT parts of 64 / QSPLIT. Finally dK * scale. Grid: x = key tile, first
+ * (most query tiles) first, y = (batch, kv head) of the chunk. Shared: K, V,
+ * (Q, dO) x STAGES, (64 + 64 floats) x STAGES; with one stage the next step
+ * loads after this one. */
+template <int D, int QSPLIT, int STAGES>
+__global__ void __launch_bounds__(128, 2)
+    k_attn_bwd_dkdv_mma(uint16_t *dk, uint16_t *dv, const float *stats, const uint16_t *q, const uint16_t *k,
+                        const uint16_t *v, const uint16_t *dout, int T, int Hq, int Hkv, int bkv0, int Tp, float scale,
+                        float scale_log2) {
+    typedef AttnTile<D> L;
+    constexpr int NT = 128, BQ = ATT_BK, BK = ATT_BK, LD = L::LD, QS = BQ / QSPLIT;
+    extern __shared__ __align__(128) unsigned char smem_tc[];
+    uint16_t *Ks = (uint16_t *)smem_tc, *Vs = Ks + L::TILE; /* stage s: Q at tile 2 + 2 s, dO at tile 3 + 2 s */
+    float *stat_s = (float *)(smem_tc + (2 + 2 * STAGES) * L::TILE_BYTES); /* stage s: lse2 at 128 s, Di at +64 */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const int kb = blockIdx.x, bkv = bkv0 + (int)blockIdx.y, b = bkv / Hkv, hk = bkv % Hkv, G = Hq / Hkv;
+    const int k0 = kb * BK, kw = k0 + 16 * warp;
+    const int nqb = (T + BQ - 1) / BQ, nq = nqb - kb, nit = G * nq;
+    const int ar = lm_a_row(lane), ac = lm_a_col(lane), br = lm_b_row(lane), bc = lm_b_col(lane);
+
+    cp_rows_async<D, BK, NT>(Ks, k, b, k0, T, Hkv, hk);
+    cp_rows_async<D, BK, NT>(Vs, v, b, k0, T, Hkv, hk);
+    for (int it = 0; it < STAGES && it < nit; it++) { /* fill the stages */
+        int gi = it / nq, qb = kb + it % nq, h = hk * G + gi;
+        uint16_t *st = Ks + (2 + 2 * it) * L::TILE;
+        cp_rows_async<D, BQ, NT>(st, q, b, qb * BQ, T, Hq, h);
+        cp_rows_async<D, BQ, NT>(st + L::TILE, dout, b, qb * BQ, T, Hq, h);
+        if (threadIdx.x < 32) { /* 16 chunks of lse2, then 16 of Di */
+            const float *srow = stats + (int64_t)((bkv - bkv0) * G + gi) * 2 * Tp + qb * BQ;
+            int c = threadIdx.x;
+            ow_cp_async16(stat_s + 128 * it + 4 * c, srow + (c < 16 ? 4 * c : Tp + 4 * (c - 16)), 1);
+        }
+        ow_cp_async_commit();
+    }
+
+    float dka[D / 8][4], dva[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dka[n][e] = dva[n][e] = 0.0f;
+    const bool active = kw < T;
+    for (int it = 0; it < nit; it++) {
+        if (STAGES == 2 && it + 1 < nit) ow_cp_async_wait<1>(); /* step it + 1 may still be in flight */
+        else ow_cp_async_wait<0>();
+        __syncthreads(); /* stage it % STAGES is in shared memory for every warp */
+        const int sidx = it % STAGES, qb = kb + it % nq, q0 = qb * BQ;
+        if (active) {
+            const uint16_t *Qs = Ks + (2 + 2 * sidx) * L::TILE, *dOs = Qs + L::TILE;
+            const float *l2s = stat_s + 128 * sidx, *dis = l2s + 64;
+            const bool diag = qb == kb;
+            const int j0 = diag ? warp : 0; /* 16-query groups j < j0 are all before the warp's first key */
+#pragma unroll
+            for (int part = 0; part < QSPLIT; part++) {
+                const int qp = part * QS;
+                if (qp / 16 + QS / 16 <= j0) continue;
+                float sT[QS / 8][4], dpT[QS / 8][4];
+#pragma unroll
+                for (int n = 0; n < QS / 8; n++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) sT[n][e] = dpT[n][e] = 0.0f;
+#pragma unroll
+                for (int kk = 0; kk < D / 16; kk++) {
+                    uint32_t kf[4], vf[4];
+                    ow_ldmatrix_x4(kf, Ks + (16 * warp + ar) * LD + 16 * kk + ac);
+                    ow_ldmatrix_x4(vf, Vs + (16 * warp + ar) * LD + 16 * kk + ac);
+#pragma unroll
+                    for (int j = 0; j < QS / 16; j++) {
+                        if (qp / 16 + j >= j0) {
+                            uint32_t f[4];
+                            ow_ldmatrix_x4(f, Qs + (qp + 16 * j + br) * LD + 16 * kk + bc);
+                            ow_mma_bf16(sT[2 * j], kf, f[0], f[1]);
+                            ow_mma_bf16(sT[2 * j + 1], kf, f[2], f[3]);
+                            ow_ldmatrix_x4(f, dOs + (qp + 16 * j + br) * LD + 16 * kk + bc);
+                            ow_mma_bf16(dpT[2 * j], vf, f[0], f[1]);
+                            ow_mma_bf16(dpT[2 * j + 1], vf, f[2], f[3]);
+                        }
+                    }
+                }
+#pragma unroll
+                for (int n = 0; n < QS / 8; n++) {
+                    const int c = qp + 8 * n + 2 * t4; /* query column of e = 0 (and c + 1 of e = 1) */
+                    const float2 l2 = *(const float2 *)(l2s + c), di = *(const float2 *)(dis + c);
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const float l2e = (e & 1) ? l2.y : l2.x, die = (e & 1) ? di.y : di.x;
+                        float p = ow_exp2(fmaf(sT[n][e], scale_log2, -l2e));
+                        if (diag && kw + g + 8 * (e >> 1) > q0 + c + (e & 1)) p = 0.0f;
+                        sT[n][e] = p;
+                        dpT[n][e] = p * (dpT[n][e] - die); /* dS^T */
+                    }
+                }
+#pragma unroll
+                for (int j = 0; j < QS / 16; j++) {
+                    if (qp / 16 + j >= j0) {
+                        uint32_t pa[4] = {ow_pack_bf16x2(sT[2 * j][0], sT[2 * j][1]),
+                                          ow_pack_bf16x2(sT[2 * j][2], sT[2 * j][3]),
+                                          ow_pack_bf16x2(sT[2 * j + 1][0], sT[2 * j + 1][1]),
+                                          ow_pack_bf16x2(sT[2 * j + 1][2], sT[2 * j + 1][3])};
+                        uint32_t da[4] = {ow_pack_bf16x2(dpT[2 * j][0], dpT[2 * j][1]),
+                                          ow_pack_bf16x2(dpT[2 * j][2], dpT[2 * j][3]),
+                                          ow_pack_bf16x2(dpT[2 * j + 1][0], dpT[2 * j + 1][1]),
+                                          ow_pack_bf16x2(dpT[2 * j + 1][2], dpT[2 * j + 1][3])};
+#pragma unroll
+                        for (int dn = 0; dn < D / 16; dn++) {
+                            uint32_t f[4];
+                            ow_ldmatrix_x4_trans(f, dOs + (qp + 16 * j + ar) * LD + 16 * dn + ac);
+                            ow_mma_bf16(dva[2 * dn], pa, f[0], f[1]);
+                            ow_mma_bf16(dva[2 * dn + 1], pa, f[2], f[3]);
+                            ow_ldmatrix_x4_trans(f, Qs + (qp + 16 * j + ar) * LD + 16 * dn + ac);
+                            ow_mma_bf16(dka[2 * dn], da, f[0], f[1]);
+                            ow_mma_bf16(dka[2 * dn + 1], da, f[2], f[3]);
+                        }
+                    }
+                }
+            }
+        }
+        __syncthreads(); /* stage it % STAGES is no longer read */
+        if (it + STAGES < nit) { /* refill it with step it + STAGES */
+            int nx = it + STAGES, gi = nx / nq, qn = kb + nx % nq, h = hk * G + gi;
+            uint16_t *st = Ks + (2 + 2 * sidx) * L::TILE;
+            cp_rows_async<D, BQ, NT>(st, q, b, qn * BQ, T, Hq, h);
+            cp_rows_async<D, BQ, NT>(st + L::TILE, dout, b, qn * BQ, T, Hq, h);
+            if (threadIdx.x < 32) {
+                const float *srow = stats + (int64_t)((bkv - bkv0) * G + gi) * 2 * Tp + qn * BQ;
+                int c = threadIdx.x;
+                ow_cp_async16(stat_s + 128 * sidx + 4 * c, srow + (c < 16 ? 4 * c : Tp + 4 * (c - 16)), 1);
+            }
+            ow_cp_async_commit();
         }
     }
-    __syncwarp();
-    if (qw >= T) return;
-#pragma unroll
-    for (int dn = 0; dn < D / 16; dn++) {
-#pragma unroll
-        for (int i = 0; i < dQ[dn].num_elements; i++) dQ[dn].x[i] *= scale;
-        store_tile_bf16<D>(dq, dQ[dn], Sw, L::SLD, b, qw, T, Hq, h, dn * 16, lane);
-    }
+    if (!active) return;
+    /* the warp's own K and V rows are read by no one else: stage the outputs there */
+    store_rows_bf16<D>(dk, dka, scale, scale, Ks + 16 * warp * LD, b, kw, T, Hkv, hk, lane);
+    store_rows_bf16<D>(dv, dva, 1.0f, 1.0f, Vs + 16 * warp * LD, b, kw, T, Hkv, hk, lane);
 }
 
 /* ======================= host side ======================= */
@@ -647,34 +793,66 @@ static void set_smem(CudaImpl *ci, const void *kernel, size_t bytes) {
 template <int D>
 static void launch_fwd_tc(CudaImpl *ci, const AttnShape &s, Tensor *out, Tensor *lse, const Tensor *q,
                           const Tensor *k, const Tensor *v, float scale) {
-    typedef FwdTC<D> L;
-    set_smem(ci, (const void *)k_attn_fwd_tc<D>, L::bytes);
-    dim3 grid((unsigned)((s.T + L::BQ - 1) / L::BQ), (unsigned)(s.B * s.Hq));
-    k_attn_fwd_tc<D><<<grid, ATT_THREADS, L::bytes, ci->stream>>>((uint16_t *)out->data, (float *)lse->data,
-                                                                   (const uint16_t *)q->data, (const uint16_t *)k->data,
-                                                                   (const uint16_t *)v->data, s.T, s.Hq, s.Hkv, scale);
+    constexpr int NW = AttnCfg<D>::FWD_WARPS, BQ = 16 * NW;
+    const size_t bytes = 4 * AttnTile<D>::TILE_BYTES;
+    set_smem(ci, (const void *)k_attn_fwd_mma<D, NW>, bytes);
+    dim3 grid((unsigned)((s.T + BQ - 1) / BQ), (unsigned)(s.B * s.Hq));
+    k_attn_fwd_mma<D, NW><<<grid, NW * 32, bytes, ci->stream>>>(
+        (uint16_t *)out->data, (float *)lse->data, (const uint16_t *)q->data, (const uint16_t *)k->data,
+        (const uint16_t *)v->data, s.T, s.Hq, s.Hkv, scale, scale * ATT_LOG2E);
     CUDA_LAUNCH_CHECK();
 }
 
+/* Query tiles of the backward (64 rows) and the kv heads whose row statistics
+ * (lse2 and Di for the G query heads of each, 2 G Tp floats) fit the scratch
+ * buffer at once; 0 when not even one does. */
+static int64_t bwd_stats_heads(CudaImpl *ci, const AttnShape &s, int *Tp) {
+    *Tp = (s.T + ATT_BK - 1) / ATT_BK * ATT_BK;
+    int64_t per = (int64_t)2 * (s.Hq / s.Hkv) * *Tp * (int64_t)sizeof(float);
+    return (int64_t)ci->scratch_size / per;
+}
+
+template <int D, int STAGES>
+static void launch_bwd_tc_stages(CudaImpl *ci, const AttnShape &s, Tensor *dq, Tensor *dk, Tensor *dv,
+                                 const Tensor *dout, const Tensor *q, const Tensor *k, const Tensor *v,
+                                 const Tensor *out, const Tensor *lse, float scale) {
+    constexpr int KSPLIT = AttnCfg<D>::DQ_KSPLIT, QSPLIT = AttnCfg<D>::DKV_QSPLIT;
+    typedef AttnTile<D> L;
+    const size_t bq = 5 * L::TILE_BYTES + 2 * ATT_BK * sizeof(float);
+    const size_t bkv = (2 + 2 * STAGES) * L::TILE_BYTES + 2 * STAGES * ATT_BK * sizeof(float);
+    set_smem(ci, (const void *)k_attn_bwd_dq_mma<D, KSPLIT>, bq);
+    set_smem(ci, (const void *)k_attn_bwd_dkdv_mma<D, QSPLIT, STAGES>, bkv);
+    const int G = s.Hq / s.Hkv, nt = (s.T + ATT_BK - 1) / ATT_BK;
+    int Tp;
+    const int64_t chunk = bwd_stats_heads(ci, s, &Tp), nbkv = (int64_t)s.B * s.Hkv;
+    float *stats = (float *)ci->scratch;
+    const float sl2 = scale * ATT_LOG2E;
+    for (int64_t c0 = 0; c0 < nbkv; c0 += chunk) { /* (batch, kv head) ranges whose statistics fit the scratch */
+        const int n = (int)(nbkv - c0 < chunk ? nbkv - c0 : chunk);
+        dim3 gq((unsigned)nt, (unsigned)(n * G));
+        k_attn_bwd_dq_mma<D, KSPLIT><<<gq, 128, bq, ci->stream>>>(
+            (uint16_t *)dq->data, stats, (const uint16_t *)q->data, (const uint16_t *)k->data,
+            (const uint16_t *)v->data, (const uint16_t *)out->data, (const uint16_t *)dout->data,
+            (const float *)lse->data, s.T, s.Hq, s.Hkv, (int)(c0 * G), Tp, scale, sl2);
+        CUDA_LAUNCH_CHECK();
+        dim3 gkv((unsigned)nt, (unsigned)n);
+        k_attn_bwd_dkdv_mma<D, QSPLIT, STAGES><<<gkv, 128, bkv, ci->stream>>>(
+            (uint16_t *)dk->data, (uint16_t *)dv->data, stats, (const uint16_t *)q->data, (const uint16_t *)k->data,
+            (const uint16_t *)v->data, (const uint16_t *)dout->data, s.T, s.Hq, s.Hkv, (int)c0, Tp, scale, sl2);
+        CUDA_LAUNCH_CHECK();
+    }
+}
+
+/* Two Q/dO stages in the dK/dV kernel where the device's shared memory holds them
+ * (sm_80, sm_90), else one (sm_86, sm_89 at D = 128). */
 template <int D>
 static void launch_bwd_tc(CudaImpl *ci, const AttnShape &s, Tensor *dq, Tensor *dk, Tensor *dv, const Tensor *dout,
                           const Tensor *q, const Tensor *k, const Tensor *v, const Tensor *out, const Tensor *lse,
                           float scale) {
-    typedef BwdKVTC<D> LKV;
-    typedef BwdQTC<D> LQ;
-    set_smem(ci, (const void *)k_attn_bwd_dkdv_tc<D>, LKV::bytes);
-    dim3 gkv((unsigned)((s.T + LKV::BK - 1) / LKV::BK), (unsigned)(s.B * s.Hkv));
-    k_attn_bwd_dkdv_tc<D><<<gkv, ATT_THREADS, LKV::bytes, ci->stream>>>(
-        (uint16_t *)dk->data, (uint16_t *)dv->data, (const uint16_t *)q->data, (const uint16_t *)k->data,
-        (const uint16_t *)v->data, (const uint16_t *)out->data, (const uint16_t *)dout->data,
-        (const float *)lse->data, s.T, s.Hq, s.Hkv, scale);
-    CUDA_LAUNCH_CHECK();
-    set_smem(ci, (const void *)k_attn_bwd_dq_tc<D>, LQ::bytes);
-    dim3 gq((unsigned)((s.T + LQ::BQ - 1) / LQ::BQ), (unsigned)(s.B * s.Hq));
-    k_attn_bwd_dq_tc<D><<<gq, ATT_THREADS, LQ::bytes, ci->stream>>>(
-        (uint16_t *)dq->data, (const uint16_t *)q->data, (const uint16_t *)k->data, (const uint16_t *)v->data,
-        (const uint16_t *)out->data, (const uint16_t *)dout->data, (const float *)lse->data, s.T, s.Hq, s.Hkv, scale);
-    CUDA_LAUNCH_CHECK();
+    if (6 * AttnTile<D>::TILE_BYTES + 4 * ATT_BK * sizeof(float) <= (size_t)ci->smem_optin)
+        launch_bwd_tc_stages<D, 2>(ci, s, dq, dk, dv, dout, q, k, v, out, lse, scale);
+    else
+        launch_bwd_tc_stages<D, 1>(ci, s, dq, dk, dv, dout, q, k, v, out, lse, scale);
 }
 
 static int use_tc(CudaImpl *ci, const AttnShape &s, const Tensor *const *ts, int nts) {
@@ -726,7 +904,8 @@ void cuda_attention_backward(Backend *be, Tensor *dq, Tensor *dk, Tensor *dv, co
     if ((int64_t)s.B * s.T * s.Hq * s.D == 0) return;
     float scale = 1.0f / sqrtf((float)s.D);
     const Tensor *ts[] = {dq, dk, dv, dout, q, k, v, out};
-    if (use_tc(ci, s, ts, 8)) {
+    int Tp;
+    if (use_tc(ci, s, ts, 8) && bwd_stats_heads(ci, s, &Tp) > 0) {
         switch (s.D) {
         case 16: launch_bwd_tc<16>(ci, s, dq, dk, dv, dout, q, k, v, out, lse, scale); break;
         case 32: launch_bwd_tc<32>(ci, s, dq, dk, dv, dout, q, k, v, out, lse, scale); break;

@@ -308,3 +308,5 @@ extern "C" int backend_cuda_set_attention_tensor_cores(Backend *be, int enable) 
 extern "C" int backend_cuda_attention_uses_tensor_cores(Backend *be, int64_t head_dim) {
     return cuda_attention_tc_applies(checked_impl(be), head_dim);
 }
+
+extern "C" void *backend_cuda_stream(Backend *be) { return (void *)checked_impl(be)->stream; }

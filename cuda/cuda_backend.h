@@ -1,11 +1,12 @@
 /* cuda_backend.h: the C-callable extras of the CUDA backend beyond the Backend
  * table (backend.h): arena figures for progress lines and benchmarks, and the
- * attention kernel choice (tests compare both kernels against the CPU).
+ * attention kernel choice (tests compare both kernels against the CPU), and the
+ * backend's stream for benchmarks that time ops with CUDA events.
  *
  * Every function takes a Backend made by backend_create_cuda. In a build
  * without the CUDA backend (src/backend/cuda_absent.c) the three arena figures
  * exist and return 0 (no CUDA backend can be created there); the attention
- * switches exist only in CUDA builds. */
+ * switches and the stream exist only in CUDA builds. */
 #ifndef OWLORE_CUDA_CUDA_BACKEND_H
 #define OWLORE_CUDA_CUDA_BACKEND_H
 
@@ -31,13 +32,17 @@ size_t backend_cuda_arena_cap(Backend *be);
  * references tightly. Call before anything is allocated for a model. */
 void backend_cuda_set_dtypes(Backend *be, DType act, DType param);
 
-/* Attention kernels: 1 (default) uses the tensor-core (WMMA bf16) kernels where
+/* Attention kernels: 1 (default) uses the tensor-core (mma.sync bf16) kernels where
  * they apply (bf16 tensors, head_dim 16, 32, 64 or 128), 0 forces the simple fp32
  * tiled kernels everywhere. Returns the previous setting. */
 int backend_cuda_set_attention_tensor_cores(Backend *be, int enable);
 /* Whether attention on bf16 tensors with this head dimension would use the
  * tensor-core kernels now. */
 int backend_cuda_attention_uses_tensor_cores(Backend *be, int64_t head_dim);
+
+/* The one stream every op of the backend runs on (a cudaStream_t), e.g. for
+ * cudaEventRecord around ops in a benchmark. */
+void *backend_cuda_stream(Backend *be);
 
 #ifdef __cplusplus
 }

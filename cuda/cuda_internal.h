@@ -114,7 +114,9 @@ typedef struct GemmCacheEntry {
 
 #define GEMM_CACHE_SIZE 64
 #define CUDA_LT_WORKSPACE_BYTES ((size_t)32 << 20)
+#ifndef CUDA_SCRATCH_BYTES /* the CPU emulator may build with a smaller one (scripts/cuda_emu/README.md) */
 #define CUDA_SCRATCH_BYTES ((size_t)8 << 20)
+#endif
 
 typedef struct CudaImpl {
     int device;
@@ -124,7 +126,7 @@ typedef struct CudaImpl {
     cusolverDnHandle_t solver;
     CudaArena arena;
     void *lt_ws;    /* CUDA_LT_WORKSPACE_BYTES, shared by cuBLASLt and cuBLAS (same stream) */
-    void *scratch;  /* CUDA_SCRATCH_BYTES: reduction partials, column partial sums */
+    void *scratch;  /* CUDA_SCRATCH_BYTES: reduction partials, column partial sums, attention row statistics */
     size_t lt_ws_size, scratch_size;
     GemmCacheEntry gemm_cache[GEMM_CACHE_SIZE];
     int gemm_cache_next;

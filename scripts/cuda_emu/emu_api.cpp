@@ -8,7 +8,12 @@ struct Alloc { void *p; size_t n; };
 static std::vector<Alloc> g_allocs;
 int cudaGetDeviceCount(int *n) { *n = 1; return 0; }
 int cudaSetDevice(int) { return 0; }
-int cudaGetDeviceProperties(cudaDeviceProp *p, int) { memset(p, 0, sizeof *p); strcpy(p->name, "Emulated H200"); p->major = 9; p->minor = 0; p->sharedMemPerBlockOptin = 232448; p->multiProcessorCount = 132; return 0; }
+// shared memory per block the emulated device offers: the H200's, or OWLORE_EMU_SMEM_OPTIN
+static int emu_smem_optin(void) {
+    const char *e = getenv("OWLORE_EMU_SMEM_OPTIN");
+    return e && atoi(e) > 0 ? atoi(e) : 232448;
+}
+int cudaGetDeviceProperties(cudaDeviceProp *p, int) { memset(p, 0, sizeof *p); strcpy(p->name, "Emulated H200"); p->major = 9; p->minor = 0; p->sharedMemPerBlockOptin = (size_t)emu_smem_optin(); p->multiProcessorCount = 132; return 0; }
 int cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = (void *)1; return 0; }
 int cudaStreamDestroy(cudaStream_t) { return 0; }
 int cudaStreamSynchronize(cudaStream_t) { return 0; }
@@ -25,7 +30,7 @@ int cudaFree(void *p) {
 int cudaMemGetInfo(size_t *f, size_t *t) { *f = g_emu_device_bytes - g_used; *t = g_emu_device_bytes; return 0; }
 int cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) { memmove(d, s, n); return 0; }
 int cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) { memset(d, v, n); return 0; }
-int cudaFuncSetAttribute(const void *, cudaFuncAttribute, int v) { if (v > 232448) { fprintf(stderr, "smem %d too large\n", v); abort(); } return 0; }
+int cudaFuncSetAttribute(const void *, cudaFuncAttribute, int v) { if (v > emu_smem_optin()) { fprintf(stderr, "smem %d too large\n", v); abort(); } return 0; }
 
 static float ld(const void *p, int t, size_t i) {
     if (t == CUDA_R_32F) return ((const float *)p)[i];

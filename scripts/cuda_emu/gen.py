@@ -11,7 +11,7 @@ def split_top(s):
 def conv(src):
     src = src.replace('extern __shared__ __align__(128)', 'extern').replace('extern __shared__', 'extern')
     out, i = '', 0
-    pat = re.compile(r'([A-Za-z_]\w*(?:<\w+>)?)<<<')
+    pat = re.compile(r'([A-Za-z_]\w*(?:<[\w ,]+>)?)<<<')
     while True:
         m = pat.search(src, i)
         if not m: out += src[i:]; break
@@ -28,7 +28,8 @@ def conv(src):
                 if depth == 0: break
             p += 1
         args = src[k+1:p]
-        out += 'emu_launch(dim3(%s), dim3(%s), [&] { %s(%s); })' % (cfg[0], cfg[1], m.group(1), args)
+        smem = cfg[2] if len(cfg) > 2 else '0'
+        out += 'emu_launch(dim3(%s), dim3(%s), (size_t)(%s), [&] { %s(%s); })' % (cfg[0], cfg[1], smem, m.group(1), args)
         i = p + 1
     return out
 for f in sys.argv[2:]:

@@ -5,7 +5,10 @@
 # Slow (every GPU thread is a host thread); the long-sequence attention test
 # takes hours there: skip it with --filter '!(*attention_long*)'.
 # OWLORE_EMU_SANITIZE=1 builds the emulated backend with ASan/UBSan (the
-# library itself is not instrumented).
+# library itself is not instrumented). OWLORE_EMU_FLAGS adds compiler flags for
+# cuda/*.cu (e.g. -DCUDA_SCRATCH_BYTES=4096); OWLORE_EMU_SMEM_OPTIN=BYTES makes
+# the emulated device offer that much shared memory per block (e.g. 101376, an
+# sm_86 / sm_89 device) instead of the H200's 232448.
 set -euo pipefail
 which=${1:-all}
 shift || true
@@ -23,7 +26,11 @@ python3 "$EMU/gen.py" "$OUT/gen" "$ROOT"/cuda/*.cu
 SAN=()
 if [ "${OWLORE_EMU_SANITIZE:-0}" = 1 ]; then SAN=(-fsanitize=address,undefined -fno-omit-frame-pointer); fi
 CXXF=(-std=c++17 -O2 -g -fno-strict-aliasing "${SAN[@]}" -I"$OUT/include" -I"$EMU/include" -I"$ROOT/src" -I"$ROOT")
-for f in "$OUT"/gen/*.cpp "$EMU/emu.cpp" "$EMU/emu_api.cpp"; do
+read -r -a EXTRA <<<"${OWLORE_EMU_FLAGS:-}"
+for f in "$OUT"/gen/*.cpp; do
+  g++ "${CXXF[@]}" "${EXTRA[@]}" -c "$f" -o "$OUT/obj/$(basename "$f" .cpp).o"
+done
+for f in "$EMU/emu.cpp" "$EMU/emu_api.cpp"; do
   g++ "${CXXF[@]}" -c "$f" -o "$OUT/obj/$(basename "$f" .cpp).o"
 done
 CF=(-std=c11 -O1 -g -D_POSIX_C_SOURCE=200809L -I"$ROOT/src" -I"$ROOT" -I"$ROOT/tests/support")

@@ -564,6 +564,20 @@ Test(cuda_ops, attention_head_dim_64_128) {
     attention_case(1, 33, 2, 2, 128, 3.0f, 170); /* peaky softmax, partial tiles */
 }
 
+/* Shapes of the tensor-core kernels' edges: GQA 4:1 (the dK/dV block loops over
+ * 4 query heads), T not a multiple of the 64-row tiles, exactly one tile, one
+ * past it, T = 1, several query tiles per key tile, many (batch, kv head) pairs
+ * (the backward row statistics are processed in chunks of them when the scratch
+ * is small: scripts/cuda_emu/README.md shows how to force that). */
+Test(cuda_ops, attention_gqa_and_partial_tiles) {
+    attention_case(1, 130, 8, 2, 128, 1.0f, 190);
+    attention_case(2, 64, 4, 1, 64, 1.0f, 200);
+    attention_case(1, 1, 4, 1, 128, 1.0f, 210);
+    attention_case(1, 65, 4, 4, 64, 2.0f, 220);
+    attention_case(1, 257, 4, 1, 64, 1.0f, 230);
+    attention_case(3, 40, 6, 3, 32, 1.0f, 240);
+}
+
 Test(cuda_ops, attention_long_sequence) {
     attention_case(1, 4096, 2, 1, 128, 1.0f, 180);
 }

@@ -17,23 +17,26 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __launch_bounds__(x)
+#define __launch_bounds__(...)
 #define __align__(n)
 #define __shared__ static
 #define __CUDA_EMU__ 1
 
 struct dim3 { unsigned x, y, z; dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
 struct alignas(16) uint4 { unsigned x, y, z, w; }; // 16-byte aligned as in CUDA: UBSan flags misaligned vector loads
+struct alignas(8) float2 { float x, y; };
 static inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { uint4 u = {a, b, c, d}; return u; }
 
 extern thread_local dim3 threadIdx, blockIdx;
 extern dim3 blockDim, gridDim;
 
+#define EMU_XCHG_WORDS 12
 struct EmuBlock {
     pthread_barrier_t block_bar;
     pthread_barrier_t warp_bar[32];
     float xchg_f[32][32];
     double xchg_d[32][32];
+    uint32_t xchg_u[2][32][32][EMU_XCHG_WORDS]; // warp-collective PTX ops (emu_ptx.h), two alternating buffers
 };
 extern EmuBlock *g_emu_block;
 
@@ -74,8 +77,13 @@ static inline __nv_bfloat16 __float2bfloat16(float f) {
 }
 static inline float __bfloat162float(__nv_bfloat16 h) { return __uint_as_float((uint32_t)h.b << 16); }
 
-// launch: runs every block with blockDim.x threads
-void emu_launch(dim3 grid, dim3 block, const std::function<void()> &body);
+// launch: runs every block with blockDim.x threads. With smem_bytes > 0 the
+// dynamic shared memory is filled with 0xff bytes (NaN as bf16 and f32) before
+// each block, so reading what the block did not write shows, and a guard zone
+// after smem_bytes is checked after each block (writes beyond the size abort).
+void emu_launch(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()> &body);
+// aborts when the calling thread ends its block with cp.async copies pending (emu_ptx.h)
+void emu_block_exit_check(void);
 
 // dummy handle types for cuda_internal.h
 typedef int cudaError_t; typedef void *cudaStream_t; typedef void *cublasLtHandle_t; typedef void *cublasHandle_t;
