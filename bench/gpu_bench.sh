@@ -16,7 +16,7 @@ layers=$(./build-cuda/owlore info "$shape" --json | python3 -c 'import json,sys;
 python3 bench/owl_ratios.py "$layers" "/tmp/ratios-$layers.json"
 nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"/tmp/smi-$name.log" 2>/dev/null &
 smi=$!
-./build-cuda/owlore train --model "$shape" --data synthetic --method "$method" --steps "$steps" \
+"${OWLORE_BIN:-./build-cuda/owlore}" train --model "$shape" --data synthetic --method "$method" --steps "$steps" \
   --ratios "/tmp/ratios-$layers.json" --out "/tmp/run-$name" --save-model=false --val-split 0 \
   --device cuda --log-every 10 "$@" >"$out/$name.log" 2>&1
 rc=$?

@@ -176,6 +176,48 @@ __device__ __forceinline__ void ow_store(void *p, int dt, int64_t i, float v) {
         ((uint16_t *)p)[i] = __half_as_ushort(__float2half_rn(v));
 }
 
+/* Eight bf16 values in one 16-byte access (the vectorised fast paths of the
+ * element-wise kernels; same per-element arithmetic as ow_load / ow_store). */
+__device__ __forceinline__ void ow_bf16x8_load(const void *p, int64_t vec, float f[8]) {
+    uint4 v = ((const uint4 *)p)[vec];
+    uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        f[2 * k] = __uint_as_float(w[k] << 16);
+        f[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+    }
+}
+
+__device__ __forceinline__ void ow_bf16x8_store(void *p, int64_t vec, const float f[8]) {
+    uint32_t w[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++)
+        w[k] = (uint32_t)ow_f32_to_bf16(f[2 * k]) | ((uint32_t)ow_f32_to_bf16(f[2 * k + 1]) << 16);
+    ((uint4 *)p)[vec] = make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+/* Eight consecutive floats of an F32 or BF16 buffer (vector index vec). */
+__device__ __forceinline__ void ow_x8_load(const void *p, int f32, int64_t vec, float f[8]) {
+    if (!f32) {
+        ow_bf16x8_load(p, vec, f);
+        return;
+    }
+    float4 a = ((const float4 *)p)[2 * vec], b = ((const float4 *)p)[2 * vec + 1];
+    f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+}
+
+__device__ __forceinline__ void ow_x8_store(void *p, int f32, int64_t vec, const float f[8]) {
+    if (!f32) {
+        ow_bf16x8_store(p, vec, f);
+        return;
+    }
+    ((float4 *)p)[2 * vec] = make_float4(f[0], f[1], f[2], f[3]);
+    ((float4 *)p)[2 * vec + 1] = make_float4(f[4], f[5], f[6], f[7]);
+}
+
+/* Whether the vectorised (8 x bf16 / 16-byte) fast path applies to these buffers. */
+static inline int ow_vec8_ok(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
 /* Stochastic rounding to bf16 (the rule the CPU backend uses too): add the low
  * 16 bits of philox4x32_10(seed, index, 0).v[0] to the float's bit pattern and
  * truncate. Inf and NaN are rounded to nearest instead. */

@@ -1,6 +1,7 @@
-/* cuda_solver.cu: the projector ops: exact top-r SVD (cuSOLVER gesvd),
- * thin-QR orthonormalisation (geqrf + orgqr), canonical singular-vector signs,
- * and seeded normal fills.
+/* cuda_solver.cu: the projector ops: top-r SVD (small matrices: fp64 Gram
+ * matrix + syevd; otherwise, and as the fallback, cuSOLVER gesvd),
+ * orthonormalisation (fp64 Cholesky QR twice; Householder geqrf + orgqr as the
+ * fallback), canonical singular-vector signs, and seeded normal fills.
  *
  * cuSOLVER is column-major and gesvd needs rows >= cols. A row-major G [m,n]
  * is the column-major n x m matrix G^T: when n >= m that buffer (copied, since
@@ -80,6 +81,176 @@ static int read_info(CudaImpl *ci, const int *dinfo) {
     return h;
 }
 
+
+/* ---- fp64 Gram-matrix paths (fast; the Householder / gesvd paths are the fallback) ----
+ * Both work on an fp64 copy D of a row-major fp32 matrix [rows, cols], which is
+ * the column-major cols x rows matrix X = A^T (leading dimension cols). */
+
+__global__ void k_f32_to_f64(double *d, const float *s, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        d[i] = (double)s[i];
+}
+
+__global__ void k_f64_to_f32(float *d, const double *s, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        d[i] = (float)s[i];
+}
+
+/* *flag = 1 when any of the n entries is NaN or Inf (a Gram matrix holds one
+ * if its factor does; checking the small Gram avoids a pass over the factor). */
+__global__ void k_flag_nonfinite(int *flag, const double *a, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        if (!isfinite(a[i])) *flag = 1;
+}
+
+/* eigenvector j (j < rank, largest eigenvalue first) of the column-major dim x
+ * dim eigenvector matrix E (syevd: ascending eigenvalues, vectors in columns) ->
+ * right: out [rank, dim] (vectors are rows); else out [dim, rank] (columns). */
+__global__ void k_eig_gather(float *out, const double *E, int64_t dim, int64_t rank, int right) {
+    int64_t total = dim * rank;
+    for (int64_t idx = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; idx < total;
+         idx += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = idx / rank, j = idx - r * rank;
+        float v = (float)E[r + (dim - 1 - j) * dim];
+        if (right)
+            out[j * dim + r] = v;
+        else
+            out[r * rank + j] = v;
+    }
+}
+
+static void to_f64(CudaImpl *ci, double *d, const float *s, int64_t n) {
+    k_f32_to_f64<<<cuda_grid_for(n, SOLVER_THREADS), SOLVER_THREADS, 0, ci->stream>>>(d, s, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+static void flag_nonfinite(CudaImpl *ci, int *flag, const double *a, int64_t n) {
+    CUDA_CHECK(cudaMemsetAsync(flag, 0, sizeof(int), ci->stream));
+    k_flag_nonfinite<<<cuda_grid_for(n, SOLVER_THREADS), SOLVER_THREADS, 0, ci->stream>>>(flag, a, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+/* Workspaces of a fast path: a failure to get them sends the caller to the
+ * fallback, which needs less; the error is dropped. */
+static int ws_get_quiet(WsSet *w, size_t bytes, void **out, const char *what) {
+    OwError e;
+    ow_error_clear(&e);
+    return ws_get(w, bytes, out, what, &e);
+}
+
+/* Top-r singular vectors of a small G from the fp64 Gram matrix of the side
+ * they live on (right: G^T G [n, n], left: G G^T [m, m]) by a symmetric
+ * eigensolver (syevd): on the [k, k] matrices of the randomized projector this
+ * is an order of magnitude faster than gesvd, and in fp64 the squared condition
+ * number costs nothing at fp32 precision. Returns 1 when the fallback should
+ * run (workspace, solver failure), -1 on NaN / Inf input. */
+static int svd_top_gram(Backend *be, Tensor *out, const Tensor *G, int rank, int right, OwError *err) {
+    CudaImpl *ci = cuda_impl(be);
+    int64_t m = tensor_rows(G), n = tensor_cols(G), dim = right ? n : m;
+    WsSet w = {be, {0}, 0};
+    double *D, *C, *W, *work;
+    int *info, lwork = 0;
+    if (ws_get_quiet(&w, (size_t)(m * n) * 8, (void **)&D, "Gram SVD fp64 copy") != 0 ||
+        ws_get_quiet(&w, (size_t)(dim * dim) * 8, (void **)&C, "Gram SVD matrix") != 0 ||
+        ws_get_quiet(&w, (size_t)dim * 8, (void **)&W, "Gram SVD eigenvalues") != 0 ||
+        ws_get_quiet(&w, 2 * sizeof(int), (void **)&info, "Gram SVD info") != 0) {
+        ws_release(&w);
+        return 1;
+    }
+    CUSOLVER_CHECK(cusolverDnDsyevd_bufferSize(ci->solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, (int)dim, C,
+                                               (int)dim, W, &lwork));
+    if (ws_get_quiet(&w, (size_t)(lwork > 0 ? lwork : 1) * 8, (void **)&work, "Gram SVD workspace") != 0) {
+        ws_release(&w);
+        return 1;
+    }
+    to_f64(ci, D, (const float *)G->data, m * n);
+    const double one = 1.0, zero = 0.0;
+    if (right) /* C = X X^T = G^T G */
+        CUBLAS_CHECK(cublasDgemm(ci->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)n, (int)n, (int)m, &one, D, (int)n, D, (int)n,
+                                 &zero, C, (int)n));
+    else /* C = X^T X = G G^T */
+        CUBLAS_CHECK(cublasDgemm(ci->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)m, (int)m, (int)n, &one, D, (int)n, D, (int)n,
+                                 &zero, C, (int)m));
+    flag_nonfinite(ci, info + 1, C, dim * dim);
+    CUSOLVER_CHECK(cusolverDnDsyevd(ci->solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, (int)dim, C, (int)dim,
+                                    W, work, lwork, info));
+    int h[2] = {0, 0};
+    CUDA_CHECK(cudaMemcpyAsync(h, info, sizeof h, cudaMemcpyDeviceToHost, ci->stream));
+    CUDA_CHECK(cudaStreamSynchronize(ci->stream));
+    if (h[1]) {
+        ws_release(&w);
+        return ow_fail(err,
+                       "svd_top: the [%lld, %lld] matrix holds NaN or Inf (hint: the gradients diverged; lower the "
+                       "learning rate or check the data)",
+                       (long long)m, (long long)n);
+    }
+    if (h[0] != 0) {
+        ws_release(&w);
+        return 1;
+    }
+    k_eig_gather<<<cuda_grid_for(dim * rank, SOLVER_THREADS), SOLVER_THREADS, 0, ci->stream>>>((float *)out->data, C,
+                                                                                                 dim, rank, right);
+    CUDA_LAUNCH_CHECK();
+    cuda_canonicalize_signs(be, out, right);
+    ws_release(&w);
+    return 0;
+}
+
+/* Cholesky QR, twice, in fp64 (CholeskyQR2): R from the Gram matrix A^T A by
+ * potrf, A <- A R^-1 by trsm; the second pass restores orthogonality to fp64
+ * level. Stable while cond(A) stays below ~1e7 (the fp64 Gram squares it),
+ * which covers the range finder's bases; a rank-deficient or worse-conditioned
+ * A makes potrf fail and the caller falls back to Householder QR. Only the
+ * span and orthonormality of the result matter to the range finder, so the two
+ * paths are interchangeable. Returns 1 for the fallback, -1 on NaN / Inf. */
+static int orthonormalize_cholqr2(Backend *be, Tensor *A, OwError *err) {
+    CudaImpl *ci = cuda_impl(be);
+    int64_t m = tensor_rows(A), k = tensor_cols(A);
+    WsSet w = {be, {0}, 0};
+    double *D, *C, *work;
+    int *info, lwork = 0;
+    if (ws_get_quiet(&w, (size_t)(m * k) * 8, (void **)&D, "Cholesky QR fp64 copy") != 0 ||
+        ws_get_quiet(&w, (size_t)(k * k) * 8, (void **)&C, "Cholesky QR Gram") != 0 ||
+        ws_get_quiet(&w, 3 * sizeof(int), (void **)&info, "Cholesky QR info") != 0) {
+        ws_release(&w);
+        return 1;
+    }
+    CUSOLVER_CHECK(cusolverDnDpotrf_bufferSize(ci->solver, CUBLAS_FILL_MODE_UPPER, (int)k, C, (int)k, &lwork));
+    if (ws_get_quiet(&w, (size_t)(lwork > 0 ? lwork : 1) * 8, (void **)&work, "Cholesky QR workspace") != 0) {
+        ws_release(&w);
+        return 1;
+    }
+    to_f64(ci, D, (const float *)A->data, m * k);
+    const double one = 1.0, zero = 0.0;
+    for (int pass = 0; pass < 2; pass++) {
+        /* X = A^T (k x m, ld k): C = X X^T = A^T A; C = U^T U; X <- U^-T X, i.e. A <- A U^-1 */
+        CUBLAS_CHECK(cublasDgemm(ci->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)k, (int)k, (int)m, &one, D, (int)k, D, (int)k,
+                                 &zero, C, (int)k));
+        if (pass == 0) flag_nonfinite(ci, info + 2, C, k * k);
+        CUSOLVER_CHECK(cusolverDnDpotrf(ci->solver, CUBLAS_FILL_MODE_UPPER, (int)k, C, (int)k, work, lwork, info + pass));
+        CUBLAS_CHECK(cublasDtrsm(ci->blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_T, CUBLAS_DIAG_NON_UNIT,
+                                 (int)k, (int)m, &one, C, (int)k, D, (int)k));
+    }
+    int h[3] = {0, 0, 0};
+    CUDA_CHECK(cudaMemcpyAsync(h, info, sizeof h, cudaMemcpyDeviceToHost, ci->stream));
+    CUDA_CHECK(cudaStreamSynchronize(ci->stream));
+    if (h[2]) {
+        ws_release(&w);
+        return ow_fail(err, "orthonormalize: the [%lld, %lld] matrix holds NaN or Inf", (long long)m, (long long)k);
+    }
+    if (h[0] != 0 || h[1] != 0) { /* not numerically full rank: A is untouched, use Householder */
+        ws_release(&w);
+        return 1;
+    }
+    k_f64_to_f32<<<cuda_grid_for(m * k, SOLVER_THREADS), SOLVER_THREADS, 0, ci->stream>>>((float *)A->data, D, m * k);
+    CUDA_LAUNCH_CHECK();
+    ws_release(&w);
+    return 0;
+}
+
+/* The Gram path of svd_top for matrices whose vectors' side is at most this long. */
+#define SVD_GRAM_MAX_DIM 1024
+
 int cuda_svd_top(Backend *be, Tensor *out, const Tensor *G, int rank, int right, OwError *err) {
     CudaImpl *ci = cuda_impl(be);
     int64_t m = tensor_rows(G), n = tensor_cols(G);
@@ -93,6 +264,10 @@ int cuda_svd_top(Backend *be, Tensor *out, const Tensor *G, int rank, int right,
         OW_CHECKF(tensor_rows(out) == m && tensor_cols(out) == rank, "svd_top: out must be [%lld, %d]", (long long)m,
                   rank);
     OW_CHECKF(mp <= 0x7fffffff && mp * np <= 0x7fffffff, "svd_top: matrix too large for cuSOLVER");
+    if ((right ? n : m) <= SVD_GRAM_MAX_DIM && m * n <= ((int64_t)1 << 24)) {
+        int rc = svd_top_gram(be, out, G, rank, right, err);
+        if (rc <= 0) return rc;
+    }
     if (!isfinite(cuda_sum_squares(be, G)))
         return ow_fail(err,
                        "svd_top: the [%lld, %lld] matrix holds NaN or Inf (hint: the gradients diverged; lower the "
@@ -144,6 +319,8 @@ int cuda_orthonormalize(Backend *be, Tensor *A, OwError *err) {
     OW_CHECKF(m >= k, "orthonormalize needs rows >= cols, got [%lld, %lld]", (long long)m, (long long)k);
     OW_CHECKF(m * k <= 0x7fffffff, "orthonormalize: matrix too large for cuSOLVER");
     if (k == 0) return 0;
+    int rc = orthonormalize_cholqr2(be, A, err);
+    if (rc <= 0) return rc;
     if (!isfinite(cuda_sum_squares(be, A)))
         return ow_fail(err, "orthonormalize: the [%lld, %lld] matrix holds NaN or Inf", (long long)m, (long long)k);
     WsSet w = {be, {0}, 0};

@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then export PATH=/usr/local/cuda/bin:$PATH; fi
-cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DOWLORE_CUDA=ON >/dev/null
+# Only the H200's architecture by default (smaller binaries to carry); CI builds all.
+cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DOWLORE_CUDA=ON -DOWLORE_CUDA_ARCHS="${OWLORE_CUDA_ARCHS:-90}" >/dev/null
 cmake --build build-cuda -j"$(nproc)"
 rm -rf build-cuda/devlib && mkdir -p build-cuda/devlib
 for bin in build-cuda/owlore build-cuda/tests/test_* build-cuda/bench/*; do
@@ -22,7 +23,8 @@ done | sort -u | while read -r lib; do
     *) cp -L "$lib" build-cuda/devlib/ ;;
   esac
 done
-mkdir -p .device/shared/data/real/hf .device/shared/bench
+mkdir -p .device/shared/data/real/hf .device/shared/data/real/text .device/shared/bench
+cp ../shared/data/real/text/tinyshakespeare.txt .device/shared/data/real/text/
 cp -r ../shared/data/real/hf/TinyStories-656K .device/shared/data/real/hf/
 cp ../shared/bench/torch_reference_bench.py .device/shared/bench/
 grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude

@@ -9,42 +9,25 @@ cd "$(dirname "$0")/.."
 export LD_LIBRARY_PATH="$PWD/build-cuda/devlib:${LD_LIBRARY_PATH:-}"
 out=${OUT:-resume-check}
 mkdir -p "$out"
-bin=./build-cuda/owlore
+bin=${OWLORE_BIN:-./build-cuda/owlore}
+dev=${OWLORE_DEVICE:-cuda}
 model=.device/shared/data/real/hf/TinyStories-656K
 work=$(mktemp -d)
-python3 - "$work/data.bin" <<'PY'
-import struct, sys, random
-# a random token stream in the owlore token file format (header + u16 ids), xxh64 checksums
-try:
-    import xxhash
-    h = lambda b: xxhash.xxh64(b).intdigest()
-except ImportError:
-    sys.exit("xxhash missing")
-random.seed(7)
-ids = [random.randrange(2048) for _ in range(200000)]
-payload = struct.pack("<%dH" % len(ids), *ids)
-hdr = bytearray(128)
-hdr[0:8] = b"OWLTOKS\0"
-struct.pack_into("<II", hdr, 8, 1, 2)
-struct.pack_into("<QQQQQQQ", hdr, 16, 2048, len(ids), 0, 0, 0, 0, h(payload))
-struct.pack_into("<Q", hdr, 120, h(bytes(hdr[:120])))
-open(sys.argv[1], "wb").write(bytes(hdr) + payload)
-PY
-[ -f "$work/data.bin" ] || { echo "RESUME-CHECK could not make data"; exit 1; }
+data=.device/shared/data/real/text/tinyshakespeare.txt
 echo '{"ratios": [1.0, 0.6]}' >"$work/r.json"
 steps=24
-common=(--model "$model" --data "$work/data.bin" --method owlore --gamma 1 --interval 5 --rank 32 --update-gap 4
+common=(--model "$model" --data "$data" --method owlore --gamma 1 --interval 5 --rank 32 --update-gap 4
         --projector randomized --ratios "$work/r.json" --steps $steps --batch-size 8 --block-size 256 --val-split 0
-        --save-every 3 --device cuda --save-model=false --log-every 100)
+        --save-every 3 --device "$dev" --save-model=false --log-every 100)
 $bin train "${common[@]}" --out "$work/a" >"$out/resume-a.log" 2>&1 || { echo "RESUME-CHECK uninterrupted run failed"; tail "$out/resume-a.log"; exit 1; }
 kills=0
 for k in 1 2 3 4; do
   if [ $k -eq 1 ]; then $bin train "${common[@]}" --out "$work/b" >>"$out/resume-b.log" 2>&1 & pid=$!
-  else $bin train --resume "$work/b" --device cuda >>"$out/resume-b.log" 2>&1 & pid=$!; fi
+  else $bin train --resume "$work/b" --device "$dev" >>"$out/resume-b.log" 2>&1 & pid=$!; fi
   target=$((k * 5))
   slow=""
   for i in $(seq 1 600); do
-    n=$(grep -c '"loss"' "$work/b/metrics.jsonl" 2>/dev/null || echo 0)
+    n=$(grep -c '"loss"' "$work/b/metrics.jsonl" 2>/dev/null); n=${n:-0}
     [ "$n" -ge "$target" ] && break
     kill -0 $pid 2>/dev/null || break
     sleep 0.05
@@ -52,7 +35,7 @@ for k in 1 2 3 4; do
   if kill -9 $pid 2>/dev/null; then kills=$((kills + 1)); fi
   wait $pid 2>/dev/null
 done
-$bin train --resume "$work/b" --device cuda >>"$out/resume-b.log" 2>&1 || { echo "RESUME-CHECK final resume failed"; tail "$out/resume-b.log"; exit 1; }
+$bin train --resume "$work/b" --device "$dev" >>"$out/resume-b.log" 2>&1 || { echo "RESUME-CHECK final resume failed"; tail "$out/resume-b.log"; exit 1; }
 python3 - "$work/a/metrics.jsonl" "$work/b/metrics.jsonl" "$kills" <<'PY'
 import json, sys
 def losses(p):

@@ -130,3 +130,38 @@ int cusolverDnSorgqr_bufferSize(cusolverDnHandle_t, int m, int n, int, const flo
 int cusolverDnSorgqr(cusolverDnHandle_t, int m, int n, int k, float *A, int lda, const float *tau, float *work, int lwork, int *info) {
     sorgqr_(&m, &n, &k, A, &lda, tau, work, &lwork, info); return 0;
 }
+// fp64 BLAS / LAPACK of the Gram-matrix paths, column-major as cuBLAS / cuSOLVER
+extern "C" {
+void dgemm_(const char *, const char *, const int *, const int *, const int *, const double *, const double *, const int *,
+            const double *, const int *, const double *, double *, const int *, size_t, size_t);
+void dtrsm_(const char *, const char *, const char *, const char *, const int *, const int *, const double *, const double *,
+            const int *, double *, const int *, size_t, size_t, size_t, size_t);
+void dpotrf_(const char *, const int *, double *, const int *, int *, size_t);
+void dsyevd_(const char *, const char *, const int *, double *, const int *, double *, double *, const int *, int *, const int *,
+             int *, size_t, size_t);
+}
+int cublasDgemm(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const double *alpha,
+                const double *A, int lda, const double *B, int ldb, const double *beta, double *C, int ldc) {
+    char a = ta ? 'T' : 'N', b = tb ? 'T' : 'N';
+    dgemm_(&a, &b, &m, &n, &k, alpha, A, &lda, B, &ldb, beta, C, &ldc, 1, 1); return 0;
+}
+int cublasDtrsm(cublasHandle_t, cublasSideMode_t side, cublasFillMode_t uplo, cublasOperation_t trans, cublasDiagType_t diag,
+                int m, int n, const double *alpha, const double *A, int lda, double *B, int ldb) {
+    char s = side ? 'R' : 'L', u = uplo ? 'U' : 'L', t = trans ? 'T' : 'N', d = diag ? 'U' : 'N';
+    dtrsm_(&s, &u, &t, &d, &m, &n, alpha, A, &lda, B, &ldb, 1, 1, 1, 1); return 0;
+}
+int cusolverDnDpotrf_bufferSize(cusolverDnHandle_t, cublasFillMode_t, int n, double *, int, int *lwork) { *lwork = n; return 0; }
+int cusolverDnDpotrf(cusolverDnHandle_t, cublasFillMode_t uplo, int n, double *A, int lda, double *, int, int *info) {
+    char u = uplo ? 'U' : 'L';
+    dpotrf_(&u, &n, A, &lda, info, 1); return 0;
+}
+// the workspace holds dsyevd's real work; its integer work is a host vector here
+int cusolverDnDsyevd_bufferSize(cusolverDnHandle_t, cusolverEigMode_t, cublasFillMode_t, int n, const double *, int, const double *,
+                                int *lwork) { *lwork = 1 + 6 * n + 2 * n * n; return 0; }
+int cusolverDnDsyevd(cusolverDnHandle_t, cusolverEigMode_t jobz, cublasFillMode_t uplo, int n, double *A, int lda, double *W,
+                     double *work, int lwork, int *info) {
+    char j = jobz ? 'V' : 'N', u = uplo ? 'U' : 'L';
+    int liwork = 3 + 5 * n;
+    std::vector<int> iwork((size_t)liwork);
+    dsyevd_(&j, &u, &n, A, &lda, W, work, &lwork, iwork.data(), &liwork, info, 1, 1); return 0;
+}

@@ -13,6 +13,7 @@
 #include "core/philox.h"
 #include "core/rng.h"
 #include "cuda/cuda_backend.h"
+#include "optim/optimizer.h"
 #include "test_support.h"
 
 #include <criterion/criterion.h>
@@ -458,11 +459,15 @@ Test(cuda_ops, rmsnorm) {
     rmsnorm_case(33, 96, 80);
     rmsnorm_case(7, 1000, 81);
     rmsnorm_case(600, 64, 82); /* more rows than dw row groups */
+    rmsnorm_case(5, 100, 83);  /* not a multiple of 8: the generic kernels */
+    rmsnorm_case(4, 4096, 84);
+    rmsnorm_case(3, 8200, 85); /* wider than the register-resident path */
 }
 
-Test(cuda_ops, rope) {
-    int64_t B = 2, T = 7, H = 3, D = 16, Tmax = 9, half = D / 2;
-    float *x = randn(90, (size_t)(B * T * H * D), 1.0f, 1);
+/* D / 2 a multiple of 8 takes the vectorised path; others the generic one */
+static void rope_case(int64_t B, int64_t T, int64_t H, int64_t D, DType dt, uint64_t seed) {
+    int64_t Tmax = T + 2, half = D / 2;
+    float *x = randn(seed, (size_t)(B * T * H * D), 1.0f, 1);
     float *cs = malloc((size_t)(Tmax * half) * 4), *sn = malloc((size_t)(Tmax * half) * 4);
     for (int64_t t = 0; t < Tmax; t++)
         for (int64_t i = 0; i < half; i++) {
@@ -471,17 +476,23 @@ Test(cuda_ops, rope) {
             sn[t * half + i] = (float)sin(ang);
         }
     int64_t sx[4] = {B, T, H, D}, st[2] = {Tmax, half};
-    Tensor gx = mk(g_gpu, OW_BF16, 4, sx, x), cx = mk(g_cpu, g_cpu->act_dtype, 4, sx, x);
+    Tensor gx = mk(g_gpu, dt, 4, sx, x), cx = mk(g_cpu, dt == OW_F32 ? OW_F32 : g_cpu->act_dtype, 4, sx, x);
     Tensor gc = mk(g_gpu, OW_F32, 2, st, cs), gs = mk(g_gpu, OW_F32, 2, st, sn);
     Tensor cc = mk(g_cpu, OW_F32, 2, st, cs), csn = mk(g_cpu, OW_F32, 2, st, sn);
     g_gpu->rope(g_gpu, &gx, &gc, &gs, 0);
     g_cpu->rope(g_cpu, &cx, &cc, &csn, 0);
-    cmp("rope forward", &gx, &cx, 1e-2);
+    char what[128];
+    double tol = dt == OW_F32 ? 1e-5 : 1e-2;
+    snprintf(what, sizeof what, "rope forward %s B%lld T%lld H%lld D%lld", dtype_name(dt), (long long)B, (long long)T,
+             (long long)H, (long long)D);
+    cmp(what, &gx, &cx, tol);
     g_gpu->rope(g_gpu, &gx, &gc, &gs, 1);
     g_cpu->rope(g_cpu, &cx, &cc, &csn, 1);
-    cmp("rope inverse", &gx, &cx, 1e-2);
+    snprintf(what, sizeof what, "rope inverse %s D%lld", dtype_name(dt), (long long)D);
+    cmp(what, &gx, &cx, tol);
     float *back = dl(g_gpu, &gx);
-    report("rope inverse(forward(x)) vs x", back, x, (size_t)(B * T * H * D), 1e-2);
+    snprintf(what, sizeof what, "rope inverse(forward(x)) vs x %s D%lld", dtype_name(dt), (long long)D);
+    report(what, back, x, (size_t)(B * T * H * D), tol);
     free(back);
     Tensor *g[] = {&gx, &gc, &gs}, *c[] = {&cx, &cc, &csn};
     for (int i = 0; i < 3; i++) {
@@ -491,6 +502,13 @@ Test(cuda_ops, rope) {
     free(x);
     free(cs);
     free(sn);
+}
+
+Test(cuda_ops, rope) {
+    rope_case(2, 7, 3, 16, OW_BF16, 90);
+    rope_case(2, 5, 3, 12, OW_BF16, 91);  /* generic path */
+    rope_case(1, 9, 4, 128, OW_BF16, 92);
+    rope_case(2, 6, 2, 64, OW_F32, 93);
 }
 
 static void attention_case(int B, int T, int Hq, int Hkv, int D, float sd, uint64_t seed) {
@@ -582,10 +600,11 @@ Test(cuda_ops, attention_long_sequence) {
     attention_case(1, 4096, 2, 1, 128, 1.0f, 180);
 }
 
-Test(cuda_ops, swiglu) {
-    size_t n = 3000;
-    int64_t sh[2] = {30, 100};
-    float *g = randn(200, n, 2.0f, 1), *u = randn(201, n, 1.0f, 1), *d = randn(202, n, 1.0f, 1);
+/* rows x cols elements: a multiple of 8 takes the vectorised bf16 path, others the generic one */
+static void swiglu_case(int64_t rows, int64_t cols, uint64_t seed) {
+    size_t n = (size_t)(rows * cols);
+    int64_t sh[2] = {rows, cols};
+    float *g = randn(seed, n, 2.0f, 1), *u = randn(seed + 1, n, 1.0f, 1), *d = randn(seed + 2, n, 1.0f, 1);
     DType ca = g_cpu->act_dtype;
     Tensor gg = mk(g_gpu, OW_BF16, 2, sh, g), gu = mk(g_gpu, OW_BF16, 2, sh, u), gd = mk(g_gpu, OW_BF16, 2, sh, d);
     Tensor cg = mk(g_cpu, ca, 2, sh, g), cu = mk(g_cpu, ca, 2, sh, u), cd = mk(g_cpu, ca, 2, sh, d);
@@ -607,6 +626,12 @@ Test(cuda_ops, swiglu) {
     free(g);
     free(u);
     free(d);
+}
+
+Test(cuda_ops, swiglu) {
+    swiglu_case(30, 100, 200);
+    swiglu_case(7, 13, 210);
+    swiglu_case(64, 1376, 220);
 }
 
 static void cross_entropy_case(int64_t N, int64_t V, DType gdt, int want_grad, float sd, uint64_t seed) {
@@ -926,16 +951,29 @@ static double *random_orthonormal(int64_t m, int64_t k, uint64_t seed) {
     return Q;
 }
 
-static void svd_case(int64_t m, int64_t n, int rank, uint64_t seed) {
+/* G = U diag(10 decay^k) V^T [m, n] from random orthonormal U, V (column-major
+ * m x np and n x np, returned through *Uo, *Vo). */
+static float *known_spectrum(int64_t m, int64_t n, double decay, uint64_t seed, double **Uo, double **Vo) {
     int64_t np = m < n ? m : n;
     double *U = random_orthonormal(m, np, seed), *V = random_orthonormal(n, np, seed + 1);
     float *G = calloc((size_t)(m * n), sizeof *G);
+    double *sv = malloc((size_t)np * sizeof *sv);
+    for (int64_t k = 0; k < np; k++) sv[k] = 10.0 * pow(decay, (double)k);
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
             double s = 0;
-            for (int64_t k = 0; k < np; k++) s += U[k * m + i] * (10.0 * pow(0.7, (double)k)) * V[k * n + j];
+            for (int64_t k = 0; k < np; k++) s += U[k * m + i] * sv[k] * V[k * n + j];
             G[i * n + j] = (float)s;
         }
+    free(sv);
+    *Uo = U;
+    *Vo = V;
+    return G;
+}
+
+static void svd_case_decay(int64_t m, int64_t n, int rank, double decay, uint64_t seed) {
+    double *U, *V;
+    float *G = known_spectrum(m, n, decay, seed, &U, &V);
     int64_t sg[2] = {m, n};
     Tensor gG = mk(g_gpu, OW_F32, 2, sg, G), cG = mk(g_cpu, OW_F32, 2, sg, G);
     for (int right = 0; right < 2; right++) {
@@ -975,11 +1013,114 @@ static void svd_case(int64_t m, int64_t n, int rank, uint64_t seed) {
     free(G);
 }
 
+static void svd_case(int64_t m, int64_t n, int rank, uint64_t seed) { svd_case_decay(m, n, rank, 0.7, seed); }
+
 Test(cuda_ops, svd_top) {
     svd_case(40, 24, 5, 700);
     svd_case(24, 40, 5, 710);
     svd_case(32, 32, 6, 720);
     svd_case(12, 8, 8, 730); /* every vector */
+}
+
+/* The shapes the randomized projector and the exact projector meet: the small
+ * square [k, k] of the range finder (fp64 Gram + syevd on the GPU) and a side
+ * longer than that path takes (gesvd). */
+Test(cuda_ops, svd_top_projector_shapes, .timeout = 600) {
+    svd_case_decay(72, 72, 64, 0.97, 740);
+    svd_case_decay(1040, 24, 6, 0.7, 750);
+}
+
+/* Rank-deficient input: Cholesky QR cannot factor it, the Householder fallback
+ * must still return orthonormal columns spanning A's columns. */
+Test(cuda_ops, orthonormalize_rank_deficient) {
+    int64_t m = 40, k = 6, sa[2] = {m, k};
+    float *A = randn(810, (size_t)(m * k), 1.0f, 0);
+    for (int64_t i = 0; i < m; i++) A[i * k + 5] = A[i * k + 1]; /* a repeated column */
+    Tensor gA = mk(g_gpu, OW_F32, 2, sa, A);
+    OwError err;
+    cr_assert(g_gpu->orthonormalize(g_gpu, &gA, &err) == 0, "gpu: %s", err.msg);
+    float *q = dl(g_gpu, &gA);
+    double worst = 0, resid = 0;
+    for (int64_t a = 0; a < k; a++)
+        for (int64_t b = 0; b < k; b++) {
+            double dot = 0;
+            for (int64_t i = 0; i < m; i++) dot += (double)q[i * k + a] * q[i * k + b];
+            worst = fmax(worst, fabs(dot - (a == b ? 1.0 : 0.0)));
+        }
+    for (int64_t c = 0; c < k; c++) { /* |a_c - Q Q^T a_c| */
+        double proj[6] = {0};
+        for (int64_t a = 0; a < k; a++)
+            for (int64_t i = 0; i < m; i++) proj[a] += (double)q[i * k + a] * A[i * k + c];
+        for (int64_t i = 0; i < m; i++) {
+            double r = A[i * k + c];
+            for (int64_t a = 0; a < k; a++) r -= proj[a] * q[i * k + a];
+            resid = fmax(resid, fabs(r));
+        }
+    }
+    cr_log_info("%-58s %.3e / %.3e", "orthonormalize rank-deficient: |Q^T Q - I|, residual", worst, resid);
+    cr_expect(worst < 1e-5, "Q^T Q - I = %.3e", worst);
+    cr_expect(resid < 1e-4, "columns of A outside span(Q): %.3e", resid);
+    free(q);
+    free(A);
+    rel(g_gpu, &gA);
+}
+
+/* The randomized range finder as the optimizer runs it, on both backends from
+ * the same seed (the same sketch): the top-r vectors agree with each other and
+ * with the known ones (a spectrum decaying fast enough for 2 subspace
+ * iterations to capture them to fp32 precision). */
+Test(cuda_ops, randomized_projector_matches_cpu_and_exact, .timeout = 600) {
+    const int64_t m = 300, n = 200;
+    const int rank = 12;
+    double *U, *V;
+    float *G = known_spectrum(m, n, 0.7, 760, &U, &V);
+    int64_t sg[2] = {m, n}, sgt[2] = {n, m};
+    float *Gt = malloc((size_t)(m * n) * sizeof *Gt);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) Gt[j * m + i] = G[i * n + j];
+    for (int right = 0; right < 2; right++) {
+        /* right: G [300, 200], vectors V; left: G^T [200, 300], vectors V again (as its left vectors) */
+        const float *src = right ? G : Gt;
+        const int64_t *shape = right ? sg : sgt;
+        Tensor gG = mk(g_gpu, OW_F32, 2, shape, src), cG = mk(g_cpu, OW_F32, 2, shape, src);
+        int64_t so[2] = {right ? rank : n, right ? n : rank};
+        Tensor gP = mk(g_gpu, OW_F32, 2, so, NULL), cP = mk(g_cpu, OW_F32, 2, so, NULL);
+        OwError err;
+        cr_assert(galore_projector(g_gpu, &gP, &gG, rank, right, PROJ_RANDOMIZED, 8, 2, 99, &err) == 0, "gpu: %s",
+                  err.msg);
+        cr_assert(galore_projector(g_cpu, &cP, &cG, rank, right, PROJ_RANDOMIZED, 8, 2, 99, &err) == 0, "cpu: %s",
+                  err.msg);
+        float *want = malloc((size_t)(n * rank) * sizeof *want);
+        for (int k = 0; k < rank; k++)
+            for (int64_t j = 0; j < n; j++) {
+                if (right)
+                    want[k * n + j] = (float)V[k * n + j];
+                else
+                    want[j * rank + k] = (float)V[k * n + j];
+            }
+        for (int k = 0; k < rank; k++) {
+            if (right)
+                host_canon(want + k * n, n, 1);
+            else
+                host_canon(want + k, n, rank);
+        }
+        float *got = dl(g_gpu, &gP);
+        char what[128];
+        snprintf(what, sizeof what, "randomized projector %s vs known vectors", right ? "right" : "left");
+        report(what, got, want, (size_t)(n * rank), 1e-3);
+        snprintf(what, sizeof what, "randomized projector %s vs cpu", right ? "right" : "left");
+        cmp(what, &gP, &cP, 1e-3);
+        free(got);
+        free(want);
+        rel(g_gpu, &gP);
+        rel(g_cpu, &cP);
+        rel(g_gpu, &gG);
+        rel(g_cpu, &cG);
+    }
+    free(G);
+    free(Gt);
+    free(U);
+    free(V);
 }
 
 Test(cuda_ops, orthonormalize) {

@@ -25,6 +25,8 @@
 struct dim3 { unsigned x, y, z; dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
 struct alignas(16) uint4 { unsigned x, y, z, w; }; // 16-byte aligned as in CUDA: UBSan flags misaligned vector loads
 struct alignas(8) float2 { float x, y; };
+struct alignas(16) float4 { float x, y, z, w; };
+static inline float4 make_float4(float a, float b, float c, float d) { float4 f = {a, b, c, d}; return f; }
 static inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { uint4 u = {a, b, c, d}; return u; }
 
 extern thread_local dim3 threadIdx, blockIdx;
