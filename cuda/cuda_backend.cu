@@ -119,18 +119,77 @@ static void cuda_download(Backend *be, void *dst, DType dst_dtype, const Tensor 
 
 void cuda_sync(Backend *be) { CUDA_CHECK(cudaStreamSynchronize(cuda_impl(be)->stream)); }
 
+/* ---- asynchronous host copies ---- */
+
+static void *cuda_host_alloc(Backend *be, size_t bytes, OwError *err) {
+    (void)be;
+    void *p = NULL;
+    cudaError_t e = cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        char s1[32];
+        ow_fail(err, "cannot allocate %s of page-locked host memory for offloaded activations: %s (hint: "
+                "--offload-activations off keeps them on the GPU)", format_size(bytes, s1, sizeof s1),
+                cudaGetErrorString(e));
+        return NULL;
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void cuda_host_free(Backend *be, void *p) {
+    if (!p) return;
+    CUDA_CHECK(cudaStreamSynchronize(cuda_impl(be)->copy_stream));
+    CUDA_CHECK(cudaFreeHost(p));
+}
+
+/* A copy on the copy stream after the compute work queued so far. */
+static int copy_async(Backend *be, void *dst, const void *src, size_t bytes, cudaMemcpyKind kind) {
+    CudaImpl *ci = cuda_impl(be);
+    int t = ci->copy_next;
+    ci->copy_next = (ci->copy_next + 1) & 0x3fffffff;
+    int slot = t % CUDA_COPY_EVENTS;
+    CUDA_CHECK(cudaEventRecord(ci->copy_ready[slot], ci->stream));
+    CUDA_CHECK(cudaStreamWaitEvent(ci->copy_stream, ci->copy_ready[slot], 0));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, ci->copy_stream));
+    CUDA_CHECK(cudaEventRecord(ci->copy_done[slot], ci->copy_stream));
+    return t;
+}
+
+static int cuda_copy_to_host(Backend *be, void *host, const Tensor *src) {
+    return copy_async(be, host, src->data, tensor_nbytes(src), cudaMemcpyDeviceToHost);
+}
+
+static int cuda_copy_from_host(Backend *be, Tensor *dst, const void *host) {
+    return copy_async(be, dst->data, host, tensor_nbytes(dst), cudaMemcpyHostToDevice);
+}
+
+/* A ticket older than the ring waits for a later copy of the same stream, which
+ * finishes after it: still correct, only stricter. */
+static void cuda_copy_wait(Backend *be, int ticket) {
+    if (ticket < 0) return;
+    CudaImpl *ci = cuda_impl(be);
+    CUDA_CHECK(cudaStreamWaitEvent(ci->stream, ci->copy_done[ticket % CUDA_COPY_EVENTS], 0));
+}
+
 /* ---- lifetime ---- */
 
 static void impl_free(Backend *be) {
     CudaImpl *ci = cuda_impl(be);
     if (!ci) return;
     if (ci->stream) (void)cudaStreamSynchronize(ci->stream);
+    if (ci->copy_stream) (void)cudaStreamSynchronize(ci->copy_stream);
     if (ci->lt_ws) cuda_ws_free(be, ci->lt_ws);
     if (ci->scratch) cuda_ws_free(be, ci->scratch);
     arena_destroy(&ci->arena);
     if (ci->solver) cusolverDnDestroy(ci->solver);
     if (ci->blas) cublasDestroy(ci->blas);
     if (ci->lt) cublasLtDestroy(ci->lt);
+    for (int i = 0; i < CUDA_COPY_EVENTS; i++) {
+        if (ci->copy_ready[i]) cudaEventDestroy(ci->copy_ready[i]);
+        if (ci->copy_done[i]) cudaEventDestroy(ci->copy_done[i]);
+    }
+    if (ci->copy_stream) cudaStreamDestroy(ci->copy_stream);
     if (ci->stream) cudaStreamDestroy(ci->stream);
     free(ci);
     be->impl = NULL;
@@ -201,10 +260,17 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
     snprintf(ci->device_name, sizeof ci->device_name, "%s", prop.name);
     arena_init(&ci->arena, 0, CUDA_MIN_SEGMENT);
 
-    if ((e = cudaStreamCreateWithFlags(&ci->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+    if ((e = cudaStreamCreateWithFlags(&ci->stream, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&ci->copy_stream, cudaStreamNonBlocking)) != cudaSuccess) {
         ow_fail(err, "CUDA device %d: cannot create a stream: %s", device, cudaGetErrorString(e));
         return create_fail(be);
     }
+    for (int i = 0; i < CUDA_COPY_EVENTS; i++)
+        if ((e = cudaEventCreateWithFlags(&ci->copy_ready[i], cudaEventDisableTiming)) != cudaSuccess ||
+            (e = cudaEventCreateWithFlags(&ci->copy_done[i], cudaEventDisableTiming)) != cudaSuccess) {
+            ow_fail(err, "CUDA device %d: cannot create an event: %s", device, cudaGetErrorString(e));
+            return create_fail(be);
+        }
     if (cublasLtCreate(&ci->lt) != CUBLAS_STATUS_SUCCESS || cublasCreate(&ci->blas) != CUBLAS_STATUS_SUCCESS) {
         ow_fail(err, "CUDA device %d: cannot initialise cuBLAS (hint: check that libcublas matches the driver)", device);
         return create_fail(be);
@@ -249,6 +315,11 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
     be->copy = cuda_copy;
     be->fill = cuda_fill;
     be->sync = cuda_sync;
+    be->host_alloc = cuda_host_alloc;
+    be->host_free = cuda_host_free;
+    be->copy_to_host = cuda_copy_to_host;
+    be->copy_from_host = cuda_copy_from_host;
+    be->copy_wait = cuda_copy_wait;
     be->matmul = cuda_matmul;
     be->axpy = cuda_axpy;
     be->scale = cuda_scale;

@@ -118,9 +118,15 @@ typedef struct GemmCacheEntry {
 #define CUDA_SCRATCH_BYTES ((size_t)8 << 20)
 #endif
 
+#define CUDA_COPY_EVENTS 16 /* tickets of asynchronous host copies in flight (a ring) */
+
 typedef struct CudaImpl {
     int device;
     cudaStream_t stream;
+    cudaStream_t copy_stream;                   /* host <-> device copies of offloaded activations */
+    cudaEvent_t copy_ready[CUDA_COPY_EVENTS];   /* compute work a copy waits for */
+    cudaEvent_t copy_done[CUDA_COPY_EVENTS];    /* a copy, for copy_wait */
+    int copy_next;
     cublasLtHandle_t lt;
     cublasHandle_t blas;
     cusolverDnHandle_t solver;

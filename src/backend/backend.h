@@ -74,6 +74,21 @@ struct Backend {
     void (*fill)(Backend *be, Tensor *t, float value);
     void (*sync)(Backend *be);
 
+    /* ---- asynchronous host copies (activation offload) ----
+     * host_alloc: a zeroed host buffer the device copies to and from directly
+     * (page-locked on CUDA), NULL with a message in err when it cannot be had;
+     * host_free releases it after any copy that uses it. copy_to_host /
+     * copy_from_host queue a copy of a whole tensor after the work queued so
+     * far (on CUDA: on a copy stream, overlapping the compute that follows) and
+     * return a ticket; copy_wait(ticket) makes the work queued after it wait for
+     * that copy (a negative ticket is no copy). Copies run in the order they
+     * are queued. The CPU backend copies at once. */
+    void *(*host_alloc)(Backend *be, size_t bytes, OwError *err);
+    void (*host_free)(Backend *be, void *p);
+    int (*copy_to_host)(Backend *be, void *host, const Tensor *src);
+    int (*copy_from_host)(Backend *be, Tensor *dst, const void *host);
+    void (*copy_wait)(Backend *be, int ticket);
+
     /* ---- dense algebra ---- */
     /* C = alpha * op(A) @ op(B) + beta * C, all as matrices; op(X) = X^T when trans. */
     void (*matmul)(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,

@@ -48,6 +48,9 @@ int cmd_plan(int argc, char **argv) {
         printf("  %-12s %12s\n", mem_kind_name((MemKind)k), format_size(p.bytes[k], b, sizeof b));
     }
     printf("  %-12s %12s\n", "total", format_size(p.total, tot, sizeof tot));
+    if (p.host_activations)
+        printf("host       %s of offloaded block inputs (page-locked; --offload-activations off keeps them on the "
+               "device)\n", format_size(p.host_activations, capb, sizeof capb));
     (void)line;
     if (c.gpu_mem) {
         int64_t best = train_memory_largest_batch(&c, &mc, dt, dt, gpu, c.gpu_mem, 4096);

@@ -11,11 +11,21 @@
  * Backward keeps one running residual gradient (dres) and adds each
  * sub-layer's input gradient into it. Weight gradients are computed only for
  * trainable tensors; frozen blocks still pass input gradients down, and
- * blocks below the lowest trainable tensor are skipped entirely. */
+ * blocks below the lowest trainable tensor are skipped entirely.
+ *
+ * Activation offload (with recomputation, Model.offload_acts): the block
+ * inputs x[0..L-1] live in host memory. The device keeps a ring of ACT_SLOTS
+ * buffers (x[l] is a view of slot l % ACT_SLOTS) and the last output x[L].
+ * Forward copies each x[l] to the host while the next blocks run; backward
+ * starts on the inputs still in the ring and fetches x[l - ACT_SLOTS] into the
+ * slot block l has just freed, ACT_SLOTS - 1 blocks ahead of its use. The
+ * values are the same bits either way: only where they wait differs. */
 #include "model/model.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#define ACT_SLOTS 3 /* device buffers of the block inputs when they are offloaded */
 
 typedef struct LayerActs {
     Tensor ln1, rstd1, q, k, v, att, lse, h, ln2, rstd2, gate, up, act;
@@ -26,7 +36,12 @@ struct ModelActs {
     int recompute;
     int64_t mlp_rows;   /* the MLP runs over row chunks of this size */
     Tensor ids, targets;
-    Tensor *x;          /* num_layers + 1 residual streams [N, C] */
+    Tensor *x;          /* num_layers + 1 residual streams [N, C] (views of the ring when offloading) */
+    int offload;        /* x[0..L-1] in host memory, see the top of this file */
+    Tensor slot[ACT_SLOTS];
+    int slot_ticket[ACT_SLOTS]; /* the last host copy into or out of each slot */
+    unsigned char *host_x;      /* L host copies of x[l], x_bytes apart */
+    size_t x_bytes;
     LayerActs *layers;  /* num_layers entries, or 1 scratch entry when recomputing */
     Tensor lnf, rstdf;
     Tensor logits;      /* [chunk, V] */
@@ -90,8 +105,13 @@ void model_acts_free(Model *m) {
     if (!A) return;
     Backend *be = m->be;
     int64_t L = m->cfg.num_layers;
-    if (A->x)
+    if (A->offload) {
+        for (int s = 0; s < ACT_SLOTS; s++) be->release(be, &A->slot[s], MEM_ACTIVATIONS);
+        if (A->x) be->release(be, &A->x[L], MEM_ACTIVATIONS);
+        if (A->host_x) be->host_free(be, A->host_x);
+    } else if (A->x) {
         for (int64_t l = 0; l <= L; l++) be->release(be, &A->x[l], MEM_ACTIVATIONS);
+    }
     if (A->layers)
         for (int64_t l = 0; l < (A->recompute ? 1 : L); l++) layer_acts_free(be, &A->layers[l]);
     Tensor *ts[] = {&A->ids, &A->targets, &A->lnf, &A->rstdf, &A->logits, &A->losses, &A->dres, &A->dln,
@@ -111,8 +131,13 @@ static int64_t chunk_rows(int64_t N, int64_t target, int64_t min, int64_t overri
 }
 
 /* Every activation buffer of a (B, T) shape, in one place. */
+/* Whether the block inputs can be offloaded for this shape and mode. */
+static int offload_applies(const ModelConfig *c, int recompute, int offload) {
+    return offload && recompute && c->num_layers > ACT_SLOTS;
+}
+
 static void acts_layout(Allocator *a, ModelActs *A, const ModelConfig *c, int64_t B, int64_t T, int recompute,
-                        int64_t mlp_override, int64_t logits_override) {
+                        int offload, int64_t mlp_override, int64_t logits_override) {
     A->B = B;
     A->T = T;
     A->N = B * T;
@@ -124,7 +149,18 @@ static void acts_layout(Allocator *a, ModelActs *A, const ModelConfig *c, int64_
     act_alloc(a, &A->ids, tensor_1d(OW_I32, N), "token ids");
     act_alloc(a, &A->targets, tensor_1d(OW_I32, N), "targets");
     A->x = ow_xcalloc((size_t)L + 1, sizeof(Tensor));
-    for (int64_t l = 0; l <= L; l++) act_alloc(a, &A->x[l], tensor_2d(dt, N, C), "activations (block inputs)");
+    A->offload = offload_applies(c, recompute, offload);
+    A->x_bytes = (size_t)N * (size_t)C * es;
+    if (A->offload) {
+        for (int s = 0; s < ACT_SLOTS; s++) {
+            act_alloc(a, &A->slot[s], tensor_2d(dt, N, C), "activations (block inputs, device ring)");
+            A->slot_ticket[s] = -1;
+        }
+        for (int64_t l = 0; l < L; l++) A->x[l] = A->slot[l % ACT_SLOTS];
+        act_alloc(a, &A->x[L], tensor_2d(dt, N, C), "activations (last block output)");
+    } else {
+        for (int64_t l = 0; l <= L; l++) act_alloc(a, &A->x[l], tensor_2d(dt, N, C), "activations (block inputs)");
+    }
     /* the MLP in row chunks of ~64 MiB per [rows, F] buffer */
     A->mlp_rows = chunk_rows(N, (int64_t)(((size_t)64 << 20) / ((size_t)F * es)), 256, mlp_override);
     int64_t nla = recompute ? 1 : L;
@@ -148,14 +184,19 @@ static void acts_layout(Allocator *a, ModelActs *A, const ModelConfig *c, int64_
     act_alloc(a, &A->dup, tensor_2d(dt, A->mlp_rows, F), "gradients (MLP up)");
 }
 
-size_t model_activation_bytes(const ModelConfig *c, DType act, int64_t B, int64_t T, int recompute) {
+size_t model_activation_bytes(const ModelConfig *c, DType act, int64_t B, int64_t T, int recompute, int offload) {
     ModelActs A;
     memset(&A, 0, sizeof A);
     Allocator a = {NULL, act, NULL, 0, 0};
-    acts_layout(&a, &A, c, B, T, recompute, 0, 0);
+    acts_layout(&a, &A, c, B, T, recompute, offload, 0, 0);
     free(A.x);
     free(A.layers);
     return a.bytes + 2 * (size_t)T * (size_t)(c->head_dim / 2) * sizeof(float); /* + the rotary tables */
+}
+
+size_t model_offload_host_bytes(const ModelConfig *c, DType act, int64_t B, int64_t T, int recompute, int offload) {
+    if (!offload_applies(c, recompute, offload)) return 0;
+    return (size_t)c->num_layers * (size_t)(B * T) * (size_t)c->hidden_size * dtype_size(act);
 }
 
 int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
@@ -190,7 +231,11 @@ int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
     ModelActs *A = ow_xcalloc(1, sizeof *A);
     m->acts = A;
     Allocator a = {be, be->act_dtype, err, 0, 0};
-    acts_layout(&a, A, c, B, T, recompute, m->mlp_chunk_rows, m->logits_chunk_rows);
+    acts_layout(&a, A, c, B, T, recompute, m->offload_acts, m->mlp_chunk_rows, m->logits_chunk_rows);
+    if (!a.failed && A->offload) {
+        A->host_x = be->host_alloc(be, (size_t)c->num_layers * A->x_bytes, err);
+        if (!A->host_x) a.failed = 1;
+    }
     if (a.failed) {
         model_acts_free(m);
         return -1;
@@ -330,12 +375,21 @@ static int upload_batch(Model *m, const int32_t *ids, const int32_t *targets, Ow
     return 0;
 }
 
-static void forward_blocks(Model *m) {
+static void *host_x(ModelActs *A, int64_t l) { return A->host_x + (size_t)l * A->x_bytes; }
+
+/* for_backward: keep the block inputs for a backward (copies them out when offloading) */
+static void forward_blocks(Model *m, int for_backward) {
     ModelActs *A = m->acts;
     Backend *be = m->be;
+    int L = m->cfg.num_layers;
+    if (A->offload) be->copy_wait(be, A->slot_ticket[0]);
     be->embedding_forward(be, &A->x[0], &A->ids, &m->embed->w);
-    for (int l = 0; l < m->cfg.num_layers; l++)
+    for (int l = 0; l < L; l++) {
+        if (A->offload && for_backward) A->slot_ticket[l % ACT_SLOTS] = be->copy_to_host(be, host_x(A, l), &A->x[l]);
+        /* the slot x[l + 1] goes to may still be on its way to the host */
+        if (A->offload && l + 1 < L) be->copy_wait(be, A->slot_ticket[(l + 1) % ACT_SLOTS]);
         block_forward(m, l, &A->x[l], A->recompute ? &A->layers[0] : &A->layers[l], &A->x[l + 1], NULL);
+    }
     be->rmsnorm_forward(be, &A->lnf, &A->rstdf, &A->x[m->cfg.num_layers], &m->final_norm->w, (float)m->cfg.rms_norm_eps);
 }
 
@@ -351,7 +405,7 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
     for (int64_t i = 0; i < N; i++) count += targets[i] != -100;
     *ntargets = count;
 
-    forward_blocks(m);
+    forward_blocks(m, want_grad);
 
     /* head, in row chunks */
     if (want_grad) be->fill(be, &A->dln, 0.0f);
@@ -380,8 +434,13 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
     int lowest = m->embed->trainable ? 0 : model_lowest_trainable_block(m);
     for (int l = (int)L - 1; l >= lowest; l--) {
         LayerActs *la = &A->layers[A->recompute ? 0 : l];
+        /* x[l] is still in the ring (the last ACT_SLOTS inputs) or was fetched ACT_SLOTS blocks ago */
+        if (A->offload && l < L - ACT_SLOTS) be->copy_wait(be, A->slot_ticket[l % ACT_SLOTS]);
         if (A->recompute) block_forward_attention(m, l, &A->x[l], la); /* the MLP is recomputed in chunks */
         block_backward(m, l, &A->x[l], la);
+        /* block l is done with its slot: fetch the input that shares it */
+        if (A->offload && l - ACT_SLOTS >= lowest)
+            A->slot_ticket[l % ACT_SLOTS] = be->copy_from_host(be, &A->x[l - ACT_SLOTS], host_x(A, l - ACT_SLOTS));
         if (hooks && hooks->block_done && hooks->block_done(hooks->ctx, l, err) != 0) return -1;
     }
     if (m->embed->trainable) {
@@ -396,7 +455,7 @@ int model_forward_logits(Model *m, const int32_t *ids, float *logits, OwError *e
     ModelActs *A = m->acts;
     Backend *be = m->be;
     int64_t N = A->N, V = m->cfg.vocab_size, chunk = A->logits.shape[0];
-    forward_blocks(m);
+    forward_blocks(m, 0);
     for (int64_t r0 = 0; r0 < N; r0 += chunk) {
         int64_t cn = N - r0 < chunk ? N - r0 : chunk;
         Tensor lg = tensor_row_slice(&A->logits, 0, cn);

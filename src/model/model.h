@@ -65,6 +65,7 @@ typedef struct Model {
     ModelActs *acts;
     int64_t logits_chunk_rows; /* rows of logits computed at once (bounds the logits buffer); 0: automatic */
     int64_t mlp_chunk_rows;    /* rows the MLP processes at once (bounds its buffers); 0: automatic */
+    int offload_acts;          /* with recomputation: block inputs in host memory (llama.c); set before model_prepare */
 } Model;
 
 /* Allocates a model with zeroed weights on be. */
@@ -91,8 +92,11 @@ int model_lowest_trainable_block(const Model *m);
  * recompute: keep only each block's input and recompute the rest in backward. */
 int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err);
 
-/* Bytes model_prepare allocates for this shape (with the rotary tables). */
-size_t model_activation_bytes(const ModelConfig *cfg, DType act, int64_t B, int64_t T, int recompute);
+/* Bytes model_prepare allocates on the backend for this shape (with the rotary
+ * tables), and in host memory for offloaded block inputs (offload: the
+ * Model.offload_acts setting; it applies with recompute and more than 3 blocks). */
+size_t model_activation_bytes(const ModelConfig *cfg, DType act, int64_t B, int64_t T, int recompute, int offload);
+size_t model_offload_host_bytes(const ModelConfig *cfg, DType act, int64_t B, int64_t T, int recompute, int offload);
 
 /* Forward and backward on one micro-batch. ids and targets are host I32
  * [B*T] (targets already shifted: targets[t] is the token after ids[t];

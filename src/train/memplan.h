@@ -14,6 +14,7 @@
 typedef struct MemPlan {
     size_t bytes[MEM_KIND_COUNT];
     size_t total;
+    size_t host_activations; /* offloaded block inputs (host memory, page-locked on a GPU) */
 } MemPlan;
 
 /* param/act: the backend's dtypes; device_workspace: the CUDA backend's fixed

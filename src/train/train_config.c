@@ -36,6 +36,7 @@ static const EnumNames k_projector = {{"exact", "randomized", NULL}};
 static const EnumNames k_inactive = {{"keep", "reset", NULL}};
 static const EnumNames k_schedule = {{"constant", "linear", "cosine", NULL}};
 static const EnumNames k_accum = {{"full", "projected", NULL}};
+static const EnumNames k_offload = {{"auto", "on", "off", NULL}};
 static const EnumNames k_format = {{"auto", "text", "jsonl", "alpaca", "chat", "tokens", NULL}};
 static const EnumNames k_chat = {{"none", "llama2", "llama3", "mistral", "chatml", NULL}};
 static const EnumNames k_tokmode = {{"transformers", "tokenizers", NULL}};
@@ -91,6 +92,8 @@ static const KeyDef k_keys[] = {
     {"epochs", NUM(K_FLOAT, epochs), "E", "passes over the training windows when --steps is 0"},
     {"shuffle", NUM(K_BOOL, shuffle), NULL, "shuffle the training windows each epoch"},
     {"recompute", NUM(K_BOOL, recompute), NULL, "recompute activations in backward (less memory)"},
+    {"offload_activations", ENUM(offload_activations, k_offload), "MODE",
+     "with recompute: keep the block inputs in host memory, copied while the GPU computes: auto (on with a GPU) | on | off"},
     {"eval_every", NUM(K_INT, eval_every), "N", "validation every N steps (0: only at the start and end)"},
     {"eval_batches", NUM(K_INT, eval_batches), "N", "validation batches per evaluation (0: all)"},
     {"val_split", NUM(K_FLOAT, val_split), "F", "fraction of the data held out for validation"},
@@ -527,4 +530,9 @@ OptimConfig train_config_optim(const TrainConfig *c) {
                      .inactive = c->inactive_state,
                      .seed = (uint64_t)c->seed};
     return o;
+}
+
+int train_config_offload_acts(const TrainConfig *c, int gpu) {
+    if (!c->recompute || c->offload_activations == OFFLOAD_OFF) return 0;
+    return c->offload_activations == OFFLOAD_ON || gpu;
 }

@@ -19,6 +19,7 @@
 #define TC_STR 512
 
 typedef enum { ACCUM_FULL = 0, ACCUM_PROJECTED = 1 } AccumMode;
+typedef enum { OFFLOAD_AUTO = 0, OFFLOAD_ON = 1, OFFLOAD_OFF = 2 } OffloadMode;
 
 typedef struct TrainConfig {
     /* inputs and outputs */
@@ -48,6 +49,7 @@ typedef struct TrainConfig {
     double epochs;
     AccumMode accum_mode;
     int shuffle, recompute;
+    OffloadMode offload_activations;
     /* evaluation and logging */
     int64_t eval_every, eval_batches, log_every;
     int save_model;   /* write RUN_DIR/model at the end */
@@ -102,5 +104,9 @@ extern const char *const train_config_data_keys[];
 int train_config_key_info(const char *key, const char **metavar, const char **help, int *is_bool);
 /* The optimizer settings derived from the config. */
 OptimConfig train_config_optim(const TrainConfig *c);
+
+/* Whether the block inputs go to host memory (Model.offload_acts): with
+ * recomputation, when asked (on) or by default on a GPU (auto). */
+int train_config_offload_acts(const TrainConfig *c, int gpu);
 
 #endif

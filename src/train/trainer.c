@@ -318,6 +318,7 @@ static int setup(Trainer *t, OwError *err) {
     if (!c->freeze_embeddings && optimizer_activate(&t->opt, m->embed, err) != 0) return -1;
     if (optimizer_activate(&t->opt, m->final_norm, err) != 0) return -1;
     if (m->lm_head != m->embed && optimizer_activate(&t->opt, m->lm_head, err) != 0) return -1;
+    m->offload_acts = train_config_offload_acts(c, strcmp(t->be->name, "cuda") == 0);
     if (model_prepare(m, c->batch_size, c->block_size, c->recompute, err) != 0) return -1;
     /* schedule and step count */
     int64_t per_step = c->batch_size * c->grad_accum;
@@ -445,6 +446,9 @@ static int write_summary(Trainer *t, const double *step_secs, double tokens, dou
     for (int kind = 0; kind < MEM_KIND_COUNT; kind++)
         cJSON_AddNumberToObject(bd, mem_kind_name((MemKind)kind), (double)t->be->mem.peak_breakdown[kind]);
     cJSON_AddNumberToObject(o, "host_optimizer_bytes_peak", (double)t->opt.host.peak_total);
+    cJSON_AddNumberToObject(o, "host_activation_bytes",
+                            (double)model_offload_host_bytes(&t->model->cfg, t->be->act_dtype, c->batch_size,
+                                                             c->block_size, c->recompute, t->model->offload_acts));
     cJSON_AddNumberToObject(o, "first_loss", summary->first_loss);
     cJSON_AddNumberToObject(o, "last_loss", summary->last_loss);
     char *p = ow_path_join(c->out, "summary.json");

@@ -21,6 +21,15 @@ int cudaMemGetInfo(size_t *f, size_t *t);
 int cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t st);
 int cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st);
 int cudaFuncSetAttribute(const void *f, cudaFuncAttribute a, int v);
+// asynchronous host copies: copies run at once, events are tokens
+typedef void *cudaEvent_t;
+enum { cudaEventDisableTiming = 2, cudaHostAllocDefault = 0 };
+int cudaHostAlloc(void **p, size_t n, unsigned flags);
+int cudaFreeHost(void *p);
+int cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
+int cudaEventDestroy(cudaEvent_t e);
+int cudaEventRecord(cudaEvent_t e, cudaStream_t s);
+int cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags);
 extern size_t g_emu_device_bytes; // fake device capacity
 
 typedef enum { CUDA_R_32F = 0, CUDA_R_16F = 2, CUDA_R_16BF = 14 } cudaDataType_t;

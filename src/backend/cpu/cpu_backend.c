@@ -110,6 +110,35 @@ void cpu_fill(Backend *be, Tensor *t, float value) {
 
 void cpu_sync(Backend *be) { (void)be; }
 
+static void *cpu_host_alloc(Backend *be, size_t bytes, OwError *err) {
+    (void)be;
+    void *p = calloc(1, bytes ? bytes : 1);
+    if (!p) ow_fail(err, "cannot allocate %zu bytes of host memory for offloaded activations", bytes);
+    return p;
+}
+
+static void cpu_host_free(Backend *be, void *p) {
+    (void)be;
+    free(p);
+}
+
+static int cpu_copy_to_host(Backend *be, void *host, const Tensor *src) {
+    (void)be;
+    memcpy(host, src->data, tensor_nbytes(src));
+    return 0;
+}
+
+static int cpu_copy_from_host(Backend *be, Tensor *dst, const void *host) {
+    (void)be;
+    memcpy(dst->data, host, tensor_nbytes(dst));
+    return 0;
+}
+
+static void cpu_copy_wait(Backend *be, int ticket) {
+    (void)be;
+    (void)ticket;
+}
+
 static void cpu_destroy(Backend *be) {
     if (!be) return;
     free(be->impl);
@@ -138,6 +167,11 @@ Backend *backend_create_cpu(int threads, size_t mem_cap, OwError *err) {
     be->copy = cpu_copy;
     be->fill = cpu_fill;
     be->sync = cpu_sync;
+    be->host_alloc = cpu_host_alloc;
+    be->host_free = cpu_host_free;
+    be->copy_to_host = cpu_copy_to_host;
+    be->copy_from_host = cpu_copy_from_host;
+    be->copy_wait = cpu_copy_wait;
 
     be->matmul = cpu_matmul;
     be->axpy = cpu_axpy;
