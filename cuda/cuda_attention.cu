@@ -327,6 +327,47 @@ __device__ __forceinline__ void store_rows_bf16(uint16_t *dst, const float (*acc
  * registers into A fragments, O = O * alpha + P V. Grid: x = query tile, last
  * (most keys) first, y = (batch, head). Shared: 4 tiles (Q is staged in the
  * first two before the loop, the output in them after it). */
+/* The bf16 A fragment (16 x 16) made of the fp32 accumulators of two adjacent
+ * 16 x 8 mma tiles c0, c1: how a score tile feeds the next product. */
+__device__ __forceinline__ void acc_pair_to_a(uint32_t a[4], const float c0[4], const float c1[4]) {
+    a[0] = ow_pack_bf16x2(c0[0], c0[1]);
+    a[1] = ow_pack_bf16x2(c0[2], c0[3]);
+    a[2] = ow_pack_bf16x2(c1[0], c1[1]);
+    a[3] = ow_pack_bf16x2(c1[2], c1[3]);
+}
+
+/* acc[0 .. D/8) (16 x D as D/8 mma tiles) += a (16 x 16) times the 16 x D bf16
+ * tile whose rows start at B (AttnTile<D>::LD apart), read with ldmatrix.trans;
+ * ar, ac: the lane's ldmatrix row and column (lm_a_row, lm_a_col). */
+template <int D>
+__device__ __forceinline__ void mma_a_rows(float (*acc)[4], const uint32_t a[4], const uint16_t *B, int ar, int ac) {
+#pragma unroll
+    for (int dn = 0; dn < D / 16; dn++) {
+        uint32_t f[4];
+        ow_ldmatrix_x4_trans(f, B + ar * AttnTile<D>::LD + 16 * dn + ac);
+        ow_mma_bf16(acc[2 * dn], a, f[0], f[1]);
+        ow_mma_bf16(acc[2 * dn + 1], a, f[2], f[3]);
+    }
+}
+
+/* The K/V pipeline of the forward and dQ kernels (two stages of K and V tiles
+ * at tiles + 2 s TILE): queues tile kb + 1 into the other stage, if any, and
+ * waits until tile kb has landed (the caller's __syncthreads publishes it). */
+template <int D, int BK, int NT>
+__device__ __forceinline__ void kv_pipeline_next(uint16_t *tiles, const uint16_t *k, const uint16_t *v, int b, int kb,
+                                                 int nkb, int T, int Hkv, int hk) {
+    typedef AttnTile<D> L;
+    if (kb + 1 < nkb) {
+        uint16_t *nx = tiles + ((kb + 1) & 1) * 2 * L::TILE;
+        cp_rows_async<D, BK, NT>(nx, k, b, (kb + 1) * BK, T, Hkv, hk);
+        cp_rows_async<D, BK, NT>(nx + L::TILE, v, b, (kb + 1) * BK, T, Hkv, hk);
+        ow_cp_async_commit();
+        ow_cp_async_wait<1>();
+    } else {
+        ow_cp_async_wait<0>();
+    }
+}
+
 template <int D, int NW>
 __global__ void __launch_bounds__(NW * 32, AttnCfg<D>::FWD_MINB)
     k_attn_fwd_mma(uint16_t *out, float *lse, const uint16_t *q, const uint16_t *k, const uint16_t *v, int T, int Hq,
@@ -362,15 +403,7 @@ __global__ void __launch_bounds__(NW * 32, AttnCfg<D>::FWD_MINB)
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     const bool active = qw < T;
     for (int kb = 0; kb < nkb; kb++) {
-        if (kb + 1 < nkb) {
-            uint16_t *nx = tiles + ((kb + 1) & 1) * 2 * L::TILE;
-            cp_rows_async<D, BK, NT>(nx, k, b, (kb + 1) * BK, T, Hkv, hk);
-            cp_rows_async<D, BK, NT>(nx + L::TILE, v, b, (kb + 1) * BK, T, Hkv, hk);
-            ow_cp_async_commit();
-            ow_cp_async_wait<1>();
-        } else {
-            ow_cp_async_wait<0>();
-        }
+        kv_pipeline_next<D, BK, NT>(tiles, k, v, b, kb, nkb, T, Hkv, hk);
         __syncthreads(); /* tile kb is in shared memory for every warp */
         const int k0 = kb * BK;
         if (active && k0 <= qw + 15) { /* else every key of the tile is after every row of the warp */
@@ -434,16 +467,9 @@ __global__ void __launch_bounds__(NW * 32, AttnCfg<D>::FWD_MINB)
 #pragma unroll
             for (int j = 0; j < BK / 16; j++) {
                 if (j < jn) {
-                    uint32_t pa[4] = {ow_pack_bf16x2(s[2 * j][0], s[2 * j][1]), ow_pack_bf16x2(s[2 * j][2], s[2 * j][3]),
-                                      ow_pack_bf16x2(s[2 * j + 1][0], s[2 * j + 1][1]),
-                                      ow_pack_bf16x2(s[2 * j + 1][2], s[2 * j + 1][3])};
-#pragma unroll
-                    for (int dp = 0; dp < D / 16; dp++) {
-                        uint32_t vf[4];
-                        ow_ldmatrix_x4_trans(vf, Vs + (16 * j + ar) * LD + 16 * dp + ac);
-                        ow_mma_bf16(o[2 * dp], pa, vf[0], vf[1]);
-                        ow_mma_bf16(o[2 * dp + 1], pa, vf[2], vf[3]);
-                    }
+                    uint32_t pa[4];
+                    acc_pair_to_a(pa, s[2 * j], s[2 * j + 1]);
+                    mma_a_rows<D>(o, pa, Vs + 16 * j * LD, ar, ac);
                 }
             }
         }
@@ -538,15 +564,7 @@ __global__ void __launch_bounds__(128, 2)
     for (int n = 0; n < D / 8; n++) dqa[n][0] = dqa[n][1] = dqa[n][2] = dqa[n][3] = 0.0f;
     const bool active = qw < T;
     for (int kb = 0; kb < nkb; kb++) {
-        if (kb + 1 < nkb) {
-            uint16_t *nx = tiles + ((kb + 1) & 1) * 2 * L::TILE;
-            cp_rows_async<D, BK, NT>(nx, k, b, (kb + 1) * BK, T, Hkv, hk);
-            cp_rows_async<D, BK, NT>(nx + L::TILE, v, b, (kb + 1) * BK, T, Hkv, hk);
-            ow_cp_async_commit();
-            ow_cp_async_wait<1>();
-        } else {
-            ow_cp_async_wait<0>();
-        }
+        kv_pipeline_next<D, BK, NT>(tiles, k, v, b, kb, nkb, T, Hkv, hk);
         __syncthreads();
         const int k0 = kb * BK;
         if (active && k0 <= qw + 15) {
@@ -591,17 +609,9 @@ __global__ void __launch_bounds__(128, 2)
 #pragma unroll
                 for (int j = 0; j < KS / 16; j++) {
                     if (kp / 16 + j < jn) {
-                        uint32_t sa[4] = {ow_pack_bf16x2(s[2 * j][0], s[2 * j][1]),
-                                          ow_pack_bf16x2(s[2 * j][2], s[2 * j][3]),
-                                          ow_pack_bf16x2(s[2 * j + 1][0], s[2 * j + 1][1]),
-                                          ow_pack_bf16x2(s[2 * j + 1][2], s[2 * j + 1][3])};
-#pragma unroll
-                        for (int dn = 0; dn < D / 16; dn++) {
-                            uint32_t f[4];
-                            ow_ldmatrix_x4_trans(f, Ks + (kp + 16 * j + ar) * LD + 16 * dn + ac);
-                            ow_mma_bf16(dqa[2 * dn], sa, f[0], f[1]);
-                            ow_mma_bf16(dqa[2 * dn + 1], sa, f[2], f[3]);
-                        }
+                        uint32_t sa[4];
+                        acc_pair_to_a(sa, s[2 * j], s[2 * j + 1]);
+                        mma_a_rows<D>(dqa, sa, Ks + (kp + 16 * j) * LD, ar, ac);
                     }
                 }
             }
@@ -714,24 +724,11 @@ __global__ void __launch_bounds__(128, 2)
 #pragma unroll
                 for (int j = 0; j < QS / 16; j++) {
                     if (qp / 16 + j >= j0) {
-                        uint32_t pa[4] = {ow_pack_bf16x2(sT[2 * j][0], sT[2 * j][1]),
-                                          ow_pack_bf16x2(sT[2 * j][2], sT[2 * j][3]),
-                                          ow_pack_bf16x2(sT[2 * j + 1][0], sT[2 * j + 1][1]),
-                                          ow_pack_bf16x2(sT[2 * j + 1][2], sT[2 * j + 1][3])};
-                        uint32_t da[4] = {ow_pack_bf16x2(dpT[2 * j][0], dpT[2 * j][1]),
-                                          ow_pack_bf16x2(dpT[2 * j][2], dpT[2 * j][3]),
-                                          ow_pack_bf16x2(dpT[2 * j + 1][0], dpT[2 * j + 1][1]),
-                                          ow_pack_bf16x2(dpT[2 * j + 1][2], dpT[2 * j + 1][3])};
-#pragma unroll
-                        for (int dn = 0; dn < D / 16; dn++) {
-                            uint32_t f[4];
-                            ow_ldmatrix_x4_trans(f, dOs + (qp + 16 * j + ar) * LD + 16 * dn + ac);
-                            ow_mma_bf16(dva[2 * dn], pa, f[0], f[1]);
-                            ow_mma_bf16(dva[2 * dn + 1], pa, f[2], f[3]);
-                            ow_ldmatrix_x4_trans(f, Qs + (qp + 16 * j + ar) * LD + 16 * dn + ac);
-                            ow_mma_bf16(dka[2 * dn], da, f[0], f[1]);
-                            ow_mma_bf16(dka[2 * dn + 1], da, f[2], f[3]);
-                        }
+                        uint32_t pa[4], da[4];
+                        acc_pair_to_a(pa, sT[2 * j], sT[2 * j + 1]);
+                        acc_pair_to_a(da, dpT[2 * j], dpT[2 * j + 1]);
+                        mma_a_rows<D>(dva, pa, dOs + (qp + 16 * j) * LD, ar, ac);
+                        mma_a_rows<D>(dka, da, Qs + (qp + 16 * j) * LD, ar, ac);
                     }
                 }
             }
