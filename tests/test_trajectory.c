@@ -11,6 +11,7 @@
 #include "data/tokfile.h"
 #include "model/safetensors.h"
 #include "test_support.h"
+#include "trajectory_fixture.h"
 #include "train/trainer.h"
 
 #include <criterion/criterion.h>
@@ -31,35 +32,9 @@
 static void run_recipe(const char *name) {
     OwError err;
     char *fx = ts_fixture_path("trajectory");
-    char *rpath = ow_path_join(fx, "recipes.json");
-    cJSON *all = json_parse_file(rpath, &err);
-    cr_assert(all != NULL, "%s", err.msg);
-    const cJSON *rec = cJSON_GetObjectItemCaseSensitive(all, name);
-    cr_assert(rec != NULL, "recipe %s missing", name);
     char *dir = ts_tmpdir();
-    /* the token stream as an owlore token file */
-    char *spath = ow_path_join(fx, "stream.safetensors");
-    SafeTensors st;
-    cr_assert_eq(safetensors_open(spath, &st, &err), 0, "%s", err.msg);
-    const StTensor *ids = safetensors_find(&st, "ids");
-    char *data = ow_path_join(dir, "stream.bin");
-    cr_assert_eq(tokfile_write(data, ids->data, NULL, ids->shape[0], 97, NULL, 0, 0, 0, &err), 0, "%s", err.msg);
-    safetensors_close(&st);
-    /* the recipe's settings as owlore keys */
     TrainConfig c;
-    train_config_defaults(&c);
-    const cJSON *method = cJSON_GetObjectItemCaseSensitive(rec, "method");
-    cr_assert_eq(train_config_apply_method(&c, method->valuestring, &err), 0, "%s", err.msg);
-    for (const cJSON *it = rec->child; it; it = it->next) {
-        if (cJSON_IsNull(it)) continue;
-        cr_assert_eq(train_config_set_json(&c, it->string, it, "recipes.json", &err), 0, "%s", err.msg);
-    }
-    char *model = ow_path_join(fx, "model"), *out = ow_path_join(dir, "run");
-    snprintf(c.model, sizeof c.model, "%s", model);
-    snprintf(c.data, sizeof c.data, "%s", data);
-    snprintf(c.out, sizeof c.out, "%s", out);
-    snprintf(c.device, sizeof c.device, "cpu");
-    c.threads = 1;
+    char *out = ts_trajectory_config(name, dir, "cpu", &c);
     TrainSummary s;
     cr_assert_eq(train_run(&c, &s, &err), 0, "%s", err.msg);
     /* compare with the reference */
@@ -102,13 +77,8 @@ static void run_recipe(const char *name) {
         free(mdir);
     }
     safetensors_close(&ex);
-    cJSON_Delete(all);
     free(epath);
-    free(model);
     free(out);
-    free(data);
-    free(spath);
-    free(rpath);
     free(fx);
     ts_rmtree(dir);
     free(dir);

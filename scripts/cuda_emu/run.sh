@@ -34,7 +34,7 @@ for f in "$EMU/emu.cpp" "$EMU/emu_api.cpp"; do
   g++ "${CXXF[@]}" -c "$f" -o "$OUT/obj/$(basename "$f" .cpp).o"
 done
 CF=(-std=c11 -O1 -g -D_POSIX_C_SOURCE=200809L -I"$ROOT/src" -I"$ROOT" -I"$ROOT/tests/support")
-gcc "${CF[@]}" -c "$ROOT/tests/support/test_support.c" -o "$OUT/obj/test_support.o"
+for f in "$ROOT"/tests/support/*.c; do gcc "${CF[@]}" -c "$f" -o "$OUT/obj/support_$(basename "$f" .c).o"; done
 LIBS=($(pkg-config --libs criterion libcjson libpcre2-8 libzstd liburing) -lopenblas -fopenmp -lpthread -lm)
 tests=()
 case "$which" in
@@ -47,7 +47,7 @@ export OWLORE_SOURCE_DIR=$ROOT OWLORE_SHARED_DIR=$ROOT/../shared OMP_NUM_THREADS
 rc=0
 for t in "${tests[@]}"; do
   gcc "${CF[@]}" -c "$ROOT/tests/gpu/$t.c" -o "$OUT/obj/$t.o"
-  g++ "${SAN[@]}" -o "$OUT/$t" "$OUT/obj/$t.o" "$OUT/obj/test_support.o" "$OUT"/obj/cuda_*.o "$OUT/obj/emu.o" "$OUT/obj/emu_api.o" \
+  g++ "${SAN[@]}" -o "$OUT/$t" "$OUT/obj/$t.o" "$OUT"/obj/support_*.o "$OUT"/obj/cuda_*.o "$OUT/obj/emu.o" "$OUT/obj/emu_api.o" \
       "$OUT/lib/libowlore_lib.a" "${LIBS[@]}"
   "$OUT/$t" --jobs 1 --verbose "$@" || rc=1
 done

@@ -14,6 +14,12 @@ Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err) {
 
 size_t backend_cuda_reserved_bytes(Backend *be) { return 0; }
 
+void backend_cuda_set_dtypes(Backend *be, DType act, DType param) {
+    (void)be;
+    (void)act;
+    (void)param;
+}
+
 size_t backend_cuda_peak_reserved_bytes(Backend *be) { return 0; }
 
 size_t backend_cuda_arena_cap(Backend *be) { return 0; }

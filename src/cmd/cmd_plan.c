@@ -34,7 +34,7 @@ int cmd_plan(int argc, char **argv) {
     int is_dir;
     if (model_preset_resolve(c.model, &mc, &src, &is_dir, &err) != 0) return cmd_report_error("plan", &err);
     int gpu = strcmp(c.device, "cpu") != 0;
-    DType dt = gpu ? OW_BF16 : OW_F32;
+    DType dt = gpu && c.precision != PRECISION_FP32 ? OW_BF16 : OW_F32;
     MemPlan p;
     train_memory_plan(&c, &mc, dt, dt, gpu, &p);
     char line[512], tot[32], capb[32];
@@ -42,7 +42,7 @@ int cmd_plan(int argc, char **argv) {
            (long long)mc.vocab_size);
     printf("run        %s, %s, batch %lld x %lld, gamma %lld, rank %lld, recompute %s, device %s\n", c.method,
            optim_kind_name(c.optimizer), (long long)c.batch_size, (long long)c.block_size, (long long)c.gamma,
-           (long long)c.rank, c.recompute ? "on" : "off", gpu ? "cuda (bf16)" : "cpu (f32)");
+           (long long)c.rank, c.recompute ? "on" : "off", gpu ? (dt == OW_BF16 ? "cuda (bf16)" : "cuda (fp32)") : "cpu (f32)");
     for (int k = 0; k < MEM_KIND_COUNT; k++) {
         char b[32];
         printf("  %-12s %12s\n", mem_kind_name((MemKind)k), format_size(p.bytes[k], b, sizeof b));

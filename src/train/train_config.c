@@ -37,6 +37,7 @@ static const EnumNames k_inactive = {{"keep", "reset", NULL}};
 static const EnumNames k_schedule = {{"constant", "linear", "cosine", NULL}};
 static const EnumNames k_accum = {{"full", "projected", NULL}};
 static const EnumNames k_offload = {{"auto", "on", "off", NULL}};
+static const EnumNames k_precision = {{"auto", "bf16", "fp32", NULL}};
 static const EnumNames k_format = {{"auto", "text", "jsonl", "alpaca", "chat", "tokens", NULL}};
 static const EnumNames k_chat = {{"none", "llama2", "llama3", "mistral", "chatml", NULL}};
 static const EnumNames k_tokmode = {{"transformers", "tokenizers", NULL}};
@@ -110,6 +111,8 @@ static const KeyDef k_keys[] = {
     {"seed", NUM(K_INT, seed), "N", "seed of every random stream"},
     {"device", STR(device), "DEV", "cuda | cpu | auto"},
     {"gpu_mem", NUM(K_SIZE, gpu_mem), "SIZE", "device memory cap, e.g. 24GiB (0: no cap)"},
+    {"precision", ENUM(precision, k_precision), "P",
+     "weights and activations on the GPU: auto (bf16) | bf16 | fp32 (twice the memory; the CPU always computes in fp32)"},
     {"threads", NUM(K_INT, threads), "N", "CPU threads (0: all cores)"},
 };
 #define NKEYS ((int)(sizeof k_keys / sizeof k_keys[0]))

@@ -20,6 +20,7 @@
 
 typedef enum { ACCUM_FULL = 0, ACCUM_PROJECTED = 1 } AccumMode;
 typedef enum { OFFLOAD_AUTO = 0, OFFLOAD_ON = 1, OFFLOAD_OFF = 2 } OffloadMode;
+typedef enum { PRECISION_AUTO = 0, PRECISION_BF16 = 1, PRECISION_FP32 = 2 } Precision;
 
 typedef struct TrainConfig {
     /* inputs and outputs */
@@ -50,6 +51,7 @@ typedef struct TrainConfig {
     AccumMode accum_mode;
     int shuffle, recompute;
     OffloadMode offload_activations;
+    Precision precision;
     /* evaluation and logging */
     int64_t eval_every, eval_batches, log_every;
     int save_model;   /* write RUN_DIR/model at the end */

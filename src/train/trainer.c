@@ -7,6 +7,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "cuda/cuda_backend.h"
 #include "data/batcher.h"
 #include "model/model_save.h"
 #include "model/preset.h"
@@ -230,6 +231,14 @@ static int setup(Trainer *t, OwError *err) {
     if (ow_mkdir_p(c->out, err) != 0) return -1;
     if (choose_start(t, err) != 0) return -1;
     t->be = train_create_backend(c->device, c->gpu_mem, c->threads, err);
+    if (t->be && c->precision == PRECISION_BF16 && strcmp(t->be->name, "cpu") == 0) {
+        t->be->destroy(t->be);
+        t->be = NULL;
+        return ow_fail(err, "--precision bf16 needs the CUDA backend: the CPU backend computes in fp32 (hint: "
+                       "--precision auto or fp32)");
+    }
+    if (t->be && c->precision == PRECISION_FP32 && strcmp(t->be->name, "cuda") == 0)
+        backend_cuda_set_dtypes(t->be, OW_F32, OW_F32);
     if (!t->be) return -1;
     OW_INFO("device: %s", t->be->name);
     if (getenv("OWLORE_PROFILE") && *getenv("OWLORE_PROFILE") && strcmp(getenv("OWLORE_PROFILE"), "0") != 0) {

@@ -22,6 +22,8 @@
 #include "model/preset.h"
 #include "model/safetensors.h"
 #include "test_support.h"
+#include "train/trainer.h"
+#include "trajectory_fixture.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -376,4 +378,100 @@ Test(cuda_model, activation_offload_is_bit_exact) {
     free(tg);
     model_free(m);
     be->destroy(be);
+}
+
+/* The 20-step owlore trajectory of tests/fixtures/trajectory (forced blocks with
+ * one resample, exact SVD projectors with a refresh inside the 20 steps) on the
+ * CPU (fp32, equal to PyTorch within 2e-5, see test_trajectory.c) and on the
+ * GPU with --precision fp32: every loss within 1e-3 relative. In bf16 the same
+ * recipe drifts further (lr 5e-3 on a 32-wide random model: the first Adam
+ * steps after each refresh are nearly sign(R), so bf16 rounding flips entries;
+ * the emulator shows 6e-2): logged and held to 0.15; the bf16 claim is checked
+ * on a real model by owlore_bf16_trajectory_on_tinystories. */
+static void trajectory_losses(const char *device, const char *precision, double loss[20]) {
+    char *dir = ts_tmpdir();
+    TrainConfig c;
+    char *out = ts_trajectory_config("owlore", dir, device, &c);
+    OwError err;
+    cr_assert_eq(train_config_set_string(&c, "precision", precision, "test", &err), 0, "%s", err.msg);
+    TrainSummary s;
+    cr_assert_eq(train_run(&c, &s, &err), 0, "%s %s: %s", device, precision, err.msg);
+    ts_read_metric(out, "loss", loss, 20);
+    free(out);
+    ts_rmtree(dir);
+    free(dir);
+}
+
+Test(cuda_model, owlore_trajectory_tracks_the_cpu) {
+    double cpu[20], f32[20], bf16[20], w32 = 0, w16 = 0;
+    trajectory_losses("cpu", "auto", cpu);
+    trajectory_losses("cuda", "fp32", f32);
+    trajectory_losses("cuda", "bf16", bf16);
+    for (int i = 0; i < 20; i++) {
+        double e32 = fabs(f32[i] - cpu[i]) / fabs(cpu[i]), e16 = fabs(bf16[i] - cpu[i]);
+        w32 = fmax(w32, e32);
+        w16 = fmax(w16, e16);
+        cr_log_info("step %2d: cpu %.6f  gpu fp32 %.6f  gpu bf16 %.6f", i, cpu[i], f32[i], bf16[i]);
+        cr_expect_lt(e32, 1e-3, "step %d: gpu fp32 loss %.6f, cpu %.6f", i, f32[i], cpu[i]);
+        cr_expect_lt(e16, 0.15, "step %d: gpu bf16 loss %.6f, cpu %.6f", i, bf16[i], cpu[i]);
+    }
+    cr_log_info("owlore trajectory, 20 steps: gpu fp32 within %.2e relative, bf16 within %.2e absolute of the cpu", w32,
+                w16);
+}
+
+/* bf16 training tracks fp32: 20 steps of owlore (default recipe: lr 3e-4, exact
+ * SVD; one block at a time, resampled every 10 steps; projectors refreshed every
+ * 8 of a tensor's steps) on the real TinyStories-656K and real text, on the CPU
+ * and on the GPU in bf16: every loss within 1e-2. */
+static void tinystories_losses(const char *device, double loss[20]) {
+    char *dir = ts_tmpdir(), *out = ow_path_join(dir, "run");
+    char *model = ts_shared_path("data/real/hf/TinyStories-656K");
+    char *data = ts_shared_path("data/real/text/tinyshakespeare.txt");
+    char *ratios = ow_path_join(dir, "ratios.json");
+    const char *rj = "{\"ratios\": [1.0, 0.6]}";
+    ts_write_file(ratios, rj, strlen(rj));
+    TrainConfig c;
+    OwError err;
+    train_config_defaults(&c);
+    cr_assert_eq(train_config_apply_method(&c, "owlore", &err), 0, "%s", err.msg);
+    snprintf(c.model, sizeof c.model, "%s", model);
+    snprintf(c.data, sizeof c.data, "%s", data);
+    snprintf(c.out, sizeof c.out, "%s", out);
+    snprintf(c.ratios, sizeof c.ratios, "%s", ratios);
+    snprintf(c.data_cache, sizeof c.data_cache, "run");
+    snprintf(c.device, sizeof c.device, "%s", device);
+    c.gamma = 1;
+    c.interval = 10;
+    c.update_gap = 8;
+    c.rank = 32;
+    c.steps = 20;
+    c.batch_size = 8;
+    c.block_size = 256;
+    c.val_split = 0;
+    c.save_every = -1;
+    c.save_model = 0;
+    c.threads = 2;
+    TrainSummary s;
+    cr_assert_eq(train_run(&c, &s, &err), 0, "%s: %s", device, err.msg);
+    ts_read_metric(out, "loss", loss, 20);
+    ts_rmtree(dir);
+    free(dir);
+    free(out);
+    free(model);
+    free(data);
+    free(ratios);
+}
+
+Test(cuda_model, owlore_bf16_trajectory_on_tinystories) {
+    double cpu[20], gpu[20], worst = 0;
+    tinystories_losses("cpu", cpu);
+    tinystories_losses("cuda", gpu);
+    for (int i = 0; i < 20; i++) {
+        double e = fabs(gpu[i] - cpu[i]);
+        worst = fmax(worst, e);
+        cr_log_info("step %2d: cpu %.6f  gpu bf16 %.6f", i, cpu[i], gpu[i]);
+        cr_expect_lt(e, 1e-2, "step %d: gpu bf16 loss %.6f, cpu %.6f", i, gpu[i], cpu[i]);
+    }
+    cr_log_info("owlore on TinyStories-656K, 20 steps: gpu bf16 within %.2e of the cpu (%.5f -> %.5f)", worst, cpu[0],
+                cpu[19]);
 }
