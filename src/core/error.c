@@ -85,6 +85,19 @@ char *ow_xstrdup(const char *s) {
     return d;
 }
 
+void *ow_try_malloc_touched(size_t n, const char *what, OwError *err) {
+    char *p = ow_try_malloc(n, what, err);
+    if (!p) return NULL;
+    const size_t chunk = (size_t)4 << 20;
+    const long nchunks = (long)((n + chunk - 1) / chunk);
+#pragma omp parallel for schedule(static) if (nchunks > 4)
+    for (long i = 0; i < nchunks; i++) {
+        size_t off = (size_t)i * chunk, len = n - off < chunk ? n - off : chunk;
+        memset(p + off, 0, len);
+    }
+    return p;
+}
+
 void *ow_try_malloc(size_t n, const char *what, OwError *err) {
     void *p = malloc(n ? n : 1);
     if (!p)

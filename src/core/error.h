@@ -46,5 +46,9 @@ void *ow_xrealloc(void *p, size_t n);
 char *ow_xstrdup(const char *s);
 /* Returns NULL with a message naming what was being allocated. */
 void *ow_try_malloc(size_t n, const char *what, OwError *err);
+/* ow_try_malloc, with the pages touched by all cores: a large buffer that a
+ * device copy fills next would otherwise take its page faults one at a time
+ * inside the copy (1.6 GB: 1.2 s fresh, 0.2 s touched first, on an H200 host). */
+void *ow_try_malloc_touched(size_t n, const char *what, OwError *err);
 
 #endif

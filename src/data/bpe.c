@@ -223,7 +223,7 @@ static void cache_put(TokCache *c, uint64_t h, const char *key, size_t n, const 
     }
     c->slots[j] = (CacheSlot){h, (uint32_t)c->keys.len, (uint32_t)n, (uint32_t)c->ids_len, (uint32_t)nids, 1};
     tokbuf_append(&c->keys, key, n);
-    memcpy(c->ids + c->ids_len, ids, nids * sizeof *ids);
+    if (nids) memcpy(c->ids + c->ids_len, ids, nids * sizeof *ids); /* c->ids is NULL until the first id */
     c->ids_len += nids;
     c->count++;
 }

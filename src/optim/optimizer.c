@@ -196,9 +196,9 @@ int optimizer_deactivate(Optimizer *o, Param *p, OwError *err) {
         size_t nb = tensor_nbytes(&s->m);
         size_t pb = s->galore && s->has_P ? tensor_nbytes(&s->P) : 0;
         if (memstats_add(&o->host, MEM_OPTIM, nb * 2 + pb, "parked optimizer state", "host", err) != 0) return -1;
-        s->host_m = ow_try_malloc(nb, "parked optimizer state", err);
-        s->host_v = ow_try_malloc(nb, "parked optimizer state", err);
-        s->host_P = pb ? ow_try_malloc(pb, "parked projector", err) : NULL;
+        s->host_m = ow_try_malloc_touched(nb, "parked optimizer state", err);
+        s->host_v = ow_try_malloc_touched(nb, "parked optimizer state", err);
+        s->host_P = pb ? ow_try_malloc_touched(pb, "parked projector", err) : NULL;
         if (!s->host_m || !s->host_v || (pb && !s->host_P)) {
             memstats_sub(&o->host, MEM_OPTIM, nb * 2 + pb);
             free(s->host_m);
