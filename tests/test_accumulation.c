@@ -11,6 +11,7 @@
 #include "model/safetensors.h"
 #include "optim/optimizer.h"
 #include "test_support.h"
+#include "train_fixture.h"
 #include "train/trainer.h"
 
 #include <criterion/criterion.h>
@@ -21,12 +22,7 @@
 static void run(const char *model, const char *data, const char *out, int64_t B, int64_t accum, const char *mode) {
     TrainConfig c;
     OwError err;
-    train_config_defaults(&c);
-    cr_assert_eq(train_config_apply_method(&c, "galore", &err), 0);
-    snprintf(c.model, sizeof c.model, "%s", model);
-    snprintf(c.data, sizeof c.data, "%s", data);
-    snprintf(c.out, sizeof c.out, "%s", out);
-    snprintf(c.device, sizeof c.device, "cpu");
+    ts_train_config(&c, "galore", model, data, out, "cpu");
     c.rank = 8;
     c.update_gap = 2;
     c.lr = 1e-2;

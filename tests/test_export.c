@@ -14,6 +14,7 @@
 #include "data/tokfile.h"
 #include "model/safetensors.h"
 #include "test_support.h"
+#include "train_fixture.h"
 #include "train/export.h"
 #include "train/run_model.h"
 #include "train/trainer.h"
@@ -54,13 +55,7 @@ static void env_open(Env *e, const char *fixture) {
     OwError err;
     cr_assert_eq(tokfile_write(e->data, ids, NULL, 600, 97, NULL, 0, 0, 0, &err), 0, "%s", err.msg);
     TrainConfig c;
-    train_config_defaults(&c);
-    cr_assert_eq(train_config_apply_method(&c, "owlore", &err), 0, "%s", err.msg);
-    snprintf(c.model, sizeof c.model, "%s", e->base);
-    snprintf(c.data, sizeof c.data, "%s", e->data);
-    snprintf(c.out, sizeof c.out, "%s", e->run);
-    snprintf(c.device, sizeof c.device, "cpu");
-    c.threads = 1;
+    ts_train_config(&c, "owlore", e->base, e->data, e->run, "cpu");
     c.sampling = SAMPLING_UNIFORM;
     c.gamma = 1;
     c.interval = 2;

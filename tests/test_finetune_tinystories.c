@@ -8,6 +8,7 @@
 #include "data/tokfile.h"
 #include "model/safetensors.h"
 #include "test_support.h"
+#include "train_fixture.h"
 #include "train/trainer.h"
 
 #include <criterion/criterion.h>
@@ -49,13 +50,9 @@ Test(finetune, tinystories_on_tinyshakespeare_every_method, .timeout = 1500) {
     fprintf(stderr, "\n| method | validation loss before | after | wall time s |\n|---|---|---|---|\n");
     for (int i = 0; i < 5; i++) {
         TrainConfig c;
-        train_config_defaults(&c);
-        cr_assert_eq(train_config_apply_method(&c, methods[i], &err), 0);
-        snprintf(c.model, sizeof c.model, "%s", model);
-        snprintf(c.data, sizeof c.data, "%s", data);
         char *out = ow_path_join(dir, methods[i]);
-        snprintf(c.out, sizeof c.out, "%s", out);
-        snprintf(c.device, sizeof c.device, "cpu");
+        ts_train_config(&c, methods[i], model, data, out, "cpu");
+        c.threads = 0; /* all cores */
         c.steps = 200;
         c.batch_size = 4;
         c.block_size = 128;

@@ -5,6 +5,7 @@
 #include "core/fileio.h"
 #include "model/preset.h"
 #include "test_support.h"
+#include "train_fixture.h"
 #include "train/memplan.h"
 #include "train/trainer.h"
 
@@ -14,14 +15,9 @@
 
 static void config(TrainConfig *c, const char *method, const char *extra_key, const char *extra_val, const char *out) {
     OwError err;
-    train_config_defaults(c);
-    cr_assert_eq(train_config_apply_method(c, method, &err), 0);
     char *model = ts_fixture_path("trajectory/model");
-    snprintf(c->model, sizeof c->model, "%s", model);
+    ts_train_config(c, method, model, "synthetic", out, "cpu");
     free(model);
-    snprintf(c->data, sizeof c->data, "synthetic");
-    snprintf(c->out, sizeof c->out, "%s", out);
-    snprintf(c->device, sizeof c->device, "cpu");
     c->steps = 6;
     c->batch_size = 4;
     c->block_size = 16;

@@ -15,6 +15,7 @@
 #include "core/rng.h"
 #include "data/tokfile.h"
 #include "test_support.h"
+#include "train_fixture.h"
 #include "train/trainer.h"
 
 #include <criterion/criterion.h>
@@ -33,15 +34,9 @@ static char *make_run(const char *dir, const char *method) {
     const char *rt = "{\"ratios\": [1.5, 4.0, 0.5, 2.5]}";
     ts_write_file(ratios, rt, strlen(rt));
     TrainConfig c;
-    train_config_defaults(&c);
-    cr_assert_eq(train_config_apply_method(&c, method, &err), 0, "%s", err.msg);
     char *model = ts_fixture_path("trajectory/model");
-    snprintf(c.model, sizeof c.model, "%s", model);
-    snprintf(c.data, sizeof c.data, "%s", data);
-    snprintf(c.out, sizeof c.out, "%s", run);
+    ts_train_config(&c, method, model, data, run, "cpu");
     snprintf(c.ratios, sizeof c.ratios, "%s", ratios);
-    snprintf(c.device, sizeof c.device, "cpu");
-    c.threads = 1;
     c.gamma = 2;
     c.interval = 3;
     c.rank = 4;

@@ -11,7 +11,7 @@
 #include "data/tokfile.h"
 #include "model/safetensors.h"
 #include "test_support.h"
-#include "trajectory_fixture.h"
+#include "train_fixture.h"
 #include "train/trainer.h"
 
 #include <criterion/criterion.h>

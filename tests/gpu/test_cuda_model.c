@@ -23,7 +23,7 @@
 #include "model/safetensors.h"
 #include "test_support.h"
 #include "train/trainer.h"
-#include "trajectory_fixture.h"
+#include "train_fixture.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -432,14 +432,9 @@ static void tinystories_losses(const char *device, double loss[20]) {
     ts_write_file(ratios, rj, strlen(rj));
     TrainConfig c;
     OwError err;
-    train_config_defaults(&c);
-    cr_assert_eq(train_config_apply_method(&c, "owlore", &err), 0, "%s", err.msg);
-    snprintf(c.model, sizeof c.model, "%s", model);
-    snprintf(c.data, sizeof c.data, "%s", data);
-    snprintf(c.out, sizeof c.out, "%s", out);
+    ts_train_config(&c, "owlore", model, data, out, device);
     snprintf(c.ratios, sizeof c.ratios, "%s", ratios);
     snprintf(c.data_cache, sizeof c.data_cache, "run");
-    snprintf(c.device, sizeof c.device, "%s", device);
     c.gamma = 1;
     c.interval = 10;
     c.update_gap = 8;

@@ -1,0 +1,20 @@
+/* train_fixture.h: training settings for tests: a method's recipe with the
+ * run's paths, and the 20-step recipes of tests/fixtures/trajectory (made by
+ * tests/reference/make_trajectory_fixtures.py), shared by the CPU trajectory
+ * test and the GPU one. */
+#ifndef OWLORE_TEST_TRAIN_FIXTURE_H
+#define OWLORE_TEST_TRAIN_FIXTURE_H
+
+#include "train/train_config.h"
+
+/* The defaults with `method`'s recipe, model, data, out and device set, and
+ * one CPU thread; fails the test on an unknown method. */
+void ts_train_config(TrainConfig *c, const char *method, const char *model, const char *data, const char *out,
+                     const char *device);
+
+/* Fills c with recipe `name` (fixture model; the fixture token stream written
+ * as a token file under dir; out = dir/run-<device>) for `device`. Returns
+ * the run directory (heap). */
+char *ts_trajectory_config(const char *name, const char *dir, const char *device, TrainConfig *c);
+
+#endif
