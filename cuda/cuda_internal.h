@@ -235,52 +235,38 @@ __device__ __forceinline__ uint16_t ow_f32_to_bf16_sr(float f, uint64_t seed, ui
     return (uint16_t)(u >> 16);
 }
 
-__device__ __forceinline__ float ow_warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+/* Warp and block reductions by xor-shuffle butterflies: every lane ends with the
+ * result, in a fixed order (deterministic). */
+struct OwSumOp {
+    template <typename T> __device__ __forceinline__ static T op(T a, T b) { return a + b; }
+};
+struct OwMaxOp {
+    __device__ __forceinline__ static float op(float a, float b) { return fmaxf(a, b); }
+};
+
+template <typename Op, typename T> __device__ __forceinline__ T ow_warp_reduce(T v) {
+    for (int o = 16; o > 0; o >>= 1) v = Op::op(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 
-__device__ __forceinline__ double ow_warp_sum_d(double v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-__device__ __forceinline__ float ow_warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-/* Sum over the block, returned to every thread, in a fixed order (deterministic).
- * blockDim.x must be a multiple of 32; sh has 32 floats; every thread must call. */
-__device__ __forceinline__ float ow_block_sum(float v, float *sh) {
+/* blockDim.x must be a multiple of 32; sh has 32 elements; every thread must call;
+ * identity: the value of the missing warps. */
+template <typename Op, typename T> __device__ __forceinline__ T ow_block_reduce(T v, T *sh, T identity) {
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = ow_warp_sum(v);
+    v = ow_warp_reduce<Op>(v);
     __syncthreads(); /* sh may still be read by a previous call */
     if (lane == 0) sh[w] = v;
     __syncthreads();
-    float r = lane < nw ? sh[lane] : 0.0f;
-    return ow_warp_sum(r);
+    T r = lane < nw ? sh[lane] : identity;
+    return ow_warp_reduce<Op>(r);
 }
 
-__device__ __forceinline__ double ow_block_sum_d(double v, double *sh) {
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = ow_warp_sum_d(v);
-    __syncthreads();
-    if (lane == 0) sh[w] = v;
-    __syncthreads();
-    double r = lane < nw ? sh[lane] : 0.0;
-    return ow_warp_sum_d(r);
-}
-
-__device__ __forceinline__ float ow_block_max(float v, float *sh) {
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = ow_warp_max(v);
-    __syncthreads();
-    if (lane == 0) sh[w] = v;
-    __syncthreads();
-    float r = lane < nw ? sh[lane] : -INFINITY;
-    return ow_warp_max(r);
-}
+__device__ __forceinline__ float ow_warp_sum(float v) { return ow_warp_reduce<OwSumOp>(v); }
+__device__ __forceinline__ double ow_warp_sum_d(double v) { return ow_warp_reduce<OwSumOp>(v); }
+__device__ __forceinline__ float ow_warp_max(float v) { return ow_warp_reduce<OwMaxOp>(v); }
+__device__ __forceinline__ float ow_block_sum(float v, float *sh) { return ow_block_reduce<OwSumOp>(v, sh, 0.0f); }
+__device__ __forceinline__ double ow_block_sum_d(double v, double *sh) { return ow_block_reduce<OwSumOp>(v, sh, 0.0); }
+__device__ __forceinline__ float ow_block_max(float v, float *sh) { return ow_block_reduce<OwMaxOp>(v, sh, -INFINITY); }
 
 /* ---- ops, by file ---- */
 

@@ -7,23 +7,14 @@
 #include "cpu_test_util.h"
 
 #include "core/philox.h"
+#include "test_support.h"
 
 #include <string.h>
 
 /* Orthonormal columns: Q [m, r] (row-major, double) by modified Gram-Schmidt of random columns. */
 static void rand_orthonormal(Rng *rng, int64_t m, int64_t r, double *Q) {
     for (int64_t i = 0; i < m * r; i++) Q[i] = rng_normal(rng);
-    for (int64_t j = 0; j < r; j++) {
-        for (int64_t k = 0; k < j; k++) {
-            double d = 0;
-            for (int64_t i = 0; i < m; i++) d += Q[i * r + j] * Q[i * r + k];
-            for (int64_t i = 0; i < m; i++) Q[i * r + j] -= d * Q[i * r + k];
-        }
-        double nrm = 0;
-        for (int64_t i = 0; i < m; i++) nrm += Q[i * r + j] * Q[i * r + j];
-        nrm = sqrt(nrm);
-        for (int64_t i = 0; i < m; i++) Q[i * r + j] /= nrm;
-    }
+    ts_gram_schmidt(Q, m, r, r, 1);
 }
 
 /* Sign of column j of X [m, r] that makes its largest-|.| entry (first on ties) positive. */
@@ -194,15 +185,8 @@ static void check_orthonormalize(int64_t m, int64_t k) {
     /* thin QR is unique up to column signs: Gram-Schmidt of A0 gives +-Q column by column */
     double *gs = malloc((size_t)(m * k) * sizeof(double));
     for (int64_t i = 0; i < m * k; i++) gs[i] = A0[i];
+    ts_gram_schmidt(gs, m, k, k, 1);
     for (int64_t j = 0; j < k; j++) {
-        for (int64_t l = 0; l < j; l++) {
-            double d = 0;
-            for (int64_t i = 0; i < m; i++) d += gs[i * k + j] * gs[i * k + l];
-            for (int64_t i = 0; i < m; i++) gs[i * k + j] -= d * gs[i * k + l];
-        }
-        double nrm = 0;
-        for (int64_t i = 0; i < m; i++) nrm += gs[i * k + j] * gs[i * k + j];
-        for (int64_t i = 0; i < m; i++) gs[i * k + j] /= sqrt(nrm);
         double d = 0;
         for (int64_t i = 0; i < m; i++) d += gs[i * k + j] * q[i * k + j];
         cr_assert(fabs(fabs(d) - 1.0) < 1e-4, "column %lld: |<gs, q>| = %g", (long long)j, d);

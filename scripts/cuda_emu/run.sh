@@ -34,6 +34,7 @@ for f in "$EMU/emu.cpp" "$EMU/emu_api.cpp"; do
   g++ "${CXXF[@]}" -c "$f" -o "$OUT/obj/$(basename "$f" .cpp).o"
 done
 CF=(-std=c11 -O1 -g -D_POSIX_C_SOURCE=200809L -I"$ROOT/src" -I"$ROOT" -I"$ROOT/tests/support")
+rm -f "$OUT"/obj/support_*.o
 for f in "$ROOT"/tests/support/*.c; do gcc "${CF[@]}" -c "$f" -o "$OUT/obj/support_$(basename "$f" .c).o"; done
 LIBS=($(pkg-config --libs criterion libcjson libpcre2-8 libzstd liburing) -lopenblas -fopenmp -lpthread -lm)
 tests=()

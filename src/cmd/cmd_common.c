@@ -11,6 +11,20 @@ int cmd_report_error(const char *cmd, const OwError *err) {
     return 1;
 }
 
+int cmd_args(const char *cmd, int argc, char **argv, const ArgSpec *specs, int nspecs, const char *usage,
+             const char *description, ArgsResult *res) {
+    OwError err;
+    if (args_parse(argc, argv, specs, nspecs, res, &err) != 0) {
+        cmd_report_error(cmd, &err);
+        return 2;
+    }
+    if (res->help) {
+        args_print_help(stdout, usage, description, specs, nspecs);
+        return 0;
+    }
+    return -1;
+}
+
 int cmd_version(int argc, char **argv) {
     printf("owlore %s\nbackends: cpu%s\n", OWLORE_VERSION, backend_cuda_available() ? ", cuda" : "");
     return 0;

@@ -143,18 +143,11 @@ int cmd_demo(int argc, char **argv) {
     int nspecs = (int)(sizeof specs / sizeof specs[0]);
     ArgsResult res;
     OwError err;
-    if (args_parse(argc, argv, specs, nspecs, &res, &err) != 0) {
-        cmd_report_error("demo", &err);
-        return 2;
-    }
-    if (res.help) {
-        args_print_help(stdout, "owlore demo [--out DIR] [flags]",
+    int parsed = cmd_args("demo", argc, argv, specs, nspecs, "owlore demo [--out DIR] [flags]",
                         "Builds a small byte-level LLaMA, pre-trains it on a generated corpus, computes its OWL\n"
                         "outlier ratios, fine-tunes it with OwLore on a new generated task (continue the alphabet after a word), and\n"
-                        "prints held-out loss and exact-match accuracy before and after. Needs no downloads.",
-                        specs, nspecs);
-        return 0;
-    }
+                        "prints held-out loss and exact-match accuracy before and after. Needs no downloads.", &res);
+    if (parsed >= 0) return parsed;
     double t0 = ow_now();
     char *base = ow_path_join(out, "base"), *pre_run = ow_path_join(out, "pretrain"), *ft_run = ow_path_join(out, "finetune");
     char *pre_data = ow_path_join(out, "pretrain.bin"), *ft_data = ow_path_join(out, "task.bin");

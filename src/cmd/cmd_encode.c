@@ -55,14 +55,9 @@ static int setup(const char *cmd, int argc, char **argv, ArgSpec own, const char
     ArgsResult res;
     OwError err;
     ow_error_clear(&err);
-    if (args_parse(argc, argv, specs, nspecs, &res, &err) != 0) {
-        cmd_report_error(cmd, &err);
-        *code = 2;
-        return 0;
-    }
-    if (res.help) {
-        args_print_help(stdout, usage, desc, specs, nspecs);
-        *code = 0;
+    int parsed = cmd_args(cmd, argc, argv, specs, nspecs, usage, desc, &res);
+    if (parsed >= 0) {
+        *code = parsed;
         return 0;
     }
     if (!tok_path || res.npos > 0) {

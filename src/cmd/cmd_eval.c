@@ -63,29 +63,20 @@ int cmd_eval(int argc, char **argv) {
         {"checkpoint", ARG_STR, &checkpoint, "step-N", "with a run directory: this checkpoint instead of the newest", NULL},
         {"json", ARG_STR, &json, "FILE", "also write the results as JSON (per-choice log-likelihoods for multiple choice)", NULL},
         {"dump-logits", ARG_STR, &dump, "FILE", "write the first batch's ids and logits (F32) as safetensors", NULL},
-        {"device", ARG_STR, &device, "DEV", "cuda | cpu | auto (default)", NULL},
-        {"gpu-mem", ARG_SIZE, &gpu_mem, "SIZE", "device memory cap, e.g. 24GiB", NULL},
-        {"threads", ARG_INT, &threads, "N", "CPU threads (0: all)", NULL},
+        CMD_DEVICE_SPECS(&device, &gpu_mem, &threads),
     };
     int nspecs = (int)(sizeof specs / sizeof specs[0]);
     ArgsResult res;
     OwError err;
-    if (args_parse(argc, argv, specs, nspecs, &res, &err) != 0) {
-        cmd_report_error("eval", &err);
-        return 2;
-    }
-    if (res.help) {
-        args_print_help(stdout, "owlore eval --model DIR|RUN_DIR --data FILE [flags]",
+    int parsed = cmd_args("eval", argc, argv, specs, nspecs, "owlore eval --model DIR|RUN_DIR --data FILE [flags]",
                         "Loss and perplexity on an owlore token file or on text (byte-level models): the stream is cut\n"
                         "into consecutive windows of --block-size tokens and every token after the first is scored once.\n"
                         "Multiple choice on a .jsonl file of {\"context\": str, \"choices\": [str], \"label\": int}: each\n"
                         "choice scored by the log-likelihood of its tokens after the context, reported as acc and\n"
                         "acc_norm (log-likelihood divided by the choice's length in characters), as\n"
                         "lm-evaluation-harness does. Items may carry pre-tokenized \"context_ids\" and \"choice_ids\";\n"
-                        "models with a tokenizer.json need them for now.",
-                        specs, nspecs);
-        return 0;
-    }
+                        "models with a tokenizer.json need them for now.", &res);
+    if (parsed >= 0) return parsed;
     if (res.npos > 0 || !model || !data) {
         ow_fail(&err, "--model and --data are required (see --help)");
         cmd_report_error("eval", &err);

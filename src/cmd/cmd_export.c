@@ -37,20 +37,13 @@ int cmd_export(int argc, char **argv) {
     int nspecs = (int)(sizeof specs / sizeof specs[0]);
     ArgsResult res;
     OwError err;
-    if (args_parse(argc, argv, specs, nspecs, &res, &err) != 0) {
-        cmd_report_error("export", &err);
-        return 2;
-    }
-    if (res.help) {
-        args_print_help(stdout, "owlore export RUN_DIR --out DIR [--dtype bf16|fp32|fp16] [--shard-size 5GB] [--checkpoint step-N]",
+    int parsed = cmd_args("export", argc, argv, specs, nspecs, "owlore export RUN_DIR --out DIR [--dtype bf16|fp32|fp16] [--shard-size 5GB] [--checkpoint step-N]",
                         "Writes the fine-tuned model of a training run as a Hugging Face directory: the base model's\n"
                         "tensors with the run's newest (or the named) checkpoint over them, config.json with torch_dtype,\n"
                         "the base model's tokenizer files, and safetensors shards with model.safetensors.index.json when\n"
                         "the model is larger than the shard size. Written under a temporary name, then renamed; one\n"
-                        "tensor at a time is in memory.",
-                        specs, nspecs);
-        return 0;
-    }
+                        "tensor at a time is in memory.", &res);
+    if (parsed >= 0) return parsed;
     if (res.npos != 1 || !out) {
         ow_fail(&err, "usage: owlore export RUN_DIR --out DIR (see --help)");
         cmd_report_error("export", &err);

@@ -166,19 +166,12 @@ int cmd_info(int argc, char **argv) {
     ArgsResult ar;
     OwError err;
     ow_error_clear(&err);
-    if (args_parse(argc, argv, specs, 1, &ar, &err) != 0) {
-        cmd_report_error("info", &err);
-        return 2;
-    }
-    if (ar.help) {
-        args_print_help(stdout, "owlore info DIR|PRESET|CONFIG [--json]",
+    int parsed = cmd_args("info", argc, argv, specs, 1, "owlore info DIR|PRESET|CONFIG [--json]",
                         "Describes a model: architecture, sizes, parameter count (tied embeddings counted once) and the memory\n"
                         "a bf16 copy needs. DIR is a Hugging Face model directory (config.json, and safetensors weights which are\n"
                         "then validated against the config), PRESET a name from configs/models (e.g. llama2-7b), CONFIG a\n"
-                        "config.json path.",
-                        specs, 1);
-        return 0;
-    }
+                        "config.json path.", &ar);
+    if (parsed >= 0) return parsed;
     if (ar.npos != 1) {
         fprintf(stderr, "owlore info: error: expected one model (a directory, a preset name or a config.json; see --help)\n");
         return 2;

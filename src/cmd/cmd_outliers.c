@@ -21,25 +21,16 @@ int cmd_outliers(int argc, char **argv) {
         {"M", ARG_FLOAT, &M, "M", "outlier threshold: a score above M times the block mean (default 13)", NULL},
         {"micro-batch", ARG_INT, &micro, "N", "sequences through a block at a time (default 4)", NULL},
         {"seed", ARG_INT, &seed, "N", "seed of the calibration sample (default 42)", NULL},
-        {"device", ARG_STR, &device, "DEV", "cuda | cpu | auto (default)", NULL},
-        {"gpu-mem", ARG_SIZE, &gpu_mem, "SIZE", "device memory cap, e.g. 24GiB", NULL},
-        {"threads", ARG_INT, &threads, "N", "CPU threads (0: all)", NULL},
+        CMD_DEVICE_SPECS(&device, &gpu_mem, &threads),
     };
     int nspecs = (int)(sizeof specs / sizeof specs[0]);
     ArgsResult res;
     OwError err;
-    if (args_parse(argc, argv, specs, nspecs, &res, &err) != 0) {
-        cmd_report_error("outliers", &err);
-        return 2;
-    }
-    if (res.help) {
-        args_print_help(stdout, "owlore outliers --model DIR --data FILE --out ratios.json [flags]",
+    int parsed = cmd_args("outliers", argc, argv, specs, nspecs, "owlore outliers --model DIR --data FILE --out ratios.json [flags]",
                         "Runs calibration sequences through the frozen model block by block and writes each block's\n"
                         "OWL outlier ratio (percent of weights whose score |W_ij| * ||X_j|| exceeds M times the block\n"
-                        "mean), the layer-sampling probabilities, and per-module detail.",
-                        specs, nspecs);
-        return 0;
-    }
+                        "mean), the layer-sampling probabilities, and per-module detail.", &res);
+    if (parsed >= 0) return parsed;
     if (!model || !data || !out) {
         ow_fail(&err, "--model, --data and --out are required (see --help)");
         cmd_report_error("outliers", &err);

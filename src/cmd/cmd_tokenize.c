@@ -40,19 +40,12 @@ int cmd_tokenize(int argc, char **argv) {
     ArgsResult res;
     OwError err;
     ow_error_clear(&err);
-    if (args_parse(argc, argv, specs, n, &res, &err) != 0) {
-        cmd_report_error("tokenize", &err);
-        return 2;
-    }
-    if (res.help) {
-        args_print_help(stdout, "owlore tokenize --tokenizer DIR|FILE --data FILE --out FILE.bin [data keys]",
+    int parsed = cmd_args("tokenize", argc, argv, specs, n, "owlore tokenize --tokenizer DIR|FILE --data FILE --out FILE.bin [data keys]",
                         "Tokenizes a dataset into an owlore token file (ids, loss mask, sample offsets, the tokenizer's\n"
                         "hash and the input's), which `owlore train --data` reads directly. The data keys are the ones of\n"
                         "`owlore train` (recipe keys use underscores). `owlore train` also takes the dataset itself and\n"
-                        "caches this file on its own.",
-                        specs, n);
-        return 0;
-    }
+                        "caches this file on its own.", &res);
+    if (parsed >= 0) return parsed;
     if (!tok_path || !data || !out || res.npos > 0) {
         fprintf(stderr, "owlore tokenize: error: %s (see --help)\n",
                 res.npos > 0 ? "unexpected positional argument" : "--tokenizer, --data and --out are required");

@@ -98,15 +98,24 @@ int json_get_str(const cJSON *obj, const char *key, int required, const char **o
     return 0;
 }
 
-int json_write_file(const char *path, const cJSON *root, OwError *err) {
+char *json_print_text(const cJSON *root, size_t *len) {
     char *text = cJSON_Print(root);
-    if (!text) return ow_fail(err, "%s: cannot serialise JSON", path);
+    if (!text) return NULL;
     size_t n = strlen(text);
     char *buf = ow_xmalloc(n + 2);
     memcpy(buf, text, n);
     buf[n] = '\n';
+    buf[n + 1] = '\0';
     cJSON_free(text);
-    int rc = ow_write_file_atomic(path, buf, n + 1, err);
+    *len = n + 1;
+    return buf;
+}
+
+int json_write_file(const char *path, const cJSON *root, OwError *err) {
+    size_t n;
+    char *buf = json_print_text(root, &n);
+    if (!buf) return ow_fail(err, "%s: cannot serialise JSON", path);
+    int rc = ow_write_file_atomic(path, buf, n, err);
     free(buf);
     return rc;
 }

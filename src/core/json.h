@@ -23,6 +23,9 @@ int json_get_bool(const cJSON *obj, const char *key, int required, int *out, con
 int json_get_str(const cJSON *obj, const char *key, int required, const char **out, const char *where, OwError *err);
 
 /* Writes a cJSON tree to a file atomically (pretty-printed). */
+/* The tree as pretty-printed text ending in a newline (heap, NUL-terminated;
+ * its length without the NUL in *len); NULL when cJSON cannot print it. */
+char *json_print_text(const cJSON *root, size_t *len);
 int json_write_file(const char *path, const cJSON *root, OwError *err);
 
 #endif

@@ -82,16 +82,12 @@ static void manifest_add(cJSON *files, const char *name, uint64_t size, uint64_t
 
 /* Writes a JSON tree (pretty, newline-terminated) atomically; size and hash of the bytes. */
 static int write_json(const char *path, const cJSON *root, uint64_t *size, uint64_t *hash, OwError *err) {
-    char *text = cJSON_Print(root);
-    OW_CHECK(text != NULL);
-    size_t n = strlen(text);
-    char *buf = ow_xmalloc(n + 1);
-    memcpy(buf, text, n);
-    buf[n] = '\n';
-    cJSON_free(text);
-    *size = n + 1;
-    *hash = xxh64(buf, n + 1, 0);
-    int rc = ow_write_file_atomic(path, buf, n + 1, err);
+    size_t n;
+    char *buf = json_print_text(root, &n);
+    OW_CHECK(buf != NULL);
+    *size = n;
+    *hash = xxh64(buf, n, 0);
+    int rc = ow_write_file_atomic(path, buf, n, err);
     free(buf);
     return rc;
 }

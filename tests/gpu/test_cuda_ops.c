@@ -936,17 +936,7 @@ static double *random_orthonormal(int64_t m, int64_t k, uint64_t seed) {
     float *r = randn(seed, (size_t)(m * k), 1.0f, 0);
     double *Q = malloc((size_t)(m * k) * sizeof *Q);
     for (int64_t i = 0; i < m * k; i++) Q[i] = r[i];
-    for (int64_t j = 0; j < k; j++) {
-        for (int64_t p = 0; p < j; p++) {
-            double dot = 0;
-            for (int64_t i = 0; i < m; i++) dot += Q[p * m + i] * Q[j * m + i];
-            for (int64_t i = 0; i < m; i++) Q[j * m + i] -= dot * Q[p * m + i];
-        }
-        double nn = 0;
-        for (int64_t i = 0; i < m; i++) nn += Q[j * m + i] * Q[j * m + i];
-        nn = sqrt(nn);
-        for (int64_t i = 0; i < m; i++) Q[j * m + i] /= nn;
-    }
+    ts_gram_schmidt(Q, m, k, 1, m);
     free(r);
     return Q;
 }
@@ -1130,16 +1120,7 @@ Test(cuda_ops, orthonormalize) {
     double *colA = malloc((size_t)(m * k) * sizeof *colA);
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < k; j++) colA[j * m + i] = A[i * k + j];
-    for (int64_t j = 0; j < k; j++) {
-        for (int64_t p = 0; p < j; p++) {
-            double dot = 0;
-            for (int64_t i = 0; i < m; i++) dot += colA[p * m + i] * colA[j * m + i];
-            for (int64_t i = 0; i < m; i++) colA[j * m + i] -= dot * colA[p * m + i];
-        }
-        double nn = 0;
-        for (int64_t i = 0; i < m; i++) nn += colA[j * m + i] * colA[j * m + i];
-        for (int64_t i = 0; i < m; i++) colA[j * m + i] /= sqrt(nn);
-    }
+    ts_gram_schmidt(colA, m, k, 1, m);
     float *want = malloc((size_t)(m * k) * sizeof *want);
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < k; j++) want[i * k + j] = (float)colA[j * m + i];

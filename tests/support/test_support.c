@@ -144,3 +144,19 @@ void ts_read_metric(const char *run_dir, const char *key, double *out, int n) {
     free(text);
     free(p);
 }
+
+void ts_gram_schmidt(double *A, int64_t m, int64_t k, int64_t rs, int64_t cs) {
+    for (int64_t j = 0; j < k; j++) {
+        double *cj = A + j * cs;
+        for (int64_t p = 0; p < j; p++) {
+            const double *cp = A + p * cs;
+            double d = 0;
+            for (int64_t i = 0; i < m; i++) d += cj[i * rs] * cp[i * rs];
+            for (int64_t i = 0; i < m; i++) cj[i * rs] -= d * cp[i * rs];
+        }
+        double nrm = 0;
+        for (int64_t i = 0; i < m; i++) nrm += cj[i * rs] * cj[i * rs];
+        nrm = sqrt(nrm);
+        for (int64_t i = 0; i < m; i++) cj[i * rs] /= nrm;
+    }
+}

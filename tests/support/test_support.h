@@ -5,6 +5,7 @@
 #define OWLORE_TEST_SUPPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Heap strings; the caller frees them. */
 char *ts_source_path(const char *rel); /* <source dir>/rel */
@@ -25,5 +26,9 @@ double ts_max_abs(const float *a, size_t n);
 /* Reads `key` of the first n step records (lines with a "loss") of
  * RUN_DIR/metrics.jsonl into out; fails the test when there are fewer. */
 void ts_read_metric(const char *run_dir, const char *key, double *out, int n);
+/* Modified Gram-Schmidt, in place, on the k columns of an m x k matrix whose
+ * entry (i, j) is at A[i * rs + j * cs] (row-major: rs = k, cs = 1; column-major:
+ * rs = 1, cs = m). */
+void ts_gram_schmidt(double *A, int64_t m, int64_t k, int64_t rs, int64_t cs);
 
 #endif

@@ -10,6 +10,23 @@
 
 #include <math.h>
 
+/* The Adam moment coefficients of h, in float. */
+typedef struct {
+    float b1, omb1, b2, omb2, gs;
+} Moments;
+
+static Moments moments_of(const AdamHyper *h) {
+    return (Moments){h->beta1, (float)(1.0 - (double)h->beta1), h->beta2, (float)(1.0 - (double)h->beta2),
+                     h->grad_scale};
+}
+
+/* m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2 for the scaled gradient g. */
+static inline void moments_update(const Moments *c, float g, float *m, float *v) {
+    float gi = g * c->gs;
+    *m = c->b1 * *m + c->omb1 * gi;
+    *v = c->b2 * *v + c->omb2 * gi * gi;
+}
+
 void cpu_adam_update(Backend *be, Tensor *param, const Tensor *grad, Tensor *m, Tensor *v, const AdamHyper *h) {
     float *p = cpu_f32(param), *md = cpu_f32(m), *vd = cpu_f32(v);
     const float *g = cpu_f32(grad);
@@ -19,19 +36,15 @@ void cpu_adam_update(Backend *be, Tensor *param, const Tensor *grad, Tensor *m, 
     OW_CHECK(h->variant == ADAM_VARIANT_HF || h->variant == ADAM_VARIANT_TORCH);
     const double bc1 = 1.0 - pow((double)h->beta1, (double)h->step);
     const double bc2 = 1.0 - pow((double)h->beta2, (double)h->step);
-    const float b1 = h->beta1, b2 = h->beta2, eps = h->eps, gs = h->grad_scale;
-    const float omb1 = (float)(1.0 - (double)h->beta1), omb2 = (float)(1.0 - (double)h->beta2);
+    const Moments c = moments_of(h);
+    const float eps = h->eps;
     const float lr_wd = (float)((double)h->lr * (double)h->weight_decay);
     if (h->variant == ADAM_VARIANT_HF) {
         const float step = (float)((double)h->lr * sqrt(bc2) / bc1);
 #pragma omp parallel for num_threads(cpu_threads(be)) schedule(static)
         for (int64_t i = 0; i < n; i++) {
-            float gi = g[i] * gs;
-            float mi = b1 * md[i] + omb1 * gi;
-            float vi = b2 * vd[i] + omb2 * gi * gi;
-            md[i] = mi;
-            vd[i] = vi;
-            float pi = p[i] - step * (mi / (sqrtf(vi) + eps));
+            moments_update(&c, g[i], &md[i], &vd[i]);
+            float pi = p[i] - step * (md[i] / (sqrtf(vd[i]) + eps));
             if (lr_wd != 0.0f) pi -= lr_wd * pi;
             p[i] = pi;
         }
@@ -41,13 +54,9 @@ void cpu_adam_update(Backend *be, Tensor *param, const Tensor *grad, Tensor *m, 
         const float keep = (float)(1.0 - (double)h->lr * (double)h->weight_decay);
 #pragma omp parallel for num_threads(cpu_threads(be)) schedule(static)
         for (int64_t i = 0; i < n; i++) {
-            float gi = g[i] * gs;
-            float mi = b1 * md[i] + omb1 * gi;
-            float vi = b2 * vd[i] + omb2 * gi * gi;
-            md[i] = mi;
-            vd[i] = vi;
+            moments_update(&c, g[i], &md[i], &vd[i]);
             float pi = p[i] * keep;
-            p[i] = pi - step * (mi / (sqrtf(vi) / sqrt_bc2 + eps));
+            p[i] = pi - step * (md[i] / (sqrtf(vd[i]) / sqrt_bc2 + eps));
         }
     }
 }
@@ -57,16 +66,12 @@ void cpu_adam_moments(Backend *be, Tensor *out, const Tensor *grad, Tensor *m, T
     const float *g = cpu_f32(grad);
     int64_t n = tensor_numel(grad);
     OW_CHECK(tensor_numel(out) == n && tensor_numel(m) == n && tensor_numel(v) == n);
-    const float b1 = h->beta1, b2 = h->beta2, eps = h->eps, gs = h->grad_scale;
-    const float omb1 = (float)(1.0 - (double)h->beta1), omb2 = (float)(1.0 - (double)h->beta2);
+    const Moments c = moments_of(h);
+    const float eps = h->eps;
 #pragma omp parallel for num_threads(cpu_threads(be)) schedule(static)
     for (int64_t i = 0; i < n; i++) {
-        float gi = g[i] * gs;
-        float mi = b1 * md[i] + omb1 * gi;
-        float vi = b2 * vd[i] + omb2 * gi * gi;
-        md[i] = mi;
-        vd[i] = vi;
-        o[i] = mi / (sqrtf(vi) + eps);
+        moments_update(&c, g[i], &md[i], &vd[i]);
+        o[i] = md[i] / (sqrtf(vd[i]) + eps);
     }
 }
 
