@@ -37,6 +37,7 @@ import torch
 import transformers
 from safetensors.numpy import load_file, save_file
 from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+from fixture_common import setup_determinism, v4_config
 
 VOCAB = 97
 BATCH = 2
@@ -73,14 +74,6 @@ MODELS = {
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
     ), 16, 1004),
 }
-
-
-def setup_determinism():
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
 
 
 def build_model(model_cls, config_cls, kwargs, seed):
@@ -122,17 +115,6 @@ def ce_from_logits(logits, labels):
     valid = lb != -100
     picked = np.take_along_axis(lg, np.where(valid, lb, 0)[..., None], axis=-1)[..., 0]
     return float(((lse - picked) * valid).sum() / valid.sum())
-
-
-def v4_config(cfg_json):
-    """The same config in the transformers 4 layout (top-level rope_theta, rope_scaling)."""
-    c = dict(cfg_json)
-    rp = dict(c.pop("rope_parameters"))
-    c["rope_theta"] = rp.pop("rope_theta")
-    c["rope_scaling"] = None if rp.get("rope_type", "default") == "default" else rp
-    if "dtype" in c:
-        c["torch_dtype"] = c.pop("dtype")
-    return c
 
 
 def check_llama3_bands(model):

@@ -40,6 +40,7 @@ import torch
 import transformers
 from safetensors.numpy import load_file, save_file
 from transformers import LlamaForCausalLM
+from fixture_common import setup_determinism
 
 SOURCE = "tests/reference/make_owl_fixture.py"
 NSAMPLES, SEQLEN = 4, 16
@@ -49,14 +50,6 @@ MIN_GAP = 1e-4
 MODULES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 SHORT = ("q", "k", "v", "o", "gate", "up", "down")
-
-
-def setup_determinism():
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
 
 
 def capture_inputs(model, ids):

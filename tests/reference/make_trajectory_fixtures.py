@@ -56,6 +56,7 @@ import torch
 import transformers
 from safetensors.numpy import load_file, save_file
 from transformers import LlamaConfig, LlamaForCausalLM
+from fixture_common import setup_determinism, v4_config
 
 SOURCE = "tests/reference/make_trajectory_fixtures.py"
 VOCAB = 97
@@ -91,14 +92,6 @@ RECIPES = {
 }
 
 
-def setup_determinism():
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-
-
 def build_model():
     config = LlamaConfig(
         vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
@@ -116,17 +109,6 @@ def build_model():
             noise = torch.randn(p.shape, generator=gen, dtype=torch.float32)
             p.copy_(1.0 + 0.1 * noise if name.endswith("norm.weight") else 0.2 * noise)
     return model
-
-
-def v4_config(cfg_json):
-    """The same config in the transformers 4 layout (top-level rope_theta, rope_scaling)."""
-    c = dict(cfg_json)
-    rp = dict(c.pop("rope_parameters"))
-    c["rope_theta"] = rp.pop("rope_theta")
-    c["rope_scaling"] = None if rp.get("rope_type", "default") == "default" else rp
-    if "dtype" in c:
-        c["torch_dtype"] = c.pop("dtype")
-    return c
 
 
 def parse_schedule(s, L):
