@@ -2,9 +2,11 @@
  * handles, memory (alloc/release through the arena, upload/download with
  * dtype conversion), and the op table.
  *
- * Invariants: one stream per backend, created non-blocking, and every copy
- * and kernel goes on it (never the legacy default stream), so ops are ordered
- * by the stream alone; the memstats of the Backend count exactly the arena
+ * Invariants: ops go on the backend's main stream, created non-blocking (never
+ * the legacy default stream), so ops are ordered by that stream alone; only
+ * the asynchronous host copies (copy_stream) and async adam_update_host
+ * (opt_stream) run beside it, each after an event of the main stream, and
+ * sync waits for all three; the memstats of the Backend count exactly the arena
  * blocks handed out (sizes rounded to ARENA_ALIGN), by kind; allocations are
  * zeroed. Downloads and the ops returning host values synchronise the stream. */
 #include "cuda/cuda_backend.h"
@@ -97,6 +99,8 @@ static void cuda_download(Backend *be, void *dst, DType dst_dtype, const Tensor 
     CudaImpl *ci = cuda_impl(be);
     size_t n = (size_t)tensor_numel(src);
     if (n == 0) return;
+    /* a side-stream update may still be writing src (a parameter): downloads are rare, wait for it */
+    CUDA_CHECK(cudaStreamSynchronize(ci->opt_stream));
     if (dst_dtype == src->dtype) {
         CUDA_CHECK(cudaMemcpyAsync(dst, src->data, tensor_nbytes(src), cudaMemcpyDeviceToHost, ci->stream));
         CUDA_CHECK(cudaStreamSynchronize(ci->stream));
@@ -117,20 +121,39 @@ static void cuda_download(Backend *be, void *dst, DType dst_dtype, const Tensor 
     free(tmp);
 }
 
-void cuda_sync(Backend *be) { CUDA_CHECK(cudaStreamSynchronize(cuda_impl(be)->stream)); }
+void cuda_sync(Backend *be) {
+    CudaImpl *ci = cuda_impl(be);
+    CUDA_CHECK(cudaStreamSynchronize(ci->stream));
+    CUDA_CHECK(cudaStreamSynchronize(ci->copy_stream));
+    CUDA_CHECK(cudaStreamSynchronize(ci->opt_stream));
+}
+
+int cuda_side_begin(CudaImpl *ci) {
+    int n = ci->side_next;
+    ci->side_next = (ci->side_next + 1) & (CUDA_SIDE_TICKET - 1);
+    int slot = n % CUDA_SIDE_EVENTS;
+    CUDA_CHECK(cudaEventRecord(ci->side_ready[slot], ci->stream));
+    CUDA_CHECK(cudaStreamWaitEvent(ci->opt_stream, ci->side_ready[slot], 0));
+    return CUDA_SIDE_TICKET | n;
+}
+
+void cuda_side_end(CudaImpl *ci, int ticket) {
+    CUDA_CHECK(cudaEventRecord(ci->side_done[(ticket & (CUDA_SIDE_TICKET - 1)) % CUDA_SIDE_EVENTS], ci->opt_stream));
+}
 
 /* ---- asynchronous host copies ---- */
 
 static void *cuda_host_alloc(Backend *be, size_t bytes, OwError *err) {
     (void)be;
     void *p = NULL;
-    cudaError_t e = cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocDefault);
+    /* mapped: kernels read and write it directly (adam_update_host), DMA copies use it too */
+    cudaError_t e = cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocMapped | cudaHostAllocPortable);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         char s1[32];
-        ow_fail(err, "cannot allocate %s of page-locked host memory for offloaded activations: %s (hint: "
-                "--offload-activations off keeps them on the GPU)", format_size(bytes, s1, sizeof s1),
-                cudaGetErrorString(e));
+        ow_fail(err, "cannot allocate %s of page-locked host memory: %s (hint: --offload-activations off and "
+                "--offload-optimizer off keep activations and optimizer state on the GPU)",
+                format_size(bytes, s1, sizeof s1), cudaGetErrorString(e));
         return NULL;
     }
     memset(p, 0, bytes);
@@ -139,7 +162,7 @@ static void *cuda_host_alloc(Backend *be, size_t bytes, OwError *err) {
 
 static void cuda_host_free(Backend *be, void *p) {
     if (!p) return;
-    CUDA_CHECK(cudaStreamSynchronize(cuda_impl(be)->copy_stream));
+    cuda_sync(be);
     CUDA_CHECK(cudaFreeHost(p));
 }
 
@@ -164,12 +187,15 @@ static int cuda_copy_from_host(Backend *be, Tensor *dst, const void *host) {
     return copy_async(be, dst->data, host, tensor_nbytes(dst), cudaMemcpyHostToDevice);
 }
 
-/* A ticket older than the ring waits for a later copy of the same stream, which
+/* A ticket older than its ring waits for a later op of the same stream, which
  * finishes after it: still correct, only stricter. */
 static void cuda_copy_wait(Backend *be, int ticket) {
     if (ticket < 0) return;
     CudaImpl *ci = cuda_impl(be);
-    CUDA_CHECK(cudaStreamWaitEvent(ci->stream, ci->copy_done[ticket % CUDA_COPY_EVENTS], 0));
+    if (ticket & CUDA_SIDE_TICKET)
+        CUDA_CHECK(cudaStreamWaitEvent(ci->stream, ci->side_done[(ticket & (CUDA_SIDE_TICKET - 1)) % CUDA_SIDE_EVENTS], 0));
+    else
+        CUDA_CHECK(cudaStreamWaitEvent(ci->stream, ci->copy_done[ticket % CUDA_COPY_EVENTS], 0));
 }
 
 /* ---- lifetime ---- */
@@ -179,6 +205,7 @@ static void impl_free(Backend *be) {
     if (!ci) return;
     if (ci->stream) (void)cudaStreamSynchronize(ci->stream);
     if (ci->copy_stream) (void)cudaStreamSynchronize(ci->copy_stream);
+    if (ci->opt_stream) (void)cudaStreamSynchronize(ci->opt_stream);
     if (ci->lt_ws) cuda_ws_free(be, ci->lt_ws);
     if (ci->scratch) cuda_ws_free(be, ci->scratch);
     arena_destroy(&ci->arena);
@@ -189,7 +216,12 @@ static void impl_free(Backend *be) {
         if (ci->copy_ready[i]) cudaEventDestroy(ci->copy_ready[i]);
         if (ci->copy_done[i]) cudaEventDestroy(ci->copy_done[i]);
     }
+    for (int i = 0; i < CUDA_SIDE_EVENTS; i++) {
+        if (ci->side_ready[i]) cudaEventDestroy(ci->side_ready[i]);
+        if (ci->side_done[i]) cudaEventDestroy(ci->side_done[i]);
+    }
     if (ci->copy_stream) cudaStreamDestroy(ci->copy_stream);
+    if (ci->opt_stream) cudaStreamDestroy(ci->opt_stream);
     if (ci->stream) cudaStreamDestroy(ci->stream);
     free(ci);
     be->impl = NULL;
@@ -261,13 +293,20 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
     arena_init(&ci->arena, 0, CUDA_MIN_SEGMENT);
 
     if ((e = cudaStreamCreateWithFlags(&ci->stream, cudaStreamNonBlocking)) != cudaSuccess ||
-        (e = cudaStreamCreateWithFlags(&ci->copy_stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        (e = cudaStreamCreateWithFlags(&ci->copy_stream, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&ci->opt_stream, cudaStreamNonBlocking)) != cudaSuccess) {
         ow_fail(err, "CUDA device %d: cannot create a stream: %s", device, cudaGetErrorString(e));
         return create_fail(be);
     }
     for (int i = 0; i < CUDA_COPY_EVENTS; i++)
         if ((e = cudaEventCreateWithFlags(&ci->copy_ready[i], cudaEventDisableTiming)) != cudaSuccess ||
             (e = cudaEventCreateWithFlags(&ci->copy_done[i], cudaEventDisableTiming)) != cudaSuccess) {
+            ow_fail(err, "CUDA device %d: cannot create an event: %s", device, cudaGetErrorString(e));
+            return create_fail(be);
+        }
+    for (int i = 0; i < CUDA_SIDE_EVENTS; i++)
+        if ((e = cudaEventCreateWithFlags(&ci->side_ready[i], cudaEventDisableTiming)) != cudaSuccess ||
+            (e = cudaEventCreateWithFlags(&ci->side_done[i], cudaEventDisableTiming)) != cudaSuccess) {
             ow_fail(err, "CUDA device %d: cannot create an event: %s", device, cudaGetErrorString(e));
             return create_fail(be);
         }
@@ -341,6 +380,7 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
     be->adam_update = cuda_adam_update;
     be->adam_moments = cuda_adam_moments;
     be->apply_update = cuda_apply_update;
+    be->adam_update_host = cuda_adam_update_host;
     be->svd_top = cuda_svd_top;
     be->orthonormalize = cuda_orthonormalize;
     be->canonicalize_signs = cuda_canonicalize_signs;

@@ -3,9 +3,11 @@
  * check macros, device-side dtype conversions and reductions, and the op
  * functions each file provides to the table built in cuda_backend.cu.
  *
- * Invariants: every op runs asynchronously on impl->stream (the one stream of
- * the backend), so stream order alone orders ops, memory reuse and scratch
- * use; no op allocates device memory except svd_top / orthonormalize (which
+ * Invariants: every op runs asynchronously on impl->stream (the main stream),
+ * so stream order alone orders ops, memory reuse and scratch use; the two
+ * other streams carry only what the Backend interface names as asynchronous
+ * (copy_stream: host copies; opt_stream: adam_update_host with async), each
+ * started after the main stream's work so far and waited by copy_wait; no op allocates device memory except svd_top / orthonormalize (which
  * can report failure); every device buffer comes from the arena. A failing
  * CUDA/cuBLAS/cuSOLVER call inside an op is a bug and aborts with file:line,
  * the call and the error string. */
@@ -119,6 +121,8 @@ typedef struct GemmCacheEntry {
 #endif
 
 #define CUDA_COPY_EVENTS 16 /* tickets of asynchronous host copies in flight (a ring) */
+#define CUDA_SIDE_EVENTS 8  /* tickets of side-stream work (adam_update_host async) in flight */
+#define CUDA_SIDE_TICKET 0x40000000 /* side tickets have this bit; copy tickets are below it */
 
 typedef struct CudaImpl {
     int device;
@@ -127,6 +131,10 @@ typedef struct CudaImpl {
     cudaEvent_t copy_ready[CUDA_COPY_EVENTS];   /* compute work a copy waits for */
     cudaEvent_t copy_done[CUDA_COPY_EVENTS];    /* a copy, for copy_wait */
     int copy_next;
+    cudaStream_t opt_stream;                    /* side work: optimizer updates of host-resident state */
+    cudaEvent_t side_ready[CUDA_SIDE_EVENTS];   /* compute work a side op waits for */
+    cudaEvent_t side_done[CUDA_SIDE_EVENTS];    /* a side op, for copy_wait */
+    int side_next;
     cublasLtHandle_t lt;
     cublasHandle_t blas;
     cusolverDnHandle_t solver;
@@ -272,6 +280,11 @@ __device__ __forceinline__ float ow_block_max(float v, float *sh) { return ow_bl
 
 /* cuda_backend.cu */
 void cuda_sync(Backend *be);
+/* Side-stream work: cuda_side_begin makes opt_stream wait for the work queued on
+ * the main stream so far and returns the ticket (CUDA_SIDE_TICKET | n); queue the
+ * work on opt_stream, then cuda_side_end(ticket) marks its end for copy_wait. */
+int cuda_side_begin(CudaImpl *ci);
+void cuda_side_end(CudaImpl *ci, int ticket);
 
 /* cuda_gemm.cu */
 void cuda_matmul(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
@@ -318,7 +331,10 @@ int cuda_attention_tc_applies(CudaImpl *ci, int64_t head_dim);
 /* cuda_optim.cu */
 void cuda_adam_update(Backend *be, Tensor *param, const Tensor *grad, Tensor *m, Tensor *v, const AdamHyper *h);
 void cuda_adam_moments(Backend *be, Tensor *out, const Tensor *grad, Tensor *m, Tensor *v, const AdamHyper *h);
-void cuda_apply_update(Backend *be, Tensor *param, const Tensor *delta, float alpha, float decay, uint64_t sr_seed);
+void cuda_apply_update(Backend *be, Tensor *param, const Tensor *delta, float alpha, float decay, uint64_t sr_seed,
+                       int64_t sr_index0);
+int cuda_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel, int rows,
+                          int zero_grad, int async, const AdamHyper *h);
 
 /* cuda_solver.cu */
 int cuda_svd_top(Backend *be, Tensor *out, const Tensor *G, int rank, int right, OwError *err);

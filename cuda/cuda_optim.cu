@@ -1,5 +1,7 @@
 /* cuda_optim.cu: the fused optimizer kernels: full-rank AdamW (both
- * variants of backend.h), GaLore's low-rank moments, and applying an update.
+ * variants of backend.h), GaLore's low-rank moments, applying an update, and
+ * AdamW on rows of a parameter whose moments live in host memory (read and
+ * written over the bus, optionally on the side stream beside the compute).
  *
  * Parameters are BF16 (rounded stochastically: ow_f32_to_bf16_sr with the
  * element index as the Philox counter, so the rounding of element i depends
@@ -53,22 +55,48 @@ __device__ __forceinline__ void moments(float *m, float *v, int64_t i, float gra
     *vo = vi;
 }
 
-/* HF: p = p - step * (m / (sqrt(v) + eps)); then p = p - lr_wd * p when lr_wd != 0
+/* One parameter element's step from its stored value p and its new moments mi, vi:
+ * HF: p = p - step * (m / (sqrt(v) + eps)); then p = p - lr_wd * p when lr_wd != 0
  * torch: p = p * keep; p = p - step * (m / (sqrt(v) / bc2_sqrt + eps)) */
+__device__ __forceinline__ float adam_param(float p, float mi, float vi, const AdamScalars &a) {
+    if (a.variant == ADAM_VARIANT_HF) {
+        p = sub(p, mul(a.step, mi / add(sqrtf(vi), a.eps)));
+        if (a.lr_wd != 0.0f) p = sub(p, mul(a.lr_wd, p));
+    } else {
+        p = mul(p, a.keep);
+        p = sub(p, mul(a.step, mi / add(sqrtf(vi) / a.bc2_sqrt, a.eps)));
+    }
+    return p;
+}
+
 __global__ void k_adam_update(void *param, int pdt, const void *grad, int gdt, float *m, float *v, int64_t n,
                               AdamScalars a, uint64_t seed) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         float mi, vi;
         moments(m, v, i, ow_load(grad, gdt, i), a, &mi, &vi);
-        float p = ow_load(param, pdt, i);
-        if (a.variant == ADAM_VARIANT_HF) {
-            p = sub(p, mul(a.step, mi / add(sqrtf(vi), a.eps)));
-            if (a.lr_wd != 0.0f) p = sub(p, mul(a.lr_wd, p));
-        } else {
-            p = mul(p, a.keep);
-            p = sub(p, mul(a.step, mi / add(sqrtf(vi) / a.bc2_sqrt, a.eps)));
+        store_param(param, pdt, i, adam_param(ow_load(param, pdt, i), mi, vi, a), seed);
+    }
+}
+
+/* adam_update_host: one block per selected row at a time (grid-stride over rows), its
+ * threads over the columns. m and v are host memory read and written over the bus
+ * (mapped page-locked memory), the parameter and the gradient are device memory.
+ * sel == NULL: every row, gradient row r; else rows with sel[r] >= 0 (present: gradient
+ * row sel[r]) or with sel[r] < 0 (absent: zero gradient). Element (r, c) is element
+ * r * C + c of the whole tensor: same arithmetic and rounding as k_adam_update. */
+__global__ void k_adam_rows_host(void *param, int pdt, float *grad, float *m, float *v, const int32_t *sel,
+                                 int absent, int zero_grad, int64_t V, int64_t C, AdamScalars a, uint64_t seed) {
+    for (int64_t r = blockIdx.x; r < V; r += gridDim.x) {
+        int64_t s = sel ? sel[r] : r;
+        if (sel && (absent ? s >= 0 : s < 0)) continue;
+        float *gr = absent ? NULL : grad + s * C;
+        for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+            int64_t i = r * C + c;
+            float mi, vi;
+            moments(m, v, i, gr ? gr[c] : 0.0f, a, &mi, &vi);
+            store_param(param, pdt, i, adam_param(ow_load(param, pdt, i), mi, vi, a), seed);
+            if (gr && zero_grad) gr[c] = 0.0f;
         }
-        store_param(param, pdt, i, p, seed);
     }
 }
 
@@ -80,13 +108,16 @@ __global__ void k_adam_moments(float *out, const void *grad, int gdt, float *m, 
     }
 }
 
-/* p = p + alpha * delta; then p = p - decay * p when decay != 0 */
+/* p = p + alpha * delta; then p = p - decay * p when decay != 0; element i rounds with counter i0 + i */
 __global__ void k_apply_update(void *param, int pdt, const void *delta, int ddt, int64_t n, float alpha, float decay,
-                               uint64_t seed) {
+                               uint64_t seed, int64_t i0) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         float p = add(ow_load(param, pdt, i), mul(alpha, ow_load(delta, ddt, i)));
         if (decay != 0.0f) p = sub(p, mul(decay, p));
-        store_param(param, pdt, i, p, seed);
+        if (pdt == OW_BF16)
+            ((uint16_t *)param)[i] = ow_f32_to_bf16_sr(p, seed, (uint64_t)(i0 + i));
+        else
+            ((float *)param)[i] = p;
     }
 }
 
@@ -146,13 +177,42 @@ void cuda_adam_moments(Backend *be, Tensor *out, const Tensor *grad, Tensor *m, 
     CUDA_LAUNCH_CHECK();
 }
 
-void cuda_apply_update(Backend *be, Tensor *param, const Tensor *delta, float alpha, float decay, uint64_t sr_seed) {
+void cuda_apply_update(Backend *be, Tensor *param, const Tensor *delta, float alpha, float decay, uint64_t sr_seed,
+                       int64_t sr_index0) {
     CudaImpl *ci = cuda_impl(be);
     int64_t n = tensor_numel(param);
     check_param(param);
     OW_CHECKF(tensor_numel(delta) == n && dtype_is_float(delta->dtype), "apply_update: delta size");
     if (n == 0) return;
     k_apply_update<<<cuda_grid_for(n, OPT_THREADS), OPT_THREADS, 0, ci->stream>>>(
-        param->data, param->dtype, delta->data, delta->dtype, n, alpha, decay, sr_seed);
+        param->data, param->dtype, delta->data, delta->dtype, n, alpha, decay, sr_seed, sr_index0);
     CUDA_LAUNCH_CHECK();
+}
+
+int cuda_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel, int rows,
+                          int zero_grad, int async, const AdamHyper *h) {
+    CudaImpl *ci = cuda_impl(be);
+    check_param(param);
+    OW_CHECKF(param->ndim == 2, "adam_update_host: matrix parameter");
+    const int64_t V = param->shape[0], C = param->shape[1];
+    OW_CHECKF(sel == NULL || (sel->dtype == OW_I32 && tensor_numel(sel) == V), "adam_update_host: sel I32 [V]");
+    OW_CHECKF(rows == ADAM_ROWS_PRESENT || rows == ADAM_ROWS_ABSENT, "adam_update_host: rows %d", rows);
+    int absent = sel && rows == ADAM_ROWS_ABSENT;
+    OW_CHECKF(absent || (grad && grad->dtype == OW_F32 && tensor_cols(grad) == C && (sel || tensor_rows(grad) == V)),
+              "adam_update_host: gradient F32 [%s, C]", sel ? "slots" : "V");
+    OW_CHECKF(h->step >= 1, "adam step %lld", (long long)h->step);
+    if (V == 0 || C == 0) return -1;
+    /* the bus, not the multiprocessors, bounds this kernel: a few blocks keep it busy
+     * (measured on an H200, PCIe 5: 16 blocks of 512 threads read and write host memory
+     * at ~42 GB/s each way) and leave the rest of the device to the compute beside it */
+    unsigned blocks = async ? 32 : 4 * (unsigned)ci->num_sms;
+    cudaStream_t st = async ? ci->opt_stream : ci->stream;
+    int ticket = -1;
+    if (async) ticket = cuda_side_begin(ci);
+    k_adam_rows_host<<<blocks, OPT_THREADS, 0, st>>>(param->data, param->dtype, absent ? NULL : (float *)grad->data, m, v,
+                                                    sel ? (const int32_t *)sel->data : NULL, absent, zero_grad, V, C,
+                                                    adam_scalars(h), h->sr_seed);
+    CUDA_LAUNCH_CHECK();
+    if (async) cuda_side_end(ci, ticket);
+    return ticket;
 }

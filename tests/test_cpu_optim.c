@@ -136,10 +136,10 @@ Test(cpu_optim, apply_update) {
     ct_randn(&r, &d, 1.0);
     double ref[101];
     for (int64_t i = 0; i < n; i++) ref[i] = (double)ct_f(&p)[i] - 0.03 * ct_f(&d)[i];
-    be->apply_update(be, &p, &d, -0.03f, 0.0f, 1);
+    be->apply_update(be, &p, &d, -0.03f, 0.0f, 1, 0);
     ct_assert_close(ct_f(&p), ref, n, 1e-7, 1e-6, "apply_update");
     for (int64_t i = 0; i < n; i++) ref[i] = ((double)ct_f(&p)[i] + 0.5 * ct_f(&d)[i]) * (1.0 - 0.01);
-    be->apply_update(be, &p, &d, 0.5f, 0.01f, 2);
+    be->apply_update(be, &p, &d, 0.5f, 0.01f, 2, 0);
     ct_assert_close(ct_f(&p), ref, n, 1e-7, 1e-6, "apply_update with decay");
     ct_free(be, &p);
     ct_free(be, &d);

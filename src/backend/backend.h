@@ -37,6 +37,9 @@ typedef enum {
                                p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
 } AdamVariant;
 
+/* Row selections of adam_update_host. */
+enum { ADAM_ROWS_PRESENT = 0, ADAM_ROWS_ABSENT = 1 };
+
 typedef struct AdamHyper {
     float lr;          /* scheduled learning rate for this step */
     float beta1, beta2, eps, weight_decay;
@@ -81,8 +84,9 @@ struct Backend {
      * copy_from_host queue a copy of a whole tensor after the work queued so
      * far (on CUDA: on a copy stream, overlapping the compute that follows) and
      * return a ticket; copy_wait(ticket) makes the work queued after it wait for
-     * that copy (a negative ticket is no copy). Copies run in the order they
-     * are queued. The CPU backend copies at once. */
+     * that copy (a negative ticket is no copy; tickets of adam_update_host are
+     * waited on the same way). Copies run in the order they are queued. The CPU
+     * backend copies at once. host_free and sync wait for every queue. */
     void *(*host_alloc)(Backend *be, size_t bytes, OwError *err);
     void (*host_free)(Backend *be, void *p);
     int (*copy_to_host)(Backend *be, void *host, const Tensor *src);
@@ -148,8 +152,26 @@ struct Backend {
      * v = b2 v + (1-b2) g^2; out = m / (sqrt(v) + eps) (writes out, F32). */
     void (*adam_moments)(Backend *be, Tensor *out, const Tensor *grad, Tensor *m, Tensor *v, const AdamHyper *h);
     /* param += alpha * delta, then param *= (1 - decay) when decay != 0; bf16 params are
-     * rounded stochastically with sr_seed (deterministic per element). */
-    void (*apply_update)(Backend *be, Tensor *param, const Tensor *delta, float alpha, float decay, uint64_t sr_seed);
+     * rounded stochastically with sr_seed (deterministic per element: element i of param
+     * uses counter sr_index0 + i, so a row slice of a tensor rounds as the whole would). */
+    void (*apply_update)(Backend *be, Tensor *param, const Tensor *delta, float alpha, float decay, uint64_t sr_seed,
+                         int64_t sr_index0);
+    /* Full-rank AdamW (adam_update's arithmetic, bit for bit) on rows of a matrix param [V, C]
+     * with moments m, v (F32 [V, C]) in host memory from host_alloc (read and written over the
+     * bus on a GPU) or in backend memory (the data of F32 tensors of the backend). Which rows:
+     *   sel == NULL: every row r, with gradient row r of grad (F32 [V, C]);
+     *   sel (I32 [V] on the backend, the slot of each row or -1), rows == ADAM_ROWS_PRESENT:
+     *     the rows r with sel[r] >= 0, with gradient row sel[r] of grad (F32 [slots, C]);
+     *   rows == ADAM_ROWS_ABSENT: the rows with sel[r] < 0, with a zero gradient (grad unused).
+     * zero_grad: the gradient rows read are zeroed afterwards. The bf16 rounding of element
+     * (r, c) is that of element r * C + c of a whole-tensor adam_update with the same seed.
+     * async: on a device that can, the update runs beside later work (on a side queue, after
+     * the work queued so far) and a ticket is returned: work queued after copy_wait(ticket)
+     * sees its results, and nothing queued later may touch the rows it updates, their
+     * moments or its gradient rows before that wait. Otherwise (and on the CPU) it is queued
+     * in order and -1 is returned. */
+    int (*adam_update_host)(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel,
+                            int rows, int zero_grad, int async, const AdamHyper *h);
 
     /* ---- projectors ---- */
     /* Top-`rank` singular vectors of G [m,n] (F32) by exact SVD: right (rank x n rows of V^T) when

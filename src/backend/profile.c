@@ -93,7 +93,12 @@ WRAP(swiglu_backward, (Backend * be, Tensor *dg, Tensor *du, const Tensor *d, co
 WRAP(cross_entropy, (Backend * be, Tensor *l, Tensor *ls, const Tensor *t, float gs, int wg), (be, l, ls, t, gs, wg))
 WRAP(adam_update, (Backend * be, Tensor *p, const Tensor *g, Tensor *m, Tensor *v, const AdamHyper *h), (be, p, g, m, v, h))
 WRAP(adam_moments, (Backend * be, Tensor *o, const Tensor *g, Tensor *m, Tensor *v, const AdamHyper *h), (be, o, g, m, v, h))
-WRAP(apply_update, (Backend * be, Tensor *p, const Tensor *d, float a, float dc, uint64_t s), (be, p, d, a, dc, s))
+WRAP(apply_update, (Backend * be, Tensor *p, const Tensor *d, float a, float dc, uint64_t s, int64_t i0),
+     (be, p, d, a, dc, s, i0))
+WRAP_RET(int, adam_update_host,
+         (Backend * be, Tensor *p, Tensor *g, float *m, float *v, const Tensor *sel, int rows, int zg, int as,
+          const AdamHyper *h),
+         (be, p, g, m, v, sel, rows, zg, as, h))
 WRAP_RET(int, svd_top, (Backend * be, Tensor *o, const Tensor *G, int r, int right, OwError *err), (be, o, G, r, right, err))
 WRAP_RET(int, orthonormalize, (Backend * be, Tensor *A, OwError *err), (be, A, err))
 WRAP(canonicalize_signs, (Backend * be, Tensor *P, int rows), (be, P, rows))
@@ -127,6 +132,7 @@ void backend_profile_enable(Backend *be) {
     HOOK(adam_update);
     HOOK(adam_moments);
     HOOK(apply_update);
+    HOOK(adam_update_host);
     HOOK(svd_top);
     HOOK(orthonormalize);
     HOOK(canonicalize_signs);

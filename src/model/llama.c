@@ -316,8 +316,14 @@ static void block_forward(Model *m, int l, const Tensor *x, LayerActs *la, Tenso
     }
 }
 
+/* The hook of a trainable attention linear whose gradient has just been completed. */
+static int param_done(const GradHooks *hooks, Param *p, OwError *err) {
+    if (!p->trainable || !hooks || !hooks->param_done) return 0;
+    return hooks->param_done(hooks->ctx, p, err);
+}
+
 /* dres holds d(out); on return it holds d(x). */
-static void block_backward(Model *m, int l, const Tensor *x, LayerActs *la) {
+static int block_backward(Model *m, int l, const Tensor *x, LayerActs *la, const GradHooks *hooks, OwError *err) {
     Backend *be = m->be;
     const ModelConfig *c = &m->cfg;
     ModelActs *A = m->acts;
@@ -345,6 +351,7 @@ static void block_backward(Model *m, int l, const Tensor *x, LayerActs *la) {
     be->rmsnorm_backward(be, &A->dres, Pn2->trainable ? &Pn2->g : NULL, &A->dln, &la->h, &Pn2->w, &la->rstd2);
     /* attention */
     linear_backward(be, &A->datt, 0.0f, &A->dres, &la->att, model_block_param(m, l, BW_O));
+    if (param_done(hooks, model_block_param(m, l, BW_O), err) != 0) return -1;
     Tensor q4 = view4(&la->q, B, T, c->num_heads, D), k4 = view4(&la->k, B, T, c->num_kv_heads, D);
     Tensor v4 = view4(&la->v, B, T, c->num_kv_heads, D), a4 = view4(&la->att, B, T, c->num_heads, D);
     Tensor dq4 = view4(&A->dq, B, T, c->num_heads, D), dk4 = view4(&A->dk, B, T, c->num_kv_heads, D);
@@ -352,10 +359,14 @@ static void block_backward(Model *m, int l, const Tensor *x, LayerActs *la) {
     be->attention_backward(be, &dq4, &dk4, &dv4, &da4, &q4, &k4, &v4, &a4, &la->lse);
     be->rope(be, &dq4, &m->rope_cos, &m->rope_sin, 1);
     be->rope(be, &dk4, &m->rope_cos, &m->rope_sin, 1);
-    linear_backward(be, &A->dln, 0.0f, &A->dq, &la->ln1, model_block_param(m, l, BW_Q));
-    linear_backward(be, &A->dln, 1.0f, &A->dk, &la->ln1, model_block_param(m, l, BW_K));
-    linear_backward(be, &A->dln, 1.0f, &A->dv, &la->ln1, model_block_param(m, l, BW_V));
+    const Tensor *dqkv[3] = {&A->dq, &A->dk, &A->dv};
+    for (int j = 0; j < 3; j++) {
+        Param *W = model_block_param(m, l, (BlockWeight)(BW_Q + j));
+        linear_backward(be, &A->dln, j ? 1.0f : 0.0f, dqkv[j], &la->ln1, W);
+        if (param_done(hooks, W, err) != 0) return -1;
+    }
     be->rmsnorm_backward(be, &A->dres, Pn1->trainable ? &Pn1->g : NULL, &A->dln, x, &Pn1->w, &la->rstd1);
+    return 0;
 }
 
 static int upload_batch(Model *m, const int32_t *ids, const int32_t *targets, OwError *err) {
@@ -375,6 +386,29 @@ static int upload_batch(Model *m, const int32_t *ids, const int32_t *targets, Ow
     return 0;
 }
 
+/* The compact embedding gradient's slots of this micro-batch's positions (EmbedRows). */
+static int upload_embed_slots(Model *m, const int32_t *ids, OwError *err) {
+    int64_t N = m->acts->N;
+    int32_t *pos = ow_xmalloc((size_t)N * sizeof(int32_t));
+    int rc = model_embed_rows_add(m, ids, N, pos, err);
+    if (rc == 0) {
+        OW_CHECK(N <= tensor_numel(&m->erows.pos));
+        Tensor t = tensor_slice(&m->erows.pos, 0, N);
+        m->be->upload(m->be, &t, pos, OW_I32);
+    }
+    free(pos);
+    return rc;
+}
+
+/* p's weights, once an asynchronous update of them (the optimizer's) has landed. */
+static const Tensor *weights(Backend *be, Param *p) {
+    if (p->ready_ticket >= 0) {
+        be->copy_wait(be, p->ready_ticket);
+        p->ready_ticket = -1;
+    }
+    return &p->w;
+}
+
 static void *host_x(ModelActs *A, int64_t l) { return A->host_x + (size_t)l * A->x_bytes; }
 
 /* for_backward: keep the block inputs for a backward (copies them out when offloading) */
@@ -383,7 +417,7 @@ static void forward_blocks(Model *m, int for_backward) {
     Backend *be = m->be;
     int L = m->cfg.num_layers;
     if (A->offload) be->copy_wait(be, A->slot_ticket[0]);
-    be->embedding_forward(be, &A->x[0], &A->ids, &m->embed->w);
+    be->embedding_forward(be, &A->x[0], &A->ids, weights(be, m->embed));
     for (int l = 0; l < L; l++) {
         if (A->offload && for_backward) A->slot_ticket[l % ACT_SLOTS] = be->copy_to_host(be, host_x(A, l), &A->x[l]);
         /* the slot x[l + 1] goes to may still be on its way to the host */
@@ -401,6 +435,8 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
     const ModelConfig *c = &m->cfg;
     int64_t N = A->N, L = c->num_layers;
     int want_grad = grad_scale != 0.0f;
+    int compact = want_grad && model_grad_is_compact(m, m->embed);
+    if (compact && upload_embed_slots(m, ids, err) != 0) return -1;
     int64_t count = 0;
     for (int64_t i = 0; i < N; i++) count += targets[i] != -100;
     *ntargets = count;
@@ -410,13 +446,14 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
     /* head, in row chunks */
     if (want_grad) be->fill(be, &A->dln, 0.0f);
     int64_t chunk = A->logits.shape[0];
+    const Tensor *Wlm = weights(be, m->lm_head);
     for (int64_t r0 = 0; r0 < N; r0 += chunk) {
         int64_t cn = N - r0 < chunk ? N - r0 : chunk;
         Tensor logits = tensor_row_slice(&A->logits, 0, cn);
         Tensor lnf = tensor_row_slice(&A->lnf, r0, cn);
         Tensor losses = tensor_slice(&A->losses, r0, cn);
         Tensor tg = tensor_slice(&A->targets, r0, cn);
-        be->matmul(be, &logits, &lnf, 0, &m->lm_head->w, 1, 1.0f, 0.0f);
+        be->matmul(be, &logits, &lnf, 0, Wlm, 1, 1.0f, 0.0f);
         be->cross_entropy(be, &logits, &losses, &tg, grad_scale, want_grad);
         if (want_grad) {
             Tensor dlnf = tensor_row_slice(&A->dln, r0, cn);
@@ -437,14 +474,16 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
         /* x[l] is still in the ring (the last ACT_SLOTS inputs) or was fetched ACT_SLOTS blocks ago */
         if (A->offload && l < L - ACT_SLOTS) be->copy_wait(be, A->slot_ticket[l % ACT_SLOTS]);
         if (A->recompute) block_forward_attention(m, l, &A->x[l], la); /* the MLP is recomputed in chunks */
-        block_backward(m, l, &A->x[l], la);
+        if (block_backward(m, l, &A->x[l], la, hooks, err) != 0) return -1;
         /* block l is done with its slot: fetch the input that shares it */
         if (A->offload && l - ACT_SLOTS >= lowest)
             A->slot_ticket[l % ACT_SLOTS] = be->copy_from_host(be, &A->x[l - ACT_SLOTS], host_x(A, l - ACT_SLOTS));
         if (hooks && hooks->block_done && hooks->block_done(hooks->ctx, l, err) != 0) return -1;
     }
     if (m->embed->trainable) {
-        be->embedding_backward(be, &m->embed->g, &A->ids, &A->dres);
+        /* compact: into the slots of the step's distinct tokens, in position order as the dense form */
+        Tensor pos = compact ? tensor_slice(&m->erows.pos, 0, N) : A->ids;
+        be->embedding_backward(be, &m->embed->g, &pos, &A->dres);
         if (hooks && hooks->embed_done && hooks->embed_done(hooks->ctx, err) != 0) return -1;
     }
     return 0;
@@ -456,11 +495,12 @@ int model_forward_logits(Model *m, const int32_t *ids, float *logits, OwError *e
     Backend *be = m->be;
     int64_t N = A->N, V = m->cfg.vocab_size, chunk = A->logits.shape[0];
     forward_blocks(m, 0);
+    const Tensor *Wlm = weights(be, m->lm_head);
     for (int64_t r0 = 0; r0 < N; r0 += chunk) {
         int64_t cn = N - r0 < chunk ? N - r0 : chunk;
         Tensor lg = tensor_row_slice(&A->logits, 0, cn);
         Tensor lnf = tensor_row_slice(&A->lnf, r0, cn);
-        be->matmul(be, &lg, &lnf, 0, &m->lm_head->w, 1, 1.0f, 0.0f);
+        be->matmul(be, &lg, &lnf, 0, Wlm, 1, 1.0f, 0.0f);
         be->download(be, logits + r0 * V, OW_F32, &lg);
     }
     return 0;
@@ -476,7 +516,7 @@ int model_forward_losses(Model *m, const int32_t *ids, const int32_t *targets, f
 
 int model_embed_batch(Model *m, const int32_t *ids, Tensor *x, OwError *err) {
     if (upload_batch(m, ids, NULL, err) != 0) return -1;
-    m->be->embedding_forward(m->be, x, &m->acts->ids, &m->embed->w);
+    m->be->embedding_forward(m->be, x, &m->acts->ids, weights(m->be, m->embed));
     return 0;
 }
 

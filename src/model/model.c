@@ -77,6 +77,7 @@ int model_create(Backend *be, const ModelConfig *cfg, Model **out, OwError *err)
     m->embed = &m->params[0];
     m->final_norm = &m->params[1 + L * BW_COUNT];
     m->lm_head = cfg->tie_word_embeddings ? m->embed : &m->params[2 + L * BW_COUNT];
+    for (int i = 0; i < m->nparams; i++) m->params[i].ready_ticket = -1;
     for (int i = 0; i < m->nparams; i++) {
         if (be->alloc(be, &m->params[i].w, MEM_WEIGHTS, m->params[i].name, err) != 0) {
             model_free(m);
@@ -99,6 +100,10 @@ void model_free(Model *m) {
     }
     be->release(be, &m->rope_cos, MEM_OTHER);
     be->release(be, &m->rope_sin, MEM_OTHER);
+    be->release(be, &m->erows.sel, MEM_GRADS);
+    be->release(be, &m->erows.pos, MEM_GRADS);
+    free(m->erows.slot_of_row);
+    free(m->erows.row_of_slot);
     free(m->params);
     free(m);
 }
@@ -114,15 +119,58 @@ Param *model_find_param(Model *m, const char *name) {
     return NULL;
 }
 
+int model_grad_is_compact(const Model *m, const Param *p) {
+    return p == m->embed && p->kind == PK_EMBED && m->lm_head != m->embed && m->erows.cap > 0 && p->g.data != NULL;
+}
+
+static void embed_rows_release(Model *m, Param *p) {
+    m->be->release(m->be, &p->g, MEM_GRADS);
+    m->be->release(m->be, &m->erows.sel, MEM_GRADS);
+    m->be->release(m->be, &m->erows.pos, MEM_GRADS);
+    m->erows.cap = m->erows.count = 0;
+}
+
+/* The compact embedding gradient [cap, C] and its row map (see EmbedRows). */
+static int embed_rows_alloc(Model *m, Param *p, OwError *err) {
+    Backend *be = m->be;
+    EmbedRows *r = &m->erows;
+    int64_t V = m->cfg.vocab_size;
+    r->cap = m->embed_grad_rows < V ? m->embed_grad_rows : V;
+    r->count = 0;
+    p->g = tensor_2d(OW_F32, r->cap, m->cfg.hidden_size);
+    r->sel = tensor_1d(OW_I32, V);
+    r->pos = tensor_1d(OW_I32, m->embed_grad_rows);
+    if (be->alloc(be, &p->g, MEM_GRADS, "gradient of the embedding (rows of the step's tokens)", err) != 0 ||
+        be->alloc(be, &r->sel, MEM_GRADS, "embedding gradient row map", err) != 0 ||
+        be->alloc(be, &r->pos, MEM_GRADS, "embedding gradient row map", err) != 0) {
+        embed_rows_release(m, p);
+        return -1;
+    }
+    free(r->slot_of_row);
+    free(r->row_of_slot);
+    r->slot_of_row = ow_xmalloc((size_t)V * sizeof(int32_t));
+    for (int64_t i = 0; i < V; i++) r->slot_of_row[i] = -1;
+    r->row_of_slot = ow_xmalloc((size_t)r->cap * sizeof(int32_t));
+    r->dirty = 1;
+    r->complete = 0;
+    return 0;
+}
+
 int model_set_trainable(Model *m, Param *p, int trainable, OwError *err) {
     if (trainable && !p->g.data) {
-        p->g = tensor_desc(OW_F32, p->w.ndim, p->w.shape);
-        char what[128];
-        snprintf(what, sizeof what, "gradient of %s", p->name);
-        if (m->be->alloc(m->be, &p->g, MEM_GRADS, what, err) != 0) return -1;
+        if (p == m->embed && m->lm_head != m->embed && m->embed_grad_rows > 0) {
+            if (embed_rows_alloc(m, p, err) != 0) return -1;
+        } else {
+            p->g = tensor_desc(OW_F32, p->w.ndim, p->w.shape);
+            char what[128];
+            snprintf(what, sizeof what, "gradient of %s", p->name);
+            if (m->be->alloc(m->be, &p->g, MEM_GRADS, what, err) != 0) return -1;
+        }
     } else if (!trainable && p->g.data) {
         if (p->g_shared)
             p->g.data = NULL;
+        else if (model_grad_is_compact(m, p))
+            embed_rows_release(m, p);
         else
             m->be->release(m->be, &p->g, MEM_GRADS);
         p->g_shared = 0;
@@ -134,6 +182,67 @@ int model_set_trainable(Model *m, Param *p, int trainable, OwError *err) {
 void model_zero_grads(Model *m) {
     for (int i = 0; i < m->nparams; i++)
         if (m->params[i].g.data) m->be->fill(m->be, &m->params[i].g, 0.0f);
+    model_embed_rows_reset(m);
+}
+
+void model_embed_rows_reset(Model *m) {
+    EmbedRows *r = &m->erows;
+    if (!r->slot_of_row) return;
+    for (int64_t s = 0; s < r->count; s++) r->slot_of_row[r->row_of_slot[s]] = -1;
+    if (r->count) r->dirty = 1;
+    r->count = 0;
+    r->complete = 0;
+}
+
+int model_embed_rows_add(Model *m, const int32_t *ids, int64_t n, int32_t *pos_slot, OwError *err) {
+    EmbedRows *r = &m->erows;
+    int64_t V = m->cfg.vocab_size;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t id = ids[i];
+        if (id < 0 || id >= V)
+            return ow_fail(err, "token id %d at position %lld is outside the vocabulary [0, %lld)", id, (long long)i,
+                           (long long)V);
+        int32_t s = r->slot_of_row[id];
+        if (s < 0) {
+            OW_CHECKF(!r->complete, "token %d was not registered by model_begin_step", id);
+            if (r->count >= r->cap)
+                return ow_fail(err, "the step has more distinct tokens than the %lld rows of the compact embedding "
+                               "gradient (set Model.embed_grad_rows to the step's token count)", (long long)r->cap);
+            s = (int32_t)r->count++;
+            r->slot_of_row[id] = s;
+            r->row_of_slot[s] = id;
+            r->dirty = 1;
+        }
+        if (pos_slot) pos_slot[i] = s;
+    }
+    if (r->dirty) {
+        m->be->upload(m->be, &r->sel, r->slot_of_row, OW_I32);
+        r->dirty = 0;
+    }
+    return 0;
+}
+
+int model_begin_step(Model *m, const int32_t *ids, int64_t n, OwError *err) {
+    if (!model_grad_is_compact(m, m->embed)) return 0;
+    if (model_embed_rows_add(m, ids, n, NULL, err) != 0) return -1;
+    m->erows.complete = 1;
+    return 0;
+}
+
+void model_grad_download(Model *m, const Param *p, float *dense) {
+    OW_CHECK(p->g.data != NULL);
+    if (!model_grad_is_compact(m, p)) {
+        m->be->download(m->be, dense, OW_F32, &p->g);
+        return;
+    }
+    const EmbedRows *r = &m->erows;
+    int64_t C = m->cfg.hidden_size;
+    float *rows = ow_xmalloc((size_t)tensor_numel(&p->g) * sizeof(float));
+    m->be->download(m->be, rows, OW_F32, &p->g);
+    memset(dense, 0, (size_t)tensor_numel(&p->w) * sizeof(float));
+    for (int64_t s = 0; s < r->count; s++)
+        memcpy(dense + (int64_t)r->row_of_slot[s] * C, rows + s * C, (size_t)C * sizeof(float));
+    free(rows);
 }
 
 int model_lowest_trainable_block(const Model *m) {

@@ -39,7 +39,24 @@ typedef struct Param {
     Tensor g;        /* F32, allocated while trainable */
     int trainable;
     int g_shared;    /* g is a view of a buffer the optimizer owns and shares between blocks */
+    int ready_ticket; /* >= 0: an asynchronous update of w is in flight (a Backend copy_wait
+                         ticket); the model waits for it before reading w; -1: none */
 } Param;
+
+/* The compact embedding gradient (Model.embed_grad_rows > 0, untied embeddings):
+ * instead of a dense [V, C] gradient, the embedding's g is F32 [cap, C] with one
+ * row ("slot") per distinct token of the step, slots given in order of first
+ * appearance. Rows without a slot have a zero gradient. The map lives until the
+ * optimizer has consumed the gradient (model_embed_rows_reset). */
+typedef struct EmbedRows {
+    int64_t cap, count;
+    int32_t *slot_of_row; /* host [V], -1: no slot */
+    int32_t *row_of_slot; /* host [cap] */
+    Tensor sel;           /* backend I32 [V]: slot_of_row, uploaded when it changes */
+    Tensor pos;           /* backend I32 [embed_grad_rows]: the slot of each position of a micro-batch */
+    int dirty;            /* sel differs from slot_of_row */
+    int complete;         /* model_begin_step registered every token of the step */
+} EmbedRows;
 
 /* Called during backward as soon as gradients are complete for a part of the
  * model, so an optimizer can consume them early. Any may be NULL. */
@@ -48,6 +65,9 @@ typedef struct GradHooks {
     int (*head_done)(void *ctx, OwError *err);             /* lm_head and final norm */
     int (*block_done)(void *ctx, int layer, OwError *err); /* the 9 tensors of block `layer` */
     int (*embed_done)(void *ctx, OwError *err);            /* the embedding */
+    /* one trainable attention linear (o, q, k, v, in that order) of a block, as soon as
+     * its gradient is complete, before the next one's is computed (so they can share memory) */
+    int (*param_done)(void *ctx, Param *p, OwError *err);
 } GradHooks;
 
 typedef struct ModelActs ModelActs; /* activation buffers, private to llama.c */
@@ -66,6 +86,9 @@ typedef struct Model {
     int64_t logits_chunk_rows; /* rows of logits computed at once (bounds the logits buffer); 0: automatic */
     int64_t mlp_chunk_rows;    /* rows the MLP processes at once (bounds its buffers); 0: automatic */
     int offload_acts;          /* with recomputation: block inputs in host memory (llama.c); set before model_prepare */
+    int64_t embed_grad_rows;   /* > 0: compact embedding gradient of this many rows (EmbedRows); set before the
+                                  embedding becomes trainable; untied embeddings only */
+    EmbedRows erows;
 } Model;
 
 /* Allocates a model with zeroed weights on be. */
@@ -85,6 +108,21 @@ Param *model_find_param(Model *m, const char *name);
 int model_set_trainable(Model *m, Param *p, int trainable, OwError *err);
 /* Zeroes every existing gradient. */
 void model_zero_grads(Model *m);
+/* Whether p's gradient is the compact embedding gradient (EmbedRows). */
+int model_grad_is_compact(const Model *m, const Param *p);
+/* p's gradient as a dense F32 host array of p's shape (the compact embedding
+ * gradient expanded; zero rows where no slot). */
+void model_grad_download(Model *m, const Param *p, float *dense);
+/* Registers the token ids of a whole step (all micro-batches) in the compact
+ * embedding gradient's row map before the first micro-batch, so the rows that
+ * get no gradient are known early (the optimizer updates them beside the
+ * step's compute). A no-op without a compact embedding gradient. */
+int model_begin_step(Model *m, const int32_t *ids, int64_t n, OwError *err);
+/* Forgets the slots once their gradient has been consumed (the optimizer). */
+void model_embed_rows_reset(Model *m);
+/* Adds ids to the row map (new rows get the next slots) and uploads the map if it changed;
+ * when pos_slot is given, writes the slot of each position to it (host I32 [n]). */
+int model_embed_rows_add(Model *m, const int32_t *ids, int64_t n, int32_t *pos_slot, OwError *err);
 /* Lowest block that has a trainable tensor, num_layers if none. */
 int model_lowest_trainable_block(const Model *m);
 

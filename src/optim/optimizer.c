@@ -77,16 +77,21 @@ int optimizer_init(Optimizer *o, Model *m, const OptimConfig *cfg, OwError *err)
     o->model = m;
     o->last_micro = 1;
     o->st = ow_xcalloc((size_t)m->nparams, sizeof(ParamState));
-    int64_t biggest = 0;
+    int64_t biggest = 0, widest = 0;
     for (int i = 0; i < m->nparams; i++) {
         Param *p = &m->params[i];
         ParamState *s = &o->st[i];
         s->galore = optimizer_projects(cfg, p);
         s->right = s->galore && p->w.shape[0] >= p->w.shape[1];
+        s->host_state = cfg->offload_head && !s->galore && (p->kind == PK_EMBED || p->kind == PK_LM_HEAD);
+        s->early_ticket = -1;
         if (s->galore && tensor_numel(&p->w) > biggest) biggest = tensor_numel(&p->w);
+        if (s->galore && p->w.shape[1] > widest) widest = p->w.shape[1];
     }
     if (biggest) {
-        o->delta = tensor_1d(OW_F32, biggest);
+        /* the projected-back update is applied in row chunks of at most OPTIM_DELTA_CHUNK elements */
+        int64_t n = biggest < OPTIM_DELTA_CHUNK ? biggest : OPTIM_DELTA_CHUNK;
+        o->delta = tensor_1d(OW_F32, n > widest ? n : widest);
         if (m->be->alloc(m->be, &o->delta, MEM_OPTIM, "GaLore update scratch", err) != 0) {
             optimizer_free(o);
             return -1;
@@ -104,20 +109,32 @@ static void drop_host(Optimizer *o, ParamState *s) {
     s->host_m = s->host_v = s->host_P = NULL;
 }
 
-static void release_device(Backend *be, ParamState *s) {
+/* Frees the active state (device tensors, or the host-resident moments). */
+static void release_device(Optimizer *o, ParamState *s) {
+    Backend *be = o->model->be;
     be->release(be, &s->m, MEM_OPTIM);
     be->release(be, &s->v, MEM_OPTIM);
     be->release(be, &s->P, MEM_OPTIM);
     be->release(be, &s->R, MEM_OPTIM);
+    if (s->hm || s->hv) {
+        be->host_free(be, s->hm);
+        be->host_free(be, s->hv);
+        memstats_sub(&o->host, MEM_OPTIM, 2 * tensor_nbytes(&s->m));
+        s->hm = s->hv = NULL;
+    }
     s->resident = 0;
 }
+
+/* The moments of s as float arrays (host-resident or backend memory). */
+static float *moment_m(ParamState *s) { return s->host_state ? s->hm : (float *)s->m.data; }
+static float *moment_v(ParamState *s) { return s->host_state ? s->hv : (float *)s->v.data; }
 
 void optimizer_free(Optimizer *o) {
     if (!o->model) return;
     Backend *be = o->model->be;
     if (o->st) {
         for (int i = 0; i < o->model->nparams; i++) {
-            release_device(be, &o->st[i]);
+            release_device(o, &o->st[i]);
             drop_host(o, &o->st[i]);
         }
     }
@@ -142,18 +159,60 @@ static void state_shapes(const Optimizer *o, const ParamState *s, const Param *p
     *P = s->right ? tensor_2d(OW_F32, r, cols) : tensor_2d(OW_F32, rows, r);
 }
 
+BlockWeight optimizer_share_group(BlockWeight bw) {
+    return bw == BW_Q || bw == BW_K || bw == BW_V || bw == BW_O ? BW_Q : bw;
+}
+
+/* Elements of the largest tensor of a share group (the shapes of block 0). */
+static int64_t share_group_numel(Model *m, BlockWeight group) {
+    int64_t n = 0;
+    for (int b = 0; b < BW_COUNT; b++) {
+        Param *q = model_block_param(m, 0, (BlockWeight)b);
+        if (optimizer_share_group((BlockWeight)b) == group && tensor_numel(&q->w) > n) n = tensor_numel(&q->w);
+    }
+    return n;
+}
+
+/* m, v of an active state from / to host F32 arrays. The host-resident moments
+ * may be in use by an asynchronous update: wait for the backend first. */
+static void moments_from_host(Optimizer *o, ParamState *s, const float *m, const float *v) {
+    Backend *be = o->model->be;
+    if (!s->host_state) {
+        be->upload(be, &s->m, m, OW_F32);
+        be->upload(be, &s->v, v, OW_F32);
+        return;
+    }
+    be->sync(be);
+    memcpy(s->hm, m, tensor_nbytes(&s->m));
+    memcpy(s->hv, v, tensor_nbytes(&s->v));
+}
+
+static void moments_to_host(Optimizer *o, ParamState *s, float *m, float *v) {
+    Backend *be = o->model->be;
+    if (!s->host_state) {
+        be->download(be, m, OW_F32, &s->m);
+        be->download(be, v, OW_F32, &s->v);
+        return;
+    }
+    be->sync(be);
+    memcpy(m, s->hm, tensor_nbytes(&s->m));
+    memcpy(v, s->hv, tensor_nbytes(&s->v));
+}
+
 int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
     Model *m = o->model;
     Backend *be = m->be;
     ParamState *s = state_of(o, p);
     if (o->share_grads && s->galore && !p->trainable) {
-        Tensor *sh = &o->shared_g[p->bw];
+        BlockWeight group = optimizer_share_group(p->bw);
+        Tensor *sh = &o->shared_g[group];
         if (!sh->data) {
-            *sh = tensor_desc(OW_F32, p->w.ndim, p->w.shape);
+            *sh = tensor_1d(OW_F32, share_group_numel(m, group));
             if (be->alloc(be, sh, MEM_GRADS, "gradient buffer shared by the blocks", err) != 0) return -1;
         }
-        OW_CHECK(tensor_same_shape(sh, &p->w));
-        p->g = *sh;
+        OW_CHECK(tensor_numel(&p->w) <= tensor_numel(sh));
+        Tensor flat = tensor_slice(sh, 0, tensor_numel(&p->w));
+        p->g = tensor_reshape(&flat, p->w.ndim, p->w.shape);
         p->g_shared = 1;
         p->trainable = 1;
     } else if (model_set_trainable(m, p, 1, err) != 0) {
@@ -166,22 +225,34 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
     snprintf(what, sizeof what, "optimizer state of %s", p->name);
     s->m = mv;
     s->v = mv;
-    if (be->alloc(be, &s->m, MEM_OPTIM, what, err) != 0 || be->alloc(be, &s->v, MEM_OPTIM, what, err) != 0) {
-        release_device(be, s);
+    if (s->host_state) {
+        /* page-locked host memory, zeroed; m.data/v.data stay NULL (shapes only) */
+        size_t nb = tensor_nbytes(&mv);
+        if (memstats_add(&o->host, MEM_OPTIM, 2 * nb, what, "host", err) != 0) return -1;
+        s->hm = be->host_alloc(be, nb, err);
+        s->hv = s->hm ? be->host_alloc(be, nb, err) : NULL;
+        if (!s->hv) {
+            be->host_free(be, s->hm);
+            s->hm = NULL;
+            memstats_sub(&o->host, MEM_OPTIM, 2 * nb);
+            return ow_fail_prefix(err, "optimizer state of %s in host memory (hint: --offload-optimizer off keeps it "
+                                  "on the device)", p->name);
+        }
+    } else if (be->alloc(be, &s->m, MEM_OPTIM, what, err) != 0 || be->alloc(be, &s->v, MEM_OPTIM, what, err) != 0) {
+        release_device(o, s);
         return -1;
     }
     if (s->galore) {
         s->P = P;
         s->R = mv;
         if (be->alloc(be, &s->P, MEM_OPTIM, what, err) != 0 || be->alloc(be, &s->R, MEM_OPTIM, what, err) != 0) {
-            release_device(be, s);
+            release_device(o, s);
             return -1;
         }
     }
     s->resident = 1;
     if (s->host_m) {
-        be->upload(be, &s->m, s->host_m, OW_F32);
-        be->upload(be, &s->v, s->host_v, OW_F32);
+        moments_from_host(o, s, s->host_m, s->host_v);
         if (s->host_P) be->upload(be, &s->P, s->host_P, OW_F32);
         drop_host(o, s);
     }
@@ -208,15 +279,14 @@ int optimizer_deactivate(Optimizer *o, Param *p, OwError *err) {
             return -1;
         }
         s->host_bytes = nb * 2 + pb;
-        be->download(be, s->host_m, OW_F32, &s->m);
-        be->download(be, s->host_v, OW_F32, &s->v);
+        moments_to_host(o, s, s->host_m, s->host_v);
         if (pb) be->download(be, s->host_P, OW_F32, &s->P);
     } else if (o->cfg.inactive == INACTIVE_RESET) {
         s->step = 0;
         s->has_P = 0;
         s->refreshes = 0;
     }
-    release_device(be, s);
+    release_device(o, s);
     return model_set_trainable(m, p, 0, err);
 }
 
@@ -239,8 +309,7 @@ void optimizer_state_read(Optimizer *o, const Param *p, float *m, float *v, floa
     state_shapes(o, s, p, &mv, &Pd);
     size_t nb = tensor_nbytes(&mv), pb = s->galore && s->has_P ? tensor_nbytes(&Pd) : 0;
     if (s->resident) {
-        be->download(be, m, OW_F32, &s->m);
-        be->download(be, v, OW_F32, &s->v);
+        moments_to_host(o, s, m, v);
         if (pb) be->download(be, P, OW_F32, &s->P);
         return;
     }
@@ -269,8 +338,7 @@ int optimizer_state_restore(Optimizer *o, Param *p, OptStateHome home, int64_t s
         if (!p->trainable || !s->resident)
             return ow_fail(err, "%s: the checkpoint has its optimizer state on the device, but the tensor is not "
                            "trainable at this step (the checkpoint does not match the run)", p->name);
-        be->upload(be, &s->m, m, OW_F32);
-        be->upload(be, &s->v, v, OW_F32);
+        moments_from_host(o, s, m, v);
         if (pb) be->upload(be, &s->P, P, OW_F32);
         return 0;
     }
@@ -416,6 +484,79 @@ int optimizer_absorb_part(Optimizer *o, int layer, OwError *err) {
     return 0;
 }
 
+static AdamHyper hyper_of(const Optimizer *o, int i, int64_t step, double lr, double coef) {
+    const OptimConfig *c = &o->cfg;
+    return (AdamHyper){.lr = (float)lr,
+                       .beta1 = (float)c->beta1,
+                       .beta2 = (float)c->beta2,
+                       .eps = (float)c->eps,
+                       .weight_decay = (float)c->weight_decay,
+                       .step = step,
+                       .variant = c->kind == OPT_GALORE_ADAMW ? ADAM_VARIANT_HF : ADAM_VARIANT_TORCH,
+                       .grad_scale = (float)coef,
+                       .sr_seed = rng_key_for(c->seed, RNG_STREAM_SROUND) ^ ((uint64_t)i << 40) ^ (uint64_t)step};
+}
+
+void optimizer_begin_step(Optimizer *o, double lr) {
+    Model *m = o->model;
+    Param *p = m->embed;
+    ParamState *s = state_of(o, p);
+    if (!p->trainable || !model_grad_is_compact(m, p) || !m->erows.complete || s->early_ticket >= 0) return;
+    /* the rows of tokens absent from the step: zero gradient, so their update needs no clip coefficient */
+    AdamHyper h = hyper_of(o, (int)(p - m->params), s->step + 1, lr, 1.0);
+    s->early_ticket = m->be->adam_update_host(m->be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel,
+                                              ADAM_ROWS_ABSENT, 0, 1, &h);
+    s->early_lr = h.lr;
+    if (s->early_ticket < 0) s->early_ticket = INT32_MAX; /* done in order (no side queue) */
+}
+
+/* The update of the compact embedding gradient's parameter: the absent rows (unless
+ * optimizer_begin_step queued them), then the rows of the step's tokens; the
+ * main queue then waits for both, so the next forward sees the whole update. */
+static void step_compact_embedding(Optimizer *o, Param *p, ParamState *s, const AdamHyper *h) {
+    Backend *be = o->model->be;
+    Model *m = o->model;
+    if (s->early_ticket < 0) {
+        AdamHyper h0 = *h;
+        h0.grad_scale = 1.0f;
+        be->adam_update_host(be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_ABSENT, 0, 0, &h0);
+    } else {
+        OW_CHECKF(s->early_lr == h->lr, "optimizer_begin_step got lr %g, optimizer_step %g", (double)s->early_lr,
+                  (double)h->lr);
+    }
+    be->adam_update_host(be, &p->w, &p->g, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_PRESENT, 1, 0, h);
+    if (s->early_ticket >= 0 && s->early_ticket != INT32_MAX) be->copy_wait(be, s->early_ticket);
+    s->early_ticket = -1;
+}
+
+/* GaLore: N = m / (sqrt(v) + eps) in the projected space, then back (delta = R P or P R, R now
+ * holding N) and applied, in row chunks of the scratch. */
+static void step_galore(Optimizer *o, Param *p, ParamState *s, const AdamHyper *h, double lr) {
+    Backend *be = o->model->be;
+    const OptimConfig *c = &o->cfg;
+    be->adam_moments(be, &s->R, &s->R, &s->m, &s->v, h);
+    double bc1 = 1.0 - pow(c->beta1, (double)s->step), bc2 = 1.0 - pow(c->beta2, (double)s->step);
+    double step_size = lr * sqrt(bc2) / bc1;
+    int64_t rows = p->w.shape[0], cols = p->w.shape[1];
+    int64_t chunk = tensor_numel(&o->delta) / cols;
+    OW_CHECK(chunk >= 1);
+    for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+        int64_t n = rows - r0 < chunk ? rows - r0 : chunk;
+        Tensor flat = tensor_slice(&o->delta, 0, n * cols);
+        Tensor delta = tensor_reshape(&flat, 2, (int64_t[]){n, cols});
+        if (s->right) {
+            Tensor Rr = tensor_row_slice(&s->R, r0, n);
+            be->matmul(be, &delta, &Rr, 0, &s->P, 0, 1.0f, 0.0f);
+        } else {
+            Tensor Pr = tensor_row_slice(&s->P, r0, n);
+            be->matmul(be, &delta, &Pr, 0, &s->R, 0, 1.0f, 0.0f);
+        }
+        Tensor w = tensor_row_slice(&p->w, r0, n);
+        be->apply_update(be, &w, &delta, (float)(-step_size * c->scale), (float)(lr * c->weight_decay), h->sr_seed,
+                         r0 * cols);
+    }
+}
+
 int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwError *err) {
     Model *m = o->model;
     Backend *be = m->be;
@@ -430,40 +571,30 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
         coef = clip / (norm + 1e-6);
         if (coef > 1.0) coef = 1.0;
     }
-    const OptimConfig *c = &o->cfg;
     for (int i = 0; i < m->nparams; i++) {
         Param *p = &m->params[i];
         ParamState *s = &o->st[i];
         if (!p->trainable) continue;
         s->step++;
-        AdamHyper h = {.lr = (float)lr,
-                       .beta1 = (float)c->beta1,
-                       .beta2 = (float)c->beta2,
-                       .eps = (float)c->eps,
-                       .weight_decay = (float)c->weight_decay,
-                       .step = s->step,
-                       .variant = c->kind == OPT_GALORE_ADAMW ? ADAM_VARIANT_HF : ADAM_VARIANT_TORCH,
-                       .grad_scale = (float)coef,
-                       .sr_seed = rng_key_for(c->seed, RNG_STREAM_SROUND) ^ ((uint64_t)i << 40) ^ (uint64_t)s->step};
-        if (!s->galore) {
-            be->adam_update(be, &p->w, &p->g, &s->m, &s->v, &h);
-            continue;
-        }
-        /* N = m / (sqrt(v) + eps) in the projected space, then back: delta = N P or P N */
-        be->adam_moments(be, &s->R, &s->R, &s->m, &s->v, &h);
-        Tensor flat = tensor_slice(&o->delta, 0, tensor_numel(&p->w));
-        Tensor delta = tensor_reshape(&flat, 2, p->w.shape);
-        if (s->right)
-            be->matmul(be, &delta, &s->R, 0, &s->P, 0, 1.0f, 0.0f);
+        AdamHyper h = hyper_of(o, i, s->step, lr, coef);
+        if (s->galore)
+            step_galore(o, p, s, &h, lr);
+        else if (model_grad_is_compact(m, p))
+            step_compact_embedding(o, p, s, &h);
+        else if (s->host_state) /* beside the next forward, which waits before using p (Param.ready_ticket) */
+            p->ready_ticket = be->adam_update_host(be, &p->w, &p->g, s->hm, s->hv, NULL, ADAM_ROWS_PRESENT, 1, 1, &h);
         else
-            be->matmul(be, &delta, &s->P, 0, &s->R, 0, 1.0f, 0.0f);
-        double bc1 = 1.0 - pow(c->beta1, (double)s->step), bc2 = 1.0 - pow(c->beta2, (double)s->step);
-        double step_size = lr * sqrt(bc2) / bc1;
-        be->apply_update(be, &p->w, &delta, (float)(-step_size * c->scale), (float)(lr * c->weight_decay), h.sr_seed);
+            be->adam_update(be, &p->w, &p->g, &s->m, &s->v, &h);
     }
-    for (int i = 0; i < m->nparams; i++) o->st[i].absorbed = 0;
+    /* zero the gradients for the next step: shared buffers were zeroed when absorbed, and
+     * adam_update_host zeroed the rows it read */
+    for (int i = 0; i < m->nparams; i++) {
+        Param *p = &m->params[i];
+        o->st[i].absorbed = 0;
+        if (p->g.data && !p->g_shared && !o->st[i].host_state && !model_grad_is_compact(m, p)) be->fill(be, &p->g, 0.0f);
+    }
+    model_embed_rows_reset(m);
     o->sq_norm = 0;
     o->micro = 0;
-    model_zero_grads(m);
     return 0;
 }

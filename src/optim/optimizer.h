@@ -35,6 +35,10 @@
 #include "model/model.h"
 
 typedef enum { OPT_ADAMW = 0, OPT_GALORE_ADAMW = 1 } OptimizerKind;
+
+/* GaLore's projected-back update is applied in row chunks through an F32
+ * scratch of min(largest projected tensor, max(this, widest row)) elements. */
+#define OPTIM_DELTA_CHUNK ((int64_t)8 << 20)
 typedef enum { PROJ_EXACT = 0, PROJ_RANDOMIZED = 1 } ProjectorKind;
 typedef enum { INACTIVE_KEEP = 0, INACTIVE_RESET = 1 } InactivePolicy;
 
@@ -49,6 +53,13 @@ typedef struct OptimConfig {
     int rf_iters;      /* subspace iterations */
     InactivePolicy inactive;
     uint64_t seed;
+    /* The AdamW moments of the embedding and lm_head (the large always-trainable
+     * tensors) live in page-locked host memory and are updated over the bus:
+     * lm_head's beside the next step's forward (the model waits before its
+     * first use), the embedding rows without a gradient this step beside the
+     * step's compute (optimizer_begin_step), the rows of the step's tokens
+     * after clipping. Same arithmetic, same bits as on the device. */
+    int offload_head;
 } OptimConfig;
 
 typedef struct ParamState {
@@ -62,6 +73,10 @@ typedef struct ParamState {
     float *host_m, *host_v, *host_P; /* parked copies (INACTIVE_KEEP) */
     size_t host_bytes;               /* their total size */
     int has_P;
+    int host_state;     /* m, v in host memory (hm, hv), OptimConfig.offload_head */
+    float *hm, *hv;     /* from be->host_alloc, the parameter's shape */
+    int early_ticket;   /* the rows without a gradient, queued by optimizer_begin_step (-1: not queued) */
+    float early_lr;     /* the learning rate they were updated with */
 } ParamState;
 
 typedef struct OptimStats {
@@ -84,7 +99,7 @@ typedef struct Optimizer {
      * nothing needs a full-rank gradient after its block (one micro-batch per
      * step, or projected accumulation); set before activating parameters. */
     int share_grads;
-    Tensor shared_g[BW_COUNT];
+    Tensor shared_g[BW_COUNT]; /* by share group: BW_Q for the attention linears, else the kind */
     int micro, last_micro;    /* position within the step's micro-batches */
 } Optimizer;
 
@@ -99,6 +114,10 @@ int optimizer_init(Optimizer *o, Model *m, const OptimConfig *cfg, OwError *err)
 void optimizer_free(Optimizer *o);
 /* Checks that GaLore's rank fits every projected matrix (before training). */
 int optimizer_check(const Model *m, const OptimConfig *cfg, OwError *err);
+/* The buffer group of a block tensor kind when gradients are shared (share_grads):
+ * the attention linears (q, k, v, o) share one buffer, since backward completes
+ * and absorbs them one at a time (GradHooks.param_done); the others one each. */
+BlockWeight optimizer_share_group(BlockWeight bw);
 /* Whether parameter p gets GaLore projection under this config. */
 int optimizer_projects(const OptimConfig *cfg, const Param *p);
 
@@ -107,6 +126,12 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err);
 /* Makes p frozen; its state is parked in host memory (keep) or dropped (reset). */
 int optimizer_deactivate(Optimizer *o, Param *p, OwError *err);
 
+/* Before a step's first micro-batch, once the model knows the step's tokens
+ * (model_begin_step): queues the update of the compact embedding's rows that
+ * get no gradient this step (their update does not depend on clipping) beside
+ * the step's compute. lr must be the lr optimizer_step gets. Optional: without
+ * it optimizer_step does the same work itself. */
+void optimizer_begin_step(Optimizer *o, double lr);
 /* Marks the start of micro-batch `micro` of a step (last: it is the final one). */
 void optimizer_begin_micro(Optimizer *o, int micro, int last);
 int optimizer_absorb(Optimizer *o, Param *p, OwError *err);

@@ -28,12 +28,17 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
     int64_t C = mc->hidden_size, V = mc->vocab_size, L = mc->num_layers;
     Shape2 mats[7];
     block_matrices(mc, mats);
-    int64_t block_mat = 0, largest = 0;
+    int64_t block_mat = 0, largest = 0, widest = 0, attn = 0;
     for (int i = 0; i < 7; i++) {
         int64_t n = mats[i].rows * mats[i].cols;
         block_mat += n;
         if (n > largest) largest = n;
+        if (mats[i].cols > widest) widest = mats[i].cols;
+        if (i < 4 && n > attn) attn = n;
     }
+    /* shared gradient buffers: one for the attention linears (absorbed one at a time), one per MLP linear */
+    int64_t shared_mat = attn + block_mat - (mats[0].rows * mats[0].cols + 2 * mats[1].rows * mats[1].cols +
+                                             mats[3].rows * mats[3].cols);
     int64_t head = V * C * (mc->tie_word_embeddings ? 1 : 2);
     out->bytes[MEM_WEIGHTS] = (size_t)(head + L * (block_mat + 2 * C) + C) * pw;
 
@@ -45,10 +50,22 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
     int64_t head_trainable = C;
     if (!c->freeze_embeddings) head_trainable += V * C;
     if (!mc->tie_word_embeddings) head_trainable += V * C;
-    int64_t grads = head_trainable + nb * 2 * C + (shared ? block_mat : nb * block_mat);
+    /* untied: the embedding's gradient has a row per distinct token of a step (model.h EmbedRows),
+     * with its row map (I32 [V]) and the slots of the step's positions (I32) */
+    int64_t step_tokens = c->grad_accum * c->batch_size * c->block_size;
+    int64_t embed_grad = V * C;
+    if (!mc->tie_word_embeddings) embed_grad = (step_tokens < V ? step_tokens : V) * C + V + step_tokens;
+    int64_t grads = head_trainable - (c->freeze_embeddings ? 0 : V * C - embed_grad) + nb * 2 * C +
+                    (shared ? shared_mat : nb * block_mat);
     out->bytes[MEM_GRADS] = (size_t)grads * f32;
 
-    int64_t moments = 2 * (head_trainable + nb * 2 * C); /* AdamW m, v of everything not projected */
+    /* AdamW m, v of everything not projected; the embedding's and lm_head's in host memory when offloaded */
+    int64_t moments = 2 * (head_trainable + nb * 2 * C);
+    if (train_config_offload_optimizer(c, device_workspace)) {
+        int64_t host = 2 * (head_trainable - C);
+        moments -= host;
+        out->host_optimizer = (size_t)host * f32;
+    }
     int64_t galore_state = 0, ws = 0;
     if (galore) {
         int64_t r = c->rank, k = c->rank + c->rf_oversample;
@@ -63,7 +80,8 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
             }
         }
         galore_state *= nb;
-        galore_state += largest; /* the projected-back update scratch */
+        int64_t delta = OPTIM_DELTA_CHUNK > widest ? OPTIM_DELTA_CHUNK : widest;
+        galore_state += largest < delta ? largest : delta; /* the projected-back update scratch */
     } else {
         moments += 2 * nb * block_mat;
     }

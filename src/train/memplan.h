@@ -15,6 +15,7 @@ typedef struct MemPlan {
     size_t bytes[MEM_KIND_COUNT];
     size_t total;
     size_t host_activations; /* offloaded block inputs (host memory, page-locked on a GPU) */
+    size_t host_optimizer;   /* offloaded AdamW moments of the embedding and lm_head (page-locked) */
 } MemPlan;
 
 /* param/act: the backend's dtypes; device_workspace: the CUDA backend's fixed

@@ -95,6 +95,9 @@ static const KeyDef k_keys[] = {
     {"recompute", NUM(K_BOOL, recompute), NULL, "recompute activations in backward (less memory)"},
     {"offload_activations", ENUM(offload_activations, k_offload), "MODE",
      "with recompute: keep the block inputs in host memory, copied while the GPU computes: auto (on with a GPU) | on | off"},
+    {"offload_optimizer", ENUM(offload_optimizer, k_offload), "MODE",
+     "keep the AdamW moments of the embedding and lm_head in host memory, updated over the bus beside the compute: "
+     "auto (on with a GPU) | on | off"},
     {"eval_every", NUM(K_INT, eval_every), "N", "validation every N steps (0: only at the start and end)"},
     {"eval_batches", NUM(K_INT, eval_batches), "N", "validation batches per evaluation (0: all)"},
     {"val_split", NUM(K_FLOAT, val_split), "F", "fraction of the data held out for validation"},
@@ -276,7 +279,7 @@ int train_config_apply_method(TrainConfig *c, const char *method, OwError *err) 
 }
 
 static const char *k_resume_free[] = {"log_every", "eval_every", "eval_batches", "save_every", "keep", "save_model",
-                                      "threads", "device", "gpu_mem", "resume", "resume_fallback"};
+                                      "threads", "device", "gpu_mem", "resume", "resume_fallback", "offload_optimizer"};
 
 int train_config_resume_may_change(const char *key) {
     for (size_t i = 0; i < sizeof k_resume_free / sizeof k_resume_free[0]; i++)
@@ -533,6 +536,10 @@ OptimConfig train_config_optim(const TrainConfig *c) {
                      .inactive = c->inactive_state,
                      .seed = (uint64_t)c->seed};
     return o;
+}
+
+int train_config_offload_optimizer(const TrainConfig *c, int gpu) {
+    return c->offload_optimizer == OFFLOAD_ON || (c->offload_optimizer == OFFLOAD_AUTO && gpu);
 }
 
 int train_config_offload_acts(const TrainConfig *c, int gpu) {

@@ -51,6 +51,7 @@ typedef struct TrainConfig {
     AccumMode accum_mode;
     int shuffle, recompute;
     OffloadMode offload_activations;
+    OffloadMode offload_optimizer;
     Precision precision;
     /* evaluation and logging */
     int64_t eval_every, eval_batches, log_every;
@@ -91,7 +92,7 @@ int train_config_from_args(TrainConfig *c, int argc, char **argv, OwError *err);
 int train_config_from_run(TrainConfig *c, const char *run_dir, OwError *err);
 /* Keys that `--resume` accepts with a new value (they do not change what is
  * trained): log_every, eval_every, eval_batches, save_every, keep,
- * save_model, threads, device, gpu_mem, resume_fallback. Any other key given
+ * save_model, threads, device, gpu_mem, resume_fallback, offload_optimizer. Any other key given
  * with --resume must equal the run's value, or it is refused. */
 int train_config_resume_may_change(const char *key);
 /* Checks values and relations that do not need the model. */
@@ -110,5 +111,8 @@ OptimConfig train_config_optim(const TrainConfig *c);
 /* Whether the block inputs go to host memory (Model.offload_acts): with
  * recomputation, when asked (on) or by default on a GPU (auto). */
 int train_config_offload_acts(const TrainConfig *c, int gpu);
+/* Whether the embedding's and lm_head's AdamW moments live in host memory
+ * (OptimConfig.offload_head): when asked (on) or by default on a GPU (auto). */
+int train_config_offload_optimizer(const TrainConfig *c, int gpu);
 
 #endif

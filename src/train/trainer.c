@@ -68,6 +68,7 @@ Backend *train_create_backend(const char *device, size_t gpu_mem, int64_t thread
 static int hook_head(void *ctx, OwError *err) { return optimizer_absorb_part(&((Trainer *)ctx)->opt, -1, err); }
 static int hook_block(void *ctx, int l, OwError *err) { return optimizer_absorb_part(&((Trainer *)ctx)->opt, l, err); }
 static int hook_embed(void *ctx, OwError *err) { return optimizer_absorb_part(&((Trainer *)ctx)->opt, -2, err); }
+static int hook_param(void *ctx, Param *p, OwError *err) { return optimizer_absorb(&((Trainer *)ctx)->opt, p, err); }
 
 /* ---- trainable sets ---- */
 
@@ -319,15 +320,19 @@ static int setup(Trainer *t, OwError *err) {
         return -1;
     if (c->forced_blocks[0] && sampler_force(&t->sampler, c->forced_blocks, err) != 0) return -1;
     /* optimizer */
+    int gpu = strcmp(t->be->name, "cuda") == 0;
     OptimConfig oc = train_config_optim(c);
+    oc.offload_head = train_config_offload_optimizer(c, gpu);
     if (optimizer_init(&t->opt, m, &oc, err) != 0) return -1;
     t->opt_ready = 1;
     t->opt.accumulate_projected = c->accum_mode == ACCUM_PROJECTED;
     t->opt.share_grads = c->grad_accum == 1 || c->accum_mode == ACCUM_PROJECTED;
+    /* the embedding's gradient: rows of the step's distinct tokens only (untied) */
+    if (m->lm_head != m->embed) m->embed_grad_rows = c->grad_accum * c->batch_size * c->block_size;
     if (!c->freeze_embeddings && optimizer_activate(&t->opt, m->embed, err) != 0) return -1;
     if (optimizer_activate(&t->opt, m->final_norm, err) != 0) return -1;
     if (m->lm_head != m->embed && optimizer_activate(&t->opt, m->lm_head, err) != 0) return -1;
-    m->offload_acts = train_config_offload_acts(c, strcmp(t->be->name, "cuda") == 0);
+    m->offload_acts = train_config_offload_acts(c, gpu);
     if (model_prepare(m, c->batch_size, c->block_size, c->recompute, err) != 0) return -1;
     /* schedule and step count */
     int64_t per_step = c->batch_size * c->grad_accum;
@@ -397,8 +402,12 @@ static int train_step(Trainer *t, int64_t step, double *loss, double *gnorm, OwE
         for (int64_t i = 0; i < bt; i++) total += t->targets[k * bt + i] != -100;
     }
     float scale = total ? 1.0f / (float)total : 0.0f;
+    double lr = lr_at(&t->sched, step);
+    /* the step's tokens, so the optimizer can update the embedding rows without a gradient now */
+    if (model_begin_step(t->model, t->ids, c->grad_accum * bt, err) != 0) return -1;
+    optimizer_begin_step(&t->opt, lr);
     double sum = 0;
-    GradHooks hooks = {t, hook_head, hook_block, hook_embed};
+    GradHooks hooks = {t, hook_head, hook_block, hook_embed, hook_param};
     for (int64_t k = 0; k < c->grad_accum; k++) {
         double s;
         int64_t n;
@@ -409,7 +418,6 @@ static int train_step(Trainer *t, int64_t step, double *loss, double *gnorm, OwE
         sum += s;
     }
     *loss = total ? sum / (double)total : NAN;
-    double lr = lr_at(&t->sched, step);
     return optimizer_step(&t->opt, lr, c->clip, gnorm, err);
 }
 

@@ -812,6 +812,100 @@ Test(cuda_ops, adam_update) {
     adam_case(ADAM_VARIANT_TORCH, OW_BF16, 430);
 }
 
+/* adam_update_host: AdamW over rows of a [V, C] parameter whose moments live in
+ * page-locked host memory (and, the same op, in device memory) gives exactly the
+ * bits of a whole-tensor adam_update: for every row with a dense gradient
+ * (asynchronously on the side stream, then waited for), and split into the rows
+ * absent from a row map (zero gradient, queued early on the side stream) and the
+ * present rows with a compact gradient. The gradient rows read are zeroed. */
+static void adam_rows_case(DType pdt, uint64_t seed) {
+    const int64_t V = 97, C = 40, n = V * C, sh[2] = {V, C};
+    float *p0 = randn(seed, (size_t)n, 0.1f, pdt == OW_BF16), *g = randn(seed + 1, (size_t)n, 1e-2f, 0);
+    float *m0 = randn(seed + 2, (size_t)n, 1e-3f, 0), *v0 = randn(seed + 3, (size_t)n, 1e-4f, 0);
+    for (int64_t i = 0; i < n; i++) v0[i] = v0[i] * v0[i];
+    /* rows r % 3 == 1 are present, in slot order reversed */
+    int64_t slots = 0;
+    int32_t *sel = malloc((size_t)V * sizeof(int32_t));
+    for (int64_t r = V - 1; r >= 0; r--) sel[r] = r % 3 == 1 ? (int32_t)slots++ : -1;
+    float *gc = calloc((size_t)(slots * C), sizeof(float)), *gd = calloc((size_t)n, sizeof(float));
+    for (int64_t r = 0; r < V; r++) {
+        if (sel[r] >= 0) {
+            memcpy(gc + sel[r] * C, g + r * C, (size_t)C * sizeof(float));
+            memcpy(gd + r * C, g + r * C, (size_t)C * sizeof(float));
+        }
+    }
+    AdamHyper h = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-6f, .weight_decay = 0.01f, .step = 4,
+                   .variant = ADAM_VARIANT_TORCH, .grad_scale = 0.5f, .sr_seed = 77 + seed};
+    OwError err;
+    for (int mode = 0; mode < 2; mode++) { /* 0: every row, dense gradient; 1: absent + present rows */
+        const float *grad = mode ? gd : g;
+        Tensor rp = mk(g_gpu, pdt, 2, sh, p0), rg = mk(g_gpu, OW_F32, 2, sh, grad);
+        Tensor rm = mk(g_gpu, OW_F32, 2, sh, m0), rv = mk(g_gpu, OW_F32, 2, sh, v0);
+        g_gpu->adam_update(g_gpu, &rp, &rg, &rm, &rv, &h);
+        for (int host = 0; host < 2; host++) {
+            float *hm = host ? g_gpu->host_alloc(g_gpu, (size_t)n * 4, &err) : NULL;
+            float *hv = host ? g_gpu->host_alloc(g_gpu, (size_t)n * 4, &err) : NULL;
+            Tensor dm = mk(g_gpu, OW_F32, 2, sh, m0), dv = mk(g_gpu, OW_F32, 2, sh, v0);
+            if (host) {
+                cr_assert(hm && hv, "%s", err.msg);
+                memcpy(hm, m0, (size_t)n * 4);
+                memcpy(hv, v0, (size_t)n * 4);
+            }
+            float *M = host ? hm : (float *)dm.data, *Vv = host ? hv : (float *)dv.data;
+            Tensor tp = mk(g_gpu, pdt, 2, sh, p0), tsel = mk_i32(g_gpu, V, sel);
+            Tensor tg = mode ? mk(g_gpu, OW_F32, 2, (int64_t[]){slots, C}, gc) : mk(g_gpu, OW_F32, 2, sh, g);
+            if (mode == 0) {
+                int t = g_gpu->adam_update_host(g_gpu, &tp, &tg, M, Vv, NULL, ADAM_ROWS_PRESENT, 1, 1, &h);
+                cr_expect_geq(t, 0, "async update returns a ticket");
+                g_gpu->copy_wait(g_gpu, t);
+            } else {
+                AdamHyper h1 = h;
+                h1.grad_scale = 1.0f; /* unused for zero gradients */
+                int t = g_gpu->adam_update_host(g_gpu, &tp, NULL, M, Vv, &tsel, ADAM_ROWS_ABSENT, 0, 1, &h1);
+                g_gpu->adam_update_host(g_gpu, &tp, &tg, M, Vv, &tsel, ADAM_ROWS_PRESENT, 1, 0, &h);
+                g_gpu->copy_wait(g_gpu, t);
+            }
+            char what[96];
+            snprintf(what, sizeof what, "adam_update_host %s %s moments, %s", dtype_name(pdt), host ? "host" : "device",
+                     mode ? "absent + present rows" : "all rows");
+            cmp(what, &tp, &rp, 0.0);
+            g_gpu->sync(g_gpu);
+            float *wm = host ? hm : dl(g_gpu, &dm), *wv = host ? hv : dl(g_gpu, &dv);
+            float *rmh = dl(g_gpu, &rm), *rvh = dl(g_gpu, &rv), *zg = dl(g_gpu, &tg);
+            size_t bad = 0, nz = 0;
+            for (int64_t i = 0; i < n; i++) bad += wm[i] != rmh[i] || wv[i] != rvh[i];
+            for (int64_t i = 0; i < tensor_numel(&tg); i++) nz += zg[i] != 0.0f;
+            cr_expect_eq(bad, 0, "%s: %zu moments differ", what, bad);
+            cr_expect_eq(nz, 0, "%s: %zu gradient values not zeroed", what, nz);
+            if (!host) {
+                free(wm);
+                free(wv);
+            }
+            free(rmh);
+            free(rvh);
+            free(zg);
+            g_gpu->host_free(g_gpu, hm);
+            g_gpu->host_free(g_gpu, hv);
+            Tensor *ts[] = {&dm, &dv, &tp, &tsel, &tg};
+            for (int i = 0; i < 5; i++) rel(g_gpu, ts[i]);
+        }
+        Tensor *ts[] = {&rp, &rg, &rm, &rv};
+        for (int i = 0; i < 4; i++) rel(g_gpu, ts[i]);
+    }
+    free(p0);
+    free(g);
+    free(m0);
+    free(v0);
+    free(sel);
+    free(gc);
+    free(gd);
+}
+
+Test(cuda_ops, adam_update_host_rows) {
+    adam_rows_case(OW_F32, 600);
+    adam_rows_case(OW_BF16, 610);
+}
+
 Test(cuda_ops, adam_moments) {
     int64_t n = 3001, sh[1] = {n};
     float *g = randn(500, (size_t)n, 1e-2f, 0), *m0 = randn(501, (size_t)n, 1e-3f, 0);
@@ -858,14 +952,14 @@ Test(cuda_ops, apply_update_and_stochastic_rounding) {
         /* F32: vs the CPU and vs the formula */
         Tensor gp = mk(g_gpu, OW_F32, 1, sh, p0), gd = mk(g_gpu, OW_F32, 1, sh, d);
         Tensor cp = mk(g_cpu, g_cpu->param_dtype, 1, sh, p0), cd = mk(g_cpu, OW_F32, 1, sh, d);
-        g_gpu->apply_update(g_gpu, &gp, &gd, alpha, decay, seed);
-        g_cpu->apply_update(g_cpu, &cp, &cd, alpha, decay, seed);
+        g_gpu->apply_update(g_gpu, &gp, &gd, alpha, decay, seed, 0);
+        g_cpu->apply_update(g_cpu, &cp, &cd, alpha, decay, seed, 0);
         char what[128];
         snprintf(what, sizeof what, "apply_update F32 decay %g vs cpu", decay);
         cmp(what, &gp, &cp, 0.0);
         /* BF16: exactly the stochastic rounding rule */
         Tensor gb = mk(g_gpu, OW_BF16, 1, sh, p0);
-        g_gpu->apply_update(g_gpu, &gb, &gd, alpha, decay, seed);
+        g_gpu->apply_update(g_gpu, &gb, &gd, alpha, decay, seed, 0);
         uint16_t *bits = dl_raw(g_gpu, &gb);
         size_t bad = 0;
         for (int64_t i = 0; i < n; i++) {
@@ -894,9 +988,9 @@ Test(cuda_ops, apply_update_and_stochastic_rounding) {
     }
     Tensor a = mk(g_gpu, OW_BF16, 1, sb, ones), b = mk(g_gpu, OW_BF16, 1, sb, ones), c = mk(g_gpu, OW_BF16, 1, sb, ones);
     Tensor dt = mk(g_gpu, OW_F32, 1, sb, tiny);
-    g_gpu->apply_update(g_gpu, &a, &dt, 1.0f, 0.0f, 5);
-    g_gpu->apply_update(g_gpu, &b, &dt, 1.0f, 0.0f, 5);
-    g_gpu->apply_update(g_gpu, &c, &dt, 1.0f, 0.0f, 6);
+    g_gpu->apply_update(g_gpu, &a, &dt, 1.0f, 0.0f, 5, 0);
+    g_gpu->apply_update(g_gpu, &b, &dt, 1.0f, 0.0f, 5, 0);
+    g_gpu->apply_update(g_gpu, &c, &dt, 1.0f, 0.0f, 6, 0);
     float *va = dl(g_gpu, &a);
     uint16_t *ra = dl_raw(g_gpu, &a), *rb = dl_raw(g_gpu, &b), *rc = dl_raw(g_gpu, &c);
     size_t up = 0;

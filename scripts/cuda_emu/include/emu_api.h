@@ -23,7 +23,7 @@ int cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st);
 int cudaFuncSetAttribute(const void *f, cudaFuncAttribute a, int v);
 // asynchronous host copies: copies run at once, events are tokens
 typedef void *cudaEvent_t;
-enum { cudaEventDisableTiming = 2, cudaHostAllocDefault = 0 };
+enum { cudaEventDisableTiming = 2, cudaHostAllocDefault = 0, cudaHostAllocPortable = 1, cudaHostAllocMapped = 2 };
 int cudaHostAlloc(void **p, size_t n, unsigned flags);
 int cudaFreeHost(void *p);
 int cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);

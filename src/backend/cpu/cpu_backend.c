@@ -197,6 +197,7 @@ Backend *backend_create_cpu(int threads, size_t mem_cap, OwError *err) {
     be->adam_update = cpu_adam_update;
     be->adam_moments = cpu_adam_moments;
     be->apply_update = cpu_apply_update;
+    be->adam_update_host = cpu_adam_update_host;
 
     be->svd_top = cpu_svd_top;
     be->orthonormalize = cpu_orthonormalize;

@@ -82,7 +82,10 @@ int64_t cpu_score_count(Backend *be, const Tensor *W, const Tensor *colscale, do
 /* cpu_optim.c */
 void cpu_adam_update(Backend *be, Tensor *param, const Tensor *grad, Tensor *m, Tensor *v, const AdamHyper *h);
 void cpu_adam_moments(Backend *be, Tensor *out, const Tensor *grad, Tensor *m, Tensor *v, const AdamHyper *h);
-void cpu_apply_update(Backend *be, Tensor *param, const Tensor *delta, float alpha, float decay, uint64_t sr_seed);
+void cpu_apply_update(Backend *be, Tensor *param, const Tensor *delta, float alpha, float decay, uint64_t sr_seed,
+                      int64_t sr_index0);
+int cpu_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel, int rows,
+                         int zero_grad, int async, const AdamHyper *h);
 
 /* cpu_proj.c */
 int cpu_svd_top(Backend *be, Tensor *out, const Tensor *G, int rank, int right, OwError *err);
