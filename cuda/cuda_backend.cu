@@ -208,6 +208,7 @@ static void impl_free(Backend *be) {
     if (ci->opt_stream) (void)cudaStreamSynchronize(ci->opt_stream);
     if (ci->lt_ws) cuda_ws_free(be, ci->lt_ws);
     if (ci->scratch) cuda_ws_free(be, ci->scratch);
+    if (ci->norm_acc) cuda_ws_free(be, ci->norm_acc);
     arena_destroy(&ci->arena);
     if (ci->solver) cusolverDnDestroy(ci->solver);
     if (ci->blas) cublasDestroy(ci->blas);
@@ -339,7 +340,8 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
     ci->lt_ws_size = CUDA_LT_WORKSPACE_BYTES;
     ci->scratch_size = CUDA_SCRATCH_BYTES;
     if (cuda_ws_alloc(be, ci->lt_ws_size, &ci->lt_ws, "cuBLAS workspace", err) != 0 ||
-        cuda_ws_alloc(be, ci->scratch_size, &ci->scratch, "reduction scratch", err) != 0) {
+        cuda_ws_alloc(be, ci->scratch_size, &ci->scratch, "reduction scratch", err) != 0 ||
+        cuda_ws_alloc(be, sizeof(double), (void **)&ci->norm_acc, "norm accumulator", err) != 0) {
         ow_fail_prefix(err, "CUDA device %d", device);
         return create_fail(be);
     }
@@ -364,6 +366,9 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
     be->scale = cuda_scale;
     be->sum = cuda_sum;
     be->sum_squares = cuda_sum_squares;
+    be->norm_add = cuda_norm_add;
+    be->norm_take = cuda_norm_take;
+    be->matmul_add = cuda_matmul_add;
     be->embedding_forward = cuda_embedding_forward;
     be->embedding_backward = cuda_embedding_backward;
     be->rmsnorm_forward = cuda_rmsnorm_forward;

@@ -9,7 +9,8 @@
  * flag. Supported: A, B BF16 with C BF16 or F32; A, B, C F32 (true FP32
  * compute, CUBLAS_COMPUTE_32F, no TF32, unless the caller set
  * Backend.fast_f32_matmul for an approximate computation). beta 0 does not
- * read C. */
+ * read C. matmul_add gives cuBLASLt a C input apart from its D output (the
+ * residual adds: h = x + att Wo^T without copying x first). */
 #include "cuda/cuda_internal.h"
 
 #include <limits.h>
@@ -97,8 +98,11 @@ static GemmCacheEntry *cache_lookup(CudaImpl *ci, const GemmKey *k, LtCall *call
     return e;
 }
 
-void cuda_matmul(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
-                 float beta) {
+/* C = alpha op(A) op(B) + beta * Cin, where Cin is C's data or (beta 1) another buffer of
+ * C's shape and dtype: cuBLASLt reads its C and writes its D; the cublasGemmEx fallback
+ * works in place, so Cin is copied into C first there. */
+static void gemm(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
+                 float beta, const void *Cin) {
     CudaImpl *ci = cuda_impl(be);
     int64_t ra = tensor_rows(A), ca = tensor_cols(A), rb = tensor_rows(B), cb = tensor_cols(B);
     int64_t M = transA ? ca : ra, K = transA ? ra : ca;
@@ -110,9 +114,12 @@ void cuda_matmul(Backend *be, Tensor *C, const Tensor *A, int transA, const Tens
     OW_CHECKF((A->dtype == OW_BF16 && (C->dtype == OW_BF16 || C->dtype == OW_F32)) ||
                   (A->dtype == OW_F32 && C->dtype == OW_F32),
               "matmul: unsupported dtypes A/B %s, C %s", dtype_name(A->dtype), dtype_name(C->dtype));
+    OW_CHECK(Cin == C->data || beta == 1.0f);
     if (M == 0 || N == 0) return;
     if (K == 0) { /* op(A) op(B) is zero */
-        if (beta == 0.0f)
+        if (Cin != C->data)
+            CUDA_CHECK(cudaMemcpyAsync(C->data, Cin, tensor_nbytes(C), cudaMemcpyDeviceToDevice, ci->stream));
+        else if (beta == 0.0f)
             cuda_fill(be, C, 0.0f);
         else if (beta != 1.0f)
             cuda_scale(be, C, beta);
@@ -132,7 +139,7 @@ void cuda_matmul(Backend *be, Tensor *C, const Tensor *A, int transA, const Tens
     key.beta_nonzero = beta != 0.0f;
     key.alignA = ptr_align(B->data);
     key.alignB = ptr_align(A->data);
-    key.alignC = ptr_align(C->data);
+    key.alignC = ptr_align(C->data) < ptr_align(Cin) ? ptr_align(C->data) : ptr_align(Cin);
     key.tf32 = be->fast_f32_matmul && A->dtype == OW_F32;
 
     /* first cuBLAS operand: B's data, stored column-major as cb x rb; second: A's, ca x ra */
@@ -140,13 +147,26 @@ void cuda_matmul(Backend *be, Tensor *C, const Tensor *A, int transA, const Tens
     lt_call_create(&call, &key, cb, rb, ca, ra);
     GemmCacheEntry *e = cache_lookup(ci, &key, &call);
     if (e->use_lt) {
-        CUBLAS_CHECK(cublasLtMatmul(ci->lt, call.op, &alpha, B->data, call.la, A->data, call.lb, &beta, C->data,
-                                    call.lc, C->data, call.lc, &e->algo, ci->lt_ws, ci->lt_ws_size, ci->stream));
+        CUBLAS_CHECK(cublasLtMatmul(ci->lt, call.op, &alpha, B->data, call.la, A->data, call.lb, &beta, Cin, call.lc,
+                                    C->data, call.lc, &e->algo, ci->lt_ws, ci->lt_ws_size, ci->stream));
     } else {
+        if (Cin != C->data)
+            CUDA_CHECK(cudaMemcpyAsync(C->data, Cin, tensor_nbytes(C), cudaMemcpyDeviceToDevice, ci->stream));
         CUBLAS_CHECK(cublasGemmEx(ci->blas, (cublasOperation_t)key.opA, (cublasOperation_t)key.opB, (int)N, (int)M,
                                   (int)K, &alpha, B->data, cuda_dtype(B->dtype), (int)cb, A->data,
                                   cuda_dtype(A->dtype), (int)ca, &beta, C->data, cuda_dtype(C->dtype), (int)N,
                                   key.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
     lt_call_destroy(&call);
+}
+
+void cuda_matmul(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
+                 float beta) {
+    gemm(be, C, A, transA, B, transB, alpha, beta, C->data);
+}
+
+void cuda_matmul_add(Backend *be, Tensor *D, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
+                     const Tensor *Cin) {
+    OW_CHECKF(tensor_numel(Cin) == tensor_numel(D) && Cin->dtype == D->dtype, "matmul_add: Cin must match D");
+    gemm(be, D, A, transA, B, transB, alpha, 1.0f, Cin->data);
 }

@@ -141,6 +141,7 @@ typedef struct CudaImpl {
     CudaArena arena;
     void *lt_ws;    /* CUDA_LT_WORKSPACE_BYTES, shared by cuBLASLt and cuBLAS (same stream) */
     void *scratch;  /* CUDA_SCRATCH_BYTES: reduction partials, column partial sums, attention row statistics */
+    double *norm_acc; /* norm_add's accumulator (its own arena block: scratch is reused by other ops) */
     size_t lt_ws_size, scratch_size;
     GemmCacheEntry gemm_cache[GEMM_CACHE_SIZE];
     int gemm_cache_next;
@@ -289,6 +290,8 @@ void cuda_side_end(CudaImpl *ci, int ticket);
 /* cuda_gemm.cu */
 void cuda_matmul(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
                  float beta);
+void cuda_matmul_add(Backend *be, Tensor *D, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
+                     const Tensor *Cin);
 
 /* cuda_misc.cu */
 void cuda_copy(Backend *be, Tensor *dst, const Tensor *src);
@@ -297,6 +300,8 @@ void cuda_axpy(Backend *be, Tensor *y, float alpha, const Tensor *x);
 void cuda_scale(Backend *be, Tensor *x, float alpha);
 double cuda_sum(Backend *be, const Tensor *x);
 double cuda_sum_squares(Backend *be, const Tensor *x);
+void cuda_norm_add(Backend *be, const Tensor *x);
+double cuda_norm_take(Backend *be);
 void cuda_embedding_forward(Backend *be, Tensor *out, const Tensor *ids, const Tensor *table);
 void cuda_embedding_backward(Backend *be, Tensor *dtable, const Tensor *ids, const Tensor *dout);
 void cuda_swiglu_forward(Backend *be, Tensor *out, const Tensor *gate, const Tensor *up);

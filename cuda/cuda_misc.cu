@@ -127,15 +127,18 @@ __global__ void k_reduce_partial(const void *x, int dt, int64_t n, int mode, con
     if (threadIdx.x == 0) partials[blockIdx.x] = s;
 }
 
-__global__ void k_reduce_final(const double *partials, int n, double *out) {
+/* accumulate: *out += total (the norm accumulator), else *out = total */
+__global__ void k_reduce_final(const double *partials, int n, double *out, int accumulate) {
     __shared__ double sh[32];
     double acc = 0.0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) acc += partials[i];
     double s = ow_block_sum_d(acc, sh);
-    if (threadIdx.x == 0) *out = s;
+    if (threadIdx.x == 0) *out = accumulate ? *out + s : s;
 }
 
-static double reduce_to_host(Backend *be, const Tensor *x, int mode, const Tensor *colscale, double threshold) {
+/* The reduction of x on the stream: into *acc_out (+=) when given, else to the host (synchronous). */
+static double reduce_to(Backend *be, const Tensor *x, int mode, const Tensor *colscale, double threshold,
+                        double *acc_out) {
     CudaImpl *ci = cuda_impl(be);
     int64_t n = tensor_numel(x);
     if (n == 0) return 0.0;
@@ -155,24 +158,36 @@ static double reduce_to_host(Backend *be, const Tensor *x, int mode, const Tenso
     k_reduce_partial<<<blocks, RED_THREADS, 0, ci->stream>>>(x->data, x->dtype, n, mode, cs, ncols, threshold,
                                                              partials);
     CUDA_LAUNCH_CHECK();
-    k_reduce_final<<<1, RED_THREADS, 0, ci->stream>>>(partials, blocks, out);
+    k_reduce_final<<<1, RED_THREADS, 0, ci->stream>>>(partials, blocks, acc_out ? acc_out : out, acc_out != NULL);
     CUDA_LAUNCH_CHECK();
+    if (acc_out) return 0.0;
     double h = 0.0;
     CUDA_CHECK(cudaMemcpyAsync(&h, out, sizeof h, cudaMemcpyDeviceToHost, ci->stream));
     CUDA_CHECK(cudaStreamSynchronize(ci->stream));
     return h;
 }
 
-double cuda_sum(Backend *be, const Tensor *x) { return reduce_to_host(be, x, RED_SUM, NULL, 0.0); }
+double cuda_sum(Backend *be, const Tensor *x) { return reduce_to(be, x, RED_SUM, NULL, 0.0, NULL); }
 
-double cuda_sum_squares(Backend *be, const Tensor *x) { return reduce_to_host(be, x, RED_SUMSQ, NULL, 0.0); }
+double cuda_sum_squares(Backend *be, const Tensor *x) { return reduce_to(be, x, RED_SUMSQ, NULL, 0.0, NULL); }
+
+void cuda_norm_add(Backend *be, const Tensor *x) { reduce_to(be, x, RED_SUMSQ, NULL, 0.0, cuda_impl(be)->norm_acc); }
+
+double cuda_norm_take(Backend *be) {
+    CudaImpl *ci = cuda_impl(be);
+    double h = 0.0;
+    CUDA_CHECK(cudaMemcpyAsync(&h, ci->norm_acc, sizeof h, cudaMemcpyDeviceToHost, ci->stream));
+    CUDA_CHECK(cudaMemsetAsync(ci->norm_acc, 0, sizeof h, ci->stream));
+    CUDA_CHECK(cudaStreamSynchronize(ci->stream));
+    return h;
+}
 
 double cuda_score_sum(Backend *be, const Tensor *W, const Tensor *colscale) {
-    return reduce_to_host(be, W, RED_SCORE_SUM, colscale, 0.0);
+    return reduce_to(be, W, RED_SCORE_SUM, colscale, 0.0, NULL);
 }
 
 int64_t cuda_score_count(Backend *be, const Tensor *W, const Tensor *colscale, double threshold) {
-    return (int64_t)llround(reduce_to_host(be, W, RED_SCORE_COUNT, colscale, threshold));
+    return (int64_t)llround(reduce_to(be, W, RED_SCORE_COUNT, colscale, threshold, NULL));
 }
 
 /* ---- column sums (two stages, deterministic) ---- */

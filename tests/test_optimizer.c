@@ -61,6 +61,7 @@ static void fill_grads(Env *e, int s) {
         rng_init(&r, 1000 + (uint64_t)s, (uint64_t)i);
         for (int64_t k = 0; k < n; k++) g[k] = (float)rng_normal(&r);
         e->be->upload(e->be, &p->g, g, OW_F32);
+        p->g_fresh = 0; /* g holds this step's gradient (model.h) */
         free(g);
     }
 }

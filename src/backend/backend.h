@@ -97,6 +97,10 @@ struct Backend {
     /* C = alpha * op(A) @ op(B) + beta * C, all as matrices; op(X) = X^T when trans. */
     void (*matmul)(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
                    float beta);
+    /* D = alpha * op(A) @ op(B) + Cin (Cin of D's shape and dtype; Cin == D is matmul with
+     * beta 1): the residual adds of a block without a copy. */
+    void (*matmul_add)(Backend *be, Tensor *D, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
+                       const Tensor *Cin);
     /* y += alpha * x (same element count). */
     void (*axpy)(Backend *be, Tensor *y, float alpha, const Tensor *x);
     /* x *= alpha. */
@@ -104,6 +108,12 @@ struct Backend {
     /* Sum and sum of squares of all elements, accumulated in double; synchronous. */
     double (*sum)(Backend *be, const Tensor *x);
     double (*sum_squares)(Backend *be, const Tensor *x);
+    /* norm_add adds sum_squares(x) (the same double) to the backend's norm accumulator
+     * without synchronising; norm_take returns the accumulator (synchronous) and resets it
+     * to 0. Additions happen in call order, so the total is the same double as adding the
+     * sum_squares results on the host in that order. */
+    void (*norm_add)(Backend *be, const Tensor *x);
+    double (*norm_take)(Backend *be);
 
     /* ---- model ops ---- */
     /* out[N,C] = table[ids[n], :]; ids I32 [N]. */

@@ -52,6 +52,17 @@ static void p_matmul(Backend *be, Tensor *C, const Tensor *A, int tA, const Tens
     add(be, name, t0, 2.0 * (double)M * (double)N * (double)K);
 }
 
+static void p_matmul_add(Backend *be, Tensor *D, const Tensor *A, int tA, const Tensor *B, int tB, float alpha,
+                         const Tensor *Cin) {
+    double t0 = start(be);
+    prof(be)->orig.matmul_add(be, D, A, tA, B, tB, alpha, Cin);
+    int64_t M = tensor_rows(D), N = tensor_cols(D), K = tA ? tensor_rows(A) : tensor_cols(A);
+    char name[96];
+    snprintf(name, sizeof name, "matmul %lldx%lldx%lld %c%c %s+C->%s", (long long)M, (long long)N, (long long)K,
+             tA ? 'T' : 'N', tB ? 'T' : 'N', dtype_name(A->dtype), dtype_name(D->dtype));
+    add(be, name, t0, 2.0 * (double)M * (double)N * (double)K);
+}
+
 #define WRAP(op, params, args)                                                                                          \
     static void p_##op params {                                                                                         \
         double t0 = start(be);                                                                                          \
@@ -74,6 +85,8 @@ WRAP(axpy, (Backend * be, Tensor *y, float a, const Tensor *x), (be, y, a, x))
 WRAP(scale, (Backend * be, Tensor *x, float a), (be, x, a))
 WRAP_RET(double, sum, (Backend * be, const Tensor *x), (be, x))
 WRAP_RET(double, sum_squares, (Backend * be, const Tensor *x), (be, x))
+WRAP(norm_add, (Backend * be, const Tensor *x), (be, x))
+WRAP_RET(double, norm_take, (Backend * be), (be))
 WRAP(embedding_forward, (Backend * be, Tensor *o, const Tensor *i, const Tensor *t), (be, o, i, t))
 WRAP(embedding_backward, (Backend * be, Tensor *d, const Tensor *i, const Tensor *o), (be, d, i, o))
 WRAP(rmsnorm_forward, (Backend * be, Tensor *o, Tensor *r, const Tensor *x, const Tensor *w, float e), (be, o, r, x, w, e))
@@ -119,6 +132,9 @@ void backend_profile_enable(Backend *be) {
     HOOK(scale);
     HOOK(sum);
     HOOK(sum_squares);
+    HOOK(norm_add);
+    HOOK(norm_take);
+    HOOK(matmul_add);
     HOOK(embedding_forward);
     HOOK(embedding_backward);
     HOOK(rmsnorm_forward);

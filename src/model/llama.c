@@ -252,9 +252,12 @@ static Tensor view4(const Tensor *t, int64_t B, int64_t T, int64_t H, int64_t D)
 /* y = x W^T */
 static void linear(Backend *be, Tensor *y, const Tensor *x, const Param *W) { be->matmul(be, y, x, 0, &W->w, 1, 1.0f, 0.0f); }
 
-/* dx (= or +=) dy W; dW += dy^T x when trainable */
+/* dx (= or +=) dy W; dW += dy^T x when trainable (dW = dy^T x when g is fresh) */
 static void linear_backward(Backend *be, Tensor *dx, float beta, const Tensor *dy, const Tensor *x, Param *W) {
-    if (W->trainable) be->matmul(be, &W->g, dy, 1, x, 0, 1.0f, 1.0f);
+    if (W->trainable) {
+        be->matmul(be, &W->g, dy, 1, x, 0, 1.0f, W->g_fresh ? 0.0f : 1.0f);
+        W->g_fresh = 0;
+    }
     if (dx) be->matmul(be, dx, dy, 0, &W->w, 0, 1.0f, beta);
 }
 
@@ -274,8 +277,7 @@ static void block_forward_attention(Model *m, int l, const Tensor *x, LayerActs 
     be->rope(be, &q4, &m->rope_cos, &m->rope_sin, 0);
     be->rope(be, &k4, &m->rope_cos, &m->rope_sin, 0);
     be->attention_forward(be, &a4, &la->lse, &q4, &k4, &v4);
-    be->copy(be, &la->h, x);
-    be->matmul(be, &la->h, &la->att, 0, &model_block_param(m, l, BW_O)->w, 1, 1.0f, 1.0f);
+    be->matmul_add(be, &la->h, &la->att, 0, &model_block_param(m, l, BW_O)->w, 1, 1.0f, x);
     be->rmsnorm_forward(be, &la->ln2, &la->rstd2, &la->h, &model_block_param(m, l, BW_MLP_NORM)->w, eps);
 }
 
@@ -306,13 +308,12 @@ static void block_forward(Model *m, int l, const Tensor *x, LayerActs *la, Tenso
         be->col_sumsq(be, &stats[1], &la->att);
         be->col_sumsq(be, &stats[2], &la->ln2);
     }
-    be->copy(be, out, &la->h);
     for (int64_t r0 = 0; r0 < A->N; r0 += A->mlp_rows) {
         int64_t n = A->N - r0 < A->mlp_rows ? A->N - r0 : A->mlp_rows;
         MlpRows r = mlp_rows_forward(m, l, la, r0, n);
         if (stats) be->col_sumsq(be, &stats[3], &r.act);
-        Tensor o = tensor_row_slice(out, r0, n);
-        be->matmul(be, &o, &r.act, 0, &model_block_param(m, l, BW_DOWN)->w, 1, 1.0f, 1.0f);
+        Tensor o = tensor_row_slice(out, r0, n), h = tensor_row_slice(&la->h, r0, n);
+        be->matmul_add(be, &o, &r.act, 0, &model_block_param(m, l, BW_DOWN)->w, 1, 1.0f, &h); /* out = h + a Wd^T */
     }
 }
 

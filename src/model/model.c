@@ -180,8 +180,10 @@ int model_set_trainable(Model *m, Param *p, int trainable, OwError *err) {
 }
 
 void model_zero_grads(Model *m) {
-    for (int i = 0; i < m->nparams; i++)
+    for (int i = 0; i < m->nparams; i++) {
         if (m->params[i].g.data) m->be->fill(m->be, &m->params[i].g, 0.0f);
+        m->params[i].g_fresh = 0;
+    }
     model_embed_rows_reset(m);
 }
 

@@ -39,6 +39,9 @@ typedef struct Param {
     Tensor g;        /* F32, allocated while trainable */
     int trainable;
     int g_shared;    /* g is a view of a buffer the optimizer owns and shares between blocks */
+    int g_fresh;     /* block linears: g holds no contribution yet, so the first weight-gradient
+                        GEMM writes it instead of accumulating (the optimizer sets this instead of
+                        zeroing g; whoever reads g first zeroes it if it is still set) */
     int ready_ticket; /* >= 0: an asynchronous update of w is in flight (a Backend copy_wait
                          ticket); the model waits for it before reading w; -1: none */
 } Param;

@@ -214,6 +214,7 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
         Tensor flat = tensor_slice(sh, 0, tensor_numel(&p->w));
         p->g = tensor_reshape(&flat, p->w.ndim, p->w.shape);
         p->g_shared = 1;
+        p->g_fresh = 1; /* the buffer holds another block's spent gradient */
         p->trainable = 1;
     } else if (model_set_trainable(m, p, 1, err) != 0) {
         return -1;
@@ -441,10 +442,14 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
     ParamState *s = state_of(o, p);
     if (!p->trainable || s->absorbed) return 0;
     OW_CHECK(s->resident);
+    if (p->g_fresh) { /* no contribution this step (e.g. a step without targets) */
+        be->fill(be, &p->g, 0.0f);
+        p->g_fresh = 0;
+    }
     int projected_accum = o->accumulate_projected && s->galore;
     /* full-rank gradients are complete only after the last micro-batch */
     if (!projected_accum && !o->last_micro) return 0;
-    if (!projected_accum) o->sq_norm += be->sum_squares(be, &p->g);
+    if (!projected_accum) be->norm_add(be, &p->g);
     if (!projected_accum || o->last_micro) s->absorbed = 1;
     if (!s->galore) return 0;
     int first = !projected_accum || o->micro == 0;
@@ -466,9 +471,9 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
         be->matmul(be, &s->R, &p->g, 0, &s->P, 1, 1.0f, beta);
     else
         be->matmul(be, &s->R, &s->P, 1, &p->g, 0, 1.0f, beta);
-    /* the next micro-batch, or the next block sharing the buffer, starts from zero */
-    if (projected_accum || p->g_shared) be->fill(be, &p->g, 0.0f);
-    if (projected_accum && o->last_micro) o->sq_norm += be->sum_squares(be, &s->R);
+    /* the next micro-batch, or the next block sharing the buffer, starts afresh */
+    if (projected_accum || p->g_shared) p->g_fresh = 1;
+    if (projected_accum && o->last_micro) be->norm_add(be, &s->R);
     return 0;
 }
 
@@ -564,7 +569,7 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
     o->last_micro = 1;
     for (int i = 0; i < m->nparams; i++)
         if (optimizer_absorb(o, &m->params[i], err) != 0) return -1;
-    double norm = sqrt(o->sq_norm);
+    double norm = sqrt(be->norm_take(be));
     *grad_norm = norm;
     double coef = 1.0;
     if (clip > 0) {
@@ -586,15 +591,18 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
         else
             be->adam_update(be, &p->w, &p->g, &s->m, &s->v, &h);
     }
-    /* zero the gradients for the next step: shared buffers were zeroed when absorbed, and
-     * adam_update_host zeroed the rows it read */
+    /* gradients for the next step: block linears start afresh (Param.g_fresh; shared buffers were
+     * marked when absorbed), adam_update_host zeroed the rows it read, the rest is zeroed */
     for (int i = 0; i < m->nparams; i++) {
         Param *p = &m->params[i];
         o->st[i].absorbed = 0;
-        if (p->g.data && !p->g_shared && !o->st[i].host_state && !model_grad_is_compact(m, p)) be->fill(be, &p->g, 0.0f);
+        if (!p->g.data || p->g_shared || o->st[i].host_state || model_grad_is_compact(m, p)) continue;
+        if (p->kind == PK_BLOCK && p->is_matrix)
+            p->g_fresh = 1;
+        else
+            be->fill(be, &p->g, 0.0f);
     }
     model_embed_rows_reset(m);
-    o->sq_norm = 0;
     o->micro = 0;
     return 0;
 }

@@ -5,7 +5,8 @@
  * Protocol for one optimizer step:
  *   1. backward runs; as each part of the model finishes (GradHooks), the
  *      trainer calls optimizer_absorb for its parameters: the squared norm of
- *      each full-rank gradient is added to the step's total; for a GaLore
+ *      each full-rank gradient is added to the step's total (the backend's norm
+ *      accumulator, Backend.norm_add: backward never waits for it); for a GaLore
  *      tensor the projector is refreshed when due (first use, then every
  *      update_gap of the tensor's own steps) and the gradient is projected
  *      (R = G P^T when m >= n, else R = P^T G) so the full-rank gradient is no
@@ -88,7 +89,6 @@ typedef struct Optimizer {
     OptimConfig cfg;
     Model *model;
     ParamState *st; /* one per model parameter */
-    double sq_norm; /* sum of squared full-rank gradient norms absorbed this step */
     MemStats host;  /* parked state in host memory */
     OptimStats stats;
     Tensor delta;   /* F32 scratch for projected-back updates */

@@ -89,7 +89,7 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
     int offload = train_config_offload_acts(c, device_workspace);
     out->bytes[MEM_ACTIVATIONS] = model_activation_bytes(mc, act, c->batch_size, c->block_size, c->recompute, offload);
     out->host_activations = model_offload_host_bytes(mc, act, c->batch_size, c->block_size, c->recompute, offload);
-    out->bytes[MEM_WORKSPACE] = (size_t)ws * f32 + (device_workspace ? ((size_t)40 << 20) : 0);
+    out->bytes[MEM_WORKSPACE] = (size_t)ws * f32 + (device_workspace ? ((size_t)40 << 20) + 256 : 0); /* cuBLAS workspace, scratch, norm accumulator */
     for (int kind = 0; kind < MEM_KIND_COUNT; kind++) out->total += out->bytes[kind];
 }
 

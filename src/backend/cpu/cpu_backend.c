@@ -134,6 +134,15 @@ static int cpu_copy_from_host(Backend *be, Tensor *dst, const void *host) {
     return 0;
 }
 
+static void cpu_norm_add(Backend *be, const Tensor *x) { ((CpuImpl *)be->impl)->norm_acc += cpu_sum_squares(be, x); }
+
+static double cpu_norm_take(Backend *be) {
+    CpuImpl *ci = be->impl;
+    double v = ci->norm_acc;
+    ci->norm_acc = 0.0;
+    return v;
+}
+
 static void cpu_copy_wait(Backend *be, int ticket) {
     (void)be;
     (void)ticket;
@@ -178,6 +187,9 @@ Backend *backend_create_cpu(int threads, size_t mem_cap, OwError *err) {
     be->scale = cpu_scale;
     be->sum = cpu_sum;
     be->sum_squares = cpu_sum_squares;
+    be->norm_add = cpu_norm_add;
+    be->norm_take = cpu_norm_take;
+    be->matmul_add = cpu_matmul_add;
 
     be->embedding_forward = cpu_embedding_forward;
     be->embedding_backward = cpu_embedding_backward;

@@ -19,6 +19,7 @@
 
 typedef struct CpuImpl {
     int threads; /* OpenMP threads for our loops and the OpenBLAS thread count */
+    double norm_acc; /* norm_add / norm_take */
 } CpuImpl;
 
 static inline int cpu_threads(const Backend *be) { return ((const CpuImpl *)be->impl)->threads; }
@@ -53,6 +54,8 @@ void cpu_axpy(Backend *be, Tensor *y, float alpha, const Tensor *x);
 void cpu_scale(Backend *be, Tensor *x, float alpha);
 double cpu_sum(Backend *be, const Tensor *x);
 double cpu_sum_squares(Backend *be, const Tensor *x);
+void cpu_matmul_add(Backend *be, Tensor *D, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
+                    const Tensor *Cin);
 
 /* cpu_layers.c: embedding, rmsnorm, rope, swiglu */
 void cpu_embedding_forward(Backend *be, Tensor *out, const Tensor *ids, const Tensor *table);

@@ -71,3 +71,10 @@ static double reduce(const Backend *be, const float *x, int64_t n, int squares) 
 double cpu_sum(Backend *be, const Tensor *x) { return reduce(be, cpu_f32(x), tensor_numel(x), 0); }
 
 double cpu_sum_squares(Backend *be, const Tensor *x) { return reduce(be, cpu_f32(x), tensor_numel(x), 1); }
+
+void cpu_matmul_add(Backend *be, Tensor *D, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
+                    const Tensor *Cin) {
+    OW_CHECK(tensor_numel(Cin) == tensor_numel(D));
+    if (Cin->data != D->data) memcpy(D->data, Cin->data, tensor_nbytes(D));
+    cpu_matmul(be, D, A, transA, B, transB, alpha, 1.0f);
+}
