@@ -4,9 +4,9 @@
  *
  * Invariants: ops go on the backend's main stream, created non-blocking (never
  * the legacy default stream), so ops are ordered by that stream alone; only
- * the asynchronous host copies (copy_stream) and async adam_update_host
- * (opt_stream) run beside it, each after an event of the main stream, and
- * sync waits for all three; the memstats of the Backend count exactly the arena
+ * the asynchronous host copies (copy_stream) and adam_update_host (opt_stream,
+ * with its copies on hs_h2d / hs_d2h) run beside it, each after an event of
+ * the main stream, and sync waits for all of them; the memstats of the Backend count exactly the arena
  * blocks handed out (sizes rounded to ARENA_ALIGN), by kind; allocations are
  * zeroed. Downloads and the ops returning host values synchronise the stream. */
 #include "cuda/cuda_backend.h"
@@ -126,6 +126,8 @@ void cuda_sync(Backend *be) {
     CUDA_CHECK(cudaStreamSynchronize(ci->stream));
     CUDA_CHECK(cudaStreamSynchronize(ci->copy_stream));
     CUDA_CHECK(cudaStreamSynchronize(ci->opt_stream));
+    CUDA_CHECK(cudaStreamSynchronize(ci->hs_h2d));
+    CUDA_CHECK(cudaStreamSynchronize(ci->hs_d2h));
 }
 
 int cuda_side_begin(CudaImpl *ci) {
@@ -206,6 +208,9 @@ static void impl_free(Backend *be) {
     if (ci->stream) (void)cudaStreamSynchronize(ci->stream);
     if (ci->copy_stream) (void)cudaStreamSynchronize(ci->copy_stream);
     if (ci->opt_stream) (void)cudaStreamSynchronize(ci->opt_stream);
+    if (ci->hs_h2d) (void)cudaStreamSynchronize(ci->hs_h2d);
+    if (ci->hs_d2h) (void)cudaStreamSynchronize(ci->hs_d2h);
+    if (ci->hs_stage) cuda_ws_free(be, ci->hs_stage);
     if (ci->lt_ws) cuda_ws_free(be, ci->lt_ws);
     if (ci->scratch) cuda_ws_free(be, ci->scratch);
     if (ci->norm_acc) cuda_ws_free(be, ci->norm_acc);
@@ -221,8 +226,17 @@ static void impl_free(Backend *be) {
         if (ci->side_ready[i]) cudaEventDestroy(ci->side_ready[i]);
         if (ci->side_done[i]) cudaEventDestroy(ci->side_done[i]);
     }
+    for (int i = 0; i < HS_SLOTS; i++) {
+        if (ci->hs_loaded[i]) cudaEventDestroy(ci->hs_loaded[i]);
+        if (ci->hs_computed[i]) cudaEventDestroy(ci->hs_computed[i]);
+        if (ci->hs_free[i]) cudaEventDestroy(ci->hs_free[i]);
+    }
+    if (ci->hs_start) cudaEventDestroy(ci->hs_start);
+    if (ci->hs_done) cudaEventDestroy(ci->hs_done);
     if (ci->copy_stream) cudaStreamDestroy(ci->copy_stream);
     if (ci->opt_stream) cudaStreamDestroy(ci->opt_stream);
+    if (ci->hs_h2d) cudaStreamDestroy(ci->hs_h2d);
+    if (ci->hs_d2h) cudaStreamDestroy(ci->hs_d2h);
     if (ci->stream) cudaStreamDestroy(ci->stream);
     free(ci);
     be->impl = NULL;
@@ -295,7 +309,9 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
 
     if ((e = cudaStreamCreateWithFlags(&ci->stream, cudaStreamNonBlocking)) != cudaSuccess ||
         (e = cudaStreamCreateWithFlags(&ci->copy_stream, cudaStreamNonBlocking)) != cudaSuccess ||
-        (e = cudaStreamCreateWithFlags(&ci->opt_stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        (e = cudaStreamCreateWithFlags(&ci->opt_stream, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&ci->hs_h2d, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&ci->hs_d2h, cudaStreamNonBlocking)) != cudaSuccess) {
         ow_fail(err, "CUDA device %d: cannot create a stream: %s", device, cudaGetErrorString(e));
         return create_fail(be);
     }
@@ -311,6 +327,18 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
             ow_fail(err, "CUDA device %d: cannot create an event: %s", device, cudaGetErrorString(e));
             return create_fail(be);
         }
+    for (int i = 0; i < HS_SLOTS; i++)
+        if ((e = cudaEventCreateWithFlags(&ci->hs_loaded[i], cudaEventDisableTiming)) != cudaSuccess ||
+            (e = cudaEventCreateWithFlags(&ci->hs_computed[i], cudaEventDisableTiming)) != cudaSuccess ||
+            (e = cudaEventCreateWithFlags(&ci->hs_free[i], cudaEventDisableTiming)) != cudaSuccess) {
+            ow_fail(err, "CUDA device %d: cannot create an event: %s", device, cudaGetErrorString(e));
+            return create_fail(be);
+        }
+    if ((e = cudaEventCreateWithFlags(&ci->hs_start, cudaEventDisableTiming)) != cudaSuccess ||
+        (e = cudaEventCreateWithFlags(&ci->hs_done, cudaEventDisableTiming)) != cudaSuccess) {
+        ow_fail(err, "CUDA device %d: cannot create an event: %s", device, cudaGetErrorString(e));
+        return create_fail(be);
+    }
     if (cublasLtCreate(&ci->lt) != CUBLAS_STATUS_SUCCESS || cublasCreate(&ci->blas) != CUBLAS_STATUS_SUCCESS) {
         ow_fail(err, "CUDA device %d: cannot initialise cuBLAS (hint: check that libcublas matches the driver)", device);
         return create_fail(be);
@@ -386,6 +414,7 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
     be->adam_moments = cuda_adam_moments;
     be->apply_update = cuda_apply_update;
     be->adam_update_host = cuda_adam_update_host;
+    be->host_state_reserve = cuda_host_state_reserve;
     be->svd_top = cuda_svd_top;
     be->orthonormalize = cuda_orthonormalize;
     be->canonicalize_signs = cuda_canonicalize_signs;

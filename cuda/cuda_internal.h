@@ -123,6 +123,8 @@ typedef struct GemmCacheEntry {
 #define CUDA_COPY_EVENTS 16 /* tickets of asynchronous host copies in flight (a ring) */
 #define CUDA_SIDE_EVENTS 8  /* tickets of side-stream work (adam_update_host async) in flight */
 #define CUDA_SIDE_TICKET 0x40000000 /* side tickets have this bit; copy tickets are below it */
+#define HS_SLOTS 3                           /* staging slots of host-resident optimizer state */
+#define HS_CHUNK_BYTES ((size_t)8 << 20)     /* bytes of m (and of v) per staged chunk */
 
 typedef struct CudaImpl {
     int device;
@@ -135,6 +137,10 @@ typedef struct CudaImpl {
     cudaEvent_t side_ready[CUDA_SIDE_EVENTS];   /* compute work a side op waits for */
     cudaEvent_t side_done[CUDA_SIDE_EVENTS];    /* a side op, for copy_wait */
     int side_next;
+    cudaStream_t hs_h2d, hs_d2h;                /* copies of host-resident optimizer state (cuda_optim.cu) */
+    cudaEvent_t hs_loaded[HS_SLOTS], hs_computed[HS_SLOTS], hs_free[HS_SLOTS];
+    cudaEvent_t hs_start, hs_done;              /* a host-state op's loads may start; the last op is over */
+    float *hs_stage;                            /* HS_SLOTS x (m, v) x HS_CHUNK_BYTES, from host_state_reserve */
     cublasLtHandle_t lt;
     cublasHandle_t blas;
     cusolverDnHandle_t solver;
@@ -340,6 +346,7 @@ void cuda_apply_update(Backend *be, Tensor *param, const Tensor *delta, float al
                        int64_t sr_index0);
 int cuda_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel, int rows,
                           int zero_grad, int async, const AdamHyper *h);
+int cuda_host_state_reserve(Backend *be, OwError *err);
 
 /* cuda_solver.cu */
 int cuda_svd_top(Backend *be, Tensor *out, const Tensor *G, int rank, int right, OwError *err);

@@ -78,22 +78,26 @@ __global__ void k_adam_update(void *param, int pdt, const void *grad, int gdt, f
     }
 }
 
-/* adam_update_host: one block per selected row at a time (grid-stride over rows), its
- * threads over the columns. m and v are host memory read and written over the bus
- * (mapped page-locked memory), the parameter and the gradient are device memory.
- * sel == NULL: every row, gradient row r; else rows with sel[r] >= 0 (present: gradient
- * row sel[r]) or with sel[r] < 0 (absent: zero gradient). Element (r, c) is element
- * r * C + c of the whole tensor: same arithmetic and rounding as k_adam_update. */
-__global__ void k_adam_rows_host(void *param, int pdt, float *grad, float *m, float *v, const int32_t *sel,
-                                 int absent, int zero_grad, int64_t V, int64_t C, AdamScalars a, uint64_t seed) {
-    for (int64_t r = blockIdx.x; r < V; r += gridDim.x) {
-        int64_t s = sel ? sel[r] : r;
-        if (sel && (absent ? s >= 0 : s < 0)) continue;
-        float *gr = absent ? NULL : grad + s * C;
+/* adam_update_host's kernel, over rows [r0, r1) of a [V, C] parameter: one block per row
+ * at a time (grid-stride over rows), its threads over the columns. Moment element (r, c)
+ * is m[(r - mrow0) * C + c]: the whole tensor (mrow0 0; device memory, or host memory
+ * read over the bus) or a staged chunk of rows starting at mrow0. mode: HS_ALL every row
+ * with gradient row r; HS_PRESENT rows with sel[r] >= 0 and gradient row sel[r];
+ * HS_ABSENT rows with sel[r] < 0 and a zero gradient. Element (r, c) is element
+ * r * C + c of the whole tensor: k_adam_update's arithmetic and rounding. */
+enum { HS_ALL = 0, HS_PRESENT = 1, HS_ABSENT = 2 };
+
+__global__ void k_adam_rows(void *param, int pdt, float *grad, float *m, float *v, int64_t mrow0, const int32_t *sel,
+                            int mode, int zero_grad, int64_t r0, int64_t r1, int64_t C, AdamScalars a, uint64_t seed) {
+    for (int64_t r = r0 + blockIdx.x; r < r1; r += gridDim.x) {
+        int64_t s = mode == HS_ALL ? r : sel[r];
+        if (mode != HS_ALL && (mode == HS_ABSENT ? s >= 0 : s < 0)) continue;
+        float *gr = mode == HS_ABSENT ? NULL : grad + s * C;
+        float *mr = m + (r - mrow0) * C, *vr = v + (r - mrow0) * C;
         for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
             int64_t i = r * C + c;
             float mi, vi;
-            moments(m, v, i, gr ? gr[c] : 0.0f, a, &mi, &vi);
+            moments(mr, vr, c, gr ? gr[c] : 0.0f, a, &mi, &vi);
             store_param(param, pdt, i, adam_param(ow_load(param, pdt, i), mi, vi, a), seed);
             if (gr && zero_grad) gr[c] = 0.0f;
         }
@@ -189,6 +193,34 @@ void cuda_apply_update(Backend *be, Tensor *param, const Tensor *delta, float al
     CUDA_LAUNCH_CHECK();
 }
 
+/* ---- adam_update_host ----
+ * Moments in host memory are moved by the copy engines, not read over the bus by
+ * kernels: a kernel waiting on the bus would hold its multiprocessors for the whole
+ * transfer (tens of ms) and slow the compute beside it. Dense passes (every row, or
+ * the rows absent from a row map) stream chunks of HS_CHUNK_BYTES of m and v through
+ * HS_SLOTS staging slots: H2D on hs_h2d, the update kernel on opt_stream, D2H on
+ * hs_d2h, ordered by per-slot events, so the three overlap. The scattered rows of a
+ * row map (present rows, a few thousand) are read and written over the bus by a
+ * kernel of few blocks. Moments in device memory are updated in place by one kernel.
+ * Host-state ops run one after another (each waits for hs_done of the previous one,
+ * D2H included), after the main stream's work queued before them; the ticket marks
+ * the end of their last kernel (the parameter is updated). */
+
+static_assert((size_t)HS_SLOTS * 2 * HS_CHUNK_BYTES == BACKEND_HOST_STATE_STAGING, "staging size in backend.h");
+
+int cuda_host_state_reserve(Backend *be, OwError *err) {
+    CudaImpl *ci = cuda_impl(be);
+    if (ci->hs_stage) return 0;
+    return cuda_ws_alloc(be, (size_t)HS_SLOTS * 2 * HS_CHUNK_BYTES, (void **)&ci->hs_stage,
+                         "staging of optimizer state in host memory", err);
+}
+
+static int is_host_memory(const void *p) {
+    cudaPointerAttributes at;
+    CUDA_CHECK(cudaPointerGetAttributes(&at, p));
+    return at.type == cudaMemoryTypeHost;
+}
+
 int cuda_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel, int rows,
                           int zero_grad, int async, const AdamHyper *h) {
     CudaImpl *ci = cuda_impl(be);
@@ -197,22 +229,60 @@ int cuda_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, fl
     const int64_t V = param->shape[0], C = param->shape[1];
     OW_CHECKF(sel == NULL || (sel->dtype == OW_I32 && tensor_numel(sel) == V), "adam_update_host: sel I32 [V]");
     OW_CHECKF(rows == ADAM_ROWS_PRESENT || rows == ADAM_ROWS_ABSENT, "adam_update_host: rows %d", rows);
-    int absent = sel && rows == ADAM_ROWS_ABSENT;
-    OW_CHECKF(absent || (grad && grad->dtype == OW_F32 && tensor_cols(grad) == C && (sel || tensor_rows(grad) == V)),
+    int mode = !sel ? HS_ALL : rows == ADAM_ROWS_ABSENT ? HS_ABSENT : HS_PRESENT;
+    OW_CHECKF(mode == HS_ABSENT ||
+                  (grad && grad->dtype == OW_F32 && tensor_cols(grad) == C && (sel || tensor_rows(grad) == V)),
               "adam_update_host: gradient F32 [%s, C]", sel ? "slots" : "V");
     OW_CHECKF(h->step >= 1, "adam step %lld", (long long)h->step);
     if (V == 0 || C == 0) return -1;
-    /* the bus, not the multiprocessors, bounds this kernel: a few blocks keep it busy
-     * (measured on an H200, PCIe 5: 16 blocks of 512 threads read and write host memory
-     * at ~42 GB/s each way) and leave the rest of the device to the compute beside it */
-    unsigned blocks = async ? 32 : 4 * (unsigned)ci->num_sms;
-    cudaStream_t st = async ? ci->opt_stream : ci->stream;
-    int ticket = -1;
-    if (async) ticket = cuda_side_begin(ci);
-    k_adam_rows_host<<<blocks, OPT_THREADS, 0, st>>>(param->data, param->dtype, absent ? NULL : (float *)grad->data, m, v,
-                                                    sel ? (const int32_t *)sel->data : NULL, absent, zero_grad, V, C,
-                                                    adam_scalars(h), h->sr_seed);
-    CUDA_LAUNCH_CHECK();
-    if (async) cuda_side_end(ci, ticket);
-    return ticket;
+    AdamScalars a = adam_scalars(h);
+    float *g = mode == HS_ABSENT ? NULL : (float *)grad->data;
+    const int32_t *sl = sel ? (const int32_t *)sel->data : NULL;
+    int ticket = cuda_side_begin(ci); /* opt_stream after the main stream's work so far */
+    CUDA_CHECK(cudaStreamWaitEvent(ci->opt_stream, ci->hs_done, 0));
+    int host = is_host_memory(m);
+    OW_CHECKF(host == is_host_memory(v), "adam_update_host: m and v in different memories");
+    int64_t chunk = (int64_t)HS_CHUNK_BYTES / (C * (int64_t)sizeof(float));
+    if (!host || mode == HS_PRESENT || chunk < 1) {
+        /* device moments at full speed; scattered host rows over the bus with few blocks */
+        OW_CHECKF(!host || mode == HS_PRESENT || chunk >= 1, "adam_update_host: a row of %lld floats exceeds the staging",
+                  (long long)C);
+        unsigned blocks = host ? 16 : 4 * (unsigned)ci->num_sms;
+        k_adam_rows<<<blocks, OPT_THREADS, 0, ci->opt_stream>>>(param->data, param->dtype, g, m, v, 0, sl, mode,
+                                                                zero_grad, 0, V, C, a, h->sr_seed);
+        CUDA_LAUNCH_CHECK();
+        CUDA_CHECK(cudaEventRecord(ci->hs_done, ci->opt_stream));
+    } else {
+        OW_CHECKF(ci->hs_stage != NULL, "adam_update_host: host_state_reserve was not called");
+        /* the loads start once opt_stream's waits (main stream, previous host-state op) are met */
+        CUDA_CHECK(cudaEventRecord(ci->hs_start, ci->opt_stream));
+        CUDA_CHECK(cudaStreamWaitEvent(ci->hs_h2d, ci->hs_start, 0));
+        const int64_t cf = (int64_t)HS_CHUNK_BYTES / (int64_t)sizeof(float);
+        for (int64_t r0 = 0, k = 0; r0 < V; r0 += chunk, k++) {
+            int64_t nr = V - r0 < chunk ? V - r0 : chunk;
+            size_t bytes = (size_t)(nr * C) * sizeof(float);
+            int slot = (int)(k % HS_SLOTS);
+            float *sm = ci->hs_stage + (size_t)slot * 2 * (size_t)cf, *sv = sm + cf;
+            float *hm = m + r0 * C, *hv = v + r0 * C;
+            if (k >= HS_SLOTS) CUDA_CHECK(cudaStreamWaitEvent(ci->hs_h2d, ci->hs_free[slot], 0));
+            CUDA_CHECK(cudaMemcpyAsync(sm, hm, bytes, cudaMemcpyHostToDevice, ci->hs_h2d));
+            CUDA_CHECK(cudaMemcpyAsync(sv, hv, bytes, cudaMemcpyHostToDevice, ci->hs_h2d));
+            CUDA_CHECK(cudaEventRecord(ci->hs_loaded[slot], ci->hs_h2d));
+            CUDA_CHECK(cudaStreamWaitEvent(ci->opt_stream, ci->hs_loaded[slot], 0));
+            unsigned blocks = (unsigned)(nr < 2 * ci->num_sms ? nr : 2 * ci->num_sms);
+            k_adam_rows<<<blocks, OPT_THREADS, 0, ci->opt_stream>>>(param->data, param->dtype, g, sm, sv, r0, sl, mode,
+                                                                    zero_grad, r0, r0 + nr, C, a, h->sr_seed);
+            CUDA_LAUNCH_CHECK();
+            CUDA_CHECK(cudaEventRecord(ci->hs_computed[slot], ci->opt_stream));
+            CUDA_CHECK(cudaStreamWaitEvent(ci->hs_d2h, ci->hs_computed[slot], 0));
+            CUDA_CHECK(cudaMemcpyAsync(hm, sm, bytes, cudaMemcpyDeviceToHost, ci->hs_d2h));
+            CUDA_CHECK(cudaMemcpyAsync(hv, sv, bytes, cudaMemcpyDeviceToHost, ci->hs_d2h));
+            CUDA_CHECK(cudaEventRecord(ci->hs_free[slot], ci->hs_d2h));
+        }
+        CUDA_CHECK(cudaEventRecord(ci->hs_done, ci->hs_d2h));
+    }
+    cuda_side_end(ci, ticket);
+    if (async) return ticket;
+    CUDA_CHECK(cudaStreamWaitEvent(ci->stream, ci->hs_done, 0));
+    return -1;
 }

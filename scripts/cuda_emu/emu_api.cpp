@@ -165,12 +165,27 @@ int cusolverDnDsyevd(cusolverDnHandle_t, cusolverEigMode_t jobz, cublasFillMode_
     std::vector<int> iwork((size_t)liwork);
     dsyevd_(&j, &u, &n, A, &lda, W, work, &lwork, iwork.data(), &liwork, info, 1, 1); return 0;
 }
+static std::vector<Alloc> g_host_allocs;
 int cudaHostAlloc(void **p, size_t n, unsigned) {
     if (posix_memalign(p, 4096, n ? n : 1) != 0) return cudaErrorMemoryAllocation;
     memset(*p, 0x5A, n); // garbage: the backend must zero it
+    g_host_allocs.push_back({*p, n ? n : 1});
     return 0;
 }
-int cudaFreeHost(void *p) { free(p); return 0; }
+int cudaFreeHost(void *p) {
+    for (size_t i = 0; i < g_host_allocs.size(); i++)
+        if (g_host_allocs[i].p == p) { g_host_allocs.erase(g_host_allocs.begin() + i); break; }
+    free(p); return 0;
+}
+static int emu_inside(const std::vector<Alloc> &v, const void *p) {
+    for (const Alloc &a : v) if ((const char *)p >= (const char *)a.p && (const char *)p < (const char *)a.p + a.n) return 1;
+    return 0;
+}
+int cudaPointerGetAttributes(cudaPointerAttributes *a, const void *p) {
+    memset(a, 0, sizeof *a);
+    a->type = emu_inside(g_host_allocs, p) ? cudaMemoryTypeHost : emu_inside(g_allocs, p) ? cudaMemoryTypeDevice : cudaMemoryTypeUnregistered;
+    return 0;
+}
 int cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { *e = (void *)1; return 0; }
 int cudaEventDestroy(cudaEvent_t) { return 0; }
 int cudaEventRecord(cudaEvent_t, cudaStream_t) { return 0; }

@@ -37,6 +37,9 @@ typedef enum {
                                p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
 } AdamVariant;
 
+/* Device workspace of host_state_reserve on CUDA (3 slots of 8 MiB of m and of v). */
+#define BACKEND_HOST_STATE_STAGING ((size_t)48 << 20)
+
 /* Row selections of adam_update_host. */
 enum { ADAM_ROWS_PRESENT = 0, ADAM_ROWS_ABSENT = 1 };
 
@@ -182,6 +185,10 @@ struct Backend {
      * in order and -1 is returned. */
     int (*adam_update_host)(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel,
                             int rows, int zero_grad, int async, const AdamHyper *h);
+    /* Reserves what adam_update_host needs for moments in host memory (on CUDA: staging
+     * buffers of BACKEND_HOST_STATE_STAGING bytes, workspace); idempotent; call before the
+     * first such update. */
+    int (*host_state_reserve)(Backend *be, OwError *err);
 
     /* ---- projectors ---- */
     /* Top-`rank` singular vectors of G [m,n] (F32) by exact SVD: right (rank x n rows of V^T) when

@@ -112,6 +112,7 @@ WRAP_RET(int, adam_update_host,
          (Backend * be, Tensor *p, Tensor *g, float *m, float *v, const Tensor *sel, int rows, int zg, int as,
           const AdamHyper *h),
          (be, p, g, m, v, sel, rows, zg, as, h))
+WRAP_RET(int, host_state_reserve, (Backend * be, OwError *err), (be, err))
 WRAP_RET(int, svd_top, (Backend * be, Tensor *o, const Tensor *G, int r, int right, OwError *err), (be, o, G, r, right, err))
 WRAP_RET(int, orthonormalize, (Backend * be, Tensor *A, OwError *err), (be, A, err))
 WRAP(canonicalize_signs, (Backend * be, Tensor *P, int rows), (be, P, rows))
@@ -149,6 +150,7 @@ void backend_profile_enable(Backend *be) {
     HOOK(adam_moments);
     HOOK(apply_update);
     HOOK(adam_update_host);
+    HOOK(host_state_reserve);
     HOOK(svd_top);
     HOOK(orthonormalize);
     HOOK(canonicalize_signs);

@@ -100,7 +100,8 @@ void model_free(Model *m) {
     }
     be->release(be, &m->rope_cos, MEM_OTHER);
     be->release(be, &m->rope_sin, MEM_OTHER);
-    be->release(be, &m->erows.sel, MEM_GRADS);
+    be->release(be, &m->erows.sel_buf[0], MEM_GRADS);
+    be->release(be, &m->erows.sel_buf[1], MEM_GRADS);
     be->release(be, &m->erows.pos, MEM_GRADS);
     free(m->erows.slot_of_row);
     free(m->erows.row_of_slot);
@@ -125,7 +126,9 @@ int model_grad_is_compact(const Model *m, const Param *p) {
 
 static void embed_rows_release(Model *m, Param *p) {
     m->be->release(m->be, &p->g, MEM_GRADS);
-    m->be->release(m->be, &m->erows.sel, MEM_GRADS);
+    m->be->release(m->be, &m->erows.sel_buf[0], MEM_GRADS);
+    m->be->release(m->be, &m->erows.sel_buf[1], MEM_GRADS);
+    m->erows.sel.data = NULL;
     m->be->release(m->be, &m->erows.pos, MEM_GRADS);
     m->erows.cap = m->erows.count = 0;
 }
@@ -138,10 +141,11 @@ static int embed_rows_alloc(Model *m, Param *p, OwError *err) {
     r->cap = m->embed_grad_rows < V ? m->embed_grad_rows : V;
     r->count = 0;
     p->g = tensor_2d(OW_F32, r->cap, m->cfg.hidden_size);
-    r->sel = tensor_1d(OW_I32, V);
+    r->sel_buf[0] = r->sel_buf[1] = tensor_1d(OW_I32, V);
     r->pos = tensor_1d(OW_I32, m->embed_grad_rows);
     if (be->alloc(be, &p->g, MEM_GRADS, "gradient of the embedding (rows of the step's tokens)", err) != 0 ||
-        be->alloc(be, &r->sel, MEM_GRADS, "embedding gradient row map", err) != 0 ||
+        be->alloc(be, &r->sel_buf[0], MEM_GRADS, "embedding gradient row map", err) != 0 ||
+        be->alloc(be, &r->sel_buf[1], MEM_GRADS, "embedding gradient row map", err) != 0 ||
         be->alloc(be, &r->pos, MEM_GRADS, "embedding gradient row map", err) != 0) {
         embed_rows_release(m, p);
         return -1;
@@ -151,6 +155,8 @@ static int embed_rows_alloc(Model *m, Param *p, OwError *err) {
     r->slot_of_row = ow_xmalloc((size_t)V * sizeof(int32_t));
     for (int64_t i = 0; i < V; i++) r->slot_of_row[i] = -1;
     r->row_of_slot = ow_xmalloc((size_t)r->cap * sizeof(int32_t));
+    r->cur = 0;
+    r->sel = r->sel_buf[0];
     r->dirty = 1;
     r->complete = 0;
     return 0;
@@ -191,7 +197,11 @@ void model_embed_rows_reset(Model *m) {
     EmbedRows *r = &m->erows;
     if (!r->slot_of_row) return;
     for (int64_t s = 0; s < r->count; s++) r->slot_of_row[r->row_of_slot[s]] = -1;
-    if (r->count) r->dirty = 1;
+    if (r->count) { /* the next step's map goes to the other buffer */
+        r->cur ^= 1;
+        r->sel = r->sel_buf[r->cur];
+        r->dirty = 1;
+    }
     r->count = 0;
     r->complete = 0;
 }

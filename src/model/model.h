@@ -55,7 +55,10 @@ typedef struct EmbedRows {
     int64_t cap, count;
     int32_t *slot_of_row; /* host [V], -1: no slot */
     int32_t *row_of_slot; /* host [cap] */
-    Tensor sel;           /* backend I32 [V]: slot_of_row, uploaded when it changes */
+    Tensor sel;           /* backend I32 [V]: slot_of_row, uploaded when it changes; a view of sel_buf[cur] */
+    Tensor sel_buf[2];    /* two maps, alternating by step: an asynchronous update may still read
+                             the previous step's map while the next one is uploaded */
+    int cur;
     Tensor pos;           /* backend I32 [embed_grad_rows]: the slot of each position of a micro-batch */
     int dirty;            /* sel differs from slot_of_row */
     int complete;         /* model_begin_step registered every token of the step */

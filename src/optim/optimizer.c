@@ -84,7 +84,6 @@ int optimizer_init(Optimizer *o, Model *m, const OptimConfig *cfg, OwError *err)
         s->galore = optimizer_projects(cfg, p);
         s->right = s->galore && p->w.shape[0] >= p->w.shape[1];
         s->host_state = cfg->offload_head && !s->galore && (p->kind == PK_EMBED || p->kind == PK_LM_HEAD);
-        s->early_ticket = -1;
         if (s->galore && tensor_numel(&p->w) > biggest) biggest = tensor_numel(&p->w);
         if (s->galore && p->w.shape[1] > widest) widest = p->w.shape[1];
     }
@@ -229,6 +228,7 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
     if (s->host_state) {
         /* page-locked host memory, zeroed; m.data/v.data stay NULL (shapes only) */
         size_t nb = tensor_nbytes(&mv);
+        if (be->host_state_reserve(be, err) != 0) return -1;
         if (memstats_add(&o->host, MEM_OPTIM, 2 * nb, what, "host", err) != 0) return -1;
         s->hm = be->host_alloc(be, nb, err);
         s->hv = s->hm ? be->host_alloc(be, nb, err) : NULL;
@@ -506,32 +506,32 @@ void optimizer_begin_step(Optimizer *o, double lr) {
     Model *m = o->model;
     Param *p = m->embed;
     ParamState *s = state_of(o, p);
-    if (!p->trainable || !model_grad_is_compact(m, p) || !m->erows.complete || s->early_ticket >= 0) return;
-    /* the rows of tokens absent from the step: zero gradient, so their update needs no clip coefficient */
+    if (!p->trainable || !model_grad_is_compact(m, p) || !m->erows.complete || s->early_queued) return;
+    /* the rows of tokens absent from the step: zero gradient, so their update needs no clip
+     * coefficient; it runs beside the step's compute, which reads only the step's rows */
     AdamHyper h = hyper_of(o, (int)(p - m->params), s->step + 1, lr, 1.0);
-    s->early_ticket = m->be->adam_update_host(m->be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel,
-                                              ADAM_ROWS_ABSENT, 0, 1, &h);
+    m->be->adam_update_host(m->be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_ABSENT, 0, 1, &h);
+    s->early_queued = 1;
     s->early_lr = h.lr;
-    if (s->early_ticket < 0) s->early_ticket = INT32_MAX; /* done in order (no side queue) */
 }
 
-/* The update of the compact embedding gradient's parameter: the absent rows (unless
- * optimizer_begin_step queued them), then the rows of the step's tokens; the
- * main queue then waits for both, so the next forward sees the whole update. */
+/* The compact embedding gradient's parameter: the absent rows (unless optimizer_begin_step
+ * queued them), then the rows of the step's tokens, beside the rest of the optimizer step;
+ * the ticket of the latter (queued after the former) gates the next forward's lookup. */
 static void step_compact_embedding(Optimizer *o, Param *p, ParamState *s, const AdamHyper *h) {
     Backend *be = o->model->be;
     Model *m = o->model;
-    if (s->early_ticket < 0) {
+    if (!s->early_queued) {
         AdamHyper h0 = *h;
         h0.grad_scale = 1.0f;
-        be->adam_update_host(be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_ABSENT, 0, 0, &h0);
+        be->adam_update_host(be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_ABSENT, 0, 1, &h0);
     } else {
         OW_CHECKF(s->early_lr == h->lr, "optimizer_begin_step got lr %g, optimizer_step %g", (double)s->early_lr,
                   (double)h->lr);
     }
-    be->adam_update_host(be, &p->w, &p->g, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_PRESENT, 1, 0, h);
-    if (s->early_ticket >= 0 && s->early_ticket != INT32_MAX) be->copy_wait(be, s->early_ticket);
-    s->early_ticket = -1;
+    p->ready_ticket =
+        be->adam_update_host(be, &p->w, &p->g, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_PRESENT, 1, 1, h);
+    s->early_queued = 0;
 }
 
 /* GaLore: N = m / (sqrt(v) + eps) in the projected space, then back (delta = R P or P R, R now

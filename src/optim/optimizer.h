@@ -76,7 +76,7 @@ typedef struct ParamState {
     int has_P;
     int host_state;     /* m, v in host memory (hm, hv), OptimConfig.offload_head */
     float *hm, *hv;     /* from be->host_alloc, the parameter's shape */
-    int early_ticket;   /* the rows without a gradient, queued by optimizer_begin_step (-1: not queued) */
+    int early_queued;   /* the rows without a gradient were queued by optimizer_begin_step */
     float early_lr;     /* the learning rate they were updated with */
 } ParamState;
 

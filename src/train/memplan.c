@@ -51,10 +51,10 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
     if (!c->freeze_embeddings) head_trainable += V * C;
     if (!mc->tie_word_embeddings) head_trainable += V * C;
     /* untied: the embedding's gradient has a row per distinct token of a step (model.h EmbedRows),
-     * with its row map (I32 [V]) and the slots of the step's positions (I32) */
+     * with its row map (two I32 [V], alternating by step) and the slots of the step's positions (I32) */
     int64_t step_tokens = c->grad_accum * c->batch_size * c->block_size;
     int64_t embed_grad = V * C;
-    if (!mc->tie_word_embeddings) embed_grad = (step_tokens < V ? step_tokens : V) * C + V + step_tokens;
+    if (!mc->tie_word_embeddings) embed_grad = (step_tokens < V ? step_tokens : V) * C + 2 * V + step_tokens;
     int64_t grads = head_trainable - (c->freeze_embeddings ? 0 : V * C - embed_grad) + nb * 2 * C +
                     (shared ? shared_mat : nb * block_mat);
     out->bytes[MEM_GRADS] = (size_t)grads * f32;
@@ -65,6 +65,7 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
         int64_t host = 2 * (head_trainable - C);
         moments -= host;
         out->host_optimizer = (size_t)host * f32;
+        if (device_workspace) out->bytes[MEM_WORKSPACE] += BACKEND_HOST_STATE_STAGING;
     }
     int64_t galore_state = 0, ws = 0;
     if (galore) {
@@ -89,7 +90,7 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
     int offload = train_config_offload_acts(c, device_workspace);
     out->bytes[MEM_ACTIVATIONS] = model_activation_bytes(mc, act, c->batch_size, c->block_size, c->recompute, offload);
     out->host_activations = model_offload_host_bytes(mc, act, c->batch_size, c->block_size, c->recompute, offload);
-    out->bytes[MEM_WORKSPACE] = (size_t)ws * f32 + (device_workspace ? ((size_t)40 << 20) + 256 : 0); /* cuBLAS workspace, scratch, norm accumulator */
+    out->bytes[MEM_WORKSPACE] += (size_t)ws * f32 + (device_workspace ? ((size_t)40 << 20) + 256 : 0); /* cuBLAS workspace, scratch, norm accumulator */
     for (int kind = 0; kind < MEM_KIND_COUNT; kind++) out->total += out->bytes[kind];
 }
 

@@ -117,6 +117,15 @@ static void *dl_raw(Backend *be, const Tensor *t) {
     return h;
 }
 
+/* Two GPU tensors hold the same bits. */
+static void gpu_bitwise_same(const char *what, const Tensor *a, const Tensor *b) {
+    cr_assert_eq(tensor_nbytes(a), tensor_nbytes(b));
+    void *x = dl_raw(g_gpu, a), *y = dl_raw(g_gpu, b);
+    bitwise_same(what, x, y, tensor_nbytes(a));
+    free(x);
+    free(y);
+}
+
 /* ---- arena and memory ---- */
 
 Test(cuda_ops, arena_best_fit_coalescing_zeroing) {
@@ -319,6 +328,51 @@ Test(cuda_ops, matmul_views) {
     matmul_case(21, 30, 17, 0, 1, OW_BF16, OW_BF16, 1.0f, 0.0f, 1, 1e-2, 50);
     matmul_case(21, 30, 17, 1, 0, OW_BF16, OW_F32, 1.0f, 1.0f, 1, 1e-5, 51);
     matmul_case(21, 30, 17, 1, 1, OW_F32, OW_F32, 1.0f, 0.0f, 1, 1e-5, 52);
+}
+
+/* matmul_add (D = op(A) op(B) + Cin, Cin apart from D) gives the bits of copying Cin into D
+ * and accumulating with matmul (beta 1), for bf16 and f32 outputs, on row views. */
+Test(cuda_ops, matmul_add_equals_copy_then_accumulate) {
+    const int64_t M = 70, N = 96, K = 64, off = 5;
+    DType dts[2] = {OW_BF16, OW_F32};
+    for (int k = 0; k < 2; k++) {
+        DType cdt = dts[k], ab = cdt == OW_F32 ? OW_F32 : OW_BF16;
+        float *ha = randn(70 + k, (size_t)(M * K), 1.0f, 1), *hb = randn(72 + k, (size_t)(N * K), 1.0f, 1);
+        float *hc = randn(74 + k, (size_t)((M + off) * N), 1.0f, 1);
+        int64_t sa[2] = {M, K}, sb[2] = {N, K}, sc[2] = {M + off, N};
+        Tensor A = mk(g_gpu, ab, 2, sa, ha), B = mk(g_gpu, ab, 2, sb, hb), C = mk(g_gpu, cdt, 2, sc, hc);
+        Tensor D1 = mk(g_gpu, cdt, 2, sc, NULL), D2 = mk(g_gpu, cdt, 2, sc, NULL);
+        Tensor Cv = tensor_row_slice(&C, off, M), D1v = tensor_row_slice(&D1, off, M), D2v = tensor_row_slice(&D2, off, M);
+        g_gpu->matmul_add(g_gpu, &D1v, &A, 0, &B, 1, 1.0f, &Cv);
+        g_gpu->copy(g_gpu, &D2v, &Cv);
+        g_gpu->matmul(g_gpu, &D2v, &A, 0, &B, 1, 1.0f, 1.0f);
+        char what[80];
+        snprintf(what, sizeof what, "matmul_add %s vs copy + matmul beta 1", dtype_name(cdt));
+        gpu_bitwise_same(what, &D1, &D2);
+        Tensor *ts[] = {&A, &B, &C, &D1, &D2};
+        for (int i = 0; i < 5; i++) rel(g_gpu, ts[i]);
+        free(ha);
+        free(hb);
+        free(hc);
+    }
+}
+
+/* norm_add / norm_take: the same double as adding sum_squares on the host, in order; taking resets. */
+Test(cuda_ops, norm_accumulator_equals_host_sum) {
+    double host = 0.0;
+    for (int k = 0; k < 4; k++) {
+        int64_t n = 1000 + 777 * k, sh[1] = {n};
+        float *x = randn(80 + (uint64_t)k, (size_t)n, 1.0f + (float)k, 0);
+        Tensor t = mk(g_gpu, k % 2 ? OW_BF16 : OW_F32, 1, sh, x);
+        host += g_gpu->sum_squares(g_gpu, &t);
+        g_gpu->norm_add(g_gpu, &t);
+        rel(g_gpu, &t);
+        free(x);
+    }
+    double dev = g_gpu->norm_take(g_gpu);
+    cr_log_info("norm accumulator %.17g, host sum %.17g", dev, host);
+    cr_expect(dev == host, "norm accumulator %.17g vs host sum of sum_squares %.17g", dev, host);
+    cr_expect(g_gpu->norm_take(g_gpu) == 0.0, "norm_take resets the accumulator");
 }
 
 Test(cuda_ops, axpy_scale_sum) {
@@ -818,8 +872,8 @@ Test(cuda_ops, adam_update) {
  * (asynchronously on the side stream, then waited for), and split into the rows
  * absent from a row map (zero gradient, queued early on the side stream) and the
  * present rows with a compact gradient. The gradient rows read are zeroed. */
-static void adam_rows_case(DType pdt, uint64_t seed) {
-    const int64_t V = 97, C = 40, n = V * C, sh[2] = {V, C};
+static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
+    const int64_t n = V * C, sh[2] = {V, C};
     float *p0 = randn(seed, (size_t)n, 0.1f, pdt == OW_BF16), *g = randn(seed + 1, (size_t)n, 1e-2f, 0);
     float *m0 = randn(seed + 2, (size_t)n, 1e-3f, 0), *v0 = randn(seed + 3, (size_t)n, 1e-4f, 0);
     for (int64_t i = 0; i < n; i++) v0[i] = v0[i] * v0[i];
@@ -837,6 +891,7 @@ static void adam_rows_case(DType pdt, uint64_t seed) {
     AdamHyper h = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-6f, .weight_decay = 0.01f, .step = 4,
                    .variant = ADAM_VARIANT_TORCH, .grad_scale = 0.5f, .sr_seed = 77 + seed};
     OwError err;
+    cr_assert_eq(g_gpu->host_state_reserve(g_gpu, &err), 0, "%s", err.msg);
     for (int mode = 0; mode < 2; mode++) { /* 0: every row, dense gradient; 1: absent + present rows */
         const float *grad = mode ? gd : g;
         Tensor rp = mk(g_gpu, pdt, 2, sh, p0), rg = mk(g_gpu, OW_F32, 2, sh, grad);
@@ -868,7 +923,7 @@ static void adam_rows_case(DType pdt, uint64_t seed) {
             char what[96];
             snprintf(what, sizeof what, "adam_update_host %s %s moments, %s", dtype_name(pdt), host ? "host" : "device",
                      mode ? "absent + present rows" : "all rows");
-            cmp(what, &tp, &rp, 0.0);
+            gpu_bitwise_same(what, &tp, &rp);
             g_gpu->sync(g_gpu);
             float *wm = host ? hm : dl(g_gpu, &dm), *wv = host ? hv : dl(g_gpu, &dv);
             float *rmh = dl(g_gpu, &rm), *rvh = dl(g_gpu, &rv), *zg = dl(g_gpu, &tg);
@@ -902,8 +957,11 @@ static void adam_rows_case(DType pdt, uint64_t seed) {
 }
 
 Test(cuda_ops, adam_update_host_rows) {
-    adam_rows_case(OW_F32, 600);
-    adam_rows_case(OW_BF16, 610);
+    adam_rows_case(OW_F32, 97, 40, 600);
+    adam_rows_case(OW_BF16, 97, 40, 610);
+    /* moments of ~5 staging chunks: the slots are reused (BACKEND_HOST_STATE_STAGING holds 3 of m and v) */
+    int64_t C = 256, V = (int64_t)(5 * (BACKEND_HOST_STATE_STAGING / 6) / (size_t)(C * 4)) + 37;
+    adam_rows_case(OW_BF16, V, C, 620);
 }
 
 Test(cuda_ops, adam_moments) {

@@ -30,6 +30,10 @@ int cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
 int cudaEventDestroy(cudaEvent_t e);
 int cudaEventRecord(cudaEvent_t e, cudaStream_t s);
 int cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags);
+enum cudaMemoryType { cudaMemoryTypeUnregistered = 0, cudaMemoryTypeHost = 1, cudaMemoryTypeDevice = 2 };
+struct cudaPointerAttributes { cudaMemoryType type; int device; void *devicePointer, *hostPointer; };
+// host: inside a cudaHostAlloc block; device: inside a cudaMalloc block; else unregistered
+int cudaPointerGetAttributes(cudaPointerAttributes *a, const void *p);
 extern size_t g_emu_device_bytes; // fake device capacity
 
 typedef enum { CUDA_R_32F = 0, CUDA_R_16F = 2, CUDA_R_16BF = 14 } cudaDataType_t;

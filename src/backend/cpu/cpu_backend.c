@@ -143,6 +143,12 @@ static double cpu_norm_take(Backend *be) {
     return v;
 }
 
+static int cpu_host_state_reserve(Backend *be, OwError *err) {
+    (void)be;
+    (void)err;
+    return 0;
+}
+
 static void cpu_copy_wait(Backend *be, int ticket) {
     (void)be;
     (void)ticket;
@@ -210,6 +216,7 @@ Backend *backend_create_cpu(int threads, size_t mem_cap, OwError *err) {
     be->adam_moments = cpu_adam_moments;
     be->apply_update = cpu_apply_update;
     be->adam_update_host = cpu_adam_update_host;
+    be->host_state_reserve = cpu_host_state_reserve;
 
     be->svd_top = cpu_svd_top;
     be->orthonormalize = cpu_orthonormalize;
