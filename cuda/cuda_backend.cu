@@ -130,6 +130,8 @@ void cuda_sync(Backend *be) {
     CUDA_CHECK(cudaStreamSynchronize(ci->hs_d2h));
 }
 
+static void cuda_wait_compute(Backend *be) { CUDA_CHECK(cudaStreamSynchronize(cuda_impl(be)->stream)); }
+
 int cuda_side_begin(CudaImpl *ci) {
     int n = ci->side_next;
     ci->side_next = (ci->side_next + 1) & (CUDA_SIDE_TICKET - 1);
@@ -351,6 +353,11 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
     CUSOLVER_CHECK(cusolverDnSetStream(ci->solver, ci->stream));
 
     size_t cap = mem_cap;
+    {
+        size_t free_b = 0, total_b = 0;
+        CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+        ci->context_bytes = ci->peak_used = total_b - free_b;
+    }
     if (cap == 0) {
         size_t free_b = 0, total_b = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -384,6 +391,7 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
     be->copy = cuda_copy;
     be->fill = cuda_fill;
     be->sync = cuda_sync;
+    be->wait_compute = cuda_wait_compute;
     be->host_alloc = cuda_host_alloc;
     be->host_free = cuda_host_free;
     be->copy_to_host = cuda_copy_to_host;
@@ -434,6 +442,17 @@ extern "C" size_t backend_cuda_reserved_bytes(Backend *be) { return checked_impl
 extern "C" size_t backend_cuda_peak_reserved_bytes(Backend *be) { return checked_impl(be)->arena.peak_reserved; }
 
 extern "C" size_t backend_cuda_arena_cap(Backend *be) { return checked_impl(be)->arena.cap; }
+
+extern "C" size_t backend_cuda_context_bytes(Backend *be) { return checked_impl(be)->context_bytes; }
+
+extern "C" size_t backend_cuda_peak_used_bytes(Backend *be) { return checked_impl(be)->peak_used; }
+
+extern "C" void backend_cuda_sample_used(Backend *be) {
+    CudaImpl *ci = checked_impl(be);
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    if (total_b - free_b > ci->peak_used) ci->peak_used = total_b - free_b;
+}
 
 extern "C" void backend_cuda_set_dtypes(Backend *be, DType act, DType param) {
     checked_impl(be);

@@ -4,7 +4,7 @@
  * backend's stream for benchmarks that time ops with CUDA events.
  *
  * Every function takes a Backend made by backend_create_cuda. In a build
- * without the CUDA backend (src/backend/cuda_absent.c) the three arena figures
+ * without the CUDA backend (src/backend/cuda_absent.c) the memory figures
  * exist and return 0 (no CUDA backend can be created there); the attention
  * switches and the stream exist only in CUDA builds. */
 #ifndef OWLORE_CUDA_CUDA_BACKEND_H
@@ -22,6 +22,14 @@ extern "C" {
 size_t backend_cuda_reserved_bytes(Backend *be);
 /* The most the arena has held from CUDA since creation. */
 size_t backend_cuda_peak_reserved_bytes(Backend *be);
+/* Device memory in use outside the arena, measured when the backend was made:
+ * the CUDA context and the libraries' handles (total - free before the arena's
+ * first segment). */
+size_t backend_cuda_context_bytes(Backend *be);
+/* The most device memory in use by anyone (total - free, sampled by
+ * backend_cuda_sample_used: once per training step) since creation. */
+size_t backend_cuda_peak_used_bytes(Backend *be);
+void backend_cuda_sample_used(Backend *be);
 /* The arena's cap on reserved bytes (the mem_cap given at creation, or the
  * device's free memory minus a margin when that was 0). */
 size_t backend_cuda_arena_cap(Backend *be);

@@ -155,6 +155,8 @@ typedef struct CudaImpl {
     int smem_optin;  /* max dynamic shared memory per block (bytes) */
     int num_sms;
     char device_name[256];
+    size_t context_bytes; /* total - free after the handles, before the arena */
+    size_t peak_used;     /* most total - free seen by backend_cuda_sample_used */
 } CudaImpl;
 
 static inline CudaImpl *cuda_impl(Backend *be) { return (CudaImpl *)be->impl; }

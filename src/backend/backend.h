@@ -78,7 +78,11 @@ struct Backend {
     /* dst = src (same element count), converting dtypes. */
     void (*copy)(Backend *be, Tensor *dst, const Tensor *src);
     void (*fill)(Backend *be, Tensor *t, float value);
+    /* sync: every queue is idle (the ops below that run beside the compute included);
+     * wait_compute: the main queue only, so asynchronous side work (host copies,
+     * host-state updates) may run on into the next step (a step's timing). */
     void (*sync)(Backend *be);
+    void (*wait_compute)(Backend *be);
 
     /* ---- asynchronous host copies (activation offload) ----
      * host_alloc: a zeroed host buffer the device copies to and from directly

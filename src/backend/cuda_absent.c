@@ -23,3 +23,9 @@ void backend_cuda_set_dtypes(Backend *be, DType act, DType param) {
 size_t backend_cuda_peak_reserved_bytes(Backend *be) { return 0; }
 
 size_t backend_cuda_arena_cap(Backend *be) { return 0; }
+
+size_t backend_cuda_context_bytes(Backend *be) { return 0; }
+
+size_t backend_cuda_peak_used_bytes(Backend *be) { return 0; }
+
+void backend_cuda_sample_used(Backend *be) { (void)be; }

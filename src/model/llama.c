@@ -461,8 +461,10 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
             linear_backward(be, &dlnf, 0.0f, &logits, &lnf, m->lm_head);
         }
     }
-    *loss_sum = be->sum(be, &A->losses);
-    if (!want_grad) return 0;
+    if (!want_grad) {
+        *loss_sum = be->sum(be, &A->losses);
+        return 0;
+    }
 
     be->fill(be, &A->dres, 0.0f);
     be->rmsnorm_backward(be, &A->dres, m->final_norm->trainable ? &m->final_norm->g : NULL, &A->dln, &A->x[L],
@@ -487,6 +489,7 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
         be->embedding_backward(be, &m->embed->g, &pos, &A->dres);
         if (hooks && hooks->embed_done && hooks->embed_done(hooks->ctx, err) != 0) return -1;
     }
+    *loss_sum = be->sum(be, &A->losses); /* synchronous: read once the whole backward is queued */
     return 0;
 }
 

@@ -462,6 +462,12 @@ static int write_summary(Trainer *t, const double *step_secs, double tokens, dou
     cJSON *bd = cJSON_AddObjectToObject(o, "peak_breakdown_bytes");
     for (int kind = 0; kind < MEM_KIND_COUNT; kind++)
         cJSON_AddNumberToObject(bd, mem_kind_name((MemKind)kind), (double)t->be->mem.peak_breakdown[kind]);
+    if (strcmp(t->be->name, "cuda") == 0) {
+        /* the arena's segments, the CUDA context and libraries outside it, and all device memory in use */
+        cJSON_AddNumberToObject(o, "arena_peak_reserved_bytes", (double)backend_cuda_peak_reserved_bytes(t->be));
+        cJSON_AddNumberToObject(o, "device_context_bytes", (double)backend_cuda_context_bytes(t->be));
+        cJSON_AddNumberToObject(o, "device_used_peak_bytes", (double)backend_cuda_peak_used_bytes(t->be));
+    }
     cJSON_AddNumberToObject(o, "host_optimizer_bytes_peak", (double)t->opt.host.peak_total);
     cJSON_AddNumberToObject(o, "host_activation_bytes",
                             (double)model_offload_host_bytes(&t->model->cfg, t->be->act_dtype, c->batch_size,
@@ -556,7 +562,8 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         t.opt.stats.refreshes = 0;
         t.opt.stats.refresh_seconds = 0;
         if (train_step(&t, step, &loss, &gnorm, err) != 0) goto done;
-        t.be->sync(t.be);
+        t.be->wait_compute(t.be); /* the step's compute; side work (optimizer state copies) may run on */
+        if (strcmp(t.be->name, "cuda") == 0) backend_cuda_sample_used(t.be);
         for (int i = 0; i < t.model->nparams; i++) t.changed[i] |= (uint8_t)t.model->params[i].trainable;
         double dt = ow_now() - t0;
         pg->step_seconds[step] = dt;

@@ -182,6 +182,7 @@ Backend *backend_create_cpu(int threads, size_t mem_cap, OwError *err) {
     be->copy = cpu_copy;
     be->fill = cpu_fill;
     be->sync = cpu_sync;
+    be->wait_compute = cpu_sync;
     be->host_alloc = cpu_host_alloc;
     be->host_free = cpu_host_free;
     be->copy_to_host = cpu_copy_to_host;
