@@ -19,7 +19,29 @@
  * Forward copies each x[l] to the host while the next blocks run; backward
  * starts on the inputs still in the ring and fetches x[l - ACT_SLOTS] into the
  * slot block l has just freed, ACT_SLOTS - 1 blocks ahead of its use. The
- * values are the same bits either way: only where they wait differs. */
+ * values are the same bits either way: only where they wait differs.
+ *
+ * Shared memory: buffers that are never live at the same time share one pool
+ * (ModelActs.pool), in three overlays, each starting at the pool's start:
+ *   MLP:       with recomputation the scratch block's h, ln2, gate, up and act;
+ *              always dgate, dup (the MLP backward's row chunks)
+ *   attention: datt, dq, dk, dv (a block's backward after its MLP norm)
+ *   head:      lnf, rstdf, logits (after the last block's forward, before the
+ *              first block's backward)
+ * Ops run in the order they are issued (one compute stream), and each overlay
+ * is last read before another one is first written: in a block's backward h,
+ * ln2 and the MLP chunks are last read by the MLP norm's backward, before datt
+ * is written, and dq, dk, dv by the q/k/v backward, before the next block's
+ * backward (or recompute) writes the MLP overlay; the last block's forward
+ * reads its MLP chunks before the final norm writes lnf, and the final norm's
+ * backward reads rstdf before the top block's backward (or recompute) writes
+ * the MLP overlay. Without recomputation layers[l] keep their own h..act (they
+ * wait for the backward) and the MLP overlay holds only dgate, dup.
+ * The MLP backward's da overwrites the product act (its chunk, or layer l's
+ * rows without recomputation): linear_backward reads act (the weight
+ * gradient) before it writes da, and nothing reads act after. The ring slots,
+ * x[L] and the host buffers take part in copies on the second stream: they
+ * are never shared. */
 #include "model/model.h"
 
 #include <stdlib.h>
@@ -42,13 +64,14 @@ struct ModelActs {
     int slot_ticket[ACT_SLOTS]; /* the last host copy into or out of each slot */
     unsigned char *host_x;      /* L host copies of x[l], x_bytes apart */
     size_t x_bytes;
-    LayerActs *layers;  /* num_layers entries, or 1 scratch entry when recomputing */
-    Tensor lnf, rstdf;
-    Tensor logits;      /* [chunk, V] */
+    LayerActs *layers;  /* num_layers entries, or 1 scratch entry when recomputing (h..act: views of pool) */
+    Tensor pool;        /* U8, the memory of the views below (see the top of this file) */
+    Tensor lnf, rstdf;  /* views of pool */
+    Tensor logits;      /* [chunk, V], a view of pool */
     Tensor losses;      /* [N] F32 */
     Tensor dres, dln;   /* [N, C] */
-    Tensor dq, dk, dv, datt; /* [N, Hq*D], [N, Hkv*D] x2, [N, Hq*D] */
-    Tensor da, dgate, dup;   /* [mlp_rows, F] */
+    Tensor dq, dk, dv, datt; /* [N, Hq*D], [N, Hkv*D] x2, [N, Hq*D], views of pool */
+    Tensor dgate, dup;       /* [mlp_rows, F], views of pool */
 };
 
 /* ---- allocation ---- */
@@ -73,9 +96,52 @@ static void act_alloc(Allocator *a, Tensor *t, Tensor desc, const char *what) {
     if (a->be->alloc(a->be, t, MEM_ACTIVATIONS, what, a->err) != 0) a->failed = 1;
 }
 
+/* The layout of a pool: views in overlays; the views of one overlay lie one after
+ * another, each overlay starts at offset 0 (so it shares memory with the earlier
+ * ones), and the pool is as large as its largest overlay. Every view starts at a
+ * multiple of POOL_ALIGN (16-byte vector accesses, GEMM operand alignment). */
+#define POOL_ALIGN 256
+#define POOL_VIEWS 16
+
+typedef struct {
+    size_t at, size; /* where the next view goes; the end of the largest overlay */
+    int n;
+    Tensor *view[POOL_VIEWS];
+    size_t off[POOL_VIEWS];
+} PoolLayout;
+
+static void pool_view(PoolLayout *p, Tensor *t, Tensor desc) {
+    OW_CHECK(p->n < POOL_VIEWS);
+    *t = desc;
+    p->view[p->n] = t;
+    p->off[p->n++] = p->at;
+    p->at += (tensor_nbytes(&desc) + POOL_ALIGN - 1) / POOL_ALIGN * POOL_ALIGN;
+    if (p->at > p->size) p->size = p->at;
+}
+
+/* The views placed next share memory with the earlier ones. */
+static void pool_overlay(PoolLayout *p) { p->at = 0; }
+
+/* Allocates the pool's memory (or counts it) and points the views into it. */
+static void pool_alloc(Allocator *a, PoolLayout *p, Tensor *mem, const char *what) {
+    act_alloc(a, mem, tensor_1d(OW_U8, (int64_t)p->size), what);
+    if (mem->data)
+        for (int i = 0; i < p->n; i++) p->view[i]->data = (unsigned char *)mem->data + p->off[i];
+}
+
+/* A view of the pool when there is one, else a buffer of its own. */
+static void act_place(Allocator *a, PoolLayout *pool, Tensor *t, Tensor desc, const char *what) {
+    if (pool)
+        pool_view(pool, t, desc);
+    else
+        act_alloc(a, t, desc, what);
+}
+
 /* mlp_rows: rows of the gate/up/product buffers (all N when the layer's
- * activations are kept for backward, one chunk when they are recomputed) */
-static void layer_acts_alloc(Allocator *a, LayerActs *la, int64_t B, int64_t T, int64_t mlp_rows, const ModelConfig *c) {
+ * activations are kept for backward, one chunk when they are recomputed);
+ * mlp_pool: where h, ln2, gate, up and act go (NULL: buffers of their own) */
+static void layer_acts_alloc(Allocator *a, LayerActs *la, int64_t B, int64_t T, int64_t mlp_rows, const ModelConfig *c,
+                             PoolLayout *mlp_pool) {
     DType dt = a->dt;
     int64_t N = B * T, C = c->hidden_size, F = c->intermediate_size, D = c->head_dim;
     int64_t Hq = c->num_heads, Hkv = c->num_kv_heads;
@@ -86,18 +152,24 @@ static void layer_acts_alloc(Allocator *a, LayerActs *la, int64_t B, int64_t T, 
     act_alloc(a, &la->v, tensor_2d(dt, N, Hkv * D), "activations (values)");
     act_alloc(a, &la->att, tensor_2d(dt, N, Hq * D), "activations (attention output)");
     act_alloc(a, &la->lse, tensor_3d(OW_F32, B, Hq, T), "activations (attention statistics)");
-    act_alloc(a, &la->h, tensor_2d(dt, N, C), "activations (residual)");
-    act_alloc(a, &la->ln2, tensor_2d(dt, N, C), "activations (MLP norm)");
     act_alloc(a, &la->rstd2, tensor_1d(OW_F32, N), "activations (norm statistics)");
-    act_alloc(a, &la->gate, tensor_2d(dt, mlp_rows, F), "activations (MLP gate)");
-    act_alloc(a, &la->up, tensor_2d(dt, mlp_rows, F), "activations (MLP up)");
-    act_alloc(a, &la->act, tensor_2d(dt, mlp_rows, F), "activations (MLP product)");
+    act_place(a, mlp_pool, &la->h, tensor_2d(dt, N, C), "activations (residual)");
+    act_place(a, mlp_pool, &la->ln2, tensor_2d(dt, N, C), "activations (MLP norm)");
+    act_place(a, mlp_pool, &la->gate, tensor_2d(dt, mlp_rows, F), "activations (MLP gate)");
+    act_place(a, mlp_pool, &la->up, tensor_2d(dt, mlp_rows, F), "activations (MLP up)");
+    act_place(a, mlp_pool, &la->act, tensor_2d(dt, mlp_rows, F), "activations (MLP product)");
 }
 
-static void layer_acts_free(Backend *be, LayerActs *la) {
-    Tensor *ts[] = {&la->ln1, &la->rstd1, &la->q, &la->k,   &la->v,    &la->att,  &la->lse,
-                    &la->h,   &la->ln2,   &la->rstd2, &la->gate, &la->up, &la->act};
-    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) be->release(be, ts[i], MEM_ACTIVATIONS);
+static void release_all(Backend *be, Tensor **ts, size_t n) {
+    for (size_t i = 0; i < n; i++) be->release(be, ts[i], MEM_ACTIVATIONS);
+}
+
+/* own_mlp: h..act are buffers of their own, not views of the pool */
+static void layer_acts_free(Backend *be, LayerActs *la, int own_mlp) {
+    Tensor *own[] = {&la->ln1, &la->rstd1, &la->q, &la->k, &la->v, &la->att, &la->lse, &la->rstd2};
+    Tensor *mlp[] = {&la->h, &la->ln2, &la->gate, &la->up, &la->act};
+    release_all(be, own, sizeof own / sizeof own[0]);
+    if (own_mlp) release_all(be, mlp, sizeof mlp / sizeof mlp[0]);
 }
 
 void model_acts_free(Model *m) {
@@ -113,10 +185,9 @@ void model_acts_free(Model *m) {
         for (int64_t l = 0; l <= L; l++) be->release(be, &A->x[l], MEM_ACTIVATIONS);
     }
     if (A->layers)
-        for (int64_t l = 0; l < (A->recompute ? 1 : L); l++) layer_acts_free(be, &A->layers[l]);
-    Tensor *ts[] = {&A->ids, &A->targets, &A->lnf, &A->rstdf, &A->logits, &A->losses, &A->dres, &A->dln,
-                    &A->dq,  &A->dk,      &A->dv,  &A->datt,  &A->da,     &A->dgate,  &A->dup};
-    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) be->release(be, ts[i], MEM_ACTIVATIONS);
+        for (int64_t l = 0; l < (A->recompute ? 1 : L); l++) layer_acts_free(be, &A->layers[l], !A->recompute);
+    Tensor *ts[] = {&A->ids, &A->targets, &A->pool, &A->losses, &A->dres, &A->dln}; /* not the views of pool */
+    release_all(be, ts, sizeof ts / sizeof ts[0]);
     free(A->x);
     free(A->layers);
     free(A);
@@ -165,23 +236,30 @@ static void acts_layout(Allocator *a, ModelActs *A, const ModelConfig *c, int64_
     A->mlp_rows = chunk_rows(N, (int64_t)(((size_t)64 << 20) / ((size_t)F * es)), 256, mlp_override);
     int64_t nla = recompute ? 1 : L;
     A->layers = ow_xcalloc((size_t)nla, sizeof(LayerActs));
-    for (int64_t l = 0; l < nla; l++) layer_acts_alloc(a, &A->layers[l], B, T, recompute ? A->mlp_rows : N, c);
-    act_alloc(a, &A->lnf, tensor_2d(dt, N, C), "activations (final norm)");
-    act_alloc(a, &A->rstdf, tensor_1d(OW_F32, N), "activations (norm statistics)");
+    /* the pool's overlays, see the top of this file */
+    PoolLayout pool = {0};
+    for (int64_t l = 0; l < nla; l++)
+        layer_acts_alloc(a, &A->layers[l], B, T, recompute ? A->mlp_rows : N, c, recompute ? &pool : NULL);
+    pool_view(&pool, &A->dgate, tensor_2d(dt, A->mlp_rows, F));
+    pool_view(&pool, &A->dup, tensor_2d(dt, A->mlp_rows, F));
+    pool_overlay(&pool);
+    pool_view(&pool, &A->datt, tensor_2d(dt, N, Hq * D));
+    pool_view(&pool, &A->dq, tensor_2d(dt, N, Hq * D));
+    pool_view(&pool, &A->dk, tensor_2d(dt, N, Hkv * D));
+    pool_view(&pool, &A->dv, tensor_2d(dt, N, Hkv * D));
+    pool_overlay(&pool);
+    pool_view(&pool, &A->lnf, tensor_2d(dt, N, C));
+    pool_view(&pool, &A->rstdf, tensor_1d(OW_F32, N));
     /* logits in row chunks of ~128 MiB, at least 1024 rows so the lm_head GEMMs (whose inner
      * dimension for the weight gradient is the chunk) stay efficient */
     int64_t chunk = chunk_rows(N, (int64_t)(((size_t)128 << 20) / ((size_t)V * es)), 1024, logits_override);
-    act_alloc(a, &A->logits, tensor_2d(dt, chunk, V), "logits (one chunk of rows)");
+    pool_view(&pool, &A->logits, tensor_2d(dt, chunk, V));
+    pool_alloc(a, &pool, &A->pool,
+               recompute ? "activations (MLP, attention gradients and logits, sharing memory)"
+                         : "gradients (MLP, attention) and logits, sharing memory");
     act_alloc(a, &A->losses, tensor_1d(OW_F32, N), "per-token losses");
     act_alloc(a, &A->dres, tensor_2d(dt, N, C), "gradients (residual)");
     act_alloc(a, &A->dln, tensor_2d(dt, N, C), "gradients (norm output)");
-    act_alloc(a, &A->dq, tensor_2d(dt, N, Hq * D), "gradients (queries)");
-    act_alloc(a, &A->dk, tensor_2d(dt, N, Hkv * D), "gradients (keys)");
-    act_alloc(a, &A->dv, tensor_2d(dt, N, Hkv * D), "gradients (values)");
-    act_alloc(a, &A->datt, tensor_2d(dt, N, Hq * D), "gradients (attention output)");
-    act_alloc(a, &A->da, tensor_2d(dt, A->mlp_rows, F), "gradients (MLP)");
-    act_alloc(a, &A->dgate, tensor_2d(dt, A->mlp_rows, F), "gradients (MLP gate)");
-    act_alloc(a, &A->dup, tensor_2d(dt, A->mlp_rows, F), "gradients (MLP up)");
 }
 
 size_t model_activation_bytes(const ModelConfig *c, DType act, int64_t B, int64_t T, int recompute, int offload) {
@@ -252,7 +330,8 @@ static Tensor view4(const Tensor *t, int64_t B, int64_t T, int64_t H, int64_t D)
 /* y = x W^T */
 static void linear(Backend *be, Tensor *y, const Tensor *x, const Param *W) { be->matmul(be, y, x, 0, &W->w, 1, 1.0f, 0.0f); }
 
-/* dx (= or +=) dy W; dW += dy^T x when trainable (dW = dy^T x when g is fresh) */
+/* dx (= or +=) dy W; dW += dy^T x when trainable (dW = dy^T x when g is fresh). dW first: dx may
+ * take x's memory (block_backward's da). */
 static void linear_backward(Backend *be, Tensor *dx, float beta, const Tensor *dy, const Tensor *x, Param *W) {
     if (W->trainable) {
         be->matmul(be, &W->g, dy, 1, x, 0, 1.0f, W->g_fresh ? 0.0f : 1.0f);
@@ -342,8 +421,8 @@ static int block_backward(Model *m, int l, const Tensor *x, LayerActs *la, const
                           tensor_row_slice(&la->up, r0, n), tensor_row_slice(&la->act, r0, n)};
         }
         Tensor dres = tensor_row_slice(&A->dres, r0, n), dln = tensor_row_slice(&A->dln, r0, n);
-        Tensor da = tensor_row_slice(&A->da, 0, n), dgate = tensor_row_slice(&A->dgate, 0, n);
-        Tensor dup = tensor_row_slice(&A->dup, 0, n);
+        /* da takes the product's place: linear_backward reads r.act before it writes da */
+        Tensor da = r.act, dgate = tensor_row_slice(&A->dgate, 0, n), dup = tensor_row_slice(&A->dup, 0, n);
         linear_backward(be, &da, 0.0f, &dres, &r.act, model_block_param(m, l, BW_DOWN));
         be->swiglu_backward(be, &dgate, &dup, &da, &r.gate, &r.up);
         linear_backward(be, &dln, 0.0f, &dgate, &r.ln2, model_block_param(m, l, BW_GATE));
