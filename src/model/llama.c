@@ -340,8 +340,9 @@ static void linear_backward(Backend *be, Tensor *dx, float beta, const Tensor *d
     if (dx) be->matmul(be, dx, dy, 0, &W->w, 0, 1.0f, beta);
 }
 
-/* The attention half of block l: ln1, q, k, v (roped), att, lse, h = x + att Wo^T, ln2. */
-static void block_forward_attention(Model *m, int l, const Tensor *x, LayerActs *la) {
+/* The attention half of block l: ln1, q, k, v (roped), att, lse, h = x + att Wo^T, ln2; h is
+ * la->h or (a forward that keeps nothing for backward) the block's output buffer. */
+static void block_forward_attention(Model *m, int l, const Tensor *x, LayerActs *la, Tensor *h) {
     Backend *be = m->be;
     const ModelConfig *c = &m->cfg;
     ModelActs *A = m->acts;
@@ -356,8 +357,8 @@ static void block_forward_attention(Model *m, int l, const Tensor *x, LayerActs 
     be->rope(be, &q4, &m->rope_cos, &m->rope_sin, 0);
     be->rope(be, &k4, &m->rope_cos, &m->rope_sin, 0);
     be->attention_forward(be, &a4, &la->lse, &q4, &k4, &v4);
-    be->matmul_add(be, &la->h, &la->att, 0, &model_block_param(m, l, BW_O)->w, 1, 1.0f, x);
-    be->rmsnorm_forward(be, &la->ln2, &la->rstd2, &la->h, &model_block_param(m, l, BW_MLP_NORM)->w, eps);
+    be->matmul_add(be, h, &la->att, 0, &model_block_param(m, l, BW_O)->w, 1, 1.0f, x);
+    be->rmsnorm_forward(be, &la->ln2, &la->rstd2, h, &model_block_param(m, l, BW_MLP_NORM)->w, eps);
 }
 
 /* The MLP's gate, up and product for rows [r0, r0 + n), into row views of the
@@ -381,7 +382,10 @@ static MlpRows mlp_rows_forward(Model *m, int l, LayerActs *la, int64_t r0, int6
 static void block_forward(Model *m, int l, const Tensor *x, LayerActs *la, Tensor *out, Tensor *stats) {
     Backend *be = m->be;
     ModelActs *A = m->acts;
-    block_forward_attention(m, l, x, la);
+    /* with recomputation nothing of the forward is kept: h goes straight to out and the MLP adds
+     * into it in place; without, la->h waits for the backward and out = h + MLP */
+    int in_out = A->recompute;
+    block_forward_attention(m, l, x, la, in_out ? out : &la->h);
     if (stats) {
         be->col_sumsq(be, &stats[0], &la->ln1);
         be->col_sumsq(be, &stats[1], &la->att);
@@ -391,7 +395,7 @@ static void block_forward(Model *m, int l, const Tensor *x, LayerActs *la, Tenso
         int64_t n = A->N - r0 < A->mlp_rows ? A->N - r0 : A->mlp_rows;
         MlpRows r = mlp_rows_forward(m, l, la, r0, n);
         if (stats) be->col_sumsq(be, &stats[3], &r.act);
-        Tensor o = tensor_row_slice(out, r0, n), h = tensor_row_slice(&la->h, r0, n);
+        Tensor o = tensor_row_slice(out, r0, n), h = tensor_row_slice(in_out ? out : &la->h, r0, n);
         be->matmul_add(be, &o, &r.act, 0, &model_block_param(m, l, BW_DOWN)->w, 1, 1.0f, &h); /* out = h + a Wd^T */
     }
 }
@@ -555,7 +559,7 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
         LayerActs *la = &A->layers[A->recompute ? 0 : l];
         /* x[l] is still in the ring (the last ACT_SLOTS inputs) or was fetched ACT_SLOTS blocks ago */
         if (A->offload && l < L - ACT_SLOTS) be->copy_wait(be, A->slot_ticket[l % ACT_SLOTS]);
-        if (A->recompute) block_forward_attention(m, l, &A->x[l], la); /* the MLP is recomputed in chunks */
+        if (A->recompute) block_forward_attention(m, l, &A->x[l], la, &la->h); /* the MLP is recomputed in chunks */
         if (block_backward(m, l, &A->x[l], la, hooks, err) != 0) return -1;
         /* block l is done with its slot: fetch the input that shares it */
         if (A->offload && l - ACT_SLOTS >= lowest)
