@@ -61,7 +61,8 @@ struct Backend {
     void *profile; /* BackendProfile when profiling (backend/profile.h), else NULL */
     /* While set, F32 GEMMs may run on reduced-precision tensor cores (TF32 on
      * CUDA; the CPU ignores it). Set only around approximate computations: the
-     * randomized range finder's sketches. */
+     * randomized range finder's sketches, and GaLore's projections of bf16
+     * parameters (OptimConfig.projection_precision). */
     int fast_f32_matmul;
 
     void (*destroy)(Backend *be);

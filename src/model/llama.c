@@ -250,9 +250,12 @@ static void acts_layout(Allocator *a, ModelActs *A, const ModelConfig *c, int64_
     pool_overlay(&pool);
     pool_view(&pool, &A->lnf, tensor_2d(dt, N, C));
     pool_view(&pool, &A->rstdf, tensor_1d(OW_F32, N));
-    /* logits in row chunks of ~128 MiB, at least 1024 rows so the lm_head GEMMs (whose inner
-     * dimension for the weight gradient is the chunk) stay efficient */
-    int64_t chunk = chunk_rows(N, (int64_t)(((size_t)128 << 20) / ((size_t)V * es)), 1024, logits_override);
+    /* logits in row chunks as large as the pool's room after lnf (the head overlay takes what the
+     * MLP's leaves), at least ~128 MiB and 1024 rows: the lm_head GEMMs, whose inner dimension
+     * for the weight gradient is the chunk, are faster with fewer, longer chunks */
+    size_t room = pool.size > pool.at ? pool.size - pool.at : 0;
+    if (room < ((size_t)128 << 20)) room = (size_t)128 << 20;
+    int64_t chunk = chunk_rows(N, (int64_t)(room / ((size_t)V * es)), 1024, logits_override);
     pool_view(&pool, &A->logits, tensor_2d(dt, chunk, V));
     pool_alloc(a, &pool, &A->pool,
                recompute ? "activations (MLP, attention gradients and logits, sharing memory)"
@@ -382,10 +385,11 @@ static MlpRows mlp_rows_forward(Model *m, int l, LayerActs *la, int64_t r0, int6
 static void block_forward(Model *m, int l, const Tensor *x, LayerActs *la, Tensor *out, Tensor *stats) {
     Backend *be = m->be;
     ModelActs *A = m->acts;
-    /* with recomputation nothing of the forward is kept: h goes straight to out and the MLP adds
-     * into it in place; without, la->h waits for the backward and out = h + MLP */
-    int in_out = A->recompute;
-    block_forward_attention(m, l, x, la, in_out ? out : &la->h);
+    /* with recomputation nothing of the forward is kept: h goes straight to out; without, la->h
+     * waits for the backward and out starts as its copy. Either way the MLP adds into out in
+     * place (the same GEMMs, so both modes give the same bits) */
+    block_forward_attention(m, l, x, la, A->recompute ? out : &la->h);
+    if (!A->recompute) be->copy(be, out, &la->h);
     if (stats) {
         be->col_sumsq(be, &stats[0], &la->ln1);
         be->col_sumsq(be, &stats[1], &la->att);
@@ -395,8 +399,8 @@ static void block_forward(Model *m, int l, const Tensor *x, LayerActs *la, Tenso
         int64_t n = A->N - r0 < A->mlp_rows ? A->N - r0 : A->mlp_rows;
         MlpRows r = mlp_rows_forward(m, l, la, r0, n);
         if (stats) be->col_sumsq(be, &stats[3], &r.act);
-        Tensor o = tensor_row_slice(out, r0, n), h = tensor_row_slice(in_out ? out : &la->h, r0, n);
-        be->matmul_add(be, &o, &r.act, 0, &model_block_param(m, l, BW_DOWN)->w, 1, 1.0f, &h); /* out = h + a Wd^T */
+        Tensor o = tensor_row_slice(out, r0, n);
+        be->matmul(be, &o, &r.act, 0, &model_block_param(m, l, BW_DOWN)->w, 1, 1.0f, 1.0f); /* out += a Wd^T */
     }
 }
 
@@ -496,7 +500,7 @@ static const Tensor *weights(Backend *be, Param *p) {
 static void *host_x(ModelActs *A, int64_t l) { return A->host_x + (size_t)l * A->x_bytes; }
 
 /* for_backward: keep the block inputs for a backward (copies them out when offloading) */
-static void forward_blocks(Model *m, int for_backward) {
+static void forward_blocks(Model *m, int for_backward, const GradHooks *hooks) {
     ModelActs *A = m->acts;
     Backend *be = m->be;
     int L = m->cfg.num_layers;
@@ -507,6 +511,7 @@ static void forward_blocks(Model *m, int for_backward) {
         /* the slot x[l + 1] goes to may still be on its way to the host */
         if (A->offload && l + 1 < L) be->copy_wait(be, A->slot_ticket[(l + 1) % ACT_SLOTS]);
         block_forward(m, l, &A->x[l], A->recompute ? &A->layers[0] : &A->layers[l], &A->x[l + 1], NULL);
+        if (l == 0 && hooks && hooks->forward_started) hooks->forward_started(hooks->ctx);
     }
     be->rmsnorm_forward(be, &A->lnf, &A->rstdf, &A->x[m->cfg.num_layers], &m->final_norm->w, (float)m->cfg.rms_norm_eps);
 }
@@ -525,7 +530,7 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
     for (int64_t i = 0; i < N; i++) count += targets[i] != -100;
     *ntargets = count;
 
-    forward_blocks(m, want_grad);
+    forward_blocks(m, want_grad, hooks);
 
     /* head, in row chunks */
     if (want_grad) be->fill(be, &A->dln, 0.0f);
@@ -581,7 +586,7 @@ int model_forward_logits(Model *m, const int32_t *ids, float *logits, OwError *e
     ModelActs *A = m->acts;
     Backend *be = m->be;
     int64_t N = A->N, V = m->cfg.vocab_size, chunk = A->logits.shape[0];
-    forward_blocks(m, 0);
+    forward_blocks(m, 0, NULL);
     const Tensor *Wlm = weights(be, m->lm_head);
     for (int64_t r0 = 0; r0 < N; r0 += chunk) {
         int64_t cn = N - r0 < chunk ? N - r0 : chunk;

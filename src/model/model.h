@@ -74,6 +74,9 @@ typedef struct GradHooks {
     /* one trainable attention linear (o, q, k, v, in that order) of a block, as soon as
      * its gradient is complete, before the next one's is computed (so they can share memory) */
     int (*param_done)(void *ctx, Param *p, OwError *err);
+    /* the first block's forward is queued: the device has work, so the host can now queue
+     * work that runs beside the step (the optimizer's early updates) without idling it */
+    void (*forward_started)(void *ctx);
 } GradHooks;
 
 typedef struct ModelActs ModelActs; /* activation buffers, private to llama.c */

@@ -437,6 +437,12 @@ void optimizer_begin_micro(Optimizer *o, int micro, int last) {
     o->last_micro = last;
 }
 
+/* Whether p's projection GEMMs may use TF32 (OptimConfig.projection_precision). */
+static int fast_projection(const Optimizer *o, const Param *p) {
+    int pp = o->cfg.projection_precision;
+    return pp == 2 || (pp == 0 && p->w.dtype == OW_BF16);
+}
+
 int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
     Backend *be = o->model->be;
     ParamState *s = state_of(o, p);
@@ -467,10 +473,12 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
         o->stats.refresh_seconds += ow_now() - t0;
     }
     float beta = first ? 0.0f : 1.0f;
+    be->fast_f32_matmul = fast_projection(o, p);
     if (s->right)
         be->matmul(be, &s->R, &p->g, 0, &s->P, 1, 1.0f, beta);
     else
         be->matmul(be, &s->R, &s->P, 1, &p->g, 0, 1.0f, beta);
+    be->fast_f32_matmul = 0;
     /* the next micro-batch, or the next block sharing the buffer, starts afresh */
     if (projected_accum || p->g_shared) p->g_fresh = 1;
     if (projected_accum && o->last_micro) be->norm_add(be, &s->R);
@@ -545,6 +553,7 @@ static void step_galore(Optimizer *o, Param *p, ParamState *s, const AdamHyper *
     int64_t rows = p->w.shape[0], cols = p->w.shape[1];
     int64_t chunk = tensor_numel(&o->delta) / cols;
     OW_CHECK(chunk >= 1);
+    be->fast_f32_matmul = fast_projection(o, p);
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
         int64_t n = rows - r0 < chunk ? rows - r0 : chunk;
         Tensor flat = tensor_slice(&o->delta, 0, n * cols);
@@ -560,6 +569,7 @@ static void step_galore(Optimizer *o, Param *p, ParamState *s, const AdamHyper *
         be->apply_update(be, &w, &delta, (float)(-step_size * c->scale), (float)(lr * c->weight_decay), h->sr_seed,
                          r0 * cols);
     }
+    be->fast_f32_matmul = 0;
 }
 
 int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwError *err) {

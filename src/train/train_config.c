@@ -38,6 +38,7 @@ static const EnumNames k_schedule = {{"constant", "linear", "cosine", NULL}};
 static const EnumNames k_accum = {{"full", "projected", NULL}};
 static const EnumNames k_offload = {{"auto", "on", "off", NULL}};
 static const EnumNames k_precision = {{"auto", "bf16", "fp32", NULL}};
+static const EnumNames k_proj_precision = {{"auto", "fp32", "tf32", NULL}};
 static const EnumNames k_format = {{"auto", "text", "jsonl", "alpaca", "chat", "tokens", NULL}};
 static const EnumNames k_chat = {{"none", "llama2", "llama3", "mistral", "chatml", NULL}};
 static const EnumNames k_tokmode = {{"transformers", "tokenizers", NULL}};
@@ -74,6 +75,8 @@ static const KeyDef k_keys[] = {
     {"update_gap", NUM(K_INT, update_gap), "N", "projector refresh every N of a tensor's own steps"},
     {"scale", NUM(K_FLOAT, scale), "S", "GaLore scale of the projected-back update"},
     {"projector", ENUM(projector, k_projector), "KIND", "exact (SVD) | randomized (range finder)"},
+    {"projection_precision", ENUM(projection_precision, k_proj_precision), "MODE",
+     "GaLore's projections (R = G P^T, the update N P) on a GPU: auto (tf32 with bf16 weights, fp32 otherwise) | fp32 | tf32"},
     {"rf_oversample", NUM(K_INT, rf_oversample), "P", "randomized projector: extra columns"},
     {"rf_iters", NUM(K_INT, rf_iters), "Q", "randomized projector: subspace iterations"},
     {"inactive_state", ENUM(inactive_state, k_inactive), "POLICY", "optimizer state of unsampled blocks: keep (in host memory) | reset"},
@@ -534,6 +537,7 @@ OptimConfig train_config_optim(const TrainConfig *c) {
                      .rf_oversample = (int)c->rf_oversample,
                      .rf_iters = (int)c->rf_iters,
                      .inactive = c->inactive_state,
+                     .projection_precision = (int)c->projection_precision,
                      .seed = (uint64_t)c->seed};
     return o;
 }

@@ -40,6 +40,7 @@ typedef struct TrainConfig {
     int64_t rank, update_gap, rf_oversample, rf_iters;
     double scale, beta1, beta2, eps, weight_decay, clip;
     ProjectorKind projector;
+    int projection_precision; /* OptimConfig.projection_precision: 0 auto, 1 fp32, 2 tf32 */
     InactivePolicy inactive_state;
     /* schedule */
     double lr;

@@ -49,6 +49,7 @@ typedef struct Trainer {
     Checkpoint ck;       /* the checkpoint being resumed from, open during setup */
     int from_ckpt;       /* setup restored a checkpoint */
     double t_start;      /* ow_now() at step 0 of the run, counting earlier sessions' time */
+    double step_lr;      /* the learning rate of the step in progress */
 } Trainer;
 
 Backend *train_create_backend(const char *device, size_t gpu_mem, int64_t threads, OwError *err) {
@@ -69,6 +70,10 @@ static int hook_head(void *ctx, OwError *err) { return optimizer_absorb_part(&((
 static int hook_block(void *ctx, int l, OwError *err) { return optimizer_absorb_part(&((Trainer *)ctx)->opt, l, err); }
 static int hook_embed(void *ctx, OwError *err) { return optimizer_absorb_part(&((Trainer *)ctx)->opt, -2, err); }
 static int hook_param(void *ctx, Param *p, OwError *err) { return optimizer_absorb(&((Trainer *)ctx)->opt, p, err); }
+static void hook_forward_started(void *ctx) {
+    Trainer *t = ctx;
+    optimizer_begin_step(&t->opt, t->step_lr);
+}
 
 /* ---- trainable sets ---- */
 
@@ -403,11 +408,12 @@ static int train_step(Trainer *t, int64_t step, double *loss, double *gnorm, OwE
     }
     float scale = total ? 1.0f / (float)total : 0.0f;
     double lr = lr_at(&t->sched, step);
-    /* the step's tokens, so the optimizer can update the embedding rows without a gradient now */
+    /* the step's tokens, so the optimizer can update the embedding rows without a gradient beside
+     * the step (queued once the first block's forward is, hook_forward_started) */
     if (model_begin_step(t->model, t->ids, c->grad_accum * bt, err) != 0) return -1;
-    optimizer_begin_step(&t->opt, lr);
+    t->step_lr = lr;
     double sum = 0;
-    GradHooks hooks = {t, hook_head, hook_block, hook_embed, hook_param};
+    GradHooks hooks = {t, hook_head, hook_block, hook_embed, hook_param, hook_forward_started};
     for (int64_t k = 0; k < c->grad_accum; k++) {
         double s;
         int64_t n;
