@@ -388,18 +388,25 @@ Test(cuda_model, activation_offload_is_bit_exact) {
  * steps after each refresh are nearly sign(R), so bf16 rounding flips entries;
  * the emulator shows 6e-2): logged and held to 0.15; the bf16 claim is checked
  * on a real model by owlore_bf16_trajectory_on_tinystories. */
-static void trajectory_losses(const char *device, const char *precision, double loss[20]) {
+/* key (may be NULL) = value is set on top of the recipe */
+static void trajectory_losses_with(const char *device, const char *precision, const char *key, const char *value,
+                                   double loss[20]) {
     char *dir = ts_tmpdir();
     TrainConfig c;
     char *out = ts_trajectory_config("owlore", dir, device, &c);
     OwError err;
     cr_assert_eq(train_config_set_string(&c, "precision", precision, "test", &err), 0, "%s", err.msg);
+    if (key) cr_assert_eq(train_config_set_string(&c, key, value, "test", &err), 0, "%s", err.msg);
     TrainSummary s;
     cr_assert_eq(train_run(&c, &s, &err), 0, "%s %s: %s", device, precision, err.msg);
     ts_read_metric(out, "loss", loss, 20);
     free(out);
     ts_rmtree(dir);
     free(dir);
+}
+
+static void trajectory_losses(const char *device, const char *precision, double loss[20]) {
+    trajectory_losses_with(device, precision, NULL, NULL, loss);
 }
 
 Test(cuda_model, owlore_trajectory_tracks_the_cpu) {
@@ -475,27 +482,12 @@ Test(cuda_model, owlore_bf16_trajectory_on_tinystories) {
  * over the bus on the side stream (--offload-optimizer on, the GPU default) give the
  * same bits as keeping them on the device: the 20 losses of the fixture's owlore
  * recipe in bf16 and in fp32. */
-static void offload_losses(const char *precision, const char *offload, double loss[20]) {
-    char *dir = ts_tmpdir();
-    TrainConfig c;
-    char *out = ts_trajectory_config("owlore", dir, "cuda", &c);
-    OwError err;
-    cr_assert_eq(train_config_set_string(&c, "precision", precision, "test", &err), 0, "%s", err.msg);
-    cr_assert_eq(train_config_set_string(&c, "offload_optimizer", offload, "test", &err), 0, "%s", err.msg);
-    TrainSummary s;
-    cr_assert_eq(train_run(&c, &s, &err), 0, "%s %s: %s", precision, offload, err.msg);
-    ts_read_metric(out, "loss", loss, 20);
-    free(out);
-    ts_rmtree(dir);
-    free(dir);
-}
-
 Test(cuda_model, optimizer_offload_is_bit_exact) {
     const char *precisions[] = {"bf16", "fp32"};
     for (int k = 0; k < 2; k++) {
         double on[20], off[20];
-        offload_losses(precisions[k], "on", on);
-        offload_losses(precisions[k], "off", off);
+        trajectory_losses_with("cuda", precisions[k], "offload_optimizer", "on", on);
+        trajectory_losses_with("cuda", precisions[k], "offload_optimizer", "off", off);
         int differ = 0;
         for (int i = 0; i < 20; i++) differ += on[i] != off[i];
         cr_expect_eq(differ, 0, "%s: %d of 20 losses differ between host and device optimizer state", precisions[k],
