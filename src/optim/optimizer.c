@@ -460,6 +460,8 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
     if (!s->galore) return 0;
     int first = !projected_accum || o->micro == 0;
     if (first && (!s->has_P || s->step % o->cfg.update_gap == 0)) {
+        /* timed alone: the compute queued before it (the backward so far) is waited for first */
+        be->wait_compute(be);
         double t0 = ow_now();
         uint64_t seed = rng_key_for(o->cfg.seed, RNG_STREAM_RANGEFINDER) ^
                         (0x9E3779B97F4A7C15ull * (uint64_t)((p - o->model->params) + 1)) ^ (uint64_t)s->refreshes;
@@ -469,7 +471,7 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
         s->has_P = 1;
         s->refreshes++;
         o->stats.refreshes++;
-        be->sync(be);
+        be->wait_compute(be);
         o->stats.refresh_seconds += ow_now() - t0;
     }
     float beta = first ? 0.0f : 1.0f;
