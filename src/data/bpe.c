@@ -184,13 +184,18 @@ static void cache_clear(TokCache *c) {
     c->ids_len = 0;
 }
 
+/* A hit with no ids returns this (never NULL, which is a miss; c->ids and
+ * c->keys.data are NULL until their first element, and no pointer arithmetic or
+ * memcmp may touch them then). */
+static const int32_t k_no_ids[1];
+
 static const int32_t *cache_get(const TokCache *c, uint64_t h, const char *key, size_t n, size_t *nids) {
     size_t j = h & c->mask;
     while (c->slots[j].used) {
         const CacheSlot *s = &c->slots[j];
-        if (s->hash == h && s->key_len == n && memcmp(c->keys.data + s->key_off, key, n) == 0) {
+        if (s->hash == h && s->key_len == n && (n == 0 || memcmp(c->keys.data + s->key_off, key, n) == 0)) {
             *nids = s->ids_len;
-            return c->ids + s->ids_off;
+            return s->ids_len ? c->ids + s->ids_off : k_no_ids;
         }
         j = (j + 1) & c->mask;
     }
