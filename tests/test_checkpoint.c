@@ -41,6 +41,7 @@ typedef struct {
 } Env;
 
 static void env_open(Env *e) {
+    e->extra = NULL;
     e->dir = ts_tmpdir();
     e->model = ts_fixture_path("trajectory/model");
     e->data = ow_path_join(e->dir, "data.bin");
