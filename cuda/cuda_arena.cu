@@ -11,7 +11,9 @@
  * Invariants: reserved == sum of segment sizes <= cap; each segment's blocks
  * tile it exactly in address order; no two neighbouring blocks are both free.
  * Segments are returned to CUDA only when a new segment would not fit under the
- * cap (entirely free ones then go first) and when the arena is destroyed. */
+ * cap (entirely free ones then go first) and when the arena is destroyed.
+ * arena_reserve takes a known total up front in one segment (a training run's
+ * memory plan), so the arena holds no unused segment tails. */
 #include "cuda/cuda_internal.h"
 
 #include <stdio.h>
@@ -158,6 +160,17 @@ int arena_alloc(CudaArena *a, size_t bytes, void **out, size_t *size_out, const 
     }
     *out = block_take(a, b, size);
     *size_out = size;
+    return 0;
+}
+
+int arena_reserve(CudaArena *a, size_t bytes, OwError *err) {
+    size_t have = a->reserved - a->allocated, room = a->cap > a->reserved ? a->cap - a->reserved : 0;
+    if (bytes > have) {
+        size_t seg = round_up(bytes - have, ARENA_SEGMENT_GRANULE);
+        if (seg > room) seg = room / ARENA_ALIGN * ARENA_ALIGN;
+        if (seg > 0 && add_segment(a, seg, err, "the run's planned memory") != 0) return -1;
+    }
+    a->min_segment = 0;
     return 0;
 }
 

@@ -21,6 +21,7 @@ extern "C" {
 #include <string.h>
 
 #define CUDA_MIN_SEGMENT ((size_t)256 << 20)
+#define CUDA_STACK_BYTES 0 /* per-thread stack reserved with the context (cudaLimitStackSize) */
 #define CUDA_AUTO_CAP_MARGIN ((size_t)512 << 20)
 #define CUDA_CONVERT_CHUNK ((size_t)1 << 22) /* elements converted on the host at once */
 
@@ -55,6 +56,10 @@ int cuda_ws_alloc(Backend *be, size_t bytes, void **out, const char *what, OwErr
 
 void cuda_ws_free(Backend *be, void *p) {
     if (p) free_block(be, p, MEM_WORKSPACE);
+}
+
+static int cuda_reserve(Backend *be, size_t bytes, OwError *err) {
+    return arena_reserve(&cuda_impl(be)->arena, bytes, err);
 }
 
 static int cuda_alloc(Backend *be, Tensor *t, MemKind kind, const char *what, OwError *err) {
@@ -284,6 +289,10 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
         ow_fail(err, "cannot use CUDA device %d: %s", device, cudaGetErrorString(e));
         return NULL;
     }
+    /* The context reserves every thread's stack the device can hold at once (1 KiB each by
+     * default: ~260 MiB on an H100 / H200) outside any allocation of ours. No kernel here uses a
+     * stack; the driver grows the reservation at launch for one that does. */
+    if (cudaDeviceSetLimit(cudaLimitStackSize, CUDA_STACK_BYTES) != cudaSuccess) (void)cudaGetLastError();
     cudaDeviceProp prop;
     e = cudaGetDeviceProperties(&prop, device);
     if (e != cudaSuccess) {
@@ -307,7 +316,8 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
     ci->smem_optin = (int)prop.sharedMemPerBlockOptin;
     ci->num_sms = prop.multiProcessorCount;
     snprintf(ci->device_name, sizeof ci->device_name, "%s", prop.name);
-    arena_init(&ci->arena, 0, CUDA_MIN_SEGMENT);
+    /* the first segment holds just the fixed workspaces below; later ones are larger */
+    arena_init(&ci->arena, 0, CUDA_LT_WORKSPACE_BYTES + CUDA_SCRATCH_BYTES + ARENA_ALIGN);
 
     if ((e = cudaStreamCreateWithFlags(&ci->stream, cudaStreamNonBlocking)) != cudaSuccess ||
         (e = cudaStreamCreateWithFlags(&ci->copy_stream, cudaStreamNonBlocking)) != cudaSuccess ||
@@ -341,6 +351,10 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
         ow_fail(err, "CUDA device %d: cannot create an event: %s", device, cudaGetErrorString(e));
         return create_fail(be);
     }
+    /* cuBLAS would give our handle and cuSOLVER's own one a default workspace each (64 MiB on
+     * Hopper) outside the arena; ours comes from the arena (cublasSetWorkspace below). A
+     * setting the user made is kept. */
+    setenv("CUBLAS_WORKSPACE_CONFIG", ":0:0", 0);
     if (cublasLtCreate(&ci->lt) != CUBLAS_STATUS_SUCCESS || cublasCreate(&ci->blas) != CUBLAS_STATUS_SUCCESS) {
         ow_fail(err, "CUDA device %d: cannot initialise cuBLAS (hint: check that libcublas matches the driver)", device);
         return create_fail(be);
@@ -382,9 +396,11 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
     }
     CUBLAS_CHECK(cublasSetWorkspace(ci->blas, ci->lt_ws, ci->lt_ws_size));
     CUDA_CHECK(cudaStreamSynchronize(ci->stream));
+    ci->arena.min_segment = CUDA_MIN_SEGMENT;
 
     be->destroy = cuda_destroy;
     be->alloc = cuda_alloc;
+    be->reserve = cuda_reserve;
     be->release = cuda_release;
     be->upload = cuda_upload;
     be->download = cuda_download;

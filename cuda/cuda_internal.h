@@ -93,6 +93,11 @@ void arena_destroy(CudaArena *a);
 int arena_alloc(CudaArena *a, size_t bytes, void **out, size_t *size_out, const char *what, OwError *err);
 /* Returns the block's size; p must come from arena_alloc. */
 size_t arena_free(CudaArena *a, void *p);
+/* Makes the arena hold at least `bytes` free (the unused room of its segments counts),
+ * adding one segment for what is missing, as far as the cap allows; from then on a new
+ * segment is only as large as the allocation that needs it. -1 with a message when the
+ * device cannot give the segment. */
+int arena_reserve(CudaArena *a, size_t bytes, OwError *err);
 /* Size of the largest free block (for messages). */
 size_t arena_largest_free(const CudaArena *a);
 

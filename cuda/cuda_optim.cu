@@ -83,16 +83,19 @@ __global__ void k_adam_update(void *param, int pdt, const void *grad, int gdt, f
  * is m[(r - mrow0) * C + c]: the whole tensor (mrow0 0; device memory, or host memory
  * read over the bus) or a staged chunk of rows starting at mrow0. mode: HS_ALL every row
  * with gradient row r; HS_PRESENT rows with sel[r] >= 0 and gradient row sel[r];
- * HS_ABSENT rows with sel[r] < 0 and a zero gradient. Element (r, c) is element
- * r * C + c of the whole tensor: k_adam_update's arithmetic and rounding. */
+ * HS_ABSENT rows with sel[r] < 0 and a zero gradient. Gradient row s is
+ * grad[(s - grow0) * C ...]: the whole gradient (grow0 0) or a staged chunk (HS_ALL).
+ * Element (r, c) is element r * C + c of the whole tensor: k_adam_update's arithmetic
+ * and rounding. */
 enum { HS_ALL = 0, HS_PRESENT = 1, HS_ABSENT = 2 };
 
-__global__ void k_adam_rows(void *param, int pdt, float *grad, float *m, float *v, int64_t mrow0, const int32_t *sel,
-                            int mode, int zero_grad, int64_t r0, int64_t r1, int64_t C, AdamScalars a, uint64_t seed) {
+__global__ void k_adam_rows(void *param, int pdt, float *grad, int64_t grow0, float *m, float *v, int64_t mrow0,
+                            const int32_t *sel, int mode, int zero_grad, int64_t r0, int64_t r1, int64_t C, AdamScalars a,
+                            uint64_t seed) {
     for (int64_t r = r0 + blockIdx.x; r < r1; r += gridDim.x) {
         int64_t s = mode == HS_ALL ? r : sel[r];
         if (mode != HS_ALL && (mode == HS_ABSENT ? s >= 0 : s < 0)) continue;
-        float *gr = mode == HS_ABSENT ? NULL : grad + s * C;
+        float *gr = mode == HS_ABSENT ? NULL : grad + (s - grow0) * C;
         float *mr = m + (r - mrow0) * C, *vr = v + (r - mrow0) * C;
         for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
             int64_t i = r * C + c;
@@ -199,9 +202,11 @@ void cuda_apply_update(Backend *be, Tensor *param, const Tensor *delta, float al
  * transfer (tens of ms) and slow the compute beside it. Dense passes (every row, or
  * the rows absent from a row map) stream chunks of HS_CHUNK_BYTES of m and v through
  * HS_SLOTS staging slots: H2D on hs_h2d, the update kernel on opt_stream, D2H on
- * hs_d2h, ordered by per-slot events, so the three overlap. The scattered rows of a
- * row map (present rows, a few thousand) are read and written over the bus by a
- * kernel of few blocks. Moments in device memory are updated in place by one kernel.
+ * hs_d2h, ordered by per-slot events, so the three overlap. A gradient in host
+ * memory (lm_head's, Model.head_grad_host) is staged beside m and v (a slot then
+ * holds three arrays of a third of its room each) and not copied back. The
+ * scattered rows of a row map (present rows, a few thousand) are read and written
+ * over the bus by a kernel of few blocks. Moments in device memory are updated in place by one kernel.
  * Host-state ops run one after another (each waits for hs_done of the previous one,
  * D2H included), after the main stream's work queued before them; the ticket marks
  * the end of their last kernel (the parameter is updated). */
@@ -242,13 +247,19 @@ int cuda_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, fl
     CUDA_CHECK(cudaStreamWaitEvent(ci->opt_stream, ci->hs_done, 0));
     int host = is_host_memory(m);
     OW_CHECKF(host == is_host_memory(v), "adam_update_host: m and v in different memories");
-    int64_t chunk = (int64_t)HS_CHUNK_BYTES / (C * (int64_t)sizeof(float));
+    int host_grad = g && is_host_memory(g);
+    OW_CHECKF(!host_grad || (host && mode == HS_ALL && !zero_grad),
+              "adam_update_host: a gradient in host memory needs moments in host memory, every row and no zeroing");
+    /* floats of each staged array: a slot holds m, v and (host_grad) g */
+    const int64_t slot_floats = 2 * (int64_t)HS_CHUNK_BYTES / (int64_t)sizeof(float), cf = slot_floats / (2 + host_grad);
+    int64_t chunk = cf / C;
+    OW_CHECKF(!host_grad || chunk >= 1, "adam_update_host: a row of %lld floats exceeds the staging", (long long)C);
     if (!host || mode == HS_PRESENT || chunk < 1) {
         /* device moments at full speed; scattered host rows over the bus with few blocks */
         OW_CHECKF(!host || mode == HS_PRESENT || chunk >= 1, "adam_update_host: a row of %lld floats exceeds the staging",
                   (long long)C);
         unsigned blocks = host ? 16 : 4 * (unsigned)ci->num_sms;
-        k_adam_rows<<<blocks, OPT_THREADS, 0, ci->opt_stream>>>(param->data, param->dtype, g, m, v, 0, sl, mode,
+        k_adam_rows<<<blocks, OPT_THREADS, 0, ci->opt_stream>>>(param->data, param->dtype, g, 0, m, v, 0, sl, mode,
                                                                 zero_grad, 0, V, C, a, h->sr_seed);
         CUDA_LAUNCH_CHECK();
         CUDA_CHECK(cudaEventRecord(ci->hs_done, ci->opt_stream));
@@ -257,21 +268,22 @@ int cuda_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, fl
         /* the loads start once opt_stream's waits (main stream, previous host-state op) are met */
         CUDA_CHECK(cudaEventRecord(ci->hs_start, ci->opt_stream));
         CUDA_CHECK(cudaStreamWaitEvent(ci->hs_h2d, ci->hs_start, 0));
-        const int64_t cf = (int64_t)HS_CHUNK_BYTES / (int64_t)sizeof(float);
         for (int64_t r0 = 0, k = 0; r0 < V; r0 += chunk, k++) {
             int64_t nr = V - r0 < chunk ? V - r0 : chunk;
             size_t bytes = (size_t)(nr * C) * sizeof(float);
             int slot = (int)(k % HS_SLOTS);
-            float *sm = ci->hs_stage + (size_t)slot * 2 * (size_t)cf, *sv = sm + cf;
+            float *sm = ci->hs_stage + (size_t)slot * (size_t)slot_floats, *sv = sm + cf, *sg = sv + cf;
             float *hm = m + r0 * C, *hv = v + r0 * C;
             if (k >= HS_SLOTS) CUDA_CHECK(cudaStreamWaitEvent(ci->hs_h2d, ci->hs_free[slot], 0));
             CUDA_CHECK(cudaMemcpyAsync(sm, hm, bytes, cudaMemcpyHostToDevice, ci->hs_h2d));
             CUDA_CHECK(cudaMemcpyAsync(sv, hv, bytes, cudaMemcpyHostToDevice, ci->hs_h2d));
+            if (host_grad) CUDA_CHECK(cudaMemcpyAsync(sg, g + r0 * C, bytes, cudaMemcpyHostToDevice, ci->hs_h2d));
             CUDA_CHECK(cudaEventRecord(ci->hs_loaded[slot], ci->hs_h2d));
             CUDA_CHECK(cudaStreamWaitEvent(ci->opt_stream, ci->hs_loaded[slot], 0));
             unsigned blocks = (unsigned)(nr < 2 * ci->num_sms ? nr : 2 * ci->num_sms);
-            k_adam_rows<<<blocks, OPT_THREADS, 0, ci->opt_stream>>>(param->data, param->dtype, g, sm, sv, r0, sl, mode,
-                                                                    zero_grad, r0, r0 + nr, C, a, h->sr_seed);
+            k_adam_rows<<<blocks, OPT_THREADS, 0, ci->opt_stream>>>(
+                param->data, param->dtype, host_grad ? sg : g, host_grad ? r0 : 0, sm, sv, r0, sl, mode, zero_grad, r0,
+                r0 + nr, C, a, h->sr_seed);
             CUDA_LAUNCH_CHECK();
             CUDA_CHECK(cudaEventRecord(ci->hs_computed[slot], ci->opt_stream));
             CUDA_CHECK(cudaStreamWaitEvent(ci->hs_d2h, ci->hs_computed[slot], 0));

@@ -64,6 +64,9 @@ Test(memplan, lisa) { plan_matches_peak("lisa", NULL, NULL); }
 Test(memplan, full_frozen_embeddings) { plan_matches_peak("full", "freeze_embeddings", "true"); }
 
 Test(memplan, owlore_offloaded_activations) { plan_matches_peak("owlore", "offload_activations", "on"); }
+/* the embedding's and lm_head's moments in host memory, and lm_head's gradient in the
+ * activation pool (copied to host memory after the head's backward) */
+Test(memplan, owlore_offloaded_optimizer_and_head_gradient) { plan_matches_peak("owlore", "offload_optimizer", "on"); }
 
 /* Offloading the block inputs changes where they wait, not their bits: the
  * same run with and without it has identical losses and gradient norms, with

@@ -61,6 +61,7 @@ int cublasCreate(cublasHandle_t *h) { *h = (void *)1; return 0; }
 int cublasDestroy(cublasHandle_t) { return 0; }
 int cublasSetStream(cublasHandle_t, cudaStream_t) { return 0; }
 int cublasSetWorkspace(cublasHandle_t, void *, size_t) { return 0; }
+int cudaDeviceSetLimit(cudaLimit, size_t) { return 0; }
 int cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *alpha, const void *A,
                  cudaDataType_t at, int lda, const void *B, cudaDataType_t bt, int ldb, const void *beta, void *C, cudaDataType_t ct,
                  int ldc, cublasComputeType_t, cublasGemmAlgo_t) {

@@ -70,6 +70,11 @@ struct Backend {
     /* ---- memory ---- */
     /* t->dtype and t->shape are set by the caller; fills t->data (zeroed). */
     int (*alloc)(Backend *be, Tensor *t, MemKind kind, const char *what, OwError *err);
+    /* Optional (NULL where memory is not reserved, as on the CPU): takes `bytes` of free
+     * memory up front for the allocations to come (a run's memory plan), so the backend
+     * holds one block of what the run needs rather than growing in steps whose unused
+     * tails count against the cap. -1 with a message when the device cannot give it. */
+    int (*reserve)(Backend *be, size_t bytes, OwError *err);
     /* Frees t->data (NULL is fine) and sets it to NULL. `kind` as given to alloc. */
     void (*release)(Backend *be, Tensor *t, MemKind kind);
     /* Host -> backend, converting from src_dtype to dst->dtype (float dtypes, or same dtype). */
@@ -181,7 +186,9 @@ struct Backend {
      *   sel (I32 [V] on the backend, the slot of each row or -1), rows == ADAM_ROWS_PRESENT:
      *     the rows r with sel[r] >= 0, with gradient row sel[r] of grad (F32 [slots, C]);
      *   rows == ADAM_ROWS_ABSENT: the rows with sel[r] < 0, with a zero gradient (grad unused).
-     * zero_grad: the gradient rows read are zeroed afterwards. The bf16 rounding of element
+     * grad may also be host memory from host_alloc (every row, sel == NULL, m and v in host
+ * memory, zero_grad 0): it is read as m and v are.
+ * zero_grad: the gradient rows read are zeroed afterwards. The bf16 rounding of element
      * (r, c) is that of element r * C + c of a whole-tensor adam_update with the same seed.
      * async: on a device that can, the update runs beside later work (on a side queue, after
      * the work queued so far) and a ticket is returned: work queued after copy_wait(ticket)

@@ -54,6 +54,9 @@ int cmd_plan(int argc, char **argv) {
     if (p.host_optimizer)
         printf("host       %s of AdamW moments of the embedding and lm_head (page-locked; --offload-optimizer off "
                "keeps them on the device)\n", format_size(p.host_optimizer, capb, sizeof capb));
+    if (p.host_gradients)
+        printf("host       %s of lm_head's gradient (page-locked; computed in the activation memory on the device "
+               "and copied out after the head's backward)\n", format_size(p.host_gradients, capb, sizeof capb));
     (void)line;
     if (c.gpu_mem) {
         int64_t best = train_memory_largest_batch(&c, &mc, dt, dt, gpu, c.gpu_mem, 4096);

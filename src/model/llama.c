@@ -22,21 +22,28 @@
  * values are the same bits either way: only where they wait differs.
  *
  * Shared memory: buffers that are never live at the same time share one pool
- * (ModelActs.pool), in three overlays, each starting at the pool's start:
- *   MLP:       with recomputation the scratch block's h, ln2, gate, up and act;
- *              always dgate, dup (the MLP backward's row chunks)
- *   attention: datt, dq, dk, dv (a block's backward after its MLP norm)
- *   head:      lnf, rstdf, logits (after the last block's forward, before the
- *              first block's backward)
+ * (ModelActs.pool), in overlays:
+ *   block:     with recomputation the scratch layer's attention half (ln1, q, k, v,
+ *              att, lse and the norm statistics), live through a block's forward
+ *              and backward; after it, at the same offset, either of
+ *     MLP:       with recomputation the scratch layer's h, ln2, gate, up and act;
+ *                always dgate, dup (the MLP backward's row chunks)
+ *     attention: datt, dq, dk, dv (a block's backward after its MLP norm)
+ *   head:      from the pool's start: lnf, rstdf, lm_head's gradient when it lives
+ *              here (Model.head_grad_host), logits (after the last block's forward,
+ *              before the first block's backward)
  * Ops run in the order they are issued (one compute stream), and each overlay
  * is last read before another one is first written: in a block's backward h,
  * ln2 and the MLP chunks are last read by the MLP norm's backward, before datt
- * is written, and dq, dk, dv by the q/k/v backward, before the next block's
- * backward (or recompute) writes the MLP overlay; the last block's forward
- * reads its MLP chunks before the final norm writes lnf, and the final norm's
- * backward reads rstdf before the top block's backward (or recompute) writes
- * the MLP overlay. Without recomputation layers[l] keep their own h..act (they
- * wait for the backward) and the MLP overlay holds only dgate, dup.
+ * is written, and dq, dk, dv and the attention half by the q/k/v and attention
+ * norm backward, before the next block's backward (or recompute) writes them
+ * again; the last block's forward reads its buffers before the final norm
+ * writes lnf, and the final norm's backward reads rstdf before the top block's
+ * backward (or recompute) writes the block overlay. lm_head's gradient in the
+ * pool is copied to host memory (Param.g_host) after the head's backward, and
+ * the top block's backward waits for that copy. Without recomputation layers[l]
+ * keep buffers of their own (they wait for the backward) and the MLP overlay
+ * holds only dgate, dup.
  * The MLP backward's da overwrites the product act (its chunk, or layer l's
  * rows without recomputation): linear_backward reads act (the weight
  * gradient) before it writes da, and nothing reads act after. The ring slots,
@@ -68,6 +75,7 @@ struct ModelActs {
     Tensor pool;        /* U8, the memory of the views below (see the top of this file) */
     Tensor lnf, rstdf;  /* views of pool */
     Tensor logits;      /* [chunk, V], a view of pool */
+    Tensor head_grad;   /* F32 [V, C], a view of pool: lm_head's gradient (Model.head_grad_host) */
     Tensor losses;      /* [N] F32 */
     Tensor dres, dln;   /* [N, C] */
     Tensor dq, dk, dv, datt; /* [N, Hq*D], [N, Hkv*D] x2, [N, Hq*D], views of pool */
@@ -97,11 +105,12 @@ static void act_alloc(Allocator *a, Tensor *t, Tensor desc, const char *what) {
 }
 
 /* The layout of a pool: views in overlays; the views of one overlay lie one after
- * another, each overlay starts at offset 0 (so it shares memory with the earlier
- * ones), and the pool is as large as its largest overlay. Every view starts at a
- * multiple of POOL_ALIGN (16-byte vector accesses, GEMM operand alignment). */
+ * another, each overlay starts at a given offset (so it shares memory with the
+ * earlier views from there on), and the pool is as large as its largest overlay.
+ * Every view starts at a multiple of POOL_ALIGN (16-byte vector accesses, GEMM
+ * operand alignment). */
 #define POOL_ALIGN 256
-#define POOL_VIEWS 16
+#define POOL_VIEWS 32
 
 typedef struct {
     size_t at, size; /* where the next view goes; the end of the largest overlay */
@@ -119,8 +128,8 @@ static void pool_view(PoolLayout *p, Tensor *t, Tensor desc) {
     if (p->at > p->size) p->size = p->at;
 }
 
-/* The views placed next share memory with the earlier ones. */
-static void pool_overlay(PoolLayout *p) { p->at = 0; }
+/* The views placed next start at offset `at`, sharing memory with the earlier views there. */
+static void pool_overlay_at(PoolLayout *p, size_t at) { p->at = at; }
 
 /* Allocates the pool's memory (or counts it) and points the views into it. */
 static void pool_alloc(Allocator *a, PoolLayout *p, Tensor *mem, const char *what) {
@@ -137,22 +146,29 @@ static void act_place(Allocator *a, PoolLayout *pool, Tensor *t, Tensor desc, co
         act_alloc(a, t, desc, what);
 }
 
-/* mlp_rows: rows of the gate/up/product buffers (all N when the layer's
- * activations are kept for backward, one chunk when they are recomputed);
- * mlp_pool: where h, ln2, gate, up and act go (NULL: buffers of their own) */
-static void layer_acts_alloc(Allocator *a, LayerActs *la, int64_t B, int64_t T, int64_t mlp_rows, const ModelConfig *c,
-                             PoolLayout *mlp_pool) {
+/* The attention half's buffers of a layer (ln1 .. rstd2): views of pool when given, else
+ * buffers of their own. */
+static void layer_attn_acts_alloc(Allocator *a, LayerActs *la, int64_t B, int64_t T, const ModelConfig *c,
+                                  PoolLayout *pool) {
     DType dt = a->dt;
-    int64_t N = B * T, C = c->hidden_size, F = c->intermediate_size, D = c->head_dim;
-    int64_t Hq = c->num_heads, Hkv = c->num_kv_heads;
-    act_alloc(a, &la->ln1, tensor_2d(dt, N, C), "activations (attention norm)");
-    act_alloc(a, &la->rstd1, tensor_1d(OW_F32, N), "activations (norm statistics)");
-    act_alloc(a, &la->q, tensor_2d(dt, N, Hq * D), "activations (queries)");
-    act_alloc(a, &la->k, tensor_2d(dt, N, Hkv * D), "activations (keys)");
-    act_alloc(a, &la->v, tensor_2d(dt, N, Hkv * D), "activations (values)");
-    act_alloc(a, &la->att, tensor_2d(dt, N, Hq * D), "activations (attention output)");
-    act_alloc(a, &la->lse, tensor_3d(OW_F32, B, Hq, T), "activations (attention statistics)");
-    act_alloc(a, &la->rstd2, tensor_1d(OW_F32, N), "activations (norm statistics)");
+    int64_t N = B * T, C = c->hidden_size, D = c->head_dim, Hq = c->num_heads, Hkv = c->num_kv_heads;
+    act_place(a, pool, &la->ln1, tensor_2d(dt, N, C), "activations (attention norm)");
+    act_place(a, pool, &la->q, tensor_2d(dt, N, Hq * D), "activations (queries)");
+    act_place(a, pool, &la->k, tensor_2d(dt, N, Hkv * D), "activations (keys)");
+    act_place(a, pool, &la->v, tensor_2d(dt, N, Hkv * D), "activations (values)");
+    act_place(a, pool, &la->att, tensor_2d(dt, N, Hq * D), "activations (attention output)");
+    act_place(a, pool, &la->lse, tensor_3d(OW_F32, B, Hq, T), "activations (attention statistics)");
+    act_place(a, pool, &la->rstd1, tensor_1d(OW_F32, N), "activations (norm statistics)");
+    act_place(a, pool, &la->rstd2, tensor_1d(OW_F32, N), "activations (norm statistics)");
+}
+
+/* The MLP half's buffers of a layer; mlp_rows: rows of the gate/up/product buffers (all N
+ * when the layer's activations are kept for backward, one chunk when they are recomputed);
+ * mlp_pool: where h, ln2, gate, up and act go (NULL: buffers of their own) */
+static void layer_mlp_acts_alloc(Allocator *a, LayerActs *la, int64_t N, int64_t mlp_rows, const ModelConfig *c,
+                                 PoolLayout *mlp_pool) {
+    DType dt = a->dt;
+    int64_t C = c->hidden_size, F = c->intermediate_size;
     act_place(a, mlp_pool, &la->h, tensor_2d(dt, N, C), "activations (residual)");
     act_place(a, mlp_pool, &la->ln2, tensor_2d(dt, N, C), "activations (MLP norm)");
     act_place(a, mlp_pool, &la->gate, tensor_2d(dt, mlp_rows, F), "activations (MLP gate)");
@@ -164,12 +180,11 @@ static void release_all(Backend *be, Tensor **ts, size_t n) {
     for (size_t i = 0; i < n; i++) be->release(be, ts[i], MEM_ACTIVATIONS);
 }
 
-/* own_mlp: h..act are buffers of their own, not views of the pool */
-static void layer_acts_free(Backend *be, LayerActs *la, int own_mlp) {
-    Tensor *own[] = {&la->ln1, &la->rstd1, &la->q, &la->k, &la->v, &la->att, &la->lse, &la->rstd2};
-    Tensor *mlp[] = {&la->h, &la->ln2, &la->gate, &la->up, &la->act};
+/* A layer's buffers of its own (without recomputation; with it they are views of the pool). */
+static void layer_acts_free(Backend *be, LayerActs *la) {
+    Tensor *own[] = {&la->ln1, &la->rstd1, &la->q, &la->k, &la->v, &la->att, &la->lse, &la->rstd2,
+                     &la->h,   &la->ln2,   &la->gate, &la->up, &la->act};
     release_all(be, own, sizeof own / sizeof own[0]);
-    if (own_mlp) release_all(be, mlp, sizeof mlp / sizeof mlp[0]);
 }
 
 void model_acts_free(Model *m) {
@@ -184,8 +199,8 @@ void model_acts_free(Model *m) {
     } else if (A->x) {
         for (int64_t l = 0; l <= L; l++) be->release(be, &A->x[l], MEM_ACTIVATIONS);
     }
-    if (A->layers)
-        for (int64_t l = 0; l < (A->recompute ? 1 : L); l++) layer_acts_free(be, &A->layers[l], !A->recompute);
+    if (A->layers && !A->recompute)
+        for (int64_t l = 0; l < L; l++) layer_acts_free(be, &A->layers[l]);
     Tensor *ts[] = {&A->ids, &A->targets, &A->pool, &A->losses, &A->dres, &A->dln}; /* not the views of pool */
     release_all(be, ts, sizeof ts / sizeof ts[0]);
     free(A->x);
@@ -193,6 +208,8 @@ void model_acts_free(Model *m) {
     free(A);
     m->acts = NULL;
 }
+
+void *model_acts_head_grad(Model *m) { return m->acts ? m->acts->head_grad.data : NULL; }
 
 static int64_t chunk_rows(int64_t N, int64_t target, int64_t min, int64_t override) {
     int64_t rows = override > 0 ? override : (target < min ? min : target);
@@ -208,7 +225,7 @@ static int offload_applies(const ModelConfig *c, int recompute, int offload) {
 }
 
 static void acts_layout(Allocator *a, ModelActs *A, const ModelConfig *c, int64_t B, int64_t T, int recompute,
-                        int offload, int64_t mlp_override, int64_t logits_override) {
+                        int offload, int head_grad, int64_t mlp_override, int64_t logits_override) {
     A->B = B;
     A->T = T;
     A->N = B * T;
@@ -236,22 +253,28 @@ static void acts_layout(Allocator *a, ModelActs *A, const ModelConfig *c, int64_
     A->mlp_rows = chunk_rows(N, (int64_t)(((size_t)64 << 20) / ((size_t)F * es)), 256, mlp_override);
     int64_t nla = recompute ? 1 : L;
     A->layers = ow_xcalloc((size_t)nla, sizeof(LayerActs));
-    /* the pool's overlays, see the top of this file */
+    /* the pool's overlays, see the top of this file; with recomputation the block overlay starts
+     * with the scratch layer's attention half, which the MLP and attention-gradient overlays follow */
     PoolLayout pool = {0};
-    for (int64_t l = 0; l < nla; l++)
-        layer_acts_alloc(a, &A->layers[l], B, T, recompute ? A->mlp_rows : N, c, recompute ? &pool : NULL);
+    size_t block_base = 0; /* where the MLP and attention-gradient overlays start */
+    for (int64_t l = 0; l < nla; l++) {
+        layer_attn_acts_alloc(a, &A->layers[l], B, T, c, recompute ? &pool : NULL);
+        block_base = pool.at;
+        layer_mlp_acts_alloc(a, &A->layers[l], N, recompute ? A->mlp_rows : N, c, recompute ? &pool : NULL);
+    }
     pool_view(&pool, &A->dgate, tensor_2d(dt, A->mlp_rows, F));
     pool_view(&pool, &A->dup, tensor_2d(dt, A->mlp_rows, F));
-    pool_overlay(&pool);
+    pool_overlay_at(&pool, block_base);
     pool_view(&pool, &A->datt, tensor_2d(dt, N, Hq * D));
     pool_view(&pool, &A->dq, tensor_2d(dt, N, Hq * D));
     pool_view(&pool, &A->dk, tensor_2d(dt, N, Hkv * D));
     pool_view(&pool, &A->dv, tensor_2d(dt, N, Hkv * D));
-    pool_overlay(&pool);
+    pool_overlay_at(&pool, 0);
     pool_view(&pool, &A->lnf, tensor_2d(dt, N, C));
     pool_view(&pool, &A->rstdf, tensor_1d(OW_F32, N));
+    if (head_grad) pool_view(&pool, &A->head_grad, tensor_2d(OW_F32, V, C));
     /* logits in row chunks as large as the pool's room after lnf (the head overlay takes what the
-     * MLP's leaves), at least ~128 MiB and 1024 rows: the lm_head GEMMs, whose inner dimension
+     * block's leaves), at least ~128 MiB and 1024 rows: the lm_head GEMMs, whose inner dimension
      * for the weight gradient is the chunk, are faster with fewer, longer chunks */
     size_t room = pool.size > pool.at ? pool.size - pool.at : 0;
     if (room < ((size_t)128 << 20)) room = (size_t)128 << 20;
@@ -265,11 +288,12 @@ static void acts_layout(Allocator *a, ModelActs *A, const ModelConfig *c, int64_
     act_alloc(a, &A->dln, tensor_2d(dt, N, C), "gradients (norm output)");
 }
 
-size_t model_activation_bytes(const ModelConfig *c, DType act, int64_t B, int64_t T, int recompute, int offload) {
+size_t model_activation_bytes(const ModelConfig *c, DType act, int64_t B, int64_t T, int recompute, int offload,
+                              int head_grad) {
     ModelActs A;
     memset(&A, 0, sizeof A);
     Allocator a = {NULL, act, NULL, 0, 0};
-    acts_layout(&a, &A, c, B, T, recompute, offload, 0, 0);
+    acts_layout(&a, &A, c, B, T, recompute, offload, head_grad, 0, 0);
     free(A.x);
     free(A.layers);
     return a.bytes + 2 * (size_t)T * (size_t)(c->head_dim / 2) * sizeof(float); /* + the rotary tables */
@@ -312,7 +336,8 @@ int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
     ModelActs *A = ow_xcalloc(1, sizeof *A);
     m->acts = A;
     Allocator a = {be, be->act_dtype, err, 0, 0};
-    acts_layout(&a, A, c, B, T, recompute, m->offload_acts, m->mlp_chunk_rows, m->logits_chunk_rows);
+    int head_grad = m->head_grad_host && m->lm_head != m->embed;
+    acts_layout(&a, A, c, B, T, recompute, m->offload_acts, head_grad, m->mlp_chunk_rows, m->logits_chunk_rows);
     if (!a.failed && A->offload) {
         A->host_x = be->host_alloc(be, (size_t)c->num_layers * A->x_bytes, err);
         if (!A->host_x) a.failed = 1;
@@ -321,6 +346,7 @@ int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
         model_acts_free(m);
         return -1;
     }
+    if (head_grad && m->lm_head->trainable) m->lm_head->g.data = A->head_grad.data; /* a new pool */
     return 0;
 }
 
@@ -536,6 +562,9 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
     if (want_grad) be->fill(be, &A->dln, 0.0f);
     int64_t chunk = A->logits.shape[0];
     const Tensor *Wlm = weights(be, m->lm_head);
+    /* a gradient in the pool holds nothing of an earlier step: the first chunk writes it */
+    int head_grad_pooled = want_grad && m->lm_head->trainable && m->lm_head->g_host;
+    if (head_grad_pooled) m->lm_head->g_fresh = 1;
     for (int64_t r0 = 0; r0 < N; r0 += chunk) {
         int64_t cn = N - r0 < chunk ? N - r0 : chunk;
         Tensor logits = tensor_row_slice(&A->logits, 0, cn);
@@ -558,6 +587,8 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
     be->rmsnorm_backward(be, &A->dres, m->final_norm->trainable ? &m->final_norm->g : NULL, &A->dln, &A->x[L],
                          &m->final_norm->w, &A->rstdf);
     if (hooks && hooks->head_done && hooks->head_done(hooks->ctx, err) != 0) return -1;
+    if (head_grad_pooled) /* to its home in host memory before the block overlay takes the pool back */
+        be->copy_wait(be, be->copy_to_host(be, m->lm_head->g_host, &m->lm_head->g));
 
     int lowest = m->embed->trainable ? 0 : model_lowest_trainable_block(m);
     for (int l = (int)L - 1; l >= lowest; l--) {

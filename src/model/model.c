@@ -97,6 +97,7 @@ void model_free(Model *m) {
     for (int i = 0; i < m->nparams; i++) {
         be->release(be, &m->params[i].w, MEM_WEIGHTS);
         if (!m->params[i].g_shared) be->release(be, &m->params[i].g, MEM_GRADS);
+        if (m->params[i].g_host) be->host_free(be, m->params[i].g_host);
     }
     be->release(be, &m->rope_cos, MEM_OTHER);
     be->release(be, &m->rope_sin, MEM_OTHER);
@@ -166,6 +167,16 @@ int model_set_trainable(Model *m, Param *p, int trainable, OwError *err) {
     if (trainable && !p->g.data) {
         if (p == m->embed && m->lm_head != m->embed && m->embed_grad_rows > 0) {
             if (embed_rows_alloc(m, p, err) != 0) return -1;
+        } else if (p == m->lm_head && m->lm_head != m->embed && m->head_grad_host) {
+            void *view = model_acts_head_grad(m);
+            OW_CHECKF(view != NULL, "%s: model_prepare (with head_grad_host) must come before it becomes trainable",
+                      p->name);
+            p->g_host = m->be->host_alloc(m->be, (size_t)tensor_numel(&p->w) * sizeof(float), err);
+            if (!p->g_host) return ow_fail_prefix(err, "host memory for the gradient of %s", p->name);
+            p->g = tensor_desc(OW_F32, p->w.ndim, p->w.shape);
+            p->g.data = view;
+            p->g_shared = 1;
+            p->g_fresh = 1;
         } else {
             p->g = tensor_desc(OW_F32, p->w.ndim, p->w.shape);
             char what[128];
@@ -173,6 +184,10 @@ int model_set_trainable(Model *m, Param *p, int trainable, OwError *err) {
             if (m->be->alloc(m->be, &p->g, MEM_GRADS, what, err) != 0) return -1;
         }
     } else if (!trainable && p->g.data) {
+        if (p->g_host) {
+            m->be->host_free(m->be, p->g_host);
+            p->g_host = NULL;
+        }
         if (p->g_shared)
             p->g.data = NULL;
         else if (model_grad_is_compact(m, p))
@@ -187,8 +202,15 @@ int model_set_trainable(Model *m, Param *p, int trainable, OwError *err) {
 
 void model_zero_grads(Model *m) {
     for (int i = 0; i < m->nparams; i++) {
-        if (m->params[i].g.data) m->be->fill(m->be, &m->params[i].g, 0.0f);
-        m->params[i].g_fresh = 0;
+        Param *p = &m->params[i];
+        if (p->g_host) { /* its home is host memory; the next backward writes the pool's view afresh */
+            m->be->sync(m->be);
+            memset(p->g_host, 0, (size_t)tensor_numel(&p->w) * sizeof(float));
+            p->g_fresh = 1;
+            continue;
+        }
+        if (p->g.data) m->be->fill(m->be, &p->g, 0.0f);
+        p->g_fresh = 0;
     }
     model_embed_rows_reset(m);
 }
@@ -243,6 +265,11 @@ int model_begin_step(Model *m, const int32_t *ids, int64_t n, OwError *err) {
 
 void model_grad_download(Model *m, const Param *p, float *dense) {
     OW_CHECK(p->g.data != NULL);
+    if (p->g_host) { /* its home (the pool's view is reused once the backward moves on) */
+        m->be->sync(m->be);
+        memcpy(dense, p->g_host, (size_t)tensor_numel(&p->w) * sizeof(float));
+        return;
+    }
     if (!model_grad_is_compact(m, p)) {
         m->be->download(m->be, dense, OW_F32, &p->g);
         return;

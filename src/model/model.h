@@ -44,6 +44,9 @@ typedef struct Param {
                         zeroing g; whoever reads g first zeroes it if it is still set) */
     int ready_ticket; /* >= 0: an asynchronous update of w is in flight (a Backend copy_wait
                          ticket); the model waits for it before reading w; -1: none */
+    float *g_host;    /* lm_head with Model.head_grad_host: the gradient's home between the
+                         backward and the optimizer (host_alloc memory, F32 of w's shape); g is
+                         then a view of the activation pool, valid only during the backward */
 } Param;
 
 /* The compact embedding gradient (Model.embed_grad_rows > 0, untied embeddings):
@@ -97,6 +100,11 @@ typedef struct Model {
     int offload_acts;          /* with recomputation: block inputs in host memory (llama.c); set before model_prepare */
     int64_t embed_grad_rows;   /* > 0: compact embedding gradient of this many rows (EmbedRows); set before the
                                   embedding becomes trainable; untied embeddings only */
+    int head_grad_host;        /* untied lm_head: its gradient is computed in the activation pool and copied
+                                  to host memory (Param.g_host) after the head's backward, so it takes no
+                                  device memory of its own; for one backward per optimizer step (it does not
+                                  accumulate). Set before model_prepare, which must precede making lm_head
+                                  trainable */
     EmbedRows erows;
 } Model;
 
@@ -136,13 +144,15 @@ int model_embed_rows_add(Model *m, const int32_t *ids, int64_t n, int32_t *pos_s
 int model_lowest_trainable_block(const Model *m);
 
 /* Allocates activation buffers for batches of B sequences of T tokens.
- * recompute: keep only each block's input and recompute the rest in backward. */
+ * recompute: keep only each block's input and recompute the rest in backward.
+ * head_grad (model_activation_bytes): lm_head's gradient lives in the pool (Model.head_grad_host). */
 int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err);
 
 /* Bytes model_prepare allocates on the backend for this shape (with the rotary
  * tables), and in host memory for offloaded block inputs (offload: the
  * Model.offload_acts setting; it applies with recompute and more than 3 blocks). */
-size_t model_activation_bytes(const ModelConfig *cfg, DType act, int64_t B, int64_t T, int recompute, int offload);
+size_t model_activation_bytes(const ModelConfig *cfg, DType act, int64_t B, int64_t T, int recompute, int offload,
+                              int head_grad);
 size_t model_offload_host_bytes(const ModelConfig *cfg, DType act, int64_t B, int64_t T, int recompute, int offload);
 
 /* Forward and backward on one micro-batch. ids and targets are host I32
@@ -170,6 +180,8 @@ void model_block_forward_stats(Model *m, int layer, const Tensor *x, Tensor *out
 
 /* Frees the activation buffers (internal; model_free calls it). */
 void model_acts_free(Model *m);
+/* The pool's view for lm_head's gradient (Model.head_grad_host; internal: model_set_trainable). */
+void *model_acts_head_grad(Model *m);
 
 /* Rotary tables for this config (llama3 scaling included), as transformers computes them. */
 void rope_tables(const ModelConfig *cfg, int64_t T, float *cos_out, float *sin_out);

@@ -380,7 +380,7 @@ int galore_projector(Backend *be, Tensor *P, const Tensor *G, int rank, int righ
      * may use fast (TF32) GEMMs: they only shape the subspace, and the final
      * projector is computed exactly from G within it. */
     int64_t dim = right ? n : m, other = right ? m : n;
-    Tensor Om = {0}, Y = {0}, Z = {0}, B = {0}, Q = {0}, S = {0}, Sm = {0};
+    Tensor Om = {0}, Y = {0}, Z = {0}, B = {0}, Sm = {0};
     int rc = -1;
     if (alloc_ws(be, &Om, tensor_2d(OW_F32, other, k), err) || alloc_ws(be, &Y, tensor_2d(OW_F32, dim, k), err) ||
         alloc_ws(be, &Z, tensor_2d(OW_F32, other, k), err))
@@ -397,21 +397,16 @@ int galore_projector(Backend *be, Tensor *P, const Tensor *G, int rank, int righ
         if (be->orthonormalize(be, &Y, err) != 0) goto done;
     }
     be->fast_f32_matmul = 0;
-    /* Within span(Y): B = G Y (right, [m, k]) or G^T Y (left, [n, k]) exactly;
-     * B = Q S with Q = qr(B) [., k] and S = Q^T B [k, k]; the singular vectors
-     * of the small S are those of B (a [k, k] SVD instead of a tall one). */
+    /* Within span(Y): B = G Y (right, [m, k]) or G^T Y (left, [n, k]) exactly; the
+     * projector comes from the top right singular vectors of B (rows of Vb^T, [r, k]), a
+     * [k, k] problem however tall B is (the backends take B's Gram matrix or factor it).
+     * right: P = Vb^T Y^T [r, n]; left: B = G^T Y, so B^T = Y^T G and the top left singular
+     * vectors of Y^T G are the top right singular vectors of B: P = Y Vb [m, r] */
     int64_t tall = right ? m : n;
-    if (alloc_ws(be, &B, tensor_2d(OW_F32, tall, k), err) || alloc_ws(be, &Q, tensor_2d(OW_F32, tall, k), err) ||
-        alloc_ws(be, &S, tensor_2d(OW_F32, k, k), err) || alloc_ws(be, &Sm, tensor_2d(OW_F32, rank, k), err))
+    if (alloc_ws(be, &B, tensor_2d(OW_F32, tall, k), err) || alloc_ws(be, &Sm, tensor_2d(OW_F32, rank, k), err))
         goto done;
     be->matmul(be, &B, G, !right, &Y, 0, 1.0f, 0.0f);
-    be->copy(be, &Q, &B);
-    if (be->orthonormalize(be, &Q, err) != 0) goto done;
-    be->matmul(be, &S, &Q, 1, &B, 0, 1.0f, 0.0f);
-    /* right: top right singular vectors of B (rows of Vb^T, [r, k]) -> P = Vb^T Y^T [r, n];
-     * left: B = G^T Y, so B^T = Y^T G and the top left singular vectors of Y^T G are the
-     * top right singular vectors of B: again Vb^T [r, k] -> P = Y Vb [m, r] */
-    if (be->svd_top(be, &Sm, &S, rank, 1, err) != 0) goto done;
+    if (be->svd_top(be, &Sm, &B, rank, 1, err) != 0) goto done;
     if (right)
         be->matmul(be, P, &Sm, 0, &Y, 1, 1.0f, 0.0f);
     else
@@ -424,8 +419,6 @@ done:
     be->release(be, &Y, MEM_WORKSPACE);
     be->release(be, &Z, MEM_WORKSPACE);
     be->release(be, &B, MEM_WORKSPACE);
-    be->release(be, &Q, MEM_WORKSPACE);
-    be->release(be, &S, MEM_WORKSPACE);
     be->release(be, &Sm, MEM_WORKSPACE);
     return rc;
 }
@@ -448,10 +441,21 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
     ParamState *s = state_of(o, p);
     if (!p->trainable || s->absorbed) return 0;
     OW_CHECK(s->resident);
+    if (p->g_fresh && p->g_host) { /* no backward this step: a zero gradient at its home */
+        be->sync(be); /* the previous step's update may still be reading it */
+        memset(p->g_host, 0, (size_t)tensor_numel(&p->g) * sizeof(float));
+        p->g_fresh = 0;
+        s->absorbed = 1;
+        return 0;
+    }
     if (p->g_fresh) { /* no contribution this step (e.g. a step without targets) */
         be->fill(be, &p->g, 0.0f);
         p->g_fresh = 0;
     }
+    /* a gradient in the activation pool is read by the head_done hook, before the pool is reused */
+    OW_CHECKF(!p->g_host || (o->last_micro && !o->stepping),
+              "%s: its gradient lives in the activation pool and must be absorbed in the head_done hook of its "
+              "backward (one micro-batch per step)", p->name);
     int projected_accum = o->accumulate_projected && s->galore;
     /* full-rank gradients are complete only after the last micro-batch */
     if (!projected_accum && !o->last_micro) return 0;
@@ -579,8 +583,13 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
     Backend *be = m->be;
     /* anything not absorbed through hooks yet (the step's micro-batches are over) */
     o->last_micro = 1;
+    o->stepping = 1;
     for (int i = 0; i < m->nparams; i++)
-        if (optimizer_absorb(o, &m->params[i], err) != 0) return -1;
+        if (optimizer_absorb(o, &m->params[i], err) != 0) {
+            o->stepping = 0;
+            return -1;
+        }
+    o->stepping = 0;
     double norm = sqrt(be->norm_take(be));
     *grad_norm = norm;
     double coef = 1.0;
@@ -598,8 +607,12 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
             step_galore(o, p, s, &h, lr);
         else if (model_grad_is_compact(m, p))
             step_compact_embedding(o, p, s, &h);
-        else if (s->host_state) /* beside the next forward, which waits before using p (Param.ready_ticket) */
-            p->ready_ticket = be->adam_update_host(be, &p->w, &p->g, s->hm, s->hv, NULL, ADAM_ROWS_PRESENT, 1, 1, &h);
+        else if (s->host_state) { /* beside the next forward, which waits before using p (Param.ready_ticket) */
+            Tensor g = p->g; /* or its copy in host memory (Param.g_host) */
+            if (p->g_host) g.data = p->g_host;
+            p->ready_ticket =
+                be->adam_update_host(be, &p->w, &g, s->hm, s->hv, NULL, ADAM_ROWS_PRESENT, !p->g_host, 1, &h);
+        }
         else
             be->adam_update(be, &p->w, &p->g, &s->m, &s->v, &h);
     }
@@ -608,6 +621,7 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
     for (int i = 0; i < m->nparams; i++) {
         Param *p = &m->params[i];
         o->st[i].absorbed = 0;
+        if (p->g_host) p->g_fresh = 1; /* the next backward writes it */
         if (!p->g.data || p->g_shared || o->st[i].host_state || model_grad_is_compact(m, p)) continue;
         if (p->kind == PK_BLOCK && p->is_matrix)
             p->g_fresh = 1;

@@ -57,6 +57,12 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
     if (!mc->tie_word_embeddings) embed_grad = (step_tokens < V ? step_tokens : V) * C + 2 * V + step_tokens;
     int64_t grads = head_trainable - (c->freeze_embeddings ? 0 : V * C - embed_grad) + nb * 2 * C +
                     (shared ? shared_mat : nb * block_mat);
+    /* lm_head's gradient in the activation pool, its home in host memory (Model.head_grad_host) */
+    int head_grad = train_config_head_grad_host(c, device_workspace, mc->tie_word_embeddings);
+    if (head_grad) {
+        grads -= V * C;
+        out->host_gradients = (size_t)(V * C) * f32;
+    }
     out->bytes[MEM_GRADS] = (size_t)grads * f32;
 
     /* AdamW m, v of everything not projected; the embedding's and lm_head's in host memory when offloaded */
@@ -67,7 +73,7 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
         out->host_optimizer = (size_t)host * f32;
         if (device_workspace) out->bytes[MEM_WORKSPACE] += BACKEND_HOST_STATE_STAGING;
     }
-    int64_t galore_state = 0, ws = 0;
+    int64_t galore_state = 0, ws = 0, ws64 = 0;
     if (galore) {
         int64_t r = c->rank, k = c->rank + c->rf_oversample;
         for (int i = 0; i < 7; i++) {
@@ -76,8 +82,12 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
             galore_state += right ? 3 * m * r + r * n : 3 * r * n + m * r; /* R, m, v and P */
             int64_t small = m < n ? m : n, tall = right ? m : n, dim = right ? n : m, other = right ? m : n;
             if (c->projector == PROJ_RANDOMIZED && k < small) {
-                int64_t w = 2 * other * k + dim * k + 2 * tall * k + k * k + r * k;
+                /* galore_projector's Om, Y, Z, B, Sm; then the backend's fp64 copy of the tallest
+                 * of them with its [k, k] Gram matrix and eigensolver scratch (CUDA) */
+                int64_t w = 2 * other * k + dim * k + tall * k + r * k;
                 if (w > ws) ws = w;
+                int64_t longest = other > dim ? other : dim, w64 = longest * k + 3 * k * k + 8 * k;
+                if (w64 > ws64) ws64 = w64;
             }
         }
         galore_state *= nb;
@@ -88,9 +98,11 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
     }
     out->bytes[MEM_OPTIM] = (size_t)(moments + galore_state) * f32;
     int offload = train_config_offload_acts(c, device_workspace);
-    out->bytes[MEM_ACTIVATIONS] = model_activation_bytes(mc, act, c->batch_size, c->block_size, c->recompute, offload);
+    out->bytes[MEM_ACTIVATIONS] =
+        model_activation_bytes(mc, act, c->batch_size, c->block_size, c->recompute, offload, head_grad);
     out->host_activations = model_offload_host_bytes(mc, act, c->batch_size, c->block_size, c->recompute, offload);
-    out->bytes[MEM_WORKSPACE] += (size_t)ws * f32 + (device_workspace ? ((size_t)40 << 20) + 256 : 0); /* cuBLAS workspace, scratch, norm accumulator */
+    out->bytes[MEM_WORKSPACE] += (size_t)ws * f32 + (device_workspace ? (size_t)ws64 * 8 : 0) +
+                                 (device_workspace ? ((size_t)40 << 20) + 256 : 0); /* cuBLAS workspace, scratch, norm accumulator */
     for (int kind = 0; kind < MEM_KIND_COUNT; kind++) out->total += out->bytes[kind];
 }
 

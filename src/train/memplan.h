@@ -16,6 +16,7 @@ typedef struct MemPlan {
     size_t total;
     size_t host_activations; /* offloaded block inputs (host memory, page-locked on a GPU) */
     size_t host_optimizer;   /* offloaded AdamW moments of the embedding and lm_head (page-locked) */
+    size_t host_gradients;   /* lm_head's gradient between backward and optimizer (page-locked) */
 } MemPlan;
 
 /* param/act: the backend's dtypes; device_workspace: the CUDA backend's fixed

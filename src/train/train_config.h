@@ -115,5 +115,9 @@ int train_config_offload_acts(const TrainConfig *c, int gpu);
 /* Whether the embedding's and lm_head's AdamW moments live in host memory
  * (OptimConfig.offload_head): when asked (on) or by default on a GPU (auto). */
 int train_config_offload_optimizer(const TrainConfig *c, int gpu);
+/* Whether an untied lm_head's gradient goes to host memory after the head's backward
+ * (Model.head_grad_host): with its moments in host memory, recomputation (its room in
+ * the activation pool is the block overlay's) and one micro-batch per step. */
+int train_config_head_grad_host(const TrainConfig *c, int gpu, int tied);
 
 #endif

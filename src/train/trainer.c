@@ -159,8 +159,12 @@ static int check_memory_plan(Trainer *t, const ModelConfig *mc, OwError *err) {
     char line[512], tot[32], cap[32];
     memplan_format(&p, line, sizeof line);
     OW_INFO("memory plan (%s): %s", be->name, line);
-    if (!be->mem.cap || p.total + be->mem.current_total <= be->mem.cap) return 0;
-    int64_t fit = train_memory_largest_batch(c, mc, be->param_dtype, be->act_dtype, gpu, be->mem.cap - be->mem.current_total,
+    /* the plan counts the backend's fixed workspaces, which it allocated when it was made */
+    if (!be->mem.cap || p.total <= be->mem.cap) {
+        size_t more = p.total > be->mem.current_total ? p.total - be->mem.current_total : 0;
+        return be->reserve && more ? be->reserve(be, more, err) : 0;
+    }
+    int64_t fit = train_memory_largest_batch(c, mc, be->param_dtype, be->act_dtype, gpu, be->mem.cap,
                                              c->batch_size);
     char hint[256];
     if (fit > 0)
@@ -334,11 +338,13 @@ static int setup(Trainer *t, OwError *err) {
     t->opt.share_grads = c->grad_accum == 1 || c->accum_mode == ACCUM_PROJECTED;
     /* the embedding's gradient: rows of the step's distinct tokens only (untied) */
     if (m->lm_head != m->embed) m->embed_grad_rows = c->grad_accum * c->batch_size * c->block_size;
+    /* activations first: lm_head's gradient may live in their pool (Model.head_grad_host) */
+    m->offload_acts = train_config_offload_acts(c, gpu);
+    m->head_grad_host = train_config_head_grad_host(c, gpu, m->lm_head == m->embed);
+    if (model_prepare(m, c->batch_size, c->block_size, c->recompute, err) != 0) return -1;
     if (!c->freeze_embeddings && optimizer_activate(&t->opt, m->embed, err) != 0) return -1;
     if (optimizer_activate(&t->opt, m->final_norm, err) != 0) return -1;
     if (m->lm_head != m->embed && optimizer_activate(&t->opt, m->lm_head, err) != 0) return -1;
-    m->offload_acts = train_config_offload_acts(c, gpu);
-    if (model_prepare(m, c->batch_size, c->block_size, c->recompute, err) != 0) return -1;
     /* schedule and step count */
     int64_t per_step = c->batch_size * c->grad_accum;
     t->total_steps = c->steps > 0 ? c->steps : (int64_t)ceil(c->epochs * (double)t->batcher.ntrain / (double)per_step);

@@ -132,28 +132,30 @@ Test(cuda_ops, arena_best_fit_coalescing_zeroing) {
     OwError err;
     Backend *be = backend_create_cuda(0, 0, &err);
     cr_assert(be != NULL, "%s", err.msg);
-    size_t mib = 1 << 20;
-    Tensor a = tensor_1d(OW_U8, (int64_t)mib), b = a, c = a, d = a, e = tensor_1d(OW_U8, (int64_t)(3 * mib));
+    /* blocks larger than the room the fixed workspaces leave in the first segment (under 2 MiB),
+     * so all of them come from the next segment */
+    size_t blk = 4 << 20;
+    Tensor a = tensor_1d(OW_U8, (int64_t)blk), b = a, c = a, d = a, e = tensor_1d(OW_U8, (int64_t)(3 * blk));
     cr_assert(be->alloc(be, &a, MEM_OTHER, "a", &err) == 0, "%s", err.msg);
     cr_assert(be->alloc(be, &b, MEM_OTHER, "b", &err) == 0, "%s", err.msg);
     cr_assert(be->alloc(be, &c, MEM_OTHER, "c", &err) == 0, "%s", err.msg);
     cr_expect((uintptr_t)a.data % 256 == 0 && (uintptr_t)b.data % 256 == 0, "256-byte alignment");
-    cr_expect((char *)b.data == (char *)a.data + mib && (char *)c.data == (char *)b.data + mib,
+    cr_expect((char *)b.data == (char *)a.data + blk && (char *)c.data == (char *)b.data + blk,
               "consecutive blocks carved from one free block");
     size_t reserved = backend_cuda_reserved_bytes(be);
     cr_expect(reserved >= be->mem.current_total, "reserved %zu >= allocated %zu", reserved, be->mem.current_total);
     /* fill b, free it, take it again: best fit returns the hole, zeroed */
-    Tensor bf = tensor_1d(OW_F32, (int64_t)(mib / 4));
+    Tensor bf = tensor_1d(OW_F32, (int64_t)(blk / 4));
     bf.data = b.data;
     be->fill(be, &bf, 3.0f);
     void *bp = b.data;
     be->release(be, &b, MEM_OTHER);
     cr_expect(b.data == NULL);
     cr_assert(be->alloc(be, &d, MEM_OTHER, "d", &err) == 0, "%s", err.msg);
-    cr_expect(d.data == bp, "best fit reuses the 1 MiB hole");
+    cr_expect(d.data == bp, "best fit reuses the hole");
     unsigned char *h = dl_raw(be, &d);
     size_t nonzero = 0;
-    for (size_t i = 0; i < mib; i++) nonzero += h[i] != 0;
+    for (size_t i = 0; i < blk; i++) nonzero += h[i] != 0;
     free(h);
     cr_expect(nonzero == 0, "alloc zeroes memory (%zu nonzero bytes)", nonzero);
     /* free all three: they merge with each other and the rest of the segment */
@@ -162,11 +164,39 @@ Test(cuda_ops, arena_best_fit_coalescing_zeroing) {
     be->release(be, &d, MEM_OTHER);
     be->release(be, &c, MEM_OTHER);
     cr_assert(be->alloc(be, &e, MEM_OTHER, "e", &err) == 0, "%s", err.msg);
-    cr_expect(e.data == ap, "coalesced free blocks give back the 3 MiB range");
+    cr_expect(e.data == ap, "coalesced free blocks give back the 3-block range");
     cr_expect(backend_cuda_reserved_bytes(be) == reserved, "no new segment was needed");
     be->release(be, &e, MEM_OTHER);
     cr_log_info("arena: reserved %zu bytes, peak reserved %zu, cap %zu", backend_cuda_reserved_bytes(be),
                 backend_cuda_peak_reserved_bytes(be), backend_cuda_arena_cap(be));
+    be->destroy(be);
+}
+
+/* reserve takes what a run will need in one segment (the free room the arena already has
+ * counts), the allocations then come from it without new segments, and one beyond it gets
+ * a segment of its own size only (no unused tail). */
+Test(cuda_ops, arena_reserve_takes_the_plan_at_once) {
+    OwError err;
+    Backend *be = backend_create_cuda(0, 0, &err);
+    cr_assert(be != NULL, "%s", err.msg);
+    size_t mib = (size_t)1 << 20, before = backend_cuda_reserved_bytes(be);
+    size_t room = before - be->mem.current_total;
+    cr_assert(be->reserve(be, 100 * mib, &err) == 0, "%s", err.msg);
+    size_t after = backend_cuda_reserved_bytes(be);
+    cr_expect(after - be->mem.current_total >= 100 * mib && after - before <= 100 * mib - room + 2 * mib,
+              "reserved %zu -> %zu bytes for 100 MiB with %zu free already", before, after, room);
+    Tensor t[10];
+    for (int i = 0; i < 10; i++) {
+        t[i] = tensor_1d(OW_U8, (int64_t)(9 * mib));
+        cr_assert(be->alloc(be, &t[i], MEM_OTHER, "planned", &err) == 0, "%s", err.msg);
+    }
+    cr_expect(backend_cuda_reserved_bytes(be) == after, "the planned allocations needed no new segment");
+    Tensor x = tensor_1d(OW_U8, (int64_t)(30 * mib));
+    cr_assert(be->alloc(be, &x, MEM_OTHER, "beyond the plan", &err) == 0, "%s", err.msg);
+    cr_expect(backend_cuda_reserved_bytes(be) - after == 30 * mib, "a segment of the allocation's size: %zu bytes",
+              backend_cuda_reserved_bytes(be) - after);
+    be->release(be, &x, MEM_OTHER);
+    for (int i = 0; i < 10; i++) be->release(be, &t[i], MEM_OTHER);
     be->destroy(be);
 }
 
@@ -881,7 +911,9 @@ Test(cuda_ops, adam_update) {
  * bits of a whole-tensor adam_update: for every row with a dense gradient
  * (asynchronously on the side stream, then waited for), and split into the rows
  * absent from a row map (zero gradient, queued early on the side stream) and the
- * present rows with a compact gradient. The gradient rows read are zeroed. */
+ * present rows with a compact gradient. The gradient rows read are zeroed. A dense
+ * gradient in page-locked host memory (lm_head's, Model.head_grad_host) is staged
+ * with host moments and gives the same bits, and is left as it was. */
 static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
     const int64_t n = V * C, sh[2] = {V, C};
     float *p0 = randn(seed, (size_t)n, 0.1f, pdt == OW_BF16), *g = randn(seed + 1, (size_t)n, 1e-2f, 0);
@@ -902,12 +934,13 @@ static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
                    .variant = ADAM_VARIANT_TORCH, .grad_scale = 0.5f, .sr_seed = 77 + seed};
     OwError err;
     cr_assert_eq(g_gpu->host_state_reserve(g_gpu, &err), 0, "%s", err.msg);
-    for (int mode = 0; mode < 2; mode++) { /* 0: every row, dense gradient; 1: absent + present rows */
-        const float *grad = mode ? gd : g;
+    /* 0: every row, dense gradient; 1: absent + present rows; 2: every row, gradient in host memory */
+    for (int mode = 0; mode < 3; mode++) {
+        const float *grad = mode == 1 ? gd : g;
         Tensor rp = mk(g_gpu, pdt, 2, sh, p0), rg = mk(g_gpu, OW_F32, 2, sh, grad);
         Tensor rm = mk(g_gpu, OW_F32, 2, sh, m0), rv = mk(g_gpu, OW_F32, 2, sh, v0);
         g_gpu->adam_update(g_gpu, &rp, &rg, &rm, &rv, &h);
-        for (int host = 0; host < 2; host++) {
+        for (int host = mode == 2; host < 2; host++) {
             float *hm = host ? g_gpu->host_alloc(g_gpu, (size_t)n * 4, &err) : NULL;
             float *hv = host ? g_gpu->host_alloc(g_gpu, (size_t)n * 4, &err) : NULL;
             Tensor dm = mk(g_gpu, OW_F32, 2, sh, m0), dv = mk(g_gpu, OW_F32, 2, sh, v0);
@@ -918,11 +951,20 @@ static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
             }
             float *M = host ? hm : (float *)dm.data, *Vv = host ? hv : (float *)dv.data;
             Tensor tp = mk(g_gpu, pdt, 2, sh, p0), tsel = mk_i32(g_gpu, V, sel);
-            Tensor tg = mode ? mk(g_gpu, OW_F32, 2, (int64_t[]){slots, C}, gc) : mk(g_gpu, OW_F32, 2, sh, g);
+            Tensor tg = mode == 1 ? mk(g_gpu, OW_F32, 2, (int64_t[]){slots, C}, gc) : mk(g_gpu, OW_F32, 2, sh, g);
+            float *hg = NULL;
             if (mode == 0) {
                 int t = g_gpu->adam_update_host(g_gpu, &tp, &tg, M, Vv, NULL, ADAM_ROWS_PRESENT, 1, 1, &h);
                 cr_expect_geq(t, 0, "async update returns a ticket");
                 g_gpu->copy_wait(g_gpu, t);
+            } else if (mode == 2) {
+                hg = g_gpu->host_alloc(g_gpu, (size_t)n * 4, &err);
+                cr_assert(hg, "%s", err.msg);
+                memcpy(hg, g, (size_t)n * 4);
+                Tensor th = tg;
+                th.data = hg;
+                g_gpu->copy_wait(g_gpu, g_gpu->adam_update_host(g_gpu, &tp, &th, M, Vv, NULL, ADAM_ROWS_PRESENT, 0, 1, &h));
+                g_gpu->fill(g_gpu, &tg, 0.0f); /* the device copy is not read: zero, as the check below expects */
             } else {
                 AdamHyper h1 = h;
                 h1.grad_scale = 1.0f; /* unused for zero gradients */
@@ -932,7 +974,7 @@ static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
             }
             char what[96];
             snprintf(what, sizeof what, "adam_update_host %s %s moments, %s", dtype_name(pdt), host ? "host" : "device",
-                     mode ? "absent + present rows" : "all rows");
+                     mode == 1 ? "absent + present rows" : mode == 2 ? "all rows, gradient in host memory" : "all rows");
             gpu_bitwise_same(what, &tp, &rp);
             g_gpu->sync(g_gpu);
             float *wm = host ? hm : dl(g_gpu, &dm), *wv = host ? hv : dl(g_gpu, &dv);
@@ -942,6 +984,10 @@ static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
             for (int64_t i = 0; i < tensor_numel(&tg); i++) nz += zg[i] != 0.0f;
             cr_expect_eq(bad, 0, "%s: %zu moments differ", what, bad);
             cr_expect_eq(nz, 0, "%s: %zu gradient values not zeroed", what, nz);
+            if (hg) {
+                cr_expect_eq(memcmp(hg, g, (size_t)n * 4), 0, "%s: the host gradient was changed", what);
+                g_gpu->host_free(g_gpu, hg);
+            }
             if (!host) {
                 free(wm);
                 free(wv);

@@ -21,6 +21,8 @@ int cudaMemGetInfo(size_t *f, size_t *t);
 int cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t st);
 int cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st);
 int cudaFuncSetAttribute(const void *f, cudaFuncAttribute a, int v);
+enum cudaLimit { cudaLimitStackSize = 0 };
+int cudaDeviceSetLimit(cudaLimit l, size_t v);
 // asynchronous host copies: copies run at once, events are tokens
 typedef void *cudaEvent_t;
 enum { cudaEventDisableTiming = 2, cudaHostAllocDefault = 0, cudaHostAllocPortable = 1, cudaHostAllocMapped = 2 };
