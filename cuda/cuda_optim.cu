@@ -206,7 +206,8 @@ void cuda_apply_update(Backend *be, Tensor *param, const Tensor *delta, float al
  * memory (lm_head's, Model.head_grad_host) is staged beside m and v (a slot then
  * holds three arrays of a third of its room each) and not copied back. The
  * scattered rows of a row map (present rows, a few thousand) are read and written
- * over the bus by a kernel of few blocks. Moments in device memory are updated in place by one kernel.
+ * over the bus by a kernel of few blocks. Moments in device memory are updated in
+ * place by one kernel.
  * Host-state ops run one after another (each waits for hs_done of the previous one,
  * D2H included), after the main stream's work queued before them; the ticket marks
  * the end of their last kernel (the parameter is updated). */

@@ -187,8 +187,8 @@ struct Backend {
      *     the rows r with sel[r] >= 0, with gradient row sel[r] of grad (F32 [slots, C]);
      *   rows == ADAM_ROWS_ABSENT: the rows with sel[r] < 0, with a zero gradient (grad unused).
      * grad may also be host memory from host_alloc (every row, sel == NULL, m and v in host
- * memory, zero_grad 0): it is read as m and v are.
- * zero_grad: the gradient rows read are zeroed afterwards. The bf16 rounding of element
+     * memory, zero_grad 0): it is read as m and v are.
+     * zero_grad: the gradient rows read are zeroed afterwards. The bf16 rounding of element
      * (r, c) is that of element r * C + c of a whole-tensor adam_update with the same seed.
      * async: on a device that can, the update runs beside later work (on a side queue, after
      * the work queued so far) and a ticket is returned: work queued after copy_wait(ticket)

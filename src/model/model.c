@@ -203,16 +203,21 @@ int model_set_trainable(Model *m, Param *p, int trainable, OwError *err) {
 void model_zero_grads(Model *m) {
     for (int i = 0; i < m->nparams; i++) {
         Param *p = &m->params[i];
-        if (p->g_host) { /* its home is host memory; the next backward writes the pool's view afresh */
-            m->be->sync(m->be);
-            memset(p->g_host, 0, (size_t)tensor_numel(&p->w) * sizeof(float));
-            p->g_fresh = 1;
+        if (p->g_host) {
+            model_zero_grad_host(m, p);
             continue;
         }
         if (p->g.data) m->be->fill(m->be, &p->g, 0.0f);
         p->g_fresh = 0;
     }
     model_embed_rows_reset(m);
+}
+
+void model_zero_grad_host(Model *m, Param *p) {
+    OW_CHECK(p->g_host != NULL);
+    m->be->sync(m->be); /* an asynchronous update may still be reading it */
+    memset(p->g_host, 0, (size_t)tensor_numel(&p->w) * sizeof(float));
+    p->g_fresh = 1;
 }
 
 void model_embed_rows_reset(Model *m) {

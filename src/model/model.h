@@ -125,6 +125,9 @@ Param *model_find_param(Model *m, const char *name);
 int model_set_trainable(Model *m, Param *p, int trainable, OwError *err);
 /* Zeroes every existing gradient. */
 void model_zero_grads(Model *m);
+/* A gradient whose home is host memory (Param.g_host) made zero once every queued update
+ * has stopped reading it; the next backward writes the pool's view afresh (g_fresh). */
+void model_zero_grad_host(Model *m, Param *p);
 /* Whether p's gradient is the compact embedding gradient (EmbedRows). */
 int model_grad_is_compact(const Model *m, const Param *p);
 /* p's gradient as a dense F32 host array of p's shape (the compact embedding

@@ -442,8 +442,7 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
     if (!p->trainable || s->absorbed) return 0;
     OW_CHECK(s->resident);
     if (p->g_fresh && p->g_host) { /* no backward this step: a zero gradient at its home */
-        be->sync(be); /* the previous step's update may still be reading it */
-        memset(p->g_host, 0, (size_t)tensor_numel(&p->g) * sizeof(float));
+        model_zero_grad_host(o->model, p);
         p->g_fresh = 0;
         s->absorbed = 1;
         return 0;
@@ -452,10 +451,7 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
         be->fill(be, &p->g, 0.0f);
         p->g_fresh = 0;
     }
-    /* a gradient in the activation pool is read by the head_done hook, before the pool is reused */
-    OW_CHECKF(!p->g_host || (o->last_micro && !o->stepping),
-              "%s: its gradient lives in the activation pool and must be absorbed in the head_done hook of its "
-              "backward (one micro-batch per step)", p->name);
+    OW_CHECKF(!p->g_host || o->last_micro, "%s: its gradient in the activation pool does not accumulate", p->name);
     int projected_accum = o->accumulate_projected && s->galore;
     /* full-rank gradients are complete only after the last micro-batch */
     if (!projected_accum && !o->last_micro) return 0;
@@ -583,13 +579,15 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
     Backend *be = m->be;
     /* anything not absorbed through hooks yet (the step's micro-batches are over) */
     o->last_micro = 1;
-    o->stepping = 1;
-    for (int i = 0; i < m->nparams; i++)
-        if (optimizer_absorb(o, &m->params[i], err) != 0) {
-            o->stepping = 0;
-            return -1;
-        }
-    o->stepping = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        Param *p = &m->params[i];
+        /* a gradient in the activation pool is read by the head_done hook of its backward,
+         * before the pool is reused: here it is absorbed already, or there was no backward */
+        OW_CHECKF(!p->g_host || !p->trainable || o->st[i].absorbed || p->g_fresh,
+                  "%s: its gradient lives in the activation pool and must be absorbed in the head_done hook",
+                  p->name);
+        if (optimizer_absorb(o, p, err) != 0) return -1;
+    }
     double norm = sqrt(be->norm_take(be));
     *grad_norm = norm;
     double coef = 1.0;

@@ -106,7 +106,6 @@ typedef struct Optimizer {
     int share_grads;
     Tensor shared_g[BW_COUNT]; /* by share group: BW_Q for the attention linears, else the kind */
     int micro, last_micro;    /* position within the step's micro-batches */
-    int stepping;             /* inside optimizer_step (its absorption of what hooks left) */
 } Optimizer;
 
 int optim_kind_parse(const char *name, OptimizerKind *out, OwError *err);
