@@ -1,6 +1,9 @@
 /* projector_bench.c: time of a GaLore projector refresh for one decoder block
  * (its 7 linear weights) of a preset's shape, on the CUDA backend, as the
  * trainer runs it (galore_projector, randomized range finder or exact SVD).
+ * The first block is timed on its own (a cold start: first use of each kernel
+ * in the process; --profile-cold times it op by op; --warm-up runs the
+ * trainer's warm-up, galore_warm_up, before it).
  *
  * Each matrix G [m, n] is a gradient-like product G = A^T B of two
  * [--tokens, m] and [--tokens, n] normal matrices (a sum of outer products,
@@ -177,7 +180,7 @@ out:
 }
 
 static int run(Backend *be, const ModelConfig *mc, int rank, ProjectorKind kind, int oversample, int iters,
-               int64_t tokens, int reps, OwError *err) {
+               int64_t tokens, int reps, int profile_cold, int warm_up, OwError *err) {
     int64_t C = mc->hidden_size, F = mc->intermediate_size, D = mc->head_dim;
     const Mat mats[7] = {{"q", mc->num_heads * D, C},  {"k", mc->num_kv_heads * D, C}, {"v", mc->num_kv_heads * D, C},
                          {"o", C, mc->num_heads * D},  {"gate", F, C},                 {"up", F, C},
@@ -199,7 +202,29 @@ static int run(Backend *be, const ModelConfig *mc, int rank, ProjectorKind kind,
         }
     }
     double secs[7], *block = malloc((size_t)reps * sizeof(double)), *per = malloc((size_t)reps * 7 * sizeof(double));
-    if (refresh_block(be, G, P, mats, rank, kind, oversample, iters, 1, secs, err) != 0) goto freeb; /* warm-up */
+    /* the first (cold) block: first use of each kernel and solver in the process, as a run's first step,
+     * unless --warm-up ran the trainer's warm-up first */
+    if (warm_up) {
+        OptimConfig oc = {.kind = OPT_GALORE_ADAMW, .rank = rank, .projector = kind, .rf_oversample = oversample,
+                          .rf_iters = iters};
+        double t0 = ow_now();
+        if (galore_warm_up(be, &oc, err) != 0) goto freeb;
+        printf("{\"bench\": \"projector_warm_up\", \"s\": %.4f}\n", ow_now() - t0);
+    }
+    if (profile_cold) backend_profile_enable(be);
+    if (refresh_block(be, G, P, mats, rank, kind, oversample, iters, 1, secs, err) != 0) goto freeb;
+    double cold = 0;
+    for (int i = 0; i < 7; i++) cold += secs[i];
+    printf("{\"bench\": \"projector_cold\", \"profiled\": %s, \"block_s\": %.4f", profile_cold ? "true" : "false",
+           cold);
+    for (int i = 0; i < 7; i++) printf(", \"%s_ms\": %.3f", mats[i].name, 1e3 * secs[i]);
+    printf("}\n");
+    fflush(stdout);
+    if (profile_cold) {
+        fprintf(stderr, "profile of the first (cold) block refresh (each op synchronised):\n");
+        backend_profile_report(be, stderr);
+        backend_profile_disable(be);
+    }
     for (int r = 0; r < reps; r++) {
         if (refresh_block(be, G, P, mats, rank, kind, oversample, iters, 100 + 10 * (uint64_t)r, secs, err) != 0)
             goto freeb;
@@ -233,11 +258,11 @@ done:
 }
 #endif
 
-#define NSPECS 9
+#define NSPECS 11
 
 int main(int argc, char **argv) {
     int64_t rank = 256, oversample = 8, iters = 2, tokens = 2048, reps = 5, device = 0;
-    int solvers = 0;
+    int solvers = 0, profile_cold = 0, warm_up = 0;
     const char *shape = "llama2-7b", *projector = "randomized";
     const ArgSpec specs[NSPECS] = {
         {"shape", ARG_STR, &shape, "PRESET", "model preset whose block shapes are used", NULL},
@@ -249,6 +274,8 @@ int main(int argc, char **argv) {
         {"reps", ARG_INT, &reps, "N", "timed blocks (the median is printed)", NULL},
         {"device", ARG_INT, &device, "N", "CUDA device", NULL},
         {"solvers", ARG_BOOL, &solvers, NULL, "also time the small eigensolvers at n = rank + oversample", NULL},
+        {"profile-cold", ARG_BOOL, &profile_cold, NULL, "time the first (cold) block op by op (stderr)", NULL},
+        {"warm-up", ARG_BOOL, &warm_up, NULL, "run the trainer's projector warm-up before the first block", NULL},
     };
     ArgsResult res;
     OwError err;
@@ -291,7 +318,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "projector_bench: %s\n", err.msg);
         return 1;
     }
-    int rc = run(be, &mc, (int)rank, kind, (int)oversample, (int)iters, tokens, (int)reps, &err);
+    int rc = run(be, &mc, (int)rank, kind, (int)oversample, (int)iters, tokens, (int)reps, profile_cold, warm_up, &err);
     if (rc != 0) fprintf(stderr, "projector_bench: %s\n", err.msg);
     be->destroy(be);
     return rc ? 1 : 0;

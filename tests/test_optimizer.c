@@ -563,3 +563,23 @@ Test(optimizer, compact_embedding_gradient_and_host_moments_are_bit_exact) {
     }
     free(ref);
 }
+
+/* The trainer's projector warm-up runs the randomized path on scratch memory
+ * it gives back, and a cap too small for it is a clean error. */
+Test(optimizer, projector_warm_up_releases_its_scratch) {
+    OwError err;
+    Backend *be = backend_create_cpu(1, 0, &err);
+    OptimConfig oc = {.kind = OPT_GALORE_ADAMW, .rank = 6, .projector = PROJ_RANDOMIZED, .rf_oversample = 4,
+                      .rf_iters = 2};
+    cr_assert_eq(galore_warm_up(be, &oc, &err), 0, "%s", err.msg);
+    cr_assert_eq(be->mem.current_total, 0, "the warm-up keeps no memory");
+    /* a [20, 20] matrix, its [6, 20] projector and the range finder's sketches */
+    cr_assert_geq(be->mem.peak[MEM_WORKSPACE], (20 * 20 + 6 * 20 + 3 * 20 * 10) * sizeof(float),
+                  "the warm-up ran the randomized path (workspace peak %zu)", be->mem.peak[MEM_WORKSPACE]);
+    be->destroy(be);
+    be = backend_create_cpu(1, 1024, &err);
+    cr_assert_eq(galore_warm_up(be, &oc, &err), -1, "a 1 KiB cap cannot hold the warm-up");
+    cr_assert(strstr(err.msg, "projector workspace") != NULL, "the error names the allocation: %s", err.msg);
+    cr_assert_eq(be->mem.current_total, 0, "nothing is left allocated after the failure");
+    be->destroy(be);
+}

@@ -423,6 +423,26 @@ done:
     return rc;
 }
 
+int galore_warm_up(Backend *be, const OptimConfig *cfg, OwError *err) {
+    /* A [2k, 2k] normal matrix (k = rank + oversample) takes the randomized path
+     * (k < 2k), touching every kernel and solver a refresh uses, at the solvers'
+     * real size k; its workspaces are a few MiB, inside the plan's budget. */
+    int64_t s = 2 * ((int64_t)cfg->rank + (cfg->rf_oversample > 0 ? cfg->rf_oversample : 0));
+    Tensor G = {0}, P = {0};
+    int rc = -1;
+    if (alloc_ws(be, &G, tensor_2d(OW_F32, s, s), err) || alloc_ws(be, &P, tensor_2d(OW_F32, cfg->rank, s), err))
+        goto done;
+    be->fill_normal(be, &G, 0x5EEDull, 1.0f);
+    if (galore_projector(be, &P, &G, cfg->rank, 1, cfg->projector, cfg->rf_oversample, cfg->rf_iters, 1, err) != 0)
+        goto done;
+    be->sync(be);
+    rc = 0;
+done:
+    be->release(be, &G, MEM_WORKSPACE);
+    be->release(be, &P, MEM_WORKSPACE);
+    return rc;
+}
+
 /* ---- per-step work ---- */
 
 void optimizer_begin_micro(Optimizer *o, int micro, int last) {

@@ -166,4 +166,10 @@ int optimizer_state_restore(Optimizer *o, Param *p, OptStateHome home, int64_t s
 int galore_projector(Backend *be, Tensor *P, const Tensor *G, int rank, int right, ProjectorKind kind, int oversample,
                      int iters, uint64_t seed, OwError *err);
 
+/* Runs one projector computation of cfg's kind on a small random matrix and
+ * waits for it. On a GPU the first use of each kernel and solver in a process
+ * costs 0.1-0.6 s (module loading, solver set-up); the trainer pays it here, at
+ * setup, instead of inside the first step's refreshes. */
+int galore_warm_up(Backend *be, const OptimConfig *cfg, OwError *err);
+
 #endif

@@ -345,6 +345,11 @@ static int setup(Trainer *t, OwError *err) {
     if (!c->freeze_embeddings && optimizer_activate(&t->opt, m->embed, err) != 0) return -1;
     if (optimizer_activate(&t->opt, m->final_norm, err) != 0) return -1;
     if (m->lm_head != m->embed && optimizer_activate(&t->opt, m->lm_head, err) != 0) return -1;
+    if (gpu && oc.kind == OPT_GALORE_ADAMW) {
+        double t0 = ow_now();
+        if (galore_warm_up(t->be, &oc, err) != 0) return ow_fail_prefix(err, "projector warm-up");
+        OW_INFO("projector warm-up (first use of the GPU solvers): %.2f s", ow_now() - t0);
+    }
     /* schedule and step count */
     int64_t per_step = c->batch_size * c->grad_accum;
     t->total_steps = c->steps > 0 ? c->steps : (int64_t)ceil(c->epochs * (double)t->batcher.ntrain / (double)per_step);
