@@ -109,15 +109,17 @@ Test(memplan, activation_offload_is_bit_exact) {
 
 Test(memplan, a_run_over_the_cap_stops_before_training) {
     char *dir = ts_tmpdir();
-    char cmd[4096], *out;
+    char cmd[8192], *out, run[1024];
     char *model = ts_fixture_path("trajectory/model");
+    snprintf(run, sizeof run, "%s/run", dir);
     snprintf(cmd, sizeof cmd, "%s train --model %s --data synthetic --steps 2 --out %s --device cpu --method galore --rank 8 "
-             "--batch-size 64 --block-size 64 --gpu-mem 1MiB", ts_owlore_binary(), model, dir);
+             "--batch-size 64 --block-size 64 --gpu-mem 1MiB", ts_owlore_binary(), model, run);
     int rc = ts_run(cmd, &out);
     cr_assert_eq(rc, 1, "%s", out);
     cr_assert(strstr(out, "but the cap (--gpu-mem) is 1.0 MiB") && strstr(out, "plan: weights") && strstr(out, "hint:"),
               "%s", out);
     cr_assert(strstr(out, "step 1/") == NULL, "%s", out);
+    cr_assert(!ow_is_dir(run), "the refused run left its output directory %s behind", run);
     free(out);
     snprintf(cmd, sizeof cmd, "%s plan --model llama2-7b --gpu-mem 24GiB --projector randomized", ts_owlore_binary());
     cr_assert_eq(ts_run(cmd, &out), 0, "%s", out);

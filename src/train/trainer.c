@@ -50,6 +50,7 @@ typedef struct Trainer {
     int from_ckpt;       /* setup restored a checkpoint */
     double t_start;      /* ow_now() at step 0 of the run, counting earlier sessions' time */
     double step_lr;      /* the learning rate of the step in progress */
+    int made_out;        /* setup created the output directory (a failed run that wrote nothing removes it) */
 } Trainer;
 
 Backend *train_create_backend(const char *device, size_t gpu_mem, int64_t threads, OwError *err) {
@@ -238,6 +239,7 @@ static int open_metrics(Trainer *t, OwError *err) {
 
 static int setup(Trainer *t, OwError *err) {
     TrainConfig *c = &t->cfg;
+    t->made_out = !ow_is_dir(c->out);
     if (ow_mkdir_p(c->out, err) != 0) return -1;
     if (choose_start(t, err) != 0) return -1;
     t->be = train_create_backend(c->device, c->gpu_mem, c->threads, err);
@@ -667,5 +669,7 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
     rc = 0;
 done:
     teardown(&t);
+    /* no partial output: a run refused at setup (e.g. over the --gpu-mem cap) leaves no empty directory */
+    if (rc != 0 && t.made_out) (void)rmdir(t.cfg.out);
     return rc;
 }
