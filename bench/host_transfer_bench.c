@@ -1,12 +1,15 @@
 /* host_transfer_bench.c: how fast a block's optimizer state parks in host
  * memory (device -> host into a fresh malloc'd buffer, as the optimizer did,
  * against one whose pages all cores touched first, as ow_try_malloc_touched
- * does now), the copy back, and page-locked memory for comparison. Prints one
+ * does now), the copy back, page-locked memory for comparison, and the
+ * backend's own download / upload (staged through page-locked chunks). Prints one
  * line per measurement; --mib sets the size (default 1600: the AdamW state of
  * one LLaMA-2-7B block in fp32). Needs a build with the CUDA backend and a
  * device; otherwise it says so and exits 1. */
+#include "backend/backend.h"
 #include "core/args.h"
 #include "core/error.h"
+#include "core/tensor.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,8 +84,32 @@ int main(int argc, char **argv) {
         line("device->host, page-locked", now() - tm, n);
         cudaFreeHost(h);
     }
-    printf("{\"bench\": \"host_transfer\", \"threads\": %d}\n", omp_get_max_threads());
     cudaFree(d);
+    /* the backend's own copies (what the optimizer calls): staged through page-locked chunks */
+    Backend *be = backend_create_cuda(0, 0, &err);
+    if (!be) {
+        fprintf(stderr, "host_transfer_bench: %s\n", err.msg);
+        return 1;
+    }
+    Tensor t = tensor_1d(OW_F32, (int64_t)(n / 4));
+    char *h = ow_try_malloc_touched(n, "bench", &err);
+    if (!h || be->alloc(be, &t, MEM_OTHER, "bench", &err) != 0) {
+        fprintf(stderr, "host_transfer_bench: %s\n", err.msg);
+        return 1;
+    }
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = now();
+        be->download(be, h, OW_F32, &t);
+        line("backend download into touched pageable", now() - t0, n);
+        t0 = now();
+        be->upload(be, &t, h, OW_F32);
+        be->sync(be);
+        line("backend upload from pageable", now() - t0, n);
+    }
+    be->release(be, &t, MEM_OTHER);
+    be->destroy(be);
+    free(h);
+    printf("{\"bench\": \"host_transfer\", \"threads\": %d}\n", omp_get_max_threads());
     return 0;
 }
 #else

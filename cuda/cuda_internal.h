@@ -130,6 +130,9 @@ typedef struct GemmCacheEntry {
 #define CUDA_SIDE_TICKET 0x40000000 /* side tickets have this bit; copy tickets are below it */
 #define HS_SLOTS 3                           /* staging slots of host-resident optimizer state */
 #define HS_CHUNK_BYTES ((size_t)8 << 20)     /* bytes of m (and of v) per staged chunk */
+#define PIN_SLOTS 2                          /* page-locked staging of large pageable copies (cuda_backend.cu) */
+#define PIN_CHUNK_BYTES ((size_t)16 << 20)
+#define PIN_MIN_BYTES (2 * PIN_CHUNK_BYTES)  /* same-type copies of at least this many bytes are staged */
 
 typedef struct CudaImpl {
     int device;
@@ -146,6 +149,9 @@ typedef struct CudaImpl {
     cudaEvent_t hs_loaded[HS_SLOTS], hs_computed[HS_SLOTS], hs_free[HS_SLOTS];
     cudaEvent_t hs_start, hs_done;              /* a host-state op's loads may start; the last op is over */
     float *hs_stage;                            /* HS_SLOTS x (m, v) x HS_CHUNK_BYTES, from host_state_reserve */
+    char *pin_stage;                            /* PIN_SLOTS x PIN_CHUNK_BYTES page-locked, made at the first use */
+    cudaEvent_t pin_done[PIN_SLOTS];            /* the last copy between a slot and the device */
+    int pin_failed;                             /* page-locked staging could not be had: the driver's path */
     cublasLtHandle_t lt;
     cublasHandle_t blas;
     cusolverDnHandle_t solver;

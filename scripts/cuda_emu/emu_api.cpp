@@ -190,4 +190,5 @@ int cudaPointerGetAttributes(cudaPointerAttributes *a, const void *p) {
 int cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { *e = (void *)1; return 0; }
 int cudaEventDestroy(cudaEvent_t) { return 0; }
 int cudaEventRecord(cudaEvent_t, cudaStream_t) { return 0; }
+int cudaEventSynchronize(cudaEvent_t) { return 0; }
 int cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return 0; }

@@ -98,6 +98,16 @@ void *ow_try_malloc_touched(size_t n, const char *what, OwError *err) {
     return p;
 }
 
+void ow_parallel_memcpy(void *dst, const void *src, size_t n) {
+    const size_t chunk = (size_t)1 << 20;
+    const long nchunks = (long)((n + chunk - 1) / chunk);
+#pragma omp parallel for schedule(static) if (nchunks > 4)
+    for (long i = 0; i < nchunks; i++) {
+        size_t off = (size_t)i * chunk, len = n - off < chunk ? n - off : chunk;
+        memcpy((char *)dst + off, (const char *)src + off, len);
+    }
+}
+
 void *ow_try_malloc(size_t n, const char *what, OwError *err) {
     void *p = malloc(n ? n : 1);
     if (!p)

@@ -225,6 +225,44 @@ Test(cuda_ops, arena_cap_is_a_clean_error) {
     be->destroy(be);
 }
 
+/* Large same-type copies to and from pageable memory (parked optimizer state)
+ * go through two page-locked chunks (cuda_backend.cu). Two uploads back to back
+ * (the second refills the chunks while the first may still be on the bus), and
+ * downloads into pageable and page-locked memory, are exact; so is a size that
+ * is not a multiple of the chunk. */
+Test(cuda_ops, large_pageable_copies_are_exact) {
+    size_t n = ((size_t)300 << 20) / 4 + 12345; /* 300 MiB and a bit: above the staging threshold, 10 chunks */
+    uint32_t *x = malloc(n * 4), *y = malloc(n * 4), *back = malloc(n * 4);
+    cr_assert(x && y && back);
+    for (size_t i = 0; i < n; i++) {
+        x[i] = (uint32_t)(i * 2654435761u);
+        y[i] = (uint32_t)(~i * 40503u + 7u);
+    }
+    int64_t sh[1] = {(int64_t)n};
+    Tensor a = mk(g_gpu, OW_F32, 1, sh, NULL), b = mk(g_gpu, OW_F32, 1, sh, NULL);
+    g_gpu->upload(g_gpu, &a, x, OW_F32);
+    for (size_t i = 0; i < n; i++) x[i] = ~x[i]; /* the source is free once upload returns */
+    g_gpu->upload(g_gpu, &b, y, OW_F32);
+    g_gpu->download(g_gpu, back, OW_F32, &a);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += back[i] != ~x[i];
+    cr_expect(bad == 0, "the first upload and its download are exact (%zu of %zu words differ)", bad, n);
+    for (size_t i = 0; i < n; i++) x[i] = ~x[i];
+    g_gpu->download(g_gpu, back, OW_F32, &b);
+    cr_expect(memcmp(back, y, n * 4) == 0, "the second upload, right behind the first, is exact");
+    OwError err;
+    uint32_t *pinned = g_gpu->host_alloc(g_gpu, n * 4, &err);
+    cr_assert(pinned != NULL, "%s", err.msg);
+    g_gpu->download(g_gpu, pinned, OW_F32, &a);
+    cr_expect(memcmp(pinned, x, n * 4) == 0, "a download into page-locked memory is exact");
+    g_gpu->host_free(g_gpu, pinned);
+    g_gpu->release(g_gpu, &a, MEM_OTHER);
+    g_gpu->release(g_gpu, &b, MEM_OTHER);
+    free(x);
+    free(y);
+    free(back);
+}
+
 Test(cuda_ops, upload_download_copy_fill) {
     size_t n = 1000;
     float *x = randn(1, n, 3.0f, 0);

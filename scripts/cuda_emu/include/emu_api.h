@@ -31,6 +31,7 @@ int cudaFreeHost(void *p);
 int cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
 int cudaEventDestroy(cudaEvent_t e);
 int cudaEventRecord(cudaEvent_t e, cudaStream_t s);
+int cudaEventSynchronize(cudaEvent_t e);
 int cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags);
 enum cudaMemoryType { cudaMemoryTypeUnregistered = 0, cudaMemoryTypeHost = 1, cudaMemoryTypeDevice = 2 };
 struct cudaPointerAttributes { cudaMemoryType type; int device; void *devicePointer, *hostPointer; };
