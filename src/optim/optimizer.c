@@ -106,6 +106,27 @@ static void drop_host(Optimizer *o, ParamState *s) {
     free(s->host_v);
     free(s->host_P);
     s->host_m = s->host_v = s->host_P = NULL;
+    s->parked = 0;
+}
+
+/* One host buffer of a park, made when missing (pages touched: the copy into it runs at full speed). */
+static int park_buffer(Optimizer *o, ParamState *s, float **buf, size_t bytes, const char *what, OwError *err) {
+    if (*buf || bytes == 0) return 0;
+    if (memstats_add(&o->host, MEM_OPTIM, bytes, what, "host", err) != 0) return -1;
+    *buf = ow_try_malloc_touched(bytes, what, err);
+    if (!*buf) {
+        memstats_sub(&o->host, MEM_OPTIM, bytes);
+        return -1;
+    }
+    s->host_bytes += bytes;
+    return 0;
+}
+
+/* The park buffers of s for moments of nb bytes each and a projector of pb (0: none). */
+static int park_buffers(Optimizer *o, ParamState *s, size_t nb, size_t pb, OwError *err) {
+    return park_buffer(o, s, &s->host_m, nb, "parked optimizer state", err) ||
+           park_buffer(o, s, &s->host_v, nb, "parked optimizer state", err) ||
+           park_buffer(o, s, &s->host_P, pb, "parked projector", err);
 }
 
 /* Frees the active state (device tensors, or the host-resident moments). */
@@ -252,10 +273,10 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
         }
     }
     s->resident = 1;
-    if (s->host_m) {
+    if (s->parked) { /* the buffers stay for the next park */
         moments_from_host(o, s, s->host_m, s->host_v);
-        if (s->host_P) be->upload(be, &s->P, s->host_P, OW_F32);
-        drop_host(o, s);
+        if (s->galore && s->has_P) be->upload(be, &s->P, s->host_P, OW_F32);
+        s->parked = 0;
     }
     return 0;
 }
@@ -267,21 +288,10 @@ int optimizer_deactivate(Optimizer *o, Param *p, OwError *err) {
     if (s->resident && o->cfg.inactive == INACTIVE_KEEP && s->step > 0) {
         size_t nb = tensor_nbytes(&s->m);
         size_t pb = s->galore && s->has_P ? tensor_nbytes(&s->P) : 0;
-        if (memstats_add(&o->host, MEM_OPTIM, nb * 2 + pb, "parked optimizer state", "host", err) != 0) return -1;
-        s->host_m = ow_try_malloc_touched(nb, "parked optimizer state", err);
-        s->host_v = ow_try_malloc_touched(nb, "parked optimizer state", err);
-        s->host_P = pb ? ow_try_malloc_touched(pb, "parked projector", err) : NULL;
-        if (!s->host_m || !s->host_v || (pb && !s->host_P)) {
-            memstats_sub(&o->host, MEM_OPTIM, nb * 2 + pb);
-            free(s->host_m);
-            free(s->host_v);
-            free(s->host_P);
-            s->host_m = s->host_v = s->host_P = NULL;
-            return -1;
-        }
-        s->host_bytes = nb * 2 + pb;
+        if (park_buffers(o, s, nb, pb, err) != 0) return -1;
         moments_to_host(o, s, s->host_m, s->host_v);
         if (pb) be->download(be, s->host_P, OW_F32, &s->P);
+        s->parked = 1;
     } else if (o->cfg.inactive == INACTIVE_RESET) {
         s->step = 0;
         s->has_P = 0;
@@ -296,7 +306,7 @@ int optimizer_deactivate(Optimizer *o, Param *p, OwError *err) {
 OptStateHome optimizer_state_home(const Optimizer *o, const Param *p) {
     const ParamState *s = &o->st[p - o->model->params];
     if (s->resident) return OPT_STATE_DEVICE;
-    return s->host_m ? OPT_STATE_HOST : OPT_STATE_NONE;
+    return s->parked ? OPT_STATE_HOST : OPT_STATE_NONE;
 }
 
 void optimizer_state_shapes(const Optimizer *o, const Param *p, Tensor *mv, Tensor *P) {
@@ -314,13 +324,10 @@ void optimizer_state_read(Optimizer *o, const Param *p, float *m, float *v, floa
         if (pb) be->download(be, P, OW_F32, &s->P);
         return;
     }
-    OW_CHECK(s->host_m != NULL);
+    OW_CHECK(s->parked);
     memcpy(m, s->host_m, nb);
     memcpy(v, s->host_v, nb);
-    if (pb) {
-        OW_CHECK(s->host_P != NULL);
-        memcpy(P, s->host_P, pb);
-    }
+    if (pb) memcpy(P, s->host_P, pb);
 }
 
 int optimizer_state_restore(Optimizer *o, Param *p, OptStateHome home, int64_t step, int64_t refreshes, int has_P,
@@ -346,19 +353,11 @@ int optimizer_state_restore(Optimizer *o, Param *p, OptStateHome home, int64_t s
     if (p->trainable || s->resident || o->cfg.inactive != INACTIVE_KEEP)
         return ow_fail(err, "%s: the checkpoint has parked optimizer state, but the tensor is trainable or the "
                        "inactive-state policy is reset (the checkpoint does not match the run)", p->name);
-    drop_host(o, s);
-    if (memstats_add(&o->host, MEM_OPTIM, nb * 2 + pb, "parked optimizer state", "host", err) != 0) return -1;
-    s->host_m = ow_try_malloc(nb, "parked optimizer state", err);
-    s->host_v = ow_try_malloc(nb, "parked optimizer state", err);
-    s->host_P = pb ? ow_try_malloc(pb, "parked projector", err) : NULL;
-    s->host_bytes = nb * 2 + pb;
-    if (!s->host_m || !s->host_v || (pb && !s->host_P)) {
-        drop_host(o, s);
-        return -1;
-    }
+    if (park_buffers(o, s, nb, pb, err) != 0) return -1;
     memcpy(s->host_m, m, nb);
     memcpy(s->host_v, v, nb);
     if (pb) memcpy(s->host_P, P, pb);
+    s->parked = 1;
     return 0;
 }
 

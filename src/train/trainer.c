@@ -573,9 +573,10 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
     int64_t tok_per_step = c->batch_size * c->block_size * c->grad_accum;
     int sig = 0;
     for (int64_t step = start; step < t.total_steps; step++) {
-        double t0 = ow_now();
+        double t0 = ow_now(), resample_s = 0;
         if (step % c->interval == 0 && (t.sampling || step == 0)) {
             if (resample(&t, err) != 0) goto done;
+            resample_s = ow_now() - t0; /* parking and restoring optimizer state */
         }
         double loss, gnorm;
         t.opt.stats.refreshes = 0;
@@ -615,6 +616,7 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         cJSON_AddNumberToObject(o, "host_optimizer_bytes", (double)t.opt.host.current_total);
         cJSON_AddNumberToObject(o, "projector_refreshes", t.opt.stats.refreshes);
         cJSON_AddNumberToObject(o, "projector_seconds", t.opt.stats.refresh_seconds);
+        cJSON_AddNumberToObject(o, "resample_seconds", resample_s);
         write_metric(&t, o);
         if ((step + 1) % c->log_every == 0 || step + 1 == t.total_steps) {
             char mem[32], eta[32];
