@@ -600,3 +600,23 @@ Test(optimizer, projector_warm_up_releases_its_scratch) {
     cr_assert_eq(be->mem.current_total, 0, "nothing is left allocated after the failure");
     be->destroy(be);
 }
+
+/* The host helpers of parking: a many-threaded copy (sizes that are not a
+ * multiple of its pieces, and below the one-thread limit) and zeroed buffers. */
+Test(optimizer, parking_host_helpers) {
+    OwError err;
+    size_t sizes[3] = {((size_t)37 << 20) + 3, 1000, 0};
+    for (int k = 0; k < 3; k++) {
+        size_t n = sizes[k];
+        unsigned char *a = ow_try_malloc_touched(n, "test", &err), *b = malloc(n + 1);
+        cr_assert(a && b, "%s", err.msg);
+        size_t nonzero = 0;
+        for (size_t i = 0; i < n; i++) nonzero += a[i] != 0;
+        cr_assert_eq(nonzero, 0, "a touched buffer is zeroed");
+        for (size_t i = 0; i < n; i++) a[i] = (unsigned char)(i * 131u + (i >> 20));
+        ow_parallel_memcpy(b, a, n);
+        cr_assert(memcmp(a, b, n) == 0, "%zu bytes copied exactly", n);
+        free(a);
+        free(b);
+    }
+}

@@ -85,27 +85,28 @@ char *ow_xstrdup(const char *s) {
     return d;
 }
 
+/* dst = src (or zeros when src is NULL), n bytes, by all cores in pieces of `piece` bytes
+ * (one thread up to 4 pieces). */
+static void parallel_fill(char *dst, const char *src, size_t n, size_t piece) {
+    const long npieces = (long)((n + piece - 1) / piece);
+#pragma omp parallel for schedule(static) if (npieces > 4)
+    for (long i = 0; i < npieces; i++) {
+        size_t off = (size_t)i * piece, len = n - off < piece ? n - off : piece;
+        if (src)
+            memcpy(dst + off, src + off, len);
+        else
+            memset(dst + off, 0, len);
+    }
+}
+
 void *ow_try_malloc_touched(size_t n, const char *what, OwError *err) {
     char *p = ow_try_malloc(n, what, err);
-    if (!p) return NULL;
-    const size_t chunk = (size_t)4 << 20;
-    const long nchunks = (long)((n + chunk - 1) / chunk);
-#pragma omp parallel for schedule(static) if (nchunks > 4)
-    for (long i = 0; i < nchunks; i++) {
-        size_t off = (size_t)i * chunk, len = n - off < chunk ? n - off : chunk;
-        memset(p + off, 0, len);
-    }
+    if (p) parallel_fill(p, NULL, n, (size_t)4 << 20);
     return p;
 }
 
 void ow_parallel_memcpy(void *dst, const void *src, size_t n) {
-    const size_t chunk = (size_t)1 << 20;
-    const long nchunks = (long)((n + chunk - 1) / chunk);
-#pragma omp parallel for schedule(static) if (nchunks > 4)
-    for (long i = 0; i < nchunks; i++) {
-        size_t off = (size_t)i * chunk, len = n - off < chunk ? n - off : chunk;
-        memcpy((char *)dst + off, (const char *)src + off, len);
-    }
+    parallel_fill(dst, src, n, (size_t)1 << 20);
 }
 
 void *ow_try_malloc(size_t n, const char *what, OwError *err) {
