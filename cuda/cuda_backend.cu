@@ -109,15 +109,21 @@ static int pin_staging(CudaImpl *ci, const void *host, size_t bytes) {
     return 1;
 }
 
+/* Chunk k of a staged copy: its slot and its length. */
+static char *pin_slot(CudaImpl *ci, size_t k) { return ci->pin_stage + (k % PIN_SLOTS) * PIN_CHUNK_BYTES; }
+static cudaEvent_t pin_event(CudaImpl *ci, size_t k) { return ci->pin_done[k % PIN_SLOTS]; }
+static size_t pin_len(size_t bytes, size_t k) {
+    size_t off = k * PIN_CHUNK_BYTES;
+    return bytes - off < PIN_CHUNK_BYTES ? bytes - off : PIN_CHUNK_BYTES;
+}
+
 static void upload_staged(CudaImpl *ci, void *dst, const void *src, size_t bytes) {
-    for (size_t off = 0, k = 0; off < bytes; off += PIN_CHUNK_BYTES, k++) {
-        size_t len = bytes - off < PIN_CHUNK_BYTES ? bytes - off : PIN_CHUNK_BYTES;
-        int slot = (int)(k % PIN_SLOTS);
-        char *pin = ci->pin_stage + (size_t)slot * PIN_CHUNK_BYTES;
-        CUDA_CHECK(cudaEventSynchronize(ci->pin_done[slot]));
-        ow_parallel_memcpy(pin, (const char *)src + off, len);
-        CUDA_CHECK(cudaMemcpyAsync((char *)dst + off, pin, len, cudaMemcpyHostToDevice, ci->stream));
-        CUDA_CHECK(cudaEventRecord(ci->pin_done[slot], ci->stream));
+    for (size_t k = 0; k * PIN_CHUNK_BYTES < bytes; k++) {
+        size_t off = k * PIN_CHUNK_BYTES, len = pin_len(bytes, k);
+        CUDA_CHECK(cudaEventSynchronize(pin_event(ci, k)));
+        ow_parallel_memcpy(pin_slot(ci, k), (const char *)src + off, len);
+        CUDA_CHECK(cudaMemcpyAsync((char *)dst + off, pin_slot(ci, k), len, cudaMemcpyHostToDevice, ci->stream));
+        CUDA_CHECK(cudaEventRecord(pin_event(ci, k), ci->stream));
     }
 }
 
@@ -125,17 +131,13 @@ static void download_staged(CudaImpl *ci, void *dst, const void *src, size_t byt
     size_t nchunks = (bytes + PIN_CHUNK_BYTES - 1) / PIN_CHUNK_BYTES;
     for (size_t k = 0; k <= nchunks; k++) {
         if (k < nchunks) { /* chunk k to its slot, behind the host's copy of chunk k - PIN_SLOTS out of it */
-            size_t off = k * PIN_CHUNK_BYTES, len = bytes - off < PIN_CHUNK_BYTES ? bytes - off : PIN_CHUNK_BYTES;
-            int slot = (int)(k % PIN_SLOTS);
-            CUDA_CHECK(cudaMemcpyAsync(ci->pin_stage + (size_t)slot * PIN_CHUNK_BYTES, (const char *)src + off, len,
+            CUDA_CHECK(cudaMemcpyAsync(pin_slot(ci, k), (const char *)src + k * PIN_CHUNK_BYTES, pin_len(bytes, k),
                                        cudaMemcpyDeviceToHost, ci->stream));
-            CUDA_CHECK(cudaEventRecord(ci->pin_done[slot], ci->stream));
+            CUDA_CHECK(cudaEventRecord(pin_event(ci, k), ci->stream));
         }
         if (k >= 1) { /* chunk k - 1 out of its slot while chunk k is on the bus */
-            size_t j = k - 1, off = j * PIN_CHUNK_BYTES, len = bytes - off < PIN_CHUNK_BYTES ? bytes - off : PIN_CHUNK_BYTES;
-            int slot = (int)(j % PIN_SLOTS);
-            CUDA_CHECK(cudaEventSynchronize(ci->pin_done[slot]));
-            ow_parallel_memcpy((char *)dst + off, ci->pin_stage + (size_t)slot * PIN_CHUNK_BYTES, len);
+            CUDA_CHECK(cudaEventSynchronize(pin_event(ci, k - 1)));
+            ow_parallel_memcpy((char *)dst + (k - 1) * PIN_CHUNK_BYTES, pin_slot(ci, k - 1), pin_len(bytes, k - 1));
         }
     }
 }
@@ -144,13 +146,11 @@ static void cuda_upload(Backend *be, Tensor *dst, const void *src, DType src_dty
     CudaImpl *ci = cuda_impl(be);
     size_t n = (size_t)tensor_numel(dst);
     if (n == 0) return;
-    if (src_dtype == dst->dtype && pin_staging(ci, src, tensor_nbytes(dst))) {
-        upload_staged(ci, dst->data, src, tensor_nbytes(dst));
-        return;
-    }
     if (src_dtype == dst->dtype) {
-        /* from pageable memory this returns once src has been staged */
-        CUDA_CHECK(cudaMemcpyAsync(dst->data, src, tensor_nbytes(dst), cudaMemcpyHostToDevice, ci->stream));
+        if (pin_staging(ci, src, tensor_nbytes(dst)))
+            upload_staged(ci, dst->data, src, tensor_nbytes(dst));
+        else /* from pageable memory this returns once src has been staged */
+            CUDA_CHECK(cudaMemcpyAsync(dst->data, src, tensor_nbytes(dst), cudaMemcpyHostToDevice, ci->stream));
         return;
     }
     OW_CHECKF(dtype_is_float(src_dtype) && dtype_is_float(dst->dtype), "upload from %s to %s", dtype_name(src_dtype),
@@ -174,11 +174,11 @@ static void cuda_download(Backend *be, void *dst, DType dst_dtype, const Tensor 
     if (n == 0) return;
     /* a side-stream update may still be writing src (a parameter): downloads are rare, wait for it */
     CUDA_CHECK(cudaStreamSynchronize(ci->opt_stream));
-    if (dst_dtype == src->dtype && pin_staging(ci, dst, tensor_nbytes(src))) {
-        download_staged(ci, dst, src->data, tensor_nbytes(src));
-        return;
-    }
     if (dst_dtype == src->dtype) {
+        if (pin_staging(ci, dst, tensor_nbytes(src))) {
+            download_staged(ci, dst, src->data, tensor_nbytes(src));
+            return;
+        }
         CUDA_CHECK(cudaMemcpyAsync(dst, src->data, tensor_nbytes(src), cudaMemcpyDeviceToHost, ci->stream));
         CUDA_CHECK(cudaStreamSynchronize(ci->stream));
         return;
