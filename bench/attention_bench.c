@@ -31,20 +31,24 @@ typedef struct BenchShape {
 } BenchShape;
 
 static const BenchShape SHAPES[] = {
-    {"llama2_7b_t512", 16, 512, 32, 32, 128},  {"llama2_7b_t2048", 4, 2048, 32, 32, 128},
-    {"llama2_7b_t4096", 2, 4096, 32, 32, 128}, {"llama3_8b_gqa_t512", 16, 512, 32, 8, 128},
-    {"llama3_8b_gqa_t2048", 4, 2048, 32, 8, 128}, {"llama3_8b_gqa_t4096", 2, 4096, 32, 8, 128},
-    {"d64_t512", 16, 512, 32, 32, 64},         {"d64_gqa_t2048", 4, 2048, 32, 8, 64},
+    {"llama2_7b_t512", 16, 512, 32, 32, 128},
+    {"llama2_7b_t2048", 4, 2048, 32, 32, 128},
+    {"llama2_7b_t4096", 2, 4096, 32, 32, 128},
+    {"llama3_8b_gqa_t512", 16, 512, 32, 8, 128},
+    {"llama3_8b_gqa_t2048", 4, 2048, 32, 8, 128},
+    {"llama3_8b_gqa_t4096", 2, 4096, 32, 8, 128},
+    {"d64_t512", 16, 512, 32, 32, 64},
+    {"d64_gqa_t2048", 4, 2048, 32, 8, 64},
 };
 #define NSHAPES ((int)(sizeof SHAPES / sizeof SHAPES[0]))
 
-#define CHECK_CUDA(call)                                                                                   \
-    do {                                                                                                   \
-        cudaError_t e_ = (call);                                                                           \
-        if (e_ != cudaSuccess) {                                                                           \
-            fprintf(stderr, "attention_bench: %s: %s\n", #call, cudaGetErrorString(e_));                  \
-            return -1;                                                                                     \
-        }                                                                                                  \
+#define CHECK_CUDA(call)                                                                 \
+    do {                                                                                 \
+        cudaError_t e_ = (call);                                                         \
+        if (e_ != cudaSuccess) {                                                         \
+            fprintf(stderr, "attention_bench: %s: %s\n", #call, cudaGetErrorString(e_)); \
+            return -1;                                                                   \
+        }                                                                                \
     } while (0)
 
 enum { T_Q, T_K, T_V, T_OUT, T_LSE, T_DOUT, T_DQ, T_DK, T_DV, T_COUNT };

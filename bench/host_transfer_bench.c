@@ -41,7 +41,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (res.help) {
-        args_print_help(stdout, "host_transfer_bench [--mib N]", "host <-> device copies of parked optimizer state", specs, 1);
+        args_print_help(stdout, "host_transfer_bench [--mib N]", "host <-> device copies of parked optimizer state",
+                        specs, 1);
         return 0;
     }
     size_t n = (size_t)mib << 20;

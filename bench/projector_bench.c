@@ -84,12 +84,12 @@ static int refresh_block(Backend *be, Tensor *G, Tensor *P, const Mat *mats, int
     return 0;
 }
 
-#define CHECK_SOLVER(call)                                                                                 \
-    do {                                                                                                   \
-        if ((call) != 0) {                                                                                 \
-            fprintf(stderr, "projector_bench: %s failed\n", #call);                                        \
-            goto out;                                                                                      \
-        }                                                                                                  \
+#define CHECK_SOLVER(call)                                          \
+    do {                                                            \
+        if ((call) != 0) {                                          \
+            fprintf(stderr, "projector_bench: %s failed\n", #call); \
+            goto out;                                               \
+        }                                                           \
     } while (0)
 
 /* Median milliseconds of the candidate eigensolvers on an n x n SPD matrix (a Gram matrix). */
@@ -127,8 +127,9 @@ static int bench_solvers(int n, int reps) {
         }
         free(work);
         free(iwork);
-        printf("{\"bench\": \"eigensolver\", \"solver\": \"lapack_dsyevd_host\", \"n\": %d, \"ms\": %.3f, \"info\": %d}\n",
-               n, 1e3 * median(times, reps), info);
+        printf(
+            "{\"bench\": \"eigensolver\", \"solver\": \"lapack_dsyevd_host\", \"n\": %d, \"ms\": %.3f, \"info\": %d}\n",
+            n, 1e3 * median(times, reps), info);
     }
     CHECK_SOLVER(cusolverDnCreate(&s));
     CHECK_SOLVER(cudaMalloc((void **)&dA, nn * 8));
@@ -136,13 +137,15 @@ static int bench_solvers(int n, int reps) {
     CHECK_SOLVER(cudaMalloc((void **)&dW, (size_t)n * 8));
     CHECK_SOLVER(cudaMalloc((void **)&dinfo, sizeof(int)));
     CHECK_SOLVER(cudaMemcpy(dG, h, nn * 8, cudaMemcpyHostToDevice));
-    CHECK_SOLVER(cusolverDnDsyevd_bufferSize(s, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, n, dA, n, dW, &lwork));
+    CHECK_SOLVER(
+        cusolverDnDsyevd_bufferSize(s, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, n, dA, n, dW, &lwork));
     CHECK_SOLVER(cudaMalloc((void **)&dwork, (size_t)(lwork > 0 ? lwork : 1) * 8));
     for (int r = 0; r <= reps; r++) {
         CHECK_SOLVER(cudaMemcpy(dA, dG, nn * 8, cudaMemcpyDeviceToDevice));
         CHECK_SOLVER(cudaDeviceSynchronize());
         double t0 = ow_now();
-        CHECK_SOLVER(cusolverDnDsyevd(s, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, n, dA, n, dW, dwork, lwork, dinfo));
+        CHECK_SOLVER(
+            cusolverDnDsyevd(s, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, n, dA, n, dW, dwork, lwork, dinfo));
         CHECK_SOLVER(cudaDeviceSynchronize());
         if (r) times[r - 1] = ow_now() - t0; /* the first call is a warm-up */
     }
@@ -150,14 +153,16 @@ static int bench_solvers(int n, int reps) {
            1e3 * median(times, reps));
     CHECK_SOLVER(cusolverDnCreateSyevjInfo(&jp));
     CHECK_SOLVER(cusolverDnXsyevjSetTolerance(jp, 1e-14));
-    CHECK_SOLVER(cusolverDnDsyevj_bufferSize(s, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, n, dA, n, dW, &lwork, jp));
+    CHECK_SOLVER(
+        cusolverDnDsyevj_bufferSize(s, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, n, dA, n, dW, &lwork, jp));
     CHECK_SOLVER(cudaFree(dwork));
     CHECK_SOLVER(cudaMalloc((void **)&dwork, (size_t)(lwork > 0 ? lwork : 1) * 8));
     for (int r = 0; r <= reps; r++) {
         CHECK_SOLVER(cudaMemcpy(dA, dG, nn * 8, cudaMemcpyDeviceToDevice));
         CHECK_SOLVER(cudaDeviceSynchronize());
         double t0 = ow_now();
-        CHECK_SOLVER(cusolverDnDsyevj(s, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, n, dA, n, dW, dwork, lwork, dinfo, jp));
+        CHECK_SOLVER(cusolverDnDsyevj(s, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, n, dA, n, dW, dwork, lwork,
+                                      dinfo, jp));
         CHECK_SOLVER(cudaDeviceSynchronize());
         if (r) times[r - 1] = ow_now() - t0;
     }
@@ -182,8 +187,12 @@ out:
 static int run(Backend *be, const ModelConfig *mc, int rank, ProjectorKind kind, int oversample, int iters,
                int64_t tokens, int reps, int profile_cold, int warm_up, OwError *err) {
     int64_t C = mc->hidden_size, F = mc->intermediate_size, D = mc->head_dim;
-    const Mat mats[7] = {{"q", mc->num_heads * D, C},  {"k", mc->num_kv_heads * D, C}, {"v", mc->num_kv_heads * D, C},
-                         {"o", C, mc->num_heads * D},  {"gate", F, C},                 {"up", F, C},
+    const Mat mats[7] = {{"q", mc->num_heads * D, C},
+                         {"k", mc->num_kv_heads * D, C},
+                         {"v", mc->num_kv_heads * D, C},
+                         {"o", C, mc->num_heads * D},
+                         {"gate", F, C},
+                         {"up", F, C},
                          {"down", C, F}};
     Tensor G[7], P[7];
     int made = 0, rc = -1;
@@ -205,8 +214,8 @@ static int run(Backend *be, const ModelConfig *mc, int rank, ProjectorKind kind,
     /* the first (cold) block: first use of each kernel and solver in the process, as a run's first step,
      * unless --warm-up ran the trainer's warm-up first */
     if (warm_up) {
-        OptimConfig oc = {.kind = OPT_GALORE_ADAMW, .rank = rank, .projector = kind, .rf_oversample = oversample,
-                          .rf_iters = iters};
+        OptimConfig oc = {
+            .kind = OPT_GALORE_ADAMW, .rank = rank, .projector = kind, .rf_oversample = oversample, .rf_iters = iters};
         double t0 = ow_now();
         if (galore_warm_up(be, &oc, err) != 0) goto freeb;
         printf("{\"bench\": \"projector_warm_up\", \"s\": %.4f}\n", ow_now() - t0);
@@ -300,7 +309,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (rank < 1 || oversample < 0 || iters < 0 || tokens < 1 || reps < 1) {
-        fprintf(stderr, "projector_bench: --rank, --tokens and --reps must be >= 1, --rf-oversample and --rf-iters >= 0\n");
+        fprintf(stderr,
+                "projector_bench: --rank, --tokens and --reps must be >= 1, --rf-oversample and --rf-iters >= 0\n");
         return 2;
     }
     ModelConfig mc;

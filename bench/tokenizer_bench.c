@@ -32,8 +32,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (res.help) {
-        args_print_help(stdout, "tokenizer_bench [--reps N]", "Encode MB/s per tokenizer and text file, one thread.", specs,
-                        NSPECS);
+        args_print_help(stdout, "tokenizer_bench [--reps N]", "Encode MB/s per tokenizer and text file, one thread.",
+                        specs, NSPECS);
         return 0;
     }
     char dir[] = "/tmp/owlore-bench-XXXXXX";
@@ -95,8 +95,8 @@ int main(int argc, char **argv) {
                 if (d < warm) warm = d;
             }
             if (rc) fprintf(stderr, "tokenizer_bench: %s\n", err.msg);
-            printf("%-12s %-36s %8.2f %9zu %10.1f %10.1f\n", toks[t].name, strrchr(texts[x], '/') + 1, len / 1e6, ids.len,
-                   len / 1e6 / cold, len / 1e6 / warm);
+            printf("%-12s %-36s %8.2f %9zu %10.1f %10.1f\n", toks[t].name, strrchr(texts[x], '/') + 1, len / 1e6,
+                   ids.len, len / 1e6 / cold, len / 1e6 / warm);
             tokenizer_work_free(w);
             idvec_free(&ids);
             free(text);

@@ -250,8 +250,8 @@ __global__ void k_attn_bwd_dkdv_simple(void *dk, void *dv, int kvdt, const void 
 
 template <int D> struct AttnTile {
     static constexpr int LD = D + 8;
-    static constexpr int CH = D / 8;              /* 16-byte chunks per row */
-    static constexpr int TILE = ATT_BK * LD;      /* elements of a 64-row tile */
+    static constexpr int CH = D / 8;                       /* 16-byte chunks per row */
+    static constexpr int TILE = ATT_BK * LD;               /* elements of a 64-row tile */
     static constexpr size_t TILE_BYTES = (size_t)TILE * 2; /* 128 (D + 8): keeps tiles 128-byte aligned */
 };
 
@@ -282,8 +282,7 @@ __device__ __forceinline__ int lm_b_col(int lane) { return ((lane >> 3) & 1) * 8
 /* Asynchronous copy of rows t0 .. t0 + NROWS - 1 of head h ([B, T, H, D] bf16) into
  * dst (row stride LD); rows at or beyond T become zeros. All NT threads call. */
 template <int D, int NROWS, int NT>
-__device__ __forceinline__ void cp_rows_async(uint16_t *dst, const uint16_t *src, int b, int t0, int T, int H,
-                                              int h) {
+__device__ __forceinline__ void cp_rows_async(uint16_t *dst, const uint16_t *src, int b, int t0, int T, int H, int h) {
     typedef AttnTile<D> L;
     constexpr int N = NROWS * L::CH;
 #pragma unroll
@@ -534,7 +533,8 @@ __global__ void __launch_bounds__(128, 2)
                 uint32_t av[4] = {a.x, a.y, a.z, a.w}, dv[4] = {d.x, d.y, d.z, d.w};
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    acc = fmaf(ow_bf16_to_f32((uint16_t)(av[e] & 0xffffu)), ow_bf16_to_f32((uint16_t)(dv[e] & 0xffffu)), acc);
+                    acc = fmaf(ow_bf16_to_f32((uint16_t)(av[e] & 0xffffu)), ow_bf16_to_f32((uint16_t)(dv[e] & 0xffffu)),
+                               acc);
                     acc = fmaf(ow_bf16_to_f32((uint16_t)(av[e] >> 16)), ow_bf16_to_f32((uint16_t)(dv[e] >> 16)), acc);
                 }
             }
@@ -553,7 +553,8 @@ __global__ void __launch_bounds__(128, 2)
     __syncthreads();
     uint32_t qf[D / 16][4];
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) ow_ldmatrix_x4(qf[kk], tiles + 2 * L::TILE + (16 * warp + ar) * LD + 16 * kk + ac);
+    for (int kk = 0; kk < D / 16; kk++)
+        ow_ldmatrix_x4(qf[kk], tiles + 2 * L::TILE + (16 * warp + ar) * LD + 16 * kk + ac);
     const float l2r[2] = {lse2_s[16 * warp + g], lse2_s[16 * warp + g + 8]};
     const float dir[2] = {di_s[16 * warp + g], di_s[16 * warp + g + 8]};
     __syncthreads(); /* tile 2 (Q) is free for stage 1 */
@@ -672,8 +673,10 @@ __global__ void __launch_bounds__(128, 2)
         for (int e = 0; e < 4; e++) dka[n][e] = dva[n][e] = 0.0f;
     const bool active = kw < T;
     for (int it = 0; it < nit; it++) {
-        if (STAGES == 2 && it + 1 < nit) ow_cp_async_wait<1>(); /* step it + 1 may still be in flight */
-        else ow_cp_async_wait<0>();
+        if (STAGES == 2 && it + 1 < nit)
+            ow_cp_async_wait<1>(); /* step it + 1 may still be in flight */
+        else
+            ow_cp_async_wait<0>();
         __syncthreads(); /* stage it % STAGES is in shared memory for every warp */
         const int sidx = it % STAGES, qb = kb + it % nq, q0 = qb * BQ;
         if (active) {
@@ -733,7 +736,7 @@ __global__ void __launch_bounds__(128, 2)
                 }
             }
         }
-        __syncthreads(); /* stage it % STAGES is no longer read */
+        __syncthreads();         /* stage it % STAGES is no longer read */
         if (it + STAGES < nit) { /* refill it with step it + STAGES */
             int nx = it + STAGES, gi = nx / nq, qn = kb + nx % nq, h = hk * G + gi;
             uint16_t *st = Ks + (2 + 2 * sidx) * L::TILE;
@@ -767,8 +770,8 @@ static AttnShape attn_shape(const Tensor *q, const Tensor *k, const Tensor *v) {
     s.Hq = (int)q->shape[2];
     s.D = (int)q->shape[3];
     s.Hkv = (int)k->shape[2];
-    OW_CHECKF(tensor_same_shape(k, v) && k->shape[0] == s.B && k->shape[1] == s.T && k->shape[3] == s.D &&
-                  s.Hkv > 0 && s.Hq % s.Hkv == 0,
+    OW_CHECKF(tensor_same_shape(k, v) && k->shape[0] == s.B && k->shape[1] == s.T && k->shape[3] == s.D && s.Hkv > 0 &&
+                  s.Hq % s.Hkv == 0,
               "attention: k, v must be [%d, %d, Hkv, %d] with Hq %% Hkv == 0", s.B, s.T, s.D);
     OW_CHECKF((int64_t)s.B * s.Hq <= 65535 && s.T <= (1 << 24), "attention: B * Hq = %lld exceeds the grid",
               (long long)s.B * s.Hq);
@@ -782,14 +785,14 @@ int cuda_attention_tc_applies(CudaImpl *ci, int64_t D) {
 static int aligned16(const void *p) { return ((uintptr_t)p % 16) == 0; }
 
 static void set_smem(CudaImpl *ci, const void *kernel, size_t bytes) {
-    OW_CHECKF(bytes <= (size_t)ci->smem_optin, "attention kernel needs %zu bytes of shared memory; the device allows %d",
-              bytes, ci->smem_optin);
+    OW_CHECKF(bytes <= (size_t)ci->smem_optin,
+              "attention kernel needs %zu bytes of shared memory; the device allows %d", bytes, ci->smem_optin);
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
 template <int D>
-static void launch_fwd_tc(CudaImpl *ci, const AttnShape &s, Tensor *out, Tensor *lse, const Tensor *q,
-                          const Tensor *k, const Tensor *v, float scale) {
+static void launch_fwd_tc(CudaImpl *ci, const AttnShape &s, Tensor *out, Tensor *lse, const Tensor *q, const Tensor *k,
+                          const Tensor *v, float scale) {
     constexpr int NW = AttnCfg<D>::FWD_WARPS, BQ = 16 * NW;
     const size_t bytes = 4 * AttnTile<D>::TILE_BYTES;
     set_smem(ci, (const void *)k_attn_fwd_mma<D, NW>, bytes);
@@ -881,9 +884,8 @@ void cuda_attention_forward(Backend *be, Tensor *out, Tensor *lse, const Tensor 
     size_t bytes = (size_t)(2 * SQ * s.D + 2 * SK * s.D + SQ * SK + 3 * SQ) * sizeof(float);
     set_smem(ci, (const void *)k_attn_fwd_simple, bytes);
     dim3 grid((unsigned)((s.T + SQ - 1) / SQ), (unsigned)(s.B * s.Hq));
-    k_attn_fwd_simple<<<grid, ATT_THREADS, bytes, ci->stream>>>(out->data, out->dtype, (float *)lse->data, q->data,
-                                                                k->data, v->data, q->dtype, s.T, s.Hq, s.Hkv, s.D,
-                                                                scale);
+    k_attn_fwd_simple<<<grid, ATT_THREADS, bytes, ci->stream>>>(
+        out->data, out->dtype, (float *)lse->data, q->data, k->data, v->data, q->dtype, s.T, s.Hq, s.Hkv, s.D, scale);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -914,16 +916,15 @@ void cuda_attention_backward(Backend *be, Tensor *dq, Tensor *dk, Tensor *dv, co
     size_t bq = (size_t)(3 * SQ * s.D + 2 * SK * s.D + SQ * SK + 2 * SQ) * sizeof(float);
     set_smem(ci, (const void *)k_attn_bwd_dq_simple, bq);
     dim3 gq((unsigned)((s.T + SQ - 1) / SQ), (unsigned)(s.B * s.Hq));
-    k_attn_bwd_dq_simple<<<gq, ATT_THREADS, bq, ci->stream>>>(dq->data, dq->dtype, q->data, k->data, v->data,
-                                                              out->data, dout->data, q->dtype,
-                                                              (const float *)lse->data, s.T, s.Hq, s.Hkv, s.D, scale);
+    k_attn_bwd_dq_simple<<<gq, ATT_THREADS, bq, ci->stream>>>(dq->data, dq->dtype, q->data, k->data, v->data, out->data,
+                                                              dout->data, q->dtype, (const float *)lse->data, s.T, s.Hq,
+                                                              s.Hkv, s.D, scale);
     CUDA_LAUNCH_CHECK();
     size_t bkv = (size_t)(4 * SK * s.D + 2 * SQ * s.D + 2 * SQ * SK + 2 * SQ) * sizeof(float);
     set_smem(ci, (const void *)k_attn_bwd_dkdv_simple, bkv);
     dim3 gkv((unsigned)((s.T + SK - 1) / SK), (unsigned)(s.B * s.Hkv));
-    k_attn_bwd_dkdv_simple<<<gkv, ATT_THREADS, bkv, ci->stream>>>(dk->data, dv->data, dk->dtype, q->data, k->data,
-                                                                  v->data, out->data, dout->data, q->dtype,
-                                                                  (const float *)lse->data, s.T, s.Hq, s.Hkv, s.D,
-                                                                  scale);
+    k_attn_bwd_dkdv_simple<<<gkv, ATT_THREADS, bkv, ci->stream>>>(
+        dk->data, dv->data, dk->dtype, q->data, k->data, v->data, out->data, dout->data, q->dtype,
+        (const float *)lse->data, s.T, s.Hq, s.Hkv, s.D, scale);
     CUDA_LAUNCH_CHECK();
 }

@@ -183,15 +183,15 @@ static void cuda_download(Backend *be, void *dst, DType dst_dtype, const Tensor 
         CUDA_CHECK(cudaStreamSynchronize(ci->stream));
         return;
     }
-    OW_CHECKF(dtype_is_float(src->dtype) && dtype_is_float(dst_dtype), "download from %s to %s",
-              dtype_name(src->dtype), dtype_name(dst_dtype));
+    OW_CHECKF(dtype_is_float(src->dtype) && dtype_is_float(dst_dtype), "download from %s to %s", dtype_name(src->dtype),
+              dtype_name(dst_dtype));
     size_t chunk = n < CUDA_CONVERT_CHUNK ? n : CUDA_CONVERT_CHUNK;
     size_t ssz = dtype_size(src->dtype), dsz = dtype_size(dst_dtype);
     void *tmp = ow_xmalloc(chunk * ssz);
     for (size_t off = 0; off < n; off += chunk) {
         size_t cn = n - off < chunk ? n - off : chunk;
-        CUDA_CHECK(cudaMemcpyAsync(tmp, (const char *)src->data + off * ssz, cn * ssz, cudaMemcpyDeviceToHost,
-                                   ci->stream));
+        CUDA_CHECK(
+            cudaMemcpyAsync(tmp, (const char *)src->data + off * ssz, cn * ssz, cudaMemcpyDeviceToHost, ci->stream));
         CUDA_CHECK(cudaStreamSynchronize(ci->stream));
         dtype_convert((char *)dst + off * dsz, dst_dtype, tmp, src->dtype, cn);
     }
@@ -232,7 +232,8 @@ static void *cuda_host_alloc(Backend *be, size_t bytes, OwError *err) {
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         char s1[32];
-        ow_fail(err, "cannot allocate %s of page-locked host memory: %s (hint: --offload-activations off and "
+        ow_fail(err,
+                "cannot allocate %s of page-locked host memory: %s (hint: --offload-activations off and "
                 "--offload-optimizer off keep activations and optimizer state on the GPU)",
                 format_size(bytes, s1, sizeof s1), cudaGetErrorString(e));
         return NULL;
@@ -274,7 +275,8 @@ static void cuda_copy_wait(Backend *be, int ticket) {
     if (ticket < 0) return;
     CudaImpl *ci = cuda_impl(be);
     if (ticket & CUDA_SIDE_TICKET)
-        CUDA_CHECK(cudaStreamWaitEvent(ci->stream, ci->side_done[(ticket & (CUDA_SIDE_TICKET - 1)) % CUDA_SIDE_EVENTS], 0));
+        CUDA_CHECK(
+            cudaStreamWaitEvent(ci->stream, ci->side_done[(ticket & (CUDA_SIDE_TICKET - 1)) % CUDA_SIDE_EVENTS], 0));
     else
         CUDA_CHECK(cudaStreamWaitEvent(ci->stream, ci->copy_done[ticket % CUDA_COPY_EVENTS], 0));
 }
@@ -433,7 +435,8 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
      * setting the user made is kept. */
     setenv("CUBLAS_WORKSPACE_CONFIG", ":0:0", 0);
     if (cublasLtCreate(&ci->lt) != CUBLAS_STATUS_SUCCESS || cublasCreate(&ci->blas) != CUBLAS_STATUS_SUCCESS) {
-        ow_fail(err, "CUDA device %d: cannot initialise cuBLAS (hint: check that libcublas matches the driver)", device);
+        ow_fail(err, "CUDA device %d: cannot initialise cuBLAS (hint: check that libcublas matches the driver)",
+                device);
         return create_fail(be);
     }
     if (cusolverDnCreate(&ci->solver) != CUSOLVER_STATUS_SUCCESS) {

@@ -42,7 +42,8 @@ typedef struct LtCall {
 
 static void lt_call_create(LtCall *c, const GemmKey *k, int64_t lda_rows, int64_t lda_cols, int64_t ldb_rows,
                            int64_t ldb_cols) {
-    CUBLAS_CHECK(cublasLtMatmulDescCreate(&c->op, k->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    CUBLAS_CHECK(
+        cublasLtMatmulDescCreate(&c->op, k->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t opa = (cublasOperation_t)k->opA, opb = (cublasOperation_t)k->opB;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(c->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(c->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
@@ -74,14 +75,14 @@ static GemmCacheEntry *cache_lookup(CudaImpl *ci, const GemmKey *k, LtCall *call
     uint64_t ws = ci->lt_ws_size;
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
     uint32_t al_a = (uint32_t)k->alignA, al_b = (uint32_t)k->alignB, al_c = (uint32_t)k->alignC;
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a,
-                                                      sizeof al_a));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b,
-                                                      sizeof al_b));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c,
-                                                      sizeof al_c));
-    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c,
-                                                      sizeof al_c));
+    CUBLAS_CHECK(
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a));
+    CUBLAS_CHECK(
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b));
+    CUBLAS_CHECK(
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c));
+    CUBLAS_CHECK(
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c));
     cublasLtMatmulHeuristicResult_t res;
     memset(&res, 0, sizeof res);
     int nres = 0;
@@ -108,8 +109,8 @@ static void gemm(Backend *be, Tensor *C, const Tensor *A, int transA, const Tens
     int64_t M = transA ? ca : ra, K = transA ? ra : ca;
     int64_t Kb = transB ? cb : rb, N = transB ? rb : cb;
     OW_CHECKF(K == Kb && tensor_rows(C) == M && tensor_cols(C) == N,
-              "matmul shapes: op(A) %lldx%lld, op(B) %lldx%lld, C %lldx%lld", (long long)M, (long long)K,
-              (long long)Kb, (long long)N, (long long)tensor_rows(C), (long long)tensor_cols(C));
+              "matmul shapes: op(A) %lldx%lld, op(B) %lldx%lld, C %lldx%lld", (long long)M, (long long)K, (long long)Kb,
+              (long long)N, (long long)tensor_rows(C), (long long)tensor_cols(C));
     OW_CHECKF(A->dtype == B->dtype, "matmul: A is %s, B is %s", dtype_name(A->dtype), dtype_name(B->dtype));
     OW_CHECKF((A->dtype == OW_BF16 && (C->dtype == OW_BF16 || C->dtype == OW_F32)) ||
                   (A->dtype == OW_F32 && C->dtype == OW_F32),
@@ -153,8 +154,8 @@ static void gemm(Backend *be, Tensor *C, const Tensor *A, int transA, const Tens
         if (Cin != C->data)
             CUDA_CHECK(cudaMemcpyAsync(C->data, Cin, tensor_nbytes(C), cudaMemcpyDeviceToDevice, ci->stream));
         CUBLAS_CHECK(cublasGemmEx(ci->blas, (cublasOperation_t)key.opA, (cublasOperation_t)key.opB, (int)N, (int)M,
-                                  (int)K, &alpha, B->data, cuda_dtype(B->dtype), (int)cb, A->data,
-                                  cuda_dtype(A->dtype), (int)ca, &beta, C->data, cuda_dtype(C->dtype), (int)N,
+                                  (int)K, &alpha, B->data, cuda_dtype(B->dtype), (int)cb, A->data, cuda_dtype(A->dtype),
+                                  (int)ca, &beta, C->data, cuda_dtype(C->dtype), (int)N,
                                   key.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
     lt_call_destroy(&call);

@@ -7,8 +7,9 @@
  * so stream order alone orders ops, memory reuse and scratch use; the two
  * other streams carry only what the Backend interface names as asynchronous
  * (copy_stream: host copies; opt_stream: adam_update_host with async), each
- * started after the main stream's work so far and waited by copy_wait; no op allocates device memory except svd_top / orthonormalize (which
- * can report failure); every device buffer comes from the arena. A failing
+ * started after the main stream's work so far and waited by copy_wait; no op
+ * allocates device memory except svd_top / orthonormalize (which can report
+ * failure); every device buffer comes from the arena. A failing
  * CUDA/cuBLAS/cuSOLVER call inside an op is a bug and aborts with file:line,
  * the call and the error string. */
 #ifndef OWLORE_CUDA_CUDA_INTERNAL_H
@@ -32,27 +33,27 @@ extern "C" {
 
 /* ---- error checks (bugs: abort with file:line) ---- */
 
-#define CUDA_CHECK(call)                                                                                   \
-    do {                                                                                                   \
-        cudaError_t ow_e_ = (call);                                                                        \
-        if (ow_e_ != cudaSuccess)                                                                          \
-            ow_check_failed(__FILE__, __LINE__, #call, "CUDA error %s: %s", cudaGetErrorName(ow_e_),       \
-                            cudaGetErrorString(ow_e_));                                                    \
+#define CUDA_CHECK(call)                                                                             \
+    do {                                                                                             \
+        cudaError_t ow_e_ = (call);                                                                  \
+        if (ow_e_ != cudaSuccess)                                                                    \
+            ow_check_failed(__FILE__, __LINE__, #call, "CUDA error %s: %s", cudaGetErrorName(ow_e_), \
+                            cudaGetErrorString(ow_e_));                                              \
     } while (0)
 
-#define CUBLAS_CHECK(call)                                                                                 \
-    do {                                                                                                   \
-        cublasStatus_t ow_s_ = (call);                                                                     \
-        if (ow_s_ != CUBLAS_STATUS_SUCCESS)                                                                \
-            ow_check_failed(__FILE__, __LINE__, #call, "cuBLAS error %d: %s", (int)ow_s_,                  \
-                            cublasGetStatusString(ow_s_));                                                 \
+#define CUBLAS_CHECK(call)                                                                \
+    do {                                                                                  \
+        cublasStatus_t ow_s_ = (call);                                                    \
+        if (ow_s_ != CUBLAS_STATUS_SUCCESS)                                               \
+            ow_check_failed(__FILE__, __LINE__, #call, "cuBLAS error %d: %s", (int)ow_s_, \
+                            cublasGetStatusString(ow_s_));                                \
     } while (0)
 
-#define CUSOLVER_CHECK(call)                                                                               \
-    do {                                                                                                   \
-        cusolverStatus_t ow_s_ = (call);                                                                   \
-        if (ow_s_ != CUSOLVER_STATUS_SUCCESS)                                                              \
-            ow_check_failed(__FILE__, __LINE__, #call, "cuSOLVER error status %d", (int)ow_s_);            \
+#define CUSOLVER_CHECK(call)                                                                    \
+    do {                                                                                        \
+        cusolverStatus_t ow_s_ = (call);                                                        \
+        if (ow_s_ != CUSOLVER_STATUS_SUCCESS)                                                   \
+            ow_check_failed(__FILE__, __LINE__, #call, "cuSOLVER error status %d", (int)ow_s_); \
     } while (0)
 
 /* After every kernel launch. */
@@ -74,11 +75,11 @@ typedef struct ArenaSegment {
 } ArenaSegment;
 
 typedef struct CudaArena {
-    size_t cap;          /* most bytes the segments may hold together */
-    size_t min_segment;  /* new segments are at least this big (while the cap allows) */
-    size_t reserved;     /* bytes held in segments */
+    size_t cap;         /* most bytes the segments may hold together */
+    size_t min_segment; /* new segments are at least this big (while the cap allows) */
+    size_t reserved;    /* bytes held in segments */
     size_t peak_reserved;
-    size_t allocated;    /* bytes in used blocks */
+    size_t allocated; /* bytes in used blocks */
     ArenaSegment **segs;
     int nsegs, segs_cap;
 } CudaArena;
@@ -109,7 +110,7 @@ typedef struct GemmKey {
     int dtAB, dtC;   /* DType */
     int beta_nonzero;
     int alignA, alignB, alignC; /* pointer alignment in bytes (capped at 256) */
-    int tf32;        /* F32 GEMM on TF32 tensor cores (Backend.fast_f32_matmul) */
+    int tf32;                   /* F32 GEMM on TF32 tensor cores (Backend.fast_f32_matmul) */
 } GemmKey;
 
 typedef struct GemmCacheEntry {
@@ -125,45 +126,45 @@ typedef struct GemmCacheEntry {
 #define CUDA_SCRATCH_BYTES ((size_t)8 << 20)
 #endif
 
-#define CUDA_COPY_EVENTS 16 /* tickets of asynchronous host copies in flight (a ring) */
-#define CUDA_SIDE_EVENTS 8  /* tickets of side-stream work (adam_update_host async) in flight */
-#define CUDA_SIDE_TICKET 0x40000000 /* side tickets have this bit; copy tickets are below it */
-#define HS_SLOTS 3                           /* staging slots of host-resident optimizer state */
-#define HS_CHUNK_BYTES ((size_t)8 << 20)     /* bytes of m (and of v) per staged chunk */
-#define PIN_SLOTS 2                          /* page-locked staging of large pageable copies (cuda_backend.cu) */
+#define CUDA_COPY_EVENTS 16              /* tickets of asynchronous host copies in flight (a ring) */
+#define CUDA_SIDE_EVENTS 8               /* tickets of side-stream work (adam_update_host async) in flight */
+#define CUDA_SIDE_TICKET 0x40000000      /* side tickets have this bit; copy tickets are below it */
+#define HS_SLOTS 3                       /* staging slots of host-resident optimizer state */
+#define HS_CHUNK_BYTES ((size_t)8 << 20) /* bytes of m (and of v) per staged chunk */
+#define PIN_SLOTS 2                      /* page-locked staging of large pageable copies (cuda_backend.cu) */
 #define PIN_CHUNK_BYTES ((size_t)16 << 20)
-#define PIN_MIN_BYTES (2 * PIN_CHUNK_BYTES)  /* same-type copies of at least this many bytes are staged */
+#define PIN_MIN_BYTES (2 * PIN_CHUNK_BYTES) /* same-type copies of at least this many bytes are staged */
 
 typedef struct CudaImpl {
     int device;
     cudaStream_t stream;
-    cudaStream_t copy_stream;                   /* host <-> device copies of offloaded activations */
-    cudaEvent_t copy_ready[CUDA_COPY_EVENTS];   /* compute work a copy waits for */
-    cudaEvent_t copy_done[CUDA_COPY_EVENTS];    /* a copy, for copy_wait */
+    cudaStream_t copy_stream;                 /* host <-> device copies of offloaded activations */
+    cudaEvent_t copy_ready[CUDA_COPY_EVENTS]; /* compute work a copy waits for */
+    cudaEvent_t copy_done[CUDA_COPY_EVENTS];  /* a copy, for copy_wait */
     int copy_next;
-    cudaStream_t opt_stream;                    /* side work: optimizer updates of host-resident state */
-    cudaEvent_t side_ready[CUDA_SIDE_EVENTS];   /* compute work a side op waits for */
-    cudaEvent_t side_done[CUDA_SIDE_EVENTS];    /* a side op, for copy_wait */
+    cudaStream_t opt_stream;                  /* side work: optimizer updates of host-resident state */
+    cudaEvent_t side_ready[CUDA_SIDE_EVENTS]; /* compute work a side op waits for */
+    cudaEvent_t side_done[CUDA_SIDE_EVENTS];  /* a side op, for copy_wait */
     int side_next;
-    cudaStream_t hs_h2d, hs_d2h;                /* copies of host-resident optimizer state (cuda_optim.cu) */
+    cudaStream_t hs_h2d, hs_d2h; /* copies of host-resident optimizer state (cuda_optim.cu) */
     cudaEvent_t hs_loaded[HS_SLOTS], hs_computed[HS_SLOTS], hs_free[HS_SLOTS];
-    cudaEvent_t hs_start, hs_done;              /* a host-state op's loads may start; the last op is over */
-    float *hs_stage;                            /* HS_SLOTS x (m, v) x HS_CHUNK_BYTES, from host_state_reserve */
-    char *pin_stage;                            /* PIN_SLOTS x PIN_CHUNK_BYTES page-locked, made at the first use */
-    cudaEvent_t pin_done[PIN_SLOTS];            /* the last copy between a slot and the device */
-    int pin_failed;                             /* page-locked staging could not be had: the driver's path */
+    cudaEvent_t hs_start, hs_done;   /* a host-state op's loads may start; the last op is over */
+    float *hs_stage;                 /* HS_SLOTS x (m, v) x HS_CHUNK_BYTES, from host_state_reserve */
+    char *pin_stage;                 /* PIN_SLOTS x PIN_CHUNK_BYTES page-locked, made at the first use */
+    cudaEvent_t pin_done[PIN_SLOTS]; /* the last copy between a slot and the device */
+    int pin_failed;                  /* page-locked staging could not be had: the driver's path */
     cublasLtHandle_t lt;
     cublasHandle_t blas;
     cusolverDnHandle_t solver;
     CudaArena arena;
-    void *lt_ws;    /* CUDA_LT_WORKSPACE_BYTES, shared by cuBLASLt and cuBLAS (same stream) */
-    void *scratch;  /* CUDA_SCRATCH_BYTES: reduction partials, column partial sums, attention row statistics */
+    void *lt_ws;      /* CUDA_LT_WORKSPACE_BYTES, shared by cuBLASLt and cuBLAS (same stream) */
+    void *scratch;    /* CUDA_SCRATCH_BYTES: reduction partials, column partial sums, attention row statistics */
     double *norm_acc; /* norm_add's accumulator (its own arena block: scratch is reused by other ops) */
     size_t lt_ws_size, scratch_size;
     GemmCacheEntry gemm_cache[GEMM_CACHE_SIZE];
     int gemm_cache_next;
-    int attn_tc;     /* use the tensor-core attention kernels where they apply */
-    int smem_optin;  /* max dynamic shared memory per block (bytes) */
+    int attn_tc;    /* use the tensor-core attention kernels where they apply */
+    int smem_optin; /* max dynamic shared memory per block (bytes) */
     int num_sms;
     char device_name[256];
     size_t context_bytes; /* total - free after the handles, before the arena */

@@ -55,8 +55,8 @@ void cuda_copy(Backend *be, Tensor *dst, const Tensor *src) {
     }
     OW_CHECKF(dtype_is_float(dst->dtype) && dtype_is_float(src->dtype), "copy from %s to %s", dtype_name(src->dtype),
               dtype_name(dst->dtype));
-    k_convert<<<cuda_grid_for(n, EW_THREADS), EW_THREADS, 0, ci->stream>>>(dst->data, dst->dtype, src->data,
-                                                                             src->dtype, n);
+    k_convert<<<cuda_grid_for(n, EW_THREADS), EW_THREADS, 0, ci->stream>>>(dst->data, dst->dtype, src->data, src->dtype,
+                                                                           n);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -71,8 +71,7 @@ void cuda_fill(Backend *be, Tensor *t, float value) {
         return;
     }
     if (t->dtype == OW_I32) {
-        k_fill_i32<<<cuda_grid_for(n, EW_THREADS), EW_THREADS, 0, ci->stream>>>((int32_t *)t->data, n,
-                                                                                  (int32_t)value);
+        k_fill_i32<<<cuda_grid_for(n, EW_THREADS), EW_THREADS, 0, ci->stream>>>((int32_t *)t->data, n, (int32_t)value);
     } else {
         OW_CHECKF(dtype_is_float(t->dtype), "fill of %s", dtype_name(t->dtype));
         k_fill<<<cuda_grid_for(n, EW_THREADS), EW_THREADS, 0, ci->stream>>>(t->data, t->dtype, n, value);
@@ -86,8 +85,7 @@ void cuda_axpy(Backend *be, Tensor *y, float alpha, const Tensor *x) {
     OW_CHECKF(n == tensor_numel(x), "axpy: %lld vs %lld elements", (long long)n, (long long)tensor_numel(x));
     OW_CHECK(dtype_is_float(y->dtype) && dtype_is_float(x->dtype));
     if (n == 0) return;
-    k_axpy<<<cuda_grid_for(n, EW_THREADS), EW_THREADS, 0, ci->stream>>>(y->data, y->dtype, alpha, x->data, x->dtype,
-                                                                          n);
+    k_axpy<<<cuda_grid_for(n, EW_THREADS), EW_THREADS, 0, ci->stream>>>(y->data, y->dtype, alpha, x->data, x->dtype, n);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -249,8 +247,7 @@ void cuda_col_sumsq(Backend *be, Tensor *acc, const Tensor *x) {
 __global__ void k_embedding_forward(void *out, int odt, const int32_t *ids, const void *table, int tdt, int64_t N,
                                     int64_t C, int64_t V) {
     int64_t total = N * C;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
-         i += (int64_t)gridDim.x * blockDim.x) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t n = i / C, c = i - n * C;
         int32_t id = ids[n];
         float v = (id >= 0 && id < V) ? ow_load(table, tdt, (int64_t)id * C + c) : 0.0f;
@@ -265,8 +262,8 @@ __global__ void k_embedding_forward(void *out, int odt, const int32_t *ids, cons
  * repeating an earlier id of the batch add into that earlier entry, so each
  * table entry receives its additions in token order: the result is bitwise
  * the sequential loop's, for any launch configuration. */
-__global__ void k_embedding_backward(float *dtable, const int32_t *ids, const void *dout, int ddt, int64_t N,
-                                     int64_t C, int64_t V) {
+__global__ void k_embedding_backward(float *dtable, const int32_t *ids, const void *dout, int ddt, int64_t N, int64_t C,
+                                     int64_t V) {
     int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (c >= C) return;
     for (int64_t n0 = 0; n0 < N; n0 += EMB_BATCH) {
@@ -292,7 +289,8 @@ __global__ void k_embedding_backward(float *dtable, const int32_t *ids, const vo
                 if (owner[j] == j && id[k] == id[j]) owner[j] = k;
         }
 #pragma unroll
-        for (int j = 0; j < EMB_BATCH; j++) acc[j] = (id[j] >= 0 && owner[j] == j) ? dtable[(int64_t)id[j] * C + c] : 0.0f;
+        for (int j = 0; j < EMB_BATCH; j++)
+            acc[j] = (id[j] >= 0 && owner[j] == j) ? dtable[(int64_t)id[j] * C + c] : 0.0f;
 #pragma unroll
         for (int j = 0; j < EMB_BATCH; j++) {
 #pragma unroll
@@ -404,7 +402,7 @@ void cuda_swiglu_forward(Backend *be, Tensor *out, const Tensor *gate, const Ten
         return;
     }
     k_swiglu_forward<<<cuda_grid_for(n, EW_THREADS), EW_THREADS, 0, ci->stream>>>(out->data, out->dtype, gate->data,
-                                                                                    gate->dtype, up->data, up->dtype, n);
+                                                                                  gate->dtype, up->data, up->dtype, n);
     CUDA_LAUNCH_CHECK();
 }
 

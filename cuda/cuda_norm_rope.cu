@@ -47,8 +47,8 @@ __global__ void k_rmsnorm_backward_dx(void *dx, int dxdt, const void *dout, int 
 }
 
 /* partials[g, c] = sum over rows r of group g of dout[r, c] * x[r, c] * rstd[r], in double (as the CPU) */
-__global__ void k_rmsnorm_dw_partial(const void *dout, int ddt, const void *x, int xdt, const float *rstd,
-                                     int64_t rows, int64_t C, int64_t rows_per_group, double *partials) {
+__global__ void k_rmsnorm_dw_partial(const void *dout, int ddt, const void *x, int xdt, const float *rstd, int64_t rows,
+                                     int64_t C, int64_t rows_per_group, double *partials) {
     int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     int64_t g = blockIdx.y;
     if (c >= C) return;
@@ -65,8 +65,8 @@ __global__ void k_rmsnorm_dw_partial(const void *dout, int ddt, const void *x, i
  * arithmetic as the kernels above, the double sums in another order. */
 #define NORM_VEC 4
 
-__global__ void k_rmsnorm_forward_v8(void *out, int of32, float *rstd, const void *x, int xf32, const void *w,
-                                     int wf32, int C, float eps) {
+__global__ void k_rmsnorm_forward_v8(void *out, int of32, float *rstd, const void *x, int xf32, const void *w, int wf32,
+                                     int C, float eps) {
     __shared__ double sh[32];
     const int C8 = C / 8;
     const int64_t rv = (int64_t)blockIdx.x * C8;
@@ -158,8 +158,8 @@ void cuda_rmsnorm_forward(Backend *be, Tensor *out, Tensor *rstd, const Tensor *
         CUDA_LAUNCH_CHECK();
         return;
     }
-    k_rmsnorm_forward<<<(unsigned)N, NORM_THREADS, 0, ci->stream>>>(out->data, out->dtype, (float *)rstd->data,
-                                                                   x->data, x->dtype, w->data, w->dtype, C, eps);
+    k_rmsnorm_forward<<<(unsigned)N, NORM_THREADS, 0, ci->stream>>>(out->data, out->dtype, (float *)rstd->data, x->data,
+                                                                    x->dtype, w->data, w->dtype, C, eps);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -178,9 +178,9 @@ void cuda_rmsnorm_backward(Backend *be, Tensor *dx, Tensor *dw, const Tensor *do
             dx->data, dx->dtype == OW_F32, dout->data, dout->dtype == OW_F32, x->data, x->dtype == OW_F32, w->data,
             w->dtype == OW_F32, (const float *)rstd->data, (int)C);
     else
-        k_rmsnorm_backward_dx<<<(unsigned)N, NORM_THREADS, 0, ci->stream>>>(
-            dx->data, dx->dtype, dout->data, dout->dtype, x->data, x->dtype, w->data, w->dtype,
-            (const float *)rstd->data, C);
+        k_rmsnorm_backward_dx<<<(unsigned)N, NORM_THREADS, 0, ci->stream>>>(dx->data, dx->dtype, dout->data,
+                                                                            dout->dtype, x->data, x->dtype, w->data,
+                                                                            w->dtype, (const float *)rstd->data, C);
     CUDA_LAUNCH_CHECK();
     if (!dw) return;
     OW_CHECKF(dw->dtype == OW_F32 && tensor_numel(dw) == C, "rmsnorm_backward: dw must be F32 [%lld]", (long long)C);
@@ -196,8 +196,7 @@ void cuda_rmsnorm_backward(Backend *be, Tensor *dx, Tensor *dw, const Tensor *do
 
 __global__ void k_rope(void *x, int dt, const float *cos_t, const float *sin_t, int64_t T, int64_t H, int64_t half,
                        int64_t npairs, int inverse) {
-    for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < npairs;
-         p += (int64_t)gridDim.x * blockDim.x) {
+    for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < npairs; p += (int64_t)gridDim.x * blockDim.x) {
         int64_t row = p / half, i = p - row * half; /* row indexes (b, t, h) */
         int64_t t = (row / H) % T;
         int64_t i1 = row * 2 * half + i, i2 = i1 + half;
@@ -252,8 +251,8 @@ void cuda_rope(Backend *be, Tensor *x, const Tensor *cos, const Tensor *sin, int
               "rope: cos/sin must be F32 [>= %lld, %lld]", (long long)T, (long long)half);
     int64_t npairs = B * T * H * half;
     if (npairs == 0) return;
-    if (half % 8 == 0 && (x->dtype == OW_BF16 || x->dtype == OW_F32) && ow_vec8_ok(x->data) &&
-        ow_vec8_ok(cos->data) && ow_vec8_ok(sin->data) && tensor_cols(cos) == half && tensor_cols(sin) == half) {
+    if (half % 8 == 0 && (x->dtype == OW_BF16 || x->dtype == OW_F32) && ow_vec8_ok(x->data) && ow_vec8_ok(cos->data) &&
+        ow_vec8_ok(sin->data) && tensor_cols(cos) == half && tensor_cols(sin) == half) {
         k_rope_v8<<<cuda_grid_for(npairs / 8, EW_THREADS), EW_THREADS, 0, ci->stream>>>(
             x->data, x->dtype == OW_F32, (const float *)cos->data, (const float *)sin->data, T, H, half, npairs / 8,
             inverse);

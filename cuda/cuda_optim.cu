@@ -90,8 +90,8 @@ __global__ void k_adam_update(void *param, int pdt, const void *grad, int gdt, f
 enum { HS_ALL = 0, HS_PRESENT = 1, HS_ABSENT = 2 };
 
 __global__ void k_adam_rows(void *param, int pdt, float *grad, int64_t grow0, float *m, float *v, int64_t mrow0,
-                            const int32_t *sel, int mode, int zero_grad, int64_t r0, int64_t r1, int64_t C, AdamScalars a,
-                            uint64_t seed) {
+                            const int32_t *sel, int mode, int zero_grad, int64_t r0, int64_t r1, int64_t C,
+                            AdamScalars a, uint64_t seed) {
     for (int64_t r = r0 + blockIdx.x; r < r1; r += gridDim.x) {
         int64_t s = mode == HS_ALL ? r : sel[r];
         if (mode != HS_ALL && (mode == HS_ABSENT ? s >= 0 : s < 0)) continue;
@@ -252,13 +252,14 @@ int cuda_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, fl
     OW_CHECKF(!host_grad || (host && mode == HS_ALL && !zero_grad),
               "adam_update_host: a gradient in host memory needs moments in host memory, every row and no zeroing");
     /* floats of each staged array: a slot holds m, v and (host_grad) g */
-    const int64_t slot_floats = 2 * (int64_t)HS_CHUNK_BYTES / (int64_t)sizeof(float), cf = slot_floats / (2 + host_grad);
+    const int64_t slot_floats = 2 * (int64_t)HS_CHUNK_BYTES / (int64_t)sizeof(float),
+                  cf = slot_floats / (2 + host_grad);
     int64_t chunk = cf / C;
     OW_CHECKF(!host_grad || chunk >= 1, "adam_update_host: a row of %lld floats exceeds the staging", (long long)C);
     if (!host || mode == HS_PRESENT || chunk < 1) {
         /* device moments at full speed; scattered host rows over the bus with few blocks */
-        OW_CHECKF(!host || mode == HS_PRESENT || chunk >= 1, "adam_update_host: a row of %lld floats exceeds the staging",
-                  (long long)C);
+        OW_CHECKF(!host || mode == HS_PRESENT || chunk >= 1,
+                  "adam_update_host: a row of %lld floats exceeds the staging", (long long)C);
         unsigned blocks = host ? 16 : 4 * (unsigned)ci->num_sms;
         k_adam_rows<<<blocks, OPT_THREADS, 0, ci->opt_stream>>>(param->data, param->dtype, g, 0, m, v, 0, sl, mode,
                                                                 zero_grad, 0, V, C, a, h->sr_seed);
@@ -282,9 +283,9 @@ int cuda_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, fl
             CUDA_CHECK(cudaEventRecord(ci->hs_loaded[slot], ci->hs_h2d));
             CUDA_CHECK(cudaStreamWaitEvent(ci->opt_stream, ci->hs_loaded[slot], 0));
             unsigned blocks = (unsigned)(nr < 2 * ci->num_sms ? nr : 2 * ci->num_sms);
-            k_adam_rows<<<blocks, OPT_THREADS, 0, ci->opt_stream>>>(
-                param->data, param->dtype, host_grad ? sg : g, host_grad ? r0 : 0, sm, sv, r0, sl, mode, zero_grad, r0,
-                r0 + nr, C, a, h->sr_seed);
+            k_adam_rows<<<blocks, OPT_THREADS, 0, ci->opt_stream>>>(param->data, param->dtype, host_grad ? sg : g,
+                                                                    host_grad ? r0 : 0, sm, sv, r0, sl, mode, zero_grad,
+                                                                    r0, r0 + nr, C, a, h->sr_seed);
             CUDA_LAUNCH_CHECK();
             CUDA_CHECK(cudaEventRecord(ci->hs_computed[slot], ci->opt_stream));
             CUDA_CHECK(cudaStreamWaitEvent(ci->hs_d2h, ci->hs_computed[slot], 0));

@@ -81,7 +81,6 @@ static int read_info(CudaImpl *ci, const int *dinfo) {
     return h;
 }
 
-
 /* ---- fp64 Gram-matrix paths (fast; the Householder / gesvd paths are the fallback) ----
  * Both work on an fp64 copy D of a row-major fp32 matrix [rows, cols], which is
  * the column-major cols x rows matrix X = A^T (leading dimension cols). */
@@ -157,8 +156,8 @@ static int svd_top_gram(Backend *be, Tensor *out, const Tensor *G, int rank, int
         ws_release(&w);
         return 1;
     }
-    CUSOLVER_CHECK(cusolverDnDsyevd_bufferSize(ci->solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, (int)dim, C,
-                                               (int)dim, W, &lwork));
+    CUSOLVER_CHECK(cusolverDnDsyevd_bufferSize(ci->solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_UPPER, (int)dim,
+                                               C, (int)dim, W, &lwork));
     if (ws_get_quiet(&w, (size_t)(lwork > 0 ? lwork : 1) * 8, (void **)&work, "Gram SVD workspace") != 0) {
         ws_release(&w);
         return 1;
@@ -189,7 +188,7 @@ static int svd_top_gram(Backend *be, Tensor *out, const Tensor *G, int rank, int
         return 1;
     }
     k_eig_gather<<<cuda_grid_for(dim * rank, SOLVER_THREADS), SOLVER_THREADS, 0, ci->stream>>>((float *)out->data, C,
-                                                                                                 dim, rank, right);
+                                                                                               dim, rank, right);
     CUDA_LAUNCH_CHECK();
     cuda_canonicalize_signs(be, out, right);
     ws_release(&w);
@@ -227,7 +226,8 @@ static int orthonormalize_cholqr2(Backend *be, Tensor *A, OwError *err) {
         CUBLAS_CHECK(cublasDgemm(ci->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)k, (int)k, (int)m, &one, D, (int)k, D, (int)k,
                                  &zero, C, (int)k));
         if (pass == 0) flag_nonfinite(ci, info + 2, C, k * k);
-        CUSOLVER_CHECK(cusolverDnDpotrf(ci->solver, CUBLAS_FILL_MODE_UPPER, (int)k, C, (int)k, work, lwork, info + pass));
+        CUSOLVER_CHECK(
+            cusolverDnDpotrf(ci->solver, CUBLAS_FILL_MODE_UPPER, (int)k, C, (int)k, work, lwork, info + pass));
         CUBLAS_CHECK(cublasDtrsm(ci->blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_T, CUBLAS_DIAG_NON_UNIT,
                                  (int)k, (int)m, &one, C, (int)k, D, (int)k));
     }
@@ -410,7 +410,7 @@ __global__ void k_fill_normal(void *t, int dt, int64_t n, uint64_t seed, float s
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         Philox4 r = philox4x32_10(seed, (uint64_t)i, 0);
         float u1 = ((float)(r.v[0] >> 8) + 1.0f) * (1.0f / 16777216.0f); /* (0, 1], exact */
-        float u2 = philox_u01f(r.v[1]);                                   /* [0, 1), exact */
+        float u2 = philox_u01f(r.v[1]);                                  /* [0, 1), exact */
         float z = sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958647692f * u2);
         ow_store(t, dt, i, stddev * z);
     }
@@ -422,6 +422,6 @@ void cuda_fill_normal(Backend *be, Tensor *t, uint64_t seed, float stddev) {
     OW_CHECKF(dtype_is_float(t->dtype), "fill_normal of %s", dtype_name(t->dtype));
     if (n == 0) return;
     k_fill_normal<<<cuda_grid_for(n, SOLVER_THREADS), SOLVER_THREADS, 0, ci->stream>>>(t->data, t->dtype, n, seed,
-                                                                                         stddev);
+                                                                                       stddev);
     CUDA_LAUNCH_CHECK();
 }

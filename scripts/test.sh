@@ -12,6 +12,9 @@ export OWLORE_WITH_CHROMIUM=1
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then export PATH=/usr/local/cuda/bin:$PATH; fi
 jobs=$(nproc)
 
+echo "== format (.clang-format, 120 columns)"
+./scripts/format.sh --check
+
 echo "== build (Release, warnings are errors)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DOWLORE_WERROR=ON
 cmake --build build -j"$jobs"

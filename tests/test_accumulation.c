@@ -54,7 +54,8 @@ Test(accumulation, full_mode_equals_the_large_batch) {
     double la[5], lb[5];
     ts_read_metric(a, "loss", la, 5);
     ts_read_metric(b, "loss", lb, 5);
-    for (int i = 0; i < 5; i++) cr_assert_float_eq(la[i], lb[i], 1e-5 * fabs(la[i]), "step %d: %.8f vs %.8f", i, la[i], lb[i]);
+    for (int i = 0; i < 5; i++)
+        cr_assert_float_eq(la[i], lb[i], 1e-5 * fabs(la[i]), "step %d: %.8f vs %.8f", i, la[i], lb[i]);
     /* the final weights agree too, up to rounding: the two runs add the same
      * gradients in a different order, and Adam's normalisation magnifies that
      * for near-zero gradient entries */
@@ -92,15 +93,33 @@ Test(accumulation, full_mode_equals_the_large_batch) {
 Test(accumulation, projected_mode_semantics) {
     OwError err;
     Backend *be = backend_create_cpu(1, 0, &err);
-    ModelConfig mc = {.architecture = "LlamaForCausalLM", .model_type = "llama", .vocab_size = 11, .hidden_size = 16,
-                      .intermediate_size = 24, .num_layers = 1, .num_heads = 2, .num_kv_heads = 2, .head_dim = 8,
-                      .max_position_embeddings = 32, .rms_norm_eps = 1e-5, .rope_theta = 10000, .bos_token_id = -1,
+    ModelConfig mc = {.architecture = "LlamaForCausalLM",
+                      .model_type = "llama",
+                      .vocab_size = 11,
+                      .hidden_size = 16,
+                      .intermediate_size = 24,
+                      .num_layers = 1,
+                      .num_heads = 2,
+                      .num_kv_heads = 2,
+                      .head_dim = 8,
+                      .max_position_embeddings = 32,
+                      .rms_norm_eps = 1e-5,
+                      .rope_theta = 10000,
+                      .bos_token_id = -1,
                       .eos_token_id = -1};
     Model *m;
     cr_assert_eq(model_create(be, &mc, &m, &err), 0, "%s", err.msg);
     model_init_random(m, 1, 0.3);
-    OptimConfig oc = {.kind = OPT_GALORE_ADAMW, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-6, .rank = 4, .update_gap = 10,
-                      .scale = 1.0, .projector = PROJ_EXACT, .inactive = INACTIVE_KEEP, .seed = 1};
+    OptimConfig oc = {.kind = OPT_GALORE_ADAMW,
+                      .beta1 = 0.9,
+                      .beta2 = 0.999,
+                      .eps = 1e-6,
+                      .rank = 4,
+                      .update_gap = 10,
+                      .scale = 1.0,
+                      .projector = PROJ_EXACT,
+                      .inactive = INACTIVE_KEEP,
+                      .seed = 1};
     Optimizer o;
     cr_assert_eq(optimizer_init(&o, m, &oc, &err), 0);
     o.accumulate_projected = 1;

@@ -65,7 +65,8 @@ static void env_close(Env *e) {
 }
 
 /* argv of a fresh run into RUN (steps, save_every given). */
-static int run_args(const Env *e, const char *run, int steps, int save_every, int keep, char **argv, char store[][600]) {
+static int run_args(const Env *e, const char *run, int steps, int save_every, int keep, char **argv,
+                    char store[][600]) {
     char tmp[24][600];
     int n = 0;
 #define A(...) snprintf(tmp[n++], 600, __VA_ARGS__)
@@ -204,7 +205,8 @@ static void expect_same_run(const char *ref, const char *run) {
     cr_assert_eq(na, nb, "metrics.jsonl: %d lines uninterrupted, %d resumed", na, nb);
     int losses = 0;
     for (int i = 0; i < na; i++) {
-        cr_assert_str_eq(b[i], a[i], "metrics line %d differs:\n  uninterrupted %s\n  resumed       %s", i + 1, a[i], b[i]);
+        cr_assert_str_eq(b[i], a[i], "metrics line %d differs:\n  uninterrupted %s\n  resumed       %s", i + 1, a[i],
+                         b[i]);
         losses += strstr(a[i], "\"loss\"") != NULL;
     }
     cr_assert_eq(losses, STEPS);
@@ -321,7 +323,8 @@ Test(checkpoint, resume_from_every_checkpoint_is_bit_exact, .timeout = 600) {
     int parked = 0;
     for (int k = 2; k < STEPS; k += 2) {
         char cmd[4096];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && rm -rf '%s/model' '%s/summary.json'", run, ref, run, run, run);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && rm -rf '%s/model' '%s/summary.json'", run, ref,
+                 run, run, run);
         cr_assert_eq(system(cmd), 0);
         for (int j = k + 2; j <= STEPS; j += 2) {
             snprintf(cmd, sizeof cmd, "%s/checkpoints/step-%06d", run, j);
@@ -356,7 +359,8 @@ Test(checkpoint, resume_with_host_optimizer_state_is_bit_exact, .timeout = 600) 
     const char *modes[] = {"--offload-optimizer on", "--offload-optimizer off"};
     for (int k = 0; k < 2; k++) {
         char cmd[4096];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && rm -rf '%s/model' '%s/summary.json'", run, ref, run, run, run);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && rm -rf '%s/model' '%s/summary.json'", run, ref,
+                 run, run, run);
         cr_assert_eq(system(cmd), 0);
         for (int j = 10; j <= STEPS; j += 2) {
             snprintf(cmd, sizeof cmd, "%s/checkpoints/step-%06d", run, j);
@@ -448,8 +452,8 @@ Test(checkpoint, second_signal_exits_at_once, .timeout = 300) {
     char *text;
     /* the save after the first SIGTERM is slow, the second SIGTERM lands during it */
     int status = interrupt_run(&e, run, SIGTERM, 1, "200", &text);
-    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "the second SIGTERM ends the process; status %d, log:\n%s",
-              status, text);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM,
+              "the second SIGTERM ends the process; status %d, log:\n%s", status, text);
     free(text);
     free(run);
     env_close(&e);
@@ -485,7 +489,8 @@ static void damaged_case(void (*damage)(const char *ckdir), const char *needle) 
     int rc = resume(run, "", &out);
     cr_assert_neq(rc, 0, "a damaged checkpoint is refused:\n%s", out);
     cr_assert_lt(rc, 128, "%s", out);
-    cr_assert(strstr(out, "step-000016") != NULL && strstr(out, needle) != NULL, "names the checkpoint and \"%s\":\n%s", needle, out);
+    cr_assert(strstr(out, "step-000016") != NULL && strstr(out, needle) != NULL, "names the checkpoint and \"%s\":\n%s",
+              needle, out);
     cr_assert(strstr(out, "--resume-fallback") != NULL, "hints at the fallback:\n%s", out);
     free(out);
     rc = resume(run, "--resume-fallback", &out);

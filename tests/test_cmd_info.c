@@ -230,7 +230,8 @@ Test(cmd_info_bad, missing_embedding_when_alias_target_gone) {
 }
 
 Test(cmd_info_bad, wrong_shape) {
-    char *dir = make_model_dir(NULL, "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.q_proj.weight", 64);
+    char *dir =
+        make_model_dir(NULL, "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.q_proj.weight", 64);
     expect_info_fails(dir, "model.layers.0.self_attn.q_proj.weight has shape [64, 256]", "[128, 128]");
     ts_rmtree(dir);
     free(dir);
@@ -238,7 +239,8 @@ Test(cmd_info_bad, wrong_shape) {
 
 Test(cmd_info_bad, unexpected_tensor) {
     char *dir = make_model_dir(NULL, "model.norm.weight", "model.layers.0.self_attn.q_proj.bias", 0);
-    expect_info_fails(dir, "unexpected tensor model.layers.0.self_attn.q_proj.bias", "missing tensor model.norm.weight");
+    expect_info_fails(dir, "unexpected tensor model.layers.0.self_attn.q_proj.bias",
+                      "missing tensor model.norm.weight");
     ts_rmtree(dir);
     free(dir);
 }
@@ -341,7 +343,8 @@ Test(cmd_info_bad, index_names_missing_shard) {
     cr_assert_not_null(ij, "%s", err.msg);
     const cJSON *wm = cJSON_GetObjectItem(ij, "weight_map");
     char shard_name[128];
-    snprintf(shard_name, sizeof shard_name, "%s", cJSON_GetObjectItem(wm, "model.layers.1.mlp.up_proj.weight")->valuestring);
+    snprintf(shard_name, sizeof shard_name, "%s",
+             cJSON_GetObjectItem(wm, "model.layers.1.mlp.up_proj.weight")->valuestring);
     cJSON_Delete(ij);
     char *shard2 = ow_path_join(dir, shard_name);
     cr_assert(ow_path_exists(shard2));

@@ -39,8 +39,10 @@ static void env_close(Env *e) {
 
 static int train(Env *e, const char *extra, char **out) {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s train --model %s --data %s --out %s/run --device cpu --batch-size 2 --block-size 16 "
-             "--steps 3 %s", ts_owlore_binary(), e->model, e->data, e->dir, extra);
+    snprintf(cmd, sizeof cmd,
+             "%s train --model %s --data %s --out %s/run --device cpu --batch-size 2 --block-size 16 "
+             "--steps 3 %s",
+             ts_owlore_binary(), e->model, e->data, e->dir, extra);
     return ts_run(cmd, out);
 }
 
@@ -117,12 +119,18 @@ Test(cmd_train, owlore_computes_ratios_when_none_given) {
     env_close(&e);
 }
 
-Test(cmd_train, unknown_method) { expect_failure("--method sgd", "allowed: owlore, owlore-fullrank, lisa, galore, full", 97, -1); }
+Test(cmd_train, unknown_method) {
+    expect_failure("--method sgd", "allowed: owlore, owlore-fullrank, lisa, galore, full", 97, -1);
+}
 Test(cmd_train, unknown_sampling_mode) { expect_failure("--sampling random", "allowed: owl, uniform", 97, -1); }
 Test(cmd_train, gamma_larger_than_layers) { expect_failure("--method lisa --gamma 3", "gamma", 97, -1); }
-Test(cmd_train, rank_larger_than_matrix) { expect_failure("--method galore --rank 64", "rank 64 is larger than the matrix", 97, -1); }
+Test(cmd_train, rank_larger_than_matrix) {
+    expect_failure("--method galore --rank 64", "rank 64 is larger than the matrix", 97, -1);
+}
 Test(cmd_train, token_id_outside_vocab) { expect_failure("--method full", "has id 150", 200, 150); }
-Test(cmd_train, missing_model) { expect_failure("--method full --model /nonexistent/model", "/nonexistent/model", 97, -1); }
+Test(cmd_train, missing_model) {
+    expect_failure("--method full --model /nonexistent/model", "/nonexistent/model", 97, -1);
+}
 
 static void ratios_case(const char *content, const char *needle) {
     Env e;
@@ -141,7 +149,9 @@ static void ratios_case(const char *content, const char *needle) {
     env_close(&e);
 }
 
-Test(cmd_train, ratios_with_wrong_layer_count) { ratios_case("{\"ratios\": [0.1, 0.2, 0.3]}", "has 3 per-block scores but the model has 2"); }
+Test(cmd_train, ratios_with_wrong_layer_count) {
+    ratios_case("{\"ratios\": [0.1, 0.2, 0.3]}", "has 3 per-block scores but the model has 2");
+}
 Test(cmd_train, ratios_negative) { ratios_case("[0.1, -0.2]", "must be finite and non-negative"); }
 Test(cmd_train, ratios_malformed) { ratios_case("{\"ratios\": [0.1,", "malformed JSON"); }
 
@@ -150,9 +160,12 @@ Test(cmd_train, help_lists_every_key) {
     snprintf(cmd, sizeof cmd, "%s train --help", ts_owlore_binary());
     char *out;
     cr_assert_eq(ts_run(cmd, &out), 0);
-    const char *keys[] = {"--method", "--gamma", "--interval", "--sampling", "--ratios", "--rank", "--update-gap", "--scale",
-                          "--projector", "--inactive-state", "--lr", "--schedule", "--warmup", "--clip", "--batch-size",
-                          "--block-size", "--grad-accum", "--steps", "--epochs", "--eval-every", "--val-split", "--seed"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) cr_assert(strstr(out, keys[i]) != NULL, "help lacks %s", keys[i]);
+    const char *keys[] = {"--method",     "--gamma",      "--interval", "--sampling",  "--ratios",
+                          "--rank",       "--update-gap", "--scale",    "--projector", "--inactive-state",
+                          "--lr",         "--schedule",   "--warmup",   "--clip",      "--batch-size",
+                          "--block-size", "--grad-accum", "--steps",    "--epochs",    "--eval-every",
+                          "--val-split",  "--seed"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        cr_assert(strstr(out, keys[i]) != NULL, "help lacks %s", keys[i]);
     free(out);
 }

@@ -100,8 +100,9 @@ Test(config, defaults_when_keys_absent) {
     /* only the required keys */
     char *dir = ts_tmpdir();
     char *path = ow_path_join(dir, "config.json");
-    const char *t = "{\"model_type\": \"llama\", \"hidden_size\": 32, \"intermediate_size\": 64, \"num_hidden_layers\": 1, "
-                    "\"num_attention_heads\": 4, \"vocab_size\": 10}";
+    const char *t =
+        "{\"model_type\": \"llama\", \"hidden_size\": 32, \"intermediate_size\": 64, \"num_hidden_layers\": 1, "
+        "\"num_attention_heads\": 4, \"vocab_size\": 10}";
     ts_write_file(path, t, strlen(t));
     OwError err;
     cr_assert(model_config_load(path, &c, &err) == 0, "%s", err.msg);
@@ -156,7 +157,8 @@ Test(config, transformers5_spelling) {
 Test(config, llama3_rope_scaling_type_key) {
     ModelConfig c;
     load_ok("\"rope_scaling\": null",
-            "\"rope_scaling\": {\"type\": \"llama3\", \"factor\": 32.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+            "\"rope_scaling\": {\"type\": \"llama3\", \"factor\": 32.0, \"low_freq_factor\": 1.0, "
+            "\"high_freq_factor\": 4.0, "
             "\"original_max_position_embeddings\": 8192}",
             &c);
     cr_assert_eq(c.rope_scaling, ROPE_SCALING_LLAMA3);
@@ -194,7 +196,8 @@ Test(config, presets_match_transformers_counts) {
     char **names;
     int n = model_preset_list(&names);
     cr_assert_geq(n, 6);
-    cr_assert_eq(n, cJSON_GetArraySize(presets), "every preset needs a row in %s (rerun tests/reference/make_io_fixtures.py)", fx);
+    cr_assert_eq(n, cJSON_GetArraySize(presets),
+                 "every preset needs a row in %s (rerun tests/reference/make_io_fixtures.py)", fx);
     for (int i = 0; i < n; i++) {
         char *path;
         int is_dir;
@@ -375,40 +378,58 @@ Test(config, harmless_unknown_keys_ignored) {
 Test(config_bad, unknown_architecture) {
     load_fails("\"LlamaForCausalLM\"", "\"Qwen2ForCausalLM\"", "unknown architecture \"Qwen2ForCausalLM\"", "hint");
 }
-Test(config_bad, unknown_model_type) { load_fails("\"model_type\": \"llama\"", "\"model_type\": \"gpt2\"", "model_type", "gpt2"); }
-Test(config_bad, zero_hidden_size) { load_fails("\"hidden_size\": 64", "\"hidden_size\": 0", "\"hidden_size\"", "positive"); }
+Test(config_bad, unknown_model_type) {
+    load_fails("\"model_type\": \"llama\"", "\"model_type\": \"gpt2\"", "model_type", "gpt2");
+}
+Test(config_bad, zero_hidden_size) {
+    load_fails("\"hidden_size\": 64", "\"hidden_size\": 0", "\"hidden_size\"", "positive");
+}
 Test(config_bad, negative_intermediate_size) {
     load_fails("\"intermediate_size\": 160", "\"intermediate_size\": -160", "\"intermediate_size\"", "positive");
 }
-Test(config_bad, zero_layers) { load_fails("\"num_hidden_layers\": 3", "\"num_hidden_layers\": 0", "num_hidden_layers", "positive"); }
+Test(config_bad, zero_layers) {
+    load_fails("\"num_hidden_layers\": 3", "\"num_hidden_layers\": 0", "num_hidden_layers", "positive");
+}
 Test(config_bad, negative_vocab) { load_fails("\"vocab_size\": 100", "\"vocab_size\": -1", "vocab_size", "positive"); }
-Test(config_bad, zero_heads) { load_fails("\"num_attention_heads\": 8", "\"num_attention_heads\": 0", "num_attention_heads", "positive"); }
-Test(config_bad, absurd_size) { load_fails("\"hidden_size\": 64", "\"hidden_size\": 1e12", "\"hidden_size\"", "larger than"); }
+Test(config_bad, zero_heads) {
+    load_fails("\"num_attention_heads\": 8", "\"num_attention_heads\": 0", "num_attention_heads", "positive");
+}
+Test(config_bad, absurd_size) {
+    load_fails("\"hidden_size\": 64", "\"hidden_size\": 1e12", "\"hidden_size\"", "larger than");
+}
 Test(config_bad, heads_not_dividing_hidden) {
-    load_fails("\"num_attention_heads\": 8, \"num_key_value_heads\": 2", "\"num_attention_heads\": 6, \"num_key_value_heads\": 2",
-               "not divisible by num_attention_heads 6", NULL);
+    load_fails("\"num_attention_heads\": 8, \"num_key_value_heads\": 2",
+               "\"num_attention_heads\": 6, \"num_key_value_heads\": 2", "not divisible by num_attention_heads 6",
+               NULL);
 }
 Test(config_bad, kv_heads_not_dividing_heads) {
-    load_fails("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3", "not a multiple of num_key_value_heads 3", NULL);
+    load_fails("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3", "not a multiple of num_key_value_heads 3",
+               NULL);
 }
 Test(config_bad, odd_head_dim) {
-    load_fails("\"num_key_value_heads\": 2,", "\"num_key_value_heads\": 2, \"head_dim\": 7,", "head_dim 7 is odd", NULL);
+    load_fails("\"num_key_value_heads\": 2,", "\"num_key_value_heads\": 2, \"head_dim\": 7,", "head_dim 7 is odd",
+               NULL);
 }
 Test(config_bad, attention_bias_true) {
     load_fails("\"attention_bias\": false", "\"attention_bias\": true", "\"attention_bias\"", "not implemented");
 }
-Test(config_bad, mlp_bias_true) { load_fails("\"mlp_bias\": false", "\"mlp_bias\": true", "\"mlp_bias\"", "not implemented"); }
-Test(config_bad, hidden_act_gelu) { load_fails("\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"", "\"hidden_act\"", "gelu"); }
+Test(config_bad, mlp_bias_true) {
+    load_fails("\"mlp_bias\": false", "\"mlp_bias\": true", "\"mlp_bias\"", "not implemented");
+}
+Test(config_bad, hidden_act_gelu) {
+    load_fails("\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"", "\"hidden_act\"", "gelu");
+}
 Test(config_bad, rope_scaling_yarn) {
     load_fails("\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}", "\"yarn\"",
                "rope_scaling");
 }
 Test(config_bad, rope_scaling_linear_type_key) {
-    load_fails("\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", "\"linear\"", NULL);
+    load_fails("\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", "\"linear\"",
+               NULL);
 }
 Test(config_bad, rope_parameters_dynamic) {
-    load_fails("\"rope_scaling\": null", "\"rope_parameters\": {\"rope_type\": \"dynamic\", \"factor\": 2.0}", "\"dynamic\"",
-               "rope_parameters");
+    load_fails("\"rope_scaling\": null", "\"rope_parameters\": {\"rope_type\": \"dynamic\", \"factor\": 2.0}",
+               "\"dynamic\"", "rope_parameters");
 }
 Test(config_bad, rope_scaling_without_type) {
     load_fails("\"rope_scaling\": null", "\"rope_scaling\": {\"factor\": 2.0}", "rope_type", NULL);
@@ -428,16 +449,30 @@ Test(config_bad, llama3_scaling_bad_factors) {
 Test(config_bad, attention_dropout) {
     load_fails("\"attention_dropout\": 0.0", "\"attention_dropout\": 0.1", "\"attention_dropout\"", "not implemented");
 }
-Test(config_bad, missing_required_key) { load_fails("\"vocab_size\": 100,", "", "missing required key \"vocab_size\"", NULL); }
-Test(config_bad, wrong_type) { load_fails("\"hidden_size\": 64", "\"hidden_size\": \"64\"", "\"hidden_size\"", "integer"); }
-Test(config_bad, fractional_size) { load_fails("\"hidden_size\": 64", "\"hidden_size\": 64.5", "\"hidden_size\"", "integer"); }
-Test(config_bad, bad_dtype) { load_fails("\"torch_dtype\": \"bfloat16\"", "\"torch_dtype\": \"int4\"", "torch_dtype", "int4"); }
-Test(config_bad, zero_rope_theta) { load_fails("\"rope_theta\": 10000.0", "\"rope_theta\": 0", "rope_theta", "positive"); }
-Test(config_bad, negative_eps) { load_fails("\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": -1e-05", "rms_norm_eps", "positive"); }
+Test(config_bad, missing_required_key) {
+    load_fails("\"vocab_size\": 100,", "", "missing required key \"vocab_size\"", NULL);
+}
+Test(config_bad, wrong_type) {
+    load_fails("\"hidden_size\": 64", "\"hidden_size\": \"64\"", "\"hidden_size\"", "integer");
+}
+Test(config_bad, fractional_size) {
+    load_fails("\"hidden_size\": 64", "\"hidden_size\": 64.5", "\"hidden_size\"", "integer");
+}
+Test(config_bad, bad_dtype) {
+    load_fails("\"torch_dtype\": \"bfloat16\"", "\"torch_dtype\": \"int4\"", "torch_dtype", "int4");
+}
+Test(config_bad, zero_rope_theta) {
+    load_fails("\"rope_theta\": 10000.0", "\"rope_theta\": 0", "rope_theta", "positive");
+}
+Test(config_bad, negative_eps) {
+    load_fails("\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": -1e-05", "rms_norm_eps", "positive");
+}
 Test(config_bad, two_architectures) {
     load_fails("[\"LlamaForCausalLM\"]", "[\"LlamaForCausalLM\", \"MistralForCausalLM\"]", "lists both", NULL);
 }
-Test(config_bad, malformed_json) { load_fails("\"vocab_size\": 100,", "\"vocab_size\": 100,,", "malformed JSON", "line 1"); }
+Test(config_bad, malformed_json) {
+    load_fails("\"vocab_size\": 100,", "\"vocab_size\": 100,,", "malformed JSON", "line 1");
+}
 Test(config_bad, not_an_object) {
     char *dir = ts_tmpdir();
     char *path = ow_path_join(dir, "config.json");

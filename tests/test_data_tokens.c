@@ -20,7 +20,8 @@ static char *write_sample(const char *dir, int with_mask, int64_t vocab) {
     }
     uint64_t offs[3] = {0, 20, 50};
     OwError err;
-    cr_assert_eq(tokfile_write(path, ids, with_mask ? mask : NULL, 50, vocab, offs, 2, 0x1234, 0x5678, &err), 0, "%s", err.msg);
+    cr_assert_eq(tokfile_write(path, ids, with_mask ? mask : NULL, 50, vocab, offs, 2, 0x1234, 0x5678, &err), 0, "%s",
+                 err.msg);
     return path;
 }
 
@@ -81,7 +82,10 @@ Test(tokfile, corrupt_and_truncated_files_are_refused) {
         cr_assert_eq(tokfile_read(q, &d, &err), -1, "a file cut at %zu bytes is refused", cuts[i]);
     }
     /* not a token file */
-    ts_write_file(q, "hello world, plain text and more than a header of bytes......................................................................................", 140);
+    ts_write_file(q,
+                  "hello world, plain text and more than a header of "
+                  "bytes......................................................................................",
+                  140);
     expect_read_error(q, "not an owlore token file");
     /* an id past the vocabulary with valid checksums: rewrite the header's vocab to 10 */
     uint64_t vocab = 10;

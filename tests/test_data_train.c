@@ -75,7 +75,8 @@ static char *write_jsonl(const Env *e, const char *name, int n, int chat) {
 
 static int train(const Env *e, const char *data, const char *run, const char *extra, char **out) {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s train --model %s --data %s --out %s/%s --data-cache %s --device cpu --method full "
+    snprintf(cmd, sizeof cmd,
+             "%s train --model %s --data %s --out %s/%s --data-cache %s --device cpu --method full "
              "--batch-size 4 --block-size 64 --steps 3 --val-split 0.1 --eval-batches 2 --save-model=false %s",
              ts_owlore_binary(), e->model, data, e->dir, run, e->cache, extra);
     return ts_run(cmd, out);
@@ -97,7 +98,8 @@ static void check_run(const Env *e, const char *run) {
     char *rd = ow_path_join(e->dir, run);
     double loss[3];
     ts_read_metric(rd, "loss", loss, 3);
-    for (int i = 0; i < 3; i++) cr_assert(isfinite(loss[i]) && loss[i] > 0 && loss[i] < 10, "step %d loss %g", i + 1, loss[i]);
+    for (int i = 0; i < 3; i++)
+        cr_assert(isfinite(loss[i]) && loss[i] > 0 && loss[i] < 10, "step %d loss %g", i + 1, loss[i]);
     free(rd);
 }
 
@@ -118,7 +120,8 @@ static void train_twice(Env *e, const char *data, const char *extra) {
               "the second run re-uses the cache:\n%s", out);
     check_run(e, "run2");
     cr_assert_eq(stat(cf, &s2), 0);
-    cr_assert(s1.st_mtim.tv_sec == s2.st_mtim.tv_sec && s1.st_mtim.tv_nsec == s2.st_mtim.tv_nsec && s1.st_ino == s2.st_ino,
+    cr_assert(s1.st_mtim.tv_sec == s2.st_mtim.tv_sec && s1.st_mtim.tv_nsec == s2.st_mtim.tv_nsec &&
+                  s1.st_ino == s2.st_ino,
               "the cache file is not rewritten");
     /* the resolved config names the token file */
     char *cfgp = ow_path_join(e->dir, "run2/config.json");
@@ -202,12 +205,13 @@ Test(data_train, tokenize_command, .timeout = 300) {
     char *bad = ow_path_join(e.dir, "bad.jsonl");
     const char *text = "{\"text\": \"Once upon a time.\"}\n{\"text\": \"oops\"\n{\"text\": \"The end.\"}\n";
     ts_write_file(bad, text, strlen(text));
-    snprintf(cmd, sizeof cmd, "%s tokenize --tokenizer %s --data %s --out %s/bad.bin", ts_owlore_binary(), e.model, bad, e.dir);
+    snprintf(cmd, sizeof cmd, "%s tokenize --tokenizer %s --data %s --out %s/bad.bin", ts_owlore_binary(), e.model, bad,
+             e.dir);
     cr_assert_eq(ts_run(cmd, &out), 0, "%s", out);
     cr_assert(strstr(out, "bad.jsonl:2: malformed JSON") && strstr(out, "2 samples"), "%s", out);
     free(out);
-    snprintf(cmd, sizeof cmd, "%s tokenize --tokenizer %s --data %s --out %s/bad2.bin --strict", ts_owlore_binary(), e.model,
-             bad, e.dir);
+    snprintf(cmd, sizeof cmd, "%s tokenize --tokenizer %s --data %s --out %s/bad2.bin --strict", ts_owlore_binary(),
+             e.model, bad, e.dir);
     rc = ts_run(cmd, &out);
     cr_assert(rc == 1, "status %d:\n%s", rc, out);
     cr_assert(strstr(out, "bad.jsonl:2: malformed JSON") != NULL, "%s", out);

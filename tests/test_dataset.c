@@ -127,8 +127,10 @@ static void check_case(TokCache *tc, const cJSON *c, int train_on_prompt, size_t
             cr_assert_eq(strlen(m), ne);
             for (size_t i = 0; i < ne; i++) {
                 const char *ts = tokenizer_id_to_token(tok, exp[i]);
-                cr_assert_eq(d.mask[a + (int64_t)i], m[i] == '1', "%s, sample %d, token %zu (%d \"%s\"): mask %d, "
-                             "transformers' assistant mask %c", label, k, i, exp[i], ts ? ts : "?", d.mask[a + (int64_t)i], m[i]);
+                cr_assert_eq(d.mask[a + (int64_t)i], m[i] == '1',
+                             "%s, sample %d, token %zu (%d \"%s\"): mask %d, "
+                             "transformers' assistant mask %c",
+                             label, k, i, exp[i], ts ? ts : "?", d.mask[a + (int64_t)i], m[i]);
                 *n_mask += m[i] == '1';
             }
         }
@@ -145,7 +147,8 @@ Test(dataset, ids_and_masks_equal_transformers, .timeout = 300) {
     cJSON *e = load_expected();
     TokCache tc = {0};
     size_t ns = 0, nt = 0, nm = 0, nc = 0;
-    for (const cJSON *c = cJSON_GetObjectItem(e, "cases")->child; c; c = c->next, nc++) check_case(&tc, c, 0, &ns, &nt, &nm);
+    for (const cJSON *c = cJSON_GetObjectItem(e, "cases")->child; c; c = c->next, nc++)
+        check_case(&tc, c, 0, &ns, &nt, &nm);
     cr_log_info("%zu cases, %zu samples, %zu tokens, %zu in transformers' loss masks: all equal", nc, ns, nt, nm);
     cr_expect_gt(nm, 300);
     cache_free(&tc);
@@ -182,8 +185,8 @@ Test(dataset, tokenizer_mode_transformers_encodes_as_autotokenizer, .timeout = 1
         cr_assert_leq(ne, 256);
         for (const cJSON *y = x->child; y; y = y->next) exp[j++] = (int32_t)y->valuedouble;
         char msg[4096];
-        cr_assert_eq(tf_compare(tok, ids.data, ids.len, exp, ne, msg, sizeof msg), -1, "%s, \"%s\" (add_special %d): %s",
-                     cJSON_GetObjectItem(c, "path")->valuestring, text, add, msg);
+        cr_assert_eq(tf_compare(tok, ids.data, ids.len, exp, ne, msg, sizeof msg), -1,
+                     "%s, \"%s\" (add_special %d): %s", cJSON_GetObjectItem(c, "path")->valuestring, text, add, msg);
         idvec_free(&ids);
     }
     cr_log_info("%zu encodes equal", n);
@@ -294,7 +297,8 @@ Test(dataset, format_detection) {
     OwError err;
     cr_assert_eq(dataset_detect_format(p, &f, &err), -1);
     cr_assert(strstr(err.msg, "x.jsonl") && strstr(err.msg, "line 1") && strstr(err.msg, "\"prompt\"") &&
-                  strstr(err.msg, "--format"), "%s", err.msg);
+                  strstr(err.msg, "--format"),
+              "%s", err.msg);
     free(p);
     p = write_tmp(dir, "y.jsonl", "not json\n[1, 2]\n");
     cr_assert_eq(dataset_detect_format(p, &f, &err), -1);
@@ -310,10 +314,12 @@ Test(dataset, json_array_equals_json_lines) {
     Tokenizer *tok;
     OwError err;
     cr_assert_eq(tokenizer_load_mode(ts, TOKENIZER_MODE_TRANSFORMERS, &tok, NULL, &err), 0, "%s", err.msg);
-    const char *lines = "{\"instruction\": \"Say hi\", \"output\": \"hi\"}\n{\"instruction\": \"Count\", \"input\": \"1 2\", "
-                        "\"output\": \"3 4\"}\n";
-    const char *array = "[{\"instruction\": \"Say hi\", \"output\": \"hi\"},\n {\"instruction\": \"Count\", \"input\": \"1 2\", "
-                        "\"output\": \"3 4\"}]";
+    const char *lines =
+        "{\"instruction\": \"Say hi\", \"output\": \"hi\"}\n{\"instruction\": \"Count\", \"input\": \"1 2\", "
+        "\"output\": \"3 4\"}\n";
+    const char *array =
+        "[{\"instruction\": \"Say hi\", \"output\": \"hi\"},\n {\"instruction\": \"Count\", \"input\": \"1 2\", "
+        "\"output\": \"3 4\"}]";
     DataOptions o;
     data_options_defaults(&o);
     TokData a, b;

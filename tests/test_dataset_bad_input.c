@@ -68,29 +68,36 @@ static void bad_record(const Tokenizer *tok, const char *text, DataFormat fmt, i
 
 Test(bad_input, malformed_json_lines) {
     Tokenizer *tok = load_ts();
-    bad_record(tok, "{\"text\": \"good\"}\n{\"text\": \"cut\n", DATA_FORMAT_JSONL, 1, "bad.jsonl:2", "malformed JSON at column");
-    bad_record(tok, "{\"text\": \"a\"} {\"text\": \"b\"}\n\n{\"text\": \"good\"}\n", DATA_FORMAT_JSONL, 1, "bad.jsonl:1",
-               "text after the JSON value");
-    bad_record(tok, "[1, 2]\r\n{\"text\": \"good\"}\r\n", DATA_FORMAT_JSONL, 1, "bad.jsonl:1", "expected a JSON object, got an array");
+    bad_record(tok, "{\"text\": \"good\"}\n{\"text\": \"cut\n", DATA_FORMAT_JSONL, 1, "bad.jsonl:2",
+               "malformed JSON at column");
+    bad_record(tok, "{\"text\": \"a\"} {\"text\": \"b\"}\n\n{\"text\": \"good\"}\n", DATA_FORMAT_JSONL, 1,
+               "bad.jsonl:1", "text after the JSON value");
+    bad_record(tok, "[1, 2]\r\n{\"text\": \"good\"}\r\n", DATA_FORMAT_JSONL, 1, "bad.jsonl:1",
+               "expected a JSON object, got an array");
     bad_record(tok, "{\"text\": \"good\"}\n\"just a string\"\n", DATA_FORMAT_JSONL, 1, "bad.jsonl:2", "got a string");
     /* a lone surrogate escape is not valid text: cJSON refuses it, the line is malformed */
-    bad_record(tok, "{\"text\": \"\\ud800\"}\n{\"text\": \"good\"}\n", DATA_FORMAT_JSONL, 1, "bad.jsonl:1", "malformed JSON");
+    bad_record(tok, "{\"text\": \"\\ud800\"}\n{\"text\": \"good\"}\n", DATA_FORMAT_JSONL, 1, "bad.jsonl:1",
+               "malformed JSON");
     tokenizer_free(tok);
 }
 
 Test(bad_input, missing_fields_are_named) {
     Tokenizer *tok = load_ts();
-    bad_record(tok, "{\"txt\": \"typo\"}\n{\"text\": \"good\"}\n", DATA_FORMAT_JSONL, 0, "bad.jsonl:1", "missing field \"text\"");
+    bad_record(tok, "{\"txt\": \"typo\"}\n{\"text\": \"good\"}\n", DATA_FORMAT_JSONL, 0, "bad.jsonl:1",
+               "missing field \"text\"");
     bad_record(tok, "{\"instruction\": \"i\", \"output\": \"o\"}\n{\"instruction\": \"i\", \"response\": \"o\"}\n",
                DATA_FORMAT_ALPACA, 0, "bad.jsonl:2", "missing field \"output\"");
-    bad_record(tok, "{\"input\": \"x\", \"output\": \"o\"}\n{\"instruction\": \"i\", \"output\": \"o\"}\n", DATA_FORMAT_ALPACA,
-               0, "bad.jsonl:1", "missing field \"instruction\"");
-    bad_record(tok, "{\"conversations\": []}\n{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, "
-               "{\"role\": \"assistant\", \"content\": \"a\"}]}\n", DATA_FORMAT_CHAT, 0, "bad.jsonl:1",
-               "missing field \"messages\"");
-    bad_record(tok, "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"a\"}]}\n"
-               "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\"}]}\n",
-               DATA_FORMAT_CHAT, 0, "bad.jsonl:2", "messages[1]: missing field \"content\"");
+    bad_record(tok, "{\"input\": \"x\", \"output\": \"o\"}\n{\"instruction\": \"i\", \"output\": \"o\"}\n",
+               DATA_FORMAT_ALPACA, 0, "bad.jsonl:1", "missing field \"instruction\"");
+    bad_record(tok,
+               "{\"conversations\": []}\n{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, "
+               "{\"role\": \"assistant\", \"content\": \"a\"}]}\n",
+               DATA_FORMAT_CHAT, 0, "bad.jsonl:1", "missing field \"messages\"");
+    bad_record(
+        tok,
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"a\"}]}\n"
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\"}]}\n",
+        DATA_FORMAT_CHAT, 0, "bad.jsonl:2", "messages[1]: missing field \"content\"");
     tokenizer_free(tok);
 }
 
@@ -100,9 +107,11 @@ Test(bad_input, wrong_types) {
                "field \"text\" must be a string, got a number");
     bad_record(tok, "{\"instruction\": [\"i\"], \"output\": \"o\"}\n{\"instruction\": \"i\", \"output\": \"o\"}\n",
                DATA_FORMAT_ALPACA, 0, "bad.jsonl:1", "field \"instruction\" must be a string, got an array");
-    bad_record(tok, "{\"instruction\": \"i\", \"input\": 1, \"output\": \"o\"}\n{\"instruction\": \"i\", \"output\": \"o\"}\n",
-               DATA_FORMAT_ALPACA, 0, "bad.jsonl:1", "field \"input\" must be a string");
-    const char *ok = "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"a\"}]}\n";
+    bad_record(
+        tok, "{\"instruction\": \"i\", \"input\": 1, \"output\": \"o\"}\n{\"instruction\": \"i\", \"output\": \"o\"}\n",
+        DATA_FORMAT_ALPACA, 0, "bad.jsonl:1", "field \"input\" must be a string");
+    const char *ok =
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"a\"}]}\n";
     char buf[512];
     snprintf(buf, sizeof buf, "%s{\"messages\": {\"role\": \"user\"}}\n", ok);
     bad_record(tok, buf, DATA_FORMAT_CHAT, 0, "bad.jsonl:2", "\"messages\" must be an array, got an object");
@@ -119,7 +128,8 @@ Test(bad_input, wrong_types) {
 
 Test(bad_input, roles_and_order) {
     Tokenizer *tok = load_ts();
-    const char *ok = "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"a\"}]}\n";
+    const char *ok =
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"a\"}]}\n";
     struct {
         const char *msgs, *needle;
     } cases[] = {
@@ -144,8 +154,9 @@ Test(bad_input, roles_and_order) {
     data_options_defaults(&o);
     o.format = DATA_FORMAT_CHAT;
     o.chat_template = CHAT_TEMPLATE_MISTRAL;
-    const char *sys = "{\"messages\": [{\"role\": \"system\", \"content\": \"s\"}, {\"role\": \"user\", \"content\": \"q\"}, "
-                      "{\"role\": \"assistant\", \"content\": \"a\"}]}\n";
+    const char *sys =
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"s\"}, {\"role\": \"user\", \"content\": \"q\"}, "
+        "{\"role\": \"assistant\", \"content\": \"a\"}]}\n";
     char buf[600];
     snprintf(buf, sizeof buf, "%s%s", ok, sys);
     TokData d;
@@ -175,16 +186,19 @@ Test(bad_input, empty_samples_are_skipped_even_when_strict) {
         cr_assert_eq(r.st.samples, 1);
         tokdata_free(&r.d);
     }
-    Run r = run(tok, "e.jsonl", "{\"instruction\": \"i\", \"output\": \" \"}\n{\"instruction\": \"i\", \"output\": \"o\"}\n",
+    Run r = run(tok, "e.jsonl",
+                "{\"instruction\": \"i\", \"output\": \" \"}\n{\"instruction\": \"i\", \"output\": \"o\"}\n",
                 DATA_FORMAT_ALPACA, 1);
     cr_assert_eq(r.rc, 0, "%s", r.err.msg);
     cr_assert_eq(r.st.empty, 1);
     tokdata_free(&r.d);
-    r = run(tok, "e.jsonl",
-            "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}]}\n"
-            "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"\\u3000 \"}]}\n"
-            "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"a\"}]}\n",
-            DATA_FORMAT_CHAT, 1);
+    r = run(
+        tok, "e.jsonl",
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}]}\n"
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"\\u3000 "
+        "\"}]}\n"
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"a\"}]}\n",
+        DATA_FORMAT_CHAT, 1);
     cr_assert_eq(r.rc, 0, "%s", r.err.msg);
     cr_assert_eq(r.st.empty, 2, "no assistant message, and a whitespace-only answer");
     cr_assert_eq(r.st.samples, 1);
@@ -247,7 +261,8 @@ Test(bad_input, over_long_samples_are_counted) {
     OwError err;
     for (int p = 0; p < 2; p++) {
         Batcher b;
-        cr_assert_eq(batcher_init_packing(&b, &r.d, (BatchPacking)p, 2, T, 0.0, 0, 1, "long.jsonl", &err), 0, "%s", err.msg);
+        cr_assert_eq(batcher_init_packing(&b, &r.d, (BatchPacking)p, 2, T, 0.0, 0, 1, "long.jsonl", &err), 0, "%s",
+                     err.msg);
         cr_assert_eq(b.n_long, 3, "packing %d", p);
         if (p == PACKING_PAD) {
             cr_assert_eq(b.ntrain, 6, "one window per sample");
@@ -295,11 +310,13 @@ Test(bad_input, token_files_are_checked, .timeout = 120) {
     cr_assert_eq(tokenizer_load_mode(ts, o.tokenizer_mode, &tok, NULL, &err), 0, "%s", err.msg);
     cr_assert_eq(dataset_tokenize_file(src, tok, &o, &d, NULL, &err), 0, "%s", err.msg);
     cr_assert_eq(tokfile_write(bin, (const int32_t *)d.ids, d.mask, d.count, d.vocab_size, d.doc_offsets, d.ndocs,
-                               d.tokenizer_hash, d.source_hash, &err), 0, "%s", err.msg);
+                               d.tokenizer_hash, d.source_hash, &err),
+                 0, "%s", err.msg);
     tokdata_free(&d);
     tokenizer_free(tok);
     TokData got;
-    cr_assert_eq(train_load_data_with(bin, ts, 2048, &o, "", NULL, &got, NULL, &err), 0, "same tokenizer and mode: %s", err.msg);
+    cr_assert_eq(train_load_data_with(bin, ts, 2048, &o, "", NULL, &got, NULL, &err), 0, "same tokenizer and mode: %s",
+                 err.msg);
     cr_assert_eq(got.ndocs, 2);
     tokdata_free(&got);
     /* another mode of the same tokenizer */
@@ -357,9 +374,12 @@ Test(bad_input, inexact_mask_is_fatal) {
         "\"rstrip\":false,\"normalized\":false,\"special\":true},{\"id\":1,\"content\":\"</s>\",\"single_word\":false,"
         "\"lstrip\":false,\"rstrip\":false,\"normalized\":false,\"special\":true}],\"normalizer\":null,"
         "\"pre_tokenizer\":null,\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":"
-        "{\"id\":\"<s>\",\"type_id\":0}},{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{\"id\":\"</s>\","
-        "\"type_id\":0}}],\"pair\":[{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"Sequence\":{\"id\":\"B\",\"type_id\":1}}],"
-        "\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[0],\"tokens\":[\"<s>\"]},\"</s>\":{\"id\":\"</s>\",\"ids\":[1],"
+        "{\"id\":\"<s>\",\"type_id\":0}},{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{\"id\":\"</"
+        "s>\","
+        "\"type_id\":0}}],\"pair\":[{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"Sequence\":{\"id\":\"B\",\"type_"
+        "id\":1}}],"
+        "\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[0],\"tokens\":[\"<s>\"]},\"</s>\":{\"id\":\"</"
+        "s>\",\"ids\":[1],"
         "\"tokens\":[\"</s>\"]}}},\"decoder\":null,\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,"
         "\"continuing_subword_prefix\":null,\"end_of_word_suffix\":null,\"fuse_unk\":false,\"byte_fallback\":true,"
         "\"ignore_merges\":false,\"vocab\":{\"<s>\":0,\"</s>\":1,\"<0x00>\":2},\"merges\":[]}}";

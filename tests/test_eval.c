@@ -136,7 +136,8 @@ Test(eval, byte_model_text_and_multiple_choice_through_the_command) {
     cJSON *j = run_json(args, js);
     double loss = cJSON_GetObjectItem(j, "loss")->valuedouble, ref = ref_f64(&st, "loss", NULL)[0];
     cr_assert_lt(fabs(loss - ref) / ref, 1e-6, "loss %.8f, transformers %.8f", loss, ref);
-    cr_assert_eq((int64_t)cJSON_GetObjectItem(j, "tokens")->valuedouble, ((const int64_t *)safetensors_find(&st, "ntokens")->data)[0]);
+    cr_assert_eq((int64_t)cJSON_GetObjectItem(j, "tokens")->valuedouble,
+                 ((const int64_t *)safetensors_find(&st, "ntokens")->data)[0]);
     cJSON_Delete(j);
     snprintf(args, sizeof args, "--model %s --data %s --block-size 64 --batch-size 5", model, mc);
     j = run_json(args, js);
@@ -145,9 +146,7 @@ Test(eval, byte_model_text_and_multiple_choice_through_the_command) {
     double got[64];
     int k = 0;
     const cJSON *row, *v;
-    cJSON_ArrayForEach(row, cJSON_GetObjectItem(j, "loglik")) {
-        cJSON_ArrayForEach(v, row) got[k++] = v->valuedouble;
-    }
+    cJSON_ArrayForEach(row, cJSON_GetObjectItem(j, "loglik")) { cJSON_ArrayForEach(v, row) got[k++] = v->valuedouble; }
     cr_assert_eq(k, n);
     check_logliks(got, rl, n);
     cr_assert_float_eq(cJSON_GetObjectItem(j, "acc")->valuedouble, ref_f64(&st, "acc", NULL)[0], 1e-12);
@@ -192,24 +191,31 @@ static void expect_eval_error(const char *model_rel, int shared, const char *con
 Test(eval, bad_multiple_choice_input_is_named) {
     expect_eval_error("data/real/hf/TinyStories-656K", 1, "{\"context\": \"a\", \"choices\": [\"\"], \"label\": 0}\n",
                       "choices[0] is empty");
-    expect_eval_error("eval/byte_model", 0, "{\"context\": \"a\", \"choices\": [\"b\", \"c\"], \"label\": 0}\n{\"context\": \"a\", \"choices\": [\"b\"], \"label\": 3}\n",
+    expect_eval_error("eval/byte_model", 0,
+                      "{\"context\": \"a\", \"choices\": [\"b\", \"c\"], \"label\": 0}\n{\"context\": \"a\", "
+                      "\"choices\": [\"b\"], \"label\": 3}\n",
                       "items.jsonl: line 2: label 3 is not a choice index");
-    expect_eval_error("eval/byte_model", 0, "{\"context\": \"a\", \"choices\": [\"b\"], \"label\": 0}\n{\"context\": \"a\",\n",
-                      "line 2");
-    expect_eval_error("eval/byte_model", 0, "{\"context\": \"\", \"choices\": [\"b\"], \"label\": 0}\n", "context has no tokens");
-    expect_eval_error("eval/byte_model", 0, "{\"context\": \"x\", \"choices\": [\"b\"], \"label\": 0, \"context_ids\": [1], "
-                      "\"choice_ids\": [[999]]}\n", "outside the vocabulary");
+    expect_eval_error("eval/byte_model", 0,
+                      "{\"context\": \"a\", \"choices\": [\"b\"], \"label\": 0}\n{\"context\": \"a\",\n", "line 2");
+    expect_eval_error("eval/byte_model", 0, "{\"context\": \"\", \"choices\": [\"b\"], \"label\": 0}\n",
+                      "context has no tokens");
+    expect_eval_error("eval/byte_model", 0,
+                      "{\"context\": \"x\", \"choices\": [\"b\"], \"label\": 0, \"context_ids\": [1], "
+                      "\"choice_ids\": [[999]]}\n",
+                      "outside the vocabulary");
     expect_eval_error("eval/byte_model", 0, "\n\n", "no items");
 }
 
 /* Text items on a model with a tokenizer.json go through the C tokenizer. */
 Test(eval, multiple_choice_text_with_the_models_tokenizer) {
-    char *dir = ts_tmpdir(), *p = ow_path_join(dir, "items.jsonl"), *model = ts_shared_path("data/real/hf/TinyStories-656K");
+    char *dir = ts_tmpdir(), *p = ow_path_join(dir, "items.jsonl"),
+         *model = ts_shared_path("data/real/hf/TinyStories-656K");
     /* (this tokenizer merges across word boundaries, so continuations are chosen that keep their own tokens,
      * as lm-evaluation-harness takes the continuation as the ids after the context's) */
-    const char *items = "{\"context\": \"The cat sat on the\", \"choices\": [\" mat.\", \" sky.\"], \"label\": 0}\n"
-                        "{\"context\": \"Lily was very happy. She smiled and said,\", \"choices\": [\" \\\"Thank you, mom!\\\"\", "
-                        "\" \\\"Xylophone quantum!\\\"\"], \"label\": 0}\n";
+    const char *items =
+        "{\"context\": \"The cat sat on the\", \"choices\": [\" mat.\", \" sky.\"], \"label\": 0}\n"
+        "{\"context\": \"Lily was very happy. She smiled and said,\", \"choices\": [\" \\\"Thank you, mom!\\\"\", "
+        "\" \\\"Xylophone quantum!\\\"\"], \"label\": 0}\n";
     ts_write_file(p, items, strlen(items));
     char cmd[4096], *out;
     snprintf(cmd, sizeof cmd, "%s eval --device cpu --model %s --data %s", ts_owlore_binary(), model, p);

@@ -247,7 +247,8 @@ Test(export, command_writes_the_directory) {
     Env e;
     env_open(&e, "trajectory/model");
     char cmd[4096], *out;
-    snprintf(cmd, sizeof cmd, "%s export %s --out %s/hf --dtype bf16 --shard-size 30KB", ts_owlore_binary(), e.run, e.dir);
+    snprintf(cmd, sizeof cmd, "%s export %s --out %s/hf --dtype bf16 --shard-size 30KB", ts_owlore_binary(), e.run,
+             e.dir);
     cr_assert_eq(ts_run(cmd, &out), 0, "%s", out);
     cr_assert(strstr(out, "step-000006") != NULL, "names the checkpoint it used:\n%s", out);
     free(out);

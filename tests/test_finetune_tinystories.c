@@ -63,9 +63,9 @@ static void finetune_config(TrainConfig *c, const char *method, const char *mode
     c->val_split = split;
     c->eval_batches = 16;
     c->log_every = 50;
-    c->gamma = 1;       /* the model has 2 blocks */
-    c->rank = 32;       /* k/v projections are [64, 128] */
-    c->nsamples = 16;   /* OWL calibration for owl sampling */
+    c->gamma = 1;     /* the model has 2 blocks */
+    c->rank = 32;     /* k/v projections are [64, 128] */
+    c->nsamples = 16; /* OWL calibration for owl sampling */
     c->seqlen = 256;
 }
 
@@ -85,8 +85,8 @@ Test(finetune, tinystories_on_tinyshakespeare_every_method, .timeout = 1500) {
         cr_assert_eq(train_run(&c, &s, &err), 0, "%s: %s", methods[i], err.msg);
         fprintf(stderr, "| %s | %.4f | %.4f | %.1f |\n", methods[i], s.first_val, s.last_val, s.seconds);
         cr_assert(isfinite(s.first_val) && isfinite(s.last_val));
-        cr_assert_lt(s.last_val, s.first_val, "%s: validation loss did not go down (%.4f -> %.4f)", methods[i], s.first_val,
-                     s.last_val);
+        cr_assert_lt(s.last_val, s.first_val, "%s: validation loss did not go down (%.4f -> %.4f)", methods[i],
+                     s.first_val, s.last_val);
         free(out);
     }
     free(model);
@@ -129,10 +129,14 @@ Test(finetune, randomized_projector_follows_the_exact_loss_curve, .timeout = 900
         mean += d / STEPS;
         if (i) noise += fabs(loss[0][i] - loss[0][i - 1]) / (STEPS - 1);
     }
-    fprintf(stderr, "randomized vs exact projector, 200 steps: mean |loss difference| %.2e, largest %.2e; mean "
-            "step-to-step change of the exact curve %.2e; validation %.5f vs %.5f\n", mean, worst, noise, val[1], val[0]);
-    cr_expect_lt(mean, 0.02 * noise, "the curves differ by %.3e on average, the curve's own noise is %.3e", mean, noise);
-    cr_expect_lt(fabs(val[1] - val[0]), 0.01 * val[0], "validation loss %.5f (randomized) vs %.5f (exact)", val[1], val[0]);
+    fprintf(stderr,
+            "randomized vs exact projector, 200 steps: mean |loss difference| %.2e, largest %.2e; mean "
+            "step-to-step change of the exact curve %.2e; validation %.5f vs %.5f\n",
+            mean, worst, noise, val[1], val[0]);
+    cr_expect_lt(mean, 0.02 * noise, "the curves differ by %.3e on average, the curve's own noise is %.3e", mean,
+                 noise);
+    cr_expect_lt(fabs(val[1] - val[0]), 0.01 * val[0], "validation loss %.5f (randomized) vs %.5f (exact)", val[1],
+                 val[0]);
     free(model);
     free(data);
     ts_rmtree(dir);

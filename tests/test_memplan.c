@@ -36,7 +36,8 @@ static void plan_matches_peak(const char *method, const char *key, const char *v
     config(&c, method, key, val, dir);
     if (strcmp(method, "owlore") == 0 || strcmp(method, "lisa") == 0) {
         OwError e;
-        cr_assert_eq(train_config_set_string(&c, "forced_blocks", strcmp(method, "lisa") ? "0,2;1,3" : "0,1;2,3", "t", &e), 0);
+        cr_assert_eq(
+            train_config_set_string(&c, "forced_blocks", strcmp(method, "lisa") ? "0,2;1,3" : "0,1;2,3", "t", &e), 0);
         c.gamma = 2;
         c.interval = 3;
     }
@@ -51,7 +52,8 @@ static void plan_matches_peak(const char *method, const char *key, const char *v
     TrainSummary s;
     cr_assert_eq(train_run(&c, &s, &err), 0, "%s", err.msg);
     double rel = ((double)s.peak_mem - (double)p.total) / (double)s.peak_mem;
-    cr_log_info("%s %s: plan %zu bytes, measured peak %zu (%.2f%%)", method, val ? val : "", p.total, s.peak_mem, 100 * rel);
+    cr_log_info("%s %s: plan %zu bytes, measured peak %zu (%.2f%%)", method, val ? val : "", p.total, s.peak_mem,
+                100 * rel);
     cr_assert_lt(rel < 0 ? -rel : rel, 0.01, "%s: plan %zu vs measured peak %zu", method, p.total, s.peak_mem);
     ts_rmtree(dir);
     free(dir);
@@ -112,8 +114,10 @@ Test(memplan, a_run_over_the_cap_stops_before_training) {
     char cmd[8192], *out, run[1024];
     char *model = ts_fixture_path("trajectory/model");
     snprintf(run, sizeof run, "%s/run", dir);
-    snprintf(cmd, sizeof cmd, "%s train --model %s --data synthetic --steps 2 --out %s --device cpu --method galore --rank 8 "
-             "--batch-size 64 --block-size 64 --gpu-mem 1MiB", ts_owlore_binary(), model, run);
+    snprintf(cmd, sizeof cmd,
+             "%s train --model %s --data synthetic --steps 2 --out %s --device cpu --method galore --rank 8 "
+             "--batch-size 64 --block-size 64 --gpu-mem 1MiB",
+             ts_owlore_binary(), model, run);
     int rc = ts_run(cmd, &out);
     cr_assert_eq(rc, 1, "%s", out);
     cr_assert(strstr(out, "but the cap (--gpu-mem) is 1.0 MiB") && strstr(out, "plan: weights") && strstr(out, "hint:"),

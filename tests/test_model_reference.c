@@ -85,7 +85,8 @@ static void check_grads(Fix *f, int recompute, double *max_err) {
     for (int64_t i = 0; i < N; i++) n += f->targets[i] != -100;
     double sum;
     int64_t cnt;
-    cr_assert_eq(model_forward_backward(f->m, f->ids, f->targets, 1.0f / (float)n, NULL, &sum, &cnt, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_forward_backward(f->m, f->ids, f->targets, 1.0f / (float)n, NULL, &sum, &cnt, &err), 0, "%s",
+                 err.msg);
     cr_assert_eq(cnt, n);
     float loss = (float)(sum / (double)n);
     double e = compare(&loss, need(&f->exp, "loss"), "loss");
@@ -112,7 +113,8 @@ static void set_all_trainable(Fix *f, int on) {
 
 static void set_block(Fix *f, int layer, int on) {
     OwError err;
-    for (int b = 0; b < BW_COUNT; b++) cr_assert_eq(model_set_trainable(f->m, model_block_param(f->m, layer, (BlockWeight)b), on, &err), 0);
+    for (int b = 0; b < BW_COUNT; b++)
+        cr_assert_eq(model_set_trainable(f->m, model_block_param(f->m, layer, (BlockWeight)b), on, &err), 0);
 }
 
 static void run_fixture(const char *name) {

@@ -14,9 +14,19 @@
 #include <string.h>
 
 static ModelConfig tiny_cfg(void) {
-    ModelConfig c = {.architecture = "LlamaForCausalLM", .model_type = "llama", .vocab_size = 11, .hidden_size = 16,
-                     .intermediate_size = 24, .num_layers = 2, .num_heads = 2, .num_kv_heads = 1, .head_dim = 8,
-                     .max_position_embeddings = 32, .rms_norm_eps = 1e-5, .rope_theta = 10000, .bos_token_id = -1,
+    ModelConfig c = {.architecture = "LlamaForCausalLM",
+                     .model_type = "llama",
+                     .vocab_size = 11,
+                     .hidden_size = 16,
+                     .intermediate_size = 24,
+                     .num_layers = 2,
+                     .num_heads = 2,
+                     .num_kv_heads = 1,
+                     .head_dim = 8,
+                     .max_position_embeddings = 32,
+                     .rms_norm_eps = 1e-5,
+                     .rope_theta = 10000,
+                     .bos_token_id = -1,
                      .eos_token_id = -1};
     return c;
 }
@@ -34,7 +44,8 @@ static void env_open(Env *e, OptimConfig oc) {
     cr_assert_eq(model_create(e->be, &c, &e->m, &err), 0, "%s", err.msg);
     model_init_random(e->m, 3, 0.5);
     cr_assert_eq(optimizer_init(&e->o, e->m, &oc, &err), 0, "%s", err.msg);
-    for (int i = 0; i < e->m->nparams; i++) cr_assert_eq(optimizer_activate(&e->o, &e->m->params[i], &err), 0, "%s", err.msg);
+    for (int i = 0; i < e->m->nparams; i++)
+        cr_assert_eq(optimizer_activate(&e->o, &e->m->params[i], &err), 0, "%s", err.msg);
 }
 
 static void env_close(Env *e) {
@@ -44,9 +55,19 @@ static void env_close(Env *e) {
 }
 
 static OptimConfig galore_cfg(void) {
-    OptimConfig o = {.kind = OPT_GALORE_ADAMW, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-6, .weight_decay = 0,
-                     .rank = 4, .update_gap = 3, .scale = 1.0, .projector = PROJ_EXACT, .rf_oversample = 4,
-                     .rf_iters = 2, .inactive = INACTIVE_KEEP, .seed = 5};
+    OptimConfig o = {.kind = OPT_GALORE_ADAMW,
+                     .beta1 = 0.9,
+                     .beta2 = 0.999,
+                     .eps = 1e-6,
+                     .weight_decay = 0,
+                     .rank = 4,
+                     .update_gap = 3,
+                     .scale = 1.0,
+                     .projector = PROJ_EXACT,
+                     .rf_oversample = 4,
+                     .rf_iters = 2,
+                     .inactive = INACTIVE_KEEP,
+                     .seed = 5};
     return o;
 }
 
@@ -225,7 +246,8 @@ static void run_against_reference(OptimConfig oc, double clip, int steps) {
                 md = fmax(md, fabs(got[k] - w[i][k]));
                 mw = fmax(mw, fabs(w[i][k]));
             }
-            cr_assert_lt(md / mw, 2e-5, "step %d, %s: relative difference %.3g from the reference", s, p->name, md / mw);
+            cr_assert_lt(md / mw, 2e-5, "step %d, %s: relative difference %.3g from the reference", s, p->name,
+                         md / mw);
             /* keep the reference on the same weights to stop float drift compounding */
             for (int64_t k = 0; k < n; k++) w[i][k] = got[k];
             free(got);
@@ -243,11 +265,13 @@ static void run_against_reference(OptimConfig oc, double clip, int steps) {
             for (int64_t v = 0; v < nvec; v++) {
                 int64_t best = 0;
                 for (int64_t k = 1; k < len; k++) {
-                    float a = st->right ? P[v * pc + k] : P[k * pc + v], b = st->right ? P[v * pc + best] : P[best * pc + v];
+                    float a = st->right ? P[v * pc + k] : P[k * pc + v],
+                          b = st->right ? P[v * pc + best] : P[best * pc + v];
                     if (fabsf(a) > fabsf(b)) best = k;
                 }
                 float top = st->right ? P[v * pc + best] : P[best * pc + v];
-                cr_assert_gt(top, 0, "%s: singular vector %lld has a negative largest entry", m->params[i].name, (long long)v);
+                cr_assert_gt(top, 0, "%s: singular vector %lld has a negative largest entry", m->params[i].name,
+                             (long long)v);
             }
             free(P);
         }
@@ -337,7 +361,8 @@ Test(optimizer, inactive_state_is_parked_on_host_and_restored) {
     e.be->download(e.be, m0, OW_F32, &st->m);
     e.be->download(e.be, v0, OW_F32, &st->v);
     size_t dev_before = e.be->mem.current[MEM_OPTIM];
-    for (int b = 0; b < BW_COUNT; b++) cr_assert_eq(optimizer_deactivate(&e.o, model_block_param(e.m, 0, (BlockWeight)b), &err), 0);
+    for (int b = 0; b < BW_COUNT; b++)
+        cr_assert_eq(optimizer_deactivate(&e.o, model_block_param(e.m, 0, (BlockWeight)b), &err), 0);
     cr_assert(!p->trainable && p->g.data == NULL, "a parked tensor is frozen");
     cr_assert_lt(e.be->mem.current[MEM_OPTIM], dev_before, "state left the device");
     cr_assert_gt(e.o.host.current_total, 0, "and is counted in host memory");
@@ -348,7 +373,8 @@ Test(optimizer, inactive_state_is_parked_on_host_and_restored) {
     cr_assert_eq(st->step, 2);
     size_t host_parked = e.o.host.current_total;
     const float *buf = st->host_m;
-    for (int b = 0; b < BW_COUNT; b++) cr_assert_eq(optimizer_activate(&e.o, model_block_param(e.m, 0, (BlockWeight)b), &err), 0);
+    for (int b = 0; b < BW_COUNT; b++)
+        cr_assert_eq(optimizer_activate(&e.o, model_block_param(e.m, 0, (BlockWeight)b), &err), 0);
     cr_assert(!st->parked && optimizer_state_home(&e.o, p) == OPT_STATE_DEVICE, "the state is on the device again");
     cr_assert_eq(e.o.host.current_total, host_parked, "its host buffers are kept (and counted) for the next park");
     e.be->download(e.be, m1, OW_F32, &st->m);
@@ -362,10 +388,12 @@ Test(optimizer, inactive_state_is_parked_on_host_and_restored) {
     e.be->download(e.be, m0, OW_F32, &st->m);
     e.be->download(e.be, v0, OW_F32, &st->v);
     cr_assert(memcmp(m0, m1, nb) != 0, "the step changed the moments");
-    for (int b = 0; b < BW_COUNT; b++) cr_assert_eq(optimizer_deactivate(&e.o, model_block_param(e.m, 0, (BlockWeight)b), &err), 0);
+    for (int b = 0; b < BW_COUNT; b++)
+        cr_assert_eq(optimizer_deactivate(&e.o, model_block_param(e.m, 0, (BlockWeight)b), &err), 0);
     cr_assert(st->parked && st->host_m == buf, "the same host buffers");
     cr_assert_eq(e.o.host.current_total, host_parked, "no more host memory");
-    for (int b = 0; b < BW_COUNT; b++) cr_assert_eq(optimizer_activate(&e.o, model_block_param(e.m, 0, (BlockWeight)b), &err), 0);
+    for (int b = 0; b < BW_COUNT; b++)
+        cr_assert_eq(optimizer_activate(&e.o, model_block_param(e.m, 0, (BlockWeight)b), &err), 0);
     e.be->download(e.be, m1, OW_F32, &st->m);
     e.be->download(e.be, v1, OW_F32, &st->v);
     cr_assert(memcmp(m0, m1, nb) == 0 && memcmp(v0, v1, nb) == 0, "the second park brings back the new moments");
@@ -436,7 +464,8 @@ static void range_finder_case(int64_t rows, int64_t cols, int rank) {
     cr_assert_eq(galore_projector(be, &Pe, &G, rank, right, PROJ_EXACT, 0, 0, 1, &err), 0, "%s", err.msg);
     cr_assert_eq(galore_projector(be, &Pr, &G, rank, right, PROJ_RANDOMIZED, 8, 2, 77, &err), 0, "%s", err.msg);
     double c = min_principal_cosine(be, &Pe, &Pr, right);
-    cr_log_info("range finder %lldx%lld rank %d: smallest principal cosine >= %.6f", (long long)rows, (long long)cols, rank, c);
+    cr_log_info("range finder %lldx%lld rank %d: smallest principal cosine >= %.6f", (long long)rows, (long long)cols,
+                rank, c);
     cr_assert_gt(c, 0.999, "randomized subspace is far from the exact one (cosine %.5f)", c);
     /* with this gap the vectors themselves agree, signs included */
     float *a = malloc(tensor_nbytes(&Pe)), *b = malloc(tensor_nbytes(&Pr));
@@ -586,8 +615,8 @@ Test(optimizer, compact_embedding_gradient_and_host_moments_are_bit_exact) {
 Test(optimizer, projector_warm_up_releases_its_scratch) {
     OwError err;
     Backend *be = backend_create_cpu(1, 0, &err);
-    OptimConfig oc = {.kind = OPT_GALORE_ADAMW, .rank = 6, .projector = PROJ_RANDOMIZED, .rf_oversample = 4,
-                      .rf_iters = 2};
+    OptimConfig oc = {
+        .kind = OPT_GALORE_ADAMW, .rank = 6, .projector = PROJ_RANDOMIZED, .rf_oversample = 4, .rf_iters = 2};
     cr_assert_eq(galore_warm_up(be, &oc, &err), 0, "%s", err.msg);
     cr_assert_eq(be->mem.current_total, 0, "the warm-up keeps no memory");
     /* a [20, 20] matrix, its [6, 20] projector and the range finder's sketches */

@@ -74,7 +74,8 @@ static char *make_data(const char *dir) {
 Test(outliers, command_writes_ratios_json) {
     char *dir = ts_tmpdir(), *data = make_data(dir), *model = ts_fixture_path("trajectory/model");
     char cmd[4096], *out;
-    snprintf(cmd, sizeof cmd, "%s outliers --model %s --data %s --out %s/r.json --nsamples 8 --seqlen 32 --M 3 --device cpu",
+    snprintf(cmd, sizeof cmd,
+             "%s outliers --model %s --data %s --out %s/r.json --nsamples 8 --seqlen 32 --M 3 --device cpu",
              ts_owlore_binary(), model, data, dir);
     cr_assert_eq(ts_run(cmd, &out), 0, "%s", out);
     char *rp = ow_path_join(dir, "r.json");
@@ -97,8 +98,8 @@ Test(outliers, command_writes_ratios_json) {
     snprintf(cmd, sizeof cmd, "%s outliers --model %s --data %s", ts_owlore_binary(), model, data);
     cr_assert_eq(ts_run(cmd, &out), 2, "--out missing: %s", out);
     free(out);
-    snprintf(cmd, sizeof cmd, "%s outliers --model %s --data /nonexistent.bin --out %s/x.json --device cpu", ts_owlore_binary(),
-             model, dir);
+    snprintf(cmd, sizeof cmd, "%s outliers --model %s --data /nonexistent.bin --out %s/x.json --device cpu",
+             ts_owlore_binary(), model, dir);
     cr_assert_eq(ts_run(cmd, &out), 1);
     cr_assert(strstr(out, "/nonexistent.bin") != NULL, "%s", out);
     free(out);

@@ -25,7 +25,8 @@
 
 static char *make_run(const char *dir, const char *method) {
     OwError err;
-    char *data = ow_path_join(dir, "data.bin"), *ratios = ow_path_join(dir, "ratios.json"), *run = ow_path_join(dir, "run");
+    char *data = ow_path_join(dir, "data.bin"), *ratios = ow_path_join(dir, "ratios.json"),
+         *run = ow_path_join(dir, "run");
     int32_t ids[800];
     Rng r;
     rng_init(&r, 5, 2);
@@ -164,7 +165,8 @@ Test(report, written_at_the_end_self_contained_and_rendered, .timeout = 600) {
     if (!chromium_available()) {
         const char *need = getenv("OWLORE_WITH_CHROMIUM");
         cr_assert(!(need && strcmp(need, "1") == 0), "OWLORE_WITH_CHROMIUM=1 but chromium is not installed");
-        cr_log_warn("chromium is not installed: rendering checks skipped (OWLORE_WITH_CHROMIUM=1 ./scripts/install-deps.sh)");
+        cr_log_warn(
+            "chromium is not installed: rendering checks skipped (OWLORE_WITH_CHROMIUM=1 ./scripts/install-deps.sh)");
     } else {
         char url[2048], shot[1024], blank_html[1024], blank_shot[1024], arg[2048], *out;
         snprintf(url, sizeof url, "file://%s", path);
@@ -184,7 +186,8 @@ Test(report, written_at_the_end_self_contained_and_rendered, .timeout = 600) {
         png_size(shot, &w, &h, &bytes);
         png_size(blank_shot, &bw, &bh, &bbytes);
         cr_assert(w == 1200 && h == 2000, "screenshot is a 1200x2000 PNG (got %ux%u, %zu bytes)", w, h, bytes);
-        cr_assert_gt(bytes, 5 * bbytes, "the screenshot (%zu bytes) is far from blank (an empty page: %zu bytes)", bytes, bbytes);
+        cr_assert_gt(bytes, 5 * bbytes, "the screenshot (%zu bytes) is far from blank (an empty page: %zu bytes)",
+                     bytes, bbytes);
         /* the DOM chromium built from the file */
         snprintf(url, sizeof url, "file://%s", path);
         cr_assert_eq(chromium(dir, "--dump-dom", url, &out), 0, "%s", out);

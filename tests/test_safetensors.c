@@ -252,7 +252,8 @@ Test(safetensors, hf_torch_save_file_bytes_reproduced) {
     SafeTensors st;
     OwError err;
     cr_assert(safetensors_open(path, &st, &err) == 0, "%s", err.msg);
-    const StTensor *z = safetensors_find(&st, "zeta"), *c = safetensors_find(&st, "count"), *i = safetensors_find(&st, "idx");
+    const StTensor *z = safetensors_find(&st, "zeta"), *c = safetensors_find(&st, "count"),
+                   *i = safetensors_find(&st, "idx");
     const StTensor *m = safetensors_find(&st, "mask"), *w = safetensors_find(&st, "model.layers.0.w");
     cr_assert(z && c && i && m && w);
     cr_assert_eq(z->dtype, OW_BF16);
@@ -416,7 +417,7 @@ Test(safetensors, sharded_round_trip_small_shards) {
     for (int i = 0; i < N; i++) {
         for (int k = 0; k < 40; k++) data[i][k] = (float)(i * 100 + k);
         snprintf(names[i], sizeof names[i], "w.%d", N - i); /* names not in write order */
-        int64_t cols = i == 3 ? 40 : 10;                     /* tensor 3 (160 B) exceeds the shard size */
+        int64_t cols = i == 3 ? 40 : 10;                    /* tensor 3 (160 B) exceeds the shard size */
         t[i] = (StWriteTensor){.name = names[i], .dtype = OW_F32, .ndim = 1, .shape = {cols}, .data = data[i]};
     }
     char *dir = ts_tmpdir();
@@ -546,7 +547,9 @@ Test(safetensors_bad, header_length_past_end) {
 }
 
 Test(safetensors_bad, malformed_header_json) { edit_and_expect("\"a\":{", "\"a\":{{", "malformed JSON", "header"); }
-Test(safetensors_bad, header_not_an_object) { edit_and_expect("{\"__metadata__\"", "[{\"__metadata__\"", "malformed JSON", NULL); }
+Test(safetensors_bad, header_not_an_object) {
+    edit_and_expect("{\"__metadata__\"", "[{\"__metadata__\"", "malformed JSON", NULL);
+}
 Test(safetensors_bad, header_is_an_array) {
     char *dir = ts_tmpdir();
     char *good = write_small(dir);
@@ -564,15 +567,26 @@ Test(safetensors_bad, header_is_an_array) {
     ts_rmtree(dir);
     free(dir);
 }
-Test(safetensors_bad, entry_not_an_object) { edit_and_expect("\"b\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[16,22]}", "\"b\":[16,22]", "\"b\"", "not an object"); }
-Test(safetensors_bad, unknown_dtype) { edit_and_expect("\"BF16\"", "\"F8_E4M3\"", "unknown dtype \"F8_E4M3\"", "\"b\""); }
+Test(safetensors_bad, entry_not_an_object) {
+    edit_and_expect("\"b\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[16,22]}", "\"b\":[16,22]", "\"b\"",
+                    "not an object");
+}
+Test(safetensors_bad, unknown_dtype) {
+    edit_and_expect("\"BF16\"", "\"F8_E4M3\"", "unknown dtype \"F8_E4M3\"", "\"b\"");
+}
 Test(safetensors_bad, dtype_not_a_string) { edit_and_expect("\"BF16\"", "7", "dtype", "\"b\""); }
 Test(safetensors_bad, shape_nbytes_mismatch) { edit_and_expect("\"shape\":[3]", "\"shape\":[4]", "\"b\"", "needs 8"); }
 Test(safetensors_bad, dtype_nbytes_mismatch) { edit_and_expect("\"BF16\"", "\"F32\"", "\"b\"", "needs 12"); }
-Test(safetensors_bad, shape_negative) { edit_and_expect("\"shape\":[3]", "\"shape\":[-3]", "\"b\"", "not a non-negative integer"); }
-Test(safetensors_bad, shape_fractional) { edit_and_expect("\"shape\":[3]", "\"shape\":[3.5]", "\"b\"", "shape entry 0"); }
+Test(safetensors_bad, shape_negative) {
+    edit_and_expect("\"shape\":[3]", "\"shape\":[-3]", "\"b\"", "not a non-negative integer");
+}
+Test(safetensors_bad, shape_fractional) {
+    edit_and_expect("\"shape\":[3]", "\"shape\":[3.5]", "\"b\"", "shape entry 0");
+}
 Test(safetensors_bad, shape_not_array) { edit_and_expect("\"shape\":[3]", "\"shape\":3", "\"b\"", "shape"); }
-Test(safetensors_bad, shape_too_many_dims) { edit_and_expect("\"shape\":[3]", "\"shape\":[3,1,1,1,1]", "\"b\"", "5 dimensions"); }
+Test(safetensors_bad, shape_too_many_dims) {
+    edit_and_expect("\"shape\":[3]", "\"shape\":[3,1,1,1,1]", "\"b\"", "5 dimensions");
+}
 Test(safetensors_bad, shape_overflow) {
     edit_and_expect("\"shape\":[3]", "\"shape\":[4294967296,4294967296,4294967296]", "\"b\"", "too large");
 }
@@ -608,8 +622,12 @@ Test(safetensors_bad, data_section_not_covered) {
     free(dir);
 }
 Test(safetensors_bad, duplicate_tensor_name) { edit_and_expect("\"c\":{", "\"a\":{", "\"a\"", "appears twice"); }
-Test(safetensors_bad, metadata_not_strings) { edit_and_expect("\"format\":\"pt\"", "\"format\":1", "__metadata__", "not a string"); }
-Test(safetensors_bad, metadata_not_object) { edit_and_expect("{\"format\":\"pt\"}", "[\"pt\"]", "__metadata__", "not an object"); }
+Test(safetensors_bad, metadata_not_strings) {
+    edit_and_expect("\"format\":\"pt\"", "\"format\":1", "__metadata__", "not a string");
+}
+Test(safetensors_bad, metadata_not_object) {
+    edit_and_expect("{\"format\":\"pt\"}", "[\"pt\"]", "__metadata__", "not an object");
+}
 
 Test(safetensors_bad, directory_without_weights) {
     char *dir = ts_tmpdir();
@@ -634,7 +652,8 @@ static char *write_two_shards(void) {
     StWriteTensor t[4];
     memset(t, 0, sizeof t);
     const char *names[4] = {"x", "y", "z", "w"};
-    for (int i = 0; i < 4; i++) t[i] = (StWriteTensor){.name = names[i], .dtype = OW_F32, .ndim = 1, .shape = {8}, .data = d[i]};
+    for (int i = 0; i < 4; i++)
+        t[i] = (StWriteTensor){.name = names[i], .dtype = OW_F32, .ndim = 1, .shape = {8}, .data = d[i]};
     char *dir = ts_tmpdir();
     OwError err;
     cr_assert(safetensors_write_sharded(dir, t, 4, 64, NULL, &err) == 0, "%s", err.msg);
@@ -674,10 +693,11 @@ Test(safetensors_sharded, two_shards_open) {
     safetensors_close(&st);
     char *idx = ow_path_join(dir, "model.safetensors.index.json");
     Bytes b = read_bytes(idx);
-    cr_assert_str_eq(b.p, "{\n  \"metadata\": {\n    \"total_parameters\": 32,\n    \"total_size\": 128\n  },\n"
-                          "  \"weight_map\": {\n    \"w\": \"model-00002-of-00002.safetensors\",\n"
-                          "    \"x\": \"model-00001-of-00002.safetensors\",\n    \"y\": \"model-00001-of-00002.safetensors\",\n"
-                          "    \"z\": \"model-00002-of-00002.safetensors\"\n  }\n}\n");
+    cr_assert_str_eq(
+        b.p, "{\n  \"metadata\": {\n    \"total_parameters\": 32,\n    \"total_size\": 128\n  },\n"
+             "  \"weight_map\": {\n    \"w\": \"model-00002-of-00002.safetensors\",\n"
+             "    \"x\": \"model-00001-of-00002.safetensors\",\n    \"y\": \"model-00001-of-00002.safetensors\",\n"
+             "    \"z\": \"model-00002-of-00002.safetensors\"\n  }\n}\n");
     free(b.p);
     free(idx);
     ts_rmtree(dir);
@@ -696,13 +716,18 @@ Test(safetensors_bad, index_lists_absent_tensor) {
                           "does not contain it");
 }
 Test(safetensors_bad, index_omits_tensor) {
-    index_edit_and_expect(",\n    \"z\": \"model-00002-of-00002.safetensors\"", "", "\"z\"", "not listed in weight_map");
+    index_edit_and_expect(",\n    \"z\": \"model-00002-of-00002.safetensors\"", "", "\"z\"",
+                          "not listed in weight_map");
 }
 Test(safetensors_bad, index_shard_outside_dir) {
     index_edit_and_expect("\"z\": \"model-00002", "\"z\": \"../model-00002", "\"z\"", "same directory");
 }
-Test(safetensors_bad, index_malformed) { index_edit_and_expect("\"weight_map\": {", "\"weight_map\": {{", "malformed JSON", NULL); }
-Test(safetensors_bad, index_without_weight_map) { index_edit_and_expect("\"weight_map\"", "\"weights\"", "weight_map", NULL); }
+Test(safetensors_bad, index_malformed) {
+    index_edit_and_expect("\"weight_map\": {", "\"weight_map\": {{", "malformed JSON", NULL);
+}
+Test(safetensors_bad, index_without_weight_map) {
+    index_edit_and_expect("\"weight_map\"", "\"weights\"", "weight_map", NULL);
+}
 Test(safetensors_bad, tensor_in_two_shards) {
     /* shard 2 re-written to hold x as well as z and w */
     char *dir = write_two_shards();
@@ -710,15 +735,17 @@ Test(safetensors_bad, tensor_in_two_shards) {
     StWriteTensor t[3];
     memset(t, 0, sizeof t);
     const char *names[3] = {"z", "w", "x"};
-    for (int i = 0; i < 3; i++) t[i] = (StWriteTensor){.name = names[i], .dtype = OW_F32, .ndim = 1, .shape = {8}, .data = d[i]};
+    for (int i = 0; i < 3; i++)
+        t[i] = (StWriteTensor){.name = names[i], .dtype = OW_F32, .ndim = 1, .shape = {8}, .data = d[i]};
     char *s2 = ow_path_join(dir, "model-00002-of-00002.safetensors");
     OwError err;
     cr_assert(safetensors_write(s2, t, 3, NULL, &err) == 0, "%s", err.msg);
     SafeTensors st;
     cr_assert_eq(safetensors_open(dir, &st, &err), -1);
     cr_assert(strstr(err.msg, "\"x\" is stored in two shards") != NULL, "%s", err.msg);
-    cr_assert(strstr(err.msg, "model-00001-of-00002.safetensors") && strstr(err.msg, "model-00002-of-00002.safetensors"), "%s",
-              err.msg);
+    cr_assert(strstr(err.msg, "model-00001-of-00002.safetensors") &&
+                  strstr(err.msg, "model-00002-of-00002.safetensors"),
+              "%s", err.msg);
     free(s2);
     ts_rmtree(dir);
     free(dir);
@@ -765,7 +792,8 @@ Test(safetensors_fuzz, mutations_never_crash) {
             for (int i = 0; i < st.ntensors; i++) {
                 const StTensor *t = &st.tensors[i];
                 cr_assert_eq(t->nbytes, (size_t)st_tensor_numel(t) * dtype_size(t->dtype));
-                cr_assert(t->nbytes == 0 || ((const char *)t->data >= base && (const char *)t->data + t->nbytes <= base + st.files[0].size));
+                cr_assert(t->nbytes == 0 || ((const char *)t->data >= base &&
+                                             (const char *)t->data + t->nbytes <= base + st.files[0].size));
             }
             safetensors_close(&st);
         } else {

@@ -83,7 +83,8 @@ Test(sampler, restore_state_repeats_the_draws) {
         sampler_draw(&a);
         sampler_draw(&b);
         cr_assert_eq(a.nactive, b.nactive);
-        cr_assert_eq(memcmp(a.active, b.active, sizeof(int) * (size_t)a.nactive), 0, "draw %d differs after restore", i);
+        cr_assert_eq(memcmp(a.active, b.active, sizeof(int) * (size_t)a.nactive), 0, "draw %d differs after restore",
+                     i);
     }
     /* another seed draws another sequence */
     Sampler c;

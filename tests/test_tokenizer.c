@@ -41,9 +41,10 @@ Test(tokenizer, torture_strings_match_hf, .timeout = 900) {
         strings++;
         tokens += r->n_ids;
     }
-    cr_log_info("torture: %zu (tokenizer, string, add_special) cases, %zu tokens compared, %zu different", strings, tokens,
-                failures);
-    fprintf(stderr, "torture: %zu cases, %zu tokens compared with HF tokenizers, %zu different\n", strings, tokens, failures);
+    cr_log_info("torture: %zu (tokenizer, string, add_special) cases, %zu tokens compared, %zu different", strings,
+                tokens, failures);
+    fprintf(stderr, "torture: %zu cases, %zu tokens compared with HF tokenizers, %zu different\n", strings, tokens,
+            failures);
     cr_expect_eq(failures, 0, "%zu of %zu torture cases differ from HF tokenizers", failures, strings);
     cr_expect_gt(strings, 5000);
     idvec_free(&ids);
@@ -66,12 +67,12 @@ Test(tokenizer, decode_matches_hf, .timeout = 900) {
         Tokenizer *tok = tf_get(reg, r->tok);
         char *text;
         size_t len;
-        cr_assert(tokenizer_decode(tok, r->ids, r->n_ids, r->flag, &text, &len, &err) == 0, "%s %s: %s", r->tok, r->name,
-                  err.msg);
+        cr_assert(tokenizer_decode(tok, r->ids, r->n_ids, r->flag, &text, &len, &err) == 0, "%s %s: %s", r->tok,
+                  r->name, err.msg);
         if (len != r->text_len || memcmp(text, r->text, len) != 0) {
             if (failures++ < 20)
-                cr_log_error("%s / %s (skip_special=%d): owlore \"%.200s\" (%zu bytes), HF \"%.*s\" (%zu bytes)", r->tok,
-                             r->name, r->flag, text, len, (int)(r->text_len > 200 ? 200 : r->text_len), r->text,
+                cr_log_error("%s / %s (skip_special=%d): owlore \"%.200s\" (%zu bytes), HF \"%.*s\" (%zu bytes)",
+                             r->tok, r->name, r->flag, text, len, (int)(r->text_len > 200 ? 200 : r->text_len), r->text,
                              r->text_len);
         }
         free(text);
@@ -111,7 +112,8 @@ Test(tokenizer, lookups_match_hf_and_transformers, .timeout = 300) {
     TfRegistry *reg = tf_registry_open();
     for (const cJSON *e = cJSON_GetObjectItem(man, "expect")->child; e; e = e->next) {
         Tokenizer *tok = tf_get(reg, e->string);
-        cr_expect_eq(tokenizer_vocab_size(tok), (int64_t)cJSON_GetObjectItem(e, "vocab_size")->valuedouble, "%s", e->string);
+        cr_expect_eq(tokenizer_vocab_size(tok), (int64_t)cJSON_GetObjectItem(e, "vocab_size")->valuedouble, "%s",
+                     e->string);
         const cJSON *bos = cJSON_GetObjectItem(e, "bos"), *eos = cJSON_GetObjectItem(e, "eos");
         if (bos) cr_expect_eq(tokenizer_bos_id(tok), (int32_t)bos->valuedouble, "%s bos", e->string);
         if (eos) cr_expect_eq(tokenizer_eos_id(tok), (int32_t)eos->valuedouble, "%s eos", e->string);
@@ -135,7 +137,8 @@ Test(tokenizer, lookups_match_hf_and_transformers, .timeout = 300) {
     /* TinyStories: normalized special tokens show their normalized form, as HF */
     Tokenizer *ts = tf_get(reg, "tinystories");
     cr_expect_eq(tokenizer_token_id(ts, "<|start_story|>"), 1);
-    cr_expect(!tokenizer_is_special(ts, 1), "HF does not treat a normalized special token's id as special when decoding");
+    cr_expect(!tokenizer_is_special(ts, 1),
+              "HF does not treat a normalized special token's id as special when decoding");
     /* the hash is xxh64 of the file bytes */
     char *text;
     size_t len;
@@ -203,7 +206,8 @@ static const char *k_tiny =
     "\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":\"\\u2581\"},"
     "{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\\u2581\"}]},"
     "\"pre_tokenizer\":null,"
-    "\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<unk>\",\"type_id\":0}},"
+    "\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<unk>\",\"type_id\":0}"
+    "},"
     "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],\"pair\":[{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},"
     "{\"Sequence\":{\"id\":\"B\",\"type_id\":1}}],\"special_tokens\":{\"<unk>\":{\"id\":\"<unk>\",\"ids\":[0],"
     "\"tokens\":[\"<unk>\"]}}},"
@@ -261,16 +265,24 @@ Test(tokenizer, refuses_what_it_does_not_implement) {
     } cases[] = {
         {"\"type\":\"BPE\"", "\"type\":\"WordPiece\"", {"t.json", "model.type", "WordPiece", NULL}},
         {"\"type\":\"BPE\"", "\"type\":\"Unigram\"", {"model.type", "Unigram", NULL}},
-        {"{\"type\":\"Prepend\",\"prepend\":\"\\u2581\"}", "{\"type\":\"NFKC\"}",
+        {"{\"type\":\"Prepend\",\"prepend\":\"\\u2581\"}",
+         "{\"type\":\"NFKC\"}",
          {"normalizer.normalizers[0].type", "NFKC", NULL}},
-        {"\"pre_tokenizer\":null", "\"pre_tokenizer\":{\"type\":\"Whitespace\"}", {"pre_tokenizer.type", "Whitespace", NULL}},
-        {"\"pre_tokenizer\":null", "\"pre_tokenizer\":{\"type\":\"Digits\",\"individual_digits\":true}", {"pre_tokenizer.type", "Digits", NULL}},
-        {"{\"type\":\"Fuse\"}", "{\"type\":\"WordPiece\",\"prefix\":\"##\",\"cleanup\":true}",
+        {"\"pre_tokenizer\":null",
+         "\"pre_tokenizer\":{\"type\":\"Whitespace\"}",
+         {"pre_tokenizer.type", "Whitespace", NULL}},
+        {"\"pre_tokenizer\":null",
+         "\"pre_tokenizer\":{\"type\":\"Digits\",\"individual_digits\":true}",
+         {"pre_tokenizer.type", "Digits", NULL}},
+        {"{\"type\":\"Fuse\"}",
+         "{\"type\":\"WordPiece\",\"prefix\":\"##\",\"cleanup\":true}",
          {"decoder.decoders[1].type", "WordPiece", NULL}},
-        {"\"post_processor\":{\"type\":\"TemplateProcessing\"", "\"post_processor\":{\"type\":\"RobertaProcessing\"",
+        {"\"post_processor\":{\"type\":\"TemplateProcessing\"",
+         "\"post_processor\":{\"type\":\"RobertaProcessing\"",
          {"post_processor.type", "RobertaProcessing", NULL}},
         {"\"dropout\":null", "\"dropout\":0.1", {"model.dropout", "0.1", NULL}},
-        {"\"continuing_subword_prefix\":null", "\"continuing_subword_prefix\":\"##\"",
+        {"\"continuing_subword_prefix\":null",
+         "\"continuing_subword_prefix\":\"##\"",
          {"model.continuing_subword_prefix", "##", NULL}},
         {"\"end_of_word_suffix\":null", "\"end_of_word_suffix\":\"</w>\"", {"model.end_of_word_suffix", "</w>", NULL}},
         {"\"truncation\":null", "\"truncation\":{\"max_length\":8}", {"truncation", NULL}},
@@ -290,38 +302,55 @@ Test(tokenizer, refuses_what_it_does_not_implement) {
         {"\"ab\":3", "\"a\":3", {"model.vocab", "\"a\" appears twice", NULL}},
         {"\"ab\":3", "\"ab\":99999999", {"model.vocab", "\"ab\"", NULL}},
         {"\"unk_token\":\"<unk>\"", "\"unk_token\":\"<nope>\"", {"model.unk_token", "<nope>", NULL}},
-        {"{\"String\":\" \"},\"content\"", "{\"Regex\":\" +\"},\"content\"", {"normalizer.normalizers[1].pattern", "Regex", NULL}},
+        {"{\"String\":\" \"},\"content\"",
+         "{\"Regex\":\" +\"},\"content\"",
+         {"normalizer.normalizers[1].pattern", "Regex", NULL}},
         {"{\"String\":\" \"},\"content\"", "{\"String\":\"\"},\"content\"", {"normalizers[1].pattern", "empty", NULL}},
         {"\"pre_tokenizer\":null",
-         "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\",\"invert\":false}",
+         "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\",\"invert\":"
+         "false}",
          {"pre_tokenizer.pattern", "cannot compile", NULL}},
         {"\"pre_tokenizer\":null",
-         "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"a\"},\"behavior\":\"Sideways\",\"invert\":false}",
+         "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"a\"},\"behavior\":\"Sideways\",\"invert\":"
+         "false}",
          {"pre_tokenizer.behavior", "Sideways", NULL}},
         {"\"pre_tokenizer\":null",
-         "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
-         "\"trim_offsets\":true},{\"type\":\"Split\",\"pattern\":{\"String\":\"a\"},\"behavior\":\"Isolated\",\"invert\":false}]}",
+         "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"ByteLevel\",\"add_prefix_space\":"
+         "false,"
+         "\"trim_offsets\":true},{\"type\":\"Split\",\"pattern\":{\"String\":\"a\"},\"behavior\":\"Isolated\","
+         "\"invert\":false}]}",
          {"pre_tokenizer.pretokenizers[1]", "after ByteLevel", NULL}},
-        {"\"pre_tokenizer\":null", "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"ab\"}",
+        {"\"pre_tokenizer\":null",
+         "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"ab\"}",
          {"pre_tokenizer", "replacement", "one character", NULL}},
-        {"\"pre_tokenizer\":null", "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"_\",\"add_prefix_space\":false}",
+        {"\"pre_tokenizer\":null",
+         "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"_\",\"add_prefix_space\":false}",
          {"pre_tokenizer", "prepend_scheme", NULL}},
-        {"\"pre_tokenizer\":null", "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"_\",\"prepend_scheme\":\"sometimes\"}",
+        {"\"pre_tokenizer\":null",
+         "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"_\",\"prepend_scheme\":\"sometimes\"}",
          {"pre_tokenizer.prepend_scheme", "sometimes", NULL}},
-        {"{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],\"pair\"", "{\"Sequence\":{\"id\":\"B\",\"type_id\":0}}],\"pair\"",
+        {"{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],\"pair\"",
+         "{\"Sequence\":{\"id\":\"B\",\"type_id\":0}}],\"pair\"",
          {"post_processor.single[1]", "$B", NULL}},
-        {"{\"Sequence\":{\"id\":\"B\",\"type_id\":1}}]", "{\"SpecialToken\":{\"id\":\"<unk>\",\"type_id\":1}}]",
+        {"{\"Sequence\":{\"id\":\"B\",\"type_id\":1}}]",
+         "{\"SpecialToken\":{\"id\":\"<unk>\",\"type_id\":1}}]",
          {"post_processor.pair", "no $B", NULL}},
-        {"{\"SpecialToken\":{\"id\":\"<unk>\",\"type_id\":0}}", "{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}}",
+        {"{\"SpecialToken\":{\"id\":\"<unk>\",\"type_id\":0}}",
+         "{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}}",
          {"post_processor.single[0]", "<s>", NULL}},
         {"\"ids\":[0]", "\"ids\":[7]", {"post_processor", "id 7", NULL}},
         {"\"id\":0,\"content\":\"<unk>\"", "\"id\":5,\"content\":\"<unk>\"", {"added_tokens[0]", "id 5", "id 0", NULL}},
-        {"\"id\":0,\"content\":\"<unk>\"", "\"id\":0,\"content\":\"<new>\"", {"added_tokens[0]", "<new>", "id 5", NULL}},
+        {"\"id\":0,\"content\":\"<unk>\"",
+         "\"id\":0,\"content\":\"<new>\"",
+         {"added_tokens[0]", "<new>", "id 5", NULL}},
         {"\"single_word\":false,", "", {"added_tokens[0]", "single_word", NULL}},
         {"\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"ByteFallback\"}",
-         "\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Strip\",\"content\":\" \",\"start\":-1,\"stop\":0}",
+         "\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Strip\",\"content\":\" "
+         "\",\"start\":-1,\"stop\":0}",
          {"decoder.decoders[0]", "start", NULL}},
-        {"\"normalizer\":{\"type\":\"Sequence\"", "\"normalizer\":{\"kind\":\"Sequence\"", {"normalizer", "missing \"type\"", NULL}},
+        {"\"normalizer\":{\"type\":\"Sequence\"",
+         "\"normalizer\":{\"kind\":\"Sequence\"",
+         {"normalizer", "missing \"type\"", NULL}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *json = tiny_with(cases[i].from, cases[i].to);
@@ -452,9 +481,11 @@ Test(tokenizer, encode_and_decode_commands, .timeout = 300) {
             continue;
         ts_write_file(in, r->text, r->text_len);
         /* the directory form for TinyStories, the file form for Mistral */
-        char *tp = strcmp(r->tok, "tinystories") == 0 ? ow_path_dirname(tf_path(reg, r->tok)) : strdup(tf_path(reg, r->tok));
+        char *tp =
+            strcmp(r->tok, "tinystories") == 0 ? ow_path_dirname(tf_path(reg, r->tok)) : strdup(tf_path(reg, r->tok));
         char cmd[8192];
-        snprintf(cmd, sizeof cmd, "'%s' encode --tokenizer '%s'%s < '%s'", bin, tp, r->flag ? " --add-special" : "", in);
+        snprintf(cmd, sizeof cmd, "'%s' encode --tokenizer '%s'%s < '%s'", bin, tp, r->flag ? " --add-special" : "",
+                 in);
         char *out = NULL;
         int rc = ts_run(cmd, &out);
         cr_assert_eq(rc, 0, "%s: %s", cmd, out);

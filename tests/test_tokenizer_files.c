@@ -87,7 +87,8 @@ Test(tokenizer_files, whole_text_files_match_hf, .timeout = 1800) {
         cr_expect_eq(xxh64(back, blen, 0), dec->digest, "%s: decode of %s differs from HF's decode", r->tok, p);
         int round = blen == len && memcmp(back, text, len) == 0;
         fprintf(stderr, "%-12s %-50s %8zu tokens %s (%.2f s); decode %s%s\n", r->tok, r->name + 5, r->n_ids,
-                at < 0 ? "equal to HF" : "DIFFERENT", dt, xxh64(back, blen, 0) == dec->digest ? "equal to HF" : "DIFFERENT",
+                at < 0 ? "equal to HF" : "DIFFERENT", dt,
+                xxh64(back, blen, 0) == dec->digest ? "equal to HF" : "DIFFERENT",
                 round ? ", gives the text back" : " (lossy in HF too: unknown characters)");
         pairs++;
         tokens += r->n_ids;
@@ -98,8 +99,8 @@ Test(tokenizer_files, whole_text_files_match_hf, .timeout = 1800) {
         free(p);
         tf_free(&f);
     }
-    fprintf(stderr, "whole files: %zu (tokenizer, file) pairs, %zu bytes, %zu tokens compared with HF tokenizers\n", pairs,
-            bytes, tokens);
+    fprintf(stderr, "whole files: %zu (tokenizer, file) pairs, %zu bytes, %zu tokens compared with HF tokenizers\n",
+            pairs, bytes, tokens);
     cr_log_info("whole files: %zu pairs, %zu tokens compared", pairs, tokens);
     cr_expect_geq(pairs, 8);
     for (size_t k = 0; k < nf; k++) free(files[k]);
@@ -135,10 +136,25 @@ static void sweep_span(void *ctx, size_t start, size_t end) {
 }
 
 static size_t put_utf8(uint32_t cp, char *o) {
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) { o[0] = (char)(0xC0 | cp >> 6); o[1] = (char)(0x80 | (cp & 63)); return 2; }
-    if (cp < 0x10000) { o[0] = (char)(0xE0 | cp >> 12); o[1] = (char)(0x80 | ((cp >> 6) & 63)); o[2] = (char)(0x80 | (cp & 63)); return 3; }
-    o[0] = (char)(0xF0 | cp >> 18); o[1] = (char)(0x80 | ((cp >> 12) & 63)); o[2] = (char)(0x80 | ((cp >> 6) & 63)); o[3] = (char)(0x80 | (cp & 63));
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xC0 | cp >> 6);
+        o[1] = (char)(0x80 | (cp & 63));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | cp >> 12);
+        o[1] = (char)(0x80 | ((cp >> 6) & 63));
+        o[2] = (char)(0x80 | (cp & 63));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | cp >> 18);
+    o[1] = (char)(0x80 | ((cp >> 12) & 63));
+    o[2] = (char)(0x80 | ((cp >> 6) & 63));
+    o[3] = (char)(0x80 | (cp & 63));
     return 4;
 }
 
@@ -205,7 +221,9 @@ Test(tokenizer_files, regex_sweep_matches_oniguruma, .timeout = 1800) {
             }
             free(sc.out);
         }
-        fprintf(stderr, "%s sweep: %zu code points with equal spans, %zu different, %zu different but unassigned in PCRE2's Unicode tables\n",
+        fprintf(stderr,
+                "%s sweep: %zu code points with equal spans, %zu different, %zu different but unassigned in PCRE2's "
+                "Unicode tables\n",
                 name, same, differ_known, differ_new);
         cr_expect_eq(differ_known, 0, "%s: %zu code points split differently from tokenizers", name, differ_known);
         cr_expect_lt(differ_new, 20000);

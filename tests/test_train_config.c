@@ -49,7 +49,8 @@ Test(train_config, flags_override_recipes) {
     ts_write_file(r, text, strlen(text));
     TrainConfig c;
     OwError err;
-    const char *a[] = {"train", "--recipe", r, "--gamma=4", "--update-gap", "7", "--freeze-embeddings", "--gpu-mem", "24GiB"};
+    const char *a[] = {"train",     "--recipe", r, "--gamma=4", "--update-gap", "7", "--freeze-embeddings",
+                       "--gpu-mem", "24GiB"};
     cr_assert_eq(parse(&c, &err, 9, a), 0, "%s", err.msg);
     cr_assert_str_eq(c.method, "lisa", "the recipe file chooses the method");
     cr_assert_eq(c.interval, 3, "the method's defaults apply under the recipe file");

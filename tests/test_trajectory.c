@@ -53,8 +53,10 @@ static void run_recipe(const char *name) {
         double e = fabs(loss[i] - rl[i]) / fabs(rl[i]);
         worst = fmax(worst, e);
         cr_assert_lt(e, LOSS_TOL, "%s step %d: loss %.8f, reference %.8f (relative %.2e)", name, i, loss[i], rl[i], e);
-        cr_assert_lt(fabs(gn[i] - rg[i]) / rg[i], NORM_TOL, "%s step %d: grad norm %.6f vs %.6f", name, i, gn[i], rg[i]);
-        cr_assert_lt(fabs(lr[i] - rlr[i]), 1e-12 + 1e-9 * rlr[i], "%s step %d: lr %.10g vs %.10g", name, i, lr[i], rlr[i]);
+        cr_assert_lt(fabs(gn[i] - rg[i]) / rg[i], NORM_TOL, "%s step %d: grad norm %.6f vs %.6f", name, i, gn[i],
+                     rg[i]);
+        cr_assert_lt(fabs(lr[i] - rlr[i]), 1e-12 + 1e-9 * rlr[i], "%s step %d: lr %.10g vs %.10g", name, i, lr[i],
+                     rlr[i]);
     }
     cr_log_info("%s: 20 losses within %.2e relative of PyTorch (%.7f -> %.7f)", name, worst, loss[0], loss[19]);
     /* final weights, where the reference stored them */

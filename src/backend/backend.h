@@ -44,12 +44,12 @@ typedef enum {
 enum { ADAM_ROWS_PRESENT = 0, ADAM_ROWS_ABSENT = 1 };
 
 typedef struct AdamHyper {
-    float lr;          /* scheduled learning rate for this step */
+    float lr; /* scheduled learning rate for this step */
     float beta1, beta2, eps, weight_decay;
-    int64_t step;      /* this tensor's step count, 1 on its first update */
+    int64_t step; /* this tensor's step count, 1 on its first update */
     AdamVariant variant;
-    float grad_scale;  /* incoming gradients are multiplied by this (clipping, accumulation) */
-    uint64_t sr_seed;  /* stochastic rounding seed when the parameter is bf16 */
+    float grad_scale; /* incoming gradients are multiplied by this (clipping, accumulation) */
+    uint64_t sr_seed; /* stochastic rounding seed when the parameter is bf16 */
 } AdamHyper;
 
 struct Backend {
@@ -195,8 +195,8 @@ struct Backend {
      * sees its results, and nothing queued later may touch the rows it updates, their
      * moments or its gradient rows before that wait. Otherwise (and on the CPU) it is queued
      * in order and -1 is returned. */
-    int (*adam_update_host)(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel,
-                            int rows, int zero_grad, int async, const AdamHyper *h);
+    int (*adam_update_host)(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel, int rows,
+                            int zero_grad, int async, const AdamHyper *h);
     /* Reserves what adam_update_host needs for moments in host memory (on CUDA: staging
      * buffers of BACKEND_HOST_STATE_STAGING bytes, workspace); idempotent; call before the
      * first such update. */

@@ -29,8 +29,10 @@ static void add(Backend *be, const char *name, double t0, double flops) {
     int i = 0;
     while (i < p->nrows && strcmp(p->rows[i].name, name) != 0) i++;
     if (i == p->nrows) {
-        if (p->nrows == PROF_ROWS) i = PROF_ROWS - 1; /* overflow lands in the last row */
-        else snprintf(p->rows[p->nrows++].name, sizeof p->rows[0].name, "%s", name);
+        if (p->nrows == PROF_ROWS)
+            i = PROF_ROWS - 1; /* overflow lands in the last row */
+        else
+            snprintf(p->rows[p->nrows++].name, sizeof p->rows[0].name, "%s", name);
     }
     p->rows[i].seconds += dt;
     p->rows[i].flops += flops;
@@ -42,13 +44,14 @@ static double start(Backend *be) {
     return ow_now();
 }
 
-static void p_matmul(Backend *be, Tensor *C, const Tensor *A, int tA, const Tensor *B, int tB, float alpha, float beta) {
+static void p_matmul(Backend *be, Tensor *C, const Tensor *A, int tA, const Tensor *B, int tB, float alpha,
+                     float beta) {
     double t0 = start(be);
     prof(be)->orig.matmul(be, C, A, tA, B, tB, alpha, beta);
     int64_t M = tensor_rows(C), N = tensor_cols(C), K = tA ? tensor_rows(A) : tensor_cols(A);
     char name[96];
-    snprintf(name, sizeof name, "matmul %lldx%lldx%lld %c%c %s%s->%s", (long long)M, (long long)N, (long long)K, tA ? 'T' : 'N',
-             tB ? 'T' : 'N', dtype_name(A->dtype), beta != 0.0f ? "+=" : "", dtype_name(C->dtype));
+    snprintf(name, sizeof name, "matmul %lldx%lldx%lld %c%c %s%s->%s", (long long)M, (long long)N, (long long)K,
+             tA ? 'T' : 'N', tB ? 'T' : 'N', dtype_name(A->dtype), beta != 0.0f ? "+=" : "", dtype_name(C->dtype));
     add(be, name, t0, 2.0 * (double)M * (double)N * (double)K);
 }
 
@@ -63,18 +66,18 @@ static void p_matmul_add(Backend *be, Tensor *D, const Tensor *A, int tA, const 
     add(be, name, t0, 2.0 * (double)M * (double)N * (double)K);
 }
 
-#define WRAP(op, params, args)                                                                                          \
-    static void p_##op params {                                                                                         \
-        double t0 = start(be);                                                                                          \
-        prof(be)->orig.op args;                                                                                         \
-        add(be, #op, t0, 0);                                                                                            \
+#define WRAP(op, params, args)  \
+    static void p_##op params { \
+        double t0 = start(be);  \
+        prof(be)->orig.op args; \
+        add(be, #op, t0, 0);    \
     }
-#define WRAP_RET(type, op, params, args)                                                                                \
-    static type p_##op params {                                                                                         \
-        double t0 = start(be);                                                                                          \
-        type ret_ = prof(be)->orig.op args;                                                                              \
-        add(be, #op, t0, 0);                                                                                            \
-        return ret_;                                                                                                    \
+#define WRAP_RET(type, op, params, args)    \
+    static type p_##op params {             \
+        double t0 = start(be);              \
+        type ret_ = prof(be)->orig.op args; \
+        add(be, #op, t0, 0);                \
+        return ret_;                        \
     }
 
 WRAP(copy, (Backend * be, Tensor *d, const Tensor *s), (be, d, s))
@@ -89,7 +92,8 @@ WRAP(norm_add, (Backend * be, const Tensor *x), (be, x))
 WRAP_RET(double, norm_take, (Backend * be), (be))
 WRAP(embedding_forward, (Backend * be, Tensor *o, const Tensor *i, const Tensor *t), (be, o, i, t))
 WRAP(embedding_backward, (Backend * be, Tensor *d, const Tensor *i, const Tensor *o), (be, d, i, o))
-WRAP(rmsnorm_forward, (Backend * be, Tensor *o, Tensor *r, const Tensor *x, const Tensor *w, float e), (be, o, r, x, w, e))
+WRAP(rmsnorm_forward, (Backend * be, Tensor *o, Tensor *r, const Tensor *x, const Tensor *w, float e),
+     (be, o, r, x, w, e))
 WRAP(rmsnorm_backward,
      (Backend * be, Tensor *dx, Tensor *dw, const Tensor *d, const Tensor *x, const Tensor *w, const Tensor *r),
      (be, dx, dw, d, x, w, r))
@@ -97,15 +101,17 @@ WRAP(rope, (Backend * be, Tensor *x, const Tensor *c, const Tensor *s, int inv),
 WRAP(attention_forward, (Backend * be, Tensor *o, Tensor *l, const Tensor *q, const Tensor *k, const Tensor *v),
      (be, o, l, q, k, v))
 WRAP(attention_backward,
-     (Backend * be, Tensor *dq, Tensor *dk, Tensor *dv, const Tensor *d, const Tensor *q, const Tensor *k, const Tensor *v,
-      const Tensor *o, const Tensor *l),
+     (Backend * be, Tensor *dq, Tensor *dk, Tensor *dv, const Tensor *d, const Tensor *q, const Tensor *k,
+      const Tensor *v, const Tensor *o, const Tensor *l),
      (be, dq, dk, dv, d, q, k, v, o, l))
 WRAP(swiglu_forward, (Backend * be, Tensor *o, const Tensor *g, const Tensor *u), (be, o, g, u))
 WRAP(swiglu_backward, (Backend * be, Tensor *dg, Tensor *du, const Tensor *d, const Tensor *g, const Tensor *u),
      (be, dg, du, d, g, u))
 WRAP(cross_entropy, (Backend * be, Tensor *l, Tensor *ls, const Tensor *t, float gs, int wg), (be, l, ls, t, gs, wg))
-WRAP(adam_update, (Backend * be, Tensor *p, const Tensor *g, Tensor *m, Tensor *v, const AdamHyper *h), (be, p, g, m, v, h))
-WRAP(adam_moments, (Backend * be, Tensor *o, const Tensor *g, Tensor *m, Tensor *v, const AdamHyper *h), (be, o, g, m, v, h))
+WRAP(adam_update, (Backend * be, Tensor *p, const Tensor *g, Tensor *m, Tensor *v, const AdamHyper *h),
+     (be, p, g, m, v, h))
+WRAP(adam_moments, (Backend * be, Tensor *o, const Tensor *g, Tensor *m, Tensor *v, const AdamHyper *h),
+     (be, o, g, m, v, h))
 WRAP(apply_update, (Backend * be, Tensor *p, const Tensor *d, float a, float dc, uint64_t s, int64_t i0),
      (be, p, d, a, dc, s, i0))
 WRAP_RET(int, adam_update_host,
@@ -113,7 +119,8 @@ WRAP_RET(int, adam_update_host,
           const AdamHyper *h),
          (be, p, g, m, v, sel, rows, zg, as, h))
 WRAP_RET(int, host_state_reserve, (Backend * be, OwError *err), (be, err))
-WRAP_RET(int, svd_top, (Backend * be, Tensor *o, const Tensor *G, int r, int right, OwError *err), (be, o, G, r, right, err))
+WRAP_RET(int, svd_top, (Backend * be, Tensor *o, const Tensor *G, int r, int right, OwError *err),
+         (be, o, G, r, right, err))
 WRAP_RET(int, orthonormalize, (Backend * be, Tensor *A, OwError *err), (be, A, err))
 WRAP(canonicalize_signs, (Backend * be, Tensor *P, int rows), (be, P, rows))
 WRAP(fill_normal, (Backend * be, Tensor *t, uint64_t s, float sd), (be, t, s, sd))
@@ -175,7 +182,8 @@ void backend_profile_report(Backend *be, FILE *out) {
         const ProfRow *r = &p->rows[i];
         char tf[16] = "";
         if (r->flops > 0) snprintf(tf, sizeof tf, "%.1f", r->flops / r->seconds / 1e12);
-        fprintf(out, "%9.4f %5.1f%% %9lld %8s  %s\n", r->seconds, 100.0 * r->seconds / total, (long long)r->calls, tf, r->name);
+        fprintf(out, "%9.4f %5.1f%% %9lld %8s  %s\n", r->seconds, 100.0 * r->seconds / total, (long long)r->calls, tf,
+                r->name);
     }
     p->nrows = 0;
 }

@@ -143,13 +143,16 @@ int cmd_demo(int argc, char **argv) {
     int nspecs = (int)(sizeof specs / sizeof specs[0]);
     ArgsResult res;
     OwError err;
-    int parsed = cmd_args("demo", argc, argv, specs, nspecs, "owlore demo [--out DIR] [flags]",
-                        "Builds a small byte-level LLaMA, pre-trains it on a generated corpus, computes its OWL\n"
-                        "outlier ratios, fine-tunes it with OwLore on a new generated task (continue the alphabet after a word), and\n"
-                        "prints held-out loss and exact-match accuracy before and after. Needs no downloads.", &res);
+    int parsed = cmd_args(
+        "demo", argc, argv, specs, nspecs, "owlore demo [--out DIR] [flags]",
+        "Builds a small byte-level LLaMA, pre-trains it on a generated corpus, computes its OWL\n"
+        "outlier ratios, fine-tunes it with OwLore on a new generated task (continue the alphabet after a word), and\n"
+        "prints held-out loss and exact-match accuracy before and after. Needs no downloads.",
+        &res);
     if (parsed >= 0) return parsed;
     double t0 = ow_now();
-    char *base = ow_path_join(out, "base"), *pre_run = ow_path_join(out, "pretrain"), *ft_run = ow_path_join(out, "finetune");
+    char *base = ow_path_join(out, "base"), *pre_run = ow_path_join(out, "pretrain"),
+         *ft_run = ow_path_join(out, "finetune");
     char *pre_data = ow_path_join(out, "pretrain.bin"), *ft_data = ow_path_join(out, "task.bin");
     char *ratios = ow_path_join(out, "ratios.json");
     char *pre_model = ow_path_join(pre_run, "model"), *ft_model = ow_path_join(ft_run, "model");
@@ -163,10 +166,21 @@ int cmd_demo(int argc, char **argv) {
     if (ow_remove_tree(pre_run, &err) != 0 || ow_remove_tree(ft_run, &err) != 0) goto done;
 
     /* 1. a small byte-level LLaMA */
-    ModelConfig mc = {.architecture = "LlamaForCausalLM", .model_type = "llama", .vocab_size = 256, .hidden_size = 96,
-                      .intermediate_size = 256, .num_layers = 4, .num_heads = 4, .num_kv_heads = 2, .head_dim = 24,
-                      .max_position_embeddings = 256, .rms_norm_eps = 1e-5, .rope_theta = 10000.0,
-                      .bos_token_id = -1, .eos_token_id = -1, .torch_dtype = "float32"};
+    ModelConfig mc = {.architecture = "LlamaForCausalLM",
+                      .model_type = "llama",
+                      .vocab_size = 256,
+                      .hidden_size = 96,
+                      .intermediate_size = 256,
+                      .num_layers = 4,
+                      .num_heads = 4,
+                      .num_kv_heads = 2,
+                      .head_dim = 24,
+                      .max_position_embeddings = 256,
+                      .rms_norm_eps = 1e-5,
+                      .rope_theta = 10000.0,
+                      .bos_token_id = -1,
+                      .eos_token_id = -1,
+                      .torch_dtype = "float32"};
     be = train_create_backend(device, 0, threads, &err);
     if (!be || model_create(be, &mc, &m, &err) != 0) goto done;
     model_init_random(m, (uint64_t)seed, 0.02);
@@ -193,7 +207,8 @@ int cmd_demo(int argc, char **argv) {
     c.lr = 2e-3;
     c.schedule = LR_COSINE;
     c.warmup = 20;
-    printf("[2/5] pre-training (full AdamW, %lld steps) on a generated corpus of %lld bytes\n", (long long)pre_steps, (long long)n);
+    printf("[2/5] pre-training (full AdamW, %lld steps) on a generated corpus of %lld bytes\n", (long long)pre_steps,
+           (long long)n);
     if (train_run(&c, &s, &err) != 0) goto done;
     printf("      loss %.3f -> %.3f, validation %.3f -> %.3f\n", s.first_loss, s.last_loss, s.first_val, s.last_val);
 
@@ -242,8 +257,10 @@ int cmd_demo(int argc, char **argv) {
         c.lr = 5e-3;
         c.projector = PROJ_RANDOMIZED;
         snprintf(c.ratios, sizeof c.ratios, "%s", ratios);
-        printf("[4/5] fine-tuning with OwLore (gamma 2 of 4 blocks, resampled every 25 steps, GaLore rank 32, %lld steps) "
-               "to continue the alphabet after a word (abcd=ef)\n", (long long)ft_steps);
+        printf(
+            "[4/5] fine-tuning with OwLore (gamma 2 of 4 blocks, resampled every 25 steps, GaLore rank 32, %lld steps) "
+            "to continue the alphabet after a word (abcd=ef)\n",
+            (long long)ft_steps);
         if (train_run(&c, &s, &err) != 0) goto done;
         if (exact_match(ft_model, held, nheld, device, threads, &acc1, &err) != 0) goto done;
         printf("[5/5] held-out results (%lld words never seen in training):\n", (long long)nheld);

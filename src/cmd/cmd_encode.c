@@ -36,20 +36,22 @@ static int read_stdin(char **out, size_t *len, OwError *err) {
 /* --tokenizer-mode: tokenizers (default here: the file as is) or transformers (what train uses) */
 static int load(const char *path, const char *mode, Tokenizer **tok, OwError *err) {
     if (!mode || strcmp(mode, "tokenizers") == 0) return tokenizer_load(path, tok, err);
-    if (strcmp(mode, "transformers") == 0) return tokenizer_load_mode(path, TOKENIZER_MODE_TRANSFORMERS, tok, NULL, err);
+    if (strcmp(mode, "transformers") == 0)
+        return tokenizer_load_mode(path, TOKENIZER_MODE_TRANSFORMERS, tok, NULL, err);
     return ow_fail(err, "--tokenizer-mode \"%s\" is not allowed (allowed: tokenizers, transformers)", mode);
 }
 
 /* What encode and decode share: flags (--tokenizer, --tokenizer-mode and the
  * command's own switch), --help, loading the tokenizer and reading stdin.
  * Returns 1 to go on; 0 when the command is over, with its exit code in *code. */
-static int setup(const char *cmd, int argc, char **argv, ArgSpec own, const char *usage, const char *desc, Tokenizer **tok,
-                 char **in, size_t *len, int *code) {
+static int setup(const char *cmd, int argc, char **argv, ArgSpec own, const char *usage, const char *desc,
+                 Tokenizer **tok, char **in, size_t *len, int *code) {
     const char *tok_path = NULL, *mode = NULL;
     const ArgSpec specs[] = {
         {"tokenizer", ARG_STR, &tok_path, "DIR|FILE", "tokenizer.json, or a model directory holding one", NULL},
         own,
-        {"tokenizer-mode", ARG_STR, &mode, "MODE", "tokenizers (default: tokenizer.json as is) | transformers (as train loads it)", NULL},
+        {"tokenizer-mode", ARG_STR, &mode, "MODE",
+         "tokenizers (default: tokenizer.json as is) | transformers (as train loads it)", NULL},
     };
     const int nspecs = (int)(sizeof specs / sizeof specs[0]);
     ArgsResult res;
@@ -84,11 +86,12 @@ int cmd_encode(int argc, char **argv) {
     char *text;
     size_t len;
     int code, go = setup("encode", argc, argv,
-                   (ArgSpec){"add-special", ARG_BOOL, &add_special, NULL, "add the post-processor's special tokens (BOS/EOS)", NULL},
-                   "owlore encode --tokenizer DIR|FILE [--add-special] < text",
-                   "Reads UTF-8 text from standard input and prints its token ids, space-separated, on one line\n"
-                   "(the ids Hugging Face tokenizers gives; invalid UTF-8 is replaced by U+FFFD first).",
-                   &tok, &text, &len, &code);
+                         (ArgSpec){"add-special", ARG_BOOL, &add_special, NULL,
+                                   "add the post-processor's special tokens (BOS/EOS)", NULL},
+                         "owlore encode --tokenizer DIR|FILE [--add-special] < text",
+                         "Reads UTF-8 text from standard input and prints its token ids, space-separated, on one line\n"
+                         "(the ids Hugging Face tokenizers gives; invalid UTF-8 is replaced by U+FFFD first).",
+                         &tok, &text, &len, &code);
     if (!go) return code;
     OwError err;
     IdVec ids = {0};
@@ -136,8 +139,10 @@ int cmd_decode(int argc, char **argv) {
     Tokenizer *tok;
     char *in;
     size_t len;
-    int code, go = setup("decode", argc, argv,
-                   (ArgSpec){"skip-special", ARG_BOOL, &skip_special, NULL, "leave out special tokens (like skip_special_tokens=True)", NULL},
+    int code,
+        go = setup("decode", argc, argv,
+                   (ArgSpec){"skip-special", ARG_BOOL, &skip_special, NULL,
+                             "leave out special tokens (like skip_special_tokens=True)", NULL},
                    "owlore decode --tokenizer DIR|FILE [--skip-special] < ids",
                    "Reads token ids (separated by whitespace) from standard input and prints the text they decode\n"
                    "to, exactly (no newline is added).",

@@ -60,22 +60,26 @@ int cmd_eval(int argc, char **argv) {
         {"batch-size", ARG_INT, &B, "B", "sequences per forward pass (default 8)", NULL},
         {"block-size", ARG_INT, &T, "T", "tokens per window (default: the model's context, at most 512)", NULL},
         {"max-batches", ARG_INT, &max_batches, "N", "evaluate only the first N batches (0: all)", NULL},
-        {"checkpoint", ARG_STR, &checkpoint, "step-N", "with a run directory: this checkpoint instead of the newest", NULL},
-        {"json", ARG_STR, &json, "FILE", "also write the results as JSON (per-choice log-likelihoods for multiple choice)", NULL},
+        {"checkpoint", ARG_STR, &checkpoint, "step-N", "with a run directory: this checkpoint instead of the newest",
+         NULL},
+        {"json", ARG_STR, &json, "FILE",
+         "also write the results as JSON (per-choice log-likelihoods for multiple choice)", NULL},
         {"dump-logits", ARG_STR, &dump, "FILE", "write the first batch's ids and logits (F32) as safetensors", NULL},
         CMD_DEVICE_SPECS(&device, &gpu_mem, &threads),
     };
     int nspecs = (int)(sizeof specs / sizeof specs[0]);
     ArgsResult res;
     OwError err;
-    int parsed = cmd_args("eval", argc, argv, specs, nspecs, "owlore eval --model DIR|RUN_DIR --data FILE [flags]",
-                        "Loss and perplexity on an owlore token file or on text (byte-level models): the stream is cut\n"
-                        "into consecutive windows of --block-size tokens and every token after the first is scored once.\n"
-                        "Multiple choice on a .jsonl file of {\"context\": str, \"choices\": [str], \"label\": int}: each\n"
-                        "choice scored by the log-likelihood of its tokens after the context, reported as acc and\n"
-                        "acc_norm (log-likelihood divided by the choice's length in characters), as\n"
-                        "lm-evaluation-harness does. Items may carry pre-tokenized \"context_ids\" and \"choice_ids\";\n"
-                        "models with a tokenizer.json need them for now.", &res);
+    int parsed =
+        cmd_args("eval", argc, argv, specs, nspecs, "owlore eval --model DIR|RUN_DIR --data FILE [flags]",
+                 "Loss and perplexity on an owlore token file or on text (byte-level models): the stream is cut\n"
+                 "into consecutive windows of --block-size tokens and every token after the first is scored once.\n"
+                 "Multiple choice on a .jsonl file of {\"context\": str, \"choices\": [str], \"label\": int}: each\n"
+                 "choice scored by the log-likelihood of its tokens after the context, reported as acc and\n"
+                 "acc_norm (log-likelihood divided by the choice's length in characters), as\n"
+                 "lm-evaluation-harness does. Items may carry pre-tokenized \"context_ids\" and \"choice_ids\";\n"
+                 "models with a tokenizer.json need them for now.",
+                 &res);
     if (parsed >= 0) return parsed;
     if (res.npos > 0 || !model || !data) {
         ow_fail(&err, "--model and --data are required (see --help)");
@@ -160,7 +164,8 @@ int cmd_eval(int argc, char **argv) {
         }
         if (max_batches > 0 && src.count > max_batches) src.count = max_batches;
         if (dump && dump_logits(m, &src, B, T, dump, &err) != 0) goto done;
-        int32_t *ids = ow_xmalloc((size_t)(B * T) * sizeof(int32_t)), *tg = ow_xmalloc((size_t)(B * T) * sizeof(int32_t));
+        int32_t *ids = ow_xmalloc((size_t)(B * T) * sizeof(int32_t)),
+                *tg = ow_xmalloc((size_t)(B * T) * sizeof(int32_t));
         EvalLoss r;
         int erc = eval_loss(m, &src, ids, tg, &r, &err);
         free(ids);

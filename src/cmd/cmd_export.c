@@ -31,18 +31,22 @@ int cmd_export(int argc, char **argv) {
     ArgSpec specs[] = {
         {"out", ARG_STR, &out, "DIR", "the Hugging Face directory to write (replaced if it exists)", NULL},
         {"dtype", ARG_STR, &dtype, "DTYPE", "bf16 | fp32 | fp16 (default: the base model's torch_dtype)", NULL},
-        {"shard-size", ARG_SIZE, &shard, "SIZE", "largest safetensors shard, e.g. 5GB (default, as transformers)", NULL},
+        {"shard-size", ARG_SIZE, &shard, "SIZE", "largest safetensors shard, e.g. 5GB (default, as transformers)",
+         NULL},
         {"checkpoint", ARG_STR, &checkpoint, "step-N", "export this checkpoint instead of the newest", NULL},
     };
     int nspecs = (int)(sizeof specs / sizeof specs[0]);
     ArgsResult res;
     OwError err;
-    int parsed = cmd_args("export", argc, argv, specs, nspecs, "owlore export RUN_DIR --out DIR [--dtype bf16|fp32|fp16] [--shard-size 5GB] [--checkpoint step-N]",
-                        "Writes the fine-tuned model of a training run as a Hugging Face directory: the base model's\n"
-                        "tensors with the run's newest (or the named) checkpoint over them, config.json with torch_dtype,\n"
-                        "the base model's tokenizer files, and safetensors shards with model.safetensors.index.json when\n"
-                        "the model is larger than the shard size. Written under a temporary name, then renamed; one\n"
-                        "tensor at a time is in memory.", &res);
+    int parsed =
+        cmd_args("export", argc, argv, specs, nspecs,
+                 "owlore export RUN_DIR --out DIR [--dtype bf16|fp32|fp16] [--shard-size 5GB] [--checkpoint step-N]",
+                 "Writes the fine-tuned model of a training run as a Hugging Face directory: the base model's\n"
+                 "tensors with the run's newest (or the named) checkpoint over them, config.json with torch_dtype,\n"
+                 "the base model's tokenizer files, and safetensors shards with model.safetensors.index.json when\n"
+                 "the model is larger than the shard size. Written under a temporary name, then renamed; one\n"
+                 "tensor at a time is in memory.",
+                 &res);
     if (parsed >= 0) return parsed;
     if (res.npos != 1 || !out) {
         ow_fail(&err, "usage: owlore export RUN_DIR --out DIR (see --help)");

@@ -130,8 +130,9 @@ static void print_text(const InfoFacts *f) {
     printf("max positions:     %lld\n", (long long)c->max_position_embeddings);
     printf("tied embeddings:   %s\n", c->tie_word_embeddings ? "yes" : "no");
     if (c->rope_scaling == ROPE_SCALING_LLAMA3)
-        printf("rope:              theta %g, llama3 scaling (factor %g, low %g, high %g, original %lld)\n", c->rope_theta,
-               c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor, (long long)c->rope_original_max_pos);
+        printf("rope:              theta %g, llama3 scaling (factor %g, low %g, high %g, original %lld)\n",
+               c->rope_theta, c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor,
+               (long long)c->rope_original_max_pos);
     else
         printf("rope:              theta %g, no scaling\n", c->rope_theta);
     printf("rms norm eps:      %g\n", c->rms_norm_eps);
@@ -150,11 +151,13 @@ static void print_text(const InfoFacts *f) {
         printf("bytes by dtype:   ");
         for (int d = 0; d < OW_DTYPE_COUNT; d++)
             if (f->bytes_by_dtype[d])
-                printf(" %s %zu (%s)", dtype_name((DType)d), f->bytes_by_dtype[d], format_size(f->bytes_by_dtype[d], s1, sizeof s1));
+                printf(" %s %zu (%s)", dtype_name((DType)d), f->bytes_by_dtype[d],
+                       format_size(f->bytes_by_dtype[d], s1, sizeof s1));
         printf("\n");
     } else {
         printf("parameters:        %lld (from the config; tied counted once)\n", (long long)f->params);
-        printf("weights:           none (config only: no model.safetensors or model.safetensors.index.json beside it)\n");
+        printf(
+            "weights:           none (config only: no model.safetensors or model.safetensors.index.json beside it)\n");
     }
     printf("bf16 copy:         %s (%lld bytes); per block %s\n", format_size((size_t)f->params * 2, s1, sizeof s1),
            (long long)f->params * 2, format_size((size_t)f->block_params * 2, s2, sizeof s2));
@@ -166,14 +169,17 @@ int cmd_info(int argc, char **argv) {
     ArgsResult ar;
     OwError err;
     ow_error_clear(&err);
-    int parsed = cmd_args("info", argc, argv, specs, 1, "owlore info DIR|PRESET|CONFIG [--json]",
-                        "Describes a model: architecture, sizes, parameter count (tied embeddings counted once) and the memory\n"
-                        "a bf16 copy needs. DIR is a Hugging Face model directory (config.json, and safetensors weights which are\n"
-                        "then validated against the config), PRESET a name from configs/models (e.g. llama2-7b), CONFIG a\n"
-                        "config.json path.", &ar);
+    int parsed = cmd_args(
+        "info", argc, argv, specs, 1, "owlore info DIR|PRESET|CONFIG [--json]",
+        "Describes a model: architecture, sizes, parameter count (tied embeddings counted once) and the memory\n"
+        "a bf16 copy needs. DIR is a Hugging Face model directory (config.json, and safetensors weights which are\n"
+        "then validated against the config), PRESET a name from configs/models (e.g. llama2-7b), CONFIG a\n"
+        "config.json path.",
+        &ar);
     if (parsed >= 0) return parsed;
     if (ar.npos != 1) {
-        fprintf(stderr, "owlore info: error: expected one model (a directory, a preset name or a config.json; see --help)\n");
+        fprintf(stderr,
+                "owlore info: error: expected one model (a directory, a preset name or a config.json; see --help)\n");
         return 2;
     }
     InfoFacts f;

@@ -14,7 +14,10 @@ int cmd_outliers(int argc, char **argv) {
     size_t gpu_mem = 0;
     ArgSpec specs[] = {
         {"model", ARG_STR, &model, "DIR", "Hugging Face model directory", NULL},
-        {"data", ARG_STR, &data, "FILE", "calibration data: a token file, .txt or JSON lines of text/alpaca records (tokenized with the model's tokenizer.json and cached as train does; text as bytes for byte-level models)", NULL},
+        {"data", ARG_STR, &data, "FILE",
+         "calibration data: a token file, .txt or JSON lines of text/alpaca records (tokenized with the model's "
+         "tokenizer.json and cached as train does; text as bytes for byte-level models)",
+         NULL},
         {"out", ARG_STR, &out, "FILE", "where to write the ratios JSON", NULL},
         {"nsamples", ARG_INT, &nsamples, "N", "calibration sequences (default 128)", NULL},
         {"seqlen", ARG_INT, &seqlen, "T", "tokens per calibration sequence (default 2048)", NULL},
@@ -26,10 +29,12 @@ int cmd_outliers(int argc, char **argv) {
     int nspecs = (int)(sizeof specs / sizeof specs[0]);
     ArgsResult res;
     OwError err;
-    int parsed = cmd_args("outliers", argc, argv, specs, nspecs, "owlore outliers --model DIR --data FILE --out ratios.json [flags]",
-                        "Runs calibration sequences through the frozen model block by block and writes each block's\n"
-                        "OWL outlier ratio (percent of weights whose score |W_ij| * ||X_j|| exceeds M times the block\n"
-                        "mean), the layer-sampling probabilities, and per-module detail.", &res);
+    int parsed = cmd_args(
+        "outliers", argc, argv, specs, nspecs, "owlore outliers --model DIR --data FILE --out ratios.json [flags]",
+        "Runs calibration sequences through the frozen model block by block and writes each block's\n"
+        "OWL outlier ratio (percent of weights whose score |W_ij| * ||X_j|| exceeds M times the block\n"
+        "mean), the layer-sampling probabilities, and per-module detail.",
+        &res);
     if (parsed >= 0) return parsed;
     if (!model || !data || !out) {
         ow_fail(&err, "--model, --data and --out are required (see --help)");
@@ -47,7 +52,8 @@ int cmd_outliers(int argc, char **argv) {
     TokData d = {0};
     OutlierResult r;
     int rc = 1;
-    if (model_load_hf(be, model, &m, &err) != 0 || train_load_data(data, model, m->cfg.vocab_size, &d, &err) != 0) goto done;
+    if (model_load_hf(be, model, &m, &err) != 0 || train_load_data(data, model, m->cfg.vocab_size, &d, &err) != 0)
+        goto done;
     if (seqlen > m->cfg.max_position_embeddings) {
         OW_WARN("--seqlen %lld exceeds the model's max_position_embeddings; using %lld", (long long)seqlen,
                 (long long)m->cfg.max_position_embeddings);

@@ -16,8 +16,9 @@ int cmd_plan(int argc, char **argv) {
     OwError err;
     int rc = train_config_from_args(&c, argc, argv, &err);
     if (rc == 1) {
-        printf("\n`owlore plan --model DIR|PRESET [--gpu-mem 24GiB] [train keys]` prints the device memory the run needs\n"
-               "(weights, gradients, optimizer state, activations, workspaces) and the largest --batch-size that fits.\n");
+        printf(
+            "\n`owlore plan --model DIR|PRESET [--gpu-mem 24GiB] [train keys]` prints the device memory the run needs\n"
+            "(weights, gradients, optimizer state, activations, workspaces) and the largest --batch-size that fits.\n");
         return 0;
     }
     if (rc != 0) {
@@ -38,11 +39,12 @@ int cmd_plan(int argc, char **argv) {
     MemPlan p;
     train_memory_plan(&c, &mc, dt, dt, gpu, &p);
     char line[512], tot[32], capb[32];
-    printf("model      %s (%lld blocks, hidden %lld, vocab %lld)\n", src, (long long)mc.num_layers, (long long)mc.hidden_size,
-           (long long)mc.vocab_size);
+    printf("model      %s (%lld blocks, hidden %lld, vocab %lld)\n", src, (long long)mc.num_layers,
+           (long long)mc.hidden_size, (long long)mc.vocab_size);
     printf("run        %s, %s, batch %lld x %lld, gamma %lld, rank %lld, recompute %s, device %s\n", c.method,
            optim_kind_name(c.optimizer), (long long)c.batch_size, (long long)c.block_size, (long long)c.gamma,
-           (long long)c.rank, c.recompute ? "on" : "off", gpu ? (dt == OW_BF16 ? "cuda (bf16)" : "cuda (fp32)") : "cpu (f32)");
+           (long long)c.rank, c.recompute ? "on" : "off",
+           gpu ? (dt == OW_BF16 ? "cuda (bf16)" : "cuda (fp32)") : "cpu (f32)");
     for (int k = 0; k < MEM_KIND_COUNT; k++) {
         char b[32];
         printf("  %-12s %12s\n", mem_kind_name((MemKind)k), format_size(p.bytes[k], b, sizeof b));
@@ -50,13 +52,16 @@ int cmd_plan(int argc, char **argv) {
     printf("  %-12s %12s\n", "total", format_size(p.total, tot, sizeof tot));
     if (p.host_activations)
         printf("host       %s of offloaded block inputs (page-locked; --offload-activations off keeps them on the "
-               "device)\n", format_size(p.host_activations, capb, sizeof capb));
+               "device)\n",
+               format_size(p.host_activations, capb, sizeof capb));
     if (p.host_optimizer)
         printf("host       %s of AdamW moments of the embedding and lm_head (page-locked; --offload-optimizer off "
-               "keeps them on the device)\n", format_size(p.host_optimizer, capb, sizeof capb));
+               "keeps them on the device)\n",
+               format_size(p.host_optimizer, capb, sizeof capb));
     if (p.host_gradients)
         printf("host       %s of lm_head's gradient (page-locked; computed in the activation memory on the device "
-               "and copied out after the head's backward)\n", format_size(p.host_gradients, capb, sizeof capb));
+               "and copied out after the head's backward)\n",
+               format_size(p.host_gradients, capb, sizeof capb));
     (void)line;
     if (c.gpu_mem) {
         int64_t best = train_memory_largest_batch(&c, &mc, dt, dt, gpu, c.gpu_mem, 4096);

@@ -10,11 +10,13 @@
 int cmd_report(int argc, char **argv) {
     ArgsResult res;
     OwError err;
-    int parsed = cmd_args("report", argc, argv, NULL, 0, "owlore report RUN_DIR",
-                        "Writes RUN_DIR/report.html: one self-contained page (inline CSS and SVG, no scripts or external\n"
-                        "assets) with the loss and validation curves, learning rate, gradient norm, tokens/s, memory,\n"
-                        "the per-block outlier ratios and sampling probabilities, and a heatmap of the trainable blocks\n"
-                        "per step. `owlore train` writes it at the end of a run and when a run is interrupted.", &res);
+    int parsed =
+        cmd_args("report", argc, argv, NULL, 0, "owlore report RUN_DIR",
+                 "Writes RUN_DIR/report.html: one self-contained page (inline CSS and SVG, no scripts or external\n"
+                 "assets) with the loss and validation curves, learning rate, gradient norm, tokens/s, memory,\n"
+                 "the per-block outlier ratios and sampling probabilities, and a heatmap of the trainable blocks\n"
+                 "per step. `owlore train` writes it at the end of a run and when a run is interrupted.",
+                 &res);
     if (parsed >= 0) return parsed;
     if (res.npos != 1) {
         ow_fail(&err, "usage: owlore report RUN_DIR (see --help)");

@@ -22,8 +22,11 @@ int cmd_tokenize(int argc, char **argv) {
     int bools[MAX_DATA_KEYS] = {0}, seen[MAX_DATA_KEYS] = {0};
     char names[MAX_DATA_KEYS][48];
     int n = 0;
-    specs[n++] = (ArgSpec){"tokenizer", ARG_STR, &tok_path, "DIR|FILE", "tokenizer.json, or the model directory holding it", NULL};
-    specs[n++] = (ArgSpec){"data", ARG_STR, &data, "FILE", "the dataset: .txt, JSON lines or a JSON array (text, alpaca or chat records)", NULL};
+    specs[n++] = (ArgSpec){
+        "tokenizer", ARG_STR, &tok_path, "DIR|FILE", "tokenizer.json, or the model directory holding it", NULL};
+    specs[n++] = (ArgSpec){
+        "data", ARG_STR, &data, "FILE", "the dataset: .txt, JSON lines or a JSON array (text, alpaca or chat records)",
+        NULL};
     specs[n++] = (ArgSpec){"out", ARG_STR, &out, "FILE.bin", "the token file to write", NULL};
     int nkeys = 0;
     for (; train_config_data_keys[nkeys]; nkeys++) {
@@ -34,17 +37,23 @@ int cmd_tokenize(int argc, char **argv) {
         snprintf(names[nkeys], sizeof names[nkeys], "%s", train_config_data_keys[nkeys]);
         for (char *p = names[nkeys]; *p; p++)
             if (*p == '_') *p = '-';
-        specs[n++] = (ArgSpec){names[nkeys], is_bool ? ARG_BOOL : ARG_STR,
-                               is_bool ? (void *)&bools[nkeys] : (void *)&values[nkeys], metavar, help, &seen[nkeys]};
+        specs[n++] = (ArgSpec){names[nkeys],
+                               is_bool ? ARG_BOOL : ARG_STR,
+                               is_bool ? (void *)&bools[nkeys] : (void *)&values[nkeys],
+                               metavar,
+                               help,
+                               &seen[nkeys]};
     }
     ArgsResult res;
     OwError err;
     ow_error_clear(&err);
-    int parsed = cmd_args("tokenize", argc, argv, specs, n, "owlore tokenize --tokenizer DIR|FILE --data FILE --out FILE.bin [data keys]",
-                        "Tokenizes a dataset into an owlore token file (ids, loss mask, sample offsets, the tokenizer's\n"
-                        "hash and the input's), which `owlore train --data` reads directly. The data keys are the ones of\n"
-                        "`owlore train` (recipe keys use underscores). `owlore train` also takes the dataset itself and\n"
-                        "caches this file on its own.", &res);
+    int parsed = cmd_args(
+        "tokenize", argc, argv, specs, n, "owlore tokenize --tokenizer DIR|FILE --data FILE --out FILE.bin [data keys]",
+        "Tokenizes a dataset into an owlore token file (ids, loss mask, sample offsets, the tokenizer's\n"
+        "hash and the input's), which `owlore train --data` reads directly. The data keys are the ones of\n"
+        "`owlore train` (recipe keys use underscores). `owlore train` also takes the dataset itself and\n"
+        "caches this file on its own.",
+        &res);
     if (parsed >= 0) return parsed;
     if (!tok_path || !data || !out || res.npos > 0) {
         fprintf(stderr, "owlore tokenize: error: %s (see --help)\n",
@@ -56,8 +65,8 @@ int cmd_tokenize(int argc, char **argv) {
     for (int k = 0; k < nkeys; k++) {
         if (!seen[k]) continue;
         int rc = values[k] ? train_config_set_string(&cfg, train_config_data_keys[k], values[k], "command line", &err)
-                       : train_config_set_string(&cfg, train_config_data_keys[k], bools[k] ? "true" : "false",
-                                                 "command line", &err);
+                           : train_config_set_string(&cfg, train_config_data_keys[k], bools[k] ? "true" : "false",
+                                                     "command line", &err);
         if (rc != 0) {
             cmd_report_error("tokenize", &err);
             return 2;
@@ -79,8 +88,9 @@ int cmd_tokenize(int argc, char **argv) {
                            d.tokenizer_hash, d.source_hash, &err);
     }
     if (rc == 0)
-        printf("wrote %s: %lld samples, %lld tokens (%lld in the loss), %s data, in %.1f s\n", out, (long long)st.samples,
-               (long long)st.tokens, (long long)st.loss_tokens, data_format_name(st.format), ow_now() - t0);
+        printf("wrote %s: %lld samples, %lld tokens (%lld in the loss), %s data, in %.1f s\n", out,
+               (long long)st.samples, (long long)st.tokens, (long long)st.loss_tokens, data_format_name(st.format),
+               ow_now() - t0);
     tokdata_free(&d);
     tokenizer_free(tok);
     return rc == 0 ? 0 : cmd_report_error("tokenize", &err);

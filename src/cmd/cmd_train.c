@@ -30,9 +30,11 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr,
                     "owlore train: interrupted by %s after step %lld of %lld; saved the checkpoint %s\n"
                     "resume with: owlore train --resume %s\n",
-                    train_signal_name(s.interrupted), (long long)s.steps, (long long)s.total_steps, s.checkpoint, cfg.out);
+                    train_signal_name(s.interrupted), (long long)s.steps, (long long)s.total_steps, s.checkpoint,
+                    cfg.out);
         else
-            fprintf(stderr, "owlore train: interrupted by %s after step %lld of %lld; no checkpoint (--save-every -1)\n",
+            fprintf(stderr,
+                    "owlore train: interrupted by %s after step %lld of %lld; no checkpoint (--save-every -1)\n",
                     train_signal_name(s.interrupted), (long long)s.steps, (long long)s.total_steps);
         return 128 + s.interrupted;
     }

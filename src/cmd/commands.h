@@ -31,9 +31,10 @@ int cmd_args(const char *cmd, int argc, char **argv, const ArgSpec *specs, int n
              const char *description, ArgsResult *res);
 
 /* The --device, --gpu-mem and --threads flags of the commands that compute. */
-#define CMD_DEVICE_SPECS(device, gpu_mem, threads)                                                    \
-    {"device", ARG_STR, device, "DEV", "cuda | cpu | auto (default)", NULL},                           \
-        {"gpu-mem", ARG_SIZE, gpu_mem, "SIZE", "device memory cap, e.g. 24GiB", NULL},                 \
-        {"threads", ARG_INT, threads, "N", "CPU threads (0: all)", NULL}
+#define CMD_DEVICE_SPECS(device, gpu_mem, threads)                                       \
+    {"device", ARG_STR, device, "DEV", "cuda | cpu | auto (default)", NULL},             \
+        {"gpu-mem", ARG_SIZE, gpu_mem, "SIZE", "device memory cap, e.g. 24GiB", NULL}, { \
+        "threads", ARG_INT, threads, "N", "CPU threads (0: all)", NULL                   \
+    }
 
 #endif

@@ -20,9 +20,7 @@ int args_name_eq(const char *a, const char *b) {
 static int set_value(const ArgSpec *s, const char *v, OwError *err) {
     char *end;
     switch (s->type) {
-    case ARG_STR:
-        *(const char **)s->dest = v;
-        return 0;
+    case ARG_STR: *(const char **)s->dest = v; return 0;
     case ARG_INT: {
         errno = 0;
         long long x = strtoll(v, &end, 10);
@@ -33,7 +31,8 @@ static int set_value(const ArgSpec *s, const char *v, OwError *err) {
     case ARG_FLOAT: {
         errno = 0;
         double x = strtod(v, &end);
-        if (errno || end == v || *end || !isfinite(x)) return ow_fail(err, "--%s: expected a number, got \"%s\"", s->name, v);
+        if (errno || end == v || *end || !isfinite(x))
+            return ow_fail(err, "--%s: expected a number, got \"%s\"", s->name, v);
         *(double *)s->dest = x;
         return 0;
     }
@@ -90,7 +89,8 @@ int args_parse(int argc, char **argv, const ArgSpec *specs, int nspecs, ArgsResu
             if (s->type == ARG_BOOL) {
                 val = "true";
             } else {
-                if (i + 1 >= argc) return ow_fail(err, "--%s needs a value (%s)", s->name, s->metavar ? s->metavar : "VALUE");
+                if (i + 1 >= argc)
+                    return ow_fail(err, "--%s needs a value (%s)", s->name, s->metavar ? s->metavar : "VALUE");
                 val = argv[++i];
             }
         }

@@ -16,18 +16,18 @@
 typedef enum { ARG_STR, ARG_INT, ARG_FLOAT, ARG_BOOL, ARG_SIZE } ArgType;
 
 typedef struct ArgSpec {
-    const char *name;    /* without leading dashes, e.g. "gpu-mem" */
+    const char *name; /* without leading dashes, e.g. "gpu-mem" */
     ArgType type;
     void *dest;          /* const char **, int64_t *, double *, int *, size_t * */
     const char *metavar; /* shown in help, e.g. "DIR" */
     const char *help;
-    int *seen;           /* optional: set to 1 when the flag was given */
+    int *seen; /* optional: set to 1 when the flag was given */
 } ArgSpec;
 
 typedef struct ArgsResult {
-    int help;              /* --help or -h was given */
+    int help; /* --help or -h was given */
     int npos;
-    const char *pos[16];   /* positional arguments */
+    const char *pos[16]; /* positional arguments */
 } ArgsResult;
 
 /* Parses argv[1..argc-1] (argv[0] is the command name). Returns 0 or -1 with a

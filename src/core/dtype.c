@@ -11,8 +11,8 @@ static const struct {
     size_t size;
     int is_float;
 } k_dtypes[OW_DTYPE_COUNT] = {
-    [OW_F32] = {"F32", 4, 1}, [OW_BF16] = {"BF16", 2, 1}, [OW_F16] = {"F16", 2, 1},
-    [OW_I32] = {"I32", 4, 0}, [OW_I64] = {"I64", 8, 0},   [OW_U8] = {"U8", 1, 0}, [OW_U16] = {"U16", 2, 0}, [OW_F64] = {"F64", 8, 0},
+    [OW_F32] = {"F32", 4, 1}, [OW_BF16] = {"BF16", 2, 1}, [OW_F16] = {"F16", 2, 1}, [OW_I32] = {"I32", 4, 0},
+    [OW_I64] = {"I64", 8, 0}, [OW_U8] = {"U8", 1, 0},     [OW_U16] = {"U16", 2, 0}, [OW_F64] = {"F64", 8, 0},
 };
 
 size_t dtype_size(DType t) {
@@ -67,7 +67,7 @@ uint16_t f32_to_f16(float f) {
     uint32_t absu = u & 0x7fffffffu;
     if (absu > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);
     if (absu >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* overflow (rounds to inf) */
-    if (absu < 0x38800000u) {                                      /* subnormal or zero in f16 */
+    if (absu < 0x38800000u) {                                   /* subnormal or zero in f16 */
         float a;
         memcpy(&a, &absu, 4);
         float scaled = a * 16777216.0f; /* 2^24: units of the smallest subnormal */

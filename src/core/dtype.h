@@ -10,7 +10,17 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef enum { OW_F32 = 0, OW_BF16 = 1, OW_F16 = 2, OW_I32 = 3, OW_I64 = 4, OW_U8 = 5, OW_U16 = 6, OW_F64 = 7, OW_DTYPE_COUNT } DType;
+typedef enum {
+    OW_F32 = 0,
+    OW_BF16 = 1,
+    OW_F16 = 2,
+    OW_I32 = 3,
+    OW_I64 = 4,
+    OW_U8 = 5,
+    OW_U16 = 6,
+    OW_F64 = 7,
+    OW_DTYPE_COUNT
+} DType;
 
 size_t dtype_size(DType t);
 /* Safetensors spelling: "F32", "BF16", "F16", "I32", "I64", "U8". */

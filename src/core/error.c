@@ -105,14 +105,12 @@ void *ow_try_malloc_touched(size_t n, const char *what, OwError *err) {
     return p;
 }
 
-void ow_parallel_memcpy(void *dst, const void *src, size_t n) {
-    parallel_fill(dst, src, n, (size_t)1 << 20);
-}
+void ow_parallel_memcpy(void *dst, const void *src, size_t n) { parallel_fill(dst, src, n, (size_t)1 << 20); }
 
 void *ow_try_malloc(size_t n, const char *what, OwError *err) {
     void *p = malloc(n ? n : 1);
     if (!p)
-        ow_fail(err, "out of host memory: %s needs %.1f MiB (hint: free memory, or lower the batch size)",
-                what, (double)n / (1024.0 * 1024.0));
+        ow_fail(err, "out of host memory: %s needs %.1f MiB (hint: free memory, or lower the batch size)", what,
+                (double)n / (1024.0 * 1024.0));
     return p;
 }

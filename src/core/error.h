@@ -28,9 +28,9 @@ void ow_error_clear(OwError *err);
 void ow_check_failed(const char *file, int line, const char *expr, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 4, 5)));
 
-#define OW_CHECK(cond)                                                        \
-    do {                                                                      \
-        if (!(cond)) ow_check_failed(__FILE__, __LINE__, #cond, NULL);        \
+#define OW_CHECK(cond)                                                 \
+    do {                                                               \
+        if (!(cond)) ow_check_failed(__FILE__, __LINE__, #cond, NULL); \
     } while (0)
 
 #define OW_CHECKF(cond, ...)                                                  \

@@ -115,10 +115,12 @@ int atomic_file_commit(AtomicFile *af, OwError *err) {
         return -1;
     }
     int rc = 0;
-    if (fflush(af->fp) != 0 || fsync(fileno(af->fp)) != 0) rc = ow_fail(err, "%s: flush failed: %s", af->path, strerror(errno));
+    if (fflush(af->fp) != 0 || fsync(fileno(af->fp)) != 0)
+        rc = ow_fail(err, "%s: flush failed: %s", af->path, strerror(errno));
     if (fclose(af->fp) != 0 && rc == 0) rc = ow_fail(err, "%s: close failed: %s", af->path, strerror(errno));
     af->fp = NULL;
-    if (rc == 0 && rename(af->tmp_path, af->path) != 0) rc = ow_fail(err, "%s: rename failed: %s", af->path, strerror(errno));
+    if (rc == 0 && rename(af->tmp_path, af->path) != 0)
+        rc = ow_fail(err, "%s: rename failed: %s", af->path, strerror(errno));
     if (rc != 0) {
         unlink(af->tmp_path);
         atomic_free(af);
@@ -166,7 +168,8 @@ int ow_mkdir_p(const char *path, OwError *err) {
         *s = '/';
     }
     int rc = 0;
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) rc = ow_fail(err, "%s: cannot create directory: %s", p, strerror(errno));
+    if (mkdir(p, 0755) != 0 && errno != EEXIST)
+        rc = ow_fail(err, "%s: cannot create directory: %s", p, strerror(errno));
     if (rc == 0 && !ow_is_dir(p)) rc = ow_fail(err, "%s: exists and is not a directory", p);
     free(p);
     return rc;

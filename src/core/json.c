@@ -22,8 +22,8 @@ cJSON *json_parse(const char *text, size_t len, const char *where, OwError *err)
                 col++;
             }
         }
-        ow_fail(err, "%s: malformed JSON near line %d, column %d (hint: check the file is complete valid JSON)", where, line,
-                col);
+        ow_fail(err, "%s: malformed JSON near line %d, column %d (hint: check the file is complete valid JSON)", where,
+                line, col);
         return NULL;
     }
     /* cJSON stops at the end of the first value: anything else must be whitespace. */

@@ -29,7 +29,8 @@ void memstats_format(const size_t bytes[MEM_KIND_COUNT], char *buf, size_t cap) 
     char tmp[32];
     for (int k = 0; k < MEM_KIND_COUNT && off < cap; k++) {
         total += bytes[k];
-        off += (size_t)snprintf(buf + off, cap - off, "%s%s %s", k ? ", " : "", k_names[k], format_size(bytes[k], tmp, sizeof tmp));
+        off += (size_t)snprintf(buf + off, cap - off, "%s%s %s", k ? ", " : "", k_names[k],
+                                format_size(bytes[k], tmp, sizeof tmp));
     }
     if (off < cap) snprintf(buf + off, cap - off, "; total %s", format_size(total, tmp, sizeof tmp));
 }
@@ -43,7 +44,8 @@ int memstats_add(MemStats *ms, MemKind kind, size_t bytes, const char *what, con
                        "  in use now: %s\n"
                        "  hint: raise --gpu-mem if the device has more, or lower --batch-size / --block-size, "
                        "use fewer sampled blocks (--gamma), a lower --rank, or activation recomputation",
-                       device, format_size(bytes, a, sizeof a), what, mem_kind_name(kind), format_size(ms->cap, c, sizeof c), cur);
+                       device, format_size(bytes, a, sizeof a), what, mem_kind_name(kind),
+                       format_size(ms->cap, c, sizeof c), cur);
     }
     ms->current[kind] += bytes;
     ms->current_total += bytes;
@@ -71,10 +73,19 @@ int parse_size(const char *s, size_t *out) {
         static const struct {
             const char *suffix;
             double mult;
-        } k[] = {{"B", 1},         {"K", 1024.0},   {"KB", 1e3},  {"KIB", 1024.0},
-                 {"M", 1048576.0}, {"MB", 1e6},     {"MIB", 1048576.0},
-                 {"G", 1073741824.0}, {"GB", 1e9}, {"GIB", 1073741824.0},
-                 {"T", 1099511627776.0}, {"TB", 1e12}, {"TIB", 1099511627776.0}};
+        } k[] = {{"B", 1},
+                 {"K", 1024.0},
+                 {"KB", 1e3},
+                 {"KIB", 1024.0},
+                 {"M", 1048576.0},
+                 {"MB", 1e6},
+                 {"MIB", 1048576.0},
+                 {"G", 1073741824.0},
+                 {"GB", 1e9},
+                 {"GIB", 1073741824.0},
+                 {"T", 1099511627776.0},
+                 {"TB", 1e12},
+                 {"TIB", 1099511627776.0}};
         int found = 0;
         for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
             if (strcasecmp(end, k[i].suffix) == 0) {

@@ -11,19 +11,19 @@
 #include <stddef.h>
 
 typedef enum {
-    MEM_WEIGHTS = 0,    /* model parameters */
-    MEM_GRADS = 1,      /* parameter gradients */
-    MEM_OPTIM = 2,      /* optimizer moments, projectors */
-    MEM_ACTIVATIONS = 3,/* forward activations and their gradients */
-    MEM_WORKSPACE = 4,  /* library workspaces, scratch */
+    MEM_WEIGHTS = 0,     /* model parameters */
+    MEM_GRADS = 1,       /* parameter gradients */
+    MEM_OPTIM = 2,       /* optimizer moments, projectors */
+    MEM_ACTIVATIONS = 3, /* forward activations and their gradients */
+    MEM_WORKSPACE = 4,   /* library workspaces, scratch */
     MEM_OTHER = 5,
     MEM_KIND_COUNT
 } MemKind;
 
 typedef struct MemStats {
-    size_t cap;                     /* 0: no cap */
+    size_t cap; /* 0: no cap */
     size_t current[MEM_KIND_COUNT];
-    size_t peak[MEM_KIND_COUNT];    /* per-kind peak */
+    size_t peak[MEM_KIND_COUNT]; /* per-kind peak */
     size_t current_total;
     size_t peak_total;
     size_t peak_breakdown[MEM_KIND_COUNT]; /* per kind, at the moment of peak_total */

@@ -13,7 +13,9 @@ static uint64_t splitmix64(uint64_t x) {
     return x ^ (x >> 31);
 }
 
-uint64_t rng_key_for(uint64_t seed, uint64_t stream) { return splitmix64(splitmix64(seed) ^ (stream * 0xA24BAED4963EE407ull)); }
+uint64_t rng_key_for(uint64_t seed, uint64_t stream) {
+    return splitmix64(splitmix64(seed) ^ (stream * 0xA24BAED4963EE407ull));
+}
 
 void rng_init(Rng *r, uint64_t seed, uint64_t stream) {
     r->key = rng_key_for(seed, stream);

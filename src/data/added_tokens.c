@@ -126,8 +126,9 @@ int added_finish(Tokenizer *tok, OwError *err) {
         }
         if (trie_insert(t->normalized ? &av->norm : &av->raw, pat, plen, (int32_t)i) != 0) {
             tokbuf_free(&nb);
-            return ow_fail(err, "%s: added_tokens: two added tokens match the same text \"%s\" (tokenizers refuses this too)",
-                           tok->path, pat);
+            return ow_fail(
+                err, "%s: added_tokens: two added tokens match the same text \"%s\" (tokenizers refuses this too)",
+                tok->path, pat);
         }
         if (t->single_word || t->lstrip || t->rstrip) av->need_classes = 1;
     }
@@ -176,8 +177,7 @@ static size_t rightmost_space_at_start(const AddedVocab *av, TokenizerWork *w, c
     return p;
 }
 
-int added_split(const AddedVocab *av, const TokTrie *trie, TokenizerWork *w, const char *s, size_t n,
-                TokSpanVec *out) {
+int added_split(const AddedVocab *av, const TokTrie *trie, TokenizerWork *w, const char *s, size_t n, TokSpanVec *out) {
     out->len = 0;
     if (n == 0) return 0;
     if (trie->n <= 1) {

@@ -32,17 +32,22 @@ int batcher_init_packing(Batcher *b, const TokData *data, BatchPacking packing, 
     if (B <= 0 || T <= 0) return ow_fail(err, "batch size and block size must be positive");
     if (!(val_split >= 0 && val_split < 1)) return ow_fail(err, "val_split must be in [0, 1) (got %g)", val_split);
     if (packing == PACKING_PAD && (data->ndocs <= 0 || !data->doc_offsets))
-        return ow_fail(err, "%s: packing pad puts each sample in its own window, but this token data has no document "
-                       "offsets (hint: --packing concat, or tokenize the dataset with owlore)", where);
+        return ow_fail(err,
+                       "%s: packing pad puts each sample in its own window, but this token data has no document "
+                       "offsets (hint: --packing concat, or tokenize the dataset with owlore)",
+                       where);
     int64_t nwin = packing == PACKING_PAD ? data->ndocs : data->count > 0 ? (data->count - 1) / T : 0;
     int64_t nval = (int64_t)ceil(val_split * (double)nwin);
     if (val_split > 0 && nval < 1) nval = 1;
     int64_t ntrain = nwin - nval;
     if (ntrain < 1) {
         if (packing == PACKING_PAD)
-            return ow_fail(err, "%s: %lld samples are too few for training with a validation split of %g (hint: more "
-                           "data or a smaller --val-split)", where, (long long)nwin, val_split);
-        return ow_fail(err, "%s: %lld tokens make %lld windows of %lld + 1 tokens, too few for training with a "
+            return ow_fail(err,
+                           "%s: %lld samples are too few for training with a validation split of %g (hint: more "
+                           "data or a smaller --val-split)",
+                           where, (long long)nwin, val_split);
+        return ow_fail(err,
+                       "%s: %lld tokens make %lld windows of %lld + 1 tokens, too few for training with a "
                        "validation split of %g (hint: more data, a smaller --block-size or --val-split)",
                        where, (long long)data->count, (long long)nwin, (long long)T, val_split);
     }

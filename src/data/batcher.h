@@ -23,11 +23,11 @@ typedef enum { PACKING_CONCAT = 0, PACKING_PAD = 1 } BatchPacking;
 typedef struct Batcher {
     const TokData *data;
     BatchPacking packing;
-    int64_t n_long;         /* documents longer than T + 1 tokens (split or truncated) */
+    int64_t n_long; /* documents longer than T + 1 tokens (split or truncated) */
     int64_t B, T;
-    int64_t ntrain, nval;   /* windows */
-    int64_t *order;         /* permutation of training windows for the current epoch */
-    int64_t epoch, index;   /* position */
+    int64_t ntrain, nval; /* windows */
+    int64_t *order;       /* permutation of training windows for the current epoch */
+    int64_t epoch, index; /* position */
     uint64_t seed;
     int shuffle;
 } Batcher;

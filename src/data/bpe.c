@@ -108,8 +108,10 @@ void bpe_finish(BpeModel *m, int byte_level) {
      * cannot (some <0xNN> present, some missing) */
     int have_byte = 0, missing_byte = 0;
     for (int b = 0; b < 256; b++) {
-        if (m->byte_id[b] < 0) missing_byte = 1;
-        else have_byte = 1;
+        if (m->byte_id[b] < 0)
+            missing_byte = 1;
+        else
+            have_byte = 1;
     }
     m->may_disorder = m->byte_fallback && m->unk_id >= 0 && have_byte && missing_byte;
     m->byte_level = byte_level;

@@ -30,7 +30,8 @@ static const char *role_name(ChatRole r) { return r == CHAT_SYSTEM ? "system" : 
 
 static int need_token(const Tokenizer *tok, const char *t, ChatTemplateKind kind, OwError *err) {
     if (tokenizer_token_id(tok, t) >= 0) return 0;
-    return ow_fail(err, "%s: chat_template %s writes the token %s, which this tokenizer does not have (hint: the "
+    return ow_fail(err,
+                   "%s: chat_template %s writes the token %s, which this tokenizer does not have (hint: the "
                    "chat_template of the model's family: llama2, llama3, mistral or chatml)",
                    tokenizer_path(tok), chat_template_name(kind), t);
 }
@@ -44,17 +45,19 @@ int chat_template_prepare(ChatTemplateKind kind, const Tokenizer *tok, ChatTempl
     switch (kind) {
     case CHAT_TEMPLATE_NONE:
         return ow_fail(err, "chat data needs a chat_template (allowed: llama2, llama3, mistral, chatml; the one of the "
-                       "model's family, e.g. --chat-template llama2)");
+                            "model's family, e.g. --chat-template llama2)");
     case CHAT_TEMPLATE_LLAMA2:
     case CHAT_TEMPLATE_MISTRAL:
         if (!bs || !es)
-            return ow_fail(err, "%s: chat_template %s writes the BOS and EOS tokens, but the tokenizer has no %s token "
+            return ow_fail(err,
+                           "%s: chat_template %s writes the BOS and EOS tokens, but the tokenizer has no %s token "
                            "(hint: tokenizer_config.json's bos_token/eos_token)",
                            tokenizer_path(tok), chat_template_name(kind), !bs ? "BOS" : "EOS");
         break;
     case CHAT_TEMPLATE_LLAMA3:
         if (!bs)
-            return ow_fail(err, "%s: chat_template llama3 writes the BOS token, but the tokenizer has none", tokenizer_path(tok));
+            return ow_fail(err, "%s: chat_template llama3 writes the BOS token, but the tokenizer has none",
+                           tokenizer_path(tok));
         if (need_token(tok, "<|start_header_id|>", kind, err) || need_token(tok, "<|end_header_id|>", kind, err) ||
             need_token(tok, "<|eot_id|>", kind, err))
             return -1;
@@ -79,13 +82,15 @@ static int chat_check(const ChatTemplate *t, const ChatMessage *m, size_t n, OwE
     if (n == 0) return ow_fail(err, "\"messages\" is empty");
     size_t first = m[0].role == CHAT_SYSTEM ? 1 : 0;
     if (first && t->kind == CHAT_TEMPLATE_MISTRAL)
-        return ow_fail(err, "messages[0] has role \"system\", which chat_template mistral does not support (its template "
+        return ow_fail(err,
+                       "messages[0] has role \"system\", which chat_template mistral does not support (its template "
                        "raises \"Only user and assistant roles are supported!\"; hint: merge it into the first user "
                        "message, or use a template with a system role)");
     for (size_t i = first; i < n; i++) {
         ChatRole want = (i - first) % 2 == 0 ? CHAT_USER : CHAT_ASSISTANT;
         if (m[i].role != want)
-            return ow_fail(err, "messages[%zu] has role \"%s\" where \"%s\" was expected: a conversation is an optional "
+            return ow_fail(err,
+                           "messages[%zu] has role \"%s\" where \"%s\" was expected: a conversation is an optional "
                            "system message, then user and assistant messages alternating, starting with user",
                            i, role_name(m[i].role), role_name(want));
     }

@@ -35,9 +35,7 @@ static int has_ext(const char *path, const char *ext) {
     return n > e && strcasecmp(path + n - e, ext) == 0;
 }
 
-static size_t bom_len(const char *data, size_t len) {
-    return len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
-}
+static size_t bom_len(const char *data, size_t len) { return len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0; }
 
 static int detect(const char *name, const char *data, size_t len, DataFormat *out, OwError *err) {
     if (len >= 8 && memcmp(data, "OWLTOKS\0", 8) == 0) {
@@ -120,8 +118,8 @@ int build_problem(DatasetBuild *b, ProblemKind kind, const char *where, const ch
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (kind != PROBLEM_EMPTY && b->opt->strict)
-        return ow_fail(b->err, "%s: %s (strict: a bad record is fatal; without --strict it is skipped and counted)", where,
-                       msg);
+        return ow_fail(b->err, "%s: %s (strict: a bad record is fatal; without --strict it is skipped and counted)",
+                       where, msg);
     if (kind == PROBLEM_MALFORMED) b->st->malformed++;
     if (kind == PROBLEM_INVALID) b->st->invalid++;
     if (kind == PROBLEM_EMPTY) b->st->empty++;
@@ -184,10 +182,13 @@ int dataset_tokenize_buffer(const char *name, const char *data, size_t len, cons
     if (fmt == DATA_FORMAT_AUTO && detect(name, data, len, &fmt, err) != 0) return -1;
     st->format = fmt;
     if (fmt == DATA_FORMAT_TOKENS)
-        return ow_fail(err, "%s: an owlore token file has nothing to tokenize (pass it to train --data directly)", name);
+        return ow_fail(err, "%s: an owlore token file has nothing to tokenize (pass it to train --data directly)",
+                       name);
     if (fmt != DATA_FORMAT_CHAT && opt->append_eos && tokenizer_eos_id(tok) < 0)
-        return ow_fail(err, "%s: append_eos is set but the tokenizer %s has no EOS token (hint: eos_token in "
-                       "tokenizer_config.json, or --append-eos false)", name, tokenizer_path(tok));
+        return ow_fail(err,
+                       "%s: append_eos is set but the tokenizer %s has no EOS token (hint: eos_token in "
+                       "tokenizer_config.json, or --append-eos false)",
+                       name, tokenizer_path(tok));
     uint64_t file_hash = xxh64(data, len, 0);
     size_t b0 = bom_len(data, len);
     const char *text = data + b0;
@@ -225,13 +226,14 @@ int dataset_tokenize_buffer(const char *name, const char *data, size_t len, cons
     if (rc != 0) goto done;
     rc = -1;
     if (st->samples == 0) {
-        ow_fail(err, "%s: no usable sample (format %s: %lld records, %lld malformed, %lld invalid, %lld empty)%s%s", name,
-                data_format_name(fmt), (long long)st->records, (long long)st->malformed, (long long)st->invalid,
+        ow_fail(err, "%s: no usable sample (format %s: %lld records, %lld malformed, %lld invalid, %lld empty)%s%s",
+                name, data_format_name(fmt), (long long)st->records, (long long)st->malformed, (long long)st->invalid,
                 (long long)st->empty, st->first_problem[0] ? "; first problem: " : "", st->first_problem);
         goto done;
     }
     size_t count = b.ids.len, nd = b.ndocs;
-    size_t off_bytes = (nd + 1) * sizeof(uint64_t), id_bytes = count * sizeof(int32_t), mask_bytes = b.with_mask ? count : 0;
+    size_t off_bytes = (nd + 1) * sizeof(uint64_t), id_bytes = count * sizeof(int32_t),
+           mask_bytes = b.with_mask ? count : 0;
     char *block = ow_try_malloc(off_bytes + id_bytes + mask_bytes, "tokenized data", err);
     if (!block) goto done;
     memcpy(block, b.offsets, off_bytes);
@@ -280,5 +282,6 @@ void dataset_log_stats(const char *path, const DataStats *st) {
                 (long long)(st->malformed + st->invalid), st->first_problem);
     if (st->utf8_replaced > 0)
         OW_WARN("%s: %lld invalid UTF-8 sequences (the first on line %lld) were replaced by U+FFFD, as Python's "
-                "errors=\"replace\" does", path, (long long)st->utf8_replaced, (long long)st->utf8_first_line);
+                "errors=\"replace\" does",
+                path, (long long)st->utf8_replaced, (long long)st->utf8_first_line);
 }

@@ -68,12 +68,12 @@ void data_options_defaults(DataOptions *o);
 const char *data_format_name(DataFormat f);
 
 typedef struct DataStats {
-    DataFormat format;    /* the format used (auto resolved) */
-    int64_t records;      /* documents / lines with a record / array elements seen */
-    int64_t samples;      /* kept */
-    int64_t malformed;    /* skipped: not JSON, or not an object */
-    int64_t invalid;      /* skipped: missing/mistyped fields, bad roles or order */
-    int64_t empty;        /* skipped: nothing to learn */
+    DataFormat format;     /* the format used (auto resolved) */
+    int64_t records;       /* documents / lines with a record / array elements seen */
+    int64_t samples;       /* kept */
+    int64_t malformed;     /* skipped: not JSON, or not an object */
+    int64_t invalid;       /* skipped: missing/mistyped fields, bad roles or order */
+    int64_t empty;         /* skipped: nothing to learn */
     int64_t utf8_replaced; /* invalid UTF-8 sequences replaced by U+FFFD */
     int64_t utf8_first_line;
     int64_t tokens, loss_tokens;

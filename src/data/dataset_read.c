@@ -85,8 +85,8 @@ int read_text_documents(DatasetBuild *b, const char *data, size_t len) {
 /* ---- record fields ---- */
 
 /* a required (or optional: *out = NULL when absent/null) string field */
-static int get_field(DatasetBuild *b, const cJSON *obj, const char *key, int required, const char *where, const char **out,
-                     int *rc) {
+static int get_field(DatasetBuild *b, const cJSON *obj, const char *key, int required, const char *where,
+                     const char **out, int *rc) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     *out = NULL;
     if (!v || (!required && cJSON_IsNull(v))) {
@@ -123,8 +123,8 @@ static int record_text(DatasetBuild *b, const cJSON *obj, const char *where) {
 static int record_alpaca(DatasetBuild *b, const cJSON *obj, const char *where) {
     const char *ins, *inp, *outp;
     int rc = 0;
-    if (get_field(b, obj, "instruction", 1, where, &ins, &rc) != 0 || get_field(b, obj, "input", 0, where, &inp, &rc) != 0 ||
-        get_field(b, obj, "output", 1, where, &outp, &rc) != 0)
+    if (get_field(b, obj, "instruction", 1, where, &ins, &rc) != 0 ||
+        get_field(b, obj, "input", 0, where, &inp, &rc) != 0 || get_field(b, obj, "output", 1, where, &outp, &rc) != 0)
         return rc;
     size_t on = strlen(outp);
     if (is_blank(outp, on)) return build_problem(b, PROBLEM_EMPTY, where, "empty \"output\"");
@@ -135,7 +135,8 @@ static int record_alpaca(DatasetBuild *b, const cJSON *obj, const char *where) {
 static int record_chat(DatasetBuild *b, const cJSON *obj, const char *where) {
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(obj, "messages");
     if (!msgs)
-        return build_problem(b, PROBLEM_INVALID, where, "missing field \"messages\" (chat records have \"messages\": "
+        return build_problem(b, PROBLEM_INVALID, where,
+                             "missing field \"messages\" (chat records have \"messages\": "
                              "[{\"role\", \"content\"}, ...])");
     if (!cJSON_IsArray(msgs))
         return build_problem(b, PROBLEM_INVALID, where, "field \"messages\" must be an array, got %s", type_name(msgs));
@@ -146,20 +147,24 @@ static int record_chat(DatasetBuild *b, const cJSON *obj, const char *where) {
             b->msgs = ow_xrealloc(b->msgs, b->msgs_cap * sizeof *b->msgs);
         }
         if (!cJSON_IsObject(m))
-            return build_problem(b, PROBLEM_INVALID, where, "messages[%zu] must be an object {\"role\", \"content\"}, got %s",
-                                 n, type_name(m));
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role"), *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+            return build_problem(b, PROBLEM_INVALID, where,
+                                 "messages[%zu] must be an object {\"role\", \"content\"}, got %s", n, type_name(m));
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role"),
+                    *content = cJSON_GetObjectItemCaseSensitive(m, "content");
         if (!role || !content)
-            return build_problem(b, PROBLEM_INVALID, where, "messages[%zu]: missing field \"%s\"", n, !role ? "role" : "content");
+            return build_problem(b, PROBLEM_INVALID, where, "messages[%zu]: missing field \"%s\"", n,
+                                 !role ? "role" : "content");
         if (!cJSON_IsString(role))
-            return build_problem(b, PROBLEM_INVALID, where, "messages[%zu].role must be a string, got %s", n, type_name(role));
+            return build_problem(b, PROBLEM_INVALID, where, "messages[%zu].role must be a string, got %s", n,
+                                 type_name(role));
         if (!cJSON_IsString(content))
-            return build_problem(b, PROBLEM_INVALID, where, "messages[%zu].content must be a string, got %s%s", n,
-                                 type_name(content),
-                                 cJSON_IsArray(content) ? " (content parts are not supported: join them into one string)" : "");
+            return build_problem(
+                b, PROBLEM_INVALID, where, "messages[%zu].content must be a string, got %s%s", n, type_name(content),
+                cJSON_IsArray(content) ? " (content parts are not supported: join them into one string)" : "");
         int r = chat_role_from_name(role->valuestring);
         if (r < 0)
-            return build_problem(b, PROBLEM_INVALID, where, "messages[%zu].role \"%.40s\" is not one of system, user, "
+            return build_problem(b, PROBLEM_INVALID, where,
+                                 "messages[%zu].role \"%.40s\" is not one of system, user, "
                                  "assistant (hint: ShareGPT-style \"from\"/\"value\" records need converting)",
                                  n, role->valuestring);
         size_t len = strlen(content->valuestring);
@@ -167,7 +172,8 @@ static int record_chat(DatasetBuild *b, const cJSON *obj, const char *where) {
         if (r == CHAT_ASSISTANT && !is_blank(content->valuestring, len)) useful++;
     }
     OwError e;
-    if (chat_render(&b->chat, b->msgs, n, &b->sample, &e) != 0) return build_problem(b, PROBLEM_INVALID, where, "%s", e.msg);
+    if (chat_render(&b->chat, b->msgs, n, &b->sample, &e) != 0)
+        return build_problem(b, PROBLEM_INVALID, where, "%s", e.msg);
     if (useful == 0) return build_problem(b, PROBLEM_EMPTY, where, "no assistant message with content");
     return build_add_sample(b, where);
 }
@@ -220,8 +226,10 @@ static cJSON *parse_array(const char *name, const char *data, size_t len, OwErro
     if (!root) {
         int64_t l, c;
         line_col(data, off > len ? len : off, &l, &c);
-        ow_fail(err, "%s: malformed JSON near line %lld, column %lld (a JSON array file must be valid as a whole; "
-                "hint: JSON lines, one record per line, let bad records be skipped)", name, (long long)l, (long long)c);
+        ow_fail(err,
+                "%s: malformed JSON near line %lld, column %lld (a JSON array file must be valid as a whole; "
+                "hint: JSON lines, one record per line, let bad records be skipped)",
+                name, (long long)l, (long long)c);
     }
     return root;
 }
@@ -245,7 +253,7 @@ static int each_line(const char *data, size_t len, LineFn fn, void *ctx) {
 }
 
 typedef struct LineCtx {
-    DatasetBuild *b; /* reading */
+    DatasetBuild *b;  /* reading */
     DataFormat found; /* detection: the first object record's format, line and keys */
     int64_t line;
     char keys[200];
@@ -348,14 +356,18 @@ int detect_json_format(const char *name, const char *data, size_t len, DataForma
         snprintf(loc, sizeof loc, "element %lld", (long long)at);
     } else {
         if (each_line(data, len, detect_line, &c) == 0)
-            return ow_fail(err, "%s: no line is a JSON object, so the data format cannot be detected (hint: --format "
-                           "text for plain text)", name);
+            return ow_fail(err,
+                           "%s: no line is a JSON object, so the data format cannot be detected (hint: --format "
+                           "text for plain text)",
+                           name);
         snprintf(loc, sizeof loc, "line %lld", (long long)c.line);
     }
     if (c.found == DATA_FORMAT_AUTO)
-        return ow_fail(err, "%s: cannot tell the data format from the keys of the first record (%s: %s): chat records "
+        return ow_fail(err,
+                       "%s: cannot tell the data format from the keys of the first record (%s: %s): chat records "
                        "have \"messages\", alpaca records \"instruction\" and \"output\", text records \"text\" (hint: "
-                       "--format)", name, loc, c.keys);
+                       "--format)",
+                       name, loc, c.keys);
     *out = c.found;
     return 0;
 }

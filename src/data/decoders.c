@@ -207,24 +207,12 @@ int decode_tokens(const Tokenizer *tok, const char *const *strs, const size_t *l
         b.n = 0;
         b.arena.len = 0;
         switch (op->kind) {
-        case DEC_REPLACE:
-            dec_replace(op, &a, &b);
-            break;
-        case DEC_BYTE_FALLBACK:
-            dec_byte_fallback(&a, &b);
-            break;
-        case DEC_FUSE:
-            dec_fuse(&a, &b);
-            break;
-        case DEC_STRIP:
-            dec_strip(op, &a, &b);
-            break;
-        case DEC_METASPACE:
-            dec_metaspace(op, &a, &b);
-            break;
-        case DEC_BYTE_LEVEL:
-            dec_byte_level(&a, &b);
-            break;
+        case DEC_REPLACE: dec_replace(op, &a, &b); break;
+        case DEC_BYTE_FALLBACK: dec_byte_fallback(&a, &b); break;
+        case DEC_FUSE: dec_fuse(&a, &b); break;
+        case DEC_STRIP: dec_strip(op, &a, &b); break;
+        case DEC_METASPACE: dec_metaspace(op, &a, &b); break;
+        case DEC_BYTE_LEVEL: dec_byte_level(&a, &b); break;
         }
         StrList t = a;
         a = b;

@@ -271,10 +271,10 @@ typedef struct Splitter {
     int is_first;
     SplitBehavior behavior;
     int invert;
-    int have;      /* a pending piece [ps, pe) */
+    int have; /* a pending piece [ps, pe) */
     size_t ps, pe;
     int prev_match;
-    size_t prev;   /* end of the last match (pattern.rs) */
+    size_t prev; /* end of the last match (pattern.rs) */
     int rc;
 } Splitter;
 
@@ -292,9 +292,7 @@ static void sp_pend(Splitter *sp, size_t a, size_t b) {
 static void sp_event(Splitter *sp, size_t a, size_t b, int m) {
     if (sp->invert) m = !m;
     switch (sp->behavior) {
-    case SPLIT_ISOLATED:
-        sp_emit(sp, a, b);
-        break;
+    case SPLIT_ISOLATED: sp_emit(sp, a, b); break;
     case SPLIT_REMOVED:
         if (!m) sp_emit(sp, a, b);
         break;
@@ -382,8 +380,7 @@ static int run_stage(PtCtx *c, size_t k, const char *s, size_t n, int is_first) 
     const PreTokStage *st = &c->tok->stages[k];
     TokBuf *buf = &c->w->stage_buf[k]; /* deeper stages use their own */
     switch (st->kind) {
-    case PT_SPLIT:
-        return split_regex(c, k, st->re, st->behavior, st->invert, s, n, is_first);
+    case PT_SPLIT: return split_regex(c, k, st->re, st->behavior, st->invert, s, n, is_first);
     case PT_METASPACE: {
         /* the replaced text starts with the replacement iff s starts with ' ' or with it */
         int starts = s[0] == ' ' || (n >= st->repl_len && memcmp(s, st->repl, st->repl_len) == 0);

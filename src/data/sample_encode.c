@@ -20,11 +20,13 @@ static int boundary(const Tokenizer *tok, TokenizerWork *work, const RenderedSam
         while (i < pre->len && i < body->len && pre->data[i] == body->data[i]) i++;
         const char *a = i < pre->len ? tokenizer_id_to_token(tok, pre->data[i]) : NULL;
         const char *c = i < body->len ? tokenizer_id_to_token(tok, body->data[i]) : NULL;
-        return ow_fail(err, "the loss mask cannot be exact: the text up to byte %zu (\"...%.*s\") encodes to tokens that are "
-                       "not a prefix of the whole sample's (they differ at token %zu: \"%s\" alone, \"%s\" in the sample), "
-                       "so a token straddles the boundary between prompt and response (hint: --train-on-prompt, or a "
-                       "template whose response starts after a space, newline or special token)",
-                       b, (int)(b < 24 ? b : 24), s->text + (b < 24 ? 0 : b - 24), i, a ? a : "(end)", c ? c : "(end)");
+        return ow_fail(
+            err,
+            "the loss mask cannot be exact: the text up to byte %zu (\"...%.*s\") encodes to tokens that are "
+            "not a prefix of the whole sample's (they differ at token %zu: \"%s\" alone, \"%s\" in the sample), "
+            "so a token straddles the boundary between prompt and response (hint: --train-on-prompt, or a "
+            "template whose response starts after a space, newline or special token)",
+            b, (int)(b < 24 ? b : 24), s->text + (b < 24 ? 0 : b - 24), i, a ? a : "(end)", c ? c : "(end)");
     }
     *k = (int64_t)pre->len;
     return 0;

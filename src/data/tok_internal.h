@@ -55,8 +55,8 @@ size_t utf8_encode(uint32_t cp, char *out);
 /* ---- regexes (pretok.c) ---- */
 typedef struct TokRegex {
     pcre2_code *code;
-    char *pattern;    /* as written in the file (for messages) */
-    int jit;          /* JIT-compiled */
+    char *pattern; /* as written in the file (for messages) */
+    int jit;       /* JIT-compiled */
 } TokRegex;
 /* literal: the pattern is a plain string (Split/Replace "String" patterns).
  * `\s` and `\S` are rewritten to Unicode White_Space, which is what
@@ -99,26 +99,26 @@ typedef struct DecOp {
     DecKind kind;
     char *a, *b; /* replace: pattern, content */
     size_t alen, blen;
-    uint32_t cp;         /* strip: content char; metaspace: replacement */
-    size_t start, stop;  /* strip */
-    int prepend_never;   /* metaspace: prepend_scheme == never */
+    uint32_t cp;        /* strip: content char; metaspace: replacement */
+    size_t start, stop; /* strip */
+    int prepend_never;  /* metaspace: prepend_scheme == never */
 } DecOp;
 
 /* ---- BPE model (bpe.c) ---- */
 typedef struct BpeModel {
-    StrIdMap vocab;       /* token string -> id */
-    const char **id_str;  /* [n_ids] token string of each id (NULL: none) */
+    StrIdMap vocab;      /* token string -> id */
+    const char **id_str; /* [n_ids] token string of each id (NULL: none) */
     uint32_t *id_len;
-    int32_t n_ids;        /* 1 + largest vocabulary id */
-    int64_t n_tokens;     /* entries in the vocabulary */
-    U64Map merges;        /* (left << 32 | right) -> (rank << 32 | new id) */
+    int32_t n_ids;    /* 1 + largest vocabulary id */
+    int64_t n_tokens; /* entries in the vocabulary */
+    U64Map merges;    /* (left << 32 | right) -> (rank << 32 | new id) */
     size_t n_merges;
-    int32_t unk_id;       /* -1: no unk token */
+    int32_t unk_id; /* -1: no unk token */
     int fuse_unk, byte_fallback, ignore_merges;
     int may_disorder;     /* byte_fallback, unk, some <0xNN> missing: symbols can come out of text order */
     int32_t byte_id[256]; /* id of "<0xNN>", -1 when absent */
     int32_t ascii_id[128];
-    U64Map char_id;       /* code point -> id of the one-character token */
+    U64Map char_id; /* code point -> id of the one-character token */
     /* Barriers: a merge joins a symbol ending in code point x to one starting
      * in y only if (x, y) is in this set; a boundary between two initial
      * symbols whose pair is not in it can never be merged across, so the word
@@ -129,10 +129,10 @@ typedef struct BpeModel {
     /* Byte-level mode (a ByteLevel pre-tokenizer): the model receives raw
      * bytes, each standing for its bytes_to_unicode character. */
     int byte_level;
-    int32_t bl_id[256];       /* id of the mapped character of each byte, -1 none */
-    char bl_char[256][4];     /* UTF-8 of the mapped character */
+    int32_t bl_id[256];   /* id of the mapped character of each byte, -1 none */
+    char bl_char[256][4]; /* UTF-8 of the mapped character */
     uint8_t bl_char_len[256];
-    StrIdMap bl_vocab;        /* raw bytes -> id, for ignore_merges */
+    StrIdMap bl_vocab; /* raw bytes -> id, for ignore_merges */
 } BpeModel;
 
 /* ---- added tokens (added_tokens.c) ---- */
@@ -244,8 +244,7 @@ void added_free(AddedVocab *av);
 int added_finish(Tokenizer *tok, OwError *err);
 /* Splits s into spans, added-token matches carrying their id (HF
  * AddedVocabulary::find_matches, with single_word/lstrip/rstrip). */
-int added_split(const AddedVocab *av, const TokTrie *trie, TokenizerWork *w, const char *s, size_t n,
-                TokSpanVec *out);
+int added_split(const AddedVocab *av, const TokTrie *trie, TokenizerWork *w, const char *s, size_t n, TokSpanVec *out);
 const AddedToken *added_by_id(const AddedVocab *av, int32_t id);
 
 /* decoders.c */

@@ -138,10 +138,11 @@ int tokenizer_load(const char *path_or_dir, Tokenizer **out, OwError *err) {
     *out = NULL;
     char *file = ow_is_dir(path_or_dir) ? ow_path_join(path_or_dir, "tokenizer.json") : ow_xstrdup(path_or_dir);
     if (!ow_path_exists(file)) {
-        int rc = ow_is_dir(path_or_dir)
-                     ? ow_fail(err, "%s: no tokenizer.json in this directory (hint: pass the Hugging Face model directory or the file itself)",
-                               path_or_dir)
-                     : ow_fail(err, "%s: no such file", path_or_dir);
+        int rc = ow_is_dir(path_or_dir) ? ow_fail(err,
+                                                  "%s: no tokenizer.json in this directory (hint: pass the Hugging "
+                                                  "Face model directory or the file itself)",
+                                                  path_or_dir)
+                                        : ow_fail(err, "%s: no such file", path_or_dir);
         free(file);
         return rc;
     }
@@ -208,8 +209,8 @@ int tokenizer_encode_with(const Tokenizer *tok, TokenizerWork *w, const char *te
     tokwork_bind(w, tok);
     out->len = 0;
     if (len > ((size_t)1 << 30))
-        return ow_fail(err, "%s: a text of %zu bytes: owlore encodes at most 1 GiB in one call (split the text)", tok->path,
-                       len);
+        return ow_fail(err, "%s: a text of %zu bytes: owlore encodes at most 1 GiB in one call (split the text)",
+                       tok->path, len);
     if (add_special)
         for (size_t i = 0; i < tok->n_before; i++) idvec_push(out, tok->tmpl_before[i]);
     const char *s = text;
@@ -277,7 +278,9 @@ int tokenizer_pre_tokenize(const Tokenizer *tok, TokenizerWork *w, const char *t
     for (size_t i = 0; i < tok->n_stages; i++) {
         const PreTokStage *st = &tok->stages[i];
         if (st->kind == PT_METASPACE || (st->kind == PT_BYTELEVEL && st->add_prefix_space))
-            return ow_fail(err, "%s: the pre-tokenizer rewrites the text (Metaspace or a prefix space), so it has no spans in the input",
+            return ow_fail(err,
+                           "%s: the pre-tokenizer rewrites the text (Metaspace or a prefix space), so it has no spans "
+                           "in the input",
                            tok->path);
     }
     if (utf8_valid_prefix(text, len) != len) return ow_fail(err, "tokenizer_pre_tokenize: the text is not valid UTF-8");

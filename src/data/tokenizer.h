@@ -113,7 +113,7 @@ int tokenizer_pre_tokenize(const Tokenizer *tok, TokenizerWork *work, const char
  * token -> id, e.g. encoder.json / vocab.json) and merges file (one "a b" per
  * line, an optional "#version" first line; e.g. vocab.bpe / merges.txt).
  * Writes out_path atomically. */
-int tokenizer_build_json(const char *template_json, const char *vocab_json, const char *merges_txt, const char *out_path,
-                         OwError *err);
+int tokenizer_build_json(const char *template_json, const char *vocab_json, const char *merges_txt,
+                         const char *out_path, OwError *err);
 
 #endif

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int tokenizer_build_json(const char *template_json, const char *vocab_json, const char *merges_txt, const char *out_path,
-                         OwError *err) {
+int tokenizer_build_json(const char *template_json, const char *vocab_json, const char *merges_txt,
+                         const char *out_path, OwError *err) {
     cJSON *tmpl = json_parse_file(template_json, err);
     if (!tmpl) return -1;
     cJSON *vocab = NULL;

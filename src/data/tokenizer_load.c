@@ -143,7 +143,8 @@ static int get_type(LoadCtx *c, const cJSON *obj, const char *path, const char *
     if (need_object(c, obj, path) != 0) return -1;
     const cJSON *t = get(obj, "type");
     if (!cJSON_IsString(t))
-        return lfail(c, path, "missing \"type\" (owlore reads only the tagged tokenizer.json format of tokenizers >= 0.11)");
+        return lfail(c, path,
+                     "missing \"type\" (owlore reads only the tagged tokenizer.json format of tokenizers >= 0.11)");
     *type = t->valuestring;
     return 0;
 }
@@ -166,8 +167,8 @@ static int get_pattern(LoadCtx *c, const cJSON *obj, const char *path, const cha
 
 /* ---- model ---- */
 
-static int parse_merge(LoadCtx *c, const cJSON *m, size_t i, const char **a, size_t *alen, const char **b,
-                       size_t *blen, int *skip) {
+static int parse_merge(LoadCtx *c, const cJSON *m, size_t i, const char **a, size_t *alen, const char **b, size_t *blen,
+                       int *skip) {
     char p[128];
     snprintf(p, sizeof p, "model.merges[%zu]", i);
     *skip = 0;
@@ -179,7 +180,9 @@ static int parse_merge(LoadCtx *c, const cJSON *m, size_t i, const char **a, siz
         }
         const char *sp = strchr(s, ' ');
         if (!sp || strchr(sp + 1, ' '))
-            return lfail(c, p, "\"%s\" is not two tokens separated by one space (tokenizers: \"Merges text file invalid at line %zu\")",
+            return lfail(c, p,
+                         "\"%s\" is not two tokens separated by one space (tokenizers: \"Merges text file invalid at "
+                         "line %zu\")",
                          s, i + 1);
         *a = s;
         *alen = (size_t)(sp - s);
@@ -204,16 +207,25 @@ static int parse_model(LoadCtx *c, const cJSON *m) {
     if (get_type(c, m, "model", &type) != 0) return -1;
     if (strcmp(type, "BPE") != 0)
         return lfail(c, "model.type", "\"%s\" is not supported: owlore implements the BPE model only", type);
-    static const char *const keys[] = {"type",     "dropout",       "unk_token",     "continuing_subword_prefix",
-                                       "end_of_word_suffix", "fuse_unk", "byte_fallback", "ignore_merges",
-                                       "vocab",    "merges",        NULL};
+    static const char *const keys[] = {"type",
+                                       "dropout",
+                                       "unk_token",
+                                       "continuing_subword_prefix",
+                                       "end_of_word_suffix",
+                                       "fuse_unk",
+                                       "byte_fallback",
+                                       "ignore_merges",
+                                       "vocab",
+                                       "merges",
+                                       NULL};
     if (check_keys(c, m, "model", keys) != 0) return -1;
     BpeModel *bpe = &c->tok->bpe;
     const cJSON *d = get(m, "dropout");
     if (!is_null(d) && !(cJSON_IsNumber(d) && d->valuedouble == 0.0)) {
         char s[64];
         show(d, s, sizeof s);
-        return lfail(c, "model.dropout", "%s: BPE dropout is not supported (owlore encodes deterministically; set it to null)", s);
+        return lfail(c, "model.dropout",
+                     "%s: BPE dropout is not supported (owlore encodes deterministically; set it to null)", s);
     }
     static const char *const affix[] = {"continuing_subword_prefix", "end_of_word_suffix"};
     for (int k = 0; k < 2; k++) {
@@ -231,7 +243,8 @@ static int parse_model(LoadCtx *c, const cJSON *m) {
     if (get_string(c, m, "unk_token", "model", 0, &unk) != 0) return -1;
 
     const cJSON *vocab = get(m, "vocab"), *merges = get(m, "merges");
-    if (is_null(vocab) || is_null(merges)) return lfail(c, "model", "missing \"vocab\" or \"merges\" (tokenizers: Missing vocab/merges)");
+    if (is_null(vocab) || is_null(merges))
+        return lfail(c, "model", "missing \"vocab\" or \"merges\" (tokenizers: Missing vocab/merges)");
     if (!cJSON_IsObject(vocab)) return lfail(c, "model.vocab", "must be an object mapping token strings to ids");
     if (!cJSON_IsArray(merges)) return lfail(c, "model.merges", "must be an array");
     size_t nv = (size_t)cJSON_GetArraySize(vocab);
@@ -266,7 +279,8 @@ static int parse_model(LoadCtx *c, const cJSON *m) {
     if (unk) {
         bpe->unk_id = strmap_get(&bpe->vocab, unk, strlen(unk));
         if (bpe->unk_id < 0)
-            return lfail(c, "model.unk_token", "\"%s\" is not in model.vocab (tokenizers fails on the first unknown character)", unk);
+            return lfail(c, "model.unk_token",
+                         "\"%s\" is not in model.vocab (tokenizers fails on the first unknown character)", unk);
     }
 
     size_t nm = (size_t)cJSON_GetArraySize(merges), i = 0;
@@ -306,7 +320,8 @@ static int parse_model(LoadCtx *c, const cJSON *m) {
             snprintf(p, sizeof p, "model.merges[%zu]", i);
             const char *miss = ia < 0 ? a : ib < 0 ? b : cat;
             size_t ml = ia < 0 ? alen : ib < 0 ? blen : alen + blen;
-            int rc = lfail(c, p, "token \"%.*s\" is not in model.vocab (tokenizers: MergeTokenOutOfVocabulary)", (int)ml, miss);
+            int rc = lfail(c, p, "token \"%.*s\" is not in model.vocab (tokenizers: MergeTokenOutOfVocabulary)",
+                           (int)ml, miss);
             free(cat);
             return rc;
         }
@@ -353,7 +368,9 @@ static int parse_normalizer(LoadCtx *c, const cJSON *n, const char *path) {
             get_string(c, n, "content", path, 1, &content) != 0)
             return -1;
         snprintf(p, sizeof p, "%s.pattern", path);
-        if (is_regex) return lfail(c, p, "Regex \"%s\": a Replace normalizer with a regex is not supported (only String patterns)", pat);
+        if (is_regex)
+            return lfail(
+                c, p, "Regex \"%s\": a Replace normalizer with a regex is not supported (only String patterns)", pat);
         if (!*pat) return lfail(c, p, "the String pattern is empty (it would match between every character)");
         op.kind = NORM_REPLACE;
         op.a = ow_xstrdup(pat);
@@ -362,7 +379,8 @@ static int parse_normalizer(LoadCtx *c, const cJSON *n, const char *path) {
         op.blen = strlen(content);
     } else {
         snprintf(p, sizeof p, "%s.type", path);
-        return lfail(c, p, "\"%s\" is not supported: owlore implements the normalizers Prepend, Replace and Sequence", type);
+        return lfail(c, p, "\"%s\" is not supported: owlore implements the normalizers Prepend, Replace and Sequence",
+                     type);
     }
     tok->norm = ow_xrealloc(tok->norm, (tok->n_norm + 1) * sizeof *tok->norm);
     tok->norm[tok->n_norm++] = op;
@@ -378,9 +396,12 @@ static int parse_prepend_scheme(LoadCtx *c, const cJSON *n, const char *path, Pr
         return -1;
     *out = PREPEND_ALWAYS; /* tokenizers' default */
     if (ps) {
-        if (strcmp(ps, "always") == 0) *out = PREPEND_ALWAYS;
-        else if (strcmp(ps, "first") == 0) *out = PREPEND_FIRST;
-        else if (strcmp(ps, "never") == 0) *out = PREPEND_NEVER;
+        if (strcmp(ps, "always") == 0)
+            *out = PREPEND_ALWAYS;
+        else if (strcmp(ps, "first") == 0)
+            *out = PREPEND_FIRST;
+        else if (strcmp(ps, "never") == 0)
+            *out = PREPEND_NEVER;
         else {
             char p[512];
             snprintf(p, sizeof p, "%s.prepend_scheme", path);
@@ -389,7 +410,9 @@ static int parse_prepend_scheme(LoadCtx *c, const cJSON *n, const char *path, Pr
     }
     if (aps == 0) {
         if (*out != PREPEND_NEVER)
-            return lfail(c, path, "add_prefix_space is false but prepend_scheme is not \"never\" (tokenizers: add_prefix_space does not match declared prepend_scheme)");
+            return lfail(c, path,
+                         "add_prefix_space is false but prepend_scheme is not \"never\" (tokenizers: add_prefix_space "
+                         "does not match declared prepend_scheme)");
         *out = PREPEND_NEVER;
     }
     return 0;
@@ -403,7 +426,8 @@ static int add_stage(LoadCtx *c, const char *path, PreTokStage st) {
     }
     if (tok->n_stages > 0 && tok->stages[tok->n_stages - 1].kind == PT_BYTELEVEL) {
         if (st.re != tok->gpt2_re) tokregex_free(st.re);
-        return lfail(c, path, "a pre-tokenizer after ByteLevel is not supported (owlore applies the byte mapping last)");
+        return lfail(c, path,
+                     "a pre-tokenizer after ByteLevel is not supported (owlore applies the byte mapping last)");
     }
     tok->stages[tok->n_stages++] = st;
     return 0;
@@ -434,12 +458,17 @@ static int parse_pretok(LoadCtx *c, const cJSON *n, const char *path) {
         if (check_keys(c, n, path, keys) != 0 || get_pattern(c, n, path, &pat, &is_regex) != 0 ||
             get_string(c, n, "behavior", path, 1, &beh) != 0 || get_bool(c, n, "invert", path, 1, &invert) != 0)
             return -1;
-        static const char *const names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous"};
+        static const char *const names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
+                                            "Contiguous"};
         int b = -1;
         for (int k = 0; k < 5; k++)
             if (strcmp(beh, names[k]) == 0) b = k;
         snprintf(p, sizeof p, "%s.behavior", path);
-        if (b < 0) return lfail(c, p, "\"%s\" is not a split behavior (Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous)", beh);
+        if (b < 0)
+            return lfail(
+                c, p,
+                "\"%s\" is not a split behavior (Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous)",
+                beh);
         snprintf(p, sizeof p, "%s.pattern", path);
         if (!is_regex && !*pat) return lfail(c, p, "the String pattern is empty");
         char where[600];
@@ -452,7 +481,8 @@ static int parse_pretok(LoadCtx *c, const cJSON *n, const char *path) {
         return add_stage(c, path, st);
     }
     if (strcmp(type, "Metaspace") == 0) {
-        static const char *const keys[] = {"type", "replacement", "prepend_scheme", "split", "add_prefix_space", "str_rep", NULL};
+        static const char *const keys[] = {"type",    "replacement", "prepend_scheme", "split", "add_prefix_space",
+                                           "str_rep", NULL};
         uint32_t cp = 0;
         int split = 1;
         if (check_keys(c, n, path, keys) != 0 || get_char(c, n, "replacement", path, &cp, st.repl, &st.repl_len) != 0 ||
@@ -466,7 +496,8 @@ static int parse_pretok(LoadCtx *c, const cJSON *n, const char *path) {
         static const char *const keys[] = {"type", "add_prefix_space", "trim_offsets", "use_regex", NULL};
         int aps = 0, trim = 0, use_regex = 1;
         if (check_keys(c, n, path, keys) != 0 || get_bool(c, n, "add_prefix_space", path, 1, &aps) != 0 ||
-            get_bool(c, n, "trim_offsets", path, 1, &trim) != 0 || get_bool(c, n, "use_regex", path, 0, &use_regex) != 0)
+            get_bool(c, n, "trim_offsets", path, 1, &trim) != 0 ||
+            get_bool(c, n, "use_regex", path, 0, &use_regex) != 0)
             return -1;
         st.kind = PT_BYTELEVEL;
         st.add_prefix_space = aps;
@@ -481,8 +512,9 @@ static int parse_pretok(LoadCtx *c, const cJSON *n, const char *path) {
         return add_stage(c, path, st);
     }
     snprintf(p, sizeof p, "%s.type", path);
-    return lfail(c, p, "\"%s\" is not supported: owlore implements the pre-tokenizers Split, Metaspace, ByteLevel and Sequence",
-                 type);
+    return lfail(
+        c, p, "\"%s\" is not supported: owlore implements the pre-tokenizers Split, Metaspace, ByteLevel and Sequence",
+        type);
 }
 
 /* ---- post-processor ---- */
@@ -597,8 +629,10 @@ static int parse_post(LoadCtx *c, const cJSON *n, const char *path) {
                    : 0;
     }
     snprintf(p, sizeof p, "%s.type", path);
-    return lfail(c, p, "\"%s\" is not supported: owlore implements the post-processors TemplateProcessing, ByteLevel and Sequence",
-                 type);
+    return lfail(
+        c, p,
+        "\"%s\" is not supported: owlore implements the post-processors TemplateProcessing, ByteLevel and Sequence",
+        type);
 }
 
 /* ---- decoder ---- */
@@ -630,7 +664,9 @@ static int parse_decoder(LoadCtx *c, const cJSON *n, const char *path) {
             get_string(c, n, "content", path, 1, &content) != 0)
             return -1;
         snprintf(p, sizeof p, "%s.pattern", path);
-        if (is_regex) return lfail(c, p, "Regex \"%s\": a Replace decoder with a regex is not supported (only String patterns)", pat);
+        if (is_regex)
+            return lfail(c, p, "Regex \"%s\": a Replace decoder with a regex is not supported (only String patterns)",
+                         pat);
         if (!*pat) return lfail(c, p, "the String pattern is empty");
         op.kind = DEC_REPLACE;
         op.a = ow_xstrdup(pat);
@@ -651,7 +687,8 @@ static int parse_decoder(LoadCtx *c, const cJSON *n, const char *path) {
         op.start = (size_t)a;
         op.stop = (size_t)b;
     } else if (strcmp(type, "Metaspace") == 0) {
-        static const char *const keys[] = {"type", "replacement", "prepend_scheme", "split", "add_prefix_space", "str_rep", NULL};
+        static const char *const keys[] = {"type",    "replacement", "prepend_scheme", "split", "add_prefix_space",
+                                           "str_rep", NULL};
         PrependScheme ps = PREPEND_ALWAYS;
         int split = 1;
         if (check_keys(c, n, path, keys) != 0 || get_char(c, n, "replacement", path, &op.cp, NULL, NULL) != 0 ||
@@ -668,7 +705,9 @@ static int parse_decoder(LoadCtx *c, const cJSON *n, const char *path) {
         op.kind = DEC_BYTE_LEVEL;
     } else {
         snprintf(p, sizeof p, "%s.type", path);
-        return lfail(c, p, "\"%s\" is not supported: owlore implements the decoders ByteFallback, Fuse, Strip, Replace, Metaspace, ByteLevel and Sequence",
+        return lfail(c, p,
+                     "\"%s\" is not supported: owlore implements the decoders ByteFallback, Fuse, Strip, Replace, "
+                     "Metaspace, ByteLevel and Sequence",
                      type);
     }
     tok->dec = ow_xrealloc(tok->dec, (tok->n_dec + 1) * sizeof *tok->dec);
@@ -689,7 +728,8 @@ static int parse_added(LoadCtx *c, const cJSON *list) {
     char p[128];
     for (const cJSON *it = list->child; it; it = it->next, i++) {
         snprintf(p, sizeof p, "added_tokens[%zu]", i);
-        static const char *const keys[] = {"id", "content", "single_word", "lstrip", "rstrip", "normalized", "special", NULL};
+        static const char *const keys[] = {"id",     "content",    "single_word", "lstrip",
+                                           "rstrip", "normalized", "special",     NULL};
         if (need_object(c, it, p) != 0 || check_keys(c, it, p, keys) != 0) return -1;
         int64_t id = 0;
         const char *content = NULL;
@@ -706,10 +746,11 @@ static int parse_added(LoadCtx *c, const cJSON *list) {
         int32_t want = strmap_get(&tok->bpe.vocab, content, len);
         if (want < 0) want = (int32_t)next_id++;
         if (want != id)
-            return lfail(c, p, "\"%s\" has id %lld, but tokenizers would give it id %d (%s); owlore refuses the mismatch",
+            return lfail(c, p,
+                         "\"%s\" has id %lld, but tokenizers would give it id %d (%s); owlore refuses the mismatch",
                          content, (long long)id, want,
                          strmap_get(&tok->bpe.vocab, content, len) >= 0 ? "its id in model.vocab"
-                                                                         : "the next id after the vocabulary");
+                                                                        : "the next id after the vocabulary");
         av->toks = ow_xrealloc(av->toks, (av->n + 1) * sizeof *av->toks);
         AddedToken *t = &av->toks[av->n];
         memset(t, 0, sizeof *t);
@@ -735,8 +776,8 @@ int tokenizer_parse(Tokenizer *tok, const char *json, size_t len, OwError *err) 
     if (!root) return -1;
     int rc = -1;
     if (need_object(&c, root, "(top level)") != 0) goto done;
-    static const char *const keys[] = {"version", "truncation", "padding", "added_tokens", "normalizer",
-                                       "pre_tokenizer", "post_processor", "decoder", "model", NULL};
+    static const char *const keys[] = {"version",       "truncation",     "padding", "added_tokens", "normalizer",
+                                       "pre_tokenizer", "post_processor", "decoder", "model",        NULL};
     if (check_keys(&c, root, "(top level)", keys) != 0) goto done;
     const cJSON *v = get(root, "version");
     if (!is_null(v) && !(cJSON_IsString(v) && strcmp(v->valuestring, "1.0") == 0)) {
@@ -746,7 +787,9 @@ int tokenizer_parse(Tokenizer *tok, const char *json, size_t len, OwError *err) 
         goto done;
     }
     if (!is_null(get(root, "truncation"))) {
-        lfail(&c, "truncation", "truncation is set: owlore does not truncate inside the tokenizer (set it to null; block_size handles length)");
+        lfail(&c, "truncation",
+              "truncation is set: owlore does not truncate inside the tokenizer (set it to null; block_size handles "
+              "length)");
         goto done;
     }
     if (!is_null(get(root, "padding"))) {
@@ -781,14 +824,14 @@ int tokenizer_parse(Tokenizer *tok, const char *json, size_t len, OwError *err) 
     tok->vocab_size = vs;
     for (size_t i = 0; i < tok->n_before; i++)
         if (tok->tmpl_before[i] >= vs) {
-            lfail(&c, "post_processor", "the template adds id %d, outside the vocabulary (size %lld)", tok->tmpl_before[i],
-                  (long long)vs);
+            lfail(&c, "post_processor", "the template adds id %d, outside the vocabulary (size %lld)",
+                  tok->tmpl_before[i], (long long)vs);
             goto done;
         }
     for (size_t i = 0; i < tok->n_after; i++)
         if (tok->tmpl_after[i] >= vs) {
-            lfail(&c, "post_processor", "the template adds id %d, outside the vocabulary (size %lld)", tok->tmpl_after[i],
-                  (long long)vs);
+            lfail(&c, "post_processor", "the template adds id %d, outside the vocabulary (size %lld)",
+                  tok->tmpl_after[i], (long long)vs);
             goto done;
         }
     tok->bos_id = tok->n_before == 1 ? tok->tmpl_before[0] : -1;

@@ -32,7 +32,8 @@ static int config_bool(const cJSON *cfg, const char *key, int dflt) {
 
 static int is_llama_class(const cJSON *cfg) {
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(cfg, "tokenizer_class");
-    return cJSON_IsString(c) && (strcmp(c->valuestring, "LlamaTokenizer") == 0 || strcmp(c->valuestring, "LlamaTokenizerFast") == 0);
+    return cJSON_IsString(c) &&
+           (strcmp(c->valuestring, "LlamaTokenizer") == 0 || strcmp(c->valuestring, "LlamaTokenizerFast") == 0);
 }
 
 /* 1 when the pre-tokenizer is, or contains, ByteLevel (transformers then keeps the generic backend) */
@@ -74,7 +75,8 @@ static void add_special(cJSON *specials, const char *tok, int32_t id) {
 /* id of a token string: an added token's, else the vocabulary's; -1 when absent */
 static int32_t lookup_id(const cJSON *added, const cJSON *vocab, const char *tok) {
     for (const cJSON *it = added ? added->child : NULL; it; it = it->next) {
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "content"), *i = cJSON_GetObjectItemCaseSensitive(it, "id");
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "content"),
+                    *i = cJSON_GetObjectItemCaseSensitive(it, "id");
         if (cJSON_IsString(c) && cJSON_IsNumber(i) && strcmp(c->valuestring, tok) == 0) return (int32_t)i->valuedouble;
     }
     const cJSON *v = vocab ? cJSON_GetObjectItemCaseSensitive(vocab, tok) : NULL;
@@ -151,7 +153,8 @@ static int build_added(const cJSON *decoder, const char *cfg_path, cJSON **out, 
                 cJSON_Delete(list);
                 free(items);
                 free(ids);
-                return ow_fail(err, "%s: added_tokens_decoder[\"%ld\"].%s must be true or false", cfg_path, bad, flags[f]);
+                return ow_fail(err, "%s: added_tokens_decoder[\"%ld\"].%s must be true or false", cfg_path, bad,
+                               flags[f]);
             }
             cJSON_AddBoolToObject(t, flags[f], b);
         }
@@ -177,8 +180,9 @@ static int add_named_specials(const cJSON *cfg, cJSON *added, const cJSON *vocab
         if (present) continue;
         int32_t id = lookup_id(NULL, vocab, s);
         if (id < 0)
-            return ow_fail(err, "%s: %s \"%s\" is neither an added token nor in the vocabulary of the tokenizer.json beside it",
-                           cfg_path, keys[k], s);
+            return ow_fail(
+                err, "%s: %s \"%s\" is neither an added token nor in the vocabulary of the tokenizer.json beside it",
+                cfg_path, keys[k], s);
         cJSON *t = cJSON_CreateObject();
         cJSON_AddNumberToObject(t, "id", id);
         cJSON_AddStringToObject(t, "content", s);
@@ -197,9 +201,11 @@ static int rebuild_llama(cJSON *root, const cJSON *cfg, const char *file, const 
     cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *type = model ? cJSON_GetObjectItemCaseSensitive(model, "type") : NULL;
     if (!cJSON_IsObject(model) || !cJSON_IsString(type) || strcmp(type->valuestring, "BPE") != 0)
-        return ow_fail(err, "%s: tokenizer_config.json names LlamaTokenizer, which transformers rebuilds as a BPE "
-                       "tokenizer, but model.type is not \"BPE\" (hint: --tokenizer-mode tokenizers uses the file as is)",
-                       file);
+        return ow_fail(
+            err,
+            "%s: tokenizer_config.json names LlamaTokenizer, which transformers rebuilds as a BPE "
+            "tokenizer, but model.type is not \"BPE\" (hint: --tokenizer-mode tokenizers uses the file as is)",
+            file);
     int add_prefix_space = config_bool(cfg, "add_prefix_space", 1), legacy = config_bool(cfg, "legacy", 0);
     if (add_prefix_space < 0 || legacy < 0)
         return ow_fail(err, "%s: add_prefix_space and legacy must be true, false or null", cfg_path);
@@ -255,8 +261,8 @@ static int rebuild_llama(cJSON *root, const cJSON *cfg, const char *file, const 
     }
     if (add_named_specials(cfg, added, vocab, cfg_path, err) != 0) return -1;
     const cJSON *post = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
-    if (cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token") || cJSON_GetObjectItemCaseSensitive(cfg, "add_eos_token") ||
-        !post || cJSON_IsNull(post)) {
+    if (cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token") ||
+        cJSON_GetObjectItemCaseSensitive(cfg, "add_eos_token") || !post || cJSON_IsNull(post)) {
         cJSON *pp = NULL;
         if (build_post(cfg, added, vocab, cfg_path, &pp, err) != 0) return -1;
         set_item(root, "post_processor", pp);

@@ -26,8 +26,10 @@ int tokfile_read(const char *path, TokData *out, OwError *err) {
     size_t size = out->map.size;
     int rc = -1;
     if (size < TOKFILE_HEADER_BYTES || memcmp(b, k_magic, 8) != 0) {
-        ow_fail(err, "%s: not an owlore token file (bad magic or shorter than the %d-byte header) "
-                "(hint: make one with `owlore tokenize`, or pass a .txt/.jsonl file)", path, TOKFILE_HEADER_BYTES);
+        ow_fail(err,
+                "%s: not an owlore token file (bad magic or shorter than the %d-byte header) "
+                "(hint: make one with `owlore tokenize`, or pass a .txt/.jsonl file)",
+                path, TOKFILE_HEADER_BYTES);
         goto fail;
     }
     if (xxh64(b, 120, 0) != rd64(b + 120)) {
@@ -56,8 +58,8 @@ int tokfile_read(const char *path, TokData *out, OwError *err) {
     uint64_t per_token = width + ((flags & 1) ? 1 : 0);
     if (count > room / per_token || (ndocs > 0 && (ndocs + 1) > (room - count * per_token) / 8) ||
         TOKFILE_HEADER_BYTES + count * per_token + (ndocs ? (ndocs + 1) * 8 : 0) != size) {
-        ow_fail(err, "%s: size %zu does not match the header (count %llu, ndocs %llu): truncated or corrupt", path, size,
-                (unsigned long long)count, (unsigned long long)ndocs);
+        ow_fail(err, "%s: size %zu does not match the header (count %llu, ndocs %llu): truncated or corrupt", path,
+                size, (unsigned long long)count, (unsigned long long)ndocs);
         goto fail;
     }
     if (xxh64(b + TOKFILE_HEADER_BYTES, size - TOKFILE_HEADER_BYTES, 0) != rd64(b + 64)) {
@@ -93,8 +95,10 @@ int tokfile_read(const char *path, TokData *out, OwError *err) {
     for (int64_t i = 0; i < out->count; i++) {
         int32_t id = tokdata_id(out, i);
         if (id < 0 || (uint64_t)id >= vocab) {
-            ow_fail(err, "%s: token %lld has id %d, outside the vocabulary of %llu (hint: the file was made for "
-                    "another tokenizer)", path, (long long)i, id, (unsigned long long)vocab);
+            ow_fail(err,
+                    "%s: token %lld has id %d, outside the vocabulary of %llu (hint: the file was made for "
+                    "another tokenizer)",
+                    path, (long long)i, id, (unsigned long long)vocab);
             goto fail;
         }
     }
@@ -107,7 +111,8 @@ fail:
 int tokfile_write(const char *path, const int32_t *ids, const uint8_t *mask, int64_t count, int64_t vocab_size,
                   const uint64_t *doc_offsets, int64_t ndocs, uint64_t tokenizer_hash, uint64_t source_hash,
                   OwError *err) {
-    if (vocab_size <= 0 || vocab_size > (1ll << 31)) return ow_fail(err, "%s: vocab size %lld out of range", path, (long long)vocab_size);
+    if (vocab_size <= 0 || vocab_size > (1ll << 31))
+        return ow_fail(err, "%s: vocab size %lld out of range", path, (long long)vocab_size);
     int width = vocab_size <= 65536 ? 2 : 4;
     for (int64_t i = 0; i < count; i++)
         if (ids[i] < 0 || ids[i] >= vocab_size)
@@ -134,8 +139,13 @@ int tokfile_write(const char *path, const int32_t *ids, const uint8_t *mask, int
     }
     if (ndocs) memcpy(p, doc_offsets, (size_t)(ndocs + 1) * 8);
     uint32_t version = 1, w = (uint32_t)width;
-    uint64_t vals[] = {(uint64_t)vocab_size, (uint64_t)count, mask ? 1ull : 0ull, (uint64_t)ndocs, tokenizer_hash,
-                       source_hash, xxh64(buf + TOKFILE_HEADER_BYTES, payload, 0)};
+    uint64_t vals[] = {(uint64_t)vocab_size,
+                       (uint64_t)count,
+                       mask ? 1ull : 0ull,
+                       (uint64_t)ndocs,
+                       tokenizer_hash,
+                       source_hash,
+                       xxh64(buf + TOKFILE_HEADER_BYTES, payload, 0)};
     memcpy(buf, k_magic, 8);
     memcpy(buf + 8, &version, 4);
     memcpy(buf + 12, &w, 4);
@@ -159,8 +169,10 @@ void tokdata_from_ids(TokData *out, int32_t *ids, int64_t count, int64_t vocab_s
 int tokdata_from_bytes_file(const char *path, int64_t vocab_size, TokData *out, OwError *err) {
     memset(out, 0, sizeof *out);
     if (vocab_size < 256)
-        return ow_fail(err, "%s: reading text as bytes needs a vocabulary of at least 256 (the model has %lld) "
-                       "(hint: give the model a tokenizer.json or pass a token file)", path, (long long)vocab_size);
+        return ow_fail(err,
+                       "%s: reading text as bytes needs a vocabulary of at least 256 (the model has %lld) "
+                       "(hint: give the model a tokenizer.json or pass a token file)",
+                       path, (long long)vocab_size);
     MappedFile mf;
     if (ow_map_file(path, &mf, err) != 0) return -1;
     int32_t *ids = ow_try_malloc(mf.size * sizeof(int32_t) + 1, "token ids", err);

@@ -32,9 +32,9 @@
 typedef struct TokData {
     int64_t count;
     int64_t vocab_size;
-    int width;              /* 2 or 4 */
-    const void *ids;        /* count ids of `width` bytes */
-    const uint8_t *mask;    /* count flags, or NULL (all tokens in the loss) */
+    int width;           /* 2 or 4 */
+    const void *ids;     /* count ids of `width` bytes */
+    const uint8_t *mask; /* count flags, or NULL (all tokens in the loss) */
     int64_t ndocs;
     const uint64_t *doc_offsets; /* ndocs + 1, or NULL */
     uint64_t tokenizer_hash, source_hash;

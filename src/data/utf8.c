@@ -101,12 +101,9 @@ uint32_t utf8_decode(const char *str, size_t n, size_t *len) {
     if (k > n) k = 1;
     *len = k;
     switch (k) {
-    case 1:
-        return c;
-    case 2:
-        return ((uint32_t)(c & 0x1F) << 6) | (s[1] & 0x3F);
-    case 3:
-        return ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+    case 1: return c;
+    case 2: return ((uint32_t)(c & 0x1F) << 6) | (s[1] & 0x3F);
+    case 3: return ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
     default:
         return ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) | ((uint32_t)(s[2] & 0x3F) << 6) |
                (s[3] & 0x3F);

@@ -13,7 +13,7 @@
 #include <string.h>
 
 /* Sanity caps that keep every product in the parameter count inside int64. */
-#define CFG_MAX_DIM ((int64_t)1 << 20)    /* hidden, intermediate, heads * head_dim */
+#define CFG_MAX_DIM ((int64_t)1 << 20) /* hidden, intermediate, heads * head_dim */
 #define CFG_MAX_VOCAB ((int64_t)1 << 24)
 #define CFG_MAX_LAYERS ((int64_t)1 << 12)
 #define CFG_MAX_POS ((int64_t)1 << 30)
@@ -26,13 +26,14 @@ static int get_arch(const cJSON *root, const char *where, ModelConfig *cfg, OwEr
     if (json_get_str(root, "model_type", 0, &mt, where, err) != 0) return -1;
     if (mt) {
         if (strcmp(mt, "llama") != 0 && strcmp(mt, "mistral") != 0)
-            return ow_fail(err, "%s: unknown model_type \"%s\" (hint: %s; model_type must be \"llama\" or \"mistral\")", where,
-                           mt, k_hint_arch);
+            return ow_fail(err, "%s: unknown model_type \"%s\" (hint: %s; model_type must be \"llama\" or \"mistral\")",
+                           where, mt, k_hint_arch);
         snprintf(cfg->model_type, sizeof cfg->model_type, "%s", mt);
     }
     if (!archs || cJSON_IsNull(archs)) {
         if (!mt)
-            return ow_fail(err, "%s: neither \"architectures\" nor \"model_type\" is given (hint: %s)", where, k_hint_arch);
+            return ow_fail(err, "%s: neither \"architectures\" nor \"model_type\" is given (hint: %s)", where,
+                           k_hint_arch);
         snprintf(cfg->architecture, sizeof cfg->architecture, "%s",
                  strcmp(mt, "mistral") == 0 ? "MistralForCausalLM" : "LlamaForCausalLM");
         return 0;
@@ -44,7 +45,8 @@ static int get_arch(const cJSON *root, const char *where, ModelConfig *cfg, OwEr
         if (!cJSON_IsString(a)) return ow_fail(err, "%s: key \"architectures\" must be a list of strings", where);
         const char *name = a->valuestring;
         if (strcmp(name, "LlamaForCausalLM") != 0 && strcmp(name, "MistralForCausalLM") != 0)
-            return ow_fail(err, "%s: unknown architecture \"%s\" in key \"architectures\" (hint: %s)", where, name, k_hint_arch);
+            return ow_fail(err, "%s: unknown architecture \"%s\" in key \"architectures\" (hint: %s)", where, name,
+                           k_hint_arch);
         if (cfg->architecture[0] && strcmp(cfg->architecture, name) != 0)
             return ow_fail(err, "%s: key \"architectures\" lists both %s and %s (hint: give one architecture)", where,
                            cfg->architecture, name);
@@ -73,7 +75,8 @@ static int get_token_id(const cJSON *root, const char *key, int64_t *out, const 
         return 0;
     }
     if (json_get_int(root, key, 1, out, where, err) != 0) return -1;
-    if (*out < 0) return ow_fail(err, "%s: key \"%s\" must be a non-negative integer, got %lld", where, key, (long long)*out);
+    if (*out < 0)
+        return ow_fail(err, "%s: key \"%s\" must be a non-negative integer, got %lld", where, key, (long long)*out);
     return 0;
 }
 
@@ -81,8 +84,9 @@ static int refuse_true(const cJSON *root, const char *key, const char *what, con
     int v = 0;
     if (json_get_bool(root, key, 0, &v, where, err) != 0) return -1;
     if (v)
-        return ow_fail(err, "%s: key \"%s\" is true: %s is not implemented (hint: owlore supports LLaMA/Mistral without biases)",
-                       where, key, what);
+        return ow_fail(
+            err, "%s: key \"%s\" is true: %s is not implemented (hint: owlore supports LLaMA/Mistral without biases)",
+            where, key, what);
     return 0;
 }
 
@@ -97,7 +101,8 @@ static int parse_rope_obj(const cJSON *rs, const char *key, const char *where, M
     if (json_get_str(rs, "rope_type", 0, &type, sub, err) != 0) return -1;
     if (!type && json_get_str(rs, "type", 0, &type, sub, err) != 0) return -1;
     if (!type)
-        return ow_fail(err, "%s: key \"%s\" has no \"rope_type\" (hint: use null, or {\"rope_type\": \"llama3\", ...})", where, key);
+        return ow_fail(err, "%s: key \"%s\" has no \"rope_type\" (hint: use null, or {\"rope_type\": \"llama3\", ...})",
+                       where, key);
     if (strcmp(type, "default") == 0) {
         cfg->rope_scaling = ROPE_SCALING_NONE;
         return 0;
@@ -128,8 +133,9 @@ static int get_rope(const cJSON *root, const char *where, ModelConfig *cfg, OwEr
         int had_scaling = scaling && !cJSON_IsNull(scaling);
         if (parse_rope_obj(params, "rope_parameters", where, cfg, err) != 0) return -1;
         if (had_scaling && first != cfg->rope_scaling)
-            return ow_fail(err, "%s: keys \"rope_scaling\" and \"rope_parameters\" disagree on the rope type (hint: keep one)",
-                           where);
+            return ow_fail(
+                err, "%s: keys \"rope_scaling\" and \"rope_parameters\" disagree on the rope type (hint: keep one)",
+                where);
     }
     return 0;
 }
@@ -144,7 +150,8 @@ static int get_dtype(const cJSON *root, const char *where, ModelConfig *cfg, OwE
     }
     if (!dt) return 0;
     if (strcmp(dt, "float32") != 0 && strcmp(dt, "bfloat16") != 0 && strcmp(dt, "float16") != 0)
-        return ow_fail(err, "%s: key \"%s\" is \"%s\" (hint: allowed values are float32, bfloat16, float16)", where, key, dt);
+        return ow_fail(err, "%s: key \"%s\" is \"%s\" (hint: allowed values are float32, bfloat16, float16)", where,
+                       key, dt);
     snprintf(cfg->torch_dtype, sizeof cfg->torch_dtype, "%s", dt);
     return 0;
 }
@@ -169,10 +176,11 @@ int model_config_from_json(const cJSON *root, const char *where, ModelConfig *cf
                             !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(root, "head_dim"));
     if (!explicit_head_dim) {
         if (cfg->num_heads > 0 && cfg->hidden_size > 0 && cfg->hidden_size % cfg->num_heads != 0)
-            return ow_fail(err,
-                           "%s: hidden_size %lld is not divisible by num_attention_heads %lld (hint: fix the sizes or give "
-                           "head_dim explicitly)",
-                           where, (long long)cfg->hidden_size, (long long)cfg->num_heads);
+            return ow_fail(
+                err,
+                "%s: hidden_size %lld is not divisible by num_attention_heads %lld (hint: fix the sizes or give "
+                "head_dim explicitly)",
+                where, (long long)cfg->hidden_size, (long long)cfg->num_heads);
         cfg->head_dim = cfg->num_heads > 0 ? cfg->hidden_size / cfg->num_heads : 0;
     }
     cfg->max_position_embeddings = mistral ? 131072 : 2048; /* the transformers defaults */
@@ -187,23 +195,26 @@ int model_config_from_json(const cJSON *root, const char *where, ModelConfig *cf
         return -1;
     if (json_get_int(root, "sliding_window", 0, &cfg->sliding_window, where, err) != 0) return -1;
     if (cfg->sliding_window < 0)
-        return ow_fail(err, "%s: key \"sliding_window\" must be null or positive, got %lld", where, (long long)cfg->sliding_window);
+        return ow_fail(err, "%s: key \"sliding_window\" must be null or positive, got %lld", where,
+                       (long long)cfg->sliding_window);
     if (get_dtype(root, where, cfg, err) != 0) return -1;
 
     /* Keys that would change the math. */
     const char *act = "silu";
     if (json_get_str(root, "hidden_act", 0, &act, where, err) != 0) return -1;
     if (strcmp(act, "silu") != 0)
-        return ow_fail(err, "%s: key \"hidden_act\" is \"%s\", which owlore does not implement (hint: only \"silu\" (SwiGLU) is)",
-                       where, act);
+        return ow_fail(
+            err, "%s: key \"hidden_act\" is \"%s\", which owlore does not implement (hint: only \"silu\" (SwiGLU) is)",
+            where, act);
     if (refuse_true(root, "attention_bias", "a bias in the q/k/v/o projections", where, err) != 0 ||
         refuse_true(root, "mlp_bias", "a bias in the MLP projections", where, err) != 0)
         return -1;
     double dropout = 0.0;
     if (json_get_num(root, "attention_dropout", 0, &dropout, where, err) != 0) return -1;
     if (dropout != 0.0)
-        return ow_fail(err, "%s: key \"attention_dropout\" is %g: attention dropout is not implemented (hint: set it to 0.0)",
-                       where, dropout);
+        return ow_fail(
+            err, "%s: key \"attention_dropout\" is %g: attention dropout is not implemented (hint: set it to 0.0)",
+            where, dropout);
     return model_config_validate(cfg, where, err);
 }
 
@@ -216,10 +227,12 @@ int model_config_load(const char *path, ModelConfig *cfg, OwError *err) {
 }
 
 static int check_range(int64_t v, int64_t max, const char *key, const char *where, OwError *err) {
-    if (v <= 0) return ow_fail(err, "%s: key \"%s\" must be positive, got %lld (hint: check the config)", where, key, (long long)v);
+    if (v <= 0)
+        return ow_fail(err, "%s: key \"%s\" must be positive, got %lld (hint: check the config)", where, key,
+                       (long long)v);
     if (v > max)
-        return ow_fail(err, "%s: key \"%s\" is %lld, larger than owlore accepts (%lld) (hint: check the config)", where, key,
-                       (long long)v, (long long)max);
+        return ow_fail(err, "%s: key \"%s\" is %lld, larger than owlore accepts (%lld) (hint: check the config)", where,
+                       key, (long long)v, (long long)max);
     return 0;
 }
 
@@ -242,10 +255,11 @@ int model_config_validate(const ModelConfig *cfg, const char *where, OwError *er
         return ow_fail(err, "%s: head_dim %lld is odd (hint: rotary embeddings need an even head_dim)", where,
                        (long long)cfg->head_dim);
     if (cfg->num_kv_heads > cfg->num_heads || cfg->num_heads % cfg->num_kv_heads != 0)
-        return ow_fail(err,
-                       "%s: num_attention_heads %lld is not a multiple of num_key_value_heads %lld (hint: grouped-query "
-                       "attention needs whole groups)",
-                       where, (long long)cfg->num_heads, (long long)cfg->num_kv_heads);
+        return ow_fail(
+            err,
+            "%s: num_attention_heads %lld is not a multiple of num_key_value_heads %lld (hint: grouped-query "
+            "attention needs whole groups)",
+            where, (long long)cfg->num_heads, (long long)cfg->num_kv_heads);
     if (!(cfg->rms_norm_eps > 0.0) || !isfinite(cfg->rms_norm_eps))
         return ow_fail(err, "%s: key \"rms_norm_eps\" must be positive, got %g", where, cfg->rms_norm_eps);
     if (!(cfg->rope_theta > 0.0) || !isfinite(cfg->rope_theta))
@@ -256,13 +270,14 @@ int model_config_validate(const ModelConfig *cfg, const char *where, OwError *er
             return ow_fail(err, "%s: rope_scaling \"factor\" must be positive, got %g", where, cfg->rope_factor);
         if (!(cfg->rope_low_freq_factor > 0.0) || !(cfg->rope_high_freq_factor > cfg->rope_low_freq_factor) ||
             !isfinite(cfg->rope_high_freq_factor))
-            return ow_fail(err,
-                           "%s: rope_scaling needs 0 < low_freq_factor < high_freq_factor, got %g and %g (hint: LLaMA-3.1 "
-                           "uses 1 and 4)",
-                           where, cfg->rope_low_freq_factor, cfg->rope_high_freq_factor);
+            return ow_fail(
+                err,
+                "%s: rope_scaling needs 0 < low_freq_factor < high_freq_factor, got %g and %g (hint: LLaMA-3.1 "
+                "uses 1 and 4)",
+                where, cfg->rope_low_freq_factor, cfg->rope_high_freq_factor);
         if (cfg->rope_original_max_pos <= 0)
-            return ow_fail(err, "%s: rope_scaling \"original_max_position_embeddings\" must be positive, got %lld", where,
-                           (long long)cfg->rope_original_max_pos);
+            return ow_fail(err, "%s: rope_scaling \"original_max_position_embeddings\" must be positive, got %lld",
+                           where, (long long)cfg->rope_original_max_pos);
     } else if (cfg->rope_scaling != ROPE_SCALING_NONE) {
         return ow_fail(err, "%s: unknown rope scaling type %d", where, (int)cfg->rope_scaling);
     }

@@ -31,15 +31,15 @@ typedef struct ModelConfig {
     double rms_norm_eps;
     double rope_theta;
     RopeScalingType rope_scaling;
-    double rope_factor;            /* llama3 scaling */
+    double rope_factor; /* llama3 scaling */
     double rope_low_freq_factor;
     double rope_high_freq_factor;
     int64_t rope_original_max_pos; /* original_max_position_embeddings */
     int tie_word_embeddings;
-    int64_t bos_token_id; /* -1 when absent */
-    int64_t eos_token_id; /* -1 when absent (first of a list) */
+    int64_t bos_token_id;   /* -1 when absent */
+    int64_t eos_token_id;   /* -1 when absent (first of a list) */
     int64_t sliding_window; /* Mistral; 0 when absent/null */
-    char torch_dtype[16]; /* "float32", "bfloat16", "float16" or "" */
+    char torch_dtype[16];   /* "float32", "bfloat16", "float16" or "" */
 } ModelConfig;
 
 /* Reads config.json at `path`. */

@@ -63,21 +63,21 @@ typedef struct LayerActs {
 struct ModelActs {
     int64_t B, T, N;
     int recompute;
-    int64_t mlp_rows;   /* the MLP runs over row chunks of this size */
+    int64_t mlp_rows; /* the MLP runs over row chunks of this size */
     Tensor ids, targets;
-    Tensor *x;          /* num_layers + 1 residual streams [N, C] (views of the ring when offloading) */
-    int offload;        /* x[0..L-1] in host memory, see the top of this file */
+    Tensor *x;   /* num_layers + 1 residual streams [N, C] (views of the ring when offloading) */
+    int offload; /* x[0..L-1] in host memory, see the top of this file */
     Tensor slot[ACT_SLOTS];
     int slot_ticket[ACT_SLOTS]; /* the last host copy into or out of each slot */
     unsigned char *host_x;      /* L host copies of x[l], x_bytes apart */
     size_t x_bytes;
-    LayerActs *layers;  /* num_layers entries, or 1 scratch entry when recomputing (h..act: views of pool) */
-    Tensor pool;        /* U8, the memory of the views below (see the top of this file) */
-    Tensor lnf, rstdf;  /* views of pool */
-    Tensor logits;      /* [chunk, V], a view of pool */
-    Tensor head_grad;   /* F32 [V, C], a view of pool: lm_head's gradient (Model.head_grad_host) */
-    Tensor losses;      /* [N] F32 */
-    Tensor dres, dln;   /* [N, C] */
+    LayerActs *layers;       /* num_layers entries, or 1 scratch entry when recomputing (h..act: views of pool) */
+    Tensor pool;             /* U8, the memory of the views below (see the top of this file) */
+    Tensor lnf, rstdf;       /* views of pool */
+    Tensor logits;           /* [chunk, V], a view of pool */
+    Tensor head_grad;        /* F32 [V, C], a view of pool: lm_head's gradient (Model.head_grad_host) */
+    Tensor losses;           /* [N] F32 */
+    Tensor dres, dln;        /* [N, C] */
     Tensor dq, dk, dv, datt; /* [N, Hq*D], [N, Hkv*D] x2, [N, Hq*D], views of pool */
     Tensor dgate, dup;       /* [mlp_rows, F], views of pool */
 };
@@ -182,8 +182,8 @@ static void release_all(Backend *be, Tensor **ts, size_t n) {
 
 /* A layer's buffers of its own (without recomputation; with it they are views of the pool). */
 static void layer_acts_free(Backend *be, LayerActs *la) {
-    Tensor *own[] = {&la->ln1, &la->rstd1, &la->q, &la->k, &la->v, &la->att, &la->lse, &la->rstd2,
-                     &la->h,   &la->ln2,   &la->gate, &la->up, &la->act};
+    Tensor *own[] = {&la->ln1,   &la->rstd1, &la->q,   &la->k,    &la->v,  &la->att, &la->lse,
+                     &la->rstd2, &la->h,     &la->ln2, &la->gate, &la->up, &la->act};
     release_all(be, own, sizeof own / sizeof own[0]);
 }
 
@@ -306,14 +306,17 @@ size_t model_offload_host_bytes(const ModelConfig *c, DType act, int64_t B, int6
 
 int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
     const ModelConfig *c = &m->cfg;
-    if (B <= 0 || T <= 0) return ow_fail(err, "batch size and block size must be positive (got %lld x %lld)", (long long)B, (long long)T);
+    if (B <= 0 || T <= 0)
+        return ow_fail(err, "batch size and block size must be positive (got %lld x %lld)", (long long)B, (long long)T);
     if (T > c->max_position_embeddings)
-        return ow_fail(err, "block size %lld exceeds the model's max_position_embeddings %lld (hint: lower --block-size)",
+        return ow_fail(err,
+                       "block size %lld exceeds the model's max_position_embeddings %lld (hint: lower --block-size)",
                        (long long)T, (long long)c->max_position_embeddings);
     if (c->sliding_window > 0 && T > c->sliding_window)
-        return ow_fail(err, "block size %lld exceeds the model's sliding_window %lld, which owlore does not implement "
-                       "(hint: use --block-size %lld or less)", (long long)T, (long long)c->sliding_window,
-                       (long long)c->sliding_window);
+        return ow_fail(err,
+                       "block size %lld exceeds the model's sliding_window %lld, which owlore does not implement "
+                       "(hint: use --block-size %lld or less)",
+                       (long long)T, (long long)c->sliding_window, (long long)c->sliding_window);
     model_acts_free(m);
     Backend *be = m->be;
     /* rotary tables, rebuilt when a longer sequence is asked for */
@@ -357,7 +360,9 @@ static Tensor view4(const Tensor *t, int64_t B, int64_t T, int64_t H, int64_t D)
 }
 
 /* y = x W^T */
-static void linear(Backend *be, Tensor *y, const Tensor *x, const Param *W) { be->matmul(be, y, x, 0, &W->w, 1, 1.0f, 0.0f); }
+static void linear(Backend *be, Tensor *y, const Tensor *x, const Param *W) {
+    be->matmul(be, y, x, 0, &W->w, 1, 1.0f, 0.0f);
+}
 
 /* dx (= or +=) dy W; dW += dy^T x when trainable (dW = dy^T x when g is fresh). dW first: dx may
  * take x's memory (block_backward's da). */
@@ -399,8 +404,8 @@ typedef struct {
 static MlpRows mlp_rows_forward(Model *m, int l, LayerActs *la, int64_t r0, int64_t n) {
     Backend *be = m->be;
     int64_t at = tensor_rows(&la->gate) == m->acts->N ? r0 : 0;
-    MlpRows r = {tensor_row_slice(&la->ln2, r0, n), tensor_row_slice(&la->gate, at, n), tensor_row_slice(&la->up, at, n),
-                 tensor_row_slice(&la->act, at, n)};
+    MlpRows r = {tensor_row_slice(&la->ln2, r0, n), tensor_row_slice(&la->gate, at, n),
+                 tensor_row_slice(&la->up, at, n), tensor_row_slice(&la->act, at, n)};
     linear(be, &r.gate, &r.ln2, model_block_param(m, l, BW_GATE));
     linear(be, &r.up, &r.ln2, model_block_param(m, l, BW_UP));
     be->swiglu_forward(be, &r.act, &r.gate, &r.up);
@@ -489,8 +494,8 @@ static int upload_batch(Model *m, const int32_t *ids, const int32_t *targets, Ow
     int64_t V = m->cfg.vocab_size;
     for (int64_t i = 0; i < A->N; i++) {
         if (ids[i] < 0 || ids[i] >= V)
-            return ow_fail(err, "token id %d at position %lld is outside the vocabulary [0, %lld)", ids[i], (long long)i,
-                           (long long)V);
+            return ow_fail(err, "token id %d at position %lld is outside the vocabulary [0, %lld)", ids[i],
+                           (long long)i, (long long)V);
         if (targets && targets[i] != -100 && (targets[i] < 0 || targets[i] >= V))
             return ow_fail(err, "target id %d at position %lld is outside the vocabulary [0, %lld)", targets[i],
                            (long long)i, (long long)V);
@@ -539,7 +544,8 @@ static void forward_blocks(Model *m, int for_backward, const GradHooks *hooks) {
         block_forward(m, l, &A->x[l], A->recompute ? &A->layers[0] : &A->layers[l], &A->x[l + 1], NULL);
         if (l == 0 && hooks && hooks->forward_started) hooks->forward_started(hooks->ctx);
     }
-    be->rmsnorm_forward(be, &A->lnf, &A->rstdf, &A->x[m->cfg.num_layers], &m->final_norm->w, (float)m->cfg.rms_norm_eps);
+    be->rmsnorm_forward(be, &A->lnf, &A->rstdf, &A->x[m->cfg.num_layers], &m->final_norm->w,
+                        (float)m->cfg.rms_norm_eps);
 }
 
 int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets, float grad_scale,

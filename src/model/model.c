@@ -11,9 +11,9 @@
 #include <string.h>
 
 static const char *k_block_names[BW_COUNT] = {
-    "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+    "input_layernorm.weight",  "self_attn.q_proj.weight", "self_attn.k_proj.weight",
     "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
-    "mlp.gate_proj.weight",   "mlp.up_proj.weight",      "mlp.down_proj.weight",
+    "mlp.gate_proj.weight",    "mlp.up_proj.weight",      "mlp.down_proj.weight",
 };
 
 static void block_shape(const ModelConfig *c, BlockWeight bw, Tensor *t, DType dt) {
@@ -245,8 +245,10 @@ int model_embed_rows_add(Model *m, const int32_t *ids, int64_t n, int32_t *pos_s
         if (s < 0) {
             OW_CHECKF(!r->complete, "token %d was not registered by model_begin_step", id);
             if (r->count >= r->cap)
-                return ow_fail(err, "the step has more distinct tokens than the %lld rows of the compact embedding "
-                               "gradient (set Model.embed_grad_rows to the step's token count)", (long long)r->cap);
+                return ow_fail(err,
+                               "the step has more distinct tokens than the %lld rows of the compact embedding "
+                               "gradient (set Model.embed_grad_rows to the step's token count)",
+                               (long long)r->cap);
             s = (int32_t)r->count++;
             r->slot_of_row[id] = s;
             r->row_of_slot[s] = id;

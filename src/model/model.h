@@ -14,32 +14,21 @@
 #include "backend/backend.h"
 #include "model/config.h"
 
-typedef enum {
-    BW_ATTN_NORM = 0,
-    BW_Q,
-    BW_K,
-    BW_V,
-    BW_O,
-    BW_MLP_NORM,
-    BW_GATE,
-    BW_UP,
-    BW_DOWN,
-    BW_COUNT
-} BlockWeight;
+typedef enum { BW_ATTN_NORM = 0, BW_Q, BW_K, BW_V, BW_O, BW_MLP_NORM, BW_GATE, BW_UP, BW_DOWN, BW_COUNT } BlockWeight;
 
 typedef enum { PK_EMBED = 0, PK_BLOCK = 1, PK_FINAL_NORM = 2, PK_LM_HEAD = 3 } ParamKind;
 
 typedef struct Param {
     char name[96]; /* Hugging Face name, e.g. model.layers.3.self_attn.q_proj.weight */
     ParamKind kind;
-    int layer;       /* block index, -1 outside blocks */
-    BlockWeight bw;  /* which block tensor (PK_BLOCK only) */
-    int is_matrix;   /* a linear weight (GaLore projects these) or embedding/lm_head */
-    Tensor w;        /* be->param_dtype */
-    Tensor g;        /* F32, allocated while trainable */
+    int layer;      /* block index, -1 outside blocks */
+    BlockWeight bw; /* which block tensor (PK_BLOCK only) */
+    int is_matrix;  /* a linear weight (GaLore projects these) or embedding/lm_head */
+    Tensor w;       /* be->param_dtype */
+    Tensor g;       /* F32, allocated while trainable */
     int trainable;
-    int g_shared;    /* g is a view of a buffer the optimizer owns and shares between blocks */
-    int g_fresh;     /* block linears: g holds no contribution yet, so the first weight-gradient
+    int g_shared;     /* g is a view of a buffer the optimizer owns and shares between blocks */
+    int g_fresh;      /* block linears: g holds no contribution yet, so the first weight-gradient
                         GEMM writes it instead of accumulating (the optimizer sets this instead of
                         zeroing g; whoever reads g first zeroes it if it is still set) */
     int ready_ticket; /* >= 0: an asynchronous update of w is in flight (a Backend copy_wait
@@ -62,9 +51,9 @@ typedef struct EmbedRows {
     Tensor sel_buf[2];    /* two maps, alternating by step: an asynchronous update may still read
                              the previous step's map while the next one is uploaded */
     int cur;
-    Tensor pos;           /* backend I32 [embed_grad_rows]: the slot of each position of a micro-batch */
-    int dirty;            /* sel differs from slot_of_row */
-    int complete;         /* model_begin_step registered every token of the step */
+    Tensor pos;   /* backend I32 [embed_grad_rows]: the slot of each position of a micro-batch */
+    int dirty;    /* sel differs from slot_of_row */
+    int complete; /* model_begin_step registered every token of the step */
 } EmbedRows;
 
 /* Called during backward as soon as gradients are complete for a part of the
@@ -91,7 +80,7 @@ typedef struct Model {
     Param *params;
     Param *embed;
     Param *final_norm;
-    Param *lm_head; /* == embed when tied */
+    Param *lm_head;            /* == embed when tied */
     Tensor rope_cos, rope_sin; /* F32 [max_T, head_dim/2] */
     int64_t rope_len;
     ModelActs *acts;

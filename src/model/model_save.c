@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *k_tokenizer_files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+static const char *k_tokenizer_files[] = {"tokenizer.json",  "tokenizer_config.json",  "special_tokens_map.json",
                                           "tokenizer.model", "generation_config.json", "added_tokens.json"};
 
 int model_write_hf(const ModelConfig *mcfg, const StWriteTensor *ts, int n, const char *dir, DType dtype,
@@ -30,7 +30,10 @@ int model_write_hf(const ModelConfig *mcfg, const StWriteTensor *ts, int n, cons
     cJSON_Delete(meta);
     if (rc != 0) goto done;
     ModelConfig cfg = *mcfg;
-    snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "%s", dtype == OW_F32 ? "float32" : dtype == OW_BF16 ? "bfloat16" : "float16");
+    snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "%s",
+             dtype == OW_F32    ? "float32"
+             : dtype == OW_BF16 ? "bfloat16"
+                                : "float16");
     cJSON *cj = model_config_to_json(&cfg);
     char *cpath = ow_path_join(tmp, "config.json");
     rc = json_write_file(cpath, cj, err);

@@ -36,14 +36,16 @@ int model_preset_list(char ***names) {
         struct dirent *e;
         while ((e = readdir(d)) != NULL) {
             size_t len = strlen(e->d_name);
-            if (len > 5 && e->d_name[0] != '.' && strcmp(e->d_name + len - 5, ".json") == 0) add_name(&v, &n, &cap, e->d_name, len - 5);
+            if (len > 5 && e->d_name[0] != '.' && strcmp(e->d_name + len - 5, ".json") == 0)
+                add_name(&v, &n, &cap, e->d_name, len - 5);
         }
         closedir(d);
     }
     size_t plen = strlen(PRESET_PREFIX);
     for (const EmbeddedFile *f = k_embedded_files; f->path; f++) {
         size_t len = strlen(f->path);
-        if (strncmp(f->path, PRESET_PREFIX, plen) == 0 && len > plen + 5) add_name(&v, &n, &cap, f->path + plen, len - plen - 5);
+        if (strncmp(f->path, PRESET_PREFIX, plen) == 0 && len > plen + 5)
+            add_name(&v, &n, &cap, f->path + plen, len - plen - 5);
     }
     if (n > 1) qsort(v, (size_t)n, sizeof *v, cmp_str);
     *names = v;
@@ -58,7 +60,8 @@ void model_preset_list_free(char **names, int n) {
 int model_preset_resolve(const char *name_or_path, ModelConfig *cfg, char **source, int *is_dir, OwError *err) {
     *source = NULL;
     *is_dir = 0;
-    if (!name_or_path || !*name_or_path) return ow_fail(err, "no model given (hint: a model directory or a preset name)");
+    if (!name_or_path || !*name_or_path)
+        return ow_fail(err, "no model given (hint: a model directory or a preset name)");
     if (ow_is_dir(name_or_path)) {
         char *p = ow_path_join(name_or_path, "config.json");
         if (!ow_path_exists(p)) {
@@ -109,5 +112,6 @@ int model_preset_resolve(const char *name_or_path, ModelConfig *cfg, char **sour
     for (int i = 0; i < n && off < sizeof list; i++)
         off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", i ? ", " : "", names[i]);
     model_preset_list_free(names, n);
-    return ow_fail(err, "%s: not a model directory, a config file or a preset (presets: %s)", name_or_path, n ? list : "none");
+    return ow_fail(err, "%s: not a model directory, a config file or a preset (presets: %s)", name_or_path,
+                   n ? list : "none");
 }

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ST_MAX_HEADER 100000000ull          /* the HF library's own limit (100 MB) */
-#define ST_MAX_EXACT 9007199254740992.0     /* 2^53: larger JSON numbers are not exact */
+#define ST_MAX_HEADER 100000000ull      /* the HF library's own limit (100 MB) */
+#define ST_MAX_EXACT 9007199254740992.0 /* 2^53: larger JSON numbers are not exact */
 #define ST_INDEX_NAME "model.safetensors.index.json"
 #define ST_SINGLE_NAME "model.safetensors"
 
@@ -76,14 +76,16 @@ static StTensor *push_tensor(OpenCtx *c) {
 static int parse_entry(const cJSON *e, const char *path, uint64_t data_size, StTensor *t, Span *sp, OwError *err) {
     const char *name = e->string;
     if (!cJSON_IsObject(e))
-        return ow_fail(err, "%s: tensor \"%s\": header entry is not an object (hint: the file is corrupted)", path, name);
+        return ow_fail(err, "%s: tensor \"%s\": header entry is not an object (hint: the file is corrupted)", path,
+                       name);
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!cJSON_IsString(dt)) return ow_fail(err, "%s: tensor \"%s\": missing or non-string \"dtype\"", path, name);
     if (dtype_from_name(dt->valuestring, &t->dtype) != 0)
-        return ow_fail(err, "%s: tensor \"%s\": unknown dtype \"%s\" (hint: owlore reads F32, F64, F16, BF16, I32, I64, U16, U8)", path,
-                       name, dt->valuestring);
+        return ow_fail(
+            err, "%s: tensor \"%s\": unknown dtype \"%s\" (hint: owlore reads F32, F64, F16, BF16, I32, I64, U16, U8)",
+            path, name, dt->valuestring);
     if (!cJSON_IsArray(shape))
         return ow_fail(err, "%s: tensor \"%s\": \"shape\" is missing or not an array of integers", path, name);
     int nd = cJSON_GetArraySize(shape);
@@ -109,21 +111,24 @@ static int parse_entry(const cJSON *e, const char *path, uint64_t data_size, StT
     uint64_t b, en;
     if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 || get_exact_u64(cJSON_GetArrayItem(offs, 0), &b) != 0 ||
         get_exact_u64(cJSON_GetArrayItem(offs, 1), &en) != 0)
-        return ow_fail(err, "%s: tensor \"%s\": \"data_offsets\" must be [begin, end] with non-negative integers", path, name);
+        return ow_fail(err, "%s: tensor \"%s\": \"data_offsets\" must be [begin, end] with non-negative integers", path,
+                       name);
     if (b > en)
         return ow_fail(err, "%s: tensor \"%s\": data_offsets [%llu, %llu] has begin after end", path, name,
                        (unsigned long long)b, (unsigned long long)en);
     if (en > data_size)
-        return ow_fail(err,
-                       "%s: tensor \"%s\": data_offsets [%llu, %llu] reach past the data section (%llu bytes) (hint: the "
-                       "file is truncated or corrupted)",
-                       path, name, (unsigned long long)b, (unsigned long long)en, (unsigned long long)data_size);
+        return ow_fail(
+            err,
+            "%s: tensor \"%s\": data_offsets [%llu, %llu] reach past the data section (%llu bytes) (hint: the "
+            "file is truncated or corrupted)",
+            path, name, (unsigned long long)b, (unsigned long long)en, (unsigned long long)data_size);
     if (en - b != nbytes)
-        return ow_fail(err,
-                       "%s: tensor \"%s\": data_offsets [%llu, %llu] hold %llu bytes, but %s with %llu elements needs %llu "
-                       "(hint: dtype or shape do not match the data)",
-                       path, name, (unsigned long long)b, (unsigned long long)en, (unsigned long long)(en - b),
-                       dtype_name(t->dtype), (unsigned long long)numel, (unsigned long long)nbytes);
+        return ow_fail(
+            err,
+            "%s: tensor \"%s\": data_offsets [%llu, %llu] hold %llu bytes, but %s with %llu elements needs %llu "
+            "(hint: dtype or shape do not match the data)",
+            path, name, (unsigned long long)b, (unsigned long long)en, (unsigned long long)(en - b),
+            dtype_name(t->dtype), (unsigned long long)numel, (unsigned long long)nbytes);
     t->nbytes = (size_t)nbytes;
     sp->begin = b;
     sp->end = en;
@@ -144,17 +149,20 @@ static int check_coverage(const SafeTensors *st, const char *path, Span *sp, int
     for (int i = 0; i < n; i++) {
         const char *name = st->tensors[sp[i].tensor].name;
         if (sp[i].begin < pos)
-            return ow_fail(err, "%s: tensor \"%s\": data_offsets [%llu, %llu] overlap tensor \"%s\" (hint: the file is corrupted)",
-                           path, name, (unsigned long long)sp[i].begin, (unsigned long long)sp[i].end,
-                           st->tensors[sp[i - 1].tensor].name);
+            return ow_fail(
+                err, "%s: tensor \"%s\": data_offsets [%llu, %llu] overlap tensor \"%s\" (hint: the file is corrupted)",
+                path, name, (unsigned long long)sp[i].begin, (unsigned long long)sp[i].end,
+                st->tensors[sp[i - 1].tensor].name);
         if (sp[i].begin > pos)
-            return ow_fail(err, "%s: tensor \"%s\": bytes [%llu, %llu) of the data section before it belong to no tensor", path,
-                           name, (unsigned long long)pos, (unsigned long long)sp[i].begin);
+            return ow_fail(err,
+                           "%s: tensor \"%s\": bytes [%llu, %llu) of the data section before it belong to no tensor",
+                           path, name, (unsigned long long)pos, (unsigned long long)sp[i].begin);
         pos = sp[i].end;
     }
     if (pos != data_size)
-        return ow_fail(err, "%s: the data section has %llu bytes but the tensors cover %llu (hint: the file is corrupted)", path,
-                       (unsigned long long)data_size, (unsigned long long)pos);
+        return ow_fail(err,
+                       "%s: the data section has %llu bytes but the tensors cover %llu (hint: the file is corrupted)",
+                       path, (unsigned long long)data_size, (unsigned long long)pos);
     return 0;
 }
 
@@ -165,8 +173,8 @@ static int parse_metadata(OpenCtx *c, int fi, const cJSON *m, OwError *err) {
     const cJSON *e;
     cJSON_ArrayForEach(e, m) {
         if (!cJSON_IsString(e))
-            return ow_fail(err, "%s: \"__metadata__\" entry \"%s\" is not a string (the format allows only strings)", path,
-                           e->string);
+            return ow_fail(err, "%s: \"__metadata__\" entry \"%s\" is not a string (the format allows only strings)",
+                           path, e->string);
     }
     c->metas[fi] = cJSON_Duplicate(m, 1);
     OW_CHECK(c->metas[fi] != NULL);
@@ -178,19 +186,22 @@ static int parse_file(OpenCtx *c, int fi, OwError *err) {
     const MappedFile *mf = &st->files[fi];
     const char *path = mf->path;
     if (mf->size < 8)
-        return ow_fail(err,
-                       "%s: file is %zu bytes, shorter than the 8-byte header length of a safetensors file (hint: the file is "
-                       "truncated)",
-                       path, mf->size);
+        return ow_fail(
+            err,
+            "%s: file is %zu bytes, shorter than the 8-byte header length of a safetensors file (hint: the file is "
+            "truncated)",
+            path, mf->size);
     const unsigned char *p = mf->data;
     uint64_t hlen = 0;
     for (int i = 0; i < 8; i++) hlen |= (uint64_t)p[i] << (8 * i);
     if (hlen > ST_MAX_HEADER)
-        return ow_fail(err, "%s: header length %llu is absurd (over 100 MB) (hint: not a safetensors file, or corrupted)", path,
-                       (unsigned long long)hlen);
+        return ow_fail(err,
+                       "%s: header length %llu is absurd (over 100 MB) (hint: not a safetensors file, or corrupted)",
+                       path, (unsigned long long)hlen);
     if (hlen > mf->size - 8)
-        return ow_fail(err, "%s: header length %llu runs past the end of the file (%zu bytes) (hint: the file is truncated)", path,
-                       (unsigned long long)hlen, mf->size);
+        return ow_fail(err,
+                       "%s: header length %llu runs past the end of the file (%zu bytes) (hint: the file is truncated)",
+                       path, (unsigned long long)hlen, mf->size);
     uint64_t data_size = (uint64_t)mf->size - 8 - hlen;
     const unsigned char *data = p + 8 + hlen;
     char where[4200];
@@ -198,7 +209,8 @@ static int parse_file(OpenCtx *c, int fi, OwError *err) {
     cJSON *root = json_parse((const char *)p + 8, (size_t)hlen, where, err);
     if (!root) return -1;
     int rc = 0;
-    if (!cJSON_IsObject(root)) rc = ow_fail(err, "%s: the header is not a JSON object (hint: not a safetensors file)", path);
+    if (!cJSON_IsObject(root))
+        rc = ow_fail(err, "%s: the header is not a JSON object (hint: not a safetensors file)", path);
     int nspan = 0;
     Span *spans = NULL;
     if (rc == 0) {
@@ -252,8 +264,8 @@ static int build_name_index(SafeTensors *st, OwError *err) {
         if (a->file == b->file)
             rc = ow_fail(err, "%s: tensor \"%s\" appears twice in the header", file_path(st, a->file), a->name);
         else
-            rc = ow_fail(err, "tensor \"%s\" is stored in two shards: %s and %s (hint: the checkpoint is inconsistent)", a->name,
-                         file_path(st, a->file), file_path(st, b->file));
+            rc = ow_fail(err, "tensor \"%s\" is stored in two shards: %s and %s (hint: the checkpoint is inconsistent)",
+                         a->name, file_path(st, a->file), file_path(st, b->file));
     }
     st->by_name = ow_xmalloc((size_t)(n > 0 ? n : 1) * sizeof *st->by_name);
     for (int i = 0; i < n; i++) st->by_name[i] = v[i].idx;
@@ -289,7 +301,8 @@ static void collect_aliases(OpenCtx *c) {
         const cJSON *e;
         if (!m) continue;
         cJSON_ArrayForEach(e, m) {
-            if (find_stored(st, e->string) || !find_stored(st, e->valuestring) || alias_index(st, e->string) >= 0) continue;
+            if (find_stored(st, e->string) || !find_stored(st, e->valuestring) || alias_index(st, e->string) >= 0)
+                continue;
             if (st->naliases == c->acap) {
                 c->acap = c->acap ? 2 * c->acap : 4;
                 st->alias_names = ow_xrealloc(st->alias_names, (size_t)c->acap * sizeof *st->alias_names);
@@ -332,7 +345,8 @@ static int valid_shard_name(const char *s) {
 static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 /* Checks the index against the opened shards (shard i is file i). */
-static int check_index(const SafeTensors *st, const char *index_path, NameIdx *wm, int nwm, char **shards, OwError *err) {
+static int check_index(const SafeTensors *st, const char *index_path, NameIdx *wm, int nwm, char **shards,
+                       OwError *err) {
     qsort(wm, (size_t)nwm, sizeof *wm, cmp_name_idx);
     for (int i = 1; i < nwm; i++)
         if (strcmp(wm[i - 1].name, wm[i].name) == 0)
@@ -344,13 +358,15 @@ static int check_index(const SafeTensors *st, const char *index_path, NameIdx *w
             int a = alias_index(st, wm[i].name);
             t = a >= 0 ? find_stored(st, st->alias_targets[a]) : NULL;
             if (t) continue; /* an alias (tied weight) listed in the index */
-            return ow_fail(err, "%s: weight_map puts tensor \"%s\" in shard %s, which does not contain it (hint: the shard is "
-                                "incomplete or the index is stale)",
-                           index_path, wm[i].name, shards[shard]);
+            return ow_fail(
+                err,
+                "%s: weight_map puts tensor \"%s\" in shard %s, which does not contain it (hint: the shard is "
+                "incomplete or the index is stale)",
+                index_path, wm[i].name, shards[shard]);
         }
         if (t->file != shard)
-            return ow_fail(err, "%s: weight_map puts tensor \"%s\" in shard %s, but it is stored in %s", index_path, wm[i].name,
-                           shards[shard], file_path(st, t->file));
+            return ow_fail(err, "%s: weight_map puts tensor \"%s\" in shard %s, but it is stored in %s", index_path,
+                           wm[i].name, shards[shard], file_path(st, t->file));
     }
     for (int i = 0; i < st->ntensors; i++) {
         NameIdx key = {st->tensors[i].name, -1};
@@ -409,8 +425,8 @@ static int open_index(OpenCtx *c, const char *index_path, OwError *err) {
     for (int i = 0; rc == 0 && i < nshards; i++) {
         char *sp = ow_path_join(dir, shards[i]);
         if (!ow_path_exists(sp))
-            rc = ow_fail(err, "%s: names shard \"%s\", but %s does not exist (hint: the download is incomplete)", index_path,
-                         shards[i], sp);
+            rc = ow_fail(err, "%s: names shard \"%s\", but %s does not exist (hint: the download is incomplete)",
+                         index_path, shards[i], sp);
         else if (add_file(c, sp, err) != 0 || parse_file(c, c->st->nfiles - 1, err) != 0)
             rc = -1;
         free(sp);
@@ -580,8 +596,10 @@ static void sb_json_string(StrBuf *b, const char *str, int ascii_only) {
 
 static int tensor_nbytes_checked(const StWriteTensor *t, const char *path, size_t *out, OwError *err) {
     if (!t->name || !t->name[0]) return ow_fail(err, "%s: a tensor to write has no name", path);
-    if (strcmp(t->name, "__metadata__") == 0) return ow_fail(err, "%s: a tensor cannot be named \"__metadata__\"", path);
-    if (t->dtype < 0 || t->dtype >= OW_DTYPE_COUNT) return ow_fail(err, "%s: tensor \"%s\": invalid dtype", path, t->name);
+    if (strcmp(t->name, "__metadata__") == 0)
+        return ow_fail(err, "%s: a tensor cannot be named \"__metadata__\"", path);
+    if (t->dtype < 0 || t->dtype >= OW_DTYPE_COUNT)
+        return ow_fail(err, "%s: tensor \"%s\": invalid dtype", path, t->name);
     if (t->ndim < 0 || t->ndim > OW_MAX_DIMS)
         return ow_fail(err, "%s: tensor \"%s\": %d dimensions (0 to %d allowed)", path, t->name, t->ndim, OW_MAX_DIMS);
     uint64_t n = dtype_size(t->dtype);
@@ -596,7 +614,8 @@ static int tensor_nbytes_checked(const StWriteTensor *t, const char *path, size_
     return 0;
 }
 
-static int check_write_list(const char *path, const StWriteTensor *t, int n, const cJSON *metadata, size_t *sizes, OwError *err) {
+static int check_write_list(const char *path, const StWriteTensor *t, int n, const cJSON *metadata, size_t *sizes,
+                            OwError *err) {
     for (int i = 0; i < n; i++)
         if (tensor_nbytes_checked(&t[i], path, &sizes[i], err) != 0) return -1;
     NameIdx *v = ow_xmalloc((size_t)(n > 0 ? n : 1) * sizeof *v);
@@ -713,8 +732,8 @@ void safetensors_sort_hf(StWriteTensor *tensors, int n) {
     if (n > 1) qsort(tensors, (size_t)n, sizeof *tensors, cmp_hf);
 }
 
-int safetensors_write_sharded(const char *dir, const StWriteTensor *tensors, int n, size_t shard_bytes, const cJSON *metadata,
-                              OwError *err) {
+int safetensors_write_sharded(const char *dir, const StWriteTensor *tensors, int n, size_t shard_bytes,
+                              const cJSON *metadata, OwError *err) {
     OW_CHECK(n >= 0);
     if (shard_bytes == 0) return ow_fail(err, "%s: the shard size must be positive", dir);
     size_t *sizes = ow_xmalloc((size_t)(n > 0 ? n : 1) * sizeof *sizes);

@@ -60,7 +60,7 @@ typedef struct SafeTensors {
     int ntensors;
     StTensor *tensors;
     int naliases;
-    char **alias_names;   /* alias_names[i] resolves to alias_targets[i] */
+    char **alias_names; /* alias_names[i] resolves to alias_targets[i] */
     char **alias_targets;
     cJSON *metadata; /* __metadata__ of the first file (string -> string), or NULL */
     int *by_name;    /* tensor indices sorted by name (for safetensors_find) */

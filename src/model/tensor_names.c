@@ -155,10 +155,11 @@ int model_check_tensors(const ModelConfig *cfg, const SafeTensors *st, const cha
     free(names);
     free(spec);
     if (p.count == 0) return 0;
-    if (p.count <= PROBLEMS_SHOWN) return ow_fail(err, "%s: %s (hint: the weights do not match config.json)", where, p.text);
+    if (p.count <= PROBLEMS_SHOWN)
+        return ow_fail(err, "%s: %s (hint: the weights do not match config.json)", where, p.text);
     int more = p.count - PROBLEMS_SHOWN;
-    return ow_fail(err, "%s: %s; and %d more problem%s (hint: the weights do not match config.json)", where, p.text, more,
-                   more > 1 ? "s" : "");
+    return ow_fail(err, "%s: %s; and %d more problem%s (hint: the weights do not match config.json)", where, p.text,
+                   more, more > 1 ? "s" : "");
 }
 
 static int cmp_ptr(const void *a, const void *b) {

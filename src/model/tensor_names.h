@@ -16,18 +16,18 @@
 #define MODEL_TENSOR_NAME_MAX 96
 
 typedef enum {
-    MT_EMBED = 0,     /* model.embed_tokens.weight [vocab, hidden] */
-    MT_ATTN_NORM,     /* model.layers.N.input_layernorm.weight [hidden] */
-    MT_Q,             /* model.layers.N.self_attn.q_proj.weight [heads*head_dim, hidden] */
-    MT_K,             /* model.layers.N.self_attn.k_proj.weight [kv_heads*head_dim, hidden] */
-    MT_V,             /* model.layers.N.self_attn.v_proj.weight [kv_heads*head_dim, hidden] */
-    MT_O,             /* model.layers.N.self_attn.o_proj.weight [hidden, heads*head_dim] */
-    MT_MLP_NORM,      /* model.layers.N.post_attention_layernorm.weight [hidden] */
-    MT_GATE,          /* model.layers.N.mlp.gate_proj.weight [intermediate, hidden] */
-    MT_UP,            /* model.layers.N.mlp.up_proj.weight [intermediate, hidden] */
-    MT_DOWN,          /* model.layers.N.mlp.down_proj.weight [hidden, intermediate] */
-    MT_FINAL_NORM,    /* model.norm.weight [hidden] */
-    MT_LM_HEAD,       /* lm_head.weight [vocab, hidden] (absent or aliased when tied) */
+    MT_EMBED = 0,  /* model.embed_tokens.weight [vocab, hidden] */
+    MT_ATTN_NORM,  /* model.layers.N.input_layernorm.weight [hidden] */
+    MT_Q,          /* model.layers.N.self_attn.q_proj.weight [heads*head_dim, hidden] */
+    MT_K,          /* model.layers.N.self_attn.k_proj.weight [kv_heads*head_dim, hidden] */
+    MT_V,          /* model.layers.N.self_attn.v_proj.weight [kv_heads*head_dim, hidden] */
+    MT_O,          /* model.layers.N.self_attn.o_proj.weight [hidden, heads*head_dim] */
+    MT_MLP_NORM,   /* model.layers.N.post_attention_layernorm.weight [hidden] */
+    MT_GATE,       /* model.layers.N.mlp.gate_proj.weight [intermediate, hidden] */
+    MT_UP,         /* model.layers.N.mlp.up_proj.weight [intermediate, hidden] */
+    MT_DOWN,       /* model.layers.N.mlp.down_proj.weight [hidden, intermediate] */
+    MT_FINAL_NORM, /* model.norm.weight [hidden] */
+    MT_LM_HEAD,    /* lm_head.weight [vocab, hidden] (absent or aliased when tied) */
     MT_KIND_COUNT
 } ModelTensorKind;
 

@@ -63,9 +63,11 @@ int optimizer_check(const Model *m, const OptimConfig *cfg, OwError *err) {
         if (!optimizer_projects(cfg, p)) continue;
         int64_t small = p->w.shape[0] < p->w.shape[1] ? p->w.shape[0] : p->w.shape[1];
         if (cfg->rank > small)
-            return ow_fail(err, "rank %d is larger than the matrix %s [%lld, %lld] allows (at most %lld) "
-                           "(hint: --rank %lld or less)", cfg->rank, p->name, (long long)p->w.shape[0],
-                           (long long)p->w.shape[1], (long long)small, (long long)small);
+            return ow_fail(err,
+                           "rank %d is larger than the matrix %s [%lld, %lld] allows (at most %lld) "
+                           "(hint: --rank %lld or less)",
+                           cfg->rank, p->name, (long long)p->w.shape[0], (long long)p->w.shape[1], (long long)small,
+                           (long long)small);
     }
     return 0;
 }
@@ -257,8 +259,10 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
             be->host_free(be, s->hm);
             s->hm = NULL;
             memstats_sub(&o->host, MEM_OPTIM, 2 * nb);
-            return ow_fail_prefix(err, "optimizer state of %s in host memory (hint: --offload-optimizer off keeps it "
-                                  "on the device)", p->name);
+            return ow_fail_prefix(err,
+                                  "optimizer state of %s in host memory (hint: --offload-optimizer off keeps it "
+                                  "on the device)",
+                                  p->name);
         }
     } else if (be->alloc(be, &s->m, MEM_OPTIM, what, err) != 0 || be->alloc(be, &s->v, MEM_OPTIM, what, err) != 0) {
         release_device(o, s);
@@ -334,7 +338,9 @@ int optimizer_state_restore(Optimizer *o, Param *p, OptStateHome home, int64_t s
                             const float *m, const float *v, const float *P, OwError *err) {
     Backend *be = o->model->be;
     ParamState *s = state_of(o, p);
-    if (has_P && !s->galore) return ow_fail(err, "%s: the checkpoint has a GaLore projector, the run's settings do not project this tensor", p->name);
+    if (has_P && !s->galore)
+        return ow_fail(err, "%s: the checkpoint has a GaLore projector, the run's settings do not project this tensor",
+                       p->name);
     s->step = step;
     s->refreshes = refreshes;
     s->has_P = has_P;
@@ -344,15 +350,19 @@ int optimizer_state_restore(Optimizer *o, Param *p, OptStateHome home, int64_t s
     size_t nb = tensor_nbytes(&mv), pb = has_P ? tensor_nbytes(&Pd) : 0;
     if (home == OPT_STATE_DEVICE) {
         if (!p->trainable || !s->resident)
-            return ow_fail(err, "%s: the checkpoint has its optimizer state on the device, but the tensor is not "
-                           "trainable at this step (the checkpoint does not match the run)", p->name);
+            return ow_fail(err,
+                           "%s: the checkpoint has its optimizer state on the device, but the tensor is not "
+                           "trainable at this step (the checkpoint does not match the run)",
+                           p->name);
         moments_from_host(o, s, m, v);
         if (pb) be->upload(be, &s->P, P, OW_F32);
         return 0;
     }
     if (p->trainable || s->resident || o->cfg.inactive != INACTIVE_KEEP)
-        return ow_fail(err, "%s: the checkpoint has parked optimizer state, but the tensor is trainable or the "
-                       "inactive-state policy is reset (the checkpoint does not match the run)", p->name);
+        return ow_fail(err,
+                       "%s: the checkpoint has parked optimizer state, but the tensor is trainable or the "
+                       "inactive-state policy is reset (the checkpoint does not match the run)",
+                       p->name);
     if (park_buffers(o, s, nb, pb, err) != 0) return -1;
     memcpy(s->host_m, m, nb);
     memcpy(s->host_v, v, nb);
@@ -510,7 +520,7 @@ int optimizer_absorb_part(Optimizer *o, int layer, OwError *err) {
     Model *m = o->model;
     for (int i = 0; i < m->nparams; i++) {
         Param *p = &m->params[i];
-        int hit = layer >= 0 ? (p->kind == PK_BLOCK && p->layer == layer)
+        int hit = layer >= 0    ? (p->kind == PK_BLOCK && p->layer == layer)
                   : layer == -1 ? (p->kind == PK_FINAL_NORM || p->kind == PK_LM_HEAD)
                                 : p->kind == PK_EMBED;
         if (hit && optimizer_absorb(o, p, err) != 0) return -1;
@@ -603,8 +613,7 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
         /* a gradient in the activation pool is read by the head_done hook of its backward,
          * before the pool is reused: here it is absorbed already, or there was no backward */
         OW_CHECKF(!p->g_host || !p->trainable || o->st[i].absorbed || p->g_fresh,
-                  "%s: its gradient lives in the activation pool and must be absorbed in the head_done hook",
-                  p->name);
+                  "%s: its gradient lives in the activation pool and must be absorbed in the head_done hook", p->name);
         if (optimizer_absorb(o, p, err) != 0) return -1;
     }
     double norm = sqrt(be->norm_take(be));
@@ -625,12 +634,11 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
         else if (model_grad_is_compact(m, p))
             step_compact_embedding(o, p, s, &h);
         else if (s->host_state) { /* beside the next forward, which waits before using p (Param.ready_ticket) */
-            Tensor g = p->g; /* or its copy in host memory (Param.g_host) */
+            Tensor g = p->g;      /* or its copy in host memory (Param.g_host) */
             if (p->g_host) g.data = p->g_host;
             p->ready_ticket =
                 be->adam_update_host(be, &p->w, &g, s->hm, s->hv, NULL, ADAM_ROWS_PRESENT, !p->g_host, 1, &h);
-        }
-        else
+        } else
             be->adam_update(be, &p->w, &p->g, &s->m, &s->v, &h);
     }
     /* gradients for the next step: block linears start afresh (Param.g_fresh; shared buffers were

@@ -69,12 +69,12 @@ typedef struct OptimConfig {
 } OptimConfig;
 
 typedef struct ParamState {
-    int64_t step;     /* this tensor's update count */
-    int galore;       /* gradient projected to rank r */
-    int right;        /* m >= n: R = G P^T, P is [r, n]; else R = P^T G, P is [m, r] */
+    int64_t step; /* this tensor's update count */
+    int galore;   /* gradient projected to rank r */
+    int right;    /* m >= n: R = G P^T, P is [r, n]; else R = P^T G, P is [m, r] */
     int64_t refreshes;
-    int resident;     /* m, v (and P, R) are allocated on the backend */
-    int absorbed;     /* gradient absorbed in this step */
+    int resident; /* m, v (and P, R) are allocated on the backend */
+    int absorbed; /* gradient absorbed in this step */
     Tensor m, v, P, R;
     /* Parked copies (INACTIVE_KEEP), valid while `parked`. The buffers outlive a
      * return to the device: the next park reuses them (no fresh pages to fault in
@@ -84,10 +84,10 @@ typedef struct ParamState {
     size_t host_bytes; /* their total size */
     int parked;
     int has_P;
-    int host_state;     /* m, v in host memory (hm, hv), OptimConfig.offload_head */
-    float *hm, *hv;     /* from be->host_alloc, the parameter's shape */
-    int early_queued;   /* the rows without a gradient were queued by optimizer_begin_step */
-    float early_lr;     /* the learning rate they were updated with */
+    int host_state;   /* m, v in host memory (hm, hv), OptimConfig.offload_head */
+    float *hm, *hv;   /* from be->host_alloc, the parameter's shape */
+    int early_queued; /* the rows without a gradient were queued by optimizer_begin_step */
+    float early_lr;   /* the learning rate they were updated with */
 } ParamState;
 
 typedef struct OptimStats {
@@ -101,7 +101,7 @@ typedef struct Optimizer {
     ParamState *st; /* one per model parameter */
     MemStats host;  /* parked state in host memory */
     OptimStats stats;
-    Tensor delta;   /* F32 scratch for projected-back updates */
+    Tensor delta;             /* F32 scratch for projected-back updates */
     int accumulate_projected; /* projected gradient accumulation (see above) */
     /* Share one full-rank gradient buffer per block tensor kind between the
      * GaLore tensors of all blocks: each block's gradient is projected as soon
@@ -110,7 +110,7 @@ typedef struct Optimizer {
      * step, or projected accumulation); set before activating parameters. */
     int share_grads;
     Tensor shared_g[BW_COUNT]; /* by share group: BW_Q for the attention linears, else the kind */
-    int micro, last_micro;    /* position within the step's micro-batches */
+    int micro, last_micro;     /* position within the step's micro-batches */
 } Optimizer;
 
 int optim_kind_parse(const char *name, OptimizerKind *out, OwError *err);

@@ -55,7 +55,8 @@ int owl_compute_ids(Model *m, const int32_t *ids, int64_t nsamples, int64_t seql
     for (int s = 0; s < 4; s++) stats[s] = tensor_1d(OW_F32, widths[s]);
     int rc = -1;
     float *host = NULL;
-    if (be->alloc(be, &x, MEM_ACTIVATIONS, "calibration input", err) || be->alloc(be, &y, MEM_ACTIVATIONS, "calibration output", err))
+    if (be->alloc(be, &x, MEM_ACTIVATIONS, "calibration input", err) ||
+        be->alloc(be, &y, MEM_ACTIVATIONS, "calibration output", err))
         goto done;
     for (int s = 0; s < 4; s++)
         if (be->alloc(be, &stats[s], MEM_WORKSPACE, "calibration statistics", err)) goto done;
@@ -122,8 +123,10 @@ done:
 int owl_compute(Model *m, const TokData *data, int64_t nsamples, int64_t seqlen, double M, int64_t micro_batch,
                 uint64_t seed, OutlierResult *res, OwError *err) {
     if (data->count < seqlen + 1)
-        return ow_fail(err, "the calibration data has %lld tokens, fewer than one sequence of %lld + 1 "
-                       "(hint: more data or a smaller --seqlen)", (long long)data->count, (long long)seqlen);
+        return ow_fail(err,
+                       "the calibration data has %lld tokens, fewer than one sequence of %lld + 1 "
+                       "(hint: more data or a smaller --seqlen)",
+                       (long long)data->count, (long long)seqlen);
     Rng r;
     rng_init(&r, seed, RNG_STREAM_CALIB);
     int32_t *ids = ow_try_malloc((size_t)(nsamples * seqlen) * sizeof(int32_t), "calibration ids", err);
@@ -211,8 +214,10 @@ int owl_read_ratios(const char *path, int num_layers, double *ratios, OwError *e
         }
     }
     if (n != num_layers) {
-        ow_fail(err, "%s: has %d per-block scores but the model has %d blocks (hint: compute them for this model with "
-                "`owlore outliers`)", path, n, num_layers);
+        ow_fail(err,
+                "%s: has %d per-block scores but the model has %d blocks (hint: compute them for this model with "
+                "`owlore outliers`)",
+                path, n, num_layers);
         goto out;
     }
     for (int l = 0; l < num_layers; l++) {

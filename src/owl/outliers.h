@@ -20,11 +20,11 @@ typedef struct OutlierResult {
     int num_layers;
     double M;
     int64_t nsamples, seqlen;
-    double *ratios;      /* D_l in percent [L] */
-    double *probs;       /* [L] */
-    double *block_mean;  /* mu_l [L] */
-    int64_t *mod_count;  /* [L * 7] outliers per module (threshold of its block) */
-    int64_t *mod_numel;  /* [L * 7] */
+    double *ratios;     /* D_l in percent [L] */
+    double *probs;      /* [L] */
+    double *block_mean; /* mu_l [L] */
+    int64_t *mod_count; /* [L * 7] outliers per module (threshold of its block) */
+    int64_t *mod_numel; /* [L * 7] */
 } OutlierResult;
 
 extern const char *const k_owl_module_names[OWL_MODULES]; /* "self_attn.q_proj", ... */

@@ -14,7 +14,8 @@ int sampling_mode_parse(const char *name, SamplingMode *out, OwError *err) {
             return 0;
         }
     }
-    return ow_fail(err, "unknown sampling mode \"%s\" (allowed: owl, uniform, owl_reverse, increase, decrease, all)", name);
+    return ow_fail(err, "unknown sampling mode \"%s\" (allowed: owl, uniform, owl_reverse, increase, decrease, all)",
+                   name);
 }
 
 const char *sampling_mode_name(SamplingMode m) { return k_mode_names[m]; }
@@ -26,8 +27,8 @@ int sampler_init(Sampler *s, int num_layers, int gamma, SamplingMode mode, const
         return ow_fail(err, "the sampler supports 1..%d blocks, the model has %d", SAMPLER_MAX_LAYERS, num_layers);
     if (mode == SAMPLING_ALL) gamma = num_layers;
     if (gamma < 1 || gamma > num_layers)
-        return ow_fail(err, "gamma = %d sampled blocks is not possible: the model has %d blocks (hint: --gamma 1..%d)", gamma,
-                       num_layers, num_layers);
+        return ow_fail(err, "gamma = %d sampled blocks is not possible: the model has %d blocks (hint: --gamma 1..%d)",
+                       gamma, num_layers, num_layers);
     s->num_layers = num_layers;
     s->gamma = gamma;
     s->mode = mode;
@@ -38,9 +39,13 @@ int sampler_init(Sampler *s, int num_layers, int gamma, SamplingMode mode, const
         switch (mode) {
         case SAMPLING_OWL:
         case SAMPLING_OWL_REVERSE:
-            if (!ratios) return ow_fail(err, "sampling mode %s needs outlier ratios (hint: --ratios FILE from `owlore outliers`)", k_mode_names[mode]);
+            if (!ratios)
+                return ow_fail(err,
+                               "sampling mode %s needs outlier ratios (hint: --ratios FILE from `owlore outliers`)",
+                               k_mode_names[mode]);
             if (!(ratios[l] >= 0) || !isfinite(ratios[l]))
-                return ow_fail(err, "outlier ratio of block %d is %g; ratios must be finite and non-negative", l, ratios[l]);
+                return ow_fail(err, "outlier ratio of block %d is %g; ratios must be finite and non-negative", l,
+                               ratios[l]);
             p[l] = ratios[l];
             if (ratios[l] > maxr) maxr = ratios[l];
             break;
@@ -58,8 +63,10 @@ int sampler_init(Sampler *s, int num_layers, int gamma, SamplingMode mode, const
         nonzero += p[l] > 0;
     }
     if (nonzero < gamma)
-        return ow_fail(err, "sampling mode %s gives only %d blocks a non-zero probability, fewer than gamma = %d "
-                       "(hint: lower --gamma or choose another --sampling mode)", k_mode_names[mode], nonzero, gamma);
+        return ow_fail(err,
+                       "sampling mode %s gives only %d blocks a non-zero probability, fewer than gamma = %d "
+                       "(hint: lower --gamma or choose another --sampling mode)",
+                       k_mode_names[mode], nonzero, gamma);
     for (int l = 0; l < num_layers; l++) p[l] /= sum;
     return 0;
 }
@@ -83,8 +90,8 @@ int sampler_force(Sampler *s, const char *schedule, OwError *err) {
             long b = strtol(c, &end, 10);
             if (end == c || b < 0 || b >= L) {
                 free(f);
-                return ow_fail(err, "forced schedule \"%s\": period %d: expected block numbers 0..%d separated by ','", schedule,
-                               per, L - 1);
+                return ow_fail(err, "forced schedule \"%s\": period %d: expected block numbers 0..%d separated by ','",
+                               schedule, per, L - 1);
             }
             if (f[per * L + b]) {
                 free(f);

@@ -20,7 +20,14 @@
 
 #include <stdint.h>
 
-typedef enum { SAMPLING_OWL = 0, SAMPLING_UNIFORM, SAMPLING_OWL_REVERSE, SAMPLING_INCREASE, SAMPLING_DECREASE, SAMPLING_ALL } SamplingMode;
+typedef enum {
+    SAMPLING_OWL = 0,
+    SAMPLING_UNIFORM,
+    SAMPLING_OWL_REVERSE,
+    SAMPLING_INCREASE,
+    SAMPLING_DECREASE,
+    SAMPLING_ALL
+} SamplingMode;
 
 #define SAMPLER_MAX_LAYERS 512
 
@@ -34,7 +41,7 @@ typedef struct Sampler {
     int nforced;
     uint8_t *forced; /* nforced * num_layers flags */
     /* current draw */
-    int64_t period;  /* index of the current period, -1 before the first draw */
+    int64_t period;                 /* index of the current period, -1 before the first draw */
     int active[SAMPLER_MAX_LAYERS]; /* sorted block indices */
     int nactive;
 } Sampler;

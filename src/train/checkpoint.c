@@ -225,7 +225,8 @@ static int save_tensors(const char *path, const CkptParts *parts, const CkptProg
         optimizer_state_shapes(o, p, &mv, &P);
         int has_P = o->st[i].galore && o->st[i].has_P;
         size_t nb = tensor_nbytes(&mv), pb = has_P ? tensor_nbytes(&P) : 0;
-        float *bm = ow_try_malloc(nb, "checkpoint buffer", err), *bv = bm ? ow_try_malloc(nb, "checkpoint buffer", err) : NULL;
+        float *bm = ow_try_malloc(nb, "checkpoint buffer", err),
+              *bv = bm ? ow_try_malloc(nb, "checkpoint buffer", err) : NULL;
         float *bp = bv && pb ? ow_try_malloc(pb, "checkpoint buffer", err) : NULL;
         if (!bm || !bv || (pb && !bp)) {
             free(bm);
@@ -298,7 +299,10 @@ static cJSON *state_json(const CkptParts *parts, const CkptProgress *prog) {
         cJSON_AddStringToObject(pj, "name", p->name);
         cJSON_AddBoolToObject(pj, "changed", parts->changed[i]);
         cJSON_AddBoolToObject(pj, "trainable", p->trainable);
-        cJSON_AddStringToObject(pj, "optim", home == OPT_STATE_DEVICE ? "device" : home == OPT_STATE_HOST ? "host" : "none");
+        cJSON_AddStringToObject(pj, "optim",
+                                home == OPT_STATE_DEVICE ? "device"
+                                : home == OPT_STATE_HOST ? "host"
+                                                         : "none");
         cJSON_AddNumberToObject(pj, "step", (double)q->step);
         cJSON_AddNumberToObject(pj, "refreshes", (double)q->refreshes);
         cJSON_AddBoolToObject(pj, "has_P", q->galore && q->has_P);
@@ -347,7 +351,8 @@ int ckpt_save(const char *run_dir, const CkptParts *parts, const CkptProgress *p
     /* into place: a checkpoint of the same step (a damaged one a fallback skipped) goes aside first */
     if (rc == 0) rc = ow_fsync_dir(tmp, err);
     if (rc == 0 && ow_path_exists(final)) rc = discard_dir(final, err);
-    if (rc == 0 && rename(tmp, final) != 0) rc = ow_fail(err, "%s: cannot rename the checkpoint into place: %s", final, strerror(errno));
+    if (rc == 0 && rename(tmp, final) != 0)
+        rc = ow_fail(err, "%s: cannot rename the checkpoint into place: %s", final, strerror(errno));
     if (rc == 0) rc = ow_fsync_dir(cdir, err);
     if (rc != 0) {
         OwError ignored;
@@ -400,7 +405,8 @@ static int verify_file(const char *dir, const cJSON *f, OwError *err) {
         if (rc == 0 && got != want) {
             char gx[17];
             hex64(got, gx);
-            rc = ow_fail(err, "%s: checksum mismatch (xxh64 %s, the manifest says %s): the file is corrupted", name, gx, hx);
+            rc = ow_fail(err, "%s: checksum mismatch (xxh64 %s, the manifest says %s): the file is corrupted", name, gx,
+                         hx);
         }
     }
     free(p);
@@ -432,9 +438,10 @@ int ckpt_open(const char *dir, Checkpoint *ck, OwError *err) {
                     json_get_int(man, "step", 1, &mstep, "manifest.json", err) != 0))
         rc = -1;
     if (rc == 0 && (strcmp(fmt, CKPT_FORMAT) != 0 || version != CKPT_VERSION))
-        rc = ow_fail(err, "manifest.json: format \"%s\" version %lld, expected \"%s\" version %d", fmt, (long long)version,
-                     CKPT_FORMAT, CKPT_VERSION);
-    if (rc == 0 && mstep != step) rc = ow_fail(err, "manifest.json: step %lld, but the directory is %s", (long long)mstep, base);
+        rc = ow_fail(err, "manifest.json: format \"%s\" version %lld, expected \"%s\" version %d", fmt,
+                     (long long)version, CKPT_FORMAT, CKPT_VERSION);
+    if (rc == 0 && mstep != step)
+        rc = ow_fail(err, "manifest.json: step %lld, but the directory is %s", (long long)mstep, base);
     const cJSON *files = rc == 0 ? cJSON_GetObjectItemCaseSensitive(man, "files") : NULL;
     if (rc == 0 && !cJSON_IsArray(files)) rc = ow_fail(err, "manifest.json: \"files\" must be an array");
     int has_state = 0, has_tensors = 0;
@@ -447,7 +454,8 @@ int ckpt_open(const char *dir, Checkpoint *ck, OwError *err) {
             has_tensors |= strcmp(nm->valuestring, TENSORS_FILE) == 0;
         }
     }
-    if (rc == 0 && (!has_state || !has_tensors)) rc = ow_fail(err, "manifest.json does not list %s and %s", STATE_FILE, TENSORS_FILE);
+    if (rc == 0 && (!has_state || !has_tensors))
+        rc = ow_fail(err, "manifest.json does not list %s and %s", STATE_FILE, TENSORS_FILE);
     cJSON_Delete(man);
     if (rc == 0) {
         char *sp = ow_path_join(dir, STATE_FILE);
@@ -462,7 +470,8 @@ int ckpt_open(const char *dir, Checkpoint *ck, OwError *err) {
     }
     int64_t sstep = -1;
     if (rc == 0 && json_get_int(ck->state, "step", 1, &sstep, STATE_FILE, err) != 0) rc = -1;
-    if (rc == 0 && sstep != step) rc = ow_fail(err, "%s: step %lld, but the directory is %s", STATE_FILE, (long long)sstep, base);
+    if (rc == 0 && sstep != step)
+        rc = ow_fail(err, "%s: step %lld, but the directory is %s", STATE_FILE, (long long)sstep, base);
     if (rc != 0) {
         ckpt_close(ck);
         return ow_fail_prefix(err, "checkpoint %s is damaged", dir);
@@ -496,7 +505,8 @@ int ckpt_open_latest(const char *run_dir, int fallback, Checkpoint *ck, OwError 
         if (!first.msg[0]) first = e;
         if (!fallback) {
             if (i > 0)
-                ow_fail(err, "%s (hint: --resume-fallback resumes from the previous good checkpoint, %s, if it is intact)",
+                ow_fail(err,
+                        "%s (hint: --resume-fallback resumes from the previous good checkpoint, %s, if it is intact)",
                         e.msg, names[i - 1]);
             else
                 ow_fail(err, "%s (there is no older checkpoint to fall back to; start the run again)", e.msg);
@@ -519,8 +529,11 @@ static int read_entry(const Checkpoint *ck, const char *name, DType dtype, int n
     if (!e) return ow_fail(err, "checkpoint %s: tensor %s is missing", ck->dir, name);
     int ok = e->dtype == dtype && e->ndim == ndim;
     for (int d = 0; ok && d < ndim; d++) ok = e->shape[d] == shape[d];
-    if (!ok) return ow_fail(err, "checkpoint %s: tensor %s has another dtype or shape than the run's (the checkpoint "
-                            "belongs to another model or settings)", ck->dir, name);
+    if (!ok)
+        return ow_fail(err,
+                       "checkpoint %s: tensor %s has another dtype or shape than the run's (the checkpoint "
+                       "belongs to another model or settings)",
+                       ck->dir, name);
     void *buf = ow_try_malloc(e->nbytes ? e->nbytes : 1, name, err);
     if (!buf) return -1;
     if (pack_read(&ck->pack, e, buf, err) != 0) {
@@ -537,7 +550,8 @@ int ckpt_apply_weights(const Checkpoint *ck, Model *m, uint8_t *changed, OwError
         if (strncmp(e->name, "weights/", 8) != 0) continue;
         Param *p = model_find_param(m, e->name + 8);
         if (!p) return ow_fail(err, "checkpoint %s: tensor %s is not a parameter of the model", ck->dir, e->name + 8);
-        if (!dtype_is_float(e->dtype)) return ow_fail(err, "checkpoint %s: tensor %s is not a float tensor", ck->dir, e->name);
+        if (!dtype_is_float(e->dtype))
+            return ow_fail(err, "checkpoint %s: tensor %s is not a float tensor", ck->dir, e->name);
         void *buf;
         if (read_entry(ck, e->name, e->dtype, p->w.ndim, p->w.shape, &buf, err) != 0) return -1;
         m->be->upload(m->be, &p->w, buf, e->dtype);
@@ -567,40 +581,47 @@ int ckpt_restore_progress(const Checkpoint *ck, Sampler *s, Batcher *b, CkptProg
     snprintf(where, sizeof where, "%s/%s", ck->dir, STATE_FILE);
     int64_t total = 0, refreshes = 0, mbytes = 0, epoch = 0, index = 0, L = 0, gamma = 0, period = 0;
     double tokens = 0, elapsed = 0, rsec = 0;
-    const cJSON *bj = cJSON_GetObjectItemCaseSensitive(st, "batcher"), *sj = cJSON_GetObjectItemCaseSensitive(st, "sampler");
+    const cJSON *bj = cJSON_GetObjectItemCaseSensitive(st, "batcher"),
+                *sj = cJSON_GetObjectItemCaseSensitive(st, "sampler");
     const char *key = NULL, *ctr = NULL;
     if (json_get_int(st, "total_steps", 1, &total, where, err) || json_get_num(st, "tokens", 1, &tokens, where, err) ||
         json_get_num(st, "elapsed_seconds", 1, &elapsed, where, err) ||
-        json_get_num(st, "refresh_seconds", 1, &rsec, where, err) || json_get_int(st, "refreshes", 1, &refreshes, where, err) ||
+        json_get_num(st, "refresh_seconds", 1, &rsec, where, err) ||
+        json_get_int(st, "refreshes", 1, &refreshes, where, err) ||
         json_get_int(st, "metrics_bytes", 1, &mbytes, where, err))
         return -1;
-    if (!cJSON_IsObject(bj) || !cJSON_IsObject(sj)) return ow_fail(err, "%s: \"batcher\" and \"sampler\" must be objects", where);
+    if (!cJSON_IsObject(bj) || !cJSON_IsObject(sj))
+        return ow_fail(err, "%s: \"batcher\" and \"sampler\" must be objects", where);
     if (json_get_int(bj, "epoch", 1, &epoch, where, err) || json_get_int(bj, "index", 1, &index, where, err) ||
         json_get_int(sj, "num_layers", 1, &L, where, err) || json_get_int(sj, "gamma", 1, &gamma, where, err) ||
         json_get_int(sj, "period", 1, &period, where, err) || json_get_str(sj, "rng_key", 1, &key, where, err) ||
         json_get_str(sj, "rng_counter", 1, &ctr, where, err))
         return -1;
     if (total != prog->total_steps)
-        return ow_fail(err, "%s: the checkpoint is from a run of %lld steps, the settings give %lld (hint: the step count "
-                       "cannot change on resume)", where, (long long)total, (long long)prog->total_steps);
+        return ow_fail(err,
+                       "%s: the checkpoint is from a run of %lld steps, the settings give %lld (hint: the step count "
+                       "cannot change on resume)",
+                       where, (long long)total, (long long)prog->total_steps);
     if (L != s->num_layers || gamma != s->gamma)
         return ow_fail(err, "%s: sampler of %lld blocks with gamma %lld, the run has %d and %d", where, (long long)L,
                        (long long)gamma, s->num_layers, s->gamma);
     if (epoch < 0 || index < 0 || index > b->ntrain || mbytes < 0 || period < -1)
-        return ow_fail(err, "%s: position out of range (epoch %lld, index %lld, metrics_bytes %lld, period %lld)", where,
-                       (long long)epoch, (long long)index, (long long)mbytes, (long long)period);
+        return ow_fail(err, "%s: position out of range (epoch %lld, index %lld, metrics_bytes %lld, period %lld)",
+                       where, (long long)epoch, (long long)index, (long long)mbytes, (long long)period);
     Rng rng;
     if (parse_hex64(key, &rng.key) != 0 || parse_hex64(ctr, &rng.counter) != 0)
         return ow_fail(err, "%s: sampler rng_key and rng_counter must be 16 hex digits", where);
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(sj, "active");
     int na = cJSON_IsArray(act) ? cJSON_GetArraySize(act) : -1;
-    if (na < 0 || na > s->num_layers) return ow_fail(err, "%s: sampler.active must be an array of block numbers", where);
+    if (na < 0 || na > s->num_layers)
+        return ow_fail(err, "%s: sampler.active must be an array of block numbers", where);
     int active[SAMPLER_MAX_LAYERS];
     for (int i = 0; i < na; i++) {
         const cJSON *v = cJSON_GetArrayItem(act, i);
         if (!cJSON_IsNumber(v) || v->valuedouble != (int)v->valuedouble || (int)v->valuedouble < 0 ||
             (int)v->valuedouble >= s->num_layers || (i && (int)v->valuedouble <= active[i - 1]))
-            return ow_fail(err, "%s: sampler.active must list distinct blocks 0..%d in increasing order", where, s->num_layers - 1);
+            return ow_fail(err, "%s: sampler.active must list distinct blocks 0..%d in increasing order", where,
+                           s->num_layers - 1);
         active[i] = (int)v->valuedouble;
     }
     /* step times */
@@ -609,7 +630,8 @@ int ckpt_restore_progress(const Checkpoint *ck, Sampler *s, Batcher *b, CkptProg
     if (read_entry(ck, "trainer/step_seconds", OW_F64, 1, shape, &secs, err) != 0) return -1;
     if (ck->step > prog->total_steps) {
         free(secs);
-        return ow_fail(err, "%s: step %lld is beyond the run's %lld steps", where, (long long)ck->step, (long long)total);
+        return ow_fail(err, "%s: step %lld is beyond the run's %lld steps", where, (long long)ck->step,
+                       (long long)total);
     }
     memcpy(prog->step_seconds, secs, (size_t)ck->step * sizeof(double));
     free(secs);
@@ -639,17 +661,23 @@ int ckpt_restore_optimizer(const Checkpoint *ck, Optimizer *o, OwError *err) {
         const char *name = NULL, *home_s = NULL;
         int trainable = 0, has_P = 0;
         int64_t step = 0, refreshes = 0;
-        if (json_get_str(pj, "name", 1, &name, where, err) || json_get_bool(pj, "trainable", 1, &trainable, where, err) ||
+        if (json_get_str(pj, "name", 1, &name, where, err) ||
+            json_get_bool(pj, "trainable", 1, &trainable, where, err) ||
             json_get_str(pj, "optim", 1, &home_s, where, err) || json_get_int(pj, "step", 1, &step, where, err) ||
-            json_get_int(pj, "refreshes", 1, &refreshes, where, err) || json_get_bool(pj, "has_P", 1, &has_P, where, err))
+            json_get_int(pj, "refreshes", 1, &refreshes, where, err) ||
+            json_get_bool(pj, "has_P", 1, &has_P, where, err))
             return -1;
         Param *p = model_find_param(m, name);
         if (!p) return ow_fail(err, "%s: parameter %s is not in the model", where, name);
         if (p->trainable != trainable)
-            return ow_fail(err, "%s: %s was %s at the checkpoint but is %s now (the checkpoint does not match the run's "
-                           "settings)", where, name, trainable ? "trainable" : "frozen", p->trainable ? "trainable" : "frozen");
-        OptStateHome home = strcmp(home_s, "device") == 0 ? OPT_STATE_DEVICE : strcmp(home_s, "host") == 0 ? OPT_STATE_HOST
-                            : strcmp(home_s, "none") == 0 ? OPT_STATE_NONE : (OptStateHome)-1;
+            return ow_fail(err,
+                           "%s: %s was %s at the checkpoint but is %s now (the checkpoint does not match the run's "
+                           "settings)",
+                           where, name, trainable ? "trainable" : "frozen", p->trainable ? "trainable" : "frozen");
+        OptStateHome home = strcmp(home_s, "device") == 0 ? OPT_STATE_DEVICE
+                            : strcmp(home_s, "host") == 0 ? OPT_STATE_HOST
+                            : strcmp(home_s, "none") == 0 ? OPT_STATE_NONE
+                                                          : (OptStateHome)-1;
         if ((int)home < 0) return ow_fail(err, "%s: %s: optim must be device, host or none", where, name);
         if (step < 0 || refreshes < 0) return ow_fail(err, "%s: %s: negative counters", where, name);
         float *bm = NULL, *bv = NULL, *bp = NULL;

@@ -48,14 +48,14 @@
 
 /* The trainer's counters. */
 typedef struct CkptProgress {
-    int64_t step;           /* optimizer steps done */
+    int64_t step; /* optimizer steps done */
     int64_t total_steps;
     double tokens;          /* tokens trained on */
     double elapsed;         /* seconds of training */
     double refresh_seconds; /* projector refresh time, for summary.json */
     int64_t refreshes;
-    int64_t metrics_bytes;  /* length of metrics.jsonl after this step */
-    double *step_seconds;   /* [total_steps]; the first `step` are saved and restored */
+    int64_t metrics_bytes; /* length of metrics.jsonl after this step */
+    double *step_seconds;  /* [total_steps]; the first `step` are saved and restored */
 } CkptProgress;
 
 /* The objects a checkpoint saves and restores (owned by the trainer). */
@@ -69,8 +69,8 @@ typedef struct CkptParts {
 } CkptParts;
 
 typedef struct Checkpoint {
-    char *dir;    /* .../checkpoints/step-NNNNNN */
-    char *name;   /* step-NNNNNN */
+    char *dir;  /* .../checkpoints/step-NNNNNN */
+    char *name; /* step-NNNNNN */
     int64_t step;
     cJSON *state; /* state.json */
     TensorPack pack;

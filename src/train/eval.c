@@ -121,7 +121,8 @@ static int read_ids(const cJSON *a, int32_t **out, int64_t *n, const char *where
     int32_t *v = ow_xmalloc((size_t)(k ? k : 1) * sizeof(int32_t));
     for (int i = 0; i < k; i++) {
         const cJSON *x = cJSON_GetArrayItem(a, i);
-        if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 2147483647.0 || x->valuedouble != floor(x->valuedouble)) {
+        if (!cJSON_IsNumber(x) || x->valuedouble < 0 || x->valuedouble > 2147483647.0 ||
+            x->valuedouble != floor(x->valuedouble)) {
             free(v);
             return ow_fail(err, "%s: %s[%d] is not a token id (a non-negative integer)", where, what, i);
         }
@@ -134,16 +135,19 @@ static int read_ids(const cJSON *a, int32_t **out, int64_t *n, const char *where
 
 static int parse_item(const cJSON *o, const EvalEncoder *enc, const char *where, McItem *it, OwError *err) {
     memset(it, 0, sizeof *it);
-    if (!cJSON_IsObject(o)) return ow_fail(err, "%s: expected a JSON object {\"context\", \"choices\", \"label\"}", where);
+    if (!cJSON_IsObject(o))
+        return ow_fail(err, "%s: expected a JSON object {\"context\", \"choices\", \"label\"}", where);
     const char *context = NULL;
     int64_t label = -1;
-    if (json_get_str(o, "context", 1, &context, where, err) != 0 || json_get_int(o, "label", 1, &label, where, err) != 0)
+    if (json_get_str(o, "context", 1, &context, where, err) != 0 ||
+        json_get_int(o, "label", 1, &label, where, err) != 0)
         return -1;
     const cJSON *choices = cJSON_GetObjectItemCaseSensitive(o, "choices");
     if (!cJSON_IsArray(choices) || cJSON_GetArraySize(choices) < 1)
         return ow_fail(err, "%s: \"choices\" must be a non-empty array of strings", where);
     int nc = cJSON_GetArraySize(choices);
-    if (label < 0 || label >= nc) return ow_fail(err, "%s: label %lld is not a choice index (0..%d)", where, (long long)label, nc - 1);
+    if (label < 0 || label >= nc)
+        return ow_fail(err, "%s: label %lld is not a choice index (0..%d)", where, (long long)label, nc - 1);
     it->nchoices = nc;
     it->label = (int)label;
     it->cont = ow_xcalloc((size_t)nc, sizeof *it->cont);
@@ -168,12 +172,15 @@ static int parse_item(const cJSON *o, const EvalEncoder *enc, const char *where,
         }
     } else {
         if (!enc)
-            return ow_fail(err, "%s: the item has text but no way to tokenize it was given (hint: add \"context_ids\" "
-                           "and \"choice_ids\" to each item)", where);
+            return ow_fail(err,
+                           "%s: the item has text but no way to tokenize it was given (hint: add \"context_ids\" "
+                           "and \"choice_ids\" to each item)",
+                           where);
         /* the harness moves the context's trailing whitespace to the continuation */
         size_t clen = strlen(context), keep = clen;
         while (keep > 0 && is_space(context[keep - 1])) keep--;
-        if (enc->encode(enc->ctx, context, keep, &it->ctx, &it->nctx, err) != 0) return ow_fail_prefix(err, "%s", where);
+        if (enc->encode(enc->ctx, context, keep, &it->ctx, &it->nctx, err) != 0)
+            return ow_fail_prefix(err, "%s", where);
         for (int j = 0; j < nc; j++) {
             const char *ch = cJSON_GetArrayItem(choices, j)->valuestring;
             size_t chl = strlen(ch);
@@ -270,8 +277,10 @@ int eval_mc_loglik(Model *m, int64_t B, int64_t T, const McSet *set, double *log
             int j = row_choice[r0 + r];
             int64_t nc = it->nctx, S = nc + it->ncont[j];
             if (it->ncont[j] > T) {
-                rc = ow_fail(err, "item %lld, choice %d: the continuation has %lld tokens, more than the block size %lld "
-                             "(hint: a larger --block-size)", (long long)row_item[r0 + r] + 1, j, (long long)it->ncont[j], (long long)T);
+                rc = ow_fail(err,
+                             "item %lld, choice %d: the continuation has %lld tokens, more than the block size %lld "
+                             "(hint: a larger --block-size)",
+                             (long long)row_item[r0 + r] + 1, j, (long long)it->ncont[j], (long long)T);
                 break;
             }
             int64_t start = S > T + 1 ? S - (T + 1) : 0;
@@ -297,14 +306,16 @@ int eval_mc_loglik(Model *m, int64_t B, int64_t T, const McSet *set, double *log
     return rc;
 }
 
-void eval_mc_accuracy(const McSet *set, const double *loglik, double *acc, double *acc_norm, int *pred, int *pred_norm) {
+void eval_mc_accuracy(const McSet *set, const double *loglik, double *acc, double *acc_norm, int *pred,
+                      int *pred_norm) {
     int64_t hit = 0, hit_norm = 0, k = 0;
     for (int64_t i = 0; i < set->n; i++) {
         const McItem *it = &set->items[i];
         int best = 0, best_norm = 0;
         for (int j = 1; j < it->nchoices; j++) {
             if (loglik[k + j] > loglik[k + best]) best = j;
-            if (loglik[k + j] / (double)it->chars[j] > loglik[k + best_norm] / (double)it->chars[best_norm]) best_norm = j;
+            if (loglik[k + j] / (double)it->chars[j] > loglik[k + best_norm] / (double)it->chars[best_norm])
+                best_norm = j;
         }
         if (pred) pred[i] = best;
         if (pred_norm) pred_norm[i] = best_norm;

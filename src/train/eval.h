@@ -34,10 +34,10 @@ typedef struct EvalBatches {
 } EvalBatches;
 
 typedef struct EvalLoss {
-    double loss;     /* mean over scored targets; NaN when there are none */
-    double ppl;      /* exp(loss) */
+    double loss; /* mean over scored targets; NaN when there are none */
+    double ppl;  /* exp(loss) */
     double loss_sum;
-    int64_t tokens;  /* scored targets */
+    int64_t tokens; /* scored targets */
     int64_t batches;
 } EvalLoss;
 
@@ -80,9 +80,9 @@ typedef struct McItem {
     int32_t *ctx; /* context ids */
     int64_t nctx;
     int nchoices;
-    int32_t **cont;  /* [nchoices] continuation ids */
-    int64_t *ncont;  /* [nchoices] */
-    int64_t *chars;  /* [nchoices] characters of the choice text */
+    int32_t **cont; /* [nchoices] continuation ids */
+    int64_t *ncont; /* [nchoices] */
+    int64_t *chars; /* [nchoices] characters of the choice text */
     int label;
 } McItem;
 

@@ -34,7 +34,9 @@ static int fetch_tensor(void *vctx, int index, void *dst, size_t nbytes, OwError
     if (e) {
         int ok = e->ndim == s->ndim && dtype_is_float(e->dtype);
         for (int d = 0; ok && d < s->ndim; d++) ok = e->shape[d] == s->shape[d];
-        if (!ok) return ow_fail(err, "checkpoint %s: tensor %s does not have the model's shape or a float dtype", c->ck->dir, s->name);
+        if (!ok)
+            return ow_fail(err, "checkpoint %s: tensor %s does not have the model's shape or a float dtype", c->ck->dir,
+                           s->name);
         void *buf = ow_try_malloc(e->nbytes, s->name, err);
         if (!buf) return -1;
         int rc = pack_read(&c->ck->pack, e, buf, err);
@@ -70,8 +72,10 @@ static int check_out_dir(const char *out, const char *run_dir, const char *base,
     int is_model = ow_path_exists(cfg) && !run_dir_detect(out);
     free(cfg);
     if (entries > 0 && !is_model)
-        return ow_fail(err, "--out %s exists and is not a model directory; it would be replaced (hint: a new or empty "
-                       "directory, or an earlier export)", out);
+        return ow_fail(err,
+                       "--out %s exists and is not a model directory; it would be replaced (hint: a new or empty "
+                       "directory, or an earlier export)",
+                       out);
     return 0;
 }
 
@@ -82,7 +86,8 @@ int export_run(const char *run_dir, const char *out_dir, const ExportOptions *op
     TrainConfig c;
     if (train_config_from_run(&c, run_dir, err) != 0) return -1;
     if (!ow_is_dir(c.model))
-        return ow_fail(err, "%s: the run's model \"%s\" is not a model directory (a preset with random weights, or moved); "
+        return ow_fail(err,
+                       "%s: the run's model \"%s\" is not a model directory (a preset with random weights, or moved); "
                        "there is no base model to export (hint: `owlore eval --model %s` still evaluates it)",
                        run_dir, c.model, run_dir);
     if (check_out_dir(out_dir, run_dir, c.model, err) != 0) return -1;

@@ -12,13 +12,13 @@ typedef struct {
 /* The 7 linear weights of a block, in BlockWeight order from BW_Q. */
 static void block_matrices(const ModelConfig *c, Shape2 mats[7]) {
     int64_t C = c->hidden_size, F = c->intermediate_size, D = c->head_dim;
-    mats[0] = (Shape2){c->num_heads * D, C};     /* q */
-    mats[1] = (Shape2){c->num_kv_heads * D, C};  /* k */
-    mats[2] = (Shape2){c->num_kv_heads * D, C};  /* v */
-    mats[3] = (Shape2){C, c->num_heads * D};     /* o */
-    mats[4] = (Shape2){F, C};                    /* gate */
-    mats[5] = (Shape2){F, C};                    /* up */
-    mats[6] = (Shape2){C, F};                    /* down */
+    mats[0] = (Shape2){c->num_heads * D, C};    /* q */
+    mats[1] = (Shape2){c->num_kv_heads * D, C}; /* k */
+    mats[2] = (Shape2){c->num_kv_heads * D, C}; /* v */
+    mats[3] = (Shape2){C, c->num_heads * D};    /* o */
+    mats[4] = (Shape2){F, C};                   /* gate */
+    mats[5] = (Shape2){F, C};                   /* up */
+    mats[6] = (Shape2){C, F};                   /* down */
 }
 
 void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
@@ -37,8 +37,8 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
         if (i < 4 && n > attn) attn = n;
     }
     /* shared gradient buffers: one for the attention linears (absorbed one at a time), one per MLP linear */
-    int64_t shared_mat = attn + block_mat - (mats[0].rows * mats[0].cols + 2 * mats[1].rows * mats[1].cols +
-                                             mats[3].rows * mats[3].cols);
+    int64_t shared_mat = attn + block_mat -
+                         (mats[0].rows * mats[0].cols + 2 * mats[1].rows * mats[1].cols + mats[3].rows * mats[3].cols);
     int64_t head = V * C * (mc->tie_word_embeddings ? 1 : 2);
     out->bytes[MEM_WEIGHTS] = (size_t)(head + L * (block_mat + 2 * C) + C) * pw;
 
@@ -101,8 +101,9 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
     out->bytes[MEM_ACTIVATIONS] =
         model_activation_bytes(mc, act, c->batch_size, c->block_size, c->recompute, offload, head_grad);
     out->host_activations = model_offload_host_bytes(mc, act, c->batch_size, c->block_size, c->recompute, offload);
-    out->bytes[MEM_WORKSPACE] += (size_t)ws * f32 + (device_workspace ? (size_t)ws64 * 8 : 0) +
-                                 (device_workspace ? ((size_t)40 << 20) + 256 : 0); /* cuBLAS workspace, scratch, norm accumulator */
+    out->bytes[MEM_WORKSPACE] +=
+        (size_t)ws * f32 + (device_workspace ? (size_t)ws64 * 8 : 0) +
+        (device_workspace ? ((size_t)40 << 20) + 256 : 0); /* cuBLAS workspace, scratch, norm accumulator */
     for (int kind = 0; kind < MEM_KIND_COUNT; kind++) out->total += out->bytes[kind];
 }
 

@@ -41,10 +41,10 @@ static void vec_push(Vec *a, double x) {
 
 typedef struct RunData {
     Vec step, loss, lr, gnorm, tps, mem, host, estep, eloss;
-    uint8_t *active;   /* [nsteps * L]: block l trainable at step record i */
+    uint8_t *active; /* [nsteps * L]: block l trainable at step record i */
     int64_t active_cap;
     int L;
-    int64_t skipped;   /* metrics lines that did not parse */
+    int64_t skipped; /* metrics lines that did not parse */
 } RunData;
 
 static void run_data_free(RunData *d) {
@@ -93,7 +93,8 @@ static int read_metrics(const char *run_dir, RunData *d, OwError *err) {
             memset(d->active + i * d->L, 0, (size_t)d->L);
             const cJSON *ab = cJSON_GetObjectItemCaseSensitive(o, "active_blocks"), *b;
             cJSON_ArrayForEach(b, ab) {
-                if (cJSON_IsNumber(b) && b->valuedouble >= 0 && b->valuedouble < d->L) d->active[i * d->L + (int)b->valuedouble] = 1;
+                if (cJSON_IsNumber(b) && b->valuedouble >= 0 && b->valuedouble < d->L)
+                    d->active[i * d->L + (int)b->valuedouble] = 1;
             }
         }
         cJSON_Delete(o);
@@ -147,25 +148,35 @@ typedef struct Frame {
     double x0, x1, y0, y1;
 } Frame;
 
-static double sx(const Frame *fr, double x) { return PAD_L + (x - fr->x0) / (fr->x1 - fr->x0) * (CHART_W - PAD_L - PAD_R); }
-static double sy(const Frame *fr, double y) { return CHART_H - PAD_B - (y - fr->y0) / (fr->y1 - fr->y0) * (CHART_H - PAD_T - PAD_B); }
+static double sx(const Frame *fr, double x) {
+    return PAD_L + (x - fr->x0) / (fr->x1 - fr->x0) * (CHART_W - PAD_L - PAD_R);
+}
+static double sy(const Frame *fr, double y) {
+    return CHART_H - PAD_B - (y - fr->y0) / (fr->y1 - fr->y0) * (CHART_H - PAD_T - PAD_B);
+}
 
 static void draw_axes(FILE *f, const Frame *fr, const char *xlabel, const char *ylabel) {
     double ys = nice_step(fr->y0, fr->y1, 5), xs = nice_step(fr->x0, fr->x1, 6);
     char buf[32];
     for (double y = ceil(fr->y0 / ys) * ys; y <= fr->y1 + ys * 1e-9; y += ys) {
-        fprintf(f, "<line class=\"grid\" x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\"/>", PAD_L, CHART_W - PAD_R, sy(fr, y), sy(fr, y));
+        fprintf(f, "<line class=\"grid\" x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\"/>", PAD_L, CHART_W - PAD_R,
+                sy(fr, y), sy(fr, y));
         fmt_tick(y, ys, buf, sizeof buf);
-        fprintf(f, "<text class=\"tick\" x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%s</text>", PAD_L - 6, sy(fr, y) + 4, buf);
+        fprintf(f, "<text class=\"tick\" x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%s</text>", PAD_L - 6, sy(fr, y) + 4,
+                buf);
     }
     for (double x = ceil(fr->x0 / xs) * xs; x <= fr->x1 + xs * 1e-9; x += xs) {
         fmt_tick(x, xs, buf, sizeof buf);
-        fprintf(f, "<text class=\"tick\" x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>", sx(fr, x), CHART_H - PAD_B + 16, buf);
+        fprintf(f, "<text class=\"tick\" x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>", sx(fr, x),
+                CHART_H - PAD_B + 16, buf);
     }
-    fprintf(f, "<line class=\"axis\" x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\"/>", PAD_L, CHART_W - PAD_R, CHART_H - PAD_B, CHART_H - PAD_B);
+    fprintf(f, "<line class=\"axis\" x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\"/>", PAD_L, CHART_W - PAD_R,
+            CHART_H - PAD_B, CHART_H - PAD_B);
     fprintf(f, "<line class=\"axis\" x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\"/>", PAD_L, PAD_L, PAD_T, CHART_H - PAD_B);
-    fprintf(f, "<text class=\"label\" x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>", (PAD_L + CHART_W - PAD_R) / 2, CHART_H - 6, xlabel);
-    fprintf(f, "<text class=\"label\" x=\"14\" y=\"%d\" text-anchor=\"middle\" transform=\"rotate(-90 14 %d)\">%s</text>",
+    fprintf(f, "<text class=\"label\" x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>",
+            (PAD_L + CHART_W - PAD_R) / 2, CHART_H - 6, xlabel);
+    fprintf(f,
+            "<text class=\"label\" x=\"14\" y=\"%d\" text-anchor=\"middle\" transform=\"rotate(-90 14 %d)\">%s</text>",
             (PAD_T + CHART_H - PAD_B) / 2, (PAD_T + CHART_H - PAD_B) / 2, ylabel);
 }
 
@@ -194,7 +205,8 @@ static void draw_series(FILE *f, const Frame *fr, const Series *s) {
     if (s->dots)
         for (int64_t i = 0; i < s->n; i++)
             if (isfinite(s->y[i]))
-                fprintf(f, "<circle class=\"dot\" fill=\"%s\" cx=\"%.1f\" cy=\"%.1f\" r=\"3\"/>", s->color, sx(fr, s->x[i]), sy(fr, s->y[i]));
+                fprintf(f, "<circle class=\"dot\" fill=\"%s\" cx=\"%.1f\" cy=\"%.1f\" r=\"3\"/>", s->color,
+                        sx(fr, s->x[i]), sy(fr, s->y[i]));
 }
 
 static void line_chart(FILE *f, const char *id, const char *title, const char *ylabel, const Series *s, int ns) {
@@ -210,10 +222,13 @@ static void line_chart(FILE *f, const char *id, const char *title, const char *y
             pts++;
         }
     fprintf(f, "<figure><figcaption>%s</figcaption>", title);
-    fprintf(f, "<svg class=\"chart\" id=\"chart-%s\" viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" "
-            "xmlns=\"http://www.w3.org/2000/svg\">", id, CHART_W, CHART_H, CHART_W, CHART_H);
+    fprintf(f,
+            "<svg class=\"chart\" id=\"chart-%s\" viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" "
+            "xmlns=\"http://www.w3.org/2000/svg\">",
+            id, CHART_W, CHART_H, CHART_W, CHART_H);
     if (pts == 0) {
-        fprintf(f, "<text class=\"label\" x=\"%d\" y=\"%d\" text-anchor=\"middle\">no data</text></svg></figure>\n", CHART_W / 2, CHART_H / 2);
+        fprintf(f, "<text class=\"label\" x=\"%d\" y=\"%d\" text-anchor=\"middle\">no data</text></svg></figure>\n",
+                CHART_W / 2, CHART_H / 2);
         return;
     }
     if (fr.x1 <= fr.x0) fr.x1 = fr.x0 + 1;
@@ -230,8 +245,8 @@ static void line_chart(FILE *f, const char *id, const char *title, const char *y
     for (int k = 0; k < ns; k++) draw_series(f, &fr, &s[k]);
     if (ns > 1)
         for (int k = 0; k < ns; k++)
-            fprintf(f, "<text class=\"legend\" x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>", CHART_W - PAD_R - 150, PAD_T + 4 + 14 * k,
-                    s[k].color, s[k].label);
+            fprintf(f, "<text class=\"legend\" x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>", CHART_W - PAD_R - 150,
+                    PAD_T + 4 + 14 * k, s[k].color, s[k].label);
     fputs("</svg></figure>\n", f);
 }
 
@@ -241,26 +256,35 @@ static void bar_chart(FILE *f, const char *id, const char *title, const double *
     if (mx <= 0) mx = 1;
     Frame fr = {0, n, 0, mx * 1.05};
     fprintf(f, "<figure><figcaption>%s</figcaption>", title);
-    fprintf(f, "<svg class=\"chart\" id=\"chart-%s\" viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" "
-            "xmlns=\"http://www.w3.org/2000/svg\">", id, CHART_W, CHART_H, CHART_W, CHART_H);
+    fprintf(f,
+            "<svg class=\"chart\" id=\"chart-%s\" viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" "
+            "xmlns=\"http://www.w3.org/2000/svg\">",
+            id, CHART_W, CHART_H, CHART_W, CHART_H);
     double ys = nice_step(fr.y0, fr.y1, 5);
     char buf[32];
     for (double y = 0; y <= fr.y1 + ys * 1e-9; y += ys) {
-        fprintf(f, "<line class=\"grid\" x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\"/>", PAD_L, CHART_W - PAD_R, sy(&fr, y), sy(&fr, y));
+        fprintf(f, "<line class=\"grid\" x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\"/>", PAD_L, CHART_W - PAD_R,
+                sy(&fr, y), sy(&fr, y));
         fmt_tick(y, ys, buf, sizeof buf);
-        fprintf(f, "<text class=\"tick\" x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%s</text>", PAD_L - 6, sy(&fr, y) + 4, buf);
+        fprintf(f, "<text class=\"tick\" x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%s</text>", PAD_L - 6, sy(&fr, y) + 4,
+                buf);
     }
     double w = (CHART_W - PAD_L - PAD_R) / (double)n;
     int label_every = n > 40 ? (n + 39) / 40 : 1;
     for (int i = 0; i < n; i++) {
         double y = sy(&fr, v[i]);
-        fprintf(f, "<rect class=\"bar\" fill=\"%s\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"><title>block %d: %g</title></rect>",
+        fprintf(f,
+                "<rect class=\"bar\" fill=\"%s\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"><title>block %d: "
+                "%g</title></rect>",
                 color, PAD_L + i * w + w * 0.1, y, w * 0.8, CHART_H - PAD_B - y, i, v[i]);
         if (i % label_every == 0)
-            fprintf(f, "<text class=\"tick\" x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%d</text>", PAD_L + (i + 0.5) * w, CHART_H - PAD_B + 16, i);
+            fprintf(f, "<text class=\"tick\" x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%d</text>",
+                    PAD_L + (i + 0.5) * w, CHART_H - PAD_B + 16, i);
     }
-    fprintf(f, "<line class=\"axis\" x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\"/>", PAD_L, CHART_W - PAD_R, CHART_H - PAD_B, CHART_H - PAD_B);
-    fprintf(f, "<text class=\"label\" x=\"%d\" y=\"%d\" text-anchor=\"middle\">block</text>", (PAD_L + CHART_W - PAD_R) / 2, CHART_H - 6);
+    fprintf(f, "<line class=\"axis\" x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\"/>", PAD_L, CHART_W - PAD_R,
+            CHART_H - PAD_B, CHART_H - PAD_B);
+    fprintf(f, "<text class=\"label\" x=\"%d\" y=\"%d\" text-anchor=\"middle\">block</text>",
+            (PAD_L + CHART_W - PAD_R) / 2, CHART_H - 6);
     fputs("</svg></figure>\n", f);
 }
 
@@ -273,9 +297,12 @@ static void heatmap(FILE *f, const RunData *d) {
     int H = PAD_T + L * row_h + PAD_B, W = CHART_W;
     double cw = (W - PAD_L - PAD_R) / (double)(cols ? cols : 1);
     fprintf(f, "<figure><figcaption>Trainable blocks per step (shade: fraction of the bucket's steps)</figcaption>");
-    fprintf(f, "<svg class=\"chart\" id=\"chart-blocks\" viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" "
-            "xmlns=\"http://www.w3.org/2000/svg\">", W, H, W, H);
-    fprintf(f, "<rect class=\"heat-bg\" x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\"/>", PAD_L, PAD_T, W - PAD_L - PAD_R, L * row_h);
+    fprintf(f,
+            "<svg class=\"chart\" id=\"chart-blocks\" viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" "
+            "xmlns=\"http://www.w3.org/2000/svg\">",
+            W, H, W, H);
+    fprintf(f, "<rect class=\"heat-bg\" x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\"/>", PAD_L, PAD_T,
+            W - PAD_L - PAD_R, L * row_h);
     double *frac = ow_xmalloc((size_t)(cols ? cols : 1) * sizeof(double));
     for (int l = 0; l < L; l++) {
         for (int64_t c = 0; c < cols; c++) {
@@ -287,21 +314,28 @@ static void heatmap(FILE *f, const RunData *d) {
             int64_t e = c + 1;
             while (e < cols && frac[e] == frac[c]) e++;
             if (frac[c] > 0)
-                fprintf(f, "<rect class=\"cell\" x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill-opacity=\"%.3f\"/>",
+                fprintf(f,
+                        "<rect class=\"cell\" x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill-opacity=\"%.3f\"/>",
                         PAD_L + c * cw, PAD_T + l * row_h, (e - c) * cw, row_h - (row_h > 4 ? 1 : 0), frac[c]);
             c = e;
         }
         if (L <= 48 || l % 4 == 0)
-            fprintf(f, "<text class=\"tick\" x=\"%d\" y=\"%d\" text-anchor=\"end\">%d</text>", PAD_L - 6, PAD_T + l * row_h + row_h - 2, l);
+            fprintf(f, "<text class=\"tick\" x=\"%d\" y=\"%d\" text-anchor=\"end\">%d</text>", PAD_L - 6,
+                    PAD_T + l * row_h + row_h - 2, l);
     }
     free(frac);
     if (n > 0) {
-        fprintf(f, "<text class=\"tick\" x=\"%d\" y=\"%d\" text-anchor=\"start\">%g</text>", PAD_L, PAD_T + L * row_h + 16, d->step.v[0]);
-        fprintf(f, "<text class=\"tick\" x=\"%d\" y=\"%d\" text-anchor=\"end\">%g</text>", W - PAD_R, PAD_T + L * row_h + 16, d->step.v[n - 1]);
+        fprintf(f, "<text class=\"tick\" x=\"%d\" y=\"%d\" text-anchor=\"start\">%g</text>", PAD_L,
+                PAD_T + L * row_h + 16, d->step.v[0]);
+        fprintf(f, "<text class=\"tick\" x=\"%d\" y=\"%d\" text-anchor=\"end\">%g</text>", W - PAD_R,
+                PAD_T + L * row_h + 16, d->step.v[n - 1]);
     }
-    fprintf(f, "<text class=\"label\" x=\"%d\" y=\"%d\" text-anchor=\"middle\">step</text>", (PAD_L + W - PAD_R) / 2, H - 6);
-    fprintf(f, "<text class=\"label\" x=\"14\" y=\"%d\" text-anchor=\"middle\" transform=\"rotate(-90 14 %d)\">block</text>",
-            PAD_T + L * row_h / 2, PAD_T + L * row_h / 2);
+    fprintf(f, "<text class=\"label\" x=\"%d\" y=\"%d\" text-anchor=\"middle\">step</text>", (PAD_L + W - PAD_R) / 2,
+            H - 6);
+    fprintf(
+        f,
+        "<text class=\"label\" x=\"14\" y=\"%d\" text-anchor=\"middle\" transform=\"rotate(-90 14 %d)\">block</text>",
+        PAD_T + L * row_h / 2, PAD_T + L * row_h / 2);
     fputs("</svg></figure>\n", f);
 }
 
@@ -399,8 +433,8 @@ int report_write(const char *run_dir, OwError *err) {
     if (total > 0 && last >= total)
         snprintf(v, sizeof v, "%lld (finished)", (long long)last);
     else if (total > 0)
-        snprintf(v, sizeof v, "%lld of %lld (stopped or still running; `owlore train --resume` continues it)", (long long)last,
-                 (long long)total);
+        snprintf(v, sizeof v, "%lld of %lld (stopped or still running; `owlore train --resume` continues it)",
+                 (long long)last, (long long)total);
     else
         snprintf(v, sizeof v, "%lld", (long long)last);
     row(f, "steps", v);
@@ -409,23 +443,28 @@ int report_write(const char *run_dir, OwError *err) {
         row(f, "training loss", v);
     }
     if (d.eloss.n) {
-        snprintf(v, sizeof v, "%.4f -> %.4f (perplexity %.3f)", d.eloss.v[0], d.eloss.v[d.eloss.n - 1], exp(d.eloss.v[d.eloss.n - 1]));
+        snprintf(v, sizeof v, "%.4f -> %.4f (perplexity %.3f)", d.eloss.v[0], d.eloss.v[d.eloss.n - 1],
+                 exp(d.eloss.v[d.eloss.n - 1]));
         row(f, "validation loss", v);
     }
     if (sum) {
-        snprintf(v, sizeof v, "%.0f tokens/s (steady), %.1f s in all", num_or_nan(sum, "tokens_per_s"), num_or_nan(sum, "seconds"));
+        snprintf(v, sizeof v, "%.0f tokens/s (steady), %.1f s in all", num_or_nan(sum, "tokens_per_s"),
+                 num_or_nan(sum, "seconds"));
         row(f, "speed", v);
         char sz[32];
         double pb = num_or_nan(sum, "peak_bytes");
         snprintf(v, sizeof v, "%s on the device", format_size(pb > 0 ? (size_t)pb : 0, sz, sizeof sz));
         row(f, "peak memory", v);
     }
-    snprintf(v, sizeof v, "gamma %lld, interval %lld, rank %lld, lr %g, batch %lld x %lld x %lld accumulation, seed %lld",
+    snprintf(v, sizeof v,
+             "gamma %lld, interval %lld, rank %lld, lr %g, batch %lld x %lld x %lld accumulation, seed %lld",
              (long long)c.gamma, (long long)c.interval, (long long)c.rank, c.lr, (long long)c.batch_size,
              (long long)c.block_size, (long long)c.grad_accum, (long long)c.seed);
     row(f, "settings", v);
     fputs("</table>\n", f);
-    if (d.skipped) fprintf(f, "<p class=\"note\">%lld line(s) of metrics.jsonl did not parse and were skipped.</p>\n", (long long)d.skipped);
+    if (d.skipped)
+        fprintf(f, "<p class=\"note\">%lld line(s) of metrics.jsonl did not parse and were skipped.</p>\n",
+                (long long)d.skipped);
 
     fputs("<h2>Loss</h2>\n", f);
     Series loss[2] = {{d.step.v, d.loss.v, d.step.n, "training", "#1f5fbf", 0},
@@ -441,7 +480,8 @@ int report_write(const char *run_dir, OwError *err) {
     line_chart(f, "tokens-per-s", "Tokens per second", "tokens/s", &tps, 1);
     /* memory in the largest unit that keeps the values above 1 */
     double mx = 0;
-    for (int64_t i = 0; i < d.step.n; i++) mx = fmax(mx, fmax(isfinite(d.mem.v[i]) ? d.mem.v[i] : 0, isfinite(d.host.v[i]) ? d.host.v[i] : 0));
+    for (int64_t i = 0; i < d.step.n; i++)
+        mx = fmax(mx, fmax(isfinite(d.mem.v[i]) ? d.mem.v[i] : 0, isfinite(d.host.v[i]) ? d.host.v[i] : 0));
     static const char *units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
     int u = 0;
     double div = 1;
@@ -456,7 +496,8 @@ int report_write(const char *run_dir, OwError *err) {
     if (have_ratios)
         bar_chart(f, "ratios", "OWL outlier ratio per block (%)", ratios, d.L, "#1f5fbf");
     else
-        fputs("<p class=\"note\">No outlier ratios for this run (not an OWL-sampled run, or a forced schedule).</p>\n", f);
+        fputs("<p class=\"note\">No outlier ratios for this run (not an OWL-sampled run, or a forced schedule).</p>\n",
+              f);
     if (have_probs)
         bar_chart(f, "probs", "Sampling probability per block", probs, d.L, "#2b8a3e");
     else if (!sampling)

@@ -16,7 +16,8 @@ int run_dir_detect(const char *path) {
     OwError e;
     cJSON *j = ow_path_exists(p) ? json_parse_file(p, &e) : NULL;
     free(p);
-    int is_run = j && cJSON_GetObjectItemCaseSensitive(j, "method") && !cJSON_GetObjectItemCaseSensitive(j, "model_type");
+    int is_run =
+        j && cJSON_GetObjectItemCaseSensitive(j, "method") && !cJSON_GetObjectItemCaseSensitive(j, "model_type");
     cJSON_Delete(j);
     return is_run;
 }
@@ -35,8 +36,10 @@ int run_open_checkpoint(const char *run_dir, const char *name, Checkpoint *ck, O
     }
     int rc = ckpt_open_latest(run_dir, 0, ck, err);
     if (rc == 1)
-        return ow_fail(err, "%s has no checkpoint (hint: a run saves one at its end, every --save-every steps and on "
-                       "SIGINT/SIGTERM)", run_dir);
+        return ow_fail(err,
+                       "%s has no checkpoint (hint: a run saves one at its end, every --save-every steps and on "
+                       "SIGINT/SIGTERM)",
+                       run_dir);
     return rc;
 }
 

@@ -66,7 +66,8 @@ int pack_writer_add(PackWriter *w, const char *name, DType dtype, int ndim, cons
     for (;;) {
         ZSTD_outBuffer out = {w->out, w->out_cap, 0};
         size_t left = ZSTD_compressStream2(c, &out, &in, ZSTD_e_end);
-        if (ZSTD_isError(left)) return ow_fail(err, "%s: compressing %s: %s", w->af.path, name, ZSTD_getErrorName(left));
+        if (ZSTD_isError(left))
+            return ow_fail(err, "%s: compressing %s: %s", w->af.path, name, ZSTD_getErrorName(left));
         if (put(w, w->out, out.pos, err) != 0) return -1;
         if (left == 0) break;
     }
@@ -139,8 +140,10 @@ static int parse_entry(const cJSON *o, const char *path, int idx, uint64_t data_
         exact_u64(cJSON_GetObjectItemCaseSensitive(o, "csize"), &e->csize) != 0)
         return ow_fail(err, "%s: tensor %s: bad offset or csize", path, nm);
     if (e->offset < 8 || e->csize > data_end || e->offset > data_end - e->csize)
-        return ow_fail(err, "%s: tensor %s: frame [%llu, +%llu) lies outside the data (the file is truncated or "
-                       "corrupted)", path, nm, (unsigned long long)e->offset, (unsigned long long)e->csize);
+        return ow_fail(err,
+                       "%s: tensor %s: frame [%llu, +%llu) lies outside the data (the file is truncated or "
+                       "corrupted)",
+                       path, nm, (unsigned long long)e->offset, (unsigned long long)e->csize);
     e->nbytes = (size_t)nbytes;
     e->name = ow_xstrdup(nm);
     return 0;
@@ -168,7 +171,8 @@ int pack_open(const char *path, TensorPack *p, OwError *err) {
     for (int i = 0; i < 8; i++) dlen |= (uint64_t)b[size - 16 + i] << (8 * i);
     if (dlen > PACK_MAX_DIR || dlen > size - 24) {
         pack_close(p);
-        return ow_fail(err, "%s: directory length %llu does not fit the file (corrupted)", path, (unsigned long long)dlen);
+        return ow_fail(err, "%s: directory length %llu does not fit the file (corrupted)", path,
+                       (unsigned long long)dlen);
     }
     uint64_t data_end = size - 16 - dlen;
     cJSON *root = json_parse((const char *)b + data_end, (size_t)dlen, path, err);
@@ -194,7 +198,8 @@ int pack_open(const char *path, TensorPack *p, OwError *err) {
                 rc = ow_fail(err, "%s: tensors %s and %s overlap (corrupted)", path, p->e[i - 1].name, p->e[i].name);
         for (int i = 0; rc == 0 && i < p->n; i++)
             for (int j = i + 1; rc == 0 && j < p->n; j++)
-                if (strcmp(p->e[i].name, p->e[j].name) == 0) rc = ow_fail(err, "%s: tensor %s appears twice", path, p->e[i].name);
+                if (strcmp(p->e[i].name, p->e[j].name) == 0)
+                    rc = ow_fail(err, "%s: tensor %s appears twice", path, p->e[i].name);
     }
     if (rc != 0) pack_close(p);
     return rc;
@@ -217,7 +222,8 @@ int pack_read(const TensorPack *p, const PackEntry *e, void *dst, OwError *err) 
         return ow_fail(err, "%s: tensor %s: decompression failed: %s (the file is corrupted)", p->map.path, e->name,
                        ZSTD_getErrorName(got));
     if (got != e->nbytes)
-        return ow_fail(err, "%s: tensor %s: %zu bytes after decompression, expected %zu", p->map.path, e->name, got, e->nbytes);
+        return ow_fail(err, "%s: tensor %s: %zu bytes after decompression, expected %zu", p->map.path, e->name, got,
+                       e->nbytes);
     return 0;
 }
 

@@ -28,12 +28,12 @@
 
 typedef struct PackWriter {
     AtomicFile af;
-    cJSON *dir;    /* the directory being built */
-    uint64_t off;  /* bytes written so far */
-    void *cctx;    /* ZSTD_CCtx */
-    void *out;     /* compressed chunk buffer */
+    cJSON *dir;   /* the directory being built */
+    uint64_t off; /* bytes written so far */
+    void *cctx;   /* ZSTD_CCtx */
+    void *out;    /* compressed chunk buffer */
     size_t out_cap;
-    Xxh64 hash;    /* of every byte written */
+    Xxh64 hash; /* of every byte written */
 } PackWriter;
 
 /* Creates path (atomically: it appears only on commit). level: zstd level. */

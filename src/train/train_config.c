@@ -51,35 +51,48 @@ static const EnumNames k_packing = {{"concat", "pad", NULL}};
 
 static const KeyDef k_keys[] = {
     {"model", STR(model), "DIR", "Hugging Face model directory, or a preset name (random weights, for benchmarks)"},
-    {"data", STR(data), "FILE", "dataset: .txt, JSON lines (text, alpaca or chat records), an owlore token file, or \"synthetic\""},
+    {"data", STR(data), "FILE",
+     "dataset: .txt, JSON lines (text, alpaca or chat records), an owlore token file, or \"synthetic\""},
     {"format", ENUM(data_opt.format, k_format), "FMT", "data format: auto | text | jsonl | alpaca | chat | tokens"},
-    {"chat_template", ENUM(data_opt.chat_template, k_chat), "NAME", "chat data template: llama2 | llama3 | mistral | chatml"},
-    {"doc_separator", STR(data_opt.doc_separator), "STR", "text data: the string between documents, e.g. \"<|endoftext|>\" (empty: one document)"},
-    {"append_eos", NUM(K_BOOL, data_opt.append_eos), NULL, "text, jsonl and alpaca data: EOS after every sample (default true)"},
-    {"train_on_prompt", NUM(K_BOOL, data_opt.train_on_prompt), NULL, "alpaca and chat data: loss on every token, not only the responses"},
-    {"strict", NUM(K_BOOL, data_opt.strict), NULL, "a malformed or invalid record is fatal (default: skipped and counted)"},
-    {"tokenizer_mode", ENUM(data_opt.tokenizer_mode, k_tokmode), "MODE", "transformers (the ids AutoTokenizer gives) | tokenizers (tokenizer.json as is)"},
-    {"packing", ENUM(packing, k_packing), "MODE", "concat (samples packed into windows) | pad (one sample per window, padded)"},
-    {"data_cache", STR(data_cache), "DIR", "where tokenized --data is cached (default ~/.cache/owlore/data; \"run\": RUN_DIR)"},
+    {"chat_template", ENUM(data_opt.chat_template, k_chat), "NAME",
+     "chat data template: llama2 | llama3 | mistral | chatml"},
+    {"doc_separator", STR(data_opt.doc_separator), "STR",
+     "text data: the string between documents, e.g. \"<|endoftext|>\" (empty: one document)"},
+    {"append_eos", NUM(K_BOOL, data_opt.append_eos), NULL,
+     "text, jsonl and alpaca data: EOS after every sample (default true)"},
+    {"train_on_prompt", NUM(K_BOOL, data_opt.train_on_prompt), NULL,
+     "alpaca and chat data: loss on every token, not only the responses"},
+    {"strict", NUM(K_BOOL, data_opt.strict), NULL,
+     "a malformed or invalid record is fatal (default: skipped and counted)"},
+    {"tokenizer_mode", ENUM(data_opt.tokenizer_mode, k_tokmode), "MODE",
+     "transformers (the ids AutoTokenizer gives) | tokenizers (tokenizer.json as is)"},
+    {"packing", ENUM(packing, k_packing), "MODE",
+     "concat (samples packed into windows) | pad (one sample per window, padded)"},
+    {"data_cache", STR(data_cache), "DIR",
+     "where tokenized --data is cached (default ~/.cache/owlore/data; \"run\": RUN_DIR)"},
     {"out", STR(out), "RUN_DIR", "run directory (metrics.jsonl, config.json, final model)"},
     {"recipe", STR(recipe), "FILE", "a recipe JSON whose keys override the method's defaults"},
     {"method", STR(method), "NAME", "owlore | owlore-fullrank | lisa | galore | full"},
-    {"sampling", ENUM(sampling, k_sampling), "MODE", "layer sampling: owl | uniform | owl_reverse | increase | decrease | all"},
+    {"sampling", ENUM(sampling, k_sampling), "MODE",
+     "layer sampling: owl | uniform | owl_reverse | increase | decrease | all"},
     {"ratios", STR(ratios), "FILE", "outlier ratios from `owlore outliers` (computed at start when absent)"},
     {"gamma", NUM(K_INT, gamma), "N", "blocks trained at a time"},
     {"interval", NUM(K_INT, interval), "K", "steps between resampling the blocks"},
     {"forced_blocks", STR(forced_blocks), "SCHED", "fixed block schedule instead of sampling, e.g. \"0,2;1,3\""},
-    {"freeze_embeddings", NUM(K_BOOL, freeze_embeddings), NULL, "keep embeddings frozen (backward stops at the lowest sampled block)"},
+    {"freeze_embeddings", NUM(K_BOOL, freeze_embeddings), NULL,
+     "keep embeddings frozen (backward stops at the lowest sampled block)"},
     {"optimizer", ENUM(optimizer, k_optimizer), "NAME", "adamw (torch.optim.AdamW) | galore-adamw"},
     {"rank", NUM(K_INT, rank), "R", "GaLore rank"},
     {"update_gap", NUM(K_INT, update_gap), "N", "projector refresh every N of a tensor's own steps"},
     {"scale", NUM(K_FLOAT, scale), "S", "GaLore scale of the projected-back update"},
     {"projector", ENUM(projector, k_projector), "KIND", "exact (SVD) | randomized (range finder)"},
     {"projection_precision", ENUM(projection_precision, k_proj_precision), "MODE",
-     "GaLore's projections (R = G P^T, the update N P) on a GPU: auto (tf32 with bf16 weights, fp32 otherwise) | fp32 | tf32"},
+     "GaLore's projections (R = G P^T, the update N P) on a GPU: auto (tf32 with bf16 weights, fp32 otherwise) | fp32 "
+     "| tf32"},
     {"rf_oversample", NUM(K_INT, rf_oversample), "P", "randomized projector: extra columns"},
     {"rf_iters", NUM(K_INT, rf_iters), "Q", "randomized projector: subspace iterations"},
-    {"inactive_state", ENUM(inactive_state, k_inactive), "POLICY", "optimizer state of unsampled blocks: keep (in host memory) | reset"},
+    {"inactive_state", ENUM(inactive_state, k_inactive), "POLICY",
+     "optimizer state of unsampled blocks: keep (in host memory) | reset"},
     {"lr", NUM(K_FLOAT, lr), "LR", "peak learning rate"},
     {"schedule", ENUM(schedule, k_schedule), "KIND", "learning-rate schedule: constant | linear | cosine"},
     {"warmup", NUM(K_INT, warmup), "STEPS", "linear warmup steps"},
@@ -91,13 +104,15 @@ static const KeyDef k_keys[] = {
     {"batch_size", NUM(K_INT, batch_size), "B", "sequences per micro-batch"},
     {"block_size", NUM(K_INT, block_size), "T", "tokens per sequence"},
     {"grad_accum", NUM(K_INT, grad_accum), "N", "micro-batches per optimizer step"},
-    {"accum_mode", ENUM(accum_mode, k_accum), "MODE", "gradient accumulation: full (exact) | projected (GaLore memory saver)"},
+    {"accum_mode", ENUM(accum_mode, k_accum), "MODE",
+     "gradient accumulation: full (exact) | projected (GaLore memory saver)"},
     {"steps", NUM(K_INT, steps), "N", "optimizer steps (0: from --epochs)"},
     {"epochs", NUM(K_FLOAT, epochs), "E", "passes over the training windows when --steps is 0"},
     {"shuffle", NUM(K_BOOL, shuffle), NULL, "shuffle the training windows each epoch"},
     {"recompute", NUM(K_BOOL, recompute), NULL, "recompute activations in backward (less memory)"},
     {"offload_activations", ENUM(offload_activations, k_offload), "MODE",
-     "with recompute: keep the block inputs in host memory, copied while the GPU computes: auto (on with a GPU) | on | off"},
+     "with recompute: keep the block inputs in host memory, copied while the GPU computes: auto (on with a GPU) | on | "
+     "off"},
     {"offload_optimizer", ENUM(offload_optimizer, k_offload), "MODE",
      "keep the AdamW moments of the embedding and lm_head in host memory, updated over the bus beside the compute: "
      "auto (on with a GPU) | on | off"},
@@ -106,10 +121,13 @@ static const KeyDef k_keys[] = {
     {"val_split", NUM(K_FLOAT, val_split), "F", "fraction of the data held out for validation"},
     {"log_every", NUM(K_INT, log_every), "N", "progress line every N steps"},
     {"save_model", NUM(K_BOOL, save_model), NULL, "write the fine-tuned model to RUN_DIR/model at the end"},
-    {"save_every", NUM(K_INT, save_every), "N", "checkpoint every N steps (0: only at the end and on SIGINT/SIGTERM; -1: never, for benchmarks)"},
+    {"save_every", NUM(K_INT, save_every), "N",
+     "checkpoint every N steps (0: only at the end and on SIGINT/SIGTERM; -1: never, for benchmarks)"},
     {"keep", NUM(K_INT, keep), "N", "checkpoints kept (the newest N)"},
-    {"resume", STR(resume), "RUN_DIR", "continue this run from its newest checkpoint (settings from RUN_DIR/config.json)"},
-    {"resume_fallback", NUM(K_BOOL, resume_fallback), NULL, "with --resume: use the previous good checkpoint if the newest is damaged"},
+    {"resume", STR(resume), "RUN_DIR",
+     "continue this run from its newest checkpoint (settings from RUN_DIR/config.json)"},
+    {"resume_fallback", NUM(K_BOOL, resume_fallback), NULL,
+     "with --resume: use the previous good checkpoint if the newest is damaged"},
     {"init_std", NUM(K_FLOAT, init_std), "STD", "random init std when --model is a preset"},
     {"nsamples", NUM(K_INT, nsamples), "N", "OWL calibration sequences (when ratios are computed here)"},
     {"seqlen", NUM(K_INT, seqlen), "T", "OWL calibration sequence length"},
@@ -118,7 +136,8 @@ static const KeyDef k_keys[] = {
     {"device", STR(device), "DEV", "cuda | cpu | auto"},
     {"gpu_mem", NUM(K_SIZE, gpu_mem), "SIZE", "device memory cap, e.g. 24GiB (0: no cap)"},
     {"precision", ENUM(precision, k_precision), "P",
-     "weights and activations on the GPU: auto (bf16) | bf16 | fp32 (twice the memory; the CPU always computes in fp32)"},
+     "weights and activations on the GPU: auto (bf16) | bf16 | fp32 (twice the memory; the CPU always computes in "
+     "fp32)"},
     {"threads", NUM(K_INT, threads), "N", "CPU threads (0: all cores)"},
 };
 #define NKEYS ((int)(sizeof k_keys / sizeof k_keys[0]))
@@ -179,8 +198,10 @@ static void enum_list(const EnumNames *e, char *buf, size_t cap) {
 }
 
 static int unknown_key(const char *key, const char *where, OwError *err) {
-    return ow_fail(err, "%s: unknown key \"%s\" (hint: `owlore train --help` lists every key; recipe keys and flags "
-                   "share names)", where, key);
+    return ow_fail(err,
+                   "%s: unknown key \"%s\" (hint: `owlore train --help` lists every key; recipe keys and flags "
+                   "share names)",
+                   where, key);
 }
 
 int train_config_set_string(TrainConfig *c, const char *key, const char *value, const char *where, OwError *err) {
@@ -196,14 +217,16 @@ int train_config_set_string(TrainConfig *c, const char *key, const char *value, 
     case K_INT: {
         errno = 0;
         long long v = strtoll(value, &end, 10);
-        if (errno || end == value || *end) return ow_fail(err, "%s: %s must be an integer, got \"%s\"", where, k->key, value);
+        if (errno || end == value || *end)
+            return ow_fail(err, "%s: %s must be an integer, got \"%s\"", where, k->key, value);
         *(int64_t *)dst = v;
         return 0;
     }
     case K_FLOAT: {
         errno = 0;
         double v = strtod(value, &end);
-        if (errno || end == value || *end || !isfinite(v)) return ow_fail(err, "%s: %s must be a number, got \"%s\"", where, k->key, value);
+        if (errno || end == value || *end || !isfinite(v))
+            return ow_fail(err, "%s: %s must be a number, got \"%s\"", where, k->key, value);
         *(double *)dst = v;
         return 0;
     }
@@ -272,8 +295,7 @@ int train_config_apply_method(TrainConfig *c, const char *method, OwError *err) 
     char path[128];
     snprintf(path, sizeof path, "configs/recipes/%s.json", method);
     const EmbeddedFile *f = embedded_find(path);
-    if (!f)
-        return ow_fail(err, "unknown method \"%s\" (allowed: owlore, owlore-fullrank, lisa, galore, full)", method);
+    if (!f) return ow_fail(err, "unknown method \"%s\" (allowed: owlore, owlore-fullrank, lisa, galore, full)", method);
     cJSON *j = json_parse(f->data, f->size, path, err);
     if (!j) return -1;
     int rc = train_config_apply_json(c, j, path, err);
@@ -281,8 +303,9 @@ int train_config_apply_method(TrainConfig *c, const char *method, OwError *err) 
     return rc;
 }
 
-static const char *k_resume_free[] = {"log_every", "eval_every", "eval_batches", "save_every", "keep", "save_model",
-                                      "threads", "device", "gpu_mem", "resume", "resume_fallback", "offload_optimizer"};
+static const char *k_resume_free[] = {"log_every", "eval_every", "eval_batches",    "save_every",
+                                      "keep",      "save_model", "threads",         "device",
+                                      "gpu_mem",   "resume",     "resume_fallback", "offload_optimizer"};
 
 int train_config_resume_may_change(const char *key) {
     for (size_t i = 0; i < sizeof k_resume_free / sizeof k_resume_free[0]; i++)
@@ -319,8 +342,10 @@ int train_config_from_run(TrainConfig *c, const char *run_dir, OwError *err) {
     train_config_defaults(c);
     char *path = ow_path_join(run_dir, "config.json");
     if (!ow_path_exists(path)) {
-        int rc = ow_fail(err, "%s: no such file (hint: RUN_DIR must be the --out of an `owlore train` run; a run "
-                         "stopped before it wrote its config.json has nothing to resume: start it again)", path);
+        int rc = ow_fail(err,
+                         "%s: no such file (hint: RUN_DIR must be the --out of an `owlore train` run; a run "
+                         "stopped before it wrote its config.json has nothing to resume: start it again)",
+                         path);
         free(path);
         return rc;
     }
@@ -328,7 +353,8 @@ int train_config_from_run(TrainConfig *c, const char *run_dir, OwError *err) {
     int rc = j ? 0 : -1;
     if (rc == 0 && !cJSON_IsObject(j)) rc = ow_fail(err, "%s: not a JSON object", path);
     for (const cJSON *it = j ? j->child : NULL; rc == 0 && it; it = it->next) {
-        if (train_config_is_run_fact(it->string) || !strcmp(it->string, "resume") || !strcmp(it->string, "resume_fallback"))
+        if (train_config_is_run_fact(it->string) || !strcmp(it->string, "resume") ||
+            !strcmp(it->string, "resume_fallback"))
             continue;
         rc = train_config_set_json(c, it->string, it, path, err);
     }
@@ -349,7 +375,7 @@ static int resume_from_args(TrainConfig *c, const char *run_dir, const int *seen
         if (!seen[i] || strcmp(k->key, "out") == 0) continue;
         if (strcmp(k->key, "recipe") == 0)
             return ow_fail(err, "--recipe cannot be combined with --resume: a resumed run keeps its settings "
-                           "(RUN_DIR/config.json)");
+                                "(RUN_DIR/config.json)");
         TrainConfig t = *c;
         if (k->type == K_BOOL)
             *(int *)((char *)&t + k->offset) = bools[i];
@@ -362,19 +388,22 @@ static int resume_from_args(TrainConfig *c, const char *run_dir, const int *seen
             snprintf(flag, sizeof flag, "%s", k->key);
             for (char *p = flag; *p; p++)
                 if (*p == '_') *p = '-';
-            return ow_fail(err, "--%s %s would change the run being resumed (its config.json has %s = %s); a resumed "
+            return ow_fail(err,
+                           "--%s %s would change the run being resumed (its config.json has %s = %s); a resumed "
                            "run repeats the interrupted one exactly (hint: drop the flag; with --resume only "
                            "--log-every, --eval-every, --eval-batches, --save-every, --keep, --save-model, --threads, "
                            "--device, --gpu-mem and --resume-fallback may change; to train differently, start a new "
-                           "run, e.g. from `owlore export`)", flag, now, k->key, was);
+                           "run, e.g. from `owlore export`)",
+                           flag, now, k->key, was);
         }
         *c = t;
     }
     /* --out given with --resume must name the same directory */
     for (int i = 0; i < NKEYS; i++)
         if (seen[i] && strcmp(k_keys[i].key, "out") == 0 && strcmp(values[i], run_dir) != 0)
-            return ow_fail(err, "--out %s and --resume %s differ (hint: --resume RUN_DIR alone continues the run in RUN_DIR)",
-                           values[i], run_dir);
+            return ow_fail(
+                err, "--out %s and --resume %s differ (hint: --resume RUN_DIR alone continues the run in RUN_DIR)",
+                values[i], run_dir);
     snprintf(c->out, sizeof c->out, "%s", run_dir);
     return 0;
 }
@@ -398,9 +427,12 @@ int train_config_from_args(TrainConfig *c, int argc, char **argv, OwError *err) 
         char *name = ow_xstrdup(k_keys[i].key);
         for (char *p = name; *p; p++)
             if (*p == '_') *p = '-';
-        specs[i] = (ArgSpec){name, k_keys[i].type == K_BOOL ? ARG_BOOL : ARG_STR,
-                             k_keys[i].type == K_BOOL ? (void *)&bools[i] : (void *)&values[i], k_keys[i].metavar,
-                             k_keys[i].help, &seen[i]};
+        specs[i] = (ArgSpec){name,
+                             k_keys[i].type == K_BOOL ? ARG_BOOL : ARG_STR,
+                             k_keys[i].type == K_BOOL ? (void *)&bools[i] : (void *)&values[i],
+                             k_keys[i].metavar,
+                             k_keys[i].help,
+                             &seen[i]};
     }
     ArgsResult res;
     int rc = args_parse(argc, argv, specs, NKEYS, &res, err);
@@ -412,7 +444,8 @@ int train_config_from_args(TrainConfig *c, int argc, char **argv, OwError *err) 
     }
     if (res.npos > 0) return ow_fail(err, "unexpected argument \"%s\" (hint: flags are --name value)", res.pos[0]);
     for (int i = 0; i < NKEYS; i++)
-        if (seen[i] && strcmp(k_keys[i].key, "resume") == 0) return resume_from_args(c, values[i], seen, values, bools, err);
+        if (seen[i] && strcmp(k_keys[i].key, "resume") == 0)
+            return resume_from_args(c, values[i], seen, values, bools, err);
     /* Pass 2: defaults, the method's recipe, the user's recipe, the flags. */
     train_config_defaults(c);
     const char *method = "owlore";
@@ -450,7 +483,9 @@ int train_config_validate(const TrainConfig *c, OwError *err) {
     static const char *methods[] = {"owlore", "owlore-fullrank", "lisa", "galore", "full"};
     int ok = 0;
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) ok |= strcmp(c->method, methods[i]) == 0;
-    if (!ok) return ow_fail(err, "method = \"%s\" is not allowed (allowed: owlore, owlore-fullrank, lisa, galore, full)", c->method);
+    if (!ok)
+        return ow_fail(err, "method = \"%s\" is not allowed (allowed: owlore, owlore-fullrank, lisa, galore, full)",
+                       c->method);
     if (!c->model[0]) return ow_fail(err, "--model is required (a Hugging Face model directory)");
     if (!c->data[0]) return ow_fail(err, "--data is required (a dataset file: .txt, .jsonl or an owlore token file)");
     if (!c->out[0]) return ow_fail(err, "--out is required (the run directory)");
@@ -466,7 +501,8 @@ int train_config_validate(const TrainConfig *c, OwError *err) {
     if (c->clip < 0) return ow_fail(err, "clip must be >= 0 (0 disables clipping)");
     if (c->warmup < 0) return ow_fail(err, "warmup must be >= 0");
     if (c->rf_oversample < 0 || c->rf_iters < 0) return ow_fail(err, "rf_oversample and rf_iters must be >= 0");
-    if (!(c->val_split >= 0 && c->val_split < 1)) return ow_fail(err, "val_split must be in [0, 1) (got %g)", c->val_split);
+    if (!(c->val_split >= 0 && c->val_split < 1))
+        return ow_fail(err, "val_split must be in [0, 1) (got %g)", c->val_split);
     if (strcmp(c->device, "auto") && strcmp(c->device, "cpu") && strcmp(c->device, "cuda"))
         return ow_fail(err, "device = \"%s\" is not allowed (allowed: auto, cpu, cuda)", c->device);
     if (c->nsamples < 1 || c->seqlen < 2 || !(c->M > 0)) return ow_fail(err, "nsamples, seqlen and M must be positive");
@@ -495,7 +531,8 @@ cJSON *train_config_to_json(const TrainConfig *c) {
 }
 
 void train_config_help(FILE *out) {
-    fputs("usage: owlore train --model DIR --data FILE --out RUN_DIR [--method owlore] [--recipe FILE] [--KEY VALUE ...]\n\n"
+    fputs("usage: owlore train --model DIR --data FILE --out RUN_DIR [--method owlore] [--recipe FILE] [--KEY VALUE "
+          "...]\n\n"
           "Fine-tunes a LLaMA-family model. The method's recipe (configs/recipes/<method>.json) sets the defaults;\n"
           "a --recipe file and then flags override any key (flags use dashes, recipe keys underscores).\n\nkeys:\n",
           out);
@@ -512,8 +549,8 @@ void train_config_help(FILE *out) {
     }
 }
 
-const char *const train_config_data_keys[] = {"format", "chat_template", "doc_separator", "append_eos", "train_on_prompt",
-                                              "strict", "tokenizer_mode", NULL};
+const char *const train_config_data_keys[] = {"format",          "chat_template", "doc_separator",  "append_eos",
+                                              "train_on_prompt", "strict",        "tokenizer_mode", NULL};
 
 int train_config_key_info(const char *key, const char **metavar, const char **help, int *is_bool) {
     const KeyDef *k = find_key(key);

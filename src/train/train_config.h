@@ -56,13 +56,13 @@ typedef struct TrainConfig {
     Precision precision;
     /* evaluation and logging */
     int64_t eval_every, eval_batches, log_every;
-    int save_model;   /* write RUN_DIR/model at the end */
+    int save_model; /* write RUN_DIR/model at the end */
     /* checkpoints (checkpoint.h) */
-    int64_t save_every; /* steps between checkpoints; 0: only at the end and on SIGINT/SIGTERM; -1: never */
-    int64_t keep;       /* checkpoints kept (the newest) */
+    int64_t save_every;  /* steps between checkpoints; 0: only at the end and on SIGINT/SIGTERM; -1: never */
+    int64_t keep;        /* checkpoints kept (the newest) */
     char resume[TC_STR]; /* RUN_DIR to continue (`--resume`); the run's settings come from its config.json */
     int resume_fallback; /* on a damaged newest checkpoint, resume from the previous good one */
-    double init_std;  /* std of the random init when --model is a preset (no weights) */
+    double init_std;     /* std of the random init when --model is a preset (no weights) */
     double val_split;
     /* OWL calibration when ratios are computed at the start of training */
     int64_t nsamples, seqlen;

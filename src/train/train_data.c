@@ -26,8 +26,10 @@ static int check_vocab(const TokData *d, int64_t vocab_size, const char *path, O
     for (int64_t i = 0; i < d->count; i++) {
         int32_t id = tokdata_id(d, i);
         if (id >= vocab_size)
-            return ow_fail(err, "%s: token %lld has id %d, but the model's vocabulary has %lld entries (hint: the data "
-                           "was tokenized for another model)", path, (long long)i, id, (long long)vocab_size);
+            return ow_fail(err,
+                           "%s: token %lld has id %d, but the model's vocabulary has %lld entries (hint: the data "
+                           "was tokenized for another model)",
+                           path, (long long)i, id, (long long)vocab_size);
     }
     return 0;
 }
@@ -49,8 +51,8 @@ static int check_token_file(const char *path, const TokData *d, const char *mode
     uint64_t h = tokenizer_hash(tok);
     tokenizer_free(tok);
     if (h == d->tokenizer_hash) return 0;
-    TokenizerMode other = opt->tokenizer_mode == TOKENIZER_MODE_TRANSFORMERS ? TOKENIZER_MODE_TOKENIZERS
-                                                                             : TOKENIZER_MODE_TRANSFORMERS;
+    TokenizerMode other =
+        opt->tokenizer_mode == TOKENIZER_MODE_TRANSFORMERS ? TOKENIZER_MODE_TOKENIZERS : TOKENIZER_MODE_TRANSFORMERS;
     OwError e2;
     int other_match = 0;
     if (tokenizer_load_mode(model_dir, other, &tok, NULL, &e2) == 0) {
@@ -58,10 +60,13 @@ static int check_token_file(const char *path, const TokData *d, const char *mode
         tokenizer_free(tok);
     }
     if (other_match)
-        return ow_fail(err, "%s: the token file was made with the model's tokenizer in tokenizer_mode %s, and this run "
+        return ow_fail(err,
+                       "%s: the token file was made with the model's tokenizer in tokenizer_mode %s, and this run "
                        "uses %s, which gives other ids (hint: --tokenizer-mode %s, or re-tokenize)",
-                       path, tokenizer_mode_name(other), tokenizer_mode_name(opt->tokenizer_mode), tokenizer_mode_name(other));
-    return ow_fail(err, "%s: the token file was made with another tokenizer (hash %016llx) than the model's tokenizer.json "
+                       path, tokenizer_mode_name(other), tokenizer_mode_name(opt->tokenizer_mode),
+                       tokenizer_mode_name(other));
+    return ow_fail(err,
+                   "%s: the token file was made with another tokenizer (hash %016llx) than the model's tokenizer.json "
                    "in %s (%016llx) (hint: `owlore tokenize --tokenizer %s`, or pass the text/JSONL dataset itself)",
                    path, (unsigned long long)d->tokenizer_hash, model_dir, (unsigned long long)h, model_dir);
 }
@@ -93,8 +98,10 @@ static int tokenize_cached(const char *path, const Tokenizer *tok, const DataOpt
         ow_error_clear(&e2);
         if (tokfile_read(cpath, out, &e2) == 0 && out->tokenizer_hash == key[0] && out->source_hash == src) {
             OW_INFO("data: reusing %s (tokenizer and input unchanged)", cpath);
-            if (tokens_path) *tokens_path = cpath;
-            else free(cpath);
+            if (tokens_path)
+                *tokens_path = cpath;
+            else
+                free(cpath);
             return 0;
         }
         tokdata_free(out);
@@ -118,8 +125,10 @@ static int tokenize_cached(const char *path, const Tokenizer *tok, const DataOpt
             return -1;
         }
         OW_INFO("data: tokenized %s in %.1f s into %s", path, dt, cpath);
-        if (tokens_path) *tokens_path = cpath;
-        else free(cpath);
+        if (tokens_path)
+            *tokens_path = cpath;
+        else
+            free(cpath);
         return 0;
     }
     if (cpath) OW_WARN("data cache: %s; keeping the tokenized data in memory only", e2.msg);
@@ -146,8 +155,10 @@ int train_load_data_with(const char *path, const char *model_dir, int64_t vocab_
     }
     if (!has_tokenizer(model_dir)) {
         if (fmt != DATA_FORMAT_TEXT)
-            return ow_fail(err, "%s: %s data needs a tokenizer, and the model has no tokenizer.json (hint: a model "
-                           "directory with its tokenizer.json)", path, data_format_name(fmt));
+            return ow_fail(err,
+                           "%s: %s data needs a tokenizer, and the model has no tokenizer.json (hint: a model "
+                           "directory with its tokenizer.json)",
+                           path, data_format_name(fmt));
         OW_INFO("%s: reading text as bytes (the model has no tokenizer.json: byte-level vocabulary)", path);
         if (opt->doc_separator[0]) OW_WARN("%s: doc_separator is not used when text is read as bytes", path);
         return tokdata_from_bytes_file(path, vocab_size, out, err);
@@ -156,8 +167,10 @@ int train_load_data_with(const char *path, const char *model_dir, int64_t vocab_
     int rebuilt = 0;
     if (tokenizer_load_mode(model_dir, opt->tokenizer_mode, &tok, &rebuilt, err) != 0) return -1;
     if (rebuilt)
-        OW_INFO("tokenizer: %s as transformers loads it (LlamaTokenizer rebuild; --tokenizer-mode tokenizers uses the file "
-                "as is)", tokenizer_path(tok));
+        OW_INFO(
+            "tokenizer: %s as transformers loads it (LlamaTokenizer rebuild; --tokenizer-mode tokenizers uses the file "
+            "as is)",
+            tokenizer_path(tok));
     int rc = tokenize_cached(path, tok, opt, cache, run_dir, out, tokens_path, err);
     tokenizer_free(tok);
     if (rc == 0 && check_vocab(out, vocab_size, path, err) != 0) {

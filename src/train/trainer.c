@@ -43,14 +43,14 @@ typedef struct Trainer {
     int32_t *ids, *targets; /* grad_accum * B * T */
     int64_t total_steps;
     double ratios[SAMPLER_MAX_LAYERS];
-    int uses_ratios;     /* the sampler samples with `ratios` */
-    uint8_t *changed;    /* per parameter: updated in some step (checkpoints save these) */
-    CkptProgress prog;   /* steps done, tokens, times (prog.step_seconds owned here) */
-    Checkpoint ck;       /* the checkpoint being resumed from, open during setup */
-    int from_ckpt;       /* setup restored a checkpoint */
-    double t_start;      /* ow_now() at step 0 of the run, counting earlier sessions' time */
-    double step_lr;      /* the learning rate of the step in progress */
-    int made_out;        /* setup created the output directory (a failed run that wrote nothing removes it) */
+    int uses_ratios;   /* the sampler samples with `ratios` */
+    uint8_t *changed;  /* per parameter: updated in some step (checkpoints save these) */
+    CkptProgress prog; /* steps done, tokens, times (prog.step_seconds owned here) */
+    Checkpoint ck;     /* the checkpoint being resumed from, open during setup */
+    int from_ckpt;     /* setup restored a checkpoint */
+    double t_start;    /* ow_now() at step 0 of the run, counting earlier sessions' time */
+    double step_lr;    /* the learning rate of the step in progress */
+    int made_out;      /* setup created the output directory (a failed run that wrote nothing removes it) */
 } Trainer;
 
 Backend *train_create_backend(const char *device, size_t gpu_mem, int64_t threads, OwError *err) {
@@ -106,7 +106,8 @@ static void active_string(const Trainer *t, char *buf, size_t cap) {
     }
     size_t off = 0;
     buf[0] = '\0';
-    for (int i = 0; i < s->nactive && off + 8 < cap; i++) off += (size_t)snprintf(buf + off, cap - off, "%s%d", i ? "," : "", s->active[i]);
+    for (int i = 0; i < s->nactive && off + 8 < cap; i++)
+        off += (size_t)snprintf(buf + off, cap - off, "%s%d", i ? "," : "", s->active[i]);
 }
 
 /* ---- evaluation ---- */
@@ -165,20 +166,25 @@ static int check_memory_plan(Trainer *t, const ModelConfig *mc, OwError *err) {
         size_t more = p.total > be->mem.current_total ? p.total - be->mem.current_total : 0;
         return be->reserve && more ? be->reserve(be, more, err) : 0;
     }
-    int64_t fit = train_memory_largest_batch(c, mc, be->param_dtype, be->act_dtype, gpu, be->mem.cap,
-                                             c->batch_size);
+    int64_t fit = train_memory_largest_batch(c, mc, be->param_dtype, be->act_dtype, gpu, be->mem.cap, c->batch_size);
     char hint[256];
     if (fit > 0)
-        snprintf(hint, sizeof hint, "--batch-size %lld fits (with --grad-accum to keep the tokens per step)", (long long)fit);
+        snprintf(hint, sizeof hint, "--batch-size %lld fits (with --grad-accum to keep the tokens per step)",
+                 (long long)fit);
     else if (p.bytes[MEM_WEIGHTS] + be->mem.current_total > be->mem.cap)
-        snprintf(hint, sizeof hint, "the weights alone need %.2f GiB; use a larger card, or a smaller model (streaming "
-                 "frozen blocks from host memory is not available yet)", (double)p.bytes[MEM_WEIGHTS] / (1024.0 * 1024 * 1024));
+        snprintf(hint, sizeof hint,
+                 "the weights alone need %.2f GiB; use a larger card, or a smaller model (streaming "
+                 "frozen blocks from host memory is not available yet)",
+                 (double)p.bytes[MEM_WEIGHTS] / (1024.0 * 1024 * 1024));
     else
-        snprintf(hint, sizeof hint, "even --batch-size 1 does not fit; train fewer blocks at once (--gamma), a lower --rank, "
+        snprintf(hint, sizeof hint,
+                 "even --batch-size 1 does not fit; train fewer blocks at once (--gamma), a lower --rank, "
                  "or --freeze-embeddings");
-    return ow_fail(err, "the run needs %s of %s memory but the cap (--gpu-mem) is %s\n  plan: %s\n  hint: %s; or lower "
-                   "--block-size, --gamma or --rank", format_size(p.total, tot, sizeof tot), be->name,
-                   format_size(be->mem.cap, cap, sizeof cap), line, hint);
+    return ow_fail(err,
+                   "the run needs %s of %s memory but the cap (--gpu-mem) is %s\n  plan: %s\n  hint: %s; or lower "
+                   "--block-size, --gamma or --rank",
+                   format_size(p.total, tot, sizeof tot), be->name, format_size(be->mem.cap, cap, sizeof cap), line,
+                   hint);
 }
 
 /* Absolute form of an existing path (kept as given otherwise). */
@@ -196,8 +202,10 @@ static int choose_start(Trainer *t, OwError *err) {
         if (ckpt_list(c->out, &names, &n, err) != 0) return -1;
         ckpt_names_free(names, n);
         if (n > 0)
-            return ow_fail(err, "%s already holds checkpoints of a run (hint: `owlore train --resume %s` continues it; "
-                           "choose another --out for a new run)", c->out, c->out);
+            return ow_fail(err,
+                           "%s already holds checkpoints of a run (hint: `owlore train --resume %s` continues it; "
+                           "choose another --out for a new run)",
+                           c->out, c->out);
         make_absolute(c->model, sizeof c->model);
         make_absolute(c->data, sizeof c->data);
         make_absolute(c->ratios, sizeof c->ratios);
@@ -224,8 +232,10 @@ static int open_metrics(Trainer *t, OwError *err) {
         if (fp && fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
         if (fp) fclose(fp);
         if (size < t->prog.metrics_bytes)
-            rc = ow_fail(err, "%s: %ld bytes, shorter than the %lld the checkpoint recorded (the file was changed or "
-                         "lost; the run cannot continue it)", mp, size, (long long)t->prog.metrics_bytes);
+            rc = ow_fail(err,
+                         "%s: %ld bytes, shorter than the %lld the checkpoint recorded (the file was changed or "
+                         "lost; the run cannot continue it)",
+                         mp, size, (long long)t->prog.metrics_bytes);
         else if (truncate(mp, (off_t)t->prog.metrics_bytes) != 0)
             rc = ow_fail(err, "%s: cannot cut back to the checkpoint: %s", mp, strerror(errno));
         if (rc == 0) t->metrics = fopen(mp, "ab");
@@ -247,7 +257,7 @@ static int setup(Trainer *t, OwError *err) {
         t->be->destroy(t->be);
         t->be = NULL;
         return ow_fail(err, "--precision bf16 needs the CUDA backend: the CPU backend computes in fp32 (hint: "
-                       "--precision auto or fp32)");
+                            "--precision auto or fp32)");
     }
     if (t->be && c->precision == PRECISION_FP32 && strcmp(t->be->name, "cuda") == 0)
         backend_cuda_set_dtypes(t->be, OW_F32, OW_F32);
@@ -301,7 +311,8 @@ static int setup(Trainer *t, OwError *err) {
     t->sampling = strcmp(c->method, "galore") != 0 && strcmp(c->method, "full") != 0 && c->sampling != SAMPLING_ALL;
     SamplingMode mode = t->sampling ? c->sampling : SAMPLING_ALL;
     if (t->sampling && c->gamma > L)
-        return ow_fail(err, "gamma = %lld blocks, but the model has only %d (hint: --gamma %d or less)", (long long)c->gamma, L, L);
+        return ow_fail(err, "gamma = %lld blocks, but the model has only %d (hint: --gamma %d or less)",
+                       (long long)c->gamma, L, L);
     int needs_ratios = t->sampling && !c->forced_blocks[0] && (mode == SAMPLING_OWL || mode == SAMPLING_OWL_REVERSE);
     int saved = needs_ratios && t->from_ckpt ? ckpt_ratios(&t->ck, L, t->ratios, err) : 0;
     if (saved < 0) return -1;
@@ -383,9 +394,10 @@ static int setup(Trainer *t, OwError *err) {
     free(cp);
     cJSON_Delete(cj);
     if (rc != 0 || open_metrics(t, err) != 0) return -1;
-    OW_INFO("training %s: %lld steps of %lld x %lld tokens (x%lld accumulation), %lld training windows, %lld validation",
-            c->method, (long long)t->total_steps, (long long)c->batch_size, (long long)c->block_size,
-            (long long)c->grad_accum, (long long)t->batcher.ntrain, (long long)t->batcher.nval);
+    OW_INFO(
+        "training %s: %lld steps of %lld x %lld tokens (x%lld accumulation), %lld training windows, %lld validation",
+        c->method, (long long)t->total_steps, (long long)c->batch_size, (long long)c->block_size,
+        (long long)c->grad_accum, (long long)t->batcher.ntrain, (long long)t->batcher.nval);
     return 0;
 }
 
@@ -509,7 +521,8 @@ static int save_checkpoint(Trainer *t, int64_t step, TrainSummary *summary, OwEr
     if (fflush(t->metrics) != 0 || fsync(fileno(t->metrics)) != 0)
         return ow_fail(err, "%s/metrics.jsonl: cannot flush: %s", t->cfg.out, strerror(errno));
     struct stat sb;
-    if (fstat(fileno(t->metrics), &sb) != 0) return ow_fail(err, "%s/metrics.jsonl: cannot stat: %s", t->cfg.out, strerror(errno));
+    if (fstat(fileno(t->metrics), &sb) != 0)
+        return ow_fail(err, "%s/metrics.jsonl: cannot stat: %s", t->cfg.out, strerror(errno));
     int64_t len = (int64_t)sb.st_size;
     t->prog.step = step;
     t->prog.metrics_bytes = len;
@@ -531,7 +544,8 @@ static void losses_so_far(const char *out, TrainSummary *summary) {
         char *save = NULL;
         for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
             cJSON *o = cJSON_Parse(line);
-            const cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "loss"), *v = cJSON_GetObjectItemCaseSensitive(o, "eval_loss");
+            const cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "loss"),
+                        *v = cJSON_GetObjectItemCaseSensitive(o, "eval_loss");
             if (cJSON_IsNumber(l)) {
                 if (isnan(summary->first_loss)) summary->first_loss = l->valuedouble;
                 summary->last_loss = l->valuedouble;
@@ -595,7 +609,8 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         summary->last_loss = loss;
         summary->steps = step + 1;
         if (!isfinite(loss)) {
-            ow_fail(err, "the loss became %g at step %lld (hint: lower --lr, or check the data)", loss, (long long)step + 1);
+            ow_fail(err, "the loss became %g at step %lld (hint: lower --lr, or check the data)", loss,
+                    (long long)step + 1);
             goto done;
         }
         char act[1024];
@@ -621,10 +636,11 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         if ((step + 1) % c->log_every == 0 || step + 1 == t.total_steps) {
             char mem[32], eta[32];
             double done_here = (double)(step + 1 - start);
-            ow_progress("step %lld/%lld | loss %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | mem %s | blocks %s | ETA %s",
-                        (long long)step + 1, (long long)t.total_steps, loss, lr_at(&t.sched, step), gnorm,
-                        pg->tokens / elapsed, format_size(t.be->mem.peak_total, mem, sizeof mem), act,
-                        fmt_eta((ow_now() - session_start) / done_here * (double)(t.total_steps - step - 1), eta, sizeof eta));
+            ow_progress(
+                "step %lld/%lld | loss %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | mem %s | blocks %s | ETA %s",
+                (long long)step + 1, (long long)t.total_steps, loss, lr_at(&t.sched, step), gnorm, pg->tokens / elapsed,
+                format_size(t.be->mem.peak_total, mem, sizeof mem), act,
+                fmt_eta((ow_now() - session_start) / done_here * (double)(t.total_steps - step - 1), eta, sizeof eta));
         }
         if (t.batcher.nval > 0 && c->eval_every > 0 && (step + 1) % c->eval_every == 0 && step + 1 < t.total_steps) {
             if (evaluate(&t, &val, err) != 0) goto done;
@@ -633,7 +649,8 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
             summary->last_val = val;
         }
         sig = train_interrupt_pending();
-        if (c->save_every >= 0 && (step + 1 == t.total_steps || sig || (c->save_every > 0 && (step + 1) % c->save_every == 0)))
+        if (c->save_every >= 0 &&
+            (step + 1 == t.total_steps || sig || (c->save_every > 0 && (step + 1) % c->save_every == 0)))
             if (save_checkpoint(&t, step + 1, summary, err) != 0) goto done;
         if (sig) break;
     }
@@ -649,7 +666,8 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         rc = TRAIN_INTERRUPTED;
         goto done;
     }
-    if (write_summary(&t, pg->step_seconds, pg->tokens, pg->refresh_seconds, pg->refreshes, summary, err) != 0) goto done;
+    if (write_summary(&t, pg->step_seconds, pg->tokens, pg->refresh_seconds, pg->refreshes, summary, err) != 0)
+        goto done;
     if (t.batcher.nval > 0) {
         if (evaluate(&t, &val, err) != 0) goto done;
         log_eval(&t, t.total_steps, val);

@@ -30,9 +30,9 @@
 #define TRAIN_INTERRUPTED 1
 
 typedef struct TrainSummary {
-    int64_t steps;       /* steps done */
+    int64_t steps; /* steps done */
     int64_t total_steps;
-    int interrupted;     /* the signal that stopped the run (TRAIN_INTERRUPTED), else 0 */
+    int interrupted;      /* the signal that stopped the run (TRAIN_INTERRUPTED), else 0 */
     char checkpoint[600]; /* the last checkpoint written ("" if none) */
     double first_loss, last_loss;
     double first_val, last_val; /* NaN without validation data */

@@ -21,8 +21,15 @@
 int fuzz_jsonl_one(const uint8_t *data, size_t size);
 
 static Tokenizer *fj_build(void) {
-    static const char *const specials[] = {"<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>", "<|begin_of_text|>",
-                                           "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
+    static const char *const specials[] = {"<unk>",
+                                           "<s>",
+                                           "</s>",
+                                           "<|im_start|>",
+                                           "<|im_end|>",
+                                           "<|begin_of_text|>",
+                                           "<|start_header_id|>",
+                                           "<|end_header_id|>",
+                                           "<|eot_id|>"};
     cJSON *root = cJSON_CreateObject(), *model = cJSON_CreateObject(), *vocab = cJSON_CreateObject();
     cJSON *merges = cJSON_CreateArray(), *added = cJSON_CreateArray();
     int id = 0;
@@ -48,8 +55,9 @@ static Tokenizer *fj_build(void) {
         char s[2] = {c, 0};
         cJSON_AddNumberToObject(vocab, s, id++);
     }
-    static const char *const pairs[][2] = {{"\xe2\x96\x81", "t"}, {"h", "e"}, {"\xe2\x96\x81t", "he"}, {"i", "n"},
-                                           {"\xe2\x96\x81", "a"}, {"e", "r"}, {"\xe2\x96\x81", "\xe2\x96\x81"}};
+    static const char *const pairs[][2] = {
+        {"\xe2\x96\x81", "t"}, {"h", "e"}, {"\xe2\x96\x81t", "he"},         {"i", "n"},
+        {"\xe2\x96\x81", "a"}, {"e", "r"}, {"\xe2\x96\x81", "\xe2\x96\x81"}};
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
         char m[32], t[32];
         snprintf(m, sizeof m, "%s %s", pairs[i][0], pairs[i][1]);
@@ -67,16 +75,18 @@ static Tokenizer *fj_build(void) {
     cJSON_AddItemToObject(root, "added_tokens", added);
     cJSON_AddItemToObject(root, "model", model);
     cJSON_AddNullToObject(root, "normalizer");
-    cJSON_AddItemToObject(root, "pre_tokenizer",
-                          cJSON_Parse("{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":\"first\","
-                                      "\"split\":false}"));
+    cJSON_AddItemToObject(
+        root, "pre_tokenizer",
+        cJSON_Parse("{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":\"first\","
+                    "\"split\":false}"));
     cJSON_AddItemToObject(
         root, "post_processor",
-        cJSON_Parse("{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},"
-                    "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{\"id\":\"</s>\",\"type_id\":0}}],"
-                    "\"pair\":[{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"Sequence\":{\"id\":\"B\",\"type_id\":1}}],"
-                    "\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[1],\"tokens\":[\"<s>\"]},"
-                    "\"</s>\":{\"id\":\"</s>\",\"ids\":[2],\"tokens\":[\"</s>\"]}}}"));
+        cJSON_Parse(
+            "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},"
+            "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{\"id\":\"</s>\",\"type_id\":0}}],"
+            "\"pair\":[{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"Sequence\":{\"id\":\"B\",\"type_id\":1}}],"
+            "\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[1],\"tokens\":[\"<s>\"]},"
+            "\"</s>\":{\"id\":\"</s>\",\"ids\":[2],\"tokens\":[\"</s>\"]}}}"));
     cJSON_AddNullToObject(root, "decoder");
     char *text = cJSON_PrintUnformatted(root);
     Tokenizer *tok = NULL;
@@ -97,7 +107,7 @@ int fuzz_jsonl_one(const uint8_t *data, size_t size) {
     if (!tok) tok = fj_build();
     uint8_t sel = data[0];
     static const DataFormat formats[] = {DATA_FORMAT_AUTO, DATA_FORMAT_JSONL, DATA_FORMAT_ALPACA, DATA_FORMAT_CHAT,
-                                         DATA_FORMAT_TEXT, DATA_FORMAT_CHAT, DATA_FORMAT_CHAT, DATA_FORMAT_AUTO};
+                                         DATA_FORMAT_TEXT, DATA_FORMAT_CHAT,  DATA_FORMAT_CHAT,   DATA_FORMAT_AUTO};
     static const char *const names[] = {"fuzz.jsonl", "fuzz.json", "fuzz.txt", "fuzz"};
     DataOptions o;
     data_options_defaults(&o);

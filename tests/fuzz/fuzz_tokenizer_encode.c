@@ -49,8 +49,8 @@ static cJSON *added(int id, const char *content, int sw, int ls, int rs, int nor
     return t;
 }
 
-static const char *const k_llama3_pattern =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char *const k_llama3_pattern = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+                                            "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 static Tokenizer *build(int kind) {
     Builder b = {cJSON_CreateObject(), cJSON_CreateArray(), 0};
@@ -76,7 +76,8 @@ static Tokenizer *build(int kind) {
         merge(&b, "\xc3\xa4", "\xc2\xbd"); /* the bytes of U+4F60's start */
         cJSON_AddItemToArray(addl, added(b.next, "<|begin_of_text|>", 0, 0, 0, 0, 1));
         cJSON_AddItemToArray(addl, added(b.next + 1, "<|eot_id|>", 0, 0, 0, 0, 1));
-        cJSON_AddItemToArray(addl, added(b.next + 2, "<tool>", 1, 0, 0, 0, 0)); /* no strip: byte level must round-trip */
+        cJSON_AddItemToArray(addl,
+                             added(b.next + 2, "<tool>", 1, 0, 0, 0, 0)); /* no strip: byte level must round-trip */
     } else {
         add_token(&b, "<unk>");
         add_token(&b, "<s>");
@@ -108,8 +109,10 @@ static Tokenizer *build(int kind) {
     }
     cJSON_AddStringToObject(model, "type", "BPE");
     cJSON_AddNullToObject(model, "dropout");
-    if (byte_level) cJSON_AddNullToObject(model, "unk_token");
-    else cJSON_AddStringToObject(model, "unk_token", "<unk>");
+    if (byte_level)
+        cJSON_AddNullToObject(model, "unk_token");
+    else
+        cJSON_AddStringToObject(model, "unk_token", "<unk>");
     cJSON_AddBoolToObject(model, "fuse_unk", kind == 0);
     cJSON_AddBoolToObject(model, "byte_fallback", !byte_level);
     cJSON_AddBoolToObject(model, "ignore_merges", byte_level);
@@ -122,8 +125,10 @@ static Tokenizer *build(int kind) {
     case 0:
         norm = "{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":\"\\u2581\"},"
                "{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\\u2581\"}]}";
-        dec = "{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Replace\",\"pattern\":{\"String\":\"\\u2581\"},\"content\":\" \"},"
-              "{\"type\":\"ByteFallback\"},{\"type\":\"Fuse\"},{\"type\":\"Strip\",\"content\":\" \",\"start\":1,\"stop\":1}]}";
+        dec = "{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Replace\",\"pattern\":{\"String\":\"\\u2581\"},"
+              "\"content\":\" \"},"
+              "{\"type\":\"ByteFallback\"},{\"type\":\"Fuse\"},{\"type\":\"Strip\",\"content\":\" "
+              "\",\"start\":1,\"stop\":1}]}";
         post = "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},"
                "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{\"id\":\"</s>\",\"type_id\":0}}],"
                "\"pair\":[{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"Sequence\":{\"id\":\"B\",\"type_id\":1}}],"
@@ -131,12 +136,13 @@ static Tokenizer *build(int kind) {
                "\"</s>\":{\"id\":\"</s>\",\"ids\":[2],\"tokens\":[\"</s>\"]}}}";
         break;
     case 2:
-        pre = "{\"type\":\"Sequence\",\"pretokenizers\":["
-              "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\d\"},\"behavior\":\"MergedWithNext\",\"invert\":false},"
-              "{\"type\":\"Split\",\"pattern\":{\"String\":\",\"},\"behavior\":\"Removed\",\"invert\":false},"
-              "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"x*\"},\"behavior\":\"MergedWithPrevious\",\"invert\":false},"
-              "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\p{L}+\"},\"behavior\":\"Contiguous\",\"invert\":true},"
-              "{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":\"first\",\"split\":true}]}";
+        pre =
+            "{\"type\":\"Sequence\",\"pretokenizers\":["
+            "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\d\"},\"behavior\":\"MergedWithNext\",\"invert\":false},"
+            "{\"type\":\"Split\",\"pattern\":{\"String\":\",\"},\"behavior\":\"Removed\",\"invert\":false},"
+            "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"x*\"},\"behavior\":\"MergedWithPrevious\",\"invert\":false},"
+            "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\p{L}+\"},\"behavior\":\"Contiguous\",\"invert\":true},"
+            "{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":\"first\",\"split\":true}]}";
         dec = "{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":\"first\",\"split\":true}";
         break;
     case 1:

@@ -19,8 +19,9 @@ int fuzz_tokenizer_load_one(const uint8_t *data, size_t size) {
         if (!strstr(err.msg, "fuzz.json")) abort(); /* every refusal names the file */
         return 0;
     }
-    static const char *const texts[] = {"", "Hello world, it's 12345!", " <s>a</s> \xe4\xbd\xa0\xe5\xa5\xbd \xf0\x9f\x98\x80",
-                                        "ab\xff\xfe  \t\n\r\n x", "\xe2\x96\x81\xe2\x96\x81 <|begin_of_text|>"};
+    static const char *const texts[] = {"", "Hello world, it's 12345!",
+                                        " <s>a</s> \xe4\xbd\xa0\xe5\xa5\xbd \xf0\x9f\x98\x80", "ab\xff\xfe  \t\n\r\n x",
+                                        "\xe2\x96\x81\xe2\x96\x81 <|begin_of_text|>"};
     IdVec ids = {0};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         if (tokenizer_encode(tok, texts[i], strlen(texts[i]), (int)(i & 1), &ids, &err) != 0) continue;

@@ -133,8 +133,7 @@ static float *download_f32(Backend *be, const Tensor *t) {
 
 static void set_all_trainable(Model *m) {
     OwError err;
-    for (int i = 0; i < m->nparams; i++)
-        cr_assert_eq(model_set_trainable(m, &m->params[i], 1, &err), 0, "%s", err.msg);
+    for (int i = 0; i < m->nparams; i++) cr_assert_eq(model_set_trainable(m, &m->params[i], 1, &err), 0, "%s", err.msg);
 }
 
 /* One forward/backward of the mean loss with all parameters trainable; returns the loss. */
@@ -144,8 +143,8 @@ static double train_step(Fix *f, int recompute) {
     model_zero_grads(f->m);
     double sum;
     int64_t cnt;
-    cr_assert_eq(model_forward_backward(f->m, f->ids, f->targets, 1.0f / (float)f->ntargets, NULL, &sum, &cnt, &err),
-                 0, "%s", err.msg);
+    cr_assert_eq(model_forward_backward(f->m, f->ids, f->targets, 1.0f / (float)f->ntargets, NULL, &sum, &cnt, &err), 0,
+                 "%s", err.msg);
     cr_assert_eq(cnt, f->ntargets);
     return sum / (double)f->ntargets;
 }

@@ -277,7 +277,8 @@ Test(cuda_ops, upload_download_copy_fill) {
     cr_expect(memcmp(back, x, n * 4) == 0, "F32 round trip is exact");
     free(back);
     /* device conversions: F32 -> BF16 and F32 -> F16 must equal the host conversions */
-    Tensor b2 = mk(g_gpu, OW_BF16, 1, sh, NULL), h2 = mk(g_gpu, OW_F16, 1, sh, NULL), f2 = mk(g_gpu, OW_F32, 1, sh, NULL);
+    Tensor b2 = mk(g_gpu, OW_BF16, 1, sh, NULL), h2 = mk(g_gpu, OW_F16, 1, sh, NULL),
+           f2 = mk(g_gpu, OW_F32, 1, sh, NULL);
     g_gpu->copy(g_gpu, &b2, &f);
     g_gpu->copy(g_gpu, &h2, &f);
     uint16_t *rb = dl_raw(g_gpu, &b2), *rh = dl_raw(g_gpu, &h2), *rh0 = dl_raw(g_gpu, &h);
@@ -411,14 +412,16 @@ Test(cuda_ops, matmul_add_equals_copy_then_accumulate) {
         int64_t sa[2] = {M, K}, sb[2] = {N, K}, sc[2] = {M + off, N};
         Tensor A = mk(g_gpu, ab, 2, sa, ha), B = mk(g_gpu, ab, 2, sb, hb), C = mk(g_gpu, cdt, 2, sc, hc);
         Tensor D1 = mk(g_gpu, cdt, 2, sc, NULL), D2 = mk(g_gpu, cdt, 2, sc, NULL);
-        Tensor Cv = tensor_row_slice(&C, off, M), D1v = tensor_row_slice(&D1, off, M), D2v = tensor_row_slice(&D2, off, M);
+        Tensor Cv = tensor_row_slice(&C, off, M), D1v = tensor_row_slice(&D1, off, M),
+               D2v = tensor_row_slice(&D2, off, M);
         g_gpu->matmul_add(g_gpu, &D1v, &A, 0, &B, 1, 1.0f, &Cv);
         g_gpu->copy(g_gpu, &D2v, &Cv);
         g_gpu->matmul(g_gpu, &D2v, &A, 0, &B, 1, 1.0f, 1.0f);
         char what[80];
         DType cd = g_cpu->act_dtype;
         Tensor cA = mk(g_cpu, cd, 2, sa, ha), cB = mk(g_cpu, cd, 2, sb, hb), cC = mk(g_cpu, cd, 2, sc, hc);
-        Tensor cD = mk(g_cpu, cd, 2, sc, NULL), cCv = tensor_row_slice(&cC, off, M), cDv = tensor_row_slice(&cD, off, M);
+        Tensor cD = mk(g_cpu, cd, 2, sc, NULL), cCv = tensor_row_slice(&cC, off, M),
+               cDv = tensor_row_slice(&cD, off, M);
         g_cpu->matmul_add(g_cpu, &cDv, &cA, 0, &cB, 1, 1.0f, &cCv);
         snprintf(what, sizeof what, "matmul_add %s vs cpu", dtype_name(cdt));
         cmp(what, &D1, &cD, cdt == OW_F32 ? 1e-5 : 1e-2);
@@ -638,7 +641,7 @@ static void rope_case(int64_t B, int64_t T, int64_t H, int64_t D, DType dt, uint
 
 Test(cuda_ops, rope) {
     rope_case(2, 7, 3, 16, OW_BF16, 90);
-    rope_case(2, 5, 3, 12, OW_BF16, 91);  /* generic path */
+    rope_case(2, 5, 3, 12, OW_BF16, 91); /* generic path */
     rope_case(1, 9, 4, 128, OW_BF16, 92);
     rope_case(2, 6, 2, 64, OW_F32, 93);
 }
@@ -657,7 +660,8 @@ static void attention_case(int B, int T, int Hq, int Hkv, int D, float sd, uint6
     for (int tc = 0; tc < 2; tc++) {
         backend_cuda_set_attention_tensor_cores(g_gpu, tc);
         if (tc && !backend_cuda_attention_uses_tensor_cores(g_gpu, D)) continue;
-        Tensor gq = mk(g_gpu, OW_BF16, 4, sq, q), gk = mk(g_gpu, OW_BF16, 4, skv, k), gv = mk(g_gpu, OW_BF16, 4, skv, v);
+        Tensor gq = mk(g_gpu, OW_BF16, 4, sq, q), gk = mk(g_gpu, OW_BF16, 4, skv, k),
+               gv = mk(g_gpu, OW_BF16, 4, skv, v);
         Tensor go = mk(g_gpu, OW_BF16, 4, sq, NULL), gl = mk(g_gpu, OW_F32, 3, sl, NULL);
         Tensor gd = mk(g_gpu, OW_BF16, 4, sq, dout);
         Tensor gdq = mk(g_gpu, OW_BF16, 4, sq, NULL), gdk = mk(g_gpu, OW_BF16, 4, skv, NULL);
@@ -728,9 +732,7 @@ Test(cuda_ops, attention_gqa_and_partial_tiles) {
     attention_case(3, 40, 6, 3, 32, 1.0f, 240);
 }
 
-Test(cuda_ops, attention_long_sequence) {
-    attention_case(1, 4096, 2, 1, 128, 1.0f, 180);
-}
+Test(cuda_ops, attention_long_sequence) { attention_case(1, 4096, 2, 1, 128, 1.0f, 180); }
 
 /* rows x cols elements: a multiple of 8 takes the vectorised bf16 path, others the generic one */
 static void swiglu_case(int64_t rows, int64_t cols, uint64_t seed) {
@@ -895,8 +897,15 @@ static void adam_case(AdamVariant variant, DType pdt, uint64_t seed) {
     float *p0 = randn(seed, (size_t)n, 0.1f, pdt == OW_BF16), *g = randn(seed + 1, (size_t)n, 1e-2f, 0);
     float *m0 = randn(seed + 2, (size_t)n, 1e-3f, 0), *v0 = randn(seed + 3, (size_t)n, 1e-4f, 0);
     for (int64_t i = 0; i < n; i++) v0[i] = v0[i] * v0[i];
-    AdamHyper h = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-6f, .weight_decay = 0.01f, .step = 3,
-                   .variant = variant, .grad_scale = 0.5f, .sr_seed = 1234 + seed};
+    AdamHyper h = {.lr = 1e-3f,
+                   .beta1 = 0.9f,
+                   .beta2 = 0.999f,
+                   .eps = 1e-6f,
+                   .weight_decay = 0.01f,
+                   .step = 3,
+                   .variant = variant,
+                   .grad_scale = 0.5f,
+                   .sr_seed = 1234 + seed};
     Tensor gp = mk(g_gpu, pdt, 1, sh, p0), gg = mk(g_gpu, OW_F32, 1, sh, g);
     Tensor gm = mk(g_gpu, OW_F32, 1, sh, m0), gv = mk(g_gpu, OW_F32, 1, sh, v0);
     Tensor cp = mk(g_cpu, g_cpu->param_dtype, 1, sh, p0), cg = mk(g_cpu, OW_F32, 1, sh, g);
@@ -968,8 +977,15 @@ static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
             memcpy(gd + r * C, g + r * C, (size_t)C * sizeof(float));
         }
     }
-    AdamHyper h = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-6f, .weight_decay = 0.01f, .step = 4,
-                   .variant = ADAM_VARIANT_TORCH, .grad_scale = 0.5f, .sr_seed = 77 + seed};
+    AdamHyper h = {.lr = 1e-3f,
+                   .beta1 = 0.9f,
+                   .beta2 = 0.999f,
+                   .eps = 1e-6f,
+                   .weight_decay = 0.01f,
+                   .step = 4,
+                   .variant = ADAM_VARIANT_TORCH,
+                   .grad_scale = 0.5f,
+                   .sr_seed = 77 + seed};
     OwError err;
     cr_assert_eq(g_gpu->host_state_reserve(g_gpu, &err), 0, "%s", err.msg);
     /* 0: every row, dense gradient; 1: absent + present rows; 2: every row, gradient in host memory */
@@ -1001,7 +1017,8 @@ static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
                 memcpy(hg, g, (size_t)n * 4);
                 Tensor th = tg;
                 th.data = hg;
-                g_gpu->copy_wait(g_gpu, g_gpu->adam_update_host(g_gpu, &tp, &th, M, Vv, NULL, ADAM_ROWS_PRESENT, 0, 1, &h));
+                g_gpu->copy_wait(g_gpu,
+                                 g_gpu->adam_update_host(g_gpu, &tp, &th, M, Vv, NULL, ADAM_ROWS_PRESENT, 0, 1, &h));
                 g_gpu->fill(g_gpu, &tg, 0.0f); /* the device copy is not read: zero, as the check below expects */
             } else {
                 AdamHyper h1 = h;
@@ -1012,7 +1029,9 @@ static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
             }
             char what[96];
             snprintf(what, sizeof what, "adam_update_host %s %s moments, %s", dtype_name(pdt), host ? "host" : "device",
-                     mode == 1 ? "absent + present rows" : mode == 2 ? "all rows, gradient in host memory" : "all rows");
+                     mode == 1   ? "absent + present rows"
+                     : mode == 2 ? "all rows, gradient in host memory"
+                                 : "all rows");
             gpu_bitwise_same(what, &tp, &rp);
             g_gpu->sync(g_gpu);
             float *wm = host ? hm : dl(g_gpu, &dm), *wv = host ? hv : dl(g_gpu, &dv);
@@ -1063,8 +1082,15 @@ Test(cuda_ops, adam_moments) {
     float *g = randn(500, (size_t)n, 1e-2f, 0), *m0 = randn(501, (size_t)n, 1e-3f, 0);
     float *v0 = randn(502, (size_t)n, 1e-2f, 0);
     for (int64_t i = 0; i < n; i++) v0[i] = v0[i] * v0[i];
-    AdamHyper h = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-6f, .weight_decay = 0.0f, .step = 1,
-                   .variant = ADAM_VARIANT_HF, .grad_scale = 2.0f, .sr_seed = 0};
+    AdamHyper h = {.lr = 1e-3f,
+                   .beta1 = 0.9f,
+                   .beta2 = 0.999f,
+                   .eps = 1e-6f,
+                   .weight_decay = 0.0f,
+                   .step = 1,
+                   .variant = ADAM_VARIANT_HF,
+                   .grad_scale = 2.0f,
+                   .sr_seed = 0};
     Tensor gg = mk(g_gpu, OW_F32, 1, sh, g), gm = mk(g_gpu, OW_F32, 1, sh, m0), gv = mk(g_gpu, OW_F32, 1, sh, v0);
     Tensor go = mk(g_gpu, OW_F32, 1, sh, NULL);
     Tensor cg = mk(g_cpu, OW_F32, 1, sh, g), cm = mk(g_cpu, OW_F32, 1, sh, m0), cv = mk(g_cpu, OW_F32, 1, sh, v0);
@@ -1138,7 +1164,8 @@ Test(cuda_ops, apply_update_and_stochastic_rounding) {
         ones[i] = 1.0f;
         tiny[i] = 0.3f * 0.0078125f; /* bf16 ulp at 1.0 is 2^-7 */
     }
-    Tensor a = mk(g_gpu, OW_BF16, 1, sb, ones), b = mk(g_gpu, OW_BF16, 1, sb, ones), c = mk(g_gpu, OW_BF16, 1, sb, ones);
+    Tensor a = mk(g_gpu, OW_BF16, 1, sb, ones), b = mk(g_gpu, OW_BF16, 1, sb, ones),
+           c = mk(g_gpu, OW_BF16, 1, sb, ones);
     Tensor dt = mk(g_gpu, OW_F32, 1, sb, tiny);
     g_gpu->apply_update(g_gpu, &a, &dt, 1.0f, 0.0f, 5, 0);
     g_gpu->apply_update(g_gpu, &b, &dt, 1.0f, 0.0f, 5, 0);
@@ -1435,7 +1462,8 @@ Test(cuda_ops, fill_normal) {
         float u1 = ((float)(r.v[0] >> 8) + 1.0f) * (1.0f / 16777216.0f), u2 = philox_u01f(r.v[1]);
         want[i] = sd * (sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958647692f * u2));
     }
-    Tensor gf = mk(g_gpu, OW_F32, 1, sh, NULL), gb = mk(g_gpu, OW_BF16, 1, sh, NULL), cf = mk(g_cpu, OW_F32, 1, sh, NULL);
+    Tensor gf = mk(g_gpu, OW_F32, 1, sh, NULL), gb = mk(g_gpu, OW_BF16, 1, sh, NULL),
+           cf = mk(g_cpu, OW_F32, 1, sh, NULL);
     g_gpu->fill_normal(g_gpu, &gf, seed, sd);
     g_gpu->fill_normal(g_gpu, &gb, seed, sd);
     g_cpu->fill_normal(g_cpu, &cf, seed, sd);

@@ -27,9 +27,9 @@ static inline Tensor ct_tensor(Backend *be, DType dt, int ndim, const int64_t *s
     return t;
 }
 
-#define CT_F32(be, ...)                                                                                                \
+#define CT_F32(be, ...) \
     ct_tensor((be), OW_F32, (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
-#define CT_I32(be, ...)                                                                                                \
+#define CT_I32(be, ...) \
     ct_tensor((be), OW_I32, (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
 
 static inline void ct_free(Backend *be, Tensor *t) { be_release(be, t, MEM_OTHER); }

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 /* Heap strings; the caller frees them. */
-char *ts_source_path(const char *rel); /* <source dir>/rel */
+char *ts_source_path(const char *rel);  /* <source dir>/rel */
 char *ts_fixture_path(const char *rel); /* <source dir>/tests/fixtures/rel */
 char *ts_shared_path(const char *rel);  /* ../shared/rel, fails the test when ../shared is missing */
 const char *ts_owlore_binary(void);

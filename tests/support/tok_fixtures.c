@@ -12,7 +12,9 @@
 #include <string.h>
 #include <zstd.h>
 
-static uint32_t rd32(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint32_t rd32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
 static uint16_t rd16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static uint64_t rd64(const unsigned char *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 
@@ -27,7 +29,8 @@ void tf_load(const char *rel, TfFile *out) {
     cr_assert(n != ZSTD_CONTENTSIZE_ERROR && n != ZSTD_CONTENTSIZE_UNKNOWN, "%s: not a zstd frame with a size", path);
     out->raw = malloc(n + 1);
     size_t got = ZSTD_decompress(out->raw, n, comp, clen);
-    cr_assert(!ZSTD_isError(got) && got == n, "%s: zstd: %s", path, ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short");
+    cr_assert(!ZSTD_isError(got) && got == n, "%s: zstd: %s", path,
+              ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short");
     free(comp);
     const unsigned char *p = (const unsigned char *)out->raw, *end = p + n;
     cr_assert(n >= 12 && memcmp(p, "OWTKFIX1", 8) == 0, "%s: bad magic", path);
@@ -59,7 +62,8 @@ void tf_load(const char *rel, TfFile *out) {
         p += 4;
         cr_assert(p + r->n_ids * (size_t)width <= end, "%s: truncated ids", path);
         r->ids = malloc((r->n_ids ? r->n_ids : 1) * sizeof *r->ids);
-        for (size_t j = 0; j < r->n_ids; j++) r->ids[j] = width == 2 ? (int32_t)rd16(p + 2 * j) : (int32_t)rd32(p + 4 * j);
+        for (size_t j = 0; j < r->n_ids; j++)
+            r->ids[j] = width == 2 ? (int32_t)rd16(p + 2 * j) : (int32_t)rd32(p + 4 * j);
         p += r->n_ids * (size_t)width;
         if (strncmp(r->name, "file:", 5) == 0) r->text = NULL;
         out->n++;
@@ -98,12 +102,14 @@ TfRegistry *tf_registry_open(void) {
     cr_assert(r->manifest, "%s", err.msg);
     free(p);
     r->tmp = ts_tmpdir();
-    const cJSON *bases = cJSON_GetObjectItem(r->manifest, "bases"), *vars = cJSON_GetObjectItem(r->manifest, "variants");
+    const cJSON *bases = cJSON_GetObjectItem(r->manifest, "bases"),
+                *vars = cJSON_GetObjectItem(r->manifest, "variants");
     size_t cap = (size_t)cJSON_GetArraySize(bases) + (size_t)cJSON_GetArraySize(vars);
     r->e = calloc(cap, sizeof *r->e);
     r->names = calloc(cap, sizeof *r->names);
     for (const cJSON *b = bases->child; b; b = b->next) r->e[r->n++].name = strdup(b->string);
-    for (const cJSON *v = vars->child; v; v = v->next) r->e[r->n++].name = strdup(cJSON_GetObjectItem(v, "name")->valuestring);
+    for (const cJSON *v = vars->child; v; v = v->next)
+        r->e[r->n++].name = strdup(cJSON_GetObjectItem(v, "name")->valuestring);
     for (size_t i = 0; i < r->n; i++) r->names[i] = r->e[i].name;
     return r;
 }
@@ -221,6 +227,7 @@ long tf_compare(const Tokenizer *tok, const int32_t *got, size_t ng, const int32
     char a[1024], b[1024];
     window(tok, got, ng, i, a, sizeof a);
     window(tok, exp, ne, i, b, sizeof b);
-    snprintf(msg, cap, "first difference at token %zu (owlore %zu tokens, HF %zu)\n  owlore:%s\n  HF:    %s", i, ng, ne, a, b);
+    snprintf(msg, cap, "first difference at token %zu (owlore %zu tokens, HF %zu)\n  owlore:%s\n  HF:    %s", i, ng, ne,
+             a, b);
     return (long)i;
 }

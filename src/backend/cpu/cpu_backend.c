@@ -103,8 +103,7 @@ void cpu_fill(Backend *be, Tensor *t, float value) {
         for (int64_t i = 0; i < n; i++) x[i] = iv;
         break;
     }
-    default:
-        OW_CHECKF(0, "fill of a %s tensor", dtype_name(t->dtype));
+    default: OW_CHECKF(0, "fill of a %s tensor", dtype_name(t->dtype));
     }
 }
 

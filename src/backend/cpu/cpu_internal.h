@@ -18,7 +18,7 @@
 #include "backend/backend.h"
 
 typedef struct CpuImpl {
-    int threads; /* OpenMP threads for our loops and the OpenBLAS thread count */
+    int threads;     /* OpenMP threads for our loops and the OpenBLAS thread count */
     double norm_acc; /* norm_add / norm_take */
 } CpuImpl;
 

@@ -86,8 +86,7 @@ int cpu_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, flo
     OW_CHECKF(sel == NULL || (sel->dtype == OW_I32 && tensor_numel(sel) == V), "adam_update_host: sel I32 [V]");
     OW_CHECKF(rows == ADAM_ROWS_PRESENT || rows == ADAM_ROWS_ABSENT, "adam_update_host: rows %d", rows);
     int absent = sel && rows == ADAM_ROWS_ABSENT;
-    OW_CHECKF(absent || (grad && grad->dtype == OW_F32 && tensor_cols(grad) == C &&
-                         (sel ? 1 : tensor_rows(grad) == V)),
+    OW_CHECKF(absent || (grad && grad->dtype == OW_F32 && tensor_cols(grad) == C && (sel ? 1 : tensor_rows(grad) == V)),
               "adam_update_host: gradient F32 [%s, C]", sel ? "slots" : "V");
     const int32_t *slot = sel ? (const int32_t *)sel->data : NULL;
     const int64_t gslots = absent ? 0 : tensor_rows(grad);
