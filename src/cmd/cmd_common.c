@@ -26,6 +26,17 @@ int cmd_args(const char *cmd, int argc, char **argv, const ArgSpec *specs, int n
 }
 
 int cmd_version(int argc, char **argv) {
+    ArgsResult res;
+    int parsed =
+        cmd_args("version", argc, argv, NULL, 0, "owlore version",
+                 "Prints the version and the backends this build has (cpu, and cuda when built with it).", &res);
+    if (parsed >= 0) return parsed;
+    if (res.npos > 0) {
+        OwError err;
+        ow_fail(&err, "unexpected argument \"%s\" (owlore version takes no arguments)", res.pos[0]);
+        cmd_report_error("version", &err);
+        return 2;
+    }
     printf("owlore %s\nbackends: cpu%s\n", OWLORE_VERSION, backend_cuda_available() ? ", cuda" : "");
     return 0;
 }

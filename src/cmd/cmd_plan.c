@@ -16,9 +16,11 @@ int cmd_plan(int argc, char **argv) {
     OwError err;
     int rc = train_config_from_args(&c, argc, argv, &err);
     if (rc == 1) {
-        printf(
-            "\n`owlore plan --model DIR|PRESET [--gpu-mem 24GiB] [train keys]` prints the device memory the run needs\n"
-            "(weights, gradients, optimizer state, activations, workspaces) and the largest --batch-size that fits.\n");
+        train_config_help(stdout, "owlore plan --model DIR|PRESET [--gpu-mem 24GiB] [--KEY VALUE ...]",
+                          "Prints the device memory a training run needs by kind (weights, gradients, optimizer "
+                          "state,\nactivations, workspaces) and, with --gpu-mem, the largest --batch-size that fits. "
+                          "Takes the keys\nof `owlore train` (recipe files included); --model may be a preset such "
+                          "as llama2-7b.");
         return 0;
     }
     if (rc != 0) {

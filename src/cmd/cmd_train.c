@@ -13,7 +13,14 @@ int cmd_train(int argc, char **argv) {
     TrainConfig cfg;
     OwError err;
     int rc = train_config_from_args(&cfg, argc, argv, &err);
-    if (rc == 1) return 0;
+    if (rc == 1) {
+        train_config_help(
+            stdout,
+            "owlore train --model DIR --data FILE --out RUN_DIR [--method owlore] [--recipe FILE] [--KEY VALUE ...]",
+            "Fine-tunes a LLaMA-family model. The method's recipe (configs/recipes/<method>.json) sets the defaults;\n"
+            "a --recipe file and then flags override any key (flags use dashes, recipe keys underscores).");
+        return 0;
+    }
     if (rc != 0) {
         cmd_report_error("train", &err);
         return 2;

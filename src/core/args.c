@@ -102,7 +102,7 @@ int args_parse(int argc, char **argv, const ArgSpec *specs, int nspecs, ArgsResu
 
 void args_print_help(FILE *out, const char *usage, const char *description, const ArgSpec *specs, int nspecs) {
     fprintf(out, "usage: %s\n\n%s\n", usage, description);
-    if (nspecs) fputs("\nflags:\n", out);
+    fputs("\nflags:\n", out); /* --help at least */
     for (int k = 0; k < nspecs; k++) {
         char left[64];
         if (specs[k].type == ARG_BOOL)

@@ -438,10 +438,7 @@ int train_config_from_args(TrainConfig *c, int argc, char **argv, OwError *err) 
     int rc = args_parse(argc, argv, specs, NKEYS, &res, err);
     for (int i = 0; i < NKEYS; i++) free((char *)specs[i].name);
     if (rc != 0) return -1;
-    if (res.help) {
-        train_config_help(stdout);
-        return 1;
-    }
+    if (res.help) return 1;
     if (res.npos > 0) return ow_fail(err, "unexpected argument \"%s\" (hint: flags are --name value)", res.pos[0]);
     for (int i = 0; i < NKEYS; i++)
         if (seen[i] && strcmp(k_keys[i].key, "resume") == 0)
@@ -530,12 +527,8 @@ cJSON *train_config_to_json(const TrainConfig *c) {
     return o;
 }
 
-void train_config_help(FILE *out) {
-    fputs("usage: owlore train --model DIR --data FILE --out RUN_DIR [--method owlore] [--recipe FILE] [--KEY VALUE "
-          "...]\n\n"
-          "Fine-tunes a LLaMA-family model. The method's recipe (configs/recipes/<method>.json) sets the defaults;\n"
-          "a --recipe file and then flags override any key (flags use dashes, recipe keys underscores).\n\nkeys:\n",
-          out);
+void train_config_help(FILE *out, const char *usage, const char *description) {
+    fprintf(out, "usage: %s\n\n%s\n\nkeys:\n", usage, description);
     for (int i = 0; i < NKEYS; i++) {
         char name[64], left[96];
         snprintf(name, sizeof name, "%s", k_keys[i].key);

@@ -85,7 +85,8 @@ int train_config_apply_method(TrainConfig *c, const char *method, OwError *err);
  * not settings (total_steps, backend, data_tokens): readers skip them. */
 int train_config_is_run_fact(const char *key);
 /* Parses `owlore train` flags into c (defaults, method recipe, --recipe, flags).
- * Returns 1 when --help was asked (help printed), 0 on success, -1 on error. */
+ * Returns 1 when --help was asked (nothing printed: the command prints its own
+ * help with train_config_help), 0 on success, -1 on error. */
 int train_config_from_args(TrainConfig *c, int argc, char **argv, OwError *err);
 /* A run's settings: defaults, then every key of RUN_DIR/config.json (the
  * keys written next to them, total_steps and backend, are skipped; resume and
@@ -100,7 +101,9 @@ int train_config_resume_may_change(const char *key);
 int train_config_validate(const TrainConfig *c, OwError *err);
 /* The resolved settings as a JSON object (every key). */
 cJSON *train_config_to_json(const TrainConfig *c);
-void train_config_help(FILE *out);
+/* The help of a command that takes the train keys: "usage: <usage>", the
+ * description, then every key with its flag spelling. */
+void train_config_help(FILE *out, const char *usage, const char *description);
 /* The keys that shape tokenized data (format ... tokenizer_mode), NULL-ended:
  * `owlore tokenize` takes them as flags too. */
 extern const char *const train_config_data_keys[];
