@@ -15,6 +15,9 @@ jobs=$(nproc)
 echo "== format (.clang-format, 120 columns)"
 ./scripts/format.sh --check
 
+echo "== layers (#include rules of CONTRIBUTING.md)"
+./scripts/check-layers.sh
+
 echo "== build (Release, warnings are errors)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DOWLORE_WERROR=ON
 cmake --build build -j"$jobs"

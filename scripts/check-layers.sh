@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# check-layers.sh [ROOT]: checks the #include "..." lines of ROOT/src and
+# ROOT/cuda (ROOT: the repository) against the layer rules of CONTRIBUTING.md:
+#   src/core                                  includes only core
+#   src/model, data, owl, optim, backend      never train or cmd (nor main)
+#   src/train                                 never cmd
+#   src/offload (when it exists)              only core, backend and offload
+#   cuda/                                     only core, backend and cuda (and the
+#                                             emulator's headers, scripts/cuda_emu/include)
+#   anything under src/                       never cuda/
+# An include names a layer by its first directory ("core/json.h" is core); a
+# bare name ("tok_internal.h") is the including file's own directory. An
+# include that resolves to no file is reported too. Prints file:line, the
+# include and the rule broken for each violation; exit 1 when there is any.
+set -euo pipefail
+root="${1:-$(cd "$(dirname "$0")/.." && pwd)}"
+cd "$root"
+
+# The layer of a file: src/<dir>/... is <dir>, src/main.c is main, cuda/... is cuda.
+layer_of_file() {
+    case "$1" in
+    src/*/*) local rest="${1#src/}" && echo "${rest%%/*}" ;;
+    src/*) echo main ;;
+    cuda/*) echo cuda ;;
+    esac
+}
+
+# The layer an include of file $1 names ($2: the quoted path), or "" when it resolves to nothing.
+layer_of_include() {
+    local file="$1" inc="$2"
+    if [ -e "$(dirname "$file")/$inc" ] && [[ "$inc" != */* ]]; then
+        layer_of_file "$file"
+    elif [[ "$inc" == cuda/* ]] && [ -e "$inc" ]; then
+        echo cuda
+    elif [[ "$inc" == */* ]] && [ -e "src/$inc" ]; then
+        echo "${inc%%/*}"
+    elif [ "$(layer_of_file "$file")" = cuda ] && [ -e "scripts/cuda_emu/include/$inc" ]; then
+        echo cuda_emu
+    fi
+}
+
+# The rule file layer $1 breaks by including layer $2, or "" when allowed.
+broken_rule() {
+    local from="$1" to="$2"
+    if [ "$to" = cuda ] && [ "$from" != cuda ]; then
+        echo "nothing under src/ includes cuda/ (ask the backend's operations table instead)"
+        return
+    fi
+    case "$from" in
+    core) [ "$to" = core ] || echo "src/core includes only core" ;;
+    model | data | owl | optim | backend)
+        case "$to" in train | cmd | main) echo "src/$from is below train: it never includes train or cmd" ;; esac ;;
+    train) case "$to" in cmd | main) echo "src/train never includes cmd" ;; esac ;;
+    offload)
+        case "$to" in core | backend | offload) ;; *) echo "src/offload includes only core and backend" ;; esac ;;
+    cuda)
+        case "$to" in core | backend | cuda | cuda_emu) ;; *) echo "cuda/ includes only core, backend and cuda" ;; esac ;;
+    esac
+}
+
+violations=0
+while IFS= read -r file; do
+    while IFS=: read -r line text; do
+        inc="$(sed -E 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"([^"]*)".*/\1/' <<<"$text")"
+        to="$(layer_of_include "$file" "$inc")"
+        if [ -z "$to" ]; then
+            rule="the include resolves to no file under src/ or cuda/"
+        else
+            rule="$(broken_rule "$(layer_of_file "$file")" "$to")"
+        fi
+        if [ -n "$rule" ]; then
+            echo "$file:$line: #include \"$inc\": $rule"
+            violations=$((violations + 1))
+        fi
+    done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$file" || true)
+done < <(find src cuda -type f \( -name '*.c' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) 2>/dev/null | sort)
+
+if [ "$violations" -gt 0 ]; then
+    echo "check-layers.sh: $violations include(s) break the layer rules (CONTRIBUTING.md, \"Layers\")"
+    exit 1
+fi
+echo "check-layers.sh: every #include of src/ and cuda/ keeps to the layer rules"
