@@ -33,6 +33,8 @@ static char *clean_tree(void) {
     put(root, "src/main.c", "#include \"cmd/c.h\"\n");
     put(root, "src/cmd/c.h", "");
     put(root, "src/offload/o.c", "#include \"backend/be.h\"\n#include \"core/a.h\"\n");
+    put(root, "offload/y.h", "#include \"core/a.h\"\n");
+    put(root, "src/train/u.c", "#include \"offload/y.h\"\n");
     put(root, "cuda/k.cu", "#include \"cuda/k.h\"\n#include \"backend/be.h\"\n#include \"core/a.h\"\n");
     put(root, "cuda/k.h", "");
     return root;
@@ -71,24 +73,32 @@ Test(check_layers, core_includes_only_core) {
               "src/core/x.c:2: #include \"model/m_internal.h\": src/core includes only core");
 }
 Test(check_layers, model_never_includes_train) {
-    violation("src/model/x.c", "#include \"train/t.h\"\n", "src/model/x.c:1: #include \"train/t.h\": src/model is below train");
+    violation("src/model/x.c", "#include \"train/t.h\"\n",
+              "src/model/x.c:1: #include \"train/t.h\": src/model is below train");
 }
 Test(check_layers, backend_never_includes_cmd) {
-    violation("src/backend/cpu/x.c", "  #  include \"cmd/c.h\"\n", "src/backend/cpu/x.c:1: #include \"cmd/c.h\": src/backend");
+    violation("src/backend/cpu/x.c", "  #  include \"cmd/c.h\"\n",
+              "src/backend/cpu/x.c:1: #include \"cmd/c.h\": src/backend");
 }
 Test(check_layers, train_never_includes_cmd) {
     violation("src/train/x.c", "\n#include \"cmd/c.h\"\n", "src/train/x.c:2: #include \"cmd/c.h\": src/train never");
 }
 Test(check_layers, src_never_includes_cuda) {
-    violation("src/cmd/x.c", "#include \"cuda/k.h\"\n", "src/cmd/x.c:1: #include \"cuda/k.h\": nothing under src/");
+    violation("src/cmd/x.c", "#include \"cuda/k.h\"\n", "src/cmd/x.c:1: #include \"cuda/k.h\": nothing outside cuda/");
 }
 Test(check_layers, cuda_only_core_and_backend) {
-    violation("cuda/x.cu", "#include \"model/m_internal.h\"\n", "cuda/x.cu:1: #include \"model/m_internal.h\": cuda/ includes");
+    violation("cuda/x.cu", "#include \"model/m_internal.h\"\n",
+              "cuda/x.cu:1: #include \"model/m_internal.h\": cuda/ includes");
 }
 Test(check_layers, offload_only_core_and_backend) {
     violation("src/offload/x.c", "#include \"model/m_internal.h\"\n",
-              "src/offload/x.c:1: #include \"model/m_internal.h\": src/offload includes only core and backend");
+              "src/offload/x.c:1: #include \"model/m_internal.h\": offload includes only core and backend");
+}
+Test(check_layers, top_level_offload_only_core_and_backend) {
+    violation("offload/y.c", "#include \"offload/y.h\"\n#include \"train/t.h\"\n",
+              "offload/y.c:2: #include \"train/t.h\": offload includes only core and backend");
 }
 Test(check_layers, unresolved_include) {
-    violation("src/data/x.c", "#include \"nowhere.h\"\n", "src/data/x.c:1: #include \"nowhere.h\": the include resolves");
+    violation("src/data/x.c", "#include \"nowhere.h\"\n",
+              "src/data/x.c:1: #include \"nowhere.h\": the include resolves");
 }
