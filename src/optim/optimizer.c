@@ -9,46 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *k_kind[] = {"adamw", "galore-adamw"};
-static const char *k_proj[] = {"exact", "randomized"};
-static const char *k_inactive[] = {"keep", "reset"};
+const char *const optim_kind_names[] = {"adamw", "galore-adamw", NULL};
+const char *const projector_kind_names[] = {"exact", "randomized", NULL};
+const char *const inactive_policy_names[] = {"keep", "reset", NULL};
 
-static int parse_enum(const char *name, const char *const *names, int n, int *out, const char *what, OwError *err) {
-    for (int i = 0; i < n; i++) {
-        if (strcmp(name, names[i]) == 0) {
-            *out = i;
-            return 0;
-        }
-    }
-    char allowed[256] = "";
-    for (int i = 0; i < n; i++) {
-        strncat(allowed, i ? ", " : "", sizeof allowed - strlen(allowed) - 1);
-        strncat(allowed, names[i], sizeof allowed - strlen(allowed) - 1);
-    }
-    return ow_fail(err, "unknown %s \"%s\" (allowed: %s)", what, name, allowed);
-}
-
-int optim_kind_parse(const char *name, OptimizerKind *out, OwError *err) {
-    int v = 0;
-    if (parse_enum(name, k_kind, 2, &v, "optimizer", err) != 0) return -1;
-    *out = (OptimizerKind)v;
-    return 0;
-}
-const char *optim_kind_name(OptimizerKind k) { return k_kind[k]; }
-int projector_kind_parse(const char *name, ProjectorKind *out, OwError *err) {
-    int v = 0;
-    if (parse_enum(name, k_proj, 2, &v, "projector", err) != 0) return -1;
-    *out = (ProjectorKind)v;
-    return 0;
-}
-const char *projector_kind_name(ProjectorKind k) { return k_proj[k]; }
-int inactive_policy_parse(const char *name, InactivePolicy *out, OwError *err) {
-    int v = 0;
-    if (parse_enum(name, k_inactive, 2, &v, "inactive-state policy", err) != 0) return -1;
-    *out = (InactivePolicy)v;
-    return 0;
-}
-const char *inactive_policy_name(InactivePolicy p) { return k_inactive[p]; }
+const char *optim_kind_name(OptimizerKind k) { return optim_kind_names[k]; }
 
 int optimizer_projects(const OptimConfig *cfg, const Param *p) {
     return cfg->kind == OPT_GALORE_ADAMW && cfg->rank > 0 && p->kind == PK_BLOCK && p->is_matrix;

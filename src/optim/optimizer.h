@@ -113,12 +113,12 @@ typedef struct Optimizer {
     int micro, last_micro;     /* position within the step's micro-batches */
 } Optimizer;
 
-int optim_kind_parse(const char *name, OptimizerKind *out, OwError *err);
+/* The names of each enum, indexed by its value and ending in NULL: the one
+ * name <-> value table (train_config parses recipe and flag values with it). */
+extern const char *const optim_kind_names[];
+extern const char *const projector_kind_names[];
+extern const char *const inactive_policy_names[];
 const char *optim_kind_name(OptimizerKind k);
-int projector_kind_parse(const char *name, ProjectorKind *out, OwError *err);
-const char *projector_kind_name(ProjectorKind k);
-int inactive_policy_parse(const char *name, InactivePolicy *out, OwError *err);
-const char *inactive_policy_name(InactivePolicy p);
 
 int optimizer_init(Optimizer *o, Model *m, const OptimConfig *cfg, OwError *err);
 void optimizer_free(Optimizer *o);
