@@ -1,6 +1,7 @@
 /* model.c: creating a model on a backend, its parameter table, trainable
  * flags and gradients, random initialisation, and loading HF weights. */
 #include "model/model.h"
+#include "model/model_internal.h"
 
 #include "core/log.h"
 #include "core/rng.h"
@@ -309,7 +310,8 @@ void model_init_random(Model *m, uint64_t seed, double std) {
     }
 }
 
-int model_load_weights(Model *m, const SafeTensors *st, const char *where, OwError *err) {
+/* Uploads weights from opened safetensors (shapes checked, dtypes converted). */
+static int model_load_weights(Model *m, const SafeTensors *st, const char *where, OwError *err) {
     for (int i = 0; i < m->nparams; i++) {
         Param *p = &m->params[i];
         const StTensor *t = safetensors_find(st, p->name);
