@@ -3,6 +3,7 @@
 
 #include "core/log.h"
 #include "core/rng.h"
+#include "optim/optim_host.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -65,36 +66,6 @@ int optimizer_init(Optimizer *o, Model *m, const OptimConfig *cfg, OwError *err)
     return 0;
 }
 
-static void drop_host(Optimizer *o, ParamState *s) {
-    memstats_sub(&o->host, MEM_OPTIM, s->host_bytes);
-    s->host_bytes = 0;
-    free(s->host_m);
-    free(s->host_v);
-    free(s->host_P);
-    s->host_m = s->host_v = s->host_P = NULL;
-    s->parked = 0;
-}
-
-/* One host buffer of a park, made when missing (pages touched: the copy into it runs at full speed). */
-static int park_buffer(Optimizer *o, ParamState *s, float **buf, size_t bytes, const char *what, OwError *err) {
-    if (*buf || bytes == 0) return 0;
-    if (memstats_add(&o->host, MEM_OPTIM, bytes, what, "host", err) != 0) return -1;
-    *buf = ow_try_malloc_touched(bytes, what, err);
-    if (!*buf) {
-        memstats_sub(&o->host, MEM_OPTIM, bytes);
-        return -1;
-    }
-    s->host_bytes += bytes;
-    return 0;
-}
-
-/* The park buffers of s for moments of nb bytes each and a projector of pb (0: none). */
-static int park_buffers(Optimizer *o, ParamState *s, size_t nb, size_t pb, OwError *err) {
-    return park_buffer(o, s, &s->host_m, nb, "parked optimizer state", err) ||
-           park_buffer(o, s, &s->host_v, nb, "parked optimizer state", err) ||
-           park_buffer(o, s, &s->host_P, pb, "parked projector", err);
-}
-
 /* Frees the active state (device tensors, or the host-resident moments). */
 static void release_device(Optimizer *o, ParamState *s) {
     Backend *be = o->model->be;
@@ -102,12 +73,7 @@ static void release_device(Optimizer *o, ParamState *s) {
     be->release(be, &s->v, MEM_OPTIM);
     be->release(be, &s->P, MEM_OPTIM);
     be->release(be, &s->R, MEM_OPTIM);
-    if (s->hm || s->hv) {
-        be->host_free(be, s->hm);
-        be->host_free(be, s->hv);
-        memstats_sub(&o->host, MEM_OPTIM, 2 * tensor_nbytes(&s->m));
-        s->hm = s->hv = NULL;
-    }
+    optim_host_moments_free(o, s);
     s->resident = 0;
 }
 
@@ -121,7 +87,7 @@ void optimizer_free(Optimizer *o) {
     if (o->st) {
         for (int i = 0; i < o->model->nparams; i++) {
             release_device(o, &o->st[i]);
-            drop_host(o, &o->st[i]);
+            optim_host_park_free(o, &o->st[i]);
         }
     }
     be->release(be, &o->delta, MEM_OPTIM);
@@ -159,32 +125,6 @@ static int64_t share_group_numel(Model *m, BlockWeight group) {
     return n;
 }
 
-/* m, v of an active state from / to host F32 arrays. The host-resident moments
- * may be in use by an asynchronous update: wait for the backend first. */
-static void moments_from_host(Optimizer *o, ParamState *s, const float *m, const float *v) {
-    Backend *be = o->model->be;
-    if (!s->host_state) {
-        be->upload(be, &s->m, m, OW_F32);
-        be->upload(be, &s->v, v, OW_F32);
-        return;
-    }
-    be->sync(be);
-    memcpy(s->hm, m, tensor_nbytes(&s->m));
-    memcpy(s->hv, v, tensor_nbytes(&s->v));
-}
-
-static void moments_to_host(Optimizer *o, ParamState *s, float *m, float *v) {
-    Backend *be = o->model->be;
-    if (!s->host_state) {
-        be->download(be, m, OW_F32, &s->m);
-        be->download(be, v, OW_F32, &s->v);
-        return;
-    }
-    be->sync(be);
-    memcpy(m, s->hm, tensor_nbytes(&s->m));
-    memcpy(v, s->hv, tensor_nbytes(&s->v));
-}
-
 int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
     Model *m = o->model;
     Backend *be = m->be;
@@ -213,21 +153,7 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
     s->m = mv;
     s->v = mv;
     if (s->host_state) {
-        /* page-locked host memory, zeroed; m.data/v.data stay NULL (shapes only) */
-        size_t nb = tensor_nbytes(&mv);
-        if (be->host_state_reserve(be, err) != 0) return -1;
-        if (memstats_add(&o->host, MEM_OPTIM, 2 * nb, what, "host", err) != 0) return -1;
-        s->hm = be->host_alloc(be, nb, err);
-        s->hv = s->hm ? be->host_alloc(be, nb, err) : NULL;
-        if (!s->hv) {
-            be->host_free(be, s->hm);
-            s->hm = NULL;
-            memstats_sub(&o->host, MEM_OPTIM, 2 * nb);
-            return ow_fail_prefix(err,
-                                  "optimizer state of %s in host memory (hint: --offload-optimizer off keeps it "
-                                  "on the device)",
-                                  p->name);
-        }
+        if (optim_host_moments_alloc(o, s, p, what, err) != 0) return -1;
     } else if (be->alloc(be, &s->m, MEM_OPTIM, what, err) != 0 || be->alloc(be, &s->v, MEM_OPTIM, what, err) != 0) {
         release_device(o, s);
         return -1;
@@ -241,25 +167,15 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
         }
     }
     s->resident = 1;
-    if (s->parked) { /* the buffers stay for the next park */
-        moments_from_host(o, s, s->host_m, s->host_v);
-        if (s->galore && s->has_P) be->upload(be, &s->P, s->host_P, OW_F32);
-        s->parked = 0;
-    }
+    if (s->parked) optim_host_unpark(o, s);
     return 0;
 }
 
 int optimizer_deactivate(Optimizer *o, Param *p, OwError *err) {
     Model *m = o->model;
-    Backend *be = m->be;
     ParamState *s = state_of(o, p);
     if (s->resident && o->cfg.inactive == INACTIVE_KEEP && s->step > 0) {
-        size_t nb = tensor_nbytes(&s->m);
-        size_t pb = s->galore && s->has_P ? tensor_nbytes(&s->P) : 0;
-        if (park_buffers(o, s, nb, pb, err) != 0) return -1;
-        moments_to_host(o, s, s->host_m, s->host_v);
-        if (pb) be->download(be, s->host_P, OW_F32, &s->P);
-        s->parked = 1;
+        if (optim_host_park(o, s, err) != 0) return -1;
     } else if (o->cfg.inactive == INACTIVE_RESET) {
         s->step = 0;
         s->has_P = 0;
@@ -288,7 +204,7 @@ void optimizer_state_read(Optimizer *o, const Param *p, float *m, float *v, floa
     state_shapes(o, s, p, &mv, &Pd);
     size_t nb = tensor_nbytes(&mv), pb = s->galore && s->has_P ? tensor_nbytes(&Pd) : 0;
     if (s->resident) {
-        moments_to_host(o, s, m, v);
+        optim_moments_to_host(o, s, m, v);
         if (pb) be->download(be, P, OW_F32, &s->P);
         return;
     }
@@ -318,7 +234,7 @@ int optimizer_state_restore(Optimizer *o, Param *p, OptStateHome home, int64_t s
                            "%s: the checkpoint has its optimizer state on the device, but the tensor is not "
                            "trainable at this step (the checkpoint does not match the run)",
                            p->name);
-        moments_from_host(o, s, m, v);
+        optim_moments_from_host(o, s, m, v);
         if (pb) be->upload(be, &s->P, P, OW_F32);
         return 0;
     }
@@ -327,7 +243,7 @@ int optimizer_state_restore(Optimizer *o, Param *p, OptStateHome home, int64_t s
                        "%s: the checkpoint has parked optimizer state, but the tensor is trainable or the "
                        "inactive-state policy is reset (the checkpoint does not match the run)",
                        p->name);
-    if (park_buffers(o, s, nb, pb, err) != 0) return -1;
+    if (optim_host_park_buffers(o, s, nb, pb, err) != 0) return -1;
     memcpy(s->host_m, m, nb);
     memcpy(s->host_v, v, nb);
     if (pb) memcpy(s->host_P, P, pb);
