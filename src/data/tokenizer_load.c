@@ -129,6 +129,39 @@ static int get_pattern(LoadCtx *c, const cJSON *obj, const char *path, const cha
     return 0;
 }
 
+/* A Replace normalizer or decoder (`what`): a non-empty String pattern and its content. */
+static int get_replace(LoadCtx *c, const cJSON *n, const char *path, const char *what, const char **pat,
+                       const char **content) {
+    static const char *const keys[] = {"type", "pattern", "content", NULL};
+    int is_regex = 0;
+    if (check_keys(c, n, path, keys) != 0 || get_pattern(c, n, path, pat, &is_regex) != 0 ||
+        get_string(c, n, "content", path, 1, content) != 0)
+        return -1;
+    char p[512];
+    snprintf(p, sizeof p, "%s.pattern", path);
+    if (is_regex)
+        return lfail(c, p, "Regex \"%s\": a Replace %s with a regex is not supported (only String patterns)", *pat,
+                     what);
+    if (!**pat) return lfail(c, p, "the String pattern is empty (it would match between every character)");
+    return 0;
+}
+
+/* {"type": "Sequence", key: [...]}: every element parsed by `parse`, at PATH.key[i]. */
+typedef int (*ParseFn)(LoadCtx *c, const cJSON *n, const char *path);
+static int parse_sequence(LoadCtx *c, const cJSON *n, const char *path, const char *key, ParseFn parse) {
+    const char *const keys[] = {"type", key, NULL};
+    if (check_keys(c, n, path, keys) != 0) return -1;
+    const cJSON *list = get(n, key);
+    if (!cJSON_IsArray(list)) return lfail(c, path, "\"%s\" must be an array", key);
+    char p[512];
+    size_t i = 0;
+    for (const cJSON *it = list->child; it; it = it->next, i++) {
+        snprintf(p, sizeof p, "%s.%s[%zu]", path, key, i);
+        if (parse(c, it, p) != 0) return -1;
+    }
+    return 0;
+}
+
 /* ---- model ---- */
 
 static int parse_merge(LoadCtx *c, const cJSON *m, size_t i, const char **a, size_t *alen, const char **b, size_t *blen,
@@ -304,18 +337,7 @@ static int parse_normalizer(LoadCtx *c, const cJSON *n, const char *path) {
     if (get_type(c, n, path, &type) != 0) return -1;
     Tokenizer *tok = c->tok;
     char p[512];
-    if (strcmp(type, "Sequence") == 0) {
-        static const char *const keys[] = {"type", "normalizers", NULL};
-        if (check_keys(c, n, path, keys) != 0) return -1;
-        const cJSON *list = get(n, "normalizers");
-        if (!cJSON_IsArray(list)) return lfail(c, path, "\"normalizers\" must be an array");
-        size_t i = 0;
-        for (const cJSON *it = list->child; it; it = it->next, i++) {
-            snprintf(p, sizeof p, "%s.normalizers[%zu]", path, i);
-            if (parse_normalizer(c, it, p) != 0) return -1;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0) return parse_sequence(c, n, path, "normalizers", parse_normalizer);
     NormOp op = {0};
     if (strcmp(type, "Prepend") == 0) {
         static const char *const keys[] = {"type", "prepend", NULL};
@@ -325,17 +347,8 @@ static int parse_normalizer(LoadCtx *c, const cJSON *n, const char *path) {
         op.a = ow_xstrdup(s);
         op.alen = strlen(s);
     } else if (strcmp(type, "Replace") == 0) {
-        static const char *const keys[] = {"type", "pattern", "content", NULL};
         const char *pat = NULL, *content = NULL;
-        int is_regex = 0;
-        if (check_keys(c, n, path, keys) != 0 || get_pattern(c, n, path, &pat, &is_regex) != 0 ||
-            get_string(c, n, "content", path, 1, &content) != 0)
-            return -1;
-        snprintf(p, sizeof p, "%s.pattern", path);
-        if (is_regex)
-            return lfail(
-                c, p, "Regex \"%s\": a Replace normalizer with a regex is not supported (only String patterns)", pat);
-        if (!*pat) return lfail(c, p, "the String pattern is empty (it would match between every character)");
+        if (get_replace(c, n, path, "normalizer", &pat, &content) != 0) return -1;
         op.kind = NORM_REPLACE;
         op.a = ow_xstrdup(pat);
         op.alen = strlen(pat);
@@ -403,18 +416,7 @@ static int parse_pretok(LoadCtx *c, const cJSON *n, const char *path) {
     char p[512];
     PreTokStage st;
     memset(&st, 0, sizeof st);
-    if (strcmp(type, "Sequence") == 0) {
-        static const char *const keys[] = {"type", "pretokenizers", NULL};
-        if (check_keys(c, n, path, keys) != 0) return -1;
-        const cJSON *list = get(n, "pretokenizers");
-        if (!cJSON_IsArray(list)) return lfail(c, path, "\"pretokenizers\" must be an array");
-        size_t i = 0;
-        for (const cJSON *it = list->child; it; it = it->next, i++) {
-            snprintf(p, sizeof p, "%s.pretokenizers[%zu]", path, i);
-            if (parse_pretok(c, it, p) != 0) return -1;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0) return parse_sequence(c, n, path, "pretokenizers", parse_pretok);
     if (strcmp(type, "Split") == 0) {
         static const char *const keys[] = {"type", "pattern", "behavior", "invert", NULL};
         const char *pat = NULL, *beh = NULL;
@@ -570,18 +572,7 @@ static int parse_post(LoadCtx *c, const cJSON *n, const char *path) {
     const char *type = NULL;
     if (get_type(c, n, path, &type) != 0) return -1;
     char p[512];
-    if (strcmp(type, "Sequence") == 0) {
-        static const char *const keys[] = {"type", "processors", NULL};
-        if (check_keys(c, n, path, keys) != 0) return -1;
-        const cJSON *list = get(n, "processors");
-        if (!cJSON_IsArray(list)) return lfail(c, path, "\"processors\" must be an array");
-        size_t i = 0;
-        for (const cJSON *it = list->child; it; it = it->next, i++) {
-            snprintf(p, sizeof p, "%s.processors[%zu]", path, i);
-            if (parse_post(c, it, p) != 0) return -1;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0) return parse_sequence(c, n, path, "processors", parse_post);
     if (strcmp(type, "TemplateProcessing") == 0) return parse_template_processing(c, n, path);
     if (strcmp(type, "ByteLevel") == 0) {
         /* only trims offsets: the ids are unchanged */
@@ -608,30 +599,10 @@ static int parse_decoder(LoadCtx *c, const cJSON *n, const char *path) {
     char p[512];
     DecOp op;
     memset(&op, 0, sizeof op);
-    if (strcmp(type, "Sequence") == 0) {
-        static const char *const keys[] = {"type", "decoders", NULL};
-        if (check_keys(c, n, path, keys) != 0) return -1;
-        const cJSON *list = get(n, "decoders");
-        if (!cJSON_IsArray(list)) return lfail(c, path, "\"decoders\" must be an array");
-        size_t i = 0;
-        for (const cJSON *it = list->child; it; it = it->next, i++) {
-            snprintf(p, sizeof p, "%s.decoders[%zu]", path, i);
-            if (parse_decoder(c, it, p) != 0) return -1;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0) return parse_sequence(c, n, path, "decoders", parse_decoder);
     if (strcmp(type, "Replace") == 0) {
-        static const char *const keys[] = {"type", "pattern", "content", NULL};
         const char *pat = NULL, *content = NULL;
-        int is_regex = 0;
-        if (check_keys(c, n, path, keys) != 0 || get_pattern(c, n, path, &pat, &is_regex) != 0 ||
-            get_string(c, n, "content", path, 1, &content) != 0)
-            return -1;
-        snprintf(p, sizeof p, "%s.pattern", path);
-        if (is_regex)
-            return lfail(c, p, "Regex \"%s\": a Replace decoder with a regex is not supported (only String patterns)",
-                         pat);
-        if (!*pat) return lfail(c, p, "the String pattern is empty");
+        if (get_replace(c, n, path, "decoder", &pat, &content) != 0) return -1;
         op.kind = DEC_REPLACE;
         op.a = ow_xstrdup(pat);
         op.alen = strlen(pat);
