@@ -7,6 +7,7 @@
 #include "backend/backend.h"
 #include "core/fileio.h"
 #include "model/model.h"
+#include "model/model_internal.h"
 #include "model/safetensors.h"
 #include "test_support.h"
 

@@ -135,9 +135,6 @@ Test(sampler, bad_settings_are_refused) {
     /* owl_reverse of equal ratios leaves no block a chance */
     cr_assert_eq(sampler_init(&s, 4, 2, SAMPLING_OWL_REVERSE, r, 1, &err), -1);
     cr_assert(strstr(err.msg, "non-zero probability") != NULL, "%s", err.msg);
-    SamplingMode mode;
-    cr_assert_eq(sampling_mode_parse("random", &mode, &err), -1);
-    cr_assert(strstr(err.msg, "owl_reverse") != NULL, "the error lists the allowed modes: %s", err.msg);
 }
 
 Test(sampler, forced_schedule) {

@@ -5,6 +5,7 @@
 #include "train/train_config.h"
 
 #include <criterion/criterion.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,6 +97,8 @@ Test(train_config, errors_name_the_key_and_allowed_values) {
     expect_error(3, a4, "--no-such-flag");
     const char *a5[] = {"train", "--projector", "svd"};
     expect_error(3, a5, "allowed: exact, randomized");
+    const char *a5b[] = {"train", "--schedule", "exp"};
+    expect_error(3, a5b, "allowed: constant, linear, cosine");
     const char *a6[] = {"train", "--model", "m", "--data", "d", "--out", "o", "--gamma", "0"};
     expect_error(9, a6, "gamma");
     const char *a7[] = {"train", "--data", "d", "--out", "o"};
@@ -112,4 +115,39 @@ Test(train_config, errors_name_the_key_and_allowed_values) {
     free(r);
     ts_rmtree(dir);
     free(dir);
+}
+
+/* Each enum key parses with the name table declared beside its enum: every
+ * name of the table sets the value of its index. */
+Test(train_config, enum_keys_use_the_module_name_tables) {
+    const struct {
+        const char *key;
+        const char *const *names;
+        size_t offset;
+    } cases[] = {
+        {"sampling", sampling_mode_names, offsetof(TrainConfig, sampling)},
+        {"optimizer", optim_kind_names, offsetof(TrainConfig, optimizer)},
+        {"projector", projector_kind_names, offsetof(TrainConfig, projector)},
+        {"inactive_state", inactive_policy_names, offsetof(TrainConfig, inactive_state)},
+        {"schedule", lr_schedule_names, offsetof(TrainConfig, schedule)},
+        {"format", data_format_names, offsetof(TrainConfig, data_opt.format)},
+        {"chat_template", chat_template_names, offsetof(TrainConfig, data_opt.chat_template)},
+        {"tokenizer_mode", tokenizer_mode_names, offsetof(TrainConfig, data_opt.tokenizer_mode)},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int n = 0;
+        for (; cases[i].names[n]; n++) {
+            TrainConfig c;
+            OwError err;
+            train_config_defaults(&c);
+            cr_assert_eq(train_config_set_string(&c, cases[i].key, cases[i].names[n], "test", &err), 0, "%s", err.msg);
+            cr_assert_eq(*(const int *)((const char *)&c + cases[i].offset), n, "%s = %s", cases[i].key,
+                         cases[i].names[n]);
+        }
+        cr_assert_gt(n, 1, "%s: the table lists its names", cases[i].key);
+    }
+    cr_assert_str_eq(sampling_mode_name(SAMPLING_OWL_REVERSE), "owl_reverse");
+    cr_assert_str_eq(data_format_name(DATA_FORMAT_ALPACA), "alpaca");
+    cr_assert_str_eq(chat_template_name(CHAT_TEMPLATE_CHATML), "chatml");
+    cr_assert_str_eq(tokenizer_mode_name(TOKENIZER_MODE_TOKENIZERS), "tokenizers");
 }

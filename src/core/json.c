@@ -4,6 +4,7 @@
 #include "core/fileio.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +51,27 @@ cJSON *json_parse_file(const char *path, OwError *err) {
     return root;
 }
 
+void json_show(const cJSON *v, char *buf, size_t cap) {
+    char *s = v ? cJSON_PrintUnformatted(v) : NULL;
+    if (!s) {
+        snprintf(buf, cap, "(missing)");
+        return;
+    }
+    if (strlen(s) >= cap) {
+        snprintf(buf, cap, "%.*s...", (int)(cap > 8 ? cap - 8 : 0), s);
+    } else {
+        snprintf(buf, cap, "%s", s);
+    }
+    cJSON_free(s);
+}
+
+/* The type error of every getter: names the key, what it must be and the value found. */
+static int type_error(const cJSON *it, const char *key, const char *what, const char *where, OwError *err) {
+    char v[200];
+    json_show(it, v, sizeof v);
+    return ow_fail(err, "%s: key \"%s\" must be %s, got %s", where, key, what, v);
+}
+
 static const cJSON *lookup(const cJSON *obj, const char *key, int required, const char *where, OwError *err, int *rc) {
     *rc = 0;
     const cJSON *it = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
@@ -64,7 +86,7 @@ int json_get_num(const cJSON *obj, const char *key, int required, double *out, c
     int rc;
     const cJSON *it = lookup(obj, key, required, where, err, &rc);
     if (!it) return rc;
-    if (!cJSON_IsNumber(it)) return ow_fail(err, "%s: key \"%s\" must be a number", where, key);
+    if (!cJSON_IsNumber(it)) return type_error(it, key, "a number", where, err);
     *out = it->valuedouble;
     return 0;
 }
@@ -75,7 +97,22 @@ int json_get_int(const cJSON *obj, const char *key, int required, int64_t *out, 
     if (!it) return rc;
     double v = it->valuedouble;
     if (!cJSON_IsNumber(it) || v != floor(v) || fabs(v) > 9007199254740992.0)
-        return ow_fail(err, "%s: key \"%s\" must be an integer", where, key);
+        return type_error(it, key, "an integer", where, err);
+    *out = (int64_t)v;
+    return 0;
+}
+
+int json_get_uint(const cJSON *obj, const char *key, int required, int64_t max, int64_t *out, const char *where,
+                  OwError *err) {
+    int rc;
+    const cJSON *it = lookup(obj, key, required, where, err, &rc);
+    if (!it) return rc;
+    double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
+    if (v < 0 || v != floor(v) || v > (double)max) {
+        char what[64];
+        snprintf(what, sizeof what, "an integer in [0, %lld]", (long long)max);
+        return type_error(it, key, what, where, err);
+    }
     *out = (int64_t)v;
     return 0;
 }
@@ -84,7 +121,7 @@ int json_get_bool(const cJSON *obj, const char *key, int required, int *out, con
     int rc;
     const cJSON *it = lookup(obj, key, required, where, err, &rc);
     if (!it) return rc;
-    if (!cJSON_IsBool(it)) return ow_fail(err, "%s: key \"%s\" must be true or false", where, key);
+    if (!cJSON_IsBool(it)) return type_error(it, key, "true or false", where, err);
     *out = cJSON_IsTrue(it) ? 1 : 0;
     return 0;
 }
@@ -93,7 +130,7 @@ int json_get_str(const cJSON *obj, const char *key, int required, const char **o
     int rc;
     const cJSON *it = lookup(obj, key, required, where, err, &rc);
     if (!it) return rc;
-    if (!cJSON_IsString(it)) return ow_fail(err, "%s: key \"%s\" must be a string", where, key);
+    if (!cJSON_IsString(it)) return type_error(it, key, "a string", where, err);
     *out = it->valuestring;
     return 0;
 }

@@ -14,9 +14,17 @@ cJSON *json_parse(const char *text, size_t len, const char *where, OwError *err)
 /* Reads and parses a file. */
 cJSON *json_parse_file(const char *path, OwError *err);
 
-/* Getters. `required`: a missing key is an error; otherwise *out keeps its
- * value. Type mismatches are errors either way. Return 0 or -1. */
+/* A short printable rendering of a JSON value for messages ("(missing)" for NULL;
+ * cut with "..." to fit cap). */
+void json_show(const cJSON *v, char *buf, size_t cap);
+
+/* Getters. `required`: a missing (or null) key is an error; otherwise *out
+ * keeps its value. Type mismatches are errors either way, naming the value
+ * found. Return 0 or -1. */
 int json_get_int(const cJSON *obj, const char *key, int required, int64_t *out, const char *where, OwError *err);
+/* An integer in [0, max]. */
+int json_get_uint(const cJSON *obj, const char *key, int required, int64_t max, int64_t *out, const char *where,
+                  OwError *err);
 int json_get_num(const cJSON *obj, const char *key, int required, double *out, const char *where, OwError *err);
 int json_get_bool(const cJSON *obj, const char *key, int required, int *out, const char *where, OwError *err);
 /* *out points into obj (valid while obj lives). */

@@ -8,15 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *const chat_template_names[] = {"none", "llama2", "llama3", "mistral", "chatml", NULL};
+
 const char *chat_template_name(ChatTemplateKind kind) {
-    switch (kind) {
-    case CHAT_TEMPLATE_LLAMA2: return "llama2";
-    case CHAT_TEMPLATE_LLAMA3: return "llama3";
-    case CHAT_TEMPLATE_MISTRAL: return "mistral";
-    case CHAT_TEMPLATE_CHATML: return "chatml";
-    case CHAT_TEMPLATE_NONE: break;
-    }
-    return "none";
+    return (unsigned)kind <= CHAT_TEMPLATE_CHATML ? chat_template_names[kind] : "none";
 }
 
 int chat_role_from_name(const char *name) {

@@ -42,6 +42,8 @@ typedef struct ChatTemplate {
     char *bos, *eos; /* bos_token / eos_token strings (heap) */
 } ChatTemplate;
 
+/* Names indexed by ChatTemplateKind, ending in NULL (train_config parses with it). */
+extern const char *const chat_template_names[];
 const char *chat_template_name(ChatTemplateKind kind);
 /* Role from its name (system, user, assistant); -1 when it is none of them. */
 int chat_role_from_name(const char *name);

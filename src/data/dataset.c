@@ -23,9 +23,10 @@ void data_options_defaults(DataOptions *o) {
     o->append_eos = 1;
 }
 
+const char *const data_format_names[] = {"auto", "text", "jsonl", "alpaca", "chat", "tokens", NULL};
+
 const char *data_format_name(DataFormat f) {
-    static const char *const names[] = {"auto", "text", "jsonl", "alpaca", "chat", "tokens"};
-    return (unsigned)f < sizeof names / sizeof names[0] ? names[f] : "?";
+    return (unsigned)f < sizeof data_format_names / sizeof data_format_names[0] - 1 ? data_format_names[f] : "?";
 }
 
 /* ---- detection ---- */

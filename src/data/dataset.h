@@ -65,6 +65,8 @@ typedef struct DataOptions {
 } DataOptions;
 
 void data_options_defaults(DataOptions *o);
+/* Names indexed by DataFormat, ending in NULL (train_config parses with it). */
+extern const char *const data_format_names[];
 const char *data_format_name(DataFormat f);
 
 typedef struct DataStats {

@@ -11,6 +11,7 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "core/error.h"
+#include "core/utf8.h"
 #include "data/tok_map.h"
 #include "data/tokenizer.h"
 
@@ -45,12 +46,7 @@ size_t utf8_valid_prefix(const char *s, size_t n);
 /* Appends s to out with every maximal invalid subsequence replaced by U+FFFD
  * (Python errors="replace", Rust from_utf8_lossy). */
 void utf8_append_lossy(TokBuf *out, const char *s, size_t n);
-/* Decodes the code point at s (valid UTF-8, n >= 1); *len gets its length. */
-uint32_t utf8_decode(const char *s, size_t n, size_t *len);
-/* Length of the UTF-8 sequence led by byte c (1 for a stray byte). */
-size_t utf8_seq_len(unsigned char c);
-/* Encodes cp into out (4 bytes of room); returns the length. */
-size_t utf8_encode(uint32_t cp, char *out);
+/* Decoding and encoding: core/utf8.h. */
 
 /* ---- regexes (pretok.c) ---- */
 typedef struct TokRegex {

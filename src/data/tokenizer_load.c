@@ -38,21 +38,6 @@ static int lfail(LoadCtx *c, const char *path, const char *fmt, ...) {
     return ow_fail(c->err, "%s: %s: %s", c->file, path, msg);
 }
 
-/* A short printable rendering of a JSON value for messages. */
-static void show(const cJSON *v, char *buf, size_t cap) {
-    char *s = v ? cJSON_PrintUnformatted(v) : NULL;
-    if (!s) {
-        snprintf(buf, cap, "(missing)");
-        return;
-    }
-    if (strlen(s) >= cap) {
-        snprintf(buf, cap, "%.*s...", (int)(cap > 8 ? cap - 8 : 0), s);
-    } else {
-        snprintf(buf, cap, "%s", s);
-    }
-    cJSON_free(s);
-}
-
 static int check_keys(LoadCtx *c, const cJSON *obj, const char *path, const char *const *allowed) {
     for (const cJSON *it = obj->child; it; it = it->next) {
         int ok = 0;
@@ -60,7 +45,7 @@ static int check_keys(LoadCtx *c, const cJSON *obj, const char *path, const char
             if (strcmp(it->string, *a) == 0) ok = 1;
         if (!ok) {
             char v[200];
-            show(it, v, sizeof v);
+            json_show(it, v, sizeof v);
             return lfail(c, path, "unknown key \"%s\" (value %s): owlore does not implement it, so it refuses the file",
                          it->string, v);
         }
@@ -74,55 +59,34 @@ static int is_null(const cJSON *v) { return !v || cJSON_IsNull(v); }
 static int need_object(LoadCtx *c, const cJSON *v, const char *path) {
     if (!cJSON_IsObject(v)) {
         char s[200];
-        show(v, s, sizeof s);
+        json_show(v, s, sizeof s);
         return lfail(c, path, "expected an object, got %s", s);
     }
     return 0;
 }
 
+/* The getters of core/json.h, with "FILE: JSON.PATH" as where. */
+static const char *where_at(const LoadCtx *c, const char *path, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s: %s", c->file, path);
+    return buf;
+}
+
+/* An optional string that is missing or null sets *out to NULL. */
 static int get_string(LoadCtx *c, const cJSON *obj, const char *key, const char *path, int required, const char **out) {
-    const cJSON *v = get(obj, key);
-    if (is_null(v)) {
-        if (required) return lfail(c, path, "missing key \"%s\"", key);
-        *out = NULL;
-        return 0;
-    }
-    if (!cJSON_IsString(v)) {
-        char s[200];
-        show(v, s, sizeof s);
-        return lfail(c, path, "key \"%s\" must be a string, got %s", key, s);
-    }
-    *out = v->valuestring;
-    return 0;
+    char w[1024];
+    if (!required) *out = NULL;
+    return json_get_str(obj, key, required, out, where_at(c, path, w, sizeof w), c->err);
 }
 
 /* Optional boolean (null or missing keeps *out). */
 static int get_bool(LoadCtx *c, const cJSON *obj, const char *key, const char *path, int required, int *out) {
-    const cJSON *v = get(obj, key);
-    if (is_null(v)) {
-        if (required) return lfail(c, path, "missing key \"%s\"", key);
-        return 0;
-    }
-    if (!cJSON_IsBool(v)) {
-        char s[200];
-        show(v, s, sizeof s);
-        return lfail(c, path, "key \"%s\" must be true or false, got %s", key, s);
-    }
-    *out = cJSON_IsTrue(v);
-    return 0;
+    char w[1024];
+    return json_get_bool(obj, key, required, out, where_at(c, path, w, sizeof w), c->err);
 }
 
 static int get_uint(LoadCtx *c, const cJSON *obj, const char *key, const char *path, int64_t max, int64_t *out) {
-    const cJSON *v = get(obj, key);
-    if (is_null(v)) return lfail(c, path, "missing key \"%s\"", key);
-    double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
-    if (!cJSON_IsNumber(v) || d < 0 || d != floor(d) || d > (double)max) {
-        char s[200];
-        show(v, s, sizeof s);
-        return lfail(c, path, "key \"%s\" must be an integer in [0, %lld], got %s", key, (long long)max, s);
-    }
-    *out = (int64_t)d;
-    return 0;
+    char w[1024];
+    return json_get_uint(obj, key, 1, max, out, where_at(c, path, w, sizeof w), c->err);
 }
 
 /* A string of exactly one character; its code point in *cp. */
@@ -157,11 +121,44 @@ static int get_pattern(LoadCtx *c, const cJSON *obj, const char *path, const cha
     if (!cJSON_IsObject(v) || !v->child || v->child->next || !cJSON_IsString(v->child) ||
         (strcmp(v->child->string, "String") != 0 && strcmp(v->child->string, "Regex") != 0)) {
         char s[200];
-        show(v, s, sizeof s);
+        json_show(v, s, sizeof s);
         return lfail(c, p, "expected {\"String\": ...} or {\"Regex\": ...}, got %s", s);
     }
     *is_regex = strcmp(v->child->string, "Regex") == 0;
     *pat = v->child->valuestring;
+    return 0;
+}
+
+/* A Replace normalizer or decoder (`what`): a non-empty String pattern and its content. */
+static int get_replace(LoadCtx *c, const cJSON *n, const char *path, const char *what, const char **pat,
+                       const char **content) {
+    static const char *const keys[] = {"type", "pattern", "content", NULL};
+    int is_regex = 0;
+    if (check_keys(c, n, path, keys) != 0 || get_pattern(c, n, path, pat, &is_regex) != 0 ||
+        get_string(c, n, "content", path, 1, content) != 0)
+        return -1;
+    char p[512];
+    snprintf(p, sizeof p, "%s.pattern", path);
+    if (is_regex)
+        return lfail(c, p, "Regex \"%s\": a Replace %s with a regex is not supported (only String patterns)", *pat,
+                     what);
+    if (!**pat) return lfail(c, p, "the String pattern is empty (it would match between every character)");
+    return 0;
+}
+
+/* {"type": "Sequence", key: [...]}: every element parsed by `parse`, at PATH.key[i]. */
+typedef int (*ParseFn)(LoadCtx *c, const cJSON *n, const char *path);
+static int parse_sequence(LoadCtx *c, const cJSON *n, const char *path, const char *key, ParseFn parse) {
+    const char *const keys[] = {"type", key, NULL};
+    if (check_keys(c, n, path, keys) != 0) return -1;
+    const cJSON *list = get(n, key);
+    if (!cJSON_IsArray(list)) return lfail(c, path, "\"%s\" must be an array", key);
+    char p[512];
+    size_t i = 0;
+    for (const cJSON *it = list->child; it; it = it->next, i++) {
+        snprintf(p, sizeof p, "%s.%s[%zu]", path, key, i);
+        if (parse(c, it, p) != 0) return -1;
+    }
     return 0;
 }
 
@@ -198,7 +195,7 @@ static int parse_merge(LoadCtx *c, const cJSON *m, size_t i, const char **a, siz
         return 0;
     }
     char s[200];
-    show(m, s, sizeof s);
+    json_show(m, s, sizeof s);
     return lfail(c, p, "a merge must be \"a b\" or [\"a\", \"b\"], got %s", s);
 }
 
@@ -223,7 +220,7 @@ static int parse_model(LoadCtx *c, const cJSON *m) {
     const cJSON *d = get(m, "dropout");
     if (!is_null(d) && !(cJSON_IsNumber(d) && d->valuedouble == 0.0)) {
         char s[64];
-        show(d, s, sizeof s);
+        json_show(d, s, sizeof s);
         return lfail(c, "model.dropout",
                      "%s: BPE dropout is not supported (owlore encodes deterministically; set it to null)", s);
     }
@@ -254,7 +251,7 @@ static int parse_model(LoadCtx *c, const cJSON *m) {
         double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
         if (!cJSON_IsNumber(it) || v < 0 || v != floor(v) || v >= MAX_VOCAB_ID) {
             char s[100];
-            show(it, s, sizeof s);
+            json_show(it, s, sizeof s);
             return lfail(c, "model.vocab", "token \"%s\": the id must be an integer in [0, %d), got %s", it->string,
                          MAX_VOCAB_ID, s);
         }
@@ -340,18 +337,7 @@ static int parse_normalizer(LoadCtx *c, const cJSON *n, const char *path) {
     if (get_type(c, n, path, &type) != 0) return -1;
     Tokenizer *tok = c->tok;
     char p[512];
-    if (strcmp(type, "Sequence") == 0) {
-        static const char *const keys[] = {"type", "normalizers", NULL};
-        if (check_keys(c, n, path, keys) != 0) return -1;
-        const cJSON *list = get(n, "normalizers");
-        if (!cJSON_IsArray(list)) return lfail(c, path, "\"normalizers\" must be an array");
-        size_t i = 0;
-        for (const cJSON *it = list->child; it; it = it->next, i++) {
-            snprintf(p, sizeof p, "%s.normalizers[%zu]", path, i);
-            if (parse_normalizer(c, it, p) != 0) return -1;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0) return parse_sequence(c, n, path, "normalizers", parse_normalizer);
     NormOp op = {0};
     if (strcmp(type, "Prepend") == 0) {
         static const char *const keys[] = {"type", "prepend", NULL};
@@ -361,17 +347,8 @@ static int parse_normalizer(LoadCtx *c, const cJSON *n, const char *path) {
         op.a = ow_xstrdup(s);
         op.alen = strlen(s);
     } else if (strcmp(type, "Replace") == 0) {
-        static const char *const keys[] = {"type", "pattern", "content", NULL};
         const char *pat = NULL, *content = NULL;
-        int is_regex = 0;
-        if (check_keys(c, n, path, keys) != 0 || get_pattern(c, n, path, &pat, &is_regex) != 0 ||
-            get_string(c, n, "content", path, 1, &content) != 0)
-            return -1;
-        snprintf(p, sizeof p, "%s.pattern", path);
-        if (is_regex)
-            return lfail(
-                c, p, "Regex \"%s\": a Replace normalizer with a regex is not supported (only String patterns)", pat);
-        if (!*pat) return lfail(c, p, "the String pattern is empty (it would match between every character)");
+        if (get_replace(c, n, path, "normalizer", &pat, &content) != 0) return -1;
         op.kind = NORM_REPLACE;
         op.a = ow_xstrdup(pat);
         op.alen = strlen(pat);
@@ -439,18 +416,7 @@ static int parse_pretok(LoadCtx *c, const cJSON *n, const char *path) {
     char p[512];
     PreTokStage st;
     memset(&st, 0, sizeof st);
-    if (strcmp(type, "Sequence") == 0) {
-        static const char *const keys[] = {"type", "pretokenizers", NULL};
-        if (check_keys(c, n, path, keys) != 0) return -1;
-        const cJSON *list = get(n, "pretokenizers");
-        if (!cJSON_IsArray(list)) return lfail(c, path, "\"pretokenizers\" must be an array");
-        size_t i = 0;
-        for (const cJSON *it = list->child; it; it = it->next, i++) {
-            snprintf(p, sizeof p, "%s.pretokenizers[%zu]", path, i);
-            if (parse_pretok(c, it, p) != 0) return -1;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0) return parse_sequence(c, n, path, "pretokenizers", parse_pretok);
     if (strcmp(type, "Split") == 0) {
         static const char *const keys[] = {"type", "pattern", "behavior", "invert", NULL};
         const char *pat = NULL, *beh = NULL;
@@ -606,18 +572,7 @@ static int parse_post(LoadCtx *c, const cJSON *n, const char *path) {
     const char *type = NULL;
     if (get_type(c, n, path, &type) != 0) return -1;
     char p[512];
-    if (strcmp(type, "Sequence") == 0) {
-        static const char *const keys[] = {"type", "processors", NULL};
-        if (check_keys(c, n, path, keys) != 0) return -1;
-        const cJSON *list = get(n, "processors");
-        if (!cJSON_IsArray(list)) return lfail(c, path, "\"processors\" must be an array");
-        size_t i = 0;
-        for (const cJSON *it = list->child; it; it = it->next, i++) {
-            snprintf(p, sizeof p, "%s.processors[%zu]", path, i);
-            if (parse_post(c, it, p) != 0) return -1;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0) return parse_sequence(c, n, path, "processors", parse_post);
     if (strcmp(type, "TemplateProcessing") == 0) return parse_template_processing(c, n, path);
     if (strcmp(type, "ByteLevel") == 0) {
         /* only trims offsets: the ids are unchanged */
@@ -644,30 +599,10 @@ static int parse_decoder(LoadCtx *c, const cJSON *n, const char *path) {
     char p[512];
     DecOp op;
     memset(&op, 0, sizeof op);
-    if (strcmp(type, "Sequence") == 0) {
-        static const char *const keys[] = {"type", "decoders", NULL};
-        if (check_keys(c, n, path, keys) != 0) return -1;
-        const cJSON *list = get(n, "decoders");
-        if (!cJSON_IsArray(list)) return lfail(c, path, "\"decoders\" must be an array");
-        size_t i = 0;
-        for (const cJSON *it = list->child; it; it = it->next, i++) {
-            snprintf(p, sizeof p, "%s.decoders[%zu]", path, i);
-            if (parse_decoder(c, it, p) != 0) return -1;
-        }
-        return 0;
-    }
+    if (strcmp(type, "Sequence") == 0) return parse_sequence(c, n, path, "decoders", parse_decoder);
     if (strcmp(type, "Replace") == 0) {
-        static const char *const keys[] = {"type", "pattern", "content", NULL};
         const char *pat = NULL, *content = NULL;
-        int is_regex = 0;
-        if (check_keys(c, n, path, keys) != 0 || get_pattern(c, n, path, &pat, &is_regex) != 0 ||
-            get_string(c, n, "content", path, 1, &content) != 0)
-            return -1;
-        snprintf(p, sizeof p, "%s.pattern", path);
-        if (is_regex)
-            return lfail(c, p, "Regex \"%s\": a Replace decoder with a regex is not supported (only String patterns)",
-                         pat);
-        if (!*pat) return lfail(c, p, "the String pattern is empty");
+        if (get_replace(c, n, path, "decoder", &pat, &content) != 0) return -1;
         op.kind = DEC_REPLACE;
         op.a = ow_xstrdup(pat);
         op.alen = strlen(pat);
@@ -782,7 +717,7 @@ int tokenizer_parse(Tokenizer *tok, const char *json, size_t len, OwError *err) 
     const cJSON *v = get(root, "version");
     if (!is_null(v) && !(cJSON_IsString(v) && strcmp(v->valuestring, "1.0") == 0)) {
         char s[100];
-        show(v, s, sizeof s);
+        json_show(v, s, sizeof s);
         lfail(&c, "version", "%s: only version \"1.0\" is known", s);
         goto done;
     }

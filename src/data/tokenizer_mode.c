@@ -11,8 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *const tokenizer_mode_names[] = {"transformers", "tokenizers", NULL};
+
 const char *tokenizer_mode_name(TokenizerMode mode) {
-    return mode == TOKENIZER_MODE_TOKENIZERS ? "tokenizers" : "transformers";
+    return tokenizer_mode_names[mode == TOKENIZER_MODE_TOKENIZERS ? TOKENIZER_MODE_TOKENIZERS
+                                                                  : TOKENIZER_MODE_TRANSFORMERS];
 }
 
 /* config value: a string, or {"content": string}; NULL when absent/null. */

@@ -41,6 +41,8 @@
 
 typedef enum { TOKENIZER_MODE_TRANSFORMERS = 0, TOKENIZER_MODE_TOKENIZERS = 1 } TokenizerMode;
 
+/* Names indexed by TokenizerMode, ending in NULL (train_config parses with it). */
+extern const char *const tokenizer_mode_names[];
 const char *tokenizer_mode_name(TokenizerMode mode);
 
 /* tokenizer_load (a tokenizer.json or a directory holding one) in `mode`.

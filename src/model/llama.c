@@ -50,6 +50,7 @@
  * x[L] and the host buffers take part in copies on the second stream: they
  * are never shared. */
 #include "model/model.h"
+#include "model/model_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,35 +1,26 @@
 /* model.c: creating a model on a backend, its parameter table, trainable
  * flags and gradients, random initialisation, and loading HF weights. */
 #include "model/model.h"
+#include "model/model_internal.h"
 
 #include "core/log.h"
 #include "core/rng.h"
 #include "model/safetensors.h"
+#include "model/tensor_names.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *k_block_names[BW_COUNT] = {
-    "input_layernorm.weight",  "self_attn.q_proj.weight", "self_attn.k_proj.weight",
-    "self_attn.v_proj.weight", "self_attn.o_proj.weight", "post_attention_layernorm.weight",
-    "mlp.gate_proj.weight",    "mlp.up_proj.weight",      "mlp.down_proj.weight",
+/* Parameter names and block tensor shapes come from tensor_names.h (their one definition). */
+static const ModelTensorKind k_block_kind[BW_COUNT] = {
+    [BW_ATTN_NORM] = MT_ATTN_NORM, [BW_Q] = MT_Q,       [BW_K] = MT_K,   [BW_V] = MT_V,       [BW_O] = MT_O,
+    [BW_MLP_NORM] = MT_MLP_NORM,   [BW_GATE] = MT_GATE, [BW_UP] = MT_UP, [BW_DOWN] = MT_DOWN,
 };
 
 static void block_shape(const ModelConfig *c, BlockWeight bw, Tensor *t, DType dt) {
-    int64_t C = c->hidden_size, F = c->intermediate_size, D = c->head_dim;
-    switch (bw) {
-    case BW_ATTN_NORM:
-    case BW_MLP_NORM: *t = tensor_1d(dt, C); break;
-    case BW_Q: *t = tensor_2d(dt, c->num_heads * D, C); break;
-    case BW_K:
-    case BW_V: *t = tensor_2d(dt, c->num_kv_heads * D, C); break;
-    case BW_O: *t = tensor_2d(dt, C, c->num_heads * D); break;
-    case BW_GATE:
-    case BW_UP: *t = tensor_2d(dt, F, C); break;
-    case BW_DOWN: *t = tensor_2d(dt, C, F); break;
-    default: OW_CHECK(0);
-    }
+    int64_t s[2];
+    *t = model_tensor_shape(c, k_block_kind[bw], s) == 1 ? tensor_1d(dt, s[0]) : tensor_2d(dt, s[0], s[1]);
 }
 
 int model_create(Backend *be, const ModelConfig *cfg, Model **out, OwError *err) {
@@ -44,7 +35,7 @@ int model_create(Backend *be, const ModelConfig *cfg, Model **out, OwError *err)
     DType dt = be->param_dtype;
     int k = 0;
     Param *p = &m->params[k++];
-    snprintf(p->name, sizeof p->name, "model.embed_tokens.weight");
+    model_tensor_name(MT_EMBED, -1, p->name, sizeof p->name);
     p->kind = PK_EMBED;
     p->layer = -1;
     p->is_matrix = 1;
@@ -52,7 +43,7 @@ int model_create(Backend *be, const ModelConfig *cfg, Model **out, OwError *err)
     for (int64_t l = 0; l < L; l++) {
         for (int b = 0; b < BW_COUNT; b++) {
             p = &m->params[k++];
-            snprintf(p->name, sizeof p->name, "model.layers.%lld.%s", (long long)l, k_block_names[b]);
+            model_tensor_name(k_block_kind[b], (int)l, p->name, sizeof p->name);
             p->kind = PK_BLOCK;
             p->layer = (int)l;
             p->bw = (BlockWeight)b;
@@ -61,13 +52,13 @@ int model_create(Backend *be, const ModelConfig *cfg, Model **out, OwError *err)
         }
     }
     p = &m->params[k++];
-    snprintf(p->name, sizeof p->name, "model.norm.weight");
+    model_tensor_name(MT_FINAL_NORM, -1, p->name, sizeof p->name);
     p->kind = PK_FINAL_NORM;
     p->layer = -1;
     p->w = tensor_1d(dt, cfg->hidden_size);
     if (!cfg->tie_word_embeddings) {
         p = &m->params[k++];
-        snprintf(p->name, sizeof p->name, "lm_head.weight");
+        model_tensor_name(MT_LM_HEAD, -1, p->name, sizeof p->name);
         p->kind = PK_LM_HEAD;
         p->layer = -1;
         p->is_matrix = 1;
@@ -309,7 +300,8 @@ void model_init_random(Model *m, uint64_t seed, double std) {
     }
 }
 
-int model_load_weights(Model *m, const SafeTensors *st, const char *where, OwError *err) {
+/* Uploads weights from opened safetensors (shapes checked, dtypes converted). */
+static int model_load_weights(Model *m, const SafeTensors *st, const char *where, OwError *err) {
     for (int i = 0; i < m->nparams; i++) {
         Param *p = &m->params[i];
         const StTensor *t = safetensors_find(st, p->name);

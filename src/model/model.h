@@ -102,9 +102,6 @@ int model_create(Backend *be, const ModelConfig *cfg, Model **out, OwError *err)
 void model_free(Model *m);
 /* Loads config.json and the safetensors weights of a Hugging Face directory. */
 int model_load_hf(Backend *be, const char *dir, Model **out, OwError *err);
-/* Uploads weights from opened safetensors (shapes checked, dtypes converted). */
-struct SafeTensors;
-int model_load_weights(Model *m, const struct SafeTensors *st, const char *where, OwError *err);
 /* transformers' init: linear and embedding weights N(0, std), norms 1; seeded per parameter. */
 void model_init_random(Model *m, uint64_t seed, double std);
 
@@ -129,11 +126,6 @@ void model_grad_download(Model *m, const Param *p, float *dense);
 int model_begin_step(Model *m, const int32_t *ids, int64_t n, OwError *err);
 /* Forgets the slots once their gradient has been consumed (the optimizer). */
 void model_embed_rows_reset(Model *m);
-/* Adds ids to the row map (new rows get the next slots) and uploads the map if it changed;
- * when pos_slot is given, writes the slot of each position to it (host I32 [n]). */
-int model_embed_rows_add(Model *m, const int32_t *ids, int64_t n, int32_t *pos_slot, OwError *err);
-/* Lowest block that has a trainable tensor, num_layers if none. */
-int model_lowest_trainable_block(const Model *m);
 
 /* Allocates activation buffers for batches of B sequences of T tokens.
  * recompute: keep only each block's input and recompute the rest in backward.
@@ -170,12 +162,7 @@ int model_forward_losses(Model *m, const int32_t *ids, const int32_t *targets, f
 int model_embed_batch(Model *m, const int32_t *ids, Tensor *x, OwError *err);
 void model_block_forward_stats(Model *m, int layer, const Tensor *x, Tensor *out, Tensor *stats);
 
-/* Frees the activation buffers (internal; model_free calls it). */
+/* Frees the activation buffers (model_free does too); model_prepare allocates them again. */
 void model_acts_free(Model *m);
-/* The pool's view for lm_head's gradient (Model.head_grad_host; internal: model_set_trainable). */
-void *model_acts_head_grad(Model *m);
-
-/* Rotary tables for this config (llama3 scaling included), as transformers computes them. */
-void rope_tables(const ModelConfig *cfg, int64_t T, float *cos_out, float *sin_out);
 
 #endif

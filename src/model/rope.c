@@ -1,6 +1,7 @@
 /* rope.c: rotary position tables, computed the way transformers does
  * (inverse frequencies and angles in float32, llama3 frequency scaling). */
 #include "model/model.h"
+#include "model/model_internal.h"
 
 #include <math.h>
 

@@ -7,6 +7,7 @@
 #include "model/safetensors.h"
 
 #include "core/json.h"
+#include "core/utf8.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -530,28 +531,11 @@ static void sb_printf(StrBuf *b, const char *fmt, ...) {
     sb_put(b, tmp, (size_t)n);
 }
 
-/* Decodes one UTF-8 sequence at s; returns its length (0 when invalid). */
-static int utf8_decode(const unsigned char *s, uint32_t *cp) {
-    if (s[0] < 0x80) {
-        *cp = s[0];
-        return 1;
-    }
-    int n = (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
-    if (!n) return 0;
-    uint32_t v = s[0] & (0x7f >> n);
-    for (int i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        v = (v << 6) | (s[i] & 0x3f);
-    }
-    *cp = v;
-    return n;
-}
-
 /* A JSON string. ascii_only = 0: as serde_json writes it (the safetensors
  * header); 1: as Python's json.dumps with ensure_ascii (the index). */
 static void sb_json_string(StrBuf *b, const char *str, int ascii_only) {
     sb_put(b, "\"", 1);
-    const unsigned char *s = (const unsigned char *)str;
+    const unsigned char *s = (const unsigned char *)str, *end = s + strlen(str);
     while (*s) {
         unsigned char ch = *s;
         const char *esc = NULL;
@@ -576,7 +560,7 @@ static void sb_json_string(StrBuf *b, const char *str, int ascii_only) {
             s++;
         } else {
             uint32_t cp;
-            int n = utf8_decode(s, &cp);
+            size_t n = utf8_decode_checked((const char *)s, (size_t)(end - s), &cp);
             if (n == 0) { /* not UTF-8: keep the byte */
                 sb_put(b, (const char *)s, 1);
                 s++;

@@ -3,52 +3,17 @@
 
 #include "core/log.h"
 #include "core/rng.h"
+#include "optim/optim_host.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *k_kind[] = {"adamw", "galore-adamw"};
-static const char *k_proj[] = {"exact", "randomized"};
-static const char *k_inactive[] = {"keep", "reset"};
+const char *const optim_kind_names[] = {"adamw", "galore-adamw", NULL};
+const char *const inactive_policy_names[] = {"keep", "reset", NULL};
 
-static int parse_enum(const char *name, const char *const *names, int n, int *out, const char *what, OwError *err) {
-    for (int i = 0; i < n; i++) {
-        if (strcmp(name, names[i]) == 0) {
-            *out = i;
-            return 0;
-        }
-    }
-    char allowed[256] = "";
-    for (int i = 0; i < n; i++) {
-        strncat(allowed, i ? ", " : "", sizeof allowed - strlen(allowed) - 1);
-        strncat(allowed, names[i], sizeof allowed - strlen(allowed) - 1);
-    }
-    return ow_fail(err, "unknown %s \"%s\" (allowed: %s)", what, name, allowed);
-}
-
-int optim_kind_parse(const char *name, OptimizerKind *out, OwError *err) {
-    int v = 0;
-    if (parse_enum(name, k_kind, 2, &v, "optimizer", err) != 0) return -1;
-    *out = (OptimizerKind)v;
-    return 0;
-}
-const char *optim_kind_name(OptimizerKind k) { return k_kind[k]; }
-int projector_kind_parse(const char *name, ProjectorKind *out, OwError *err) {
-    int v = 0;
-    if (parse_enum(name, k_proj, 2, &v, "projector", err) != 0) return -1;
-    *out = (ProjectorKind)v;
-    return 0;
-}
-const char *projector_kind_name(ProjectorKind k) { return k_proj[k]; }
-int inactive_policy_parse(const char *name, InactivePolicy *out, OwError *err) {
-    int v = 0;
-    if (parse_enum(name, k_inactive, 2, &v, "inactive-state policy", err) != 0) return -1;
-    *out = (InactivePolicy)v;
-    return 0;
-}
-const char *inactive_policy_name(InactivePolicy p) { return k_inactive[p]; }
+const char *optim_kind_name(OptimizerKind k) { return optim_kind_names[k]; }
 
 int optimizer_projects(const OptimConfig *cfg, const Param *p) {
     return cfg->kind == OPT_GALORE_ADAMW && cfg->rank > 0 && p->kind == PK_BLOCK && p->is_matrix;
@@ -101,36 +66,6 @@ int optimizer_init(Optimizer *o, Model *m, const OptimConfig *cfg, OwError *err)
     return 0;
 }
 
-static void drop_host(Optimizer *o, ParamState *s) {
-    memstats_sub(&o->host, MEM_OPTIM, s->host_bytes);
-    s->host_bytes = 0;
-    free(s->host_m);
-    free(s->host_v);
-    free(s->host_P);
-    s->host_m = s->host_v = s->host_P = NULL;
-    s->parked = 0;
-}
-
-/* One host buffer of a park, made when missing (pages touched: the copy into it runs at full speed). */
-static int park_buffer(Optimizer *o, ParamState *s, float **buf, size_t bytes, const char *what, OwError *err) {
-    if (*buf || bytes == 0) return 0;
-    if (memstats_add(&o->host, MEM_OPTIM, bytes, what, "host", err) != 0) return -1;
-    *buf = ow_try_malloc_touched(bytes, what, err);
-    if (!*buf) {
-        memstats_sub(&o->host, MEM_OPTIM, bytes);
-        return -1;
-    }
-    s->host_bytes += bytes;
-    return 0;
-}
-
-/* The park buffers of s for moments of nb bytes each and a projector of pb (0: none). */
-static int park_buffers(Optimizer *o, ParamState *s, size_t nb, size_t pb, OwError *err) {
-    return park_buffer(o, s, &s->host_m, nb, "parked optimizer state", err) ||
-           park_buffer(o, s, &s->host_v, nb, "parked optimizer state", err) ||
-           park_buffer(o, s, &s->host_P, pb, "parked projector", err);
-}
-
 /* Frees the active state (device tensors, or the host-resident moments). */
 static void release_device(Optimizer *o, ParamState *s) {
     Backend *be = o->model->be;
@@ -138,12 +73,7 @@ static void release_device(Optimizer *o, ParamState *s) {
     be->release(be, &s->v, MEM_OPTIM);
     be->release(be, &s->P, MEM_OPTIM);
     be->release(be, &s->R, MEM_OPTIM);
-    if (s->hm || s->hv) {
-        be->host_free(be, s->hm);
-        be->host_free(be, s->hv);
-        memstats_sub(&o->host, MEM_OPTIM, 2 * tensor_nbytes(&s->m));
-        s->hm = s->hv = NULL;
-    }
+    optim_host_moments_free(o, s);
     s->resident = 0;
 }
 
@@ -157,7 +87,7 @@ void optimizer_free(Optimizer *o) {
     if (o->st) {
         for (int i = 0; i < o->model->nparams; i++) {
             release_device(o, &o->st[i]);
-            drop_host(o, &o->st[i]);
+            optim_host_park_free(o, &o->st[i]);
         }
     }
     be->release(be, &o->delta, MEM_OPTIM);
@@ -195,32 +125,6 @@ static int64_t share_group_numel(Model *m, BlockWeight group) {
     return n;
 }
 
-/* m, v of an active state from / to host F32 arrays. The host-resident moments
- * may be in use by an asynchronous update: wait for the backend first. */
-static void moments_from_host(Optimizer *o, ParamState *s, const float *m, const float *v) {
-    Backend *be = o->model->be;
-    if (!s->host_state) {
-        be->upload(be, &s->m, m, OW_F32);
-        be->upload(be, &s->v, v, OW_F32);
-        return;
-    }
-    be->sync(be);
-    memcpy(s->hm, m, tensor_nbytes(&s->m));
-    memcpy(s->hv, v, tensor_nbytes(&s->v));
-}
-
-static void moments_to_host(Optimizer *o, ParamState *s, float *m, float *v) {
-    Backend *be = o->model->be;
-    if (!s->host_state) {
-        be->download(be, m, OW_F32, &s->m);
-        be->download(be, v, OW_F32, &s->v);
-        return;
-    }
-    be->sync(be);
-    memcpy(m, s->hm, tensor_nbytes(&s->m));
-    memcpy(v, s->hv, tensor_nbytes(&s->v));
-}
-
 int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
     Model *m = o->model;
     Backend *be = m->be;
@@ -249,21 +153,7 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
     s->m = mv;
     s->v = mv;
     if (s->host_state) {
-        /* page-locked host memory, zeroed; m.data/v.data stay NULL (shapes only) */
-        size_t nb = tensor_nbytes(&mv);
-        if (be->host_state_reserve(be, err) != 0) return -1;
-        if (memstats_add(&o->host, MEM_OPTIM, 2 * nb, what, "host", err) != 0) return -1;
-        s->hm = be->host_alloc(be, nb, err);
-        s->hv = s->hm ? be->host_alloc(be, nb, err) : NULL;
-        if (!s->hv) {
-            be->host_free(be, s->hm);
-            s->hm = NULL;
-            memstats_sub(&o->host, MEM_OPTIM, 2 * nb);
-            return ow_fail_prefix(err,
-                                  "optimizer state of %s in host memory (hint: --offload-optimizer off keeps it "
-                                  "on the device)",
-                                  p->name);
-        }
+        if (optim_host_moments_alloc(o, s, p, what, err) != 0) return -1;
     } else if (be->alloc(be, &s->m, MEM_OPTIM, what, err) != 0 || be->alloc(be, &s->v, MEM_OPTIM, what, err) != 0) {
         release_device(o, s);
         return -1;
@@ -277,25 +167,15 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
         }
     }
     s->resident = 1;
-    if (s->parked) { /* the buffers stay for the next park */
-        moments_from_host(o, s, s->host_m, s->host_v);
-        if (s->galore && s->has_P) be->upload(be, &s->P, s->host_P, OW_F32);
-        s->parked = 0;
-    }
+    if (s->parked) optim_host_unpark(o, s);
     return 0;
 }
 
 int optimizer_deactivate(Optimizer *o, Param *p, OwError *err) {
     Model *m = o->model;
-    Backend *be = m->be;
     ParamState *s = state_of(o, p);
     if (s->resident && o->cfg.inactive == INACTIVE_KEEP && s->step > 0) {
-        size_t nb = tensor_nbytes(&s->m);
-        size_t pb = s->galore && s->has_P ? tensor_nbytes(&s->P) : 0;
-        if (park_buffers(o, s, nb, pb, err) != 0) return -1;
-        moments_to_host(o, s, s->host_m, s->host_v);
-        if (pb) be->download(be, s->host_P, OW_F32, &s->P);
-        s->parked = 1;
+        if (optim_host_park(o, s, err) != 0) return -1;
     } else if (o->cfg.inactive == INACTIVE_RESET) {
         s->step = 0;
         s->has_P = 0;
@@ -324,7 +204,7 @@ void optimizer_state_read(Optimizer *o, const Param *p, float *m, float *v, floa
     state_shapes(o, s, p, &mv, &Pd);
     size_t nb = tensor_nbytes(&mv), pb = s->galore && s->has_P ? tensor_nbytes(&Pd) : 0;
     if (s->resident) {
-        moments_to_host(o, s, m, v);
+        optim_moments_to_host(o, s, m, v);
         if (pb) be->download(be, P, OW_F32, &s->P);
         return;
     }
@@ -354,7 +234,7 @@ int optimizer_state_restore(Optimizer *o, Param *p, OptStateHome home, int64_t s
                            "%s: the checkpoint has its optimizer state on the device, but the tensor is not "
                            "trainable at this step (the checkpoint does not match the run)",
                            p->name);
-        moments_from_host(o, s, m, v);
+        optim_moments_from_host(o, s, m, v);
         if (pb) be->upload(be, &s->P, P, OW_F32);
         return 0;
     }
@@ -363,93 +243,12 @@ int optimizer_state_restore(Optimizer *o, Param *p, OptStateHome home, int64_t s
                        "%s: the checkpoint has parked optimizer state, but the tensor is trainable or the "
                        "inactive-state policy is reset (the checkpoint does not match the run)",
                        p->name);
-    if (park_buffers(o, s, nb, pb, err) != 0) return -1;
+    if (optim_host_park_buffers(o, s, nb, pb, err) != 0) return -1;
     memcpy(s->host_m, m, nb);
     memcpy(s->host_v, v, nb);
     if (pb) memcpy(s->host_P, P, pb);
     s->parked = 1;
     return 0;
-}
-
-/* ---- projectors ---- */
-
-static int alloc_ws(Backend *be, Tensor *t, Tensor desc, OwError *err) {
-    *t = desc;
-    return be->alloc(be, t, MEM_WORKSPACE, "projector workspace", err);
-}
-
-int galore_projector(Backend *be, Tensor *P, const Tensor *G, int rank, int right, ProjectorKind kind, int oversample,
-                     int iters, uint64_t seed, OwError *err) {
-    int64_t m = G->shape[0], n = G->shape[1];
-    int64_t small = m < n ? m : n;
-    int64_t k = rank + oversample;
-    if (kind == PROJ_EXACT || k >= small) return be->svd_top(be, P, G, rank, right, err);
-    /* Randomized range finder with subspace iteration. Right: basis Y of the
-     * row space [n, k]; left: basis Y of the column space [m, k]. The sketches
-     * may use fast (TF32) GEMMs: they only shape the subspace, and the final
-     * projector is computed exactly from G within it. */
-    int64_t dim = right ? n : m, other = right ? m : n;
-    Tensor Om = {0}, Y = {0}, Z = {0}, B = {0}, Sm = {0};
-    int rc = -1;
-    if (alloc_ws(be, &Om, tensor_2d(OW_F32, other, k), err) || alloc_ws(be, &Y, tensor_2d(OW_F32, dim, k), err) ||
-        alloc_ws(be, &Z, tensor_2d(OW_F32, other, k), err))
-        goto done;
-    be->fill_normal(be, &Om, seed, 1.0f);
-    be->fast_f32_matmul = 1;
-    /* Y = G^T Om (right) or G Om (left) */
-    be->matmul(be, &Y, G, right, &Om, 0, 1.0f, 0.0f);
-    if (be->orthonormalize(be, &Y, err) != 0) goto done;
-    for (int it = 0; it < iters; it++) {
-        be->matmul(be, &Z, G, !right, &Y, 0, 1.0f, 0.0f); /* Z = G Y (right) or G^T Y (left) */
-        if (be->orthonormalize(be, &Z, err) != 0) goto done;
-        be->matmul(be, &Y, G, right, &Z, 0, 1.0f, 0.0f);
-        if (be->orthonormalize(be, &Y, err) != 0) goto done;
-    }
-    be->fast_f32_matmul = 0;
-    /* Within span(Y): B = G Y (right, [m, k]) or G^T Y (left, [n, k]) exactly; the
-     * projector comes from the top right singular vectors of B (rows of Vb^T, [r, k]), a
-     * [k, k] problem however tall B is (the backends take B's Gram matrix or factor it).
-     * right: P = Vb^T Y^T [r, n]; left: B = G^T Y, so B^T = Y^T G and the top left singular
-     * vectors of Y^T G are the top right singular vectors of B: P = Y Vb [m, r] */
-    int64_t tall = right ? m : n;
-    if (alloc_ws(be, &B, tensor_2d(OW_F32, tall, k), err) || alloc_ws(be, &Sm, tensor_2d(OW_F32, rank, k), err))
-        goto done;
-    be->matmul(be, &B, G, !right, &Y, 0, 1.0f, 0.0f);
-    if (be->svd_top(be, &Sm, &B, rank, 1, err) != 0) goto done;
-    if (right)
-        be->matmul(be, P, &Sm, 0, &Y, 1, 1.0f, 0.0f);
-    else
-        be->matmul(be, P, &Y, 0, &Sm, 1, 1.0f, 0.0f);
-    be->canonicalize_signs(be, P, right);
-    rc = 0;
-done:
-    be->fast_f32_matmul = 0;
-    be->release(be, &Om, MEM_WORKSPACE);
-    be->release(be, &Y, MEM_WORKSPACE);
-    be->release(be, &Z, MEM_WORKSPACE);
-    be->release(be, &B, MEM_WORKSPACE);
-    be->release(be, &Sm, MEM_WORKSPACE);
-    return rc;
-}
-
-int galore_warm_up(Backend *be, const OptimConfig *cfg, OwError *err) {
-    /* A [2k, 2k] normal matrix (k = rank + oversample) takes the randomized path
-     * (k < 2k), touching every kernel and solver a refresh uses, at the solvers'
-     * real size k; its workspaces are a few MiB, inside the plan's budget. */
-    int64_t s = 2 * ((int64_t)cfg->rank + (cfg->rf_oversample > 0 ? cfg->rf_oversample : 0));
-    Tensor G = {0}, P = {0};
-    int rc = -1;
-    if (alloc_ws(be, &G, tensor_2d(OW_F32, s, s), err) || alloc_ws(be, &P, tensor_2d(OW_F32, cfg->rank, s), err))
-        goto done;
-    be->fill_normal(be, &G, 0x5EEDull, 1.0f);
-    if (galore_projector(be, &P, &G, cfg->rank, 1, cfg->projector, cfg->rf_oversample, cfg->rf_iters, 1, err) != 0)
-        goto done;
-    be->sync(be);
-    rc = 0;
-done:
-    be->release(be, &G, MEM_WORKSPACE);
-    be->release(be, &P, MEM_WORKSPACE);
-    return rc;
 }
 
 /* ---- per-step work ---- */

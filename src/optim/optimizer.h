@@ -34,13 +34,13 @@
 
 #include "core/memstats.h"
 #include "model/model.h"
+#include "optim/projector.h"
 
 typedef enum { OPT_ADAMW = 0, OPT_GALORE_ADAMW = 1 } OptimizerKind;
 
 /* GaLore's projected-back update is applied in row chunks through an F32
  * scratch of min(largest projected tensor, max(this, widest row)) elements. */
 #define OPTIM_DELTA_CHUNK ((int64_t)8 << 20)
-typedef enum { PROJ_EXACT = 0, PROJ_RANDOMIZED = 1 } ProjectorKind;
 typedef enum { INACTIVE_KEEP = 0, INACTIVE_RESET = 1 } InactivePolicy;
 
 typedef struct OptimConfig {
@@ -113,12 +113,11 @@ typedef struct Optimizer {
     int micro, last_micro;     /* position within the step's micro-batches */
 } Optimizer;
 
-int optim_kind_parse(const char *name, OptimizerKind *out, OwError *err);
+/* The names of each enum, indexed by its value and ending in NULL: the one
+ * name <-> value table (train_config parses recipe and flag values with it). */
+extern const char *const optim_kind_names[];
+extern const char *const inactive_policy_names[];
 const char *optim_kind_name(OptimizerKind k);
-int projector_kind_parse(const char *name, ProjectorKind *out, OwError *err);
-const char *projector_kind_name(ProjectorKind k);
-int inactive_policy_parse(const char *name, InactivePolicy *out, OwError *err);
-const char *inactive_policy_name(InactivePolicy p);
 
 int optimizer_init(Optimizer *o, Model *m, const OptimConfig *cfg, OwError *err);
 void optimizer_free(Optimizer *o);
@@ -165,16 +164,5 @@ void optimizer_state_read(Optimizer *o, const Param *p, float *m, float *v, floa
  * `home`: DEVICE needs p trainable, HOST needs p frozen and the keep policy. */
 int optimizer_state_restore(Optimizer *o, Param *p, OptStateHome home, int64_t step, int64_t refreshes, int has_P,
                             const float *m, const float *v, const float *P, OwError *err);
-
-/* The projector of a gradient (exposed for tests): exact SVD or randomized
- * range finder, canonical signs. P must be allocated with the right shape. */
-int galore_projector(Backend *be, Tensor *P, const Tensor *G, int rank, int right, ProjectorKind kind, int oversample,
-                     int iters, uint64_t seed, OwError *err);
-
-/* Runs one projector computation of cfg's kind on a small random matrix and
- * waits for it. On a GPU the first use of each kernel and solver in a process
- * costs 0.1-0.6 s (module loading, solver set-up); the trainer pays it here, at
- * setup, instead of inside the first step's refreshes. */
-int galore_warm_up(Backend *be, const OptimConfig *cfg, OwError *err);
 
 #endif

@@ -2,21 +2,9 @@
 #include "optim/schedule.h"
 
 #include <math.h>
-#include <string.h>
+#include <stddef.h>
 
-static const char *k_names[] = {"constant", "linear", "cosine"};
-
-int lr_schedule_parse(const char *name, LrScheduleKind *out, OwError *err) {
-    for (int i = 0; i < 3; i++) {
-        if (strcmp(name, k_names[i]) == 0) {
-            *out = (LrScheduleKind)i;
-            return 0;
-        }
-    }
-    return ow_fail(err, "unknown learning-rate schedule \"%s\" (allowed: constant, linear, cosine)", name);
-}
-
-const char *lr_schedule_name(LrScheduleKind k) { return k_names[k]; }
+const char *const lr_schedule_names[] = {"constant", "linear", "cosine", NULL};
 
 double lr_at(const LrSchedule *s, int64_t t) {
     if (t < s->warmup) return s->lr * (double)t / (double)(s->warmup > 0 ? s->warmup : 1);

@@ -20,8 +20,8 @@ typedef struct LrSchedule {
     int64_t total;
 } LrSchedule;
 
-int lr_schedule_parse(const char *name, LrScheduleKind *out, OwError *err);
-const char *lr_schedule_name(LrScheduleKind k);
+/* Names indexed by LrScheduleKind, ending in NULL (train_config parses with it). */
+extern const char *const lr_schedule_names[];
 double lr_at(const LrSchedule *s, int64_t t);
 
 #endif

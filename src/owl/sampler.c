@@ -5,20 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *k_mode_names[] = {"owl", "uniform", "owl_reverse", "increase", "decrease", "all"};
+const char *const sampling_mode_names[] = {"owl", "uniform", "owl_reverse", "increase", "decrease", "all", NULL};
 
-int sampling_mode_parse(const char *name, SamplingMode *out, OwError *err) {
-    for (int i = 0; i < (int)(sizeof k_mode_names / sizeof k_mode_names[0]); i++) {
-        if (strcmp(name, k_mode_names[i]) == 0) {
-            *out = (SamplingMode)i;
-            return 0;
-        }
-    }
-    return ow_fail(err, "unknown sampling mode \"%s\" (allowed: owl, uniform, owl_reverse, increase, decrease, all)",
-                   name);
-}
-
-const char *sampling_mode_name(SamplingMode m) { return k_mode_names[m]; }
+const char *sampling_mode_name(SamplingMode m) { return sampling_mode_names[m]; }
 
 int sampler_init(Sampler *s, int num_layers, int gamma, SamplingMode mode, const double *ratios, uint64_t seed,
                  OwError *err) {
@@ -42,7 +31,7 @@ int sampler_init(Sampler *s, int num_layers, int gamma, SamplingMode mode, const
             if (!ratios)
                 return ow_fail(err,
                                "sampling mode %s needs outlier ratios (hint: --ratios FILE from `owlore outliers`)",
-                               k_mode_names[mode]);
+                               sampling_mode_names[mode]);
             if (!(ratios[l] >= 0) || !isfinite(ratios[l]))
                 return ow_fail(err, "outlier ratio of block %d is %g; ratios must be finite and non-negative", l,
                                ratios[l]);
@@ -66,7 +55,7 @@ int sampler_init(Sampler *s, int num_layers, int gamma, SamplingMode mode, const
         return ow_fail(err,
                        "sampling mode %s gives only %d blocks a non-zero probability, fewer than gamma = %d "
                        "(hint: lower --gamma or choose another --sampling mode)",
-                       k_mode_names[mode], nonzero, gamma);
+                       sampling_mode_names[mode], nonzero, gamma);
     for (int l = 0; l < num_layers; l++) p[l] /= sum;
     return 0;
 }

@@ -46,8 +46,9 @@ typedef struct Sampler {
     int nactive;
 } Sampler;
 
-/* Names: "owl", "uniform", "owl_reverse", "increase", "decrease", "all". */
-int sampling_mode_parse(const char *name, SamplingMode *out, OwError *err);
+/* Names indexed by SamplingMode, ending in NULL: "owl", "uniform", "owl_reverse",
+ * "increase", "decrease", "all" (train_config parses with it). */
+extern const char *const sampling_mode_names[];
 const char *sampling_mode_name(SamplingMode m);
 
 /* ratios: per-block outlier ratios (needed for owl and owl_reverse, else may be NULL). */

@@ -2,6 +2,7 @@
 #include "train/memplan.h"
 
 #include "model/model.h"
+#include "model/tensor_names.h"
 
 #include <string.h>
 
@@ -9,16 +10,14 @@ typedef struct {
     int64_t rows, cols;
 } Shape2;
 
-/* The 7 linear weights of a block, in BlockWeight order from BW_Q. */
+/* The 7 linear weights of a block, in BlockWeight order from BW_Q (shapes: tensor_names.h). */
 static void block_matrices(const ModelConfig *c, Shape2 mats[7]) {
-    int64_t C = c->hidden_size, F = c->intermediate_size, D = c->head_dim;
-    mats[0] = (Shape2){c->num_heads * D, C};    /* q */
-    mats[1] = (Shape2){c->num_kv_heads * D, C}; /* k */
-    mats[2] = (Shape2){c->num_kv_heads * D, C}; /* v */
-    mats[3] = (Shape2){C, c->num_heads * D};    /* o */
-    mats[4] = (Shape2){F, C};                   /* gate */
-    mats[5] = (Shape2){F, C};                   /* up */
-    mats[6] = (Shape2){C, F};                   /* down */
+    static const ModelTensorKind k_linears[7] = {MT_Q, MT_K, MT_V, MT_O, MT_GATE, MT_UP, MT_DOWN};
+    for (int i = 0; i < 7; i++) {
+        int64_t s[2];
+        OW_CHECK(model_tensor_shape(c, k_linears[i], s) == 2);
+        mats[i] = (Shape2){s[0], s[1]};
+    }
 }
 
 void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,

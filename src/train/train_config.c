@@ -17,7 +17,7 @@
 typedef enum { K_STR, K_INT, K_FLOAT, K_BOOL, K_SIZE, K_ENUM } KeyType;
 
 typedef struct {
-    const char *names[8];
+    const char *const *names; /* indexed by the enum value, ending in NULL */
 } EnumNames;
 
 typedef struct KeyDef {
@@ -30,19 +30,25 @@ typedef struct KeyDef {
     const char *help;
 } KeyDef;
 
-static const EnumNames k_sampling = {{"owl", "uniform", "owl_reverse", "increase", "decrease", "all", NULL}};
-static const EnumNames k_optimizer = {{"adamw", "galore-adamw", NULL}};
-static const EnumNames k_projector = {{"exact", "randomized", NULL}};
-static const EnumNames k_inactive = {{"keep", "reset", NULL}};
-static const EnumNames k_schedule = {{"constant", "linear", "cosine", NULL}};
-static const EnumNames k_accum = {{"full", "projected", NULL}};
-static const EnumNames k_offload = {{"auto", "on", "off", NULL}};
-static const EnumNames k_precision = {{"auto", "bf16", "fp32", NULL}};
-static const EnumNames k_proj_precision = {{"auto", "fp32", "tf32", NULL}};
-static const EnumNames k_format = {{"auto", "text", "jsonl", "alpaca", "chat", "tokens", NULL}};
-static const EnumNames k_chat = {{"none", "llama2", "llama3", "mistral", "chatml", NULL}};
-static const EnumNames k_tokmode = {{"transformers", "tokenizers", NULL}};
-static const EnumNames k_packing = {{"concat", "pad", NULL}};
+/* Other modules' enums use the name tables declared beside them; the rest are train_config's own. */
+static const EnumNames k_sampling = {sampling_mode_names};
+static const EnumNames k_optimizer = {optim_kind_names};
+static const EnumNames k_projector = {projector_kind_names};
+static const EnumNames k_inactive = {inactive_policy_names};
+static const EnumNames k_schedule = {lr_schedule_names};
+static const EnumNames k_format = {data_format_names};
+static const EnumNames k_chat = {chat_template_names};
+static const EnumNames k_tokmode = {tokenizer_mode_names};
+static const char *const k_accum_names[] = {"full", "projected", NULL};
+static const char *const k_offload_names[] = {"auto", "on", "off", NULL};
+static const char *const k_precision_names[] = {"auto", "bf16", "fp32", NULL};
+static const char *const k_proj_precision_names[] = {"auto", "fp32", "tf32", NULL};
+static const char *const k_packing_names[] = {"concat", "pad", NULL};
+static const EnumNames k_accum = {k_accum_names};
+static const EnumNames k_offload = {k_offload_names};
+static const EnumNames k_precision = {k_precision_names};
+static const EnumNames k_proj_precision = {k_proj_precision_names};
+static const EnumNames k_packing = {k_packing_names};
 
 #define OFF(f) offsetof(TrainConfig, f)
 #define STR(f) K_STR, OFF(f), sizeof(((TrainConfig *)0)->f), NULL

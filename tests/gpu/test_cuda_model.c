@@ -1,5 +1,4 @@
 // ctest-labels: gpu
-// ctest-requires: backend_create_cpu model_load_hf safetensors_open
 /* test_cuda_model.c: the model on the CUDA backend against the fp32
  * transformers fixtures of tests/fixtures/models (logits, loss, every
  * parameter gradient) and the real TinyStories-656K model on real text

@@ -1,5 +1,4 @@
 // ctest-labels: gpu
-// ctest-requires: backend_create_cpu
 /* test_cuda_ops.c: every CUDA Backend op against the CPU backend on the same
  * seeded inputs (inputs are rounded to bf16 first, so both backends see the
  * same values), plus checks against independent host references where a rule

@@ -1,0 +1,110 @@
+/* optim_host.c: see optim_host.h. */
+#include "optim/optim_host.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- host-resident moments ---- */
+
+int optim_host_moments_alloc(Optimizer *o, ParamState *s, const Param *p, const char *what, OwError *err) {
+    Backend *be = o->model->be;
+    /* page-locked host memory, zeroed; m.data/v.data stay NULL (shapes only) */
+    size_t nb = tensor_nbytes(&s->m);
+    if (be->host_state_reserve(be, err) != 0) return -1;
+    if (memstats_add(&o->host, MEM_OPTIM, 2 * nb, what, "host", err) != 0) return -1;
+    s->hm = be->host_alloc(be, nb, err);
+    s->hv = s->hm ? be->host_alloc(be, nb, err) : NULL;
+    if (!s->hv) {
+        be->host_free(be, s->hm);
+        s->hm = NULL;
+        memstats_sub(&o->host, MEM_OPTIM, 2 * nb);
+        return ow_fail_prefix(err,
+                              "optimizer state of %s in host memory (hint: --offload-optimizer off keeps it "
+                              "on the device)",
+                              p->name);
+    }
+    return 0;
+}
+
+void optim_host_moments_free(Optimizer *o, ParamState *s) {
+    Backend *be = o->model->be;
+    if (s->hm || s->hv) {
+        be->host_free(be, s->hm);
+        be->host_free(be, s->hv);
+        memstats_sub(&o->host, MEM_OPTIM, 2 * tensor_nbytes(&s->m));
+        s->hm = s->hv = NULL;
+    }
+}
+
+void optim_moments_from_host(Optimizer *o, ParamState *s, const float *m, const float *v) {
+    Backend *be = o->model->be;
+    if (!s->host_state) {
+        be->upload(be, &s->m, m, OW_F32);
+        be->upload(be, &s->v, v, OW_F32);
+        return;
+    }
+    be->sync(be);
+    memcpy(s->hm, m, tensor_nbytes(&s->m));
+    memcpy(s->hv, v, tensor_nbytes(&s->v));
+}
+
+void optim_moments_to_host(Optimizer *o, ParamState *s, float *m, float *v) {
+    Backend *be = o->model->be;
+    if (!s->host_state) {
+        be->download(be, m, OW_F32, &s->m);
+        be->download(be, v, OW_F32, &s->v);
+        return;
+    }
+    be->sync(be);
+    memcpy(m, s->hm, tensor_nbytes(&s->m));
+    memcpy(v, s->hv, tensor_nbytes(&s->v));
+}
+
+/* ---- parked state ---- */
+
+/* One host buffer of a park, made when missing (pages touched: the copy into it runs at full speed). */
+static int park_buffer(Optimizer *o, ParamState *s, float **buf, size_t bytes, const char *what, OwError *err) {
+    if (*buf || bytes == 0) return 0;
+    if (memstats_add(&o->host, MEM_OPTIM, bytes, what, "host", err) != 0) return -1;
+    *buf = ow_try_malloc_touched(bytes, what, err);
+    if (!*buf) {
+        memstats_sub(&o->host, MEM_OPTIM, bytes);
+        return -1;
+    }
+    s->host_bytes += bytes;
+    return 0;
+}
+
+int optim_host_park_buffers(Optimizer *o, ParamState *s, size_t nb, size_t pb, OwError *err) {
+    return park_buffer(o, s, &s->host_m, nb, "parked optimizer state", err) ||
+           park_buffer(o, s, &s->host_v, nb, "parked optimizer state", err) ||
+           park_buffer(o, s, &s->host_P, pb, "parked projector", err);
+}
+
+int optim_host_park(Optimizer *o, ParamState *s, OwError *err) {
+    Backend *be = o->model->be;
+    size_t nb = tensor_nbytes(&s->m);
+    size_t pb = s->galore && s->has_P ? tensor_nbytes(&s->P) : 0;
+    if (optim_host_park_buffers(o, s, nb, pb, err) != 0) return -1;
+    optim_moments_to_host(o, s, s->host_m, s->host_v);
+    if (pb) be->download(be, s->host_P, OW_F32, &s->P);
+    s->parked = 1;
+    return 0;
+}
+
+void optim_host_unpark(Optimizer *o, ParamState *s) {
+    Backend *be = o->model->be;
+    optim_moments_from_host(o, s, s->host_m, s->host_v);
+    if (s->galore && s->has_P) be->upload(be, &s->P, s->host_P, OW_F32);
+    s->parked = 0;
+}
+
+void optim_host_park_free(Optimizer *o, ParamState *s) {
+    memstats_sub(&o->host, MEM_OPTIM, s->host_bytes);
+    s->host_bytes = 0;
+    free(s->host_m);
+    free(s->host_v);
+    free(s->host_P);
+    s->host_m = s->host_v = s->host_P = NULL;
+    s->parked = 0;
+}
