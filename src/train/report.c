@@ -401,7 +401,7 @@ int report_write(const char *run_dir, OwError *err) {
     int have_ratios = 0, have_probs = 0;
     char *rp = c.ratios[0] ? ow_xstrdup(c.ratios) : ow_path_join(run_dir, "ratios.json");
     if (ow_path_exists(rp) && owl_read_ratios(rp, d.L, ratios, &e2) == 0) have_ratios = 1;
-    int sampling = strcmp(c.method, "galore") != 0 && strcmp(c.method, "full") != 0 && c.sampling != SAMPLING_ALL;
+    int sampling = train_config_samples_blocks(&c);
     if (sampling && !c.forced_blocks[0]) {
         Sampler s;
         int gamma = c.gamma < d.L ? (int)c.gamma : d.L;

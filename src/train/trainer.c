@@ -308,7 +308,7 @@ static int setup(Trainer *t, OwError *err) {
                 (long long)t->batcher.n_long, (long long)t->data.ndocs, (long long)c->block_size + 1,
                 c->packing == PACKING_PAD ? "truncated (packing pad)" : "split across windows (packing concat)");
     /* sampling */
-    t->sampling = strcmp(c->method, "galore") != 0 && strcmp(c->method, "full") != 0 && c->sampling != SAMPLING_ALL;
+    t->sampling = train_config_samples_blocks(c);
     SamplingMode mode = t->sampling ? c->sampling : SAMPLING_ALL;
     if (t->sampling && c->gamma > L)
         return ow_fail(err, "gamma = %lld blocks, but the model has only %d (hint: --gamma %d or less)",
