@@ -28,6 +28,9 @@ FNR == 1 { depth = 0; incomment = 0; hdr = ""; hstart = 0; infn = 0 }
         s = s c; i++
     }
     if (depth == 0 && s ~ /^[ \t]*#/) next
+    # a header starts at column 0; one that already holds a whole (...) and no brace (a macro
+    # invocation such as WRAP(op, ...) without a semicolon) gives way to the next line at column 0
+    if (depth == 0 && hdr != "" && s ~ /^[A-Za-z_]/ && index(hdr, "(") && gsub(/\(/, "(", hdr) == gsub(/\)/, ")", hdr)) hdr = ""
     if (depth == 0 && hdr == "" && s ~ /^[A-Za-z_]/) { hstart = FNR; hdr = " " }
     for (i = 1; i <= length(s); i++) {
         c = substr(s, i, 1)
@@ -36,6 +39,14 @@ FNR == 1 { depth = 0; incomment = 0; hdr = ""; hstart = 0; infn = 0 }
             if (depth == 0 && hdr != "") {
                 p = index(hdr, "(")
                 if (p > 0 && index(substr(hdr, 1, p), "=") == 0) {
+                    # the name stands before the last top-level (...) of the header (the parameters;
+                    # earlier ones are attributes such as __launch_bounds__(256))
+                    pd = 0
+                    for (j = 1; j <= length(hdr); j++) {
+                        ch = substr(hdr, j, 1)
+                        if (ch == "(" && pd++ == 0) p = j
+                        else if (ch == ")") pd--
+                    }
                     pre = substr(hdr, 1, p - 1); sub(/[ \t]+$/, "", pre)
                     match(pre, /[A-Za-z_][A-Za-z_0-9]*$/); name = substr(pre, RSTART, RLENGTH)
                     infn = 1; fstart = hstart
