@@ -102,11 +102,11 @@ static void progress_line(const RunLog *log, const StepLog *s) {
     char act[1024], mem[32], eta[32];
     active_string(s->sampler, act, sizeof act);
     double done_here = (double)(s->step - log->start);
-    ow_progress("step %lld/%lld | loss %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | mem %s | blocks %s | ETA %s",
-                (long long)s->step, (long long)s->total_steps, s->loss, s->lr, s->gnorm, s->tokens / s->seconds,
-                format_size(s->be->mem.peak_total, mem, sizeof mem), act,
-                fmt_eta((ow_now() - log->session_start) / done_here * (double)(s->total_steps - s->step), eta,
-                        sizeof eta));
+    ow_progress(
+        "step %lld/%lld | loss %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | mem %s | blocks %s | ETA %s",
+        (long long)s->step, (long long)s->total_steps, s->loss, s->lr, s->gnorm, s->tokens / s->seconds,
+        format_size(s->be->mem.peak_total, mem, sizeof mem), act,
+        fmt_eta((ow_now() - log->session_start) / done_here * (double)(s->total_steps - s->step), eta, sizeof eta));
 }
 
 void run_log_step(RunLog *log, const StepLog *s) {

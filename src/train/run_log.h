@@ -32,15 +32,15 @@ typedef struct RunLog {
 typedef struct StepLog {
     int64_t step, total_steps; /* steps done (this one included) and of the run */
     double loss, lr, gnorm;
-    double tokens;                /* trained on so far */
-    double seconds;               /* of training so far, earlier sessions included */
+    double tokens;  /* trained on so far */
+    double seconds; /* of training so far, earlier sessions included */
     double step_seconds, resample_seconds;
     int64_t tokens_per_step;
-    const Sampler *sampler;       /* the blocks trained in the step */
-    const Backend *be;            /* device memory now and at peak */
-    size_t host_optimizer_bytes;  /* optimizer state parked in host memory now */
-    OptimStats optim;             /* the step's projector refreshes */
-    int progress;                 /* also print the progress line */
+    const Sampler *sampler;      /* the blocks trained in the step */
+    const Backend *be;           /* device memory now and at peak */
+    size_t host_optimizer_bytes; /* optimizer state parked in host memory now */
+    OptimStats optim;            /* the step's projector refreshes */
+    int progress;                /* also print the progress line */
 } StepLog;
 
 /* Opens RUN_DIR/metrics.jsonl: new when keep_bytes < 0, else cut back to
