@@ -43,6 +43,24 @@ Test(train_config, method_recipes) {
     cr_assert_eq(c.optimizer, OPT_ADAMW);
 }
 
+/* galore and full train every block; the sampling methods sample unless --sampling all */
+Test(train_config, samples_blocks) {
+    static const struct {
+        const char *method, *sampling;
+        int samples;
+    } cases[] = {{"owlore", NULL, 1}, {"owlore-fullrank", NULL, 1}, {"lisa", NULL, 1},    {"galore", NULL, 0},
+                 {"full", NULL, 0},   {"lisa", "all", 0},           {"owlore", "all", 0}, {"galore", "uniform", 0},
+                 {"full", "owl", 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TrainConfig c;
+        OwError err;
+        const char *a[] = {"train", "--method", cases[i].method, "--sampling", cases[i].sampling};
+        cr_assert_eq(parse(&c, &err, cases[i].sampling ? 5 : 3, a), 0, "%s", err.msg);
+        cr_assert_eq(train_config_samples_blocks(&c), cases[i].samples, "%s --sampling %s", cases[i].method,
+                     cases[i].sampling ? cases[i].sampling : "(recipe)");
+    }
+}
+
 Test(train_config, flags_override_recipes) {
     char *dir = ts_tmpdir();
     char *r = ow_path_join(dir, "r.json");

@@ -41,7 +41,7 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
     int64_t head = V * C * (mc->tie_word_embeddings ? 1 : 2);
     out->bytes[MEM_WEIGHTS] = (size_t)(head + L * (block_mat + 2 * C) + C) * pw;
 
-    int sampling = strcmp(c->method, "galore") != 0 && strcmp(c->method, "full") != 0 && c->sampling != SAMPLING_ALL;
+    int sampling = train_config_samples_blocks(c);
     int64_t nb = sampling ? (c->gamma < L ? c->gamma : L) : L; /* trainable blocks at a time */
     int galore = c->optimizer == OPT_GALORE_ADAMW && c->rank > 0;
     int shared = galore && (c->grad_accum == 1 || c->accum_mode == ACCUM_PROJECTED);

@@ -369,67 +369,63 @@ static int64_t config_total_steps(const char *run_dir) {
 
 /* ---- the page ---- */
 
-int report_write(const char *run_dir, OwError *err) {
-    TrainConfig c;
-    if (train_config_from_run(&c, run_dir, err) != 0) return -1;
-    RunData d;
-    memset(&d, 0, sizeof d);
-    /* the number of blocks: from the model, else from the metrics */
+/* The number of blocks: from the model, else as many as ever trained (from the metrics). */
+static int read_run(const char *run_dir, const TrainConfig *c, RunData *d, OwError *err) {
     ModelConfig mc;
     char *src = NULL;
     int is_dir = 0;
     OwError e2;
-    if (model_preset_resolve(c.model, &mc, &src, &is_dir, &e2) == 0) d.L = (int)mc.num_layers;
+    if (model_preset_resolve(c->model, &mc, &src, &is_dir, &e2) == 0) d->L = (int)mc.num_layers;
     free(src);
-    if (d.L <= 0 || d.L > SAMPLER_MAX_LAYERS) d.L = SAMPLER_MAX_LAYERS;
-    if (read_metrics(run_dir, &d, err) != 0) {
-        run_data_free(&d);
-        return -1;
-    }
-    if (d.L == SAMPLER_MAX_LAYERS) { /* model not found: as many blocks as ever trained */
+    if (d->L <= 0 || d->L > SAMPLER_MAX_LAYERS) d->L = SAMPLER_MAX_LAYERS;
+    if (read_metrics(run_dir, d, err) != 0) return -1;
+    if (d->L == SAMPLER_MAX_LAYERS) { /* model not found: as many blocks as ever trained */
         int top = 0;
-        for (int64_t i = 0; i < d.step.n; i++)
-            for (int l = 0; l < d.L; l++)
-                if (d.active[i * d.L + l] && l + 1 > top) top = l + 1;
+        for (int64_t i = 0; i < d->step.n; i++)
+            for (int l = 0; l < d->L; l++)
+                if (d->active[i * d->L + l] && l + 1 > top) top = l + 1;
         if (top > 0) {
-            for (int64_t i = 0; i < d.step.n; i++) memmove(d.active + i * top, d.active + i * d.L, (size_t)top);
-            d.L = top;
+            for (int64_t i = 0; i < d->step.n; i++) memmove(d->active + i * top, d->active + i * d->L, (size_t)top);
+            d->L = top;
         }
     }
-    /* ratios and probabilities */
+    return 0;
+}
+
+/* The run's layer sampling: outlier ratios (RUN_DIR/ratios.json or --ratios) and the sampler's
+ * probabilities, each when there are any. */
+typedef struct SamplingData {
     double ratios[SAMPLER_MAX_LAYERS], probs[SAMPLER_MAX_LAYERS];
-    int have_ratios = 0, have_probs = 0;
-    char *rp = c.ratios[0] ? ow_xstrdup(c.ratios) : ow_path_join(run_dir, "ratios.json");
-    if (ow_path_exists(rp) && owl_read_ratios(rp, d.L, ratios, &e2) == 0) have_ratios = 1;
-    int sampling = strcmp(c.method, "galore") != 0 && strcmp(c.method, "full") != 0 && c.sampling != SAMPLING_ALL;
-    if (sampling && !c.forced_blocks[0]) {
+    int have_ratios, have_probs;
+    int sampling; /* the method samples blocks */
+} SamplingData;
+
+static void read_sampling(const char *run_dir, const TrainConfig *c, int L, SamplingData *sd) {
+    OwError e2;
+    sd->have_ratios = sd->have_probs = 0;
+    char *rp = c->ratios[0] ? ow_xstrdup(c->ratios) : ow_path_join(run_dir, "ratios.json");
+    if (ow_path_exists(rp) && owl_read_ratios(rp, L, sd->ratios, &e2) == 0) sd->have_ratios = 1;
+    free(rp);
+    sd->sampling = train_config_samples_blocks(c);
+    if (sd->sampling && !c->forced_blocks[0]) {
         Sampler s;
-        int gamma = c.gamma < d.L ? (int)c.gamma : d.L;
-        if (sampler_init(&s, d.L, gamma, c.sampling, have_ratios ? ratios : NULL, (uint64_t)c.seed, &e2) == 0) {
-            memcpy(probs, s.probs, sizeof(double) * (size_t)d.L);
-            have_probs = 1;
+        int gamma = c->gamma < L ? (int)c->gamma : L;
+        if (sampler_init(&s, L, gamma, c->sampling, sd->have_ratios ? sd->ratios : NULL, (uint64_t)c->seed, &e2) == 0) {
+            memcpy(sd->probs, s.probs, sizeof(double) * (size_t)L);
+            sd->have_probs = 1;
         }
         sampler_free(&s);
     }
-    /* summary figures */
-    char *sp = ow_path_join(run_dir, "summary.json");
-    cJSON *sum = ow_path_exists(sp) ? json_parse_file(sp, &e2) : NULL;
-    free(sp);
+}
 
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    OW_CHECK(f != NULL);
-    fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>owlore run: ");
-    html_escape(f, run_dir);
-    fprintf(f, "</title><style>%s</style></head><body>\n<h1>owlore run ", k_css);
-    html_escape(f, run_dir);
-    fputs("</h1>\n<table>", f);
+/* The table at the top: what ran, how far, the losses, speed, memory and settings. sum: summary.json or NULL. */
+static void summary_table(FILE *f, const char *run_dir, const TrainConfig *c, const RunData *d, const cJSON *sum) {
+    fputs("<table>", f);
     char v[1024];
-    row(f, "method", c.method);
-    row(f, "model", c.model);
-    row(f, "data", c.data);
-    int64_t last = d.step.n ? (int64_t)d.step.v[d.step.n - 1] : 0, total = config_total_steps(run_dir);
+    row(f, "method", c->method);
+    row(f, "model", c->model);
+    row(f, "data", c->data);
+    int64_t last = d->step.n ? (int64_t)d->step.v[d->step.n - 1] : 0, total = config_total_steps(run_dir);
     if (total > 0 && last >= total)
         snprintf(v, sizeof v, "%lld (finished)", (long long)last);
     else if (total > 0)
@@ -438,13 +434,13 @@ int report_write(const char *run_dir, OwError *err) {
     else
         snprintf(v, sizeof v, "%lld", (long long)last);
     row(f, "steps", v);
-    if (d.loss.n) {
-        snprintf(v, sizeof v, "%.4f -> %.4f", d.loss.v[0], d.loss.v[d.loss.n - 1]);
+    if (d->loss.n) {
+        snprintf(v, sizeof v, "%.4f -> %.4f", d->loss.v[0], d->loss.v[d->loss.n - 1]);
         row(f, "training loss", v);
     }
-    if (d.eloss.n) {
-        snprintf(v, sizeof v, "%.4f -> %.4f (perplexity %.3f)", d.eloss.v[0], d.eloss.v[d.eloss.n - 1],
-                 exp(d.eloss.v[d.eloss.n - 1]));
+    if (d->eloss.n) {
+        snprintf(v, sizeof v, "%.4f -> %.4f (perplexity %.3f)", d->eloss.v[0], d->eloss.v[d->eloss.n - 1],
+                 exp(d->eloss.v[d->eloss.n - 1]));
         row(f, "validation loss", v);
     }
     if (sum) {
@@ -458,51 +454,92 @@ int report_write(const char *run_dir, OwError *err) {
     }
     snprintf(v, sizeof v,
              "gamma %lld, interval %lld, rank %lld, lr %g, batch %lld x %lld x %lld accumulation, seed %lld",
-             (long long)c.gamma, (long long)c.interval, (long long)c.rank, c.lr, (long long)c.batch_size,
-             (long long)c.block_size, (long long)c.grad_accum, (long long)c.seed);
+             (long long)c->gamma, (long long)c->interval, (long long)c->rank, c->lr, (long long)c->batch_size,
+             (long long)c->block_size, (long long)c->grad_accum, (long long)c->seed);
     row(f, "settings", v);
     fputs("</table>\n", f);
-    if (d.skipped)
+    if (d->skipped)
         fprintf(f, "<p class=\"note\">%lld line(s) of metrics.jsonl did not parse and were skipped.</p>\n",
-                (long long)d.skipped);
+                (long long)d->skipped);
+}
 
-    fputs("<h2>Loss</h2>\n", f);
-    Series loss[2] = {{d.step.v, d.loss.v, d.step.n, "training", "#1f5fbf", 0},
-                      {d.estep.v, d.eloss.v, d.estep.n, "validation", "#d9480f", 1}};
-    line_chart(f, "loss", "Loss (training per step, validation at evaluations)", "loss", loss, d.estep.n ? 2 : 1);
-    fputs("<h2>Optimization</h2>\n", f);
-    Series lr = {d.step.v, d.lr.v, d.step.n, "learning rate", "#2b8a3e", 0};
-    line_chart(f, "lr", "Learning rate", "lr", &lr, 1);
-    Series gn = {d.step.v, d.gnorm.v, d.step.n, "gradient norm", "#862e9c", 0};
-    line_chart(f, "grad-norm", "Gradient norm (before clipping)", "norm", &gn, 1);
-    fputs("<h2>Speed and memory</h2>\n", f);
-    Series tps = {d.step.v, d.tps.v, d.step.n, "tokens/s", "#e67700", 0};
-    line_chart(f, "tokens-per-s", "Tokens per second", "tokens/s", &tps, 1);
-    /* memory in the largest unit that keeps the values above 1 */
+/* Memory per step in the largest unit that keeps the values above 1 (d's memory series are scaled). */
+static void memory_chart(FILE *f, RunData *d) {
     double mx = 0;
-    for (int64_t i = 0; i < d.step.n; i++)
-        mx = fmax(mx, fmax(isfinite(d.mem.v[i]) ? d.mem.v[i] : 0, isfinite(d.host.v[i]) ? d.host.v[i] : 0));
+    for (int64_t i = 0; i < d->step.n; i++)
+        mx = fmax(mx, fmax(isfinite(d->mem.v[i]) ? d->mem.v[i] : 0, isfinite(d->host.v[i]) ? d->host.v[i] : 0));
     static const char *units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
     int u = 0;
     double div = 1;
     while (u < 4 && mx / div >= 1024) div *= 1024, u++;
-    for (int64_t i = 0; i < d.step.n; i++) d.mem.v[i] /= div, d.host.v[i] /= div;
-    Series mem[2] = {{d.step.v, d.mem.v, d.step.n, "device peak", "#c92a2a", 0},
-                     {d.step.v, d.host.v, d.step.n, "parked optimizer state (host)", "#5f3dc4", 0}};
+    for (int64_t i = 0; i < d->step.n; i++) d->mem.v[i] /= div, d->host.v[i] /= div;
+    Series mem[2] = {{d->step.v, d->mem.v, d->step.n, "device peak", "#c92a2a", 0},
+                     {d->step.v, d->host.v, d->step.n, "parked optimizer state (host)", "#5f3dc4", 0}};
     char mtitle[64];
     snprintf(mtitle, sizeof mtitle, "Memory (%s)", units[u]);
     line_chart(f, "memory", mtitle, units[u], mem, 2);
+}
+
+/* The per-step charts: loss, optimization, speed and memory. */
+static void step_charts(FILE *f, RunData *d) {
+    fputs("<h2>Loss</h2>\n", f);
+    Series loss[2] = {{d->step.v, d->loss.v, d->step.n, "training", "#1f5fbf", 0},
+                      {d->estep.v, d->eloss.v, d->estep.n, "validation", "#d9480f", 1}};
+    line_chart(f, "loss", "Loss (training per step, validation at evaluations)", "loss", loss, d->estep.n ? 2 : 1);
+    fputs("<h2>Optimization</h2>\n", f);
+    Series lr = {d->step.v, d->lr.v, d->step.n, "learning rate", "#2b8a3e", 0};
+    line_chart(f, "lr", "Learning rate", "lr", &lr, 1);
+    Series gn = {d->step.v, d->gnorm.v, d->step.n, "gradient norm", "#862e9c", 0};
+    line_chart(f, "grad-norm", "Gradient norm (before clipping)", "norm", &gn, 1);
+    fputs("<h2>Speed and memory</h2>\n", f);
+    Series tps = {d->step.v, d->tps.v, d->step.n, "tokens/s", "#e67700", 0};
+    line_chart(f, "tokens-per-s", "Tokens per second", "tokens/s", &tps, 1);
+    memory_chart(f, d);
+}
+
+/* Ratios, probabilities and the heatmap of trained blocks. */
+static void sampling_charts(FILE *f, const RunData *d, const SamplingData *sd) {
     fputs("<h2>Layer sampling</h2>\n", f);
-    if (have_ratios)
-        bar_chart(f, "ratios", "OWL outlier ratio per block (%)", ratios, d.L, "#1f5fbf");
+    if (sd->have_ratios)
+        bar_chart(f, "ratios", "OWL outlier ratio per block (%)", sd->ratios, d->L, "#1f5fbf");
     else
         fputs("<p class=\"note\">No outlier ratios for this run (not an OWL-sampled run, or a forced schedule).</p>\n",
               f);
-    if (have_probs)
-        bar_chart(f, "probs", "Sampling probability per block", probs, d.L, "#2b8a3e");
-    else if (!sampling)
+    if (sd->have_probs)
+        bar_chart(f, "probs", "Sampling probability per block", sd->probs, d->L, "#2b8a3e");
+    else if (!sd->sampling)
         fputs("<p class=\"note\">Every block trains at every step (no layer sampling).</p>\n", f);
-    heatmap(f, &d);
+    heatmap(f, d);
+}
+
+int report_write(const char *run_dir, OwError *err) {
+    TrainConfig c;
+    if (train_config_from_run(&c, run_dir, err) != 0) return -1;
+    RunData d;
+    memset(&d, 0, sizeof d);
+    if (read_run(run_dir, &c, &d, err) != 0) {
+        run_data_free(&d);
+        return -1;
+    }
+    SamplingData sd;
+    read_sampling(run_dir, &c, d.L, &sd);
+    OwError e2;
+    char *sp = ow_path_join(run_dir, "summary.json");
+    cJSON *sum = ow_path_exists(sp) ? json_parse_file(sp, &e2) : NULL;
+    free(sp);
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    OW_CHECK(f != NULL);
+    fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>owlore run: ");
+    html_escape(f, run_dir);
+    fprintf(f, "</title><style>%s</style></head><body>\n<h1>owlore run ", k_css);
+    html_escape(f, run_dir);
+    fputs("</h1>\n", f);
+    summary_table(f, run_dir, &c, &d, sum);
+    step_charts(f, &d);
+    sampling_charts(f, &d, &sd);
     fputs("<p class=\"note\">Written by <code>owlore report</code>.</p>\n</body></html>\n", f);
     fclose(f);
     cJSON_Delete(sum);
@@ -510,7 +547,6 @@ int report_write(const char *run_dir, OwError *err) {
     int rc = ow_write_file_atomic(out, buf, len, err);
     free(out);
     free(buf);
-    free(rp);
     run_data_free(&d);
     return rc;
 }

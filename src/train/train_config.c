@@ -586,6 +586,10 @@ int train_config_head_grad_host(const TrainConfig *c, int gpu, int tied) {
     return !tied && c->recompute && c->grad_accum == 1 && train_config_offload_optimizer(c, gpu);
 }
 
+int train_config_samples_blocks(const TrainConfig *c) {
+    return strcmp(c->method, "galore") != 0 && strcmp(c->method, "full") != 0 && c->sampling != SAMPLING_ALL;
+}
+
 int train_config_offload_acts(const TrainConfig *c, int gpu) {
     if (!c->recompute || c->offload_activations == OFFLOAD_OFF) return 0;
     return c->offload_activations == OFFLOAD_ON || gpu;

@@ -111,6 +111,9 @@ extern const char *const train_config_data_keys[];
 int train_config_key_info(const char *key, const char **metavar, const char **help, int *is_bool);
 /* The optimizer settings derived from the config. */
 OptimConfig train_config_optim(const TrainConfig *c);
+/* Whether the method trains a sample of `gamma` blocks at a time (owlore, owlore-fullrank, lisa with
+ * a sampling other than all); galore and full train every block at every step. */
+int train_config_samples_blocks(const TrainConfig *c);
 
 /* Whether the block inputs go to host memory (Model.offload_acts): with
  * recomputation, when asked (on) or by default on a GPU (auto). */

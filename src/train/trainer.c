@@ -1,4 +1,8 @@
-/* trainer.c: see trainer.h. */
+/* trainer.c: see trainer.h. `setup` runs the named steps that make a run
+ * (output, backend, model, data, sampler, optimizer, schedule, checkpoint,
+ * run config) in that order; `train_run` is the loop (schedule, batch,
+ * forward/backward, step, log, evaluate, checkpoint). What the run reports
+ * (metrics.jsonl, progress, summary.json) is run_log.c's. */
 #define _GNU_SOURCE /* realpath */
 #include "train/trainer.h"
 
@@ -11,25 +15,25 @@
 #include "data/batcher.h"
 #include "model/model_save.h"
 #include "model/preset.h"
-#include "train/memplan.h"
 #include "owl/outliers.h"
 #include "train/checkpoint.h"
 #include "train/eval.h"
 #include "train/interrupt.h"
+#include "train/memplan.h"
 #include "train/report.h"
+#include "train/run_log.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct Trainer {
     TrainConfig cfg;
     Backend *be;
+    int gpu; /* the backend computes in device memory of its own (CUDA) */
     Model *model;
     TokData data;
     char *data_tokens; /* the token file the data came from (NULL: in memory) */
@@ -39,7 +43,7 @@ typedef struct Trainer {
     Optimizer opt;
     int opt_ready;
     LrSchedule sched;
-    FILE *metrics;
+    RunLog log;             /* metrics.jsonl and the progress lines */
     int32_t *ids, *targets; /* grad_accum * B * T */
     int64_t total_steps;
     double ratios[SAMPLER_MAX_LAYERS];
@@ -52,18 +56,6 @@ typedef struct Trainer {
     double step_lr;    /* the learning rate of the step in progress */
     int made_out;      /* setup created the output directory (a failed run that wrote nothing removes it) */
 } Trainer;
-
-Backend *train_create_backend(const char *device, size_t gpu_mem, int64_t threads, OwError *err) {
-    if (strcmp(device, "cpu") == 0) return backend_create_cpu((int)threads, gpu_mem, err);
-    if (strcmp(device, "cuda") == 0) return backend_create_cuda(0, gpu_mem, err);
-    if (backend_cuda_available()) {
-        OwError e2;
-        Backend *be = backend_create_cuda(0, gpu_mem, &e2);
-        if (be) return be;
-        OW_INFO("no usable CUDA device (%s); training on the CPU", e2.msg);
-    }
-    return backend_create_cpu((int)threads, gpu_mem, err);
-}
 
 /* ---- hooks: the optimizer absorbs gradients as soon as they are complete ---- */
 
@@ -98,94 +90,7 @@ static int resample(Trainer *t, OwError *err) {
     return 0;
 }
 
-static void active_string(const Trainer *t, char *buf, size_t cap) {
-    const Sampler *s = &t->sampler;
-    if (s->nactive == s->num_layers) {
-        snprintf(buf, cap, "all");
-        return;
-    }
-    size_t off = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < s->nactive && off + 8 < cap; i++)
-        off += (size_t)snprintf(buf + off, cap - off, "%s%d", i ? "," : "", s->active[i]);
-}
-
-/* ---- evaluation ---- */
-
-static int evaluate(Trainer *t, double *val_loss, OwError *err) {
-    EvalValidation v;
-    EvalBatches src = eval_batches_validation(&v, &t->batcher, t->cfg.eval_batches);
-    EvalLoss r;
-    if (eval_loss(t->model, &src, t->ids, t->targets, &r, err) != 0) return -1;
-    *val_loss = r.loss;
-    return 0;
-}
-
-static void write_metric(Trainer *t, cJSON *o) {
-    char *line = cJSON_PrintUnformatted(o);
-    fprintf(t->metrics, "%s\n", line);
-    fflush(t->metrics);
-    cJSON_free(line);
-    cJSON_Delete(o);
-}
-
-static void log_eval(Trainer *t, int64_t step, double val) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "step", (double)step);
-    cJSON_AddNumberToObject(o, "eval_loss", val);
-    cJSON_AddNumberToObject(o, "eval_ppl", exp(val));
-    write_metric(t, o);
-    OW_INFO("eval at step %lld: loss %.4f, perplexity %.3f", (long long)step, val, exp(val));
-}
-
-static const char *fmt_eta(double s, char *buf, size_t cap) {
-    if (!isfinite(s) || s < 0) s = 0;
-    int h = (int)(s / 3600), m = (int)(fmod(s, 3600) / 60), sec = (int)fmod(s, 60);
-    if (h)
-        snprintf(buf, cap, "%dh%02dm", h, m);
-    else
-        snprintf(buf, cap, "%dm%02ds", m, sec);
-    return buf;
-}
-
-/* ---- setup ---- */
-
-/* Predicts the device memory of the run and refuses it before anything is
- * allocated when it cannot fit the cap (--gpu-mem). */
-static int check_memory_plan(Trainer *t, const ModelConfig *mc, OwError *err) {
-    const TrainConfig *c = &t->cfg;
-    Backend *be = t->be;
-    int gpu = strcmp(be->name, "cuda") == 0;
-    MemPlan p;
-    train_memory_plan(c, mc, be->param_dtype, be->act_dtype, gpu, &p);
-    char line[512], tot[32], cap[32];
-    memplan_format(&p, line, sizeof line);
-    OW_INFO("memory plan (%s): %s", be->name, line);
-    /* the plan counts the backend's fixed workspaces, which it allocated when it was made */
-    if (!be->mem.cap || p.total <= be->mem.cap) {
-        size_t more = p.total > be->mem.current_total ? p.total - be->mem.current_total : 0;
-        return be->reserve && more ? be->reserve(be, more, err) : 0;
-    }
-    int64_t fit = train_memory_largest_batch(c, mc, be->param_dtype, be->act_dtype, gpu, be->mem.cap, c->batch_size);
-    char hint[256];
-    if (fit > 0)
-        snprintf(hint, sizeof hint, "--batch-size %lld fits (with --grad-accum to keep the tokens per step)",
-                 (long long)fit);
-    else if (p.bytes[MEM_WEIGHTS] + be->mem.current_total > be->mem.cap)
-        snprintf(hint, sizeof hint,
-                 "the weights alone need %.2f GiB; use a larger card, or a smaller model (streaming "
-                 "frozen blocks from host memory is not available yet)",
-                 (double)p.bytes[MEM_WEIGHTS] / (1024.0 * 1024 * 1024));
-    else
-        snprintf(hint, sizeof hint,
-                 "even --batch-size 1 does not fit; train fewer blocks at once (--gamma), a lower --rank, "
-                 "or --freeze-embeddings");
-    return ow_fail(err,
-                   "the run needs %s of %s memory but the cap (--gpu-mem) is %s\n  plan: %s\n  hint: %s; or lower "
-                   "--block-size, --gamma or --rank",
-                   format_size(p.total, tot, sizeof tot), be->name, format_size(be->mem.cap, cap, sizeof cap), line,
-                   hint);
-}
+/* ---- setup: the output directory ---- */
 
 /* Absolute form of an existing path (kept as given otherwise). */
 static void make_absolute(char *path, size_t cap) {
@@ -222,36 +127,30 @@ static int choose_start(Trainer *t, OwError *err) {
     return 0;
 }
 
-/* metrics.jsonl: new, or cut back to its length at the checkpoint. */
-static int open_metrics(Trainer *t, OwError *err) {
-    char *mp = ow_path_join(t->cfg.out, "metrics.jsonl");
-    int rc = 0;
-    if (t->from_ckpt) {
-        FILE *fp = fopen(mp, "rb");
-        long size = -1;
-        if (fp && fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
-        if (fp) fclose(fp);
-        if (size < t->prog.metrics_bytes)
-            rc = ow_fail(err,
-                         "%s: %ld bytes, shorter than the %lld the checkpoint recorded (the file was changed or "
-                         "lost; the run cannot continue it)",
-                         mp, size, (long long)t->prog.metrics_bytes);
-        else if (truncate(mp, (off_t)t->prog.metrics_bytes) != 0)
-            rc = ow_fail(err, "%s: cannot cut back to the checkpoint: %s", mp, strerror(errno));
-        if (rc == 0) t->metrics = fopen(mp, "ab");
-    } else {
-        t->metrics = fopen(mp, "w");
-    }
-    if (rc == 0 && !t->metrics) rc = ow_fail(err, "%s: cannot open: %s", mp, strerror(errno));
-    free(mp);
-    return rc;
+/* RUN_DIR, made when new (a failed run that wrote nothing removes it again), and where the run starts. */
+static int setup_output(Trainer *t, OwError *err) {
+    t->made_out = !ow_is_dir(t->cfg.out);
+    if (ow_mkdir_p(t->cfg.out, err) != 0) return -1;
+    return choose_start(t, err);
 }
 
-static int setup(Trainer *t, OwError *err) {
-    TrainConfig *c = &t->cfg;
-    t->made_out = !ow_is_dir(c->out);
-    if (ow_mkdir_p(c->out, err) != 0) return -1;
-    if (choose_start(t, err) != 0) return -1;
+/* ---- setup: the backend ---- */
+
+Backend *train_create_backend(const char *device, size_t gpu_mem, int64_t threads, OwError *err) {
+    if (strcmp(device, "cpu") == 0) return backend_create_cpu((int)threads, gpu_mem, err);
+    if (strcmp(device, "cuda") == 0) return backend_create_cuda(0, gpu_mem, err);
+    if (backend_cuda_available()) {
+        OwError e2;
+        Backend *be = backend_create_cuda(0, gpu_mem, &e2);
+        if (be) return be;
+        OW_INFO("no usable CUDA device (%s); training on the CPU", e2.msg);
+    }
+    return backend_create_cpu((int)threads, gpu_mem, err);
+}
+
+/* The backend --device names, in the dtypes --precision asks for, profiled under OWLORE_PROFILE. */
+static int setup_backend(Trainer *t, OwError *err) {
+    const TrainConfig *c = &t->cfg;
     t->be = train_create_backend(c->device, c->gpu_mem, c->threads, err);
     if (t->be && c->precision == PRECISION_BF16 && strcmp(t->be->name, "cpu") == 0) {
         t->be->destroy(t->be);
@@ -262,42 +161,100 @@ static int setup(Trainer *t, OwError *err) {
     if (t->be && c->precision == PRECISION_FP32 && strcmp(t->be->name, "cuda") == 0)
         backend_cuda_set_dtypes(t->be, OW_F32, OW_F32);
     if (!t->be) return -1;
+    t->gpu = strcmp(t->be->name, "cuda") == 0;
     OW_INFO("device: %s", t->be->name);
     if (getenv("OWLORE_PROFILE") && *getenv("OWLORE_PROFILE") && strcmp(getenv("OWLORE_PROFILE"), "0") != 0) {
         backend_profile_enable(t->be);
         OW_INFO("OWLORE_PROFILE: timing every backend op (synchronised); the table is printed at the end");
     }
-    {
-        ModelConfig mc;
-        char *src;
-        int is_dir;
-        if (model_preset_resolve(c->model, &mc, &src, &is_dir, err) != 0) return -1;
-        free(src);
-        if (check_memory_plan(t, &mc, err) != 0) return -1;
-        if (is_dir) {
-            if (model_load_hf(t->be, c->model, &t->model, err) != 0) return -1;
-        } else {
-            OW_WARN("%s: no weights: training from a random initialisation (std %g)", c->model, c->init_std);
-            if (model_create(t->be, &mc, &t->model, err) != 0) return -1;
-            model_init_random(t->model, (uint64_t)c->seed, c->init_std);
-        }
+    return 0;
+}
+
+/* ---- setup: the model ---- */
+
+/* Predicts the device memory of the run and refuses it before anything is
+ * allocated when it cannot fit the cap (--gpu-mem). */
+static int check_memory_plan(Trainer *t, const ModelConfig *mc, OwError *err) {
+    const TrainConfig *c = &t->cfg;
+    Backend *be = t->be;
+    MemPlan p;
+    train_memory_plan(c, mc, be->param_dtype, be->act_dtype, t->gpu, &p);
+    char line[512], tot[32], cap[32];
+    memplan_format(&p, line, sizeof line);
+    OW_INFO("memory plan (%s): %s", be->name, line);
+    /* the plan counts the backend's fixed workspaces, which it allocated when it was made */
+    if (!be->mem.cap || p.total <= be->mem.cap) {
+        size_t more = p.total > be->mem.current_total ? p.total - be->mem.current_total : 0;
+        return be->reserve && more ? be->reserve(be, more, err) : 0;
     }
-    Model *m = t->model;
-    t->changed = ow_xcalloc((size_t)m->nparams, 1);
-    if (t->from_ckpt && ckpt_apply_weights(&t->ck, m, t->changed, err) != 0) return -1;
-    int L = (int)m->cfg.num_layers;
+    int64_t fit = train_memory_largest_batch(c, mc, be->param_dtype, be->act_dtype, t->gpu, be->mem.cap, c->batch_size);
+    char hint[256];
+    if (fit > 0)
+        snprintf(hint, sizeof hint, "--batch-size %lld fits (with --grad-accum to keep the tokens per step)",
+                 (long long)fit);
+    else if (p.bytes[MEM_WEIGHTS] + be->mem.current_total > be->mem.cap)
+        snprintf(hint, sizeof hint,
+                 "the weights alone need %.2f GiB; use a larger card, or a smaller model (streaming "
+                 "frozen blocks from host memory is not available yet)",
+                 (double)p.bytes[MEM_WEIGHTS] / (1024.0 * 1024 * 1024));
+    else
+        snprintf(hint, sizeof hint,
+                 "even --batch-size 1 does not fit; train fewer blocks at once (--gamma), a lower --rank, "
+                 "or --freeze-embeddings");
+    return ow_fail(err,
+                   "the run needs %s of %s memory but the cap (--gpu-mem) is %s\n  plan: %s\n  hint: %s; or lower "
+                   "--block-size, --gamma or --rank",
+                   format_size(p.total, tot, sizeof tot), be->name, format_size(be->mem.cap, cap, sizeof cap), line,
+                   hint);
+}
+
+/* The model --model names (weights, or a preset from a random initialisation), once its memory
+ * plan fits, with the checkpoint's changed tensors over it when resuming. */
+static int setup_model(Trainer *t, OwError *err) {
+    const TrainConfig *c = &t->cfg;
+    ModelConfig mc;
+    char *src;
+    int is_dir;
+    if (model_preset_resolve(c->model, &mc, &src, &is_dir, err) != 0) return -1;
+    free(src);
+    if (check_memory_plan(t, &mc, err) != 0) return -1;
+    if (is_dir) {
+        if (model_load_hf(t->be, c->model, &t->model, err) != 0) return -1;
+    } else {
+        OW_WARN("%s: no weights: training from a random initialisation (std %g)", c->model, c->init_std);
+        if (model_create(t->be, &mc, &t->model, err) != 0) return -1;
+        model_init_random(t->model, (uint64_t)c->seed, c->init_std);
+    }
+    t->changed = ow_xcalloc((size_t)t->model->nparams, 1);
+    if (t->from_ckpt && ckpt_apply_weights(&t->ck, t->model, t->changed, err) != 0) return -1;
+    return 0;
+}
+
+/* ---- setup: the data ---- */
+
+/* --data synthetic: uniform random tokens (seeded), enough for --steps and the validation split. */
+static int synthetic_data(Trainer *t, OwError *err) {
+    const TrainConfig *c = &t->cfg;
+    int64_t vocab = t->model->cfg.vocab_size;
+    if (c->steps <= 0) return ow_fail(err, "--data synthetic needs --steps");
+    int64_t n = c->steps * c->grad_accum * c->batch_size * c->block_size;
+    n += (int64_t)ceil(n * c->val_split / (1 - c->val_split)) + c->block_size + 1;
+    int32_t *ids = ow_try_malloc((size_t)n * sizeof(int32_t), "synthetic tokens", err);
+    if (!ids) return -1;
+    Rng r;
+    rng_init(&r, (uint64_t)c->seed, RNG_STREAM_DATA);
+    for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)rng_below(&r, (uint64_t)vocab);
+    tokdata_from_ids(&t->data, ids, n, vocab);
+    return 0;
+}
+
+/* The tokens (--data, tokenized with the model's tokenizer and cached) and the batcher over them. */
+static int setup_data(Trainer *t, OwError *err) {
+    TrainConfig *c = &t->cfg;
     if (strcmp(c->data, "synthetic") == 0) {
-        if (c->steps <= 0) return ow_fail(err, "--data synthetic needs --steps");
-        int64_t n = c->steps * c->grad_accum * c->batch_size * c->block_size;
-        n += (int64_t)ceil(n * c->val_split / (1 - c->val_split)) + c->block_size + 1;
-        int32_t *ids = ow_try_malloc((size_t)n * sizeof(int32_t), "synthetic tokens", err);
-        if (!ids) return -1;
-        Rng r;
-        rng_init(&r, (uint64_t)c->seed, RNG_STREAM_DATA);
-        for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)rng_below(&r, (uint64_t)m->cfg.vocab_size);
-        tokdata_from_ids(&t->data, ids, n, m->cfg.vocab_size);
-    } else if (train_load_data_with(c->data, ow_is_dir(c->model) ? c->model : NULL, m->cfg.vocab_size, &c->data_opt,
-                                    c->data_cache, c->out, &t->data, &t->data_tokens, err) != 0) {
+        if (synthetic_data(t, err) != 0) return -1;
+    } else if (train_load_data_with(c->data, ow_is_dir(c->model) ? c->model : NULL, t->model->cfg.vocab_size,
+                                    &c->data_opt, c->data_cache, c->out, &t->data, &t->data_tokens, err) != 0) {
         return -1;
     }
     if (batcher_init_packing(&t->batcher, &t->data, c->packing, c->batch_size, c->block_size, c->val_split, c->shuffle,
@@ -307,44 +264,71 @@ static int setup(Trainer *t, OwError *err) {
         OW_INFO("%s: %lld of %lld samples are longer than block_size + 1 = %lld tokens: %s", c->data,
                 (long long)t->batcher.n_long, (long long)t->data.ndocs, (long long)c->block_size + 1,
                 c->packing == PACKING_PAD ? "truncated (packing pad)" : "split across windows (packing concat)");
-    /* sampling */
-    t->sampling = strcmp(c->method, "galore") != 0 && strcmp(c->method, "full") != 0 && c->sampling != SAMPLING_ALL;
+    return 0;
+}
+
+/* ---- setup: the sampler ---- */
+
+/* OWL outlier ratios computed on the run's data, written to RUN_DIR/ratios.json (--ratios then names it). */
+static int compute_ratios(Trainer *t, OwError *err) {
+    TrainConfig *c = &t->cfg;
+    const Model *m = t->model;
+    int64_t seqlen = c->seqlen < m->cfg.max_position_embeddings ? c->seqlen : m->cfg.max_position_embeddings;
+    if (seqlen > t->data.count - 1) seqlen = t->data.count - 1;
+    OW_INFO("computing OWL outlier ratios (%lld sequences of %lld tokens, M = %g); pass --ratios to reuse them",
+            (long long)c->nsamples, (long long)seqlen, c->M);
+    OutlierResult r;
+    if (owl_compute(t->model, &t->data, c->nsamples, seqlen, c->M, 8, (uint64_t)c->seed, &r, err) != 0) return -1;
+    memcpy(t->ratios, r.ratios, sizeof(double) * (size_t)m->cfg.num_layers);
+    char *rp = ow_path_join(c->out, "ratios.json");
+    int rc = owl_write_json(&r, c->model, rp, err);
+    snprintf(c->ratios, sizeof c->ratios, "%s", rp);
+    make_absolute(c->ratios, sizeof c->ratios);
+    free(rp);
+    owl_result_free(&r);
+    return rc != 0 ? -1 : 0;
+}
+
+/* The ratios the sampler draws with: the checkpoint's (the ones the run sampled with), the --ratios
+ * file's, or computed now. */
+static int setup_ratios(Trainer *t, OwError *err) {
+    const TrainConfig *c = &t->cfg;
+    int L = (int)t->model->cfg.num_layers;
+    int saved = t->from_ckpt ? ckpt_ratios(&t->ck, L, t->ratios, err) : 0;
+    if (saved < 0) return -1;
+    if (saved) return 0;
+    if (c->ratios[0]) return owl_read_ratios(c->ratios, L, t->ratios, err) != 0 ? -1 : 0;
+    return compute_ratios(t, err);
+}
+
+/* Which blocks train: gamma of them drawn every `interval` steps, or all (galore, full, --sampling all). */
+static int setup_sampler(Trainer *t, OwError *err) {
+    const TrainConfig *c = &t->cfg;
+    int L = (int)t->model->cfg.num_layers;
+    t->sampling = train_config_samples_blocks(c);
     SamplingMode mode = t->sampling ? c->sampling : SAMPLING_ALL;
     if (t->sampling && c->gamma > L)
         return ow_fail(err, "gamma = %lld blocks, but the model has only %d (hint: --gamma %d or less)",
                        (long long)c->gamma, L, L);
-    int needs_ratios = t->sampling && !c->forced_blocks[0] && (mode == SAMPLING_OWL || mode == SAMPLING_OWL_REVERSE);
-    int saved = needs_ratios && t->from_ckpt ? ckpt_ratios(&t->ck, L, t->ratios, err) : 0;
-    if (saved < 0) return -1;
-    if (needs_ratios && saved) {
-        /* the ratios the run sampled with, kept in the checkpoint */
-    } else if (needs_ratios && c->ratios[0]) {
-        if (owl_read_ratios(c->ratios, L, t->ratios, err) != 0) return -1;
-    } else if (needs_ratios) {
-        int64_t seqlen = c->seqlen < m->cfg.max_position_embeddings ? c->seqlen : m->cfg.max_position_embeddings;
-        if (seqlen > t->data.count - 1) seqlen = t->data.count - 1;
-        OW_INFO("computing OWL outlier ratios (%lld sequences of %lld tokens, M = %g); pass --ratios to reuse them",
-                (long long)c->nsamples, (long long)seqlen, c->M);
-        OutlierResult r;
-        if (owl_compute(m, &t->data, c->nsamples, seqlen, c->M, 8, (uint64_t)c->seed, &r, err) != 0) return -1;
-        memcpy(t->ratios, r.ratios, sizeof(double) * (size_t)L);
-        char *rp = ow_path_join(c->out, "ratios.json");
-        int rc = owl_write_json(&r, c->model, rp, err);
-        snprintf(c->ratios, sizeof c->ratios, "%s", rp);
-        make_absolute(c->ratios, sizeof c->ratios);
-        free(rp);
-        owl_result_free(&r);
-        if (rc != 0) return -1;
-    }
-    t->uses_ratios = needs_ratios;
+    t->uses_ratios = t->sampling && !c->forced_blocks[0] && (mode == SAMPLING_OWL || mode == SAMPLING_OWL_REVERSE);
+    if (t->uses_ratios && setup_ratios(t, err) != 0) return -1;
     if (c->forced_blocks[0] && t->sampling) mode = SAMPLING_UNIFORM; /* the schedule replaces the draws */
-    if (sampler_init(&t->sampler, L, (int)c->gamma, mode, needs_ratios ? t->ratios : NULL, (uint64_t)c->seed, err) != 0)
+    if (sampler_init(&t->sampler, L, (int)c->gamma, mode, t->uses_ratios ? t->ratios : NULL, (uint64_t)c->seed, err) !=
+        0)
         return -1;
     if (c->forced_blocks[0] && sampler_force(&t->sampler, c->forced_blocks, err) != 0) return -1;
-    /* optimizer */
-    int gpu = strcmp(t->be->name, "cuda") == 0;
+    return 0;
+}
+
+/* ---- setup: the optimizer ---- */
+
+/* The optimizer, the model's step buffers (prepared after it: where gradients and activations live
+ * depends on the optimizer's offload), the always-trainable tensors, and the GPU solvers warmed up. */
+static int setup_optimizer(Trainer *t, OwError *err) {
+    const TrainConfig *c = &t->cfg;
+    Model *m = t->model;
     OptimConfig oc = train_config_optim(c);
-    oc.offload_head = train_config_offload_optimizer(c, gpu);
+    oc.offload_head = train_config_offload_optimizer(c, t->gpu);
     if (optimizer_init(&t->opt, m, &oc, err) != 0) return -1;
     t->opt_ready = 1;
     t->opt.accumulate_projected = c->accum_mode == ACCUM_PROJECTED;
@@ -352,48 +336,73 @@ static int setup(Trainer *t, OwError *err) {
     /* the embedding's gradient: rows of the step's distinct tokens only (untied) */
     if (m->lm_head != m->embed) m->embed_grad_rows = c->grad_accum * c->batch_size * c->block_size;
     /* activations first: lm_head's gradient may live in their pool (Model.head_grad_host) */
-    m->offload_acts = train_config_offload_acts(c, gpu);
-    m->head_grad_host = train_config_head_grad_host(c, gpu, m->lm_head == m->embed);
+    m->offload_acts = train_config_offload_acts(c, t->gpu);
+    m->head_grad_host = train_config_head_grad_host(c, t->gpu, m->lm_head == m->embed);
     if (model_prepare(m, c->batch_size, c->block_size, c->recompute, err) != 0) return -1;
     if (!c->freeze_embeddings && optimizer_activate(&t->opt, m->embed, err) != 0) return -1;
     if (optimizer_activate(&t->opt, m->final_norm, err) != 0) return -1;
     if (m->lm_head != m->embed && optimizer_activate(&t->opt, m->lm_head, err) != 0) return -1;
-    if (gpu && oc.kind == OPT_GALORE_ADAMW) {
+    if (t->gpu && oc.kind == OPT_GALORE_ADAMW) {
         double t0 = ow_now();
         if (galore_warm_up(t->be, &oc, err) != 0) return ow_fail_prefix(err, "projector warm-up");
         OW_INFO("projector warm-up (first use of the GPU solvers): %.2f s", ow_now() - t0);
     }
-    /* schedule and step count */
+    return 0;
+}
+
+/* ---- setup: schedule, checkpoint and run config ---- */
+
+/* The step count (--steps, or --epochs over the training windows), the learning-rate schedule,
+ * the step-time record and the batch buffers. */
+static void setup_schedule(Trainer *t) {
+    const TrainConfig *c = &t->cfg;
     int64_t per_step = c->batch_size * c->grad_accum;
     t->total_steps = c->steps > 0 ? c->steps : (int64_t)ceil(c->epochs * (double)t->batcher.ntrain / (double)per_step);
     if (t->total_steps < 1) t->total_steps = 1;
     t->sched = (LrSchedule){c->schedule, c->lr, c->warmup, t->total_steps};
     t->prog.total_steps = t->total_steps;
     t->prog.step_seconds = ow_xcalloc((size_t)t->total_steps, sizeof(double));
-    /* the checkpoint's sampler, trainable blocks, optimizer state, data position and counters */
-    if (t->from_ckpt) {
-        if (ckpt_restore_progress(&t->ck, &t->sampler, &t->batcher, &t->prog, err) != 0) return -1;
-        for (int i = 0; i < t->sampler.nactive; i++)
-            if (set_block_trainable(t, t->sampler.active[i], 1, err) != 0) return -1;
-        if (ckpt_restore_optimizer(&t->ck, &t->opt, err) != 0) return -1;
-        ckpt_close(&t->ck);
-    }
     size_t nb = (size_t)(c->grad_accum * c->batch_size * c->block_size);
     t->ids = ow_xmalloc(nb * sizeof(int32_t));
     t->targets = ow_xmalloc(nb * sizeof(int32_t));
-    /* the resolved config (resume settings are per invocation) */
-    TrainConfig saved_cfg = *c;
+}
+
+/* The checkpoint's sampler, trainable blocks, optimizer state, data position and counters. */
+static int restore_checkpoint(Trainer *t, OwError *err) {
+    if (!t->from_ckpt) return 0;
+    if (ckpt_restore_progress(&t->ck, &t->sampler, &t->batcher, &t->prog, err) != 0) return -1;
+    for (int i = 0; i < t->sampler.nactive; i++)
+        if (set_block_trainable(t, t->sampler.active[i], 1, err) != 0) return -1;
+    if (ckpt_restore_optimizer(&t->ck, &t->opt, err) != 0) return -1;
+    ckpt_close(&t->ck);
+    return 0;
+}
+
+/* RUN_DIR/config.json: the resolved config (resume settings are per invocation) and facts of the run. */
+static int write_run_config(Trainer *t, OwError *err) {
+    TrainConfig saved_cfg = t->cfg;
     saved_cfg.resume[0] = '\0';
     saved_cfg.resume_fallback = 0;
     cJSON *cj = train_config_to_json(&saved_cfg);
     cJSON_AddNumberToObject(cj, "total_steps", (double)t->total_steps);
     cJSON_AddStringToObject(cj, "backend", t->be->name);
     if (t->data_tokens) cJSON_AddStringToObject(cj, "data_tokens", t->data_tokens);
-    char *cp = ow_path_join(c->out, "config.json");
+    char *cp = ow_path_join(t->cfg.out, "config.json");
     int rc = json_write_file(cp, cj, err);
     free(cp);
     cJSON_Delete(cj);
-    if (rc != 0 || open_metrics(t, err) != 0) return -1;
+    return rc;
+}
+
+static int setup(Trainer *t, OwError *err) {
+    const TrainConfig *c = &t->cfg;
+    if (setup_output(t, err) != 0 || setup_backend(t, err) != 0 || setup_model(t, err) != 0 ||
+        setup_data(t, err) != 0 || setup_sampler(t, err) != 0 || setup_optimizer(t, err) != 0)
+        return -1;
+    setup_schedule(t);
+    if (restore_checkpoint(t, err) != 0 || write_run_config(t, err) != 0 ||
+        run_log_open(&t->log, c->out, t->from_ckpt ? t->prog.metrics_bytes : -1, err) != 0)
+        return -1;
     OW_INFO(
         "training %s: %lld steps of %lld x %lld tokens (x%lld accumulation), %lld training windows, %lld validation",
         c->method, (long long)t->total_steps, (long long)c->batch_size, (long long)c->block_size,
@@ -402,7 +411,7 @@ static int setup(Trainer *t, OwError *err) {
 }
 
 static void teardown(Trainer *t) {
-    if (t->metrics) fclose(t->metrics);
+    run_log_close(&t->log);
     ckpt_close(&t->ck);
     free(t->changed);
     free(t->prog.step_seconds);
@@ -421,16 +430,27 @@ static void teardown(Trainer *t) {
     if (t->be) t->be->destroy(t->be);
 }
 
-/* ---- the loop ---- */
+/* ---- one step ---- */
 
-static int train_step(Trainer *t, int64_t step, double *loss, double *gnorm, OwError *err) {
-    TrainConfig *c = &t->cfg;
-    int64_t bt = c->batch_size * c->block_size;
-    int64_t total = 0;
+/* The step's grad_accum micro-batches into ids/targets; returns their targets (ignored ones not counted). */
+static int64_t next_batch(Trainer *t) {
+    const TrainConfig *c = &t->cfg;
+    int64_t bt = c->batch_size * c->block_size, total = 0;
     for (int64_t k = 0; k < c->grad_accum; k++) {
         batcher_next(&t->batcher, t->ids + k * bt, t->targets + k * bt);
         for (int64_t i = 0; i < bt; i++) total += t->targets[k * bt + i] != -100;
     }
+    return total;
+}
+
+/* Forward and backward over the micro-batches (the optimizer absorbs each gradient as it completes),
+ * then the update; the step's compute is finished on return. */
+static int train_step(Trainer *t, int64_t step, double *loss, double *gnorm, OwError *err) {
+    const TrainConfig *c = &t->cfg;
+    int64_t bt = c->batch_size * c->block_size;
+    t->opt.stats.refreshes = 0;
+    t->opt.stats.refresh_seconds = 0;
+    int64_t total = next_batch(t);
     float scale = total ? 1.0f / (float)total : 0.0f;
     double lr = lr_at(&t->sched, step);
     /* the step's tokens, so the optimizer can update the embedding rows without a gradient beside
@@ -449,83 +469,68 @@ static int train_step(Trainer *t, int64_t step, double *loss, double *gnorm, OwE
         sum += s;
     }
     *loss = total ? sum / (double)total : NAN;
-    return optimizer_step(&t->opt, lr, c->clip, gnorm, err);
+    if (optimizer_step(&t->opt, lr, c->clip, gnorm, err) != 0) return -1;
+    t->be->wait_compute(t->be); /* the step's compute; side work (optimizer state copies) may run on */
+    run_log_sample_memory(t->be);
+    return 0;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* RUN_DIR/summary.json: the figures a benchmark reports. */
-static int write_summary(Trainer *t, const double *step_secs, double tokens, double refresh_s, int64_t refreshes,
-                         TrainSummary *summary, OwError *err) {
+/* Counts the finished step (changed tensors, times, tokens, losses) and logs it; a loss that is
+ * not finite stops the run. t0: when the step began; resample_s: its resampling time. */
+static int record_step(Trainer *t, int64_t step, double loss, double gnorm, double t0, double resample_s,
+                       TrainSummary *summary, OwError *err) {
     const TrainConfig *c = &t->cfg;
-    int64_t n = t->total_steps, skip = n > 4 ? 2 : 0;
-    double *sorted = ow_xmalloc((size_t)n * sizeof(double));
-    memcpy(sorted, step_secs, (size_t)n * sizeof(double));
-    qsort(sorted + skip, (size_t)(n - skip), sizeof(double), cmp_double);
-    int64_t k = n - skip;
-    double median = k % 2 ? sorted[skip + k / 2] : 0.5 * (sorted[skip + k / 2 - 1] + sorted[skip + k / 2]);
-    free(sorted);
-    double tok_step = (double)(c->batch_size * c->block_size * c->grad_accum);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "method", c->method);
-    cJSON_AddStringToObject(o, "backend", t->be->name);
-    cJSON_AddStringToObject(o, "model", c->model);
-    cJSON_AddNumberToObject(o, "batch_size", (double)c->batch_size);
-    cJSON_AddNumberToObject(o, "block_size", (double)c->block_size);
-    cJSON_AddNumberToObject(o, "steps", (double)n);
-    cJSON_AddNumberToObject(o, "first_step_s", step_secs[0]);
-    cJSON_AddNumberToObject(o, "steady_step_s", median);
-    cJSON_AddNumberToObject(o, "tokens_per_s", tok_step / median);
-    double train_s = 0;
-    for (int64_t i = 0; i < n; i++) train_s += step_secs[i];
-    /* over all steps, resampling and projector refreshes included; evaluations and checkpoint saves excluded */
-    cJSON_AddNumberToObject(o, "avg_tokens_per_s", tokens / train_s);
-    cJSON_AddNumberToObject(o, "train_seconds", train_s);
-    cJSON_AddNumberToObject(o, "seconds", summary->seconds);
-    cJSON_AddNumberToObject(o, "projector_refreshes", (double)refreshes);
-    cJSON_AddNumberToObject(o, "projector_refresh_s_per_matrix", refreshes ? refresh_s / (double)refreshes : 0);
-    cJSON_AddNumberToObject(o, "projector_refresh_s_per_block", refreshes ? 7.0 * refresh_s / (double)refreshes : 0);
-    cJSON_AddNumberToObject(o, "peak_bytes", (double)t->be->mem.peak_total);
-    cJSON_AddNumberToObject(o, "peak_gib", (double)t->be->mem.peak_total / (1024.0 * 1024 * 1024));
-    cJSON *bd = cJSON_AddObjectToObject(o, "peak_breakdown_bytes");
-    for (int kind = 0; kind < MEM_KIND_COUNT; kind++)
-        cJSON_AddNumberToObject(bd, mem_kind_name((MemKind)kind), (double)t->be->mem.peak_breakdown[kind]);
-    if (strcmp(t->be->name, "cuda") == 0) {
-        /* the arena's segments, the CUDA context and libraries outside it, and all device memory in use */
-        cJSON_AddNumberToObject(o, "arena_peak_reserved_bytes", (double)backend_cuda_peak_reserved_bytes(t->be));
-        cJSON_AddNumberToObject(o, "device_context_bytes", (double)backend_cuda_context_bytes(t->be));
-        cJSON_AddNumberToObject(o, "device_used_peak_bytes", (double)backend_cuda_peak_used_bytes(t->be));
-    }
-    cJSON_AddNumberToObject(o, "host_optimizer_bytes_peak", (double)t->opt.host.peak_total);
-    cJSON_AddNumberToObject(o, "host_activation_bytes",
-                            (double)model_offload_host_bytes(&t->model->cfg, t->be->act_dtype, c->batch_size,
-                                                             c->block_size, c->recompute, t->model->offload_acts));
-    cJSON_AddNumberToObject(o, "first_loss", summary->first_loss);
-    cJSON_AddNumberToObject(o, "last_loss", summary->last_loss);
-    char *p = ow_path_join(c->out, "summary.json");
-    int rc = json_write_file(p, o, err);
-    char *line = cJSON_PrintUnformatted(o);
-    snprintf(summary->result, sizeof summary->result, "%s", line);
-    cJSON_free(line);
-    free(p);
-    cJSON_Delete(o);
-    return rc;
+    CkptProgress *pg = &t->prog;
+    int64_t tok_per_step = c->batch_size * c->block_size * c->grad_accum;
+    for (int i = 0; i < t->model->nparams; i++) t->changed[i] |= (uint8_t)t->model->params[i].trainable;
+    double dt = ow_now() - t0;
+    pg->step_seconds[step] = dt;
+    pg->refresh_seconds += t->opt.stats.refresh_seconds;
+    pg->refreshes += t->opt.stats.refreshes;
+    pg->tokens += (double)tok_per_step;
+    double elapsed = ow_now() - t->t_start;
+    if (step == 0) summary->first_loss = loss;
+    summary->last_loss = loss;
+    summary->steps = step + 1;
+    if (!isfinite(loss))
+        return ow_fail(err, "the loss became %g at step %lld (hint: lower --lr, or check the data)", loss,
+                       (long long)step + 1);
+    StepLog s = {.step = step + 1,
+                 .total_steps = t->total_steps,
+                 .loss = loss,
+                 .lr = t->step_lr,
+                 .gnorm = gnorm,
+                 .tokens = pg->tokens,
+                 .seconds = elapsed,
+                 .step_seconds = dt,
+                 .resample_seconds = resample_s,
+                 .tokens_per_step = tok_per_step,
+                 .sampler = &t->sampler,
+                 .be = t->be,
+                 .host_optimizer_bytes = t->opt.host.current_total,
+                 .optim = t->opt.stats,
+                 .progress = (step + 1) % c->log_every == 0 || step + 1 == t->total_steps};
+    run_log_step(&t->log, &s);
+    return 0;
+}
+
+/* The validation loss after `step` steps, logged (the first one before training is summary's first). */
+static int evaluate(Trainer *t, int64_t step, TrainSummary *summary, OwError *err) {
+    EvalValidation v;
+    EvalBatches src = eval_batches_validation(&v, &t->batcher, t->cfg.eval_batches);
+    EvalLoss r;
+    if (eval_loss(t->model, &src, t->ids, t->targets, &r, err) != 0) return -1;
+    run_log_eval(&t->log, step, r.loss);
+    if (step == 0) summary->first_val = r.loss;
+    summary->last_val = r.loss;
+    return 0;
 }
 
 /* Saves a checkpoint of the state after `step` steps. */
 static int save_checkpoint(Trainer *t, int64_t step, TrainSummary *summary, OwError *err) {
     ow_progress_end();
-    if (fflush(t->metrics) != 0 || fsync(fileno(t->metrics)) != 0)
-        return ow_fail(err, "%s/metrics.jsonl: cannot flush: %s", t->cfg.out, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(t->metrics), &sb) != 0)
-        return ow_fail(err, "%s/metrics.jsonl: cannot stat: %s", t->cfg.out, strerror(errno));
-    int64_t len = (int64_t)sb.st_size;
+    if (run_log_sync(&t->log, &t->prog.metrics_bytes, err) != 0) return -1;
     t->prog.step = step;
-    t->prog.metrics_bytes = len;
     t->prog.elapsed = ow_now() - t->t_start;
     CkptParts parts = {t->model, &t->opt, &t->sampler, &t->batcher, t->changed, t->uses_ratios ? t->ratios : NULL};
     double t0 = ow_now();
@@ -535,30 +540,79 @@ static int save_checkpoint(Trainer *t, int64_t step, TrainSummary *summary, OwEr
     return 0;
 }
 
-/* The first and last training and validation losses of a resumed run so far, from metrics.jsonl. */
-static void losses_so_far(const char *out, TrainSummary *summary) {
-    char *p = ow_path_join(out, "metrics.jsonl"), *text;
-    size_t len;
-    OwError e;
-    if (ow_read_file(p, &text, &len, &e) == 0) {
-        char *save = NULL;
-        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-            cJSON *o = cJSON_Parse(line);
-            const cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "loss"),
-                        *v = cJSON_GetObjectItemCaseSensitive(o, "eval_loss");
-            if (cJSON_IsNumber(l)) {
-                if (isnan(summary->first_loss)) summary->first_loss = l->valuedouble;
-                summary->last_loss = l->valuedouble;
-            }
-            if (cJSON_IsNumber(v)) {
-                if (isnan(summary->first_val)) summary->first_val = v->valuedouble;
-                summary->last_val = v->valuedouble;
-            }
-            cJSON_Delete(o);
+/* ---- the run ---- */
+
+/* Where this session starts: the losses so far (resume), or the validation loss before training. */
+static int begin_session(Trainer *t, TrainSummary *summary, OwError *err) {
+    int64_t start = t->prog.step;
+    summary->total_steps = t->total_steps;
+    summary->steps = start;
+    if (start > 0) run_log_losses_so_far(t->cfg.out, summary);
+    if (t->batcher.nval > 0 && start == 0 && evaluate(t, 0, summary, err) != 0) return -1;
+    t->log.start = start;
+    t->log.session_start = ow_now();
+    t->t_start = t->log.session_start - t->prog.elapsed;
+    return 0;
+}
+
+/* The steps of this session; *sig: the signal that stopped it after a checkpoint, else 0. */
+static int run_steps(Trainer *t, TrainSummary *summary, int *sig, OwError *err) {
+    const TrainConfig *c = &t->cfg;
+    for (int64_t step = t->prog.step; step < t->total_steps; step++) {
+        int64_t done = step + 1;
+        double t0 = ow_now(), resample_s = 0;
+        if (step % c->interval == 0 && (t->sampling || step == 0)) { /* draw the blocks that train */
+            if (resample(t, err) != 0) return -1;
+            resample_s = ow_now() - t0; /* parking and restoring optimizer state */
         }
-        free(text);
+        double loss, gnorm;
+        if (train_step(t, step, &loss, &gnorm, err) != 0) return -1;
+        if (record_step(t, step, loss, gnorm, t0, resample_s, summary, err) != 0) return -1;
+        int eval_due = t->batcher.nval > 0 && c->eval_every > 0 && done % c->eval_every == 0 && done < t->total_steps;
+        if (eval_due && evaluate(t, done, summary, err) != 0) return -1;
+        *sig = train_interrupt_pending();
+        int save_due = done == t->total_steps || *sig || (c->save_every > 0 && done % c->save_every == 0);
+        if (c->save_every >= 0 && save_due && save_checkpoint(t, done, summary, err) != 0) return -1;
+        if (*sig) break;
     }
-    free(p);
+    return 0;
+}
+
+static void write_report(const char *out) {
+    OwError e2;
+    if (report_write(out, &e2) != 0) OW_WARN("could not write the report: %s", e2.msg);
+}
+
+/* RUN_DIR/model: the fine-tuned weights (with the base model's tokenizer and config files). */
+static int save_model(Trainer *t, OwError *err) {
+    const TrainConfig *c = &t->cfg;
+    char *md = ow_path_join(c->out, "model");
+    int rc = model_save_hf(t->model, md, OW_F32, 0, ow_is_dir(c->model) ? c->model : NULL, err);
+    if (rc == 0) OW_INFO("saved the fine-tuned model to %s", md);
+    free(md);
+    return rc;
+}
+
+/* The end of the session: summary.json, the last evaluation and the model when the run finished,
+ * and the report. Returns 0, or TRAIN_INTERRUPTED after a signal. */
+static int finish(Trainer *t, int sig, TrainSummary *summary, OwError *err) {
+    const TrainConfig *c = &t->cfg;
+    ow_progress_end();
+    t->prog.elapsed = ow_now() - t->t_start;
+    summary->seconds = t->prog.elapsed;
+    summary->tokens_per_s = t->prog.tokens / summary->seconds;
+    summary->peak_mem = t->be->mem.peak_total;
+    if (sig) {
+        summary->interrupted = sig;
+        write_report(c->out);
+        return TRAIN_INTERRUPTED;
+    }
+    if (run_log_summary(c, t->be, t->model, t->opt.host.peak_total, &t->prog, summary, err) != 0) return -1;
+    if (t->batcher.nval > 0 && evaluate(t, t->total_steps, summary, err) != 0) return -1;
+    if (c->save_model && save_model(t, err) != 0) return -1;
+    fflush(t->log.metrics);
+    write_report(c->out);
+    return 0;
 }
 
 int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
@@ -568,126 +622,10 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
     memset(summary, 0, sizeof *summary);
     summary->first_loss = summary->last_loss = NAN;
     summary->first_val = summary->last_val = NAN;
-    int rc = -1;
-    if (train_config_validate(&t.cfg, err) != 0 || setup(&t, err) != 0) goto done;
-    TrainConfig *c = &t.cfg;
-    CkptProgress *pg = &t.prog;
-    int64_t start = pg->step;
-    summary->total_steps = t.total_steps;
-    summary->steps = start;
-    if (start > 0) losses_so_far(c->out, summary);
-    double val;
-    if (t.batcher.nval > 0 && start == 0) {
-        if (evaluate(&t, &val, err) != 0) goto done;
-        log_eval(&t, 0, val);
-        summary->first_val = summary->last_val = val;
-    }
-    double session_start = ow_now();
-    t.t_start = session_start - pg->elapsed;
-    int64_t tok_per_step = c->batch_size * c->block_size * c->grad_accum;
-    int sig = 0;
-    for (int64_t step = start; step < t.total_steps; step++) {
-        double t0 = ow_now(), resample_s = 0;
-        if (step % c->interval == 0 && (t.sampling || step == 0)) {
-            if (resample(&t, err) != 0) goto done;
-            resample_s = ow_now() - t0; /* parking and restoring optimizer state */
-        }
-        double loss, gnorm;
-        t.opt.stats.refreshes = 0;
-        t.opt.stats.refresh_seconds = 0;
-        if (train_step(&t, step, &loss, &gnorm, err) != 0) goto done;
-        t.be->wait_compute(t.be); /* the step's compute; side work (optimizer state copies) may run on */
-        if (strcmp(t.be->name, "cuda") == 0) backend_cuda_sample_used(t.be);
-        for (int i = 0; i < t.model->nparams; i++) t.changed[i] |= (uint8_t)t.model->params[i].trainable;
-        double dt = ow_now() - t0;
-        pg->step_seconds[step] = dt;
-        pg->refresh_seconds += t.opt.stats.refresh_seconds;
-        pg->refreshes += t.opt.stats.refreshes;
-        pg->tokens += (double)tok_per_step;
-        double elapsed = ow_now() - t.t_start;
-        if (step == 0) summary->first_loss = loss;
-        summary->last_loss = loss;
-        summary->steps = step + 1;
-        if (!isfinite(loss)) {
-            ow_fail(err, "the loss became %g at step %lld (hint: lower --lr, or check the data)", loss,
-                    (long long)step + 1);
-            goto done;
-        }
-        char act[1024];
-        active_string(&t, act, sizeof act);
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "step", (double)(step + 1));
-        cJSON_AddNumberToObject(o, "loss", loss);
-        cJSON_AddNumberToObject(o, "lr", lr_at(&t.sched, step));
-        cJSON_AddNumberToObject(o, "grad_norm", gnorm);
-        cJSON_AddNumberToObject(o, "tokens", pg->tokens);
-        cJSON *ab = cJSON_AddArrayToObject(o, "active_blocks");
-        for (int i = 0; i < t.sampler.nactive; i++) cJSON_AddItemToArray(ab, cJSON_CreateNumber(t.sampler.active[i]));
-        cJSON_AddNumberToObject(o, "seconds", elapsed);
-        cJSON_AddNumberToObject(o, "step_seconds", dt);
-        cJSON_AddNumberToObject(o, "tokens_per_s", (double)tok_per_step / dt);
-        cJSON_AddNumberToObject(o, "mem_bytes", (double)t.be->mem.current_total);
-        cJSON_AddNumberToObject(o, "mem_peak_bytes", (double)t.be->mem.peak_total);
-        cJSON_AddNumberToObject(o, "host_optimizer_bytes", (double)t.opt.host.current_total);
-        cJSON_AddNumberToObject(o, "projector_refreshes", t.opt.stats.refreshes);
-        cJSON_AddNumberToObject(o, "projector_seconds", t.opt.stats.refresh_seconds);
-        cJSON_AddNumberToObject(o, "resample_seconds", resample_s);
-        write_metric(&t, o);
-        if ((step + 1) % c->log_every == 0 || step + 1 == t.total_steps) {
-            char mem[32], eta[32];
-            double done_here = (double)(step + 1 - start);
-            ow_progress(
-                "step %lld/%lld | loss %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | mem %s | blocks %s | ETA %s",
-                (long long)step + 1, (long long)t.total_steps, loss, lr_at(&t.sched, step), gnorm, pg->tokens / elapsed,
-                format_size(t.be->mem.peak_total, mem, sizeof mem), act,
-                fmt_eta((ow_now() - session_start) / done_here * (double)(t.total_steps - step - 1), eta, sizeof eta));
-        }
-        if (t.batcher.nval > 0 && c->eval_every > 0 && (step + 1) % c->eval_every == 0 && step + 1 < t.total_steps) {
-            if (evaluate(&t, &val, err) != 0) goto done;
-            ow_progress_end();
-            log_eval(&t, step + 1, val);
-            summary->last_val = val;
-        }
-        sig = train_interrupt_pending();
-        if (c->save_every >= 0 &&
-            (step + 1 == t.total_steps || sig || (c->save_every > 0 && (step + 1) % c->save_every == 0)))
-            if (save_checkpoint(&t, step + 1, summary, err) != 0) goto done;
-        if (sig) break;
-    }
-    ow_progress_end();
-    pg->elapsed = ow_now() - t.t_start;
-    summary->seconds = pg->elapsed;
-    summary->tokens_per_s = pg->tokens / summary->seconds;
-    summary->peak_mem = t.be->mem.peak_total;
-    if (sig) {
-        summary->interrupted = sig;
-        OwError e2;
-        if (report_write(c->out, &e2) != 0) OW_WARN("could not write the report: %s", e2.msg);
-        rc = TRAIN_INTERRUPTED;
-        goto done;
-    }
-    if (write_summary(&t, pg->step_seconds, pg->tokens, pg->refresh_seconds, pg->refreshes, summary, err) != 0)
-        goto done;
-    if (t.batcher.nval > 0) {
-        if (evaluate(&t, &val, err) != 0) goto done;
-        log_eval(&t, t.total_steps, val);
-        summary->last_val = val;
-    }
-    if (c->save_model) {
-        char *md = ow_path_join(c->out, "model");
-        rc = ow_is_dir(c->model) ? model_save_hf(t.model, md, OW_F32, 0, c->model, err)
-                                 : model_save_hf(t.model, md, OW_F32, 0, NULL, err);
-        if (rc == 0) OW_INFO("saved the fine-tuned model to %s", md);
-        free(md);
-        if (rc != 0) goto done;
-    }
-    fflush(t.metrics);
-    {
-        OwError e2;
-        if (report_write(c->out, &e2) != 0) OW_WARN("could not write the report: %s", e2.msg);
-    }
-    rc = 0;
-done:
+    int sig = 0, rc = -1;
+    if (train_config_validate(&t.cfg, err) == 0 && setup(&t, err) == 0 && begin_session(&t, summary, err) == 0 &&
+        run_steps(&t, summary, &sig, err) == 0)
+        rc = finish(&t, sig, summary, err);
     teardown(&t);
     /* no partial output: a run refused at setup (e.g. over the --gpu-mem cap) leaves no empty directory */
     if (rc != 0 && t.made_out) (void)rmdir(t.cfg.out);

@@ -1,0 +1,244 @@
+/* run_log.c: see run_log.h. */
+#define _GNU_SOURCE /* strtok_r */
+#include "train/run_log.h"
+
+#include "core/fileio.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/memstats.h"
+#include "cuda/cuda_backend.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- metrics.jsonl ---- */
+
+int run_log_open(RunLog *log, const char *out, int64_t keep_bytes, OwError *err) {
+    memset(log, 0, sizeof *log);
+    log->out = out;
+    char *mp = ow_path_join(out, "metrics.jsonl");
+    int rc = 0;
+    if (keep_bytes >= 0) {
+        FILE *fp = fopen(mp, "rb");
+        long size = -1;
+        if (fp && fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
+        if (fp) fclose(fp);
+        if (size < keep_bytes)
+            rc = ow_fail(err,
+                         "%s: %ld bytes, shorter than the %lld the checkpoint recorded (the file was changed or "
+                         "lost; the run cannot continue it)",
+                         mp, size, (long long)keep_bytes);
+        else if (truncate(mp, (off_t)keep_bytes) != 0)
+            rc = ow_fail(err, "%s: cannot cut back to the checkpoint: %s", mp, strerror(errno));
+        if (rc == 0) log->metrics = fopen(mp, "ab");
+    } else {
+        log->metrics = fopen(mp, "w");
+    }
+    if (rc == 0 && !log->metrics) rc = ow_fail(err, "%s: cannot open: %s", mp, strerror(errno));
+    free(mp);
+    return rc;
+}
+
+void run_log_close(RunLog *log) {
+    if (log->metrics) fclose(log->metrics);
+    log->metrics = NULL;
+}
+
+static void write_metric(RunLog *log, cJSON *o) {
+    char *line = cJSON_PrintUnformatted(o);
+    fprintf(log->metrics, "%s\n", line);
+    fflush(log->metrics);
+    cJSON_free(line);
+    cJSON_Delete(o);
+}
+
+int run_log_sync(RunLog *log, int64_t *bytes, OwError *err) {
+    if (fflush(log->metrics) != 0 || fsync(fileno(log->metrics)) != 0)
+        return ow_fail(err, "%s/metrics.jsonl: cannot flush: %s", log->out, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(log->metrics), &sb) != 0)
+        return ow_fail(err, "%s/metrics.jsonl: cannot stat: %s", log->out, strerror(errno));
+    *bytes = (int64_t)sb.st_size;
+    return 0;
+}
+
+void run_log_eval(RunLog *log, int64_t step, double loss) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", (double)step);
+    cJSON_AddNumberToObject(o, "eval_loss", loss);
+    cJSON_AddNumberToObject(o, "eval_ppl", exp(loss));
+    write_metric(log, o);
+    OW_INFO("eval at step %lld: loss %.4f, perplexity %.3f", (long long)step, loss, exp(loss));
+}
+
+/* ---- a step ---- */
+
+static void active_string(const Sampler *s, char *buf, size_t cap) {
+    if (s->nactive == s->num_layers) {
+        snprintf(buf, cap, "all");
+        return;
+    }
+    size_t off = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < s->nactive && off + 8 < cap; i++)
+        off += (size_t)snprintf(buf + off, cap - off, "%s%d", i ? "," : "", s->active[i]);
+}
+
+static const char *fmt_eta(double s, char *buf, size_t cap) {
+    if (!isfinite(s) || s < 0) s = 0;
+    int h = (int)(s / 3600), m = (int)(fmod(s, 3600) / 60), sec = (int)fmod(s, 60);
+    if (h)
+        snprintf(buf, cap, "%dh%02dm", h, m);
+    else
+        snprintf(buf, cap, "%dm%02ds", m, sec);
+    return buf;
+}
+
+static void progress_line(const RunLog *log, const StepLog *s) {
+    char act[1024], mem[32], eta[32];
+    active_string(s->sampler, act, sizeof act);
+    double done_here = (double)(s->step - log->start);
+    ow_progress(
+        "step %lld/%lld | loss %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | mem %s | blocks %s | ETA %s",
+        (long long)s->step, (long long)s->total_steps, s->loss, s->lr, s->gnorm, s->tokens / s->seconds,
+        format_size(s->be->mem.peak_total, mem, sizeof mem), act,
+        fmt_eta((ow_now() - log->session_start) / done_here * (double)(s->total_steps - s->step), eta, sizeof eta));
+}
+
+void run_log_step(RunLog *log, const StepLog *s) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", (double)s->step);
+    cJSON_AddNumberToObject(o, "loss", s->loss);
+    cJSON_AddNumberToObject(o, "lr", s->lr);
+    cJSON_AddNumberToObject(o, "grad_norm", s->gnorm);
+    cJSON_AddNumberToObject(o, "tokens", s->tokens);
+    cJSON *ab = cJSON_AddArrayToObject(o, "active_blocks");
+    for (int i = 0; i < s->sampler->nactive; i++) cJSON_AddItemToArray(ab, cJSON_CreateNumber(s->sampler->active[i]));
+    cJSON_AddNumberToObject(o, "seconds", s->seconds);
+    cJSON_AddNumberToObject(o, "step_seconds", s->step_seconds);
+    cJSON_AddNumberToObject(o, "tokens_per_s", (double)s->tokens_per_step / s->step_seconds);
+    cJSON_AddNumberToObject(o, "mem_bytes", (double)s->be->mem.current_total);
+    cJSON_AddNumberToObject(o, "mem_peak_bytes", (double)s->be->mem.peak_total);
+    cJSON_AddNumberToObject(o, "host_optimizer_bytes", (double)s->host_optimizer_bytes);
+    cJSON_AddNumberToObject(o, "projector_refreshes", s->optim.refreshes);
+    cJSON_AddNumberToObject(o, "projector_seconds", s->optim.refresh_seconds);
+    cJSON_AddNumberToObject(o, "resample_seconds", s->resample_seconds);
+    write_metric(log, o);
+    if (s->progress) progress_line(log, s);
+}
+
+void run_log_losses_so_far(const char *out, TrainSummary *summary) {
+    char *p = ow_path_join(out, "metrics.jsonl"), *text;
+    size_t len;
+    OwError e;
+    if (ow_read_file(p, &text, &len, &e) == 0) {
+        char *save = NULL;
+        for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            cJSON *o = cJSON_Parse(line);
+            const cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "loss"),
+                        *v = cJSON_GetObjectItemCaseSensitive(o, "eval_loss");
+            if (cJSON_IsNumber(l)) {
+                if (isnan(summary->first_loss)) summary->first_loss = l->valuedouble;
+                summary->last_loss = l->valuedouble;
+            }
+            if (cJSON_IsNumber(v)) {
+                if (isnan(summary->first_val)) summary->first_val = v->valuedouble;
+                summary->last_val = v->valuedouble;
+            }
+            cJSON_Delete(o);
+        }
+        free(text);
+    }
+    free(p);
+}
+
+/* ---- memory ---- */
+
+void run_log_sample_memory(Backend *be) {
+    if (strcmp(be->name, "cuda") == 0) backend_cuda_sample_used(be);
+}
+
+/* summary.json's memory figures: the backend's peak with its breakdown, and on CUDA the arena's
+ * segments, the CUDA context and libraries outside it, and all device memory in use. */
+static void memory_figures(cJSON *o, Backend *be) {
+    cJSON_AddNumberToObject(o, "peak_bytes", (double)be->mem.peak_total);
+    cJSON_AddNumberToObject(o, "peak_gib", (double)be->mem.peak_total / (1024.0 * 1024 * 1024));
+    cJSON *bd = cJSON_AddObjectToObject(o, "peak_breakdown_bytes");
+    for (int kind = 0; kind < MEM_KIND_COUNT; kind++)
+        cJSON_AddNumberToObject(bd, mem_kind_name((MemKind)kind), (double)be->mem.peak_breakdown[kind]);
+    if (strcmp(be->name, "cuda") == 0) {
+        cJSON_AddNumberToObject(o, "arena_peak_reserved_bytes", (double)backend_cuda_peak_reserved_bytes(be));
+        cJSON_AddNumberToObject(o, "device_context_bytes", (double)backend_cuda_context_bytes(be));
+        cJSON_AddNumberToObject(o, "device_used_peak_bytes", (double)backend_cuda_peak_used_bytes(be));
+    }
+}
+
+/* ---- summary.json ---- */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median step time, the first two steps left out of runs over four (warm-up). */
+static double steady_step_seconds(const double *step_secs, int64_t n) {
+    int64_t skip = n > 4 ? 2 : 0;
+    double *sorted = ow_xmalloc((size_t)n * sizeof(double));
+    memcpy(sorted, step_secs, (size_t)n * sizeof(double));
+    qsort(sorted + skip, (size_t)(n - skip), sizeof(double), cmp_double);
+    int64_t k = n - skip;
+    double median = k % 2 ? sorted[skip + k / 2] : 0.5 * (sorted[skip + k / 2 - 1] + sorted[skip + k / 2]);
+    free(sorted);
+    return median;
+}
+
+/* The step times and throughput: steady (median), and over all steps, resampling and projector
+ * refreshes included; evaluations and checkpoint saves excluded. */
+static void speed_figures(cJSON *o, const TrainConfig *c, const CkptProgress *pg) {
+    int64_t n = pg->total_steps;
+    double median = steady_step_seconds(pg->step_seconds, n);
+    double tok_step = (double)(c->batch_size * c->block_size * c->grad_accum);
+    cJSON_AddNumberToObject(o, "first_step_s", pg->step_seconds[0]);
+    cJSON_AddNumberToObject(o, "steady_step_s", median);
+    cJSON_AddNumberToObject(o, "tokens_per_s", tok_step / median);
+    double train_s = 0;
+    for (int64_t i = 0; i < n; i++) train_s += pg->step_seconds[i];
+    cJSON_AddNumberToObject(o, "avg_tokens_per_s", pg->tokens / train_s);
+    cJSON_AddNumberToObject(o, "train_seconds", train_s);
+}
+
+int run_log_summary(const TrainConfig *c, Backend *be, const Model *m, size_t host_optimizer_peak,
+                    const CkptProgress *pg, TrainSummary *summary, OwError *err) {
+    double refresh_s = pg->refresh_seconds, refreshes = (double)pg->refreshes;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "method", c->method);
+    cJSON_AddStringToObject(o, "backend", be->name);
+    cJSON_AddStringToObject(o, "model", c->model);
+    cJSON_AddNumberToObject(o, "batch_size", (double)c->batch_size);
+    cJSON_AddNumberToObject(o, "block_size", (double)c->block_size);
+    cJSON_AddNumberToObject(o, "steps", (double)pg->total_steps);
+    speed_figures(o, c, pg);
+    cJSON_AddNumberToObject(o, "seconds", summary->seconds);
+    cJSON_AddNumberToObject(o, "projector_refreshes", refreshes);
+    cJSON_AddNumberToObject(o, "projector_refresh_s_per_matrix", refreshes ? refresh_s / refreshes : 0);
+    cJSON_AddNumberToObject(o, "projector_refresh_s_per_block", refreshes ? 7.0 * refresh_s / refreshes : 0);
+    memory_figures(o, be);
+    cJSON_AddNumberToObject(o, "host_optimizer_bytes_peak", (double)host_optimizer_peak);
+    cJSON_AddNumberToObject(o, "host_activation_bytes",
+                            (double)model_offload_host_bytes(&m->cfg, be->act_dtype, c->batch_size, c->block_size,
+                                                             c->recompute, m->offload_acts));
+    cJSON_AddNumberToObject(o, "first_loss", summary->first_loss);
+    cJSON_AddNumberToObject(o, "last_loss", summary->last_loss);
+    char *p = ow_path_join(c->out, "summary.json");
+    int rc = json_write_file(p, o, err);
+    char *line = cJSON_PrintUnformatted(o);
+    snprintf(summary->result, sizeof summary->result, "%s", line);
+    cJSON_free(line);
+    free(p);
+    cJSON_Delete(o);
+    return rc;
+}

@@ -1,0 +1,67 @@
+/* run_log.h: what a training run reports as it goes. RUN_DIR/metrics.jsonl
+ * holds one JSON object per step and per evaluation, flushed as written; the
+ * evaluation and progress lines go to the log; RUN_DIR/summary.json holds the
+ * end-of-run figures a benchmark reports; and the backend's memory figures
+ * in all of them are read here, in one place. The trainer owns the state and
+ * hands the figures over; this file owns no training state and decides
+ * nothing about the run.
+ *
+ * Invariant: a metrics.jsonl line depends only on the figures given (the
+ * same step gives the same bytes), so a resumed run cut back to a
+ * checkpoint's length (run_log_open) ends with the same lines as an
+ * uninterrupted one. */
+#ifndef OWLORE_TRAIN_RUN_LOG_H
+#define OWLORE_TRAIN_RUN_LOG_H
+
+#include "model/model.h"
+#include "optim/optimizer.h"
+#include "owl/sampler.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+
+#include <stdio.h>
+
+typedef struct RunLog {
+    FILE *metrics;        /* RUN_DIR/metrics.jsonl, open for appending */
+    const char *out;      /* RUN_DIR (borrowed) */
+    int64_t start;        /* this session's first step */
+    double session_start; /* ow_now() when it began (the ETA of the progress line) */
+} RunLog;
+
+/* One finished step, as metrics.jsonl and the progress line show it. */
+typedef struct StepLog {
+    int64_t step, total_steps; /* steps done (this one included) and of the run */
+    double loss, lr, gnorm;
+    double tokens;  /* trained on so far */
+    double seconds; /* of training so far, earlier sessions included */
+    double step_seconds, resample_seconds;
+    int64_t tokens_per_step;
+    const Sampler *sampler;      /* the blocks trained in the step */
+    const Backend *be;           /* device memory now and at peak */
+    size_t host_optimizer_bytes; /* optimizer state parked in host memory now */
+    OptimStats optim;            /* the step's projector refreshes */
+    int progress;                /* also print the progress line */
+} StepLog;
+
+/* Opens RUN_DIR/metrics.jsonl: new when keep_bytes < 0, else cut back to
+ * keep_bytes (the length a checkpoint recorded) and appended to. */
+int run_log_open(RunLog *log, const char *out, int64_t keep_bytes, OwError *err);
+void run_log_close(RunLog *log);
+/* The step's metrics line; the progress line when s->progress. */
+void run_log_step(RunLog *log, const StepLog *s);
+/* An evaluation's metrics line and log line. */
+void run_log_eval(RunLog *log, int64_t step, double loss);
+/* Flushes metrics.jsonl to disk and gives its length (a checkpoint records it). */
+int run_log_sync(RunLog *log, int64_t *bytes, OwError *err);
+/* The first and last training and validation losses a resumed run's metrics.jsonl holds so far. */
+void run_log_losses_so_far(const char *out, TrainSummary *summary);
+
+/* Samples the device memory in use after a step (the peak summary.json reports). */
+void run_log_sample_memory(Backend *be);
+/* RUN_DIR/summary.json from the run's progress (step times, tokens, refreshes),
+ * summary's losses and seconds, and the backend's memory peaks; also into
+ * summary->result. host_optimizer_peak: the optimizer's host state at peak. */
+int run_log_summary(const TrainConfig *c, Backend *be, const Model *m, size_t host_optimizer_peak,
+                    const CkptProgress *pg, TrainSummary *summary, OwError *err);
+
+#endif
