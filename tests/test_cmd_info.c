@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int run_info(const char *args, char **out) {
     char cmd[8192];
@@ -360,6 +362,34 @@ Test(cmd_info_bad, index_names_missing_shard) {
     free(shard2);
     free(idx);
     free(single);
+    ts_rmtree(dir);
+    free(dir);
+}
+
+/* Only regular files are read, each within its size cap: a config.json linked to /dev/zero, a directory or an
+ * oversized one, and a FIFO as the weights are refused at once, naming the file (not read until memory runs out, not
+ * waited on). */
+Test(cmd_info_bad, special_and_oversized_files, .timeout = 120) {
+    char *dir = make_model_dir(NULL, NULL, NULL, 0);
+    char *cfg = ow_path_join(dir, "config.json"), *saved = ow_path_join(dir, "config.saved");
+    char *weights = ow_path_join(dir, "model.safetensors");
+    cr_assert_eq(rename(cfg, saved), 0);
+    cr_assert_eq(symlink("/dev/zero", cfg), 0);
+    expect_info_fails(dir, "config.json: is a character device, not a regular file", NULL);
+    cr_assert_eq(remove(cfg), 0);
+    cr_assert_eq(mkdir(cfg, 0755), 0);
+    expect_info_fails(dir, "config.json", "is a directory, not a regular file");
+    cr_assert_eq(rmdir(cfg), 0);
+    ts_write_file(cfg, "{", 1);
+    cr_assert_eq(truncate(cfg, 5 << 20), 0); /* sparse: 5 MiB past the 4 MiB cap of a config */
+    expect_info_fails(dir, "config.json: 5242880 bytes, more than the 4194304 bytes", NULL);
+    cr_assert_eq(rename(saved, cfg), 0);
+    cr_assert_eq(remove(weights), 0);
+    cr_assert_eq(mkfifo(weights, 0644), 0);
+    expect_info_fails(dir, "model.safetensors: is a FIFO, not a regular file", NULL);
+    free(weights);
+    free(saved);
+    free(cfg);
     ts_rmtree(dir);
     free(dir);
 }
