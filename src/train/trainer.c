@@ -7,6 +7,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "core/runtime.h"
 #include "cuda/cuda_backend.h"
 #include "data/batcher.h"
 #include "model/model_save.h"
@@ -54,6 +55,7 @@ typedef struct Trainer {
 } Trainer;
 
 Backend *train_create_backend(const char *device, size_t gpu_mem, int64_t threads, OwError *err) {
+    if (ow_check_threads(threads, err) != 0) return NULL;
     if (strcmp(device, "cpu") == 0) return backend_create_cpu((int)threads, gpu_mem, err);
     if (strcmp(device, "cuda") == 0) return backend_create_cuda(0, gpu_mem, err);
     if (backend_cuda_available()) {
