@@ -291,6 +291,32 @@ Test(bad_input, over_long_samples_are_counted) {
     tokenizer_free(tok);
 }
 
+/* --strict is part of the tokenized-data cache key: a lenient run's cache (the bad line skipped) must not let a
+ * strict run through; the strict run reads the data itself and stops at the bad line. */
+Test(bad_input, strict_is_not_bypassed_by_the_cache, .timeout = 120) {
+    char *dir = ts_tmpdir();
+    char *ts = ts_shared_path("data/real/hf/TinyStories-656K");
+    char *src = ow_path_join(dir, "d.jsonl"), *cache = ow_path_join(dir, "cache");
+    const char *text = "{\"text\": \"Once upon a time.\"}\n{\"text\": \"cut\n{\"text\": \"The end.\"}\n";
+    ts_write_file(src, text, strlen(text));
+    DataOptions o;
+    data_options_defaults(&o);
+    OwError err;
+    TokData got;
+    cr_assert_eq(train_load_data_with(src, ts, 2048, &o, cache, NULL, &got, NULL, &err), 0, "lenient: %s", err.msg);
+    cr_assert_eq(got.ndocs, 2, "the bad line is skipped");
+    tokdata_free(&got);
+    o.strict = 1;
+    cr_assert_eq(train_load_data_with(src, ts, 2048, &o, cache, NULL, &got, NULL, &err), -1, "strict: refused");
+    has(err.msg, "d.jsonl:2");
+    has(err.msg, "strict");
+    free(cache);
+    free(src);
+    free(ts);
+    ts_rmtree(dir);
+    free(dir);
+}
+
 /* A token file must match the model's tokenizer (and mode), be intact, and fit the vocabulary. */
 Test(bad_input, token_files_are_checked, .timeout = 120) {
     char *dir = ts_tmpdir();
