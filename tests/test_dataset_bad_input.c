@@ -32,15 +32,19 @@ typedef struct Run {
     OwError err;
 } Run;
 
-static Run run(const Tokenizer *tok, const char *name, const char *text, DataFormat fmt, int strict) {
+static Run run_len(const Tokenizer *tok, const char *name, const char *text, size_t len, DataFormat fmt, int strict) {
     Run r;
     DataOptions o;
     data_options_defaults(&o);
     o.format = fmt;
     o.strict = strict;
     o.chat_template = CHAT_TEMPLATE_LLAMA2; /* TinyStories has a BOS and an EOS: enough for this template */
-    r.rc = dataset_tokenize_buffer(name, text, strlen(text), tok, &o, &r.d, &r.st, &r.err);
+    r.rc = dataset_tokenize_buffer(name, text, len, tok, &o, &r.d, &r.st, &r.err);
     return r;
+}
+
+static Run run(const Tokenizer *tok, const char *name, const char *text, DataFormat fmt, int strict) {
+    return run_len(tok, name, text, strlen(text), fmt, strict);
 }
 
 static void has(const char *msg, const char *needle) {
@@ -49,9 +53,9 @@ static void has(const char *msg, const char *needle) {
 
 /* A bad record: skipped (counted as malformed or invalid) by default, named
  * with file:line; fatal with strict, with the same message. */
-static void bad_record(const Tokenizer *tok, const char *text, DataFormat fmt, int malformed, const char *where,
-                       const char *needle) {
-    Run a = run(tok, "bad.jsonl", text, fmt, 0);
+static void bad_record_len(const Tokenizer *tok, const char *text, size_t len, DataFormat fmt, int malformed,
+                           const char *where, const char *needle) {
+    Run a = run_len(tok, "bad.jsonl", text, len, fmt, 0);
     cr_assert_eq(a.rc, 0, "non-strict: the bad record is skipped (%s)", a.err.msg);
     cr_assert_eq(malformed ? a.st.malformed : a.st.invalid, 1, "counted as %s: %s", malformed ? "malformed" : "invalid",
                  a.st.first_problem);
@@ -59,11 +63,16 @@ static void bad_record(const Tokenizer *tok, const char *text, DataFormat fmt, i
     has(a.st.first_problem, where);
     has(a.st.first_problem, needle);
     tokdata_free(&a.d);
-    Run b = run(tok, "bad.jsonl", text, fmt, 1);
+    Run b = run_len(tok, "bad.jsonl", text, len, fmt, 1);
     cr_assert_eq(b.rc, -1, "strict: fatal");
     has(b.err.msg, where);
     has(b.err.msg, needle);
     has(b.err.msg, "strict");
+}
+
+static void bad_record(const Tokenizer *tok, const char *text, DataFormat fmt, int malformed, const char *where,
+                       const char *needle) {
+    bad_record_len(tok, text, strlen(text), fmt, malformed, where, needle);
 }
 
 Test(bad_input, malformed_json_lines) {
@@ -243,6 +252,41 @@ Test(bad_input, invalid_utf8_is_replaced_and_counted) {
     for (int64_t i = 0; i < a.d.count; i++) cr_assert_eq(tokdata_id(&a.d, i), tokdata_id(&b.d, i));
     tokdata_free(&a.d);
     tokdata_free(&b.d);
+    tokenizer_free(tok);
+}
+
+/* A NUL in a JSON string would end owlore's (NUL-terminated) text there and silently cut the record: a \u0000
+ * escape refuses the record as invalid, a raw NUL byte (not JSON) as malformed, counted and named; an escaped
+ * backslash before "u0000" is text. A JSON array file holding one is refused as a whole, naming line and column. */
+Test(bad_input, nul_in_a_string_is_refused_not_truncated) {
+    Tokenizer *tok = load_ts();
+    bad_record(tok, "{\"text\": \"good\"}\n{\"text\": \"cut\\u0000here\"}\n", DATA_FORMAT_JSONL, 0, "bad.jsonl:2",
+               "a string holds a NUL character (\\u0000) at column 14");
+    bad_record(tok, "{\"instruction\": \"i\\u0000\", \"output\": \"o\"}\n{\"instruction\": \"i\", \"output\": \"o\"}\n",
+               DATA_FORMAT_ALPACA, 0, "bad.jsonl:1", "NUL character");
+    static const char raw[] = "{\"text\": \"cut\0here\"}\n{\"text\": \"good\"}\n";
+    bad_record_len(tok, raw, sizeof raw - 1, DATA_FORMAT_JSONL, 1, "bad.jsonl:1",
+                   "malformed JSON at column 14: a raw NUL byte");
+    Run a = run(tok, "ok.jsonl", "{\"text\": \"a\\\\u0000b \\ud83d\\ude00\"}\n", DATA_FORMAT_JSONL, 1);
+    cr_assert_eq(a.rc, 0, "an escaped backslash and a surrogate pair are text: %s", a.err.msg);
+    cr_assert_eq(a.st.samples, 1);
+    tokdata_free(&a.d);
+    Run b = run(tok, "arr.json", "[{\"text\": \"good\"},\n {\"text\": \"x\\u0000\"}]", DATA_FORMAT_JSONL, 0);
+    cr_assert_eq(b.rc, -1);
+    has(b.err.msg, "arr.json: a string holds a NUL character (\\u0000) at line 2, column 13");
+    tokenizer_free(tok);
+}
+
+/* Format detection on a file with no usable line names the first line and its problem, e.g. a lone surrogate. */
+Test(bad_input, detection_names_the_first_bad_line) {
+    Tokenizer *tok = load_ts();
+    Run a = run(tok, "s.jsonl", "\n{\"text\": \"\\ud800\"}\n[1]\n", DATA_FORMAT_AUTO, 0);
+    cr_assert_eq(a.rc, -1);
+    has(a.err.msg, "s.jsonl: no line is a JSON object");
+    has(a.err.msg, "line 2: malformed JSON at column 11: a lone UTF-16 surrogate escape");
+    Run b = run(tok, "s.jsonl", "[1]\n{\"text\": \"\\udc00 x\"}\n", DATA_FORMAT_AUTO, 0);
+    cr_assert_eq(b.rc, -1);
+    has(b.err.msg, "line 1: expected a JSON object, got an array");
     tokenizer_free(tok);
 }
 
