@@ -399,6 +399,20 @@ Test(bad_input, token_files_are_checked, .timeout = 120) {
     cr_assert_eq(train_load_data_with(bin, mistral, 32002, &o, "", NULL, &got, NULL, &err), -1);
     has(err.msg, bin);
     has(err.msg, "made with another tokenizer");
+    /* no tokenizer recorded (hash 0), and the model has one: refused as a mismatch too */
+    char *bin0 = ow_path_join(dir, "d0.bin");
+    const int32_t ids0[4] = {1, 2, 3, 4};
+    cr_assert_eq(tokfile_write(bin0, ids0, NULL, 4, 2048, NULL, 0, 0, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(train_load_data_with(bin0, ts, 2048, &o, "", NULL, &got, NULL, &err), -1);
+    has(err.msg, "d0.bin: the token file names no tokenizer (tokenizer hash 0");
+    has(err.msg, "owlore tokenize --tokenizer");
+    cr_assert_eq(train_load_data_with(bin0, NULL, 2048, &o, "", NULL, &got, NULL, &err), 0,
+                 "a byte-level model takes it: %s", err.msg);
+    tokdata_free(&got);
+    free(bin0);
+    /* a directory is named as one */
+    cr_assert_eq(train_load_data_with(dir, ts, 2048, &o, "", NULL, &got, NULL, &err), -1);
+    has(err.msg, "is a directory; --data takes a dataset file");
     /* ids past the model's vocabulary */
     cr_assert_eq(train_load_data_with(bin, NULL, 100, &o, "", NULL, &got, NULL, &err), -1);
     has(err.msg, "but the model's vocabulary has 100 entries");
