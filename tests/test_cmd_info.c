@@ -8,6 +8,7 @@
 #include "test_support.h"
 
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -390,6 +391,102 @@ Test(cmd_info_bad, special_and_oversized_files, .timeout = 120) {
     free(weights);
     free(saved);
     free(cfg);
+    ts_rmtree(dir);
+    free(dir);
+}
+
+/* Rewrites dir's weights: `poison` (if any) gets `value` at element 5; sharded: as ~600 kB shards with an index and
+ * no __metadata__ (so no alias: a tied model stores only lm_head.weight), the single file removed. */
+static void rewrite_weights(const char *dir, const char *poison, float value, int sharded) {
+    char *single = ow_path_join(dir, "model.safetensors"), *tmp = ow_path_join(dir, "new.safetensors");
+    SafeTensors st;
+    OwError err;
+    cr_assert(safetensors_open(single, &st, &err) == 0, "%s", err.msg);
+    StWriteTensor *w = safetensors_write_list(&st);
+    float *copy = NULL;
+    for (int i = 0; poison && i < st.ntensors; i++) {
+        if (strcmp(w[i].name, poison) != 0) continue;
+        cr_assert_eq(w[i].dtype, OW_F32);
+        const StTensor *t = safetensors_find(&st, poison);
+        copy = malloc(t->nbytes);
+        memcpy(copy, t->data, t->nbytes);
+        copy[5] = value;
+        w[i].data = copy;
+    }
+    if (sharded)
+        cr_assert(safetensors_write_sharded(dir, w, st.ntensors, 600000, NULL, &err) == 0, "%s", err.msg);
+    else
+        cr_assert(safetensors_write(tmp, w, st.ntensors, st.metadata, &err) == 0, "%s", err.msg);
+    free(copy);
+    free(w);
+    safetensors_close(&st);
+    if (sharded)
+        cr_assert_eq(remove(single), 0);
+    else
+        cr_assert_eq(rename(tmp, single), 0);
+    free(tmp);
+    free(single);
+}
+
+/* `owlore train` ($B of issue 16) on dir, with a small text file (the directory has no tokenizer: bytes). */
+static int run_train(const char *dir, char **out) {
+    char *data = ow_path_join(dir, "d.txt");
+    char text[4096];
+    for (size_t i = 0; i < sizeof text; i++) text[i] = (char)('a' + (i * 7) % 26);
+    ts_write_file(data, text, sizeof text);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "'%s' train --model '%s' --data '%s' --out '%s/run' --device cpu --batch-size 2 --block-size 64 "
+             "--threads 1 --gamma 1 --rank 16 --steps 2",
+             ts_owlore_binary(), dir, data, dir);
+    free(data);
+    return ts_run(cmd, out);
+}
+
+static void expect_train_fails(const char *dir, const char *needle) {
+    char *out;
+    int rc = run_train(dir, &out);
+    cr_assert(rc > 0 && rc < 128, "train should fail cleanly (status %d):\n%s", rc, out);
+    cr_assert(strstr(out, needle) != NULL, "want \"%s\" in:\n%s", needle, out);
+    cr_assert(strstr(out, "step 1/") == NULL, "training started:\n%s", out);
+    free(out);
+}
+
+/* info and train validate weights the same way: more layers in the weights than in the config are unexpected
+ * tensors for both (train used to drop them and train one block). */
+Test(cmd_info_bad, train_refuses_what_info_refuses, .timeout = 300) {
+    char *dir = dir_with_config("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1");
+    expect_info_fails(dir, "unexpected tensor model.layers.1.", NULL);
+    expect_train_fails(dir, "unexpected tensor model.layers.1.");
+    ts_rmtree(dir);
+    free(dir);
+}
+
+/* ... and the reverse: a sharded tied model whose shards hold lm_head.weight and no alias for the embedding is
+ * accepted by both (transformers loads it so); info used to call the embedding missing. */
+Test(cmd_info, tied_sharded_without_alias_agrees_with_train, .timeout = 300) {
+    char *dir = make_model_dir(NULL, NULL, NULL, 0);
+    rewrite_weights(dir, NULL, 0, 1);
+    char args[4200], *out;
+    snprintf(args, sizeof args, "'%s'", dir);
+    cr_assert_eq(run_info(args, &out), 0, "%s", out);
+    cr_assert(strstr(out, "files") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(run_train(dir, &out), 0, "%s", out);
+    free(out);
+    ts_rmtree(dir);
+    free(dir);
+}
+
+/* NaN or Inf weights are refused at load by info and train alike, naming the tensor and its file (train used to
+ * fail later, blaming the learning rate or the sampler). */
+Test(cmd_info_bad, nonfinite_weights, .timeout = 300) {
+    char *dir = make_model_dir(NULL, NULL, NULL, 0);
+    rewrite_weights(dir, "model.layers.1.mlp.up_proj.weight", NAN, 0);
+    expect_info_fails(dir, "tensor model.layers.1.mlp.up_proj.weight holds NaN at element 5", "model.safetensors");
+    expect_train_fails(dir, "tensor model.layers.1.mlp.up_proj.weight holds NaN at element 5");
+    rewrite_weights(dir, "model.norm.weight", -INFINITY, 0);
+    expect_info_fails(dir, "tensor model.norm.weight holds -Inf at element 5", NULL);
     ts_rmtree(dir);
     free(dir);
 }
