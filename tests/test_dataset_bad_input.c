@@ -255,6 +255,14 @@ Test(bad_input, invalid_utf8_is_replaced_and_counted) {
     tokenizer_free(tok);
 }
 
+/* A whole file refused (not record by record), with needle in the message. */
+static void whole_file_refused(const Tokenizer *tok, const char *name, const char *text, DataFormat fmt,
+                               const char *needle) {
+    Run r = run(tok, name, text, fmt, 0);
+    cr_assert_eq(r.rc, -1, "%s: refused", name);
+    has(r.err.msg, needle);
+}
+
 /* A NUL in a JSON string would end owlore's (NUL-terminated) text there and silently cut the record: a \u0000
  * escape refuses the record as invalid, a raw NUL byte (not JSON) as malformed, counted and named; an escaped
  * backslash before "u0000" is text. A JSON array file holding one is refused as a whole, naming line and column. */
@@ -271,22 +279,19 @@ Test(bad_input, nul_in_a_string_is_refused_not_truncated) {
     cr_assert_eq(a.rc, 0, "an escaped backslash and a surrogate pair are text: %s", a.err.msg);
     cr_assert_eq(a.st.samples, 1);
     tokdata_free(&a.d);
-    Run b = run(tok, "arr.json", "[{\"text\": \"good\"},\n {\"text\": \"x\\u0000\"}]", DATA_FORMAT_JSONL, 0);
-    cr_assert_eq(b.rc, -1);
-    has(b.err.msg, "arr.json: a string holds a NUL character (\\u0000) at line 2, column 13");
+    whole_file_refused(tok, "arr.json", "[{\"text\": \"good\"},\n {\"text\": \"x\\u0000\"}]", DATA_FORMAT_JSONL,
+                       "arr.json: a string holds a NUL character (\\u0000) at line 2, column 13");
     tokenizer_free(tok);
 }
 
 /* Format detection on a file with no usable line names the first line and its problem, e.g. a lone surrogate. */
 Test(bad_input, detection_names_the_first_bad_line) {
     Tokenizer *tok = load_ts();
-    Run a = run(tok, "s.jsonl", "\n{\"text\": \"\\ud800\"}\n[1]\n", DATA_FORMAT_AUTO, 0);
-    cr_assert_eq(a.rc, -1);
-    has(a.err.msg, "s.jsonl: no line is a JSON object");
-    has(a.err.msg, "line 2: malformed JSON at column 11: a lone UTF-16 surrogate escape");
-    Run b = run(tok, "s.jsonl", "[1]\n{\"text\": \"\\udc00 x\"}\n", DATA_FORMAT_AUTO, 0);
-    cr_assert_eq(b.rc, -1);
-    has(b.err.msg, "line 1: expected a JSON object, got an array");
+    whole_file_refused(tok, "s.jsonl", "\n{\"text\": \"\\ud800\"}\n[1]\n", DATA_FORMAT_AUTO,
+                       "s.jsonl: no line is a JSON object, so the data format cannot be detected (first: line 2: "
+                       "malformed JSON at column 11: a lone UTF-16 surrogate escape");
+    whole_file_refused(tok, "s.jsonl", "[1]\n{\"text\": \"\\udc00 x\"}\n", DATA_FORMAT_AUTO,
+                       "(first: line 1: expected a JSON object, got an array)");
     tokenizer_free(tok);
 }
 
