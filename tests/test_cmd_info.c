@@ -1,7 +1,8 @@
 /* test_cmd_info.c: `owlore info` on the real TinyStories-656K model, on the
  * transformers-written sharded fixture, on presets and config-only
  * directories, and its refusal (non-zero exit, message naming the file and
- * the problem) of broken model directories. */
+ * the problem) of broken model directories (non-finite weights, special or
+ * oversized files included), which `train` refuses and accepts alike. */
 #include "core/fileio.h"
 #include "core/json.h"
 #include "model/safetensors.h"

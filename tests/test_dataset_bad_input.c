@@ -3,8 +3,9 @@
  * count (or fatal with strict); empty samples are skipped; invalid UTF-8 is
  * replaced as Python's errors="replace"; over-long samples are counted by the
  * batcher (split or truncated); token files made with another tokenizer (or
- * tokenizer mode), corrupt or truncated ones, and ids past the model's
- * vocabulary are refused before training. */
+ * tokenizer mode, or none), corrupt or truncated ones, and ids past the
+ * model's vocabulary are refused before training. NULs in JSON strings are
+ * refused (not cut short), and strict is not bypassed by the data cache. */
 #include "core/fileio.h"
 #include "data/batcher.h"
 #include "data/dataset.h"
