@@ -441,7 +441,9 @@ static int run_train(const char *dir, char **out) {
              "--threads 1 --gamma 1 --rank 16 --steps 2",
              ts_owlore_binary(), dir, data, dir);
     free(data);
-    return ts_run(cmd, out);
+    int rc = ts_run(cmd, out);
+    cr_assert(strstr(*out, "Sanitizer") == NULL && strstr(*out, "runtime error") == NULL, "%s", *out);
+    return rc;
 }
 
 static void expect_train_fails(const char *dir, const char *needle) {
