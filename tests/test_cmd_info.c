@@ -1,16 +1,20 @@
 /* test_cmd_info.c: `owlore info` on the real TinyStories-656K model, on the
  * transformers-written sharded fixture, on presets and config-only
  * directories, and its refusal (non-zero exit, message naming the file and
- * the problem) of broken model directories. */
+ * the problem) of broken model directories (non-finite weights, special or
+ * oversized files included), which `train` refuses and accepts alike. */
 #include "core/fileio.h"
 #include "core/json.h"
 #include "model/safetensors.h"
 #include "test_support.h"
 
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int run_info(const char *args, char **out) {
     char cmd[8192];
@@ -360,6 +364,132 @@ Test(cmd_info_bad, index_names_missing_shard) {
     free(shard2);
     free(idx);
     free(single);
+    ts_rmtree(dir);
+    free(dir);
+}
+
+/* Only regular files are read, each within its size cap: a config.json linked to /dev/zero, a directory or an
+ * oversized one, and a FIFO as the weights are refused at once, naming the file (not read until memory runs out, not
+ * waited on). */
+Test(cmd_info_bad, special_and_oversized_files, .timeout = 120) {
+    char *dir = make_model_dir(NULL, NULL, NULL, 0);
+    char *cfg = ow_path_join(dir, "config.json"), *saved = ow_path_join(dir, "config.saved");
+    char *weights = ow_path_join(dir, "model.safetensors");
+    cr_assert_eq(rename(cfg, saved), 0);
+    cr_assert_eq(symlink("/dev/zero", cfg), 0);
+    expect_info_fails(dir, "config.json: is a character device, not a regular file", NULL);
+    cr_assert_eq(remove(cfg), 0);
+    cr_assert_eq(mkdir(cfg, 0755), 0);
+    expect_info_fails(dir, "config.json", "is a directory, not a regular file");
+    cr_assert_eq(rmdir(cfg), 0);
+    ts_write_file(cfg, "{", 1);
+    cr_assert_eq(truncate(cfg, 5 << 20), 0); /* sparse: 5 MiB past the 4 MiB cap of a config */
+    expect_info_fails(dir, "config.json: 5242880 bytes, more than the 4194304 bytes", NULL);
+    cr_assert_eq(rename(saved, cfg), 0);
+    cr_assert_eq(remove(weights), 0);
+    cr_assert_eq(mkfifo(weights, 0644), 0);
+    expect_info_fails(dir, "model.safetensors: is a FIFO, not a regular file", NULL);
+    free(weights);
+    free(saved);
+    free(cfg);
+    ts_rmtree(dir);
+    free(dir);
+}
+
+/* Rewrites dir's weights: `poison` (if any) gets `value` at element 5; sharded: as ~600 kB shards with an index and
+ * no __metadata__ (so no alias: a tied model stores only lm_head.weight), the single file removed. */
+static void rewrite_weights(const char *dir, const char *poison, float value, int sharded) {
+    char *single = ow_path_join(dir, "model.safetensors"), *tmp = ow_path_join(dir, "new.safetensors");
+    SafeTensors st;
+    OwError err;
+    cr_assert(safetensors_open(single, &st, &err) == 0, "%s", err.msg);
+    StWriteTensor *w = safetensors_write_list(&st);
+    float *copy = NULL;
+    for (int i = 0; poison && i < st.ntensors; i++) {
+        if (strcmp(w[i].name, poison) != 0) continue;
+        cr_assert_eq(w[i].dtype, OW_F32);
+        const StTensor *t = safetensors_find(&st, poison);
+        copy = malloc(t->nbytes);
+        memcpy(copy, t->data, t->nbytes);
+        copy[5] = value;
+        w[i].data = copy;
+    }
+    if (sharded)
+        cr_assert(safetensors_write_sharded(dir, w, st.ntensors, 600000, NULL, &err) == 0, "%s", err.msg);
+    else
+        cr_assert(safetensors_write(tmp, w, st.ntensors, st.metadata, &err) == 0, "%s", err.msg);
+    free(copy);
+    free(w);
+    safetensors_close(&st);
+    if (sharded)
+        cr_assert_eq(remove(single), 0);
+    else
+        cr_assert_eq(rename(tmp, single), 0);
+    free(tmp);
+    free(single);
+}
+
+/* `owlore train` ($B of issue 16) on dir, with a small text file (the directory has no tokenizer: bytes). */
+static int run_train(const char *dir, char **out) {
+    char *data = ow_path_join(dir, "d.txt");
+    char text[4096];
+    for (size_t i = 0; i < sizeof text; i++) text[i] = (char)('a' + (i * 7) % 26);
+    ts_write_file(data, text, sizeof text);
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "'%s' train --model '%s' --data '%s' --out '%s/run' --device cpu --batch-size 2 --block-size 64 "
+             "--threads 1 --gamma 1 --rank 16 --steps 2",
+             ts_owlore_binary(), dir, data, dir);
+    free(data);
+    int rc = ts_run(cmd, out);
+    cr_assert(strstr(*out, "Sanitizer") == NULL && strstr(*out, "runtime error") == NULL, "%s", *out);
+    return rc;
+}
+
+static void expect_train_fails(const char *dir, const char *needle) {
+    char *out;
+    int rc = run_train(dir, &out);
+    cr_assert(rc > 0 && rc < 128, "train should fail cleanly (status %d):\n%s", rc, out);
+    cr_assert(strstr(out, needle) != NULL, "want \"%s\" in:\n%s", needle, out);
+    cr_assert(strstr(out, "step 1/") == NULL, "training started:\n%s", out);
+    free(out);
+}
+
+/* info and train validate weights the same way: more layers in the weights than in the config are unexpected
+ * tensors for both (train used to drop them and train one block). */
+Test(cmd_info_bad, train_refuses_what_info_refuses, .timeout = 300) {
+    char *dir = dir_with_config("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1");
+    expect_info_fails(dir, "unexpected tensor model.layers.1.", NULL);
+    expect_train_fails(dir, "unexpected tensor model.layers.1.");
+    ts_rmtree(dir);
+    free(dir);
+}
+
+/* ... and the reverse: a sharded tied model whose shards hold lm_head.weight and no alias for the embedding is
+ * accepted by both (transformers loads it so); info used to call the embedding missing. */
+Test(cmd_info, tied_sharded_without_alias_agrees_with_train, .timeout = 300) {
+    char *dir = make_model_dir(NULL, NULL, NULL, 0);
+    rewrite_weights(dir, NULL, 0, 1);
+    char args[4200], *out;
+    snprintf(args, sizeof args, "'%s'", dir);
+    cr_assert_eq(run_info(args, &out), 0, "%s", out);
+    cr_assert(strstr(out, "files") != NULL, "%s", out);
+    free(out);
+    cr_assert_eq(run_train(dir, &out), 0, "%s", out);
+    free(out);
+    ts_rmtree(dir);
+    free(dir);
+}
+
+/* NaN or Inf weights are refused at load by info and train alike, naming the tensor and its file (train used to
+ * fail later, blaming the learning rate or the sampler). */
+Test(cmd_info_bad, nonfinite_weights, .timeout = 300) {
+    char *dir = make_model_dir(NULL, NULL, NULL, 0);
+    rewrite_weights(dir, "model.layers.1.mlp.up_proj.weight", NAN, 0);
+    expect_info_fails(dir, "tensor model.layers.1.mlp.up_proj.weight holds NaN at element 5", "model.safetensors");
+    expect_train_fails(dir, "tensor model.layers.1.mlp.up_proj.weight holds NaN at element 5");
+    rewrite_weights(dir, "model.norm.weight", -INFINITY, 0);
+    expect_info_fails(dir, "tensor model.norm.weight holds -Inf at element 5", NULL);
     ts_rmtree(dir);
     free(dir);
 }

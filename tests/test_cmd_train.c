@@ -132,6 +132,29 @@ Test(cmd_train, missing_model) {
     expect_failure("--method full --model /nonexistent/model", "/nonexistent/model", 97, -1);
 }
 
+/* Absurd sizes and thread counts are refused up front, naming the flag: --threads 100000 crashed the OpenMP
+ * runtime, and batch x block products past int64 overflowed the shape arithmetic (in `plan` too); eval, which
+ * takes --threads without the train keys, is refused the same way. */
+Test(cmd_train, absurd_threads_and_sizes) {
+    expect_failure("--threads 100000", "--threads 100000: must be 0 (all cores) to", 97, -1);
+    expect_failure("--threads -1", "--threads -1: must be 0", 97, -1);
+    expect_failure("--batch-size 100000000 --block-size 100000000", "more than 2147483648 tokens per step", 97, -1);
+    expect_failure("--grad-accum 4611686018427387904", "--grad-accum 4611686018427387904", 97, -1);
+    const char *cases[][2] = {
+        {"plan --model llama2-7b --batch-size 100000000 --block-size 100000000", "tokens per step"},
+        {"plan --model llama2-7b --threads 100000", "--threads 100000"},
+        {"eval --model /nonexistent --data /nonexistent --device cpu --threads 100000", "--threads 100000"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char cmd[1024], *out;
+        snprintf(cmd, sizeof cmd, "%s %s", ts_owlore_binary(), cases[i][0]);
+        int rc = ts_run(cmd, &out);
+        cr_assert(rc > 0 && rc < 128, "%s: status %d:\n%s", cases[i][0], rc, out);
+        cr_assert(strstr(out, cases[i][1]) != NULL, "%s: lacks \"%s\":\n%s", cases[i][0], cases[i][1], out);
+        free(out);
+    }
+}
+
 static void ratios_case(const char *content, const char *needle) {
     Env e;
     env_open(&e, 97, -1);

@@ -3,8 +3,9 @@
  * count (or fatal with strict); empty samples are skipped; invalid UTF-8 is
  * replaced as Python's errors="replace"; over-long samples are counted by the
  * batcher (split or truncated); token files made with another tokenizer (or
- * tokenizer mode), corrupt or truncated ones, and ids past the model's
- * vocabulary are refused before training. */
+ * tokenizer mode, or none), corrupt or truncated ones, and ids past the
+ * model's vocabulary are refused before training. NULs in JSON strings are
+ * refused (not cut short), and strict is not bypassed by the data cache. */
 #include "core/fileio.h"
 #include "data/batcher.h"
 #include "data/dataset.h"
@@ -32,15 +33,19 @@ typedef struct Run {
     OwError err;
 } Run;
 
-static Run run(const Tokenizer *tok, const char *name, const char *text, DataFormat fmt, int strict) {
+static Run run_len(const Tokenizer *tok, const char *name, const char *text, size_t len, DataFormat fmt, int strict) {
     Run r;
     DataOptions o;
     data_options_defaults(&o);
     o.format = fmt;
     o.strict = strict;
     o.chat_template = CHAT_TEMPLATE_LLAMA2; /* TinyStories has a BOS and an EOS: enough for this template */
-    r.rc = dataset_tokenize_buffer(name, text, strlen(text), tok, &o, &r.d, &r.st, &r.err);
+    r.rc = dataset_tokenize_buffer(name, text, len, tok, &o, &r.d, &r.st, &r.err);
     return r;
+}
+
+static Run run(const Tokenizer *tok, const char *name, const char *text, DataFormat fmt, int strict) {
+    return run_len(tok, name, text, strlen(text), fmt, strict);
 }
 
 static void has(const char *msg, const char *needle) {
@@ -49,9 +54,9 @@ static void has(const char *msg, const char *needle) {
 
 /* A bad record: skipped (counted as malformed or invalid) by default, named
  * with file:line; fatal with strict, with the same message. */
-static void bad_record(const Tokenizer *tok, const char *text, DataFormat fmt, int malformed, const char *where,
-                       const char *needle) {
-    Run a = run(tok, "bad.jsonl", text, fmt, 0);
+static void bad_record_len(const Tokenizer *tok, const char *text, size_t len, DataFormat fmt, int malformed,
+                           const char *where, const char *needle) {
+    Run a = run_len(tok, "bad.jsonl", text, len, fmt, 0);
     cr_assert_eq(a.rc, 0, "non-strict: the bad record is skipped (%s)", a.err.msg);
     cr_assert_eq(malformed ? a.st.malformed : a.st.invalid, 1, "counted as %s: %s", malformed ? "malformed" : "invalid",
                  a.st.first_problem);
@@ -59,11 +64,16 @@ static void bad_record(const Tokenizer *tok, const char *text, DataFormat fmt, i
     has(a.st.first_problem, where);
     has(a.st.first_problem, needle);
     tokdata_free(&a.d);
-    Run b = run(tok, "bad.jsonl", text, fmt, 1);
+    Run b = run_len(tok, "bad.jsonl", text, len, fmt, 1);
     cr_assert_eq(b.rc, -1, "strict: fatal");
     has(b.err.msg, where);
     has(b.err.msg, needle);
     has(b.err.msg, "strict");
+}
+
+static void bad_record(const Tokenizer *tok, const char *text, DataFormat fmt, int malformed, const char *where,
+                       const char *needle) {
+    bad_record_len(tok, text, strlen(text), fmt, malformed, where, needle);
 }
 
 Test(bad_input, malformed_json_lines) {
@@ -246,6 +256,46 @@ Test(bad_input, invalid_utf8_is_replaced_and_counted) {
     tokenizer_free(tok);
 }
 
+/* A whole file refused (not record by record), with needle in the message. */
+static void whole_file_refused(const Tokenizer *tok, const char *name, const char *text, DataFormat fmt,
+                               const char *needle) {
+    Run r = run(tok, name, text, fmt, 0);
+    cr_assert_eq(r.rc, -1, "%s: refused", name);
+    has(r.err.msg, needle);
+}
+
+/* A NUL in a JSON string would end owlore's (NUL-terminated) text there and silently cut the record: a \u0000
+ * escape refuses the record as invalid, a raw NUL byte (not JSON) as malformed, counted and named; an escaped
+ * backslash before "u0000" is text. A JSON array file holding one is refused as a whole, naming line and column. */
+Test(bad_input, nul_in_a_string_is_refused_not_truncated) {
+    Tokenizer *tok = load_ts();
+    bad_record(tok, "{\"text\": \"good\"}\n{\"text\": \"cut\\u0000here\"}\n", DATA_FORMAT_JSONL, 0, "bad.jsonl:2",
+               "a string holds a NUL character (\\u0000) at column 14");
+    bad_record(tok, "{\"instruction\": \"i\\u0000\", \"output\": \"o\"}\n{\"instruction\": \"i\", \"output\": \"o\"}\n",
+               DATA_FORMAT_ALPACA, 0, "bad.jsonl:1", "NUL character");
+    static const char raw[] = "{\"text\": \"cut\0here\"}\n{\"text\": \"good\"}\n";
+    bad_record_len(tok, raw, sizeof raw - 1, DATA_FORMAT_JSONL, 1, "bad.jsonl:1",
+                   "malformed JSON at column 14: a raw NUL byte");
+    Run a = run(tok, "ok.jsonl", "{\"text\": \"a\\\\u0000b \\ud83d\\ude00\"}\n", DATA_FORMAT_JSONL, 1);
+    cr_assert_eq(a.rc, 0, "an escaped backslash and a surrogate pair are text: %s", a.err.msg);
+    cr_assert_eq(a.st.samples, 1);
+    tokdata_free(&a.d);
+    whole_file_refused(tok, "arr.json", "[{\"text\": \"good\"},\n {\"text\": \"x\\u0000\"}]", DATA_FORMAT_JSONL,
+                       "arr.json: a string holds a NUL character (\\u0000) at line 2, column 13");
+    tokenizer_free(tok);
+}
+
+/* Format detection on a file with no usable line names the first line and its problem, e.g. a lone surrogate. */
+Test(bad_input, detection_names_the_first_bad_line) {
+    Tokenizer *tok = load_ts();
+    whole_file_refused(tok, "s.jsonl", "\n{\"text\": \"\\ud800\"}\n[1]\n", DATA_FORMAT_AUTO,
+                       "s.jsonl: no line is a JSON object, so the data format cannot be detected (first: line 2: "
+                       "malformed JSON at column 11: a lone UTF-16 surrogate escape");
+    whole_file_refused(tok, "s.jsonl", "[1]\n{\"text\": \"\\udc00 x\"}\n", DATA_FORMAT_AUTO,
+                       "(first: line 1: expected a JSON object, got an array)");
+    tokenizer_free(tok);
+}
+
 /* Samples longer than block_size + 1: split across windows (concat), truncated (pad). */
 Test(bad_input, over_long_samples_are_counted) {
     Tokenizer *tok = load_ts();
@@ -291,6 +341,32 @@ Test(bad_input, over_long_samples_are_counted) {
     tokenizer_free(tok);
 }
 
+/* --strict is part of the tokenized-data cache key: a lenient run's cache (the bad line skipped) must not let a
+ * strict run through; the strict run reads the data itself and stops at the bad line. */
+Test(bad_input, strict_is_not_bypassed_by_the_cache, .timeout = 120) {
+    char *dir = ts_tmpdir();
+    char *ts = ts_shared_path("data/real/hf/TinyStories-656K");
+    char *src = ow_path_join(dir, "d.jsonl"), *cache = ow_path_join(dir, "cache");
+    const char *text = "{\"text\": \"Once upon a time.\"}\n{\"text\": \"cut\n{\"text\": \"The end.\"}\n";
+    ts_write_file(src, text, strlen(text));
+    DataOptions o;
+    data_options_defaults(&o);
+    OwError err;
+    TokData got;
+    cr_assert_eq(train_load_data_with(src, ts, 2048, &o, cache, NULL, &got, NULL, &err), 0, "lenient: %s", err.msg);
+    cr_assert_eq(got.ndocs, 2, "the bad line is skipped");
+    tokdata_free(&got);
+    o.strict = 1;
+    cr_assert_eq(train_load_data_with(src, ts, 2048, &o, cache, NULL, &got, NULL, &err), -1, "strict: refused");
+    has(err.msg, "d.jsonl:2");
+    has(err.msg, "strict");
+    free(cache);
+    free(src);
+    free(ts);
+    ts_rmtree(dir);
+    free(dir);
+}
+
 /* A token file must match the model's tokenizer (and mode), be intact, and fit the vocabulary. */
 Test(bad_input, token_files_are_checked, .timeout = 120) {
     char *dir = ts_tmpdir();
@@ -329,6 +405,20 @@ Test(bad_input, token_files_are_checked, .timeout = 120) {
     cr_assert_eq(train_load_data_with(bin, mistral, 32002, &o, "", NULL, &got, NULL, &err), -1);
     has(err.msg, bin);
     has(err.msg, "made with another tokenizer");
+    /* no tokenizer recorded (hash 0), and the model has one: refused as a mismatch too */
+    char *bin0 = ow_path_join(dir, "d0.bin");
+    const int32_t ids0[4] = {1, 2, 3, 4};
+    cr_assert_eq(tokfile_write(bin0, ids0, NULL, 4, 2048, NULL, 0, 0, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(train_load_data_with(bin0, ts, 2048, &o, "", NULL, &got, NULL, &err), -1);
+    has(err.msg, "d0.bin: the token file names no tokenizer (tokenizer hash 0");
+    has(err.msg, "owlore tokenize --tokenizer");
+    cr_assert_eq(train_load_data_with(bin0, NULL, 2048, &o, "", NULL, &got, NULL, &err), 0,
+                 "a byte-level model takes it: %s", err.msg);
+    tokdata_free(&got);
+    free(bin0);
+    /* a directory is named as one */
+    cr_assert_eq(train_load_data_with(dir, ts, 2048, &o, "", NULL, &got, NULL, &err), -1);
+    has(err.msg, "is a directory; --data takes a dataset file");
     /* ids past the model's vocabulary */
     cr_assert_eq(train_load_data_with(bin, NULL, 100, &o, "", NULL, &got, NULL, &err), -1);
     has(err.msg, "but the model's vocabulary has 100 entries");

@@ -6,6 +6,7 @@
  * (method, validation loss before and after, wall time). And OwLore with the
  * randomized projector follows the exact projector's loss curve. */
 #include "core/fileio.h"
+#include "data/tokenizer_mode.h"
 #include "data/tokfile.h"
 #include "model/safetensors.h"
 #include "test_support.h"
@@ -44,7 +45,14 @@ static char *shakespeare_tokens(const char *dir, double *split) {
     memcpy(all + ntr, va, (size_t)nva * sizeof(int32_t));
     char *data = ow_path_join(dir, "shakespeare.bin");
     OwError err;
-    cr_assert_eq(tokfile_write(data, all, NULL, ntr + nva, 2048, NULL, 0, 0, 0, &err), 0, "%s", err.msg);
+    /* made by transformers' tokenizer: the file names it (a token file without a tokenizer hash is refused) */
+    char *model = ts_shared_path("data/real/hf/TinyStories-656K");
+    Tokenizer *tok;
+    cr_assert_eq(tokenizer_load_mode(model, TOKENIZER_MODE_TRANSFORMERS, &tok, NULL, &err), 0, "%s", err.msg);
+    uint64_t th = tokenizer_hash(tok);
+    tokenizer_free(tok);
+    free(model);
+    cr_assert_eq(tokfile_write(data, all, NULL, ntr + nva, 2048, NULL, 0, th, 0, &err), 0, "%s", err.msg);
     *split = (double)nva / (double)(ntr + nva);
     free(tr);
     free(va);

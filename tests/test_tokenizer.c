@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* ---- encode: torture strings ---- */
 
@@ -431,6 +433,31 @@ Test(tokenizer, bad_special_config_is_reported) {
     ts_write_file(cfg, "{", 1);
     cr_expect(tokenizer_load(dir, &tok, &err) != 0);
     cr_expect(strstr(err.msg, "tokenizer_config.json") != NULL, "%s", err.msg);
+    ts_rmtree(dir);
+    free(tj);
+    free(cfg);
+    free(dir);
+}
+
+/* Only regular files are read: a tokenizer.json linked to /dev/zero, or a FIFO as tokenizer_config.json, is refused
+ * at once naming the file (not read until memory runs out, not waited on); an oversized tokenizer.json too. */
+Test(tokenizer, special_and_oversized_files_are_refused, .timeout = 60) {
+    char *dir = ts_tmpdir();
+    char *tj = ow_path_join(dir, "tokenizer.json"), *cfg = ow_path_join(dir, "tokenizer_config.json");
+    Tokenizer *tok = NULL;
+    OwError err;
+    cr_assert_eq(symlink("/dev/zero", tj), 0);
+    cr_expect(tokenizer_load(dir, &tok, &err) != 0);
+    cr_expect(strstr(err.msg, "tokenizer.json: is a character device, not a regular file") != NULL, "%s", err.msg);
+    cr_assert_eq(remove(tj), 0);
+    ts_write_file(tj, "{", 1);
+    cr_assert_eq(truncate(tj, (off_t)(65 << 20)), 0); /* sparse, past the 64 MiB cap */
+    cr_expect(tokenizer_load(dir, &tok, &err) != 0);
+    cr_expect(strstr(err.msg, "tokenizer.json: 68157440 bytes, more than") != NULL, "%s", err.msg);
+    ts_write_file(tj, k_tiny, strlen(k_tiny));
+    cr_assert_eq(mkfifo(cfg, 0644), 0);
+    cr_expect(tokenizer_load(dir, &tok, &err) != 0);
+    cr_expect(strstr(err.msg, "tokenizer_config.json: is a FIFO, not a regular file") != NULL, "%s", err.msg);
     ts_rmtree(dir);
     free(tj);
     free(cfg);

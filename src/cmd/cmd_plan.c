@@ -32,6 +32,10 @@ int cmd_plan(int argc, char **argv) {
         cmd_report_error("plan", &err);
         return 2;
     }
+    if (train_config_check_values(&c, &err) != 0) {
+        cmd_report_error("plan", &err);
+        return 2;
+    }
     ModelConfig mc;
     char *src;
     int is_dir;

@@ -37,6 +37,26 @@ int dtype_from_name(const char *name, DType *out) {
 
 int dtype_is_float(DType t) { return t >= 0 && t < OW_DTYPE_COUNT && k_dtypes[t].is_float; }
 
+int64_t dtype_first_nonfinite(const void *data, DType t, size_t n) {
+    const unsigned char *b = data;
+    if (t == OW_F32) {
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u;
+            memcpy(&u, b + 4 * i, 4);
+            if ((u & 0x7f800000u) == 0x7f800000u) return (int64_t)i;
+        }
+        return -1;
+    }
+    OW_CHECK(t == OW_BF16 || t == OW_F16);
+    uint16_t exp = t == OW_BF16 ? 0x7f80u : 0x7c00u; /* all exponent bits set: Inf or NaN */
+    for (size_t i = 0; i < n; i++) {
+        uint16_t u;
+        memcpy(&u, b + 2 * i, 2);
+        if ((u & exp) == exp) return (int64_t)i;
+    }
+    return -1;
+}
+
 float f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu;

@@ -47,6 +47,10 @@ static inline uint16_t f32_to_bf16(float f) {
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);
 
+/* Index of the first NaN or Inf among n elements of a float dtype (F32, BF16,
+ * F16; data may be unaligned), or -1 when all are finite. */
+int64_t dtype_first_nonfinite(const void *data, DType t, size_t n);
+
 /* Converts n elements between float dtypes (F32, BF16, F16). */
 void dtype_convert(void *dst, DType dst_t, const void *src, DType src_t, size_t n);
 

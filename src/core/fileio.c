@@ -11,27 +11,75 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* What a non-regular file is, for the message. */
+static const char *file_kind(mode_t m) {
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISSOCK(m)) return "a socket";
+    return "not a regular file";
+}
+
+/* Opens path for reading, following symlinks, and checks it is a regular file of at
+ * most max_bytes. O_NONBLOCK: opening a FIFO without a writer must not block. */
+static int open_regular(const char *path, size_t max_bytes, int *fd_out, size_t *size, OwError *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return ow_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0)
+        rc = ow_fail(err, "%s: cannot stat: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rc = ow_fail(err, "%s: is %s, not a regular file (hint: pass the file itself)", path, file_kind(st.st_mode));
+    else if ((uint64_t)st.st_size > (uint64_t)max_bytes)
+        rc = ow_fail(
+            err, "%s: %lld bytes, more than the %zu bytes a file of this kind may have (hint: is it the right file?)",
+            path, (long long)st.st_size, max_bytes);
+    if (rc != 0) {
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    *size = (size_t)st.st_size;
+    return 0;
+}
+
 int ow_read_file(const char *path, char **out, size_t *len, OwError *err) {
+    return ow_read_file_max(path, OW_READ_FILE_MAX, out, len, err);
+}
+
+int ow_read_file_max(const char *path, size_t max_bytes, char **out, size_t *len, OwError *err) {
     *out = NULL;
     if (len) *len = 0;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ow_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
+    int fd;
+    size_t size;
+    if (open_regular(path, max_bytes, &fd, &size, err) != 0) return -1;
+    /* the file may grow while it is read: read to the end, but never past max_bytes */
+    size_t cap = size + 1, n = 0;
     char *buf = ow_xmalloc(cap + 1);
     for (;;) {
         if (n == cap) {
-            cap *= 2;
+            if (cap > max_bytes) break;
+            cap = cap > max_bytes / 2 ? max_bytes + 1 : cap * 2;
             buf = ow_xrealloc(buf, cap + 1);
         }
-        size_t got = fread(buf + n, 1, cap - n, fp);
-        n += got;
+        ssize_t got = read(fd, buf + n, cap - n);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            int e = errno;
+            close(fd);
+            free(buf);
+            return ow_fail(err, "%s: read error: %s", path, strerror(e));
+        }
         if (got == 0) break;
+        n += (size_t)got;
     }
-    int bad = ferror(fp);
-    fclose(fp);
-    if (bad) {
+    close(fd);
+    if (n > max_bytes) {
         free(buf);
-        return ow_fail(err, "%s: read error", path);
+        return ow_fail(err, "%s: grew past the %zu bytes a file of this kind may have while it was read", path,
+                       max_bytes);
     }
     buf[n] = '\0';
     *out = buf;
@@ -41,18 +89,8 @@ int ow_read_file(const char *path, char **out, size_t *len, OwError *err) {
 
 int ow_map_file(const char *path, MappedFile *mf, OwError *err) {
     memset(mf, 0, sizeof *mf);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ow_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return ow_fail(err, "%s: cannot stat: %s", path, strerror(errno));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return ow_fail(err, "%s: not a regular file", path);
-    }
-    mf->size = (size_t)st.st_size;
+    int fd;
+    if (open_regular(path, SIZE_MAX, &fd, &mf->size, err) != 0) return -1;
     if (mf->size > 0) {
         void *p = mmap(NULL, mf->size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {

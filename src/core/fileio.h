@@ -12,8 +12,16 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Every reader opens its file without blocking and refuses, naming the file, anything
+ * but a regular file (a symlink to one is fine): a directory, a FIFO, /dev/zero. */
+
+/* Generic cap of ow_read_file; JSON files have their own (json.h). */
+#define OW_READ_FILE_MAX ((size_t)1 << 30)
+
 /* Reads a whole file into a NUL-terminated heap buffer (*len excludes the NUL). */
 int ow_read_file(const char *path, char **out, size_t *len, OwError *err);
+/* Same, refusing a file of more than max_bytes. */
+int ow_read_file_max(const char *path, size_t max_bytes, char **out, size_t *len, OwError *err);
 
 typedef struct MappedFile {
     void *data;

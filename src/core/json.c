@@ -42,10 +42,12 @@ cJSON *json_parse(const char *text, size_t len, const char *where, OwError *err)
     return root;
 }
 
-cJSON *json_parse_file(const char *path, OwError *err) {
+cJSON *json_parse_file(const char *path, OwError *err) { return json_parse_file_max(path, OW_JSON_FILE_MAX, err); }
+
+cJSON *json_parse_file_max(const char *path, size_t max_bytes, OwError *err) {
     char *text;
     size_t len;
-    if (ow_read_file(path, &text, &len, err) != 0) return NULL;
+    if (ow_read_file_max(path, max_bytes, &text, &len, err) != 0) return NULL;
     cJSON *root = json_parse(text, len, path, err);
     free(text);
     return root;

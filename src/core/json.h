@@ -11,8 +11,16 @@
 
 /* Parses text; a syntax error names `where` with line and column. */
 cJSON *json_parse(const char *text, size_t len, const char *where, OwError *err);
-/* Reads and parses a file. */
+/* Size caps of JSON files (a file past its cap is refused, not read): tokenizer.json
+ * and everything else, and the small settings files (config.json,
+ * tokenizer_config.json, special_tokens_map.json), whose real ones are kilobytes. */
+#define OW_JSON_FILE_MAX ((size_t)64 << 20)
+#define OW_JSON_CONFIG_MAX ((size_t)4 << 20)
+
+/* Reads and parses a file of at most OW_JSON_FILE_MAX bytes. */
 cJSON *json_parse_file(const char *path, OwError *err);
+/* Same, with the cap max_bytes. */
+cJSON *json_parse_file_max(const char *path, size_t max_bytes, OwError *err);
 
 /* A short printable rendering of a JSON value for messages ("(missing)" for NULL;
  * cut with "..." to fit cap). */

@@ -4,6 +4,14 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+int ow_check_threads(int64_t threads, OwError *err) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int64_t max = (int64_t)(cores > 0 ? cores : 1) * OW_THREADS_PER_CORE;
+    if (threads >= 0 && threads <= max) return 0;
+    return ow_fail(err, "--threads %lld: must be 0 (all cores) to %lld (%d per online core; this machine has %ld)",
+                   (long long)threads, (long long)max, OW_THREADS_PER_CORE, cores);
+}
+
 static const char *blas_coretype(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();

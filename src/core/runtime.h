@@ -13,6 +13,15 @@
 #ifndef OWLORE_CORE_RUNTIME_H
 #define OWLORE_CORE_RUNTIME_H
 
+#include "core/error.h"
+
+#include <stdint.h>
+
 void ow_runtime_setup(char **argv);
+
+/* --threads: 0 (all cores) up to OW_THREADS_PER_CORE online cores' worth; more
+ * gains nothing and, in the hundreds of thousands, crashes the OpenMP runtime. */
+#define OW_THREADS_PER_CORE 4
+int ow_check_threads(int64_t threads, OwError *err);
 
 #endif

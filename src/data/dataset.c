@@ -91,6 +91,10 @@ static uint64_t source_hash(uint64_t file_hash, DataFormat fmt, const DataOption
                     tokenizer_bos_id(tok),
                     tokenizer_eos_id(tok)};
     xxh64_update(&h, v, sizeof v);
+    /* strict refuses what a lenient build skipped: a lenient build's cache must not serve a strict one (hashed only
+     * when set, so lenient hashes stay as they were; text has no bad records) */
+    static const char strict_tag[] = "strict";
+    if (o->strict && fmt != DATA_FORMAT_TEXT) xxh64_update(&h, strict_tag, sizeof strict_tag);
     if (fmt == DATA_FORMAT_TEXT) {
         uint64_t n = strlen(o->doc_separator);
         xxh64_update(&h, &n, sizeof n);

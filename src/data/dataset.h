@@ -29,7 +29,10 @@
  *
  * Bad input: a malformed JSON line, a record with a missing or mistyped field,
  * an unknown role or a conversation out of order is reported with file and
- * line and skipped (a count in DataStats), or fatal with `strict`. Empty
+ * line and skipped (a count in DataStats), or fatal with `strict`. A NUL in a
+ * JSON string (\u0000: invalid record; a raw NUL byte: malformed) and a lone
+ * UTF-16 surrogate escape (malformed) are refused the same way: owlore's text
+ * is NUL-terminated, so a NUL would silently cut the record. Empty
  * samples (whitespace-only text or output, no assistant content) are skipped
  * with a count. A sample whose loss mask cannot be made exact
  * (sample_encode.h) is always fatal. No usable sample at all is an error.

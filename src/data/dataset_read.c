@@ -215,7 +215,84 @@ static void line_col(const char *s, size_t off, int64_t *line, int64_t *col) {
     *col = (int64_t)(off - i) + 1;
 }
 
+static unsigned hex4(const char *s) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+                     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                     : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
+                                            : 16u;
+        if (d > 15) return 0x10000; /* not an escape cJSON accepts: its own error */
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* What cJSON would hide or report vaguely in JSON text s: a raw NUL byte (not
+ * JSON: malformed); a \u0000 escape (valid JSON, but owlore's strings end at a
+ * NUL, so the text would be silently cut: the record is refused as invalid
+ * rather than truncated); a lone UTF-16 surrogate escape (not a character:
+ * malformed, as cJSON and Python's strict decoders see it). Returns -1 when
+ * there is none, else the kind, with the offset in *at and a description. */
+static int escape_problem(const char *s, size_t n, size_t *at, const char **what) {
+    for (size_t i = 0; i < n; i++) {
+        *at = i;
+        if (s[i] == '\0') {
+            *what = "a raw NUL byte";
+            return PROBLEM_MALFORMED;
+        }
+        if (s[i] != '\\' || i + 1 >= n) continue;
+        if (s[i + 1] != 'u' || i + 6 > n) {
+            i++; /* an escaped character: skip it (so \\u0000 is a backslash, then text) */
+            continue;
+        }
+        unsigned u = hex4(s + i + 2);
+        if (u == 0) {
+            *what = "a NUL character (\\u0000)";
+            return PROBLEM_INVALID;
+        }
+        int high = u >= 0xD800 && u <= 0xDBFF, low = u >= 0xDC00 && u <= 0xDFFF;
+        if (high && i + 12 <= n && s[i + 6] == '\\' && s[i + 7] == 'u') {
+            unsigned v = hex4(s + i + 8);
+            if (v >= 0xDC00 && v <= 0xDFFF) {
+                i += 11; /* a surrogate pair: one character */
+                continue;
+            }
+        }
+        if (high || low) {
+            *what = "a lone UTF-16 surrogate escape (not a character: a high surrogate \\ud800-\\udbff must be "
+                    "followed by a low one \\udc00-\\udfff)";
+            return PROBLEM_MALFORMED;
+        }
+        i += 5;
+    }
+    return -1;
+}
+
+/* The message of escape_problem's finding, `pos` being "column 7" or "line 2, column 7". */
+static void escape_message(int kind, const char *what, const char *pos, char *msg, size_t cap) {
+    if (kind == PROBLEM_MALFORMED)
+        snprintf(msg, cap, "malformed JSON at %s: %s", pos, what);
+    else
+        snprintf(msg, cap, "a string holds %s at %s, which owlore's text cannot carry (refused rather than cut short)",
+                 what, pos);
+}
+
 static cJSON *parse_array(const char *name, const char *data, size_t len, OwError *err) {
+    size_t at;
+    const char *what;
+    int kind = escape_problem(data, len, &at, &what);
+    if (kind >= 0) {
+        int64_t l, c;
+        line_col(data, at, &l, &c);
+        char pos[64], msg[400];
+        snprintf(pos, sizeof pos, "line %lld, column %lld", (long long)l, (long long)c);
+        escape_message(kind, what, pos, msg, sizeof msg);
+        ow_fail(err, "%s: %s (a JSON array file must be valid as a whole; hint: JSON lines let bad records be skipped)",
+                name, msg);
+        return NULL;
+    }
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(data, len, &end, 0);
     size_t off = end && end >= data ? (size_t)(end - data) : 0;
@@ -257,12 +334,23 @@ typedef struct LineCtx {
     DataFormat found; /* detection: the first object record's format, line and keys */
     int64_t line;
     char keys[200];
+    char first_bad[480]; /* detection: why the first line that is no object record is not */
 } LineCtx;
 
 static int record_line(void *ctx, const char *s, size_t n, int64_t line) {
     DatasetBuild *b = ((LineCtx *)ctx)->b;
     char where[600];
     snprintf(where, sizeof where, "%s:%lld", b->name, (long long)line);
+    size_t at;
+    const char *what;
+    int kind = escape_problem(s, n, &at, &what);
+    if (kind >= 0) {
+        char pos[32], msg[400];
+        snprintf(pos, sizeof pos, "column %zu", at + 1);
+        escape_message(kind, what, pos, msg, sizeof msg);
+        b->st->records++;
+        return build_problem(b, (ProblemKind)kind, where, "%s", msg);
+    }
     const char *end = NULL;
     cJSON *obj = cJSON_ParseWithLengthOpts(s, n, &end, 0);
     size_t off = end && end >= s ? (size_t)(end - s) : 0;
@@ -307,7 +395,7 @@ int read_json_records(DatasetBuild *b, const char *data, size_t len) {
         cJSON_Delete(root);
         return rc;
     }
-    LineCtx c = {b, DATA_FORMAT_AUTO, 0, {0}};
+    LineCtx c = {b, DATA_FORMAT_AUTO, 0, {0}, {0}};
     return each_line(data, len, record_line, &c);
 }
 
@@ -327,6 +415,21 @@ static int detect_line(void *ctx, const char *s, size_t n, int64_t line) {
     const char *end = NULL;
     cJSON *obj = cJSON_ParseWithLengthOpts(s, n, &end, 0);
     if (!obj || !cJSON_IsObject(obj)) {
+        if (!c->first_bad[0]) {
+            size_t at;
+            const char *what;
+            int kind = escape_problem(s, n, &at, &what);
+            char pos[32], msg[400];
+            snprintf(pos, sizeof pos, "column %zu", at + 1);
+            if (kind >= 0)
+                escape_message(kind, what, pos, msg, sizeof msg);
+            else if (!obj)
+                snprintf(msg, sizeof msg, "malformed JSON at column %zu",
+                         (end && end >= s && (size_t)(end - s) < n ? (size_t)(end - s) : n) + 1);
+            else
+                snprintf(msg, sizeof msg, "expected a JSON object, got %s", type_name(obj));
+            snprintf(c->first_bad, sizeof c->first_bad, "line %lld: %s", (long long)line, msg);
+        }
         cJSON_Delete(obj);
         return 0; /* the first record that parses decides */
     }
@@ -338,7 +441,7 @@ static int detect_line(void *ctx, const char *s, size_t n, int64_t line) {
 }
 
 int detect_json_format(const char *name, const char *data, size_t len, DataFormat *out, OwError *err) {
-    LineCtx c = {NULL, DATA_FORMAT_AUTO, 0, {0}};
+    LineCtx c = {NULL, DATA_FORMAT_AUTO, 0, {0}, {0}};
     char loc[64];
     if (is_array_file(name, data, len)) {
         cJSON *root = parse_array(name, data, len, err);
@@ -357,9 +460,9 @@ int detect_json_format(const char *name, const char *data, size_t len, DataForma
     } else {
         if (each_line(data, len, detect_line, &c) == 0)
             return ow_fail(err,
-                           "%s: no line is a JSON object, so the data format cannot be detected (hint: --format "
-                           "text for plain text)",
-                           name);
+                           "%s: no line is a JSON object, so the data format cannot be detected (first: %s) (hint: "
+                           "--format text for plain text)",
+                           name, c.first_bad);
         snprintf(loc, sizeof loc, "line %lld", (long long)c.line);
     }
     if (c.found == DATA_FORMAT_AUTO)

@@ -102,7 +102,7 @@ static int read_special_config(Tokenizer *tok, const char *dir, OwError *err) {
             free(p);
             continue;
         }
-        cJSON *cfg = json_parse_file(p, err);
+        cJSON *cfg = json_parse_file_max(p, OW_JSON_CONFIG_MAX, err);
         if (!cfg) {
             free(p);
             return -1;
@@ -150,6 +150,14 @@ int tokenizer_load(const char *path_or_dir, Tokenizer **out, OwError *err) {
     if (ow_map_file(file, &mf, err) != 0) {
         free(file);
         return -1;
+    }
+    if (mf.size > OW_JSON_FILE_MAX) {
+        int rc = ow_fail(
+            err, "%s: %zu bytes, more than the %zu bytes a tokenizer.json may have (hint: is it the right file?)", file,
+            mf.size, OW_JSON_FILE_MAX);
+        ow_unmap_file(&mf);
+        free(file);
+        return rc;
     }
     int rc = tokenizer_load_from_text(mf.data ? (const char *)mf.data : "", mf.size, file, out, err);
     ow_unmap_file(&mf);

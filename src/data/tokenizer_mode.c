@@ -288,7 +288,7 @@ int tokenizer_load_mode(const char *path_or_dir, TokenizerMode mode, Tokenizer *
         rc = tokenizer_load(path_or_dir, out, err); /* nothing to rebuild from (or the file is missing: its message) */
         goto done;
     }
-    cfg = json_parse_file(cfg_path, err);
+    cfg = json_parse_file_max(cfg_path, OW_JSON_CONFIG_MAX, err);
     if (!cfg) goto done;
     if (!cJSON_IsObject(cfg)) {
         ow_fail(err, "%s: expected a JSON object", cfg_path);

@@ -219,7 +219,7 @@ int model_config_from_json(const cJSON *root, const char *where, ModelConfig *cf
 }
 
 int model_config_load(const char *path, ModelConfig *cfg, OwError *err) {
-    cJSON *root = json_parse_file(path, err);
+    cJSON *root = json_parse_file_max(path, OW_JSON_CONFIG_MAX, err);
     if (!root) return -1;
     int rc = model_config_from_json(root, path, cfg, err);
     cJSON_Delete(root);

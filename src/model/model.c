@@ -304,8 +304,7 @@ void model_init_random(Model *m, uint64_t seed, double std) {
 static int model_load_weights(Model *m, const SafeTensors *st, const char *where, OwError *err) {
     for (int i = 0; i < m->nparams; i++) {
         Param *p = &m->params[i];
-        const StTensor *t = safetensors_find(st, p->name);
-        if (!t && p->kind == PK_EMBED && m->cfg.tie_word_embeddings) t = safetensors_find(st, "lm_head.weight");
+        const StTensor *t = model_find_tensor(&m->cfg, st, p->name);
         if (!t)
             return ow_fail(err, "%s: missing tensor %s (hint: the weights do not match config.json)", where, p->name);
         int ok = t->ndim == p->w.ndim;
@@ -339,7 +338,7 @@ int model_load_hf(Backend *be, const char *dir, Model **out, OwError *err) {
     SafeTensors st;
     if (safetensors_open(dir, &st, err) != 0) return -1;
     Model *m;
-    if (model_create(be, &cfg, &m, err) != 0) {
+    if (model_check_tensors(&cfg, &st, dir, err) != 0 || model_create(be, &cfg, &m, err) != 0) {
         safetensors_close(&st);
         return -1;
     }

@@ -115,14 +115,23 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+const StTensor *model_find_tensor(const ModelConfig *cfg, const SafeTensors *st, const char *name) {
+    const StTensor *t = safetensors_find(st, name);
+    char embed[64];
+    model_tensor_name(MT_EMBED, -1, embed, sizeof embed);
+    if (!t && cfg->tie_word_embeddings && strcmp(name, embed) == 0) t = safetensors_find(st, "lm_head.weight");
+    return t;
+}
+
 int model_check_tensors(const ModelConfig *cfg, const SafeTensors *st, const char *where, OwError *err) {
     int n;
     ModelTensorSpec *spec = model_expected_tensors(cfg, &n);
     Problems p = {{0}, 0};
     char a[96], b[96];
     for (int i = 0; i < n; i++) {
-        const StTensor *t = safetensors_find(st, spec[i].name);
+        const StTensor *t = model_find_tensor(cfg, st, spec[i].name);
         shape_str(spec[i].ndim, spec[i].shape, b, sizeof b);
+        int64_t bad = -1;
         if (!t) {
             problem(&p, "missing tensor %s (expected shape %s)", spec[i].name, b);
         } else if (!same_shape(t, spec[i].ndim, spec[i].shape)) {
@@ -130,6 +139,15 @@ int model_check_tensors(const ModelConfig *cfg, const SafeTensors *st, const cha
             problem(&p, "tensor %s has shape %s, but the config implies %s", spec[i].name, a, b);
         } else if (!dtype_is_float(t->dtype)) {
             problem(&p, "tensor %s has dtype %s (expected F32, BF16 or F16)", spec[i].name, dtype_name(t->dtype));
+        } else if ((bad = dtype_first_nonfinite(t->data, t->dtype, (size_t)st_tensor_numel(t))) >= 0) {
+            float v;
+            dtype_convert(&v, OW_F32, (const char *)t->data + (size_t)bad * dtype_size(t->dtype), t->dtype, 1);
+            problem(&p, "tensor %s holds %s at element %lld (in %s; hint: the weights are corrupt or diverged)",
+                    spec[i].name,
+                    v != v  ? "NaN"
+                    : v > 0 ? "+Inf"
+                            : "-Inf",
+                    (long long)bad, st->files[t->file].path);
         }
     }
     const char **names = ow_xmalloc((size_t)n * sizeof *names);
@@ -173,7 +191,7 @@ int64_t model_stored_param_count(const ModelConfig *cfg, const SafeTensors *st) 
     const StTensor **seen = ow_xmalloc((size_t)n * sizeof *seen);
     int k = 0;
     for (int i = 0; i < n; i++) {
-        const StTensor *t = safetensors_find(st, spec[i].name);
+        const StTensor *t = model_find_tensor(cfg, st, spec[i].name);
         if (t) seen[k++] = t;
     }
     qsort(seen, (size_t)k, sizeof *seen, cmp_ptr);

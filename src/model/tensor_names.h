@@ -50,11 +50,18 @@ int model_tensor_count(const ModelConfig *cfg);
 /* Heap array of model_tensor_count(cfg) specs in the order above; *n gets the count. */
 ModelTensorSpec *model_expected_tensors(const ModelConfig *cfg, int *n);
 
-/* Every expected tensor present (aliases followed) with the expected shape
- * and a float dtype, and no unexpected tensor (a bias, a layer beyond
- * num_hidden_layers...; rotary_emb.inv_freq buffers are ignored, and when
- * tied a stored lm_head.weight must have the embedding's shape). `where`
- * names the weights in messages: the first three problems, and how many more. */
+/* The stored tensor behind an expected name: aliases followed, and with tied
+ * embeddings a stored lm_head.weight stands for the embedding when the
+ * embedding itself is absent (as transformers loads it). NULL when absent. */
+const StTensor *model_find_tensor(const ModelConfig *cfg, const SafeTensors *st, const char *name);
+
+/* The one validation of weights against a config (info, train, eval, export):
+ * every expected tensor present (model_find_tensor) with the expected shape,
+ * a float dtype and only finite values (a NaN or Inf is named with its file),
+ * and no unexpected tensor (a bias, a layer beyond num_hidden_layers...;
+ * rotary_emb.inv_freq buffers are ignored, and when tied a stored
+ * lm_head.weight must have the embedding's shape). `where` names the weights
+ * in messages: the first three problems, and how many more. */
 int model_check_tensors(const ModelConfig *cfg, const SafeTensors *st, const char *where, OwError *err);
 /* Parameters the model uses as stored: the element counts of the distinct
  * tensors behind the expected names (a tied/aliased tensor counts once). */

@@ -19,7 +19,7 @@ typedef struct ExportCtx {
     const SafeTensors *base;
     const Checkpoint *ck;
     DType dtype;
-    int tied;
+    const ModelConfig *cfg;
 } ExportCtx;
 
 static int fetch_tensor(void *vctx, int index, void *dst, size_t nbytes, OwError *err) {
@@ -44,8 +44,7 @@ static int fetch_tensor(void *vctx, int index, void *dst, size_t nbytes, OwError
         free(buf);
         return rc;
     }
-    const StTensor *t = safetensors_find(c->base, s->name);
-    if (!t && s->kind == MT_EMBED && c->tied) t = safetensors_find(c->base, "lm_head.weight");
+    const StTensor *t = model_find_tensor(c->cfg, c->base, s->name);
     if (!t) return ow_fail(err, "the base model has no tensor %s", s->name);
     dtype_convert(dst, c->dtype, t->data, t->dtype, (size_t)numel);
     return 0;
@@ -109,7 +108,7 @@ int export_run(const char *run_dir, const char *out_dir, const ExportOptions *op
     }
     int n;
     ModelTensorSpec *specs = model_expected_tensors(&mc, &n);
-    ExportCtx ctx = {specs, &base, &ck, opt->dtype, mc.tie_word_embeddings};
+    ExportCtx ctx = {specs, &base, &ck, opt->dtype, &mc};
     StWriteTensor *ts = ow_xcalloc((size_t)n, sizeof *ts);
     for (int i = 0; i < n; i++) {
         ts[i].name = specs[i].name;

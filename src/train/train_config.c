@@ -5,6 +5,7 @@
 #include "core/fileio.h"
 #include "core/json.h"
 #include "core/memstats.h"
+#include "core/runtime.h"
 
 #include <errno.h>
 #include <math.h>
@@ -483,19 +484,32 @@ int train_config_from_args(TrainConfig *c, int argc, char **argv, OwError *err) 
 }
 
 int train_config_validate(const TrainConfig *c, OwError *err) {
+    if (!c->model[0]) return ow_fail(err, "--model is required (a Hugging Face model directory)");
+    if (!c->data[0]) return ow_fail(err, "--data is required (a dataset file: .txt, .jsonl or an owlore token file)");
+    if (!c->out[0]) return ow_fail(err, "--out is required (the run directory)");
+    return train_config_check_values(c, err);
+}
+
+int train_config_check_values(const TrainConfig *c, OwError *err) {
     static const char *methods[] = {"owlore", "owlore-fullrank", "lisa", "galore", "full"};
     int ok = 0;
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) ok |= strcmp(c->method, methods[i]) == 0;
     if (!ok)
         return ow_fail(err, "method = \"%s\" is not allowed (allowed: owlore, owlore-fullrank, lisa, galore, full)",
                        c->method);
-    if (!c->model[0]) return ow_fail(err, "--model is required (a Hugging Face model directory)");
-    if (!c->data[0]) return ow_fail(err, "--data is required (a dataset file: .txt, .jsonl or an owlore token file)");
-    if (!c->out[0]) return ow_fail(err, "--out is required (the run directory)");
     if (c->gamma < 1) return ow_fail(err, "gamma must be at least 1 (got %lld)", (long long)c->gamma);
     if (c->interval < 1) return ow_fail(err, "interval must be at least 1 (got %lld)", (long long)c->interval);
     if (c->batch_size < 1 || c->block_size < 1 || c->grad_accum < 1)
         return ow_fail(err, "batch_size, block_size and grad_accum must be at least 1");
+    int64_t tokens;
+    if (__builtin_mul_overflow(c->batch_size, c->block_size, &tokens) ||
+        __builtin_mul_overflow(tokens, c->grad_accum, &tokens) || tokens > TRAIN_MAX_STEP_TOKENS)
+        return ow_fail(err,
+                       "--batch-size %lld x --block-size %lld x --grad-accum %lld: more than %lld tokens per step "
+                       "(hint: smaller values)",
+                       (long long)c->batch_size, (long long)c->block_size, (long long)c->grad_accum,
+                       (long long)TRAIN_MAX_STEP_TOKENS);
+    if (ow_check_threads(c->threads, err) != 0) return -1;
     if (c->steps < 0 || c->epochs <= 0) return ow_fail(err, "steps must be >= 0 and epochs > 0");
     if (!(c->lr >= 0)) return ow_fail(err, "lr must be non-negative (got %g)", c->lr);
     if (!(c->beta1 >= 0 && c->beta1 < 1 && c->beta2 >= 0 && c->beta2 < 1))

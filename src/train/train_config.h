@@ -97,8 +97,13 @@ int train_config_from_run(TrainConfig *c, const char *run_dir, OwError *err);
  * save_model, threads, device, gpu_mem, resume_fallback, offload_optimizer. Any other key given
  * with --resume must equal the run's value, or it is refused. */
 int train_config_resume_may_change(const char *key);
-/* Checks values and relations that do not need the model. */
+/* Checks values and relations that do not need the model: the required paths, then train_config_check_values. */
 int train_config_validate(const TrainConfig *c, OwError *err);
+/* The values alone (ranges, names, sizes whose products must not overflow), as `plan` needs them. */
+int train_config_check_values(const TrainConfig *c, OwError *err);
+/* Tokens one optimizer step may hold (batch_size x block_size x grad_accum): every size derived from them fits an
+ * int64 with room to spare. */
+#define TRAIN_MAX_STEP_TOKENS ((int64_t)1 << 31)
 /* The resolved settings as a JSON object (every key). */
 cJSON *train_config_to_json(const TrainConfig *c);
 /* The help of a command that takes the train keys: "usage: <usage>", the

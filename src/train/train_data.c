@@ -45,7 +45,13 @@ static int has_tokenizer(const char *model_dir) {
 /* A token file made by another tokenizer (or tokenizer mode) than the model's. */
 static int check_token_file(const char *path, const TokData *d, const char *model_dir, const DataOptions *opt,
                             OwError *err) {
-    if (d->tokenizer_hash == 0 || !has_tokenizer(model_dir)) return 0;
+    if (!has_tokenizer(model_dir)) return 0;
+    if (d->tokenizer_hash == 0)
+        return ow_fail(err,
+                       "%s: the token file names no tokenizer (tokenizer hash 0: byte-level ids, or written without "
+                       "one), and the model has a tokenizer.json in %s, so its ids may mean other tokens (hint: "
+                       "re-tokenize: `owlore tokenize --tokenizer %s --data SOURCE --out FILE.bin`)",
+                       path, model_dir, model_dir);
     Tokenizer *tok;
     if (tokenizer_load_mode(model_dir, opt->tokenizer_mode, &tok, NULL, err) != 0) return -1;
     uint64_t h = tokenizer_hash(tok);
@@ -141,7 +147,10 @@ int train_load_data_with(const char *path, const char *model_dir, int64_t vocab_
                          const char *cache, const char *run_dir, TokData *out, char **tokens_path, OwError *err) {
     memset(out, 0, sizeof *out);
     if (tokens_path) *tokens_path = NULL;
-    if (!ow_path_exists(path) || ow_is_dir(path)) return ow_fail(err, "%s: no such file", path);
+    if (!ow_path_exists(path)) return ow_fail(err, "%s: no such file", path);
+    if (ow_is_dir(path))
+        return ow_fail(err, "%s: is a directory; --data takes a dataset file (.txt, .jsonl, .json or a token file)",
+                       path);
     DataFormat fmt = opt->format;
     if (fmt == DATA_FORMAT_AUTO && dataset_detect_format(path, &fmt, err) != 0) return -1;
     if (fmt == DATA_FORMAT_TOKENS) {

@@ -11,6 +11,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "core/runtime.h"
 #include "cuda/cuda_backend.h"
 #include "data/batcher.h"
 #include "model/model_save.h"
@@ -137,6 +138,7 @@ static int setup_output(Trainer *t, OwError *err) {
 /* ---- setup: the backend ---- */
 
 Backend *train_create_backend(const char *device, size_t gpu_mem, int64_t threads, OwError *err) {
+    if (ow_check_threads(threads, err) != 0) return NULL;
     if (strcmp(device, "cpu") == 0) return backend_create_cpu((int)threads, gpu_mem, err);
     if (strcmp(device, "cuda") == 0) return backend_create_cuda(0, gpu_mem, err);
     if (backend_cuda_available()) {
