@@ -2,6 +2,7 @@
  * flags and gradients, random initialisation, and loading HF weights. */
 #include "model/model.h"
 
+#include "core/cancel.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "model/safetensors.h"
@@ -311,6 +312,7 @@ void model_init_random(Model *m, uint64_t seed, double std) {
 
 int model_load_weights(Model *m, const SafeTensors *st, const char *where, OwError *err) {
     for (int i = 0; i < m->nparams; i++) {
+        if (ow_cancelled()) return ow_fail_cancelled(err, where);
         Param *p = &m->params[i];
         const StTensor *t = safetensors_find(st, p->name);
         if (!t && p->kind == PK_EMBED && m->cfg.tie_word_embeddings) t = safetensors_find(st, "lm_head.weight");

@@ -3,6 +3,7 @@
 #include "train/trainer.h"
 
 #include "backend/profile.h"
+#include "core/cancel.h"
 #include "core/fileio.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -16,6 +17,7 @@
 #include "train/checkpoint.h"
 #include "train/eval.h"
 #include "train/interrupt.h"
+#include "train/metrics_resume.h"
 #include "train/report.h"
 
 #include <errno.h>
@@ -39,7 +41,7 @@ typedef struct Trainer {
     Optimizer opt;
     int opt_ready;
     LrSchedule sched;
-    FILE *metrics;
+    AppendFile metrics;     /* RUN_DIR/metrics.jsonl */
     int32_t *ids, *targets; /* grad_accum * B * T */
     int64_t total_steps;
     double ratios[SAMPLER_MAX_LAYERS];
@@ -121,21 +123,32 @@ static int evaluate(Trainer *t, double *val_loss, OwError *err) {
     return 0;
 }
 
-static void write_metric(Trainer *t, cJSON *o) {
-    char *line = cJSON_PrintUnformatted(o);
-    fprintf(t->metrics, "%s\n", line);
-    fflush(t->metrics);
-    cJSON_free(line);
+/* Appends one record to metrics.jsonl (whole or not at all, fileio.h); frees o. */
+static int write_metric(Trainer *t, cJSON *o, OwError *err) {
+    char *text = cJSON_PrintUnformatted(o);
+    size_t n = strlen(text);
+    char *line = ow_xmalloc(n + 1);
+    memcpy(line, text, n);
+    line[n] = '\n';
+    int rc = append_file_write(&t->metrics, line, n + 1, err);
+    free(line);
+    cJSON_free(text);
     cJSON_Delete(o);
+    if (rc != 0)
+        ow_fail_suffix(err,
+                       "the run stopped without a checkpoint of this step, whose record is not in the file (hint: "
+                       "free space, then `owlore train --resume %s` continues from the newest checkpoint)",
+                       t->cfg.out);
+    return rc;
 }
 
-static void log_eval(Trainer *t, int64_t step, double val) {
+static int log_eval(Trainer *t, int64_t step, double val, OwError *err) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", (double)step);
     cJSON_AddNumberToObject(o, "eval_loss", val);
     cJSON_AddNumberToObject(o, "eval_ppl", exp(val));
-    write_metric(t, o);
     OW_INFO("eval at step %lld: loss %.4f, perplexity %.3f", (long long)step, val, exp(val));
+    return write_metric(t, o, err);
 }
 
 static const char *fmt_eta(double s, char *buf, size_t cap) {
@@ -222,30 +235,17 @@ static int choose_start(Trainer *t, OwError *err) {
     return 0;
 }
 
-/* metrics.jsonl: new, or cut back to its length at the checkpoint. */
+/* metrics.jsonl: new, or cut back to its length at the checkpoint (metrics_resume.h). */
 static int open_metrics(Trainer *t, OwError *err) {
     char *mp = ow_path_join(t->cfg.out, "metrics.jsonl");
-    int rc = 0;
-    if (t->from_ckpt) {
-        FILE *fp = fopen(mp, "rb");
-        long size = -1;
-        if (fp && fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
-        if (fp) fclose(fp);
-        if (size < t->prog.metrics_bytes)
-            rc = ow_fail(err,
-                         "%s: %ld bytes, shorter than the %lld the checkpoint recorded (the file was changed or "
-                         "lost; the run cannot continue it)",
-                         mp, size, (long long)t->prog.metrics_bytes);
-        else if (truncate(mp, (off_t)t->prog.metrics_bytes) != 0)
-            rc = ow_fail(err, "%s: cannot cut back to the checkpoint: %s", mp, strerror(errno));
-        if (rc == 0) t->metrics = fopen(mp, "ab");
-    } else {
-        t->metrics = fopen(mp, "w");
-    }
-    if (rc == 0 && !t->metrics) rc = ow_fail(err, "%s: cannot open: %s", mp, strerror(errno));
+    int rc = t->from_ckpt ? metrics_resume_open(&t->metrics, mp, t->prog.metrics_bytes, err)
+                          : append_file_open(&t->metrics, mp, -1, err);
     free(mp);
     return rc;
 }
+
+/* Setup stops between its phases when a signal asked to (cancel.h). */
+static int setup_go_on(const char *next, OwError *err) { return ow_cancelled() ? ow_fail_cancelled(err, next) : 0; }
 
 static int setup(Trainer *t, OwError *err) {
     TrainConfig *c = &t->cfg;
@@ -261,7 +261,7 @@ static int setup(Trainer *t, OwError *err) {
     }
     if (t->be && c->precision == PRECISION_FP32 && strcmp(t->be->name, "cuda") == 0)
         backend_cuda_set_dtypes(t->be, OW_F32, OW_F32);
-    if (!t->be) return -1;
+    if (!t->be || setup_go_on("model loading", err) != 0) return -1;
     OW_INFO("device: %s", t->be->name);
     if (getenv("OWLORE_PROFILE") && *getenv("OWLORE_PROFILE") && strcmp(getenv("OWLORE_PROFILE"), "0") != 0) {
         backend_profile_enable(t->be);
@@ -286,6 +286,7 @@ static int setup(Trainer *t, OwError *err) {
     t->changed = ow_xcalloc((size_t)m->nparams, 1);
     if (t->from_ckpt && ckpt_apply_weights(&t->ck, m, t->changed, err) != 0) return -1;
     int L = (int)m->cfg.num_layers;
+    if (setup_go_on("data loading", err) != 0) return -1;
     if (strcmp(c->data, "synthetic") == 0) {
         if (c->steps <= 0) return ow_fail(err, "--data synthetic needs --steps");
         int64_t n = c->steps * c->grad_accum * c->batch_size * c->block_size;
@@ -336,6 +337,7 @@ static int setup(Trainer *t, OwError *err) {
         owl_result_free(&r);
         if (rc != 0) return -1;
     }
+    if (setup_go_on("optimizer setup", err) != 0) return -1;
     t->uses_ratios = needs_ratios;
     if (c->forced_blocks[0] && t->sampling) mode = SAMPLING_UNIFORM; /* the schedule replaces the draws */
     if (sampler_init(&t->sampler, L, (int)c->gamma, mode, needs_ratios ? t->ratios : NULL, (uint64_t)c->seed, err) != 0)
@@ -362,6 +364,7 @@ static int setup(Trainer *t, OwError *err) {
         double t0 = ow_now();
         if (galore_warm_up(t->be, &oc, err) != 0) return ow_fail_prefix(err, "projector warm-up");
         OW_INFO("projector warm-up (first use of the GPU solvers): %.2f s", ow_now() - t0);
+        if (setup_go_on("projector warm-up", err) != 0) return -1;
     }
     /* schedule and step count */
     int64_t per_step = c->batch_size * c->grad_accum;
@@ -402,7 +405,7 @@ static int setup(Trainer *t, OwError *err) {
 }
 
 static void teardown(Trainer *t) {
-    if (t->metrics) fclose(t->metrics);
+    append_file_close(&t->metrics);
     ckpt_close(&t->ck);
     free(t->changed);
     free(t->prog.step_seconds);
@@ -518,14 +521,9 @@ static int write_summary(Trainer *t, const double *step_secs, double tokens, dou
 /* Saves a checkpoint of the state after `step` steps. */
 static int save_checkpoint(Trainer *t, int64_t step, TrainSummary *summary, OwError *err) {
     ow_progress_end();
-    if (fflush(t->metrics) != 0 || fsync(fileno(t->metrics)) != 0)
-        return ow_fail(err, "%s/metrics.jsonl: cannot flush: %s", t->cfg.out, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(t->metrics), &sb) != 0)
-        return ow_fail(err, "%s/metrics.jsonl: cannot stat: %s", t->cfg.out, strerror(errno));
-    int64_t len = (int64_t)sb.st_size;
+    if (append_file_sync(&t->metrics, err) != 0) return -1;
     t->prog.step = step;
-    t->prog.metrics_bytes = len;
+    t->prog.metrics_bytes = t->metrics.size;
     t->prog.elapsed = ow_now() - t->t_start;
     CkptParts parts = {t->model, &t->opt, &t->sampler, &t->batcher, t->changed, t->uses_ratios ? t->ratios : NULL};
     double t0 = ow_now();
@@ -564,7 +562,9 @@ static void losses_so_far(const char *out, TrainSummary *summary) {
 int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
     Trainer t;
     memset(&t, 0, sizeof t);
+    t.metrics.fd = -1;
     t.cfg = *cfg;
+    ow_cancel_arm(1); /* until the first step is done, a signal stops the work at once (cancel.h) */
     memset(summary, 0, sizeof *summary);
     summary->first_loss = summary->last_loss = NAN;
     summary->first_val = summary->last_val = NAN;
@@ -578,8 +578,9 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
     if (start > 0) losses_so_far(c->out, summary);
     double val;
     if (t.batcher.nval > 0 && start == 0) {
-        if (evaluate(&t, &val, err) != 0) goto done;
-        log_eval(&t, 0, val);
+        if (setup_go_on("the first evaluation", err) != 0 || evaluate(&t, &val, err) != 0 ||
+            log_eval(&t, 0, val, err) != 0)
+            goto done;
         summary->first_val = summary->last_val = val;
     }
     double session_start = ow_now();
@@ -597,6 +598,7 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         t.opt.stats.refresh_seconds = 0;
         if (train_step(&t, step, &loss, &gnorm, err) != 0) goto done;
         t.be->wait_compute(t.be); /* the step's compute; side work (optimizer state copies) may run on */
+        ow_cancel_arm(0);         /* a step is done: from here a signal lets the step finish and saves a checkpoint */
         if (strcmp(t.be->name, "cuda") == 0) backend_cuda_sample_used(t.be);
         for (int i = 0; i < t.model->nparams; i++) t.changed[i] |= (uint8_t)t.model->params[i].trainable;
         double dt = ow_now() - t0;
@@ -632,7 +634,7 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         cJSON_AddNumberToObject(o, "projector_refreshes", t.opt.stats.refreshes);
         cJSON_AddNumberToObject(o, "projector_seconds", t.opt.stats.refresh_seconds);
         cJSON_AddNumberToObject(o, "resample_seconds", resample_s);
-        write_metric(&t, o);
+        if (write_metric(&t, o, err) != 0) goto done;
         if ((step + 1) % c->log_every == 0 || step + 1 == t.total_steps) {
             char mem[32], eta[32];
             double done_here = (double)(step + 1 - start);
@@ -645,7 +647,7 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         if (t.batcher.nval > 0 && c->eval_every > 0 && (step + 1) % c->eval_every == 0 && step + 1 < t.total_steps) {
             if (evaluate(&t, &val, err) != 0) goto done;
             ow_progress_end();
-            log_eval(&t, step + 1, val);
+            if (log_eval(&t, step + 1, val, err) != 0) goto done;
             summary->last_val = val;
         }
         sig = train_interrupt_pending();
@@ -669,8 +671,7 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
     if (write_summary(&t, pg->step_seconds, pg->tokens, pg->refresh_seconds, pg->refreshes, summary, err) != 0)
         goto done;
     if (t.batcher.nval > 0) {
-        if (evaluate(&t, &val, err) != 0) goto done;
-        log_eval(&t, t.total_steps, val);
+        if (evaluate(&t, &val, err) != 0 || log_eval(&t, t.total_steps, val, err) != 0) goto done;
         summary->last_val = val;
     }
     if (c->save_model) {
@@ -681,15 +682,26 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         free(md);
         if (rc != 0) goto done;
     }
-    fflush(t.metrics);
-    {
-        OwError e2;
-        if (report_write(c->out, &e2) != 0) OW_WARN("could not write the report: %s", e2.msg);
+    if (append_file_sync(&t.metrics, err) != 0 || report_write(c->out, err) != 0) {
+        rc = ow_fail_prefix(err, "the run finished, but");
+        goto done;
     }
     rc = 0;
 done:
+    if (rc < 0 && ow_cancelled()) { /* a signal stopped setup or the first step: nothing of it is kept */
+        summary->interrupted = ow_cancel_signal();
+        summary->before_first_step = 1;
+        rc = TRAIN_INTERRUPTED;
+    }
+    ow_cancel_arm(0);
     teardown(&t);
-    /* no partial output: a run refused at setup (e.g. over the --gpu-mem cap) leaves no empty directory */
-    if (rc != 0 && t.made_out) (void)rmdir(t.cfg.out);
+    /* no partial output: a run refused at setup (e.g. over the --gpu-mem cap) or stopped before its first step
+     * leaves no directory it made */
+    if (rc == TRAIN_INTERRUPTED && summary->before_first_step && t.made_out && !t.from_ckpt) {
+        OwError ignored;
+        (void)ow_remove_tree(t.cfg.out, &ignored);
+    } else if (rc != 0 && t.made_out) {
+        (void)rmdir(t.cfg.out);
+    }
     return rc;
 }
