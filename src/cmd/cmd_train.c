@@ -1,7 +1,9 @@
 /* cmd_train.c: `owlore train`: runs train_run with SIGINT/SIGTERM caught
  * (interrupt.h): on the first signal the run finishes its step, saves a
  * checkpoint and the command exits with 128 + the signal number and says
- * how to resume; a second signal ends the process at once. */
+ * how to resume; during setup and the first step the signal stops the work
+ * within a second and nothing is saved (same exit status); a second signal
+ * ends the process at once. */
 #include "cmd/commands.h"
 #include "train/interrupt.h"
 #include "train/trainer.h"
@@ -33,7 +35,17 @@ int cmd_train(int argc, char **argv) {
     if (rc < 0) return cmd_report_error("train", &err);
     if (rc == TRAIN_INTERRUPTED) {
         fflush(stdout);
-        if (s.checkpoint[0])
+        if (s.before_first_step && cfg.resume[0])
+            fprintf(stderr,
+                    "owlore train: interrupted by %s before the first step of this session finished (%s); the run is "
+                    "as it was\nresume with: owlore train --resume %s\n",
+                    train_signal_name(s.interrupted), err.msg, cfg.out);
+        else if (s.before_first_step)
+            fprintf(stderr,
+                    "owlore train: interrupted by %s before the first step finished (%s); nothing was saved (start "
+                    "the run again)\n",
+                    train_signal_name(s.interrupted), err.msg);
+        else if (s.checkpoint[0])
             fprintf(stderr,
                     "owlore train: interrupted by %s after step %lld of %lld; saved the checkpoint %s\n"
                     "resume with: owlore train --resume %s\n",

@@ -37,6 +37,20 @@ int ow_fail_prefix(OwError *err, const char *fmt, ...) {
     return -1;
 }
 
+int ow_fail_suffix(OwError *err, const char *fmt, ...) {
+    if (err) {
+        size_t n = strnlen(err->msg, sizeof err->msg - 1);
+        if (n + 2 < sizeof err->msg) {
+            memcpy(err->msg + n, "; ", 3);
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(err->msg + n + 2, sizeof err->msg - n - 2, fmt, ap);
+            va_end(ap);
+        }
+    }
+    return -1;
+}
+
 void ow_error_clear(OwError *err) {
     if (err) err->msg[0] = '\0';
 }

@@ -23,6 +23,9 @@ int ow_fail(OwError *err, const char *fmt, ...) __attribute__((format(printf, 2,
 /* Prepends "prefix: " to an existing message (for adding context on the way up). */
 int ow_fail_prefix(OwError *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Appends "; suffix" to an existing message (a hint or consequence that follows it). */
+int ow_fail_suffix(OwError *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 void ow_error_clear(OwError *err);
 
 void ow_check_failed(const char *file, int line, const char *expr, const char *fmt, ...)

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -169,6 +170,82 @@ int atomic_file_commit(AtomicFile *af, OwError *err) {
     free(dir);
     atomic_free(af);
     return rc;
+}
+
+int append_file_open(AppendFile *f, const char *path, int64_t keep, OwError *err) {
+    memset(f, 0, sizeof *f);
+    f->fd = open(path, O_WRONLY | O_CLOEXEC | (keep < 0 ? O_CREAT | O_TRUNC : 0), 0644);
+    if (f->fd < 0) return ow_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(f->fd, &st) != 0)
+        rc = ow_fail(err, "%s: cannot stat: %s", path, strerror(errno));
+    else if (keep > (int64_t)st.st_size)
+        rc = ow_fail(err, "%s: %lld bytes, shorter than the %lld expected", path, (long long)st.st_size,
+                     (long long)keep);
+    else if (keep >= 0 && ftruncate(f->fd, (off_t)keep) != 0)
+        rc = ow_fail(err, "%s: cannot cut back to %lld bytes: %s", path, (long long)keep, strerror(errno));
+    if (rc != 0) {
+        close(f->fd);
+        f->fd = -1;
+        return rc;
+    }
+    f->path = ow_xstrdup(path);
+    f->size = keep < 0 ? 0 : keep;
+    return 0;
+}
+
+int append_file_write(AppendFile *f, const void *data, size_t len, OwError *err) {
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pwrite(f->fd, (const char *)data + done, len - done, (off_t)(f->size + (int64_t)done));
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        int e = n < 0 ? errno : ENOSPC;
+        /* cut the partial record; a file cut back to its records is all a resume needs */
+        if (ftruncate(f->fd, (off_t)f->size) != 0)
+            return ow_fail(err, "%s: write failed: %s (and the partial record could not be cut: %s)", f->path,
+                           strerror(e), strerror(errno));
+        return ow_fail(err, "%s: write failed: %s", f->path, strerror(e));
+    }
+    f->size += (int64_t)len;
+    return 0;
+}
+
+int append_file_sync(AppendFile *f, OwError *err) {
+    if (fsync(f->fd) != 0 && errno != EINVAL) return ow_fail(err, "%s: flush failed: %s", f->path, strerror(errno));
+    return 0;
+}
+
+void append_file_close(AppendFile *f) {
+    if (f->path && f->fd >= 0) close(f->fd);
+    free(f->path);
+    memset(f, 0, sizeof *f);
+    f->fd = -1;
+}
+
+void ow_remove_stale_tmp(const char *path) {
+    char *dir = ow_path_dirname(path);
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t nb = strlen(base);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, base, nb) != 0 || strncmp(e->d_name + nb, ".tmp-", 5) != 0) continue;
+        char *end;
+        long pid = strtol(e->d_name + nb + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char *p = ow_path_join(dir, e->d_name);
+        OwError ignored;
+        (void)ow_remove_tree(p, &ignored);
+        free(p);
+    }
+    if (d) closedir(d);
+    free(dir);
 }
 
 int ow_write_file_atomic(const char *path, const void *data, size_t len, OwError *err) {

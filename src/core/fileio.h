@@ -3,7 +3,12 @@
  * Atomic writes: data goes to "<path>.tmp-<pid>" in the same directory, is
  * fsynced, renamed over <path>, and the directory is fsynced; on any failure
  * the temporary is removed and <path> is untouched. A crash at any moment
- * leaves either the old file or the new one, never a mix. */
+ * leaves either the old file or the new one, never a mix.
+ *
+ * Appended records (AppendFile, for metrics.jsonl): each record is written
+ * whole or not at all; a failed or short write (full disk, file size limit)
+ * cuts the file back to its last complete record and names the file and the
+ * errno text, so a run can stop with the file intact. */
 #ifndef OWLORE_CORE_FILEIO_H
 #define OWLORE_CORE_FILEIO_H
 
@@ -47,6 +52,26 @@ int atomic_file_write(AtomicFile *af, const void *data, size_t len, OwError *err
 int atomic_file_commit(AtomicFile *af, OwError *err);
 /* Removes the temporary; frees af's memory. Safe on a committed or zeroed af. */
 void atomic_file_abort(AtomicFile *af);
+
+typedef struct AppendFile {
+    int fd; /* -1 when closed */
+    char *path;
+    int64_t size; /* bytes of complete records */
+} AppendFile;
+
+/* Opens path for appending records: a new empty file when keep < 0, else the
+ * file cut back to its first keep bytes (it must exist and hold that many). */
+int append_file_open(AppendFile *f, const char *path, int64_t keep, OwError *err);
+/* Appends len bytes whole, or cuts the file back and fails. */
+int append_file_write(AppendFile *f, const void *data, size_t len, OwError *err);
+/* fsync. */
+int append_file_sync(AppendFile *f, OwError *err);
+/* Closes; safe on a closed or zeroed f. */
+void append_file_close(AppendFile *f);
+
+/* Removes "<path>.tmp-<pid>" entries beside path whose process is gone
+ * (left by a killed writer); those of live processes stay. */
+void ow_remove_stale_tmp(const char *path);
 
 int ow_write_file_atomic(const char *path, const void *data, size_t len, OwError *err);
 

@@ -4,6 +4,7 @@
  * offsets, ids, mask). The readers are in dataset_read.c. */
 #include "data/dataset_internal.h"
 
+#include "core/cancel.h"
 #include "core/fileio.h"
 #include "core/hash.h"
 #include "core/log.h"
@@ -146,6 +147,7 @@ int build_problem(DatasetBuild *b, ProblemKind kind, const char *where, const ch
 }
 
 int build_add_sample(DatasetBuild *b, const char *where) {
+    if (ow_cancelled()) return ow_fail_cancelled(b->err, b->name); /* checked per sample: well under a second */
     OwError e;
     if (sample_encode(b->tok, b->work, &b->sample, &b->ids, b->with_mask ? &b->mask : NULL, &b->scratch, &e) != 0)
         return ow_fail(b->err, "%s: %s", where, e.msg);

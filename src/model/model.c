@@ -3,6 +3,7 @@
 #include "model/model.h"
 #include "model/model_internal.h"
 
+#include "core/cancel.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "model/safetensors.h"
@@ -303,6 +304,7 @@ void model_init_random(Model *m, uint64_t seed, double std) {
 /* Uploads weights from opened safetensors (shapes checked, dtypes converted). */
 static int model_load_weights(Model *m, const SafeTensors *st, const char *where, OwError *err) {
     for (int i = 0; i < m->nparams; i++) {
+        if (ow_cancelled()) return ow_fail_cancelled(err, where);
         Param *p = &m->params[i];
         const StTensor *t = model_find_tensor(&m->cfg, st, p->name);
         if (!t)

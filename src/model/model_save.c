@@ -16,6 +16,7 @@ int model_write_hf(const ModelConfig *mcfg, const StWriteTensor *ts, int n, cons
                    size_t shard_bytes, const char *tokenizer_src, OwError *err) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", dir, (long)getpid());
+    ow_remove_stale_tmp(dir); /* those of killed writers (a live one's stay) */
     if (ow_remove_tree(tmp, err) != 0 || ow_mkdir_p(tmp, err) != 0) return -1;
     int rc;
     cJSON *meta = cJSON_CreateObject();

@@ -1,6 +1,7 @@
 /* projector.c: see projector.h. */
 #include "optim/projector.h"
 
+#include "core/cancel.h"
 #include "optim/optimizer.h"
 
 const char *const projector_kind_names[] = {"exact", "randomized", NULL};
@@ -32,6 +33,10 @@ int galore_projector(Backend *be, Tensor *P, const Tensor *G, int rank, int righ
     be->matmul(be, &Y, G, right, &Om, 0, 1.0f, 0.0f);
     if (be->orthonormalize(be, &Y, err) != 0) goto done;
     for (int it = 0; it < iters; it++) {
+        if (ow_cancelled()) {
+            ow_fail_cancelled(err, "randomized projector");
+            goto done;
+        }
         be->matmul(be, &Z, G, !right, &Y, 0, 1.0f, 0.0f); /* Z = G Y (right) or G^T Y (left) */
         if (be->orthonormalize(be, &Z, err) != 0) goto done;
         be->matmul(be, &Y, G, right, &Z, 0, 1.0f, 0.0f);

@@ -2,6 +2,7 @@
 #include "owl/outliers.h"
 
 #include "core/json.h"
+#include "core/cancel.h"
 #include "core/log.h"
 #include "core/rng.h"
 
@@ -70,6 +71,10 @@ int owl_compute_ids(Model *m, const int32_t *ids, int64_t nsamples, int64_t seql
     for (int l = 0; l < L; l++) {
         for (int s = 0; s < 4; s++) be->fill(be, &stats[s], 0.0f);
         for (int64_t s0 = 0; s0 < nsamples; s0 += micro_batch) {
+            if (ow_cancelled()) {
+                ow_fail_cancelled(err, "OWL outlier scoring");
+                goto done;
+            }
             char *chunk = stream + (size_t)(s0 * seqlen * C) * esz;
             be->upload(be, &x, chunk, be->act_dtype);
             model_block_forward_stats(m, l, &x, &y, stats);

@@ -1,14 +1,14 @@
 /* interrupt.c: see interrupt.h. */
 #include "train/interrupt.h"
 
+#include "core/cancel.h"
+
 #include <string.h>
 
-static volatile sig_atomic_t g_signal; /* the received signal; see interrupt.h */
-
-static void on_signal(int sig) { g_signal = sig; }
+static void on_signal(int sig) { ow_cancel_request(sig); }
 
 void train_interrupt_install(TrainInterrupt *saved) {
-    g_signal = 0;
+    ow_cancel_clear();
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -23,6 +23,6 @@ void train_interrupt_restore(const TrainInterrupt *saved) {
     sigaction(SIGTERM, &saved->old_term, NULL);
 }
 
-int train_interrupt_pending(void) { return (int)g_signal; }
+int train_interrupt_pending(void) { return ow_cancel_signal(); }
 
 const char *train_signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal"; }

@@ -1,11 +1,14 @@
 /* interrupt.h: stopping a training run cleanly on SIGINT / SIGTERM.
  *
  * train_interrupt_install sets handlers that only record the signal number
- * in one `volatile sig_atomic_t` (the one piece of global mutable state
- * besides the logger: a signal handler can reach nothing else) and are
- * installed with SA_RESETHAND, so a second signal gets the default action and
- * ends the process at once. The training loop polls train_interrupt_pending
- * after each step: it finishes the step, saves a checkpoint and returns.
+ * (core/cancel.h: one `volatile sig_atomic_t`, the one piece of global
+ * mutable state besides the logger: a signal handler can reach nothing else)
+ * and are installed with SA_RESETHAND, so a second signal gets the default
+ * action and ends the process at once. The training loop polls
+ * train_interrupt_pending after each step: it finishes the step, saves a
+ * checkpoint and returns. During setup and the first step of a session the
+ * trainer arms the request (ow_cancel_arm), so long setup work stops within
+ * a second instead.
  * The command that installs the handlers restores the previous ones. */
 #ifndef OWLORE_TRAIN_INTERRUPT_H
 #define OWLORE_TRAIN_INTERRUPT_H

@@ -4,6 +4,7 @@
 
 #include "core/fileio.h"
 #include "core/json.h"
+#include "core/log.h"
 #include "core/memstats.h"
 #include "model/preset.h"
 #include "owl/outliers.h"
@@ -44,7 +45,8 @@ typedef struct RunData {
     uint8_t *active; /* [nsteps * L]: block l trainable at step record i */
     int64_t active_cap;
     int L;
-    int64_t skipped; /* metrics lines that did not parse */
+    int64_t skipped;   /* metrics lines that are not records (not JSON, or no numeric step and loss) */
+    int64_t first_bad; /* the line number of the first of them */
 } RunData;
 
 static void run_data_free(RunData *d) {
@@ -58,23 +60,37 @@ static double num_or_nan(const cJSON *o, const char *k) {
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+/* A number, or null (a non-finite value as cJSON writes it). */
+static int has_value(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) || cJSON_IsNull(v);
+}
+
 static int read_metrics(const char *run_dir, RunData *d, OwError *err) {
     char *path = ow_path_join(run_dir, "metrics.jsonl");
     char *text;
     size_t len;
     int rc = ow_read_file(path, &text, &len, err);
-    free(path);
-    if (rc != 0) return -1;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    if (rc != 0) {
+        free(path);
+        return -1;
+    }
+    int64_t lineno = 0;
+    for (char *line = text, *next; line < text + len; line = next) {
+        char *nl = memchr(line, '\n', (size_t)(text + len - line));
+        next = nl ? nl + 1 : text + len;
+        if (nl) *nl = '\0';
+        lineno++;
+        if (!*line) continue;
         cJSON *o = cJSON_Parse(line);
-        if (!cJSON_IsObject(o)) {
-            d->skipped++;
+        double step = num_or_nan(o, "step");
+        int is_eval = has_value(o, "eval_loss"), is_step = has_value(o, "loss");
+        if (!cJSON_IsObject(o) || !isfinite(step) || !(is_eval || is_step)) {
+            if (!d->skipped++) d->first_bad = lineno;
             cJSON_Delete(o);
             continue;
         }
-        double step = num_or_nan(o, "step");
-        if (cJSON_GetObjectItemCaseSensitive(o, "eval_loss")) {
+        if (is_eval) {
             vec_push(&d->estep, step);
             vec_push(&d->eloss, num_or_nan(o, "eval_loss"));
         } else if (cJSON_GetObjectItemCaseSensitive(o, "loss")) {
@@ -100,6 +116,10 @@ static int read_metrics(const char *run_dir, RunData *d, OwError *err) {
         cJSON_Delete(o);
     }
     free(text);
+    if (d->skipped)
+        OW_WARN("%s: %lld line(s) did not parse as metric records and were skipped (the first: line %lld)", path,
+                (long long)d->skipped, (long long)d->first_bad);
+    free(path);
     return 0;
 }
 
@@ -459,8 +479,10 @@ static void summary_table(FILE *f, const char *run_dir, const TrainConfig *c, co
     row(f, "settings", v);
     fputs("</table>\n", f);
     if (d->skipped)
-        fprintf(f, "<p class=\"note\">%lld line(s) of metrics.jsonl did not parse and were skipped.</p>\n",
-                (long long)d->skipped);
+        fprintf(f,
+                "<p class=\"note\">%lld line(s) of metrics.jsonl did not parse as metric records and were "
+                "skipped (the first: line %lld).</p>\n",
+                (long long)d->skipped, (long long)d->first_bad);
 }
 
 /* Memory per step in the largest unit that keeps the values above 1 (d's memory series are scaled). */

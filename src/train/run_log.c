@@ -6,6 +6,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/memstats.h"
+#include "train/metrics_resume.h"
 #include "cuda/cuda_backend.h"
 
 #include <errno.h>
@@ -19,60 +20,49 @@
 
 int run_log_open(RunLog *log, const char *out, int64_t keep_bytes, OwError *err) {
     memset(log, 0, sizeof *log);
+    log->metrics.fd = -1;
     log->out = out;
     char *mp = ow_path_join(out, "metrics.jsonl");
-    int rc = 0;
-    if (keep_bytes >= 0) {
-        FILE *fp = fopen(mp, "rb");
-        long size = -1;
-        if (fp && fseek(fp, 0, SEEK_END) == 0) size = ftell(fp);
-        if (fp) fclose(fp);
-        if (size < keep_bytes)
-            rc = ow_fail(err,
-                         "%s: %ld bytes, shorter than the %lld the checkpoint recorded (the file was changed or "
-                         "lost; the run cannot continue it)",
-                         mp, size, (long long)keep_bytes);
-        else if (truncate(mp, (off_t)keep_bytes) != 0)
-            rc = ow_fail(err, "%s: cannot cut back to the checkpoint: %s", mp, strerror(errno));
-        if (rc == 0) log->metrics = fopen(mp, "ab");
-    } else {
-        log->metrics = fopen(mp, "w");
-    }
-    if (rc == 0 && !log->metrics) rc = ow_fail(err, "%s: cannot open: %s", mp, strerror(errno));
+    int rc = keep_bytes >= 0 ? metrics_resume_open(&log->metrics, mp, keep_bytes, err)
+                             : append_file_open(&log->metrics, mp, -1, err);
     free(mp);
     return rc;
 }
 
-void run_log_close(RunLog *log) {
-    if (log->metrics) fclose(log->metrics);
-    log->metrics = NULL;
-}
+void run_log_close(RunLog *log) { append_file_close(&log->metrics); }
 
-static void write_metric(RunLog *log, cJSON *o) {
-    char *line = cJSON_PrintUnformatted(o);
-    fprintf(log->metrics, "%s\n", line);
-    fflush(log->metrics);
-    cJSON_free(line);
+/* Appends one record to metrics.jsonl (whole or not at all, fileio.h); frees o. */
+static int write_metric(RunLog *log, cJSON *o, OwError *err) {
+    char *text = cJSON_PrintUnformatted(o);
+    size_t n = strlen(text);
+    char *line = ow_xmalloc(n + 1);
+    memcpy(line, text, n);
+    line[n] = '\n';
+    int rc = append_file_write(&log->metrics, line, n + 1, err);
+    free(line);
+    cJSON_free(text);
     cJSON_Delete(o);
+    if (rc != 0)
+        ow_fail_suffix(err,
+                       "the run stopped without a checkpoint of this step, whose record is not in the file (hint: "
+                       "free space, then `owlore train --resume %s` continues from the newest checkpoint)",
+                       log->out);
+    return rc;
 }
 
 int run_log_sync(RunLog *log, int64_t *bytes, OwError *err) {
-    if (fflush(log->metrics) != 0 || fsync(fileno(log->metrics)) != 0)
-        return ow_fail(err, "%s/metrics.jsonl: cannot flush: %s", log->out, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(log->metrics), &sb) != 0)
-        return ow_fail(err, "%s/metrics.jsonl: cannot stat: %s", log->out, strerror(errno));
-    *bytes = (int64_t)sb.st_size;
+    if (append_file_sync(&log->metrics, err) != 0) return -1;
+    if (bytes) *bytes = log->metrics.size;
     return 0;
 }
 
-void run_log_eval(RunLog *log, int64_t step, double loss) {
+int run_log_eval(RunLog *log, int64_t step, double loss, OwError *err) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", (double)step);
     cJSON_AddNumberToObject(o, "eval_loss", loss);
     cJSON_AddNumberToObject(o, "eval_ppl", exp(loss));
-    write_metric(log, o);
     OW_INFO("eval at step %lld: loss %.4f, perplexity %.3f", (long long)step, loss, exp(loss));
+    return write_metric(log, o, err);
 }
 
 /* ---- a step ---- */
@@ -109,7 +99,7 @@ static void progress_line(const RunLog *log, const StepLog *s) {
         fmt_eta((ow_now() - log->session_start) / done_here * (double)(s->total_steps - s->step), eta, sizeof eta));
 }
 
-void run_log_step(RunLog *log, const StepLog *s) {
+int run_log_step(RunLog *log, const StepLog *s, OwError *err) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "step", (double)s->step);
     cJSON_AddNumberToObject(o, "loss", s->loss);
@@ -127,8 +117,9 @@ void run_log_step(RunLog *log, const StepLog *s) {
     cJSON_AddNumberToObject(o, "projector_refreshes", s->optim.refreshes);
     cJSON_AddNumberToObject(o, "projector_seconds", s->optim.refresh_seconds);
     cJSON_AddNumberToObject(o, "resample_seconds", s->resample_seconds);
-    write_metric(log, o);
+    if (write_metric(log, o, err) != 0) return -1;
     if (s->progress) progress_line(log, s);
+    return 0;
 }
 
 void run_log_losses_so_far(const char *out, TrainSummary *summary) {

@@ -13,6 +13,7 @@
 #ifndef OWLORE_TRAIN_RUN_LOG_H
 #define OWLORE_TRAIN_RUN_LOG_H
 
+#include "core/fileio.h"
 #include "model/model.h"
 #include "optim/optimizer.h"
 #include "owl/sampler.h"
@@ -22,7 +23,7 @@
 #include <stdio.h>
 
 typedef struct RunLog {
-    FILE *metrics;        /* RUN_DIR/metrics.jsonl, open for appending */
+    AppendFile metrics;   /* RUN_DIR/metrics.jsonl, open for appending (records whole or not at all) */
     const char *out;      /* RUN_DIR (borrowed) */
     int64_t start;        /* this session's first step */
     double session_start; /* ow_now() when it began (the ETA of the progress line) */
@@ -44,13 +45,14 @@ typedef struct StepLog {
 } StepLog;
 
 /* Opens RUN_DIR/metrics.jsonl: new when keep_bytes < 0, else cut back to
- * keep_bytes (the length a checkpoint recorded) and appended to. */
+ * keep_bytes (the length a checkpoint recorded, checked: metrics_resume.h) and appended to. */
 int run_log_open(RunLog *log, const char *out, int64_t keep_bytes, OwError *err);
 void run_log_close(RunLog *log);
-/* The step's metrics line; the progress line when s->progress. */
-void run_log_step(RunLog *log, const StepLog *s);
-/* An evaluation's metrics line and log line. */
-void run_log_eval(RunLog *log, int64_t step, double loss);
+/* The step's metrics line; the progress line when s->progress. A failed write
+ * (full disk) leaves the file on its last complete record and fails. */
+int run_log_step(RunLog *log, const StepLog *s, OwError *err);
+/* An evaluation's metrics line and log line (fails as run_log_step). */
+int run_log_eval(RunLog *log, int64_t step, double loss, OwError *err);
 /* Flushes metrics.jsonl to disk and gives its length (a checkpoint records it). */
 int run_log_sync(RunLog *log, int64_t *bytes, OwError *err);
 /* The first and last training and validation losses a resumed run's metrics.jsonl holds so far. */

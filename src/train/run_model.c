@@ -34,12 +34,22 @@ int run_open_checkpoint(const char *run_dir, const char *name, Checkpoint *ck, O
         free(d);
         return rc;
     }
-    int rc = ckpt_open_latest(run_dir, 0, ck, err);
-    if (rc == 1)
+    /* the newest; the hint names the one before it (train's --resume-fallback is not a flag here) */
+    char **names;
+    int n;
+    if (ckpt_list(run_dir, &names, &n, err) != 0) return -1;
+    if (n == 0)
         return ow_fail(err,
                        "%s has no checkpoint (hint: a run saves one at its end, every --save-every steps and on "
                        "SIGINT/SIGTERM)",
                        run_dir);
+    char *cdir = ow_path_join(run_dir, CKPT_SUBDIR), *d = ow_path_join(cdir, names[n - 1]);
+    int rc = ckpt_open(d, ck, err);
+    if (rc != 0 && n > 1)
+        ow_fail_suffix(err, "hint: --checkpoint %s uses the previous checkpoint, if it is intact", names[n - 2]);
+    free(d);
+    free(cdir);
+    ckpt_names_free(names, n);
     return rc;
 }
 

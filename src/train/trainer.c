@@ -7,6 +7,7 @@
 #include "train/trainer.h"
 
 #include "backend/profile.h"
+#include "core/cancel.h"
 #include "core/fileio.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -396,10 +397,15 @@ static int write_run_config(Trainer *t, OwError *err) {
     return rc;
 }
 
+/* Setup stops between its steps when a signal asked to (cancel.h). */
+static int setup_go_on(const char *next, OwError *err) { return ow_cancelled() ? ow_fail_cancelled(err, next) : 0; }
+
 static int setup(Trainer *t, OwError *err) {
     const TrainConfig *c = &t->cfg;
-    if (setup_output(t, err) != 0 || setup_backend(t, err) != 0 || setup_model(t, err) != 0 ||
-        setup_data(t, err) != 0 || setup_sampler(t, err) != 0 || setup_optimizer(t, err) != 0)
+    if (setup_output(t, err) != 0 || setup_backend(t, err) != 0 || setup_go_on("model loading", err) != 0 ||
+        setup_model(t, err) != 0 || setup_go_on("data loading", err) != 0 || setup_data(t, err) != 0 ||
+        setup_sampler(t, err) != 0 || setup_go_on("optimizer setup", err) != 0 || setup_optimizer(t, err) != 0 ||
+        setup_go_on("the checkpoint", err) != 0)
         return -1;
     setup_schedule(t);
     if (restore_checkpoint(t, err) != 0 || write_run_config(t, err) != 0 ||
@@ -512,8 +518,7 @@ static int record_step(Trainer *t, int64_t step, double loss, double gnorm, doub
                  .host_optimizer_bytes = t->opt.host.current_total,
                  .optim = t->opt.stats,
                  .progress = (step + 1) % c->log_every == 0 || step + 1 == t->total_steps};
-    run_log_step(&t->log, &s);
-    return 0;
+    return run_log_step(&t->log, &s, err);
 }
 
 /* The validation loss after `step` steps, logged (the first one before training is summary's first). */
@@ -522,7 +527,7 @@ static int evaluate(Trainer *t, int64_t step, TrainSummary *summary, OwError *er
     EvalBatches src = eval_batches_validation(&v, &t->batcher, t->cfg.eval_batches);
     EvalLoss r;
     if (eval_loss(t->model, &src, t->ids, t->targets, &r, err) != 0) return -1;
-    run_log_eval(&t->log, step, r.loss);
+    if (run_log_eval(&t->log, step, r.loss, err) != 0) return -1;
     if (step == 0) summary->first_val = r.loss;
     summary->last_val = r.loss;
     return 0;
@@ -550,7 +555,9 @@ static int begin_session(Trainer *t, TrainSummary *summary, OwError *err) {
     summary->total_steps = t->total_steps;
     summary->steps = start;
     if (start > 0) run_log_losses_so_far(t->cfg.out, summary);
-    if (t->batcher.nval > 0 && start == 0 && evaluate(t, 0, summary, err) != 0) return -1;
+    if (t->batcher.nval > 0 && start == 0 &&
+        (setup_go_on("the first evaluation", err) != 0 || evaluate(t, 0, summary, err) != 0))
+        return -1;
     t->log.start = start;
     t->log.session_start = ow_now();
     t->t_start = t->log.session_start - t->prog.elapsed;
@@ -569,6 +576,7 @@ static int run_steps(Trainer *t, TrainSummary *summary, int *sig, OwError *err) 
         }
         double loss, gnorm;
         if (train_step(t, step, &loss, &gnorm, err) != 0) return -1;
+        ow_cancel_arm(0); /* a step is done: from here a signal lets the step finish and saves a checkpoint */
         if (record_step(t, step, loss, gnorm, t0, resample_s, summary, err) != 0) return -1;
         int eval_due = t->batcher.nval > 0 && c->eval_every > 0 && done % c->eval_every == 0 && done < t->total_steps;
         if (eval_due && evaluate(t, done, summary, err) != 0) return -1;
@@ -612,15 +620,17 @@ static int finish(Trainer *t, int sig, TrainSummary *summary, OwError *err) {
     if (run_log_summary(c, t->be, t->model, t->opt.host.peak_total, &t->prog, summary, err) != 0) return -1;
     if (t->batcher.nval > 0 && evaluate(t, t->total_steps, summary, err) != 0) return -1;
     if (c->save_model && save_model(t, err) != 0) return -1;
-    fflush(t->log.metrics);
-    write_report(c->out);
+    if (run_log_sync(&t->log, NULL, err) != 0 || report_write(c->out, err) != 0)
+        return ow_fail_prefix(err, "the run finished, but");
     return 0;
 }
 
 int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
     Trainer t;
     memset(&t, 0, sizeof t);
+    t.log.metrics.fd = -1;
     t.cfg = *cfg;
+    ow_cancel_arm(1); /* until the first step is done, a signal stops the work at once (cancel.h) */
     memset(summary, 0, sizeof *summary);
     summary->first_loss = summary->last_loss = NAN;
     summary->first_val = summary->last_val = NAN;
@@ -628,8 +638,20 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
     if (train_config_validate(&t.cfg, err) == 0 && setup(&t, err) == 0 && begin_session(&t, summary, err) == 0 &&
         run_steps(&t, summary, &sig, err) == 0)
         rc = finish(&t, sig, summary, err);
+    if (rc < 0 && ow_cancelled()) { /* a signal stopped setup or the first step: nothing of it is kept */
+        summary->interrupted = ow_cancel_signal();
+        summary->before_first_step = 1;
+        rc = TRAIN_INTERRUPTED;
+    }
+    ow_cancel_arm(0);
     teardown(&t);
-    /* no partial output: a run refused at setup (e.g. over the --gpu-mem cap) leaves no empty directory */
-    if (rc != 0 && t.made_out) (void)rmdir(t.cfg.out);
+    /* no partial output: a run refused at setup (e.g. over the --gpu-mem cap) or stopped before its first step
+     * leaves no directory it made */
+    if (rc == TRAIN_INTERRUPTED && summary->before_first_step && t.made_out && !t.from_ckpt) {
+        OwError ignored;
+        (void)ow_remove_tree(t.cfg.out, &ignored);
+    } else if (rc != 0 && t.made_out) {
+        (void)rmdir(t.cfg.out);
+    }
     return rc;
 }

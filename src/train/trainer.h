@@ -7,7 +7,9 @@
  * as soon as the last micro-batch's backward finishes it; clip and update.
  * Writes RUN_DIR/config.json (resolved settings; model, data and ratios
  * paths made absolute), RUN_DIR/metrics.jsonl (one JSON object per step and
- * per evaluation, flushed as written), checkpoints (checkpoint.h: every
+ * per evaluation, each appended whole or not at all: a failed write stops the
+ * run with the file and errno named, without a checkpoint of that step),
+ * checkpoints (checkpoint.h: every
  * save_every steps, at the end, and when SIGINT/SIGTERM arrives, see
  * interrupt.h), summary.json, the final model as a Hugging Face directory
  * RUN_DIR/model, and report.html (report.h; also on an interrupted run).
@@ -15,10 +17,15 @@
  * Resume (cfg->resume set, settings from RUN_DIR/config.json): the base
  * model is loaded again and the newest checkpoint's tensors, optimizer
  * state, sampler, batcher position and counters are restored;
- * metrics.jsonl is cut back to its length at that checkpoint, so the
- * finished file has the same lines as an uninterrupted run. A run with no
+ * metrics.jsonl is cut back to its length at that checkpoint
+ * (metrics_resume.h), so the finished file has the same lines as an
+ * uninterrupted run. A run with no
  * checkpoint yet starts again from step 0. A fresh run refuses a RUN_DIR
- * that already holds checkpoints. */
+ * that already holds checkpoints.
+ *
+ * A signal during setup or the session's first step (core/cancel.h) stops
+ * the work: train_run returns TRAIN_INTERRUPTED with before_first_step set,
+ * saves nothing, and removes the RUN_DIR a fresh run made. */
 #ifndef OWLORE_TRAIN_TRAINER_H
 #define OWLORE_TRAIN_TRAINER_H
 
@@ -32,8 +39,9 @@
 typedef struct TrainSummary {
     int64_t steps; /* steps done */
     int64_t total_steps;
-    int interrupted;      /* the signal that stopped the run (TRAIN_INTERRUPTED), else 0 */
-    char checkpoint[600]; /* the last checkpoint written ("" if none) */
+    int interrupted;       /* the signal that stopped the run (TRAIN_INTERRUPTED), else 0 */
+    int before_first_step; /* the signal stopped setup or the session's first step (nothing saved) */
+    char checkpoint[600];  /* the last checkpoint written ("" if none) */
     double first_loss, last_loss;
     double first_val, last_val; /* NaN without validation data */
     double seconds;

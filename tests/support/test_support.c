@@ -81,6 +81,14 @@ void ts_write_file(const char *path, const void *data, size_t len) {
     fclose(fp);
 }
 
+char *ts_read_text(const char *path) {
+    char *text;
+    size_t len;
+    OwError err;
+    cr_assert_eq(ow_read_file(path, &text, &len, &err), 0, "%s", err.msg);
+    return text;
+}
+
 int ts_run(const char *cmd, char **output) {
     char *full = NULL;
     if (asprintf(&full, "( %s ) 2>&1", cmd) < 0) cr_assert_fail("asprintf");

@@ -15,6 +15,8 @@ const char *ts_owlore_binary(void);
 /* A fresh directory under $TMPDIR (removed by ts_rmtree). */
 char *ts_tmpdir(void);
 void ts_rmtree(const char *path);
+/* A whole file as a heap string; fails the test when it cannot be read. */
+char *ts_read_text(const char *path);
 /* Writes bytes to a file (not atomically; for test inputs). */
 void ts_write_file(const char *path, const void *data, size_t len);
 /* Runs `sh -c cmd`, captures stdout+stderr into *output (heap, may be NULL),
