@@ -12,9 +12,12 @@
  * uninterrupted run's bit for bit. Also: SIGINT saves a checkpoint and says
  * how to resume, a second signal ends the process at once; damaged
  * checkpoints are named and only --resume-fallback goes back to an older
- * one; --resume refuses flags that would change the run; the tensor pack
- * rejects damaged files. */
+ * one, also for checkpoints edited with valid checksums (metrics_bytes 0,
+ * state.json version 2, a tensor dropped from tensors.owt); --resume refuses
+ * flags that would change the run, and an edited RUN_DIR/config.json; the
+ * tensor pack rejects damaged files. */
 #include "core/fileio.h"
+#include "core/hash.h"
 #include "core/rng.h"
 #include "data/tokfile.h"
 #include "test_support.h"
@@ -525,6 +528,116 @@ Test(checkpoint, corrupted_tensors_named_and_fallback_only_when_asked, .timeout 
 }
 Test(checkpoint, truncated_state_named, .timeout = 300) { damaged_case(truncate_state, "state.json has 100 bytes"); }
 Test(checkpoint, missing_manifest_named, .timeout = 300) { damaged_case(drop_manifest, "manifest.json is missing"); }
+
+/* Edits with valid checksums: the file is rewritten and its manifest entry updated, so only the meaning is wrong. */
+static void reseal(const char *ck, const char *file) {
+    char *mp = ow_path_join(ck, "manifest.json"), *fp = ow_path_join(ck, file);
+    char *text = read_text(mp);
+    cJSON *man = cJSON_Parse(text);
+    free(text);
+    MappedFile mf;
+    OwError err;
+    cr_assert_eq(ow_map_file(fp, &mf, &err), 0, "%s", err.msg);
+    char hx[17];
+    snprintf(hx, sizeof hx, "%016llx", (unsigned long long)xxh64(mf.data, mf.size, 0));
+    cJSON *f;
+    int found = 0;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItem(man, "files")) {
+        if (strcmp(cJSON_GetObjectItem(f, "name")->valuestring, file) != 0) continue;
+        cJSON_ReplaceItemInObject(f, "bytes", cJSON_CreateNumber((double)mf.size));
+        cJSON_ReplaceItemInObject(f, "xxh64", cJSON_CreateString(hx));
+        found = 1;
+    }
+    cr_assert(found, "%s is in the manifest", file);
+    ow_unmap_file(&mf);
+    char *out = cJSON_Print(man);
+    ts_write_file(mp, out, strlen(out));
+    cJSON_free(out);
+    cJSON_Delete(man);
+    free(mp);
+    free(fp);
+}
+
+static void edit_state(const char *ck, const char *key, double value) {
+    char *sp = ow_path_join(ck, "state.json");
+    char *text = read_text(sp);
+    cJSON *st = cJSON_Parse(text);
+    free(text);
+    cr_assert(cJSON_GetObjectItem(st, key) != NULL, "state.json has %s", key);
+    cJSON_ReplaceItemInObject(st, key, cJSON_CreateNumber(value));
+    char *out = cJSON_Print(st);
+    ts_write_file(sp, out, strlen(out));
+    cJSON_free(out);
+    cJSON_Delete(st);
+    free(sp);
+    reseal(ck, "state.json");
+}
+
+static void zero_metrics_bytes(const char *ck) { edit_state(ck, "metrics_bytes", 0); }
+static void state_version_2(const char *ck) { edit_state(ck, "version", 2); }
+
+/* tensors.owt again without the first changed weight it holds (the base's would be used in its place). */
+static void drop_weight_tensor(const char *ck) {
+    char *tp = ow_path_join(ck, "tensors.owt"), *np = ow_path_join(ck, "tensors.new");
+    TensorPack pk;
+    PackWriter w;
+    OwError err;
+    cr_assert_eq(pack_open(tp, &pk, &err), 0, "%s", err.msg);
+    cr_assert_eq(pack_writer_open(&w, np, 1, &err), 0, "%s", err.msg);
+    int dropped = 0;
+    for (int i = 0; i < pk.n; i++) {
+        const PackEntry *e = &pk.e[i];
+        if (!dropped && strncmp(e->name, "weights/", 8) == 0) {
+            dropped = 1;
+            continue;
+        }
+        void *buf = malloc(e->nbytes ? e->nbytes : 1);
+        cr_assert_eq(pack_read(&pk, e, buf, &err), 0, "%s", err.msg);
+        cr_assert_eq(pack_writer_add(&w, e->name, e->dtype, e->ndim, e->shape, buf, &err), 0, "%s", err.msg);
+        free(buf);
+    }
+    cr_assert(dropped);
+    uint64_t size, hash;
+    cr_assert_eq(pack_writer_commit(&w, &size, &hash, &err), 0, "%s", err.msg);
+    pack_close(&pk);
+    cr_assert_eq(rename(np, tp), 0);
+    reseal(ck, "tensors.owt");
+    free(tp);
+    free(np);
+}
+
+Test(checkpoint, zero_metrics_bytes_refused_and_fallback_keeps_history, .timeout = 300) {
+    damaged_case(zero_metrics_bytes, "end with the record of step 0, not 16");
+}
+Test(checkpoint, state_version_2_refused, .timeout = 300) {
+    damaged_case(state_version_2, "state.json: format \"owlore-checkpoint-state\" version 2");
+}
+Test(checkpoint, missing_weight_tensor_refused, .timeout = 300) { damaged_case(drop_weight_tensor, "is missing"); }
+
+Test(checkpoint, edited_run_config_refused_naming_the_field, .timeout = 300) {
+    Env e;
+    env_open(&e);
+    char *run = ow_path_join(e.dir, "run");
+    reference_run(&e, run, 2);
+    char *cp = ow_path_join(run, "config.json");
+    char *text = read_text(cp);
+    cJSON *c = cJSON_Parse(text);
+    free(text);
+    cJSON_ReplaceItemInObject(c, "lr", cJSON_CreateNumber(0.5));
+    char *out = cJSON_Print(c);
+    ts_write_file(cp, out, strlen(out));
+    cJSON_free(out);
+    cJSON_Delete(c);
+    int rc = resume(run, "--resume-fallback", &out);
+    cr_assert_neq(rc, 0, "an edited lr is refused:\n%s", out);
+    cr_assert_lt(rc, 128, "%s", out);
+    cr_assert(strstr(out, "config.json: lr is 0.5") != NULL && strstr(out, "step-000016 was saved with") != NULL,
+              "names the field and the checkpoint:\n%s", out);
+    free(out);
+    free(cp);
+    free(run);
+    env_close(&e);
+}
 
 Test(checkpoint, resume_refuses_flags_that_change_the_run, .timeout = 300) {
     Env e;

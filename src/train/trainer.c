@@ -16,7 +16,9 @@
 #include "train/checkpoint.h"
 #include "train/eval.h"
 #include "train/interrupt.h"
+#include "train/provenance.h"
 #include "train/report.h"
+#include "train/run_dir.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -51,6 +53,8 @@ typedef struct Trainer {
     double t_start;    /* ow_now() at step 0 of the run, counting earlier sessions' time */
     double step_lr;    /* the learning rate of the step in progress */
     int made_out;      /* setup created the output directory (a failed run that wrote nothing removes it) */
+    RunLock lock;      /* RUN_DIR/.lock, held from before the first write to the end (run_dir.h) */
+    Provenance prov;   /* digests of the base model and data, checked on resume (provenance.h) */
 } Trainer;
 
 Backend *train_create_backend(const char *device, size_t gpu_mem, int64_t threads, OwError *err) {
@@ -211,7 +215,7 @@ static int choose_start(Trainer *t, OwError *err) {
         make_absolute(c->ratios, sizeof c->ratios);
         return 0;
     }
-    int rc = ckpt_open_latest(c->out, c->resume_fallback, &t->ck, err);
+    int rc = ckpt_open_latest(c->out, c->resume_fallback, 1, &t->ck, err);
     if (rc < 0) return -1;
     if (rc == 1) {
         OW_INFO("%s has no checkpoint yet: starting the run again from step 0", c->out);
@@ -250,8 +254,10 @@ static int open_metrics(Trainer *t, OwError *err) {
 static int setup(Trainer *t, OwError *err) {
     TrainConfig *c = &t->cfg;
     t->made_out = !ow_is_dir(c->out);
-    if (ow_mkdir_p(c->out, err) != 0) return -1;
+    if (!c->resume[0] && run_dir_check_out(c->out, c->model, c->overwrite_out, err) != 0) return -1;
+    if (ow_mkdir_p(c->out, err) != 0 || run_lock_exclusive(c->out, &t->lock, err) != 0) return -1;
     if (choose_start(t, err) != 0) return -1;
+    if (provenance_for_run(c->out, c->model, c->data, t->from_ckpt, &t->prov, err) != 0) return -1;
     t->be = train_create_backend(c->device, c->gpu_mem, c->threads, err);
     if (t->be && c->precision == PRECISION_BF16 && strcmp(t->be->name, "cpu") == 0) {
         t->be->destroy(t->be);
@@ -385,10 +391,12 @@ static int setup(Trainer *t, OwError *err) {
     TrainConfig saved_cfg = *c;
     saved_cfg.resume[0] = '\0';
     saved_cfg.resume_fallback = 0;
+    saved_cfg.overwrite_out = 0;
     cJSON *cj = train_config_to_json(&saved_cfg);
     cJSON_AddNumberToObject(cj, "total_steps", (double)t->total_steps);
     cJSON_AddStringToObject(cj, "backend", t->be->name);
     if (t->data_tokens) cJSON_AddStringToObject(cj, "data_tokens", t->data_tokens);
+    provenance_to_json(&t->prov, cj);
     char *cp = ow_path_join(c->out, "config.json");
     int rc = json_write_file(cp, cj, err);
     free(cp);
@@ -565,6 +573,7 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
     Trainer t;
     memset(&t, 0, sizeof t);
     t.cfg = *cfg;
+    t.lock.fd = -1;
     memset(summary, 0, sizeof *summary);
     summary->first_loss = summary->last_loss = NAN;
     summary->first_val = summary->last_val = NAN;
@@ -690,6 +699,7 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
 done:
     teardown(&t);
     /* no partial output: a run refused at setup (e.g. over the --gpu-mem cap) leaves no empty directory */
-    if (rc != 0 && t.made_out) (void)rmdir(t.cfg.out);
+    if (rc != 0 && t.made_out) run_dir_remove_unused(t.cfg.out, &t.lock);
+    run_lock_release(&t.lock);
     return rc;
 }
