@@ -116,38 +116,13 @@ static char *join_cmd(char **argv) {
     return s;
 }
 
-static pid_t spawn(char **argv, const char *log, const char *slow_ms) {
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        if (slow_ms) setenv("OWLORE_TEST_SLOW_SAVE_MS", slow_ms, 1);
-        execv(argv[0], argv);
-        _exit(127);
-    }
+static pid_t spawn_argv(char **argv, const char *log, const char *slow_ms) {
+    char *cmd = join_cmd(argv), *full = malloc(strlen(cmd) + 8);
+    sprintf(full, "exec %s", cmd);
+    pid_t pid = ts_spawn(full, log, slow_ms);
+    free(full);
+    free(cmd);
     return pid;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Whether RUN/checkpoints holds a save in progress (*.tmp-*). */
-static int save_in_progress(const char *run) {
-    char *cd = ow_path_join(run, "checkpoints");
-    DIR *d = opendir(cd);
-    free(cd);
-    if (!d) return 0;
-    int found = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) found |= strstr(de->d_name, ".tmp-") != NULL;
-    closedir(d);
-    return found;
 }
 
 static int count_checkpoints(const char *run) {
@@ -269,19 +244,19 @@ Test(checkpoint, kill9_at_random_moments_then_resume_is_bit_exact, .timeout = 60
         }
         int mode = kills >= 8 ? -1 : attempt % 2;
         int delay = 20 + (int)rng_below(&r, 400), in_save_delay = (int)rng_below(&r, 25);
-        pid_t pid = spawn(argv, log, "4");
+        pid_t pid = spawn_argv(argv, log, "4");
         int status = 0, waited = 0, killed = 0;
         for (;;) {
             pid_t w = waitpid(pid, &status, WNOHANG);
             cr_assert_neq(w, -1);
             if (w == pid) break;
-            int now_saving = mode == 1 && save_in_progress(run);
+            int now_saving = mode == 1 && ts_save_in_progress(run);
             if (!killed && ((mode == 0 && waited >= delay) || now_saving)) {
-                if (now_saving) sleep_ms(in_save_delay);
+                if (now_saving) ts_sleep_ms(in_save_delay);
                 kill(pid, SIGKILL);
                 killed = 1;
             }
-            sleep_ms(2);
+            ts_sleep_ms(2);
             waited += 2;
             cr_assert_lt(waited, 120000, "the run did not finish");
         }
@@ -385,19 +360,19 @@ static int interrupt_run(const Env *e, const char *run, int sig, int twice, cons
     char *argv[32], store[32][600];
     run_args(e, run, 400, 0, 2, argv, store);
     char *log = ow_path_join(e->dir, "int.log");
-    pid_t pid = spawn(argv, log, slow);
+    pid_t pid = spawn_argv(argv, log, slow);
     char *met = ow_path_join(run, "metrics.jsonl");
     int waited = 0, status = 0;
     for (;;) {
         struct stat st;
         if (stat(met, &st) == 0 && st.st_size > 200) break; /* a few steps done: the handlers are in place */
         cr_assert_eq(waitpid(pid, &status, WNOHANG), 0, "the run ended before the signal");
-        sleep_ms(1);
+        ts_sleep_ms(1);
         cr_assert_lt(waited++, 60000);
     }
     kill(pid, sig);
     if (twice) {
-        sleep_ms(150);
+        ts_sleep_ms(150);
         kill(pid, sig);
     }
     cr_assert_eq(waitpid(pid, &status, 0), pid);

@@ -130,26 +130,10 @@ Test(run_dir, out_refuses_a_foreign_directory_unless_overwrite_out) {
     env_close(&e);
 }
 
-static pid_t spawn_sh(const char *cmd, const char *slow_ms) {
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        if (slow_ms) setenv("OWLORE_TEST_SLOW_SAVE_MS", slow_ms, 1);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Waits until the writer of run has written its config.json (so it holds the lock). */
 static void wait_for_config(const char *run) {
     char *p = ow_path_join(run, "config.json");
-    for (int i = 0; i < 600 && !ow_path_exists(p); i++) sleep_ms(50);
+    for (int i = 0; i < 600 && !ow_path_exists(p); i++) ts_sleep_ms(50);
     cr_assert(ow_path_exists(p), "the first run did not start");
     free(p);
 }
@@ -159,7 +143,7 @@ Test(run_dir, second_writer_and_readers_fail_naming_the_holder, .timeout = 300) 
     env_open(&e);
     char *run = ow_path_join(e.dir, "run"), cmd[8192], *out;
     train_cmd(&e, "run", "> first.log 2>&1", cmd, sizeof cmd);
-    pid_t pid = spawn_sh(cmd, "400");
+    pid_t pid = ts_spawn(cmd, NULL, "400");
     wait_for_config(run);
     char *cfg = file_text(run, "config.json");
     char holder[64];

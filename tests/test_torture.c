@@ -57,11 +57,11 @@ static void env_close(Env *e) {
     free(e->data);
 }
 
-/* A fresh run into run (no exec: for sh -c; prefix "exec " to make the shell the process). */
+/* The shell command of a fresh run into run ("exec": a spawned one's pid is owlore's). */
 static void train_cmd(const Env *e, const char *run, char *cmd, size_t cap) {
     char *model = ts_fixture_path("trajectory/model");
     snprintf(cmd, cap,
-             "%s train --model '%s' --data '%s' --out '%s' --steps %d --save-every 2 --keep 2 --device cpu "
+             "exec %s train --model '%s' --data '%s' --out '%s' --steps %d --save-every 2 --keep 2 --device cpu "
              "--threads 1 --batch-size 2 --block-size 16 --gamma 2 --interval 2 --rank 4 --update-gap 2 "
              "--projector randomized --sampling uniform --val-split 0.1 --eval-every 5",
              ts_owlore_binary(), model, e->data, run, STEPS);
@@ -69,41 +69,7 @@ static void train_cmd(const Env *e, const char *run, char *cmd, size_t cap) {
 }
 
 static void resume_cmd(const char *run, char *cmd, size_t cap) {
-    snprintf(cmd, cap, "%s train --resume '%s'", ts_owlore_binary(), run);
-}
-
-static pid_t spawn(const char *cmd, const char *log, const char *slow_ms) {
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        if (slow_ms) setenv("OWLORE_TEST_SLOW_SAVE_MS", slow_ms, 1);
-        char full[8300];
-        snprintf(full, sizeof full, "exec %s", cmd);
-        execl("/bin/sh", "sh", "-c", full, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static int save_in_progress(const char *run) {
-    char *cd = ow_path_join(run, "checkpoints");
-    DIR *d = opendir(cd);
-    free(cd);
-    int found = 0;
-    struct dirent *de;
-    while (d && (de = readdir(d)) != NULL) found |= strstr(de->d_name, ".tmp-") != NULL;
-    if (d) closedir(d);
-    return found;
+    snprintf(cmd, cap, "exec %s train --resume '%s'", ts_owlore_binary(), run);
 }
 
 /* Every checkpoint opens and verifies, config.json parses, and nobody holds the lock. */
@@ -181,7 +147,7 @@ Test(torture, sigkills_and_a_second_writer_then_resume_is_bit_exact, .timeout = 
         int fresh = !ow_path_exists(cfg); /* nothing to resume yet */
         free(cfg);
         int mode = kills >= 6 ? -1 : attempt % 2; /* 0: a random moment; 1: during a save; -1: to the end */
-        pid_t pid = spawn(fresh ? cmd : rcmd, log, mode >= 0 ? "150" : NULL);
+        pid_t pid = ts_spawn(fresh ? cmd : rcmd, log, mode >= 0 ? "150" : NULL);
         int delay = 100 + (int)rng_below(&r, 900), waited = 0, status = 0, second = 0;
         for (;;) {
             if (finished(pid, &status)) break;
@@ -199,12 +165,12 @@ Test(torture, sigkills_and_a_second_writer_then_resume_is_bit_exact, .timeout = 
                 second = 1;
                 if (!still) break; /* the first ended meanwhile (status collected) */
             }
-            if ((mode == 0 && waited >= delay) || (mode == 1 && save_in_progress(run))) {
+            if ((mode == 0 && waited >= delay) || (mode == 1 && ts_save_in_progress(run))) {
                 kill(pid, SIGKILL);
                 cr_assert_eq(waitpid(pid, &status, 0), pid);
                 break;
             }
-            sleep_ms(10);
+            ts_sleep_ms(10);
             waited += 10;
         }
         if (WIFSIGNALED(status)) {
@@ -264,9 +230,9 @@ Test(torture, tiny_tmpfs_run_directory_ends_with_a_clear_error, .timeout = 300) 
     snprintf(script, sizeof script,
              "mount -t tmpfs -o size=64k none '%s'\n"
              "set +e\n"
-             "%s; echo \"RC1=$?\"\n"
+             "(%s); echo \"RC1=$?\"\n"
              "ls '%s/checkpoints' 2>/dev/null | sed 's/^/CKPT /'\n"
-             "%s; echo \"RC2=$?\"\n"
+             "(%s); echo \"RC2=$?\"\n"
              "ls '%s/checkpoints' 2>/dev/null | sed 's/^/CKPT /'\n",
              mnt, cmd, run, rcmd, run);
     char *out;
@@ -294,9 +260,9 @@ Test(torture, read_only_run_directory_refused_then_resumes, .timeout = 300) {
     train_cmd(&e, run, cmd, sizeof cmd);
     /* a run stopped after its first checkpoint */
     char *log = ow_path_join(e.dir, "log");
-    pid_t pid = spawn(cmd, log, "30");
+    pid_t pid = ts_spawn(cmd, log, "30");
     char *ck = ow_path_join(run, "checkpoints/step-000002");
-    for (int i = 0; i < 6000 && !ow_path_exists(ck); i++) sleep_ms(5);
+    for (int i = 0; i < 6000 && !ow_path_exists(ck); i++) ts_sleep_ms(5);
     kill(pid, SIGKILL);
     int st;
     waitpid(pid, &st, 0);
@@ -305,7 +271,7 @@ Test(torture, read_only_run_directory_refused_then_resumes, .timeout = 300) {
     snprintf(script, sizeof script,
              "mount --bind '%s' '%s'\nmount -o remount,ro,bind '%s'\n"
              "set +e\n"
-             "%s; echo \"RC1=$?\"\n"
+             "(%s); echo \"RC1=$?\"\n"
              "%s report '%s'; echo \"RC2=$?\"\n"
              "%s export '%s' --out '%s/exp'; echo \"RC3=$?\"\n",
              run, run, run, rcmd, ts_owlore_binary(), run, ts_owlore_binary(), run, e.dir);

@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The test binaries get the same library settings as the owlore binary
@@ -79,6 +82,38 @@ void ts_write_file(const char *path, const void *data, size_t len) {
     cr_assert(fp != NULL, "cannot write %s", path);
     if (len) cr_assert(fwrite(data, 1, len, fp) == len);
     fclose(fp);
+}
+
+pid_t ts_spawn(const char *cmd, const char *log, const char *slow_ms) {
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int fd = log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        if (slow_ms) setenv("OWLORE_TEST_SLOW_SAVE_MS", slow_ms, 1);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+void ts_sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int ts_save_in_progress(const char *run) {
+    char *cd = ow_path_join(run, "checkpoints");
+    DIR *d = opendir(cd);
+    free(cd);
+    int found = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) found |= strstr(de->d_name, ".tmp-") != NULL;
+    if (d) closedir(d);
+    return found;
 }
 
 int ts_run(const char *cmd, char **output) {
