@@ -19,7 +19,6 @@
 #include "core/fileio.h"
 #include "core/hash.h"
 #include "core/rng.h"
-#include "data/tokfile.h"
 #include "test_support.h"
 #include "train/tensor_pack.h"
 
@@ -49,12 +48,7 @@ static void env_open(Env *e) {
     e->model = ts_fixture_path("trajectory/model");
     e->data = ow_path_join(e->dir, "data.bin");
     e->ratios = ow_path_join(e->dir, "ratios.json");
-    int32_t ids[420];
-    Rng r;
-    rng_init(&r, 7, 2);
-    for (int i = 0; i < 420; i++) ids[i] = (int32_t)rng_below(&r, 97);
-    OwError err;
-    cr_assert_eq(tokfile_write(e->data, ids, NULL, 420, 97, NULL, 0, 0, 0, &err), 0, "%s", err.msg);
+    ts_write_random_tokens(e->data, 420, 97, 7);
     const char *rat = "{\"ratios\": [1.0, 3.0, 0.5, 2.0]}";
     ts_write_file(e->ratios, rat, strlen(rat));
 }
@@ -437,16 +431,6 @@ Test(checkpoint, second_signal_exits_at_once, .timeout = 300) {
     env_close(&e);
 }
 
-static void corrupt_byte(const char *path, long off) {
-    FILE *f = fopen(path, "r+b");
-    cr_assert(f != NULL, "%s", path);
-    fseek(f, off, off < 0 ? SEEK_END : SEEK_SET);
-    int c = fgetc(f);
-    fseek(f, -1, SEEK_CUR);
-    fputc(c ^ 0x5a, f);
-    fclose(f);
-}
-
 static int resume(const char *run, const char *extra, char **out) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "%s train --resume %s %s", ts_owlore_binary(), run, extra);
@@ -484,7 +468,7 @@ static void damaged_case(void (*damage)(const char *ckdir), const char *needle) 
 
 static void flip_tensor_byte(const char *ck) {
     char *p = ow_path_join(ck, "tensors.owt");
-    corrupt_byte(p, 1000);
+    ts_corrupt_byte(p, 1000);
     free(p);
 }
 static void truncate_state(const char *ck) {
@@ -680,7 +664,7 @@ Test(checkpoint, tensor_pack_round_trip_and_damage) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "cp '%s' '%s'", p, bad);
     cr_assert_eq(system(cmd), 0);
-    corrupt_byte(bad, (long)(ea->offset + ea->csize / 2));
+    ts_corrupt_byte(bad, (long)(ea->offset + ea->csize / 2));
     pack_close(&tp);
     cr_assert_eq(pack_open(bad, &tp, &err), 0, "%s", err.msg);
     cr_assert_neq(pack_read(&tp, pack_find(&tp, "a"), ra, &err), 0);

@@ -7,8 +7,6 @@
  * resume, export and eval refuse a changed base model or data, naming which
  * and its path; a run without recorded digests is accepted with a warning. */
 #include "core/fileio.h"
-#include "core/rng.h"
-#include "data/tokfile.h"
 #include "test_support.h"
 
 #include <cjson/cJSON.h>
@@ -35,12 +33,7 @@ static void env_open(Env *e) {
     snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", fx, e->model);
     cr_assert_eq(system(cmd), 0);
     free(fx);
-    int32_t ids[420];
-    Rng r;
-    rng_init(&r, 7, 2);
-    for (int i = 0; i < 420; i++) ids[i] = (int32_t)rng_below(&r, 97);
-    OwError err;
-    cr_assert_eq(tokfile_write(e->data, ids, NULL, 420, 97, NULL, 0, 0, 0, &err), 0, "%s", err.msg);
+    ts_write_random_tokens(e->data, 420, 97, 7);
 }
 
 static void env_close(Env *e) {
@@ -183,16 +176,6 @@ Test(run_dir, second_writer_and_readers_fail_naming_the_holder, .timeout = 300) 
     env_close(&e);
 }
 
-static void flip_last_byte(const char *path) {
-    FILE *f = fopen(path, "r+b");
-    cr_assert(f != NULL, "%s", path);
-    fseek(f, -1, SEEK_END);
-    int c = fgetc(f);
-    fseek(f, -1, SEEK_END);
-    fputc(c ^ 0x01, f);
-    fclose(f);
-}
-
 Test(run_dir, resume_export_eval_refuse_a_changed_base_or_data, .timeout = 300) {
     Env e;
     env_open(&e);
@@ -210,7 +193,7 @@ Test(run_dir, resume_export_eval_refuse_a_changed_base_or_data, .timeout = 300) 
     char *saved = ow_path_join(e.dir, "data.orig");
     snprintf(cmd, sizeof cmd, "cp '%s' '%s'", e.data, saved);
     cr_assert_eq(system(cmd), 0);
-    flip_last_byte(e.data);
+    ts_corrupt_byte(e.data, -1);
     rc = ts_run(resume_cmd, &out);
     expect_refused(rc, out, "the data ");
     cr_assert(strstr(out, e.data) != NULL, "names the data file:\n%s", out);
@@ -218,7 +201,7 @@ Test(run_dir, resume_export_eval_refuse_a_changed_base_or_data, .timeout = 300) 
     cr_assert_eq(rename(saved, e.data), 0);
     /* one tensor of the base changes */
     char *st = ow_path_join(e.model, "model.safetensors");
-    flip_last_byte(st);
+    ts_corrupt_byte(st, -1);
     rc = ts_run(resume_cmd, &out);
     expect_refused(rc, out, "the base model ");
     cr_assert(strstr(out, e.model) != NULL, "names the base model:\n%s", out);
@@ -231,7 +214,7 @@ Test(run_dir, resume_export_eval_refuse_a_changed_base_or_data, .timeout = 300) 
     rc = ts_run(cmd, &out);
     expect_refused(rc, out, "the base model ");
     free(out);
-    flip_last_byte(st);
+    ts_corrupt_byte(st, -1);
     /* a run written before digests were recorded: accepted with a warning */
     char *cp = ow_path_join(run, "config.json"), *text = file_text(run, "config.json");
     cJSON *c = cJSON_Parse(text);

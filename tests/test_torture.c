@@ -16,7 +16,6 @@
 #define _GNU_SOURCE /* memmem */
 #include "core/fileio.h"
 #include "core/rng.h"
-#include "data/tokfile.h"
 #include "test_support.h"
 #include "train/checkpoint.h"
 
@@ -43,12 +42,7 @@ typedef struct {
 static void env_open(Env *e) {
     e->dir = ts_tmpdir();
     e->data = ow_path_join(e->dir, "data.bin");
-    int32_t ids[420];
-    Rng r;
-    rng_init(&r, 11, 2);
-    for (int i = 0; i < 420; i++) ids[i] = (int32_t)rng_below(&r, 97);
-    OwError err;
-    cr_assert_eq(tokfile_write(e->data, ids, NULL, 420, 97, NULL, 0, 0, 0, &err), 0, "%s", err.msg);
+    ts_write_random_tokens(e->data, 420, 97, 11);
 }
 
 static void env_close(Env *e) {

@@ -5,7 +5,9 @@
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/json.h"
+#include "core/rng.h"
 #include "core/runtime.h"
+#include "data/tokfile.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -114,6 +116,26 @@ int ts_save_in_progress(const char *run) {
     while (d && (de = readdir(d)) != NULL) found |= strstr(de->d_name, ".tmp-") != NULL;
     if (d) closedir(d);
     return found;
+}
+
+void ts_write_random_tokens(const char *path, int n, int32_t vocab, uint64_t seed) {
+    int32_t *ids = ow_xmalloc((size_t)n * sizeof(int32_t));
+    Rng r;
+    rng_init(&r, seed, 2);
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)rng_below(&r, (uint64_t)vocab);
+    OwError err;
+    cr_assert_eq(tokfile_write(path, ids, NULL, n, vocab, NULL, 0, 0, 0, &err), 0, "%s", err.msg);
+    free(ids);
+}
+
+void ts_corrupt_byte(const char *path, long off) {
+    FILE *f = fopen(path, "r+b");
+    cr_assert(f != NULL, "%s", path);
+    fseek(f, off, off < 0 ? SEEK_END : SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, -1, SEEK_CUR);
+    fputc(c ^ 0x5a, f);
+    fclose(f);
 }
 
 int ts_run(const char *cmd, char **output) {

@@ -29,6 +29,10 @@ pid_t ts_spawn(const char *cmd, const char *log, const char *slow_ms);
 void ts_sleep_ms(int ms);
 /* Whether RUN/checkpoints holds a save in progress (*.tmp-*). */
 int ts_save_in_progress(const char *run);
+/* A token file of n ids drawn below vocab from the Rng (seed, stream 2). */
+void ts_write_random_tokens(const char *path, int n, int32_t vocab, uint64_t seed);
+/* XORs the byte at off (from the end when negative) with 0x5a. */
+void ts_corrupt_byte(const char *path, long off);
 /* max |a - ref| / max |ref| (max |a - ref| when ref is all zero). */
 double ts_rel_err(const float *a, const float *ref, size_t n);
 double ts_max_abs(const float *a, size_t n);
