@@ -440,7 +440,7 @@ static int check_state(const cJSON *st, const TensorPack *pack, OwError *err) {
     if (strcmp(fmt, CKPT_FORMAT "-state") != 0 || version != CKPT_VERSION)
         return ow_fail(err, "%s: format \"%s\" version %lld, expected \"%s\" version %d", STATE_FILE, fmt,
                        (long long)version, CKPT_FORMAT "-state", CKPT_VERSION);
-    if (!pack_find(pack, "trainer/step_seconds")) return need_tensor(pack, "%s", "trainer/step_seconds", err);
+    if (need_tensor(pack, "%s", "trainer/step_seconds", err) != 0) return -1;
     const cJSON *ps = cJSON_GetObjectItemCaseSensitive(st, "params");
     if (!cJSON_IsArray(ps)) return ow_fail(err, "%s: \"params\" must be an array", STATE_FILE);
     const cJSON *pj;
