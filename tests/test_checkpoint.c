@@ -12,11 +12,13 @@
  * uninterrupted run's bit for bit. Also: SIGINT saves a checkpoint and says
  * how to resume, a second signal ends the process at once; damaged
  * checkpoints are named and only --resume-fallback goes back to an older
- * one; --resume refuses flags that would change the run; the tensor pack
- * rejects damaged files. */
+ * one, also for checkpoints edited with valid checksums (metrics_bytes 0,
+ * state.json version 2, a tensor dropped from tensors.owt); --resume refuses
+ * flags that would change the run, and an edited RUN_DIR/config.json; the
+ * tensor pack rejects damaged files. */
 #include "core/fileio.h"
+#include "core/hash.h"
 #include "core/rng.h"
-#include "data/tokfile.h"
 #include "test_support.h"
 #include "train/tensor_pack.h"
 
@@ -46,12 +48,7 @@ static void env_open(Env *e) {
     e->model = ts_fixture_path("trajectory/model");
     e->data = ow_path_join(e->dir, "data.bin");
     e->ratios = ow_path_join(e->dir, "ratios.json");
-    int32_t ids[420];
-    Rng r;
-    rng_init(&r, 7, 2);
-    for (int i = 0; i < 420; i++) ids[i] = (int32_t)rng_below(&r, 97);
-    OwError err;
-    cr_assert_eq(tokfile_write(e->data, ids, NULL, 420, 97, NULL, 0, 0, 0, &err), 0, "%s", err.msg);
+    ts_write_random_tokens(e->data, 420, 97, 7);
     const char *rat = "{\"ratios\": [1.0, 3.0, 0.5, 2.0]}";
     ts_write_file(e->ratios, rat, strlen(rat));
 }
@@ -113,38 +110,13 @@ static char *join_cmd(char **argv) {
     return s;
 }
 
-static pid_t spawn(char **argv, const char *log, const char *slow_ms) {
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        if (slow_ms) setenv("OWLORE_TEST_SLOW_SAVE_MS", slow_ms, 1);
-        execv(argv[0], argv);
-        _exit(127);
-    }
+static pid_t spawn_argv(char **argv, const char *log, const char *slow_ms) {
+    char *cmd = join_cmd(argv), *full = malloc(strlen(cmd) + 8);
+    sprintf(full, "exec %s", cmd);
+    pid_t pid = ts_spawn(full, log, slow_ms);
+    free(full);
+    free(cmd);
     return pid;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Whether RUN/checkpoints holds a save in progress (*.tmp-*). */
-static int save_in_progress(const char *run) {
-    char *cd = ow_path_join(run, "checkpoints");
-    DIR *d = opendir(cd);
-    free(cd);
-    if (!d) return 0;
-    int found = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) found |= strstr(de->d_name, ".tmp-") != NULL;
-    closedir(d);
-    return found;
 }
 
 static int count_checkpoints(const char *run) {
@@ -266,19 +238,19 @@ Test(checkpoint, kill9_at_random_moments_then_resume_is_bit_exact, .timeout = 60
         }
         int mode = kills >= 8 ? -1 : attempt % 2;
         int delay = 20 + (int)rng_below(&r, 400), in_save_delay = (int)rng_below(&r, 25);
-        pid_t pid = spawn(argv, log, "4");
+        pid_t pid = spawn_argv(argv, log, "4");
         int status = 0, waited = 0, killed = 0;
         for (;;) {
             pid_t w = waitpid(pid, &status, WNOHANG);
             cr_assert_neq(w, -1);
             if (w == pid) break;
-            int now_saving = mode == 1 && save_in_progress(run);
+            int now_saving = mode == 1 && ts_save_in_progress(run);
             if (!killed && ((mode == 0 && waited >= delay) || now_saving)) {
-                if (now_saving) sleep_ms(in_save_delay);
+                if (now_saving) ts_sleep_ms(in_save_delay);
                 kill(pid, SIGKILL);
                 killed = 1;
             }
-            sleep_ms(2);
+            ts_sleep_ms(2);
             waited += 2;
             cr_assert_lt(waited, 120000, "the run did not finish");
         }
@@ -382,19 +354,19 @@ static int interrupt_run(const Env *e, const char *run, int sig, int twice, cons
     char *argv[32], store[32][600];
     run_args(e, run, 400, 0, 2, argv, store);
     char *log = ow_path_join(e->dir, "int.log");
-    pid_t pid = spawn(argv, log, slow);
+    pid_t pid = spawn_argv(argv, log, slow);
     char *met = ow_path_join(run, "metrics.jsonl");
     int waited = 0, status = 0;
     for (;;) {
         struct stat st;
         if (stat(met, &st) == 0 && st.st_size > 200) break; /* a few steps done: the handlers are in place */
         cr_assert_eq(waitpid(pid, &status, WNOHANG), 0, "the run ended before the signal");
-        sleep_ms(1);
+        ts_sleep_ms(1);
         cr_assert_lt(waited++, 60000);
     }
     kill(pid, sig);
     if (twice) {
-        sleep_ms(150);
+        ts_sleep_ms(150);
         kill(pid, sig);
     }
     cr_assert_eq(waitpid(pid, &status, 0), pid);
@@ -459,16 +431,6 @@ Test(checkpoint, second_signal_exits_at_once, .timeout = 300) {
     env_close(&e);
 }
 
-static void corrupt_byte(const char *path, long off) {
-    FILE *f = fopen(path, "r+b");
-    cr_assert(f != NULL, "%s", path);
-    fseek(f, off, off < 0 ? SEEK_END : SEEK_SET);
-    int c = fgetc(f);
-    fseek(f, -1, SEEK_CUR);
-    fputc(c ^ 0x5a, f);
-    fclose(f);
-}
-
 static int resume(const char *run, const char *extra, char **out) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "%s train --resume %s %s", ts_owlore_binary(), run, extra);
@@ -506,7 +468,7 @@ static void damaged_case(void (*damage)(const char *ckdir), const char *needle) 
 
 static void flip_tensor_byte(const char *ck) {
     char *p = ow_path_join(ck, "tensors.owt");
-    corrupt_byte(p, 1000);
+    ts_corrupt_byte(p, 1000);
     free(p);
 }
 static void truncate_state(const char *ck) {
@@ -525,6 +487,116 @@ Test(checkpoint, corrupted_tensors_named_and_fallback_only_when_asked, .timeout 
 }
 Test(checkpoint, truncated_state_named, .timeout = 300) { damaged_case(truncate_state, "state.json has 100 bytes"); }
 Test(checkpoint, missing_manifest_named, .timeout = 300) { damaged_case(drop_manifest, "manifest.json is missing"); }
+
+/* Edits with valid checksums: the file is rewritten and its manifest entry updated, so only the meaning is wrong. */
+static void reseal(const char *ck, const char *file) {
+    char *mp = ow_path_join(ck, "manifest.json"), *fp = ow_path_join(ck, file);
+    char *text = read_text(mp);
+    cJSON *man = cJSON_Parse(text);
+    free(text);
+    MappedFile mf;
+    OwError err;
+    cr_assert_eq(ow_map_file(fp, &mf, &err), 0, "%s", err.msg);
+    char hx[17];
+    snprintf(hx, sizeof hx, "%016llx", (unsigned long long)xxh64(mf.data, mf.size, 0));
+    cJSON *f;
+    int found = 0;
+    cJSON_ArrayForEach(f, cJSON_GetObjectItem(man, "files")) {
+        if (strcmp(cJSON_GetObjectItem(f, "name")->valuestring, file) != 0) continue;
+        cJSON_ReplaceItemInObject(f, "bytes", cJSON_CreateNumber((double)mf.size));
+        cJSON_ReplaceItemInObject(f, "xxh64", cJSON_CreateString(hx));
+        found = 1;
+    }
+    cr_assert(found, "%s is in the manifest", file);
+    ow_unmap_file(&mf);
+    char *out = cJSON_Print(man);
+    ts_write_file(mp, out, strlen(out));
+    cJSON_free(out);
+    cJSON_Delete(man);
+    free(mp);
+    free(fp);
+}
+
+static void edit_state(const char *ck, const char *key, double value) {
+    char *sp = ow_path_join(ck, "state.json");
+    char *text = read_text(sp);
+    cJSON *st = cJSON_Parse(text);
+    free(text);
+    cr_assert(cJSON_GetObjectItem(st, key) != NULL, "state.json has %s", key);
+    cJSON_ReplaceItemInObject(st, key, cJSON_CreateNumber(value));
+    char *out = cJSON_Print(st);
+    ts_write_file(sp, out, strlen(out));
+    cJSON_free(out);
+    cJSON_Delete(st);
+    free(sp);
+    reseal(ck, "state.json");
+}
+
+static void zero_metrics_bytes(const char *ck) { edit_state(ck, "metrics_bytes", 0); }
+static void state_version_2(const char *ck) { edit_state(ck, "version", 2); }
+
+/* tensors.owt again without the first changed weight it holds (the base's would be used in its place). */
+static void drop_weight_tensor(const char *ck) {
+    char *tp = ow_path_join(ck, "tensors.owt"), *np = ow_path_join(ck, "tensors.new");
+    TensorPack pk;
+    PackWriter w;
+    OwError err;
+    cr_assert_eq(pack_open(tp, &pk, &err), 0, "%s", err.msg);
+    cr_assert_eq(pack_writer_open(&w, np, 1, &err), 0, "%s", err.msg);
+    int dropped = 0;
+    for (int i = 0; i < pk.n; i++) {
+        const PackEntry *e = &pk.e[i];
+        if (!dropped && strncmp(e->name, "weights/", 8) == 0) {
+            dropped = 1;
+            continue;
+        }
+        void *buf = malloc(e->nbytes ? e->nbytes : 1);
+        cr_assert_eq(pack_read(&pk, e, buf, &err), 0, "%s", err.msg);
+        cr_assert_eq(pack_writer_add(&w, e->name, e->dtype, e->ndim, e->shape, buf, &err), 0, "%s", err.msg);
+        free(buf);
+    }
+    cr_assert(dropped);
+    uint64_t size, hash;
+    cr_assert_eq(pack_writer_commit(&w, &size, &hash, &err), 0, "%s", err.msg);
+    pack_close(&pk);
+    cr_assert_eq(rename(np, tp), 0);
+    reseal(ck, "tensors.owt");
+    free(tp);
+    free(np);
+}
+
+Test(checkpoint, zero_metrics_bytes_refused_and_fallback_keeps_history, .timeout = 300) {
+    damaged_case(zero_metrics_bytes, "end with the record of step 0, not 16");
+}
+Test(checkpoint, state_version_2_refused, .timeout = 300) {
+    damaged_case(state_version_2, "state.json: format \"owlore-checkpoint-state\" version 2");
+}
+Test(checkpoint, missing_weight_tensor_refused, .timeout = 300) { damaged_case(drop_weight_tensor, "is missing"); }
+
+Test(checkpoint, edited_run_config_refused_naming_the_field, .timeout = 300) {
+    Env e;
+    env_open(&e);
+    char *run = ow_path_join(e.dir, "run");
+    reference_run(&e, run, 2);
+    char *cp = ow_path_join(run, "config.json");
+    char *text = read_text(cp);
+    cJSON *c = cJSON_Parse(text);
+    free(text);
+    cJSON_ReplaceItemInObject(c, "lr", cJSON_CreateNumber(0.5));
+    char *out = cJSON_Print(c);
+    ts_write_file(cp, out, strlen(out));
+    cJSON_free(out);
+    cJSON_Delete(c);
+    int rc = resume(run, "--resume-fallback", &out);
+    cr_assert_neq(rc, 0, "an edited lr is refused:\n%s", out);
+    cr_assert_lt(rc, 128, "%s", out);
+    cr_assert(strstr(out, "config.json: lr is 0.5") != NULL && strstr(out, "step-000016 was saved with") != NULL,
+              "names the field and the checkpoint:\n%s", out);
+    free(out);
+    free(cp);
+    free(run);
+    env_close(&e);
+}
 
 Test(checkpoint, resume_refuses_flags_that_change_the_run, .timeout = 300) {
     Env e;
@@ -592,7 +664,7 @@ Test(checkpoint, tensor_pack_round_trip_and_damage) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "cp '%s' '%s'", p, bad);
     cr_assert_eq(system(cmd), 0);
-    corrupt_byte(bad, (long)(ea->offset + ea->csize / 2));
+    ts_corrupt_byte(bad, (long)(ea->offset + ea->csize / 2));
     pack_close(&tp);
     cr_assert_eq(pack_open(bad, &tp, &err), 0, "%s", err.msg);
     cr_assert_neq(pack_read(&tp, pack_find(&tp, "a"), ra, &err), 0);

@@ -157,8 +157,7 @@ Test(run_files, metrics_write_failure_stops_the_run_and_resume_repairs_it) {
     int rc = run_with_file_limit(cmd, (rlim_t)limit, log, &out);
     free(cmd);
     cr_assert(rc != 0 && rc < 128, "a failed metrics write stops the run with an error (status %d):\n%s", rc, out);
-    cr_assert(strstr(out, "metrics.jsonl: write failed: File too large") != NULL, "names the file and errno:\n%s",
-              out);
+    cr_assert(strstr(out, "metrics.jsonl: write failed: File too large") != NULL, "names the file and errno:\n%s", out);
     cr_assert(strstr(out, "the run stopped") != NULL, "%s", out);
     /* no torn record: the file ends on a complete line, after step 7 */
     char *text = ts_read_text(c.met);
@@ -252,8 +251,8 @@ Test(run_files, sigterm_during_long_setup_work_stops_within_two_seconds) {
     }
     char *out = ts_read_text(log);
     cr_assert_lt(waited, 2.0, "the process ended %.1f s after SIGTERM:\n%s", waited, out);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGTERM, "exit status 143 (status %d):\n%s",
-              status, out);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGTERM, "exit status 143 (status %d):\n%s", status,
+              out);
     cr_assert(strstr(out, "interrupted by SIGTERM before the first step finished") != NULL, "%s", out);
     cr_assert(strstr(out, "nothing was saved") != NULL, "%s", out);
     cr_assert(!ow_path_exists(c.run), "the run directory it made is gone:\n%s", out);
@@ -316,8 +315,8 @@ Test(run_files, report_counts_lines_that_are_not_records) {
     char *out;
     cr_assert_eq(run_fmt(&out, "%s report %s", ts_owlore_binary(), c.run), 0, "%s", out);
     /* the file had the evaluations before and after two steps: the garbage starts at line 5 */
-    cr_assert(strstr(out, "3 line(s) did not parse as metric records and were skipped (the first: line 5)") != NULL, "%s",
-              out);
+    cr_assert(strstr(out, "3 line(s) did not parse as metric records and were skipped (the first: line 5)") != NULL,
+              "%s", out);
     char *rep = ow_path_join(c.run, "report.html"), *html = ts_read_text(rep);
     cr_assert(strstr(html, "3 line(s) of metrics.jsonl did not parse as metric records") != NULL);
     free(html);

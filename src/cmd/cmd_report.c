@@ -3,6 +3,7 @@
 #include "core/args.h"
 #include "core/fileio.h"
 #include "train/report.h"
+#include "train/run_dir.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,11 @@ int cmd_report(int argc, char **argv) {
         cmd_report_error("report", &err);
         return 2;
     }
-    if (report_write(res.pos[0], &err) != 0) return cmd_report_error("report", &err);
+    RunLock lk; /* the trainer writes the report under its own lock; a separate report reads under a shared one */
+    if (run_lock_shared(res.pos[0], &lk, &err) != 0) return cmd_report_error("report", &err);
+    int rc = report_write(res.pos[0], &err);
+    run_lock_release(&lk);
+    if (rc != 0) return cmd_report_error("report", &err);
     char *p = ow_path_join(res.pos[0], "report.html");
     printf("wrote %s\n", p);
     free(p);

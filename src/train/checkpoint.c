@@ -4,6 +4,7 @@
 #include "core/hash.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "train/train_config.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -20,6 +21,8 @@
 #define TENSORS_FILE "tensors.owt"
 #define STATE_FILE "state.json"
 #define MANIFEST_FILE "manifest.json"
+#define RUN_CONFIG_FILE "config.json"
+#define METRICS_FILE "metrics.jsonl"
 
 /* ---- small helpers ---- */
 
@@ -332,6 +335,11 @@ int ckpt_save(const char *run_dir, const CkptParts *parts, const CkptProgress *p
     test_pause(ms);
     if (rc == 0) {
         cJSON *st = state_json(parts, prog);
+        char *cp = ow_path_join(run_dir, RUN_CONFIG_FILE);
+        OwError ignored; /* a run without config.json (tests of the format) records none */
+        cJSON *cfg = ow_path_exists(cp) ? json_parse_file(cp, &ignored) : NULL;
+        free(cp);
+        if (cfg) cJSON_AddItemToObject(st, "config", cfg);
         rc = write_json(spath, st, &ssize, &shash, err);
         cJSON_Delete(st);
     }
@@ -413,6 +421,129 @@ static int verify_file(const char *dir, const cJSON *f, OwError *err) {
     return rc;
 }
 
+/* ---- semantic checks (the checksums only say the files are the ones saved) ---- */
+
+static int need_tensor(const TensorPack *pack, const char *fmt, const char *param, OwError *err) {
+    char name[200];
+    snprintf(name, sizeof name, fmt, param);
+    if (pack_find(pack, name)) return 0;
+    return ow_fail(err, "%s: tensor %s is missing, but %s says it was saved", TENSORS_FILE, name, STATE_FILE);
+}
+
+/* state.json's format and version, and every tensor it implies present in tensors.owt. */
+static int check_state(const cJSON *st, const TensorPack *pack, OwError *err) {
+    const char *fmt = NULL;
+    int64_t version = 0;
+    if (json_get_str(st, "format", 1, &fmt, STATE_FILE, err) != 0 ||
+        json_get_int(st, "version", 1, &version, STATE_FILE, err) != 0)
+        return -1;
+    if (strcmp(fmt, CKPT_FORMAT "-state") != 0 || version != CKPT_VERSION)
+        return ow_fail(err, "%s: format \"%s\" version %lld, expected \"%s\" version %d", STATE_FILE, fmt,
+                       (long long)version, CKPT_FORMAT "-state", CKPT_VERSION);
+    if (need_tensor(pack, "%s", "trainer/step_seconds", err) != 0) return -1;
+    const cJSON *ps = cJSON_GetObjectItemCaseSensitive(st, "params");
+    if (!cJSON_IsArray(ps)) return ow_fail(err, "%s: \"params\" must be an array", STATE_FILE);
+    const cJSON *pj;
+    cJSON_ArrayForEach(pj, ps) {
+        const char *name = NULL, *home = NULL;
+        int changed = 0, has_P = 0;
+        if (json_get_str(pj, "name", 1, &name, STATE_FILE, err) ||
+            json_get_bool(pj, "changed", 1, &changed, STATE_FILE, err) ||
+            json_get_str(pj, "optim", 1, &home, STATE_FILE, err) ||
+            json_get_bool(pj, "has_P", 1, &has_P, STATE_FILE, err))
+            return -1;
+        int opt = strcmp(home, "none") != 0;
+        if ((changed && need_tensor(pack, "weights/%s", name, err) != 0) ||
+            (opt &&
+             (need_tensor(pack, "optim/%s/m", name, err) != 0 || need_tensor(pack, "optim/%s/v", name, err) != 0)) ||
+            (opt && has_P && need_tensor(pack, "optim/%s/P", name, err) != 0))
+            return -1;
+    }
+    return 0;
+}
+
+/* metrics.jsonl up to the checkpoint's length ends with the record of its step. */
+static int check_metrics(const char *run_dir, const Checkpoint *ck, OwError *err) {
+    int64_t mbytes = -1;
+    if (json_get_int(ck->state, "metrics_bytes", 1, &mbytes, STATE_FILE, err) != 0) return -1;
+    char *mp = ow_path_join(run_dir, METRICS_FILE), *text = NULL;
+    size_t len = 0;
+    struct stat st;
+    int rc = stat(mp, &st) != 0 ? ow_fail(err,
+                                          "%s: %s, but the checkpoint recorded %lld bytes of it (the run's history is "
+                                          "lost; restore the file, or start the run again in a new directory)",
+                                          mp, strerror(errno), (long long)mbytes)
+                                : ow_read_file(mp, &text, &len, err);
+    if (rc == 0 && (mbytes < 0 || (uint64_t)mbytes > len))
+        rc = ow_fail(err, "%s: %zu bytes, shorter than the %lld the checkpoint recorded (the file was changed or lost)",
+                     mp, len, (long long)mbytes);
+    int64_t last = 0;
+    if (rc == 0 && mbytes > 0 && text[mbytes - 1] != '\n')
+        rc = ow_fail(err,
+                     "%s: the checkpoint's length of it, %lld bytes, does not end a complete record (the file "
+                     "was changed)",
+                     mp, (long long)mbytes);
+    /* the last training record before the checkpoint's length (evaluations have no "loss") */
+    for (int64_t end = mbytes - 1; rc == 0 && end > 0 && !last;) {
+        int64_t start = end;
+        while (start > 0 && text[start - 1] != '\n') start--;
+        cJSON *o = cJSON_ParseWithLength(text + start, (size_t)(end - start));
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "loss"), *s = cJSON_GetObjectItemCaseSensitive(o, "step");
+        if (cJSON_IsNumber(l) && cJSON_IsNumber(s)) last = (int64_t)s->valuedouble;
+        cJSON_Delete(o);
+        end = start - 1;
+    }
+    if (rc == 0 && last != ck->step)
+        rc = ow_fail(err,
+                     "%s: the first %lld bytes the checkpoint recorded end with the record of step %lld, not %lld "
+                     "(metrics_bytes or the file was changed)",
+                     mp, (long long)mbytes, (long long)last, (long long)ck->step);
+    free(text);
+    free(mp);
+    return rc;
+}
+
+/* A key of a run's config.json the checkpoint need not agree with: settings a resume may change, facts that
+ * follow them, and out (the run directory as the last invocation named it). */
+static int config_key_free(const char *key) {
+    return train_config_resume_may_change(key) || strcmp(key, "backend") == 0 || strcmp(key, "data_tokens") == 0 ||
+           strcmp(key, "out") == 0;
+}
+
+/* The first key (not free) whose value differs between the two objects, or NULL. */
+static const char *config_diff(const cJSON *saved, const cJSON *now) {
+    for (int pass = 0; pass < 2; pass++)
+        for (const cJSON *it = (pass ? now : saved)->child; it; it = it->next) {
+            const cJSON *o = cJSON_GetObjectItemCaseSensitive(pass ? saved : now, it->string);
+            if (!config_key_free(it->string) && (!o || !cJSON_Compare(it, o, 1))) return it->string;
+        }
+    return NULL;
+}
+
+/* RUN_DIR/config.json holds the settings the checkpoint was saved with (a checkpoint from before they were
+ * recorded is taken as is). */
+static int check_config(const char *run_dir, const Checkpoint *ck, OwError *err) {
+    const cJSON *saved = cJSON_GetObjectItemCaseSensitive(ck->state, "config");
+    if (!saved) return 0;
+    char *cp = ow_path_join(run_dir, RUN_CONFIG_FILE);
+    cJSON *now = json_parse_file(cp, err);
+    int rc = now ? 0 : -1;
+    const char *key = rc == 0 ? config_diff(saved, now) : NULL;
+    if (key) {
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(now, key), *y = cJSON_GetObjectItemCaseSensitive(saved, key);
+        char *xs = x ? cJSON_PrintUnformatted(x) : NULL, *ys = y ? cJSON_PrintUnformatted(y) : NULL;
+        rc = ow_fail(err,
+                     "%s: %s is %s, but %s was saved with %s (the file was edited; a resumed run keeps its settings: "
+                     "restore the value)",
+                     cp, key, xs ? xs : "absent", ck->name, ys ? ys : "none");
+        cJSON_free(xs);
+        cJSON_free(ys);
+    }
+    cJSON_Delete(now);
+    free(cp);
+    return rc;
+}
+
 int ckpt_open(const char *dir, Checkpoint *ck, OwError *err) {
     memset(ck, 0, sizeof *ck);
     const char *base = strrchr(dir, '/');
@@ -472,6 +603,7 @@ int ckpt_open(const char *dir, Checkpoint *ck, OwError *err) {
     if (rc == 0 && json_get_int(ck->state, "step", 1, &sstep, STATE_FILE, err) != 0) rc = -1;
     if (rc == 0 && sstep != step)
         rc = ow_fail(err, "%s: step %lld, but the directory is %s", STATE_FILE, (long long)sstep, base);
+    if (rc == 0) rc = check_state(ck->state, &ck->pack, err);
     if (rc != 0) {
         ckpt_close(ck);
         return ow_fail_prefix(err, "checkpoint %s is damaged", dir);
@@ -482,7 +614,7 @@ int ckpt_open(const char *dir, Checkpoint *ck, OwError *err) {
     return 0;
 }
 
-int ckpt_open_latest(const char *run_dir, int fallback, Checkpoint *ck, OwError *err) {
+int ckpt_open_latest(const char *run_dir, int fallback, int resume, Checkpoint *ck, OwError *err) {
     memset(ck, 0, sizeof *ck);
     char **names;
     int n;
@@ -496,6 +628,11 @@ int ckpt_open_latest(const char *run_dir, int fallback, Checkpoint *ck, OwError 
         char *d = ow_path_join(cdir, names[i]);
         OwError e;
         int ok = ckpt_open(d, ck, &e) == 0;
+        if (ok && resume && (check_metrics(run_dir, ck, &e) != 0 || check_config(run_dir, ck, &e) != 0)) {
+            ow_fail_prefix(&e, "checkpoint %s does not match the run", d);
+            ckpt_close(ck);
+            ok = 0;
+        }
         free(d);
         if (ok) {
             if (i != n - 1) OW_WARN("resuming from the previous good checkpoint %s (--resume-fallback)", names[i]);

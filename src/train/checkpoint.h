@@ -13,7 +13,8 @@
  *                  period, active blocks, the OWL ratios it samples with),
  *                  and per parameter: changed, trainable, where its optimizer
  *                  state lives (device, host, none), its step and refresh
- *                  counts and whether it has a projector;
+ *                  counts and whether it has a projector, and "config": the
+ *                  run's config.json when it was saved;
  *   manifest.json  every other file with its size and xxh64; written last.
  * Every other random stream is counter-based and derived from the seed and
  * saved counters (data order: (seed, epoch); projector test matrices: (seed,
@@ -28,8 +29,11 @@
  * *.del-* entries are removed by the next save.
  *
  * Opening verifies every file of the manifest (present, size, xxh64) before
- * anything is read; a damaged checkpoint is reported with its directory, the
- * file and what failed.
+ * anything is read, then what the files say: state.json's format and version,
+ * and every tensor it implies (weights of changed parameters, m and v of
+ * those with optimizer state, P of those with a projector, the step times)
+ * present in tensors.owt; a damaged checkpoint is reported with its
+ * directory, the file and what failed.
  *
  * Test hook: OWLORE_TEST_SLOW_SAVE_MS=N sleeps N ms after each tensor and
  * file written during a save, so tests can kill a process mid-save. It is
@@ -89,9 +93,13 @@ void ckpt_names_free(char **names, int n);
 /* Opens and verifies one checkpoint directory. */
 int ckpt_open(const char *dir, Checkpoint *ck, OwError *err);
 /* Opens the newest checkpoint of a run: 0, or 1 when the run has none, or -1.
- * A damaged newest checkpoint is an error naming it, unless fallback: then
- * the next older good one is used, with a warning naming the damaged ones. */
-int ckpt_open_latest(const char *run_dir, int fallback, Checkpoint *ck, OwError *err);
+ * With resume, the checkpoint must also agree with the run directory:
+ * metrics.jsonl's first metrics_bytes bytes end with the record of its step,
+ * and RUN_DIR/config.json holds the settings it was saved with (state.json
+ * "config"; the keys a resume may change excepted). A damaged or
+ * disagreeing newest checkpoint is an error naming it, unless fallback: then
+ * the next older good one is used, with a warning naming the failed ones. */
+int ckpt_open_latest(const char *run_dir, int fallback, int resume, Checkpoint *ck, OwError *err);
 void ckpt_close(Checkpoint *ck);
 
 /* Copies the checkpoint's changed tensors into the model (converting the

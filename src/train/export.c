@@ -5,14 +5,14 @@
 #include "model/model_save.h"
 #include "model/safetensors.h"
 #include "model/tensor_names.h"
+#include "train/provenance.h"
+#include "train/run_dir.h"
 #include "train/run_model.h"
 #include "train/train_config.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 typedef struct ExportCtx {
     const ModelTensorSpec *specs;
@@ -50,23 +50,13 @@ static int fetch_tensor(void *vctx, int index, void *dst, size_t nbytes, OwError
     return 0;
 }
 
-/* Same file or directory (both exist). */
-static int same_path(const char *a, const char *b) {
-    struct stat x, y;
-    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
-}
-
 /* The output directory is replaced: it must be new, empty, or a model directory, and not the run or its base. */
 static int check_out_dir(const char *out, const char *run_dir, const char *base, OwError *err) {
     if (!ow_path_exists(out)) return 0;
-    if (same_path(out, run_dir) || same_path(out, base))
+    if (run_dir_same_path(out, run_dir) || run_dir_same_path(out, base))
         return ow_fail(err, "--out %s is the run or its base model; choose a new directory", out);
     if (!ow_is_dir(out)) return ow_fail(err, "--out %s exists and is not a directory", out);
-    DIR *d = opendir(out);
-    int entries = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) entries += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
-    if (d) closedir(d);
+    int entries = run_dir_entries(out);
     char *cfg = ow_path_join(out, "config.json");
     int is_model = ow_path_exists(cfg) && !run_dir_detect(out);
     free(cfg);
@@ -78,10 +68,8 @@ static int check_out_dir(const char *out, const char *run_dir, const char *base,
     return 0;
 }
 
-int export_run(const char *run_dir, const char *out_dir, const ExportOptions *opt, char *used, size_t used_cap,
-               OwError *err) {
-    if (opt->dtype != OW_F32 && opt->dtype != OW_BF16 && opt->dtype != OW_F16)
-        return ow_fail(err, "export dtype must be fp32, bf16 or fp16");
+static int export_locked(const char *run_dir, const char *out_dir, const ExportOptions *opt, char *used,
+                         size_t used_cap, OwError *err) {
     TrainConfig c;
     if (train_config_from_run(&c, run_dir, err) != 0) return -1;
     if (!ow_is_dir(c.model))
@@ -89,7 +77,8 @@ int export_run(const char *run_dir, const char *out_dir, const ExportOptions *op
                        "%s: the run's model \"%s\" is not a model directory (a preset with random weights, or moved); "
                        "there is no base model to export (hint: `owlore eval --model %s` still evaluates it)",
                        run_dir, c.model, run_dir);
-    if (check_out_dir(out_dir, run_dir, c.model, err) != 0) return -1;
+    if (check_out_dir(out_dir, run_dir, c.model, err) != 0 || provenance_check_base(run_dir, c.model, err) != 0)
+        return -1;
     char *cpath = ow_path_join(c.model, "config.json");
     ModelConfig mc;
     int rc = model_config_load(cpath, &mc, err);
@@ -136,5 +125,16 @@ int export_run(const char *run_dir, const char *out_dir, const ExportOptions *op
     free(specs);
     ckpt_close(&ck);
     safetensors_close(&base);
+    return rc;
+}
+
+int export_run(const char *run_dir, const char *out_dir, const ExportOptions *opt, char *used, size_t used_cap,
+               OwError *err) {
+    if (opt->dtype != OW_F32 && opt->dtype != OW_BF16 && opt->dtype != OW_F16)
+        return ow_fail(err, "export dtype must be fp32, bf16 or fp16");
+    RunLock lk;
+    if (run_lock_shared(run_dir, &lk, err) != 0) return -1;
+    int rc = export_locked(run_dir, out_dir, opt, used, used_cap, err);
+    run_lock_release(&lk);
     return rc;
 }

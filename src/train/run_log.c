@@ -6,7 +6,6 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/memstats.h"
-#include "train/metrics_resume.h"
 #include "cuda/cuda_backend.h"
 
 #include <errno.h>
@@ -23,8 +22,12 @@ int run_log_open(RunLog *log, const char *out, int64_t keep_bytes, OwError *err)
     log->metrics.fd = -1;
     log->out = out;
     char *mp = ow_path_join(out, "metrics.jsonl");
-    int rc = keep_bytes >= 0 ? metrics_resume_open(&log->metrics, mp, keep_bytes, err)
-                             : append_file_open(&log->metrics, mp, -1, err);
+    struct stat st;
+    if (keep_bytes >= 0 && stat(mp, &st) == 0 && (int64_t)st.st_size > keep_bytes)
+        OW_INFO("%s: dropping %lld bytes written after the checkpoint (the lines the resumed steps write again, or a "
+                "torn record)",
+                mp, (long long)st.st_size - keep_bytes);
+    int rc = append_file_open(&log->metrics, mp, keep_bytes, err);
     free(mp);
     return rc;
 }

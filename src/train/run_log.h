@@ -45,7 +45,10 @@ typedef struct StepLog {
 } StepLog;
 
 /* Opens RUN_DIR/metrics.jsonl: new when keep_bytes < 0, else cut back to
- * keep_bytes (the length a checkpoint recorded, checked: metrics_resume.h) and appended to. */
+ * keep_bytes (the length a checkpoint recorded; opening the checkpoint for
+ * resume checked that it ends with the checkpoint's step record) and appended
+ * to: whatever followed (the records the resumed steps write again, or a torn
+ * one from a kill or a full disk) goes. */
 int run_log_open(RunLog *log, const char *out, int64_t keep_bytes, OwError *err);
 void run_log_close(RunLog *log);
 /* The step's metrics line; the progress line when s->progress. A failed write

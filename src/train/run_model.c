@@ -5,6 +5,8 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "model/preset.h"
+#include "train/provenance.h"
+#include "train/run_dir.h"
 #include "train/train_config.h"
 
 #include <stdio.h>
@@ -53,11 +55,11 @@ int run_open_checkpoint(const char *run_dir, const char *name, Checkpoint *ck, O
     return rc;
 }
 
-int run_load_model(Backend *be, const char *run_dir, const char *checkpoint, Model **out, char *base_dir, size_t cap,
-                   OwError *err) {
-    *out = NULL;
+static int load_locked(Backend *be, const char *run_dir, const char *checkpoint, Model **out, char *base_dir,
+                       size_t cap, OwError *err) {
     TrainConfig c;
     if (train_config_from_run(&c, run_dir, err) != 0) return -1;
+    if (ow_is_dir(c.model) && provenance_check_base(run_dir, c.model, err) != 0) return -1;
     Checkpoint ck;
     if (run_open_checkpoint(run_dir, checkpoint, &ck, err) != 0) return -1;
     Model *m = NULL;
@@ -84,4 +86,14 @@ int run_load_model(Backend *be, const char *run_dir, const char *checkpoint, Mod
     }
     *out = m;
     return 0;
+}
+
+int run_load_model(Backend *be, const char *run_dir, const char *checkpoint, Model **out, char *base_dir, size_t cap,
+                   OwError *err) {
+    *out = NULL;
+    RunLock lk;
+    if (run_lock_shared(run_dir, &lk, err) != 0) return -1;
+    int rc = load_locked(be, run_dir, checkpoint, out, base_dir, cap, err);
+    run_lock_release(&lk);
+    return rc;
 }

@@ -135,6 +135,8 @@ static const KeyDef k_keys[] = {
      "continue this run from its newest checkpoint (settings from RUN_DIR/config.json)"},
     {"resume_fallback", NUM(K_BOOL, resume_fallback), NULL,
      "with --resume: use the previous good checkpoint if the newest is damaged"},
+    {"overwrite_out", NUM(K_BOOL, overwrite_out), NULL,
+     "write a new run into an --out that exists, is not empty and is not a run directory (never the model's)"},
     {"init_std", NUM(K_FLOAT, init_std), "STD", "random init std when --model is a preset"},
     {"nsamples", NUM(K_INT, nsamples), "N", "OWL calibration sequences (when ratios are computed here)"},
     {"seqlen", NUM(K_INT, seqlen), "T", "OWL calibration sequence length"},
@@ -310,9 +312,9 @@ int train_config_apply_method(TrainConfig *c, const char *method, OwError *err) 
     return rc;
 }
 
-static const char *k_resume_free[] = {"log_every", "eval_every", "eval_batches",    "save_every",
-                                      "keep",      "save_model", "threads",         "device",
-                                      "gpu_mem",   "resume",     "resume_fallback", "offload_optimizer"};
+static const char *k_resume_free[] = {"log_every",       "eval_every",    "eval_batches",     "save_every", "keep",
+                                      "save_model",      "threads",       "device",           "gpu_mem",    "resume",
+                                      "resume_fallback", "overwrite_out", "offload_optimizer"};
 
 int train_config_resume_may_change(const char *key) {
     for (size_t i = 0; i < sizeof k_resume_free / sizeof k_resume_free[0]; i++)
@@ -361,7 +363,7 @@ int train_config_from_run(TrainConfig *c, const char *run_dir, OwError *err) {
     if (rc == 0 && !cJSON_IsObject(j)) rc = ow_fail(err, "%s: not a JSON object", path);
     for (const cJSON *it = j ? j->child : NULL; rc == 0 && it; it = it->next) {
         if (train_config_is_run_fact(it->string) || !strcmp(it->string, "resume") ||
-            !strcmp(it->string, "resume_fallback"))
+            !strcmp(it->string, "resume_fallback") || !strcmp(it->string, "overwrite_out"))
             continue;
         rc = train_config_set_json(c, it->string, it, path, err);
     }
@@ -416,7 +418,7 @@ static int resume_from_args(TrainConfig *c, const char *run_dir, const int *seen
 }
 
 int train_config_is_run_fact(const char *key) {
-    static const char *facts[] = {"total_steps", "backend", "data_tokens"};
+    static const char *facts[] = {"total_steps", "backend", "data_tokens", "base_digest", "data_digest"};
     for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++)
         if (strcmp(key, facts[i]) == 0) return 1;
     return 0;

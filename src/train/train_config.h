@@ -62,6 +62,7 @@ typedef struct TrainConfig {
     int64_t keep;        /* checkpoints kept (the newest) */
     char resume[TC_STR]; /* RUN_DIR to continue (`--resume`); the run's settings come from its config.json */
     int resume_fallback; /* on a damaged newest checkpoint, resume from the previous good one */
+    int overwrite_out;   /* a fresh run may write into a non-empty --out that is not a run (run_dir.h) */
     double init_std;     /* std of the random init when --model is a preset (no weights) */
     double val_split;
     /* OWL calibration when ratios are computed at the start of training */
@@ -82,19 +83,21 @@ int train_config_apply_json(TrainConfig *c, const cJSON *obj, const char *where,
 /* Loads a method's built-in recipe (configs/recipes/<method>.json). */
 int train_config_apply_method(TrainConfig *c, const char *method, OwError *err);
 /* Keys the trainer adds to RUN_DIR/config.json that are facts about the run,
- * not settings (total_steps, backend, data_tokens): readers skip them. */
+ * not settings (total_steps, backend, data_tokens, base_digest, data_digest):
+ * readers skip them. */
 int train_config_is_run_fact(const char *key);
 /* Parses `owlore train` flags into c (defaults, method recipe, --recipe, flags).
  * Returns 1 when --help was asked (nothing printed: the command prints its own
  * help with train_config_help), 0 on success, -1 on error. */
 int train_config_from_args(TrainConfig *c, int argc, char **argv, OwError *err);
 /* A run's settings: defaults, then every key of RUN_DIR/config.json (the
- * keys written next to them, total_steps and backend, are skipped; resume and
- * resume_fallback are per invocation and stay off); out becomes run_dir. */
+ * keys written next to them, total_steps and backend, are skipped; resume,
+ * resume_fallback and overwrite_out are per invocation and stay off); out
+ * becomes run_dir. */
 int train_config_from_run(TrainConfig *c, const char *run_dir, OwError *err);
 /* Keys that `--resume` accepts with a new value (they do not change what is
  * trained): log_every, eval_every, eval_batches, save_every, keep,
- * save_model, threads, device, gpu_mem, resume_fallback, offload_optimizer. Any other key given
+ * save_model, threads, device, gpu_mem, resume_fallback, overwrite_out, offload_optimizer. Any other key given
  * with --resume must equal the run's value, or it is refused. */
 int train_config_resume_may_change(const char *key);
 /* Checks values and relations that do not need the model: the required paths, then train_config_check_values. */

@@ -22,7 +22,9 @@
 #include "train/eval.h"
 #include "train/interrupt.h"
 #include "train/memplan.h"
+#include "train/provenance.h"
 #include "train/report.h"
+#include "train/run_dir.h"
 #include "train/run_log.h"
 
 #include <limits.h>
@@ -57,6 +59,8 @@ typedef struct Trainer {
     double t_start;    /* ow_now() at step 0 of the run, counting earlier sessions' time */
     double step_lr;    /* the learning rate of the step in progress */
     int made_out;      /* setup created the output directory (a failed run that wrote nothing removes it) */
+    RunLock lock;      /* RUN_DIR/.lock, held from before the first write to the end (run_dir.h) */
+    Provenance prov;   /* digests of the base model and data, checked on resume (provenance.h) */
 } Trainer;
 
 /* ---- hooks: the optimizer absorbs gradients as soon as they are complete ---- */
@@ -118,7 +122,7 @@ static int choose_start(Trainer *t, OwError *err) {
         make_absolute(c->ratios, sizeof c->ratios);
         return 0;
     }
-    int rc = ckpt_open_latest(c->out, c->resume_fallback, &t->ck, err);
+    int rc = ckpt_open_latest(c->out, c->resume_fallback, 1, &t->ck, err);
     if (rc < 0) return -1;
     if (rc == 1) {
         OW_INFO("%s has no checkpoint yet: starting the run again from step 0", c->out);
@@ -129,11 +133,15 @@ static int choose_start(Trainer *t, OwError *err) {
     return 0;
 }
 
-/* RUN_DIR, made when new (a failed run that wrote nothing removes it again), and where the run starts. */
+/* RUN_DIR, made when new (a failed run that wrote nothing removes it again) and locked (run_dir.h), where
+ * the run starts, and the digests of its base model and data (checked against the run's on resume). */
 static int setup_output(Trainer *t, OwError *err) {
-    t->made_out = !ow_is_dir(t->cfg.out);
-    if (ow_mkdir_p(t->cfg.out, err) != 0) return -1;
-    return choose_start(t, err);
+    const TrainConfig *c = &t->cfg;
+    t->made_out = !ow_is_dir(c->out);
+    if (!c->resume[0] && run_dir_check_out(c->out, c->model, c->overwrite_out, err) != 0) return -1;
+    if (ow_mkdir_p(c->out, err) != 0 || run_lock_exclusive(c->out, &t->lock, err) != 0) return -1;
+    if (choose_start(t, err) != 0) return -1;
+    return provenance_for_run(c->out, c->model, c->data, t->from_ckpt, &t->prov, err);
 }
 
 /* ---- setup: the backend ---- */
@@ -386,10 +394,12 @@ static int write_run_config(Trainer *t, OwError *err) {
     TrainConfig saved_cfg = t->cfg;
     saved_cfg.resume[0] = '\0';
     saved_cfg.resume_fallback = 0;
+    saved_cfg.overwrite_out = 0;
     cJSON *cj = train_config_to_json(&saved_cfg);
     cJSON_AddNumberToObject(cj, "total_steps", (double)t->total_steps);
     cJSON_AddStringToObject(cj, "backend", t->be->name);
     if (t->data_tokens) cJSON_AddStringToObject(cj, "data_tokens", t->data_tokens);
+    provenance_to_json(&t->prov, cj);
     char *cp = ow_path_join(t->cfg.out, "config.json");
     int rc = json_write_file(cp, cj, err);
     free(cp);
@@ -629,6 +639,7 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
     Trainer t;
     memset(&t, 0, sizeof t);
     t.log.metrics.fd = -1;
+    t.lock.fd = -1;
     t.cfg = *cfg;
     ow_cancel_arm(1); /* until the first step is done, a signal stops the work at once (cancel.h) */
     memset(summary, 0, sizeof *summary);
@@ -651,7 +662,8 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         OwError ignored;
         (void)ow_remove_tree(t.cfg.out, &ignored);
     } else if (rc != 0 && t.made_out) {
-        (void)rmdir(t.cfg.out);
+        run_dir_remove_unused(t.cfg.out, &t.lock);
     }
+    run_lock_release(&t.lock);
     return rc;
 }

@@ -18,7 +18,7 @@
  * model is loaded again and the newest checkpoint's tensors, optimizer
  * state, sampler, batcher position and counters are restored;
  * metrics.jsonl is cut back to its length at that checkpoint
- * (metrics_resume.h), so the finished file has the same lines as an
+ * (run_log.h), so the finished file has the same lines as an
  * uninterrupted run. A run with no
  * checkpoint yet starts again from step 0. A fresh run refuses a RUN_DIR
  * that already holds checkpoints.

@@ -5,14 +5,19 @@
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/json.h"
+#include "core/rng.h"
 #include "core/runtime.h"
+#include "data/tokfile.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The test binaries get the same library settings as the owlore binary
@@ -87,6 +92,58 @@ char *ts_read_text(const char *path) {
     OwError err;
     cr_assert_eq(ow_read_file(path, &text, &len, &err), 0, "%s", err.msg);
     return text;
+}
+
+pid_t ts_spawn(const char *cmd, const char *log, const char *slow_ms) {
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int fd = log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        if (slow_ms) setenv("OWLORE_TEST_SLOW_SAVE_MS", slow_ms, 1);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+void ts_sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int ts_save_in_progress(const char *run) {
+    char *cd = ow_path_join(run, "checkpoints");
+    DIR *d = opendir(cd);
+    free(cd);
+    int found = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) found |= strstr(de->d_name, ".tmp-") != NULL;
+    if (d) closedir(d);
+    return found;
+}
+
+void ts_write_random_tokens(const char *path, int n, int32_t vocab, uint64_t seed) {
+    int32_t *ids = ow_xmalloc((size_t)n * sizeof(int32_t));
+    Rng r;
+    rng_init(&r, seed, 2);
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)rng_below(&r, (uint64_t)vocab);
+    OwError err;
+    cr_assert_eq(tokfile_write(path, ids, NULL, n, vocab, NULL, 0, 0, 0, &err), 0, "%s", err.msg);
+    free(ids);
+}
+
+void ts_corrupt_byte(const char *path, long off) {
+    FILE *f = fopen(path, "r+b");
+    cr_assert(f != NULL, "%s", path);
+    fseek(f, off, off < 0 ? SEEK_END : SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, -1, SEEK_CUR);
+    fputc(c ^ 0x5a, f);
+    fclose(f);
 }
 
 int ts_run(const char *cmd, char **output) {

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Heap strings; the caller frees them. */
 char *ts_source_path(const char *rel);  /* <source dir>/rel */
@@ -22,6 +23,18 @@ void ts_write_file(const char *path, const void *data, size_t len);
 /* Runs `sh -c cmd`, captures stdout+stderr into *output (heap, may be NULL),
  * returns the exit status (or 128 + signal). */
 int ts_run(const char *cmd, char **output);
+/* Starts `sh -c cmd` in the background, its stdout and stderr appended to log
+ * (when not NULL), with OWLORE_TEST_SLOW_SAVE_MS=slow_ms (when not NULL;
+ * checkpoint.h); returns the shell's pid ("exec PROGRAM ..." makes it the
+ * program's, so a signal reaches the program). */
+pid_t ts_spawn(const char *cmd, const char *log, const char *slow_ms);
+void ts_sleep_ms(int ms);
+/* Whether RUN/checkpoints holds a save in progress (*.tmp-*). */
+int ts_save_in_progress(const char *run);
+/* A token file of n ids drawn below vocab from the Rng (seed, stream 2). */
+void ts_write_random_tokens(const char *path, int n, int32_t vocab, uint64_t seed);
+/* XORs the byte at off (from the end when negative) with 0x5a. */
+void ts_corrupt_byte(const char *path, long off);
 /* max |a - ref| / max |ref| (max |a - ref| when ref is all zero). */
 double ts_rel_err(const float *a, const float *ref, size_t n);
 double ts_max_abs(const float *a, size_t n);
