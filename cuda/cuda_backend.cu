@@ -348,6 +348,54 @@ extern "C" int backend_cuda_available(void) {
     return n > 0;
 }
 
+static const BackendOps cuda_ops = {
+    .destroy = cuda_destroy,
+    .alloc = cuda_alloc,
+    .reserve = cuda_reserve,
+    .release = cuda_release,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .copy = cuda_copy,
+    .fill = cuda_fill,
+    .sync = cuda_sync,
+    .wait_compute = cuda_wait_compute,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
+    .copy_to_host = cuda_copy_to_host,
+    .copy_from_host = cuda_copy_from_host,
+    .copy_wait = cuda_copy_wait,
+    .matmul = cuda_matmul,
+    .matmul_add = cuda_matmul_add,
+    .axpy = cuda_axpy,
+    .scale = cuda_scale,
+    .sum = cuda_sum,
+    .sum_squares = cuda_sum_squares,
+    .norm_add = cuda_norm_add,
+    .norm_take = cuda_norm_take,
+    .embedding_forward = cuda_embedding_forward,
+    .embedding_backward = cuda_embedding_backward,
+    .rmsnorm_forward = cuda_rmsnorm_forward,
+    .rmsnorm_backward = cuda_rmsnorm_backward,
+    .rope = cuda_rope,
+    .attention_forward = cuda_attention_forward,
+    .attention_backward = cuda_attention_backward,
+    .swiglu_forward = cuda_swiglu_forward,
+    .swiglu_backward = cuda_swiglu_backward,
+    .cross_entropy = cuda_cross_entropy,
+    .col_sumsq = cuda_col_sumsq,
+    .score_sum = cuda_score_sum,
+    .score_count = cuda_score_count,
+    .adam_update = cuda_adam_update,
+    .adam_moments = cuda_adam_moments,
+    .apply_update = cuda_apply_update,
+    .adam_update_host = cuda_adam_update_host,
+    .host_state_reserve = cuda_host_state_reserve,
+    .svd_top = cuda_svd_top,
+    .orthonormalize = cuda_orthonormalize,
+    .canonicalize_signs = cuda_canonicalize_signs,
+    .fill_normal = cuda_fill_normal,
+};
+
 extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
@@ -478,51 +526,7 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
     CUDA_CHECK(cudaStreamSynchronize(ci->stream));
     ci->arena.min_segment = CUDA_MIN_SEGMENT;
 
-    be->destroy = cuda_destroy;
-    be->alloc = cuda_alloc;
-    be->reserve = cuda_reserve;
-    be->release = cuda_release;
-    be->upload = cuda_upload;
-    be->download = cuda_download;
-    be->copy = cuda_copy;
-    be->fill = cuda_fill;
-    be->sync = cuda_sync;
-    be->wait_compute = cuda_wait_compute;
-    be->host_alloc = cuda_host_alloc;
-    be->host_free = cuda_host_free;
-    be->copy_to_host = cuda_copy_to_host;
-    be->copy_from_host = cuda_copy_from_host;
-    be->copy_wait = cuda_copy_wait;
-    be->matmul = cuda_matmul;
-    be->axpy = cuda_axpy;
-    be->scale = cuda_scale;
-    be->sum = cuda_sum;
-    be->sum_squares = cuda_sum_squares;
-    be->norm_add = cuda_norm_add;
-    be->norm_take = cuda_norm_take;
-    be->matmul_add = cuda_matmul_add;
-    be->embedding_forward = cuda_embedding_forward;
-    be->embedding_backward = cuda_embedding_backward;
-    be->rmsnorm_forward = cuda_rmsnorm_forward;
-    be->rmsnorm_backward = cuda_rmsnorm_backward;
-    be->rope = cuda_rope;
-    be->attention_forward = cuda_attention_forward;
-    be->attention_backward = cuda_attention_backward;
-    be->swiglu_forward = cuda_swiglu_forward;
-    be->swiglu_backward = cuda_swiglu_backward;
-    be->cross_entropy = cuda_cross_entropy;
-    be->col_sumsq = cuda_col_sumsq;
-    be->score_sum = cuda_score_sum;
-    be->score_count = cuda_score_count;
-    be->adam_update = cuda_adam_update;
-    be->adam_moments = cuda_adam_moments;
-    be->apply_update = cuda_apply_update;
-    be->adam_update_host = cuda_adam_update_host;
-    be->host_state_reserve = cuda_host_state_reserve;
-    be->svd_top = cuda_svd_top;
-    be->orthonormalize = cuda_orthonormalize;
-    be->canonicalize_signs = cuda_canonicalize_signs;
-    be->fill_normal = cuda_fill_normal;
+    be->ops = &cuda_ops;
     return be;
 }
 

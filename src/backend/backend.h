@@ -1,9 +1,11 @@
 /* backend.h: the one interface between the device-free training logic
  * (model, optimizer, trainer) and the device (CPU reference, CUDA).
  *
- * A Backend is a table of functions. Model, optimizer and trainer code call
- * only these; they never call BLAS or CUDA directly, so the whole training
- * logic is tested on the CPU and the CUDA backend is tested against the CPU.
+ * A Backend is an instance (dtypes, memory counters, the backend's own state)
+ * holding a pointer to its backend's one `static const BackendOps` table.
+ * Model, optimizer and trainer code call only these ops (be->ops->op(be, ...));
+ * they never call BLAS or CUDA directly, so the whole training logic is tested
+ * on the CPU and the CUDA backend is tested against the CPU.
  *
  * Conventions, for every op:
  * - Tensors are row-major and contiguous; a tensor of any rank is used as a
@@ -52,8 +54,11 @@ typedef struct AdamHyper {
     uint64_t sr_seed; /* stochastic rounding seed when the parameter is bf16 */
 } AdamHyper;
 
+typedef struct BackendOps BackendOps;
+
 struct Backend {
-    const char *name; /* "cpu", "cuda" */
+    const BackendOps *ops; /* the backend's static table (or the profiler's, backend/profile.h) */
+    const char *name;      /* "cpu", "cuda": for messages and logs */
     DType act_dtype;
     DType param_dtype;
     MemStats mem;
@@ -64,16 +69,19 @@ struct Backend {
      * randomized range finder's sketches, and GaLore's projections of bf16
      * parameters (OptimConfig.projection_precision). */
     int fast_f32_matmul;
+};
 
+struct BackendOps {
     void (*destroy)(Backend *be);
 
     /* ---- memory ---- */
     /* t->dtype and t->shape are set by the caller; fills t->data (zeroed). */
     int (*alloc)(Backend *be, Tensor *t, MemKind kind, const char *what, OwError *err);
-    /* Optional (NULL where memory is not reserved, as on the CPU): takes `bytes` of free
+    /* Takes `bytes` of free
      * memory up front for the allocations to come (a run's memory plan), so the backend
      * holds one block of what the run needs rather than growing in steps whose unused
-     * tails count against the cap. -1 with a message when the device cannot give it. */
+     * tails count against the cap (a no-op where memory is not reserved, as on the CPU).
+     * -1 with a message when the device cannot give it. */
     int (*reserve)(Backend *be, size_t bytes, OwError *err);
     /* Frees t->data (NULL is fine) and sets it to NULL. `kind` as given to alloc. */
     void (*release)(Backend *be, Tensor *t, MemKind kind);
@@ -224,8 +232,8 @@ int backend_cuda_available(void);
 
 /* Convenience wrappers. */
 static inline int be_alloc(Backend *be, Tensor *t, MemKind kind, const char *what, OwError *err) {
-    return be->alloc(be, t, kind, what, err);
+    return be->ops->alloc(be, t, kind, what, err);
 }
-static inline void be_release(Backend *be, Tensor *t, MemKind kind) { be->release(be, t, kind); }
+static inline void be_release(Backend *be, Tensor *t, MemKind kind) { be->ops->release(be, t, kind); }
 
 #endif
