@@ -76,7 +76,7 @@ static int exact_match(const char *model_dir, const int32_t *task, int64_t n, co
     if (!be) return -1;
     Model *m;
     if (model_load_hf(be, model_dir, &m, err) != 0) {
-        be->destroy(be);
+        be->ops->destroy(be);
         return -1;
     }
     int rc = -1;
@@ -108,7 +108,7 @@ done:
     free(ids);
     free(logits);
     model_free(m);
-    be->destroy(be);
+    be->ops->destroy(be);
     return rc;
 }
 
@@ -189,7 +189,7 @@ int cmd_demo(int argc, char **argv) {
            (long long)mc.hidden_size, (long long)model_config_param_count(&mc), base);
     model_free(m);
     m = NULL;
-    be->destroy(be);
+    be->ops->destroy(be);
     be = NULL;
 
     /* 2. pre-training on the generated corpus */
@@ -231,7 +231,7 @@ int cmd_demo(int argc, char **argv) {
         owl_result_free(&r);
         model_free(m);
         m = NULL;
-        be->destroy(be);
+        be->ops->destroy(be);
         be = NULL;
         if (orc != 0) goto done;
     }
@@ -272,7 +272,7 @@ int cmd_demo(int argc, char **argv) {
 done:
     if (rc) cmd_report_error("demo", &err);
     model_free(m);
-    if (be) be->destroy(be);
+    if (be) be->ops->destroy(be);
     free(task);
     free(mask);
     free(base);

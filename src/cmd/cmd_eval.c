@@ -187,6 +187,6 @@ done:
     tokenizer_free(tok);
     tokdata_free(&d);
     model_free(m);
-    be->destroy(be);
+    be->ops->destroy(be);
     return rc;
 }

@@ -71,6 +71,6 @@ done:
     if (rc) cmd_report_error("outliers", &err);
     tokdata_free(&d);
     model_free(m);
-    be->destroy(be);
+    be->ops->destroy(be);
     return rc;
 }

@@ -93,7 +93,7 @@ int optimizer_init(Optimizer *o, Model *m, const OptimConfig *cfg, OwError *err)
         /* the projected-back update is applied in row chunks of at most OPTIM_DELTA_CHUNK elements */
         int64_t n = biggest < OPTIM_DELTA_CHUNK ? biggest : OPTIM_DELTA_CHUNK;
         o->delta = tensor_1d(OW_F32, n > widest ? n : widest);
-        if (m->be->alloc(m->be, &o->delta, MEM_OPTIM, "GaLore update scratch", err) != 0) {
+        if (m->be->ops->alloc(m->be, &o->delta, MEM_OPTIM, "GaLore update scratch", err) != 0) {
             optimizer_free(o);
             return -1;
         }
@@ -134,13 +134,13 @@ static int park_buffers(Optimizer *o, ParamState *s, size_t nb, size_t pb, OwErr
 /* Frees the active state (device tensors, or the host-resident moments). */
 static void release_device(Optimizer *o, ParamState *s) {
     Backend *be = o->model->be;
-    be->release(be, &s->m, MEM_OPTIM);
-    be->release(be, &s->v, MEM_OPTIM);
-    be->release(be, &s->P, MEM_OPTIM);
-    be->release(be, &s->R, MEM_OPTIM);
+    be->ops->release(be, &s->m, MEM_OPTIM);
+    be->ops->release(be, &s->v, MEM_OPTIM);
+    be->ops->release(be, &s->P, MEM_OPTIM);
+    be->ops->release(be, &s->R, MEM_OPTIM);
     if (s->hm || s->hv) {
-        be->host_free(be, s->hm);
-        be->host_free(be, s->hv);
+        be->ops->host_free(be, s->hm);
+        be->ops->host_free(be, s->hv);
         memstats_sub(&o->host, MEM_OPTIM, 2 * tensor_nbytes(&s->m));
         s->hm = s->hv = NULL;
     }
@@ -160,8 +160,8 @@ void optimizer_free(Optimizer *o) {
             drop_host(o, &o->st[i]);
         }
     }
-    be->release(be, &o->delta, MEM_OPTIM);
-    for (int b = 0; b < BW_COUNT; b++) be->release(be, &o->shared_g[b], MEM_GRADS);
+    be->ops->release(be, &o->delta, MEM_OPTIM);
+    for (int b = 0; b < BW_COUNT; b++) be->ops->release(be, &o->shared_g[b], MEM_GRADS);
     free(o->st);
     memset(o, 0, sizeof *o);
 }
@@ -200,11 +200,11 @@ static int64_t share_group_numel(Model *m, BlockWeight group) {
 static void moments_from_host(Optimizer *o, ParamState *s, const float *m, const float *v) {
     Backend *be = o->model->be;
     if (!s->host_state) {
-        be->upload(be, &s->m, m, OW_F32);
-        be->upload(be, &s->v, v, OW_F32);
+        be->ops->upload(be, &s->m, m, OW_F32);
+        be->ops->upload(be, &s->v, v, OW_F32);
         return;
     }
-    be->sync(be);
+    be->ops->sync(be);
     memcpy(s->hm, m, tensor_nbytes(&s->m));
     memcpy(s->hv, v, tensor_nbytes(&s->v));
 }
@@ -212,11 +212,11 @@ static void moments_from_host(Optimizer *o, ParamState *s, const float *m, const
 static void moments_to_host(Optimizer *o, ParamState *s, float *m, float *v) {
     Backend *be = o->model->be;
     if (!s->host_state) {
-        be->download(be, m, OW_F32, &s->m);
-        be->download(be, v, OW_F32, &s->v);
+        be->ops->download(be, m, OW_F32, &s->m);
+        be->ops->download(be, v, OW_F32, &s->v);
         return;
     }
-    be->sync(be);
+    be->ops->sync(be);
     memcpy(m, s->hm, tensor_nbytes(&s->m));
     memcpy(v, s->hv, tensor_nbytes(&s->v));
 }
@@ -230,7 +230,7 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
         Tensor *sh = &o->shared_g[group];
         if (!sh->data) {
             *sh = tensor_1d(OW_F32, share_group_numel(m, group));
-            if (be->alloc(be, sh, MEM_GRADS, "gradient buffer shared by the blocks", err) != 0) return -1;
+            if (be->ops->alloc(be, sh, MEM_GRADS, "gradient buffer shared by the blocks", err) != 0) return -1;
         }
         OW_CHECK(tensor_numel(&p->w) <= tensor_numel(sh));
         Tensor flat = tensor_slice(sh, 0, tensor_numel(&p->w));
@@ -251,12 +251,12 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
     if (s->host_state) {
         /* page-locked host memory, zeroed; m.data/v.data stay NULL (shapes only) */
         size_t nb = tensor_nbytes(&mv);
-        if (be->host_state_reserve(be, err) != 0) return -1;
+        if (be->ops->host_state_reserve(be, err) != 0) return -1;
         if (memstats_add(&o->host, MEM_OPTIM, 2 * nb, what, "host", err) != 0) return -1;
-        s->hm = be->host_alloc(be, nb, err);
-        s->hv = s->hm ? be->host_alloc(be, nb, err) : NULL;
+        s->hm = be->ops->host_alloc(be, nb, err);
+        s->hv = s->hm ? be->ops->host_alloc(be, nb, err) : NULL;
         if (!s->hv) {
-            be->host_free(be, s->hm);
+            be->ops->host_free(be, s->hm);
             s->hm = NULL;
             memstats_sub(&o->host, MEM_OPTIM, 2 * nb);
             return ow_fail_prefix(err,
@@ -264,14 +264,16 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
                                   "on the device)",
                                   p->name);
         }
-    } else if (be->alloc(be, &s->m, MEM_OPTIM, what, err) != 0 || be->alloc(be, &s->v, MEM_OPTIM, what, err) != 0) {
+    } else if (be->ops->alloc(be, &s->m, MEM_OPTIM, what, err) != 0 ||
+               be->ops->alloc(be, &s->v, MEM_OPTIM, what, err) != 0) {
         release_device(o, s);
         return -1;
     }
     if (s->galore) {
         s->P = P;
         s->R = mv;
-        if (be->alloc(be, &s->P, MEM_OPTIM, what, err) != 0 || be->alloc(be, &s->R, MEM_OPTIM, what, err) != 0) {
+        if (be->ops->alloc(be, &s->P, MEM_OPTIM, what, err) != 0 ||
+            be->ops->alloc(be, &s->R, MEM_OPTIM, what, err) != 0) {
             release_device(o, s);
             return -1;
         }
@@ -279,7 +281,7 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
     s->resident = 1;
     if (s->parked) { /* the buffers stay for the next park */
         moments_from_host(o, s, s->host_m, s->host_v);
-        if (s->galore && s->has_P) be->upload(be, &s->P, s->host_P, OW_F32);
+        if (s->galore && s->has_P) be->ops->upload(be, &s->P, s->host_P, OW_F32);
         s->parked = 0;
     }
     return 0;
@@ -294,7 +296,7 @@ int optimizer_deactivate(Optimizer *o, Param *p, OwError *err) {
         size_t pb = s->galore && s->has_P ? tensor_nbytes(&s->P) : 0;
         if (park_buffers(o, s, nb, pb, err) != 0) return -1;
         moments_to_host(o, s, s->host_m, s->host_v);
-        if (pb) be->download(be, s->host_P, OW_F32, &s->P);
+        if (pb) be->ops->download(be, s->host_P, OW_F32, &s->P);
         s->parked = 1;
     } else if (o->cfg.inactive == INACTIVE_RESET) {
         s->step = 0;
@@ -325,7 +327,7 @@ void optimizer_state_read(Optimizer *o, const Param *p, float *m, float *v, floa
     size_t nb = tensor_nbytes(&mv), pb = s->galore && s->has_P ? tensor_nbytes(&Pd) : 0;
     if (s->resident) {
         moments_to_host(o, s, m, v);
-        if (pb) be->download(be, P, OW_F32, &s->P);
+        if (pb) be->ops->download(be, P, OW_F32, &s->P);
         return;
     }
     OW_CHECK(s->parked);
@@ -355,7 +357,7 @@ int optimizer_state_restore(Optimizer *o, Param *p, OptStateHome home, int64_t s
                            "trainable at this step (the checkpoint does not match the run)",
                            p->name);
         moments_from_host(o, s, m, v);
-        if (pb) be->upload(be, &s->P, P, OW_F32);
+        if (pb) be->ops->upload(be, &s->P, P, OW_F32);
         return 0;
     }
     if (p->trainable || s->resident || o->cfg.inactive != INACTIVE_KEEP)
@@ -375,7 +377,7 @@ int optimizer_state_restore(Optimizer *o, Param *p, OptStateHome home, int64_t s
 
 static int alloc_ws(Backend *be, Tensor *t, Tensor desc, OwError *err) {
     *t = desc;
-    return be->alloc(be, t, MEM_WORKSPACE, "projector workspace", err);
+    return be->ops->alloc(be, t, MEM_WORKSPACE, "projector workspace", err);
 }
 
 int galore_projector(Backend *be, Tensor *P, const Tensor *G, int rank, int right, ProjectorKind kind, int oversample,
@@ -383,7 +385,7 @@ int galore_projector(Backend *be, Tensor *P, const Tensor *G, int rank, int righ
     int64_t m = G->shape[0], n = G->shape[1];
     int64_t small = m < n ? m : n;
     int64_t k = rank + oversample;
-    if (kind == PROJ_EXACT || k >= small) return be->svd_top(be, P, G, rank, right, err);
+    if (kind == PROJ_EXACT || k >= small) return be->ops->svd_top(be, P, G, rank, right, err);
     /* Randomized range finder with subspace iteration. Right: basis Y of the
      * row space [n, k]; left: basis Y of the column space [m, k]. The sketches
      * may use fast (TF32) GEMMs: they only shape the subspace, and the final
@@ -394,16 +396,16 @@ int galore_projector(Backend *be, Tensor *P, const Tensor *G, int rank, int righ
     if (alloc_ws(be, &Om, tensor_2d(OW_F32, other, k), err) || alloc_ws(be, &Y, tensor_2d(OW_F32, dim, k), err) ||
         alloc_ws(be, &Z, tensor_2d(OW_F32, other, k), err))
         goto done;
-    be->fill_normal(be, &Om, seed, 1.0f);
+    be->ops->fill_normal(be, &Om, seed, 1.0f);
     be->fast_f32_matmul = 1;
     /* Y = G^T Om (right) or G Om (left) */
-    be->matmul(be, &Y, G, right, &Om, 0, 1.0f, 0.0f);
-    if (be->orthonormalize(be, &Y, err) != 0) goto done;
+    be->ops->matmul(be, &Y, G, right, &Om, 0, 1.0f, 0.0f);
+    if (be->ops->orthonormalize(be, &Y, err) != 0) goto done;
     for (int it = 0; it < iters; it++) {
-        be->matmul(be, &Z, G, !right, &Y, 0, 1.0f, 0.0f); /* Z = G Y (right) or G^T Y (left) */
-        if (be->orthonormalize(be, &Z, err) != 0) goto done;
-        be->matmul(be, &Y, G, right, &Z, 0, 1.0f, 0.0f);
-        if (be->orthonormalize(be, &Y, err) != 0) goto done;
+        be->ops->matmul(be, &Z, G, !right, &Y, 0, 1.0f, 0.0f); /* Z = G Y (right) or G^T Y (left) */
+        if (be->ops->orthonormalize(be, &Z, err) != 0) goto done;
+        be->ops->matmul(be, &Y, G, right, &Z, 0, 1.0f, 0.0f);
+        if (be->ops->orthonormalize(be, &Y, err) != 0) goto done;
     }
     be->fast_f32_matmul = 0;
     /* Within span(Y): B = G Y (right, [m, k]) or G^T Y (left, [n, k]) exactly; the
@@ -414,21 +416,21 @@ int galore_projector(Backend *be, Tensor *P, const Tensor *G, int rank, int righ
     int64_t tall = right ? m : n;
     if (alloc_ws(be, &B, tensor_2d(OW_F32, tall, k), err) || alloc_ws(be, &Sm, tensor_2d(OW_F32, rank, k), err))
         goto done;
-    be->matmul(be, &B, G, !right, &Y, 0, 1.0f, 0.0f);
-    if (be->svd_top(be, &Sm, &B, rank, 1, err) != 0) goto done;
+    be->ops->matmul(be, &B, G, !right, &Y, 0, 1.0f, 0.0f);
+    if (be->ops->svd_top(be, &Sm, &B, rank, 1, err) != 0) goto done;
     if (right)
-        be->matmul(be, P, &Sm, 0, &Y, 1, 1.0f, 0.0f);
+        be->ops->matmul(be, P, &Sm, 0, &Y, 1, 1.0f, 0.0f);
     else
-        be->matmul(be, P, &Y, 0, &Sm, 1, 1.0f, 0.0f);
-    be->canonicalize_signs(be, P, right);
+        be->ops->matmul(be, P, &Y, 0, &Sm, 1, 1.0f, 0.0f);
+    be->ops->canonicalize_signs(be, P, right);
     rc = 0;
 done:
     be->fast_f32_matmul = 0;
-    be->release(be, &Om, MEM_WORKSPACE);
-    be->release(be, &Y, MEM_WORKSPACE);
-    be->release(be, &Z, MEM_WORKSPACE);
-    be->release(be, &B, MEM_WORKSPACE);
-    be->release(be, &Sm, MEM_WORKSPACE);
+    be->ops->release(be, &Om, MEM_WORKSPACE);
+    be->ops->release(be, &Y, MEM_WORKSPACE);
+    be->ops->release(be, &Z, MEM_WORKSPACE);
+    be->ops->release(be, &B, MEM_WORKSPACE);
+    be->ops->release(be, &Sm, MEM_WORKSPACE);
     return rc;
 }
 
@@ -441,14 +443,14 @@ int galore_warm_up(Backend *be, const OptimConfig *cfg, OwError *err) {
     int rc = -1;
     if (alloc_ws(be, &G, tensor_2d(OW_F32, s, s), err) || alloc_ws(be, &P, tensor_2d(OW_F32, cfg->rank, s), err))
         goto done;
-    be->fill_normal(be, &G, 0x5EEDull, 1.0f);
+    be->ops->fill_normal(be, &G, 0x5EEDull, 1.0f);
     if (galore_projector(be, &P, &G, cfg->rank, 1, cfg->projector, cfg->rf_oversample, cfg->rf_iters, 1, err) != 0)
         goto done;
-    be->sync(be);
+    be->ops->sync(be);
     rc = 0;
 done:
-    be->release(be, &G, MEM_WORKSPACE);
-    be->release(be, &P, MEM_WORKSPACE);
+    be->ops->release(be, &G, MEM_WORKSPACE);
+    be->ops->release(be, &P, MEM_WORKSPACE);
     return rc;
 }
 
@@ -477,20 +479,20 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
         return 0;
     }
     if (p->g_fresh) { /* no contribution this step (e.g. a step without targets) */
-        be->fill(be, &p->g, 0.0f);
+        be->ops->fill(be, &p->g, 0.0f);
         p->g_fresh = 0;
     }
     OW_CHECKF(!p->g_host || o->last_micro, "%s: its gradient in the activation pool does not accumulate", p->name);
     int projected_accum = o->accumulate_projected && s->galore;
     /* full-rank gradients are complete only after the last micro-batch */
     if (!projected_accum && !o->last_micro) return 0;
-    if (!projected_accum) be->norm_add(be, &p->g);
+    if (!projected_accum) be->ops->norm_add(be, &p->g);
     if (!projected_accum || o->last_micro) s->absorbed = 1;
     if (!s->galore) return 0;
     int first = !projected_accum || o->micro == 0;
     if (first && (!s->has_P || s->step % o->cfg.update_gap == 0)) {
         /* timed alone: the compute queued before it (the backward so far) is waited for first */
-        be->wait_compute(be);
+        be->ops->wait_compute(be);
         double t0 = ow_now();
         uint64_t seed = rng_key_for(o->cfg.seed, RNG_STREAM_RANGEFINDER) ^
                         (0x9E3779B97F4A7C15ull * (uint64_t)((p - o->model->params) + 1)) ^ (uint64_t)s->refreshes;
@@ -500,19 +502,19 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
         s->has_P = 1;
         s->refreshes++;
         o->stats.refreshes++;
-        be->wait_compute(be);
+        be->ops->wait_compute(be);
         o->stats.refresh_seconds += ow_now() - t0;
     }
     float beta = first ? 0.0f : 1.0f;
     be->fast_f32_matmul = fast_projection(o, p);
     if (s->right)
-        be->matmul(be, &s->R, &p->g, 0, &s->P, 1, 1.0f, beta);
+        be->ops->matmul(be, &s->R, &p->g, 0, &s->P, 1, 1.0f, beta);
     else
-        be->matmul(be, &s->R, &s->P, 1, &p->g, 0, 1.0f, beta);
+        be->ops->matmul(be, &s->R, &s->P, 1, &p->g, 0, 1.0f, beta);
     be->fast_f32_matmul = 0;
     /* the next micro-batch, or the next block sharing the buffer, starts afresh */
     if (projected_accum || p->g_shared) p->g_fresh = 1;
-    if (projected_accum && o->last_micro) be->norm_add(be, &s->R);
+    if (projected_accum && o->last_micro) be->ops->norm_add(be, &s->R);
     return 0;
 }
 
@@ -549,7 +551,8 @@ void optimizer_begin_step(Optimizer *o, double lr) {
     /* the rows of tokens absent from the step: zero gradient, so their update needs no clip
      * coefficient; it runs beside the step's compute, which reads only the step's rows */
     AdamHyper h = hyper_of(o, (int)(p - m->params), s->step + 1, lr, 1.0);
-    m->be->adam_update_host(m->be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_ABSENT, 0, 1, &h);
+    m->be->ops->adam_update_host(m->be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_ABSENT, 0, 1,
+                                 &h);
     s->early_queued = 1;
     s->early_lr = h.lr;
 }
@@ -563,13 +566,14 @@ static void step_compact_embedding(Optimizer *o, Param *p, ParamState *s, const 
     if (!s->early_queued) {
         AdamHyper h0 = *h;
         h0.grad_scale = 1.0f;
-        be->adam_update_host(be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_ABSENT, 0, 1, &h0);
+        be->ops->adam_update_host(be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_ABSENT, 0, 1,
+                                  &h0);
     } else {
         OW_CHECKF(s->early_lr == h->lr, "optimizer_begin_step got lr %g, optimizer_step %g", (double)s->early_lr,
                   (double)h->lr);
     }
-    p->ready_ticket =
-        be->adam_update_host(be, &p->w, &p->g, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_PRESENT, 1, 1, h);
+    p->ready_ticket = be->ops->adam_update_host(be, &p->w, &p->g, moment_m(s), moment_v(s), &m->erows.sel,
+                                                ADAM_ROWS_PRESENT, 1, 1, h);
     s->early_queued = 0;
 }
 
@@ -578,7 +582,7 @@ static void step_compact_embedding(Optimizer *o, Param *p, ParamState *s, const 
 static void step_galore(Optimizer *o, Param *p, ParamState *s, const AdamHyper *h, double lr) {
     Backend *be = o->model->be;
     const OptimConfig *c = &o->cfg;
-    be->adam_moments(be, &s->R, &s->R, &s->m, &s->v, h);
+    be->ops->adam_moments(be, &s->R, &s->R, &s->m, &s->v, h);
     double bc1 = 1.0 - pow(c->beta1, (double)s->step), bc2 = 1.0 - pow(c->beta2, (double)s->step);
     double step_size = lr * sqrt(bc2) / bc1;
     int64_t rows = p->w.shape[0], cols = p->w.shape[1];
@@ -591,14 +595,14 @@ static void step_galore(Optimizer *o, Param *p, ParamState *s, const AdamHyper *
         Tensor delta = tensor_reshape(&flat, 2, (int64_t[]){n, cols});
         if (s->right) {
             Tensor Rr = tensor_row_slice(&s->R, r0, n);
-            be->matmul(be, &delta, &Rr, 0, &s->P, 0, 1.0f, 0.0f);
+            be->ops->matmul(be, &delta, &Rr, 0, &s->P, 0, 1.0f, 0.0f);
         } else {
             Tensor Pr = tensor_row_slice(&s->P, r0, n);
-            be->matmul(be, &delta, &Pr, 0, &s->R, 0, 1.0f, 0.0f);
+            be->ops->matmul(be, &delta, &Pr, 0, &s->R, 0, 1.0f, 0.0f);
         }
         Tensor w = tensor_row_slice(&p->w, r0, n);
-        be->apply_update(be, &w, &delta, (float)(-step_size * c->scale), (float)(lr * c->weight_decay), h->sr_seed,
-                         r0 * cols);
+        be->ops->apply_update(be, &w, &delta, (float)(-step_size * c->scale), (float)(lr * c->weight_decay), h->sr_seed,
+                              r0 * cols);
     }
     be->fast_f32_matmul = 0;
 }
@@ -616,7 +620,7 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
                   "%s: its gradient lives in the activation pool and must be absorbed in the head_done hook", p->name);
         if (optimizer_absorb(o, p, err) != 0) return -1;
     }
-    double norm = sqrt(be->norm_take(be));
+    double norm = sqrt(be->ops->norm_take(be));
     *grad_norm = norm;
     double coef = 1.0;
     if (clip > 0) {
@@ -637,9 +641,9 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
             Tensor g = p->g;      /* or its copy in host memory (Param.g_host) */
             if (p->g_host) g.data = p->g_host;
             p->ready_ticket =
-                be->adam_update_host(be, &p->w, &g, s->hm, s->hv, NULL, ADAM_ROWS_PRESENT, !p->g_host, 1, &h);
+                be->ops->adam_update_host(be, &p->w, &g, s->hm, s->hv, NULL, ADAM_ROWS_PRESENT, !p->g_host, 1, &h);
         } else
-            be->adam_update(be, &p->w, &p->g, &s->m, &s->v, &h);
+            be->ops->adam_update(be, &p->w, &p->g, &s->m, &s->v, &h);
     }
     /* gradients for the next step: block linears start afresh (Param.g_fresh; shared buffers were
      * marked when absorbed), adam_update_host zeroed the rows it read, the rest is zeroed */
@@ -651,7 +655,7 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
         if (p->kind == PK_BLOCK && p->is_matrix)
             p->g_fresh = 1;
         else
-            be->fill(be, &p->g, 0.0f);
+            be->ops->fill(be, &p->g, 0.0f);
     }
     model_embed_rows_reset(m);
     o->micro = 0;

@@ -164,7 +164,7 @@ static int check_memory_plan(Trainer *t, const ModelConfig *mc, OwError *err) {
     /* the plan counts the backend's fixed workspaces, which it allocated when it was made */
     if (!be->mem.cap || p.total <= be->mem.cap) {
         size_t more = p.total > be->mem.current_total ? p.total - be->mem.current_total : 0;
-        return be->reserve && more ? be->reserve(be, more, err) : 0;
+        return be->ops->reserve && more ? be->ops->reserve(be, more, err) : 0;
     }
     int64_t fit = train_memory_largest_batch(c, mc, be->param_dtype, be->act_dtype, gpu, be->mem.cap, c->batch_size);
     char hint[256];
@@ -254,7 +254,7 @@ static int setup(Trainer *t, OwError *err) {
     if (choose_start(t, err) != 0) return -1;
     t->be = train_create_backend(c->device, c->gpu_mem, c->threads, err);
     if (t->be && c->precision == PRECISION_BF16 && strcmp(t->be->name, "cpu") == 0) {
-        t->be->destroy(t->be);
+        t->be->ops->destroy(t->be);
         t->be = NULL;
         return ow_fail(err, "--precision bf16 needs the CUDA backend: the CPU backend computes in fp32 (hint: "
                             "--precision auto or fp32)");
@@ -418,7 +418,7 @@ static void teardown(Trainer *t) {
         backend_profile_report(t->be, stderr);
         backend_profile_disable(t->be);
     }
-    if (t->be) t->be->destroy(t->be);
+    if (t->be) t->be->ops->destroy(t->be);
 }
 
 /* ---- the loop ---- */
@@ -596,7 +596,7 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         t.opt.stats.refreshes = 0;
         t.opt.stats.refresh_seconds = 0;
         if (train_step(&t, step, &loss, &gnorm, err) != 0) goto done;
-        t.be->wait_compute(t.be); /* the step's compute; side work (optimizer state copies) may run on */
+        t.be->ops->wait_compute(t.be); /* the step's compute; side work (optimizer state copies) may run on */
         if (strcmp(t.be->name, "cuda") == 0) backend_cuda_sample_used(t.be);
         for (int i = 0; i < t.model->nparams; i++) t.changed[i] |= (uint8_t)t.model->params[i].trainable;
         double dt = ow_now() - t0;

@@ -127,7 +127,7 @@ static void check_loss(const char *what, double got, double ref, const Tol *tol)
 
 static float *download_f32(Backend *be, const Tensor *t) {
     float *h = malloc((size_t)tensor_numel(t) * sizeof(float) + 1);
-    be->download(be, h, OW_F32, t);
+    be->ops->download(be, h, OW_F32, t);
     return h;
 }
 
@@ -207,7 +207,7 @@ static void run_fixture(const char *name, Mode mode) {
     cr_expect(differ == 0 && loss2 == loss, "%s", what);
 
     fix_close(&f);
-    be->destroy(be);
+    be->ops->destroy(be);
     free(exp);
     free(dir);
 }
@@ -286,8 +286,8 @@ static void run_tinystories(Mode mode) {
                 backend_cuda_peak_reserved_bytes(gpu));
     fix_close(&f);
     fix_close(&c);
-    gpu->destroy(gpu);
-    cpu->destroy(cpu);
+    gpu->ops->destroy(gpu);
+    cpu->ops->destroy(cpu);
     free(exp);
     free(dir);
 }
@@ -312,7 +312,7 @@ Test(cuda_model, activations_over_the_cap_fail_cleanly) {
     model_free(m);
     cr_expect_eq(be->mem.current_total, (size_t)0 + be->mem.current[MEM_WORKSPACE],
                  "everything but the library workspaces is released");
-    be->destroy(be);
+    be->ops->destroy(be);
     free(dir);
 }
 
@@ -362,7 +362,7 @@ Test(cuda_model, activation_offload_is_bit_exact) {
             for (int i = 0; i < m->nparams; i++) {
                 Param *p = &m->params[i];
                 if (!p->trainable) continue;
-                be->download(be, grads[off] + at, OW_F32, &p->g);
+                be->ops->download(be, grads[off] + at, OW_F32, &p->g);
                 at += (size_t)tensor_numel(&p->g);
             }
         }
@@ -376,7 +376,7 @@ Test(cuda_model, activation_offload_is_bit_exact) {
     free(ids);
     free(tg);
     model_free(m);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 /* The 20-step owlore trajectory of tests/fixtures/trajectory (forced blocks with
