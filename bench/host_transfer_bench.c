@@ -7,6 +7,7 @@
  * one LLaMA-2-7B block in fp32). Needs a build with the CUDA backend and a
  * device; otherwise it says so and exits 1. */
 #include "backend/backend.h"
+#include "backend/backend_cuda.h"
 #include "core/args.h"
 #include "core/error.h"
 #include "core/tensor.h"

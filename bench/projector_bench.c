@@ -17,6 +17,7 @@
  * (rank + oversample), the candidates for it: cuSOLVER Dsyevd and Dsyevj on the
  * device, LAPACK dsyevd on the host CPU. One JSON line per figure. */
 #include "backend/backend.h"
+#include "backend/backend_cuda.h"
 #include "backend/profile.h"
 #include "core/args.h"
 #include "core/error.h"

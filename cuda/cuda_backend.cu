@@ -348,8 +348,36 @@ extern "C" int backend_cuda_available(void) {
     return n > 0;
 }
 
+static int cuda_set_dtypes(Backend *be, DType act, DType param, OwError *err) {
+    if ((act != OW_BF16 && act != OW_F32) || (param != OW_BF16 && param != OW_F32))
+        return ow_fail(err, "the CUDA backend stores activations and weights in bf16 or f32 (asked for %s and %s)",
+                       dtype_name(act), dtype_name(param));
+    be->act_dtype = act;
+    be->param_dtype = param;
+    return 0;
+}
+
+static void cuda_mem_report(Backend *be, BackendMemReport *out) {
+    CudaImpl *ci = cuda_impl(be);
+    out->reserved = ci->arena.reserved;
+    out->peak_reserved = ci->arena.peak_reserved;
+    out->cap = ci->arena.cap;
+    out->context = ci->context_bytes;
+    out->used_peak = ci->peak_used;
+}
+
+static void cuda_sample_used(Backend *be) {
+    CudaImpl *ci = cuda_impl(be);
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    if (total_b - free_b > ci->peak_used) ci->peak_used = total_b - free_b;
+}
+
 static const BackendOps cuda_ops = {
     .destroy = cuda_destroy,
+    .set_dtypes = cuda_set_dtypes,
+    .mem_report = cuda_mem_report,
+    .sample_used = cuda_sample_used,
     .alloc = cuda_alloc,
     .reserve = cuda_reserve,
     .release = cuda_release,
@@ -434,6 +462,8 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
     CudaImpl *ci = (CudaImpl *)ow_xcalloc(1, sizeof *ci);
     be->impl = ci;
     be->name = "cuda";
+    be->caps.device_memory = 1;
+    be->caps.bf16 = 1;
     be->act_dtype = OW_BF16;
     be->param_dtype = OW_BF16;
     ci->device = device;
@@ -542,25 +572,6 @@ extern "C" size_t backend_cuda_reserved_bytes(Backend *be) { return checked_impl
 extern "C" size_t backend_cuda_peak_reserved_bytes(Backend *be) { return checked_impl(be)->arena.peak_reserved; }
 
 extern "C" size_t backend_cuda_arena_cap(Backend *be) { return checked_impl(be)->arena.cap; }
-
-extern "C" size_t backend_cuda_context_bytes(Backend *be) { return checked_impl(be)->context_bytes; }
-
-extern "C" size_t backend_cuda_peak_used_bytes(Backend *be) { return checked_impl(be)->peak_used; }
-
-extern "C" void backend_cuda_sample_used(Backend *be) {
-    CudaImpl *ci = checked_impl(be);
-    size_t free_b = 0, total_b = 0;
-    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    if (total_b - free_b > ci->peak_used) ci->peak_used = total_b - free_b;
-}
-
-extern "C" void backend_cuda_set_dtypes(Backend *be, DType act, DType param) {
-    checked_impl(be);
-    OW_CHECKF((act == OW_BF16 || act == OW_F32) && (param == OW_BF16 || param == OW_F32),
-              "CUDA backend dtypes: BF16 or F32");
-    be->act_dtype = act;
-    be->param_dtype = param;
-}
 
 extern "C" int backend_cuda_set_attention_tensor_cores(Backend *be, int enable) {
     CudaImpl *ci = checked_impl(be);

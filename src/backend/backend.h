@@ -56,9 +56,29 @@ typedef struct AdamHyper {
 
 typedef struct BackendOps BackendOps;
 
+/* What a backend can do: code above the backend decides from these, never from its name. */
+typedef struct BackendCaps {
+    /* Tensors live in device memory apart from host memory: mem.cap caps the device, the
+     * memory plan counts the device's fixed workspaces, and optimizer state and activations
+     * may be kept in host memory instead. */
+    int device_memory;
+    /* set_dtypes accepts BF16 activations and weights (else F32 only). */
+    int bf16;
+} BackendCaps;
+
+/* Device memory figures beyond MemStats (all 0 without caps.device_memory). */
+typedef struct BackendMemReport {
+    size_t reserved;      /* bytes the device allocator holds now (its segments; >= allocated bytes) */
+    size_t peak_reserved; /* the most it has held */
+    size_t cap;           /* its cap on reserved bytes */
+    size_t context;       /* device memory in use outside it when the backend was made (context, libraries) */
+    size_t used_peak;     /* the most device memory in use by anyone, as sampled by sample_used */
+} BackendMemReport;
+
 struct Backend {
     const BackendOps *ops; /* the backend's static table (or the profiler's, backend/profile.h) */
-    const char *name;      /* "cpu", "cuda": for messages and logs */
+    const char *name;      /* "cpu", "cuda": for messages and logs only (decide from caps) */
+    BackendCaps caps;
     DType act_dtype;
     DType param_dtype;
     MemStats mem;
@@ -73,6 +93,16 @@ struct Backend {
 
 struct BackendOps {
     void (*destroy)(Backend *be);
+
+    /* ---- configuration and memory figures ---- */
+    /* Storage dtypes of activations and weights: F32, or BF16 where caps.bf16 (with F32 the
+     * CUDA backend runs the same kernels in fp32, GEMMs true FP32). Call before anything is
+     * allocated for a model. -1 with a message for dtypes the backend cannot run. */
+    int (*set_dtypes)(Backend *be, DType act, DType param, OwError *err);
+    /* The device figures of BackendMemReport (zeros without caps.device_memory). */
+    void (*mem_report)(Backend *be, BackendMemReport *out);
+    /* Samples the device memory in use for used_peak (once per step; a no-op on the CPU). */
+    void (*sample_used)(Backend *be);
 
     /* ---- memory ---- */
     /* t->dtype and t->shape are set by the caller; fills t->data (zeroed). */
@@ -225,10 +255,25 @@ struct BackendOps {
     void (*fill_normal)(Backend *be, Tensor *t, uint64_t seed, float stddev);
 };
 
+/* Device strings: "auto" (CUDA device 0 when it can be had, else the CPU), "cpu", "cuda"
+ * (device 0) and "cuda:N". */
+typedef enum { BACKEND_DEVICE_AUTO, BACKEND_DEVICE_CPU, BACKEND_DEVICE_CUDA } BackendDeviceKind;
+typedef struct BackendDevice {
+    BackendDeviceKind kind;
+    int index; /* the CUDA device number */
+} BackendDevice;
+
+typedef struct BackendOptions {
+    int threads;    /* CPU threads (0: all) */
+    size_t mem_cap; /* bytes the backend may allocate (0: no cap; on CUDA the device's free memory) */
+} BackendOptions;
+
+/* -1 with a message listing the allowed strings when `device` is not one of them. */
+int backend_parse_device(const char *device, BackendDevice *out, OwError *err);
+/* The backend `device` names (opts may be NULL: defaults); NULL with a message when the
+ * string is not known, the device is absent or this build lacks its backend. */
+Backend *backend_create(const char *device, const BackendOptions *opts, OwError *err);
 Backend *backend_create_cpu(int threads, size_t mem_cap, OwError *err);
-/* NULL with a message when CUDA is not compiled in or no device is present. */
-Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err);
-int backend_cuda_available(void);
 
 /* Convenience wrappers. */
 static inline int be_alloc(Backend *be, Tensor *t, MemKind kind, const char *what, OwError *err) {

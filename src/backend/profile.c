@@ -134,6 +134,9 @@ WRAP(canonicalize_signs, (Backend * be, Tensor *P, int rows), (be, P, rows))
 WRAP(fill_normal, (Backend * be, Tensor *t, uint64_t s, float sd), (be, t, s, sd))
 
 FWD(destroy, (Backend * be), (be))
+FWD_RET(int, set_dtypes, (Backend * be, DType a, DType p, OwError *err), (be, a, p, err))
+FWD(mem_report, (Backend * be, BackendMemReport *out), (be, out))
+FWD(sample_used, (Backend * be), (be))
 FWD_RET(int, alloc, (Backend * be, Tensor *t, MemKind k, const char *w, OwError *err), (be, t, k, w, err))
 FWD_RET(int, reserve, (Backend * be, size_t bytes, OwError *err), (be, bytes, err))
 FWD(release, (Backend * be, Tensor *t, MemKind k), (be, t, k))
@@ -150,6 +153,9 @@ FWD_RET(int64_t, score_count, (Backend * be, const Tensor *W, const Tensor *cs, 
 
 static const BackendOps profile_ops = {
     .destroy = p_destroy,
+    .set_dtypes = p_set_dtypes,
+    .mem_report = p_mem_report,
+    .sample_used = p_sample_used,
     .alloc = p_alloc,
     .reserve = p_reserve,
     .release = p_release,

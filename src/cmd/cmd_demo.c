@@ -72,7 +72,7 @@ static void make_task(int64_t nlines, Rng *r, int32_t *ids, uint8_t *mask) {
 /* Greedy answers for n held-out words; returns the fraction exactly right. */
 static int exact_match(const char *model_dir, const int32_t *task, int64_t n, const char *device, int64_t threads,
                        double *acc, OwError *err) {
-    Backend *be = train_create_backend(device, 0, threads, err);
+    Backend *be = backend_create(device, &(BackendOptions){.threads = (int)threads}, err);
     if (!be) return -1;
     Model *m;
     if (model_load_hf(be, model_dir, &m, err) != 0) {
@@ -181,7 +181,7 @@ int cmd_demo(int argc, char **argv) {
                       .bos_token_id = -1,
                       .eos_token_id = -1,
                       .torch_dtype = "float32"};
-    be = train_create_backend(device, 0, threads, &err);
+    be = backend_create(device, &(BackendOptions){.threads = (int)threads}, &err);
     if (!be || model_create(be, &mc, &m, &err) != 0) goto done;
     model_init_random(m, (uint64_t)seed, 0.02);
     if (model_save_hf(m, base, OW_F32, 0, NULL, &err) != 0) goto done;
@@ -216,7 +216,7 @@ int cmd_demo(int argc, char **argv) {
     {
         OutlierResult r;
         TokData d;
-        be = train_create_backend(device, 0, threads, &err);
+        be = backend_create(device, &(BackendOptions){.threads = (int)threads}, &err);
         if (!be || model_load_hf(be, pre_model, &m, &err) != 0) goto done;
         if (tokfile_read(pre_data, &d, &err) != 0) goto done;
         int orc = owl_compute(m, &d, 32, 120, 13.0, 8, (uint64_t)seed, &r, &err);

@@ -7,7 +7,6 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/rng.h"
-#include "cuda/cuda_backend.h"
 #include "data/batcher.h"
 #include "model/model_save.h"
 #include "model/preset.h"
@@ -52,18 +51,6 @@ typedef struct Trainer {
     double step_lr;    /* the learning rate of the step in progress */
     int made_out;      /* setup created the output directory (a failed run that wrote nothing removes it) */
 } Trainer;
-
-Backend *train_create_backend(const char *device, size_t gpu_mem, int64_t threads, OwError *err) {
-    if (strcmp(device, "cpu") == 0) return backend_create_cpu((int)threads, gpu_mem, err);
-    if (strcmp(device, "cuda") == 0) return backend_create_cuda(0, gpu_mem, err);
-    if (backend_cuda_available()) {
-        OwError e2;
-        Backend *be = backend_create_cuda(0, gpu_mem, &e2);
-        if (be) return be;
-        OW_INFO("no usable CUDA device (%s); training on the CPU", e2.msg);
-    }
-    return backend_create_cpu((int)threads, gpu_mem, err);
-}
 
 /* ---- hooks: the optimizer absorbs gradients as soon as they are complete ---- */
 
@@ -155,7 +142,7 @@ static const char *fmt_eta(double s, char *buf, size_t cap) {
 static int check_memory_plan(Trainer *t, const ModelConfig *mc, OwError *err) {
     const TrainConfig *c = &t->cfg;
     Backend *be = t->be;
-    int gpu = strcmp(be->name, "cuda") == 0;
+    int gpu = be->caps.device_memory;
     MemPlan p;
     train_memory_plan(c, mc, be->param_dtype, be->act_dtype, gpu, &p);
     char line[512], tot[32], cap[32];
@@ -252,16 +239,14 @@ static int setup(Trainer *t, OwError *err) {
     t->made_out = !ow_is_dir(c->out);
     if (ow_mkdir_p(c->out, err) != 0) return -1;
     if (choose_start(t, err) != 0) return -1;
-    t->be = train_create_backend(c->device, c->gpu_mem, c->threads, err);
-    if (t->be && c->precision == PRECISION_BF16 && strcmp(t->be->name, "cpu") == 0) {
-        t->be->ops->destroy(t->be);
-        t->be = NULL;
-        return ow_fail(err, "--precision bf16 needs the CUDA backend: the CPU backend computes in fp32 (hint: "
-                            "--precision auto or fp32)");
-    }
-    if (t->be && c->precision == PRECISION_FP32 && strcmp(t->be->name, "cuda") == 0)
-        backend_cuda_set_dtypes(t->be, OW_F32, OW_F32);
+    t->be = backend_create(c->device, &(BackendOptions){.threads = (int)c->threads, .mem_cap = c->gpu_mem}, err);
     if (!t->be) return -1;
+    if (c->precision == PRECISION_BF16 && !t->be->caps.bf16)
+        return ow_fail(err,
+                       "--precision bf16 needs a backend that computes in bf16 (CUDA): the %s backend computes "
+                       "in fp32 (hint: --precision auto or fp32)",
+                       t->be->name);
+    if (c->precision == PRECISION_FP32 && t->be->ops->set_dtypes(t->be, OW_F32, OW_F32, err) != 0) return -1;
     OW_INFO("device: %s", t->be->name);
     if (getenv("OWLORE_PROFILE") && *getenv("OWLORE_PROFILE") && strcmp(getenv("OWLORE_PROFILE"), "0") != 0) {
         backend_profile_enable(t->be);
@@ -342,7 +327,7 @@ static int setup(Trainer *t, OwError *err) {
         return -1;
     if (c->forced_blocks[0] && sampler_force(&t->sampler, c->forced_blocks, err) != 0) return -1;
     /* optimizer */
-    int gpu = strcmp(t->be->name, "cuda") == 0;
+    int gpu = t->be->caps.device_memory;
     OptimConfig oc = train_config_optim(c);
     oc.offload_head = train_config_offload_optimizer(c, gpu);
     if (optimizer_init(&t->opt, m, &oc, err) != 0) return -1;
@@ -493,11 +478,13 @@ static int write_summary(Trainer *t, const double *step_secs, double tokens, dou
     cJSON *bd = cJSON_AddObjectToObject(o, "peak_breakdown_bytes");
     for (int kind = 0; kind < MEM_KIND_COUNT; kind++)
         cJSON_AddNumberToObject(bd, mem_kind_name((MemKind)kind), (double)t->be->mem.peak_breakdown[kind]);
-    if (strcmp(t->be->name, "cuda") == 0) {
-        /* the arena's segments, the CUDA context and libraries outside it, and all device memory in use */
-        cJSON_AddNumberToObject(o, "arena_peak_reserved_bytes", (double)backend_cuda_peak_reserved_bytes(t->be));
-        cJSON_AddNumberToObject(o, "device_context_bytes", (double)backend_cuda_context_bytes(t->be));
-        cJSON_AddNumberToObject(o, "device_used_peak_bytes", (double)backend_cuda_peak_used_bytes(t->be));
+    if (t->be->caps.device_memory) {
+        /* the allocator's segments, the context and libraries outside it, and all device memory in use */
+        BackendMemReport mr;
+        t->be->ops->mem_report(t->be, &mr);
+        cJSON_AddNumberToObject(o, "arena_peak_reserved_bytes", (double)mr.peak_reserved);
+        cJSON_AddNumberToObject(o, "device_context_bytes", (double)mr.context);
+        cJSON_AddNumberToObject(o, "device_used_peak_bytes", (double)mr.used_peak);
     }
     cJSON_AddNumberToObject(o, "host_optimizer_bytes_peak", (double)t->opt.host.peak_total);
     cJSON_AddNumberToObject(o, "host_activation_bytes",
@@ -597,7 +584,7 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
         t.opt.stats.refresh_seconds = 0;
         if (train_step(&t, step, &loss, &gnorm, err) != 0) goto done;
         t.be->ops->wait_compute(t.be); /* the step's compute; side work (optimizer state copies) may run on */
-        if (strcmp(t.be->name, "cuda") == 0) backend_cuda_sample_used(t.be);
+        t.be->ops->sample_used(t.be);
         for (int i = 0; i < t.model->nparams; i++) t.changed[i] |= (uint8_t)t.model->params[i].trainable;
         double dt = ow_now() - t0;
         pg->step_seconds[step] = dt;

@@ -10,7 +10,7 @@
  *   absolute. bf16 storage alone accounts for errors of this size on these
  *   tiny random models (up to ~9 % on q/k-path gradients, where dS = P (dP - D)
  *   cancels); a real bug gives O(1) errors.
- * - F32 (backend_cuda_set_dtypes): the same kernels in fp32 must match like the
+ * - F32 (set_dtypes): the same kernels in fp32 must match like the
  *   CPU backend does: 1e-4 on logits, gradients and loss (3e-4 on TinyStories
  *   gradients against the CPU).
  * Also: bitwise determinism (a step with recomputation equals the step
@@ -50,7 +50,7 @@ static Backend *gpu_backend(Mode mode) {
     Backend *be = backend_create_cuda(0, 0, &err);
     cr_assert(be != NULL, "%s", err.msg);
     backend_cuda_set_attention_tensor_cores(be, mode == MODE_BF16_TC);
-    if (mode == MODE_F32) backend_cuda_set_dtypes(be, OW_F32, OW_F32);
+    if (mode == MODE_F32) cr_assert(be->ops->set_dtypes(be, OW_F32, OW_F32, &err) == 0, "%s", err.msg);
     return be;
 }
 

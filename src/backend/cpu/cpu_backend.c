@@ -153,6 +153,23 @@ static void cpu_copy_wait(Backend *be, int ticket) {
     (void)ticket;
 }
 
+static int cpu_set_dtypes(Backend *be, DType act, DType param, OwError *err) {
+    if (act != OW_F32 || param != OW_F32)
+        return ow_fail(err,
+                       "the CPU backend computes in fp32 (asked for %s activations and %s weights; hint: "
+                       "--precision auto or fp32)",
+                       dtype_name(act), dtype_name(param));
+    (void)be;
+    return 0;
+}
+
+static void cpu_mem_report(Backend *be, BackendMemReport *out) {
+    (void)be;
+    memset(out, 0, sizeof *out); /* host memory only: MemStats says it all */
+}
+
+static void cpu_sample_used(Backend *be) { (void)be; }
+
 static int cpu_reserve(Backend *be, size_t bytes, OwError *err) {
     (void)be;
     (void)bytes;
@@ -168,6 +185,9 @@ static void cpu_destroy(Backend *be) {
 
 static const BackendOps cpu_ops = {
     .destroy = cpu_destroy,
+    .set_dtypes = cpu_set_dtypes,
+    .mem_report = cpu_mem_report,
+    .sample_used = cpu_sample_used,
     .alloc = cpu_alloc,
     .reserve = cpu_reserve,
     .release = cpu_release,
@@ -221,6 +241,7 @@ Backend *backend_create_cpu(int threads, size_t mem_cap, OwError *err) {
     CpuImpl *impl = ow_xcalloc(1, sizeof *impl);
     impl->threads = threads;
     be->name = "cpu";
+    be->caps = (BackendCaps){.device_memory = 0, .bf16 = 0};
     be->act_dtype = OW_F32;
     be->param_dtype = OW_F32;
     be->mem.cap = mem_cap;
