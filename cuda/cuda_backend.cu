@@ -373,6 +373,12 @@ static void cuda_sample_used(Backend *be) {
     if (total_b - free_b > ci->peak_used) ci->peak_used = total_b - free_b;
 }
 
+/* the planner (train/memplan.c) counts these fixed workspaces as BACKEND_CUDA_FIXED_WORKSPACE */
+static_assert(BACKEND_CUDA_FIXED_WORKSPACE ==
+                      BACKEND_CUDA_LT_WORKSPACE_BYTES + BACKEND_CUDA_SCRATCH_BYTES + ARENA_ALIGN &&
+                  sizeof(double) <= ARENA_ALIGN,
+              "cuBLAS workspace, scratch and the norm accumulator's aligned block");
+
 static const BackendOps cuda_ops = {
     .destroy = cuda_destroy,
     .set_dtypes = cuda_set_dtypes,
@@ -393,6 +399,7 @@ static const BackendOps cuda_ops = {
     .copy_from_host = cuda_copy_from_host,
     .copy_wait = cuda_copy_wait,
     .matmul = cuda_matmul,
+    .matmul_prec = cuda_matmul_prec,
     .matmul_add = cuda_matmul_add,
     .axpy = cuda_axpy,
     .scale = cuda_scale,

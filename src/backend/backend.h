@@ -39,11 +39,20 @@ typedef enum {
                                p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
 } AdamVariant;
 
-/* Device workspace of host_state_reserve on CUDA (3 slots of 8 MiB of m and of v). */
-#define BACKEND_HOST_STATE_STAGING ((size_t)48 << 20)
-
 /* Row selections of adam_update_host. */
-enum { ADAM_ROWS_PRESENT = 0, ADAM_ROWS_ABSENT = 1 };
+typedef enum { ADAM_ROWS_PRESENT = 0, ADAM_ROWS_ABSENT = 1 } AdamRows;
+
+/* Flags of adam_update_host (or-ed; 0 for none). */
+typedef enum {
+    ADAM_HOST_ZERO_GRAD = 1 << 0, /* the gradient rows read are zeroed afterwards */
+    ADAM_HOST_ASYNC = 1 << 1,     /* run beside later work where the device can (returns a ticket) */
+} AdamHostFlags;
+
+/* Precision of matmul_prec. MATMUL_FAST_F32 lets F32 GEMMs run on reduced-precision tensor
+ * cores (TF32 on CUDA; the CPU computes exactly either way): only for approximate
+ * computations (the randomized range finder's sketches, GaLore's projections of bf16
+ * parameters, OptimConfig.projection_precision). Other dtypes are unaffected. */
+typedef enum { MATMUL_EXACT = 0, MATMUL_FAST_F32 = 1 } MatmulPrecision;
 
 typedef struct AdamHyper {
     float lr; /* scheduled learning rate for this step */
@@ -84,11 +93,6 @@ struct Backend {
     MemStats mem;
     void *impl;
     void *profile; /* BackendProfile when profiling (backend/profile.h), else NULL */
-    /* While set, F32 GEMMs may run on reduced-precision tensor cores (TF32 on
-     * CUDA; the CPU ignores it). Set only around approximate computations: the
-     * randomized range finder's sketches, and GaLore's projections of bf16
-     * parameters (OptimConfig.projection_precision). */
-    int fast_f32_matmul;
 };
 
 struct BackendOps {
@@ -148,6 +152,9 @@ struct BackendOps {
     /* C = alpha * op(A) @ op(B) + beta * C, all as matrices; op(X) = X^T when trans. */
     void (*matmul)(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
                    float beta);
+    /* matmul at the given precision (matmul is MATMUL_EXACT). */
+    void (*matmul_prec)(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
+                        float beta, MatmulPrecision prec);
     /* D = alpha * op(A) @ op(B) + Cin (Cin of D's shape and dtype; Cin == D is matmul with
      * beta 1): the residual adds of a block without a copy. */
     void (*matmul_add)(Backend *be, Tensor *D, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
@@ -225,18 +232,18 @@ struct BackendOps {
      *     the rows r with sel[r] >= 0, with gradient row sel[r] of grad (F32 [slots, C]);
      *   rows == ADAM_ROWS_ABSENT: the rows with sel[r] < 0, with a zero gradient (grad unused).
      * grad may also be host memory from host_alloc (every row, sel == NULL, m and v in host
-     * memory, zero_grad 0): it is read as m and v are.
-     * zero_grad: the gradient rows read are zeroed afterwards. The bf16 rounding of element
+     * memory, no ADAM_HOST_ZERO_GRAD): it is read as m and v are.
+     * flags & ADAM_HOST_ZERO_GRAD: the gradient rows read are zeroed afterwards. The bf16 rounding of element
      * (r, c) is that of element r * C + c of a whole-tensor adam_update with the same seed.
-     * async: on a device that can, the update runs beside later work (on a side queue, after
+     * flags & ADAM_HOST_ASYNC: on a device that can, the update runs beside later work (on a side queue, after
      * the work queued so far) and a ticket is returned: work queued after copy_wait(ticket)
      * sees its results, and nothing queued later may touch the rows it updates, their
      * moments or its gradient rows before that wait. Otherwise (and on the CPU) it is queued
      * in order and -1 is returned. */
-    int (*adam_update_host)(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel, int rows,
-                            int zero_grad, int async, const AdamHyper *h);
+    int (*adam_update_host)(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel,
+                            AdamRows rows, AdamHostFlags flags, const AdamHyper *h);
     /* Reserves what adam_update_host needs for moments in host memory (on CUDA: staging
-     * buffers of BACKEND_HOST_STATE_STAGING bytes, workspace); idempotent; call before the
+     * buffers of BACKEND_CUDA_HOST_STATE_STAGING bytes, backend_cuda.h); idempotent; call before the
      * first such update. */
     int (*host_state_reserve)(Backend *be, OwError *err);
 

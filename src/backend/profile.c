@@ -47,26 +47,35 @@ static double start(Backend *be) {
     return ow_now();
 }
 
+/* A GEMM's row: shape, transposes and dtypes (with "+=" or "+C" for what it adds); its flops. */
+static void add_gemm(Backend *be, double t0, const Tensor *D, const Tensor *A, int tA, int tB, const char *adds,
+                     const char *prec) {
+    int64_t M = tensor_rows(D), N = tensor_cols(D), K = tA ? tensor_rows(A) : tensor_cols(A);
+    char name[96];
+    snprintf(name, sizeof name, "matmul %lldx%lldx%lld %c%c %s%s->%s%s", (long long)M, (long long)N, (long long)K,
+             tA ? 'T' : 'N', tB ? 'T' : 'N', dtype_name(A->dtype), adds, dtype_name(D->dtype), prec);
+    add(be, name, t0, 2.0 * (double)M * (double)N * (double)K);
+}
+
 static void p_matmul(Backend *be, Tensor *C, const Tensor *A, int tA, const Tensor *B, int tB, float alpha,
                      float beta) {
     double t0 = start(be);
     prof(be)->inner->matmul(be, C, A, tA, B, tB, alpha, beta);
-    int64_t M = tensor_rows(C), N = tensor_cols(C), K = tA ? tensor_rows(A) : tensor_cols(A);
-    char name[96];
-    snprintf(name, sizeof name, "matmul %lldx%lldx%lld %c%c %s%s->%s", (long long)M, (long long)N, (long long)K,
-             tA ? 'T' : 'N', tB ? 'T' : 'N', dtype_name(A->dtype), beta != 0.0f ? "+=" : "", dtype_name(C->dtype));
-    add(be, name, t0, 2.0 * (double)M * (double)N * (double)K);
+    add_gemm(be, t0, C, A, tA, tB, beta != 0.0f ? "+=" : "", "");
+}
+
+static void p_matmul_prec(Backend *be, Tensor *C, const Tensor *A, int tA, const Tensor *B, int tB, float alpha,
+                          float beta, MatmulPrecision prec) {
+    double t0 = start(be);
+    prof(be)->inner->matmul_prec(be, C, A, tA, B, tB, alpha, beta, prec);
+    add_gemm(be, t0, C, A, tA, tB, beta != 0.0f ? "+=" : "", prec == MATMUL_FAST_F32 ? " fast" : "");
 }
 
 static void p_matmul_add(Backend *be, Tensor *D, const Tensor *A, int tA, const Tensor *B, int tB, float alpha,
                          const Tensor *Cin) {
     double t0 = start(be);
     prof(be)->inner->matmul_add(be, D, A, tA, B, tB, alpha, Cin);
-    int64_t M = tensor_rows(D), N = tensor_cols(D), K = tA ? tensor_rows(A) : tensor_cols(A);
-    char name[96];
-    snprintf(name, sizeof name, "matmul %lldx%lldx%lld %c%c %s+C->%s", (long long)M, (long long)N, (long long)K,
-             tA ? 'T' : 'N', tB ? 'T' : 'N', dtype_name(A->dtype), dtype_name(D->dtype));
-    add(be, name, t0, 2.0 * (double)M * (double)N * (double)K);
+    add_gemm(be, t0, D, A, tA, tB, "+C", "");
 }
 
 #define WRAP(op, params, args)    \
@@ -123,9 +132,9 @@ WRAP(adam_moments, (Backend * be, Tensor *o, const Tensor *g, Tensor *m, Tensor 
 WRAP(apply_update, (Backend * be, Tensor *p, const Tensor *d, float a, float dc, uint64_t s, int64_t i0),
      (be, p, d, a, dc, s, i0))
 WRAP_RET(int, adam_update_host,
-         (Backend * be, Tensor *p, Tensor *g, float *m, float *v, const Tensor *sel, int rows, int zg, int as,
+         (Backend * be, Tensor *p, Tensor *g, float *m, float *v, const Tensor *sel, AdamRows rows, AdamHostFlags fl,
           const AdamHyper *h),
-         (be, p, g, m, v, sel, rows, zg, as, h))
+         (be, p, g, m, v, sel, rows, fl, h))
 WRAP_RET(int, host_state_reserve, (Backend * be, OwError *err), (be, err))
 WRAP_RET(int, svd_top, (Backend * be, Tensor *o, const Tensor *G, int r, int right, OwError *err),
          (be, o, G, r, right, err))
@@ -171,6 +180,7 @@ static const BackendOps profile_ops = {
     .copy_from_host = p_copy_from_host,
     .copy_wait = p_copy_wait,
     .matmul = p_matmul,
+    .matmul_prec = p_matmul_prec,
     .matmul_add = p_matmul_add,
     .axpy = p_axpy,
     .scale = p_scale,

@@ -397,17 +397,16 @@ int galore_projector(Backend *be, Tensor *P, const Tensor *G, int rank, int righ
         alloc_ws(be, &Z, tensor_2d(OW_F32, other, k), err))
         goto done;
     be->ops->fill_normal(be, &Om, seed, 1.0f);
-    be->fast_f32_matmul = 1;
     /* Y = G^T Om (right) or G Om (left) */
-    be->ops->matmul(be, &Y, G, right, &Om, 0, 1.0f, 0.0f);
+    be->ops->matmul_prec(be, &Y, G, right, &Om, 0, 1.0f, 0.0f, MATMUL_FAST_F32);
     if (be->ops->orthonormalize(be, &Y, err) != 0) goto done;
     for (int it = 0; it < iters; it++) {
-        be->ops->matmul(be, &Z, G, !right, &Y, 0, 1.0f, 0.0f); /* Z = G Y (right) or G^T Y (left) */
+        /* Z = G Y (right) or G^T Y (left) */
+        be->ops->matmul_prec(be, &Z, G, !right, &Y, 0, 1.0f, 0.0f, MATMUL_FAST_F32);
         if (be->ops->orthonormalize(be, &Z, err) != 0) goto done;
-        be->ops->matmul(be, &Y, G, right, &Z, 0, 1.0f, 0.0f);
+        be->ops->matmul_prec(be, &Y, G, right, &Z, 0, 1.0f, 0.0f, MATMUL_FAST_F32);
         if (be->ops->orthonormalize(be, &Y, err) != 0) goto done;
     }
-    be->fast_f32_matmul = 0;
     /* Within span(Y): B = G Y (right, [m, k]) or G^T Y (left, [n, k]) exactly; the
      * projector comes from the top right singular vectors of B (rows of Vb^T, [r, k]), a
      * [k, k] problem however tall B is (the backends take B's Gram matrix or factor it).
@@ -425,7 +424,6 @@ int galore_projector(Backend *be, Tensor *P, const Tensor *G, int rank, int righ
     be->ops->canonicalize_signs(be, P, right);
     rc = 0;
 done:
-    be->fast_f32_matmul = 0;
     be->ops->release(be, &Om, MEM_WORKSPACE);
     be->ops->release(be, &Y, MEM_WORKSPACE);
     be->ops->release(be, &Z, MEM_WORKSPACE);
@@ -461,10 +459,10 @@ void optimizer_begin_micro(Optimizer *o, int micro, int last) {
     o->last_micro = last;
 }
 
-/* Whether p's projection GEMMs may use TF32 (OptimConfig.projection_precision). */
-static int fast_projection(const Optimizer *o, const Param *p) {
+/* The precision of p's projection GEMMs: TF32 allowed or not (OptimConfig.projection_precision). */
+static MatmulPrecision fast_projection(const Optimizer *o, const Param *p) {
     int pp = o->cfg.projection_precision;
-    return pp == 2 || (pp == 0 && p->w.dtype == OW_BF16);
+    return pp == 2 || (pp == 0 && p->w.dtype == OW_BF16) ? MATMUL_FAST_F32 : MATMUL_EXACT;
 }
 
 int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
@@ -506,12 +504,11 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
         o->stats.refresh_seconds += ow_now() - t0;
     }
     float beta = first ? 0.0f : 1.0f;
-    be->fast_f32_matmul = fast_projection(o, p);
+    MatmulPrecision prec = fast_projection(o, p);
     if (s->right)
-        be->ops->matmul(be, &s->R, &p->g, 0, &s->P, 1, 1.0f, beta);
+        be->ops->matmul_prec(be, &s->R, &p->g, 0, &s->P, 1, 1.0f, beta, prec);
     else
-        be->ops->matmul(be, &s->R, &s->P, 1, &p->g, 0, 1.0f, beta);
-    be->fast_f32_matmul = 0;
+        be->ops->matmul_prec(be, &s->R, &s->P, 1, &p->g, 0, 1.0f, beta, prec);
     /* the next micro-batch, or the next block sharing the buffer, starts afresh */
     if (projected_accum || p->g_shared) p->g_fresh = 1;
     if (projected_accum && o->last_micro) be->ops->norm_add(be, &s->R);
@@ -551,8 +548,8 @@ void optimizer_begin_step(Optimizer *o, double lr) {
     /* the rows of tokens absent from the step: zero gradient, so their update needs no clip
      * coefficient; it runs beside the step's compute, which reads only the step's rows */
     AdamHyper h = hyper_of(o, (int)(p - m->params), s->step + 1, lr, 1.0);
-    m->be->ops->adam_update_host(m->be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_ABSENT, 0, 1,
-                                 &h);
+    m->be->ops->adam_update_host(m->be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_ABSENT,
+                                 ADAM_HOST_ASYNC, &h);
     s->early_queued = 1;
     s->early_lr = h.lr;
 }
@@ -566,14 +563,14 @@ static void step_compact_embedding(Optimizer *o, Param *p, ParamState *s, const 
     if (!s->early_queued) {
         AdamHyper h0 = *h;
         h0.grad_scale = 1.0f;
-        be->ops->adam_update_host(be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_ABSENT, 0, 1,
-                                  &h0);
+        be->ops->adam_update_host(be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_ABSENT,
+                                  ADAM_HOST_ASYNC, &h0);
     } else {
         OW_CHECKF(s->early_lr == h->lr, "optimizer_begin_step got lr %g, optimizer_step %g", (double)s->early_lr,
                   (double)h->lr);
     }
     p->ready_ticket = be->ops->adam_update_host(be, &p->w, &p->g, moment_m(s), moment_v(s), &m->erows.sel,
-                                                ADAM_ROWS_PRESENT, 1, 1, h);
+                                                ADAM_ROWS_PRESENT, ADAM_HOST_ZERO_GRAD | ADAM_HOST_ASYNC, h);
     s->early_queued = 0;
 }
 
@@ -588,23 +585,22 @@ static void step_galore(Optimizer *o, Param *p, ParamState *s, const AdamHyper *
     int64_t rows = p->w.shape[0], cols = p->w.shape[1];
     int64_t chunk = tensor_numel(&o->delta) / cols;
     OW_CHECK(chunk >= 1);
-    be->fast_f32_matmul = fast_projection(o, p);
+    MatmulPrecision prec = fast_projection(o, p);
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
         int64_t n = rows - r0 < chunk ? rows - r0 : chunk;
         Tensor flat = tensor_slice(&o->delta, 0, n * cols);
         Tensor delta = tensor_reshape(&flat, 2, (int64_t[]){n, cols});
         if (s->right) {
             Tensor Rr = tensor_row_slice(&s->R, r0, n);
-            be->ops->matmul(be, &delta, &Rr, 0, &s->P, 0, 1.0f, 0.0f);
+            be->ops->matmul_prec(be, &delta, &Rr, 0, &s->P, 0, 1.0f, 0.0f, prec);
         } else {
             Tensor Pr = tensor_row_slice(&s->P, r0, n);
-            be->ops->matmul(be, &delta, &Pr, 0, &s->R, 0, 1.0f, 0.0f);
+            be->ops->matmul_prec(be, &delta, &Pr, 0, &s->R, 0, 1.0f, 0.0f, prec);
         }
         Tensor w = tensor_row_slice(&p->w, r0, n);
         be->ops->apply_update(be, &w, &delta, (float)(-step_size * c->scale), (float)(lr * c->weight_decay), h->sr_seed,
                               r0 * cols);
     }
-    be->fast_f32_matmul = 0;
 }
 
 int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwError *err) {
@@ -640,8 +636,8 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
         else if (s->host_state) { /* beside the next forward, which waits before using p (Param.ready_ticket) */
             Tensor g = p->g;      /* or its copy in host memory (Param.g_host) */
             if (p->g_host) g.data = p->g_host;
-            p->ready_ticket =
-                be->ops->adam_update_host(be, &p->w, &g, s->hm, s->hv, NULL, ADAM_ROWS_PRESENT, !p->g_host, 1, &h);
+            p->ready_ticket = be->ops->adam_update_host(be, &p->w, &g, s->hm, s->hv, NULL, ADAM_ROWS_PRESENT,
+                                                        (p->g_host ? 0 : ADAM_HOST_ZERO_GRAD) | ADAM_HOST_ASYNC, &h);
         } else
             be->ops->adam_update(be, &p->w, &p->g, &s->m, &s->v, &h);
     }

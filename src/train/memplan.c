@@ -1,6 +1,7 @@
 /* memplan.c: see memplan.h. */
 #include "train/memplan.h"
 
+#include "backend/backend_cuda.h"
 #include "model/model.h"
 
 #include <string.h>
@@ -71,7 +72,7 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
         int64_t host = 2 * (head_trainable - C);
         moments -= host;
         out->host_optimizer = (size_t)host * f32;
-        if (device_workspace) out->bytes[MEM_WORKSPACE] += BACKEND_HOST_STATE_STAGING;
+        if (device_workspace) out->bytes[MEM_WORKSPACE] += BACKEND_CUDA_HOST_STATE_STAGING;
     }
     int64_t galore_state = 0, ws = 0, ws64 = 0;
     if (galore) {
@@ -103,7 +104,7 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
     out->host_activations = model_offload_host_bytes(mc, act, c->batch_size, c->block_size, c->recompute, offload);
     out->bytes[MEM_WORKSPACE] +=
         (size_t)ws * f32 + (device_workspace ? (size_t)ws64 * 8 : 0) +
-        (device_workspace ? ((size_t)40 << 20) + 256 : 0); /* cuBLAS workspace, scratch, norm accumulator */
+        (device_workspace ? BACKEND_CUDA_FIXED_WORKSPACE : 0); /* cuBLAS workspace, scratch, norm accumulator */
     for (int kind = 0; kind < MEM_KIND_COUNT; kind++) out->total += out->bytes[kind];
 }
 

@@ -1009,7 +1009,8 @@ static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
             Tensor tg = mode == 1 ? mk(g_gpu, OW_F32, 2, (int64_t[]){slots, C}, gc) : mk(g_gpu, OW_F32, 2, sh, g);
             float *hg = NULL;
             if (mode == 0) {
-                int t = g_gpu->ops->adam_update_host(g_gpu, &tp, &tg, M, Vv, NULL, ADAM_ROWS_PRESENT, 1, 1, &h);
+                int t = g_gpu->ops->adam_update_host(g_gpu, &tp, &tg, M, Vv, NULL, ADAM_ROWS_PRESENT,
+                                                     ADAM_HOST_ZERO_GRAD | ADAM_HOST_ASYNC, &h);
                 cr_expect_geq(t, 0, "async update returns a ticket");
                 g_gpu->ops->copy_wait(g_gpu, t);
             } else if (mode == 2) {
@@ -1018,14 +1019,15 @@ static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
                 memcpy(hg, g, (size_t)n * 4);
                 Tensor th = tg;
                 th.data = hg;
-                g_gpu->ops->copy_wait(
-                    g_gpu, g_gpu->ops->adam_update_host(g_gpu, &tp, &th, M, Vv, NULL, ADAM_ROWS_PRESENT, 0, 1, &h));
+                g_gpu->ops->copy_wait(g_gpu, g_gpu->ops->adam_update_host(g_gpu, &tp, &th, M, Vv, NULL,
+                                                                          ADAM_ROWS_PRESENT, ADAM_HOST_ASYNC, &h));
                 g_gpu->ops->fill(g_gpu, &tg, 0.0f); /* the device copy is not read: zero, as the check below expects */
             } else {
                 AdamHyper h1 = h;
                 h1.grad_scale = 1.0f; /* unused for zero gradients */
-                int t = g_gpu->ops->adam_update_host(g_gpu, &tp, NULL, M, Vv, &tsel, ADAM_ROWS_ABSENT, 0, 1, &h1);
-                g_gpu->ops->adam_update_host(g_gpu, &tp, &tg, M, Vv, &tsel, ADAM_ROWS_PRESENT, 1, 0, &h);
+                int t = g_gpu->ops->adam_update_host(g_gpu, &tp, NULL, M, Vv, &tsel, ADAM_ROWS_ABSENT, ADAM_HOST_ASYNC,
+                                                     &h1);
+                g_gpu->ops->adam_update_host(g_gpu, &tp, &tg, M, Vv, &tsel, ADAM_ROWS_PRESENT, ADAM_HOST_ZERO_GRAD, &h);
                 g_gpu->ops->copy_wait(g_gpu, t);
             }
             char what[96];
@@ -1073,8 +1075,8 @@ static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
 Test(cuda_ops, adam_update_host_rows) {
     adam_rows_case(OW_F32, 97, 40, 600);
     adam_rows_case(OW_BF16, 97, 40, 610);
-    /* moments of ~5 staging chunks: the slots are reused (BACKEND_HOST_STATE_STAGING holds 3 of m and v) */
-    int64_t C = 256, V = (int64_t)(5 * (BACKEND_HOST_STATE_STAGING / 6) / (size_t)(C * 4)) + 37;
+    /* moments of ~5 staging chunks: the slots are reused (BACKEND_CUDA_HOST_STATE_STAGING holds 3 of m and v) */
+    int64_t C = 256, V = (int64_t)(5 * (BACKEND_CUDA_HOST_STATE_STAGING / 6) / (size_t)(C * 4)) + 37;
     adam_rows_case(OW_BF16, V, C, 620);
 }
 

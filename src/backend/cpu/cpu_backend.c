@@ -203,6 +203,7 @@ static const BackendOps cpu_ops = {
     .copy_from_host = cpu_copy_from_host,
     .copy_wait = cpu_copy_wait,
     .matmul = cpu_matmul,
+    .matmul_prec = cpu_matmul_prec,
     .matmul_add = cpu_matmul_add,
     .axpy = cpu_axpy,
     .scale = cpu_scale,
