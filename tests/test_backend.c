@@ -1,8 +1,9 @@
 /* test_backend.c: the backend seam on the CPU: device strings (backend_create
  * and backend_parse_device: valid ones, bad ones and CUDA asked of a build
  * without it, each with a clear message), the CPU backend's capabilities and
- * configuration ops (set_dtypes, mem_report), and the profiler's wrapper table
- * (forwards every op to the wrapped backend's table and gives it back). */
+ * configuration ops (set_dtypes, mem_report), the profiler's wrapper table
+ * (forwards every op to the wrapped backend's table and gives it back), and
+ * the arguments that replaced hidden state (matmul_prec, AdamHostFlags). */
 #include "cpu_test_util.h"
 
 #include "backend/backend_cuda.h"
@@ -106,5 +107,55 @@ Test(backend_profile, wrapper_table_forwards_and_restores) {
     be_release(be, &b, MEM_WEIGHTS);
     be_release(be, &c, MEM_WEIGHTS);
     cr_assert(be->mem.current_total == 0);
+    be->ops->destroy(be);
+}
+
+/* ---- the arguments that replaced hidden state and int flags ---- */
+
+Test(backend_args, matmul_prec_is_exact_on_the_cpu) {
+    Backend *be = ct_backend(1);
+    Rng r;
+    rng_init(&r, 5, 99);
+    Tensor a = CT_F32(be, 7, 5), b = CT_F32(be, 5, 3), c = CT_F32(be, 7, 3), d = CT_F32(be, 7, 3);
+    ct_randn(&r, &a, 1.0);
+    ct_randn(&r, &b, 1.0);
+    be->ops->matmul(be, &c, &a, 0, &b, 0, 1.0f, 0.0f);
+    be->ops->matmul_prec(be, &d, &a, 0, &b, 0, 1.0f, 0.0f, MATMUL_FAST_F32);
+    cr_assert(memcmp(c.data, d.data, tensor_nbytes(&c)) == 0, "the CPU computes fp32 at either precision");
+    ct_free(be, &a);
+    ct_free(be, &b);
+    ct_free(be, &c);
+    ct_free(be, &d);
+    be->ops->destroy(be);
+}
+
+Test(backend_args, adam_update_host_flags) {
+    Backend *be = ct_backend(1);
+    OwError err;
+    Rng r;
+    rng_init(&r, 9, 99);
+    const int64_t V = 4, C = 6;
+    AdamHyper h = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .step = 1, .grad_scale = 1.0f};
+    for (int zero = 0; zero < 2; zero++) {
+        Tensor p = CT_F32(be, V, C), g = CT_F32(be, V, C);
+        ct_randn(&r, &p, 1.0);
+        ct_randn(&r, &g, 1.0);
+        float *m = be->ops->host_alloc(be, (size_t)(V * C) * sizeof(float), &err);
+        float *v = be->ops->host_alloc(be, (size_t)(V * C) * sizeof(float), &err);
+        cr_assert(m && v, "%s", err.msg);
+        float g0 = ct_f(&g)[0], p0 = ct_f(&p)[0];
+        AdamHostFlags flags = ADAM_HOST_ASYNC | (zero ? ADAM_HOST_ZERO_GRAD : 0);
+        cr_assert(be->ops->adam_update_host(be, &p, &g, m, v, NULL, ADAM_ROWS_PRESENT, flags, &h) == -1,
+                  "the CPU runs it at once: no ticket");
+        cr_assert(ct_f(&p)[0] != p0, "the parameter moved");
+        for (int64_t i = 0; i < V * C; i++)
+            cr_assert(zero ? ct_f(&g)[i] == 0.0f : ct_f(&g)[i] != 0.0f, "ADAM_HOST_ZERO_GRAD %s the gradient",
+                      zero ? "zeroes" : "(not set) keeps");
+        cr_assert(zero || ct_f(&g)[0] == g0);
+        be->ops->host_free(be, m);
+        be->ops->host_free(be, v);
+        ct_free(be, &p);
+        ct_free(be, &g);
+    }
     be->ops->destroy(be);
 }
