@@ -137,7 +137,7 @@ int cmd_demo(int argc, char **argv) {
         {"pretrain-steps", ARG_INT, &pre_steps, "N", "pre-training steps (default 300)", NULL},
         {"finetune-steps", ARG_INT, &ft_steps, "N", "OwLore fine-tuning steps (default 450)", NULL},
         {"seed", ARG_INT, &seed, "N", "seed (default 1234)", NULL},
-        {"device", ARG_STR, &device, "DEV", "cuda | cpu | auto (default)", NULL},
+        {"device", ARG_STR, &device, "DEV", "cuda | cuda:N | cpu | auto (default)", NULL},
         {"threads", ARG_INT, &threads, "N", "CPU threads (0: all)", NULL},
     };
     int nspecs = (int)(sizeof specs / sizeof specs[0]);

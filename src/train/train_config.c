@@ -134,7 +134,7 @@ static const KeyDef k_keys[] = {
     {"seqlen", NUM(K_INT, seqlen), "T", "OWL calibration sequence length"},
     {"M", NUM(K_FLOAT, M), "M", "OWL outlier threshold multiple"},
     {"seed", NUM(K_INT, seed), "N", "seed of every random stream"},
-    {"device", STR(device), "DEV", "cuda | cpu | auto"},
+    {"device", STR(device), "DEV", "cuda | cuda:N | cpu | auto"},
     {"gpu_mem", NUM(K_SIZE, gpu_mem), "SIZE", "device memory cap, e.g. 24GiB (0: no cap)"},
     {"precision", ENUM(precision, k_precision), "P",
      "weights and activations on the GPU: auto (bf16) | bf16 | fp32 (twice the memory; the CPU always computes in "
