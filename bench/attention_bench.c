@@ -61,10 +61,10 @@ static int time_op(Backend *be, Tensor *t, int which, int iters, cudaStream_t st
     CHECK_CUDA(cudaEventRecord(e0, st));
     for (int i = 0; i < iters; i++) {
         if (which == 0)
-            be->attention_forward(be, &t[T_OUT], &t[T_LSE], &t[T_Q], &t[T_K], &t[T_V]);
+            be->ops->attention_forward(be, &t[T_OUT], &t[T_LSE], &t[T_Q], &t[T_K], &t[T_V]);
         else
-            be->attention_backward(be, &t[T_DQ], &t[T_DK], &t[T_DV], &t[T_DOUT], &t[T_Q], &t[T_K], &t[T_V], &t[T_OUT],
-                                   &t[T_LSE]);
+            be->ops->attention_backward(be, &t[T_DQ], &t[T_DK], &t[T_DV], &t[T_DOUT], &t[T_Q], &t[T_K], &t[T_V],
+                                        &t[T_OUT], &t[T_LSE]);
     }
     CHECK_CUDA(cudaEventRecord(e1, st));
     CHECK_CUDA(cudaEventSynchronize(e1));
@@ -89,10 +89,10 @@ static int bench_shape(Backend *be, const BenchShape *s, int warmup, int iters) 
             goto done;
         }
     }
-    be->fill_normal(be, &t[T_Q], 1, 1.0f);
-    be->fill_normal(be, &t[T_K], 2, 1.0f);
-    be->fill_normal(be, &t[T_V], 3, 1.0f);
-    be->fill_normal(be, &t[T_DOUT], 4, 1.0f);
+    be->ops->fill_normal(be, &t[T_Q], 1, 1.0f);
+    be->ops->fill_normal(be, &t[T_K], 2, 1.0f);
+    be->ops->fill_normal(be, &t[T_V], 3, 1.0f);
+    be->ops->fill_normal(be, &t[T_DOUT], 4, 1.0f);
     cudaStream_t st = (cudaStream_t)backend_cuda_stream(be);
     double ms[2];
     for (int which = 0; which < 2; which++) {
@@ -155,7 +155,7 @@ int main(int argc, char **argv) {
         ran++;
         if (bench_shape(be, &SHAPES[i], (int)warmup, (int)iters) != 0) rc = 1;
     }
-    be->destroy(be);
+    be->ops->destroy(be);
     if (!ran) {
         fprintf(stderr, "attention_bench: no shape name contains \"%s\"\n", only);
         return 2;

@@ -7,6 +7,7 @@
  * one LLaMA-2-7B block in fp32). Needs a build with the CUDA backend and a
  * device; otherwise it says so and exits 1. */
 #include "backend/backend.h"
+#include "backend/backend_cuda.h"
 #include "core/args.h"
 #include "core/error.h"
 #include "core/tensor.h"
@@ -94,21 +95,21 @@ int main(int argc, char **argv) {
     }
     Tensor t = tensor_1d(OW_F32, (int64_t)(n / 4));
     char *h = ow_try_malloc_touched(n, "bench", &err);
-    if (!h || be->alloc(be, &t, MEM_OTHER, "bench", &err) != 0) {
+    if (!h || be->ops->alloc(be, &t, MEM_OTHER, "bench", &err) != 0) {
         fprintf(stderr, "host_transfer_bench: %s\n", err.msg);
         return 1;
     }
     for (int rep = 0; rep < 3; rep++) {
         double t0 = now();
-        be->download(be, h, OW_F32, &t);
+        be->ops->download(be, h, OW_F32, &t);
         line("backend download into touched pageable", now() - t0, n);
         t0 = now();
-        be->upload(be, &t, h, OW_F32);
-        be->sync(be);
+        be->ops->upload(be, &t, h, OW_F32);
+        be->ops->sync(be);
         line("backend upload from pageable", now() - t0, n);
     }
-    be->release(be, &t, MEM_OTHER);
-    be->destroy(be);
+    be->ops->release(be, &t, MEM_OTHER);
+    be->ops->destroy(be);
     free(h);
     printf("{\"bench\": \"host_transfer\", \"threads\": %d}\n", omp_get_max_threads());
     return 0;

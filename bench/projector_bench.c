@@ -17,6 +17,7 @@
  * (rank + oversample), the candidates for it: cuSOLVER Dsyevd and Dsyevj on the
  * device, LAPACK dsyevd on the host CPU. One JSON line per figure. */
 #include "backend/backend.h"
+#include "backend/backend_cuda.h"
 #include "backend/profile.h"
 #include "core/args.h"
 #include "core/error.h"
@@ -60,10 +61,10 @@ static int make_gradient(Backend *be, Tensor *G, int64_t tokens, uint64_t seed, 
         be_release(be, &A, MEM_WORKSPACE);
         return -1;
     }
-    be->fill_normal(be, &A, seed, 1.0f);
-    be->fill_normal(be, &B, seed + 1, 1.0f);
-    be->matmul(be, G, &A, 1, &B, 0, 1.0f, 0.0f);
-    be->sync(be);
+    be->ops->fill_normal(be, &A, seed, 1.0f);
+    be->ops->fill_normal(be, &B, seed + 1, 1.0f);
+    be->ops->matmul(be, G, &A, 1, &B, 0, 1.0f, 0.0f);
+    be->ops->sync(be);
     be_release(be, &A, MEM_WORKSPACE);
     be_release(be, &B, MEM_WORKSPACE);
     return 0;
@@ -74,11 +75,11 @@ static int refresh_block(Backend *be, Tensor *G, Tensor *P, const Mat *mats, int
                          int oversample, int iters, uint64_t seed, double *secs, OwError *err) {
     for (int i = 0; i < 7; i++) {
         int right = mats[i].m >= mats[i].n;
-        be->sync(be);
+        be->ops->sync(be);
         double t0 = ow_now();
         if (galore_projector(be, &P[i], &G[i], rank, right, kind, oversample, iters, seed + (uint64_t)i, err) != 0)
             return -1;
-        be->sync(be);
+        be->ops->sync(be);
         secs[i] = ow_now() - t0;
     }
     return 0;
@@ -330,7 +331,7 @@ int main(int argc, char **argv) {
     }
     int rc = run(be, &mc, (int)rank, kind, (int)oversample, (int)iters, tokens, (int)reps, profile_cold, warm_up, &err);
     if (rc != 0) fprintf(stderr, "projector_bench: %s\n", err.msg);
-    be->destroy(be);
+    be->ops->destroy(be);
     return rc ? 1 : 0;
 #else
     (void)solvers;

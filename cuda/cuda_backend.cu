@@ -348,6 +348,89 @@ extern "C" int backend_cuda_available(void) {
     return n > 0;
 }
 
+static int cuda_set_dtypes(Backend *be, DType act, DType param, OwError *err) {
+    if ((act != OW_BF16 && act != OW_F32) || (param != OW_BF16 && param != OW_F32))
+        return ow_fail(err, "the CUDA backend stores activations and weights in bf16 or f32 (asked for %s and %s)",
+                       dtype_name(act), dtype_name(param));
+    be->act_dtype = act;
+    be->param_dtype = param;
+    return 0;
+}
+
+static void cuda_mem_report(Backend *be, BackendMemReport *out) {
+    CudaImpl *ci = cuda_impl(be);
+    out->reserved = ci->arena.reserved;
+    out->peak_reserved = ci->arena.peak_reserved;
+    out->cap = ci->arena.cap;
+    out->context = ci->context_bytes;
+    out->used_peak = ci->peak_used;
+}
+
+static void cuda_sample_used(Backend *be) {
+    CudaImpl *ci = cuda_impl(be);
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    if (total_b - free_b > ci->peak_used) ci->peak_used = total_b - free_b;
+}
+
+/* the planner (train/memplan.c) counts these fixed workspaces as BACKEND_CUDA_FIXED_WORKSPACE */
+static_assert(BACKEND_CUDA_FIXED_WORKSPACE ==
+                      BACKEND_CUDA_LT_WORKSPACE_BYTES + BACKEND_CUDA_SCRATCH_BYTES + ARENA_ALIGN &&
+                  sizeof(double) <= ARENA_ALIGN,
+              "cuBLAS workspace, scratch and the norm accumulator's aligned block");
+
+static const BackendOps cuda_ops = {
+    .destroy = cuda_destroy,
+    .set_dtypes = cuda_set_dtypes,
+    .mem_report = cuda_mem_report,
+    .sample_used = cuda_sample_used,
+    .alloc = cuda_alloc,
+    .reserve = cuda_reserve,
+    .release = cuda_release,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .copy = cuda_copy,
+    .fill = cuda_fill,
+    .sync = cuda_sync,
+    .wait_compute = cuda_wait_compute,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
+    .copy_to_host = cuda_copy_to_host,
+    .copy_from_host = cuda_copy_from_host,
+    .copy_wait = cuda_copy_wait,
+    .matmul = cuda_matmul,
+    .matmul_prec = cuda_matmul_prec,
+    .matmul_add = cuda_matmul_add,
+    .axpy = cuda_axpy,
+    .scale = cuda_scale,
+    .sum = cuda_sum,
+    .sum_squares = cuda_sum_squares,
+    .norm_add = cuda_norm_add,
+    .norm_take = cuda_norm_take,
+    .embedding_forward = cuda_embedding_forward,
+    .embedding_backward = cuda_embedding_backward,
+    .rmsnorm_forward = cuda_rmsnorm_forward,
+    .rmsnorm_backward = cuda_rmsnorm_backward,
+    .rope = cuda_rope,
+    .attention_forward = cuda_attention_forward,
+    .attention_backward = cuda_attention_backward,
+    .swiglu_forward = cuda_swiglu_forward,
+    .swiglu_backward = cuda_swiglu_backward,
+    .cross_entropy = cuda_cross_entropy,
+    .col_sumsq = cuda_col_sumsq,
+    .score_sum = cuda_score_sum,
+    .score_count = cuda_score_count,
+    .adam_update = cuda_adam_update,
+    .adam_moments = cuda_adam_moments,
+    .apply_update = cuda_apply_update,
+    .adam_update_host = cuda_adam_update_host,
+    .host_state_reserve = cuda_host_state_reserve,
+    .svd_top = cuda_svd_top,
+    .orthonormalize = cuda_orthonormalize,
+    .canonicalize_signs = cuda_canonicalize_signs,
+    .fill_normal = cuda_fill_normal,
+};
+
 extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
@@ -386,6 +469,8 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
     CudaImpl *ci = (CudaImpl *)ow_xcalloc(1, sizeof *ci);
     be->impl = ci;
     be->name = "cuda";
+    be->caps.device_memory = 1;
+    be->caps.bf16 = 1;
     be->act_dtype = OW_BF16;
     be->param_dtype = OW_BF16;
     ci->device = device;
@@ -478,51 +563,7 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
     CUDA_CHECK(cudaStreamSynchronize(ci->stream));
     ci->arena.min_segment = CUDA_MIN_SEGMENT;
 
-    be->destroy = cuda_destroy;
-    be->alloc = cuda_alloc;
-    be->reserve = cuda_reserve;
-    be->release = cuda_release;
-    be->upload = cuda_upload;
-    be->download = cuda_download;
-    be->copy = cuda_copy;
-    be->fill = cuda_fill;
-    be->sync = cuda_sync;
-    be->wait_compute = cuda_wait_compute;
-    be->host_alloc = cuda_host_alloc;
-    be->host_free = cuda_host_free;
-    be->copy_to_host = cuda_copy_to_host;
-    be->copy_from_host = cuda_copy_from_host;
-    be->copy_wait = cuda_copy_wait;
-    be->matmul = cuda_matmul;
-    be->axpy = cuda_axpy;
-    be->scale = cuda_scale;
-    be->sum = cuda_sum;
-    be->sum_squares = cuda_sum_squares;
-    be->norm_add = cuda_norm_add;
-    be->norm_take = cuda_norm_take;
-    be->matmul_add = cuda_matmul_add;
-    be->embedding_forward = cuda_embedding_forward;
-    be->embedding_backward = cuda_embedding_backward;
-    be->rmsnorm_forward = cuda_rmsnorm_forward;
-    be->rmsnorm_backward = cuda_rmsnorm_backward;
-    be->rope = cuda_rope;
-    be->attention_forward = cuda_attention_forward;
-    be->attention_backward = cuda_attention_backward;
-    be->swiglu_forward = cuda_swiglu_forward;
-    be->swiglu_backward = cuda_swiglu_backward;
-    be->cross_entropy = cuda_cross_entropy;
-    be->col_sumsq = cuda_col_sumsq;
-    be->score_sum = cuda_score_sum;
-    be->score_count = cuda_score_count;
-    be->adam_update = cuda_adam_update;
-    be->adam_moments = cuda_adam_moments;
-    be->apply_update = cuda_apply_update;
-    be->adam_update_host = cuda_adam_update_host;
-    be->host_state_reserve = cuda_host_state_reserve;
-    be->svd_top = cuda_svd_top;
-    be->orthonormalize = cuda_orthonormalize;
-    be->canonicalize_signs = cuda_canonicalize_signs;
-    be->fill_normal = cuda_fill_normal;
+    be->ops = &cuda_ops;
     return be;
 }
 
@@ -538,25 +579,6 @@ extern "C" size_t backend_cuda_reserved_bytes(Backend *be) { return checked_impl
 extern "C" size_t backend_cuda_peak_reserved_bytes(Backend *be) { return checked_impl(be)->arena.peak_reserved; }
 
 extern "C" size_t backend_cuda_arena_cap(Backend *be) { return checked_impl(be)->arena.cap; }
-
-extern "C" size_t backend_cuda_context_bytes(Backend *be) { return checked_impl(be)->context_bytes; }
-
-extern "C" size_t backend_cuda_peak_used_bytes(Backend *be) { return checked_impl(be)->peak_used; }
-
-extern "C" void backend_cuda_sample_used(Backend *be) {
-    CudaImpl *ci = checked_impl(be);
-    size_t free_b = 0, total_b = 0;
-    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    if (total_b - free_b > ci->peak_used) ci->peak_used = total_b - free_b;
-}
-
-extern "C" void backend_cuda_set_dtypes(Backend *be, DType act, DType param) {
-    checked_impl(be);
-    OW_CHECKF((act == OW_BF16 || act == OW_F32) && (param == OW_BF16 || param == OW_F32),
-              "CUDA backend dtypes: BF16 or F32");
-    be->act_dtype = act;
-    be->param_dtype = param;
-}
 
 extern "C" int backend_cuda_set_attention_tensor_cores(Backend *be, int enable) {
     CudaImpl *ci = checked_impl(be);

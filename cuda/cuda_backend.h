@@ -1,12 +1,11 @@
 /* cuda_backend.h: the C-callable extras of the CUDA backend beyond the Backend
- * table (backend.h): arena figures for progress lines and benchmarks, and the
+ * table (backend.h) and backend/backend_cuda.h, for GPU tests and benchmarks
+ * only: arena figures, the
  * attention kernel choice (tests compare both kernels against the CPU), and the
  * backend's stream for benchmarks that time ops with CUDA events.
  *
- * Every function takes a Backend made by backend_create_cuda. In a build
- * without the CUDA backend (src/backend/cuda_absent.c) the memory figures
- * exist and return 0 (no CUDA backend can be created there); the attention
- * switches and the stream exist only in CUDA builds. */
+ * Every function takes a Backend made by backend_create_cuda; they exist only
+ * in CUDA builds (nothing under src/ includes this header). */
 #ifndef OWLORE_CUDA_CUDA_BACKEND_H
 #define OWLORE_CUDA_CUDA_BACKEND_H
 
@@ -16,29 +15,15 @@
 extern "C" {
 #endif
 
-#include "backend/backend.h"
+#include "backend/backend_cuda.h"
 
 /* Bytes the device arena holds from CUDA now (its segments; >= allocated bytes). */
 size_t backend_cuda_reserved_bytes(Backend *be);
 /* The most the arena has held from CUDA since creation. */
 size_t backend_cuda_peak_reserved_bytes(Backend *be);
-/* Device memory in use outside the arena, measured when the backend was made:
- * the CUDA context and the libraries' handles (total - free before the arena's
- * first segment). */
-size_t backend_cuda_context_bytes(Backend *be);
-/* The most device memory in use by anyone (total - free, sampled by
- * backend_cuda_sample_used: once per training step) since creation. */
-size_t backend_cuda_peak_used_bytes(Backend *be);
-void backend_cuda_sample_used(Backend *be);
 /* The arena's cap on reserved bytes (the mem_cap given at creation, or the
  * device's free memory minus a margin when that was 0). */
 size_t backend_cuda_arena_cap(Backend *be);
-
-/* Storage dtypes for activations and weights: OW_BF16 (the default) or OW_F32.
- * With F32 every op runs the same kernels in fp32 (attention uses the simple
- * kernel, GEMMs true FP32), which lets tests hold the GPU model to fp32
- * references tightly. Call before anything is allocated for a model. */
-void backend_cuda_set_dtypes(Backend *be, DType act, DType param);
 
 /* Attention kernels: 1 (default) uses the tensor-core (mma.sync bf16) kernels where
  * they apply (bf16 tensors, head_dim 16, 32, 64 or 128), 0 forces the simple fp32

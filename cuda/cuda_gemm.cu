@@ -7,8 +7,8 @@
  * computed as C^T = op(B)^T op(A)^T in column-major terms: the first cuBLAS
  * operand is B's data, the second is A's, and each keeps its own transpose
  * flag. Supported: A, B BF16 with C BF16 or F32; A, B, C F32 (true FP32
- * compute, CUBLAS_COMPUTE_32F, no TF32, unless the caller set
- * Backend.fast_f32_matmul for an approximate computation). beta 0 does not
+ * compute, CUBLAS_COMPUTE_32F, no TF32, unless the caller asked
+ * matmul_prec for MATMUL_FAST_F32 for an approximate computation). beta 0 does not
  * read C. matmul_add gives cuBLASLt a C input apart from its D output (the
  * residual adds: h = x + att Wo^T without copying x first). */
 #include "cuda/cuda_internal.h"
@@ -103,7 +103,7 @@ static GemmCacheEntry *cache_lookup(CudaImpl *ci, const GemmKey *k, LtCall *call
  * C's shape and dtype: cuBLASLt reads its C and writes its D; the cublasGemmEx fallback
  * works in place, so Cin is copied into C first there. */
 static void gemm(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
-                 float beta, const void *Cin) {
+                 float beta, const void *Cin, MatmulPrecision prec) {
     CudaImpl *ci = cuda_impl(be);
     int64_t ra = tensor_rows(A), ca = tensor_cols(A), rb = tensor_rows(B), cb = tensor_cols(B);
     int64_t M = transA ? ca : ra, K = transA ? ra : ca;
@@ -141,7 +141,7 @@ static void gemm(Backend *be, Tensor *C, const Tensor *A, int transA, const Tens
     key.alignA = ptr_align(B->data);
     key.alignB = ptr_align(A->data);
     key.alignC = ptr_align(C->data) < ptr_align(Cin) ? ptr_align(C->data) : ptr_align(Cin);
-    key.tf32 = be->fast_f32_matmul && A->dtype == OW_F32;
+    key.tf32 = prec == MATMUL_FAST_F32 && A->dtype == OW_F32;
 
     /* first cuBLAS operand: B's data, stored column-major as cb x rb; second: A's, ca x ra */
     LtCall call;
@@ -163,11 +163,16 @@ static void gemm(Backend *be, Tensor *C, const Tensor *A, int transA, const Tens
 
 void cuda_matmul(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
                  float beta) {
-    gemm(be, C, A, transA, B, transB, alpha, beta, C->data);
+    gemm(be, C, A, transA, B, transB, alpha, beta, C->data, MATMUL_EXACT);
+}
+
+void cuda_matmul_prec(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
+                      float beta, MatmulPrecision prec) {
+    gemm(be, C, A, transA, B, transB, alpha, beta, C->data, prec);
 }
 
 void cuda_matmul_add(Backend *be, Tensor *D, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
                      const Tensor *Cin) {
     OW_CHECKF(tensor_numel(Cin) == tensor_numel(D) && Cin->dtype == D->dtype, "matmul_add: Cin must match D");
-    gemm(be, D, A, transA, B, transB, alpha, 1.0f, Cin->data);
+    gemm(be, D, A, transA, B, transB, alpha, 1.0f, Cin->data, MATMUL_EXACT);
 }

@@ -25,6 +25,7 @@
 
 extern "C" {
 #include "backend/backend.h"
+#include "backend/backend_cuda.h"
 #include "core/error.h"
 #include "core/memstats.h"
 #include "core/tensor.h"
@@ -110,7 +111,7 @@ typedef struct GemmKey {
     int dtAB, dtC;   /* DType */
     int beta_nonzero;
     int alignA, alignB, alignC; /* pointer alignment in bytes (capped at 256) */
-    int tf32;                   /* F32 GEMM on TF32 tensor cores (Backend.fast_f32_matmul) */
+    int tf32;                   /* F32 GEMM on TF32 tensor cores (MATMUL_FAST_F32) */
 } GemmKey;
 
 typedef struct GemmCacheEntry {
@@ -121,9 +122,9 @@ typedef struct GemmCacheEntry {
 } GemmCacheEntry;
 
 #define GEMM_CACHE_SIZE 64
-#define CUDA_LT_WORKSPACE_BYTES ((size_t)32 << 20)
+#define CUDA_LT_WORKSPACE_BYTES BACKEND_CUDA_LT_WORKSPACE_BYTES
 #ifndef CUDA_SCRATCH_BYTES /* the CPU emulator may build with a smaller one (scripts/cuda_emu/README.md) */
-#define CUDA_SCRATCH_BYTES ((size_t)8 << 20)
+#define CUDA_SCRATCH_BYTES BACKEND_CUDA_SCRATCH_BYTES
 #endif
 
 #define CUDA_COPY_EVENTS 16              /* tickets of asynchronous host copies in flight (a ring) */
@@ -310,6 +311,8 @@ void cuda_side_end(CudaImpl *ci, int ticket);
 /* cuda_gemm.cu */
 void cuda_matmul(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
                  float beta);
+void cuda_matmul_prec(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
+                      float beta, MatmulPrecision prec);
 void cuda_matmul_add(Backend *be, Tensor *D, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
                      const Tensor *Cin);
 
@@ -358,8 +361,8 @@ void cuda_adam_update(Backend *be, Tensor *param, const Tensor *grad, Tensor *m,
 void cuda_adam_moments(Backend *be, Tensor *out, const Tensor *grad, Tensor *m, Tensor *v, const AdamHyper *h);
 void cuda_apply_update(Backend *be, Tensor *param, const Tensor *delta, float alpha, float decay, uint64_t sr_seed,
                        int64_t sr_index0);
-int cuda_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel, int rows,
-                          int zero_grad, int async, const AdamHyper *h);
+int cuda_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel,
+                          AdamRows rows, AdamHostFlags flags, const AdamHyper *h);
 int cuda_host_state_reserve(Backend *be, OwError *err);
 
 /* cuda_solver.cu */

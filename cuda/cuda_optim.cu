@@ -212,7 +212,8 @@ void cuda_apply_update(Backend *be, Tensor *param, const Tensor *delta, float al
  * D2H included), after the main stream's work queued before them; the ticket marks
  * the end of their last kernel (the parameter is updated). */
 
-static_assert((size_t)HS_SLOTS * 2 * HS_CHUNK_BYTES == BACKEND_HOST_STATE_STAGING, "staging size in backend.h");
+static_assert((size_t)HS_SLOTS * 2 * HS_CHUNK_BYTES == BACKEND_CUDA_HOST_STATE_STAGING,
+              "staging size in backend_cuda.h");
 
 int cuda_host_state_reserve(Backend *be, OwError *err) {
     CudaImpl *ci = cuda_impl(be);
@@ -227,8 +228,9 @@ static int is_host_memory(const void *p) {
     return at.type == cudaMemoryTypeHost;
 }
 
-int cuda_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel, int rows,
-                          int zero_grad, int async, const AdamHyper *h) {
+int cuda_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel,
+                          AdamRows rows, AdamHostFlags flags, const AdamHyper *h) {
+    const int zero_grad = (flags & ADAM_HOST_ZERO_GRAD) != 0, async = (flags & ADAM_HOST_ASYNC) != 0;
     CudaImpl *ci = cuda_impl(be);
     check_param(param);
     OW_CHECKF(param->ndim == 2, "adam_update_host: matrix parameter");

@@ -135,47 +135,47 @@ Test(accumulation, projected_mode_semantics) {
     }
     /* micro-batch 0 */
     optimizer_begin_micro(&o, 0, 0);
-    be->upload(be, &q->g, g0, OW_F32);
+    be->ops->upload(be, &q->g, g0, OW_F32);
     q->g_fresh = 0; /* g holds a gradient (model.h) */
     cr_assert_eq(optimizer_absorb(&o, q, &err), 0);
     cr_assert(q->g_fresh, "the full-rank gradient is released after projecting (the next one overwrites it)");
     /* micro-batch 1 */
     optimizer_begin_micro(&o, 1, 1);
-    be->upload(be, &q->g, g1, OW_F32);
+    be->ops->upload(be, &q->g, g1, OW_F32);
     q->g_fresh = 0;
     cr_assert_eq(optimizer_absorb(&o, q, &err), 0);
     ParamState *st = &o.st[q - m->params];
     cr_assert_eq(st->refreshes, 1);
     /* P must be the top-4 right singular vectors of g0 alone */
     Tensor G = tensor_2d(OW_F32, 16, 16), P = tensor_2d(OW_F32, 4, 16), S = tensor_2d(OW_F32, 16, 16);
-    cr_assert_eq(be->alloc(be, &G, MEM_OTHER, "t", &err), 0);
-    cr_assert_eq(be->alloc(be, &P, MEM_OTHER, "t", &err), 0);
-    cr_assert_eq(be->alloc(be, &S, MEM_OTHER, "t", &err), 0);
-    be->upload(be, &G, g0, OW_F32);
-    cr_assert_eq(be->svd_top(be, &P, &G, 4, 1, &err), 0);
+    cr_assert_eq(be->ops->alloc(be, &G, MEM_OTHER, "t", &err), 0);
+    cr_assert_eq(be->ops->alloc(be, &P, MEM_OTHER, "t", &err), 0);
+    cr_assert_eq(be->ops->alloc(be, &S, MEM_OTHER, "t", &err), 0);
+    be->ops->upload(be, &G, g0, OW_F32);
+    cr_assert_eq(be->ops->svd_top(be, &P, &G, 4, 1, &err), 0);
     float pa[64], pb[64];
-    be->download(be, pa, OW_F32, &P);
-    be->download(be, pb, OW_F32, &st->P);
+    be->ops->download(be, pa, OW_F32, &P);
+    be->ops->download(be, pb, OW_F32, &st->P);
     cr_assert_lt(ts_rel_err(pb, pa, 64), 1e-6, "projector from micro-batch 0");
     /* R = P^T (g0 + g1) in the right layout: (g0 + g1) P^T */
     for (int64_t i = 0; i < n; i++) g0[i] += g1[i];
-    be->upload(be, &S, g0, OW_F32);
+    be->ops->upload(be, &S, g0, OW_F32);
     Tensor Rr = tensor_2d(OW_F32, 16, 4);
-    cr_assert_eq(be->alloc(be, &Rr, MEM_OTHER, "t", &err), 0);
-    be->matmul(be, &Rr, &S, 0, &P, 1, 1.0f, 0.0f);
+    cr_assert_eq(be->ops->alloc(be, &Rr, MEM_OTHER, "t", &err), 0);
+    be->ops->matmul(be, &Rr, &S, 0, &P, 1, 1.0f, 0.0f);
     float ra[64], rb[64];
-    be->download(be, ra, OW_F32, &Rr);
-    be->download(be, rb, OW_F32, &st->R);
+    be->ops->download(be, ra, OW_F32, &Rr);
+    be->ops->download(be, rb, OW_F32, &st->R);
     cr_assert_lt(ts_rel_err(rb, ra, 64), 1e-5, "R accumulates the projected gradients");
-    double want = be->sum_squares(be, &Rr);
+    double want = be->ops->sum_squares(be, &Rr);
     double gn;
     cr_assert_eq(optimizer_step(&o, 0.01, 1.0, &gn, &err), 0);
     cr_assert_float_eq(gn, sqrt(want), 1e-6 * sqrt(want), "clipping uses the projected norm");
     Tensor *ts[] = {&G, &P, &S, &Rr};
-    for (int i = 0; i < 4; i++) be->release(be, ts[i], MEM_OTHER);
+    for (int i = 0; i < 4; i++) be->ops->release(be, ts[i], MEM_OTHER);
     free(g0);
     free(g1);
     optimizer_free(&o);
     model_free(m);
-    be->destroy(be);
+    be->ops->destroy(be);
 }

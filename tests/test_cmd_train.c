@@ -2,6 +2,7 @@
 /* test_cmd_train.c: `owlore train` and `owlore outliers` through the binary:
  * a short run writes config.json, metrics.jsonl and a loadable model; bad
  * settings and bad data stop with a clear message before training starts. */
+#include "backend/backend_cuda.h"
 #include "core/fileio.h"
 #include "core/json.h"
 #include "core/rng.h"
@@ -128,6 +129,13 @@ Test(cmd_train, rank_larger_than_matrix) {
     expect_failure("--method galore --rank 64", "rank 64 is larger than the matrix", 97, -1);
 }
 Test(cmd_train, token_id_outside_vocab) { expect_failure("--method full", "has id 150", 200, 150); }
+Test(cmd_train, bf16_needs_a_backend_that_computes_in_bf16) {
+    expect_failure("--precision bf16", "the cpu backend computes in fp32", 97, -1);
+}
+Test(cmd_train, bad_or_absent_device) {
+    expect_failure("--device gpu", "device \"gpu\" is not known", 97, -1);
+    if (!backend_cuda_available()) expect_failure("--device cuda:1", "built without the CUDA backend", 97, -1);
+}
 Test(cmd_train, missing_model) {
     expect_failure("--method full --model /nonexistent/model", "/nonexistent/model", 97, -1);
 }

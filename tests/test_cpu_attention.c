@@ -18,7 +18,7 @@ typedef struct {
 
 static double attn_loss(void *p) {
     AttnCtx *c = p;
-    c->be->attention_forward(c->be, c->out, c->lse, c->q, c->k, c->v);
+    c->be->ops->attention_forward(c->be, c->out, c->lse, c->q, c->k, c->v);
     return ct_dot(ct_f(c->out), ct_f(c->dout), ct_n(c->out));
 }
 
@@ -68,22 +68,22 @@ static void check_attention(AttnCfg a) {
     ct_randn(&r, &k, 1.0);
     ct_randn(&r, &v, 1.0);
     ct_randn(&r, &dout, 1.0);
-    be->fill(be, &out, NAN);
-    be->fill(be, &lse, NAN);
+    be->ops->fill(be, &out, NAN);
+    be->ops->fill(be, &lse, NAN);
 
     double *oref = malloc((size_t)nq * sizeof(double)), *lref = malloc((size_t)nl * sizeof(double));
     attn_ref(&a, ct_f(&q), ct_f(&k), ct_f(&v), oref, lref);
-    be->attention_forward(be, &out, &lse, &q, &k, &v);
+    be->ops->attention_forward(be, &out, &lse, &q, &k, &v);
     char what[96];
     snprintf(what, sizeof what, "B%lld T%lld Hq%lld Hkv%lld D%lld", (long long)a.B, (long long)a.T, (long long)a.Hq,
              (long long)a.Hkv, (long long)a.D);
     ct_assert_close(ct_f(&out), oref, nq, 1e-5, 1e-5, what);
     ct_assert_close(ct_f(&lse), lref, nl, 1e-5, 1e-5, what);
 
-    be->fill(be, &dq, NAN); /* the backward writes all three */
-    be->fill(be, &dk, NAN);
-    be->fill(be, &dv, NAN);
-    be->attention_backward(be, &dq, &dk, &dv, &dout, &q, &k, &v, &out, &lse);
+    be->ops->fill(be, &dq, NAN); /* the backward writes all three */
+    be->ops->fill(be, &dk, NAN);
+    be->ops->fill(be, &dv, NAN);
+    be->ops->attention_backward(be, &dq, &dk, &dv, &dout, &q, &k, &v, &out, &lse);
 
     AttnCtx ctx = {be, &out, &lse, &q, &k, &v, &dout};
     double *fdq = malloc((size_t)nq * sizeof(double)), *fdk = malloc((size_t)nk * sizeof(double)),
@@ -100,16 +100,16 @@ static void check_attention(AttnCfg a) {
     Tensor out1 = CT_F32(b1, a.B, a.T, a.Hq, a.D), lse1 = CT_F32(b1, a.B, a.Hq, a.T);
     Tensor dq1 = CT_F32(b1, a.B, a.T, a.Hq, a.D), dk1 = CT_F32(b1, a.B, a.T, a.Hkv, a.D),
            dv1 = CT_F32(b1, a.B, a.T, a.Hkv, a.D);
-    be->attention_forward(be, &out, &lse, &q, &k, &v);
-    be->attention_backward(be, &dq, &dk, &dv, &dout, &q, &k, &v, &out, &lse);
-    b1->attention_forward(b1, &out1, &lse1, &q, &k, &v);
-    b1->attention_backward(b1, &dq1, &dk1, &dv1, &dout, &q, &k, &v, &out1, &lse1);
+    be->ops->attention_forward(be, &out, &lse, &q, &k, &v);
+    be->ops->attention_backward(be, &dq, &dk, &dv, &dout, &q, &k, &v, &out, &lse);
+    b1->ops->attention_forward(b1, &out1, &lse1, &q, &k, &v);
+    b1->ops->attention_backward(b1, &dq1, &dk1, &dv1, &dout, &q, &k, &v, &out1, &lse1);
     cr_assert(memcmp(out.data, out1.data, (size_t)nq * 4) == 0 && memcmp(lse.data, lse1.data, (size_t)nl * 4) == 0);
     cr_assert(memcmp(dq.data, dq1.data, (size_t)nq * 4) == 0 && memcmp(dk.data, dk1.data, (size_t)nk * 4) == 0 &&
               memcmp(dv.data, dv1.data, (size_t)nk * 4) == 0);
     Tensor *t1[] = {&out1, &lse1, &dq1, &dk1, &dv1};
     for (size_t i = 0; i < 5; i++) ct_free(b1, t1[i]);
-    b1->destroy(b1);
+    b1->ops->destroy(b1);
 
     free(oref);
     free(lref);
@@ -118,7 +118,7 @@ static void check_attention(AttnCfg a) {
     free(fdv);
     Tensor *all[] = {&q, &k, &v, &out, &lse, &dout, &dq, &dk, &dv};
     for (size_t i = 0; i < 9; i++) ct_free(be, all[i]);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_attention, mha) { check_attention((AttnCfg){2, 3, 2, 2, 4}); }
@@ -137,7 +137,7 @@ Test(cpu_attention, first_position_copies_v) {
     ct_randn(&r, &q, 1.0);
     ct_randn(&r, &k, 1.0);
     ct_randn(&r, &v, 1.0);
-    be->attention_forward(be, &out, &lse, &q, &k, &v);
+    be->ops->attention_forward(be, &out, &lse, &q, &k, &v);
     for (int h = 0; h < 2; h++) {
         for (int i = 0; i < 4; i++) cr_assert(fabsf(ct_f(&out)[h * 4 + i] - ct_f(&v)[i]) < 1e-6f);
         double s = ct_dot(ct_f(&q) + h * 4, ct_f(&k), 4) / 2.0;
@@ -145,5 +145,5 @@ Test(cpu_attention, first_position_copies_v) {
     }
     Tensor *all[] = {&q, &k, &v, &out, &lse};
     for (size_t i = 0; i < 5; i++) ct_free(be, all[i]);
-    be->destroy(be);
+    be->ops->destroy(be);
 }

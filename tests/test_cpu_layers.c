@@ -16,7 +16,7 @@ typedef struct {
 
 static double emb_loss(void *p) {
     EmbCtx *c = p;
-    c->be->embedding_forward(c->be, c->out, c->ids, c->table);
+    c->be->ops->embedding_forward(c->be, c->out, c->ids, c->table);
     return ct_dot(ct_f(c->out), ct_f(c->dout), ct_n(c->out));
 }
 
@@ -32,7 +32,7 @@ Test(cpu_layers, embedding_forward_backward) {
     ct_randn(&r, &table, 1.0);
     ct_randn(&r, &dout, 1.0);
     ct_randn(&r, &dtable, 1.0);
-    be->embedding_forward(be, &out, &ids, &table);
+    be->ops->embedding_forward(be, &out, &ids, &table);
     for (int64_t n = 0; n < N; n++)
         cr_assert(memcmp(ct_f(&out) + n * C, ct_f(&table) + idv[n] * C, (size_t)C * sizeof(float)) == 0, "row %lld",
                   (long long)n);
@@ -43,7 +43,7 @@ Test(cpu_layers, embedding_forward_backward) {
         for (int64_t c = 0; c < C; c++) ref[idv[n] * C + c] += ct_f(&dout)[n * C + c];
     float *before = malloc((size_t)(V * C) * sizeof(float));
     memcpy(before, dtable.data, (size_t)(V * C) * sizeof(float));
-    be->embedding_backward(be, &dtable, &ids, &dout);
+    be->ops->embedding_backward(be, &dtable, &ids, &dout);
     ct_assert_close(ct_f(&dtable), ref, V * C, 1e-6, 1e-6, "dtable (accumulated)");
 
     /* finite differences of L = <dout, embedding(table)> give the increment */
@@ -61,14 +61,14 @@ Test(cpu_layers, embedding_forward_backward) {
     free(inc);
     Tensor *all[] = {&table, &ids, &out, &dout, &dtable};
     for (size_t i = 0; i < 5; i++) ct_free(be, all[i]);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_layers, embedding_bad_id_aborts, .signal = SIGABRT) {
     Backend *be = ct_backend(1);
     Tensor table = CT_F32(be, 4, 3), ids = CT_I32(be, 2), out = CT_F32(be, 2, 3);
     ((int32_t *)ids.data)[1] = 4;
-    be->embedding_forward(be, &out, &ids, &table);
+    be->ops->embedding_forward(be, &out, &ids, &table);
 }
 
 /* ---------------- rmsnorm ---------------- */
@@ -81,7 +81,7 @@ typedef struct {
 
 static double norm_loss(void *p) {
     NormCtx *c = p;
-    c->be->rmsnorm_forward(c->be, c->out, c->rstd, c->x, c->w, c->eps);
+    c->be->ops->rmsnorm_forward(c->be, c->out, c->rstd, c->x, c->w, c->eps);
     return ct_dot(ct_f(c->out), ct_f(c->dout), ct_n(c->out));
 }
 
@@ -96,7 +96,7 @@ static void check_rmsnorm(int64_t N, int64_t C, float eps) {
     ct_randn(&r, &dout, 1.0);
     ct_randn(&r, &dx, 1.0);
     ct_randn(&r, &dw, 1.0);
-    be->rmsnorm_forward(be, &out, &rstd, &x, &w, eps);
+    be->ops->rmsnorm_forward(be, &out, &rstd, &x, &w, eps);
     double *ref = malloc((size_t)(N * C) * sizeof(double)), *rref = malloc((size_t)N * sizeof(double));
     for (int64_t n = 0; n < N; n++) {
         double ms = 0;
@@ -110,7 +110,7 @@ static void check_rmsnorm(int64_t N, int64_t C, float eps) {
     float *dx0 = malloc((size_t)(N * C) * sizeof(float)), *dw0 = malloc((size_t)C * sizeof(float));
     memcpy(dx0, dx.data, (size_t)(N * C) * sizeof(float));
     memcpy(dw0, dw.data, (size_t)C * sizeof(float));
-    be->rmsnorm_backward(be, &dx, &dw, &dout, &x, &w, &rstd);
+    be->ops->rmsnorm_backward(be, &dx, &dw, &dout, &x, &w, &rstd);
     float *gx = malloc((size_t)(N * C) * sizeof(float)), *gw = malloc((size_t)C * sizeof(float));
     for (int64_t i = 0; i < N * C; i++) gx[i] = ct_f(&dx)[i] - dx0[i];
     for (int64_t i = 0; i < C; i++) gw[i] = ct_f(&dw)[i] - dw0[i];
@@ -126,8 +126,8 @@ static void check_rmsnorm(int64_t N, int64_t C, float eps) {
     ct_assert_grad(gw, fdw, C, 5e-3, what);
 
     /* dw NULL: dx accumulates the same */
-    be->rmsnorm_forward(be, &out, &rstd, &x, &w, eps);
-    be->rmsnorm_backward(be, &dx2, NULL, &dout, &x, &w, &rstd);
+    be->ops->rmsnorm_forward(be, &out, &rstd, &x, &w, eps);
+    be->ops->rmsnorm_backward(be, &dx2, NULL, &dout, &x, &w, &rstd);
     ct_assert_close_ff(ct_f(&dx2), gx, N * C, 1e-6, 1e-5, "dx without dw");
     free(ref);
     free(rref);
@@ -139,7 +139,7 @@ static void check_rmsnorm(int64_t N, int64_t C, float eps) {
     free(fdw);
     Tensor *all[] = {&x, &w, &out, &rstd, &dout, &dx, &dw, &dx2};
     for (size_t i = 0; i < 8; i++) ct_free(be, all[i]);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_layers, rmsnorm) {
@@ -191,26 +191,26 @@ static void check_rope(int64_t B, int64_t T, int64_t H, int64_t D, int64_t Tmax)
                     o[i + half] = xr[i + half] * c + xr[i] * s;
                 }
             }
-    be->rope(be, &x, &cs, &sn, 0);
+    be->ops->rope(be, &x, &cs, &sn, 0);
     ct_assert_close(ct_f(&x), ref, n, 1e-6, 1e-5, "rope forward");
 
     /* adjoint: <rope(x), y> = <x, rope_inverse(y)> */
-    be->rope(be, &y, &cs, &sn, 1);
+    be->ops->rope(be, &y, &cs, &sn, 1);
     double lhs = ct_dot(ct_f(&x), y0, n), rhs = ct_dot(x0, ct_f(&y), n);
     cr_assert(fabs(lhs - rhs) <= 1e-5 * (1 + fabs(lhs)), "rope adjoint: %.9g vs %.9g", lhs, rhs);
 
     /* with unit-circle tables the inverse undoes the forward */
     rope_tables(&r, &cs, &sn, 1);
     memcpy(x.data, x0, (size_t)n * sizeof(float));
-    be->rope(be, &x, &cs, &sn, 0);
-    be->rope(be, &x, &cs, &sn, 1);
+    be->ops->rope(be, &x, &cs, &sn, 0);
+    be->ops->rope(be, &x, &cs, &sn, 1);
     ct_assert_close_ff(ct_f(&x), x0, n, 1e-6, 1e-5, "rope inverse(forward)");
     free(x0);
     free(y0);
     free(ref);
     Tensor *all[] = {&x, &y, &cs, &sn};
     for (size_t i = 0; i < 4; i++) ct_free(be, all[i]);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_layers, rope) {
@@ -229,7 +229,7 @@ typedef struct {
 
 static double swi_loss(void *p) {
     SwiCtx *c = p;
-    c->be->swiglu_forward(c->be, c->out, c->g, c->u);
+    c->be->ops->swiglu_forward(c->be, c->out, c->g, c->u);
     return ct_dot(ct_f(c->out), ct_f(c->dout), ct_n(c->out));
 }
 
@@ -251,12 +251,12 @@ Test(cpu_layers, swiglu) {
         double gi = ct_f(&g)[i];
         ref[i] = gi / (1.0 + exp(-gi)) * ct_f(&u)[i];
     }
-    be->swiglu_forward(be, &out, &g, &u);
+    be->ops->swiglu_forward(be, &out, &g, &u);
     ct_assert_close(ct_f(&out), ref, n, 1e-6, 1e-5, "swiglu out");
 
-    be->fill(be, &dg, NAN); /* writes, does not accumulate */
-    be->fill(be, &du, NAN);
-    be->swiglu_backward(be, &dg, &du, &dout, &g, &u);
+    be->ops->fill(be, &dg, NAN); /* writes, does not accumulate */
+    be->ops->fill(be, &du, NAN);
+    be->ops->swiglu_backward(be, &dg, &du, &dout, &g, &u);
     SwiCtx ctx = {be, &out, &g, &u, &dout};
     double fdg[33], fdu[33];
     ct_fd_grad(swi_loss, &ctx, ct_f(&g), n, 1e-3, fdg);
@@ -265,7 +265,7 @@ Test(cpu_layers, swiglu) {
     ct_assert_grad(ct_f(&du), fdu, n, 2e-3, "swiglu dup");
     Tensor *all[] = {&g, &u, &out, &dout, &dg, &du};
     for (size_t i = 0; i < 6; i++) ct_free(be, all[i]);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 /* ---------------- cross entropy ---------------- */
@@ -277,8 +277,8 @@ typedef struct {
 
 static double ce_loss(void *p) {
     CeCtx *c = p;
-    c->be->copy(c->be, c->work, c->logits);
-    c->be->cross_entropy(c->be, c->work, c->losses, c->targets, 1.0f, 0);
+    c->be->ops->copy(c->be, c->work, c->logits);
+    c->be->ops->cross_entropy(c->be, c->work, c->losses, c->targets, 1.0f, 0);
     double s = 0;
     for (int64_t i = 0; i < ct_n(c->losses); i++) s += ct_f(c->losses)[i];
     return s;
@@ -307,18 +307,18 @@ static void check_ce(int64_t N, int64_t V, float offset) {
             gref[n * V + i] = tg[n] == -100 ? 0.0 : 0.5 * (exp(x[i] - lse) - (i == tg[n] ? 1.0 : 0.0));
     }
     /* without grad: logits untouched */
-    be->copy(be, &work, &logits);
-    be->fill(be, &losses, NAN);
-    be->cross_entropy(be, &work, &losses, &targets, 0.5f, 0);
+    be->ops->copy(be, &work, &logits);
+    be->ops->fill(be, &losses, NAN);
+    be->ops->cross_entropy(be, &work, &losses, &targets, 0.5f, 0);
     ct_assert_close(ct_f(&losses), lref, N, 1e-5, 1e-5, "ce losses");
     cr_assert(memcmp(work.data, logits.data, (size_t)(N * V) * sizeof(float)) == 0);
     /* with grad (grad_scale 0.5) */
-    be->cross_entropy(be, &work, &losses, &targets, 0.5f, 1);
+    be->ops->cross_entropy(be, &work, &losses, &targets, 0.5f, 1);
     ct_assert_close(ct_f(&losses), lref, N, 1e-5, 1e-5, "ce losses (grad)");
     ct_assert_close(ct_f(&work), gref, N * V, 1e-7, 1e-5, "ce grad");
     /* against finite differences of the summed loss (grad_scale 1) */
-    be->copy(be, &work, &logits);
-    be->cross_entropy(be, &work, &losses, &targets, 1.0f, 1);
+    be->ops->copy(be, &work, &logits);
+    be->ops->cross_entropy(be, &work, &losses, &targets, 1.0f, 1);
     float *g1 = malloc((size_t)(N * V) * sizeof(float));
     memcpy(g1, work.data, (size_t)(N * V) * sizeof(float));
     double *fd = malloc((size_t)(N * V) * sizeof(double));
@@ -331,7 +331,7 @@ static void check_ce(int64_t N, int64_t V, float offset) {
     free(fd);
     Tensor *all[] = {&logits, &work, &losses, &targets};
     for (size_t i = 0; i < 4; i++) ct_free(be, all[i]);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_layers, cross_entropy) {
@@ -344,21 +344,21 @@ Test(cpu_layers, cross_entropy) {
 Test(cpu_layers, cross_entropy_all_ignored) {
     Backend *be = ct_backend(1);
     Tensor logits = CT_F32(be, 2, 3), losses = CT_F32(be, 2), targets = CT_I32(be, 2);
-    be->fill(be, &logits, 1.0f);
-    be->fill(be, &targets, -100.0f);
-    be->fill(be, &losses, 5.0f);
-    be->cross_entropy(be, &logits, &losses, &targets, 1.0f, 1);
+    be->ops->fill(be, &logits, 1.0f);
+    be->ops->fill(be, &targets, -100.0f);
+    be->ops->fill(be, &losses, 5.0f);
+    be->ops->cross_entropy(be, &logits, &losses, &targets, 1.0f, 1);
     for (int i = 0; i < 6; i++) cr_assert(ct_f(&logits)[i] == 0.0f);
     cr_assert(ct_f(&losses)[0] == 0.0f && ct_f(&losses)[1] == 0.0f);
     ct_free(be, &logits);
     ct_free(be, &losses);
     ct_free(be, &targets);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_layers, cross_entropy_bad_target_aborts, .signal = SIGABRT) {
     Backend *be = ct_backend(1);
     Tensor logits = CT_F32(be, 2, 3), losses = CT_F32(be, 2), targets = CT_I32(be, 2);
     ((int32_t *)targets.data)[0] = 3;
-    be->cross_entropy(be, &logits, &losses, &targets, 1.0f, 0);
+    be->ops->cross_entropy(be, &logits, &losses, &targets, 1.0f, 0);
 }

@@ -63,7 +63,7 @@ Test(cpu_mem, accounting_and_cap) {
     be_release(be, &d, MEM_OPTIM);
     cr_assert_eq(be->mem.current_total, 0);
     cr_assert_eq(be->mem.peak_total, 1000);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_mem, no_cap) {
@@ -74,7 +74,7 @@ Test(cpu_mem, no_cap) {
     cr_assert_eq(be->mem.current[MEM_GRADS], 4u << 20);
     be_release(be, &a, MEM_GRADS);
     cr_assert_eq(be->mem.current_total, 0);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 /* ---------------- conversions ---------------- */
@@ -93,53 +93,53 @@ Test(cpu_mem, upload_download_copy_bf16_f32) {
     const float want[5] = {1.0f, -2.5f, 1.0f, 1.0f + 0x1p-6f, 1.0f + 0x1p-7f};
 
     Tensor tb = ct_tensor(be, OW_BF16, 1, (int64_t[]){6});
-    be->upload(be, &tb, host, OW_F32);
+    be->ops->upload(be, &tb, host, OW_F32);
     float back[6];
-    be->download(be, back, OW_F32, &tb);
+    be->ops->download(be, back, OW_F32, &tb);
     for (int i = 0; i < 5; i++) cr_assert(back[i] == want[i], "bf16 rounding of %d: %.9g vs %.9g", i, back[i], want[i]);
     cr_assert(fabsf(back[5] - 1e-3f) <= 1e-3f * 0x1p-8f, "bf16 of 1e-3: %.9g", back[5]);
 
     /* upload bf16 host data into an F32 tensor: exact widening (the bits move up by 16) */
     uint16_t hb[3] = {0x3f80, 0xc020, 0x0001};
     Tensor tf = CT_F32(be, 3);
-    be->upload(be, &tf, hb, OW_BF16);
+    be->ops->upload(be, &tf, hb, OW_BF16);
     cr_assert(ct_f(&tf)[0] == 1.0f && ct_f(&tf)[1] == -2.5f && ct_f(&tf)[2] == f_from_bits(0x00010000u));
     /* download F32 as bf16 */
     uint16_t hb2[3];
-    be->download(be, hb2, OW_BF16, &tf);
+    be->ops->download(be, hb2, OW_BF16, &tf);
     cr_assert(memcmp(hb, hb2, sizeof hb) == 0);
 
     /* copy F32 -> BF16 -> F32 */
     Tensor src = CT_F32(be, 2, 3);
     memcpy(src.data, host, sizeof host);
     Tensor mid = ct_tensor(be, OW_BF16, 2, (int64_t[]){3, 2}); /* same count, other shape */
-    be->copy(be, &mid, &src);
+    be->ops->copy(be, &mid, &src);
     Tensor dst = CT_F32(be, 6);
-    be->copy(be, &dst, &mid);
+    be->ops->copy(be, &dst, &mid);
     for (int i = 0; i < 5; i++) cr_assert(ct_f(&dst)[i] == want[i], "copy rounding of %d", i);
     /* same-dtype copy is exact */
     Tensor dst2 = CT_F32(be, 6);
-    be->copy(be, &dst2, &src);
+    be->ops->copy(be, &dst2, &src);
     cr_assert(memcmp(dst2.data, host, sizeof host) == 0);
 
     /* F16: 1 + 2^-11 ties to 1; 1 + 3*2^-11 ties to 1 + 2^-9 */
     const float h16[2] = {1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f};
     Tensor th = ct_tensor(be, OW_F16, 1, (int64_t[]){2});
-    be->upload(be, &th, h16, OW_F32);
+    be->ops->upload(be, &th, h16, OW_F32);
     float b16[2];
-    be->download(be, b16, OW_F32, &th);
+    be->ops->download(be, b16, OW_F32, &th);
     cr_assert(b16[0] == 1.0f && b16[1] == 1.0f + 0x1p-9f);
 
     /* I32 copies as is */
     int32_t ids[4] = {7, -100, 0, 123456789}, ids2[4];
     Tensor ti = CT_I32(be, 4);
-    be->upload(be, &ti, ids, OW_I32);
-    be->download(be, ids2, OW_I32, &ti);
+    be->ops->upload(be, &ti, ids, OW_I32);
+    be->ops->download(be, ids2, OW_I32, &ti);
     cr_assert(memcmp(ids, ids2, sizeof ids) == 0);
 
     Tensor *all[] = {&tb, &tf, &src, &mid, &dst, &dst2, &th, &ti};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) ct_free(be, all[i]);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_mem, large_conversion_parallel) {
@@ -151,29 +151,29 @@ Test(cpu_mem, large_conversion_parallel) {
     rng_init(&r, 5, 99);
     ct_randn_buf(&r, host, n, 3.0);
     Tensor t = ct_tensor(be, OW_BF16, 1, (int64_t[]){n});
-    be->upload(be, &t, host, OW_F32);
+    be->ops->upload(be, &t, host, OW_F32);
     const uint16_t *h = t.data;
     for (int64_t i = 0; i < n; i++) cr_assert(h[i] == f32_to_bf16(host[i]), "element %lld", (long long)i);
     free(host);
     ct_free(be, &t);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_mem, fill) {
     Backend *be = ct_backend(2);
     Tensor f = CT_F32(be, 3, 5);
-    be->fill(be, &f, -1.25f);
+    be->ops->fill(be, &f, -1.25f);
     for (int i = 0; i < 15; i++) cr_assert(ct_f(&f)[i] == -1.25f);
     Tensor b = ct_tensor(be, OW_BF16, 1, (int64_t[]){7});
-    be->fill(be, &b, 3.0f);
+    be->ops->fill(be, &b, 3.0f);
     for (int i = 0; i < 7; i++) cr_assert(((uint16_t *)b.data)[i] == 0x4040);
     Tensor i32 = CT_I32(be, 4);
-    be->fill(be, &i32, -100.0f);
+    be->ops->fill(be, &i32, -100.0f);
     for (int i = 0; i < 4; i++) cr_assert(((int32_t *)i32.data)[i] == -100);
     ct_free(be, &f);
     ct_free(be, &b);
     ct_free(be, &i32);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 /* ---------------- matmul ---------------- */
@@ -203,7 +203,7 @@ static void check_matmul(Backend *be, int64_t M, int64_t K, int64_t N, int tA, i
                 s += op_at(ct_f(&A), tA ? M : K, tA, i, k) * op_at(ct_f(&B), tB ? K : N, tB, k, j);
             ref[i * N + j] = alpha * s + (beta != 0.0f ? beta * (double)ct_f(&C)[i * N + j] : 0.0);
         }
-    be->matmul(be, &C, &A, tA, &B, tB, alpha, beta);
+    be->ops->matmul(be, &C, &A, tA, &B, tB, alpha, beta);
     char what[96];
     snprintf(what, sizeof what, "matmul M%lld K%lld N%lld tA%d tB%d a%g b%g", (long long)M, (long long)K, (long long)N,
              tA, tB, alpha, beta);
@@ -224,7 +224,7 @@ Test(cpu_linalg, matmul_all_transposes) {
                 check_matmul(be, shapes[s][0], shapes[s][1], shapes[s][2], tA, tB, 1.0f, 1.0f, 0);
                 check_matmul(be, shapes[s][0], shapes[s][1], shapes[s][2], tA, tB, -2.0f, 0.0f, 1);
             }
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_linalg, matmul_higher_rank_as_matrix) {
@@ -235,7 +235,7 @@ Test(cpu_linalg, matmul_higher_rank_as_matrix) {
     Tensor A = CT_F32(be, 2, 3, 4), B = CT_F32(be, 4, 5), C = CT_F32(be, 2, 3, 5);
     ct_randn(&r, &A, 1.0);
     ct_randn(&r, &B, 1.0);
-    be->matmul(be, &C, &A, 0, &B, 0, 1.0f, 0.0f);
+    be->ops->matmul(be, &C, &A, 0, &B, 0, 1.0f, 0.0f);
     double ref[30];
     for (int i = 0; i < 6; i++)
         for (int j = 0; j < 5; j++) {
@@ -247,7 +247,7 @@ Test(cpu_linalg, matmul_higher_rank_as_matrix) {
     ct_free(be, &A);
     ct_free(be, &B);
     ct_free(be, &C);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 typedef struct {
@@ -257,7 +257,7 @@ typedef struct {
 
 static double matmul_loss(void *p) {
     MatmulCtx *c = p;
-    c->be->matmul(c->be, c->C, c->A, 0, c->B, 0, 1.0f, 0.0f);
+    c->be->ops->matmul(c->be, c->C, c->A, 0, c->B, 0, 1.0f, 0.0f);
     return ct_dot(ct_f(c->C), ct_f(c->G), ct_n(c->C));
 }
 
@@ -271,8 +271,8 @@ Test(cpu_linalg, matmul_backward_identities_fd) {
     ct_randn(&r, &A, 1.0);
     ct_randn(&r, &B, 1.0);
     ct_randn(&r, &G, 1.0);
-    be->matmul(be, &dA, &G, 0, &B, 1, 1.0f, 0.0f);
-    be->matmul(be, &dB, &A, 1, &G, 0, 1.0f, 0.0f);
+    be->ops->matmul(be, &dA, &G, 0, &B, 1, 1.0f, 0.0f);
+    be->ops->matmul(be, &dB, &A, 1, &G, 0, 1.0f, 0.0f);
     MatmulCtx ctx = {be, &A, &B, &C, &G};
     double fdA[12], fdB[15];
     ct_fd_grad(matmul_loss, &ctx, ct_f(&A), 12, 1e-2, fdA);
@@ -281,7 +281,7 @@ Test(cpu_linalg, matmul_backward_identities_fd) {
     ct_assert_grad(ct_f(&dB), fdB, 15, 1e-3, "dB");
     Tensor *all[] = {&A, &B, &C, &G, &dA, &dB};
     for (size_t i = 0; i < 6; i++) ct_free(be, all[i]);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 /* ---------------- axpy, scale, sum ---------------- */
@@ -296,21 +296,21 @@ Test(cpu_linalg, axpy_scale_sum) {
     ct_randn(&r, &y, 1.0);
     double ref[1001];
     for (int64_t i = 0; i < n; i++) ref[i] = (double)ct_f(&y)[i] + 0.37 * (double)ct_f(&x)[i];
-    be->axpy(be, &y, 0.37f, &x);
+    be->ops->axpy(be, &y, 0.37f, &x);
     ct_assert_close(ct_f(&y), ref, n, 1e-6, 1e-6, "axpy");
     for (int64_t i = 0; i < n; i++) ref[i] = (double)ct_f(&y)[i] * -1.5;
-    be->scale(be, &y, -1.5f);
+    be->ops->scale(be, &y, -1.5f);
     ct_assert_close(ct_f(&y), ref, n, 1e-6, 1e-6, "scale");
     double s = 0, ss = 0;
     for (int64_t i = 0; i < n; i++) {
         s += ct_f(&y)[i];
         ss += (double)ct_f(&y)[i] * ct_f(&y)[i];
     }
-    cr_assert(fabs(be->sum(be, &y) - s) <= 1e-9 * (1 + fabs(s)));
-    cr_assert(fabs(be->sum_squares(be, &y) - ss) <= 1e-9 * ss);
+    cr_assert(fabs(be->ops->sum(be, &y) - s) <= 1e-9 * (1 + fabs(s)));
+    cr_assert(fabs(be->ops->sum_squares(be, &y) - ss) <= 1e-9 * ss);
     ct_free(be, &x);
     ct_free(be, &y);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_linalg, reductions_deterministic_across_threads) {
@@ -325,16 +325,16 @@ Test(cpu_linalg, reductions_deterministic_across_threads) {
         ref += ct_f(&x)[i];
         refsq += (double)ct_f(&x)[i] * ct_f(&x)[i];
     }
-    double s1 = b1->sum(b1, &x), s2 = b2->sum(b2, &x);
-    double q1 = b1->sum_squares(b1, &x), q2 = b2->sum_squares(b2, &x);
+    double s1 = b1->ops->sum(b1, &x), s2 = b2->ops->sum(b2, &x);
+    double q1 = b1->ops->sum_squares(b1, &x), q2 = b2->ops->sum_squares(b2, &x);
     cr_assert(s1 == s2 && q1 == q2, "thread count changed a reduction: %.17g %.17g / %.17g %.17g", s1, s2, q1, q2);
     cr_assert(fabs(s1 - ref) <= 1e-8 * (1 + fabs(ref)) && fabs(q1 - refsq) <= 1e-10 * refsq);
     Tensor e = CT_F32(b1, 0);
-    cr_assert(b1->sum(b1, &e) == 0.0 && b1->sum_squares(b1, &e) == 0.0);
+    cr_assert(b1->ops->sum(b1, &e) == 0.0 && b1->ops->sum_squares(b1, &e) == 0.0);
     ct_free(b1, &x);
     ct_free(b1, &e);
-    b1->destroy(b1);
-    b2->destroy(b2);
+    b1->ops->destroy(b1);
+    b2->ops->destroy(b2);
 }
 
 /* ---------------- OWL statistics ---------------- */
@@ -353,11 +353,11 @@ Test(cpu_owl, col_sumsq_accumulates) {
         for (int64_t n = 0; n < N; n++) s += (double)ct_f(&x)[n * C + c] * ct_f(&x)[n * C + c];
         ref[c] = ct_f(&acc)[c] + s;
     }
-    be->col_sumsq(be, &acc, &x);
+    be->ops->col_sumsq(be, &acc, &x);
     ct_assert_close(ct_f(&acc), ref, C, 1e-6, 1e-6, "col_sumsq");
     ct_free(be, &x);
     ct_free(be, &acc);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_owl, score_sum_and_count) {
@@ -371,20 +371,20 @@ Test(cpu_owl, score_sum_and_count) {
     double sum = 0;
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++) sum += fabs((double)ct_f(&W)[i * N + j]) * ct_f(&cs)[j];
-    cr_assert(fabs(be->score_sum(be, &W, &cs) - sum) <= 1e-12 * sum);
+    cr_assert(fabs(be->ops->score_sum(be, &W, &cs) - sum) <= 1e-12 * sum);
     const double thr[] = {0.0, 0.3, 1.0, 2.5, 100.0};
     for (size_t t = 0; t < 5; t++) {
         int64_t cnt = 0;
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++)
                 if (fabs((double)ct_f(&W)[i * N + j]) * ct_f(&cs)[j] > thr[t]) cnt++;
-        cr_assert_eq(be->score_count(be, &W, &cs, thr[t]), cnt, "threshold %g", thr[t]);
+        cr_assert_eq(be->ops->score_count(be, &W, &cs, thr[t]), cnt, "threshold %g", thr[t]);
     }
     /* strict '>': a threshold equal to an exact score does not count it */
     ct_f(&W)[5] = 2.0f;
     ct_f(&cs)[5] = 1.5f;
-    cr_assert_eq(be->score_count(be, &W, &cs, 3.0) + 1, be->score_count(be, &W, &cs, 2.9999999));
+    cr_assert_eq(be->ops->score_count(be, &W, &cs, 3.0) + 1, be->ops->score_count(be, &W, &cs, 2.9999999));
     ct_free(be, &W);
     ct_free(be, &cs);
-    be->destroy(be);
+    be->ops->destroy(be);
 }

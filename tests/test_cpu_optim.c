@@ -45,7 +45,7 @@ static void run_adam(AdamVariant variant, float *final_params, int64_t n) {
         h.step = step;
         h.lr = 1e-2f * (float)(7 - step) / 6.0f; /* a changing schedule */
         for (int64_t i = 0; i < n; i++) adam_scalar(&pr[i], &mr[i], &vr[i], ct_f(&g)[i], &h);
-        be->adam_update(be, &p, &g, &m, &v, &h);
+        be->ops->adam_update(be, &p, &g, &m, &v, &h);
         char what[64];
         snprintf(what, sizeof what, "adam variant %d step %d param", (int)variant, step);
         ct_assert_close(ct_f(&p), pr, n, 1e-6, 1e-5, what);
@@ -58,7 +58,7 @@ static void run_adam(AdamVariant variant, float *final_params, int64_t n) {
     free(vr);
     Tensor *all[] = {&p, &g, &m, &v};
     for (size_t i = 0; i < 4; i++) ct_free(be, all[i]);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_optim, adam_update_variants) {
@@ -77,9 +77,9 @@ Test(cpu_optim, adam_first_step_closed_form) {
     Tensor p = CT_F32(be, 3), g = CT_F32(be, 3), m = CT_F32(be, 3), v = CT_F32(be, 3);
     const float gv[3] = {2.0f, -0.5f, 0.0f};
     for (int variant = 0; variant < 2; variant++) {
-        be->fill(be, &p, 1.0f);
-        be->fill(be, &m, 0.0f);
-        be->fill(be, &v, 0.0f);
+        be->ops->fill(be, &p, 1.0f);
+        be->ops->fill(be, &m, 0.0f);
+        be->ops->fill(be, &v, 0.0f);
         memcpy(g.data, gv, sizeof gv);
         AdamHyper h = {.lr = 0.1f,
                        .beta1 = 0.9f,
@@ -89,13 +89,13 @@ Test(cpu_optim, adam_first_step_closed_form) {
                        .step = 1,
                        .variant = (AdamVariant)variant,
                        .grad_scale = 1.0f};
-        be->adam_update(be, &p, &g, &m, &v, &h);
+        be->ops->adam_update(be, &p, &g, &m, &v, &h);
         cr_assert(fabsf(ct_f(&p)[0] - 0.9f) < 1e-6f && fabsf(ct_f(&p)[1] - 1.1f) < 1e-6f && ct_f(&p)[2] == 1.0f,
                   "variant %d: %g %g %g", variant, ct_f(&p)[0], ct_f(&p)[1], ct_f(&p)[2]);
     }
     Tensor *all[] = {&p, &g, &m, &v};
     for (size_t i = 0; i < 4; i++) ct_free(be, all[i]);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_optim, adam_moments) {
@@ -116,14 +116,14 @@ Test(cpu_optim, adam_moments) {
         vr[i] = 0.999 * ct_f(&v)[i] + 0.001 * gi * gi;
         orf[i] = mr[i] / (sqrt(vr[i]) + 1e-6);
     }
-    be->fill(be, &out, NAN);
-    be->adam_moments(be, &out, &g, &m, &v, &h);
+    be->ops->fill(be, &out, NAN);
+    be->ops->adam_moments(be, &out, &g, &m, &v, &h);
     ct_assert_close(ct_f(&m), mr, n, 1e-7, 1e-5, "moments m");
     ct_assert_close(ct_f(&v), vr, n, 1e-9, 1e-5, "moments v");
     ct_assert_close(ct_f(&out), orf, n, 1e-6, 1e-5, "moments out");
     Tensor *all[] = {&out, &g, &m, &v};
     for (size_t i = 0; i < 4; i++) ct_free(be, all[i]);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_optim, apply_update) {
@@ -136,12 +136,12 @@ Test(cpu_optim, apply_update) {
     ct_randn(&r, &d, 1.0);
     double ref[101];
     for (int64_t i = 0; i < n; i++) ref[i] = (double)ct_f(&p)[i] - 0.03 * ct_f(&d)[i];
-    be->apply_update(be, &p, &d, -0.03f, 0.0f, 1, 0);
+    be->ops->apply_update(be, &p, &d, -0.03f, 0.0f, 1, 0);
     ct_assert_close(ct_f(&p), ref, n, 1e-7, 1e-6, "apply_update");
     for (int64_t i = 0; i < n; i++) ref[i] = ((double)ct_f(&p)[i] + 0.5 * ct_f(&d)[i]) * (1.0 - 0.01);
-    be->apply_update(be, &p, &d, 0.5f, 0.01f, 2, 0);
+    be->ops->apply_update(be, &p, &d, 0.5f, 0.01f, 2, 0);
     ct_assert_close(ct_f(&p), ref, n, 1e-7, 1e-6, "apply_update with decay");
     ct_free(be, &p);
     ct_free(be, &d);
-    be->destroy(be);
+    be->ops->destroy(be);
 }

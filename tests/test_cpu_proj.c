@@ -51,7 +51,7 @@ static void check_svd(int64_t M, int64_t N, int64_t r0, int rank) {
 
     /* right: P [rank, N], rows = top right singular vectors */
     Tensor P = CT_F32(be, rank, N);
-    cr_assert(be->svd_top(be, &P, &G, rank, 1, &err) == 0, "%s", err.msg);
+    cr_assert(be->ops->svd_top(be, &P, &G, rank, 1, &err) == 0, "%s", err.msg);
     cr_assert(memcmp(G.data, G0, (size_t)(M * N) * sizeof(float)) == 0, "svd_top must not modify G");
     const float *p = ct_f(&P);
     for (int64_t a = 0; a < rank; a++) {
@@ -88,7 +88,7 @@ static void check_svd(int64_t M, int64_t N, int64_t r0, int rank) {
 
     /* left: Q [M, rank], columns = top left singular vectors */
     Tensor Q = CT_F32(be, M, rank);
-    cr_assert(be->svd_top(be, &Q, &G, rank, 0, &err) == 0, "%s", err.msg);
+    cr_assert(be->ops->svd_top(be, &Q, &G, rank, 0, &err) == 0, "%s", err.msg);
     const float *q = ct_f(&Q);
     for (int64_t a = 0; a < rank; a++) {
         for (int64_t b = 0; b < rank; b++) {
@@ -127,7 +127,7 @@ static void check_svd(int64_t M, int64_t N, int64_t r0, int rank) {
     ct_free(be, &G);
     ct_free(be, &P);
     ct_free(be, &Q);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_proj, svd_top_wide_and_tall) {
@@ -144,14 +144,14 @@ Test(cpu_proj, svd_top_wide_and_tall) {
 Test(cpu_proj, svd_top_non_finite_fails) {
     Backend *be = ct_backend(1);
     Tensor G = CT_F32(be, 4, 3), P = CT_F32(be, 2, 3);
-    be->fill(be, &G, 1.0f);
+    be->ops->fill(be, &G, 1.0f);
     ct_f(&G)[5] = NAN;
     OwError err;
-    cr_assert(be->svd_top(be, &P, &G, 2, 1, &err) == -1);
+    cr_assert(be->ops->svd_top(be, &P, &G, 2, 1, &err) == -1);
     cr_assert(strstr(err.msg, "NaN") != NULL, "%s", err.msg);
     ct_free(be, &G);
     ct_free(be, &P);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 static void check_orthonormalize(int64_t m, int64_t k) {
@@ -163,7 +163,7 @@ static void check_orthonormalize(int64_t m, int64_t k) {
     float *A0 = malloc((size_t)(m * k) * sizeof(float));
     memcpy(A0, A.data, (size_t)(m * k) * sizeof(float));
     OwError err;
-    cr_assert(be->orthonormalize(be, &A, &err) == 0, "%s", err.msg);
+    cr_assert(be->ops->orthonormalize(be, &A, &err) == 0, "%s", err.msg);
     const float *q = ct_f(&A);
     for (int64_t a = 0; a < k; a++)
         for (int64_t b = 0; b < k; b++) {
@@ -196,7 +196,7 @@ static void check_orthonormalize(int64_t m, int64_t k) {
     free(rec);
     free(gs);
     ct_free(be, &A);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_proj, orthonormalize) {
@@ -211,24 +211,24 @@ Test(cpu_proj, canonicalize_signs_rows_and_cols) {
     Tensor P = CT_F32(be, 3, 2);
     const float in[6] = {0.5f, -0.5f, -0.5f, 0.5f, 1.0f, -3.0f};
     memcpy(P.data, in, sizeof in);
-    be->canonicalize_signs(be, &P, 1);
+    be->ops->canonicalize_signs(be, &P, 1);
     /* row 0: tie, first entry positive: kept; row 1: tie, first negative: flipped; row 2: -3 largest: flipped */
     const float want_rows[6] = {0.5f, -0.5f, 0.5f, -0.5f, -1.0f, 3.0f};
     cr_assert(memcmp(P.data, want_rows, sizeof want_rows) == 0);
     memcpy(P.data, in, sizeof in);
-    be->canonicalize_signs(be, &P, 0);
+    be->ops->canonicalize_signs(be, &P, 0);
     /* column 0 = (0.5, -0.5, 1): kept; column 1 = (-0.5, 0.5, -3): flipped */
     const float want_cols[6] = {0.5f, 0.5f, -0.5f, -0.5f, 1.0f, 3.0f};
     cr_assert(memcmp(P.data, want_cols, sizeof want_cols) == 0);
     ct_free(be, &P);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(cpu_proj, fill_normal) {
     Backend *be = ct_backend(2), *b1 = ct_backend(1);
     int64_t n = 200000;
     Tensor t = CT_F32(be, 400, 500), t2 = CT_F32(be, n), small = CT_F32(be, 10);
-    be->fill_normal(be, &t, 1234, 2.0f);
+    be->ops->fill_normal(be, &t, 1234, 2.0f);
     double s = 0, ss = 0;
     int64_t within = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -244,11 +244,11 @@ Test(cpu_proj, fill_normal) {
     cr_assert(fabs((double)within / (double)n - 0.682689) < 0.006, "fraction within 1 sd: %g", (double)within / n);
 
     /* reproducible: same seed (another thread count, another shape) gives the same bits; prefix property */
-    b1->fill_normal(b1, &t2, 1234, 2.0f);
+    b1->ops->fill_normal(b1, &t2, 1234, 2.0f);
     cr_assert(memcmp(t.data, t2.data, (size_t)n * sizeof(float)) == 0);
-    be->fill_normal(be, &small, 1234, 2.0f);
+    be->ops->fill_normal(be, &small, 1234, 2.0f);
     cr_assert(memcmp(t.data, small.data, 10 * sizeof(float)) == 0);
-    be->fill_normal(be, &t2, 1235, 2.0f);
+    be->ops->fill_normal(be, &t2, 1235, 2.0f);
     cr_assert(memcmp(t.data, t2.data, 10 * sizeof(float)) != 0, "another seed gives other numbers");
 
     /* the documented formula, recomputed here */
@@ -262,6 +262,6 @@ Test(cpu_proj, fill_normal) {
     ct_free(be, &t);
     ct_free(be, &t2);
     ct_free(be, &small);
-    be->destroy(be);
-    b1->destroy(b1);
+    be->ops->destroy(be);
+    b1->ops->destroy(b1);
 }

@@ -52,7 +52,7 @@ Test(eval, tinystories_loss_over_windows_matches_transformers) {
     cr_assert_lt(fabs(r.ppl - exp(ref)) / exp(ref), 1e-5);
     cr_log_info("TinyStories loss %.7f vs transformers %.7f (%lld tokens)", r.loss, ref, (long long)r.tokens);
     model_free(m);
-    be->destroy(be);
+    be->ops->destroy(be);
     tokdata_free(&d);
     safetensors_close(&st);
     free(fx);
@@ -104,7 +104,7 @@ Test(eval, tinystories_multiple_choice_matches_transformers) {
     cr_assert(fabs(ll[0] - ref[0]) > 1e-3, "a 4-token window sees less context");
     free(ll);
     model_free(m);
-    be->destroy(be);
+    be->ops->destroy(be);
     mc_set_free(&set);
     safetensors_close(&st);
     free(fx);

@@ -98,7 +98,7 @@ static float *logits_of(const char *dir, int is_run, int64_t *V) {
     float *lg = malloc((size_t)(B * T * *V) * sizeof(float));
     cr_assert_eq(model_forward_logits(m, ids, lg, &err), 0, "%s", err.msg);
     model_free(m);
-    be->destroy(be);
+    be->ops->destroy(be);
     return lg;
 }
 

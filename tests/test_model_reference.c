@@ -56,7 +56,7 @@ static void fix_close(Fix *f) {
     free(f->targets);
     safetensors_close(&f->exp);
     model_free(f->m);
-    f->be->destroy(f->be);
+    f->be->ops->destroy(f->be);
 }
 
 static double compare(const float *got, const StTensor *ref, const char *what) {

@@ -51,7 +51,7 @@ static void env_open(Env *e, OptimConfig oc) {
 static void env_close(Env *e) {
     optimizer_free(&e->o);
     model_free(e->m);
-    e->be->destroy(e->be);
+    e->be->ops->destroy(e->be);
 }
 
 static OptimConfig galore_cfg(void) {
@@ -81,7 +81,7 @@ static void fill_grads(Env *e, int s) {
         Rng r;
         rng_init(&r, 1000 + (uint64_t)s, (uint64_t)i);
         for (int64_t k = 0; k < n; k++) g[k] = (float)rng_normal(&r);
-        e->be->upload(e->be, &p->g, g, OW_F32);
+        e->be->ops->upload(e->be, &p->g, g, OW_F32);
         p->g_fresh = 0; /* g holds this step's gradient (model.h) */
         free(g);
     }
@@ -130,16 +130,16 @@ static void ref_step(Ref *f, Backend *be, double *w, const float *g32, double co
         if (!f->has_P || f->step % c->update_gap == 0) {
             Tensor G = tensor_2d(OW_F32, R, C), P = f->right ? tensor_2d(OW_F32, r, C) : tensor_2d(OW_F32, R, r);
             OwError err;
-            cr_assert_eq(be->alloc(be, &G, MEM_OTHER, "t", &err), 0);
-            cr_assert_eq(be->alloc(be, &P, MEM_OTHER, "t", &err), 0);
-            be->upload(be, &G, g32, OW_F32);
-            cr_assert_eq(be->svd_top(be, &P, &G, (int)r, f->right, &err), 0);
+            cr_assert_eq(be->ops->alloc(be, &G, MEM_OTHER, "t", &err), 0);
+            cr_assert_eq(be->ops->alloc(be, &P, MEM_OTHER, "t", &err), 0);
+            be->ops->upload(be, &G, g32, OW_F32);
+            cr_assert_eq(be->ops->svd_top(be, &P, &G, (int)r, f->right, &err), 0);
             float *pp = malloc(tensor_nbytes(&P));
-            be->download(be, pp, OW_F32, &P);
+            be->ops->download(be, pp, OW_F32, &P);
             for (int64_t k = 0; k < tensor_numel(&P); k++) f->P[k] = pp[k];
             free(pp);
-            be->release(be, &G, MEM_OTHER);
-            be->release(be, &P, MEM_OTHER);
+            be->ops->release(be, &G, MEM_OTHER);
+            be->ops->release(be, &P, MEM_OTHER);
             f->has_P = 1;
             *refreshed = 1;
         }
@@ -208,7 +208,7 @@ static void run_against_reference(OptimConfig oc, double clip, int steps) {
         ref_init(&refs[i], p, optimizer_projects(&oc, p), oc.rank);
         int64_t n = tensor_numel(&p->w);
         float *tmp = malloc((size_t)n * sizeof(float));
-        e.be->download(e.be, tmp, OW_F32, &p->w);
+        e.be->ops->download(e.be, tmp, OW_F32, &p->w);
         w[i] = malloc((size_t)n * sizeof(double));
         for (int64_t k = 0; k < n; k++) w[i][k] = tmp[k];
         free(tmp);
@@ -224,7 +224,7 @@ static void run_against_reference(OptimConfig oc, double clip, int steps) {
             Param *p = &m->params[i];
             int64_t n = tensor_numel(&p->g);
             g[i] = malloc((size_t)n * sizeof(float));
-            e.be->download(e.be, g[i], OW_F32, &p->g);
+            e.be->ops->download(e.be, g[i], OW_F32, &p->g);
             for (int64_t k = 0; k < n; k++) sq += (double)g[i][k] * g[i][k];
         }
         double norm = sqrt(sq), coef = clip > 0 ? fmin(1.0, clip / (norm + 1e-6)) : 1.0;
@@ -240,7 +240,7 @@ static void run_against_reference(OptimConfig oc, double clip, int steps) {
             Param *p = &m->params[i];
             int64_t n = tensor_numel(&p->w);
             float *got = malloc((size_t)n * sizeof(float));
-            e.be->download(e.be, got, OW_F32, &p->w);
+            e.be->ops->download(e.be, got, OW_F32, &p->w);
             double md = 0, mw = 0;
             for (int64_t k = 0; k < n; k++) {
                 md = fmax(md, fabs(got[k] - w[i][k]));
@@ -260,7 +260,7 @@ static void run_against_reference(OptimConfig oc, double clip, int steps) {
             if (!st->galore) continue;
             int64_t pr = st->P.shape[0], pc = st->P.shape[1];
             float *P = malloc(tensor_nbytes(&st->P));
-            e.be->download(e.be, P, OW_F32, &st->P);
+            e.be->ops->download(e.be, P, OW_F32, &st->P);
             int64_t nvec = st->right ? pr : pc, len = st->right ? pc : pr;
             for (int64_t v = 0; v < nvec; v++) {
                 int64_t best = 0;
@@ -342,7 +342,7 @@ Test(optimizer, rank_larger_than_matrix_is_refused) {
     cr_assert_eq(optimizer_check(m, &oc, &err), -1);
     cr_assert(strstr(err.msg, "k_proj") && strstr(err.msg, "--rank 8"), "%s", err.msg);
     model_free(m);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 Test(optimizer, inactive_state_is_parked_on_host_and_restored) {
@@ -358,8 +358,8 @@ Test(optimizer, inactive_state_is_parked_on_host_and_restored) {
     ParamState *st = &e.o.st[p - e.m->params];
     size_t nb = tensor_nbytes(&st->m);
     float *m0 = malloc(nb), *v0 = malloc(nb), *m1 = malloc(nb), *v1 = malloc(nb);
-    e.be->download(e.be, m0, OW_F32, &st->m);
-    e.be->download(e.be, v0, OW_F32, &st->v);
+    e.be->ops->download(e.be, m0, OW_F32, &st->m);
+    e.be->ops->download(e.be, v0, OW_F32, &st->v);
     size_t dev_before = e.be->mem.current[MEM_OPTIM];
     for (int b = 0; b < BW_COUNT; b++)
         cr_assert_eq(optimizer_deactivate(&e.o, model_block_param(e.m, 0, (BlockWeight)b), &err), 0);
@@ -377,16 +377,16 @@ Test(optimizer, inactive_state_is_parked_on_host_and_restored) {
         cr_assert_eq(optimizer_activate(&e.o, model_block_param(e.m, 0, (BlockWeight)b), &err), 0);
     cr_assert(!st->parked && optimizer_state_home(&e.o, p) == OPT_STATE_DEVICE, "the state is on the device again");
     cr_assert_eq(e.o.host.current_total, host_parked, "its host buffers are kept (and counted) for the next park");
-    e.be->download(e.be, m1, OW_F32, &st->m);
-    e.be->download(e.be, v1, OW_F32, &st->v);
+    e.be->ops->download(e.be, m1, OW_F32, &st->m);
+    e.be->ops->download(e.be, v1, OW_F32, &st->v);
     cr_assert_eq(memcmp(m0, m1, nb), 0, "moments come back unchanged");
     cr_assert_eq(memcmp(v0, v1, nb), 0);
     cr_assert_eq(st->step, 2);
     /* a second park, after one more step, reuses the buffers and brings back the new state */
     fill_grads(&e, 6);
     cr_assert_eq(optimizer_step(&e.o, 0.01, 0, &gn, &err), 0);
-    e.be->download(e.be, m0, OW_F32, &st->m);
-    e.be->download(e.be, v0, OW_F32, &st->v);
+    e.be->ops->download(e.be, m0, OW_F32, &st->m);
+    e.be->ops->download(e.be, v0, OW_F32, &st->v);
     cr_assert(memcmp(m0, m1, nb) != 0, "the step changed the moments");
     for (int b = 0; b < BW_COUNT; b++)
         cr_assert_eq(optimizer_deactivate(&e.o, model_block_param(e.m, 0, (BlockWeight)b), &err), 0);
@@ -394,8 +394,8 @@ Test(optimizer, inactive_state_is_parked_on_host_and_restored) {
     cr_assert_eq(e.o.host.current_total, host_parked, "no more host memory");
     for (int b = 0; b < BW_COUNT; b++)
         cr_assert_eq(optimizer_activate(&e.o, model_block_param(e.m, 0, (BlockWeight)b), &err), 0);
-    e.be->download(e.be, m1, OW_F32, &st->m);
-    e.be->download(e.be, v1, OW_F32, &st->v);
+    e.be->ops->download(e.be, m1, OW_F32, &st->m);
+    e.be->ops->download(e.be, v1, OW_F32, &st->v);
     cr_assert(memcmp(m0, m1, nb) == 0 && memcmp(v0, v1, nb) == 0, "the second park brings back the new moments");
     cr_assert_eq(st->step, 3);
     free(m0);
@@ -424,15 +424,15 @@ static double min_principal_cosine(Backend *be, const Tensor *A, const Tensor *B
     OwError err;
     int64_t r = right ? A->shape[0] : A->shape[1];
     Tensor M = tensor_2d(OW_F32, r, r), S = tensor_2d(OW_F32, r, r);
-    cr_assert_eq(be->alloc(be, &M, MEM_OTHER, "t", &err), 0);
-    cr_assert_eq(be->alloc(be, &S, MEM_OTHER, "t", &err), 0);
-    be->matmul(be, &M, A, !right, B, right, 1.0f, 0.0f);
+    cr_assert_eq(be->ops->alloc(be, &M, MEM_OTHER, "t", &err), 0);
+    cr_assert_eq(be->ops->alloc(be, &S, MEM_OTHER, "t", &err), 0);
+    be->ops->matmul(be, &M, A, !right, B, right, 1.0f, 0.0f);
     /* singular values of M via M^T M eigen-free route: sigma_min^2 = min over the
      * unit vectors; use the fact that for orthonormal bases sum sigma_i^2 = ||M||_F^2
      * and every sigma <= 1: sigma_min^2 >= ||M||_F^2 - (r - 1) */
-    double fro = be->sum_squares(be, &M);
-    be->release(be, &M, MEM_OTHER);
-    be->release(be, &S, MEM_OTHER);
+    double fro = be->ops->sum_squares(be, &M);
+    be->ops->release(be, &M, MEM_OTHER);
+    be->ops->release(be, &S, MEM_OTHER);
     double lower = fro - (double)(r - 1);
     return lower > 0 ? sqrt(lower) : 0.0;
 }
@@ -443,24 +443,24 @@ static void range_finder_case(int64_t rows, int64_t cols, int rank) {
     /* G = U diag(s) V^T with s_i = 0.7^i: decaying spectrum */
     int64_t k = rows < cols ? rows : cols;
     Tensor U = tensor_2d(OW_F32, rows, k), V = tensor_2d(OW_F32, cols, k), G = tensor_2d(OW_F32, rows, cols);
-    cr_assert_eq(be->alloc(be, &U, MEM_OTHER, "t", &err), 0);
-    cr_assert_eq(be->alloc(be, &V, MEM_OTHER, "t", &err), 0);
-    cr_assert_eq(be->alloc(be, &G, MEM_OTHER, "t", &err), 0);
-    be->fill_normal(be, &U, 11, 1.0f);
-    be->fill_normal(be, &V, 12, 1.0f);
-    cr_assert_eq(be->orthonormalize(be, &U, &err), 0);
-    cr_assert_eq(be->orthonormalize(be, &V, &err), 0);
+    cr_assert_eq(be->ops->alloc(be, &U, MEM_OTHER, "t", &err), 0);
+    cr_assert_eq(be->ops->alloc(be, &V, MEM_OTHER, "t", &err), 0);
+    cr_assert_eq(be->ops->alloc(be, &G, MEM_OTHER, "t", &err), 0);
+    be->ops->fill_normal(be, &U, 11, 1.0f);
+    be->ops->fill_normal(be, &V, 12, 1.0f);
+    cr_assert_eq(be->ops->orthonormalize(be, &U, &err), 0);
+    cr_assert_eq(be->ops->orthonormalize(be, &V, &err), 0);
     float *u = malloc(tensor_nbytes(&U));
-    be->download(be, u, OW_F32, &U);
+    be->ops->download(be, u, OW_F32, &U);
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < k; j++) u[i * k + j] *= (float)pow(0.7, (double)j);
-    be->upload(be, &U, u, OW_F32);
+    be->ops->upload(be, &U, u, OW_F32);
     free(u);
-    be->matmul(be, &G, &U, 0, &V, 1, 1.0f, 0.0f);
+    be->ops->matmul(be, &G, &U, 0, &V, 1, 1.0f, 0.0f);
     int right = rows >= cols;
     Tensor Pe = right ? tensor_2d(OW_F32, rank, cols) : tensor_2d(OW_F32, rows, rank), Pr = Pe;
-    cr_assert_eq(be->alloc(be, &Pe, MEM_OTHER, "t", &err), 0);
-    cr_assert_eq(be->alloc(be, &Pr, MEM_OTHER, "t", &err), 0);
+    cr_assert_eq(be->ops->alloc(be, &Pe, MEM_OTHER, "t", &err), 0);
+    cr_assert_eq(be->ops->alloc(be, &Pr, MEM_OTHER, "t", &err), 0);
     cr_assert_eq(galore_projector(be, &Pe, &G, rank, right, PROJ_EXACT, 0, 0, 1, &err), 0, "%s", err.msg);
     cr_assert_eq(galore_projector(be, &Pr, &G, rank, right, PROJ_RANDOMIZED, 8, 2, 77, &err), 0, "%s", err.msg);
     double c = min_principal_cosine(be, &Pe, &Pr, right);
@@ -469,16 +469,16 @@ static void range_finder_case(int64_t rows, int64_t cols, int rank) {
     cr_assert_gt(c, 0.999, "randomized subspace is far from the exact one (cosine %.5f)", c);
     /* with this gap the vectors themselves agree, signs included */
     float *a = malloc(tensor_nbytes(&Pe)), *b = malloc(tensor_nbytes(&Pr));
-    be->download(be, a, OW_F32, &Pe);
-    be->download(be, b, OW_F32, &Pr);
+    be->ops->download(be, a, OW_F32, &Pe);
+    be->ops->download(be, b, OW_F32, &Pr);
     double md = 0;
     for (int64_t i = 0; i < tensor_numel(&Pe); i++) md = fmax(md, fabs(a[i] - b[i]));
     cr_assert_lt(md, 2e-2, "projector entries differ by %.3g", md);
     free(a);
     free(b);
     Tensor *ts[] = {&U, &V, &G, &Pe, &Pr};
-    for (int i = 0; i < 5; i++) be->release(be, ts[i], MEM_OTHER);
-    be->destroy(be);
+    for (int i = 0; i < 5; i++) be->ops->release(be, ts[i], MEM_OTHER);
+    be->ops->destroy(be);
 }
 
 Test(optimizer, range_finder_right_side) { range_finder_case(300, 120, 16); }
@@ -516,7 +516,7 @@ Test(optimizer, shared_gradient_buffers_hold_one_block) {
     cr_assert(b->g.data != NULL, "freezing one block leaves the shared buffer to the others");
     optimizer_free(&o);
     model_free(m);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 /* ---- the embedding's and lm_head's state: compact gradient, host-resident moments ----
@@ -580,7 +580,7 @@ static float *train_head_mode(HeadMode hm, size_t *nvals) {
     float *w = malloc(total * sizeof(float));
     size_t at = 0;
     for (int i = 0; i < m->nparams; i++) {
-        be->download(be, w + at, OW_F32, &m->params[i].w);
+        be->ops->download(be, w + at, OW_F32, &m->params[i].w);
         at += (size_t)tensor_numel(&m->params[i].w);
     }
     if (hm.offload)
@@ -590,7 +590,7 @@ static float *train_head_mode(HeadMode hm, size_t *nvals) {
     *nvals = total;
     optimizer_free(&o);
     model_free(m);
-    be->destroy(be);
+    be->ops->destroy(be);
     return w;
 }
 
@@ -622,12 +622,12 @@ Test(optimizer, projector_warm_up_releases_its_scratch) {
     /* a [20, 20] matrix, its [6, 20] projector and the range finder's sketches */
     cr_assert_geq(be->mem.peak[MEM_WORKSPACE], (20 * 20 + 6 * 20 + 3 * 20 * 10) * sizeof(float),
                   "the warm-up ran the randomized path (workspace peak %zu)", be->mem.peak[MEM_WORKSPACE]);
-    be->destroy(be);
+    be->ops->destroy(be);
     be = backend_create_cpu(1, 1024, &err);
     cr_assert_eq(galore_warm_up(be, &oc, &err), -1, "a 1 KiB cap cannot hold the warm-up");
     cr_assert(strstr(err.msg, "projector workspace") != NULL, "the error names the allocation: %s", err.msg);
     cr_assert_eq(be->mem.current_total, 0, "nothing is left allocated after the failure");
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 /* The host helpers of parking: a many-threaded copy (sizes that are not a

@@ -55,7 +55,7 @@ Test(outliers, match_the_pytorch_owl_formula) {
     }
     safetensors_close(&st);
     model_free(m);
-    be->destroy(be);
+    be->ops->destroy(be);
     free(model_dir);
     free(fx);
 }

@@ -121,6 +121,8 @@ Test(train_config, errors_name_the_key_and_allowed_values) {
     expect_error(9, a6, "gamma");
     const char *a7[] = {"train", "--data", "d", "--out", "o"};
     expect_error(5, a7, "--model");
+    const char *a9[] = {"train", "--model", "m", "--data", "d", "--out", "o", "--device", "gpu"};
+    expect_error(9, a9, "device \"gpu\" is not known (allowed: auto, cpu, cuda, cuda:N");
     char *dir = ts_tmpdir();
     char *r = ow_path_join(dir, "r.json");
     ts_write_file(r, "{\"gama\": 3}", 11);

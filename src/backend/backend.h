@@ -1,9 +1,11 @@
 /* backend.h: the one interface between the device-free training logic
  * (model, optimizer, trainer) and the device (CPU reference, CUDA).
  *
- * A Backend is a table of functions. Model, optimizer and trainer code call
- * only these; they never call BLAS or CUDA directly, so the whole training
- * logic is tested on the CPU and the CUDA backend is tested against the CPU.
+ * A Backend is an instance (dtypes, memory counters, the backend's own state)
+ * holding a pointer to its backend's one `static const BackendOps` table.
+ * Model, optimizer and trainer code call only these ops (be->ops->op(be, ...));
+ * they never call BLAS or CUDA directly, so the whole training logic is tested
+ * on the CPU and the CUDA backend is tested against the CPU.
  *
  * Conventions, for every op:
  * - Tensors are row-major and contiguous; a tensor of any rank is used as a
@@ -37,11 +39,20 @@ typedef enum {
                                p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps) */
 } AdamVariant;
 
-/* Device workspace of host_state_reserve on CUDA (3 slots of 8 MiB of m and of v). */
-#define BACKEND_HOST_STATE_STAGING ((size_t)48 << 20)
-
 /* Row selections of adam_update_host. */
-enum { ADAM_ROWS_PRESENT = 0, ADAM_ROWS_ABSENT = 1 };
+typedef enum { ADAM_ROWS_PRESENT = 0, ADAM_ROWS_ABSENT = 1 } AdamRows;
+
+/* Flags of adam_update_host (or-ed; 0 for none). */
+typedef enum {
+    ADAM_HOST_ZERO_GRAD = 1 << 0, /* the gradient rows read are zeroed afterwards */
+    ADAM_HOST_ASYNC = 1 << 1,     /* run beside later work where the device can (returns a ticket) */
+} AdamHostFlags;
+
+/* Precision of matmul_prec. MATMUL_FAST_F32 lets F32 GEMMs run on reduced-precision tensor
+ * cores (TF32 on CUDA; the CPU computes exactly either way): only for approximate
+ * computations (the randomized range finder's sketches, GaLore's projections of bf16
+ * parameters, OptimConfig.projection_precision). Other dtypes are unaffected. */
+typedef enum { MATMUL_EXACT = 0, MATMUL_FAST_F32 = 1 } MatmulPrecision;
 
 typedef struct AdamHyper {
     float lr; /* scheduled learning rate for this step */
@@ -52,28 +63,59 @@ typedef struct AdamHyper {
     uint64_t sr_seed; /* stochastic rounding seed when the parameter is bf16 */
 } AdamHyper;
 
+typedef struct BackendOps BackendOps;
+
+/* What a backend can do: code above the backend decides from these, never from its name. */
+typedef struct BackendCaps {
+    /* Tensors live in device memory apart from host memory: mem.cap caps the device, the
+     * memory plan counts the device's fixed workspaces, and optimizer state and activations
+     * may be kept in host memory instead. */
+    int device_memory;
+    /* set_dtypes accepts BF16 activations and weights (else F32 only). */
+    int bf16;
+} BackendCaps;
+
+/* Device memory figures beyond MemStats (all 0 without caps.device_memory). */
+typedef struct BackendMemReport {
+    size_t reserved;      /* bytes the device allocator holds now (its segments; >= allocated bytes) */
+    size_t peak_reserved; /* the most it has held */
+    size_t cap;           /* its cap on reserved bytes */
+    size_t context;       /* device memory in use outside it when the backend was made (context, libraries) */
+    size_t used_peak;     /* the most device memory in use by anyone, as sampled by sample_used */
+} BackendMemReport;
+
 struct Backend {
-    const char *name; /* "cpu", "cuda" */
+    const BackendOps *ops; /* the backend's static table (or the profiler's, backend/profile.h) */
+    const char *name;      /* "cpu", "cuda": for messages and logs only (decide from caps) */
+    BackendCaps caps;
     DType act_dtype;
     DType param_dtype;
     MemStats mem;
     void *impl;
     void *profile; /* BackendProfile when profiling (backend/profile.h), else NULL */
-    /* While set, F32 GEMMs may run on reduced-precision tensor cores (TF32 on
-     * CUDA; the CPU ignores it). Set only around approximate computations: the
-     * randomized range finder's sketches, and GaLore's projections of bf16
-     * parameters (OptimConfig.projection_precision). */
-    int fast_f32_matmul;
+};
 
+struct BackendOps {
     void (*destroy)(Backend *be);
+
+    /* ---- configuration and memory figures ---- */
+    /* Storage dtypes of activations and weights: F32, or BF16 where caps.bf16 (with F32 the
+     * CUDA backend runs the same kernels in fp32, GEMMs true FP32). Call before anything is
+     * allocated for a model. -1 with a message for dtypes the backend cannot run. */
+    int (*set_dtypes)(Backend *be, DType act, DType param, OwError *err);
+    /* The device figures of BackendMemReport (zeros without caps.device_memory). */
+    void (*mem_report)(Backend *be, BackendMemReport *out);
+    /* Samples the device memory in use for used_peak (once per step; a no-op on the CPU). */
+    void (*sample_used)(Backend *be);
 
     /* ---- memory ---- */
     /* t->dtype and t->shape are set by the caller; fills t->data (zeroed). */
     int (*alloc)(Backend *be, Tensor *t, MemKind kind, const char *what, OwError *err);
-    /* Optional (NULL where memory is not reserved, as on the CPU): takes `bytes` of free
+    /* Takes `bytes` of free
      * memory up front for the allocations to come (a run's memory plan), so the backend
      * holds one block of what the run needs rather than growing in steps whose unused
-     * tails count against the cap. -1 with a message when the device cannot give it. */
+     * tails count against the cap (a no-op where memory is not reserved, as on the CPU).
+     * -1 with a message when the device cannot give it. */
     int (*reserve)(Backend *be, size_t bytes, OwError *err);
     /* Frees t->data (NULL is fine) and sets it to NULL. `kind` as given to alloc. */
     void (*release)(Backend *be, Tensor *t, MemKind kind);
@@ -110,6 +152,9 @@ struct Backend {
     /* C = alpha * op(A) @ op(B) + beta * C, all as matrices; op(X) = X^T when trans. */
     void (*matmul)(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
                    float beta);
+    /* matmul at the given precision (matmul is MATMUL_EXACT). */
+    void (*matmul_prec)(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
+                        float beta, MatmulPrecision prec);
     /* D = alpha * op(A) @ op(B) + Cin (Cin of D's shape and dtype; Cin == D is matmul with
      * beta 1): the residual adds of a block without a copy. */
     void (*matmul_add)(Backend *be, Tensor *D, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
@@ -187,18 +232,18 @@ struct Backend {
      *     the rows r with sel[r] >= 0, with gradient row sel[r] of grad (F32 [slots, C]);
      *   rows == ADAM_ROWS_ABSENT: the rows with sel[r] < 0, with a zero gradient (grad unused).
      * grad may also be host memory from host_alloc (every row, sel == NULL, m and v in host
-     * memory, zero_grad 0): it is read as m and v are.
-     * zero_grad: the gradient rows read are zeroed afterwards. The bf16 rounding of element
+     * memory, no ADAM_HOST_ZERO_GRAD): it is read as m and v are.
+     * flags & ADAM_HOST_ZERO_GRAD: the gradient rows read are zeroed afterwards. The bf16 rounding of element
      * (r, c) is that of element r * C + c of a whole-tensor adam_update with the same seed.
-     * async: on a device that can, the update runs beside later work (on a side queue, after
+     * flags & ADAM_HOST_ASYNC: on a device that can, the update runs beside later work (on a side queue, after
      * the work queued so far) and a ticket is returned: work queued after copy_wait(ticket)
      * sees its results, and nothing queued later may touch the rows it updates, their
      * moments or its gradient rows before that wait. Otherwise (and on the CPU) it is queued
      * in order and -1 is returned. */
-    int (*adam_update_host)(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel, int rows,
-                            int zero_grad, int async, const AdamHyper *h);
+    int (*adam_update_host)(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel,
+                            AdamRows rows, AdamHostFlags flags, const AdamHyper *h);
     /* Reserves what adam_update_host needs for moments in host memory (on CUDA: staging
-     * buffers of BACKEND_HOST_STATE_STAGING bytes, workspace); idempotent; call before the
+     * buffers of BACKEND_CUDA_HOST_STATE_STAGING bytes, backend_cuda.h); idempotent; call before the
      * first such update. */
     int (*host_state_reserve)(Backend *be, OwError *err);
 
@@ -217,15 +262,30 @@ struct Backend {
     void (*fill_normal)(Backend *be, Tensor *t, uint64_t seed, float stddev);
 };
 
+/* Device strings: "auto" (CUDA device 0 when it can be had, else the CPU), "cpu", "cuda"
+ * (device 0) and "cuda:N". */
+typedef enum { BACKEND_DEVICE_AUTO, BACKEND_DEVICE_CPU, BACKEND_DEVICE_CUDA } BackendDeviceKind;
+typedef struct BackendDevice {
+    BackendDeviceKind kind;
+    int index; /* the CUDA device number */
+} BackendDevice;
+
+typedef struct BackendOptions {
+    int64_t threads; /* CPU threads (0: all; at most a few per core, ow_check_threads) */
+    size_t mem_cap;  /* bytes the backend may allocate (0: no cap; on CUDA the device's free memory) */
+} BackendOptions;
+
+/* -1 with a message listing the allowed strings when `device` is not one of them. */
+int backend_parse_device(const char *device, BackendDevice *out, OwError *err);
+/* The backend `device` names (opts may be NULL: defaults); NULL with a message when the
+ * string is not known, the device is absent or this build lacks its backend. */
+Backend *backend_create(const char *device, const BackendOptions *opts, OwError *err);
 Backend *backend_create_cpu(int threads, size_t mem_cap, OwError *err);
-/* NULL with a message when CUDA is not compiled in or no device is present. */
-Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err);
-int backend_cuda_available(void);
 
 /* Convenience wrappers. */
 static inline int be_alloc(Backend *be, Tensor *t, MemKind kind, const char *what, OwError *err) {
-    return be->alloc(be, t, kind, what, err);
+    return be->ops->alloc(be, t, kind, what, err);
 }
-static inline void be_release(Backend *be, Tensor *t, MemKind kind) { be->release(be, t, kind); }
+static inline void be_release(Backend *be, Tensor *t, MemKind kind) { be->ops->release(be, t, kind); }
 
 #endif

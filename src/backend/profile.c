@@ -1,4 +1,7 @@
-/* profile.c: see profile.h. */
+/* profile.c: see profile.h. The profiler is a backend table of its own
+ * (profile_ops): enabling it points the instance at that table and keeps the
+ * wrapped backend's table (BackendProfile.inner); each op of profile_ops
+ * forwards to the inner op on the same instance, timing the compute ops. */
 #include "backend/profile.h"
 
 #include "core/log.h"
@@ -15,7 +18,7 @@ typedef struct {
 } ProfRow;
 
 typedef struct BackendProfile {
-    Backend orig; /* the backend's own ops */
+    const BackendOps *inner; /* the wrapped backend's own ops */
     ProfRow rows[PROF_ROWS];
     int nrows;
 } BackendProfile;
@@ -24,7 +27,7 @@ static BackendProfile *prof(Backend *be) { return (BackendProfile *)be->profile;
 
 static void add(Backend *be, const char *name, double t0, double flops) {
     BackendProfile *p = prof(be);
-    p->orig.sync(be);
+    p->inner->sync(be);
     double dt = ow_now() - t0;
     int i = 0;
     while (i < p->nrows && strcmp(p->rows[i].name, name) != 0) i++;
@@ -40,44 +43,58 @@ static void add(Backend *be, const char *name, double t0, double flops) {
 }
 
 static double start(Backend *be) {
-    prof(be)->orig.sync(be);
+    prof(be)->inner->sync(be);
     return ow_now();
+}
+
+/* A GEMM's row: shape, transposes and dtypes (with "+=" or "+C" for what it adds); its flops. */
+static void add_gemm(Backend *be, double t0, const Tensor *D, const Tensor *A, int tA, int tB, const char *adds,
+                     const char *prec) {
+    int64_t M = tensor_rows(D), N = tensor_cols(D), K = tA ? tensor_rows(A) : tensor_cols(A);
+    char name[96];
+    snprintf(name, sizeof name, "matmul %lldx%lldx%lld %c%c %s%s->%s%s", (long long)M, (long long)N, (long long)K,
+             tA ? 'T' : 'N', tB ? 'T' : 'N', dtype_name(A->dtype), adds, dtype_name(D->dtype), prec);
+    add(be, name, t0, 2.0 * (double)M * (double)N * (double)K);
 }
 
 static void p_matmul(Backend *be, Tensor *C, const Tensor *A, int tA, const Tensor *B, int tB, float alpha,
                      float beta) {
     double t0 = start(be);
-    prof(be)->orig.matmul(be, C, A, tA, B, tB, alpha, beta);
-    int64_t M = tensor_rows(C), N = tensor_cols(C), K = tA ? tensor_rows(A) : tensor_cols(A);
-    char name[96];
-    snprintf(name, sizeof name, "matmul %lldx%lldx%lld %c%c %s%s->%s", (long long)M, (long long)N, (long long)K,
-             tA ? 'T' : 'N', tB ? 'T' : 'N', dtype_name(A->dtype), beta != 0.0f ? "+=" : "", dtype_name(C->dtype));
-    add(be, name, t0, 2.0 * (double)M * (double)N * (double)K);
+    prof(be)->inner->matmul(be, C, A, tA, B, tB, alpha, beta);
+    add_gemm(be, t0, C, A, tA, tB, beta != 0.0f ? "+=" : "", "");
+}
+
+static void p_matmul_prec(Backend *be, Tensor *C, const Tensor *A, int tA, const Tensor *B, int tB, float alpha,
+                          float beta, MatmulPrecision prec) {
+    double t0 = start(be);
+    prof(be)->inner->matmul_prec(be, C, A, tA, B, tB, alpha, beta, prec);
+    add_gemm(be, t0, C, A, tA, tB, beta != 0.0f ? "+=" : "", prec == MATMUL_FAST_F32 ? " fast" : "");
 }
 
 static void p_matmul_add(Backend *be, Tensor *D, const Tensor *A, int tA, const Tensor *B, int tB, float alpha,
                          const Tensor *Cin) {
     double t0 = start(be);
-    prof(be)->orig.matmul_add(be, D, A, tA, B, tB, alpha, Cin);
-    int64_t M = tensor_rows(D), N = tensor_cols(D), K = tA ? tensor_rows(A) : tensor_cols(A);
-    char name[96];
-    snprintf(name, sizeof name, "matmul %lldx%lldx%lld %c%c %s+C->%s", (long long)M, (long long)N, (long long)K,
-             tA ? 'T' : 'N', tB ? 'T' : 'N', dtype_name(A->dtype), dtype_name(D->dtype));
-    add(be, name, t0, 2.0 * (double)M * (double)N * (double)K);
+    prof(be)->inner->matmul_add(be, D, A, tA, B, tB, alpha, Cin);
+    add_gemm(be, t0, D, A, tA, tB, "+C", "");
 }
 
-#define WRAP(op, params, args)  \
-    static void p_##op params { \
-        double t0 = start(be);  \
-        prof(be)->orig.op args; \
-        add(be, #op, t0, 0);    \
+#define WRAP(op, params, args)    \
+    static void p_##op params {   \
+        double t0 = start(be);    \
+        prof(be)->inner->op args; \
+        add(be, #op, t0, 0);      \
     }
-#define WRAP_RET(type, op, params, args)    \
-    static type p_##op params {             \
-        double t0 = start(be);              \
-        type ret_ = prof(be)->orig.op args; \
-        add(be, #op, t0, 0);                \
-        return ret_;                        \
+/* untimed: allocation, synchronisation and host copies forward as they are */
+#define FWD(op, params, args) \
+    static void p_##op params { prof(be)->inner->op args; }
+#define FWD_RET(type, op, params, args) \
+    static type p_##op params { return prof(be)->inner->op args; }
+#define WRAP_RET(type, op, params, args)      \
+    static type p_##op params {               \
+        double t0 = start(be);                \
+        type ret_ = prof(be)->inner->op args; \
+        add(be, #op, t0, 0);                  \
+        return ret_;                          \
     }
 
 WRAP(copy, (Backend * be, Tensor *d, const Tensor *s), (be, d, s))
@@ -115,9 +132,9 @@ WRAP(adam_moments, (Backend * be, Tensor *o, const Tensor *g, Tensor *m, Tensor 
 WRAP(apply_update, (Backend * be, Tensor *p, const Tensor *d, float a, float dc, uint64_t s, int64_t i0),
      (be, p, d, a, dc, s, i0))
 WRAP_RET(int, adam_update_host,
-         (Backend * be, Tensor *p, Tensor *g, float *m, float *v, const Tensor *sel, int rows, int zg, int as,
+         (Backend * be, Tensor *p, Tensor *g, float *m, float *v, const Tensor *sel, AdamRows rows, AdamHostFlags fl,
           const AdamHyper *h),
-         (be, p, g, m, v, sel, rows, zg, as, h))
+         (be, p, g, m, v, sel, rows, fl, h))
 WRAP_RET(int, host_state_reserve, (Backend * be, OwError *err), (be, err))
 WRAP_RET(int, svd_top, (Backend * be, Tensor *o, const Tensor *G, int r, int right, OwError *err),
          (be, o, G, r, right, err))
@@ -125,44 +142,82 @@ WRAP_RET(int, orthonormalize, (Backend * be, Tensor *A, OwError *err), (be, A, e
 WRAP(canonicalize_signs, (Backend * be, Tensor *P, int rows), (be, P, rows))
 WRAP(fill_normal, (Backend * be, Tensor *t, uint64_t s, float sd), (be, t, s, sd))
 
+FWD(destroy, (Backend * be), (be))
+FWD_RET(int, set_dtypes, (Backend * be, DType a, DType p, OwError *err), (be, a, p, err))
+FWD(mem_report, (Backend * be, BackendMemReport *out), (be, out))
+FWD(sample_used, (Backend * be), (be))
+FWD_RET(int, alloc, (Backend * be, Tensor *t, MemKind k, const char *w, OwError *err), (be, t, k, w, err))
+FWD_RET(int, reserve, (Backend * be, size_t bytes, OwError *err), (be, bytes, err))
+FWD(release, (Backend * be, Tensor *t, MemKind k), (be, t, k))
+FWD(sync, (Backend * be), (be))
+FWD(wait_compute, (Backend * be), (be))
+FWD_RET(void *, host_alloc, (Backend * be, size_t bytes, OwError *err), (be, bytes, err))
+FWD(host_free, (Backend * be, void *p), (be, p))
+FWD_RET(int, copy_to_host, (Backend * be, void *h, const Tensor *s), (be, h, s))
+FWD_RET(int, copy_from_host, (Backend * be, Tensor *d, const void *h), (be, d, h))
+FWD(copy_wait, (Backend * be, int ticket), (be, ticket))
+FWD(col_sumsq, (Backend * be, Tensor *acc, const Tensor *x), (be, acc, x))
+FWD_RET(double, score_sum, (Backend * be, const Tensor *W, const Tensor *cs), (be, W, cs))
+FWD_RET(int64_t, score_count, (Backend * be, const Tensor *W, const Tensor *cs, double th), (be, W, cs, th))
+
+static const BackendOps profile_ops = {
+    .destroy = p_destroy,
+    .set_dtypes = p_set_dtypes,
+    .mem_report = p_mem_report,
+    .sample_used = p_sample_used,
+    .alloc = p_alloc,
+    .reserve = p_reserve,
+    .release = p_release,
+    .upload = p_upload,
+    .download = p_download,
+    .copy = p_copy,
+    .fill = p_fill,
+    .sync = p_sync,
+    .wait_compute = p_wait_compute,
+    .host_alloc = p_host_alloc,
+    .host_free = p_host_free,
+    .copy_to_host = p_copy_to_host,
+    .copy_from_host = p_copy_from_host,
+    .copy_wait = p_copy_wait,
+    .matmul = p_matmul,
+    .matmul_prec = p_matmul_prec,
+    .matmul_add = p_matmul_add,
+    .axpy = p_axpy,
+    .scale = p_scale,
+    .sum = p_sum,
+    .sum_squares = p_sum_squares,
+    .norm_add = p_norm_add,
+    .norm_take = p_norm_take,
+    .embedding_forward = p_embedding_forward,
+    .embedding_backward = p_embedding_backward,
+    .rmsnorm_forward = p_rmsnorm_forward,
+    .rmsnorm_backward = p_rmsnorm_backward,
+    .rope = p_rope,
+    .attention_forward = p_attention_forward,
+    .attention_backward = p_attention_backward,
+    .swiglu_forward = p_swiglu_forward,
+    .swiglu_backward = p_swiglu_backward,
+    .cross_entropy = p_cross_entropy,
+    .col_sumsq = p_col_sumsq,
+    .score_sum = p_score_sum,
+    .score_count = p_score_count,
+    .adam_update = p_adam_update,
+    .adam_moments = p_adam_moments,
+    .apply_update = p_apply_update,
+    .adam_update_host = p_adam_update_host,
+    .host_state_reserve = p_host_state_reserve,
+    .svd_top = p_svd_top,
+    .orthonormalize = p_orthonormalize,
+    .canonicalize_signs = p_canonicalize_signs,
+    .fill_normal = p_fill_normal,
+};
+
 void backend_profile_enable(Backend *be) {
     if (be->profile) return;
     BackendProfile *p = ow_xcalloc(1, sizeof *p);
-    p->orig = *be;
+    p->inner = be->ops;
     be->profile = p;
-#define HOOK(op) be->op = p_##op
-    HOOK(matmul);
-    HOOK(copy);
-    HOOK(fill);
-    HOOK(upload);
-    HOOK(download);
-    HOOK(axpy);
-    HOOK(scale);
-    HOOK(sum);
-    HOOK(sum_squares);
-    HOOK(norm_add);
-    HOOK(norm_take);
-    HOOK(matmul_add);
-    HOOK(embedding_forward);
-    HOOK(embedding_backward);
-    HOOK(rmsnorm_forward);
-    HOOK(rmsnorm_backward);
-    HOOK(rope);
-    HOOK(attention_forward);
-    HOOK(attention_backward);
-    HOOK(swiglu_forward);
-    HOOK(swiglu_backward);
-    HOOK(cross_entropy);
-    HOOK(adam_update);
-    HOOK(adam_moments);
-    HOOK(apply_update);
-    HOOK(adam_update_host);
-    HOOK(host_state_reserve);
-    HOOK(svd_top);
-    HOOK(orthonormalize);
-    HOOK(canonicalize_signs);
-    HOOK(fill_normal);
-#undef HOOK
+    be->ops = &profile_ops;
 }
 
 static int by_time(const void *a, const void *b) {
@@ -191,11 +246,7 @@ void backend_profile_report(Backend *be, FILE *out) {
 void backend_profile_disable(Backend *be) {
     BackendProfile *p = prof(be);
     if (!p) return;
-    MemStats mem = be->mem;
-    void *impl = be->impl;
-    *be = p->orig;
-    be->mem = mem;
-    be->impl = impl;
+    be->ops = p->inner;
     be->profile = NULL;
     free(p);
 }

@@ -1,7 +1,7 @@
 /* cmd_common.c: helpers shared by the subcommands. */
 #include "cmd/commands.h"
 
-#include "backend/backend.h"
+#include "backend/backend_cuda.h"
 
 #include <stdio.h>
 

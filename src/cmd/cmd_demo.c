@@ -72,11 +72,11 @@ static void make_task(int64_t nlines, Rng *r, int32_t *ids, uint8_t *mask) {
 /* Greedy answers for n held-out words; returns the fraction exactly right. */
 static int exact_match(const char *model_dir, const int32_t *task, int64_t n, const char *device, int64_t threads,
                        double *acc, OwError *err) {
-    Backend *be = train_create_backend(device, 0, threads, err);
+    Backend *be = backend_create(device, &(BackendOptions){.threads = (int)threads}, err);
     if (!be) return -1;
     Model *m;
     if (model_load_hf(be, model_dir, &m, err) != 0) {
-        be->destroy(be);
+        be->ops->destroy(be);
         return -1;
     }
     int rc = -1;
@@ -108,7 +108,7 @@ done:
     free(ids);
     free(logits);
     model_free(m);
-    be->destroy(be);
+    be->ops->destroy(be);
     return rc;
 }
 
@@ -137,7 +137,7 @@ int cmd_demo(int argc, char **argv) {
         {"pretrain-steps", ARG_INT, &pre_steps, "N", "pre-training steps (default 300)", NULL},
         {"finetune-steps", ARG_INT, &ft_steps, "N", "OwLore fine-tuning steps (default 450)", NULL},
         {"seed", ARG_INT, &seed, "N", "seed (default 1234)", NULL},
-        {"device", ARG_STR, &device, "DEV", "cuda | cpu | auto (default)", NULL},
+        {"device", ARG_STR, &device, "DEV", "cuda | cuda:N | cpu | auto (default)", NULL},
         {"threads", ARG_INT, &threads, "N", "CPU threads (0: all)", NULL},
     };
     int nspecs = (int)(sizeof specs / sizeof specs[0]);
@@ -181,7 +181,7 @@ int cmd_demo(int argc, char **argv) {
                       .bos_token_id = -1,
                       .eos_token_id = -1,
                       .torch_dtype = "float32"};
-    be = train_create_backend(device, 0, threads, &err);
+    be = backend_create(device, &(BackendOptions){.threads = (int)threads}, &err);
     if (!be || model_create(be, &mc, &m, &err) != 0) goto done;
     model_init_random(m, (uint64_t)seed, 0.02);
     if (model_save_hf(m, base, OW_F32, 0, NULL, &err) != 0) goto done;
@@ -189,7 +189,7 @@ int cmd_demo(int argc, char **argv) {
            (long long)mc.hidden_size, (long long)model_config_param_count(&mc), base);
     model_free(m);
     m = NULL;
-    be->destroy(be);
+    be->ops->destroy(be);
     be = NULL;
 
     /* 2. pre-training on the generated corpus */
@@ -216,7 +216,7 @@ int cmd_demo(int argc, char **argv) {
     {
         OutlierResult r;
         TokData d;
-        be = train_create_backend(device, 0, threads, &err);
+        be = backend_create(device, &(BackendOptions){.threads = (int)threads}, &err);
         if (!be || model_load_hf(be, pre_model, &m, &err) != 0) goto done;
         if (tokfile_read(pre_data, &d, &err) != 0) goto done;
         int orc = owl_compute(m, &d, 32, 120, 13.0, 8, (uint64_t)seed, &r, &err);
@@ -231,7 +231,7 @@ int cmd_demo(int argc, char **argv) {
         owl_result_free(&r);
         model_free(m);
         m = NULL;
-        be->destroy(be);
+        be->ops->destroy(be);
         be = NULL;
         if (orc != 0) goto done;
     }
@@ -272,7 +272,7 @@ int cmd_demo(int argc, char **argv) {
 done:
     if (rc) cmd_report_error("demo", &err);
     model_free(m);
-    if (be) be->destroy(be);
+    if (be) be->ops->destroy(be);
     free(task);
     free(mask);
     free(base);

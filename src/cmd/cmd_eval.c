@@ -91,7 +91,7 @@ int cmd_eval(int argc, char **argv) {
         cmd_report_error("eval", &err);
         return 2;
     }
-    Backend *be = train_create_backend(device, gpu_mem, threads, &err);
+    Backend *be = backend_create(device, &(BackendOptions){.threads = (int)threads, .mem_cap = gpu_mem}, &err);
     if (!be) return cmd_report_error("eval", &err);
     Model *m = NULL;
     TokData d = {0};
@@ -187,6 +187,6 @@ done:
     tokenizer_free(tok);
     tokdata_free(&d);
     model_free(m);
-    be->destroy(be);
+    be->ops->destroy(be);
     return rc;
 }

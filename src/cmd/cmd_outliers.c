@@ -46,7 +46,7 @@ int cmd_outliers(int argc, char **argv) {
         cmd_report_error("outliers", &err);
         return 2;
     }
-    Backend *be = train_create_backend(device, gpu_mem, threads, &err);
+    Backend *be = backend_create(device, &(BackendOptions){.threads = (int)threads, .mem_cap = gpu_mem}, &err);
     if (!be) return cmd_report_error("outliers", &err);
     Model *m = NULL;
     TokData d = {0};
@@ -71,6 +71,6 @@ done:
     if (rc) cmd_report_error("outliers", &err);
     tokdata_free(&d);
     model_free(m);
-    be->destroy(be);
+    be->ops->destroy(be);
     return rc;
 }

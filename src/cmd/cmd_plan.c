@@ -2,6 +2,7 @@
  * by kind, and the largest batch that fits a --gpu-mem cap. Takes the same
  * keys as `owlore train` (recipe files included); --model may be a preset. */
 #include "cmd/commands.h"
+#include "backend/backend.h"
 #include "core/memstats.h"
 #include "model/preset.h"
 #include "train/memplan.h"
@@ -40,7 +41,9 @@ int cmd_plan(int argc, char **argv) {
     char *src;
     int is_dir;
     if (model_preset_resolve(c.model, &mc, &src, &is_dir, &err) != 0) return cmd_report_error("plan", &err);
-    int gpu = strcmp(c.device, "cpu") != 0;
+    BackendDevice dev;
+    if (backend_parse_device(c.device, &dev, &err) != 0) return cmd_report_error("plan", &err);
+    int gpu = dev.kind != BACKEND_DEVICE_CPU; /* auto plans for the GPU it would use where there is one */
     DType dt = gpu && c.precision != PRECISION_FP32 ? OW_BF16 : OW_F32;
     MemPlan p;
     train_memory_plan(&c, &mc, dt, dt, gpu, &p);

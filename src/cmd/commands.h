@@ -32,7 +32,7 @@ int cmd_args(const char *cmd, int argc, char **argv, const ArgSpec *specs, int n
 
 /* The --device, --gpu-mem and --threads flags of the commands that compute. */
 #define CMD_DEVICE_SPECS(device, gpu_mem, threads)                                       \
-    {"device", ARG_STR, device, "DEV", "cuda | cpu | auto (default)", NULL},             \
+    {"device", ARG_STR, device, "DEV", "cuda | cuda:N | cpu | auto (default)", NULL},    \
         {"gpu-mem", ARG_SIZE, gpu_mem, "SIZE", "device memory cap, e.g. 24GiB", NULL}, { \
         "threads", ARG_INT, threads, "N", "CPU threads (0: all)", NULL                   \
     }

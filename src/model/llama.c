@@ -102,7 +102,7 @@ static void act_alloc(Allocator *a, Tensor *t, Tensor desc, const char *what) {
         return;
     }
     if (a->failed) return;
-    if (a->be->alloc(a->be, t, MEM_ACTIVATIONS, what, a->err) != 0) a->failed = 1;
+    if (a->be->ops->alloc(a->be, t, MEM_ACTIVATIONS, what, a->err) != 0) a->failed = 1;
 }
 
 /* The layout of a pool: views in overlays; the views of one overlay lie one after
@@ -178,7 +178,7 @@ static void layer_mlp_acts_alloc(Allocator *a, LayerActs *la, int64_t N, int64_t
 }
 
 static void release_all(Backend *be, Tensor **ts, size_t n) {
-    for (size_t i = 0; i < n; i++) be->release(be, ts[i], MEM_ACTIVATIONS);
+    for (size_t i = 0; i < n; i++) be->ops->release(be, ts[i], MEM_ACTIVATIONS);
 }
 
 /* A layer's buffers of its own (without recomputation; with it they are views of the pool). */
@@ -194,11 +194,11 @@ void model_acts_free(Model *m) {
     Backend *be = m->be;
     int64_t L = m->cfg.num_layers;
     if (A->offload) {
-        for (int s = 0; s < ACT_SLOTS; s++) be->release(be, &A->slot[s], MEM_ACTIVATIONS);
-        if (A->x) be->release(be, &A->x[L], MEM_ACTIVATIONS);
-        if (A->host_x) be->host_free(be, A->host_x);
+        for (int s = 0; s < ACT_SLOTS; s++) be->ops->release(be, &A->slot[s], MEM_ACTIVATIONS);
+        if (A->x) be->ops->release(be, &A->x[L], MEM_ACTIVATIONS);
+        if (A->host_x) be->ops->host_free(be, A->host_x);
     } else if (A->x) {
-        for (int64_t l = 0; l <= L; l++) be->release(be, &A->x[l], MEM_ACTIVATIONS);
+        for (int64_t l = 0; l <= L; l++) be->ops->release(be, &A->x[l], MEM_ACTIVATIONS);
     }
     if (A->layers && !A->recompute)
         for (int64_t l = 0; l < L; l++) layer_acts_free(be, &A->layers[l]);
@@ -322,18 +322,18 @@ int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
     Backend *be = m->be;
     /* rotary tables, rebuilt when a longer sequence is asked for */
     if (m->rope_len < T) {
-        be->release(be, &m->rope_cos, MEM_OTHER);
-        be->release(be, &m->rope_sin, MEM_OTHER);
+        be->ops->release(be, &m->rope_cos, MEM_OTHER);
+        be->ops->release(be, &m->rope_sin, MEM_OTHER);
         int64_t half = c->head_dim / 2;
         m->rope_cos = tensor_2d(OW_F32, T, half);
         m->rope_sin = tensor_2d(OW_F32, T, half);
-        if (be->alloc(be, &m->rope_cos, MEM_OTHER, "rotary table", err) != 0 ||
-            be->alloc(be, &m->rope_sin, MEM_OTHER, "rotary table", err) != 0)
+        if (be->ops->alloc(be, &m->rope_cos, MEM_OTHER, "rotary table", err) != 0 ||
+            be->ops->alloc(be, &m->rope_sin, MEM_OTHER, "rotary table", err) != 0)
             return -1;
         float *cs = ow_xmalloc((size_t)(T * half) * sizeof(float) * 2);
         rope_tables(c, T, cs, cs + T * half);
-        be->upload(be, &m->rope_cos, cs, OW_F32);
-        be->upload(be, &m->rope_sin, cs + T * half, OW_F32);
+        be->ops->upload(be, &m->rope_cos, cs, OW_F32);
+        be->ops->upload(be, &m->rope_sin, cs + T * half, OW_F32);
         free(cs);
         m->rope_len = T;
     }
@@ -343,7 +343,7 @@ int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
     int head_grad = m->head_grad_host && m->lm_head != m->embed;
     acts_layout(&a, A, c, B, T, recompute, m->offload_acts, head_grad, m->mlp_chunk_rows, m->logits_chunk_rows);
     if (!a.failed && A->offload) {
-        A->host_x = be->host_alloc(be, (size_t)c->num_layers * A->x_bytes, err);
+        A->host_x = be->ops->host_alloc(be, (size_t)c->num_layers * A->x_bytes, err);
         if (!A->host_x) a.failed = 1;
     }
     if (a.failed) {
@@ -362,17 +362,17 @@ static Tensor view4(const Tensor *t, int64_t B, int64_t T, int64_t H, int64_t D)
 
 /* y = x W^T */
 static void linear(Backend *be, Tensor *y, const Tensor *x, const Param *W) {
-    be->matmul(be, y, x, 0, &W->w, 1, 1.0f, 0.0f);
+    be->ops->matmul(be, y, x, 0, &W->w, 1, 1.0f, 0.0f);
 }
 
 /* dx (= or +=) dy W; dW += dy^T x when trainable (dW = dy^T x when g is fresh). dW first: dx may
  * take x's memory (block_backward's da). */
 static void linear_backward(Backend *be, Tensor *dx, float beta, const Tensor *dy, const Tensor *x, Param *W) {
     if (W->trainable) {
-        be->matmul(be, &W->g, dy, 1, x, 0, 1.0f, W->g_fresh ? 0.0f : 1.0f);
+        be->ops->matmul(be, &W->g, dy, 1, x, 0, 1.0f, W->g_fresh ? 0.0f : 1.0f);
         W->g_fresh = 0;
     }
-    if (dx) be->matmul(be, dx, dy, 0, &W->w, 0, 1.0f, beta);
+    if (dx) be->ops->matmul(be, dx, dy, 0, &W->w, 0, 1.0f, beta);
 }
 
 /* The attention half of block l: ln1, q, k, v (roped), att, lse, h = x + att Wo^T, ln2; h is
@@ -383,17 +383,17 @@ static void block_forward_attention(Model *m, int l, const Tensor *x, LayerActs 
     ModelActs *A = m->acts;
     int64_t B = A->B, T = A->T, D = c->head_dim;
     float eps = (float)c->rms_norm_eps;
-    be->rmsnorm_forward(be, &la->ln1, &la->rstd1, x, &model_block_param(m, l, BW_ATTN_NORM)->w, eps);
+    be->ops->rmsnorm_forward(be, &la->ln1, &la->rstd1, x, &model_block_param(m, l, BW_ATTN_NORM)->w, eps);
     linear(be, &la->q, &la->ln1, model_block_param(m, l, BW_Q));
     linear(be, &la->k, &la->ln1, model_block_param(m, l, BW_K));
     linear(be, &la->v, &la->ln1, model_block_param(m, l, BW_V));
     Tensor q4 = view4(&la->q, B, T, c->num_heads, D), k4 = view4(&la->k, B, T, c->num_kv_heads, D);
     Tensor v4 = view4(&la->v, B, T, c->num_kv_heads, D), a4 = view4(&la->att, B, T, c->num_heads, D);
-    be->rope(be, &q4, &m->rope_cos, &m->rope_sin, 0);
-    be->rope(be, &k4, &m->rope_cos, &m->rope_sin, 0);
-    be->attention_forward(be, &a4, &la->lse, &q4, &k4, &v4);
-    be->matmul_add(be, h, &la->att, 0, &model_block_param(m, l, BW_O)->w, 1, 1.0f, x);
-    be->rmsnorm_forward(be, &la->ln2, &la->rstd2, h, &model_block_param(m, l, BW_MLP_NORM)->w, eps);
+    be->ops->rope(be, &q4, &m->rope_cos, &m->rope_sin, 0);
+    be->ops->rope(be, &k4, &m->rope_cos, &m->rope_sin, 0);
+    be->ops->attention_forward(be, &a4, &la->lse, &q4, &k4, &v4);
+    be->ops->matmul_add(be, h, &la->att, 0, &model_block_param(m, l, BW_O)->w, 1, 1.0f, x);
+    be->ops->rmsnorm_forward(be, &la->ln2, &la->rstd2, h, &model_block_param(m, l, BW_MLP_NORM)->w, eps);
 }
 
 /* The MLP's gate, up and product for rows [r0, r0 + n), into row views of the
@@ -409,7 +409,7 @@ static MlpRows mlp_rows_forward(Model *m, int l, LayerActs *la, int64_t r0, int6
                  tensor_row_slice(&la->up, at, n), tensor_row_slice(&la->act, at, n)};
     linear(be, &r.gate, &r.ln2, model_block_param(m, l, BW_GATE));
     linear(be, &r.up, &r.ln2, model_block_param(m, l, BW_UP));
-    be->swiglu_forward(be, &r.act, &r.gate, &r.up);
+    be->ops->swiglu_forward(be, &r.act, &r.gate, &r.up);
     return r;
 }
 
@@ -421,18 +421,18 @@ static void block_forward(Model *m, int l, const Tensor *x, LayerActs *la, Tenso
      * waits for the backward and out starts as its copy. Either way the MLP adds into out in
      * place (the same GEMMs, so both modes give the same bits) */
     block_forward_attention(m, l, x, la, A->recompute ? out : &la->h);
-    if (!A->recompute) be->copy(be, out, &la->h);
+    if (!A->recompute) be->ops->copy(be, out, &la->h);
     if (stats) {
-        be->col_sumsq(be, &stats[0], &la->ln1);
-        be->col_sumsq(be, &stats[1], &la->att);
-        be->col_sumsq(be, &stats[2], &la->ln2);
+        be->ops->col_sumsq(be, &stats[0], &la->ln1);
+        be->ops->col_sumsq(be, &stats[1], &la->att);
+        be->ops->col_sumsq(be, &stats[2], &la->ln2);
     }
     for (int64_t r0 = 0; r0 < A->N; r0 += A->mlp_rows) {
         int64_t n = A->N - r0 < A->mlp_rows ? A->N - r0 : A->mlp_rows;
         MlpRows r = mlp_rows_forward(m, l, la, r0, n);
-        if (stats) be->col_sumsq(be, &stats[3], &r.act);
+        if (stats) be->ops->col_sumsq(be, &stats[3], &r.act);
         Tensor o = tensor_row_slice(out, r0, n);
-        be->matmul(be, &o, &r.act, 0, &model_block_param(m, l, BW_DOWN)->w, 1, 1.0f, 1.0f); /* out += a Wd^T */
+        be->ops->matmul(be, &o, &r.act, 0, &model_block_param(m, l, BW_DOWN)->w, 1, 1.0f, 1.0f); /* out += a Wd^T */
     }
 }
 
@@ -464,11 +464,11 @@ static int block_backward(Model *m, int l, const Tensor *x, LayerActs *la, const
         /* da takes the product's place: linear_backward reads r.act before it writes da */
         Tensor da = r.act, dgate = tensor_row_slice(&A->dgate, 0, n), dup = tensor_row_slice(&A->dup, 0, n);
         linear_backward(be, &da, 0.0f, &dres, &r.act, model_block_param(m, l, BW_DOWN));
-        be->swiglu_backward(be, &dgate, &dup, &da, &r.gate, &r.up);
+        be->ops->swiglu_backward(be, &dgate, &dup, &da, &r.gate, &r.up);
         linear_backward(be, &dln, 0.0f, &dgate, &r.ln2, model_block_param(m, l, BW_GATE));
         linear_backward(be, &dln, 1.0f, &dup, &r.ln2, model_block_param(m, l, BW_UP));
     }
-    be->rmsnorm_backward(be, &A->dres, Pn2->trainable ? &Pn2->g : NULL, &A->dln, &la->h, &Pn2->w, &la->rstd2);
+    be->ops->rmsnorm_backward(be, &A->dres, Pn2->trainable ? &Pn2->g : NULL, &A->dln, &la->h, &Pn2->w, &la->rstd2);
     /* attention */
     linear_backward(be, &A->datt, 0.0f, &A->dres, &la->att, model_block_param(m, l, BW_O));
     if (param_done(hooks, model_block_param(m, l, BW_O), err) != 0) return -1;
@@ -476,16 +476,16 @@ static int block_backward(Model *m, int l, const Tensor *x, LayerActs *la, const
     Tensor v4 = view4(&la->v, B, T, c->num_kv_heads, D), a4 = view4(&la->att, B, T, c->num_heads, D);
     Tensor dq4 = view4(&A->dq, B, T, c->num_heads, D), dk4 = view4(&A->dk, B, T, c->num_kv_heads, D);
     Tensor dv4 = view4(&A->dv, B, T, c->num_kv_heads, D), da4 = view4(&A->datt, B, T, c->num_heads, D);
-    be->attention_backward(be, &dq4, &dk4, &dv4, &da4, &q4, &k4, &v4, &a4, &la->lse);
-    be->rope(be, &dq4, &m->rope_cos, &m->rope_sin, 1);
-    be->rope(be, &dk4, &m->rope_cos, &m->rope_sin, 1);
+    be->ops->attention_backward(be, &dq4, &dk4, &dv4, &da4, &q4, &k4, &v4, &a4, &la->lse);
+    be->ops->rope(be, &dq4, &m->rope_cos, &m->rope_sin, 1);
+    be->ops->rope(be, &dk4, &m->rope_cos, &m->rope_sin, 1);
     const Tensor *dqkv[3] = {&A->dq, &A->dk, &A->dv};
     for (int j = 0; j < 3; j++) {
         Param *W = model_block_param(m, l, (BlockWeight)(BW_Q + j));
         linear_backward(be, &A->dln, j ? 1.0f : 0.0f, dqkv[j], &la->ln1, W);
         if (param_done(hooks, W, err) != 0) return -1;
     }
-    be->rmsnorm_backward(be, &A->dres, Pn1->trainable ? &Pn1->g : NULL, &A->dln, x, &Pn1->w, &la->rstd1);
+    be->ops->rmsnorm_backward(be, &A->dres, Pn1->trainable ? &Pn1->g : NULL, &A->dln, x, &Pn1->w, &la->rstd1);
     return 0;
 }
 
@@ -501,8 +501,8 @@ static int upload_batch(Model *m, const int32_t *ids, const int32_t *targets, Ow
             return ow_fail(err, "target id %d at position %lld is outside the vocabulary [0, %lld)", targets[i],
                            (long long)i, (long long)V);
     }
-    m->be->upload(m->be, &A->ids, ids, OW_I32);
-    if (targets) m->be->upload(m->be, &A->targets, targets, OW_I32);
+    m->be->ops->upload(m->be, &A->ids, ids, OW_I32);
+    if (targets) m->be->ops->upload(m->be, &A->targets, targets, OW_I32);
     return 0;
 }
 
@@ -514,7 +514,7 @@ static int upload_embed_slots(Model *m, const int32_t *ids, OwError *err) {
     if (rc == 0) {
         OW_CHECK(N <= tensor_numel(&m->erows.pos));
         Tensor t = tensor_slice(&m->erows.pos, 0, N);
-        m->be->upload(m->be, &t, pos, OW_I32);
+        m->be->ops->upload(m->be, &t, pos, OW_I32);
     }
     free(pos);
     return rc;
@@ -523,7 +523,7 @@ static int upload_embed_slots(Model *m, const int32_t *ids, OwError *err) {
 /* p's weights, once an asynchronous update of them (the optimizer's) has landed. */
 static const Tensor *weights(Backend *be, Param *p) {
     if (p->ready_ticket >= 0) {
-        be->copy_wait(be, p->ready_ticket);
+        be->ops->copy_wait(be, p->ready_ticket);
         p->ready_ticket = -1;
     }
     return &p->w;
@@ -536,17 +536,18 @@ static void forward_blocks(Model *m, int for_backward, const GradHooks *hooks) {
     ModelActs *A = m->acts;
     Backend *be = m->be;
     int L = m->cfg.num_layers;
-    if (A->offload) be->copy_wait(be, A->slot_ticket[0]);
-    be->embedding_forward(be, &A->x[0], &A->ids, weights(be, m->embed));
+    if (A->offload) be->ops->copy_wait(be, A->slot_ticket[0]);
+    be->ops->embedding_forward(be, &A->x[0], &A->ids, weights(be, m->embed));
     for (int l = 0; l < L; l++) {
-        if (A->offload && for_backward) A->slot_ticket[l % ACT_SLOTS] = be->copy_to_host(be, host_x(A, l), &A->x[l]);
+        if (A->offload && for_backward)
+            A->slot_ticket[l % ACT_SLOTS] = be->ops->copy_to_host(be, host_x(A, l), &A->x[l]);
         /* the slot x[l + 1] goes to may still be on its way to the host */
-        if (A->offload && l + 1 < L) be->copy_wait(be, A->slot_ticket[(l + 1) % ACT_SLOTS]);
+        if (A->offload && l + 1 < L) be->ops->copy_wait(be, A->slot_ticket[(l + 1) % ACT_SLOTS]);
         block_forward(m, l, &A->x[l], A->recompute ? &A->layers[0] : &A->layers[l], &A->x[l + 1], NULL);
         if (l == 0 && hooks && hooks->forward_started) hooks->forward_started(hooks->ctx);
     }
-    be->rmsnorm_forward(be, &A->lnf, &A->rstdf, &A->x[m->cfg.num_layers], &m->final_norm->w,
-                        (float)m->cfg.rms_norm_eps);
+    be->ops->rmsnorm_forward(be, &A->lnf, &A->rstdf, &A->x[m->cfg.num_layers], &m->final_norm->w,
+                             (float)m->cfg.rms_norm_eps);
 }
 
 int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets, float grad_scale,
@@ -566,7 +567,7 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
     forward_blocks(m, want_grad, hooks);
 
     /* head, in row chunks */
-    if (want_grad) be->fill(be, &A->dln, 0.0f);
+    if (want_grad) be->ops->fill(be, &A->dln, 0.0f);
     int64_t chunk = A->logits.shape[0];
     const Tensor *Wlm = weights(be, m->lm_head);
     /* a gradient in the pool holds nothing of an earlier step: the first chunk writes it */
@@ -578,44 +579,44 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
         Tensor lnf = tensor_row_slice(&A->lnf, r0, cn);
         Tensor losses = tensor_slice(&A->losses, r0, cn);
         Tensor tg = tensor_slice(&A->targets, r0, cn);
-        be->matmul(be, &logits, &lnf, 0, Wlm, 1, 1.0f, 0.0f);
-        be->cross_entropy(be, &logits, &losses, &tg, grad_scale, want_grad);
+        be->ops->matmul(be, &logits, &lnf, 0, Wlm, 1, 1.0f, 0.0f);
+        be->ops->cross_entropy(be, &logits, &losses, &tg, grad_scale, want_grad);
         if (want_grad) {
             Tensor dlnf = tensor_row_slice(&A->dln, r0, cn);
             linear_backward(be, &dlnf, 0.0f, &logits, &lnf, m->lm_head);
         }
     }
     if (!want_grad) {
-        *loss_sum = be->sum(be, &A->losses);
+        *loss_sum = be->ops->sum(be, &A->losses);
         return 0;
     }
 
-    be->fill(be, &A->dres, 0.0f);
-    be->rmsnorm_backward(be, &A->dres, m->final_norm->trainable ? &m->final_norm->g : NULL, &A->dln, &A->x[L],
-                         &m->final_norm->w, &A->rstdf);
+    be->ops->fill(be, &A->dres, 0.0f);
+    be->ops->rmsnorm_backward(be, &A->dres, m->final_norm->trainable ? &m->final_norm->g : NULL, &A->dln, &A->x[L],
+                              &m->final_norm->w, &A->rstdf);
     if (hooks && hooks->head_done && hooks->head_done(hooks->ctx, err) != 0) return -1;
     if (head_grad_pooled) /* to its home in host memory before the block overlay takes the pool back */
-        be->copy_wait(be, be->copy_to_host(be, m->lm_head->g_host, &m->lm_head->g));
+        be->ops->copy_wait(be, be->ops->copy_to_host(be, m->lm_head->g_host, &m->lm_head->g));
 
     int lowest = m->embed->trainable ? 0 : model_lowest_trainable_block(m);
     for (int l = (int)L - 1; l >= lowest; l--) {
         LayerActs *la = &A->layers[A->recompute ? 0 : l];
         /* x[l] is still in the ring (the last ACT_SLOTS inputs) or was fetched ACT_SLOTS blocks ago */
-        if (A->offload && l < L - ACT_SLOTS) be->copy_wait(be, A->slot_ticket[l % ACT_SLOTS]);
+        if (A->offload && l < L - ACT_SLOTS) be->ops->copy_wait(be, A->slot_ticket[l % ACT_SLOTS]);
         if (A->recompute) block_forward_attention(m, l, &A->x[l], la, &la->h); /* the MLP is recomputed in chunks */
         if (block_backward(m, l, &A->x[l], la, hooks, err) != 0) return -1;
         /* block l is done with its slot: fetch the input that shares it */
         if (A->offload && l - ACT_SLOTS >= lowest)
-            A->slot_ticket[l % ACT_SLOTS] = be->copy_from_host(be, &A->x[l - ACT_SLOTS], host_x(A, l - ACT_SLOTS));
+            A->slot_ticket[l % ACT_SLOTS] = be->ops->copy_from_host(be, &A->x[l - ACT_SLOTS], host_x(A, l - ACT_SLOTS));
         if (hooks && hooks->block_done && hooks->block_done(hooks->ctx, l, err) != 0) return -1;
     }
     if (m->embed->trainable) {
         /* compact: into the slots of the step's distinct tokens, in position order as the dense form */
         Tensor pos = compact ? tensor_slice(&m->erows.pos, 0, N) : A->ids;
-        be->embedding_backward(be, &m->embed->g, &pos, &A->dres);
+        be->ops->embedding_backward(be, &m->embed->g, &pos, &A->dres);
         if (hooks && hooks->embed_done && hooks->embed_done(hooks->ctx, err) != 0) return -1;
     }
-    *loss_sum = be->sum(be, &A->losses); /* synchronous: read once the whole backward is queued */
+    *loss_sum = be->ops->sum(be, &A->losses); /* synchronous: read once the whole backward is queued */
     return 0;
 }
 
@@ -630,8 +631,8 @@ int model_forward_logits(Model *m, const int32_t *ids, float *logits, OwError *e
         int64_t cn = N - r0 < chunk ? N - r0 : chunk;
         Tensor lg = tensor_row_slice(&A->logits, 0, cn);
         Tensor lnf = tensor_row_slice(&A->lnf, r0, cn);
-        be->matmul(be, &lg, &lnf, 0, Wlm, 1, 1.0f, 0.0f);
-        be->download(be, logits + r0 * V, OW_F32, &lg);
+        be->ops->matmul(be, &lg, &lnf, 0, Wlm, 1, 1.0f, 0.0f);
+        be->ops->download(be, logits + r0 * V, OW_F32, &lg);
     }
     return 0;
 }
@@ -640,13 +641,13 @@ int model_forward_losses(Model *m, const int32_t *ids, const int32_t *targets, f
     double sum;
     int64_t n;
     if (model_forward_backward(m, ids, targets, 0.0f, NULL, &sum, &n, err) != 0) return -1;
-    m->be->download(m->be, losses, OW_F32, &m->acts->losses);
+    m->be->ops->download(m->be, losses, OW_F32, &m->acts->losses);
     return 0;
 }
 
 int model_embed_batch(Model *m, const int32_t *ids, Tensor *x, OwError *err) {
     if (upload_batch(m, ids, NULL, err) != 0) return -1;
-    m->be->embedding_forward(m->be, x, &m->acts->ids, weights(m->be, m->embed));
+    m->be->ops->embedding_forward(m->be, x, &m->acts->ids, weights(m->be, m->embed));
     return 0;
 }
 

@@ -71,13 +71,13 @@ int model_create(Backend *be, const ModelConfig *cfg, Model **out, OwError *err)
     m->lm_head = cfg->tie_word_embeddings ? m->embed : &m->params[2 + L * BW_COUNT];
     for (int i = 0; i < m->nparams; i++) m->params[i].ready_ticket = -1;
     for (int i = 0; i < m->nparams; i++) {
-        if (be->alloc(be, &m->params[i].w, MEM_WEIGHTS, m->params[i].name, err) != 0) {
+        if (be->ops->alloc(be, &m->params[i].w, MEM_WEIGHTS, m->params[i].name, err) != 0) {
             model_free(m);
             return -1;
         }
     }
     for (int i = 0; i < m->nparams; i++)
-        if (!m->params[i].is_matrix) be->fill(be, &m->params[i].w, 1.0f);
+        if (!m->params[i].is_matrix) be->ops->fill(be, &m->params[i].w, 1.0f);
     *out = m;
     return 0;
 }
@@ -87,15 +87,15 @@ void model_free(Model *m) {
     model_acts_free(m);
     Backend *be = m->be;
     for (int i = 0; i < m->nparams; i++) {
-        be->release(be, &m->params[i].w, MEM_WEIGHTS);
-        if (!m->params[i].g_shared) be->release(be, &m->params[i].g, MEM_GRADS);
-        if (m->params[i].g_host) be->host_free(be, m->params[i].g_host);
+        be->ops->release(be, &m->params[i].w, MEM_WEIGHTS);
+        if (!m->params[i].g_shared) be->ops->release(be, &m->params[i].g, MEM_GRADS);
+        if (m->params[i].g_host) be->ops->host_free(be, m->params[i].g_host);
     }
-    be->release(be, &m->rope_cos, MEM_OTHER);
-    be->release(be, &m->rope_sin, MEM_OTHER);
-    be->release(be, &m->erows.sel_buf[0], MEM_GRADS);
-    be->release(be, &m->erows.sel_buf[1], MEM_GRADS);
-    be->release(be, &m->erows.pos, MEM_GRADS);
+    be->ops->release(be, &m->rope_cos, MEM_OTHER);
+    be->ops->release(be, &m->rope_sin, MEM_OTHER);
+    be->ops->release(be, &m->erows.sel_buf[0], MEM_GRADS);
+    be->ops->release(be, &m->erows.sel_buf[1], MEM_GRADS);
+    be->ops->release(be, &m->erows.pos, MEM_GRADS);
     free(m->erows.slot_of_row);
     free(m->erows.row_of_slot);
     free(m->params);
@@ -118,11 +118,11 @@ int model_grad_is_compact(const Model *m, const Param *p) {
 }
 
 static void embed_rows_release(Model *m, Param *p) {
-    m->be->release(m->be, &p->g, MEM_GRADS);
-    m->be->release(m->be, &m->erows.sel_buf[0], MEM_GRADS);
-    m->be->release(m->be, &m->erows.sel_buf[1], MEM_GRADS);
+    m->be->ops->release(m->be, &p->g, MEM_GRADS);
+    m->be->ops->release(m->be, &m->erows.sel_buf[0], MEM_GRADS);
+    m->be->ops->release(m->be, &m->erows.sel_buf[1], MEM_GRADS);
     m->erows.sel.data = NULL;
-    m->be->release(m->be, &m->erows.pos, MEM_GRADS);
+    m->be->ops->release(m->be, &m->erows.pos, MEM_GRADS);
     m->erows.cap = m->erows.count = 0;
 }
 
@@ -136,10 +136,10 @@ static int embed_rows_alloc(Model *m, Param *p, OwError *err) {
     p->g = tensor_2d(OW_F32, r->cap, m->cfg.hidden_size);
     r->sel_buf[0] = r->sel_buf[1] = tensor_1d(OW_I32, V);
     r->pos = tensor_1d(OW_I32, m->embed_grad_rows);
-    if (be->alloc(be, &p->g, MEM_GRADS, "gradient of the embedding (rows of the step's tokens)", err) != 0 ||
-        be->alloc(be, &r->sel_buf[0], MEM_GRADS, "embedding gradient row map", err) != 0 ||
-        be->alloc(be, &r->sel_buf[1], MEM_GRADS, "embedding gradient row map", err) != 0 ||
-        be->alloc(be, &r->pos, MEM_GRADS, "embedding gradient row map", err) != 0) {
+    if (be->ops->alloc(be, &p->g, MEM_GRADS, "gradient of the embedding (rows of the step's tokens)", err) != 0 ||
+        be->ops->alloc(be, &r->sel_buf[0], MEM_GRADS, "embedding gradient row map", err) != 0 ||
+        be->ops->alloc(be, &r->sel_buf[1], MEM_GRADS, "embedding gradient row map", err) != 0 ||
+        be->ops->alloc(be, &r->pos, MEM_GRADS, "embedding gradient row map", err) != 0) {
         embed_rows_release(m, p);
         return -1;
     }
@@ -163,7 +163,7 @@ int model_set_trainable(Model *m, Param *p, int trainable, OwError *err) {
             void *view = model_acts_head_grad(m);
             OW_CHECKF(view != NULL, "%s: model_prepare (with head_grad_host) must come before it becomes trainable",
                       p->name);
-            p->g_host = m->be->host_alloc(m->be, (size_t)tensor_numel(&p->w) * sizeof(float), err);
+            p->g_host = m->be->ops->host_alloc(m->be, (size_t)tensor_numel(&p->w) * sizeof(float), err);
             if (!p->g_host) return ow_fail_prefix(err, "host memory for the gradient of %s", p->name);
             p->g = tensor_desc(OW_F32, p->w.ndim, p->w.shape);
             p->g.data = view;
@@ -173,11 +173,11 @@ int model_set_trainable(Model *m, Param *p, int trainable, OwError *err) {
             p->g = tensor_desc(OW_F32, p->w.ndim, p->w.shape);
             char what[128];
             snprintf(what, sizeof what, "gradient of %s", p->name);
-            if (m->be->alloc(m->be, &p->g, MEM_GRADS, what, err) != 0) return -1;
+            if (m->be->ops->alloc(m->be, &p->g, MEM_GRADS, what, err) != 0) return -1;
         }
     } else if (!trainable && p->g.data) {
         if (p->g_host) {
-            m->be->host_free(m->be, p->g_host);
+            m->be->ops->host_free(m->be, p->g_host);
             p->g_host = NULL;
         }
         if (p->g_shared)
@@ -185,7 +185,7 @@ int model_set_trainable(Model *m, Param *p, int trainable, OwError *err) {
         else if (model_grad_is_compact(m, p))
             embed_rows_release(m, p);
         else
-            m->be->release(m->be, &p->g, MEM_GRADS);
+            m->be->ops->release(m->be, &p->g, MEM_GRADS);
         p->g_shared = 0;
     }
     p->trainable = trainable;
@@ -199,7 +199,7 @@ void model_zero_grads(Model *m) {
             model_zero_grad_host(m, p);
             continue;
         }
-        if (p->g.data) m->be->fill(m->be, &p->g, 0.0f);
+        if (p->g.data) m->be->ops->fill(m->be, &p->g, 0.0f);
         p->g_fresh = 0;
     }
     model_embed_rows_reset(m);
@@ -207,7 +207,7 @@ void model_zero_grads(Model *m) {
 
 void model_zero_grad_host(Model *m, Param *p) {
     OW_CHECK(p->g_host != NULL);
-    m->be->sync(m->be); /* an asynchronous update may still be reading it */
+    m->be->ops->sync(m->be); /* an asynchronous update may still be reading it */
     memset(p->g_host, 0, (size_t)tensor_numel(&p->w) * sizeof(float));
     p->g_fresh = 1;
 }
@@ -249,7 +249,7 @@ int model_embed_rows_add(Model *m, const int32_t *ids, int64_t n, int32_t *pos_s
         if (pos_slot) pos_slot[i] = s;
     }
     if (r->dirty) {
-        m->be->upload(m->be, &r->sel, r->slot_of_row, OW_I32);
+        m->be->ops->upload(m->be, &r->sel, r->slot_of_row, OW_I32);
         r->dirty = 0;
     }
     return 0;
@@ -265,18 +265,18 @@ int model_begin_step(Model *m, const int32_t *ids, int64_t n, OwError *err) {
 void model_grad_download(Model *m, const Param *p, float *dense) {
     OW_CHECK(p->g.data != NULL);
     if (p->g_host) { /* its home (the pool's view is reused once the backward moves on) */
-        m->be->sync(m->be);
+        m->be->ops->sync(m->be);
         memcpy(dense, p->g_host, (size_t)tensor_numel(&p->w) * sizeof(float));
         return;
     }
     if (!model_grad_is_compact(m, p)) {
-        m->be->download(m->be, dense, OW_F32, &p->g);
+        m->be->ops->download(m->be, dense, OW_F32, &p->g);
         return;
     }
     const EmbedRows *r = &m->erows;
     int64_t C = m->cfg.hidden_size;
     float *rows = ow_xmalloc((size_t)tensor_numel(&p->g) * sizeof(float));
-    m->be->download(m->be, rows, OW_F32, &p->g);
+    m->be->ops->download(m->be, rows, OW_F32, &p->g);
     memset(dense, 0, (size_t)tensor_numel(&p->w) * sizeof(float));
     for (int64_t s = 0; s < r->count; s++)
         memcpy(dense + (int64_t)r->row_of_slot[s] * C, rows + s * C, (size_t)C * sizeof(float));
@@ -295,9 +295,9 @@ void model_init_random(Model *m, uint64_t seed, double std) {
     for (int i = 0; i < m->nparams; i++) {
         Param *p = &m->params[i];
         if (p->is_matrix)
-            m->be->fill_normal(m->be, &p->w, rng_key_for(seed, 1000 + (uint64_t)i), (float)std);
+            m->be->ops->fill_normal(m->be, &p->w, rng_key_for(seed, 1000 + (uint64_t)i), (float)std);
         else
-            m->be->fill(m->be, &p->w, 1.0f);
+            m->be->ops->fill(m->be, &p->w, 1.0f);
     }
 }
 
@@ -325,7 +325,7 @@ static int model_load_weights(Model *m, const SafeTensors *st, const char *where
         if (!dtype_is_float(t->dtype))
             return ow_fail(err, "%s: tensor %s has dtype %s; weights must be F32, F16 or BF16", where, p->name,
                            dtype_name(t->dtype));
-        m->be->upload(m->be, &p->w, t->data, t->dtype);
+        m->be->ops->upload(m->be, &p->w, t->data, t->dtype);
     }
     return 0;
 }

@@ -84,7 +84,7 @@ static int fetch_param(void *ctx, int index, void *dst, size_t nbytes, OwError *
     SaveCtx *c = ctx;
     Param *p = &c->m->params[index];
     OW_CHECK(nbytes == (size_t)tensor_numel(&p->w) * dtype_size(c->dtype));
-    c->m->be->download(c->m->be, dst, c->dtype, &p->w);
+    c->m->be->ops->download(c->m->be, dst, c->dtype, &p->w);
     return 0;
 }
 

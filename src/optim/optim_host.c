@@ -10,12 +10,12 @@ int optim_host_moments_alloc(Optimizer *o, ParamState *s, const Param *p, const 
     Backend *be = o->model->be;
     /* page-locked host memory, zeroed; m.data/v.data stay NULL (shapes only) */
     size_t nb = tensor_nbytes(&s->m);
-    if (be->host_state_reserve(be, err) != 0) return -1;
+    if (be->ops->host_state_reserve(be, err) != 0) return -1;
     if (memstats_add(&o->host, MEM_OPTIM, 2 * nb, what, "host", err) != 0) return -1;
-    s->hm = be->host_alloc(be, nb, err);
-    s->hv = s->hm ? be->host_alloc(be, nb, err) : NULL;
+    s->hm = be->ops->host_alloc(be, nb, err);
+    s->hv = s->hm ? be->ops->host_alloc(be, nb, err) : NULL;
     if (!s->hv) {
-        be->host_free(be, s->hm);
+        be->ops->host_free(be, s->hm);
         s->hm = NULL;
         memstats_sub(&o->host, MEM_OPTIM, 2 * nb);
         return ow_fail_prefix(err,
@@ -29,8 +29,8 @@ int optim_host_moments_alloc(Optimizer *o, ParamState *s, const Param *p, const 
 void optim_host_moments_free(Optimizer *o, ParamState *s) {
     Backend *be = o->model->be;
     if (s->hm || s->hv) {
-        be->host_free(be, s->hm);
-        be->host_free(be, s->hv);
+        be->ops->host_free(be, s->hm);
+        be->ops->host_free(be, s->hv);
         memstats_sub(&o->host, MEM_OPTIM, 2 * tensor_nbytes(&s->m));
         s->hm = s->hv = NULL;
     }
@@ -39,11 +39,11 @@ void optim_host_moments_free(Optimizer *o, ParamState *s) {
 void optim_moments_from_host(Optimizer *o, ParamState *s, const float *m, const float *v) {
     Backend *be = o->model->be;
     if (!s->host_state) {
-        be->upload(be, &s->m, m, OW_F32);
-        be->upload(be, &s->v, v, OW_F32);
+        be->ops->upload(be, &s->m, m, OW_F32);
+        be->ops->upload(be, &s->v, v, OW_F32);
         return;
     }
-    be->sync(be);
+    be->ops->sync(be);
     memcpy(s->hm, m, tensor_nbytes(&s->m));
     memcpy(s->hv, v, tensor_nbytes(&s->v));
 }
@@ -51,11 +51,11 @@ void optim_moments_from_host(Optimizer *o, ParamState *s, const float *m, const 
 void optim_moments_to_host(Optimizer *o, ParamState *s, float *m, float *v) {
     Backend *be = o->model->be;
     if (!s->host_state) {
-        be->download(be, m, OW_F32, &s->m);
-        be->download(be, v, OW_F32, &s->v);
+        be->ops->download(be, m, OW_F32, &s->m);
+        be->ops->download(be, v, OW_F32, &s->v);
         return;
     }
-    be->sync(be);
+    be->ops->sync(be);
     memcpy(m, s->hm, tensor_nbytes(&s->m));
     memcpy(v, s->hv, tensor_nbytes(&s->v));
 }
@@ -87,7 +87,7 @@ int optim_host_park(Optimizer *o, ParamState *s, OwError *err) {
     size_t pb = s->galore && s->has_P ? tensor_nbytes(&s->P) : 0;
     if (optim_host_park_buffers(o, s, nb, pb, err) != 0) return -1;
     optim_moments_to_host(o, s, s->host_m, s->host_v);
-    if (pb) be->download(be, s->host_P, OW_F32, &s->P);
+    if (pb) be->ops->download(be, s->host_P, OW_F32, &s->P);
     s->parked = 1;
     return 0;
 }
@@ -95,7 +95,7 @@ int optim_host_park(Optimizer *o, ParamState *s, OwError *err) {
 void optim_host_unpark(Optimizer *o, ParamState *s) {
     Backend *be = o->model->be;
     optim_moments_from_host(o, s, s->host_m, s->host_v);
-    if (s->galore && s->has_P) be->upload(be, &s->P, s->host_P, OW_F32);
+    if (s->galore && s->has_P) be->ops->upload(be, &s->P, s->host_P, OW_F32);
     s->parked = 0;
 }
 

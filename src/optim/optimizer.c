@@ -58,7 +58,7 @@ int optimizer_init(Optimizer *o, Model *m, const OptimConfig *cfg, OwError *err)
         /* the projected-back update is applied in row chunks of at most OPTIM_DELTA_CHUNK elements */
         int64_t n = biggest < OPTIM_DELTA_CHUNK ? biggest : OPTIM_DELTA_CHUNK;
         o->delta = tensor_1d(OW_F32, n > widest ? n : widest);
-        if (m->be->alloc(m->be, &o->delta, MEM_OPTIM, "GaLore update scratch", err) != 0) {
+        if (m->be->ops->alloc(m->be, &o->delta, MEM_OPTIM, "GaLore update scratch", err) != 0) {
             optimizer_free(o);
             return -1;
         }
@@ -69,10 +69,10 @@ int optimizer_init(Optimizer *o, Model *m, const OptimConfig *cfg, OwError *err)
 /* Frees the active state (device tensors, or the host-resident moments). */
 static void release_device(Optimizer *o, ParamState *s) {
     Backend *be = o->model->be;
-    be->release(be, &s->m, MEM_OPTIM);
-    be->release(be, &s->v, MEM_OPTIM);
-    be->release(be, &s->P, MEM_OPTIM);
-    be->release(be, &s->R, MEM_OPTIM);
+    be->ops->release(be, &s->m, MEM_OPTIM);
+    be->ops->release(be, &s->v, MEM_OPTIM);
+    be->ops->release(be, &s->P, MEM_OPTIM);
+    be->ops->release(be, &s->R, MEM_OPTIM);
     optim_host_moments_free(o, s);
     s->resident = 0;
 }
@@ -90,8 +90,8 @@ void optimizer_free(Optimizer *o) {
             optim_host_park_free(o, &o->st[i]);
         }
     }
-    be->release(be, &o->delta, MEM_OPTIM);
-    for (int b = 0; b < BW_COUNT; b++) be->release(be, &o->shared_g[b], MEM_GRADS);
+    be->ops->release(be, &o->delta, MEM_OPTIM);
+    for (int b = 0; b < BW_COUNT; b++) be->ops->release(be, &o->shared_g[b], MEM_GRADS);
     free(o->st);
     memset(o, 0, sizeof *o);
 }
@@ -134,7 +134,7 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
         Tensor *sh = &o->shared_g[group];
         if (!sh->data) {
             *sh = tensor_1d(OW_F32, share_group_numel(m, group));
-            if (be->alloc(be, sh, MEM_GRADS, "gradient buffer shared by the blocks", err) != 0) return -1;
+            if (be->ops->alloc(be, sh, MEM_GRADS, "gradient buffer shared by the blocks", err) != 0) return -1;
         }
         OW_CHECK(tensor_numel(&p->w) <= tensor_numel(sh));
         Tensor flat = tensor_slice(sh, 0, tensor_numel(&p->w));
@@ -154,14 +154,16 @@ int optimizer_activate(Optimizer *o, Param *p, OwError *err) {
     s->v = mv;
     if (s->host_state) {
         if (optim_host_moments_alloc(o, s, p, what, err) != 0) return -1;
-    } else if (be->alloc(be, &s->m, MEM_OPTIM, what, err) != 0 || be->alloc(be, &s->v, MEM_OPTIM, what, err) != 0) {
+    } else if (be->ops->alloc(be, &s->m, MEM_OPTIM, what, err) != 0 ||
+               be->ops->alloc(be, &s->v, MEM_OPTIM, what, err) != 0) {
         release_device(o, s);
         return -1;
     }
     if (s->galore) {
         s->P = P;
         s->R = mv;
-        if (be->alloc(be, &s->P, MEM_OPTIM, what, err) != 0 || be->alloc(be, &s->R, MEM_OPTIM, what, err) != 0) {
+        if (be->ops->alloc(be, &s->P, MEM_OPTIM, what, err) != 0 ||
+            be->ops->alloc(be, &s->R, MEM_OPTIM, what, err) != 0) {
             release_device(o, s);
             return -1;
         }
@@ -205,7 +207,7 @@ void optimizer_state_read(Optimizer *o, const Param *p, float *m, float *v, floa
     size_t nb = tensor_nbytes(&mv), pb = s->galore && s->has_P ? tensor_nbytes(&Pd) : 0;
     if (s->resident) {
         optim_moments_to_host(o, s, m, v);
-        if (pb) be->download(be, P, OW_F32, &s->P);
+        if (pb) be->ops->download(be, P, OW_F32, &s->P);
         return;
     }
     OW_CHECK(s->parked);
@@ -235,7 +237,7 @@ int optimizer_state_restore(Optimizer *o, Param *p, OptStateHome home, int64_t s
                            "trainable at this step (the checkpoint does not match the run)",
                            p->name);
         optim_moments_from_host(o, s, m, v);
-        if (pb) be->upload(be, &s->P, P, OW_F32);
+        if (pb) be->ops->upload(be, &s->P, P, OW_F32);
         return 0;
     }
     if (p->trainable || s->resident || o->cfg.inactive != INACTIVE_KEEP)
@@ -258,10 +260,10 @@ void optimizer_begin_micro(Optimizer *o, int micro, int last) {
     o->last_micro = last;
 }
 
-/* Whether p's projection GEMMs may use TF32 (OptimConfig.projection_precision). */
-static int fast_projection(const Optimizer *o, const Param *p) {
+/* The precision of p's projection GEMMs: TF32 allowed or not (OptimConfig.projection_precision). */
+static MatmulPrecision fast_projection(const Optimizer *o, const Param *p) {
     int pp = o->cfg.projection_precision;
-    return pp == 2 || (pp == 0 && p->w.dtype == OW_BF16);
+    return pp == 2 || (pp == 0 && p->w.dtype == OW_BF16) ? MATMUL_FAST_F32 : MATMUL_EXACT;
 }
 
 int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
@@ -276,20 +278,20 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
         return 0;
     }
     if (p->g_fresh) { /* no contribution this step (e.g. a step without targets) */
-        be->fill(be, &p->g, 0.0f);
+        be->ops->fill(be, &p->g, 0.0f);
         p->g_fresh = 0;
     }
     OW_CHECKF(!p->g_host || o->last_micro, "%s: its gradient in the activation pool does not accumulate", p->name);
     int projected_accum = o->accumulate_projected && s->galore;
     /* full-rank gradients are complete only after the last micro-batch */
     if (!projected_accum && !o->last_micro) return 0;
-    if (!projected_accum) be->norm_add(be, &p->g);
+    if (!projected_accum) be->ops->norm_add(be, &p->g);
     if (!projected_accum || o->last_micro) s->absorbed = 1;
     if (!s->galore) return 0;
     int first = !projected_accum || o->micro == 0;
     if (first && (!s->has_P || s->step % o->cfg.update_gap == 0)) {
         /* timed alone: the compute queued before it (the backward so far) is waited for first */
-        be->wait_compute(be);
+        be->ops->wait_compute(be);
         double t0 = ow_now();
         uint64_t seed = rng_key_for(o->cfg.seed, RNG_STREAM_RANGEFINDER) ^
                         (0x9E3779B97F4A7C15ull * (uint64_t)((p - o->model->params) + 1)) ^ (uint64_t)s->refreshes;
@@ -299,19 +301,18 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
         s->has_P = 1;
         s->refreshes++;
         o->stats.refreshes++;
-        be->wait_compute(be);
+        be->ops->wait_compute(be);
         o->stats.refresh_seconds += ow_now() - t0;
     }
     float beta = first ? 0.0f : 1.0f;
-    be->fast_f32_matmul = fast_projection(o, p);
+    MatmulPrecision prec = fast_projection(o, p);
     if (s->right)
-        be->matmul(be, &s->R, &p->g, 0, &s->P, 1, 1.0f, beta);
+        be->ops->matmul_prec(be, &s->R, &p->g, 0, &s->P, 1, 1.0f, beta, prec);
     else
-        be->matmul(be, &s->R, &s->P, 1, &p->g, 0, 1.0f, beta);
-    be->fast_f32_matmul = 0;
+        be->ops->matmul_prec(be, &s->R, &s->P, 1, &p->g, 0, 1.0f, beta, prec);
     /* the next micro-batch, or the next block sharing the buffer, starts afresh */
     if (projected_accum || p->g_shared) p->g_fresh = 1;
-    if (projected_accum && o->last_micro) be->norm_add(be, &s->R);
+    if (projected_accum && o->last_micro) be->ops->norm_add(be, &s->R);
     return 0;
 }
 
@@ -348,7 +349,8 @@ void optimizer_begin_step(Optimizer *o, double lr) {
     /* the rows of tokens absent from the step: zero gradient, so their update needs no clip
      * coefficient; it runs beside the step's compute, which reads only the step's rows */
     AdamHyper h = hyper_of(o, (int)(p - m->params), s->step + 1, lr, 1.0);
-    m->be->adam_update_host(m->be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_ABSENT, 0, 1, &h);
+    m->be->ops->adam_update_host(m->be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_ABSENT,
+                                 ADAM_HOST_ASYNC, &h);
     s->early_queued = 1;
     s->early_lr = h.lr;
 }
@@ -362,13 +364,14 @@ static void step_compact_embedding(Optimizer *o, Param *p, ParamState *s, const 
     if (!s->early_queued) {
         AdamHyper h0 = *h;
         h0.grad_scale = 1.0f;
-        be->adam_update_host(be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_ABSENT, 0, 1, &h0);
+        be->ops->adam_update_host(be, &p->w, NULL, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_ABSENT,
+                                  ADAM_HOST_ASYNC, &h0);
     } else {
         OW_CHECKF(s->early_lr == h->lr, "optimizer_begin_step got lr %g, optimizer_step %g", (double)s->early_lr,
                   (double)h->lr);
     }
-    p->ready_ticket =
-        be->adam_update_host(be, &p->w, &p->g, moment_m(s), moment_v(s), &m->erows.sel, ADAM_ROWS_PRESENT, 1, 1, h);
+    p->ready_ticket = be->ops->adam_update_host(be, &p->w, &p->g, moment_m(s), moment_v(s), &m->erows.sel,
+                                                ADAM_ROWS_PRESENT, ADAM_HOST_ZERO_GRAD | ADAM_HOST_ASYNC, h);
     s->early_queued = 0;
 }
 
@@ -377,29 +380,28 @@ static void step_compact_embedding(Optimizer *o, Param *p, ParamState *s, const 
 static void step_galore(Optimizer *o, Param *p, ParamState *s, const AdamHyper *h, double lr) {
     Backend *be = o->model->be;
     const OptimConfig *c = &o->cfg;
-    be->adam_moments(be, &s->R, &s->R, &s->m, &s->v, h);
+    be->ops->adam_moments(be, &s->R, &s->R, &s->m, &s->v, h);
     double bc1 = 1.0 - pow(c->beta1, (double)s->step), bc2 = 1.0 - pow(c->beta2, (double)s->step);
     double step_size = lr * sqrt(bc2) / bc1;
     int64_t rows = p->w.shape[0], cols = p->w.shape[1];
     int64_t chunk = tensor_numel(&o->delta) / cols;
     OW_CHECK(chunk >= 1);
-    be->fast_f32_matmul = fast_projection(o, p);
+    MatmulPrecision prec = fast_projection(o, p);
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
         int64_t n = rows - r0 < chunk ? rows - r0 : chunk;
         Tensor flat = tensor_slice(&o->delta, 0, n * cols);
         Tensor delta = tensor_reshape(&flat, 2, (int64_t[]){n, cols});
         if (s->right) {
             Tensor Rr = tensor_row_slice(&s->R, r0, n);
-            be->matmul(be, &delta, &Rr, 0, &s->P, 0, 1.0f, 0.0f);
+            be->ops->matmul_prec(be, &delta, &Rr, 0, &s->P, 0, 1.0f, 0.0f, prec);
         } else {
             Tensor Pr = tensor_row_slice(&s->P, r0, n);
-            be->matmul(be, &delta, &Pr, 0, &s->R, 0, 1.0f, 0.0f);
+            be->ops->matmul_prec(be, &delta, &Pr, 0, &s->R, 0, 1.0f, 0.0f, prec);
         }
         Tensor w = tensor_row_slice(&p->w, r0, n);
-        be->apply_update(be, &w, &delta, (float)(-step_size * c->scale), (float)(lr * c->weight_decay), h->sr_seed,
-                         r0 * cols);
+        be->ops->apply_update(be, &w, &delta, (float)(-step_size * c->scale), (float)(lr * c->weight_decay), h->sr_seed,
+                              r0 * cols);
     }
-    be->fast_f32_matmul = 0;
 }
 
 int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwError *err) {
@@ -415,7 +417,7 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
                   "%s: its gradient lives in the activation pool and must be absorbed in the head_done hook", p->name);
         if (optimizer_absorb(o, p, err) != 0) return -1;
     }
-    double norm = sqrt(be->norm_take(be));
+    double norm = sqrt(be->ops->norm_take(be));
     *grad_norm = norm;
     double coef = 1.0;
     if (clip > 0) {
@@ -435,10 +437,10 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
         else if (s->host_state) { /* beside the next forward, which waits before using p (Param.ready_ticket) */
             Tensor g = p->g;      /* or its copy in host memory (Param.g_host) */
             if (p->g_host) g.data = p->g_host;
-            p->ready_ticket =
-                be->adam_update_host(be, &p->w, &g, s->hm, s->hv, NULL, ADAM_ROWS_PRESENT, !p->g_host, 1, &h);
+            p->ready_ticket = be->ops->adam_update_host(be, &p->w, &g, s->hm, s->hv, NULL, ADAM_ROWS_PRESENT,
+                                                        (p->g_host ? 0 : ADAM_HOST_ZERO_GRAD) | ADAM_HOST_ASYNC, &h);
         } else
-            be->adam_update(be, &p->w, &p->g, &s->m, &s->v, &h);
+            be->ops->adam_update(be, &p->w, &p->g, &s->m, &s->v, &h);
     }
     /* gradients for the next step: block linears start afresh (Param.g_fresh; shared buffers were
      * marked when absorbed), adam_update_host zeroed the rows it read, the rest is zeroed */
@@ -450,7 +452,7 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
         if (p->kind == PK_BLOCK && p->is_matrix)
             p->g_fresh = 1;
         else
-            be->fill(be, &p->g, 0.0f);
+            be->ops->fill(be, &p->g, 0.0f);
     }
     model_embed_rows_reset(m);
     o->micro = 0;

@@ -62,7 +62,7 @@ typedef struct OptimConfig {
      * after clipping. Same arithmetic, same bits as on the device. */
     int offload_head;
     /* GaLore's projection GEMMs (R = G P^T or P^T G, the update R P or P R): 0 auto = TF32
-     * tensor cores (Backend.fast_f32_matmul) when the parameters are bf16 (their gradients
+     * tensor cores (MATMUL_FAST_F32) when the parameters are bf16 (their gradients
      * come from bf16 activations: TF32's 10-bit mantissa is finer than that; the PyTorch
      * recipe projects in bf16), true fp32 otherwise; 1 always fp32; 2 always tf32. */
     int projection_precision;

@@ -56,41 +56,41 @@ int owl_compute_ids(Model *m, const int32_t *ids, int64_t nsamples, int64_t seql
     for (int s = 0; s < 4; s++) stats[s] = tensor_1d(OW_F32, widths[s]);
     int rc = -1;
     float *host = NULL;
-    if (be->alloc(be, &x, MEM_ACTIVATIONS, "calibration input", err) ||
-        be->alloc(be, &y, MEM_ACTIVATIONS, "calibration output", err))
+    if (be->ops->alloc(be, &x, MEM_ACTIVATIONS, "calibration input", err) ||
+        be->ops->alloc(be, &y, MEM_ACTIVATIONS, "calibration output", err))
         goto done;
     for (int s = 0; s < 4; s++)
-        if (be->alloc(be, &stats[s], MEM_WORKSPACE, "calibration statistics", err)) goto done;
+        if (be->ops->alloc(be, &stats[s], MEM_WORKSPACE, "calibration statistics", err)) goto done;
     host = ow_xmalloc((size_t)c->intermediate_size * sizeof(float) + (size_t)C * sizeof(float) * 4);
     /* embeddings of every sequence into the host stream */
     for (int64_t s0 = 0; s0 < nsamples; s0 += micro_batch) {
         if (model_embed_batch(m, ids + s0 * seqlen, &x, err) != 0) goto done;
-        be->download(be, stream + (size_t)(s0 * seqlen * C) * esz, be->act_dtype, &x);
+        be->ops->download(be, stream + (size_t)(s0 * seqlen * C) * esz, be->act_dtype, &x);
     }
     double t0 = ow_now();
     for (int l = 0; l < L; l++) {
-        for (int s = 0; s < 4; s++) be->fill(be, &stats[s], 0.0f);
+        for (int s = 0; s < 4; s++) be->ops->fill(be, &stats[s], 0.0f);
         for (int64_t s0 = 0; s0 < nsamples; s0 += micro_batch) {
             if (ow_cancelled()) {
                 ow_fail_cancelled(err, "OWL outlier scoring");
                 goto done;
             }
             char *chunk = stream + (size_t)(s0 * seqlen * C) * esz;
-            be->upload(be, &x, chunk, be->act_dtype);
+            be->ops->upload(be, &x, chunk, be->act_dtype);
             model_block_forward_stats(m, l, &x, &y, stats);
-            be->download(be, chunk, be->act_dtype, &y);
+            be->ops->download(be, chunk, be->act_dtype, &y);
         }
         /* colscale = sqrt(s_j / nsamples) */
         for (int s = 0; s < 4; s++) {
-            be->download(be, host, OW_F32, &stats[s]);
+            be->ops->download(be, host, OW_F32, &stats[s]);
             for (int64_t j = 0; j < widths[s]; j++) host[j] = (float)sqrt((double)host[j] / (double)nsamples);
-            be->upload(be, &stats[s], host, OW_F32);
+            be->ops->upload(be, &stats[s], host, OW_F32);
         }
         double total = 0;
         int64_t numel = 0;
         for (int k = 0; k < OWL_MODULES; k++) {
             const Param *p = model_block_param(m, l, k_module_bw[k]);
-            total += be->score_sum(be, &p->w, &stats[k_module_stat[k]]);
+            total += be->ops->score_sum(be, &p->w, &stats[k_module_stat[k]]);
             res->mod_numel[l * OWL_MODULES + k] = tensor_numel(&p->w);
             numel += tensor_numel(&p->w);
         }
@@ -99,7 +99,7 @@ int owl_compute_ids(Model *m, const int32_t *ids, int64_t nsamples, int64_t seql
         int64_t count = 0;
         for (int k = 0; k < OWL_MODULES; k++) {
             const Param *p = model_block_param(m, l, k_module_bw[k]);
-            int64_t n = be->score_count(be, &p->w, &stats[k_module_stat[k]], M * mu);
+            int64_t n = be->ops->score_count(be, &p->w, &stats[k_module_stat[k]], M * mu);
             res->mod_count[l * OWL_MODULES + k] = n;
             count += n;
         }
@@ -117,9 +117,9 @@ int owl_compute_ids(Model *m, const int32_t *ids, int64_t nsamples, int64_t seql
 done:
     free(host);
     free(stream);
-    be->release(be, &x, MEM_ACTIVATIONS);
-    be->release(be, &y, MEM_ACTIVATIONS);
-    for (int s = 0; s < 4; s++) be->release(be, &stats[s], MEM_WORKSPACE);
+    be->ops->release(be, &x, MEM_ACTIVATIONS);
+    be->ops->release(be, &y, MEM_ACTIVATIONS);
+    for (int s = 0; s < 4; s++) be->ops->release(be, &stats[s], MEM_WORKSPACE);
     model_acts_free(m);
     if (rc != 0) owl_result_free(res);
     return rc;

@@ -214,7 +214,7 @@ static int save_tensors(const char *path, const CkptParts *parts, const CkptProg
         size_t nb = tensor_nbytes(&p->w);
         void *buf = ow_try_malloc(nb, "checkpoint buffer", err);
         if (!buf) goto fail;
-        be->download(be, buf, p->w.dtype, &p->w);
+        be->ops->download(be, buf, p->w.dtype, &p->w);
         snprintf(name, sizeof name, "weights/%s", p->name);
         int rc = pack_writer_add(&w, name, p->w.dtype, p->w.ndim, p->w.shape, buf, err);
         free(buf);
@@ -691,7 +691,7 @@ int ckpt_apply_weights(const Checkpoint *ck, Model *m, uint8_t *changed, OwError
             return ow_fail(err, "checkpoint %s: tensor %s is not a float tensor", ck->dir, e->name);
         void *buf;
         if (read_entry(ck, e->name, e->dtype, p->w.ndim, p->w.shape, &buf, err) != 0) return -1;
-        m->be->upload(m->be, &p->w, buf, e->dtype);
+        m->be->ops->upload(m->be, &p->w, buf, e->dtype);
         free(buf);
         if (changed) changed[p - m->params] = 1;
     }

@@ -1,6 +1,7 @@
 /* memplan.c: see memplan.h. */
 #include "train/memplan.h"
 
+#include "backend/backend_cuda.h"
 #include "model/model.h"
 #include "model/tensor_names.h"
 
@@ -18,6 +19,26 @@ static void block_matrices(const ModelConfig *c, Shape2 mats[7]) {
         OW_CHECK(model_tensor_shape(c, k_linears[i], s) == 2);
         mats[i] = (Shape2){s[0], s[1]};
     }
+}
+
+/* GaLore's state per trainable block (R, m, v and P of each matrix), and the largest workspaces of a
+ * projector refresh: galore_projector's Om, Y, Z, B, Sm (*ws, F32 elements) and the backend's fp64 copy
+ * of the tallest of them with its [k, k] Gram matrix and eigensolver scratch (*ws64, device backends). */
+static int64_t galore_block_state(const TrainConfig *c, const Shape2 mats[7], int64_t *ws, int64_t *ws64) {
+    int64_t r = c->rank, k = c->rank + c->rf_oversample, state = 0;
+    for (int i = 0; i < 7; i++) {
+        int64_t m = mats[i].rows, n = mats[i].cols;
+        int right = m >= n;
+        state += right ? 3 * m * r + r * n : 3 * r * n + m * r;
+        int64_t small = m < n ? m : n, tall = right ? m : n, dim = right ? n : m, other = right ? m : n;
+        if (c->projector == PROJ_RANDOMIZED && k < small) {
+            int64_t w = 2 * other * k + dim * k + tall * k + r * k;
+            if (w > *ws) *ws = w;
+            int64_t longest = other > dim ? other : dim, w64 = longest * k + 3 * k * k + 8 * k;
+            if (w64 > *ws64) *ws64 = w64;
+        }
+    }
+    return state;
 }
 
 void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
@@ -70,31 +91,14 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
         int64_t host = 2 * (head_trainable - C);
         moments -= host;
         out->host_optimizer = (size_t)host * f32;
-        if (device_workspace) out->bytes[MEM_WORKSPACE] += BACKEND_HOST_STATE_STAGING;
+        if (device_workspace) out->bytes[MEM_WORKSPACE] += BACKEND_CUDA_HOST_STATE_STAGING;
     }
     int64_t galore_state = 0, ws = 0, ws64 = 0;
-    if (galore) {
-        int64_t r = c->rank, k = c->rank + c->rf_oversample;
-        for (int i = 0; i < 7; i++) {
-            int64_t m = mats[i].rows, n = mats[i].cols;
-            int right = m >= n;
-            galore_state += right ? 3 * m * r + r * n : 3 * r * n + m * r; /* R, m, v and P */
-            int64_t small = m < n ? m : n, tall = right ? m : n, dim = right ? n : m, other = right ? m : n;
-            if (c->projector == PROJ_RANDOMIZED && k < small) {
-                /* galore_projector's Om, Y, Z, B, Sm; then the backend's fp64 copy of the tallest
-                 * of them with its [k, k] Gram matrix and eigensolver scratch (CUDA) */
-                int64_t w = 2 * other * k + dim * k + tall * k + r * k;
-                if (w > ws) ws = w;
-                int64_t longest = other > dim ? other : dim, w64 = longest * k + 3 * k * k + 8 * k;
-                if (w64 > ws64) ws64 = w64;
-            }
-        }
-        galore_state *= nb;
-        int64_t delta = OPTIM_DELTA_CHUNK > widest ? OPTIM_DELTA_CHUNK : widest;
-        galore_state += largest < delta ? largest : delta; /* the projected-back update scratch */
-    } else {
+    int64_t delta = OPTIM_DELTA_CHUNK > widest ? OPTIM_DELTA_CHUNK : widest; /* the projected-back update scratch */
+    if (galore)
+        galore_state = nb * galore_block_state(c, mats, &ws, &ws64) + (largest < delta ? largest : delta);
+    else
         moments += 2 * nb * block_mat;
-    }
     out->bytes[MEM_OPTIM] = (size_t)(moments + galore_state) * f32;
     int offload = train_config_offload_acts(c, device_workspace);
     out->bytes[MEM_ACTIVATIONS] =
@@ -102,7 +106,7 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
     out->host_activations = model_offload_host_bytes(mc, act, c->batch_size, c->block_size, c->recompute, offload);
     out->bytes[MEM_WORKSPACE] +=
         (size_t)ws * f32 + (device_workspace ? (size_t)ws64 * 8 : 0) +
-        (device_workspace ? ((size_t)40 << 20) + 256 : 0); /* cuBLAS workspace, scratch, norm accumulator */
+        (device_workspace ? BACKEND_CUDA_FIXED_WORKSPACE : 0); /* cuBLAS workspace, scratch, norm accumulator */
     for (int kind = 0; kind < MEM_KIND_COUNT; kind++) out->total += out->bytes[kind];
 }
 

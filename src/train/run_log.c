@@ -6,7 +6,6 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/memstats.h"
-#include "cuda/cuda_backend.h"
 
 #include <errno.h>
 #include <math.h>
@@ -152,22 +151,22 @@ void run_log_losses_so_far(const char *out, TrainSummary *summary) {
 
 /* ---- memory ---- */
 
-void run_log_sample_memory(Backend *be) {
-    if (strcmp(be->name, "cuda") == 0) backend_cuda_sample_used(be);
-}
+void run_log_sample_memory(Backend *be) { be->ops->sample_used(be); }
 
-/* summary.json's memory figures: the backend's peak with its breakdown, and on CUDA the arena's
- * segments, the CUDA context and libraries outside it, and all device memory in use. */
+/* summary.json's memory figures: the backend's peak with its breakdown, and with device memory of its
+ * own the allocator's segments, the context and libraries outside it, and all device memory in use. */
 static void memory_figures(cJSON *o, Backend *be) {
     cJSON_AddNumberToObject(o, "peak_bytes", (double)be->mem.peak_total);
     cJSON_AddNumberToObject(o, "peak_gib", (double)be->mem.peak_total / (1024.0 * 1024 * 1024));
     cJSON *bd = cJSON_AddObjectToObject(o, "peak_breakdown_bytes");
     for (int kind = 0; kind < MEM_KIND_COUNT; kind++)
         cJSON_AddNumberToObject(bd, mem_kind_name((MemKind)kind), (double)be->mem.peak_breakdown[kind]);
-    if (strcmp(be->name, "cuda") == 0) {
-        cJSON_AddNumberToObject(o, "arena_peak_reserved_bytes", (double)backend_cuda_peak_reserved_bytes(be));
-        cJSON_AddNumberToObject(o, "device_context_bytes", (double)backend_cuda_context_bytes(be));
-        cJSON_AddNumberToObject(o, "device_used_peak_bytes", (double)backend_cuda_peak_used_bytes(be));
+    if (be->caps.device_memory) {
+        BackendMemReport mr;
+        be->ops->mem_report(be, &mr);
+        cJSON_AddNumberToObject(o, "arena_peak_reserved_bytes", (double)mr.peak_reserved);
+        cJSON_AddNumberToObject(o, "device_context_bytes", (double)mr.context);
+        cJSON_AddNumberToObject(o, "device_used_peak_bytes", (double)mr.used_peak);
     }
 }
 

@@ -1,6 +1,7 @@
 /* train_config.c: see train_config.h. */
 #include "train/train_config.h"
 
+#include "backend/backend.h"
 #include "core/embedded.h"
 #include "core/fileio.h"
 #include "core/json.h"
@@ -142,7 +143,7 @@ static const KeyDef k_keys[] = {
     {"seqlen", NUM(K_INT, seqlen), "T", "OWL calibration sequence length"},
     {"M", NUM(K_FLOAT, M), "M", "OWL outlier threshold multiple"},
     {"seed", NUM(K_INT, seed), "N", "seed of every random stream"},
-    {"device", STR(device), "DEV", "cuda | cpu | auto"},
+    {"device", STR(device), "DEV", "cuda | cuda:N | cpu | auto"},
     {"gpu_mem", NUM(K_SIZE, gpu_mem), "SIZE", "device memory cap, e.g. 24GiB (0: no cap)"},
     {"precision", ENUM(precision, k_precision), "P",
      "weights and activations on the GPU: auto (bf16) | bf16 | fp32 (twice the memory; the CPU always computes in "
@@ -522,8 +523,8 @@ int train_config_check_values(const TrainConfig *c, OwError *err) {
     if (c->rf_oversample < 0 || c->rf_iters < 0) return ow_fail(err, "rf_oversample and rf_iters must be >= 0");
     if (!(c->val_split >= 0 && c->val_split < 1))
         return ow_fail(err, "val_split must be in [0, 1) (got %g)", c->val_split);
-    if (strcmp(c->device, "auto") && strcmp(c->device, "cpu") && strcmp(c->device, "cuda"))
-        return ow_fail(err, "device = \"%s\" is not allowed (allowed: auto, cpu, cuda)", c->device);
+    BackendDevice dev;
+    if (backend_parse_device(c->device, &dev, err) != 0) return -1;
     if (c->nsamples < 1 || c->seqlen < 2 || !(c->M > 0)) return ow_fail(err, "nsamples, seqlen and M must be positive");
     if (c->save_every < -1)
         return ow_fail(err, "save_every must be >= -1 (0: only at the end and on SIGINT/SIGTERM; -1: never)");

@@ -13,7 +13,6 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "core/runtime.h"
-#include "cuda/cuda_backend.h"
 #include "data/batcher.h"
 #include "model/model_save.h"
 #include "model/preset.h"
@@ -37,7 +36,7 @@
 typedef struct Trainer {
     TrainConfig cfg;
     Backend *be;
-    int gpu; /* the backend computes in device memory of its own (CUDA) */
+    int gpu; /* the backend computes in device memory of its own (Backend.caps.device_memory) */
     Model *model;
     TokData data;
     char *data_tokens; /* the token file the data came from (NULL: in memory) */
@@ -146,33 +145,18 @@ static int setup_output(Trainer *t, OwError *err) {
 
 /* ---- setup: the backend ---- */
 
-Backend *train_create_backend(const char *device, size_t gpu_mem, int64_t threads, OwError *err) {
-    if (ow_check_threads(threads, err) != 0) return NULL;
-    if (strcmp(device, "cpu") == 0) return backend_create_cpu((int)threads, gpu_mem, err);
-    if (strcmp(device, "cuda") == 0) return backend_create_cuda(0, gpu_mem, err);
-    if (backend_cuda_available()) {
-        OwError e2;
-        Backend *be = backend_create_cuda(0, gpu_mem, &e2);
-        if (be) return be;
-        OW_INFO("no usable CUDA device (%s); training on the CPU", e2.msg);
-    }
-    return backend_create_cpu((int)threads, gpu_mem, err);
-}
-
 /* The backend --device names, in the dtypes --precision asks for, profiled under OWLORE_PROFILE. */
 static int setup_backend(Trainer *t, OwError *err) {
     const TrainConfig *c = &t->cfg;
-    t->be = train_create_backend(c->device, c->gpu_mem, c->threads, err);
-    if (t->be && c->precision == PRECISION_BF16 && strcmp(t->be->name, "cpu") == 0) {
-        t->be->destroy(t->be);
-        t->be = NULL;
-        return ow_fail(err, "--precision bf16 needs the CUDA backend: the CPU backend computes in fp32 (hint: "
-                            "--precision auto or fp32)");
-    }
-    if (t->be && c->precision == PRECISION_FP32 && strcmp(t->be->name, "cuda") == 0)
-        backend_cuda_set_dtypes(t->be, OW_F32, OW_F32);
+    t->be = backend_create(c->device, &(BackendOptions){.threads = c->threads, .mem_cap = c->gpu_mem}, err);
     if (!t->be) return -1;
-    t->gpu = strcmp(t->be->name, "cuda") == 0;
+    if (c->precision == PRECISION_BF16 && !t->be->caps.bf16)
+        return ow_fail(err,
+                       "--precision bf16 needs a backend that computes in bf16 (CUDA): the %s backend computes "
+                       "in fp32 (hint: --precision auto or fp32)",
+                       t->be->name);
+    if (c->precision == PRECISION_FP32 && t->be->ops->set_dtypes(t->be, OW_F32, OW_F32, err) != 0) return -1;
+    t->gpu = t->be->caps.device_memory;
     OW_INFO("device: %s", t->be->name);
     if (getenv("OWLORE_PROFILE") && *getenv("OWLORE_PROFILE") && strcmp(getenv("OWLORE_PROFILE"), "0") != 0) {
         backend_profile_enable(t->be);
@@ -196,7 +180,7 @@ static int check_memory_plan(Trainer *t, const ModelConfig *mc, OwError *err) {
     /* the plan counts the backend's fixed workspaces, which it allocated when it was made */
     if (!be->mem.cap || p.total <= be->mem.cap) {
         size_t more = p.total > be->mem.current_total ? p.total - be->mem.current_total : 0;
-        return be->reserve && more ? be->reserve(be, more, err) : 0;
+        return be->ops->reserve && more ? be->ops->reserve(be, more, err) : 0;
     }
     int64_t fit = train_memory_largest_batch(c, mc, be->param_dtype, be->act_dtype, t->gpu, be->mem.cap, c->batch_size);
     char hint[256];
@@ -445,7 +429,7 @@ static void teardown(Trainer *t) {
         backend_profile_report(t->be, stderr);
         backend_profile_disable(t->be);
     }
-    if (t->be) t->be->destroy(t->be);
+    if (t->be) t->be->ops->destroy(t->be);
 }
 
 /* ---- one step ---- */
@@ -488,7 +472,7 @@ static int train_step(Trainer *t, int64_t step, double *loss, double *gnorm, OwE
     }
     *loss = total ? sum / (double)total : NAN;
     if (optimizer_step(&t->opt, lr, c->clip, gnorm, err) != 0) return -1;
-    t->be->wait_compute(t->be); /* the step's compute; side work (optimizer state copies) may run on */
+    t->be->ops->wait_compute(t->be); /* the step's compute; side work (optimizer state copies) may run on */
     run_log_sample_memory(t->be);
     return 0;
 }

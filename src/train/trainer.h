@@ -54,7 +54,4 @@ typedef struct TrainSummary {
  * saved, summary->interrupted set), -1 on error. */
 int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err);
 
-/* Creates the backend that `device` (auto, cpu, cuda) names. */
-Backend *train_create_backend(const char *device, size_t gpu_mem, int64_t threads, OwError *err);
-
 #endif

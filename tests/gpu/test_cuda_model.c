@@ -9,7 +9,7 @@
  *   absolute. bf16 storage alone accounts for errors of this size on these
  *   tiny random models (up to ~9 % on q/k-path gradients, where dS = P (dP - D)
  *   cancels); a real bug gives O(1) errors.
- * - F32 (backend_cuda_set_dtypes): the same kernels in fp32 must match like the
+ * - F32 (set_dtypes): the same kernels in fp32 must match like the
  *   CPU backend does: 1e-4 on logits, gradients and loss (3e-4 on TinyStories
  *   gradients against the CPU).
  * Also: bitwise determinism (a step with recomputation equals the step
@@ -49,7 +49,7 @@ static Backend *gpu_backend(Mode mode) {
     Backend *be = backend_create_cuda(0, 0, &err);
     cr_assert(be != NULL, "%s", err.msg);
     backend_cuda_set_attention_tensor_cores(be, mode == MODE_BF16_TC);
-    if (mode == MODE_F32) backend_cuda_set_dtypes(be, OW_F32, OW_F32);
+    if (mode == MODE_F32) cr_assert(be->ops->set_dtypes(be, OW_F32, OW_F32, &err) == 0, "%s", err.msg);
     return be;
 }
 
@@ -126,7 +126,7 @@ static void check_loss(const char *what, double got, double ref, const Tol *tol)
 
 static float *download_f32(Backend *be, const Tensor *t) {
     float *h = malloc((size_t)tensor_numel(t) * sizeof(float) + 1);
-    be->download(be, h, OW_F32, t);
+    be->ops->download(be, h, OW_F32, t);
     return h;
 }
 
@@ -206,7 +206,7 @@ static void run_fixture(const char *name, Mode mode) {
     cr_expect(differ == 0 && loss2 == loss, "%s", what);
 
     fix_close(&f);
-    be->destroy(be);
+    be->ops->destroy(be);
     free(exp);
     free(dir);
 }
@@ -285,8 +285,8 @@ static void run_tinystories(Mode mode) {
                 backend_cuda_peak_reserved_bytes(gpu));
     fix_close(&f);
     fix_close(&c);
-    gpu->destroy(gpu);
-    cpu->destroy(cpu);
+    gpu->ops->destroy(gpu);
+    cpu->ops->destroy(cpu);
     free(exp);
     free(dir);
 }
@@ -311,7 +311,7 @@ Test(cuda_model, activations_over_the_cap_fail_cleanly) {
     model_free(m);
     cr_expect_eq(be->mem.current_total, (size_t)0 + be->mem.current[MEM_WORKSPACE],
                  "everything but the library workspaces is released");
-    be->destroy(be);
+    be->ops->destroy(be);
     free(dir);
 }
 
@@ -361,7 +361,7 @@ Test(cuda_model, activation_offload_is_bit_exact) {
             for (int i = 0; i < m->nparams; i++) {
                 Param *p = &m->params[i];
                 if (!p->trainable) continue;
-                be->download(be, grads[off] + at, OW_F32, &p->g);
+                be->ops->download(be, grads[off] + at, OW_F32, &p->g);
                 at += (size_t)tensor_numel(&p->g);
             }
         }
@@ -375,7 +375,7 @@ Test(cuda_model, activation_offload_is_bit_exact) {
     free(ids);
     free(tg);
     model_free(m);
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 /* The 20-step owlore trajectory of tests/fixtures/trajectory (forced blocks with

@@ -32,8 +32,8 @@ static void setup(void) {
 }
 
 static void teardown(void) {
-    if (g_gpu) g_gpu->destroy(g_gpu);
-    if (g_cpu) g_cpu->destroy(g_cpu);
+    if (g_gpu) g_gpu->ops->destroy(g_gpu);
+    if (g_cpu) g_cpu->ops->destroy(g_cpu);
     g_gpu = g_cpu = NULL;
 }
 
@@ -56,7 +56,7 @@ static float *randn(uint64_t seed, size_t n, float sd, int round16) {
 static float *dl(Backend *be, const Tensor *t) {
     size_t n = (size_t)tensor_numel(t);
     float *h = malloc(n * sizeof *h + 1);
-    be->download(be, h, OW_F32, t);
+    be->ops->download(be, h, OW_F32, t);
     return h;
 }
 
@@ -64,20 +64,20 @@ static float *dl(Backend *be, const Tensor *t) {
 static Tensor mk(Backend *be, DType dt, int ndim, const int64_t *shape, const float *host) {
     Tensor t = tensor_desc(dt, ndim, shape);
     OwError err;
-    cr_assert(be->alloc(be, &t, MEM_OTHER, "test tensor", &err) == 0, "%s", err.msg);
-    if (host) be->upload(be, &t, host, OW_F32);
+    cr_assert(be->ops->alloc(be, &t, MEM_OTHER, "test tensor", &err) == 0, "%s", err.msg);
+    if (host) be->ops->upload(be, &t, host, OW_F32);
     return t;
 }
 
 static Tensor mk_i32(Backend *be, int64_t n, const int32_t *host) {
     Tensor t = tensor_1d(OW_I32, n);
     OwError err;
-    cr_assert(be->alloc(be, &t, MEM_OTHER, "test ids", &err) == 0, "%s", err.msg);
-    be->upload(be, &t, host, OW_I32);
+    cr_assert(be->ops->alloc(be, &t, MEM_OTHER, "test ids", &err) == 0, "%s", err.msg);
+    be->ops->upload(be, &t, host, OW_I32);
     return t;
 }
 
-static void rel(Backend *be, Tensor *t) { be->release(be, t, MEM_OTHER); }
+static void rel(Backend *be, Tensor *t) { be->ops->release(be, t, MEM_OTHER); }
 
 static double report(const char *what, const float *got, const float *ref, size_t n, double tol) {
     double e = ts_rel_err(got, ref, n);
@@ -112,7 +112,7 @@ static void bitwise_same(const char *what, const void *a, const void *b, size_t 
 static void *dl_raw(Backend *be, const Tensor *t) {
     size_t bytes = tensor_nbytes(t);
     void *h = malloc(bytes + 1);
-    be->download(be, h, t->dtype, t);
+    be->ops->download(be, h, t->dtype, t);
     return h;
 }
 
@@ -135,9 +135,9 @@ Test(cuda_ops, arena_best_fit_coalescing_zeroing) {
      * so all of them come from the next segment */
     size_t blk = 4 << 20;
     Tensor a = tensor_1d(OW_U8, (int64_t)blk), b = a, c = a, d = a, e = tensor_1d(OW_U8, (int64_t)(3 * blk));
-    cr_assert(be->alloc(be, &a, MEM_OTHER, "a", &err) == 0, "%s", err.msg);
-    cr_assert(be->alloc(be, &b, MEM_OTHER, "b", &err) == 0, "%s", err.msg);
-    cr_assert(be->alloc(be, &c, MEM_OTHER, "c", &err) == 0, "%s", err.msg);
+    cr_assert(be->ops->alloc(be, &a, MEM_OTHER, "a", &err) == 0, "%s", err.msg);
+    cr_assert(be->ops->alloc(be, &b, MEM_OTHER, "b", &err) == 0, "%s", err.msg);
+    cr_assert(be->ops->alloc(be, &c, MEM_OTHER, "c", &err) == 0, "%s", err.msg);
     cr_expect((uintptr_t)a.data % 256 == 0 && (uintptr_t)b.data % 256 == 0, "256-byte alignment");
     cr_expect((char *)b.data == (char *)a.data + blk && (char *)c.data == (char *)b.data + blk,
               "consecutive blocks carved from one free block");
@@ -146,11 +146,11 @@ Test(cuda_ops, arena_best_fit_coalescing_zeroing) {
     /* fill b, free it, take it again: best fit returns the hole, zeroed */
     Tensor bf = tensor_1d(OW_F32, (int64_t)(blk / 4));
     bf.data = b.data;
-    be->fill(be, &bf, 3.0f);
+    be->ops->fill(be, &bf, 3.0f);
     void *bp = b.data;
-    be->release(be, &b, MEM_OTHER);
+    be->ops->release(be, &b, MEM_OTHER);
     cr_expect(b.data == NULL);
-    cr_assert(be->alloc(be, &d, MEM_OTHER, "d", &err) == 0, "%s", err.msg);
+    cr_assert(be->ops->alloc(be, &d, MEM_OTHER, "d", &err) == 0, "%s", err.msg);
     cr_expect(d.data == bp, "best fit reuses the hole");
     unsigned char *h = dl_raw(be, &d);
     size_t nonzero = 0;
@@ -159,16 +159,16 @@ Test(cuda_ops, arena_best_fit_coalescing_zeroing) {
     cr_expect(nonzero == 0, "alloc zeroes memory (%zu nonzero bytes)", nonzero);
     /* free all three: they merge with each other and the rest of the segment */
     void *ap = a.data;
-    be->release(be, &a, MEM_OTHER);
-    be->release(be, &d, MEM_OTHER);
-    be->release(be, &c, MEM_OTHER);
-    cr_assert(be->alloc(be, &e, MEM_OTHER, "e", &err) == 0, "%s", err.msg);
+    be->ops->release(be, &a, MEM_OTHER);
+    be->ops->release(be, &d, MEM_OTHER);
+    be->ops->release(be, &c, MEM_OTHER);
+    cr_assert(be->ops->alloc(be, &e, MEM_OTHER, "e", &err) == 0, "%s", err.msg);
     cr_expect(e.data == ap, "coalesced free blocks give back the 3-block range");
     cr_expect(backend_cuda_reserved_bytes(be) == reserved, "no new segment was needed");
-    be->release(be, &e, MEM_OTHER);
+    be->ops->release(be, &e, MEM_OTHER);
     cr_log_info("arena: reserved %zu bytes, peak reserved %zu, cap %zu", backend_cuda_reserved_bytes(be),
                 backend_cuda_peak_reserved_bytes(be), backend_cuda_arena_cap(be));
-    be->destroy(be);
+    be->ops->destroy(be);
 }
 
 /* reserve takes what a run will need in one segment (the free room the arena already has
@@ -180,23 +180,23 @@ Test(cuda_ops, arena_reserve_takes_the_plan_at_once) {
     cr_assert(be != NULL, "%s", err.msg);
     size_t mib = (size_t)1 << 20, before = backend_cuda_reserved_bytes(be);
     size_t room = before - be->mem.current_total;
-    cr_assert(be->reserve(be, 100 * mib, &err) == 0, "%s", err.msg);
+    cr_assert(be->ops->reserve(be, 100 * mib, &err) == 0, "%s", err.msg);
     size_t after = backend_cuda_reserved_bytes(be);
     cr_expect(after - be->mem.current_total >= 100 * mib && after - before <= 100 * mib - room + 2 * mib,
               "reserved %zu -> %zu bytes for 100 MiB with %zu free already", before, after, room);
     Tensor t[10];
     for (int i = 0; i < 10; i++) {
         t[i] = tensor_1d(OW_U8, (int64_t)(9 * mib));
-        cr_assert(be->alloc(be, &t[i], MEM_OTHER, "planned", &err) == 0, "%s", err.msg);
+        cr_assert(be->ops->alloc(be, &t[i], MEM_OTHER, "planned", &err) == 0, "%s", err.msg);
     }
     cr_expect(backend_cuda_reserved_bytes(be) == after, "the planned allocations needed no new segment");
     Tensor x = tensor_1d(OW_U8, (int64_t)(30 * mib));
-    cr_assert(be->alloc(be, &x, MEM_OTHER, "beyond the plan", &err) == 0, "%s", err.msg);
+    cr_assert(be->ops->alloc(be, &x, MEM_OTHER, "beyond the plan", &err) == 0, "%s", err.msg);
     cr_expect(backend_cuda_reserved_bytes(be) - after == 30 * mib, "a segment of the allocation's size: %zu bytes",
               backend_cuda_reserved_bytes(be) - after);
-    be->release(be, &x, MEM_OTHER);
-    for (int i = 0; i < 10; i++) be->release(be, &t[i], MEM_OTHER);
-    be->destroy(be);
+    be->ops->release(be, &x, MEM_OTHER);
+    for (int i = 0; i < 10; i++) be->ops->release(be, &t[i], MEM_OTHER);
+    be->ops->destroy(be);
 }
 
 Test(cuda_ops, arena_cap_is_a_clean_error) {
@@ -208,20 +208,20 @@ Test(cuda_ops, arena_cap_is_a_clean_error) {
     Backend *be = backend_create_cuda(0, (size_t)64 << 20, &err);
     cr_assert(be != NULL, "%s", err.msg);
     Tensor a = tensor_1d(OW_F32, (int64_t)(4 << 20)); /* 16 MiB */
-    cr_assert(be->alloc(be, &a, MEM_ACTIVATIONS, "first", &err) == 0, "%s", err.msg);
+    cr_assert(be->ops->alloc(be, &a, MEM_ACTIVATIONS, "first", &err) == 0, "%s", err.msg);
     size_t before = be->mem.current_total;
     Tensor b = tensor_1d(OW_F32, (int64_t)(4 << 20));
-    int rc = be->alloc(be, &b, MEM_ACTIVATIONS, "second", &err);
+    int rc = be->ops->alloc(be, &b, MEM_ACTIVATIONS, "second", &err);
     cr_expect(rc == -1 && b.data == NULL, "over the cap fails cleanly");
     cr_log_info("over the cap: %s", err.msg);
     cr_expect(strstr(err.msg, "second") != NULL && strstr(err.msg, "workspace") != NULL,
               "message names the buffer and gives the breakdown: %s", err.msg);
     cr_expect(be->mem.current_total == before, "a failed alloc is not counted");
     cr_expect(backend_cuda_reserved_bytes(be) <= ((size_t)64 << 20), "reserved stays under the cap");
-    be->release(be, &a, MEM_ACTIVATIONS);
-    cr_expect(be->alloc(be, &b, MEM_ACTIVATIONS, "second", &err) == 0, "fits after the release: %s", err.msg);
-    be->release(be, &b, MEM_ACTIVATIONS);
-    be->destroy(be);
+    be->ops->release(be, &a, MEM_ACTIVATIONS);
+    cr_expect(be->ops->alloc(be, &b, MEM_ACTIVATIONS, "second", &err) == 0, "fits after the release: %s", err.msg);
+    be->ops->release(be, &b, MEM_ACTIVATIONS);
+    be->ops->destroy(be);
 }
 
 /* Large same-type copies to and from pageable memory (parked optimizer state)
@@ -239,24 +239,24 @@ Test(cuda_ops, large_pageable_copies_are_exact) {
     }
     int64_t sh[1] = {(int64_t)n};
     Tensor a = mk(g_gpu, OW_F32, 1, sh, NULL), b = mk(g_gpu, OW_F32, 1, sh, NULL);
-    g_gpu->upload(g_gpu, &a, x, OW_F32);
+    g_gpu->ops->upload(g_gpu, &a, x, OW_F32);
     for (size_t i = 0; i < n; i++) x[i] = ~x[i]; /* the source is free once upload returns */
-    g_gpu->upload(g_gpu, &b, y, OW_F32);
-    g_gpu->download(g_gpu, back, OW_F32, &a);
+    g_gpu->ops->upload(g_gpu, &b, y, OW_F32);
+    g_gpu->ops->download(g_gpu, back, OW_F32, &a);
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) bad += back[i] != ~x[i];
     cr_expect(bad == 0, "the first upload and its download are exact (%zu of %zu words differ)", bad, n);
     for (size_t i = 0; i < n; i++) x[i] = ~x[i];
-    g_gpu->download(g_gpu, back, OW_F32, &b);
+    g_gpu->ops->download(g_gpu, back, OW_F32, &b);
     cr_expect(memcmp(back, y, n * 4) == 0, "the second upload, right behind the first, is exact");
     OwError err;
-    uint32_t *pinned = g_gpu->host_alloc(g_gpu, n * 4, &err);
+    uint32_t *pinned = g_gpu->ops->host_alloc(g_gpu, n * 4, &err);
     cr_assert(pinned != NULL, "%s", err.msg);
-    g_gpu->download(g_gpu, pinned, OW_F32, &a);
+    g_gpu->ops->download(g_gpu, pinned, OW_F32, &a);
     cr_expect(memcmp(pinned, x, n * 4) == 0, "a download into page-locked memory is exact");
-    g_gpu->host_free(g_gpu, pinned);
-    g_gpu->release(g_gpu, &a, MEM_OTHER);
-    g_gpu->release(g_gpu, &b, MEM_OTHER);
+    g_gpu->ops->host_free(g_gpu, pinned);
+    g_gpu->ops->release(g_gpu, &a, MEM_OTHER);
+    g_gpu->ops->release(g_gpu, &b, MEM_OTHER);
     free(x);
     free(y);
     free(back);
@@ -278,8 +278,8 @@ Test(cuda_ops, upload_download_copy_fill) {
     /* device conversions: F32 -> BF16 and F32 -> F16 must equal the host conversions */
     Tensor b2 = mk(g_gpu, OW_BF16, 1, sh, NULL), h2 = mk(g_gpu, OW_F16, 1, sh, NULL),
            f2 = mk(g_gpu, OW_F32, 1, sh, NULL);
-    g_gpu->copy(g_gpu, &b2, &f);
-    g_gpu->copy(g_gpu, &h2, &f);
+    g_gpu->ops->copy(g_gpu, &b2, &f);
+    g_gpu->ops->copy(g_gpu, &h2, &f);
     uint16_t *rb = dl_raw(g_gpu, &b2), *rh = dl_raw(g_gpu, &h2), *rh0 = dl_raw(g_gpu, &h);
     size_t badb = 0, badh = 0;
     for (size_t i = 0; i < n; i++) {
@@ -287,7 +287,7 @@ Test(cuda_ops, upload_download_copy_fill) {
         badh += rh[i] != rh0[i];
     }
     cr_expect(badb == 0 && badh == 0, "copy F32 -> BF16 / F16 matches host conversion (%zu, %zu differ)", badb, badh);
-    g_gpu->copy(g_gpu, &f2, &b2); /* BF16 -> F32 is exact */
+    g_gpu->ops->copy(g_gpu, &f2, &b2); /* BF16 -> F32 is exact */
     float *fb = dl(g_gpu, &f2);
     bad = 0;
     for (size_t i = 0; i < n; i++) bad += fb[i] != bf16_to_f32(f32_to_bf16(x[i]));
@@ -297,8 +297,8 @@ Test(cuda_ops, upload_download_copy_fill) {
     free(rh);
     free(rh0);
     /* fills */
-    g_gpu->fill(g_gpu, &b2, -2.5f);
-    g_gpu->fill(g_gpu, &f2, 0.25f);
+    g_gpu->ops->fill(g_gpu, &b2, -2.5f);
+    g_gpu->ops->fill(g_gpu, &f2, 0.25f);
     float *vb = dl(g_gpu, &b2), *vf = dl(g_gpu, &f2);
     bad = 0;
     for (size_t i = 0; i < n; i++) bad += vb[i] != -2.5f || vf[i] != 0.25f;
@@ -307,14 +307,14 @@ Test(cuda_ops, upload_download_copy_fill) {
     free(vf);
     int32_t ids[5] = {1, 2, 3, 4, 5}, got[5];
     Tensor it = mk_i32(g_gpu, 5, ids);
-    g_gpu->fill(g_gpu, &it, 7.0f);
-    g_gpu->download(g_gpu, got, OW_I32, &it);
+    g_gpu->ops->fill(g_gpu, &it, 7.0f);
+    g_gpu->ops->download(g_gpu, got, OW_I32, &it);
     for (int i = 0; i < 5; i++) cr_expect(got[i] == 7, "fill I32");
     /* views: a row slice uploads and downloads in place */
     int64_t sh2[2] = {10, 100};
     Tensor m = mk(g_gpu, OW_BF16, 2, sh2, x);
     Tensor v = tensor_row_slice(&m, 3, 4);
-    g_gpu->fill(g_gpu, &v, 1.0f);
+    g_gpu->ops->fill(g_gpu, &v, 1.0f);
     float *mm = dl(g_gpu, &m);
     bad = 0;
     for (size_t i = 0; i < 1000; i++) {
@@ -345,8 +345,8 @@ static void matmul_case(int64_t M, int64_t N, int64_t K, int ta, int tb, DType a
     Tensor cA = mk(g_cpu, cd, 2, sa, ha), cB = mk(g_cpu, cd, 2, sb, hb), cC = mk(g_cpu, cd, 2, sc, hc);
     Tensor gAv = tensor_row_slice(&gA, off, ra), gCv = tensor_row_slice(&gC, off, M);
     Tensor cAv = tensor_row_slice(&cA, off, ra), cCv = tensor_row_slice(&cC, off, M);
-    g_gpu->matmul(g_gpu, &gCv, &gAv, ta, &gB, tb, alpha, beta);
-    g_cpu->matmul(g_cpu, &cCv, &cAv, ta, &cB, tb, alpha, beta);
+    g_gpu->ops->matmul(g_gpu, &gCv, &gAv, ta, &gB, tb, alpha, beta);
+    g_cpu->ops->matmul(g_cpu, &cCv, &cAv, ta, &cB, tb, alpha, beta);
     char what[160];
     snprintf(what, sizeof what, "matmul %s%s->%s %lldx%lldx%lld tA%d tB%d a%.2g b%.2g%s", dtype_name(ab),
              dtype_name(ab), dtype_name(cdt), (long long)M, (long long)N, (long long)K, ta, tb, alpha, beta,
@@ -413,15 +413,15 @@ Test(cuda_ops, matmul_add_equals_copy_then_accumulate) {
         Tensor D1 = mk(g_gpu, cdt, 2, sc, NULL), D2 = mk(g_gpu, cdt, 2, sc, NULL);
         Tensor Cv = tensor_row_slice(&C, off, M), D1v = tensor_row_slice(&D1, off, M),
                D2v = tensor_row_slice(&D2, off, M);
-        g_gpu->matmul_add(g_gpu, &D1v, &A, 0, &B, 1, 1.0f, &Cv);
-        g_gpu->copy(g_gpu, &D2v, &Cv);
-        g_gpu->matmul(g_gpu, &D2v, &A, 0, &B, 1, 1.0f, 1.0f);
+        g_gpu->ops->matmul_add(g_gpu, &D1v, &A, 0, &B, 1, 1.0f, &Cv);
+        g_gpu->ops->copy(g_gpu, &D2v, &Cv);
+        g_gpu->ops->matmul(g_gpu, &D2v, &A, 0, &B, 1, 1.0f, 1.0f);
         char what[80];
         DType cd = g_cpu->act_dtype;
         Tensor cA = mk(g_cpu, cd, 2, sa, ha), cB = mk(g_cpu, cd, 2, sb, hb), cC = mk(g_cpu, cd, 2, sc, hc);
         Tensor cD = mk(g_cpu, cd, 2, sc, NULL), cCv = tensor_row_slice(&cC, off, M),
                cDv = tensor_row_slice(&cD, off, M);
-        g_cpu->matmul_add(g_cpu, &cDv, &cA, 0, &cB, 1, 1.0f, &cCv);
+        g_cpu->ops->matmul_add(g_cpu, &cDv, &cA, 0, &cB, 1, 1.0f, &cCv);
         snprintf(what, sizeof what, "matmul_add %s vs cpu", dtype_name(cdt));
         cmp(what, &D1, &cD, cdt == OW_F32 ? 1e-5 : 1e-2);
         if (cdt == OW_F32) {
@@ -444,15 +444,15 @@ Test(cuda_ops, norm_accumulator_equals_host_sum) {
         int64_t n = 1000 + 777 * k, sh[1] = {n};
         float *x = randn(80 + (uint64_t)k, (size_t)n, 1.0f + (float)k, 0);
         Tensor t = mk(g_gpu, k % 2 ? OW_BF16 : OW_F32, 1, sh, x);
-        host += g_gpu->sum_squares(g_gpu, &t);
-        g_gpu->norm_add(g_gpu, &t);
+        host += g_gpu->ops->sum_squares(g_gpu, &t);
+        g_gpu->ops->norm_add(g_gpu, &t);
         rel(g_gpu, &t);
         free(x);
     }
-    double dev = g_gpu->norm_take(g_gpu);
+    double dev = g_gpu->ops->norm_take(g_gpu);
     cr_log_info("norm accumulator %.17g, host sum %.17g", dev, host);
     cr_expect(dev == host, "norm accumulator %.17g vs host sum of sum_squares %.17g", dev, host);
-    cr_expect(g_gpu->norm_take(g_gpu) == 0.0, "norm_take resets the accumulator");
+    cr_expect(g_gpu->ops->norm_take(g_gpu) == 0.0, "norm_take resets the accumulator");
 }
 
 Test(cuda_ops, axpy_scale_sum) {
@@ -463,21 +463,21 @@ Test(cuda_ops, axpy_scale_sum) {
     /* y (BF16 and F32) += 0.3 x (F32) */
     Tensor gx = mk(g_gpu, OW_F32, 1, sh, x), gyb = mk(g_gpu, OW_BF16, 1, sh, y), gyf = mk(g_gpu, OW_F32, 1, sh, y);
     Tensor cx = mk(g_cpu, cd, 1, sh, x), cy = mk(g_cpu, cd, 1, sh, y);
-    g_gpu->axpy(g_gpu, &gyb, 0.3f, &gx);
-    g_gpu->axpy(g_gpu, &gyf, 0.3f, &gx);
-    g_cpu->axpy(g_cpu, &cy, 0.3f, &cx);
+    g_gpu->ops->axpy(g_gpu, &gyb, 0.3f, &gx);
+    g_gpu->ops->axpy(g_gpu, &gyf, 0.3f, &gx);
+    g_cpu->ops->axpy(g_cpu, &cy, 0.3f, &cx);
     cmp("axpy BF16 y += 0.3 F32 x", &gyb, &cy, 1e-2);
     cmp("axpy F32 y += 0.3 F32 x", &gyf, &cy, 1e-6);
-    g_gpu->scale(g_gpu, &gyf, -1.5f);
-    g_cpu->scale(g_cpu, &cy, -1.5f);
+    g_gpu->ops->scale(g_gpu, &gyf, -1.5f);
+    g_cpu->ops->scale(g_cpu, &cy, -1.5f);
     cmp("scale F32 by -1.5", &gyf, &cy, 1e-6);
-    g_gpu->scale(g_gpu, &gyb, -1.5f);
+    g_gpu->ops->scale(g_gpu, &gyb, -1.5f);
     cmp("scale BF16 by -1.5", &gyb, &cy, 1e-2);
     /* sums (double) of identical values */
     Tensor gxb = mk(g_gpu, OW_BF16, 1, sh, x);
-    double s_ref = g_cpu->sum(g_cpu, &cx), q_ref = g_cpu->sum_squares(g_cpu, &cx);
-    double s1 = g_gpu->sum(g_gpu, &gx), s2 = g_gpu->sum(g_gpu, &gxb);
-    double q1 = g_gpu->sum_squares(g_gpu, &gx), q2 = g_gpu->sum_squares(g_gpu, &gxb);
+    double s_ref = g_cpu->ops->sum(g_cpu, &cx), q_ref = g_cpu->ops->sum_squares(g_cpu, &cx);
+    double s1 = g_gpu->ops->sum(g_gpu, &gx), s2 = g_gpu->ops->sum(g_gpu, &gxb);
+    double q1 = g_gpu->ops->sum_squares(g_gpu, &gx), q2 = g_gpu->ops->sum_squares(g_gpu, &gxb);
     double ex = 0.0, eq = 0.0;
     for (size_t i = 0; i < n; i++) {
         ex += fabs(x[i]);
@@ -487,7 +487,7 @@ Test(cuda_ops, axpy_scale_sum) {
     cr_log_info("%-58s err %.3e / %.3e (tol 1e-12)", "sum / sum_squares (F32, BF16) vs cpu", es, eqq);
     cr_expect(es < 1e-12 && eqq < 1e-12, "sum %.17g %.17g vs %.17g, sum_squares %.17g %.17g vs %.17g", s1, s2, s_ref,
               q1, q2, q_ref);
-    double again = g_gpu->sum(g_gpu, &gx);
+    double again = g_gpu->ops->sum(g_gpu, &gx);
     bitwise_same("sum run twice", &s1, &again, sizeof again);
     Tensor *gs[] = {&gx, &gyb, &gyf, &gxb};
     for (int i = 0; i < 4; i++) rel(g_gpu, gs[i]);
@@ -511,18 +511,18 @@ Test(cuda_ops, embedding_forward_backward) {
     Tensor gt = mk(g_gpu, g_gpu->param_dtype, 2, st, table), ct = mk(g_cpu, g_cpu->param_dtype, 2, st, table);
     Tensor gi = mk_i32(g_gpu, N, ids), ci = mk_i32(g_cpu, N, ids);
     Tensor go = mk(g_gpu, OW_BF16, 2, so, NULL), co = mk(g_cpu, g_cpu->act_dtype, 2, so, NULL);
-    g_gpu->embedding_forward(g_gpu, &go, &gi, &gt);
-    g_cpu->embedding_forward(g_cpu, &co, &ci, &ct);
+    g_gpu->ops->embedding_forward(g_gpu, &go, &gi, &gt);
+    g_cpu->ops->embedding_forward(g_cpu, &co, &ci, &ct);
     cmp("embedding_forward", &go, &co, 0.0);
     Tensor gd = mk(g_gpu, OW_BF16, 2, so, dout), cdo = mk(g_cpu, g_cpu->act_dtype, 2, so, dout);
     Tensor gdt = mk(g_gpu, OW_F32, 2, st, dt0), cdt = mk(g_cpu, OW_F32, 2, st, dt0);
-    g_gpu->embedding_backward(g_gpu, &gdt, &gi, &gd);
-    g_cpu->embedding_backward(g_cpu, &cdt, &ci, &cdo);
+    g_gpu->ops->embedding_backward(g_gpu, &gdt, &gi, &gd);
+    g_cpu->ops->embedding_backward(g_cpu, &cdt, &ci, &cdo);
     cmp("embedding_backward (accumulates, repeated ids)", &gdt, &cdt, 1e-6);
     /* determinism: the same accumulation twice from the same start */
     float *first = dl(g_gpu, &gdt);
-    g_gpu->upload(g_gpu, &gdt, dt0, OW_F32);
-    g_gpu->embedding_backward(g_gpu, &gdt, &gi, &gd);
+    g_gpu->ops->upload(g_gpu, &gdt, dt0, OW_F32);
+    g_gpu->ops->embedding_backward(g_gpu, &gdt, &gi, &gd);
     float *second = dl(g_gpu, &gdt);
     bitwise_same("embedding_backward run twice", first, second, (size_t)(V * C) * 4);
     free(first);
@@ -548,8 +548,8 @@ static void rmsnorm_case(int64_t N, int64_t C, uint64_t seed) {
     Tensor gw = mk(g_gpu, g_gpu->param_dtype, 1, sw, w), cw = mk(g_cpu, cp, 1, sw, w);
     Tensor go = mk(g_gpu, OW_BF16, 2, sx, NULL), co = mk(g_cpu, ca, 2, sx, NULL);
     Tensor grs = mk(g_gpu, OW_F32, 1, sr, NULL), crs = mk(g_cpu, OW_F32, 1, sr, NULL);
-    g_gpu->rmsnorm_forward(g_gpu, &go, &grs, &gx, &gw, 1e-5f);
-    g_cpu->rmsnorm_forward(g_cpu, &co, &crs, &cx, &cw, 1e-5f);
+    g_gpu->ops->rmsnorm_forward(g_gpu, &go, &grs, &gx, &gw, 1e-5f);
+    g_cpu->ops->rmsnorm_forward(g_cpu, &co, &crs, &cx, &cw, 1e-5f);
     char what[128];
     snprintf(what, sizeof what, "rmsnorm_forward out %lldx%lld", (long long)N, (long long)C);
     cmp(what, &go, &co, 1e-2);
@@ -558,21 +558,21 @@ static void rmsnorm_case(int64_t N, int64_t C, uint64_t seed) {
     Tensor gd = mk(g_gpu, OW_BF16, 2, sx, dout), cd = mk(g_cpu, ca, 2, sx, dout);
     Tensor gdx = mk(g_gpu, OW_BF16, 2, sx, dx0), cdx = mk(g_cpu, ca, 2, sx, dx0);
     Tensor gdw = mk(g_gpu, OW_F32, 1, sw, dw0), cdw = mk(g_cpu, OW_F32, 1, sw, dw0);
-    g_gpu->rmsnorm_backward(g_gpu, &gdx, &gdw, &gd, &gx, &gw, &grs);
-    g_cpu->rmsnorm_backward(g_cpu, &cdx, &cdw, &cd, &cx, &cw, &crs);
+    g_gpu->ops->rmsnorm_backward(g_gpu, &gdx, &gdw, &gd, &gx, &gw, &grs);
+    g_cpu->ops->rmsnorm_backward(g_cpu, &cdx, &cdw, &cd, &cx, &cw, &crs);
     snprintf(what, sizeof what, "rmsnorm_backward dx (accumulates) %lldx%lld", (long long)N, (long long)C);
     cmp(what, &gdx, &cdx, 1e-2);
     snprintf(what, sizeof what, "rmsnorm_backward dw (accumulates) %lldx%lld", (long long)N, (long long)C);
     cmp(what, &gdw, &cdw, 1e-4);
     /* dw == NULL leaves weights alone and still accumulates dx */
-    g_gpu->rmsnorm_backward(g_gpu, &gdx, NULL, &gd, &gx, &gw, &grs);
-    g_cpu->rmsnorm_backward(g_cpu, &cdx, NULL, &cd, &cx, &cw, &crs);
+    g_gpu->ops->rmsnorm_backward(g_gpu, &gdx, NULL, &gd, &gx, &gw, &grs);
+    g_cpu->ops->rmsnorm_backward(g_cpu, &cdx, NULL, &cd, &cx, &cw, &crs);
     snprintf(what, sizeof what, "rmsnorm_backward dx, dw NULL %lldx%lld", (long long)N, (long long)C);
     cmp(what, &gdx, &cdx, 1e-2);
     /* determinism of the two-stage dw reduction */
     float *a = dl(g_gpu, &gdw);
-    g_gpu->upload(g_gpu, &gdw, dw0, OW_F32);
-    g_gpu->rmsnorm_backward(g_gpu, &gdx, &gdw, &gd, &gx, &gw, &grs);
+    g_gpu->ops->upload(g_gpu, &gdw, dw0, OW_F32);
+    g_gpu->ops->rmsnorm_backward(g_gpu, &gdx, &gdw, &gd, &gx, &gw, &grs);
     float *b = dl(g_gpu, &gdw);
     bitwise_same("rmsnorm_backward dw run twice", a, b, (size_t)C * 4);
     free(a);
@@ -613,15 +613,15 @@ static void rope_case(int64_t B, int64_t T, int64_t H, int64_t D, DType dt, uint
     Tensor gx = mk(g_gpu, dt, 4, sx, x), cx = mk(g_cpu, dt == OW_F32 ? OW_F32 : g_cpu->act_dtype, 4, sx, x);
     Tensor gc = mk(g_gpu, OW_F32, 2, st, cs), gs = mk(g_gpu, OW_F32, 2, st, sn);
     Tensor cc = mk(g_cpu, OW_F32, 2, st, cs), csn = mk(g_cpu, OW_F32, 2, st, sn);
-    g_gpu->rope(g_gpu, &gx, &gc, &gs, 0);
-    g_cpu->rope(g_cpu, &cx, &cc, &csn, 0);
+    g_gpu->ops->rope(g_gpu, &gx, &gc, &gs, 0);
+    g_cpu->ops->rope(g_cpu, &cx, &cc, &csn, 0);
     char what[128];
     double tol = dt == OW_F32 ? 1e-5 : 1e-2;
     snprintf(what, sizeof what, "rope forward %s B%lld T%lld H%lld D%lld", dtype_name(dt), (long long)B, (long long)T,
              (long long)H, (long long)D);
     cmp(what, &gx, &cx, tol);
-    g_gpu->rope(g_gpu, &gx, &gc, &gs, 1);
-    g_cpu->rope(g_cpu, &cx, &cc, &csn, 1);
+    g_gpu->ops->rope(g_gpu, &gx, &gc, &gs, 1);
+    g_cpu->ops->rope(g_cpu, &cx, &cc, &csn, 1);
     snprintf(what, sizeof what, "rope inverse %s D%lld", dtype_name(dt), (long long)D);
     cmp(what, &gx, &cx, tol);
     float *back = dl(g_gpu, &gx);
@@ -654,8 +654,8 @@ static void attention_case(int B, int T, int Hq, int Hkv, int D, float sd, uint6
     Tensor cq = mk(g_cpu, ca, 4, sq, q), ck = mk(g_cpu, ca, 4, skv, k), cv = mk(g_cpu, ca, 4, skv, v);
     Tensor co = mk(g_cpu, ca, 4, sq, NULL), cl = mk(g_cpu, OW_F32, 3, sl, NULL), cd = mk(g_cpu, ca, 4, sq, dout);
     Tensor cdq = mk(g_cpu, ca, 4, sq, NULL), cdk = mk(g_cpu, ca, 4, skv, NULL), cdv = mk(g_cpu, ca, 4, skv, NULL);
-    g_cpu->attention_forward(g_cpu, &co, &cl, &cq, &ck, &cv);
-    g_cpu->attention_backward(g_cpu, &cdq, &cdk, &cdv, &cd, &cq, &ck, &cv, &co, &cl);
+    g_cpu->ops->attention_forward(g_cpu, &co, &cl, &cq, &ck, &cv);
+    g_cpu->ops->attention_backward(g_cpu, &cdq, &cdk, &cdv, &cd, &cq, &ck, &cv, &co, &cl);
     for (int tc = 0; tc < 2; tc++) {
         backend_cuda_set_attention_tensor_cores(g_gpu, tc);
         if (tc && !backend_cuda_attention_uses_tensor_cores(g_gpu, D)) continue;
@@ -665,8 +665,8 @@ static void attention_case(int B, int T, int Hq, int Hkv, int D, float sd, uint6
         Tensor gd = mk(g_gpu, OW_BF16, 4, sq, dout);
         Tensor gdq = mk(g_gpu, OW_BF16, 4, sq, NULL), gdk = mk(g_gpu, OW_BF16, 4, skv, NULL);
         Tensor gdv = mk(g_gpu, OW_BF16, 4, skv, NULL);
-        g_gpu->attention_forward(g_gpu, &go, &gl, &gq, &gk, &gv);
-        g_gpu->attention_backward(g_gpu, &gdq, &gdk, &gdv, &gd, &gq, &gk, &gv, &go, &gl);
+        g_gpu->ops->attention_forward(g_gpu, &go, &gl, &gq, &gk, &gv);
+        g_gpu->ops->attention_backward(g_gpu, &gdq, &gdk, &gdv, &gd, &gq, &gk, &gv, &go, &gl);
         char what[160];
         const char *kind = tc ? "tensor-core" : "simple";
         snprintf(what, sizeof what, "attention %s B%d T%d Hq%d Hkv%d D%d: out", kind, B, T, Hq, Hkv, D);
@@ -681,7 +681,7 @@ static void attention_case(int B, int T, int Hq, int Hkv, int D, float sd, uint6
         cmp(what, &gdv, &cdv, 3e-2);
         /* determinism: the backward again gives the same bits */
         void *a[3] = {dl_raw(g_gpu, &gdq), dl_raw(g_gpu, &gdk), dl_raw(g_gpu, &gdv)};
-        g_gpu->attention_backward(g_gpu, &gdq, &gdk, &gdv, &gd, &gq, &gk, &gv, &go, &gl);
+        g_gpu->ops->attention_backward(g_gpu, &gdq, &gdk, &gdv, &gd, &gq, &gk, &gv, &go, &gl);
         void *b[3] = {dl_raw(g_gpu, &gdq), dl_raw(g_gpu, &gdk), dl_raw(g_gpu, &gdv)};
         snprintf(what, sizeof what, "attention %s B%d T%d D%d backward run twice", kind, B, T, D);
         bitwise_same(what, a[0], b[0], nq * 2);
@@ -744,11 +744,11 @@ static void swiglu_case(int64_t rows, int64_t cols, uint64_t seed) {
     Tensor go = mk(g_gpu, OW_BF16, 2, sh, NULL), co = mk(g_cpu, ca, 2, sh, NULL);
     Tensor gdg = mk(g_gpu, OW_BF16, 2, sh, NULL), gdu = mk(g_gpu, OW_BF16, 2, sh, NULL);
     Tensor cdg = mk(g_cpu, ca, 2, sh, NULL), cdu = mk(g_cpu, ca, 2, sh, NULL);
-    g_gpu->swiglu_forward(g_gpu, &go, &gg, &gu);
-    g_cpu->swiglu_forward(g_cpu, &co, &cg, &cu);
+    g_gpu->ops->swiglu_forward(g_gpu, &go, &gg, &gu);
+    g_cpu->ops->swiglu_forward(g_cpu, &co, &cg, &cu);
     cmp("swiglu_forward", &go, &co, 1e-2);
-    g_gpu->swiglu_backward(g_gpu, &gdg, &gdu, &gd, &gg, &gu);
-    g_cpu->swiglu_backward(g_cpu, &cdg, &cdu, &cd, &cg, &cu);
+    g_gpu->ops->swiglu_backward(g_gpu, &gdg, &gdu, &gd, &gg, &gu);
+    g_cpu->ops->swiglu_backward(g_cpu, &cdg, &cdu, &cd, &cg, &cu);
     cmp("swiglu_backward dgate", &gdg, &cdg, 1e-2);
     cmp("swiglu_backward dup", &gdu, &cdu, 1e-2);
     Tensor *gs[] = {&gg, &gu, &gd, &go, &gdg, &gdu}, *cs[] = {&cg, &cu, &cd, &co, &cdg, &cdu};
@@ -778,8 +778,8 @@ static void cross_entropy_case(int64_t N, int64_t V, DType gdt, int want_grad, f
     Tensor gx = mk(g_gpu, gdt, 2, sx, x), cx = mk(g_cpu, cdt, 2, sx, x);
     Tensor gt = mk_i32(g_gpu, N, tg), ct = mk_i32(g_cpu, N, tg);
     Tensor gl = mk(g_gpu, OW_F32, 1, sn, NULL), cl = mk(g_cpu, OW_F32, 1, sn, NULL);
-    g_gpu->cross_entropy(g_gpu, &gx, &gl, &gt, 0.25f, want_grad);
-    g_cpu->cross_entropy(g_cpu, &cx, &cl, &ct, 0.25f, want_grad);
+    g_gpu->ops->cross_entropy(g_gpu, &gx, &gl, &gt, 0.25f, want_grad);
+    g_cpu->ops->cross_entropy(g_cpu, &cx, &cl, &ct, 0.25f, want_grad);
     char what[128];
     snprintf(what, sizeof what, "cross_entropy %s N%lld V%lld grad%d: losses", dtype_name(gdt), (long long)N,
              (long long)V, want_grad);
@@ -829,8 +829,8 @@ Test(cuda_ops, col_sumsq_and_scores) {
     int64_t sx[2] = {N, C}, sc[1] = {C};
     Tensor gx = mk(g_gpu, OW_BF16, 2, sx, x), cx = mk(g_cpu, g_cpu->act_dtype, 2, sx, x);
     Tensor ga = mk(g_gpu, OW_F32, 1, sc, acc0), ca = mk(g_cpu, OW_F32, 1, sc, acc0);
-    g_gpu->col_sumsq(g_gpu, &ga, &gx);
-    g_cpu->col_sumsq(g_cpu, &ca, &cx);
+    g_gpu->ops->col_sumsq(g_gpu, &ga, &gx);
+    g_cpu->ops->col_sumsq(g_cpu, &ca, &cx);
     cmp("col_sumsq (accumulates)", &ga, &ca, 1e-5);
     /* scores of W [40, 60] with column scales */
     int64_t m = 40, n = 60, sw[2] = {m, n}, scs[1] = {n};
@@ -838,12 +838,13 @@ Test(cuda_ops, col_sumsq_and_scores) {
     for (int64_t j = 0; j < n; j++) cs[j] = fabsf(cs[j]) + 0.1f;
     Tensor gW = mk(g_gpu, g_gpu->param_dtype, 2, sw, W), cW = mk(g_cpu, g_cpu->param_dtype, 2, sw, W);
     Tensor gcs = mk(g_gpu, OW_F32, 1, scs, cs), ccs = mk(g_cpu, OW_F32, 1, scs, cs);
-    double s_gpu = g_gpu->score_sum(g_gpu, &gW, &gcs), s_cpu = g_cpu->score_sum(g_cpu, &cW, &ccs);
+    double s_gpu = g_gpu->ops->score_sum(g_gpu, &gW, &gcs), s_cpu = g_cpu->ops->score_sum(g_cpu, &cW, &ccs);
     double e = fabs(s_gpu - s_cpu) / fabs(s_cpu);
     cr_log_info("%-58s rel err %.3e (tol 1e-6)", "score_sum", e);
     cr_expect(e < 1e-6, "score_sum %.10g vs cpu %.10g", s_gpu, s_cpu);
     double thr = 2.0 * s_cpu / (double)(m * n);
-    int64_t k_gpu = g_gpu->score_count(g_gpu, &gW, &gcs, thr), k_cpu = g_cpu->score_count(g_cpu, &cW, &ccs, thr);
+    int64_t k_gpu = g_gpu->ops->score_count(g_gpu, &gW, &gcs, thr),
+            k_cpu = g_cpu->ops->score_count(g_cpu, &cW, &ccs, thr);
     cr_log_info("%-58s gpu %lld cpu %lld", "score_count (threshold 2x mean)", (long long)k_gpu, (long long)k_cpu);
     cr_expect(llabs(k_gpu - k_cpu) <= 1 && k_cpu > 0, "score_count gpu %lld vs cpu %lld", (long long)k_gpu,
               (long long)k_cpu);
@@ -909,8 +910,8 @@ static void adam_case(AdamVariant variant, DType pdt, uint64_t seed) {
     Tensor gm = mk(g_gpu, OW_F32, 1, sh, m0), gv = mk(g_gpu, OW_F32, 1, sh, v0);
     Tensor cp = mk(g_cpu, g_cpu->param_dtype, 1, sh, p0), cg = mk(g_cpu, OW_F32, 1, sh, g);
     Tensor cm = mk(g_cpu, OW_F32, 1, sh, m0), cv = mk(g_cpu, OW_F32, 1, sh, v0);
-    g_gpu->adam_update(g_gpu, &gp, &gg, &gm, &gv, &h);
-    g_cpu->adam_update(g_cpu, &cp, &cg, &cm, &cv, &h);
+    g_gpu->ops->adam_update(g_gpu, &gp, &gg, &gm, &gv, &h);
+    g_cpu->ops->adam_update(g_cpu, &cp, &cg, &cm, &cv, &h);
     const char *vn = variant == ADAM_VARIANT_HF ? "HF" : "torch";
     char what[128];
     snprintf(what, sizeof what, "adam_update %s %s param vs cpu", vn, dtype_name(pdt));
@@ -986,16 +987,16 @@ static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
                    .grad_scale = 0.5f,
                    .sr_seed = 77 + seed};
     OwError err;
-    cr_assert_eq(g_gpu->host_state_reserve(g_gpu, &err), 0, "%s", err.msg);
+    cr_assert_eq(g_gpu->ops->host_state_reserve(g_gpu, &err), 0, "%s", err.msg);
     /* 0: every row, dense gradient; 1: absent + present rows; 2: every row, gradient in host memory */
     for (int mode = 0; mode < 3; mode++) {
         const float *grad = mode == 1 ? gd : g;
         Tensor rp = mk(g_gpu, pdt, 2, sh, p0), rg = mk(g_gpu, OW_F32, 2, sh, grad);
         Tensor rm = mk(g_gpu, OW_F32, 2, sh, m0), rv = mk(g_gpu, OW_F32, 2, sh, v0);
-        g_gpu->adam_update(g_gpu, &rp, &rg, &rm, &rv, &h);
+        g_gpu->ops->adam_update(g_gpu, &rp, &rg, &rm, &rv, &h);
         for (int host = mode == 2; host < 2; host++) {
-            float *hm = host ? g_gpu->host_alloc(g_gpu, (size_t)n * 4, &err) : NULL;
-            float *hv = host ? g_gpu->host_alloc(g_gpu, (size_t)n * 4, &err) : NULL;
+            float *hm = host ? g_gpu->ops->host_alloc(g_gpu, (size_t)n * 4, &err) : NULL;
+            float *hv = host ? g_gpu->ops->host_alloc(g_gpu, (size_t)n * 4, &err) : NULL;
             Tensor dm = mk(g_gpu, OW_F32, 2, sh, m0), dv = mk(g_gpu, OW_F32, 2, sh, v0);
             if (host) {
                 cr_assert(hm && hv, "%s", err.msg);
@@ -1007,24 +1008,26 @@ static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
             Tensor tg = mode == 1 ? mk(g_gpu, OW_F32, 2, (int64_t[]){slots, C}, gc) : mk(g_gpu, OW_F32, 2, sh, g);
             float *hg = NULL;
             if (mode == 0) {
-                int t = g_gpu->adam_update_host(g_gpu, &tp, &tg, M, Vv, NULL, ADAM_ROWS_PRESENT, 1, 1, &h);
+                int t = g_gpu->ops->adam_update_host(g_gpu, &tp, &tg, M, Vv, NULL, ADAM_ROWS_PRESENT,
+                                                     ADAM_HOST_ZERO_GRAD | ADAM_HOST_ASYNC, &h);
                 cr_expect_geq(t, 0, "async update returns a ticket");
-                g_gpu->copy_wait(g_gpu, t);
+                g_gpu->ops->copy_wait(g_gpu, t);
             } else if (mode == 2) {
-                hg = g_gpu->host_alloc(g_gpu, (size_t)n * 4, &err);
+                hg = g_gpu->ops->host_alloc(g_gpu, (size_t)n * 4, &err);
                 cr_assert(hg, "%s", err.msg);
                 memcpy(hg, g, (size_t)n * 4);
                 Tensor th = tg;
                 th.data = hg;
-                g_gpu->copy_wait(g_gpu,
-                                 g_gpu->adam_update_host(g_gpu, &tp, &th, M, Vv, NULL, ADAM_ROWS_PRESENT, 0, 1, &h));
-                g_gpu->fill(g_gpu, &tg, 0.0f); /* the device copy is not read: zero, as the check below expects */
+                g_gpu->ops->copy_wait(g_gpu, g_gpu->ops->adam_update_host(g_gpu, &tp, &th, M, Vv, NULL,
+                                                                          ADAM_ROWS_PRESENT, ADAM_HOST_ASYNC, &h));
+                g_gpu->ops->fill(g_gpu, &tg, 0.0f); /* the device copy is not read: zero, as the check below expects */
             } else {
                 AdamHyper h1 = h;
                 h1.grad_scale = 1.0f; /* unused for zero gradients */
-                int t = g_gpu->adam_update_host(g_gpu, &tp, NULL, M, Vv, &tsel, ADAM_ROWS_ABSENT, 0, 1, &h1);
-                g_gpu->adam_update_host(g_gpu, &tp, &tg, M, Vv, &tsel, ADAM_ROWS_PRESENT, 1, 0, &h);
-                g_gpu->copy_wait(g_gpu, t);
+                int t = g_gpu->ops->adam_update_host(g_gpu, &tp, NULL, M, Vv, &tsel, ADAM_ROWS_ABSENT, ADAM_HOST_ASYNC,
+                                                     &h1);
+                g_gpu->ops->adam_update_host(g_gpu, &tp, &tg, M, Vv, &tsel, ADAM_ROWS_PRESENT, ADAM_HOST_ZERO_GRAD, &h);
+                g_gpu->ops->copy_wait(g_gpu, t);
             }
             char what[96];
             snprintf(what, sizeof what, "adam_update_host %s %s moments, %s", dtype_name(pdt), host ? "host" : "device",
@@ -1032,7 +1035,7 @@ static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
                      : mode == 2 ? "all rows, gradient in host memory"
                                  : "all rows");
             gpu_bitwise_same(what, &tp, &rp);
-            g_gpu->sync(g_gpu);
+            g_gpu->ops->sync(g_gpu);
             float *wm = host ? hm : dl(g_gpu, &dm), *wv = host ? hv : dl(g_gpu, &dv);
             float *rmh = dl(g_gpu, &rm), *rvh = dl(g_gpu, &rv), *zg = dl(g_gpu, &tg);
             size_t bad = 0, nz = 0;
@@ -1042,7 +1045,7 @@ static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
             cr_expect_eq(nz, 0, "%s: %zu gradient values not zeroed", what, nz);
             if (hg) {
                 cr_expect_eq(memcmp(hg, g, (size_t)n * 4), 0, "%s: the host gradient was changed", what);
-                g_gpu->host_free(g_gpu, hg);
+                g_gpu->ops->host_free(g_gpu, hg);
             }
             if (!host) {
                 free(wm);
@@ -1051,8 +1054,8 @@ static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
             free(rmh);
             free(rvh);
             free(zg);
-            g_gpu->host_free(g_gpu, hm);
-            g_gpu->host_free(g_gpu, hv);
+            g_gpu->ops->host_free(g_gpu, hm);
+            g_gpu->ops->host_free(g_gpu, hv);
             Tensor *ts[] = {&dm, &dv, &tp, &tsel, &tg};
             for (int i = 0; i < 5; i++) rel(g_gpu, ts[i]);
         }
@@ -1071,8 +1074,8 @@ static void adam_rows_case(DType pdt, int64_t V, int64_t C, uint64_t seed) {
 Test(cuda_ops, adam_update_host_rows) {
     adam_rows_case(OW_F32, 97, 40, 600);
     adam_rows_case(OW_BF16, 97, 40, 610);
-    /* moments of ~5 staging chunks: the slots are reused (BACKEND_HOST_STATE_STAGING holds 3 of m and v) */
-    int64_t C = 256, V = (int64_t)(5 * (BACKEND_HOST_STATE_STAGING / 6) / (size_t)(C * 4)) + 37;
+    /* moments of ~5 staging chunks: the slots are reused (BACKEND_CUDA_HOST_STATE_STAGING holds 3 of m and v) */
+    int64_t C = 256, V = (int64_t)(5 * (BACKEND_CUDA_HOST_STATE_STAGING / 6) / (size_t)(C * 4)) + 37;
     adam_rows_case(OW_BF16, V, C, 620);
 }
 
@@ -1094,8 +1097,8 @@ Test(cuda_ops, adam_moments) {
     Tensor go = mk(g_gpu, OW_F32, 1, sh, NULL);
     Tensor cg = mk(g_cpu, OW_F32, 1, sh, g), cm = mk(g_cpu, OW_F32, 1, sh, m0), cv = mk(g_cpu, OW_F32, 1, sh, v0);
     Tensor co = mk(g_cpu, OW_F32, 1, sh, NULL);
-    g_gpu->adam_moments(g_gpu, &go, &gg, &gm, &gv, &h);
-    g_cpu->adam_moments(g_cpu, &co, &cg, &cm, &cv, &h);
+    g_gpu->ops->adam_moments(g_gpu, &go, &gg, &gm, &gv, &h);
+    g_cpu->ops->adam_moments(g_cpu, &co, &cg, &cm, &cv, &h);
     cmp("adam_moments out vs cpu", &go, &co, 0.0);
     cmp("adam_moments m vs cpu", &gm, &cm, 0.0);
     cmp("adam_moments v vs cpu", &gv, &cv, 0.0);
@@ -1129,14 +1132,14 @@ Test(cuda_ops, apply_update_and_stochastic_rounding) {
         /* F32: vs the CPU and vs the formula */
         Tensor gp = mk(g_gpu, OW_F32, 1, sh, p0), gd = mk(g_gpu, OW_F32, 1, sh, d);
         Tensor cp = mk(g_cpu, g_cpu->param_dtype, 1, sh, p0), cd = mk(g_cpu, OW_F32, 1, sh, d);
-        g_gpu->apply_update(g_gpu, &gp, &gd, alpha, decay, seed, 0);
-        g_cpu->apply_update(g_cpu, &cp, &cd, alpha, decay, seed, 0);
+        g_gpu->ops->apply_update(g_gpu, &gp, &gd, alpha, decay, seed, 0);
+        g_cpu->ops->apply_update(g_cpu, &cp, &cd, alpha, decay, seed, 0);
         char what[128];
         snprintf(what, sizeof what, "apply_update F32 decay %g vs cpu", decay);
         cmp(what, &gp, &cp, 0.0);
         /* BF16: exactly the stochastic rounding rule */
         Tensor gb = mk(g_gpu, OW_BF16, 1, sh, p0);
-        g_gpu->apply_update(g_gpu, &gb, &gd, alpha, decay, seed, 0);
+        g_gpu->ops->apply_update(g_gpu, &gb, &gd, alpha, decay, seed, 0);
         uint16_t *bits = dl_raw(g_gpu, &gb);
         size_t bad = 0;
         for (int64_t i = 0; i < n; i++) {
@@ -1166,9 +1169,9 @@ Test(cuda_ops, apply_update_and_stochastic_rounding) {
     Tensor a = mk(g_gpu, OW_BF16, 1, sb, ones), b = mk(g_gpu, OW_BF16, 1, sb, ones),
            c = mk(g_gpu, OW_BF16, 1, sb, ones);
     Tensor dt = mk(g_gpu, OW_F32, 1, sb, tiny);
-    g_gpu->apply_update(g_gpu, &a, &dt, 1.0f, 0.0f, 5, 0);
-    g_gpu->apply_update(g_gpu, &b, &dt, 1.0f, 0.0f, 5, 0);
-    g_gpu->apply_update(g_gpu, &c, &dt, 1.0f, 0.0f, 6, 0);
+    g_gpu->ops->apply_update(g_gpu, &a, &dt, 1.0f, 0.0f, 5, 0);
+    g_gpu->ops->apply_update(g_gpu, &b, &dt, 1.0f, 0.0f, 5, 0);
+    g_gpu->ops->apply_update(g_gpu, &c, &dt, 1.0f, 0.0f, 6, 0);
     float *va = dl(g_gpu, &a);
     uint16_t *ra = dl_raw(g_gpu, &a), *rb = dl_raw(g_gpu, &b), *rc = dl_raw(g_gpu, &c);
     size_t up = 0;
@@ -1242,8 +1245,8 @@ static void svd_case_decay(int64_t m, int64_t n, int rank, double decay, uint64_
         int64_t so[2] = {right ? rank : m, right ? n : rank};
         Tensor go = mk(g_gpu, OW_F32, 2, so, NULL), co = mk(g_cpu, OW_F32, 2, so, NULL);
         OwError err;
-        cr_assert(g_gpu->svd_top(g_gpu, &go, &gG, rank, right, &err) == 0, "gpu svd: %s", err.msg);
-        cr_assert(g_cpu->svd_top(g_cpu, &co, &cG, rank, right, &err) == 0, "cpu svd: %s", err.msg);
+        cr_assert(g_gpu->ops->svd_top(g_gpu, &go, &gG, rank, right, &err) == 0, "gpu svd: %s", err.msg);
+        cr_assert(g_cpu->ops->svd_top(g_cpu, &co, &cG, rank, right, &err) == 0, "cpu svd: %s", err.msg);
         /* the known vectors, canonical signs */
         float *want = malloc((size_t)(so[0] * so[1]) * sizeof *want);
         for (int k = 0; k < rank; k++) {
@@ -1300,7 +1303,7 @@ Test(cuda_ops, orthonormalize_rank_deficient) {
     for (int64_t i = 0; i < m; i++) A[i * k + 5] = A[i * k + 1]; /* a repeated column */
     Tensor gA = mk(g_gpu, OW_F32, 2, sa, A);
     OwError err;
-    cr_assert(g_gpu->orthonormalize(g_gpu, &gA, &err) == 0, "gpu: %s", err.msg);
+    cr_assert(g_gpu->ops->orthonormalize(g_gpu, &gA, &err) == 0, "gpu: %s", err.msg);
     float *q = dl(g_gpu, &gA);
     double worst = 0, resid = 0;
     for (int64_t a = 0; a < k; a++)
@@ -1399,8 +1402,8 @@ Test(cuda_ops, orthonormalize) {
     for (int64_t j = 0; j < k; j++) host_canon(want + j, m, k);
     Tensor gA = mk(g_gpu, OW_F32, 2, sa, A), cA = mk(g_cpu, OW_F32, 2, sa, A);
     OwError err;
-    cr_assert(g_gpu->orthonormalize(g_gpu, &gA, &err) == 0, "gpu: %s", err.msg);
-    cr_assert(g_cpu->orthonormalize(g_cpu, &cA, &err) == 0, "cpu: %s", err.msg);
+    cr_assert(g_gpu->ops->orthonormalize(g_gpu, &gA, &err) == 0, "gpu: %s", err.msg);
+    cr_assert(g_cpu->ops->orthonormalize(g_cpu, &cA, &err) == 0, "cpu: %s", err.msg);
     float *q = dl(g_gpu, &gA);
     double worst = 0;
     for (int64_t a = 0; a < k; a++)
@@ -1412,8 +1415,8 @@ Test(cuda_ops, orthonormalize) {
     cr_log_info("%-58s %.3e (tol 1e-5)", "orthonormalize: max |Q^T Q - I|", worst);
     cr_expect(worst < 1e-5, "Q^T Q - I = %.3e", worst);
     free(q);
-    g_gpu->canonicalize_signs(g_gpu, &gA, 0);
-    g_cpu->canonicalize_signs(g_cpu, &cA, 0);
+    g_gpu->ops->canonicalize_signs(g_gpu, &gA, 0);
+    g_cpu->ops->canonicalize_signs(g_cpu, &cA, 0);
     float *got = dl(g_gpu, &gA);
     report("orthonormalize (canonical signs) vs Gram-Schmidt", got, want, (size_t)(m * k), 1e-4);
     cmp("orthonormalize (canonical signs) vs cpu", &gA, &cA, 1e-4);
@@ -1437,8 +1440,8 @@ Test(cuda_ops, canonicalize_signs) {
         else
             for (int64_t c = 0; c < C; c++) host_canon(want + c, R, C);
         Tensor gP = mk(g_gpu, OW_F32, 2, sp, P), cP = mk(g_cpu, OW_F32, 2, sp, P);
-        g_gpu->canonicalize_signs(g_gpu, &gP, rows);
-        g_cpu->canonicalize_signs(g_cpu, &cP, rows);
+        g_gpu->ops->canonicalize_signs(g_gpu, &gP, rows);
+        g_cpu->ops->canonicalize_signs(g_cpu, &cP, rows);
         float *got = dl(g_gpu, &gP);
         report(rows ? "canonicalize_signs rows (ties: first index)" : "canonicalize_signs columns (ties: first index)",
                got, want, (size_t)(R * C), 0.0);
@@ -1463,9 +1466,9 @@ Test(cuda_ops, fill_normal) {
     }
     Tensor gf = mk(g_gpu, OW_F32, 1, sh, NULL), gb = mk(g_gpu, OW_BF16, 1, sh, NULL),
            cf = mk(g_cpu, OW_F32, 1, sh, NULL);
-    g_gpu->fill_normal(g_gpu, &gf, seed, sd);
-    g_gpu->fill_normal(g_gpu, &gb, seed, sd);
-    g_cpu->fill_normal(g_cpu, &cf, seed, sd);
+    g_gpu->ops->fill_normal(g_gpu, &gf, seed, sd);
+    g_gpu->ops->fill_normal(g_gpu, &gb, seed, sd);
+    g_cpu->ops->fill_normal(g_cpu, &cf, seed, sd);
     float *got = dl(g_gpu, &gf), *gotb = dl(g_gpu, &gb);
     report("fill_normal F32 vs the host formula", got, want, (size_t)n, 1e-5);
     report("fill_normal BF16 vs the host formula", gotb, want, (size_t)n, 5e-3);

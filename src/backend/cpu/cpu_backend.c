@@ -153,11 +153,87 @@ static void cpu_copy_wait(Backend *be, int ticket) {
     (void)ticket;
 }
 
+static int cpu_set_dtypes(Backend *be, DType act, DType param, OwError *err) {
+    if (act != OW_F32 || param != OW_F32)
+        return ow_fail(err,
+                       "the CPU backend computes in fp32 (asked for %s activations and %s weights; hint: "
+                       "--precision auto or fp32)",
+                       dtype_name(act), dtype_name(param));
+    (void)be;
+    return 0;
+}
+
+static void cpu_mem_report(Backend *be, BackendMemReport *out) {
+    (void)be;
+    memset(out, 0, sizeof *out); /* host memory only: MemStats says it all */
+}
+
+static void cpu_sample_used(Backend *be) { (void)be; }
+
+static int cpu_reserve(Backend *be, size_t bytes, OwError *err) {
+    (void)be;
+    (void)bytes;
+    (void)err;
+    return 0; /* host memory is taken per allocation */
+}
+
 static void cpu_destroy(Backend *be) {
     if (!be) return;
     free(be->impl);
     free(be);
 }
+
+static const BackendOps cpu_ops = {
+    .destroy = cpu_destroy,
+    .set_dtypes = cpu_set_dtypes,
+    .mem_report = cpu_mem_report,
+    .sample_used = cpu_sample_used,
+    .alloc = cpu_alloc,
+    .reserve = cpu_reserve,
+    .release = cpu_release,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .copy = cpu_copy,
+    .fill = cpu_fill,
+    .sync = cpu_sync,
+    .wait_compute = cpu_sync,
+    .host_alloc = cpu_host_alloc,
+    .host_free = cpu_host_free,
+    .copy_to_host = cpu_copy_to_host,
+    .copy_from_host = cpu_copy_from_host,
+    .copy_wait = cpu_copy_wait,
+    .matmul = cpu_matmul,
+    .matmul_prec = cpu_matmul_prec,
+    .matmul_add = cpu_matmul_add,
+    .axpy = cpu_axpy,
+    .scale = cpu_scale,
+    .sum = cpu_sum,
+    .sum_squares = cpu_sum_squares,
+    .norm_add = cpu_norm_add,
+    .norm_take = cpu_norm_take,
+    .embedding_forward = cpu_embedding_forward,
+    .embedding_backward = cpu_embedding_backward,
+    .rmsnorm_forward = cpu_rmsnorm_forward,
+    .rmsnorm_backward = cpu_rmsnorm_backward,
+    .rope = cpu_rope,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
+    .swiglu_forward = cpu_swiglu_forward,
+    .swiglu_backward = cpu_swiglu_backward,
+    .cross_entropy = cpu_cross_entropy,
+    .col_sumsq = cpu_col_sumsq,
+    .score_sum = cpu_score_sum,
+    .score_count = cpu_score_count,
+    .adam_update = cpu_adam_update,
+    .adam_moments = cpu_adam_moments,
+    .apply_update = cpu_apply_update,
+    .adam_update_host = cpu_adam_update_host,
+    .host_state_reserve = cpu_host_state_reserve,
+    .svd_top = cpu_svd_top,
+    .orthonormalize = cpu_orthonormalize,
+    .canonicalize_signs = cpu_canonicalize_signs,
+    .fill_normal = cpu_fill_normal,
+};
 
 Backend *backend_create_cpu(int threads, size_t mem_cap, OwError *err) {
     if (threads <= 0) threads = omp_get_max_threads();
@@ -166,6 +242,7 @@ Backend *backend_create_cpu(int threads, size_t mem_cap, OwError *err) {
     CpuImpl *impl = ow_xcalloc(1, sizeof *impl);
     impl->threads = threads;
     be->name = "cpu";
+    be->caps = (BackendCaps){.device_memory = 0, .bf16 = 0};
     be->act_dtype = OW_F32;
     be->param_dtype = OW_F32;
     be->mem.cap = mem_cap;
@@ -173,55 +250,7 @@ Backend *backend_create_cpu(int threads, size_t mem_cap, OwError *err) {
     /* OpenBLAS keeps one process-wide thread count; the backend owns it while it lives. */
     openblas_set_num_threads(threads);
 
-    be->destroy = cpu_destroy;
-    be->alloc = cpu_alloc;
-    be->release = cpu_release;
-    be->upload = cpu_upload;
-    be->download = cpu_download;
-    be->copy = cpu_copy;
-    be->fill = cpu_fill;
-    be->sync = cpu_sync;
-    be->wait_compute = cpu_sync;
-    be->host_alloc = cpu_host_alloc;
-    be->host_free = cpu_host_free;
-    be->copy_to_host = cpu_copy_to_host;
-    be->copy_from_host = cpu_copy_from_host;
-    be->copy_wait = cpu_copy_wait;
-
-    be->matmul = cpu_matmul;
-    be->axpy = cpu_axpy;
-    be->scale = cpu_scale;
-    be->sum = cpu_sum;
-    be->sum_squares = cpu_sum_squares;
-    be->norm_add = cpu_norm_add;
-    be->norm_take = cpu_norm_take;
-    be->matmul_add = cpu_matmul_add;
-
-    be->embedding_forward = cpu_embedding_forward;
-    be->embedding_backward = cpu_embedding_backward;
-    be->rmsnorm_forward = cpu_rmsnorm_forward;
-    be->rmsnorm_backward = cpu_rmsnorm_backward;
-    be->rope = cpu_rope;
-    be->attention_forward = cpu_attention_forward;
-    be->attention_backward = cpu_attention_backward;
-    be->swiglu_forward = cpu_swiglu_forward;
-    be->swiglu_backward = cpu_swiglu_backward;
-    be->cross_entropy = cpu_cross_entropy;
-
-    be->col_sumsq = cpu_col_sumsq;
-    be->score_sum = cpu_score_sum;
-    be->score_count = cpu_score_count;
-
-    be->adam_update = cpu_adam_update;
-    be->adam_moments = cpu_adam_moments;
-    be->apply_update = cpu_apply_update;
-    be->adam_update_host = cpu_adam_update_host;
-    be->host_state_reserve = cpu_host_state_reserve;
-
-    be->svd_top = cpu_svd_top;
-    be->orthonormalize = cpu_orthonormalize;
-    be->canonicalize_signs = cpu_canonicalize_signs;
-    be->fill_normal = cpu_fill_normal;
+    be->ops = &cpu_ops;
     (void)err;
     return be;
 }

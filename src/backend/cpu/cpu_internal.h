@@ -54,6 +54,8 @@ void cpu_axpy(Backend *be, Tensor *y, float alpha, const Tensor *x);
 void cpu_scale(Backend *be, Tensor *x, float alpha);
 double cpu_sum(Backend *be, const Tensor *x);
 double cpu_sum_squares(Backend *be, const Tensor *x);
+void cpu_matmul_prec(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
+                     float beta, MatmulPrecision prec);
 void cpu_matmul_add(Backend *be, Tensor *D, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
                     const Tensor *Cin);
 
@@ -87,8 +89,8 @@ void cpu_adam_update(Backend *be, Tensor *param, const Tensor *grad, Tensor *m, 
 void cpu_adam_moments(Backend *be, Tensor *out, const Tensor *grad, Tensor *m, Tensor *v, const AdamHyper *h);
 void cpu_apply_update(Backend *be, Tensor *param, const Tensor *delta, float alpha, float decay, uint64_t sr_seed,
                       int64_t sr_index0);
-int cpu_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel, int rows,
-                         int zero_grad, int async, const AdamHyper *h);
+int cpu_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel, AdamRows rows,
+                         AdamHostFlags flags, const AdamHyper *h);
 
 /* cpu_proj.c */
 int cpu_svd_top(Backend *be, Tensor *out, const Tensor *G, int rank, int right, OwError *err);

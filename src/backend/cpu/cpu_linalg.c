@@ -72,6 +72,12 @@ double cpu_sum(Backend *be, const Tensor *x) { return reduce(be, cpu_f32(x), ten
 
 double cpu_sum_squares(Backend *be, const Tensor *x) { return reduce(be, cpu_f32(x), tensor_numel(x), 1); }
 
+void cpu_matmul_prec(Backend *be, Tensor *C, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
+                     float beta, MatmulPrecision prec) {
+    (void)prec; /* BLAS sgemm computes in full fp32 */
+    cpu_matmul(be, C, A, transA, B, transB, alpha, beta);
+}
+
 void cpu_matmul_add(Backend *be, Tensor *D, const Tensor *A, int transA, const Tensor *B, int transB, float alpha,
                     const Tensor *Cin) {
     OW_CHECK(tensor_numel(Cin) == tensor_numel(D));

@@ -78,9 +78,9 @@ void cpu_adam_update(Backend *be, Tensor *param, const Tensor *grad, Tensor *m, 
     for (int64_t i = 0; i < n; i++) p[i] = adam_element(&a, p[i], g[i], &md[i], &vd[i]);
 }
 
-int cpu_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel, int rows,
-                         int zero_grad, int async, const AdamHyper *h) {
-    (void)async;
+int cpu_adam_update_host(Backend *be, Tensor *param, Tensor *grad, float *m, float *v, const Tensor *sel, AdamRows rows,
+                         AdamHostFlags flags, const AdamHyper *h) {
+    const int zero_grad = (flags & ADAM_HOST_ZERO_GRAD) != 0; /* ADAM_HOST_ASYNC: the CPU runs it at once */
     OW_CHECKF(param->ndim == 2 && param->dtype == OW_F32, "adam_update_host: F32 matrix parameter");
     const int64_t V = param->shape[0], C = param->shape[1];
     OW_CHECKF(sel == NULL || (sel->dtype == OW_I32 && tensor_numel(sel) == V), "adam_update_host: sel I32 [V]");
