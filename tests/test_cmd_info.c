@@ -429,7 +429,8 @@ static void rewrite_weights(const char *dir, const char *poison, float value, in
     free(single);
 }
 
-/* `owlore train` ($B of issue 16) on dir, with a small text file (the directory has no tokenizer: bytes). */
+/* `owlore train` ($B of issue 16) on dir, with a small text file (the directory has no tokenizer: bytes); the
+ * run goes beside the model (train refuses a run directory inside it) and is removed. */
 static int run_train(const char *dir, char **out) {
     char *data = ow_path_join(dir, "d.txt");
     char text[4096];
@@ -437,11 +438,13 @@ static int run_train(const char *dir, char **out) {
     ts_write_file(data, text, sizeof text);
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
-             "'%s' train --model '%s' --data '%s' --out '%s/run' --device cpu --batch-size 2 --block-size 64 "
+             "'%s' train --model '%s' --data '%s' --out '%s-run' --device cpu --batch-size 2 --block-size 64 "
              "--threads 1 --gamma 1 --rank 16 --steps 2",
              ts_owlore_binary(), dir, data, dir);
     free(data);
     int rc = ts_run(cmd, out);
+    snprintf(cmd, sizeof cmd, "%s-run", dir);
+    if (ow_path_exists(cmd)) ts_rmtree(cmd);
     cr_assert(strstr(*out, "Sanitizer") == NULL && strstr(*out, "runtime error") == NULL, "%s", *out);
     return rc;
 }
