@@ -17,6 +17,7 @@ echo "== format (.clang-format, 120 columns)"
 
 echo "== layers (#include rules of CONTRIBUTING.md)"
 ./scripts/check-layers.sh
+./scripts/fn-length.sh src/train 80
 
 echo "== build (Release, warnings are errors)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DOWLORE_WERROR=ON
