@@ -23,7 +23,7 @@ extern "C" {
 /* Device workspace of host_state_reserve (3 staging slots of 8 MiB of m and of v). */
 #define BACKEND_CUDA_HOST_STATE_STAGING ((size_t)48 << 20)
 
-/* 1 when the CUDA backend is compiled in (a device may still be absent). */
+/* 1 when the CUDA backend is compiled in and a CUDA device is usable. */
 int backend_cuda_available(void);
 /* NULL with a message when CUDA is not compiled in or the device is absent or unusable. */
 Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err);
