@@ -48,8 +48,9 @@ static uint64_t splitmix(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-/* Writes the random blocks to dir/store.bin, last block first (puts come in any order). */
-static void store_write(Store *st, const char *dir) {
+/* Writes the random blocks to dir/store.bin, last block first (puts come in any order).
+ * No Criterion assertion: a namespace child (below) calls it too. */
+static int store_build(Store *st, const char *dir, OwError *err) {
     st->dir = ow_xstrdup(dir);
     st->path = ow_path_join(dir, "store.bin");
     uint64_t seed = 42;
@@ -58,15 +59,16 @@ static void store_write(Store *st, const char *dir) {
         for (uint64_t k = 0; k < SIZES[i]; k++) st->blocks[i][k] = (uint8_t)splitmix(&seed);
     }
     StoreWriter w;
-    OwError err;
-    cr_assert_eq(store_writer_begin(&w, st->path, SOURCE, NBLOCKS, SIZES, &err), 0, "%s", err.msg);
-    for (int i = NBLOCKS - 1; i >= 0; i--) cr_assert_eq(store_writer_put(&w, i, st->blocks[i], &err), 0, "%s", err.msg);
-    cr_assert_eq(store_writer_commit(&w, &err), 0, "%s", err.msg);
+    if (store_writer_begin(&w, st->path, SOURCE, NBLOCKS, SIZES, err) != 0) return -1;
+    for (int i = NBLOCKS - 1; i >= 0; i--)
+        if (store_writer_put(&w, i, st->blocks[i], err) != 0) return store_writer_abort(&w), -1;
+    return store_writer_commit(&w, err);
 }
 
 static void store_new(Store *st) {
     char *dir = ts_tmpdir();
-    store_write(st, dir);
+    OwError err;
+    cr_assert_eq(store_build(st, dir, &err), 0, "%s", err.msg);
     free(dir);
 }
 
@@ -104,31 +106,37 @@ static BlockIo *io_open(const StoreFile *sf, BlockIoOptions opt) {
 
 /* Makes `reads` reads through io (blocks 0, 1, ... over and over), as many in flight as io
  * has slots, each into its own malloc'd (not 4 KiB-aligned) buffer, waited for in reverse
- * order of submission; each must equal what was written. */
-static void read_all_async(BlockIo *io, const Store *st, int reads) {
-    int slots = block_io_slots(io);
+ * order of submission; each must equal what was written. No Criterion assertion: a
+ * namespace child (below) calls it too; -1 with why in err. */
+static int reads_match(BlockIo *io, const Store *st, int reads, OwError *err) {
+    int slots = block_io_slots(io), rc = 0;
     uint8_t **dst = ow_xcalloc((size_t)slots, sizeof *dst);
     BlockIoTicket *t = ow_xcalloc((size_t)slots, sizeof *t);
     for (int k = 0; k < slots; k++) dst[k] = ow_xmalloc(SIZES[5]);
-    OwError err;
-    for (int first = 0; first < reads; first += slots) {
+    for (int first = 0; rc == 0 && first < reads; first += slots) {
         int n = reads - first < slots ? reads - first : slots;
         for (int k = 0; k < n; k++) {
             memset(dst[k], 0xee, SIZES[(first + k) % NBLOCKS]);
             t[k] = block_io_submit(io, (first + k) % NBLOCKS, dst[k]);
         }
-        cr_assert_eq(block_io_in_flight(io), n);
-        for (int k = n - 1; k >= 0; k--) cr_assert_eq(block_io_wait(io, t[k], &err), 0, "%s", err.msg);
-        cr_assert_eq(block_io_in_flight(io), 0);
-        for (int k = 0; k < n; k++) {
+        if (block_io_in_flight(io) != n) rc = ow_fail(err, "%d reads in flight, not %d", block_io_in_flight(io), n);
+        for (int k = n - 1; k >= 0; k--)
+            if (block_io_wait(io, t[k], rc ? NULL : err) != 0) rc = -1;
+        for (int k = 0; rc == 0 && k < n; k++) {
             int b = (first + k) % NBLOCKS;
-            cr_assert(memcmp(dst[k], st->blocks[b], SIZES[b]) == 0, "block %d differs after a read (%s)", b,
-                      block_io_describe(io));
+            if (memcmp(dst[k], st->blocks[b], SIZES[b]) != 0) rc = ow_fail(err, "block %d differs after a read", b);
         }
     }
     for (int k = 0; k < slots; k++) free(dst[k]);
     free(dst);
     free(t);
+    if (rc == 0 && block_io_in_flight(io) != 0) rc = ow_fail(err, "reads left in flight");
+    return rc ? ow_fail_suffix(err, "%s", block_io_describe(io)) : 0;
+}
+
+static void read_all_async(BlockIo *io, const Store *st, int reads) {
+    OwError err;
+    cr_assert_eq(reads_match(io, st, reads, &err), 0, "%s", err.msg);
 }
 
 Test(store_file, round_trip_by_pread) {
@@ -195,9 +203,7 @@ static void refused_uring_falls_back(int refuse, const char *why) {
     store_free(&st, 1);
 }
 
-Test(block_io, io_uring_refused_eperm_reads_the_same_by_threads) {
-    refused_uring_falls_back(EPERM, strerror(EPERM));
-}
+Test(block_io, io_uring_refused_eperm_reads_the_same_by_threads) { refused_uring_falls_back(EPERM, strerror(EPERM)); }
 
 Test(block_io, io_uring_refused_enosys_reads_the_same_by_threads) {
     refused_uring_falls_back(ENOSYS, strerror(ENOSYS));
@@ -212,13 +218,16 @@ Test(block_io, many_reads_in_flight) {
     OwError err;
     cr_assert_eq(store_file_open(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
     for (int refuse = 0; refuse <= 1; refuse++) {
-        BlockIo *io =
-            io_open(&sf, (BlockIoOptions){.slots = 8, .queue_depth = 8, .chunk_bytes = 4096, .refuse_uring_errno =
-                                                                                               refuse ? EPERM : 0});
+        BlockIo *io = io_open(
+            &sf, (BlockIoOptions){
+                     .slots = 8, .queue_depth = 8, .chunk_bytes = 4096, .refuse_uring_errno = refuse ? EPERM : 0});
         cr_assert_eq(block_io_slots(io), 8);
         cr_log_info("path: %s", block_io_describe(io));
         read_all_async(io, &st, 8 * NBLOCKS);
         cr_assert_eq(block_io_in_flight(io), 0);
+        /* io_uring fills its queue of 8; the workers' queue holds every chunk submitted */
+        cr_assert_geq(block_io_peak_chunk_reads(io), 8, "peak %d chunk reads outstanding (%s)",
+                      block_io_peak_chunk_reads(io), block_io_describe(io));
         /* closing with reads in flight drains them */
         uint8_t *dst = ow_xmalloc(SIZES[5]);
         block_io_submit(io, 5, dst);
@@ -364,8 +373,8 @@ Test(block_io, read_past_the_end_names_the_block) {
         BlockIo *io = io_open(&sf, (BlockIoOptions){.refuse_uring_errno = refuse ? EPERM : 0});
         BlockIoTicket t = block_io_submit(io, 5, dst);
         cr_assert_neq(block_io_wait(io, t, &err), 0, "a short read went unnoticed (%s)", block_io_describe(io));
-        cr_assert(strstr(err.msg, "block 5") && strstr(err.msg, "short read") && strstr(err.msg, st.path),
-                  "%s: %s", block_io_describe(io), err.msg);
+        cr_assert(strstr(err.msg, "block 5") && strstr(err.msg, "short read") && strstr(err.msg, st.path), "%s: %s",
+                  block_io_describe(io), err.msg);
         t = block_io_submit(io, 2, dst); /* blocks before the cut still read */
         cr_assert_eq(block_io_wait(io, t, &err), 0, "%s", err.msg);
         cr_assert(memcmp(dst, st.blocks[2], SIZES[2]) == 0);
@@ -463,15 +472,17 @@ Test(block_io, o_direct_refused_reads_buffered) {
  * read without O_DIRECT says why. */
 static int tmpfs_body(const char *mnt) {
     Store st;
-    store_write(&st, mnt);
     StoreFile sf;
     OwError err;
-    if (store_file_open(&sf, st.path, SOURCE, &err) != 0) return fprintf(stderr, "%s\n", err.msg), 1;
+    if (store_build(&st, mnt, &err) != 0 || store_file_open(&sf, st.path, SOURCE, &err) != 0)
+        return fprintf(stderr, "%s\n", err.msg), 1;
     for (int refuse = 0; refuse <= 1; refuse++) {
-        BlockIo *io = io_open(&sf, (BlockIoOptions){.refuse_uring_errno = refuse ? EPERM : 0});
+        BlockIo *io;
+        BlockIoOptions opt = {.refuse_uring_errno = refuse ? EPERM : 0};
+        if (block_io_open(&io, &sf, &opt, &err) != 0) return fprintf(stderr, "%s\n", err.msg), 2;
         fprintf(stderr, "tmpfs: %s\n", block_io_describe(io));
-        if (!block_io_direct(io) && !strstr(block_io_describe(io), "O_DIRECT refused")) return 2;
-        read_all_async(io, &st, 2 * NBLOCKS);
+        if (!block_io_direct(io) && !strstr(block_io_describe(io), "O_DIRECT refused")) return 3;
+        if (reads_match(io, &st, 2 * NBLOCKS, &err) != 0) return fprintf(stderr, "%s\n", err.msg), 4;
         block_io_close(io);
     }
     store_file_close(&sf);

@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 typedef struct {
-    uint8_t *buf;  /* staging, STORE_FILE_ALIGN-aligned, slot_bytes */
-    int block;     /* -1: free */
+    uint8_t *buf; /* staging, STORE_FILE_ALIGN-aligned, slot_bytes */
+    int block;    /* -1: free */
     void *dst;
     uint64_t seq;  /* the ticket's generation */
     int pending;   /* chunk reads not yet complete */
@@ -37,6 +37,7 @@ struct BlockIo {
     int nslots;
     Slot *slots;
     uint64_t slot_bytes, chunk_bytes, next_seq;
+    int chunks_out, peak_chunks; /* chunk reads submitted and not complete: now, at most */
     /* io_uring */
     struct io_uring ring;
     int queue_depth, ring_inflight, registered;
@@ -49,21 +50,12 @@ struct BlockIo {
     int job_cap, job_head, job_count;
 };
 
-const char *block_io_path_name(BlockIoPath p) {
-    return p == BLOCK_IO_URING ? "io_uring" : "threads";
-}
-BlockIoPath block_io_path(const BlockIo *io) {
-    return io->path;
-}
-int block_io_direct(const BlockIo *io) {
-    return io->direct;
-}
-const char *block_io_describe(const BlockIo *io) {
-    return io->describe;
-}
-int block_io_slots(const BlockIo *io) {
-    return io->nslots;
-}
+const char *block_io_path_name(BlockIoPath p) { return p == BLOCK_IO_URING ? "io_uring" : "threads"; }
+BlockIoPath block_io_path(const BlockIo *io) { return io->path; }
+int block_io_direct(const BlockIo *io) { return io->direct; }
+const char *block_io_describe(const BlockIo *io) { return io->describe; }
+int block_io_slots(const BlockIo *io) { return io->nslots; }
+int block_io_peak_chunk_reads(const BlockIo *io) { return io->peak_chunks; }
 int block_io_in_flight(const BlockIo *io) {
     int n = 0;
     for (int i = 0; i < io->nslots; i++) n += io->slots[i].block >= 0;
@@ -96,6 +88,12 @@ static void chunk_done(BlockIo *io, int s, int c, int64_t got, uint64_t want) {
         sl->err_offset = io->sf->blocks[sl->block].offset + (uint64_t)c * io->chunk_bytes;
     }
     sl->pending--;
+    io->chunks_out--;
+}
+
+static void count_chunks(BlockIo *io, int n) {
+    io->chunks_out += n;
+    io->peak_chunks = io->chunks_out > io->peak_chunks ? io->chunks_out : io->peak_chunks;
 }
 
 /* ---- io_uring path ---- */
@@ -135,6 +133,7 @@ static void ring_submit(BlockIo *io, int s) {
             io_uring_prep_read(sqe, io->fd, buf, len, off);
         io_uring_sqe_set_data64(sqe, ((uint64_t)s << 32) | (uint64_t)c);
         io->ring_inflight++;
+        count_chunks(io, 1);
     }
     io_uring_submit(&io->ring);
 }
@@ -148,8 +147,8 @@ static int ring_open(BlockIo *io, int refuse_errno) {
     rc = io_uring_register_buffers(&io->ring, iov, (unsigned)io->nslots);
     free(iov);
     io->registered = rc == 0;
-    if (rc != 0) OW_WARN("%s: io_uring could not register its buffers (%s); reading without", io->sf->path,
-                         strerror(-rc));
+    if (rc != 0)
+        OW_WARN("%s: io_uring could not register its buffers (%s); reading without", io->sf->path, strerror(-rc));
     return 0;
 }
 
@@ -195,6 +194,7 @@ static void pool_submit(BlockIo *io, int s) {
     pthread_mutex_lock(&io->mu);
     OW_CHECK(io->job_count + n <= io->job_cap);
     for (int c = 0; c < n; c++) io->jobs[(io->job_head + io->job_count++) % io->job_cap] = (Job){s, c};
+    count_chunks(io, n);
     pthread_cond_broadcast(&io->work_cv);
     pthread_mutex_unlock(&io->mu);
 }
@@ -233,8 +233,8 @@ static int open_fd(BlockIo *io, int refuse_direct, char *why, size_t cap, OwErro
         snprintf(why, cap, ", buffered (O_DIRECT refused by the filesystem)");
         io->fd = open(io->sf->path, O_RDONLY | O_CLOEXEC);
     }
-    if (io->fd < 0) return ow_fail(err, "%s: cannot open the store file for reading: %s", io->sf->path,
-                                   strerror(errno));
+    if (io->fd < 0)
+        return ow_fail(err, "%s: cannot open the store file for reading: %s", io->sf->path, strerror(errno));
     return 0;
 }
 
@@ -259,6 +259,7 @@ static void apply_options(BlockIo *io, const BlockIoOptions *opt) {
     io->queue_depth = o.queue_depth > 0 ? o.queue_depth : 32;
     io->nthreads = o.threads > 0 ? o.threads : 2;
     io->chunk_bytes = o.chunk_bytes > 0 ? o.chunk_bytes : (uint64_t)256 << 10;
+    OW_CHECKF(io->nslots <= 0xffff, "%d read slots (a ticket holds 16 bits of slot)", io->nslots);
     OW_CHECKF(io->queue_depth >= 8, "queue depth %d below 8", io->queue_depth);
     OW_CHECKF(io->chunk_bytes % STORE_FILE_ALIGN == 0, "chunk of %llu bytes", (unsigned long long)io->chunk_bytes);
 }
@@ -270,7 +271,8 @@ int block_io_open(BlockIo **out, const StoreFile *sf, const BlockIoOptions *opt,
     io->path = BLOCK_IO_THREADS; /* until the ring is up: close must not touch it */
     apply_options(io, opt);
     char why[160] = "";
-    if (open_fd(io, opt ? opt->refuse_direct : 0, why, sizeof why, err) != 0 || alloc_slots(io, err) != 0) return block_io_close(io), -1;
+    if (open_fd(io, opt ? opt->refuse_direct : 0, why, sizeof why, err) != 0 || alloc_slots(io, err) != 0)
+        return block_io_close(io), -1;
     int rc = ring_open(io, opt ? opt->refuse_uring_errno : 0);
     if (rc == 0) {
         io->path = BLOCK_IO_URING;
@@ -338,8 +340,10 @@ int block_io_wait(BlockIo *io, BlockIoTicket ticket, OwError *err) {
         rc = ow_fail(err, "%s: reading block %d (at offset %llu): %s", io->sf->path, block,
                      (unsigned long long)sl->err_offset, strerror(sl->err_errno));
     else if (sl->short_read)
-        rc = ow_fail(err, "%s: reading block %d: short read at offset %llu (the file ends early: cut after it was "
-                     "opened?)", io->sf->path, block, (unsigned long long)sl->err_offset);
+        rc = ow_fail(err,
+                     "%s: reading block %d: short read at offset %llu (the file ends early: cut after it was "
+                     "opened?)",
+                     io->sf->path, block, (unsigned long long)sl->err_offset);
     else {
         memcpy(sl->dst, sl->buf, (size_t)io->sf->blocks[block].size);
         rc = store_file_verify_block(io->sf, block, sl->dst, err);

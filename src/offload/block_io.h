@@ -61,6 +61,9 @@ const char *block_io_describe(const BlockIo *io);
 int block_io_slots(const BlockIo *io);
 /* Reads in flight now (submitted, not yet waited). */
 int block_io_in_flight(const BlockIo *io);
+/* The most chunk reads outstanding at once so far (submitted to the ring or
+ * queued for the workers, not yet complete): how deep the queue really ran. */
+int block_io_peak_chunk_reads(const BlockIo *io);
 
 /* Starts reading block into dst; a free slot must exist (block_io_in_flight < block_io_slots). */
 BlockIoTicket block_io_submit(BlockIo *io, int block, void *dst);

@@ -20,9 +20,7 @@ uint64_t store_file_record_bytes(uint64_t size) {
     return (size + STORE_FILE_ALIGN - 1) / STORE_FILE_ALIGN * STORE_FILE_ALIGN;
 }
 
-static uint64_t table_end(uint64_t n) {
-    return sizeof(StoreFileHeader) + n * sizeof(StoreBlock);
-}
+static uint64_t table_end(uint64_t n) { return sizeof(StoreFileHeader) + n * sizeof(StoreBlock); }
 
 static uint64_t header_checksum(const StoreFileHeader *h, const StoreBlock *blocks) {
     StoreFileHeader copy = *h;
@@ -81,7 +79,8 @@ static int plan_layout(StoreWriter *w, const uint64_t *sizes, OwError *err) {
     uint64_t off = store_file_record_bytes(table_end((uint64_t)w->n_blocks));
     w->header.data_offset = off;
     for (int i = 0; i < w->n_blocks; i++) {
-        if (sizes[i] == 0) return ow_fail(err, "%s: block %d is empty; a store holds blocks of at least 1 byte", w->path, i);
+        if (sizes[i] == 0)
+            return ow_fail(err, "%s: block %d is empty; a store holds blocks of at least 1 byte", w->path, i);
         if (sizes[i] > ((uint64_t)1 << 48)) return ow_fail(err, "%s: block %d is implausibly large", w->path, i);
         w->blocks[i] = (StoreBlock){.offset = off, .size = sizes[i], .hash = 0};
         off += store_file_record_bytes(sizes[i]);
@@ -165,8 +164,8 @@ static int check_header(const StoreFileHeader *h, const char *path, OwError *err
     if (memcmp(h->magic, STORE_FILE_MAGIC, sizeof h->magic) != 0)
         return ow_fail(err, "%s: not an owlore store file (wrong magic)", path);
     if (h->version != STORE_FILE_VERSION)
-        return ow_fail(err, "%s: store format version %u, this build reads version %u; delete it to rewrite it",
-                       path, h->version, STORE_FILE_VERSION);
+        return ow_fail(err, "%s: store format version %u, this build reads version %u; delete it to rewrite it", path,
+                       h->version, STORE_FILE_VERSION);
     if (h->align != STORE_FILE_ALIGN || h->block_count == 0 || h->block_count > STORE_FILE_MAX_BLOCKS)
         return ow_fail(err, "%s: corrupt store header (alignment %u, %llu blocks)", path, h->align,
                        (unsigned long long)h->block_count);
@@ -184,8 +183,8 @@ static int check_table(const StoreFile *sf, const StoreFileHeader *h, OwError *e
             return ow_fail(err, "%s: corrupt store table at block %d", sf->path, i);
         next += store_file_record_bytes(b->size);
     }
-    if (next != h->file_size) return ow_fail(err, "%s: corrupt store table (records end at %llu)", sf->path,
-                                             (unsigned long long)next);
+    if (next != h->file_size)
+        return ow_fail(err, "%s: corrupt store table (records end at %llu)", sf->path, (unsigned long long)next);
     return 0;
 }
 
@@ -196,8 +195,8 @@ static int read_header(StoreFile *sf, uint64_t source_hash, OwError *err) {
     if (!S_ISREG(st.st_mode)) return ow_fail(err, "%s: not a regular file", sf->path);
     int rc = pread_all(sf->fd, &h, sizeof h, 0);
     if (rc < 0) return ow_fail(err, "%s: reading the header: %s", sf->path, strerror(errno));
-    if (rc == 0) return ow_fail(err, "%s: truncated store file (%lld bytes, no whole header)", sf->path,
-                                (long long)st.st_size);
+    if (rc == 0)
+        return ow_fail(err, "%s: truncated store file (%lld bytes, no whole header)", sf->path, (long long)st.st_size);
     if (check_header(&h, sf->path, err) != 0) return -1;
     sf->n_blocks = (int)h.block_count;
     sf->blocks = ow_xcalloc((size_t)sf->n_blocks, sizeof(StoreBlock));
@@ -257,10 +256,11 @@ int store_file_verify_block(const StoreFile *sf, int i, const void *data, OwErro
     const StoreBlock *b = &sf->blocks[i];
     uint64_t h = xxh64(data, (size_t)b->size, 0);
     if (h != b->hash)
-        return ow_fail(err, "%s: block %d (%llu bytes at offset %llu) fails its checksum (xxh64 %016llx, expected "
+        return ow_fail(err,
+                       "%s: block %d (%llu bytes at offset %llu) fails its checksum (xxh64 %016llx, expected "
                        "%016llx): the store file is corrupt; delete it to rewrite it",
-                       sf->path, i, (unsigned long long)b->size, (unsigned long long)b->offset,
-                       (unsigned long long)h, (unsigned long long)b->hash);
+                       sf->path, i, (unsigned long long)b->size, (unsigned long long)b->offset, (unsigned long long)h,
+                       (unsigned long long)b->hash);
     return 0;
 }
 
@@ -269,7 +269,7 @@ int store_file_read_block(const StoreFile *sf, int i, void *dst, OwError *err) {
     const StoreBlock *b = &sf->blocks[i];
     int rc = pread_all(sf->fd, dst, (size_t)b->size, b->offset);
     if (rc < 0) return ow_fail(err, "%s: reading block %d: %s", sf->path, i, strerror(errno));
-    if (rc == 0) return ow_fail(err, "%s: reading block %d: short read (the file was cut after it was opened)",
-                                sf->path, i);
+    if (rc == 0)
+        return ow_fail(err, "%s: reading block %d: short read (the file was cut after it was opened)", sf->path, i);
     return store_file_verify_block(sf, i, dst, err);
 }

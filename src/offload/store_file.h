@@ -33,15 +33,15 @@
 #define STORE_FILE_MAX_BLOCKS (1 << 20)
 
 typedef struct StoreFileHeader {
-    char magic[8];            /* STORE_FILE_MAGIC, no NUL */
-    uint32_t version;         /* STORE_FILE_VERSION */
-    uint32_t align;           /* record alignment: STORE_FILE_ALIGN */
-    uint64_t block_count;     /* entries in the table */
-    uint64_t source_hash;     /* the caller's hash of the source model */
-    uint64_t data_offset;     /* first record: header + table rounded up to align */
-    uint64_t file_size;       /* bytes of the whole file */
-    uint64_t header_hash;     /* xxh64 of header (this field zero) + table */
-    uint64_t reserved;        /* zero */
+    char magic[8];        /* STORE_FILE_MAGIC, no NUL */
+    uint32_t version;     /* STORE_FILE_VERSION */
+    uint32_t align;       /* record alignment: STORE_FILE_ALIGN */
+    uint64_t block_count; /* entries in the table */
+    uint64_t source_hash; /* the caller's hash of the source model */
+    uint64_t data_offset; /* first record: header + table rounded up to align */
+    uint64_t file_size;   /* bytes of the whole file */
+    uint64_t header_hash; /* xxh64 of header (this field zero) + table */
+    uint64_t reserved;    /* zero */
 } StoreFileHeader;
 
 typedef struct StoreBlock {
