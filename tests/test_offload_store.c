@@ -79,6 +79,18 @@ static void store_free(Store *st, int remove_dir) {
     free(st->path);
 }
 
+/* A fresh store, opened. */
+static void store_open_new(Store *st, StoreFile *sf) {
+    store_new(st);
+    OwError err;
+    cr_assert_eq(store_file_open(sf, st->path, SOURCE, &err), 0, "%s", err.msg);
+}
+
+static void store_close_free(Store *st, StoreFile *sf) {
+    store_file_close(sf);
+    store_free(st, 1);
+}
+
 static uint64_t block_offset(const Store *st, int i) {
     StoreFile sf;
     OwError err;
@@ -141,10 +153,9 @@ static void read_all_async(BlockIo *io, const Store *st, int reads) {
 
 Test(store_file, round_trip_by_pread) {
     Store st;
-    store_new(&st);
     StoreFile sf;
     OwError err;
-    cr_assert_eq(store_file_open(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
+    store_open_new(&st, &sf);
     cr_assert_eq(sf.n_blocks, NBLOCKS);
     cr_assert_eq(sf.file_size % STORE_FILE_ALIGN, 0);
     for (int i = 0; i < NBLOCKS; i++) {
@@ -165,10 +176,8 @@ Test(store_file, round_trip_by_pread) {
 
 Test(block_io, round_trip_by_io_uring) {
     Store st;
-    store_new(&st);
     StoreFile sf;
-    OwError err;
-    cr_assert_eq(store_file_open(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
+    store_open_new(&st, &sf);
     BlockIo *io = io_open(&sf, (BlockIoOptions){.chunk_bytes = 64 << 10});
     if (block_io_path(io) != BLOCK_IO_URING) {
         char msg[600];
@@ -182,25 +191,21 @@ Test(block_io, round_trip_by_io_uring) {
     cr_log_info("path: %s", block_io_describe(io));
     read_all_async(io, &st, 3 * NBLOCKS);
     block_io_close(io);
-    store_file_close(&sf);
-    store_free(&st, 1);
+    store_close_free(&st, &sf);
 }
 
 /* A pretend refusal of io_uring by the kernel takes the fallback, with the same bytes. */
 static void refused_uring_falls_back(int refuse, const char *why) {
     Store st;
-    store_new(&st);
     StoreFile sf;
-    OwError err;
-    cr_assert_eq(store_file_open(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
+    store_open_new(&st, &sf);
     BlockIo *io = io_open(&sf, (BlockIoOptions){.refuse_uring_errno = refuse, .chunk_bytes = 64 << 10, .threads = 3});
     cr_assert_eq(block_io_path(io), BLOCK_IO_THREADS, "%s", block_io_describe(io));
     cr_assert_str_eq(block_io_path_name(block_io_path(io)), "threads");
     cr_assert(strstr(block_io_describe(io), why) != NULL, "the reason is given: %s", block_io_describe(io));
     read_all_async(io, &st, 3 * NBLOCKS);
     block_io_close(io);
-    store_file_close(&sf);
-    store_free(&st, 1);
+    store_close_free(&st, &sf);
 }
 
 Test(block_io, io_uring_refused_eperm_reads_the_same_by_threads) { refused_uring_falls_back(EPERM, strerror(EPERM)); }
@@ -213,10 +218,8 @@ Test(block_io, io_uring_refused_enosys_reads_the_same_by_threads) {
  * queue of depth 8, both paths; closing with a read in flight drains it. */
 Test(block_io, many_reads_in_flight) {
     Store st;
-    store_new(&st);
     StoreFile sf;
-    OwError err;
-    cr_assert_eq(store_file_open(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
+    store_open_new(&st, &sf);
     for (int refuse = 0; refuse <= 1; refuse++) {
         BlockIo *io = io_open(
             &sf, (BlockIoOptions){
@@ -234,8 +237,7 @@ Test(block_io, many_reads_in_flight) {
         block_io_close(io);
         free(dst);
     }
-    store_file_close(&sf);
-    store_free(&st, 1);
+    store_close_free(&st, &sf);
 }
 
 Test(store_file, an_existing_valid_store_is_reused) {
@@ -356,17 +358,15 @@ Test(store_file, flipped_byte_names_the_block) {
         block_io_close(io);
     }
     free(dst);
-    store_file_close(&sf);
-    store_free(&st, 1);
+    store_close_free(&st, &sf);
 }
 
 /* The file cut after it was opened: a read of the lost block fails naming it, on both paths. */
 Test(block_io, read_past_the_end_names_the_block) {
     Store st;
-    store_new(&st);
     StoreFile sf;
     OwError err;
-    cr_assert_eq(store_file_open(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
+    store_open_new(&st, &sf);
     cr_assert_eq(truncate(st.path, (off_t)sf.blocks[5].offset + STORE_FILE_ALIGN), 0);
     uint8_t *dst = ow_xmalloc(SIZES[5]);
     for (int refuse = 0; refuse <= 1; refuse++) {
@@ -383,8 +383,7 @@ Test(block_io, read_past_the_end_names_the_block) {
     cr_assert_eq(store_file_read_block(&sf, 6, dst, &err), -1);
     cr_assert(strstr(err.msg, "block 6") && strstr(err.msg, "short read"), "%s", err.msg);
     free(dst);
-    store_file_close(&sf);
-    store_free(&st, 1);
+    store_close_free(&st, &sf);
 }
 
 /* ---- a private tmpfs, in a child in its own user and mount namespace ---- */
@@ -453,10 +452,8 @@ Test(store_file, disk_too_small_fails_clearly_and_leaves_nothing) {
 /* A pretend refusal of O_DIRECT by the filesystem: reads go through the page cache, same bytes, both paths. */
 Test(block_io, o_direct_refused_reads_buffered) {
     Store st;
-    store_new(&st);
     StoreFile sf;
-    OwError err;
-    cr_assert_eq(store_file_open(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
+    store_open_new(&st, &sf);
     for (int refuse = 0; refuse <= 1; refuse++) {
         BlockIo *io = io_open(&sf, (BlockIoOptions){.refuse_direct = 1, .refuse_uring_errno = refuse ? EPERM : 0});
         cr_assert(!block_io_direct(io), "%s", block_io_describe(io));
@@ -464,8 +461,7 @@ Test(block_io, o_direct_refused_reads_buffered) {
         read_all_async(io, &st, 2 * NBLOCKS);
         block_io_close(io);
     }
-    store_file_close(&sf);
-    store_free(&st, 1);
+    store_close_free(&st, &sf);
 }
 
 /* On tmpfs (O_DIRECT refused before Linux 6.6, taken since): same bytes, both paths, and a

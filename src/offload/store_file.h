@@ -79,7 +79,8 @@ uint64_t store_file_record_bytes(uint64_t size);
  * path, the bytes needed and the errno text) and leaves nothing behind. */
 int store_writer_begin(StoreWriter *w, const char *path, uint64_t source_hash, int n, const uint64_t *sizes,
                        OwError *err);
-/* Writes block i (sizes[i] bytes) and records its xxh64; each block once, in any order. */
+/* Writes block i (sizes[i] bytes) and records its xxh64; each block once, in any order.
+ * On failure (an I/O error, the file's errno named) the caller calls store_writer_abort. */
 int store_writer_put(StoreWriter *w, int i, const void *data, OwError *err);
 /* Every block put: writes the header, fsyncs, renames over path, fsyncs the
  * directory. Frees w either way; on failure the temporary is removed. */
