@@ -1,0 +1,107 @@
+/* store_file.h: the NVMe block store file of one model (issue 14's offload
+ * engine, the on-disk home of frozen blocks). Not yet used by training.
+ *
+ * A store file holds n blocks of opaque bytes, each in its own record:
+ *
+ *   header   StoreFileHeader (64 bytes, little-endian fields)
+ *   table    n StoreBlock entries (offset, size, xxh64 of the block's bytes)
+ *   padding  to the first 4 KiB boundary
+ *   records  block i's bytes at table[i].offset (a multiple of 4 KiB), zero
+ *            padded to the next 4 KiB boundary; the file ends after the last
+ *
+ * header_hash is the xxh64 of the header (with header_hash zero) and the
+ * table. The caller names the model the blocks came from by a 64-bit source
+ * hash; opening checks it, so a store written for another model is refused.
+ *
+ * Invariants: a store file at its final path is whole (written under a
+ * temporary name, its full size reserved with posix_fallocate before any
+ * block is written, fsynced, renamed, the directory fsynced); every record
+ * offset and the file size are multiples of STORE_FILE_ALIGN, so records can
+ * be read with O_DIRECT; a block read through this API has been checked
+ * against its xxh64. The store never knows what the bytes mean. */
+#ifndef OWLORE_OFFLOAD_STORE_FILE_H
+#define OWLORE_OFFLOAD_STORE_FILE_H
+
+#include "core/error.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_FILE_MAGIC "OWSTORE1"
+#define STORE_FILE_VERSION 1u
+#define STORE_FILE_ALIGN 4096u
+#define STORE_FILE_MAX_BLOCKS (1 << 20)
+
+typedef struct StoreFileHeader {
+    char magic[8];        /* STORE_FILE_MAGIC, no NUL */
+    uint32_t version;     /* STORE_FILE_VERSION */
+    uint32_t align;       /* record alignment: STORE_FILE_ALIGN */
+    uint64_t block_count; /* entries in the table */
+    uint64_t source_hash; /* the caller's hash of the source model */
+    uint64_t data_offset; /* first record: header + table rounded up to align */
+    uint64_t file_size;   /* bytes of the whole file */
+    uint64_t header_hash; /* xxh64 of header (this field zero) + table */
+    uint64_t reserved;    /* zero */
+} StoreFileHeader;
+
+typedef struct StoreBlock {
+    uint64_t offset; /* of the record, a multiple of STORE_FILE_ALIGN */
+    uint64_t size;   /* bytes of the block (the record is this rounded up to STORE_FILE_ALIGN) */
+    uint64_t hash;   /* xxh64 (seed 0) of the block's bytes */
+} StoreBlock;
+
+/* An opened, validated store file (read-only). */
+typedef struct StoreFile {
+    char *path;
+    int fd;
+    int n_blocks;
+    uint64_t source_hash;
+    uint64_t file_size;
+    StoreBlock *blocks;
+} StoreFile;
+
+/* A store file being written. */
+typedef struct StoreWriter {
+    char *path;
+    char *tmp_path;
+    int fd;
+    int n_blocks;
+    StoreFileHeader header;
+    StoreBlock *blocks;
+    uint8_t *written; /* per block: put already */
+} StoreWriter;
+
+/* The bytes a record of size bytes takes in the file. */
+uint64_t store_file_record_bytes(uint64_t size);
+
+/* Starts "<path>.tmp-<pid>" for n blocks of the given sizes and reserves the
+ * whole file with posix_fallocate: a disk too small fails here (naming the
+ * path, the bytes needed and the errno text) and leaves nothing behind. */
+int store_writer_begin(StoreWriter *w, const char *path, uint64_t source_hash, int n, const uint64_t *sizes,
+                       OwError *err);
+/* Writes block i (sizes[i] bytes) and records its xxh64; each block once, in any order.
+ * On failure (an I/O error, the file's errno named) the caller calls store_writer_abort. */
+int store_writer_put(StoreWriter *w, int i, const void *data, OwError *err);
+/* Every block put: writes the header, fsyncs, renames over path, fsyncs the
+ * directory. Frees w either way; on failure the temporary is removed. */
+int store_writer_commit(StoreWriter *w, OwError *err);
+/* Removes the temporary and frees w; safe on a committed or zeroed w. */
+void store_writer_abort(StoreWriter *w);
+
+/* Opens and validates path: it exists, its magic, version, header checksum,
+ * alignment and table are right, it was written for source_hash, and it holds
+ * every record (a truncated file is refused). Block contents are checked when
+ * read. */
+int store_file_open(StoreFile *sf, const char *path, uint64_t source_hash, OwError *err);
+void store_file_close(StoreFile *sf);
+
+/* Whether path is a valid store for source_hash with exactly these n block
+ * sizes, so it need not be written again: 1 yes, 0 no (why in err). */
+int store_file_reusable(const char *path, uint64_t source_hash, int n, const uint64_t *sizes, OwError *err);
+
+/* Checks data (block i's size) against block i's xxh64; the error names the file and block. */
+int store_file_verify_block(const StoreFile *sf, int i, const void *data, OwError *err);
+/* Reads block i into dst (its size bytes, any alignment) with pread and verifies it. */
+int store_file_read_block(const StoreFile *sf, int i, void *dst, OwError *err);
+
+#endif
