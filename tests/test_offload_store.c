@@ -1,6 +1,6 @@
 // ctest-labels: cpu
 /* test_offload_store.c: the NVMe block store file and its reader
- * (src/offload/store_file.h, block_io.h; issue 14's store, not yet used by
+ * (offload/store_file.h, block_io.h; issue 14's store, not yet used by
  * training). Blocks of odd sizes go through a store file and back, bit for
  * bit, by pread, by io_uring (where the kernel allows it; skipped with a
  * message otherwise) and by the pread thread pool (forced by a pretend

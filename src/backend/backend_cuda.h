@@ -1,6 +1,6 @@
 /* backend_cuda.h: the CUDA backend as the rest of owlore sees it, with or
  * without CUDA compiled in: the entry points that cuda/ implements (and
- * backend/cuda_absent.c stubs with clear errors in a build without nvcc), and
+ * backend/cuda_absent.c answers with clear errors in a build without nvcc), and
  * the sizes of its fixed device workspaces, which the memory planner counts
  * (train/memplan.c) and cuda/ allocates, so plan and backend cannot drift.
  * Commands make backends with backend_create (backend.h), not with these. */
