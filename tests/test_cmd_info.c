@@ -484,6 +484,25 @@ Test(cmd_info, tied_sharded_without_alias_agrees_with_train, .timeout = 300) {
     free(dir);
 }
 
+/* A FIFO as --data is refused at once, naming it (the run's data digest opened it with a blocking fopen, before
+ * the data loader's own check, and hung). */
+Test(cmd_info_bad, train_refuses_a_fifo_as_data, .timeout = 120) {
+    char *dir = make_model_dir(NULL, NULL, NULL, 0);
+    char *fifo = ow_path_join(dir, "data.fifo");
+    cr_assert_eq(mkfifo(fifo, 0644), 0);
+    char cmd[8192], *out;
+    snprintf(cmd, sizeof cmd,
+             "timeout -s KILL 20 '%s' train --model '%s' --data '%s' --out '%s-run' --device cpu --steps 2",
+             ts_owlore_binary(), dir, fifo, dir);
+    int rc = ts_run(cmd, &out);
+    cr_assert(rc > 0 && rc < 124, "train should fail cleanly, not hang (status %d):\n%s", rc, out);
+    cr_assert(strstr(out, "data.fifo: is a FIFO, not a regular file") != NULL, "%s", out);
+    free(out);
+    free(fifo);
+    ts_rmtree(dir);
+    free(dir);
+}
+
 /* NaN or Inf weights are refused at load by info and train alike, naming the tensor and its file (train used to
  * fail later, blaming the learning rate or the sampler). */
 Test(cmd_info_bad, nonfinite_weights, .timeout = 300) {

@@ -9,28 +9,21 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define HASH_CHUNK (4u << 20)
-
-/* Streams a file into the hash, preceded by its name and length. */
+/* Hashes a file, preceded by its name and followed by its length. The file is mapped through
+ * ow_map_file, so it is checked like every other read (a regular file: a FIFO does not block). */
 static int hash_file(Xxh64 *h, const char *path, const char *name, OwError *err) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ow_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    MappedFile mf;
+    if (ow_map_file(path, &mf, err) != 0) return -1;
     xxh64_update(h, name, strlen(name) + 1);
-    char *buf = ow_xmalloc(HASH_CHUNK);
-    uint64_t total = 0;
-    size_t n;
-    while ((n = fread(buf, 1, HASH_CHUNK, fp)) > 0) {
-        xxh64_update(h, buf, n);
-        total += n;
-    }
-    int rc = ferror(fp) ? ow_fail(err, "%s: cannot read: %s", path, strerror(errno)) : 0;
-    fclose(fp);
-    free(buf);
+    if (mf.size) xxh64_update(h, mf.data, mf.size);
+    uint64_t total = mf.size;
     xxh64_update(h, &total, sizeof total);
-    return rc;
+    ow_unmap_file(&mf);
+    return 0;
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
