@@ -281,6 +281,11 @@ static void cuda_copy_wait(Backend *be, int ticket) {
         CUDA_CHECK(cudaStreamWaitEvent(ci->stream, ci->copy_done[ticket % CUDA_COPY_EVENTS], 0));
 }
 
+static void cuda_copy_sync(Backend *be, int ticket) {
+    if (ticket < 0) return;
+    CUDA_CHECK(cudaEventSynchronize(cuda_impl(be)->copy_done[ticket % CUDA_COPY_EVENTS]));
+}
+
 /* ---- lifetime ---- */
 
 static void impl_free(Backend *be) {
@@ -398,6 +403,7 @@ static const BackendOps cuda_ops = {
     .copy_to_host = cuda_copy_to_host,
     .copy_from_host = cuda_copy_from_host,
     .copy_wait = cuda_copy_wait,
+    .copy_sync = cuda_copy_sync,
     .matmul = cuda_matmul,
     .matmul_prec = cuda_matmul_prec,
     .matmul_add = cuda_matmul_add,

@@ -109,7 +109,7 @@ Test(accumulation, projected_mode_semantics) {
                       .eos_token_id = -1};
     Model *m;
     cr_assert_eq(model_create(be, &mc, &m, &err), 0, "%s", err.msg);
-    model_init_random(m, 1, 0.3);
+    model_init_random(m, 1, 0.3, NULL);
     OptimConfig oc = {.kind = OPT_GALORE_ADAMW,
                       .beta1 = 0.9,
                       .beta2 = 0.999,

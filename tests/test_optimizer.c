@@ -42,7 +42,7 @@ static void env_open(Env *e, OptimConfig oc) {
     e->be = backend_create_cpu(1, 0, &err);
     ModelConfig c = tiny_cfg();
     cr_assert_eq(model_create(e->be, &c, &e->m, &err), 0, "%s", err.msg);
-    model_init_random(e->m, 3, 0.5);
+    model_init_random(e->m, 3, 0.5, NULL);
     cr_assert_eq(optimizer_init(&e->o, e->m, &oc, &err), 0, "%s", err.msg);
     for (int i = 0; i < e->m->nparams; i++)
         cr_assert_eq(optimizer_activate(&e->o, &e->m->params[i], &err), 0, "%s", err.msg);
@@ -536,7 +536,7 @@ static float *train_head_mode(HeadMode hm, size_t *nvals) {
     c.vocab_size = 40;
     Model *m;
     cr_assert_eq(model_create(be, &c, &m, &err), 0, "%s", err.msg);
-    model_init_random(m, 9, 0.3);
+    model_init_random(m, 9, 0.3, NULL);
     const int64_t B = 2, T = 6, N = B * T;
     if (hm.compact) m->embed_grad_rows = N;
     OptimConfig oc = galore_cfg();

@@ -147,6 +147,9 @@ struct BackendOps {
     int (*copy_to_host)(Backend *be, void *host, const Tensor *src);
     int (*copy_from_host)(Backend *be, Tensor *dst, const void *host);
     void (*copy_wait)(Backend *be, int ticket);
+    /* The host waits until ticket's copy (copy_to_host / copy_from_host) has finished, so its
+     * host buffer may be reused or read (a negative ticket returns at once; the CPU copies at once). */
+    void (*copy_sync)(Backend *be, int ticket);
 
     /* ---- dense algebra ---- */
     /* C = alpha * op(A) @ op(B) + beta * C, all as matrices; op(X) = X^T when trans. */

@@ -156,6 +156,7 @@ FWD(host_free, (Backend * be, void *p), (be, p))
 FWD_RET(int, copy_to_host, (Backend * be, void *h, const Tensor *s), (be, h, s))
 FWD_RET(int, copy_from_host, (Backend * be, Tensor *d, const void *h), (be, d, h))
 FWD(copy_wait, (Backend * be, int ticket), (be, ticket))
+FWD(copy_sync, (Backend * be, int ticket), (be, ticket))
 FWD(col_sumsq, (Backend * be, Tensor *acc, const Tensor *x), (be, acc, x))
 FWD_RET(double, score_sum, (Backend * be, const Tensor *W, const Tensor *cs), (be, W, cs))
 FWD_RET(int64_t, score_count, (Backend * be, const Tensor *W, const Tensor *cs, double th), (be, W, cs, th))
@@ -179,6 +180,7 @@ static const BackendOps profile_ops = {
     .copy_to_host = p_copy_to_host,
     .copy_from_host = p_copy_from_host,
     .copy_wait = p_copy_wait,
+    .copy_sync = p_copy_sync,
     .matmul = p_matmul,
     .matmul_prec = p_matmul_prec,
     .matmul_add = p_matmul_add,

@@ -183,7 +183,7 @@ int cmd_demo(int argc, char **argv) {
                       .torch_dtype = "float32"};
     be = backend_create(device, &(BackendOptions){.threads = (int)threads}, &err);
     if (!be || model_create(be, &mc, &m, &err) != 0) goto done;
-    model_init_random(m, (uint64_t)seed, 0.02);
+    model_init_random(m, (uint64_t)seed, 0.02, NULL);
     if (model_save_hf(m, base, OW_F32, 0, NULL, &err) != 0) goto done;
     printf("[1/5] created a byte-level LLaMA (%d blocks, hidden %lld, %lld parameters) in %s\n", (int)mc.num_layers,
            (long long)mc.hidden_size, (long long)model_config_param_count(&mc), base);

@@ -531,11 +531,44 @@ static const Tensor *weights(Backend *be, Param *p) {
 
 static void *host_x(ModelActs *A, int64_t l) { return A->host_x + (size_t)l * A->x_bytes; }
 
+/* The order a step uses the blocks in (streamed blocks are prefetched along it): the forward 0 .. L-1,
+ * then with a backward L-1 down to `lowest`, then the next step's forward again. */
+typedef struct {
+    int L, lowest, backward;
+} StepOrder;
+
+static StepOrder step_order(Model *m, int backward) {
+    int lowest = m->embed->trainable ? 0 : model_lowest_trainable_block(m);
+    return (StepOrder){(int)m->cfg.num_layers, lowest, backward && lowest < m->cfg.num_layers};
+}
+
+static int order_block(const StepOrder *o, int pos) {
+    int len = o->L + (o->backward ? o->L - o->lowest : 0);
+    pos %= len;
+    return pos < o->L ? pos : o->L - 1 - (pos - o->L);
+}
+
+/* Block order_block(pos) on the device for the work queued next, and the streamed blocks that follow it
+ * on their way up (as many as there are other slots). */
+static int block_enter(Model *m, const StepOrder *o, int pos, OwError *err) {
+    if (!m->store) return 0;
+    if (model_block_acquire(m, order_block(o, pos), err) != 0) return -1;
+    int ahead = block_store_stream_slots(m->store) - 1, len = o->L + (o->backward ? o->L - o->lowest : 0);
+    for (int q = pos + 1; ahead > 0 && q <= pos + len; q++) {
+        int b = order_block(o, q);
+        if (!block_store_streams(m->store, b)) continue;
+        if (model_block_prefetch(m, b, err) != 0) return -1;
+        ahead--;
+    }
+    return 0;
+}
+
 /* for_backward: keep the block inputs for a backward (copies them out when offloading) */
-static void forward_blocks(Model *m, int for_backward, const GradHooks *hooks) {
+static int forward_blocks(Model *m, int for_backward, const GradHooks *hooks, OwError *err) {
     ModelActs *A = m->acts;
     Backend *be = m->be;
     int L = m->cfg.num_layers;
+    StepOrder order = step_order(m, for_backward);
     if (A->offload) be->ops->copy_wait(be, A->slot_ticket[0]);
     be->ops->embedding_forward(be, &A->x[0], &A->ids, weights(be, m->embed));
     for (int l = 0; l < L; l++) {
@@ -543,11 +576,14 @@ static void forward_blocks(Model *m, int for_backward, const GradHooks *hooks) {
             A->slot_ticket[l % ACT_SLOTS] = be->ops->copy_to_host(be, host_x(A, l), &A->x[l]);
         /* the slot x[l + 1] goes to may still be on its way to the host */
         if (A->offload && l + 1 < L) be->ops->copy_wait(be, A->slot_ticket[(l + 1) % ACT_SLOTS]);
+        if (block_enter(m, &order, l, err) != 0) return -1;
         block_forward(m, l, &A->x[l], A->recompute ? &A->layers[0] : &A->layers[l], &A->x[l + 1], NULL);
+        model_block_release(m, l);
         if (l == 0 && hooks && hooks->forward_started) hooks->forward_started(hooks->ctx);
     }
     be->ops->rmsnorm_forward(be, &A->lnf, &A->rstdf, &A->x[m->cfg.num_layers], &m->final_norm->w,
                              (float)m->cfg.rms_norm_eps);
+    return 0;
 }
 
 int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets, float grad_scale,
@@ -564,7 +600,7 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
     for (int64_t i = 0; i < N; i++) count += targets[i] != -100;
     *ntargets = count;
 
-    forward_blocks(m, want_grad, hooks);
+    if (forward_blocks(m, want_grad, hooks, err) != 0) return -1;
 
     /* head, in row chunks */
     if (want_grad) be->ops->fill(be, &A->dln, 0.0f);
@@ -598,13 +634,16 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
     if (head_grad_pooled) /* to its home in host memory before the block overlay takes the pool back */
         be->ops->copy_wait(be, be->ops->copy_to_host(be, m->lm_head->g_host, &m->lm_head->g));
 
-    int lowest = m->embed->trainable ? 0 : model_lowest_trainable_block(m);
+    StepOrder order = step_order(m, 1);
+    int lowest = order.lowest;
     for (int l = (int)L - 1; l >= lowest; l--) {
         LayerActs *la = &A->layers[A->recompute ? 0 : l];
+        if (block_enter(m, &order, (int)L + ((int)L - 1 - l), err) != 0) return -1;
         /* x[l] is still in the ring (the last ACT_SLOTS inputs) or was fetched ACT_SLOTS blocks ago */
         if (A->offload && l < L - ACT_SLOTS) be->ops->copy_wait(be, A->slot_ticket[l % ACT_SLOTS]);
         if (A->recompute) block_forward_attention(m, l, &A->x[l], la, &la->h); /* the MLP is recomputed in chunks */
         if (block_backward(m, l, &A->x[l], la, hooks, err) != 0) return -1;
+        model_block_release(m, l);
         /* block l is done with its slot: fetch the input that shares it */
         if (A->offload && l - ACT_SLOTS >= lowest)
             A->slot_ticket[l % ACT_SLOTS] = be->ops->copy_from_host(be, &A->x[l - ACT_SLOTS], host_x(A, l - ACT_SLOTS));
@@ -625,7 +664,7 @@ int model_forward_logits(Model *m, const int32_t *ids, float *logits, OwError *e
     ModelActs *A = m->acts;
     Backend *be = m->be;
     int64_t N = A->N, V = m->cfg.vocab_size, chunk = A->logits.shape[0];
-    forward_blocks(m, 0, NULL);
+    if (forward_blocks(m, 0, NULL, err) != 0) return -1;
     const Tensor *Wlm = weights(be, m->lm_head);
     for (int64_t r0 = 0; r0 < N; r0 += chunk) {
         int64_t cn = N - r0 < chunk ? N - r0 : chunk;
@@ -653,5 +692,7 @@ int model_embed_batch(Model *m, const int32_t *ids, Tensor *x, OwError *err) {
 
 void model_block_forward_stats(Model *m, int layer, const Tensor *x, Tensor *out, Tensor *stats) {
     OW_CHECK(m->acts != NULL);
+    OW_CHECKF(model_block_param(m, layer, BW_Q)->w.data != NULL, "block %d is not on the device (model_block_acquire)",
+              layer);
     block_forward(m, layer, x, &m->acts->layers[0], out, stats);
 }

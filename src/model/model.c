@@ -24,7 +24,123 @@ static void block_shape(const ModelConfig *c, BlockWeight bw, Tensor *t, DType d
     *t = model_tensor_shape(c, k_block_kind[bw], s) == 1 ? tensor_1d(dt, s[0]) : tensor_2d(dt, s[0], s[1]);
 }
 
-int model_create(Backend *be, const ModelConfig *cfg, Model **out, OwError *err) {
+size_t model_block_bytes(const ModelConfig *cfg, DType param) {
+    size_t at = 0;
+    for (int b = 0; b < BW_COUNT; b++) {
+        Tensor t;
+        block_shape(cfg, (BlockWeight)b, &t, param);
+        at += (tensor_nbytes(&t) + 255) / 256 * 256;
+    }
+    return at;
+}
+
+/* Points block l's 9 weights into buf (data NULL: unbinds). */
+static void block_bind(Model *m, int l, const Tensor *buf) {
+    for (int b = 0; b < BW_COUNT; b++)
+        model_block_param(m, l, (BlockWeight)b)->w.data = buf ? (unsigned char *)buf->data + m->block_off[b] : NULL;
+}
+
+/* The block store of a placed model, with the device-home blocks bound for good. */
+static int place_blocks(Model *m, const BlockStoreConfig *placement, OwError *err) {
+    size_t at = 0;
+    for (int b = 0; b < BW_COUNT; b++) {
+        m->block_off[b] = at;
+        at += (tensor_nbytes(&model_block_param(m, 0, (BlockWeight)b)->w) + 255) / 256 * 256;
+    }
+    m->block_bytes = at;
+    BlockStoreConfig bc = *placement;
+    bc.n_blocks = (int)m->cfg.num_layers;
+    bc.block_bytes = at;
+    if (block_store_create(m->be, &bc, &m->store, err) != 0) return -1;
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        if (block_store_home(m->store, l) != BLOCK_HOME_DEVICE) continue;
+        Tensor buf;
+        if (block_store_acquire(m->store, l, &buf, err) != 0) return -1;
+        block_bind(m, l, &buf);
+    }
+    return 0;
+}
+
+int model_seal(Model *m, OwError *err) { return m->store ? block_store_seal(m->store, err) : 0; }
+
+int model_block_acquire(Model *m, int l, OwError *err) {
+    if (!m->store || !block_store_streams(m->store, l)) return 0;
+    Tensor buf;
+    if (block_store_acquire(m->store, l, &buf, err) != 0) return -1;
+    block_bind(m, l, &buf);
+    return 0;
+}
+
+void model_block_release(Model *m, int l) {
+    if (!m->store || !block_store_streams(m->store, l)) return;
+    block_store_release(m->store, l);
+    block_bind(m, l, NULL);
+}
+
+int model_block_prefetch(Model *m, int l, OwError *err) {
+    return m->store ? block_store_prefetch(m->store, l, err) : 0;
+}
+
+int model_block_pin(Model *m, int l, OwError *err) {
+    if (!m->store || !block_store_streams(m->store, l)) return 0;
+    Tensor buf;
+    if (block_store_pin(m->store, l, &buf, err) != 0) return -1;
+    block_bind(m, l, &buf);
+    return 0;
+}
+
+int model_block_unpin(Model *m, int l, OwError *err) {
+    if (!m->store || block_store_home(m->store, l) == BLOCK_HOME_DEVICE || block_store_streams(m->store, l)) return 0;
+    Backend *be = m->be;
+    for (int b = 0; b < BW_COUNT; b++) { /* an asynchronous update of its weights lands first */
+        Param *p = model_block_param(m, l, (BlockWeight)b);
+        if (p->ready_ticket >= 0) be->ops->copy_wait(be, p->ready_ticket);
+        p->ready_ticket = -1;
+    }
+    if (block_store_unpin(m->store, l, err) != 0) return -1;
+    block_bind(m, l, NULL);
+    return 0;
+}
+
+/* Whether p is a weight of a block that is streamed (its w.data is bound only while acquired). */
+static int streamed(const Model *m, const Param *p) {
+    return m->store && p->kind == PK_BLOCK && block_store_streams(m->store, p->layer);
+}
+
+int model_param_download(Model *m, Param *p, void *dst, DType dtype, OwError *err) {
+    int s = streamed(m, p);
+    if (s && model_block_acquire(m, p->layer, err) != 0) return -1;
+    m->be->ops->download(m->be, dst, dtype, &p->w);
+    if (s) model_block_release(m, p->layer);
+    return 0;
+}
+
+/* Block l staged on the device for writing (streamed blocks), bound. */
+static int block_stage(Model *m, int l, OwError *err) {
+    Tensor buf;
+    if (block_store_stage(m->store, l, &buf, err) != 0) return -1;
+    block_bind(m, l, &buf);
+    return 0;
+}
+
+/* The staged block l back to its home, unbound. */
+static int block_commit(Model *m, int l, OwError *err) {
+    int rc = block_store_commit(m->store, l, err);
+    if (block_store_streams(m->store, l)) block_bind(m, l, NULL);
+    return rc;
+}
+
+int model_param_upload(Model *m, Param *p, const void *src, DType dtype, OwError *err) {
+    int placed = m->store && p->kind == PK_BLOCK && block_store_home(m->store, p->layer) != BLOCK_HOME_DEVICE;
+    if (placed && streamed(m, p) && block_stage(m, p->layer, err) != 0) return -1;
+    m->be->ops->upload(m->be, &p->w, src, dtype);
+    return placed ? block_commit(m, p->layer, err) : 0;
+}
+
+/* The parameter table; weights allocated on be, or (placement) blocks in a BlockStore whose
+ * device-home blocks are bound now; fill: norms 1 (placed streamed blocks: written by the caller). */
+static int model_create_impl(Backend *be, const ModelConfig *cfg, const BlockStoreConfig *placement, Model **out,
+                             OwError *err) {
     *out = NULL;
     if (model_config_validate(cfg, "model config", err) != 0) return -1;
     Model *m = ow_xcalloc(1, sizeof *m);
@@ -70,16 +186,30 @@ int model_create(Backend *be, const ModelConfig *cfg, Model **out, OwError *err)
     m->final_norm = &m->params[1 + L * BW_COUNT];
     m->lm_head = cfg->tie_word_embeddings ? m->embed : &m->params[2 + L * BW_COUNT];
     for (int i = 0; i < m->nparams; i++) m->params[i].ready_ticket = -1;
+    if (placement && place_blocks(m, placement, err) != 0) {
+        model_free(m);
+        return -1;
+    }
     for (int i = 0; i < m->nparams; i++) {
-        if (be->ops->alloc(be, &m->params[i].w, MEM_WEIGHTS, m->params[i].name, err) != 0) {
+        Param *q = &m->params[i];
+        if (m->store && q->kind == PK_BLOCK) continue;
+        if (be->ops->alloc(be, &q->w, MEM_WEIGHTS, q->name, err) != 0) {
             model_free(m);
             return -1;
         }
+        if (!q->is_matrix) be->ops->fill(be, &q->w, 1.0f);
     }
-    for (int i = 0; i < m->nparams; i++)
-        if (!m->params[i].is_matrix) be->ops->fill(be, &m->params[i].w, 1.0f);
     *out = m;
     return 0;
+}
+
+int model_create(Backend *be, const ModelConfig *cfg, Model **out, OwError *err) {
+    return model_create_impl(be, cfg, NULL, out, err);
+}
+
+int model_create_placed(Backend *be, const ModelConfig *cfg, const BlockStoreConfig *placement, Model **out,
+                        OwError *err) {
+    return model_create_impl(be, cfg, placement, out, err);
 }
 
 void model_free(Model *m) {
@@ -87,10 +217,14 @@ void model_free(Model *m) {
     model_acts_free(m);
     Backend *be = m->be;
     for (int i = 0; i < m->nparams; i++) {
-        be->ops->release(be, &m->params[i].w, MEM_WEIGHTS);
+        if (m->store && m->params[i].kind == PK_BLOCK)
+            m->params[i].w.data = NULL; /* a view of the store's buffers */
+        else
+            be->ops->release(be, &m->params[i].w, MEM_WEIGHTS);
         if (!m->params[i].g_shared) be->ops->release(be, &m->params[i].g, MEM_GRADS);
         if (m->params[i].g_host) be->ops->host_free(be, m->params[i].g_host);
     }
+    block_store_free(m->store);
     be->ops->release(be, &m->rope_cos, MEM_OTHER);
     be->ops->release(be, &m->rope_sin, MEM_OTHER);
     be->ops->release(be, &m->erows.sel_buf[0], MEM_GRADS);
@@ -291,14 +425,29 @@ int model_lowest_trainable_block(const Model *m) {
     return (int)m->cfg.num_layers;
 }
 
-void model_init_random(Model *m, uint64_t seed, double std) {
+static void init_param(Model *m, int i, uint64_t seed, double std) {
+    Param *p = &m->params[i];
+    if (p->is_matrix)
+        m->be->ops->fill_normal(m->be, &p->w, rng_key_for(seed, 1000 + (uint64_t)i), (float)std);
+    else
+        m->be->ops->fill(m->be, &p->w, 1.0f);
+}
+
+int model_init_random(Model *m, uint64_t seed, double std, OwError *err) {
     for (int i = 0; i < m->nparams; i++) {
         Param *p = &m->params[i];
-        if (p->is_matrix)
-            m->be->ops->fill_normal(m->be, &p->w, rng_key_for(seed, 1000 + (uint64_t)i), (float)std);
-        else
-            m->be->ops->fill(m->be, &p->w, 1.0f);
+        if (!m->store || p->kind != PK_BLOCK) init_param(m, i, seed, std);
     }
+    if (!m->store) return 0;
+    for (int l = 0; l < m->cfg.num_layers; l++) {          /* a placed block at a time, then home */
+        if (block_store_disk_valid(m->store, l)) continue; /* a reused store holds the same bytes */
+        int staged = block_store_streams(m->store, l);
+        if (staged && block_stage(m, l, err) != 0) return -1;
+        for (int b = 0; b < BW_COUNT; b++)
+            init_param(m, (int)(model_block_param(m, l, (BlockWeight)b) - m->params), seed, std);
+        if (block_store_home(m->store, l) != BLOCK_HOME_DEVICE && block_commit(m, l, err) != 0) return -1;
+    }
+    return 0;
 }
 
 /* Uploads weights from opened safetensors (shapes checked, dtypes converted). */
@@ -306,6 +455,9 @@ static int model_load_weights(Model *m, const SafeTensors *st, const char *where
     for (int i = 0; i < m->nparams; i++) {
         if (ow_cancelled()) return ow_fail_cancelled(err, where);
         Param *p = &m->params[i];
+        int placed = m->store && p->kind == PK_BLOCK && block_store_home(m->store, p->layer) != BLOCK_HOME_DEVICE;
+        if (placed && block_store_disk_valid(m->store, p->layer)) continue; /* a reused store holds it */
+        if (placed && p->bw == 0 && block_stage(m, p->layer, err) != 0) return -1;
         const StTensor *t = model_find_tensor(&m->cfg, st, p->name);
         if (!t)
             return ow_fail(err, "%s: missing tensor %s (hint: the weights do not match config.json)", where, p->name);
@@ -326,11 +478,13 @@ static int model_load_weights(Model *m, const SafeTensors *st, const char *where
             return ow_fail(err, "%s: tensor %s has dtype %s; weights must be F32, F16 or BF16", where, p->name,
                            dtype_name(t->dtype));
         m->be->ops->upload(m->be, &p->w, t->data, t->dtype);
+        if (placed && p->bw == BW_COUNT - 1 && block_commit(m, p->layer, err) != 0) return -1;
     }
     return 0;
 }
 
-int model_load_hf(Backend *be, const char *dir, Model **out, OwError *err) {
+static int model_load_hf_impl(Backend *be, const char *dir, const BlockStoreConfig *placement, Model **out,
+                              OwError *err) {
     *out = NULL;
     char *cfg_path = ow_path_join(dir, "config.json");
     ModelConfig cfg;
@@ -340,7 +494,7 @@ int model_load_hf(Backend *be, const char *dir, Model **out, OwError *err) {
     SafeTensors st;
     if (safetensors_open(dir, &st, err) != 0) return -1;
     Model *m;
-    if (model_check_tensors(&cfg, &st, dir, err) != 0 || model_create(be, &cfg, &m, err) != 0) {
+    if (model_check_tensors(&cfg, &st, dir, err) != 0 || model_create_impl(be, &cfg, placement, &m, err) != 0) {
         safetensors_close(&st);
         return -1;
     }
@@ -352,4 +506,12 @@ int model_load_hf(Backend *be, const char *dir, Model **out, OwError *err) {
     }
     *out = m;
     return 0;
+}
+
+int model_load_hf(Backend *be, const char *dir, Model **out, OwError *err) {
+    return model_load_hf_impl(be, dir, NULL, out, err);
+}
+
+int model_load_hf_placed(Backend *be, const char *dir, const BlockStoreConfig *placement, Model **out, OwError *err) {
+    return model_load_hf_impl(be, dir, placement, out, err);
 }

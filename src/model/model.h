@@ -13,6 +13,7 @@
 
 #include "backend/backend.h"
 #include "model/config.h"
+#include "offload/block_store.h"
 
 typedef enum { BW_ATTN_NORM = 0, BW_Q, BW_K, BW_V, BW_O, BW_MLP_NORM, BW_GATE, BW_UP, BW_DOWN, BW_COUNT } BlockWeight;
 
@@ -95,6 +96,13 @@ typedef struct Model {
                                   accumulate). Set before model_prepare, which must precede making lm_head
                                   trainable */
     EmbedRows erows;
+    /* Placed blocks (model_create_placed): each block's 9 weights are views, at block_off, of one
+     * buffer of block_bytes that the store moves between its home and the device; a streamed
+     * block's w.data is NULL except between model_block_acquire and model_block_release (llama.c
+     * does this around each use). NULL: every weight is a buffer of its own on the backend. */
+    BlockStore *store;
+    size_t block_off[BW_COUNT];
+    size_t block_bytes;
 } Model;
 
 /* Allocates a model with zeroed weights on be. */
@@ -102,8 +110,33 @@ int model_create(Backend *be, const ModelConfig *cfg, Model **out, OwError *err)
 void model_free(Model *m);
 /* Loads config.json and the safetensors weights of a Hugging Face directory. */
 int model_load_hf(Backend *be, const char *dir, Model **out, OwError *err);
-/* transformers' init: linear and embedding weights N(0, std), norms 1; seeded per parameter. */
-void model_init_random(Model *m, uint64_t seed, double std);
+/* The same, with the blocks in the homes placement->homes names (offload/block_store.h; its
+ * block_bytes is filled in here: model_block_bytes). The caller writes every block (model_load_hf_placed
+ * does, or model_init_random) and then calls model_seal. */
+int model_create_placed(Backend *be, const ModelConfig *cfg, const BlockStoreConfig *placement, Model **out,
+                        OwError *err);
+int model_load_hf_placed(Backend *be, const char *dir, const BlockStoreConfig *placement, Model **out, OwError *err);
+/* Every block written: the store file (if any) is finished. A no-op without placement. */
+int model_seal(Model *m, OwError *err);
+/* One block's bytes in the placed layout (its 9 tensors, each at a multiple of 256 bytes). */
+size_t model_block_bytes(const ModelConfig *cfg, DType param);
+/* transformers' init: linear and embedding weights N(0, std), norms 1; seeded per parameter. -1 only
+ * when a placed block cannot be written to its home. */
+int model_init_random(Model *m, uint64_t seed, double std, OwError *err);
+
+/* Block l's weights on the device (w.data set) until model_block_release: a no-op for blocks that
+ * stay there (unplaced, device home, pinned). */
+int model_block_acquire(Model *m, int l, OwError *err);
+void model_block_release(Model *m, int l);
+/* Asks for block l to be brought up ahead of its use (a no-op when it stays on the device). */
+int model_block_prefetch(Model *m, int l, OwError *err);
+/* A trained block stays on the device from pin to unpin; unpin copies it back to its home. */
+int model_block_pin(Model *m, int l, OwError *err);
+int model_block_unpin(Model *m, int l, OwError *err);
+/* A parameter's weights to or from host memory wherever they live (download: converted to dtype;
+ * upload: from dtype, copied back to a placed block's home). */
+int model_param_download(Model *m, Param *p, void *dst, DType dtype, OwError *err);
+int model_param_upload(Model *m, Param *p, const void *src, DType dtype, OwError *err);
 
 Param *model_block_param(Model *m, int layer, BlockWeight bw);
 Param *model_find_param(Model *m, const char *name);
@@ -158,7 +191,8 @@ int model_forward_losses(Model *m, const int32_t *ids, const int32_t *targets, f
  * `layer` from x to out (both [B*T, C], may not alias) and, when stats is
  * non-NULL, accumulates into stats[0..3] (F32) the column sums of squares of
  * the inputs of the block's linears: [0] q/k/v input [C], [1] o_proj input
- * [Hq*D], [2] gate/up input [C], [3] down_proj input [F]. */
+ * [Hq*D], [2] gate/up input [C], [3] down_proj input [F]. A placed model's block must be on the device
+ * (model_block_acquire). */
 int model_embed_batch(Model *m, const int32_t *ids, Tensor *x, OwError *err);
 void model_block_forward_stats(Model *m, int layer, const Tensor *x, Tensor *out, Tensor *stats);
 

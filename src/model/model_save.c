@@ -84,8 +84,7 @@ static int fetch_param(void *ctx, int index, void *dst, size_t nbytes, OwError *
     SaveCtx *c = ctx;
     Param *p = &c->m->params[index];
     OW_CHECK(nbytes == (size_t)tensor_numel(&p->w) * dtype_size(c->dtype));
-    c->m->be->ops->download(c->m->be, dst, c->dtype, &p->w);
-    return 0;
+    return model_param_download(c->m, p, dst, c->dtype, err);
 }
 
 int model_save_hf(Model *m, const char *dir, DType dtype, size_t shard_bytes, const char *tokenizer_src, OwError *err) {

@@ -69,6 +69,7 @@ int owl_compute_ids(Model *m, const int32_t *ids, int64_t nsamples, int64_t seql
     }
     double t0 = ow_now();
     for (int l = 0; l < L; l++) {
+        if (model_block_acquire(m, l, err) != 0) goto done;
         for (int s = 0; s < 4; s++) be->ops->fill(be, &stats[s], 0.0f);
         for (int64_t s0 = 0; s0 < nsamples; s0 += micro_batch) {
             if (ow_cancelled()) {
@@ -103,6 +104,7 @@ int owl_compute_ids(Model *m, const int32_t *ids, int64_t nsamples, int64_t seql
             res->mod_count[l * OWL_MODULES + k] = n;
             count += n;
         }
+        model_block_release(m, l);
         res->ratios[l] = 100.0 * (double)count / (double)numel;
         double el = ow_now() - t0;
         ow_progress("outliers: block %d/%d  ratio %.4f%%  (%.1f s, ETA %.0f s)", l + 1, L, res->ratios[l], el,

@@ -203,7 +203,6 @@ static void rotate(const char *run_dir, int64_t keep) {
 static int save_tensors(const char *path, const CkptParts *parts, const CkptProgress *prog, int ms, uint64_t *size,
                         uint64_t *hash, OwError *err) {
     Model *m = parts->model;
-    Backend *be = m->be;
     Optimizer *o = parts->opt;
     PackWriter w;
     if (pack_writer_open(&w, path, CKPT_ZSTD_LEVEL, err) != 0) return -1;
@@ -214,9 +213,9 @@ static int save_tensors(const char *path, const CkptParts *parts, const CkptProg
         size_t nb = tensor_nbytes(&p->w);
         void *buf = ow_try_malloc(nb, "checkpoint buffer", err);
         if (!buf) goto fail;
-        be->ops->download(be, buf, p->w.dtype, &p->w);
+        int rc = model_param_download(m, p, buf, p->w.dtype, err);
         snprintf(name, sizeof name, "weights/%s", p->name);
-        int rc = pack_writer_add(&w, name, p->w.dtype, p->w.ndim, p->w.shape, buf, err);
+        if (rc == 0) rc = pack_writer_add(&w, name, p->w.dtype, p->w.ndim, p->w.shape, buf, err);
         free(buf);
         if (rc != 0) goto fail;
         test_pause(ms);
@@ -691,8 +690,9 @@ int ckpt_apply_weights(const Checkpoint *ck, Model *m, uint8_t *changed, OwError
             return ow_fail(err, "checkpoint %s: tensor %s is not a float tensor", ck->dir, e->name);
         void *buf;
         if (read_entry(ck, e->name, e->dtype, p->w.ndim, p->w.shape, &buf, err) != 0) return -1;
-        m->be->ops->upload(m->be, &p->w, buf, e->dtype);
+        int rc = model_param_upload(m, p, buf, e->dtype, err);
         free(buf);
+        if (rc != 0) return -1;
         if (changed) changed[p - m->params] = 1;
     }
     return 0;

@@ -5,6 +5,7 @@
 #include "model/model.h"
 #include "model/tensor_names.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -108,6 +109,37 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
         (size_t)ws * f32 + (device_workspace ? (size_t)ws64 * 8 : 0) +
         (device_workspace ? BACKEND_CUDA_FIXED_WORKSPACE : 0); /* cuBLAS workspace, scratch, norm accumulator */
     for (int kind = 0; kind < MEM_KIND_COUNT; kind++) out->total += out->bytes[kind];
+}
+
+size_t train_host_room(const TrainConfig *c) { return c->host_mem ? c->host_mem : offload_default_host_room(); }
+
+int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
+                       size_t cap, size_t host_room, MemPlan *out, BlockHome *homes, OwError *err) {
+    train_memory_plan(c, mc, param, act, device_workspace, out);
+    int L = (int)mc->num_layers;
+    int64_t C = mc->hidden_size, head = mc->vocab_size * C * (mc->tie_word_embeddings ? 1 : 2);
+    size_t other_weights = (size_t)(head + C) * dtype_size(param); /* embedding, lm_head, final norm */
+    size_t resident_blocks = out->bytes[MEM_WEIGHTS] - other_weights;
+    size_t rest = out->total - resident_blocks; /* every device byte but the blocks' */
+    BlockHome *h = homes ? homes : ow_xmalloc((size_t)L * sizeof *h);
+    OffloadRequest r = {
+        .mode = c->offload,
+        .n_blocks = L,
+        .block_bytes = model_block_bytes(mc, param),
+        .pinned = train_config_samples_blocks(c) ? (int)(c->gamma < L ? c->gamma : L) : L,
+        .stream_slots = (int)c->stream_slots,
+        .device_room = cap == 0 ? SIZE_MAX : (cap > rest ? cap - rest : 0),
+        .host_room = host_room,
+        .have_disk = c->nvme_dir[0] != '\0',
+    };
+    int rc = offload_place(&r, h, &out->place, err);
+    if (rc == 0 && out->place.streaming) {
+        out->bytes[MEM_WEIGHTS] = other_weights + out->place.device_bytes;
+        out->total = rest + out->place.device_bytes;
+        out->disk_bytes = out->place.disk_bytes;
+    }
+    if (!homes) free(h);
+    return rc;
 }
 
 int64_t train_memory_largest_batch(const TrainConfig *c, const ModelConfig *mc, DType param, DType act,

@@ -17,12 +17,22 @@ typedef struct MemPlan {
     size_t host_activations; /* offloaded block inputs (host memory, page-locked on a GPU) */
     size_t host_optimizer;   /* offloaded AdamW moments of the embedding and lm_head (page-locked) */
     size_t host_gradients;   /* lm_head's gradient between backward and optimizer (page-locked) */
+    OffloadPlacement place;  /* where the blocks live (train_memory_place; else every block on the device) */
+    size_t disk_bytes;       /* the block store file */
 } MemPlan;
 
 /* param/act: the backend's dtypes; device_workspace: the CUDA backend's fixed
  * workspaces (cuBLASLt, reductions) are counted. */
 void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
                        MemPlan *out);
+/* The plan with the blocks placed (offload/block_store.h) under a device cap (0: none) and a page-locked
+ * host room: --offload none keeps train_memory_plan's; otherwise blocks that do not fit beside everything
+ * else stream through slots, their weights counted where they live. homes (num_layers entries) may be NULL.
+ * -1 with a message naming what to change when no placement fits. */
+int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
+                       size_t cap, size_t host_room, MemPlan *out, BlockHome *homes, OwError *err);
+/* The host room of a run: --host-mem, else what offload_default_host_room gives. */
+size_t train_host_room(const TrainConfig *c);
 /* The largest batch size <= max_batch whose plan fits in cap bytes (0 if none). */
 int64_t train_memory_largest_batch(const TrainConfig *c, const ModelConfig *mc, DType param, DType act,
                                    int device_workspace, size_t cap, int64_t max_batch);

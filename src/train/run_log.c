@@ -170,6 +170,32 @@ static void memory_figures(cJSON *o, Backend *be) {
     }
 }
 
+/* summary.json's "offload": where the blocks lived and what streaming them moved (absent when every block
+ * stayed on the device as a buffer of its own). */
+static void offload_figures(cJSON *o, const Model *m) {
+    if (!m->store) return;
+    const BlockStore *bs = m->store;
+    cJSON *f = cJSON_AddObjectToObject(o, "offload");
+    int n[3] = {0, 0, 0};
+    for (int l = 0; l < m->cfg.num_layers; l++) n[block_store_home(bs, l)]++;
+    for (int h = 0; h < 3; h++) cJSON_AddNumberToObject(f, block_home_names[h], n[h]);
+    cJSON_AddNumberToObject(f, "stream_slots", block_store_stream_slots(bs));
+    cJSON_AddNumberToObject(f, "block_bytes", (double)m->block_bytes);
+    cJSON_AddNumberToObject(f, "host_bytes", (double)block_store_host_bytes(bs));
+    cJSON_AddStringToObject(f, "disk_io", block_store_io_describe(bs));
+    BlockStoreStats st;
+    block_store_stats(bs, &st);
+    cJSON_AddNumberToObject(f, "fetches", (double)st.fetches);
+    cJSON_AddNumberToObject(f, "slot_hits", (double)st.hits);
+    cJSON_AddNumberToObject(f, "disk_reads", (double)st.disk_reads);
+    cJSON_AddNumberToObject(f, "writebacks", (double)st.writebacks);
+    cJSON_AddNumberToObject(f, "bytes_up", (double)st.bytes_up);
+    cJSON_AddNumberToObject(f, "bytes_disk", (double)st.bytes_disk);
+    cJSON_AddNumberToObject(f, "disk_read_seconds", st.disk_read_seconds);
+    cJSON_AddNumberToObject(f, "disk_read_gbps",
+                            st.disk_read_seconds > 0 ? (double)st.bytes_disk / st.disk_read_seconds / 1e9 : 0);
+}
+
 /* ---- summary.json ---- */
 
 static int cmp_double(const void *a, const void *b) {
@@ -224,6 +250,7 @@ int run_log_summary(const TrainConfig *c, Backend *be, const Model *m, size_t ho
     cJSON_AddNumberToObject(o, "host_activation_bytes",
                             (double)model_offload_host_bytes(&m->cfg, be->act_dtype, c->batch_size, c->block_size,
                                                              c->recompute, m->offload_acts));
+    offload_figures(o, m);
     cJSON_AddNumberToObject(o, "first_loss", summary->first_loss);
     cJSON_AddNumberToObject(o, "last_loss", summary->last_loss);
     char *p = ow_path_join(c->out, "summary.json");

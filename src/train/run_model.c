@@ -74,7 +74,7 @@ static int load_locked(Backend *be, const char *run_dir, const char *checkpoint,
         rc = model_preset_resolve(c.model, &mc, &src, &is_dir, err);
         free(src);
         if (rc == 0) rc = model_create(be, &mc, &m, err);
-        if (rc == 0) model_init_random(m, (uint64_t)c.seed, c.init_std);
+        if (rc == 0) rc = model_init_random(m, (uint64_t)c.seed, c.init_std, err);
         base_dir[0] = '\0';
     }
     if (rc == 0) rc = ckpt_apply_weights(&ck, m, NULL, err);

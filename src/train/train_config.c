@@ -51,6 +51,7 @@ static const EnumNames k_offload = {k_offload_names};
 static const EnumNames k_precision = {k_precision_names};
 static const EnumNames k_proj_precision = {k_proj_precision_names};
 static const EnumNames k_packing = {k_packing_names};
+static const EnumNames k_offload_place = {offload_mode_names};
 
 #define OFF(f) offsetof(TrainConfig, f)
 #define STR(f) K_STR, OFF(f), sizeof(((TrainConfig *)0)->f), NULL
@@ -145,6 +146,16 @@ static const KeyDef k_keys[] = {
     {"seed", NUM(K_INT, seed), "N", "seed of every random stream"},
     {"device", STR(device), "DEV", "cuda | cuda:N | cpu | auto"},
     {"gpu_mem", NUM(K_SIZE, gpu_mem), "SIZE", "device memory cap, e.g. 24GiB (0: no cap)"},
+    {"offload", ENUM(offload, k_offload_place), "MODE",
+     "where frozen blocks live: auto (on the device while they fit under --gpu-mem, then host memory, then "
+     "--nvme-dir) | none (all on the device) | host (stream every frozen block from page-locked host memory) | nvme "
+     "(stream them from a store file in --nvme-dir)"},
+    {"host_mem", NUM(K_SIZE, host_mem), "SIZE",
+     "page-locked host memory the streamed blocks may take (0: MemAvailable less a margin)"},
+    {"nvme_dir", STR(nvme_dir), "DIR",
+     "a directory on a local disk for the block store file of streamed blocks (written at setup, reused while the "
+     "weights are unchanged)"},
+    {"stream_slots", NUM(K_INT, stream_slots), "N", "device slots of streamed blocks (at least 2)"},
     {"precision", ENUM(precision, k_precision), "P",
      "weights and activations on the GPU: auto (bf16) | bf16 | fp32 (twice the memory; the CPU always computes in "
      "fp32)"},
@@ -187,6 +198,8 @@ void train_config_defaults(TrainConfig *c) {
     c->save_model = 1;
     c->keep = 2;
     c->init_std = 0.02;
+    c->offload = OFFLOAD_MODE_AUTO;
+    c->stream_slots = 3;
     c->nsamples = 128;
     c->seqlen = 2048;
     c->M = 13.0;
@@ -313,9 +326,10 @@ int train_config_apply_method(TrainConfig *c, const char *method, OwError *err) 
     return rc;
 }
 
-static const char *k_resume_free[] = {"log_every",       "eval_every",    "eval_batches",     "save_every", "keep",
-                                      "save_model",      "threads",       "device",           "gpu_mem",    "resume",
-                                      "resume_fallback", "overwrite_out", "offload_optimizer"};
+static const char *k_resume_free[] = {
+    "log_every", "eval_every", "eval_batches", "save_every",      "keep",          "save_model",        "threads",
+    "device",    "gpu_mem",    "resume",       "resume_fallback", "overwrite_out", "offload_optimizer", "offload",
+    "host_mem",  "nvme_dir",   "stream_slots"};
 
 int train_config_resume_may_change(const char *key) {
     for (size_t i = 0; i < sizeof k_resume_free / sizeof k_resume_free[0]; i++)
@@ -530,6 +544,10 @@ int train_config_check_values(const TrainConfig *c, OwError *err) {
         return ow_fail(err, "save_every must be >= -1 (0: only at the end and on SIGINT/SIGTERM; -1: never)");
     if (c->keep < 1) return ow_fail(err, "keep must be at least 1 (got %lld)", (long long)c->keep);
     if (c->log_every < 1) return ow_fail(err, "log_every must be at least 1 (got %lld)", (long long)c->log_every);
+    if (c->stream_slots < 2 || c->stream_slots > 64)
+        return ow_fail(err, "stream_slots must be in [2, 64] (got %lld)", (long long)c->stream_slots);
+    if (c->offload == OFFLOAD_MODE_NVME && !c->nvme_dir[0])
+        return ow_fail(err, "offload = nvme needs nvme_dir (hint: --nvme-dir DIR, a directory on a local disk)");
     return 0;
 }
 

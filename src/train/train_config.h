@@ -11,6 +11,7 @@
 #include "data/batcher.h"
 #include "data/dataset.h"
 #include "optim/optimizer.h"
+#include "offload/block_store.h"
 #include "optim/schedule.h"
 #include "owl/sampler.h"
 
@@ -71,6 +72,11 @@ typedef struct TrainConfig {
     /* runtime */
     int64_t seed, threads;
     size_t gpu_mem;
+    /* frozen blocks' homes (offload/block_store.h) */
+    OffloadPlaceMode offload;
+    size_t host_mem;
+    char nvme_dir[TC_STR];
+    int64_t stream_slots;
 } TrainConfig;
 
 /* Built-in defaults: the owlore recipe of DESIGN.md. */

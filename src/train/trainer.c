@@ -9,6 +9,7 @@
 #include "backend/profile.h"
 #include "core/cancel.h"
 #include "core/fileio.h"
+#include "core/hash.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -60,6 +61,8 @@ typedef struct Trainer {
     int made_out;      /* setup created the output directory (a failed run that wrote nothing removes it) */
     RunLock lock;      /* RUN_DIR/.lock, held from before the first write to the end (run_dir.h) */
     Provenance prov;   /* digests of the base model and data, checked on resume (provenance.h) */
+    MemPlan plan;      /* the device plan with the blocks' placement (memplan.h) */
+    BlockHome *homes;  /* per block (plan.place.streaming) */
 } Trainer;
 
 /* ---- hooks: the optimizer absorbs gradients as soon as they are complete ---- */
@@ -75,13 +78,15 @@ static void hook_forward_started(void *ctx) {
 
 /* ---- trainable sets ---- */
 
+/* A trained block stays on the device (pinned) while it trains; leaving, it goes back to its home. */
 static int set_block_trainable(Trainer *t, int layer, int on, OwError *err) {
+    if (on && model_block_pin(t->model, layer, err) != 0) return -1;
     for (int b = 0; b < BW_COUNT; b++) {
         Param *p = model_block_param(t->model, layer, (BlockWeight)b);
         if (on && !p->trainable && optimizer_activate(&t->opt, p, err) != 0) return -1;
         if (!on && p->trainable && optimizer_deactivate(&t->opt, p, err) != 0) return -1;
     }
-    return 0;
+    return on ? 0 : model_block_unpin(t->model, layer, err);
 }
 
 static int resample(Trainer *t, OwError *err) {
@@ -172,14 +177,25 @@ static int setup_backend(Trainer *t, OwError *err) {
 static int check_memory_plan(Trainer *t, const ModelConfig *mc, OwError *err) {
     const TrainConfig *c = &t->cfg;
     Backend *be = t->be;
-    MemPlan p;
-    train_memory_plan(c, mc, be->param_dtype, be->act_dtype, t->gpu, &p);
-    char line[512], tot[32], cap[32];
-    memplan_format(&p, line, sizeof line);
+    MemPlan *p = &t->plan;
+    char line[512], tot[32], cap[32], where[256];
+    t->homes = ow_xcalloc((size_t)mc->num_layers, sizeof *t->homes);
+    /* blocks stream only where the device has memory of its own, or when asked for */
+    TrainConfig placed = *c;
+    if (!t->gpu && c->offload == OFFLOAD_MODE_AUTO) placed.offload = OFFLOAD_MODE_NONE;
+    if (train_memory_place(&placed, mc, be->param_dtype, be->act_dtype, t->gpu, be->mem.cap, train_host_room(c), p,
+                           t->homes, err) != 0)
+        return ow_fail_prefix(err, "placing the model's blocks (--offload %s)", offload_mode_names[c->offload]);
+    memplan_format(p, line, sizeof line);
     OW_INFO("memory plan (%s): %s", be->name, line);
+    if (p->place.streaming) {
+        offload_placement_format(&p->place, where, sizeof where);
+        OW_INFO("blocks: %s; page-locked host %s, store file %s", where,
+                format_size(p->place.host_bytes, tot, sizeof tot), format_size(p->disk_bytes, cap, sizeof cap));
+    }
     /* the plan counts the backend's fixed workspaces, which it allocated when it was made */
-    if (!be->mem.cap || p.total <= be->mem.cap) {
-        size_t more = p.total > be->mem.current_total ? p.total - be->mem.current_total : 0;
+    if (!be->mem.cap || p->total <= be->mem.cap) {
+        size_t more = p->total > be->mem.current_total ? p->total - be->mem.current_total : 0;
         return be->ops->reserve && more ? be->ops->reserve(be, more, err) : 0;
     }
     int64_t fit = train_memory_largest_batch(c, mc, be->param_dtype, be->act_dtype, t->gpu, be->mem.cap, c->batch_size);
@@ -187,11 +203,8 @@ static int check_memory_plan(Trainer *t, const ModelConfig *mc, OwError *err) {
     if (fit > 0)
         snprintf(hint, sizeof hint, "--batch-size %lld fits (with --grad-accum to keep the tokens per step)",
                  (long long)fit);
-    else if (p.bytes[MEM_WEIGHTS] + be->mem.current_total > be->mem.cap)
-        snprintf(hint, sizeof hint,
-                 "the weights alone need %.2f GiB; use a larger card, or a smaller model (streaming "
-                 "frozen blocks from host memory is not available yet)",
-                 (double)p.bytes[MEM_WEIGHTS] / (1024.0 * 1024 * 1024));
+    else if (c->offload == OFFLOAD_MODE_NONE)
+        snprintf(hint, sizeof hint, "--offload auto streams frozen blocks from host memory");
     else
         snprintf(hint, sizeof hint,
                  "even --batch-size 1 does not fit; train fewer blocks at once (--gamma), a lower --rank, "
@@ -199,8 +212,35 @@ static int check_memory_plan(Trainer *t, const ModelConfig *mc, OwError *err) {
     return ow_fail(err,
                    "the run needs %s of %s memory but the cap (--gpu-mem) is %s\n  plan: %s\n  hint: %s; or lower "
                    "--block-size, --gamma or --rank",
-                   format_size(p.total, tot, sizeof tot), be->name, format_size(be->mem.cap, cap, sizeof cap), line,
+                   format_size(p->total, tot, sizeof tot), be->name, format_size(be->mem.cap, cap, sizeof cap), line,
                    hint);
+}
+
+/* The store's placement of the blocks, or NULL when every block stays on the device as a buffer of its own. */
+static const BlockStoreConfig *block_placement(Trainer *t, const ModelConfig *mc, BlockStoreConfig *bc, char *path,
+                                               size_t cap) {
+    const TrainConfig *c = &t->cfg;
+    if (!t->plan.place.streaming) return NULL;
+    /* the store file is named after the model; its header names the weights it holds (reused while equal) */
+    const char *base = strrchr(c->model, '/');
+    base = base && base[1] ? base + 1 : c->model;
+    if (snprintf(path, cap, "%s/%s.owstore", c->nvme_dir, base) >= (int)cap) path[cap - 1] = '\0';
+    Xxh64 h;
+    xxh64_init(&h, 0x6f776c6f7265ULL);
+    xxh64_update(&h, t->prov.base, strlen(t->prov.base));
+    xxh64_update(&h, c->model, strlen(c->model));
+    int64_t facts[4] = {c->seed, (int64_t)t->be->param_dtype, mc->num_layers,
+                        (int64_t)model_block_bytes(mc, t->be->param_dtype)};
+    xxh64_update(&h, facts, sizeof facts);
+    xxh64_update(&h, &c->init_std, sizeof c->init_std);
+    *bc = (BlockStoreConfig){
+        .homes = t->homes,
+        .stream_slots = t->plan.place.stream_slots,
+        .pin_slots = t->plan.place.pin_slots,
+        .store_path = t->plan.place.n_disk ? path : NULL,
+        .source_hash = xxh64_final(&h),
+    };
+    return bc;
 }
 
 /* The model --model names (weights, or a preset from a random initialisation), once its memory
@@ -213,13 +253,21 @@ static int setup_model(Trainer *t, OwError *err) {
     if (model_preset_resolve(c->model, &mc, &src, &is_dir, err) != 0) return -1;
     free(src);
     if (check_memory_plan(t, &mc, err) != 0) return -1;
+    if (t->plan.place.n_disk && !ow_is_dir(c->nvme_dir))
+        return ow_fail(err, "--nvme-dir %s is not a directory (hint: a directory on a local disk, made beforehand)",
+                       c->nvme_dir);
+    BlockStoreConfig bc;
+    char store_path[2 * TC_STR + 16];
+    const BlockStoreConfig *placed = block_placement(t, &mc, &bc, store_path, sizeof store_path);
     if (is_dir) {
-        if (model_load_hf(t->be, c->model, &t->model, err) != 0) return -1;
+        if (model_load_hf_placed(t->be, c->model, placed, &t->model, err) != 0) return -1;
     } else {
         OW_WARN("%s: no weights: training from a random initialisation (std %g)", c->model, c->init_std);
-        if (model_create(t->be, &mc, &t->model, err) != 0) return -1;
-        model_init_random(t->model, (uint64_t)c->seed, c->init_std);
+        if (model_create_placed(t->be, &mc, placed, &t->model, err) != 0 ||
+            model_init_random(t->model, (uint64_t)c->seed, c->init_std, err) != 0)
+            return -1;
     }
+    if (model_seal(t->model, err) != 0) return -1;
     t->changed = ow_xcalloc((size_t)t->model->nparams, 1);
     if (t->from_ckpt && ckpt_apply_weights(&t->ck, t->model, t->changed, err) != 0) return -1;
     return 0;
@@ -416,6 +464,7 @@ static void teardown(Trainer *t) {
     run_log_close(&t->log);
     ckpt_close(&t->ck);
     free(t->changed);
+    free(t->homes);
     free(t->prog.step_seconds);
     free(t->ids);
     free(t->targets);

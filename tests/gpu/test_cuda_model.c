@@ -330,7 +330,7 @@ Test(cuda_model, activation_offload_is_bit_exact) {
     free(src);
     Model *m;
     cr_assert_eq(model_create(be, &mc, &m, &err), 0, "%s", err.msg);
-    model_init_random(m, 5, 0.02);
+    model_init_random(m, 5, 0.02, NULL);
     const int64_t B = 4, T = 128, N = B * T;
     int32_t *ids = malloc((size_t)N * sizeof *ids), *tg = malloc((size_t)N * sizeof *tg);
     for (int64_t i = 0; i < N; i++) {

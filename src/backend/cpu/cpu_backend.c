@@ -153,6 +153,11 @@ static void cpu_copy_wait(Backend *be, int ticket) {
     (void)ticket;
 }
 
+static void cpu_copy_sync(Backend *be, int ticket) {
+    (void)be;
+    (void)ticket;
+}
+
 static int cpu_set_dtypes(Backend *be, DType act, DType param, OwError *err) {
     if (act != OW_F32 || param != OW_F32)
         return ow_fail(err,
@@ -202,6 +207,7 @@ static const BackendOps cpu_ops = {
     .copy_to_host = cpu_copy_to_host,
     .copy_from_host = cpu_copy_from_host,
     .copy_wait = cpu_copy_wait,
+    .copy_sync = cpu_copy_sync,
     .matmul = cpu_matmul,
     .matmul_prec = cpu_matmul_prec,
     .matmul_add = cpu_matmul_add,
