@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,18 +60,93 @@ static int pread_all(int fd, void *dst, size_t len, uint64_t off) {
     return 1;
 }
 
+/* ---- the store's lock: "<path>.lock" ---- */
+
+static char *lock_path(const char *path) {
+    char *p = ow_xmalloc(strlen(path) + sizeof ".lock");
+    return strcat(strcpy(p, path), ".lock");
+}
+
+/* The error for a store whose lock another holder has, naming the pid written in the lock file. */
+static int store_busy(const char *path, int fd, OwError *err) {
+    char buf[32] = "";
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    long pid = n > 0 ? strtol(buf, NULL, 10) : 0;
+    char who[96];
+    if (pid <= 0)
+        snprintf(who, sizeof who, "another owlore process (pid not yet written)");
+    else if (pid == (long)getpid())
+        snprintf(who, sizeof who, "this process (pid %ld), which has it open already", pid);
+    else
+        snprintf(who, sizeof who, "another owlore process (pid %ld)", pid);
+    return ow_fail(err,
+                   "%s is in use by %s; two runs cannot share a store file (hint: give this run another "
+                   "--nvme-dir, or wait for that run to finish; the lock goes with the process)",
+                   path, who);
+}
+
+/* One try at locking lp: 1 held (*fd), 0 the file was removed while we locked it (try again), -1 error. */
+static int lock_once(const char *path, const char *lp, int *fd, OwError *err) {
+    *fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (*fd < 0)
+        return ow_fail(err, "%s: cannot open the store's lock file: %s (hint: the directory must be writable)", lp,
+                       strerror(errno));
+    int rc = 1;
+    struct stat a, b;
+    if (flock(*fd, LOCK_EX | LOCK_NB) != 0)
+        rc = errno == EWOULDBLOCK ? store_busy(path, *fd, err)
+                                  : ow_fail(err, "%s: cannot lock: %s", lp, strerror(errno));
+    else if (fstat(*fd, &a) != 0 || stat(lp, &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+        rc = 0;
+    if (rc != 1) close(*fd), *fd = -1;
+    return rc;
+}
+
+/* Takes the exclusive lock of path's store without waiting and writes our pid into it. An
+ * aborted writer may remove the lock file while holding it: a lock taken on a file no longer
+ * at the lock path is dropped and taken again on the file there now. */
+static int store_lock(const char *path, int *lock_fd, OwError *err) {
+    char *lp = lock_path(path);
+    int rc = 0;
+    for (int attempt = 0; rc == 0; attempt++)
+        rc = attempt < 8 ? lock_once(path, lp, lock_fd, err) : ow_fail(err, "%s: the lock file keeps changing", lp);
+    if (rc == 1) {
+        char pid[32];
+        int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+        rc = 0;
+        if (ftruncate(*lock_fd, 0) != 0 || pwrite(*lock_fd, pid, (size_t)n, 0) != n) {
+            rc = ow_fail(err, "%s: cannot write: %s", lp, strerror(errno));
+            close(*lock_fd), *lock_fd = -1;
+        }
+    }
+    free(lp);
+    return rc;
+}
+
+static void store_unlock(int *lock_fd) {
+    if (*lock_fd >= 0) close(*lock_fd); /* closing the only descriptor drops the flock */
+    *lock_fd = -1;
+}
+
 static void writer_free(StoreWriter *w) {
-    if (w->fd >= 0) close(w->fd);
+    if (w->path && w->fd >= 0) close(w->fd); /* a zeroed w holds no descriptor: fd 0 is not ours */
+    if (w->path) store_unlock(&w->lock_fd);
     free(w->path);
     free(w->tmp_path);
     free(w->blocks);
     free(w->written);
     memset(w, 0, sizeof *w);
     w->fd = -1;
+    w->lock_fd = -1;
 }
 
 void store_writer_abort(StoreWriter *w) {
     if (w->tmp_path) unlink(w->tmp_path);
+    if (w->path && w->lock_fd >= 0 && !ow_path_exists(w->path)) { /* no store here: leave the directory as it was */
+        char *lp = lock_path(w->path);
+        unlink(lp); /* still held: an opener that locked it sees it gone and locks the new one */
+        free(lp);
+    }
     writer_free(w);
 }
 
@@ -93,6 +169,7 @@ int store_writer_begin(StoreWriter *w, const char *path, uint64_t source_hash, i
                        OwError *err) {
     memset(w, 0, sizeof *w);
     w->fd = -1;
+    w->lock_fd = -1;
     if (n <= 0 || n > STORE_FILE_MAX_BLOCKS)
         return ow_fail(err, "%s: a store holds 1 to %d blocks, not %d", path, STORE_FILE_MAX_BLOCKS, n);
     w->path = ow_xstrdup(path);
@@ -104,7 +181,7 @@ int store_writer_begin(StoreWriter *w, const char *path, uint64_t source_hash, i
     w->header.align = STORE_FILE_ALIGN;
     w->header.block_count = (uint64_t)n;
     w->header.source_hash = source_hash;
-    if (plan_layout(w, sizes, err) != 0) return writer_free(w), -1;
+    if (plan_layout(w, sizes, err) != 0 || store_lock(path, &w->lock_fd, err) != 0) return writer_free(w), -1;
     char tmp[64];
     snprintf(tmp, sizeof tmp, ".tmp-%ld", (long)getpid());
     w->tmp_path = ow_xmalloc(strlen(path) + strlen(tmp) + 1);
@@ -114,13 +191,16 @@ int store_writer_begin(StoreWriter *w, const char *path, uint64_t source_hash, i
     if (w->fd < 0) {
         ow_fail(err, "%s: cannot create the store file: %s", w->tmp_path, strerror(errno));
         free(w->tmp_path), w->tmp_path = NULL; /* nothing to remove */
-        return writer_free(w), -1;
+        return store_writer_abort(w), -1;
     }
     int rc = posix_fallocate(w->fd, 0, (off_t)w->header.file_size);
     if (rc != 0) {
         ow_fail(err, "%s: cannot reserve %llu bytes (%.2f GiB) for the store file: %s", path,
                 (unsigned long long)w->header.file_size, (double)w->header.file_size / (1u << 30), strerror(rc));
         if (rc == ENOSPC) ow_fail_suffix(err, "free space on that disk or choose another directory");
+        if (rc == EFBIG)
+            ow_fail_suffix(err, "the file size limit (ulimit -f) or the filesystem's largest file is smaller; raise "
+                                "it or choose another directory");
         return store_writer_abort(w), -1;
     }
     return 0;
@@ -166,9 +246,10 @@ static int check_header(const StoreFileHeader *h, const char *path, OwError *err
     if (h->version != STORE_FILE_VERSION)
         return ow_fail(err, "%s: store format version %u, this build reads version %u; delete it to rewrite it", path,
                        h->version, STORE_FILE_VERSION);
-    if (h->align != STORE_FILE_ALIGN || h->block_count == 0 || h->block_count > STORE_FILE_MAX_BLOCKS)
-        return ow_fail(err, "%s: corrupt store header (alignment %u, %llu blocks)", path, h->align,
-                       (unsigned long long)h->block_count);
+    if (h->align != STORE_FILE_ALIGN || h->block_count == 0 || h->block_count > STORE_FILE_MAX_BLOCKS ||
+        (h->flags & ~STORE_FILE_MODIFIED) != 0)
+        return ow_fail(err, "%s: corrupt store header (alignment %u, %llu blocks, flags %llx)", path, h->align,
+                       (unsigned long long)h->block_count, (unsigned long long)h->flags);
     return 0;
 }
 
@@ -214,15 +295,27 @@ static int read_header(StoreFile *sf, uint64_t source_hash, OwError *err) {
     if ((uint64_t)st.st_size != h.file_size)
         return ow_fail(err, "%s: truncated store file (%lld bytes, the header says %llu)", sf->path,
                        (long long)st.st_size, (unsigned long long)h.file_size);
+    if (h.flags & STORE_FILE_MODIFIED)
+        return ow_fail(err,
+                       "%s: modified by a training run that wrote trained blocks back: it no longer holds this "
+                       "model's blocks; delete it to rewrite it",
+                       sf->path);
     sf->source_hash = h.source_hash;
     sf->file_size = h.file_size;
+    sf->header = h;
     return 0;
 }
 
-int store_file_open(StoreFile *sf, const char *path, uint64_t source_hash, OwError *err) {
+/* The lock first (so nobody replaces or writes the file while we validate it), then the file; a
+ * missing store is named before any lock file is created beside it. */
+static int store_open(StoreFile *sf, const char *path, uint64_t source_hash, int writable, OwError *err) {
     memset(sf, 0, sizeof *sf);
+    sf->fd = sf->lock_fd = -1;
     sf->path = ow_xstrdup(path);
-    sf->fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    int missing = stat(path, &st) != 0 && errno == ENOENT;
+    if (!missing && store_lock(path, &sf->lock_fd, err) != 0) return store_file_close(sf), -1;
+    sf->fd = missing ? (errno = ENOENT, -1) : open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     if (sf->fd < 0) {
         int e = errno;
         ow_fail(err, "%s: cannot open the store file: %s", path, strerror(e));
@@ -230,15 +323,25 @@ int store_file_open(StoreFile *sf, const char *path, uint64_t source_hash, OwErr
         return store_file_close(sf), -1;
     }
     if (read_header(sf, source_hash, err) != 0) return store_file_close(sf), -1;
+    sf->writable = writable;
     return 0;
+}
+
+int store_file_open(StoreFile *sf, const char *path, uint64_t source_hash, OwError *err) {
+    return store_open(sf, path, source_hash, 0, err);
+}
+
+int store_file_open_rw(StoreFile *sf, const char *path, uint64_t source_hash, OwError *err) {
+    return store_open(sf, path, source_hash, 1, err);
 }
 
 void store_file_close(StoreFile *sf) {
     if (sf->path && sf->fd >= 0) close(sf->fd);
+    if (sf->path) store_unlock(&sf->lock_fd);
     free(sf->path);
     free(sf->blocks);
     memset(sf, 0, sizeof *sf);
-    sf->fd = -1;
+    sf->fd = sf->lock_fd = -1;
 }
 
 int store_file_reusable(const char *path, uint64_t source_hash, int n, const uint64_t *sizes, OwError *err) {
@@ -272,4 +375,36 @@ int store_file_read_block(const StoreFile *sf, int i, void *dst, OwError *err) {
     if (rc == 0)
         return ow_fail(err, "%s: reading block %d: short read (the file was cut after it was opened)", sf->path, i);
     return store_file_verify_block(sf, i, dst, err);
+}
+
+/* Rewrites sf's header (header_hash recomputed) and, for i >= 0, block i's table entry, then
+ * fdatasyncs (the file's size never changes here, so that makes all of it durable). */
+static int write_header(StoreFile *sf, int i, OwError *err) {
+    sf->header.header_hash = header_checksum(&sf->header, sf->blocks);
+    uint64_t entry = sizeof(StoreFileHeader) + (uint64_t)i * sizeof(StoreBlock);
+    if ((i >= 0 && pwrite_all(sf->fd, sf->path, &sf->blocks[i], sizeof(StoreBlock), entry, err) != 0) ||
+        pwrite_all(sf->fd, sf->path, &sf->header, sizeof sf->header, 0, err) != 0)
+        return -1;
+    if (fdatasync(sf->fd) != 0) return ow_fail(err, "%s: fdatasync: %s", sf->path, strerror(errno));
+    return 0;
+}
+
+int store_file_write_block(StoreFile *sf, int i, const void *data, OwError *err) {
+    OW_CHECKF(sf->writable, "%s: a write-back to a store opened read-only", sf->path);
+    OW_CHECKF(i >= 0 && i < sf->n_blocks, "block %d of %d", i, sf->n_blocks);
+    if (!(sf->header.flags & STORE_FILE_MODIFIED)) {
+        /* durable before any record changes: from here on every open refuses the file */
+        sf->header.flags |= STORE_FILE_MODIFIED;
+        if (write_header(sf, -1, err) != 0) {
+            sf->header.flags &= ~STORE_FILE_MODIFIED; /* not known durable: the next write marks it again */
+            return ow_fail_prefix(err, "marking the store modified before writing block %d back", i);
+        }
+    }
+    StoreBlock *b = &sf->blocks[i];
+    if (pwrite_all(sf->fd, sf->path, data, (size_t)b->size, b->offset, err) != 0)
+        return ow_fail_prefix(err, "writing block %d back", i),
+               ow_fail_suffix(err, "its record may be part written: reading it fails its checksum");
+    b->hash = xxh64(data, (size_t)b->size, 0);
+    if (write_header(sf, i, err) != 0) return ow_fail_prefix(err, "writing block %d's checksum back", i);
+    return 0;
 }

@@ -18,7 +18,27 @@
  * block is written, fsynced, renamed, the directory fsynced); every record
  * offset and the file size are multiples of STORE_FILE_ALIGN, so records can
  * be read with O_DIRECT; a block read through this API has been checked
- * against its xxh64. The store never knows what the bytes mean. */
+ * against its xxh64. The store never knows what the bytes mean.
+ *
+ * Write-back: a training run may replace blocks in place (store_file_open_rw,
+ * store_file_write_block). The first write sets STORE_FILE_MODIFIED in the
+ * header, written and fsynced before any record changes, so from then on the
+ * file is refused by every later open and is never reusable: it no longer holds
+ * the source model's blocks, and a crash part-way through a write leaves a
+ * file that is refused as a whole, never a silently wrong block.
+ *
+ * Exclusive use: a StoreFile (read-only or not) and a StoreWriter hold an
+ * exclusive flock(2) on "<path>.lock" (created if absent, the holder's pid as
+ * its text) from open/begin to close/commit/abort; a second opener, in this
+ * process or another, fails at once naming the holder's pid. The kernel drops
+ * the lock when the holder dies (kill -9 included), so a stale lock file never
+ * blocks. The lock file stays after close (removing it would let two processes
+ * lock two files); an aborted writer that leaves no store removes it, still
+ * holding it (an opener checks that the file it locked is still the one at the
+ * path). Commit releases the lock and a later open takes it again: another
+ * process can take it in between, and then that open fails naming its pid; no
+ * process ever reads or writes the store without holding the lock, so the
+ * window costs a clear error, never a store changed under a reader. */
 #ifndef OWLORE_OFFLOAD_STORE_FILE_H
 #define OWLORE_OFFLOAD_STORE_FILE_H
 
@@ -31,6 +51,8 @@
 #define STORE_FILE_VERSION 1u
 #define STORE_FILE_ALIGN 4096u
 #define STORE_FILE_MAX_BLOCKS (1 << 20)
+/* StoreFileHeader.flags: trained blocks were written back (the store is no longer the source's). */
+#define STORE_FILE_MODIFIED 1ull
 
 typedef struct StoreFileHeader {
     char magic[8];        /* STORE_FILE_MAGIC, no NUL */
@@ -41,7 +63,7 @@ typedef struct StoreFileHeader {
     uint64_t data_offset; /* first record: header + table rounded up to align */
     uint64_t file_size;   /* bytes of the whole file */
     uint64_t header_hash; /* xxh64 of header (this field zero) + table */
-    uint64_t reserved;    /* zero */
+    uint64_t flags;       /* STORE_FILE_MODIFIED or zero (other bits: refused as corrupt) */
 } StoreFileHeader;
 
 typedef struct StoreBlock {
@@ -50,14 +72,17 @@ typedef struct StoreBlock {
     uint64_t hash;   /* xxh64 (seed 0) of the block's bytes */
 } StoreBlock;
 
-/* An opened, validated store file (read-only). */
+/* An opened, validated store file. */
 typedef struct StoreFile {
     char *path;
-    int fd;
+    int fd;       /* O_RDONLY, or O_RDWR when writable */
+    int lock_fd;  /* holds "<path>.lock" (flock LOCK_EX) until close */
+    int writable; /* opened by store_file_open_rw */
     int n_blocks;
     uint64_t source_hash;
     uint64_t file_size;
-    StoreBlock *blocks;
+    StoreFileHeader header; /* as on disk; flags and header_hash follow write-back */
+    StoreBlock *blocks;     /* the table; a block's hash follows write-back */
 } StoreFile;
 
 /* A store file being written. */
@@ -69,39 +94,61 @@ typedef struct StoreWriter {
     StoreFileHeader header;
     StoreBlock *blocks;
     uint8_t *written; /* per block: put already */
+    int lock_fd;      /* holds "<path>.lock" from begin to commit or abort */
 } StoreWriter;
 
 /* The bytes a record of size bytes takes in the file. */
 uint64_t store_file_record_bytes(uint64_t size);
 
-/* Starts "<path>.tmp-<pid>" for n blocks of the given sizes and reserves the
- * whole file with posix_fallocate: a disk too small fails here (naming the
- * path, the bytes needed and the errno text) and leaves nothing behind. */
+/* Takes the store's lock, starts "<path>.tmp-<pid>" for n blocks of the given
+ * sizes and reserves the whole file with posix_fallocate: a disk too small (or
+ * a file size limit) fails here, naming the path, the bytes needed and the
+ * errno text, and leaves nothing behind. */
 int store_writer_begin(StoreWriter *w, const char *path, uint64_t source_hash, int n, const uint64_t *sizes,
                        OwError *err);
 /* Writes block i (sizes[i] bytes) and records its xxh64; each block once, in any order.
  * On failure (an I/O error, the file's errno named) the caller calls store_writer_abort. */
 int store_writer_put(StoreWriter *w, int i, const void *data, OwError *err);
 /* Every block put: writes the header, fsyncs, renames over path, fsyncs the
- * directory. Frees w either way; on failure the temporary is removed. */
+ * directory, releases the lock. Frees w either way; on failure the temporary is removed. */
 int store_writer_commit(StoreWriter *w, OwError *err);
-/* Removes the temporary and frees w; safe on a committed or zeroed w. */
+/* Removes the temporary (and the lock file when no store is at the path),
+ * releases the lock and frees w; safe on a committed or zeroed w. */
 void store_writer_abort(StoreWriter *w);
 
-/* Opens and validates path: it exists, its magic, version, header checksum,
- * alignment and table are right, it was written for source_hash, and it holds
- * every record (a truncated file is refused). Block contents are checked when
- * read. */
+/* Takes the store's lock (another holder: an error naming its pid), then opens
+ * and validates path: it exists, its magic, version, header checksum,
+ * alignment and table are right, it was written for source_hash, it holds
+ * every record (a truncated file is refused) and no trained block was written
+ * back into it (STORE_FILE_MODIFIED). Block contents are checked when read. */
 int store_file_open(StoreFile *sf, const char *path, uint64_t source_hash, OwError *err);
+/* Opens like store_file_open, read-write, holding the store's exclusive lock. */
+int store_file_open_rw(StoreFile *sf, const char *path, uint64_t source_hash, OwError *err);
+/* Closes the file and releases the lock; safe on a zeroed or closed sf. */
 void store_file_close(StoreFile *sf);
 
 /* Whether path is a valid store for source_hash with exactly these n block
- * sizes, so it need not be written again: 1 yes, 0 no (why in err). */
+ * sizes, so it need not be written again: 1 yes, 0 no (why in err: also a
+ * store in use by another process, or one modified by write-back). */
 int store_file_reusable(const char *path, uint64_t source_hash, int n, const uint64_t *sizes, OwError *err);
 
 /* Checks data (block i's size) against block i's xxh64; the error names the file and block. */
 int store_file_verify_block(const StoreFile *sf, int i, const void *data, OwError *err);
 /* Reads block i into dst (its size bytes, any alignment) with pread and verifies it. */
 int store_file_read_block(const StoreFile *sf, int i, void *dst, OwError *err);
+
+/* Replaces block i's bytes (same size) and its xxh64 in the table of sf (opened
+ * by store_file_open_rw). The first write to a store marks it modified
+ * (STORE_FILE_MODIFIED, written and fsynced before any record changes): a
+ * modified store is never reusable and every later open refuses it; only sf,
+ * which wrote it, goes on using it until closed. Record, table entry and header
+ * hash are rewritten and fdatasynced before it returns, so a crash leaves
+ * either the old or the new checksum consistent with the record, or a record
+ * whose checksum mismatch names the block when read, never a silently wrong
+ * block. On a failed write (the file and block named) the record may be part
+ * new: reading block i then fails its checksum. Reads through sf or a BlockIo
+ * of sf (which reads sf's table) return the new bytes after it returns; no
+ * read of block i may be in flight while it runs. */
+int store_file_write_block(StoreFile *sf, int i, const void *data, OwError *err);
 
 #endif

@@ -11,21 +11,31 @@
  * tmpfs in a user and mount namespace; skipped where not allowed), and
  * O_DIRECT refused by the filesystem (pretended; read through the page
  * cache), and a store on tmpfs read the same whether it takes O_DIRECT or
- * not (Linux 6.6 and later do). */
+ * not (Linux 6.6 and later do); a file size limit in place of a full disk
+ * (works unprivileged). Write-back of trained blocks: the new bytes read back
+ * on every path, the table on disk follows, the store is marked modified
+ * before any record changes and is never reused; a write-back that fails
+ * part-way names the block. Exclusive use: a second open, writer or reuse
+ * check fails naming the holder's pid; close, commit, abort and a killed
+ * holder release the lock. */
 #define _GNU_SOURCE /* unshare */
 #include "core/fileio.h"
+#include "core/hash.h"
 #include "offload/block_io.h"
 #include "offload/store_file.h"
 #include "test_support.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -107,6 +117,16 @@ static void expect_open_fails(const char *path, uint64_t source, const char *wan
     cr_assert_neq(store_file_open(&sf, path, source, &err), 0, "opened a bad store file (expected \"%s\")", want);
     cr_assert(strstr(err.msg, want) != NULL, "expected \"%s\" in: %s", want, err.msg);
     cr_assert(strstr(err.msg, path) != NULL, "the message names the file: %s", err.msg);
+}
+
+/* Entries of dir, "." and ".." not counted (-1: unreadable). No Criterion assertion: a namespace child calls it. */
+static int dir_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
 }
 
 static BlockIo *io_open(const StoreFile *sf, BlockIoOptions opt) {
@@ -268,20 +288,27 @@ Test(store_file, an_abandoned_write_leaves_nothing) {
     cr_assert_eq(store_writer_put(&w, 0, &one, &err), 0, "%s", err.msg);
     store_writer_abort(&w);
     cr_assert(!ow_path_exists(path));
-    char cmd[4200], *out;
-    snprintf(cmd, sizeof cmd, "ls -A '%s' | wc -l", dir);
-    cr_assert_eq(ts_run(cmd, &out), 0);
-    cr_assert_eq(atoi(out), 0, "no temporary is left: %s", out);
-    free(out);
+    cr_assert_eq(dir_entries(dir), 0, "no temporary or lock file is left");
     ts_rmtree(dir);
     free(dir);
     free(path);
+}
+
+/* Aborting a zeroed writer (one never begun) touches no descriptor: fd 0 and 1 stay open. */
+Test(store_file, aborting_a_zeroed_writer_touches_nothing) {
+    StoreWriter w;
+    memset(&w, 0, sizeof w);
+    if (fcntl(0, F_GETFD) == -1) cr_assert_eq(open("/dev/null", O_RDONLY), 0); /* fd 0 open, whatever the runner gave */
+    store_writer_abort(&w);
+    store_writer_abort(&w);
+    cr_assert_neq(fcntl(0, F_GETFD), -1, "fd 0 was closed");
 }
 
 Test(store_file, missing_file_is_refused) {
     char *dir = ts_tmpdir(), *path = ow_path_join(dir, "store.bin");
     expect_open_fails(path, SOURCE, "No such file");
     expect_open_fails(path, SOURCE, "write it first");
+    cr_assert_eq(dir_entries(dir), 0, "a missing store is named before a lock file is made beside it");
     ts_rmtree(dir);
     free(dir);
     free(path);
@@ -427,26 +454,51 @@ static int on_private_tmpfs(const char *size, int (*body)(const char *mnt)) {
     return WEXITSTATUS(status);
 }
 
-/* 1 MiB+ of blocks into a 64 KiB tmpfs: 0 when refused naming ENOSPC with nothing left behind. */
-static int too_small_body(const char *mnt) {
-    char *path = ow_path_join(mnt, "store.bin");
+/* 1 MiB+ of blocks into dir, which has room for 64 KiB: 0 when refused naming why (the errno text)
+ * with nothing left behind (no temporary, no lock file) and nothing a later run would reuse. */
+static int too_small_in(const char *dir, const char *why) {
+    char *path = ow_path_join(dir, "store.bin");
     StoreWriter w;
     OwError err;
     if (store_writer_begin(&w, path, SOURCE, NBLOCKS, SIZES, &err) == 0) return fprintf(stderr, "began\n"), 1;
     fprintf(stderr, "%s\n", err.msg);
-    if (!strstr(err.msg, "No space left on device") || !strstr(err.msg, path)) return 2;
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", mnt);
-    if (system(cmd) != 0) return fprintf(stderr, "a file is left behind\n"), 3;
+    if (!strstr(err.msg, why) || !strstr(err.msg, path)) return 2;
+    if (dir_entries(dir) != 0) return fprintf(stderr, "a file is left behind\n"), 3;
     StoreFile sf;
     if (store_file_open(&sf, path, SOURCE, &err) == 0) return 4;
+    if (store_file_reusable(path, SOURCE, NBLOCKS, SIZES, &err) != 0) return 5;
     free(path);
     return 0;
 }
 
+static int too_small_body(const char *mnt) { return too_small_in(mnt, "No space left on device"); }
+
 Test(store_file, disk_too_small_fails_clearly_and_leaves_nothing) {
     int rc = on_private_tmpfs("64k", too_small_body);
     cr_assert_eq(rc, 0, "the full disk was not reported as expected (child status %d; its stderr above)", rc);
+}
+
+/* Makes this process's writes past `bytes` of a file fail with EFBIG (ulimit -f, SIGXFSZ ignored);
+ * returns the limit it had. Each Criterion test runs in its own process; the tests put it back. */
+static struct rlimit limit_file_size(rlim_t bytes) {
+    struct rlimit old, rl;
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    rl = old;
+    rl.rlim_cur = bytes;
+    cr_assert_neq(signal(SIGXFSZ, SIG_IGN), SIG_ERR);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0, "%s", strerror(errno));
+    return old;
+}
+
+/* The same with a file size limit of 64 KiB in place of a full disk: works unprivileged anywhere. */
+Test(store_file, file_size_limit_fails_clearly_and_leaves_nothing) {
+    char *dir = ts_tmpdir();
+    struct rlimit old = limit_file_size(64 << 10);
+    int rc = too_small_in(dir, strerror(EFBIG));
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    cr_assert_eq(rc, 0, "the file size limit was not reported as expected (status %d; stderr above)", rc);
+    ts_rmtree(dir);
+    free(dir);
 }
 
 /* A pretend refusal of O_DIRECT by the filesystem: reads go through the page cache, same bytes, both paths. */
@@ -489,4 +541,297 @@ static int tmpfs_body(const char *mnt) {
 Test(block_io, store_on_tmpfs_reads_the_same) {
     int rc = on_private_tmpfs("8m", tmpfs_body);
     cr_assert_eq(rc, 0, "child status %d (its stderr above)", rc);
+}
+
+/* ---- write-back of trained blocks ---- */
+
+/* New random bytes for block i in st (what the store should hold once written back). */
+static void new_bytes(Store *st, int i, uint64_t seed) {
+    for (uint64_t k = 0; k < SIZES[i]; k++) st->blocks[i][k] = (uint8_t)splitmix(&seed);
+}
+
+/* The header and table as on disk, read raw; *table is malloc'd. */
+static StoreFileHeader disk_header(const char *path, StoreBlock **table) {
+    StoreFileHeader h;
+    int fd = open(path, O_RDONLY);
+    cr_assert(fd >= 0, "%s: %s", path, strerror(errno));
+    cr_assert_eq(pread(fd, &h, sizeof h, 0), (ssize_t)sizeof h);
+    size_t bytes = (size_t)h.block_count * sizeof(StoreBlock);
+    *table = ow_xmalloc(bytes);
+    cr_assert_eq(pread(fd, *table, bytes, sizeof h), (ssize_t)bytes);
+    close(fd);
+    return h;
+}
+
+static uint64_t disk_header_hash(StoreFileHeader h, const StoreBlock *table) {
+    h.header_hash = 0;
+    Xxh64 s;
+    xxh64_init(&s, 0);
+    xxh64_update(&s, &h, sizeof h);
+    xxh64_update(&s, table, (size_t)h.block_count * sizeof(StoreBlock));
+    return xxh64_final(&s);
+}
+
+static uint64_t disk_flags(const char *path) {
+    StoreBlock *table;
+    uint64_t flags = disk_header(path, &table).flags;
+    free(table);
+    return flags;
+}
+
+/* Sets the header's flags on disk, its checksum made right again: only the flags differ. */
+static void set_disk_flags(const char *path, uint64_t flags) {
+    StoreBlock *table;
+    StoreFileHeader h = disk_header(path, &table);
+    h.flags = flags;
+    h.header_hash = disk_header_hash(h, table);
+    int fd = open(path, O_WRONLY);
+    cr_assert(fd >= 0);
+    cr_assert_eq(pwrite(fd, &h, sizeof h, 0), (ssize_t)sizeof h);
+    close(fd);
+    free(table);
+}
+
+/* What is on disk is whole: the header checksum holds and every table entry is the xxh64 of st's block. */
+static uint64_t expect_disk_table_matches(const Store *st) {
+    StoreBlock *table;
+    StoreFileHeader h = disk_header(st->path, &table);
+    cr_assert_eq(h.header_hash, disk_header_hash(h, table), "the header checksum on disk is stale");
+    for (int i = 0; i < NBLOCKS; i++)
+        cr_assert_eq(table[i].hash, xxh64(st->blocks[i], SIZES[i], 0), "block %d's checksum on disk is stale", i);
+    free(table);
+    return h.flags;
+}
+
+static void expect_block_reads(const StoreFile *sf, const Store *st, int i) {
+    uint8_t *dst = ow_xmalloc(SIZES[i]);
+    OwError err;
+    cr_assert_eq(store_file_read_block(sf, i, dst, &err), 0, "%s", err.msg);
+    cr_assert(memcmp(dst, st->blocks[i], SIZES[i]) == 0, "block %d", i);
+    free(dst);
+}
+
+/* Blocks written back read as the new bytes, by pread and through readers (O_DIRECT where the
+ * filesystem allows, io_uring and threads) opened before the write; the record, table entry and
+ * header checksum on disk follow; the header says modified from the first write on. */
+Test(store_file, write_back_reads_the_new_bytes) {
+    Store st;
+    StoreFile sf;
+    OwError err;
+    store_new(&st);
+    cr_assert_eq(store_file_open_rw(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
+    BlockIo *io[2] = {io_open(&sf, (BlockIoOptions){.chunk_bytes = 64 << 10}),
+                      io_open(&sf, (BlockIoOptions){.refuse_uring_errno = EPERM})};
+    for (int p = 0; p < 2; p++) read_all_async(io[p], &st, NBLOCKS); /* the old records, read once */
+    cr_assert_eq(expect_disk_table_matches(&st), 0, "a fresh store is not modified");
+    const int back[] = {5, 0, 3, 5};
+    for (int k = 0; k < 4; k++) {
+        new_bytes(&st, back[k], 1000 + (uint64_t)k);
+        cr_assert_eq(store_file_write_block(&sf, back[k], st.blocks[back[k]], &err), 0, "%s", err.msg);
+        cr_assert_eq(expect_disk_table_matches(&st), STORE_FILE_MODIFIED);
+    }
+    for (int i = 0; i < NBLOCKS; i++) expect_block_reads(&sf, &st, i);
+    for (int p = 0; p < 2; p++) {
+        cr_log_info("path: %s", block_io_describe(io[p]));
+        read_all_async(io[p], &st, 2 * NBLOCKS);
+        block_io_close(io[p]);
+    }
+    store_close_free(&st, &sf);
+}
+
+/* One block written back, even with the bytes it held: the store is never reusable or opened again. */
+Test(store_file, a_modified_store_is_never_reused) {
+    Store st;
+    StoreFile sf;
+    OwError err;
+    store_new(&st);
+    cr_assert_eq(store_file_open_rw(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
+    cr_assert_eq(store_file_write_block(&sf, 2, st.blocks[2], &err), 0, "%s", err.msg);
+    expect_block_reads(&sf, &st, 2);
+    store_file_close(&sf);
+    const char *want = "modified by a training run that wrote trained blocks back";
+    cr_assert_eq(store_file_reusable(st.path, SOURCE, NBLOCKS, SIZES, &err), 0);
+    cr_assert(strstr(err.msg, want) && strstr(err.msg, st.path), "%s", err.msg);
+    expect_open_fails(st.path, SOURCE, want);
+    cr_assert_neq(store_file_open_rw(&sf, st.path, SOURCE, &err), 0, "a modified store opened for write-back");
+    cr_assert(strstr(err.msg, want), "%s", err.msg);
+    store_free(&st, 1);
+}
+
+/* The flags word of the header: STORE_FILE_MODIFIED is refused on open, an unknown bit as corruption. */
+Test(store_file, header_flags_are_checked) {
+    Store st;
+    store_new(&st);
+    set_disk_flags(st.path, STORE_FILE_MODIFIED);
+    expect_open_fails(st.path, SOURCE, "modified by a training run");
+    set_disk_flags(st.path, 2);
+    expect_open_fails(st.path, SOURCE, "corrupt store header");
+    set_disk_flags(st.path, 0);
+    StoreFile sf;
+    OwError err;
+    cr_assert_eq(store_file_open(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
+    store_close_free(&st, &sf);
+}
+
+/* A write-back that fails part-way through block 5's record (a file size limit inside it): the error
+ * names the file and the block, the part-new record fails its checksum naming block 5 on every read
+ * path, other blocks still read and write, and the store on disk was marked modified before the
+ * record changed (also after a first attempt whose marking failed), so it is never opened again. */
+Test(store_file, a_failed_write_back_names_the_block) {
+    Store st;
+    StoreFile sf;
+    OwError err;
+    store_new(&st);
+    cr_assert_eq(store_file_open_rw(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
+    uint8_t *fresh = ow_xmalloc(SIZES[5]), *dst = ow_xmalloc(SIZES[5]);
+    memset(fresh, 0x5a, SIZES[5]);
+    int rw = sf.fd; /* a first write that cannot even mark the store (EBADF) changes nothing */
+    sf.fd = open(st.path, O_RDONLY);
+    cr_assert_neq(store_file_write_block(&sf, 5, fresh, &err), 0, "wrote through a read-only descriptor");
+    cr_assert(strstr(err.msg, "marking the store modified before writing block 5 back"), "%s", err.msg);
+    close(sf.fd);
+    sf.fd = rw;
+    cr_assert_eq(disk_flags(st.path), 0);
+    struct rlimit old = limit_file_size(sf.blocks[5].offset + 2 * STORE_FILE_ALIGN);
+    int rc = store_file_write_block(&sf, 5, fresh, &err);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    cr_assert_neq(rc, 0, "a write-back past the file size limit succeeded");
+    cr_assert(strstr(err.msg, "block 5") && strstr(err.msg, st.path) && strstr(err.msg, strerror(EFBIG)), "%s",
+              err.msg);
+    cr_assert_eq(disk_flags(st.path), STORE_FILE_MODIFIED, "the record changed before the flag");
+    cr_assert_neq(store_file_read_block(&sf, 5, dst, &err), 0, "a part-written block read as whole");
+    cr_assert(strstr(err.msg, "block 5 ") && strstr(err.msg, "checksum"), "%s", err.msg);
+    for (int refuse = 0; refuse <= 1; refuse++) {
+        BlockIo *io = io_open(&sf, (BlockIoOptions){.refuse_uring_errno = refuse ? EPERM : 0});
+        cr_assert_neq(block_io_wait(io, block_io_submit(io, 5, dst), &err), 0, "%s", block_io_describe(io));
+        cr_assert(strstr(err.msg, "block 5 ") && strstr(err.msg, "checksum"), "%s", err.msg);
+        block_io_close(io);
+    }
+    new_bytes(&st, 1, 99);
+    cr_assert_eq(store_file_write_block(&sf, 1, st.blocks[1], &err), 0, "%s", err.msg);
+    expect_block_reads(&sf, &st, 1);
+    expect_block_reads(&sf, &st, 4);
+    free(fresh);
+    free(dst);
+    store_file_close(&sf);
+    expect_open_fails(st.path, SOURCE, "modified by a training run");
+    store_free(&st, 1);
+}
+
+/* ---- exclusive use: "<path>.lock" ---- */
+
+/* A child process holding a store open read-write until told to close it, then until told to exit. */
+typedef struct {
+    pid_t pid;
+    int to, from; /* pipes to and from it */
+} Holder;
+
+static Holder holder_start(const char *path) {
+    int down[2], up[2];
+    cr_assert(pipe(down) == 0 && pipe(up) == 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        close(down[1]), close(up[0]);
+        StoreFile sf;
+        OwError err;
+        char c;
+        int ok = store_file_open_rw(&sf, path, SOURCE, &err) == 0;
+        if (!ok) fprintf(stderr, "holder: %s\n", err.msg);
+        if (write(up[1], ok ? "o" : "x", 1) != 1 || read(down[0], &c, 1) != 1) _exit(1);
+        store_file_close(&sf);
+        if (write(up[1], "c", 1) != 1) _exit(1);
+        _exit(read(down[0], &c, 1) == 0 ? 0 : 1); /* until the parent closes its end */
+    }
+    close(down[0]), close(up[1]);
+    Holder h = {pid, down[1], up[0]};
+    char c = 0;
+    cr_assert_eq(read(h.from, &c, 1), 1);
+    cr_assert_eq(c, 'o', "the holder could not open the store (its stderr above)");
+    return h;
+}
+
+/* Tells the holder to close its store and waits until it has. */
+static void holder_close_store(Holder *h) {
+    char c = 0;
+    cr_assert_eq(write(h->to, "n", 1), 1);
+    cr_assert_eq(read(h->from, &c, 1), 1);
+    cr_assert_eq(c, 'c');
+}
+
+static void holder_end(Holder *h, int kill_it) {
+    if (kill_it) kill(h->pid, SIGKILL);
+    close(h->to), close(h->from);
+    int status;
+    cr_assert_eq(waitpid(h->pid, &status, 0), h->pid);
+    cr_assert(kill_it || (WIFEXITED(status) && WEXITSTATUS(status) == 0), "holder status %d", status);
+}
+
+/* While another process holds the store, every open, a writer and the reuse check fail at once
+ * naming its pid and the hint; the lock is released when it closes the store (still running). */
+Test(store_file, a_second_open_fails_naming_the_holder) {
+    Store st;
+    StoreFile sf;
+    StoreWriter w;
+    OwError err;
+    store_new(&st);
+    Holder h = holder_start(st.path);
+    char want[96];
+    snprintf(want, sizeof want, "is in use by another owlore process (pid %ld)", (long)h.pid);
+    expect_open_fails(st.path, SOURCE, want);
+    expect_open_fails(st.path, SOURCE, "another --nvme-dir, or wait");
+    cr_assert_neq(store_file_open_rw(&sf, st.path, SOURCE, &err), 0);
+    cr_assert(strstr(err.msg, want), "%s", err.msg);
+    cr_assert_eq(store_file_reusable(st.path, SOURCE, NBLOCKS, SIZES, &err), 0);
+    cr_assert(strstr(err.msg, want), "%s", err.msg);
+    cr_assert_neq(store_writer_begin(&w, st.path, SOURCE, NBLOCKS, SIZES, &err), 0, "a writer began on a held store");
+    cr_assert(strstr(err.msg, want), "%s", err.msg);
+    cr_assert_eq(dir_entries(st.dir), 2, "only the store and its lock: no temporary");
+    expect_open_fails(st.path, SOURCE, want); /* the failed writer left the holder's lock alone */
+    holder_close_store(&h);
+    cr_assert_eq(store_file_open(&sf, st.path, SOURCE, &err), 0, "the lock outlived close: %s", err.msg);
+    store_file_close(&sf);
+    holder_end(&h, 0);
+    store_free(&st, 1);
+}
+
+/* A holder killed with SIGKILL leaves its lock file behind, which blocks nobody. */
+Test(store_file, the_lock_goes_with_a_killed_holder) {
+    Store st;
+    StoreFile sf;
+    OwError err;
+    store_new(&st);
+    Holder h = holder_start(st.path);
+    holder_end(&h, 1);
+    cr_assert_eq(store_file_open(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
+    char *lp = ow_xmalloc(strlen(st.path) + 8);
+    sprintf(lp, "%s.lock", st.path);
+    char *text = ts_read_text(lp);
+    cr_assert_eq(atol(text), (long)getpid(), "the lock file names its holder: %s", text);
+    free(text);
+    free(lp);
+    store_close_free(&st, &sf);
+}
+
+/* A writer holds the lock from begin to commit or abort; in this process too, a second open is refused. */
+Test(store_file, a_writer_holds_the_lock_until_commit_or_abort) {
+    Store st;
+    StoreFile sf;
+    StoreWriter w, w2;
+    OwError err;
+    store_new(&st);
+    cr_assert_eq(store_writer_begin(&w, st.path, SOURCE, NBLOCKS, SIZES, &err), 0, "%s", err.msg);
+    expect_open_fails(st.path, SOURCE, "which has it open already");
+    cr_assert_neq(store_writer_begin(&w2, st.path, SOURCE, NBLOCKS, SIZES, &err), 0, "two writers of one store");
+    for (int i = 0; i < NBLOCKS; i++) cr_assert_eq(store_writer_put(&w, i, st.blocks[i], &err), 0, "%s", err.msg);
+    cr_assert_eq(store_writer_commit(&w, &err), 0, "%s", err.msg);
+    cr_assert_eq(store_file_open(&sf, st.path, SOURCE, &err), 0, "the lock outlived commit: %s", err.msg);
+    cr_assert_neq(store_writer_begin(&w2, st.path, SOURCE, NBLOCKS, SIZES, &err), 0, "a writer under an open store");
+    cr_assert(strstr(err.msg, "in use"), "%s", err.msg);
+    store_file_close(&sf);
+    cr_assert_eq(store_writer_begin(&w, st.path, SOURCE, NBLOCKS, SIZES, &err), 0, "%s", err.msg);
+    store_writer_abort(&w);
+    cr_assert_eq(dir_entries(st.dir), 2, "an aborted rewrite keeps the store and its lock file");
+    cr_assert_eq(store_file_open(&sf, st.path, SOURCE, &err), 0, "the lock outlived abort: %s", err.msg);
+    store_close_free(&st, &sf);
 }
