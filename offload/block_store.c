@@ -26,19 +26,19 @@ struct BlockStore {
     Backend *be;
     BlockStoreConfig cfg;
     BlockHome *homes;
-    Tensor *own;            /* device-home blocks' buffers (data NULL for others) */
-    unsigned char **host;   /* host-home blocks' page-locked bytes (NULL for others) */
+    Tensor *own;             /* device-home blocks' buffers (data NULL for others) */
+    unsigned char **host;    /* host-home blocks' page-locked bytes (NULL for others) */
     unsigned char *host_mem; /* one host_alloc holding every host home */
     Slot *slots;
     unsigned char **staging; /* disk homes: a page-locked staging buffer per slot */
-    Tensor *pins;           /* pin_slots buffers */
-    int *pin_of;            /* per block: its pin buffer, -1 none (device-home blocks pin in place: -2) */
-    int *pin_used;          /* per pin buffer: the block, -1 free */
-    int staged;             /* block_store_stage's slot holds a block for writing: its index, else -1 */
+    Tensor *pins;            /* pin_slots buffers */
+    int *pin_of;             /* per block: its pin buffer, -1 none (device-home blocks pin in place: -2) */
+    int *pin_used;           /* per pin buffer: the block, -1 free */
+    int staged;              /* block_store_stage's slot holds a block for writing: its index, else -1 */
     uint64_t clock;
     /* disk */
     StoreWriter writer;
-    int writing;      /* the store file is being written (setup) */
+    int writing; /* the store file is being written (setup) */
     StoreFile sf;
     int sf_open;
     BlockIo *io;
@@ -349,8 +349,7 @@ int block_store_pin(BlockStore *bs, int i, Tensor *out, OwError *err) {
 static int write_home(BlockStore *bs, int i, const Tensor *buf, OwError *err) {
     Backend *be = bs->be;
     switch (bs->homes[i]) {
-    case BLOCK_HOME_DEVICE:
-        return 0;
+    case BLOCK_HOME_DEVICE: return 0;
     case BLOCK_HOME_HOST:
         be->ops->sync(be); /* a queued copy up may still read the home */
         be->ops->download(be, bs->host[i], OW_U8, buf);
@@ -473,7 +472,8 @@ int offload_place(const OffloadRequest *r, BlockHome *homes, OffloadPlacement *o
         return ow_fail(err,
                        "%d frozen blocks of %.1f MiB must stream but page-locked host memory (--host-mem) holds %d%s "
                        "(hint: --nvme-dir DIR, a directory on a local disk for the block store)",
-                       rest, (double)bb / (1 << 20), n_host, r->mode == OFFLOAD_MODE_NVME ? " with --offload nvme" : "");
+                       rest, (double)bb / (1 << 20), n_host,
+                       r->mode == OFFLOAD_MODE_NVME ? " with --offload nvme" : "");
     /* device homes spread over the depth; of the others the lower ones in host memory */
     for (int i = 0; i < n; i++) homes[i] = BLOCK_HOME_DISK;
     for (int k = 0; k < n_dev; k++) homes[(int)(((double)k + 0.5) * n / n_dev)] = BLOCK_HOME_DEVICE;
@@ -497,7 +497,8 @@ void offload_placement_format(const OffloadPlacement *p, char *buf, size_t cap) 
         snprintf(buf, cap, "every block on the device (%d)", p->n_device);
         return;
     }
-    snprintf(buf, cap, "%d blocks on the device, %d streamed from host memory, %d from the store file (%d slots, %d "
+    snprintf(buf, cap,
+             "%d blocks on the device, %d streamed from host memory, %d from the store file (%d slots, %d "
              "trained-block buffers)",
              p->n_device, p->n_host, p->n_disk, p->stream_slots, p->pin_slots);
 }

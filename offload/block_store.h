@@ -48,7 +48,12 @@
 typedef enum { BLOCK_HOME_DEVICE = 0, BLOCK_HOME_HOST = 1, BLOCK_HOME_DISK = 2 } BlockHome;
 extern const char *const block_home_names[]; /* "device", "host", "disk", NULL */
 
-typedef enum { OFFLOAD_MODE_AUTO = 0, OFFLOAD_MODE_NONE = 1, OFFLOAD_MODE_HOST = 2, OFFLOAD_MODE_NVME = 3 } OffloadPlaceMode;
+typedef enum {
+    OFFLOAD_MODE_AUTO = 0,
+    OFFLOAD_MODE_NONE = 1,
+    OFFLOAD_MODE_HOST = 2,
+    OFFLOAD_MODE_NVME = 3
+} OffloadPlaceMode;
 extern const char *const offload_mode_names[]; /* "auto", "none", "host", "nvme", NULL */
 
 typedef struct BlockStoreConfig {
@@ -66,13 +71,13 @@ typedef struct BlockStore BlockStore;
 
 /* Counters of a run, for the log and summary.json. */
 typedef struct BlockStoreStats {
-    int64_t fetches;         /* copies of a block into a slot */
-    int64_t hits;            /* acquires that found the block in a slot already */
-    int64_t disk_reads;      /* blocks read from the store file */
-    int64_t writebacks;      /* pinned blocks copied back to their home */
+    int64_t fetches;          /* copies of a block into a slot */
+    int64_t hits;             /* acquires that found the block in a slot already */
+    int64_t disk_reads;       /* blocks read from the store file */
+    int64_t writebacks;       /* pinned blocks copied back to their home */
     double disk_read_seconds; /* host time spent waiting for store reads */
-    size_t bytes_up;         /* bytes copied host -> device */
-    size_t bytes_disk;       /* bytes read from the store file */
+    size_t bytes_up;          /* bytes copied host -> device */
+    size_t bytes_disk;        /* bytes read from the store file */
 } BlockStoreStats;
 
 /* Allocates the device buffers (MEM_WEIGHTS) and host homes; opens the store file when it can be reused. */
@@ -127,7 +132,7 @@ typedef struct OffloadRequest {
 } OffloadRequest;
 
 typedef struct OffloadPlacement {
-    int streaming;      /* some block is not on the device */
+    int streaming; /* some block is not on the device */
     int n_device, n_host, n_disk;
     int stream_slots, pin_slots;
     size_t device_bytes; /* device bytes of blocks: own buffers, slots, pin buffers */

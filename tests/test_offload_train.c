@@ -69,13 +69,14 @@ static char *model_bytes(const char *out, size_t *n) {
     return data;
 }
 
-static void same_run(const char *a, const char *b) {
+static void same_run_steps(const char *a, const char *b, int steps) {
     double la[STEPS], lb[STEPS], ga[STEPS], gb[STEPS];
-    ts_read_metric(a, "loss", la, STEPS);
-    ts_read_metric(b, "loss", lb, STEPS);
-    ts_read_metric(a, "grad_norm", ga, STEPS);
-    ts_read_metric(b, "grad_norm", gb, STEPS);
-    for (int i = 0; i < STEPS; i++) {
+    cr_assert(steps <= STEPS);
+    ts_read_metric(a, "loss", la, steps);
+    ts_read_metric(b, "loss", lb, steps);
+    ts_read_metric(a, "grad_norm", ga, steps);
+    ts_read_metric(b, "grad_norm", gb, steps);
+    for (int i = 0; i < steps; i++) {
         cr_assert(memcmp(&la[i], &lb[i], sizeof la[i]) == 0, "step %d: loss %.17g (%s) vs %.17g (%s)", i, la[i], a,
                   lb[i], b);
         cr_assert(memcmp(&ga[i], &gb[i], sizeof ga[i]) == 0, "step %d: grad norm %.17g vs %.17g", i, ga[i], gb[i]);
@@ -86,6 +87,23 @@ static void same_run(const char *a, const char *b) {
     cr_assert(memcmp(ma, mb, na) == 0, "the final weights of %s and %s differ", a, b);
     free(ma);
     free(mb);
+}
+
+static void same_run(const char *a, const char *b) { same_run_steps(a, b, STEPS); }
+
+/* A string of RUN_DIR/summary.json (static storage). */
+static const char *summary_string(const char *out, const char *key) {
+    static char buf[128];
+    OwError err;
+    char *p = ow_path_join(out, "summary.json");
+    cJSON *j = json_parse_file(p, &err);
+    cr_assert(j != NULL, "%s", err.msg);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    cr_assert(cJSON_IsString(v), "%s: no string %s", p, key);
+    snprintf(buf, sizeof buf, "%s", v->valuestring);
+    cJSON_Delete(j);
+    free(p);
+    return buf;
 }
 
 static void bit_exact(int accum) {
@@ -101,15 +119,81 @@ static void bit_exact(int accum) {
     same_run(none.out, nvme.out);
     /* the run streamed: its summary says how, and the trained blocks went back to the store */
     char *sp = ow_path_join(nvme.out, "summary.json");
-    char *summary = ts_read_text(sp);
-    cr_assert(strstr(summary, "\"offload\"") && strstr(summary, "\"disk_reads\""), "summary.json: %s", summary);
-    free(summary);
+    cJSON *j = json_parse_file(sp, NULL);
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(j, "offload");
+    cr_assert(off != NULL, "%s has no offload figures", sp);
+    cr_assert_eq(cJSON_GetObjectItemCaseSensitive(off, "disk")->valuedouble, 2);
+    cr_assert_gt(cJSON_GetObjectItemCaseSensitive(off, "disk_reads")->valuedouble, 0);
+    cr_assert_gt(cJSON_GetObjectItemCaseSensitive(off, "writebacks")->valuedouble, 0);
+    cJSON_Delete(j);
     free(sp);
     ts_rmtree(dir);
     free(dir);
 }
 
 Test(offload_train, host_and_nvme_homes_give_the_resident_bits) { bit_exact(1); }
+
+/* Layer-major accumulation (every micro-batch through a block before the next) gives the bits of
+ * micro-batch order, resident and streamed. TinyStories-656K ties its embeddings, so they are frozen
+ * here (a trainable tied embedding is refused: see below). */
+Test(offload_train, layer_major_accumulation_gives_the_micro_batch_bits) {
+    char *dir = ts_tmpdir();
+    static const struct {
+        const char *name;
+        OffloadPlaceMode mode;
+        AccumOrder order;
+    } runs[] = {{"none-micro", OFFLOAD_MODE_NONE, ACCUM_ORDER_MICRO},
+                {"none-layer", OFFLOAD_MODE_NONE, ACCUM_ORDER_LAYER},
+                {"host-layer", OFFLOAD_MODE_HOST, ACCUM_ORDER_LAYER},
+                {"nvme-auto", OFFLOAD_MODE_NVME, ACCUM_ORDER_AUTO}};
+    TrainConfig c[4];
+    for (int i = 0; i < 4; i++) {
+        offload_config(&c[i], dir, runs[i].name, runs[i].mode, 3);
+        c[i].accum_order = runs[i].order;
+        c[i].freeze_embeddings = 1;
+        run(&c[i]);
+        if (i) same_run(c[0].out, c[i].out);
+    }
+    cr_assert_str_eq(summary_string(c[3].out, "accum_order"), "layer"); /* auto chose it: blocks streamed */
+    cr_assert_str_eq(summary_string(c[0].out, "accum_order"), "micro");
+    ts_rmtree(dir);
+    free(dir);
+}
+
+/* The same on an untied model (the trajectory fixture: 4 blocks, untied lm_head, compact embedding
+ * gradient), where lm_head's and the embedding's gradients accumulate over the micro-batches too. */
+Test(offload_train, layer_major_accumulation_untied) {
+    char *dir = ts_tmpdir();
+    TrainConfig c[3];
+    const char *names[3] = {"micro", "layer", "layer-host"};
+    for (int i = 0; i < 3; i++) {
+        char sub[64];
+        snprintf(sub, sizeof sub, "%s/%s", dir, names[i]);
+        (void)ow_mkdir_p(sub, NULL);
+        free(ts_trajectory_config("owlore", sub, "cpu", &c[i]));
+        c[i].grad_accum = 3;
+        c[i].accum_order = i ? ACCUM_ORDER_LAYER : ACCUM_ORDER_MICRO;
+        c[i].offload = i == 2 ? OFFLOAD_MODE_HOST : OFFLOAD_MODE_NONE;
+        run(&c[i]);
+        if (i) same_run_steps(c[0].out, c[i].out, (int)c[0].steps);
+    }
+    ts_rmtree(dir);
+    free(dir);
+}
+
+/* A trainable tied embedding cannot keep its accumulation order layer-major: refused, naming the fix. */
+Test(offload_train, layer_major_refuses_a_trainable_tied_embedding) {
+    char *dir = ts_tmpdir();
+    TrainConfig c;
+    offload_config(&c, dir, "tied", OFFLOAD_MODE_NONE, 3);
+    c.accum_order = ACCUM_ORDER_LAYER;
+    OwError err;
+    TrainSummary s;
+    cr_assert_neq(train_run(&c, &s, &err), 0);
+    cr_assert(strstr(err.msg, "tied") && strstr(err.msg, "--accum-order micro"), "%s", err.msg);
+    ts_rmtree(dir);
+    free(dir);
+}
 Test(offload_train, host_and_nvme_homes_give_the_resident_bits_with_accumulation) { bit_exact(3); }
 
 /* A store file written by a run that only read it is reused by the next run (same source). */

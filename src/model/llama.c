@@ -81,6 +81,12 @@ struct ModelActs {
     Tensor dres, dln;        /* [N, C] */
     Tensor dq, dk, dv, datt; /* [N, Hq*D], [N, Hkv*D] x2, [N, Hq*D], views of pool */
     Tensor dgate, dup;       /* [mlp_rows, F], views of pool */
+    /* layer-major accumulation (Model.accum_micro > 1; see model_forward_backward_layers) */
+    int micro;                  /* micro-batches per step, 0 without */
+    Tensor lm_in[2], lm_out[2]; /* block inputs and outputs, alternating by position [N, C] */
+    int lm_in_ticket[2], lm_out_ticket[2];
+    Tensor *lm_dres;        /* micro residual gradients [N, C] */
+    unsigned char *lm_host; /* micro * (L + 1) block boundaries, x_bytes apart */
 };
 
 /* ---- allocation ---- */
@@ -204,6 +210,13 @@ void model_acts_free(Model *m) {
         for (int64_t l = 0; l < L; l++) layer_acts_free(be, &A->layers[l]);
     Tensor *ts[] = {&A->ids, &A->targets, &A->pool, &A->losses, &A->dres, &A->dln}; /* not the views of pool */
     release_all(be, ts, sizeof ts / sizeof ts[0]);
+    if (A->micro) {
+        Tensor *lm[] = {&A->lm_in[0], &A->lm_in[1], &A->lm_out[0], &A->lm_out[1]};
+        release_all(be, lm, 4);
+        for (int k = 0; k < A->micro; k++) be->ops->release(be, &A->lm_dres[k], MEM_ACTIVATIONS);
+        if (A->lm_host) be->ops->host_free(be, A->lm_host);
+    }
+    free(A->lm_dres);
     free(A->x);
     free(A->layers);
     free(A);
@@ -226,7 +239,7 @@ static int offload_applies(const ModelConfig *c, int recompute, int offload) {
 }
 
 static void acts_layout(Allocator *a, ModelActs *A, const ModelConfig *c, int64_t B, int64_t T, int recompute,
-                        int offload, int head_grad, int64_t mlp_override, int64_t logits_override) {
+                        int offload, int head_grad, int64_t micro, int64_t mlp_override, int64_t logits_override) {
     A->B = B;
     A->T = T;
     A->N = B * T;
@@ -287,6 +300,17 @@ static void acts_layout(Allocator *a, ModelActs *A, const ModelConfig *c, int64_
     act_alloc(a, &A->losses, tensor_1d(OW_F32, N), "per-token losses");
     act_alloc(a, &A->dres, tensor_2d(dt, N, C), "gradients (residual)");
     act_alloc(a, &A->dln, tensor_2d(dt, N, C), "gradients (norm output)");
+    if (micro > 1) {
+        A->micro = micro;
+        A->lm_dres = ow_xcalloc((size_t)micro, sizeof(Tensor));
+        for (int i = 0; i < 2; i++) {
+            act_alloc(a, &A->lm_in[i], tensor_2d(dt, N, C), "activations (layer-major block inputs)");
+            act_alloc(a, &A->lm_out[i], tensor_2d(dt, N, C), "activations (layer-major block outputs)");
+            A->lm_in_ticket[i] = A->lm_out_ticket[i] = -1;
+        }
+        for (int64_t k = 0; k < micro; k++)
+            act_alloc(a, &A->lm_dres[k], tensor_2d(dt, N, C), "gradients (residual, per micro-batch)");
+    }
 }
 
 size_t model_activation_bytes(const ModelConfig *c, DType act, int64_t B, int64_t T, int recompute, int offload,
@@ -294,10 +318,20 @@ size_t model_activation_bytes(const ModelConfig *c, DType act, int64_t B, int64_
     ModelActs A;
     memset(&A, 0, sizeof A);
     Allocator a = {NULL, act, NULL, 0, 0};
-    acts_layout(&a, &A, c, B, T, recompute, offload, head_grad, 0, 0);
+    acts_layout(&a, &A, c, B, T, recompute, offload, head_grad, 0, 0, 0);
     free(A.x);
     free(A.layers);
     return a.bytes + 2 * (size_t)T * (size_t)(c->head_dim / 2) * sizeof(float); /* + the rotary tables */
+}
+
+size_t model_layer_accum_bytes(const ModelConfig *c, DType act, int64_t B, int64_t T, int64_t micro) {
+    return micro > 1 ? (size_t)(4 + micro) * (size_t)(B * T) * (size_t)c->hidden_size * dtype_size(act) : 0;
+}
+
+size_t model_layer_accum_host_bytes(const ModelConfig *c, DType act, int64_t B, int64_t T, int64_t micro) {
+    return micro > 1 ? (size_t)micro * (size_t)(c->num_layers + 1) * (size_t)(B * T) * (size_t)c->hidden_size *
+                           dtype_size(act)
+                     : 0;
 }
 
 size_t model_offload_host_bytes(const ModelConfig *c, DType act, int64_t B, int64_t T, int recompute, int offload) {
@@ -341,10 +375,16 @@ int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
     m->acts = A;
     Allocator a = {be, be->act_dtype, err, 0, 0};
     int head_grad = m->head_grad_host && m->lm_head != m->embed;
-    acts_layout(&a, A, c, B, T, recompute, m->offload_acts, head_grad, m->mlp_chunk_rows, m->logits_chunk_rows);
+    OW_CHECKF(m->accum_micro <= 1 || recompute, "layer-major accumulation needs recomputation");
+    acts_layout(&a, A, c, B, T, recompute, m->offload_acts, head_grad, m->accum_micro, m->mlp_chunk_rows,
+                m->logits_chunk_rows);
     if (!a.failed && A->offload) {
         A->host_x = be->ops->host_alloc(be, (size_t)c->num_layers * A->x_bytes, err);
         if (!A->host_x) a.failed = 1;
+    }
+    if (!a.failed && A->micro) {
+        A->lm_host = be->ops->host_alloc(be, (size_t)A->micro * (size_t)(c->num_layers + 1) * A->x_bytes, err);
+        if (!A->lm_host) a.failed = 1;
     }
     if (a.failed) {
         model_acts_free(m);
@@ -581,28 +621,23 @@ static int forward_blocks(Model *m, int for_backward, const GradHooks *hooks, Ow
         model_block_release(m, l);
         if (l == 0 && hooks && hooks->forward_started) hooks->forward_started(hooks->ctx);
     }
-    be->ops->rmsnorm_forward(be, &A->lnf, &A->rstdf, &A->x[m->cfg.num_layers], &m->final_norm->w,
-                             (float)m->cfg.rms_norm_eps);
     return 0;
 }
 
-int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets, float grad_scale,
-                           const GradHooks *hooks, double *loss_sum, int64_t *ntargets, OwError *err) {
-    if (upload_batch(m, ids, targets, err) != 0) return -1;
+static void final_norm_forward(Model *m, const Tensor *xL) {
+    m->be->ops->rmsnorm_forward(m->be, &m->acts->lnf, &m->acts->rstdf, xL, &m->final_norm->w,
+                                (float)m->cfg.rms_norm_eps);
+}
+
+/* The head of a micro-batch whose ids and targets are uploaded, from the last block's output xL: the final
+ * norm, logits in row chunks and their cross-entropy (losses); with a gradient (grad_scale != 0) lm_head's
+ * and the final norm's gradients, A->dres = d(loss)/d(xL), and head_done. */
+static int head_pass(Model *m, const Tensor *xL, float grad_scale, const GradHooks *hooks, OwError *err) {
     ModelActs *A = m->acts;
     Backend *be = m->be;
-    const ModelConfig *c = &m->cfg;
-    int64_t N = A->N, L = c->num_layers;
+    int64_t N = A->N;
     int want_grad = grad_scale != 0.0f;
-    int compact = want_grad && model_grad_is_compact(m, m->embed);
-    if (compact && upload_embed_slots(m, ids, err) != 0) return -1;
-    int64_t count = 0;
-    for (int64_t i = 0; i < N; i++) count += targets[i] != -100;
-    *ntargets = count;
-
-    if (forward_blocks(m, want_grad, hooks, err) != 0) return -1;
-
-    /* head, in row chunks */
+    final_norm_forward(m, xL);
     if (want_grad) be->ops->fill(be, &A->dln, 0.0f);
     int64_t chunk = A->logits.shape[0];
     const Tensor *Wlm = weights(be, m->lm_head);
@@ -622,17 +657,44 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
             linear_backward(be, &dlnf, 0.0f, &logits, &lnf, m->lm_head);
         }
     }
-    if (!want_grad) {
-        *loss_sum = be->ops->sum(be, &A->losses);
-        return 0;
-    }
-
+    if (!want_grad) return 0;
     be->ops->fill(be, &A->dres, 0.0f);
-    be->ops->rmsnorm_backward(be, &A->dres, m->final_norm->trainable ? &m->final_norm->g : NULL, &A->dln, &A->x[L],
+    be->ops->rmsnorm_backward(be, &A->dres, m->final_norm->trainable ? &m->final_norm->g : NULL, &A->dln, xL,
                               &m->final_norm->w, &A->rstdf);
     if (hooks && hooks->head_done && hooks->head_done(hooks->ctx, err) != 0) return -1;
     if (head_grad_pooled) /* to its home in host memory before the block overlay takes the pool back */
         be->ops->copy_wait(be, be->ops->copy_to_host(be, m->lm_head->g_host, &m->lm_head->g));
+    return 0;
+}
+
+/* The embedding's gradient from A->dres for the uploaded micro-batch (compact: into the slots of the step's
+ * distinct tokens, in position order as the dense form), and embed_done. */
+static int embed_backward(Model *m, int compact, const GradHooks *hooks, OwError *err) {
+    ModelActs *A = m->acts;
+    Tensor pos = compact ? tensor_slice(&m->erows.pos, 0, A->N) : A->ids;
+    m->be->ops->embedding_backward(m->be, &m->embed->g, &pos, &A->dres);
+    return hooks && hooks->embed_done && hooks->embed_done(hooks->ctx, err) != 0 ? -1 : 0;
+}
+
+int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets, float grad_scale,
+                           const GradHooks *hooks, double *loss_sum, int64_t *ntargets, OwError *err) {
+    if (upload_batch(m, ids, targets, err) != 0) return -1;
+    ModelActs *A = m->acts;
+    Backend *be = m->be;
+    const ModelConfig *c = &m->cfg;
+    int64_t N = A->N, L = c->num_layers;
+    int want_grad = grad_scale != 0.0f;
+    int compact = want_grad && model_grad_is_compact(m, m->embed);
+    if (compact && upload_embed_slots(m, ids, err) != 0) return -1;
+    int64_t count = 0;
+    for (int64_t i = 0; i < N; i++) count += targets[i] != -100;
+    *ntargets = count;
+
+    if (forward_blocks(m, want_grad, hooks, err) != 0 || head_pass(m, &A->x[L], grad_scale, hooks, err) != 0) return -1;
+    if (!want_grad) {
+        *loss_sum = be->ops->sum(be, &A->losses);
+        return 0;
+    }
 
     StepOrder order = step_order(m, 1);
     int lowest = order.lowest;
@@ -649,14 +711,128 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
             A->slot_ticket[l % ACT_SLOTS] = be->ops->copy_from_host(be, &A->x[l - ACT_SLOTS], host_x(A, l - ACT_SLOTS));
         if (hooks && hooks->block_done && hooks->block_done(hooks->ctx, l, err) != 0) return -1;
     }
-    if (m->embed->trainable) {
-        /* compact: into the slots of the step's distinct tokens, in position order as the dense form */
-        Tensor pos = compact ? tensor_slice(&m->erows.pos, 0, N) : A->ids;
-        be->ops->embedding_backward(be, &m->embed->g, &pos, &A->dres);
-        if (hooks && hooks->embed_done && hooks->embed_done(hooks->ctx, err) != 0) return -1;
-    }
+    if (m->embed->trainable && embed_backward(m, compact, hooks, err) != 0) return -1;
     *loss_sum = be->ops->sum(be, &A->losses); /* synchronous: read once the whole backward is queued */
     return 0;
+}
+
+/* ---- layer-major accumulation ---- */
+
+/* The positions of a layer-major step, in order: the forward of block l for micro-batch k (l major), the
+ * head of each micro-batch, the backward of block l (from the top down to `lowest`) for each micro-batch,
+ * and the embedding's gradient of each. */
+typedef enum { LM_FORWARD, LM_HEAD, LM_BACKWARD, LM_EMBED } LmKind;
+typedef struct {
+    LmKind kind;
+    int l, k;
+} LmPos;
+
+typedef struct {
+    int L, G, lowest, embed, count;
+} LmPlan;
+
+static LmPos lm_pos(const LmPlan *P, int p) {
+    int G = P->G;
+    if (p < P->L * G) return (LmPos){LM_FORWARD, p / G, p % G};
+    p -= P->L * G;
+    if (p < G) return (LmPos){LM_HEAD, P->L, p};
+    p -= G;
+    int nb = P->L - P->lowest;
+    if (p < nb * G) return (LmPos){LM_BACKWARD, P->L - 1 - p / G, p % G};
+    return (LmPos){LM_EMBED, 0, p - nb * G};
+}
+
+static void *lm_host_x(ModelActs *A, int L, int k, int l) {
+    return A->lm_host + ((size_t)k * (size_t)(L + 1) + (size_t)l) * A->x_bytes;
+}
+
+/* Queues the copy of position p's block input from host memory into lm_in[p & 1] (none when p has none:
+ * the embedding's positions, block 0's forward, or p past the end). */
+static void lm_fetch_input(Model *m, const LmPlan *P, int p) {
+    if (p >= P->count) return;
+    LmPos q = lm_pos(P, p);
+    if (q.kind == LM_EMBED || (q.kind == LM_FORWARD && q.l == 0)) return;
+    ModelActs *A = m->acts;
+    A->lm_in_ticket[p & 1] = m->be->ops->copy_from_host(m->be, &A->lm_in[p & 1], lm_host_x(A, P->L, q.k, q.l));
+}
+
+/* Position p: its micro-batch's ids (and targets) uploaded, its input in lm_in[p & 1], dres its gradient. */
+static int lm_run(Model *m, const LmPlan *P, const StepOrder *order, int p, const int32_t *ids, const int32_t *targets,
+                  float grad_scale, const GradHooks *hooks, double *loss_sum, OwError *err) {
+    ModelActs *A = m->acts;
+    Backend *be = m->be;
+    LmPos q = lm_pos(P, p);
+    int64_t N = A->N;
+    const int32_t *ids_k = ids + (int64_t)q.k * N, *tg_k = targets + (int64_t)q.k * N;
+    Tensor *in = &A->lm_in[p & 1], *out = &A->lm_out[p & 1];
+    if (q.kind != LM_FORWARD && hooks && hooks->micro_begin) hooks->micro_begin(hooks->ctx, q.k, q.k == P->G - 1);
+    A->dres = A->lm_dres[q.k];
+    if (q.kind == LM_FORWARD && q.l == 0) { /* x[0]: the embedding, kept for block 0's backward */
+        if (upload_batch(m, ids_k, NULL, err) != 0) return -1;
+        be->ops->copy_wait(be, A->lm_in_ticket[p & 1]);
+        be->ops->embedding_forward(be, in, &A->ids, weights(be, m->embed));
+        A->lm_in_ticket[p & 1] = be->ops->copy_to_host(be, lm_host_x(A, P->L, q.k, 0), in);
+    } else if (q.kind != LM_EMBED) {
+        be->ops->copy_wait(be, A->lm_in_ticket[p & 1]);
+    }
+    if ((q.kind == LM_FORWARD || q.kind == LM_BACKWARD) && q.k == 0) {
+        int opos = q.kind == LM_FORWARD ? q.l : P->L + (P->L - 1 - q.l);
+        if (block_enter(m, order, opos, err) != 0) return -1;
+    }
+    switch (q.kind) {
+    case LM_FORWARD:
+        be->ops->copy_wait(be, A->lm_out_ticket[p & 1]); /* out's last copy to the host has left it */
+        block_forward(m, q.l, in, &A->layers[0], out, NULL);
+        A->lm_out_ticket[p & 1] = be->ops->copy_to_host(be, lm_host_x(A, P->L, q.k, q.l + 1), out);
+        if (p == 0 && hooks && hooks->forward_started) hooks->forward_started(hooks->ctx);
+        break;
+    case LM_HEAD:
+        if (upload_batch(m, ids_k, tg_k, err) != 0 || head_pass(m, in, grad_scale, hooks, err) != 0) return -1;
+        *loss_sum += be->ops->sum(be, &A->losses);
+        break;
+    case LM_BACKWARD:
+        block_forward_attention(m, q.l, in, &A->layers[0], &A->layers[0].h);
+        if (block_backward(m, q.l, in, &A->layers[0], hooks, err) != 0) return -1;
+        if (hooks && hooks->block_done && hooks->block_done(hooks->ctx, q.l, err) != 0) return -1;
+        break;
+    case LM_EMBED: {
+        int compact = model_grad_is_compact(m, m->embed);
+        if (upload_batch(m, ids_k, NULL, err) != 0 || (compact && upload_embed_slots(m, ids_k, err) != 0) ||
+            embed_backward(m, compact, hooks, err) != 0)
+            return -1;
+        break;
+    }
+    }
+    if ((q.kind == LM_FORWARD || q.kind == LM_BACKWARD) && q.k == P->G - 1) model_block_release(m, q.l);
+    return 0;
+}
+
+int model_forward_backward_layers(Model *m, int micro, const int32_t *ids, const int32_t *targets, float grad_scale,
+                                  const GradHooks *hooks, double *loss_sum, int64_t *ntargets, OwError *err) {
+    ModelActs *A = m->acts;
+    if (!A) return ow_fail(err, "model_prepare was not called");
+    OW_CHECKF(A->micro == micro && micro > 1 && grad_scale != 0.0f,
+              "layer-major accumulation prepared for %d micro-batches, asked for %d", A->micro, micro);
+    OW_CHECKF(!(m->lm_head == m->embed && m->embed->trainable),
+              "layer-major accumulation cannot keep a trainable tied embedding's accumulation order");
+    OW_CHECKF(!m->lm_head->g_host, "lm_head's gradient in the activation pool does not accumulate");
+    int64_t count = 0, n = (int64_t)micro * A->N;
+    for (int64_t i = 0; i < n; i++) count += targets[i] != -100;
+    *ntargets = count;
+    StepOrder order = step_order(m, 1);
+    int L = (int)m->cfg.num_layers;
+    LmPlan P = {L, micro, order.lowest, m->embed->trainable, 0};
+    P.count = L * micro + micro + (L - order.lowest) * micro + (P.embed ? micro : 0);
+    Tensor dres = A->dres;
+    double sum = 0;
+    int rc = 0;
+    for (int p = 0; p < P.count && rc == 0; p++) {
+        lm_fetch_input(m, &P, p + 1); /* beside position p: it last read the buffer p - 1 used */
+        rc = lm_run(m, &P, &order, p, ids, targets, grad_scale, hooks, &sum, err);
+    }
+    A->dres = dres;
+    *loss_sum = sum;
+    return rc;
 }
 
 int model_forward_logits(Model *m, const int32_t *ids, float *logits, OwError *err) {
@@ -665,6 +841,7 @@ int model_forward_logits(Model *m, const int32_t *ids, float *logits, OwError *e
     Backend *be = m->be;
     int64_t N = A->N, V = m->cfg.vocab_size, chunk = A->logits.shape[0];
     if (forward_blocks(m, 0, NULL, err) != 0) return -1;
+    final_norm_forward(m, &A->x[m->cfg.num_layers]);
     const Tensor *Wlm = weights(be, m->lm_head);
     for (int64_t r0 = 0; r0 < N; r0 += chunk) {
         int64_t cn = N - r0 < chunk ? N - r0 : chunk;

@@ -70,6 +70,9 @@ typedef struct GradHooks {
     /* the first block's forward is queued: the device has work, so the host can now queue
      * work that runs beside the step (the optimizer's early updates) without idling it */
     void (*forward_started)(void *ctx);
+    /* layer-major accumulation: the hooks that follow are those of micro-batch `micro` (last: the step's
+     * last), as optimizer_begin_micro tells the optimizer before each micro-batch's backward */
+    void (*micro_begin)(void *ctx, int micro, int last);
 } GradHooks;
 
 typedef struct ModelActs ModelActs; /* activation buffers, private to llama.c */
@@ -96,6 +99,8 @@ typedef struct Model {
                                   accumulate). Set before model_prepare, which must precede making lm_head
                                   trainable */
     EmbedRows erows;
+    int64_t accum_micro; /* > 1: model_prepare also allocates layer-major accumulation over this many
+                            micro-batches (model_forward_backward_layers); needs recomputation */
     /* Placed blocks (model_create_placed): each block's 9 weights are views, at block_off, of one
      * buffer of block_bytes that the store moves between its home and the device; a streamed
      * block's w.data is NULL except between model_block_acquire and model_block_release (llama.c
@@ -180,6 +185,19 @@ size_t model_offload_host_bytes(const ModelConfig *cfg, DType act, int64_t B, in
  * backward runs (evaluation). Hooks fire as parts of the gradient complete. */
 int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets, float grad_scale,
                            const GradHooks *hooks, double *loss_sum, int64_t *ntargets, OwError *err);
+/* The same for `micro` micro-batches at once (ids, targets: micro * B * T), layer-major: every
+ * micro-batch passes block l before block l + 1, and in reverse in the backward, their block-boundary
+ * activations in host memory, so a streamed block comes to the device once per step. Every parameter's
+ * gradient accumulates its micro-batches' contributions in the same order as micro-batch after
+ * micro-batch, so the bits are those of calling model_forward_backward per micro-batch, with one
+ * exception that is refused: a trainable tied embedding (its head and embedding contributions would
+ * interleave differently). Needs model_prepare with Model.accum_micro == micro and recomputation;
+ * hooks->micro_begin is called before each micro-batch's part of the backward. */
+int model_forward_backward_layers(Model *m, int micro, const int32_t *ids, const int32_t *targets, float grad_scale,
+                                  const GradHooks *hooks, double *loss_sum, int64_t *ntargets, OwError *err);
+/* Device and host bytes of layer-major accumulation over micro micro-batches (0 when micro <= 1). */
+size_t model_layer_accum_bytes(const ModelConfig *cfg, DType act, int64_t B, int64_t T, int64_t micro);
+size_t model_layer_accum_host_bytes(const ModelConfig *cfg, DType act, int64_t B, int64_t T, int64_t micro);
 /* Forward only, writing F32 logits [B*T, V] to host memory. */
 int model_forward_logits(Model *m, const int32_t *ids, float *logits, OwError *err);
 /* Forward only, per-position losses (F32 [B*T], 0 where ignored) to host memory. */

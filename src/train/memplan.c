@@ -42,6 +42,13 @@ static int64_t galore_block_state(const TrainConfig *c, const Shape2 mats[7], in
     return state;
 }
 
+/* Layer-major accumulation's buffers (model_forward_backward_layers) added to a plan. */
+static void layer_accum_bytes(const TrainConfig *c, const ModelConfig *mc, DType act, MemPlan *out) {
+    size_t dev = model_layer_accum_bytes(mc, act, c->batch_size, c->block_size, c->grad_accum);
+    out->bytes[MEM_ACTIVATIONS] += dev;
+    out->host_activations += model_layer_accum_host_bytes(mc, act, c->batch_size, c->block_size, c->grad_accum);
+}
+
 void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
                        MemPlan *out) {
     memset(out, 0, sizeof *out);
@@ -105,6 +112,7 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
     out->bytes[MEM_ACTIVATIONS] =
         model_activation_bytes(mc, act, c->batch_size, c->block_size, c->recompute, offload, head_grad);
     out->host_activations = model_offload_host_bytes(mc, act, c->batch_size, c->block_size, c->recompute, offload);
+    if (train_config_accum_layered(c, mc->tie_word_embeddings, 0)) layer_accum_bytes(c, mc, act, out);
     out->bytes[MEM_WORKSPACE] +=
         (size_t)ws * f32 + (device_workspace ? (size_t)ws64 * 8 : 0) +
         (device_workspace ? BACKEND_CUDA_FIXED_WORKSPACE : 0); /* cuBLAS workspace, scratch, norm accumulator */
@@ -133,6 +141,17 @@ int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param,
         .have_disk = c->nvme_dir[0] != '\0',
     };
     int rc = offload_place(&r, h, &out->place, err);
+    int tied = mc->tie_word_embeddings;
+    if (rc == 0 && out->place.streaming && !train_config_accum_layered(c, tied, 0) &&
+        train_config_accum_layered(c, tied, 1)) { /* auto: streaming turns layer-major on; place again with it */
+        size_t before = out->bytes[MEM_ACTIVATIONS];
+        layer_accum_bytes(c, mc, act, out);
+        size_t more = out->bytes[MEM_ACTIVATIONS] - before;
+        out->total += more;
+        rest += more;
+        r.device_room = cap == 0 ? SIZE_MAX : (cap > rest ? cap - rest : 0);
+        rc = offload_place(&r, h, &out->place, err);
+    }
     if (rc == 0 && out->place.streaming) {
         out->bytes[MEM_WEIGHTS] = other_weights + out->place.device_bytes;
         out->total = rest + out->place.device_bytes;

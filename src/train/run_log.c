@@ -240,6 +240,7 @@ int run_log_summary(const TrainConfig *c, Backend *be, const Model *m, size_t ho
     cJSON_AddNumberToObject(o, "batch_size", (double)c->batch_size);
     cJSON_AddNumberToObject(o, "block_size", (double)c->block_size);
     cJSON_AddNumberToObject(o, "steps", (double)pg->total_steps);
+    cJSON_AddStringToObject(o, "accum_order", m->accum_micro > 1 ? "layer" : "micro");
     speed_figures(o, c, pg);
     cJSON_AddNumberToObject(o, "seconds", summary->seconds);
     cJSON_AddNumberToObject(o, "projector_refreshes", refreshes);

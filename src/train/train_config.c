@@ -43,6 +43,8 @@ static const EnumNames k_chat = {chat_template_names};
 static const EnumNames k_tokmode = {tokenizer_mode_names};
 static const char *const k_accum_names[] = {"full", "projected", NULL};
 static const char *const k_offload_names[] = {"auto", "on", "off", NULL};
+static const char *const k_accum_order_names[] = {"auto", "micro", "layer", NULL};
+static const EnumNames k_accum_order = {k_accum_order_names};
 static const char *const k_precision_names[] = {"auto", "bf16", "fp32", NULL};
 static const char *const k_proj_precision_names[] = {"auto", "fp32", "tf32", NULL};
 static const char *const k_packing_names[] = {"concat", "pad", NULL};
@@ -115,6 +117,10 @@ static const KeyDef k_keys[] = {
     {"grad_accum", NUM(K_INT, grad_accum), "N", "micro-batches per optimizer step"},
     {"accum_mode", ENUM(accum_mode, k_accum), "MODE",
      "gradient accumulation: full (exact) | projected (GaLore memory saver)"},
+    {"accum_order", ENUM(accum_order, k_accum_order), "ORDER",
+     "with --grad-accum > 1: micro (each micro-batch through every block) | layer (every micro-batch through a "
+     "block before the next: a streamed block comes up once per step; the same bits) | auto (layer when blocks "
+     "stream)"},
     {"steps", NUM(K_INT, steps), "N", "optimizer steps (0: from --epochs)"},
     {"epochs", NUM(K_FLOAT, epochs), "E", "passes over the training windows when --steps is 0"},
     {"shuffle", NUM(K_BOOL, shuffle), NULL, "shuffle the training windows each epoch"},
@@ -623,6 +629,22 @@ int train_config_head_grad_host(const TrainConfig *c, int gpu, int tied) {
 
 int train_config_samples_blocks(const TrainConfig *c) {
     return strcmp(c->method, "galore") != 0 && strcmp(c->method, "full") != 0 && c->sampling != SAMPLING_ALL;
+}
+
+int train_config_accum_layered(const TrainConfig *c, int tied, int streaming) {
+    if (c->grad_accum <= 1 || !c->recompute || (tied && !c->freeze_embeddings)) return 0;
+    return c->accum_order == ACCUM_ORDER_LAYER || (c->accum_order == ACCUM_ORDER_AUTO && streaming);
+}
+
+int train_config_check_accum_order(const TrainConfig *c, int tied, OwError *err) {
+    if (c->accum_order != ACCUM_ORDER_LAYER || c->grad_accum <= 1) return 0;
+    if (!c->recompute)
+        return ow_fail(err, "accum_order = layer needs recompute (hint: --recompute true, or --accum-order micro)");
+    if (tied && !c->freeze_embeddings)
+        return ow_fail(err, "accum_order = layer cannot keep the accumulation order of a trainable tied embedding (its "
+                            "lm_head and embedding gradients share one tensor) (hint: --accum-order micro, or "
+                            "--freeze-embeddings)");
+    return 0;
 }
 
 int train_config_offload_acts(const TrainConfig *c, int gpu) {

@@ -20,6 +20,7 @@
 #define TC_STR 512
 
 typedef enum { ACCUM_FULL = 0, ACCUM_PROJECTED = 1 } AccumMode;
+typedef enum { ACCUM_ORDER_AUTO = 0, ACCUM_ORDER_MICRO = 1, ACCUM_ORDER_LAYER = 2 } AccumOrder;
 typedef enum { OFFLOAD_AUTO = 0, OFFLOAD_ON = 1, OFFLOAD_OFF = 2 } OffloadMode;
 typedef enum { PRECISION_AUTO = 0, PRECISION_BF16 = 1, PRECISION_FP32 = 2 } Precision;
 
@@ -51,6 +52,7 @@ typedef struct TrainConfig {
     int64_t batch_size, block_size, grad_accum, steps;
     double epochs;
     AccumMode accum_mode;
+    AccumOrder accum_order;
     int shuffle, recompute;
     OffloadMode offload_activations;
     OffloadMode offload_optimizer;
@@ -128,6 +130,13 @@ OptimConfig train_config_optim(const TrainConfig *c);
 /* Whether the method trains a sample of `gamma` blocks at a time (owlore, owlore-fullrank, lisa with
  * a sampling other than all); galore and full train every block at every step. */
 int train_config_samples_blocks(const TrainConfig *c);
+
+/* Whether micro-batches run layer-major (model_forward_backward_layers): asked (layer), or by default (auto)
+ * when blocks stream and there are several micro-batches; never with one micro-batch, without
+ * recomputation, or with a trainable tied embedding (whose accumulation order it cannot keep). */
+int train_config_accum_layered(const TrainConfig *c, int tied, int streaming);
+/* -1 with a message when accum_order = layer cannot apply (the reasons above). */
+int train_config_check_accum_order(const TrainConfig *c, int tied, OwError *err);
 
 /* Whether the block inputs go to host memory (Model.offload_acts): with
  * recomputation, when asked (on) or by default on a GPU (auto). */

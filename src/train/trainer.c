@@ -62,6 +62,7 @@ typedef struct Trainer {
     RunLock lock;      /* RUN_DIR/.lock, held from before the first write to the end (run_dir.h) */
     Provenance prov;   /* digests of the base model and data, checked on resume (provenance.h) */
     MemPlan plan;      /* the device plan with the blocks' placement (memplan.h) */
+    int layered;       /* micro-batches run layer-major (model_forward_backward_layers) */
     BlockHome *homes;  /* per block (plan.place.streaming) */
 } Trainer;
 
@@ -74,6 +75,9 @@ static int hook_param(void *ctx, Param *p, OwError *err) { return optimizer_abso
 static void hook_forward_started(void *ctx) {
     Trainer *t = ctx;
     optimizer_begin_step(&t->opt, t->step_lr);
+}
+static void hook_micro_begin(void *ctx, int micro, int last) {
+    optimizer_begin_micro(&((Trainer *)ctx)->opt, micro, last);
 }
 
 /* ---- trainable sets ---- */
@@ -252,7 +256,8 @@ static int setup_model(Trainer *t, OwError *err) {
     int is_dir;
     if (model_preset_resolve(c->model, &mc, &src, &is_dir, err) != 0) return -1;
     free(src);
-    if (check_memory_plan(t, &mc, err) != 0) return -1;
+    if (train_config_check_accum_order(c, mc.tie_word_embeddings, err) != 0 || check_memory_plan(t, &mc, err) != 0)
+        return -1;
     if (t->plan.place.n_disk && !ow_is_dir(c->nvme_dir))
         return ow_fail(err, "--nvme-dir %s is not a directory (hint: a directory on a local disk, made beforehand)",
                        c->nvme_dir);
@@ -381,6 +386,10 @@ static int setup_optimizer(Trainer *t, OwError *err) {
     /* activations first: lm_head's gradient may live in their pool (Model.head_grad_host) */
     m->offload_acts = train_config_offload_acts(c, t->gpu);
     m->head_grad_host = train_config_head_grad_host(c, t->gpu, m->lm_head == m->embed);
+    t->layered = train_config_accum_layered(c, m->lm_head == m->embed, t->plan.place.streaming);
+    m->accum_micro = t->layered ? c->grad_accum : 0;
+    if (t->layered)
+        OW_INFO("gradient accumulation: layer-major (%lld micro-batches per block visit)", (long long)c->grad_accum);
     if (model_prepare(m, c->batch_size, c->block_size, c->recompute, err) != 0) return -1;
     if (!c->freeze_embeddings && optimizer_activate(&t->opt, m->embed, err) != 0) return -1;
     if (optimizer_activate(&t->opt, m->final_norm, err) != 0) return -1;
@@ -509,8 +518,14 @@ static int train_step(Trainer *t, int64_t step, double *loss, double *gnorm, OwE
     if (model_begin_step(t->model, t->ids, c->grad_accum * bt, err) != 0) return -1;
     t->step_lr = lr;
     double sum = 0;
-    GradHooks hooks = {t, hook_head, hook_block, hook_embed, hook_param, hook_forward_started};
-    for (int64_t k = 0; k < c->grad_accum; k++) {
+    GradHooks hooks = {t, hook_head, hook_block, hook_embed, hook_param, hook_forward_started, hook_micro_begin};
+    if (t->layered && total > 0) {
+        int64_t n;
+        if (model_forward_backward_layers(t->model, (int)c->grad_accum, t->ids, t->targets, scale, &hooks, &sum, &n,
+                                          err) != 0)
+            return -1;
+    }
+    for (int64_t k = 0; k < c->grad_accum && !t->layered; k++) {
         double s;
         int64_t n;
         if (total == 0) break; /* nothing to learn from: a step with no targets only advances the schedule */
