@@ -349,6 +349,42 @@ Test(checkpoint, resume_with_host_optimizer_state_is_bit_exact, .timeout = 600) 
     env_close(&e);
 }
 
+/* Frozen blocks streamed from their homes (--offload host, the store file of --offload nvme) are
+ * saved and resumed exactly, and a checkpoint does not depend on where the blocks lived: a run
+ * streamed from host memory, resumed from a middle checkpoint with its blocks in host memory, in a
+ * store file or all on the device, equals the uninterrupted run. */
+Test(checkpoint, resume_with_streamed_blocks_is_bit_exact, .timeout = 600) {
+    Env e;
+    env_open(&e);
+    e.extra = "--offload=host";
+    char *ref = ow_path_join(e.dir, "ref"), *run = ow_path_join(e.dir, "run"), *nv = ow_path_join(e.dir, "nv");
+    cr_assert_eq(ow_mkdir_p(nv, NULL), 0);
+    reference_run(&e, ref, 100);
+    char nvme[700];
+    snprintf(nvme, sizeof nvme, "--offload nvme --nvme-dir '%s'", nv);
+    const char *modes[] = {"--offload host", nvme, "--offload none"};
+    for (int k = 0; k < 3; k++) {
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && rm -rf '%s/model' '%s/summary.json'", run, ref,
+                 run, run, run);
+        cr_assert_eq(system(cmd), 0);
+        for (int j = 10; j <= STEPS; j += 2) {
+            snprintf(cmd, sizeof cmd, "%s/checkpoints/step-%06d", run, j);
+            ts_rmtree(cmd);
+        }
+        char *out;
+        int rc = resume(run, modes[k], &out);
+        cr_assert_eq(rc, 0, "resume from step 8 with %s:\n%s", modes[k], out);
+        cr_assert(k == 2 || strstr(out, "streamed") != NULL, "the blocks streamed with %s:\n%s", modes[k], out);
+        free(out);
+        expect_same_run(ref, run);
+    }
+    free(nv);
+    free(ref);
+    free(run);
+    env_close(&e);
+}
+
 /* Starts a long run, waits for training to start, sends `sig` (twice when `twice`). */
 static int interrupt_run(const Env *e, const char *run, int sig, int twice, const char *slow, char **log_text) {
     char *argv[32], store[32][600];

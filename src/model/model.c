@@ -132,9 +132,25 @@ static int block_commit(Model *m, int l, OwError *err) {
 
 int model_param_upload(Model *m, Param *p, const void *src, DType dtype, OwError *err) {
     int placed = m->store && p->kind == PK_BLOCK && block_store_home(m->store, p->layer) != BLOCK_HOME_DEVICE;
-    if (placed && streamed(m, p) && block_stage(m, p->layer, err) != 0) return -1;
+    if (!placed) {
+        m->be->ops->upload(m->be, &p->w, src, dtype);
+        return 0;
+    }
+    /* the block stays staged for the uploads of its other tensors; home when another block comes or at flush */
+    if (m->staged_block != p->layer) {
+        if (model_param_upload_flush(m, err) != 0) return -1;
+        if (block_store_streams(m->store, p->layer) && block_stage(m, p->layer, err) != 0) return -1;
+        m->staged_block = p->layer;
+    }
     m->be->ops->upload(m->be, &p->w, src, dtype);
-    return placed ? block_commit(m, p->layer, err) : 0;
+    return 0;
+}
+
+int model_param_upload_flush(Model *m, OwError *err) {
+    if (!m->store || m->staged_block < 0) return 0;
+    int l = m->staged_block;
+    m->staged_block = -1;
+    return block_commit(m, l, err);
 }
 
 /* The parameter table; weights allocated on be, or (placement) blocks in a BlockStore whose
@@ -186,6 +202,7 @@ static int model_create_impl(Backend *be, const ModelConfig *cfg, const BlockSto
     m->final_norm = &m->params[1 + L * BW_COUNT];
     m->lm_head = cfg->tie_word_embeddings ? m->embed : &m->params[2 + L * BW_COUNT];
     for (int i = 0; i < m->nparams; i++) m->params[i].ready_ticket = -1;
+    m->staged_block = -1;
     if (placement && place_blocks(m, placement, err) != 0) {
         model_free(m);
         return -1;

@@ -108,6 +108,7 @@ typedef struct Model {
     BlockStore *store;
     size_t block_off[BW_COUNT];
     size_t block_bytes;
+    int staged_block; /* a placed block written by model_param_upload, home at model_param_upload_flush (-1) */
 } Model;
 
 /* Allocates a model with zeroed weights on be. */
@@ -139,9 +140,11 @@ int model_block_prefetch(Model *m, int l, OwError *err);
 int model_block_pin(Model *m, int l, OwError *err);
 int model_block_unpin(Model *m, int l, OwError *err);
 /* A parameter's weights to or from host memory wherever they live (download: converted to dtype;
- * upload: from dtype, copied back to a placed block's home). */
+ * upload: from dtype). A placed block written by uploads goes back to its home once, when an upload
+ * turns to another block or at model_param_upload_flush, which must follow the last upload. */
 int model_param_download(Model *m, Param *p, void *dst, DType dtype, OwError *err);
 int model_param_upload(Model *m, Param *p, const void *src, DType dtype, OwError *err);
+int model_param_upload_flush(Model *m, OwError *err);
 
 Param *model_block_param(Model *m, int layer, BlockWeight bw);
 Param *model_find_param(Model *m, const char *name);

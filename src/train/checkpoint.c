@@ -695,7 +695,7 @@ int ckpt_apply_weights(const Checkpoint *ck, Model *m, uint8_t *changed, OwError
         if (rc != 0) return -1;
         if (changed) changed[p - m->params] = 1;
     }
-    return 0;
+    return model_param_upload_flush(m, err);
 }
 
 int ckpt_ratios(const Checkpoint *ck, int num_layers, double *out, OwError *err) {
