@@ -1,6 +1,7 @@
 /* block_store.c: see block_store.h. */
 #include "offload/block_store.h"
 
+#include "core/fileio.h"
 #include "core/log.h"
 #include "offload/block_io.h"
 #include "offload/store_file.h"
@@ -44,6 +45,7 @@ struct BlockStore {
     BlockIo *io;
     unsigned char *disk_valid; /* per block: the disk home holds it */
     unsigned char *scratch;    /* host bytes of a commit to disk */
+    int64_t fail_read_at;      /* tests: the disk read that fails (OWLORE_TEST_FAIL_DISK_READ), 0 none */
     BlockStoreStats stats;
 };
 
@@ -106,7 +108,10 @@ static int disk_open(BlockStore *bs, OwError *err) {
         bs->sf_open = rc == 0;
         if (rc == 0) memset(bs->disk_valid, 1, (size_t)n);
     } else {
-        OW_INFO("%s: writing the block store (%s)", c->store_path, why.msg[0] ? why.msg : "none yet");
+        if (ow_path_exists(c->store_path))
+            OW_INFO("writing the block store again (%s)", why.msg);
+        else
+            OW_INFO("%s: writing the block store (none there yet)", c->store_path);
         rc = store_writer_begin(&bs->writer, c->store_path, c->source_hash, n, sizes, err);
         bs->writing = rc == 0;
     }
@@ -176,6 +181,8 @@ int block_store_create(Backend *be, const BlockStoreConfig *cfg, BlockStore **ou
     bs->pin_of = ow_xmalloc((size_t)n * sizeof(int));
     for (int i = 0; i < n; i++) bs->pin_of[i] = -1;
     bs->staged = -1;
+    const char *fail = getenv("OWLORE_TEST_FAIL_DISK_READ"); /* test hook, see block_store.h */
+    bs->fail_read_at = fail ? atoll(fail) : 0;
     if (alloc_homes(bs, err) != 0 || (disk && disk_open(bs, err) != 0)) {
         block_store_free(bs);
         return -1;
@@ -217,6 +224,8 @@ void block_store_free(BlockStore *bs) {
 /* Reads block i from the store file into host memory dst (page-locked for a copy up). */
 static int disk_read(BlockStore *bs, int i, void *dst, OwError *err) {
     OW_CHECKF(bs->io && bs->disk_valid[i], "block %d is read from a store file that does not hold it", i);
+    if (bs->fail_read_at && bs->stats.disk_reads + 1 == bs->fail_read_at)
+        return ow_fail(err, "%s: block %d: read error (injected by OWLORE_TEST_FAIL_DISK_READ)", bs->cfg.store_path, i);
     double t0 = ow_now();
     BlockIoTicket t = block_io_submit(bs->io, i, dst);
     int rc = block_io_wait(bs->io, t, err);

@@ -33,6 +33,9 @@
  * disk home is written as a new store file during setup (block_store_seal
  * commits it) unless an identical one can be reused (block_store_disk_valid).
  *
+ * Test hook: OWLORE_TEST_FAIL_DISK_READ=N makes the Nth read of a block from the store file fail as an
+ * I/O error would (a run's reaction to a failing disk is tested with it).
+ *
  * Invariants: at most one acquired (busy) slot per block; a block is pinned in
  * at most one pin buffer; bytes of a block are identical in every home and
  * slot (commit/unpin are the only writers of homes). */

@@ -248,3 +248,44 @@ Test(offload_train, damaged_store_stops_naming_the_block) {
     ts_rmtree(dir);
     free(dir);
 }
+
+/* A read error of the store file during training stops the run with the block named, after the
+ * checkpoints written so far (intact: the run resumes from the last one to the uninterrupted result). */
+Test(offload_train, read_error_stops_the_run_and_it_resumes_exactly, .timeout = 300) {
+    char *dir = ts_tmpdir();
+    TrainConfig c[2];
+    const char *names[2] = {"ref", "broken"};
+    for (int i = 0; i < 2; i++) {
+        char sub[600];
+        snprintf(sub, sizeof sub, "%s/%s", dir, names[i]);
+        (void)ow_mkdir_p(sub, NULL);
+        free(ts_trajectory_config("owlore", sub, "cpu", &c[i]));
+        c[i].gamma = 1; /* block 3 trains; 0, 1 and 2 stream through two slots, read again every step */
+        snprintf(c[i].forced_blocks, sizeof c[i].forced_blocks, "3");
+        c[i].stream_slots = 2;
+        c[i].offload = OFFLOAD_MODE_NVME;
+        c[i].save_every = 1;
+        c[i].keep = 50;
+        memcpy(c[i].nvme_dir, sub, strlen(sub) + 1 < sizeof c[i].nvme_dir ? strlen(sub) + 1 : 0);
+        cr_assert(c[i].nvme_dir[0], "%s: path too long", sub);
+    }
+    run(&c[0]);
+    setenv("OWLORE_TEST_FAIL_DISK_READ", "10", 1);
+    OwError err;
+    TrainSummary s;
+    int rc = train_run(&c[1], &s, &err);
+    unsetenv("OWLORE_TEST_FAIL_DISK_READ");
+    cr_assert_neq(rc, 0, "the injected read error stops the run");
+    cr_assert(strstr(err.msg, "block ") && strstr(err.msg, "read error"), "the error names the block: %s", err.msg);
+    char *ck = ow_path_join(c[1].out, "checkpoints/step-000002");
+    cr_assert(ow_is_dir(ck), "the checkpoints before the error are kept");
+    free(ck);
+    char cmd[2048], *out;
+    snprintf(cmd, sizeof cmd, "%s train --resume '%s'", ts_owlore_binary(), c[1].out);
+    rc = ts_run(cmd, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    same_run_steps(c[0].out, c[1].out, (int)c[0].steps);
+    ts_rmtree(dir);
+    free(dir);
+}
