@@ -243,6 +243,7 @@ static int fill_slot(BlockStore *bs, int s, int i, OwError *err) {
     const void *src = bs->host[i];
     if (bs->homes[i] == BLOCK_HOME_DISK) {
         be->ops->copy_sync(be, sl->stage_ticket); /* the staging buffer's last copy has left it */
+        sl->stage_ticket = -1;
         if (disk_read(bs, i, bs->staging[s], err) != 0) return -1;
         src = bs->staging[s];
     }
@@ -252,6 +253,14 @@ static int fill_slot(BlockStore *bs, int s, int i, OwError *err) {
     bs->stats.fetches++;
     bs->stats.bytes_up += bs->cfg.block_bytes;
     return 0;
+}
+
+/* The compute queued next waits for the slot's copy; once it has, later work is ordered after it too, so
+ * the ticket is dropped (an old ticket would make a later wait stricter than needed: the backend's events
+ * form a ring, copy_wait). */
+static void slot_wait(BlockStore *bs, Slot *sl) {
+    bs->be->ops->copy_wait(bs->be, sl->ticket);
+    sl->ticket = -1;
 }
 
 static int slot_of(const BlockStore *bs, int i) {
@@ -306,7 +315,7 @@ int block_store_acquire(BlockStore *bs, int i, Tensor *out, OwError *err) {
         if (fill_slot(bs, s, i, err) != 0) return -1;
     }
     Slot *sl = &bs->slots[s];
-    bs->be->ops->copy_wait(bs->be, sl->ticket);
+    slot_wait(bs, sl);
     sl->busy = 1;
     *out = sl->buf;
     return 0;
@@ -339,7 +348,7 @@ int block_store_pin(BlockStore *bs, int i, Tensor *out, OwError *err) {
     Backend *be = bs->be;
     int s = slot_of(bs, i);
     if (s >= 0) { /* already up: a device copy */
-        be->ops->copy_wait(be, bs->slots[s].ticket);
+        slot_wait(bs, &bs->slots[s]);
         be->ops->copy(be, &bs->pins[p], &bs->slots[s].buf);
     } else if (bs->homes[i] == BLOCK_HOME_HOST) {
         be->ops->upload(be, &bs->pins[p], bs->host[i], OW_U8);
@@ -404,7 +413,7 @@ int block_store_stage(BlockStore *bs, int i, Tensor *out, OwError *err) {
         for (int s = 0; s < bs->cfg.stream_slots; s++) bs->slots[s].wanted = 0;
         int s = victim(bs);
         OW_CHECKF(s >= 0, "every streaming slot is busy (staging block %d)", i);
-        bs->be->ops->copy_wait(bs->be, bs->slots[s].ticket);
+        slot_wait(bs, &bs->slots[s]);
         bs->slots[s].block = i;
         bs->slots[s].busy = 1;
         *out = bs->slots[s].buf;
