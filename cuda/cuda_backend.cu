@@ -483,7 +483,7 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
     ci->attn_tc = 1;
     ci->smem_optin = (int)prop.sharedMemPerBlockOptin;
     ci->num_sms = prop.multiProcessorCount;
-    snprintf(ci->device_name, sizeof ci->device_name, "%s", prop.name);
+    snprintf(be->device_name, sizeof be->device_name, "%.95s", prop.name); /* names are a few words */
     /* the first segment holds just the fixed workspaces below; later ones are larger */
     arena_init(&ci->arena, 0, CUDA_LT_WORKSPACE_BYTES + CUDA_SCRATCH_BYTES + ARENA_ALIGN);
 

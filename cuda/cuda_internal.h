@@ -167,7 +167,6 @@ typedef struct CudaImpl {
     int attn_tc;    /* use the tensor-core attention kernels where they apply */
     int smem_optin; /* max dynamic shared memory per block (bytes) */
     int num_sms;
-    char device_name[256];
     size_t context_bytes; /* total - free after the handles, before the arena */
     size_t peak_used;     /* most total - free seen by backend_cuda_sample_used */
 } CudaImpl;

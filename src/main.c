@@ -19,6 +19,7 @@ static const Command k_commands[] = {
     {"export", cmd_export, "write a run's fine-tuned model as a Hugging Face directory"},
     {"report", cmd_report, "write RUN_DIR/report.html (curves, sampling, trainable blocks)"},
     {"plan", cmd_plan, "predict a run's device memory by kind and the largest batch that fits --gpu-mem"},
+    {"probe", cmd_probe, "measure host<->device copy, store-disk read and GEMM rates for offload placement (cached)"},
     {"demo", cmd_demo, "end-to-end demo: pre-train a tiny model, find its outliers, fine-tune it with OwLore"},
     {"version", cmd_version, "print the version and the backends this build has"},
     {"info", cmd_info, "describe a model (architecture, sizes, parameters, memory)"},

@@ -18,7 +18,6 @@
  * part-way names the block. Exclusive use: a second open, writer or reuse
  * check fails naming the holder's pid; close, commit, abort and a killed
  * holder release the lock. */
-#define _GNU_SOURCE /* unshare */
 #include "core/fileio.h"
 #include "core/hash.h"
 #include "offload/block_io.h"
@@ -34,7 +33,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
-#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -413,47 +411,6 @@ Test(block_io, read_past_the_end_names_the_block) {
     store_close_free(&st, &sf);
 }
 
-/* ---- a private tmpfs, in a child in its own user and mount namespace ---- */
-
-static void write_proc(const char *path, const char *text) {
-    int fd = open(path, O_WRONLY);
-    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) _exit(77);
-    close(fd);
-}
-
-/* Forks a child that mounts a tmpfs of `size` at a fresh directory and runs body(mnt) there;
- * its exit status comes back (77: namespaces not allowed here: the test is skipped). */
-static int on_private_tmpfs(const char *size, int (*body)(const char *mnt)) {
-    char *dir = ts_tmpdir(), *mnt = ow_path_join(dir, "mnt");
-    cr_assert_eq(mkdir(mnt, 0755), 0);
-    uid_t uid = getuid();
-    gid_t gid = getgid();
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        char map[64];
-        if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) _exit(77);
-        write_proc("/proc/self/setgroups", "deny");
-        snprintf(map, sizeof map, "0 %d 1", (int)uid);
-        write_proc("/proc/self/uid_map", map);
-        snprintf(map, sizeof map, "0 %d 1", (int)gid);
-        write_proc("/proc/self/gid_map", map);
-        char opts[64];
-        snprintf(opts, sizeof opts, "size=%s", size);
-        if (mount("none", mnt, "tmpfs", 0, opts) != 0) _exit(77);
-        _exit(body(mnt));
-    }
-    int status;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    ts_rmtree(dir);
-    free(dir);
-    free(mnt);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
-        cr_skip_test("unshare(CLONE_NEWUSER | CLONE_NEWNS) or a tmpfs mount is not allowed here");
-    cr_assert(WIFEXITED(status), "the child died (status %d)", status);
-    return WEXITSTATUS(status);
-}
-
 /* 1 MiB+ of blocks into dir, which has room for 64 KiB: 0 when refused naming why (the errno text)
  * with nothing left behind (no temporary, no lock file) and nothing a later run would reuse. */
 static int too_small_in(const char *dir, const char *why) {
@@ -474,7 +431,7 @@ static int too_small_in(const char *dir, const char *why) {
 static int too_small_body(const char *mnt) { return too_small_in(mnt, "No space left on device"); }
 
 Test(store_file, disk_too_small_fails_clearly_and_leaves_nothing) {
-    int rc = on_private_tmpfs("64k", too_small_body);
+    int rc = ts_on_private_tmpfs("64k", 0, too_small_body);
     cr_assert_eq(rc, 0, "the full disk was not reported as expected (child status %d; its stderr above)", rc);
 }
 
@@ -539,7 +496,7 @@ static int tmpfs_body(const char *mnt) {
 }
 
 Test(block_io, store_on_tmpfs_reads_the_same) {
-    int rc = on_private_tmpfs("8m", tmpfs_body);
+    int rc = ts_on_private_tmpfs("8m", 0, tmpfs_body);
     cr_assert_eq(rc, 0, "child status %d (its stderr above)", rc);
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh: builds the CUDA backend (cuda/*.cu) for the CPU emulator of this
 # folder and runs the GPU tests (tests/gpu) on it, on a machine without a GPU.
-# usage: scripts/cuda_emu/run.sh ops|model|all [criterion flags, e.g. --filter 'cuda_ops/rmsnorm']
+# usage: scripts/cuda_emu/run.sh ops|model|probe|all [criterion flags, e.g. --filter 'cuda_ops/rmsnorm']
 # Slow (every GPU thread is a host thread); the long-sequence attention test
 # takes hours there: skip it with --filter '!(*attention_long*)'.
 # OWLORE_EMU_SANITIZE=1 builds the emulated backend with ASan/UBSan (the
@@ -41,8 +41,9 @@ tests=()
 case "$which" in
   ops) tests=(test_cuda_ops) ;;
   model) tests=(test_cuda_model) ;;
-  all) tests=(test_cuda_ops test_cuda_model) ;;
-  *) echo "usage: $0 ops|model|all [criterion flags]" >&2; exit 2 ;;
+  probe) tests=(test_cuda_probe) ;;
+  all) tests=(test_cuda_ops test_cuda_model test_cuda_probe) ;;
+  *) echo "usage: $0 ops|model|probe|all [criterion flags]" >&2; exit 2 ;;
 esac
 export OWLORE_SOURCE_DIR=$ROOT OWLORE_SHARED_DIR=$ROOT/../shared OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
 rc=0

@@ -87,6 +87,8 @@ typedef struct BackendMemReport {
 struct Backend {
     const BackendOps *ops; /* the backend's static table (or the profiler's, backend/profile.h) */
     const char *name;      /* "cpu", "cuda": for messages and logs only (decide from caps) */
+    char device_name
+        [96]; /* the device's own name, "cpu" or the GPU's (e.g. "NVIDIA H200"): messages, probe cache keys */
     BackendCaps caps;
     DType act_dtype;
     DType param_dtype;

@@ -19,6 +19,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_probe(int argc, char **argv);
 
 /* Prints "owlore <cmd>: error: <message>" and returns 1. */
 #define OWLORE_VERSION "0.1.0"

@@ -16,6 +16,9 @@
 #include <string.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -108,6 +111,43 @@ pid_t ts_spawn(const char *cmd, const char *log, const char *slow_ms) {
         _exit(127);
     }
     return pid;
+}
+
+static void write_proc(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text)) _exit(77);
+    close(fd);
+}
+
+int ts_on_private_tmpfs(const char *size, unsigned long mount_flags, int (*body)(const char *mnt)) {
+    char *dir = ts_tmpdir(), *mnt = ow_path_join(dir, "mnt");
+    cr_assert_eq(mkdir(mnt, 0755), 0);
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        char map[64];
+        if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) _exit(77);
+        write_proc("/proc/self/setgroups", "deny");
+        snprintf(map, sizeof map, "0 %d 1", (int)uid);
+        write_proc("/proc/self/uid_map", map);
+        snprintf(map, sizeof map, "0 %d 1", (int)gid);
+        write_proc("/proc/self/gid_map", map);
+        char opts[64];
+        snprintf(opts, sizeof opts, "size=%s", size);
+        if (mount("none", mnt, "tmpfs", mount_flags, opts) != 0) _exit(77);
+        _exit(body(mnt));
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    ts_rmtree(dir);
+    free(dir);
+    free(mnt);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 77)
+        cr_skip_test("unshare(CLONE_NEWUSER | CLONE_NEWNS) or a tmpfs mount is not allowed here");
+    cr_assert(WIFEXITED(status), "the child died (status %d)", status);
+    return WEXITSTATUS(status);
 }
 
 void ts_sleep_ms(int ms) {

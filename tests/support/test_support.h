@@ -29,6 +29,10 @@ int ts_run(const char *cmd, char **output);
  * program's, so a signal reaches the program). */
 pid_t ts_spawn(const char *cmd, const char *log, const char *slow_ms);
 void ts_sleep_ms(int ms);
+/* Forks a child that, in its own user and mount namespace, mounts a tmpfs of `size` (e.g.
+ * "64k") with mount_flags (0, MS_RDONLY) at a fresh directory and returns body(mnt)'s exit
+ * status; skips the test where namespaces or the mount are not allowed (the child exits 77). */
+int ts_on_private_tmpfs(const char *size, unsigned long mount_flags, int (*body)(const char *mnt));
 /* Whether RUN/checkpoints holds a save in progress (*.tmp-*). */
 int ts_save_in_progress(const char *run);
 /* A token file of n ids drawn below vocab from the Rng (seed, stream 2). */

@@ -12,6 +12,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -248,6 +249,7 @@ Backend *backend_create_cpu(int threads, size_t mem_cap, OwError *err) {
     CpuImpl *impl = ow_xcalloc(1, sizeof *impl);
     impl->threads = threads;
     be->name = "cpu";
+    snprintf(be->device_name, sizeof be->device_name, "cpu");
     be->caps = (BackendCaps){.device_memory = 0, .bf16 = 0};
     be->act_dtype = OW_F32;
     be->param_dtype = OW_F32;
