@@ -30,10 +30,23 @@ static void config(TrainConfig *c, const char *method, const char *extra_key, co
     if (extra_key) cr_assert_eq(train_config_set_string(c, extra_key, extra_val, "test", &err), 0, "%s", err.msg);
 }
 
-static void plan_matches_peak(const char *method, const char *key, const char *val) {
+/* settings: NULL or "key=value;key=value" applied after key=val; nvme_dir's value is ignored: a directory of
+ * its own is made (the run's directory must stay empty). */
+static void plan_matches_peak_with(const char *method, const char *key, const char *val, const char *settings) {
     char *dir = ts_tmpdir();
     TrainConfig c;
     config(&c, method, key, val, dir);
+    char kv[512], *nvme = NULL;
+    snprintf(kv, sizeof kv, "%s", settings ? settings : "");
+    for (char *save = NULL, *it = strtok_r(kv, ";", &save); it; it = strtok_r(NULL, ";", &save)) {
+        char *eq = strchr(it, '=');
+        cr_assert(eq != NULL);
+        *eq = '\0';
+        OwError e;
+        char *v = eq + 1;
+        if (strcmp(it, "nvme_dir") == 0) v = nvme = ts_tmpdir();
+        cr_assert_eq(train_config_set_string(&c, it, v, "test", &e), 0, "%s", e.msg);
+    }
     if (strcmp(method, "owlore") == 0 || strcmp(method, "lisa") == 0) {
         OwError e;
         cr_assert_eq(
@@ -48,7 +61,8 @@ static void plan_matches_peak(const char *method, const char *key, const char *v
     cr_assert_eq(model_preset_resolve(c.model, &mc, &src, &is_dir, &err), 0, "%s", err.msg);
     free(src);
     MemPlan p;
-    train_memory_plan(&c, &mc, OW_F32, OW_F32, 0, &p);
+    cr_assert_eq(train_memory_place(&c, &mc, OW_F32, OW_F32, 0, 0, train_host_room(&c), &p, NULL, &err), 0, "%s",
+                 err.msg);
     TrainSummary s;
     cr_assert_eq(train_run(&c, &s, &err), 0, "%s", err.msg);
     double rel = ((double)s.peak_mem - (double)p.total) / (double)s.peak_mem;
@@ -57,9 +71,22 @@ static void plan_matches_peak(const char *method, const char *key, const char *v
     cr_assert_lt(rel < 0 ? -rel : rel, 0.01, "%s: plan %zu vs measured peak %zu", method, p.total, s.peak_mem);
     ts_rmtree(dir);
     free(dir);
+    if (nvme) ts_rmtree(nvme);
+    free(nvme);
+}
+
+static void plan_matches_peak(const char *method, const char *key, const char *val) {
+    plan_matches_peak_with(method, key, val, NULL);
 }
 
 Test(memplan, owlore_randomized) { plan_matches_peak("owlore", "projector", "randomized"); }
+/* the top blocks keep their activations instead of recomputing them */
+Test(memplan, owlore_keep_activations) { plan_matches_peak("owlore", "keep_acts", "2"); }
+/* frozen blocks streamed: their device slots and the trained blocks' buffers in place of every block */
+Test(memplan, owlore_streamed_from_host) { plan_matches_peak("owlore", "offload", "host"); }
+Test(memplan, owlore_streamed_from_the_store_layer_major) {
+    plan_matches_peak_with("owlore", "offload", "nvme", "nvme_dir=nv;grad_accum=3;accum_order=layer;stream_slots=2");
+}
 Test(memplan, owlore_exact_no_recompute) { plan_matches_peak("owlore", "recompute", "false"); }
 Test(memplan, galore_projected_accumulation) { plan_matches_peak("galore", "accum_mode", "projected"); }
 Test(memplan, lisa) { plan_matches_peak("lisa", NULL, NULL); }

@@ -289,3 +289,23 @@ Test(offload_train, read_error_stops_the_run_and_it_resumes_exactly, .timeout = 
     ts_rmtree(dir);
     free(dir);
 }
+
+/* Blocks that keep their activations instead of recomputing them (--keep-acts) give the same bits: none,
+ * the top two and all four blocks of the trajectory model, resident and streamed. */
+Test(offload_train, kept_activations_give_the_recompute_bits) {
+    char *dir = ts_tmpdir();
+    TrainConfig c[4];
+    const int keep[4] = {0, 2, 4, 2};
+    for (int i = 0; i < 4; i++) {
+        char sub[600];
+        snprintf(sub, sizeof sub, "%s/k%d-%d", dir, keep[i], i);
+        (void)ow_mkdir_p(sub, NULL);
+        free(ts_trajectory_config("owlore", sub, "cpu", &c[i]));
+        c[i].keep_acts = keep[i];
+        c[i].offload = i == 3 ? OFFLOAD_MODE_HOST : OFFLOAD_MODE_NONE;
+        run(&c[i]);
+        if (i) same_run_steps(c[0].out, c[i].out, (int)c[0].steps);
+    }
+    ts_rmtree(dir);
+    free(dir);
+}

@@ -64,6 +64,9 @@ typedef struct LayerActs {
 struct ModelActs {
     int64_t B, T, N;
     int recompute;
+    int keep_from;    /* blocks l >= keep_from keep their activations for the backward (layers[l], buffers of their
+                      own); the others recompute them in the scratch layers[L] (views of pool). Without
+                      recomputation 0, with it num_layers - Model.keep_acts */
     int64_t mlp_rows; /* the MLP runs over row chunks of this size */
     Tensor ids, targets;
     Tensor *x;   /* num_layers + 1 residual streams [N, C] (views of the ring when offloading) */
@@ -72,7 +75,7 @@ struct ModelActs {
     int slot_ticket[ACT_SLOTS]; /* the last host copy into or out of each slot */
     unsigned char *host_x;      /* L host copies of x[l], x_bytes apart */
     size_t x_bytes;
-    LayerActs *layers;       /* num_layers entries, or 1 scratch entry when recomputing (h..act: views of pool) */
+    LayerActs *layers;       /* num_layers + 1 entries: kept blocks' own, then the scratch (see keep_from) */
     Tensor pool;             /* U8, the memory of the views below (see the top of this file) */
     Tensor lnf, rstdf;       /* views of pool */
     Tensor logits;           /* [chunk, V], a view of pool */
@@ -206,8 +209,8 @@ void model_acts_free(Model *m) {
     } else if (A->x) {
         for (int64_t l = 0; l <= L; l++) be->ops->release(be, &A->x[l], MEM_ACTIVATIONS);
     }
-    if (A->layers && !A->recompute)
-        for (int64_t l = 0; l < L; l++) layer_acts_free(be, &A->layers[l]);
+    if (A->layers)
+        for (int64_t l = A->keep_from; l < L; l++) layer_acts_free(be, &A->layers[l]);
     Tensor *ts[] = {&A->ids, &A->targets, &A->pool, &A->losses, &A->dres, &A->dln}; /* not the views of pool */
     release_all(be, ts, sizeof ts / sizeof ts[0]);
     if (A->micro) {
@@ -239,7 +242,8 @@ static int offload_applies(const ModelConfig *c, int recompute, int offload) {
 }
 
 static void acts_layout(Allocator *a, ModelActs *A, const ModelConfig *c, int64_t B, int64_t T, int recompute,
-                        int offload, int head_grad, int64_t micro, int64_t mlp_override, int64_t logits_override) {
+                        int64_t keep, int offload, int head_grad, int64_t micro, int64_t mlp_override,
+                        int64_t logits_override) {
     A->B = B;
     A->T = T;
     A->N = B * T;
@@ -265,16 +269,20 @@ static void acts_layout(Allocator *a, ModelActs *A, const ModelConfig *c, int64_
     }
     /* the MLP in row chunks of ~64 MiB per [rows, F] buffer */
     A->mlp_rows = chunk_rows(N, (int64_t)(((size_t)64 << 20) / ((size_t)F * es)), 256, mlp_override);
-    int64_t nla = recompute ? 1 : L;
-    A->layers = ow_xcalloc((size_t)nla, sizeof(LayerActs));
+    A->keep_from = recompute ? (int)(keep < L ? L - (keep > 0 ? keep : 0) : 0) : 0;
+    A->layers = ow_xcalloc((size_t)L + 1, sizeof(LayerActs));
     /* the pool's overlays, see the top of this file; with recomputation the block overlay starts
      * with the scratch layer's attention half, which the MLP and attention-gradient overlays follow */
     PoolLayout pool = {0};
     size_t block_base = 0; /* where the MLP and attention-gradient overlays start */
-    for (int64_t l = 0; l < nla; l++) {
-        layer_attn_acts_alloc(a, &A->layers[l], B, T, c, recompute ? &pool : NULL);
+    if (A->keep_from > 0) {
+        layer_attn_acts_alloc(a, &A->layers[L], B, T, c, &pool);
         block_base = pool.at;
-        layer_mlp_acts_alloc(a, &A->layers[l], N, recompute ? A->mlp_rows : N, c, recompute ? &pool : NULL);
+        layer_mlp_acts_alloc(a, &A->layers[L], N, A->mlp_rows, c, &pool);
+    }
+    for (int64_t l = A->keep_from; l < L; l++) {
+        layer_attn_acts_alloc(a, &A->layers[l], B, T, c, NULL);
+        layer_mlp_acts_alloc(a, &A->layers[l], N, N, c, NULL);
     }
     pool_view(&pool, &A->dgate, tensor_2d(dt, A->mlp_rows, F));
     pool_view(&pool, &A->dup, tensor_2d(dt, A->mlp_rows, F));
@@ -313,12 +321,12 @@ static void acts_layout(Allocator *a, ModelActs *A, const ModelConfig *c, int64_
     }
 }
 
-size_t model_activation_bytes(const ModelConfig *c, DType act, int64_t B, int64_t T, int recompute, int offload,
-                              int head_grad) {
+size_t model_activation_bytes(const ModelConfig *c, DType act, int64_t B, int64_t T, int recompute, int64_t keep,
+                              int offload, int head_grad) {
     ModelActs A;
     memset(&A, 0, sizeof A);
     Allocator a = {NULL, act, NULL, 0, 0};
-    acts_layout(&a, &A, c, B, T, recompute, offload, head_grad, 0, 0, 0);
+    acts_layout(&a, &A, c, B, T, recompute, keep, offload, head_grad, 0, 0, 0);
     free(A.x);
     free(A.layers);
     return a.bytes + 2 * (size_t)T * (size_t)(c->head_dim / 2) * sizeof(float); /* + the rotary tables */
@@ -376,7 +384,8 @@ int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
     Allocator a = {be, be->act_dtype, err, 0, 0};
     int head_grad = m->head_grad_host && m->lm_head != m->embed;
     OW_CHECKF(m->accum_micro <= 1 || recompute, "layer-major accumulation needs recomputation");
-    acts_layout(&a, A, c, B, T, recompute, m->offload_acts, head_grad, m->accum_micro, m->mlp_chunk_rows,
+    OW_CHECKF(m->accum_micro <= 1 || m->keep_acts <= 0, "layer-major accumulation recomputes every block");
+    acts_layout(&a, A, c, B, T, recompute, m->keep_acts, m->offload_acts, head_grad, m->accum_micro, m->mlp_chunk_rows,
                 m->logits_chunk_rows);
     if (!a.failed && A->offload) {
         A->host_x = be->ops->host_alloc(be, (size_t)c->num_layers * A->x_bytes, err);
@@ -395,6 +404,10 @@ int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
 }
 
 /* ---- building blocks ---- */
+
+/* Whether block l recomputes its activations in the backward, and where they live. */
+static int recomputes(const ModelActs *A, int l) { return l < A->keep_from; }
+static LayerActs *acts_of(ModelActs *A, int64_t L, int l) { return recomputes(A, l) ? &A->layers[L] : &A->layers[l]; }
 
 static Tensor view4(const Tensor *t, int64_t B, int64_t T, int64_t H, int64_t D) {
     return tensor_reshape(t, 4, (int64_t[]){B, T, H, D});
@@ -460,8 +473,8 @@ static void block_forward(Model *m, int l, const Tensor *x, LayerActs *la, Tenso
     /* with recomputation nothing of the forward is kept: h goes straight to out; without, la->h
      * waits for the backward and out starts as its copy. Either way the MLP adds into out in
      * place (the same GEMMs, so both modes give the same bits) */
-    block_forward_attention(m, l, x, la, A->recompute ? out : &la->h);
-    if (!A->recompute) be->ops->copy(be, out, &la->h);
+    block_forward_attention(m, l, x, la, recomputes(A, l) ? out : &la->h);
+    if (!recomputes(A, l)) be->ops->copy(be, out, &la->h);
     if (stats) {
         be->ops->col_sumsq(be, &stats[0], &la->ln1);
         be->ops->col_sumsq(be, &stats[1], &la->att);
@@ -494,7 +507,7 @@ static int block_backward(Model *m, int l, const Tensor *x, LayerActs *la, const
     for (int64_t r0 = 0; r0 < A->N; r0 += A->mlp_rows) {
         int64_t n = A->N - r0 < A->mlp_rows ? A->N - r0 : A->mlp_rows;
         MlpRows r;
-        if (A->recompute) {
+        if (recomputes(A, l)) {
             r = mlp_rows_forward(m, l, la, r0, n);
         } else {
             r = (MlpRows){tensor_row_slice(&la->ln2, r0, n), tensor_row_slice(&la->gate, r0, n),
@@ -617,7 +630,7 @@ static int forward_blocks(Model *m, int for_backward, const GradHooks *hooks, Ow
         /* the slot x[l + 1] goes to may still be on its way to the host */
         if (A->offload && l + 1 < L) be->ops->copy_wait(be, A->slot_ticket[(l + 1) % ACT_SLOTS]);
         if (block_enter(m, &order, l, err) != 0) return -1;
-        block_forward(m, l, &A->x[l], A->recompute ? &A->layers[0] : &A->layers[l], &A->x[l + 1], NULL);
+        block_forward(m, l, &A->x[l], acts_of(A, L, l), &A->x[l + 1], NULL);
         model_block_release(m, l);
         if (l == 0 && hooks && hooks->forward_started) hooks->forward_started(hooks->ctx);
     }
@@ -699,11 +712,11 @@ int model_forward_backward(Model *m, const int32_t *ids, const int32_t *targets,
     StepOrder order = step_order(m, 1);
     int lowest = order.lowest;
     for (int l = (int)L - 1; l >= lowest; l--) {
-        LayerActs *la = &A->layers[A->recompute ? 0 : l];
+        LayerActs *la = acts_of(A, L, l);
         if (block_enter(m, &order, (int)L + ((int)L - 1 - l), err) != 0) return -1;
         /* x[l] is still in the ring (the last ACT_SLOTS inputs) or was fetched ACT_SLOTS blocks ago */
         if (A->offload && l < L - ACT_SLOTS) be->ops->copy_wait(be, A->slot_ticket[l % ACT_SLOTS]);
-        if (A->recompute) block_forward_attention(m, l, &A->x[l], la, &la->h); /* the MLP is recomputed in chunks */
+        if (recomputes(A, l)) block_forward_attention(m, l, &A->x[l], la, &la->h); /* the MLP is recomputed in chunks */
         if (block_backward(m, l, &A->x[l], la, hooks, err) != 0) return -1;
         model_block_release(m, l);
         /* block l is done with its slot: fetch the input that shares it */
@@ -782,7 +795,7 @@ static int lm_run(Model *m, const LmPlan *P, const StepOrder *order, int p, cons
     switch (q.kind) {
     case LM_FORWARD:
         be->ops->copy_wait(be, A->lm_out_ticket[p & 1]); /* out's last copy to the host has left it */
-        block_forward(m, q.l, in, &A->layers[0], out, NULL);
+        block_forward(m, q.l, in, &A->layers[P->L], out, NULL);
         A->lm_out_ticket[p & 1] = be->ops->copy_to_host(be, lm_host_x(A, P->L, q.k, q.l + 1), out);
         if (p == 0 && hooks && hooks->forward_started) hooks->forward_started(hooks->ctx);
         break;
@@ -791,8 +804,8 @@ static int lm_run(Model *m, const LmPlan *P, const StepOrder *order, int p, cons
         *loss_sum += be->ops->sum(be, &A->losses);
         break;
     case LM_BACKWARD:
-        block_forward_attention(m, q.l, in, &A->layers[0], &A->layers[0].h);
-        if (block_backward(m, q.l, in, &A->layers[0], hooks, err) != 0) return -1;
+        block_forward_attention(m, q.l, in, &A->layers[P->L], &A->layers[P->L].h);
+        if (block_backward(m, q.l, in, &A->layers[P->L], hooks, err) != 0) return -1;
         if (hooks && hooks->block_done && hooks->block_done(hooks->ctx, q.l, err) != 0) return -1;
         break;
     case LM_EMBED: {
@@ -871,5 +884,5 @@ void model_block_forward_stats(Model *m, int layer, const Tensor *x, Tensor *out
     OW_CHECK(m->acts != NULL);
     OW_CHECKF(model_block_param(m, layer, BW_Q)->w.data != NULL, "block %d is not on the device (model_block_acquire)",
               layer);
-    block_forward(m, layer, x, &m->acts->layers[0], out, stats);
+    block_forward(m, layer, x, acts_of(m->acts, m->cfg.num_layers, layer), out, stats);
 }

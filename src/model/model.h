@@ -99,6 +99,8 @@ typedef struct Model {
                                   accumulate). Set before model_prepare, which must precede making lm_head
                                   trainable */
     EmbedRows erows;
+    int64_t keep_acts;   /* with recomputation: the top keep_acts blocks keep their activations for the backward
+                            instead (memory for speed; the same bits); set before model_prepare */
     int64_t accum_micro; /* > 1: model_prepare also allocates layer-major accumulation over this many
                             micro-batches (model_forward_backward_layers); needs recomputation */
     /* Placed blocks (model_create_placed): each block's 9 weights are views, at block_off, of one
@@ -176,8 +178,8 @@ int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err);
 /* Bytes model_prepare allocates on the backend for this shape (with the rotary
  * tables), and in host memory for offloaded block inputs (offload: the
  * Model.offload_acts setting; it applies with recompute and more than 3 blocks). */
-size_t model_activation_bytes(const ModelConfig *cfg, DType act, int64_t B, int64_t T, int recompute, int offload,
-                              int head_grad);
+size_t model_activation_bytes(const ModelConfig *cfg, DType act, int64_t B, int64_t T, int recompute, int64_t keep,
+                              int offload, int head_grad);
 size_t model_offload_host_bytes(const ModelConfig *cfg, DType act, int64_t B, int64_t T, int recompute, int offload);
 
 /* Forward and backward on one micro-batch. ids and targets are host I32

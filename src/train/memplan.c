@@ -109,14 +109,39 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
         moments += 2 * nb * block_mat;
     out->bytes[MEM_OPTIM] = (size_t)(moments + galore_state) * f32;
     int offload = train_config_offload_acts(c, device_workspace);
-    out->bytes[MEM_ACTIVATIONS] =
-        model_activation_bytes(mc, act, c->batch_size, c->block_size, c->recompute, offload, head_grad);
+    out->bytes[MEM_ACTIVATIONS] = model_activation_bytes(mc, act, c->batch_size, c->block_size, c->recompute,
+                                                         c->keep_acts > 0 ? c->keep_acts : 0, offload, head_grad);
+    out->keep_acts = c->recompute && c->keep_acts > 0 ? (c->keep_acts < L ? c->keep_acts : L) : 0;
     out->host_activations = model_offload_host_bytes(mc, act, c->batch_size, c->block_size, c->recompute, offload);
     if (train_config_accum_layered(c, mc->tie_word_embeddings, 0)) layer_accum_bytes(c, mc, act, out);
     out->bytes[MEM_WORKSPACE] +=
         (size_t)ws * f32 + (device_workspace ? (size_t)ws64 * 8 : 0) +
         (device_workspace ? BACKEND_CUDA_FIXED_WORKSPACE : 0); /* cuBLAS workspace, scratch, norm accumulator */
     for (int kind = 0; kind < MEM_KIND_COUNT; kind++) out->total += out->bytes[kind];
+}
+
+/* keep_acts auto (-1) under a cap: the top blocks keep their activations (no recomputation) as far as the
+ * room the plan leaves under the cap allows, less a margin (memory for speed: the same bits). Runs without a
+ * cap, with layer-major accumulation or with blocks streaming keep none (streaming took the room). */
+#define KEEP_MARGIN ((size_t)512 << 20)
+static void keep_in_room(const TrainConfig *c, const ModelConfig *mc, DType act, int device_workspace, size_t cap,
+                         MemPlan *out) {
+    if (c->keep_acts >= 0 || !cap || !c->recompute || !device_workspace ||
+        train_config_accum_layered(c, mc->tie_word_embeddings, 0))
+        return;
+    int offload = train_config_offload_acts(c, device_workspace);
+    int head_grad = train_config_head_grad_host(c, device_workspace, mc->tie_word_embeddings);
+    size_t base = out->bytes[MEM_ACTIVATIONS], best = base;
+    int64_t keep = 0;
+    for (int64_t k = 1; k <= mc->num_layers; k++) {
+        size_t a = model_activation_bytes(mc, act, c->batch_size, c->block_size, 1, k, offload, head_grad);
+        if (out->total - base + a + KEEP_MARGIN > cap) break;
+        keep = k;
+        best = a;
+    }
+    out->keep_acts = keep;
+    out->total += best - base;
+    out->bytes[MEM_ACTIVATIONS] = best;
 }
 
 size_t train_host_room(const TrainConfig *c) { return c->host_mem ? c->host_mem : offload_default_host_room(); }
@@ -157,6 +182,7 @@ int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param,
         out->total = rest + out->place.device_bytes;
         out->disk_bytes = out->place.disk_bytes;
     }
+    if (rc == 0 && !out->place.streaming) keep_in_room(c, mc, act, device_workspace, cap, out);
     if (!homes) free(h);
     return rc;
 }

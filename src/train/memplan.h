@@ -19,6 +19,8 @@ typedef struct MemPlan {
     size_t host_gradients;   /* lm_head's gradient between backward and optimizer (page-locked) */
     OffloadPlacement place;  /* where the blocks live (train_memory_place; else every block on the device) */
     size_t disk_bytes;       /* the block store file */
+    int64_t keep_acts;       /* top blocks that keep their activations (Model.keep_acts; train_memory_place resolves
+                                auto) */
 } MemPlan;
 
 /* param/act: the backend's dtypes; device_workspace: the CUDA backend's fixed

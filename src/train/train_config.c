@@ -125,6 +125,9 @@ static const KeyDef k_keys[] = {
     {"epochs", NUM(K_FLOAT, epochs), "E", "passes over the training windows when --steps is 0"},
     {"shuffle", NUM(K_BOOL, shuffle), NULL, "shuffle the training windows each epoch"},
     {"recompute", NUM(K_BOOL, recompute), NULL, "recompute activations in backward (less memory)"},
+    {"keep_acts", NUM(K_INT, keep_acts), "N",
+     "with recompute: the top N blocks keep their activations for the backward instead (faster, more memory; the "
+     "same bits); -1 (auto): as many as the room --gpu-mem leaves allows, none without --gpu-mem"},
     {"offload_activations", ENUM(offload_activations, k_offload), "MODE",
      "with recompute: keep the block inputs in host memory, copied while the GPU computes: auto (on with a GPU) | on | "
      "off"},
@@ -206,6 +209,7 @@ void train_config_defaults(TrainConfig *c) {
     c->init_std = 0.02;
     c->offload = OFFLOAD_MODE_AUTO;
     c->stream_slots = 3;
+    c->keep_acts = -1;
     c->nsamples = 128;
     c->seqlen = 2048;
     c->M = 13.0;
@@ -550,6 +554,8 @@ int train_config_check_values(const TrainConfig *c, OwError *err) {
         return ow_fail(err, "save_every must be >= -1 (0: only at the end and on SIGINT/SIGTERM; -1: never)");
     if (c->keep < 1) return ow_fail(err, "keep must be at least 1 (got %lld)", (long long)c->keep);
     if (c->log_every < 1) return ow_fail(err, "log_every must be at least 1 (got %lld)", (long long)c->log_every);
+    if (c->keep_acts < -1)
+        return ow_fail(err, "keep_acts must be -1 (auto) or a block count >= 0 (got %lld)", (long long)c->keep_acts);
     if (c->stream_slots < 2 || c->stream_slots > 64)
         return ow_fail(err, "stream_slots must be in [2, 64] (got %lld)", (long long)c->stream_slots);
     if (c->offload == OFFLOAD_MODE_NVME && !c->nvme_dir[0])

@@ -54,6 +54,7 @@ typedef struct TrainConfig {
     AccumMode accum_mode;
     AccumOrder accum_order;
     int shuffle, recompute;
+    int64_t keep_acts; /* with recompute: top blocks that keep their activations instead; -1: auto (memplan.h) */
     OffloadMode offload_activations;
     OffloadMode offload_optimizer;
     Precision precision;

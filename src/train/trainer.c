@@ -388,6 +388,9 @@ static int setup_optimizer(Trainer *t, OwError *err) {
     m->head_grad_host = train_config_head_grad_host(c, t->gpu, m->lm_head == m->embed);
     t->layered = train_config_accum_layered(c, m->lm_head == m->embed, t->plan.place.streaming);
     m->accum_micro = t->layered ? c->grad_accum : 0;
+    m->keep_acts = t->layered ? 0 : t->plan.keep_acts;
+    if (m->keep_acts > 0)
+        OW_INFO("the top %lld blocks keep their activations for the backward (--keep-acts)", (long long)m->keep_acts);
     if (t->layered)
         OW_INFO("gradient accumulation: layer-major (%lld micro-batches per block visit)", (long long)c->grad_accum);
     if (model_prepare(m, c->batch_size, c->block_size, c->recompute, err) != 0) return -1;
