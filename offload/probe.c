@@ -191,11 +191,18 @@ static int read_store(BlockIo *io, const StoreFile *sf, uint8_t *dst, uint64_t b
     return rc; /* reads still in flight after a failure are settled by block_io_close */
 }
 
+/* The probe's store file and its lock file (store_file.h keeps "<path>.lock" beside a store). */
+static void unlink_store(const char *path) {
+    (void)unlink(path);
+    char lock[4200];
+    if (snprintf(lock, sizeof lock, "%s.lock", path) < (int)sizeof lock) (void)unlink(lock);
+}
+
 /* Opens the committed store at path, drops it from the page cache, unlinks it (the open
  * descriptors keep it readable; nothing is left behind from here on) and times its reads. */
 static int read_back(const char *path, uint64_t block, ProbeResult *out, OwError *err) {
     StoreFile sf;
-    if (store_file_open(&sf, path, PROBE_SOURCE_HASH, err) != 0) return unlink(path), -1;
+    if (store_file_open(&sf, path, PROBE_SOURCE_HASH, err) != 0) return unlink_store(path), -1;
     (void)posix_fadvise(sf.fd, 0, 0, POSIX_FADV_DONTNEED);
     BlockIo *io = NULL;
     int rc = block_io_open(&io, &sf, NULL, err);
@@ -214,6 +221,7 @@ static int read_back(const char *path, uint64_t block, ProbeResult *out, OwError
     block_io_close(io);
     free(dst);
     store_file_close(&sf);
+    unlink_store(path); /* the lock file, released by the close */
     return rc;
 }
 

@@ -120,13 +120,13 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
     for (int kind = 0; kind < MEM_KIND_COUNT; kind++) out->total += out->bytes[kind];
 }
 
-/* keep_acts auto (-1) under a cap: the top blocks keep their activations (no recomputation) as far as the
+/* keep_acts auto (-1) under a cap the user gave (--gpu-mem): the top blocks keep their activations (no recomputation) as far as the
  * room the plan leaves under the cap allows, less a margin (memory for speed: the same bits). Runs without a
  * cap, with layer-major accumulation or with blocks streaming keep none (streaming took the room). */
 #define KEEP_MARGIN ((size_t)512 << 20)
 static void keep_in_room(const TrainConfig *c, const ModelConfig *mc, DType act, int device_workspace, size_t cap,
                          MemPlan *out) {
-    if (c->keep_acts >= 0 || !cap || !c->recompute || !device_workspace ||
+    if (c->keep_acts >= 0 || !cap || !c->gpu_mem || !c->recompute || !device_workspace ||
         train_config_accum_layered(c, mc->tie_word_embeddings, 0))
         return;
     int offload = train_config_offload_acts(c, device_workspace);
@@ -142,6 +142,19 @@ static void keep_in_room(const TrainConfig *c, const ModelConfig *mc, DType act,
     out->keep_acts = keep;
     out->total += best - base;
     out->bytes[MEM_ACTIVATIONS] = best;
+}
+
+void train_resolve_optimizer_home(TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
+                                  size_t cap) {
+    if (c->offload_optimizer != OFFLOAD_AUTO || !device_workspace || !cap || !c->gpu_mem) return;
+    TrainConfig dev = *c;
+    dev.offload_optimizer = OFFLOAD_OFF;
+    dev.keep_acts = 0;
+    MemPlan q;
+    OwError e;
+    if (train_memory_place(&dev, mc, param, act, device_workspace, cap, train_host_room(c), &q, NULL, &e) == 0 &&
+        !q.place.streaming && q.total + KEEP_MARGIN <= cap)
+        c->offload_optimizer = OFFLOAD_OFF;
 }
 
 size_t train_host_room(const TrainConfig *c) { return c->host_mem ? c->host_mem : offload_default_host_room(); }

@@ -33,6 +33,11 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
  * -1 with a message naming what to change when no placement fits. */
 int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
                        size_t cap, size_t host_room, MemPlan *out, BlockHome *homes, OwError *err);
+/* offload_optimizer auto under a cap the user gave (--gpu-mem): the embedding's and lm_head's moments stay on
+ * the device (off) when the run fits beside them without streaming a block, else auto as before (host memory
+ * on a GPU). Call before train_memory_place; plan and train both do. */
+void train_resolve_optimizer_home(TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
+                                  size_t cap);
 /* The host room of a run: --host-mem, else what offload_default_host_room gives. */
 size_t train_host_room(const TrainConfig *c);
 /* The largest batch size <= max_batch whose plan fits in cap bytes (0 if none). */

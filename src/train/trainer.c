@@ -185,6 +185,11 @@ static int check_memory_plan(Trainer *t, const ModelConfig *mc, OwError *err) {
     char line[512], tot[32], cap[32], where[256];
     t->homes = ow_xcalloc((size_t)mc->num_layers, sizeof *t->homes);
     /* blocks stream only where the device has memory of its own, or when asked for */
+    if (c->offload_optimizer == OFFLOAD_AUTO) {
+        train_resolve_optimizer_home(&t->cfg, mc, be->param_dtype, be->act_dtype, t->gpu, be->mem.cap);
+        if (c->offload_optimizer == OFFLOAD_OFF)
+            OW_INFO("the embedding's and lm_head's AdamW moments stay on the device: the run fits --gpu-mem with them");
+    }
     TrainConfig placed = *c;
     if (!t->gpu && c->offload == OFFLOAD_MODE_AUTO) placed.offload = OFFLOAD_MODE_NONE;
     if (train_memory_place(&placed, mc, be->param_dtype, be->act_dtype, t->gpu, be->mem.cap, train_host_room(c), p,
