@@ -309,3 +309,26 @@ Test(offload_train, kept_activations_give_the_recompute_bits) {
     ts_rmtree(dir);
     free(dir);
 }
+
+/* Placements that cannot hold the blocks are refused before anything is allocated, naming what to change. */
+Test(offload_train, impossible_placements_are_refused_naming_the_fix) {
+    char *dir = ts_tmpdir();
+    TrainConfig c;
+    OwError err;
+    TrainSummary s;
+    offload_config(&c, dir, "small-host", OFFLOAD_MODE_HOST, 1);
+    c.host_mem = 1024; /* no block fits */
+    cr_assert_neq(train_run(&c, &s, &err), 0);
+    cr_assert(strstr(err.msg, "--host-mem") && strstr(err.msg, "--nvme-dir"), "%s", err.msg);
+    cr_assert(!ow_path_exists(c.out), "nothing written for a refused run: %s", c.out);
+    offload_config(&c, dir, "no-dir", OFFLOAD_MODE_NVME, 1);
+    c.nvme_dir[0] = '\0';
+    cr_assert_neq(train_run(&c, &s, &err), 0);
+    cr_assert(strstr(err.msg, "nvme_dir"), "%s", err.msg);
+    offload_config(&c, dir, "not-a-dir", OFFLOAD_MODE_NVME, 1);
+    snprintf(c.nvme_dir, sizeof c.nvme_dir, "%s/none/such", dir);
+    cr_assert_neq(train_run(&c, &s, &err), 0);
+    cr_assert(strstr(err.msg, "none/such") && strstr(err.msg, "not a directory"), "%s", err.msg);
+    ts_rmtree(dir);
+    free(dir);
+}
