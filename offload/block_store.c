@@ -294,16 +294,20 @@ int block_store_prefetch(BlockStore *bs, int i, OwError *err) {
     return 0;
 }
 
-int block_store_acquire(BlockStore *bs, int i, Tensor *out, OwError *err) {
+/* A block that stays on the device (device home, pinned): 1 with its buffer in *out, else 0. */
+static int resident(const BlockStore *bs, int i, Tensor *out) {
     OW_CHECK(i >= 0 && i < bs->cfg.n_blocks);
-    if (bs->homes[i] == BLOCK_HOME_DEVICE) {
+    if (bs->homes[i] == BLOCK_HOME_DEVICE)
         *out = bs->own[i];
-        return 0;
-    }
-    if (bs->pin_of[i] >= 0) {
+    else if (bs->pin_of[i] >= 0)
         *out = bs->pins[bs->pin_of[i]];
+    else
         return 0;
-    }
+    return 1;
+}
+
+int block_store_acquire(BlockStore *bs, int i, Tensor *out, OwError *err) {
+    if (resident(bs, i, out)) return 0;
     for (int s = 0; s < bs->cfg.stream_slots; s++) bs->slots[s].wanted = 0;
     int s = slot_of(bs, i);
     if (s >= 0) {
@@ -397,15 +401,7 @@ int block_store_unpin(BlockStore *bs, int i, OwError *err) {
 }
 
 int block_store_stage(BlockStore *bs, int i, Tensor *out, OwError *err) {
-    OW_CHECK(i >= 0 && i < bs->cfg.n_blocks);
-    if (bs->homes[i] == BLOCK_HOME_DEVICE) {
-        *out = bs->own[i];
-        return 0;
-    }
-    if (bs->pin_of[i] >= 0) {
-        *out = bs->pins[bs->pin_of[i]];
-        return 0;
-    }
+    if (resident(bs, i, out)) return 0;
     int valid = bs->homes[i] == BLOCK_HOME_HOST || block_store_disk_valid(bs, i);
     if (valid) {
         if (block_store_acquire(bs, i, out, err) != 0) return -1;

@@ -318,6 +318,24 @@ Test(checkpoint, resume_from_every_checkpoint_is_bit_exact, .timeout = 600) {
     env_close(&e);
 }
 
+/* RUN as REF was at its step-8 checkpoint, resumed with the flags `mode` to the end: equal to REF. Returns
+ * the resume's output. */
+static char *resume_from_step_8(const char *ref, const char *run, const char *mode) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && rm -rf '%s/model' '%s/summary.json'", run, ref, run,
+             run, run);
+    cr_assert_eq(system(cmd), 0);
+    for (int j = 10; j <= STEPS; j += 2) {
+        snprintf(cmd, sizeof cmd, "%s/checkpoints/step-%06d", run, j);
+        ts_rmtree(cmd);
+    }
+    char *out;
+    int rc = resume(run, mode, &out);
+    cr_assert_eq(rc, 0, "resume from step 8 with %s:\n%s", mode, out);
+    expect_same_run(ref, run);
+    return out;
+}
+
 /* The embedding's and lm_head's moments in host memory (--offload-optimizer on, the GPU
  * default; on the CPU the same arithmetic through adam_update_host) are saved and restored
  * exactly, and a resume may move them between host and device: resumed from a middle
@@ -329,21 +347,7 @@ Test(checkpoint, resume_with_host_optimizer_state_is_bit_exact, .timeout = 600) 
     char *ref = ow_path_join(e.dir, "ref"), *run = ow_path_join(e.dir, "run");
     reference_run(&e, ref, 100);
     const char *modes[] = {"--offload-optimizer on", "--offload-optimizer off"};
-    for (int k = 0; k < 2; k++) {
-        char cmd[4096];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && rm -rf '%s/model' '%s/summary.json'", run, ref,
-                 run, run, run);
-        cr_assert_eq(system(cmd), 0);
-        for (int j = 10; j <= STEPS; j += 2) {
-            snprintf(cmd, sizeof cmd, "%s/checkpoints/step-%06d", run, j);
-            ts_rmtree(cmd);
-        }
-        char *out;
-        int rc = resume(run, modes[k], &out);
-        cr_assert_eq(rc, 0, "resume from step 8 with %s:\n%s", modes[k], out);
-        free(out);
-        expect_same_run(ref, run);
-    }
+    for (int k = 0; k < 2; k++) free(resume_from_step_8(ref, run, modes[k]));
     free(ref);
     free(run);
     env_close(&e);
@@ -364,20 +368,9 @@ Test(checkpoint, resume_with_streamed_blocks_is_bit_exact, .timeout = 600) {
     snprintf(nvme, sizeof nvme, "--offload nvme --nvme-dir '%s'", nv);
     const char *modes[] = {"--offload host", nvme, "--offload none"};
     for (int k = 0; k < 3; k++) {
-        char cmd[4096];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s' && rm -rf '%s/model' '%s/summary.json'", run, ref,
-                 run, run, run);
-        cr_assert_eq(system(cmd), 0);
-        for (int j = 10; j <= STEPS; j += 2) {
-            snprintf(cmd, sizeof cmd, "%s/checkpoints/step-%06d", run, j);
-            ts_rmtree(cmd);
-        }
-        char *out;
-        int rc = resume(run, modes[k], &out);
-        cr_assert_eq(rc, 0, "resume from step 8 with %s:\n%s", modes[k], out);
+        char *out = resume_from_step_8(ref, run, modes[k]);
         cr_assert(k == 2 || strstr(out, "streamed") != NULL, "the blocks streamed with %s:\n%s", modes[k], out);
         free(out);
-        expect_same_run(ref, run);
     }
     free(nv);
     free(ref);
