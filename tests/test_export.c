@@ -88,7 +88,7 @@ static float *logits_of(const char *dir, int is_run, int64_t *V) {
     Model *m;
     char base[4096];
     if (is_run)
-        cr_assert_eq(run_load_model(be, dir, NULL, &m, base, sizeof base, &err), 0, "%s", err.msg);
+        cr_assert_eq(run_load_model(be, dir, NULL, NULL, &m, base, sizeof base, &err), 0, "%s", err.msg);
     else
         cr_assert_eq(model_load_hf(be, dir, &m, &err), 0, "%s: %s", dir, err.msg);
     cr_assert_eq(model_prepare(m, B, T, 1, &err), 0, "%s", err.msg);

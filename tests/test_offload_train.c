@@ -332,3 +332,62 @@ Test(offload_train, impossible_placements_are_refused_naming_the_fix) {
     ts_rmtree(dir);
     free(dir);
 }
+
+/* `owlore eval` streams the blocks the device cannot hold (forced here with --offload host): the same loss. */
+Test(offload_train, eval_with_streamed_blocks_gives_the_same_loss) {
+    char *model = ts_shared_path("data/real/hf/TinyStories-656K");
+    char *data = ts_shared_path("data/real/text/tinystories_train_sample_2MiB.txt");
+    char *dir = ts_tmpdir();
+    char *line[2] = {NULL, NULL};
+    const char *modes[2] = {"none", "host"};
+    for (int i = 0; i < 2; i++) {
+        char cmd[4096], *out;
+        snprintf(cmd, sizeof cmd,
+                 "XDG_CACHE_HOME='%s' %s eval --model '%s' --data '%s' --device cpu --threads 1 --batch-size 2 "
+                 "--block-size 64 --max-batches 3 --offload %s",
+                 dir, ts_owlore_binary(), model, data, modes[i]);
+        cr_assert_eq(ts_run(cmd, &out), 0, "%s\n%s", cmd, out);
+        char *l = strstr(out, "loss ");
+        cr_assert(l != NULL, "%s", out);
+        line[i] = strndup(l, strcspn(l, "\n"));
+        cr_assert(i == 0 || strstr(out, "streamed from host memory"), "the blocks streamed:\n%s", out);
+        free(out);
+    }
+    cr_assert_str_eq(line[1], line[0]);
+    free(line[0]);
+    free(line[1]);
+    ts_rmtree(dir);
+    free(dir);
+    free(model);
+    free(data);
+}
+
+/* `owlore outliers` with every block streamed from host memory writes the same ratios. */
+Test(offload_train, outliers_with_streamed_blocks_gives_the_same_ratios) {
+    char *model = ts_shared_path("data/real/hf/TinyStories-656K");
+    char *data = ts_shared_path("data/real/text/tinystories_train_sample_2MiB.txt");
+    char *dir = ts_tmpdir();
+    char *json[2];
+    const char *modes[2] = {"none", "host"};
+    for (int i = 0; i < 2; i++) {
+        char cmd[4096], *out, name[32];
+        snprintf(name, sizeof name, "%s.json", modes[i]);
+        json[i] = ow_path_join(dir, name);
+        snprintf(cmd, sizeof cmd,
+                 "XDG_CACHE_HOME='%s' %s outliers --model '%s' --data '%s' --device cpu --threads 1 --nsamples 4 "
+                 "--seqlen 64 --offload %s --out '%s'",
+                 dir, ts_owlore_binary(), model, data, modes[i], json[i]);
+        cr_assert_eq(ts_run(cmd, &out), 0, "%s\n%s", cmd, out);
+        free(out);
+    }
+    char *a = ts_read_text(json[0]), *b = ts_read_text(json[1]);
+    cr_assert_str_eq(b, a);
+    free(a);
+    free(b);
+    free(json[0]);
+    free(json[1]);
+    ts_rmtree(dir);
+    free(dir);
+    free(model);
+    free(data);
+}

@@ -52,6 +52,7 @@ static int write_json(const char *path, cJSON *o, OwError *err) {
 
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *device = "auto", *checkpoint = NULL, *json = NULL, *dump = NULL;
+    const char *offload = "auto";
     int64_t B = 8, T = 0, max_batches = 0, threads = 0;
     size_t gpu_mem = 0;
     ArgSpec specs[] = {
@@ -65,6 +66,10 @@ int cmd_eval(int argc, char **argv) {
         {"json", ARG_STR, &json, "FILE",
          "also write the results as JSON (per-choice log-likelihoods for multiple choice)", NULL},
         {"dump-logits", ARG_STR, &dump, "FILE", "write the first batch's ids and logits (F32) as safetensors", NULL},
+        {"offload", ARG_STR, &offload, "MODE",
+         "auto: blocks the device cannot hold beside the activations stream from page-locked host memory (default) | "
+         "none | host (every block streams)",
+         NULL},
         CMD_DEVICE_SPECS(&device, &gpu_mem, &threads),
     };
     int nspecs = (int)(sizeof specs / sizeof specs[0]);
@@ -94,23 +99,33 @@ int cmd_eval(int argc, char **argv) {
     Backend *be = backend_create(device, &(BackendOptions){.threads = (int)threads, .mem_cap = gpu_mem}, &err);
     if (!be) return cmd_report_error("eval", &err);
     Model *m = NULL;
+    ModelConfig mc;
+    ForwardPlacement fp = {0};
     TokData d = {0};
     McSet set = {0};
     Tokenizer *tok = NULL;
     double *ll = NULL;
     char base[4096];
     int rc = 1;
+    if (model_config_of(model, &mc, &err) != 0) goto done;
+    if (T == 0) T = mc.max_position_embeddings < 512 ? mc.max_position_embeddings : 512;
+    /* blocks the device cannot hold beside the forward's activations stream from host memory */
+    OffloadPlaceMode mode;
+    if (forward_offload_mode(offload, &mode, &err) != 0 ||
+        forward_placement(be, &mc, model_activation_bytes(&mc, be->act_dtype, B, T, 1, 0, 0, 0), mode, &fp, &err) != 0)
+        goto done;
     if (run_dir_detect(model)) {
-        if (run_load_model(be, model, checkpoint, &m, base, sizeof base, &err) != 0) goto done;
+        if (run_load_model(be, model, checkpoint, forward_placement_config(&fp), &m, base, sizeof base, &err) != 0)
+            goto done;
     } else {
         if (checkpoint) {
             ow_fail(&err, "--checkpoint needs --model RUN_DIR (a training run directory)");
             goto done;
         }
-        if (model_load_hf(be, model, &m, &err) != 0) goto done;
+        if (model_load_hf_placed(be, model, forward_placement_config(&fp), &m, &err) != 0 || model_seal(m, &err) != 0)
+            goto done;
         snprintf(base, sizeof base, "%s", model);
     }
-    if (T == 0) T = m->cfg.max_position_embeddings < 512 ? m->cfg.max_position_embeddings : 512;
     if (model_prepare(m, B, T, 1, &err) != 0) goto done;
     if (ends_with(data, ".jsonl")) {
         /* multiple choice; text becomes ids through an encoder (bytes here; a tokenizer plugs in the same way) */
@@ -187,6 +202,7 @@ done:
     tokenizer_free(tok);
     tokdata_free(&d);
     model_free(m);
+    forward_placement_free(&fp);
     be->ops->destroy(be);
     return rc;
 }

@@ -1,5 +1,6 @@
 /* cmd_outliers.c: `owlore outliers`: OWL outlier ratios of a model. */
 #include "cmd/commands.h"
+#include "train/run_model.h"
 #include "core/args.h"
 #include "core/log.h"
 #include "owl/outliers.h"
@@ -8,7 +9,7 @@
 #include <stdio.h>
 
 int cmd_outliers(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *out = NULL, *device = "auto";
+    const char *model = NULL, *data = NULL, *out = NULL, *device = "auto", *offload = "auto";
     int64_t nsamples = 128, seqlen = 2048, seed = 42, micro = 4, threads = 0;
     double M = 13.0;
     size_t gpu_mem = 0;
@@ -24,6 +25,8 @@ int cmd_outliers(int argc, char **argv) {
         {"M", ARG_FLOAT, &M, "M", "outlier threshold: a score above M times the block mean (default 13)", NULL},
         {"micro-batch", ARG_INT, &micro, "N", "sequences through a block at a time (default 4)", NULL},
         {"seed", ARG_INT, &seed, "N", "seed of the calibration sample (default 42)", NULL},
+        {"offload", ARG_STR, &offload, "MODE",
+         "auto: blocks the device cannot hold stream from page-locked host memory (default) | none | host", NULL},
         CMD_DEVICE_SPECS(&device, &gpu_mem, &threads),
     };
     int nspecs = (int)(sizeof specs / sizeof specs[0]);
@@ -51,8 +54,19 @@ int cmd_outliers(int argc, char **argv) {
     Model *m = NULL;
     TokData d = {0};
     OutlierResult r;
+    ModelConfig mc;
+    ForwardPlacement fp = {0};
     int rc = 1;
-    if (model_load_hf(be, model, &m, &err) != 0 || train_load_data(data, model, m->cfg.vocab_size, &d, &err) != 0)
+    /* blocks the device cannot hold beside the calibration's buffers stream from host memory */
+    int64_t mb = micro < nsamples ? micro : nsamples;
+    if (model_config_of(model, &mc, &err) != 0) goto done;
+    int64_t T = seqlen < mc.max_position_embeddings ? seqlen : mc.max_position_embeddings;
+    size_t fwd = model_activation_bytes(&mc, be->act_dtype, mb, T, 1, 0, 0, 0) +
+                 2 * (size_t)(mb * T * mc.hidden_size) * dtype_size(be->act_dtype);
+    OffloadPlaceMode mode;
+    if (forward_offload_mode(offload, &mode, &err) != 0 || forward_placement(be, &mc, fwd, mode, &fp, &err) != 0 ||
+        model_load_hf_placed(be, model, forward_placement_config(&fp), &m, &err) != 0 || model_seal(m, &err) != 0 ||
+        train_load_data(data, model, m->cfg.vocab_size, &d, &err) != 0)
         goto done;
     if (seqlen > m->cfg.max_position_embeddings) {
         OW_WARN("--seqlen %lld exceeds the model's max_position_embeddings; using %lld", (long long)seqlen,
@@ -71,6 +85,7 @@ done:
     if (rc) cmd_report_error("outliers", &err);
     tokdata_free(&d);
     model_free(m);
+    forward_placement_free(&fp);
     be->ops->destroy(be);
     return rc;
 }

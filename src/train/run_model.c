@@ -55,8 +55,8 @@ int run_open_checkpoint(const char *run_dir, const char *name, Checkpoint *ck, O
     return rc;
 }
 
-static int load_locked(Backend *be, const char *run_dir, const char *checkpoint, Model **out, char *base_dir,
-                       size_t cap, OwError *err) {
+static int load_locked(Backend *be, const char *run_dir, const char *checkpoint, const BlockStoreConfig *placement,
+                       Model **out, char *base_dir, size_t cap, OwError *err) {
     TrainConfig c;
     if (train_config_from_run(&c, run_dir, err) != 0) return -1;
     if (ow_is_dir(c.model) && provenance_check_base(run_dir, c.model, err) != 0) return -1;
@@ -65,7 +65,7 @@ static int load_locked(Backend *be, const char *run_dir, const char *checkpoint,
     Model *m = NULL;
     int rc;
     if (ow_is_dir(c.model)) {
-        rc = model_load_hf(be, c.model, &m, err);
+        rc = model_load_hf_placed(be, c.model, placement, &m, err);
         snprintf(base_dir, cap, "%s", c.model);
     } else {
         ModelConfig mc;
@@ -73,10 +73,11 @@ static int load_locked(Backend *be, const char *run_dir, const char *checkpoint,
         int is_dir;
         rc = model_preset_resolve(c.model, &mc, &src, &is_dir, err);
         free(src);
-        if (rc == 0) rc = model_create(be, &mc, &m, err);
+        if (rc == 0) rc = model_create_placed(be, &mc, placement, &m, err);
         if (rc == 0) rc = model_init_random(m, (uint64_t)c.seed, c.init_std, err);
         base_dir[0] = '\0';
     }
+    if (rc == 0) rc = model_seal(m, err);
     if (rc == 0) rc = ckpt_apply_weights(&ck, m, NULL, err);
     if (rc == 0) OW_INFO("%s: base model %s with the tensors of %s", run_dir, c.model, ck.name);
     ckpt_close(&ck);
@@ -88,12 +89,74 @@ static int load_locked(Backend *be, const char *run_dir, const char *checkpoint,
     return 0;
 }
 
-int run_load_model(Backend *be, const char *run_dir, const char *checkpoint, Model **out, char *base_dir, size_t cap,
-                   OwError *err) {
+int run_load_model(Backend *be, const char *run_dir, const char *checkpoint, const BlockStoreConfig *placement,
+                   Model **out, char *base_dir, size_t cap, OwError *err) {
     *out = NULL;
     RunLock lk;
     if (run_lock_shared(run_dir, &lk, err) != 0) return -1;
-    int rc = load_locked(be, run_dir, checkpoint, out, base_dir, cap, err);
+    int rc = load_locked(be, run_dir, checkpoint, placement, out, base_dir, cap, err);
     run_lock_release(&lk);
     return rc;
+}
+
+int model_config_of(const char *path, ModelConfig *mc, OwError *err) {
+    if (run_dir_detect(path)) {
+        TrainConfig c;
+        if (train_config_from_run(&c, path, err) != 0) return -1;
+        return model_config_of(c.model, mc, err);
+    }
+    char *src = NULL;
+    int is_dir;
+    int rc = model_preset_resolve(path, mc, &src, &is_dir, err);
+    free(src);
+    return rc;
+}
+
+/* Headroom of a forward-only command's placement: its buffers are estimated, not laid out. */
+#define FORWARD_MARGIN ((size_t)256 << 20)
+
+int forward_offload_mode(const char *s, OffloadPlaceMode *mode, OwError *err) {
+    for (int i = 0; offload_mode_names[i]; i++)
+        if (strcmp(s, offload_mode_names[i]) == 0 && i != OFFLOAD_MODE_NVME) {
+            *mode = (OffloadPlaceMode)i;
+            return 0;
+        }
+    return ow_fail(err, "--offload %s: allowed are auto, none and host", s);
+}
+
+int forward_placement(Backend *be, const ModelConfig *mc, size_t forward_bytes, OffloadPlaceMode mode,
+                      ForwardPlacement *fp, OwError *err) {
+    memset(fp, 0, sizeof *fp);
+    int L = (int)mc->num_layers;
+    fp->homes = ow_xcalloc((size_t)L, sizeof *fp->homes);
+    size_t pw = dtype_size(be->param_dtype);
+    size_t other =
+        (size_t)(mc->vocab_size * mc->hidden_size * (mc->tie_word_embeddings ? 1 : 2) + mc->hidden_size) * pw;
+    size_t used = be->mem.current_total + other + forward_bytes + FORWARD_MARGIN;
+    size_t cap = be->caps.device_memory ? be->mem.cap : 0;
+    OffloadRequest r = {.mode = mode,
+                        .n_blocks = L,
+                        .block_bytes = model_block_bytes(mc, be->param_dtype),
+                        .pinned = 0,
+                        .stream_slots = 3,
+                        .device_room = cap == 0 ? SIZE_MAX : (cap > used ? cap - used : 0),
+                        .host_room = offload_default_host_room(),
+                        .have_disk = 0};
+    OffloadPlacement p;
+    if (offload_place(&r, fp->homes, &p, err) != 0) return -1;
+    fp->streaming = p.streaming;
+    fp->bc = (BlockStoreConfig){.homes = fp->homes, .stream_slots = p.stream_slots, .pin_slots = 0};
+    if (p.streaming) {
+        char where[256];
+        offload_placement_format(&p, where, sizeof where);
+        OW_INFO("blocks: %s (the device cannot hold them all)", where);
+    }
+    return 0;
+}
+
+const BlockStoreConfig *forward_placement_config(const ForwardPlacement *fp) { return fp->streaming ? &fp->bc : NULL; }
+
+void forward_placement_free(ForwardPlacement *fp) {
+    free(fp->homes);
+    fp->homes = NULL;
 }
