@@ -471,3 +471,31 @@ int probe_get(Backend *be, const char *disk_dir, int refresh, ProbeResult *out, 
     free(cache.v);
     return rc;
 }
+
+int probe_cached(const char *device_prefix, const char *disk_dir, ProbeResult *out) {
+    char path[4096], dir[sizeof out->disk_dir] = "";
+    OwError e;
+    if (probe_cache_path(path, sizeof path, &e) != 0) return 0;
+    if (disk_dir && disk_dir[0] && resolve_dir(disk_dir, dir, sizeof dir, &e) != 0) dir[0] = '\0';
+    ProbeCache cache = {0};
+    cache_load(path, &cache);
+    int best = -1;
+    for (int i = 0; i < cache.n; i++) {
+        if (strncmp(cache.v[i].device, device_prefix, strlen(device_prefix)) != 0) continue;
+        if (strcmp(cache.v[i].disk_dir, dir) == 0) { /* the directory asked for wins */
+            best = i;
+            break;
+        }
+        if (best < 0) best = i;
+    }
+    if (best >= 0) {
+        *out = cache.v[best];
+        out->cached = 1;
+        if (strcmp(out->disk_dir, dir) != 0) { /* measured for another directory: no disk figure for this one */
+            out->disk_gbps = 0;
+            snprintf(out->disk_dir, sizeof out->disk_dir, "%s", dir);
+        }
+    }
+    free(cache.v);
+    return best >= 0;
+}

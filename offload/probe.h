@@ -84,5 +84,9 @@ void probe_device_label(const Backend *be, char *buf, size_t cap);
 /* The result as one JSON object (plain cJSON numbers, strings, bools), keys as the field
  * names, cached included. */
 cJSON *probe_result_json(const ProbeResult *r);
+/* Cached figures without measuring (for `owlore plan`, which has no device): the entry of the first device
+ * whose label starts with device_prefix (e.g. "cuda:"), the one measured with disk_dir preferred; an entry
+ * of another directory comes with disk_gbps 0. 1 found, 0 none. */
+int probe_cached(const char *device_prefix, const char *disk_dir, ProbeResult *out);
 
 #endif

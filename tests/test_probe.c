@@ -160,6 +160,25 @@ Test(probe_cache, the_second_get_reads_the_cache_and_refresh_measures_again) {
     free(path);
 }
 
+/* probe_cached answers from the cache without a backend (`owlore plan`): the device's entry by its label's
+ * prefix, none for a device never probed. */
+Test(probe_cache, cached_figures_without_a_backend) {
+    char *path, *home = cache_home(&path);
+    ProbeResult none, a, b;
+    cr_assert_eq(probe_cached("cpu", NULL, &none), 0, "an empty cache answers");
+    Backend *be = cpu_backend();
+    OwError err;
+    cr_assert_eq(probe_get(be, NULL, 0, &a, &err), 0, "%s", err.msg);
+    cr_assert_eq(probe_cached("cpu", NULL, &b), 1);
+    cr_expect(same_figures(&a, &b), "probe_cached gave other figures");
+    cr_expect_eq(b.cached, 1);
+    cr_assert_eq(probe_cached("cuda:", NULL, &none), 0, "a device never probed answers");
+    be->ops->destroy(be);
+    ts_rmtree(home);
+    free(home);
+    free(path);
+}
+
 /* Entries with a figure of the wrong type, negative or zero, or not even an object, are
  * dropped (each would otherwise answer for the cpu); another device's valid entry is kept,
  * its figures bit for bit; the file is rewritten with it and the new one. */
