@@ -543,6 +543,15 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
         CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
         ci->context_bytes = ci->peak_used = total_b - free_b;
     }
+    if (cap) { /* --gpu-mem is the card: the context already in use counts against it */
+        if (cap <= ci->context_bytes + CUDA_LT_WORKSPACE_BYTES + CUDA_SCRATCH_BYTES) {
+            char s1[32], s2[32];
+            ow_fail(err, "a cap of %s leaves nothing beside the %s the CUDA context takes (hint: a larger --gpu-mem)",
+                    format_size(cap, s1, sizeof s1), format_size(ci->context_bytes, s2, sizeof s2));
+            return create_fail(be);
+        }
+        cap -= ci->context_bytes;
+    }
     if (cap == 0) {
         size_t free_b = 0, total_b = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));

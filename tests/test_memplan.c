@@ -160,3 +160,54 @@ Test(memplan, a_run_over_the_cap_stops_before_training) {
     ts_rmtree(dir);
     free(dir);
 }
+
+/* The owlore recipe on the llama2-7b preset for device, and the preset's shape. */
+static void preset_7b(TrainConfig *c, const char *device, ModelConfig *mc) {
+    ts_train_config(c, "owlore", "llama2-7b", "synthetic", "unused", device);
+    char *src;
+    int is_dir;
+    OwError err;
+    cr_assert_eq(model_preset_resolve(c->model, mc, &src, &is_dir, &err), 0, "%s", err.msg);
+    free(src);
+}
+
+/* The blocks' host homes take what the host room leaves beside the plan's other page-locked figures
+ * (block inputs, the head's moments, lm_head's gradient); the rest of the blocks go to the store file. */
+Test(memplan, host_homes_share_the_room_with_the_other_host_figures) {
+    TrainConfig c;
+    ModelConfig mc;
+    OwError err;
+    preset_7b(&c, "cuda", &mc);
+    snprintf(c.nvme_dir, sizeof c.nvme_dir, "/nonexistent");
+    MemPlan p;
+    size_t room = (size_t)12 << 30;
+    cr_assert_eq(train_memory_place(&c, &mc, OW_BF16, OW_BF16, 1, (size_t)8 << 30, room, &p, NULL, &err), 0, "%s",
+                 err.msg);
+    size_t other = p.host_activations + p.host_optimizer + p.host_gradients;
+    cr_assert_gt(other, 0);
+    cr_assert(p.place.n_host > 0 && p.place.n_disk > 0, "%d host, %d disk", p.place.n_host, p.place.n_disk);
+    cr_assert_leq(p.place.host_bytes + other, room, "%zu + %zu over %zu", p.place.host_bytes, other, room);
+    /* a room the other figures fill: every streamed block in the store file */
+    cr_assert_eq(train_memory_place(&c, &mc, OW_BF16, OW_BF16, 1, (size_t)8 << 30, other, &p, NULL, &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(p.place.n_host, 0);
+}
+
+/* auto streams nothing where the device has no memory of its own (the CPU): train_memory_check then
+ * refuses a run over the cap with train's message. */
+Test(memplan, auto_keeps_the_blocks_on_a_device_without_memory_of_its_own) {
+    TrainConfig c;
+    ModelConfig mc;
+    OwError err;
+    preset_7b(&c, "cpu", &mc);
+    MemPlan p;
+    size_t cap = (size_t)20 << 30;
+    cr_assert_eq(train_memory_place(&c, &mc, OW_F32, OW_F32, 0, cap, SIZE_MAX, &p, NULL, &err), 0, "%s", err.msg);
+    cr_assert(!p.place.streaming && p.total > cap);
+    cr_assert_eq(train_memory_check(&c, &mc, OW_F32, OW_F32, 0, "cpu", cap, SIZE_MAX, &p, NULL, &err), -1);
+    cr_assert(strstr(err.msg, "of cpu memory but the cap (--gpu-mem) is 20.00 GiB") && strstr(err.msg, "hint:"), "%s",
+              err.msg);
+    /* the same run on a GPU (bf16) fits */
+    cr_assert_eq(train_memory_check(&c, &mc, OW_BF16, OW_BF16, 1, "cuda", cap, SIZE_MAX, &p, NULL, &err), 0, "%s",
+                 err.msg);
+}

@@ -23,9 +23,16 @@ extern "C" {
 /* Device workspace of host_state_reserve (3 staging slots of 8 MiB of m and of v). */
 #define BACKEND_CUDA_HOST_STATE_STAGING ((size_t)48 << 20)
 
+/* What the CUDA context (with cuBLAS and cuSOLVER) takes on the device outside the arena, as measured on
+ * an H200 with CUDA 13 (315,424,768 bytes, rounded up): `owlore plan`, which has no device, takes it from a
+ * --gpu-mem cap as the backend takes the context it measures (the cap is the card, context included). */
+#define BACKEND_CUDA_CONTEXT_ESTIMATE ((size_t)320 << 20)
+
 /* 1 when the CUDA backend is compiled in and a CUDA device is usable. */
 int backend_cuda_available(void);
-/* NULL with a message when CUDA is not compiled in or the device is absent or unusable. */
+/* NULL with a message when CUDA is not compiled in or the device is absent or unusable. mem_cap (the
+ * card's size to emulate, 0: the device's free memory) includes the context in use when it is made: the
+ * arena's cap (Backend.mem.cap) is mem_cap less that. */
 Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err);
 
 #ifdef __cplusplus

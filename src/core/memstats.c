@@ -57,6 +57,11 @@ int memstats_add(MemStats *ms, MemKind kind, size_t bytes, const char *what, con
     return 0;
 }
 
+void memstats_reset_peak(MemStats *ms) {
+    for (int k = 0; k < MEM_KIND_COUNT; k++) ms->peak[k] = ms->peak_breakdown[k] = ms->current[k];
+    ms->peak_total = ms->current_total;
+}
+
 void memstats_sub(MemStats *ms, MemKind kind, size_t bytes) {
     if (bytes > ms->current[kind]) bytes = ms->current[kind];
     ms->current[kind] -= bytes;

@@ -34,6 +34,8 @@ const char *mem_kind_name(MemKind k);
  * with a message giving the breakdown and a hint. `what` names the buffer. */
 int memstats_add(MemStats *ms, MemKind kind, size_t bytes, const char *what, const char *device, OwError *err);
 void memstats_sub(MemStats *ms, MemKind kind, size_t bytes);
+/* The peaks start again from what is allocated now. */
+void memstats_reset_peak(MemStats *ms);
 /* "weights 12.6 GiB, grads ..., total ..." */
 void memstats_format(const size_t bytes[MEM_KIND_COUNT], char *buf, size_t cap);
 

@@ -5,6 +5,7 @@
 #include "model/model.h"
 #include "model/tensor_names.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,14 +169,18 @@ int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param,
     size_t resident_blocks = out->bytes[MEM_WEIGHTS] - other_weights;
     size_t rest = out->total - resident_blocks; /* every device byte but the blocks' */
     BlockHome *h = homes ? homes : ow_xmalloc((size_t)L * sizeof *h);
+    /* the blocks' host homes share the page-locked room with the plan's other host figures */
+    size_t other_host = out->host_activations + out->host_optimizer + out->host_gradients;
+    size_t block_room = host_room == SIZE_MAX ? SIZE_MAX : host_room > other_host ? host_room - other_host : 0;
     OffloadRequest r = {
-        .mode = c->offload,
+        /* blocks stream only where the device has memory of its own, or when asked for */
+        .mode = c->offload == OFFLOAD_MODE_AUTO && !device_workspace ? OFFLOAD_MODE_NONE : c->offload,
         .n_blocks = L,
         .block_bytes = model_block_bytes(mc, param),
         .pinned = train_config_samples_blocks(c) ? (int)(c->gamma < L ? c->gamma : L) : L,
-        .stream_slots = (int)c->stream_slots,
+        .stream_slots = c->stream_slots ? (int)c->stream_slots : MEMPLAN_DEFAULT_SLOTS,
         .device_room = cap == 0 ? SIZE_MAX : (cap > rest ? cap - rest : 0),
-        .host_room = host_room,
+        .host_room = block_room,
         .have_disk = c->nvme_dir[0] != '\0',
     };
     int rc = offload_place(&r, h, &out->place, err);
@@ -188,6 +193,8 @@ int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param,
         out->total += more;
         rest += more;
         r.device_room = cap == 0 ? SIZE_MAX : (cap > rest ? cap - rest : 0);
+        other_host = out->host_activations + out->host_optimizer + out->host_gradients;
+        r.host_room = host_room == SIZE_MAX ? SIZE_MAX : host_room > other_host ? host_room - other_host : 0;
         rc = offload_place(&r, h, &out->place, err);
     }
     if (rc == 0 && out->place.streaming) {
@@ -200,21 +207,63 @@ int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param,
     return rc;
 }
 
-int64_t train_memory_largest_batch(const TrainConfig *c, const ModelConfig *mc, DType param, DType act,
-                                   int device_workspace, size_t cap, int64_t max_batch) {
+/* The largest batch size <= max_batch whose plan fits in cap bytes: placed (train_memory_place under host_room)
+ * or every block on the device. */
+static int64_t largest_batch(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
+                             size_t cap, int placed, size_t host_room, int64_t max_batch) {
     TrainConfig t = *c;
     int64_t lo = 0, hi = max_batch;
+    BlockHome *homes = ow_xmalloc((size_t)mc->num_layers * sizeof *homes);
     while (lo < hi) {
         int64_t mid = (lo + hi + 1) / 2;
         t.batch_size = mid;
         MemPlan p;
-        train_memory_plan(&t, mc, param, act, device_workspace, &p);
-        if (p.total <= cap)
+        OwError ignored;
+        int fits = 1;
+        if (placed)
+            fits = train_memory_place(&t, mc, param, act, device_workspace, cap, host_room, &p, homes, &ignored) == 0;
+        else
+            train_memory_plan(&t, mc, param, act, device_workspace, &p);
+        if (fits && p.total <= cap)
             lo = mid;
         else
             hi = mid - 1;
     }
+    free(homes);
     return lo;
+}
+
+int64_t train_memory_largest_batch(const TrainConfig *c, const ModelConfig *mc, DType param, DType act,
+                                   int device_workspace, size_t cap, int64_t max_batch) {
+    return largest_batch(c, mc, param, act, device_workspace, cap, 0, 0, max_batch);
+}
+
+int64_t train_memory_largest_placed_batch(const TrainConfig *c, const ModelConfig *mc, DType param, DType act,
+                                          int device_workspace, size_t cap, size_t host_room, int64_t max_batch) {
+    return largest_batch(c, mc, param, act, device_workspace, cap, 1, host_room, max_batch);
+}
+
+int train_memory_check(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
+                       const char *device, size_t cap, size_t host_room, MemPlan *out, BlockHome *homes, OwError *err) {
+    if (train_memory_place(c, mc, param, act, device_workspace, cap, host_room, out, homes, err) != 0)
+        return ow_fail_prefix(err, "placing the model's blocks (--offload %s)", offload_mode_names[c->offload]);
+    if (!cap || out->total <= cap) return 0;
+    char line[512], tot[32], capb[32], hint[256];
+    memplan_format(out, line, sizeof line);
+    int64_t fit = train_memory_largest_batch(c, mc, param, act, device_workspace, cap, c->batch_size);
+    if (fit > 0)
+        snprintf(hint, sizeof hint, "--batch-size %lld fits (with --grad-accum to keep the tokens per step)",
+                 (long long)fit);
+    else if (c->offload == OFFLOAD_MODE_NONE && device_workspace)
+        snprintf(hint, sizeof hint, "--offload auto streams frozen blocks from host memory");
+    else
+        snprintf(hint, sizeof hint,
+                 "even --batch-size 1 does not fit; train fewer blocks at once (--gamma), a lower --rank, "
+                 "or --freeze-embeddings");
+    return ow_fail(err,
+                   "the run needs %s of %s memory but the cap (--gpu-mem) is %s\n  plan: %s\n  hint: %s; or lower "
+                   "--block-size, --gamma or --rank",
+                   format_size(out->total, tot, sizeof tot), device, format_size(cap, capb, sizeof capb), line, hint);
 }
 
 void memplan_format(const MemPlan *p, char *buf, size_t cap) { memstats_format(p->bytes, buf, cap); }

@@ -11,6 +11,9 @@
 #include "model/config.h"
 #include "train/train_config.h"
 
+/* Streaming slots when stream_slots is 0 (auto) and nothing chooses (costmodel.h's cost_choose_plan does). */
+#define MEMPLAN_DEFAULT_SLOTS 3
+
 typedef struct MemPlan {
     size_t bytes[MEM_KIND_COUNT];
     size_t total;
@@ -28,9 +31,11 @@ typedef struct MemPlan {
 void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
                        MemPlan *out);
 /* The plan with the blocks placed (offload/block_store.h) under a device cap (0: none) and a page-locked
- * host room: --offload none keeps train_memory_plan's; otherwise blocks that do not fit beside everything
- * else stream through slots, their weights counted where they live. homes (num_layers entries) may be NULL.
- * -1 with a message naming what to change when no placement fits. */
+ * host room: --offload none keeps train_memory_plan's, and so does auto where the device has no memory of
+ * its own (device_workspace 0); otherwise blocks that do not fit beside everything else stream through
+ * slots, their weights counted where they live, their host homes in what the room leaves beside the plan's
+ * other page-locked figures (host_activations, host_optimizer, host_gradients). homes (num_layers entries)
+ * may be NULL. -1 with a message naming what to change when no placement fits. */
 int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
                        size_t cap, size_t host_room, MemPlan *out, BlockHome *homes, OwError *err);
 /* offload_optimizer auto under a cap the user gave (--gpu-mem): the embedding's and lm_head's moments stay on
@@ -38,11 +43,19 @@ int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param,
  * on a GPU). Call before train_memory_place; plan and train both do. */
 void train_resolve_optimizer_home(TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
                                   size_t cap);
+/* train's check of a run before anything is allocated: train_memory_place, or -1 with the message a run
+ * stops with: the placement's error, or the plan over the cap (device names its memory, e.g. "cuda") with
+ * its breakdown and what to change. `owlore plan` prints the same. */
+int train_memory_check(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
+                       const char *device, size_t cap, size_t host_room, MemPlan *out, BlockHome *homes, OwError *err);
 /* The host room of a run: --host-mem, else what offload_default_host_room gives. */
 size_t train_host_room(const TrainConfig *c);
 /* The largest batch size <= max_batch whose plan fits in cap bytes (0 if none). */
 int64_t train_memory_largest_batch(const TrainConfig *c, const ModelConfig *mc, DType param, DType act,
                                    int device_workspace, size_t cap, int64_t max_batch);
+/* The same for the placed plan (train_memory_place under cap and host_room): streamed blocks make room. */
+int64_t train_memory_largest_placed_batch(const TrainConfig *c, const ModelConfig *mc, DType param, DType act,
+                                          int device_workspace, size_t cap, size_t host_room, int64_t max_batch);
 /* "weights 12.55 GiB, grads ...; total ..." */
 void memplan_format(const MemPlan *p, char *buf, size_t cap);
 

@@ -164,7 +164,9 @@ static const KeyDef k_keys[] = {
     {"nvme_dir", STR(nvme_dir), "DIR",
      "a directory on a local disk for the block store file of streamed blocks (written at setup, reused while the "
      "weights are unchanged)"},
-    {"stream_slots", NUM(K_INT, stream_slots), "N", "device slots of streamed blocks (at least 2)"},
+    {"stream_slots", NUM(K_INT, stream_slots), "N",
+     "device slots of streamed blocks (at least 2; 0: auto, the count the cost model predicts fastest on a GPU, "
+     "else 3)"},
     {"precision", ENUM(precision, k_precision), "P",
      "weights and activations on the GPU: auto (bf16) | bf16 | fp32 (twice the memory; the CPU always computes in "
      "fp32)"},
@@ -208,7 +210,7 @@ void train_config_defaults(TrainConfig *c) {
     c->keep = 2;
     c->init_std = 0.02;
     c->offload = OFFLOAD_MODE_AUTO;
-    c->stream_slots = 3;
+    c->stream_slots = 0;
     c->keep_acts = -1;
     c->nsamples = 128;
     c->seqlen = 2048;
@@ -556,8 +558,8 @@ int train_config_check_values(const TrainConfig *c, OwError *err) {
     if (c->log_every < 1) return ow_fail(err, "log_every must be at least 1 (got %lld)", (long long)c->log_every);
     if (c->keep_acts < -1)
         return ow_fail(err, "keep_acts must be -1 (auto) or a block count >= 0 (got %lld)", (long long)c->keep_acts);
-    if (c->stream_slots < 2 || c->stream_slots > 64)
-        return ow_fail(err, "stream_slots must be in [2, 64] (got %lld)", (long long)c->stream_slots);
+    if (c->stream_slots != 0 && (c->stream_slots < 2 || c->stream_slots > 64))
+        return ow_fail(err, "stream_slots must be 0 (auto) or in [2, 64] (got %lld)", (long long)c->stream_slots);
     if (c->offload == OFFLOAD_MODE_NVME && !c->nvme_dir[0])
         return ow_fail(err, "offload = nvme needs nvme_dir (hint: --nvme-dir DIR, a directory on a local disk)");
     return 0;

@@ -21,7 +21,9 @@
 #include "train/checkpoint.h"
 #include "train/eval.h"
 #include "train/interrupt.h"
+#include "train/costmodel.h"
 #include "train/memplan.h"
+#include "offload/probe.h"
 #include "train/provenance.h"
 #include "train/report.h"
 #include "train/run_dir.h"
@@ -176,6 +178,26 @@ static int setup_backend(Trainer *t, OwError *err) {
 
 /* ---- setup: the model ---- */
 
+/* The machine's rates for the cost model: `owlore probe`'s (measured on first use on a GPU, then cached) when
+ * the run has a cap to place under, else the assumed ones. The probe's buffers come and go before the run's
+ * memory plan is reserved; the peak figures start after it. */
+static void train_rates(Trainer *t, CostRates *r) {
+    cost_rates_default(r);
+    if (!t->gpu || !t->cfg.gpu_mem) return;
+    ProbeResult pr;
+    OwError e;
+    if (probe_get(t->be, t->cfg.nvme_dir[0] ? t->cfg.nvme_dir : NULL, 0, &pr, &e) != 0) {
+        OW_WARN("no measured rates for the placement (%s): assuming an H200's", e.msg);
+        return;
+    }
+    memstats_reset_peak(&t->be->mem);
+    if (!pr.cached) OW_INFO("probe: measured the rates the placement weighs (cached for the next runs)");
+    r->gemm_tflops = pr.gemm_tflops;
+    r->h2d_gbps = pr.h2d_gbps;
+    if (pr.disk_gbps > 0) r->disk_gbps = pr.disk_gbps;
+    r->source = "probe";
+}
+
 /* Predicts the device memory of the run and refuses it before anything is
  * allocated when it cannot fit the cap (--gpu-mem). */
 static int check_memory_plan(Trainer *t, const ModelConfig *mc, OwError *err) {
@@ -184,45 +206,30 @@ static int check_memory_plan(Trainer *t, const ModelConfig *mc, OwError *err) {
     MemPlan *p = &t->plan;
     char line[512], tot[32], cap[32], where[256];
     t->homes = ow_xcalloc((size_t)mc->num_layers, sizeof *t->homes);
-    /* blocks stream only where the device has memory of its own, or when asked for */
     if (c->offload_optimizer == OFFLOAD_AUTO) {
         train_resolve_optimizer_home(&t->cfg, mc, be->param_dtype, be->act_dtype, t->gpu, be->mem.cap);
         if (c->offload_optimizer == OFFLOAD_OFF)
             OW_INFO("the embedding's and lm_head's AdamW moments stay on the device: the run fits --gpu-mem with them");
     }
-    TrainConfig placed = *c;
-    if (!t->gpu && c->offload == OFFLOAD_MODE_AUTO) placed.offload = OFFLOAD_MODE_NONE;
-    if (train_memory_place(&placed, mc, be->param_dtype, be->act_dtype, t->gpu, be->mem.cap, train_host_room(c), p,
-                           t->homes, err) != 0)
-        return ow_fail_prefix(err, "placing the model's blocks (--offload %s)", offload_mode_names[c->offload]);
+    CostRates rates;
+    train_rates(t, &rates);
+    CostPrediction pred;
+    if (cost_choose_plan(&t->cfg, mc, be->param_dtype, be->act_dtype, t->gpu, be->name, be->mem.cap, train_host_room(c),
+                         &rates, p, t->homes, &pred, err) != 0)
+        return -1;
     memplan_format(p, line, sizeof line);
     OW_INFO("memory plan (%s): %s", be->name, line);
     if (p->place.streaming) {
         offload_placement_format(&p->place, where, sizeof where);
         OW_INFO("blocks: %s; page-locked host %s, store file %s", where,
                 format_size(p->place.host_bytes, tot, sizeof tot), format_size(p->disk_bytes, cap, sizeof cap));
+        OW_INFO("predicted: %.3f s a step, %.0f tokens/s (%s rates: GEMM %.0f TFLOP/s, host to device %.1f GB/s, "
+                "disk %.1f GB/s)",
+                pred.step_s, pred.tokens_per_s, rates.source, rates.gemm_tflops, rates.h2d_gbps, rates.disk_gbps);
     }
     /* the plan counts the backend's fixed workspaces, which it allocated when it was made */
-    if (!be->mem.cap || p->total <= be->mem.cap) {
-        size_t more = p->total > be->mem.current_total ? p->total - be->mem.current_total : 0;
-        return be->ops->reserve && more ? be->ops->reserve(be, more, err) : 0;
-    }
-    int64_t fit = train_memory_largest_batch(c, mc, be->param_dtype, be->act_dtype, t->gpu, be->mem.cap, c->batch_size);
-    char hint[256];
-    if (fit > 0)
-        snprintf(hint, sizeof hint, "--batch-size %lld fits (with --grad-accum to keep the tokens per step)",
-                 (long long)fit);
-    else if (c->offload == OFFLOAD_MODE_NONE)
-        snprintf(hint, sizeof hint, "--offload auto streams frozen blocks from host memory");
-    else
-        snprintf(hint, sizeof hint,
-                 "even --batch-size 1 does not fit; train fewer blocks at once (--gamma), a lower --rank, "
-                 "or --freeze-embeddings");
-    return ow_fail(err,
-                   "the run needs %s of %s memory but the cap (--gpu-mem) is %s\n  plan: %s\n  hint: %s; or lower "
-                   "--block-size, --gamma or --rank",
-                   format_size(p->total, tot, sizeof tot), be->name, format_size(be->mem.cap, cap, sizeof cap), line,
-                   hint);
+    size_t more = p->total > be->mem.current_total ? p->total - be->mem.current_total : 0;
+    return be->ops->reserve && more ? be->ops->reserve(be, more, err) : 0;
 }
 
 /* The store's placement of the blocks, or NULL when every block stays on the device as a buffer of its own. */
