@@ -5,7 +5,7 @@
  *
  * Every block has one home, chosen before training (offload_place below):
  *   device  a device buffer of its own for the whole run;
- *   host    page-locked host memory (be->ops->host_alloc), copied up on the
+ *   host    page-locked host memory (host_mem_alloc), copied up on the
  *           backend's copy queue;
  *   disk    a record of the store file (store_file.h) read with block_io.h
  *           into a page-locked staging buffer, then copied up.
@@ -41,6 +41,7 @@
 
 #include "backend/backend.h"
 #include "core/error.h"
+#include "offload/host_mem.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -48,7 +49,12 @@
 typedef enum { BLOCK_HOME_DEVICE = 0, BLOCK_HOME_HOST = 1, BLOCK_HOME_DISK = 2 } BlockHome;
 extern const char *const block_home_names[]; /* "device", "host", "disk", NULL */
 
-typedef enum { OFFLOAD_MODE_AUTO = 0, OFFLOAD_MODE_NONE = 1, OFFLOAD_MODE_HOST = 2, OFFLOAD_MODE_NVME = 3 } OffloadPlaceMode;
+typedef enum {
+    OFFLOAD_MODE_AUTO = 0,
+    OFFLOAD_MODE_NONE = 1,
+    OFFLOAD_MODE_HOST = 2,
+    OFFLOAD_MODE_NVME = 3
+} OffloadPlaceMode;
 extern const char *const offload_mode_names[]; /* "auto", "none", "host", "nvme", NULL */
 
 typedef struct BlockStoreConfig {
@@ -60,22 +66,24 @@ typedef struct BlockStoreConfig {
     const char *store_path; /* the store file when a home is disk, else NULL */
     uint64_t source_hash;   /* names the weights the store file holds (store_file.h) */
     int io_refuse_uring;    /* tests: block_io's refuse_uring_errno */
+    HostMem *host;          /* counts (and caps) the host homes, staging buffers and write scratch */
 } BlockStoreConfig;
 
 typedef struct BlockStore BlockStore;
 
 /* Counters of a run, for the log and summary.json. */
 typedef struct BlockStoreStats {
-    int64_t fetches;         /* copies of a block into a slot */
-    int64_t hits;            /* acquires that found the block in a slot already */
-    int64_t disk_reads;      /* blocks read from the store file */
-    int64_t writebacks;      /* pinned blocks copied back to their home */
+    int64_t fetches;          /* copies of a block into a slot */
+    int64_t hits;             /* acquires that found the block in a slot already */
+    int64_t disk_reads;       /* blocks read from the store file */
+    int64_t writebacks;       /* pinned blocks copied back to their home */
     double disk_read_seconds; /* host time spent waiting for store reads */
-    size_t bytes_up;         /* bytes copied host -> device */
-    size_t bytes_disk;       /* bytes read from the store file */
+    size_t bytes_up;          /* bytes copied host -> device */
+    size_t bytes_disk;        /* bytes read from the store file */
 } BlockStoreStats;
 
-/* Allocates the device buffers (MEM_WEIGHTS) and host homes; opens the store file when it can be reused. */
+/* Allocates the device buffers (MEM_WEIGHTS) and host homes (in cfg->host, which must outlive the store);
+ * opens the store file when it can be reused. */
 int block_store_create(Backend *be, const BlockStoreConfig *cfg, BlockStore **out, OwError *err);
 /* Waits for every copy, frees everything, closes the store file. NULL is fine. */
 void block_store_free(BlockStore *bs);
@@ -127,7 +135,7 @@ typedef struct OffloadRequest {
 } OffloadRequest;
 
 typedef struct OffloadPlacement {
-    int streaming;      /* some block is not on the device */
+    int streaming; /* some block is not on the device */
     int n_device, n_host, n_disk;
     int stream_slots, pin_slots;
     size_t device_bytes; /* device bytes of blocks: own buffers, slots, pin buffers */

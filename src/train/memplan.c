@@ -122,6 +122,8 @@ int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param,
     size_t resident_blocks = out->bytes[MEM_WEIGHTS] - other_weights;
     size_t rest = out->total - resident_blocks; /* every device byte but the blocks' */
     BlockHome *h = homes ? homes : ow_xmalloc((size_t)L * sizeof *h);
+    /* the homes take the page-locked room the offloaded activations, moments and lm_head's gradient leave */
+    size_t host_other = out->host_activations + out->host_optimizer + out->host_gradients;
     OffloadRequest r = {
         .mode = c->offload,
         .n_blocks = L,
@@ -129,7 +131,7 @@ int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param,
         .pinned = train_config_samples_blocks(c) ? (int)(c->gamma < L ? c->gamma : L) : L,
         .stream_slots = (int)c->stream_slots,
         .device_room = cap == 0 ? SIZE_MAX : (cap > rest ? cap - rest : 0),
-        .host_room = host_room,
+        .host_room = host_room > host_other ? host_room - host_other : 0,
         .have_disk = c->nvme_dir[0] != '\0',
     };
     int rc = offload_place(&r, h, &out->place, err);

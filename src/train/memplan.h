@@ -26,8 +26,9 @@ typedef struct MemPlan {
 void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
                        MemPlan *out);
 /* The plan with the blocks placed (offload/block_store.h) under a device cap (0: none) and a page-locked
- * host room: --offload none keeps train_memory_plan's; otherwise blocks that do not fit beside everything
- * else stream through slots, their weights counted where they live. homes (num_layers entries) may be NULL.
+ * host room (the homes get what the offloaded activations, moments and lm_head's gradient leave of it):
+ * --offload none keeps train_memory_plan's; otherwise blocks that do not fit beside everything else
+ * stream through slots, their weights counted where they live. homes (num_layers entries) may be NULL.
  * -1 with a message naming what to change when no placement fits. */
 int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
                        size_t cap, size_t host_room, MemPlan *out, BlockHome *homes, OwError *err);
