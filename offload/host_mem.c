@@ -17,15 +17,15 @@ struct HostMemBuf {
 const char *const host_kind_names[] = {"block_homes", "block_staging", "activations", "moments",
                                        "parked",      "gradients",     NULL};
 
-/* What frees page-locked memory of each kind (the cap's hint). */
+/* What frees page-locked memory of each kind (the cap's hint); kinds sharing a hint share its pointer. */
+static const char k_optimizer_hint[] =
+    "--offload-optimizer off keeps the embedding's and lm_head's moments and lm_head's gradient on the device";
 static const char *const k_hints[HOST_KIND_COUNT] = {
     [HOST_BLOCK_HOMES] = "--nvme-dir DIR keeps frozen blocks in a store file instead",
     [HOST_BLOCK_STAGING] = "fewer --stream-slots (a staging buffer each)",
     [HOST_ACTIVATIONS] = "--offload-activations off keeps the block inputs on the device",
-    [HOST_MOMENTS] = "--offload-optimizer off keeps the embedding's and lm_head's moments and lm_head's gradient "
-                     "on the device",
-    [HOST_GRADIENTS] = "--offload-optimizer off keeps the embedding's and lm_head's moments and lm_head's gradient "
-                       "on the device",
+    [HOST_MOMENTS] = k_optimizer_hint,
+    [HOST_GRADIENTS] = k_optimizer_hint,
 };
 
 void host_mem_init(HostMem *hm, size_t cap) {

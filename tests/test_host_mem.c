@@ -90,17 +90,21 @@ Test(host_mem, cap_refuses_with_the_breakdown) {
     host_mem_init(&hm, 1024 * KiB);
     OwError err;
     void *acts = host_mem_alloc(&hm, be, 600 * KiB, HOST_ACTIVATIONS, 1, "the offloaded block inputs", &err);
-    void *mom = host_mem_alloc(&hm, be, 300 * KiB, HOST_MOMENTS, 1, "moments of lm_head", &err);
+    void *mom = host_mem_alloc(&hm, be, 250 * KiB, HOST_MOMENTS, 1, "moments of lm_head", &err);
+    void *grad = host_mem_alloc(&hm, be, 50 * KiB, HOST_GRADIENTS, 1, "lm_head's gradient", &err);
     void *park = host_mem_alloc(&hm, be, 4096 * KiB, HOST_PARKED, 0, "parked", &err);
-    cr_assert(acts && mom && park, "pageable memory is not capped: %s", err.msg);
+    cr_assert(acts && mom && grad && park, "pageable memory is not capped: %s", err.msg);
     void *homes = host_mem_alloc(&hm, be, 200 * KiB, HOST_BLOCK_HOMES, 1, "the host homes of frozen blocks", &err);
     cr_assert_null(homes, "900 KiB + 200 KiB passes a cap of 1 MiB");
     cr_log_info("%s", err.msg);
     cr_assert(strstr(err.msg, "allocating 200.0 KiB for the host homes of frozen blocks (block_homes) would pass the "
                               "page-locked host memory cap of 1.0 MiB (--host-mem)"),
               "%s", err.msg);
-    cr_assert(strstr(err.msg, "page-locked in use now: activations 600.0 KiB, moments 300.0 KiB; total 900.0 KiB"),
+    cr_assert(strstr(err.msg, "page-locked in use now: activations 600.0 KiB, moments 250.0 KiB, gradients 50.0 KiB; "
+                              "total 900.0 KiB"),
               "the breakdown (page-locked only): %s", err.msg);
+    const char *opt = strstr(err.msg, "--offload-optimizer off");
+    cr_assert(opt && !strstr(opt + 1, "--offload-optimizer off"), "moments and gradients share one hint: %s", err.msg);
     cr_assert(strstr(err.msg, "raise --host-mem") && strstr(err.msg, "--nvme-dir") &&
                   strstr(err.msg, "--offload-activations off") && strstr(err.msg, "--offload-optimizer off"),
               "a hint for the kind asked for and each kind in use: %s", err.msg);
@@ -116,8 +120,8 @@ Test(host_mem, cap_refuses_with_the_breakdown) {
     cr_assert_eq(host_mem_set_cap(&hm, 0, &err), 0);
     void *more = host_mem_alloc(&hm, be, 4096 * KiB, HOST_ACTIVATIONS, 1, "more", &err);
     cr_assert_not_null(more, "no cap: %s", err.msg);
-    void *bufs[] = {acts, mom, park, homes, more};
-    for (int i = 0; i < 5; i++) host_mem_free(&hm, be, bufs[i]);
+    void *bufs[] = {acts, mom, grad, park, homes, more};
+    for (int i = 0; i < 6; i++) host_mem_free(&hm, be, bufs[i]);
     host_mem_release(&hm);
     be->ops->destroy(be);
 }
