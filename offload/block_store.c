@@ -29,7 +29,7 @@ struct BlockStore {
     BlockHome *homes;
     Tensor *own;             /* device-home blocks' buffers (data NULL for others) */
     unsigned char **host;    /* host-home blocks' page-locked bytes (NULL for others) */
-    unsigned char *host_mem; /* one host_alloc holding every host home */
+    unsigned char *host_mem; /* one buffer (HOST_BLOCK_HOMES) holding every host home */
     Slot *slots;
     unsigned char **staging; /* disk homes: a page-locked staging buffer per slot */
     Tensor *pins;            /* pin_slots buffers */
@@ -97,7 +97,9 @@ static int disk_open(BlockStore *bs, OwError *err) {
     const BlockStoreConfig *c = &bs->cfg;
     int n = c->n_blocks;
     bs->disk_valid = ow_xcalloc((size_t)n, 1);
-    bs->scratch = ow_xmalloc(c->block_bytes);
+    bs->scratch =
+        host_mem_alloc(c->host, bs->be, c->block_bytes, HOST_BLOCK_STAGING, 0, "the block store's write scratch", err);
+    if (!bs->scratch) return -1;
     uint64_t *sizes = block_sizes(bs);
     OwError why = {0};
     int reuse = store_file_reusable(c->store_path, c->source_hash, n, sizes, &why);
@@ -135,7 +137,8 @@ static int alloc_homes(BlockStore *bs, OwError *err) {
         nhost += bs->homes[i] == BLOCK_HOME_HOST;
     }
     if (nhost) {
-        bs->host_mem = be->ops->host_alloc(be, nhost * c->block_bytes, err);
+        bs->host_mem = host_mem_alloc(c->host, be, nhost * c->block_bytes, HOST_BLOCK_HOMES, 1,
+                                      "the host homes of frozen blocks", err);
         if (!bs->host_mem) return ow_fail_prefix(err, "the host homes of %zu blocks (hint: --host-mem)", nhost);
         size_t k = 0;
         for (int i = 0; i < c->n_blocks; i++)
@@ -145,7 +148,8 @@ static int alloc_homes(BlockStore *bs, OwError *err) {
         bs->slots[s] = (Slot){.block = -1, .ticket = -1, .stage_ticket = -1};
         if (alloc_dev(bs, &bs->slots[s].buf, "streaming slot of a frozen block", err) != 0) return -1;
         if (bs->staging) {
-            bs->staging[s] = be->ops->host_alloc(be, c->block_bytes, err);
+            bs->staging[s] = host_mem_alloc(c->host, be, c->block_bytes, HOST_BLOCK_STAGING, 1,
+                                            "a staging buffer of the block store", err);
             if (!bs->staging[s]) return ow_fail_prefix(err, "a staging buffer of the block store");
         }
     }
@@ -158,7 +162,7 @@ static int alloc_homes(BlockStore *bs, OwError *err) {
 
 int block_store_create(Backend *be, const BlockStoreConfig *cfg, BlockStore **out, OwError *err) {
     *out = NULL;
-    OW_CHECK(cfg->n_blocks > 0 && cfg->block_bytes > 0 && cfg->block_bytes % 256 == 0);
+    OW_CHECK(cfg->n_blocks > 0 && cfg->block_bytes > 0 && cfg->block_bytes % 256 == 0 && cfg->host);
     BlockStore *bs = ow_xcalloc(1, sizeof *bs);
     bs->be = be;
     bs->cfg = *cfg;
@@ -201,10 +205,10 @@ void block_store_free(BlockStore *bs) {
     for (int i = 0; i < bs->cfg.n_blocks; i++) be_release(be, &bs->own[i], MEM_WEIGHTS);
     for (int s = 0; s < bs->cfg.stream_slots; s++) {
         be_release(be, &bs->slots[s].buf, MEM_WEIGHTS);
-        if (bs->staging && bs->staging[s]) be->ops->host_free(be, bs->staging[s]);
+        if (bs->staging) host_mem_free(bs->cfg.host, be, bs->staging[s]);
     }
     for (int p = 0; p < bs->cfg.pin_slots; p++) be_release(be, &bs->pins[p], MEM_WEIGHTS);
-    if (bs->host_mem) be->ops->host_free(be, bs->host_mem);
+    host_mem_free(bs->cfg.host, be, bs->host_mem);
     free((char *)bs->cfg.store_path);
     free(bs->homes);
     free(bs->own);
@@ -215,7 +219,7 @@ void block_store_free(BlockStore *bs) {
     free(bs->pin_used);
     free(bs->pin_of);
     free(bs->disk_valid);
-    free(bs->scratch);
+    host_mem_free(bs->cfg.host, be, bs->scratch);
     free(bs);
 }
 

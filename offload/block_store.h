@@ -5,7 +5,7 @@
  *
  * Every block has one home, chosen before training (offload_place below):
  *   device  a device buffer of its own for the whole run;
- *   host    page-locked host memory (be->ops->host_alloc), copied up on the
+ *   host    page-locked host memory (host_mem_alloc), copied up on the
  *           backend's copy queue;
  *   disk    a record of the store file (store_file.h) read with block_io.h
  *           into a page-locked staging buffer, then copied up.
@@ -44,6 +44,7 @@
 
 #include "backend/backend.h"
 #include "core/error.h"
+#include "offload/host_mem.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -68,6 +69,7 @@ typedef struct BlockStoreConfig {
     const char *store_path; /* the store file when a home is disk, else NULL */
     uint64_t source_hash;   /* names the weights the store file holds (store_file.h) */
     int io_refuse_uring;    /* tests: block_io's refuse_uring_errno */
+    HostMem *host;          /* counts (and caps) the host homes, staging buffers and write scratch */
 } BlockStoreConfig;
 
 typedef struct BlockStore BlockStore;
@@ -83,7 +85,8 @@ typedef struct BlockStoreStats {
     size_t bytes_disk;        /* bytes read from the store file */
 } BlockStoreStats;
 
-/* Allocates the device buffers (MEM_WEIGHTS) and host homes; opens the store file when it can be reused. */
+/* Allocates the device buffers (MEM_WEIGHTS) and host homes (in cfg->host, which must outlive the store);
+ * opens the store file when it can be reused. */
 int block_store_create(Backend *be, const BlockStoreConfig *cfg, BlockStore **out, OwError *err);
 /* Waits for every copy, frees everything, closes the store file. NULL is fine. */
 void block_store_free(BlockStore *bs);

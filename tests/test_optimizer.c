@@ -366,6 +366,15 @@ Test(optimizer, inactive_state_is_parked_on_host_and_restored) {
     cr_assert(!p->trainable && p->g.data == NULL, "a parked tensor is frozen");
     cr_assert_lt(e.be->mem.current[MEM_OPTIM], dev_before, "state left the device");
     cr_assert_gt(e.o.host.current_total, 0, "and is counted in host memory");
+    size_t parked = 0; /* m, v and P of block 0's tensors, in the model's host accounting as parked state */
+    for (int b = 0; b < BW_COUNT; b++) {
+        Tensor mv, P;
+        optimizer_state_shapes(&e.o, model_block_param(e.m, 0, (BlockWeight)b), &mv, &P);
+        parked += 2 * tensor_nbytes(&mv) + tensor_nbytes(&P);
+    }
+    cr_assert_eq(e.m->host.current[HOST_PARKED], parked);
+    cr_assert_eq(e.m->host.locked_total, 0, "parked state is pageable");
+    cr_assert_eq(e.o.host.current_total, parked, "the optimizer's figure is the same");
     /* steps while parked do not advance its step count */
     fill_grads(&e, 5);
     double gn;
@@ -392,6 +401,7 @@ Test(optimizer, inactive_state_is_parked_on_host_and_restored) {
         cr_assert_eq(optimizer_deactivate(&e.o, model_block_param(e.m, 0, (BlockWeight)b), &err), 0);
     cr_assert(st->parked && st->host_m == buf, "the same host buffers");
     cr_assert_eq(e.o.host.current_total, host_parked, "no more host memory");
+    cr_assert_eq(e.m->host.peak[HOST_PARKED], host_parked);
     for (int b = 0; b < BW_COUNT; b++)
         cr_assert_eq(optimizer_activate(&e.o, model_block_param(e.m, 0, (BlockWeight)b), &err), 0);
     e.be->ops->download(e.be, m1, OW_F32, &st->m);
@@ -587,6 +597,8 @@ static float *train_head_mode(HeadMode hm, size_t *nvals) {
         cr_assert_gt(o.host.current_total, 0, "host-resident moments are counted in host memory");
     else
         cr_assert_eq(o.host.current_total, 0);
+    cr_assert_eq(m->host.current[HOST_MOMENTS], o.host.current_total, "in the model's host accounting");
+    cr_assert_eq(m->host.locked[HOST_MOMENTS], o.host.current_total, "page-locked");
     *nvals = total;
     optimizer_free(&o);
     model_free(m);

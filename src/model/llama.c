@@ -205,7 +205,7 @@ void model_acts_free(Model *m) {
     if (A->offload) {
         for (int s = 0; s < ACT_SLOTS; s++) be->ops->release(be, &A->slot[s], MEM_ACTIVATIONS);
         if (A->x) be->ops->release(be, &A->x[L], MEM_ACTIVATIONS);
-        if (A->host_x) be->ops->host_free(be, A->host_x);
+        if (A->host_x) host_mem_free(&m->host, be, A->host_x);
     } else if (A->x) {
         for (int64_t l = 0; l <= L; l++) be->ops->release(be, &A->x[l], MEM_ACTIVATIONS);
     }
@@ -388,7 +388,8 @@ int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
     acts_layout(&a, A, c, B, T, recompute, m->keep_acts, m->offload_acts, head_grad, m->accum_micro, m->mlp_chunk_rows,
                 m->logits_chunk_rows);
     if (!a.failed && A->offload) {
-        A->host_x = be->ops->host_alloc(be, (size_t)c->num_layers * A->x_bytes, err);
+        A->host_x = host_mem_alloc(&m->host, be, (size_t)c->num_layers * A->x_bytes, HOST_ACTIVATIONS, 1,
+                                   "the offloaded block inputs", err);
         if (!A->host_x) a.failed = 1;
     }
     if (!a.failed && A->micro) {

@@ -51,6 +51,7 @@ static int place_blocks(Model *m, const BlockStoreConfig *placement, OwError *er
     BlockStoreConfig bc = *placement;
     bc.n_blocks = (int)m->cfg.num_layers;
     bc.block_bytes = at;
+    bc.host = &m->host;
     if (block_store_create(m->be, &bc, &m->store, err) != 0) return -1;
     for (int l = 0; l < m->cfg.num_layers; l++) {
         if (block_store_home(m->store, l) != BLOCK_HOME_DEVICE) continue;
@@ -162,6 +163,7 @@ static int model_create_impl(Backend *be, const ModelConfig *cfg, const BlockSto
     Model *m = ow_xcalloc(1, sizeof *m);
     m->cfg = *cfg;
     m->be = be;
+    host_mem_init(&m->host, 0);
     int64_t L = cfg->num_layers;
     m->nparams = (int)(1 + L * BW_COUNT + 1 + (cfg->tie_word_embeddings ? 0 : 1));
     m->params = ow_xcalloc((size_t)m->nparams, sizeof(Param));
@@ -239,7 +241,7 @@ void model_free(Model *m) {
         else
             be->ops->release(be, &m->params[i].w, MEM_WEIGHTS);
         if (!m->params[i].g_shared) be->ops->release(be, &m->params[i].g, MEM_GRADS);
-        if (m->params[i].g_host) be->ops->host_free(be, m->params[i].g_host);
+        host_mem_free(&m->host, be, m->params[i].g_host);
     }
     block_store_free(m->store);
     be->ops->release(be, &m->rope_cos, MEM_OTHER);
@@ -250,6 +252,7 @@ void model_free(Model *m) {
     free(m->erows.slot_of_row);
     free(m->erows.row_of_slot);
     free(m->params);
+    host_mem_release(&m->host);
     free(m);
 }
 
@@ -314,7 +317,8 @@ int model_set_trainable(Model *m, Param *p, int trainable, OwError *err) {
             void *view = model_acts_head_grad(m);
             OW_CHECKF(view != NULL, "%s: model_prepare (with head_grad_host) must come before it becomes trainable",
                       p->name);
-            p->g_host = m->be->ops->host_alloc(m->be, (size_t)tensor_numel(&p->w) * sizeof(float), err);
+            p->g_host = host_mem_alloc(&m->host, m->be, (size_t)tensor_numel(&p->w) * sizeof(float), HOST_GRADIENTS, 1,
+                                       "lm_head's gradient", err);
             if (!p->g_host) return ow_fail_prefix(err, "host memory for the gradient of %s", p->name);
             p->g = tensor_desc(OW_F32, p->w.ndim, p->w.shape);
             p->g.data = view;
@@ -328,7 +332,7 @@ int model_set_trainable(Model *m, Param *p, int trainable, OwError *err) {
         }
     } else if (!trainable && p->g.data) {
         if (p->g_host) {
-            m->be->ops->host_free(m->be, p->g_host);
+            host_mem_free(&m->host, m->be, p->g_host);
             p->g_host = NULL;
         }
         if (p->g_shared)

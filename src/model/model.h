@@ -14,6 +14,7 @@
 #include "backend/backend.h"
 #include "model/config.h"
 #include "offload/block_store.h"
+#include "offload/host_mem.h"
 
 typedef enum { BW_ATTN_NORM = 0, BW_Q, BW_K, BW_V, BW_O, BW_MLP_NORM, BW_GATE, BW_UP, BW_DOWN, BW_COUNT } BlockWeight;
 
@@ -35,7 +36,7 @@ typedef struct Param {
     int ready_ticket; /* >= 0: an asynchronous update of w is in flight (a Backend copy_wait
                          ticket); the model waits for it before reading w; -1: none */
     float *g_host;    /* lm_head with Model.head_grad_host: the gradient's home between the
-                         backward and the optimizer (host_alloc memory, F32 of w's shape); g is
+                         backward and the optimizer (page-locked, in Model.host; F32 of w's shape); g is
                          then a view of the activation pool, valid only during the backward */
 } Param;
 
@@ -111,6 +112,10 @@ typedef struct Model {
     size_t block_off[BW_COUNT];
     size_t block_bytes;
     int staged_block; /* a placed block written by model_param_upload, home at model_param_upload_flush (-1) */
+    /* The run's host memory (offload/host_mem.h), owned here: the store's host homes and staging,
+     * the offloaded block inputs, lm_head's gradient home and (through Optimizer.model) the
+     * optimizer's host state count in it. Uncapped when made; the trainer caps it (--host-mem). */
+    HostMem host;
 } Model;
 
 /* Allocates a model with zeroed weights on be. */

@@ -1,8 +1,24 @@
 /* optim_host.c: see optim_host.h. */
 #include "optim/optim_host.h"
 
-#include <stdlib.h>
+#include "offload/host_mem.h"
+
 #include <string.h>
+
+/* One host buffer of the optimizer (zeroed), counted in the model's HostMem and in Optimizer.host. */
+static void *host_buffer(Optimizer *o, size_t bytes, HostKind kind, const char *what, OwError *err) {
+    Model *m = o->model;
+    void *p = host_mem_alloc(&m->host, m->be, bytes, kind, kind == HOST_MOMENTS, what, err);
+    if (!p) return NULL;
+    int rc = memstats_add(&o->host, MEM_OPTIM, bytes, what, "host", err);
+    OW_CHECK(rc == 0); /* Optimizer.host has no cap: HostMem's is the one */
+    return p;
+}
+
+/* Frees a buffer of host_buffer (NULL is fine). */
+static void host_buffer_free(Optimizer *o, void *p) {
+    memstats_sub(&o->host, MEM_OPTIM, host_mem_free(&o->model->host, o->model->be, p));
+}
 
 /* ---- host-resident moments ---- */
 
@@ -11,13 +27,11 @@ int optim_host_moments_alloc(Optimizer *o, ParamState *s, const Param *p, const 
     /* page-locked host memory, zeroed; m.data/v.data stay NULL (shapes only) */
     size_t nb = tensor_nbytes(&s->m);
     if (be->ops->host_state_reserve(be, err) != 0) return -1;
-    if (memstats_add(&o->host, MEM_OPTIM, 2 * nb, what, "host", err) != 0) return -1;
-    s->hm = be->ops->host_alloc(be, nb, err);
-    s->hv = s->hm ? be->ops->host_alloc(be, nb, err) : NULL;
+    s->hm = host_buffer(o, nb, HOST_MOMENTS, what, err);
+    s->hv = s->hm ? host_buffer(o, nb, HOST_MOMENTS, what, err) : NULL;
     if (!s->hv) {
-        be->ops->host_free(be, s->hm);
+        host_buffer_free(o, s->hm);
         s->hm = NULL;
-        memstats_sub(&o->host, MEM_OPTIM, 2 * nb);
         return ow_fail_prefix(err,
                               "optimizer state of %s in host memory (hint: --offload-optimizer off keeps it "
                               "on the device)",
@@ -27,13 +41,9 @@ int optim_host_moments_alloc(Optimizer *o, ParamState *s, const Param *p, const 
 }
 
 void optim_host_moments_free(Optimizer *o, ParamState *s) {
-    Backend *be = o->model->be;
-    if (s->hm || s->hv) {
-        be->ops->host_free(be, s->hm);
-        be->ops->host_free(be, s->hv);
-        memstats_sub(&o->host, MEM_OPTIM, 2 * tensor_nbytes(&s->m));
-        s->hm = s->hv = NULL;
-    }
+    host_buffer_free(o, s->hm);
+    host_buffer_free(o, s->hv);
+    s->hm = s->hv = NULL;
 }
 
 void optim_moments_from_host(Optimizer *o, ParamState *s, const float *m, const float *v) {
@@ -62,23 +72,18 @@ void optim_moments_to_host(Optimizer *o, ParamState *s, float *m, float *v) {
 
 /* ---- parked state ---- */
 
-/* One host buffer of a park, made when missing (pages touched: the copy into it runs at full speed). */
-static int park_buffer(Optimizer *o, ParamState *s, float **buf, size_t bytes, const char *what, OwError *err) {
+/* One host buffer of a park, made when missing (pageable, its pages touched: the copy into it runs at full
+ * speed). */
+static int park_buffer(Optimizer *o, float **buf, size_t bytes, const char *what, OwError *err) {
     if (*buf || bytes == 0) return 0;
-    if (memstats_add(&o->host, MEM_OPTIM, bytes, what, "host", err) != 0) return -1;
-    *buf = ow_try_malloc_touched(bytes, what, err);
-    if (!*buf) {
-        memstats_sub(&o->host, MEM_OPTIM, bytes);
-        return -1;
-    }
-    s->host_bytes += bytes;
-    return 0;
+    *buf = host_buffer(o, bytes, HOST_PARKED, what, err);
+    return *buf ? 0 : -1;
 }
 
 int optim_host_park_buffers(Optimizer *o, ParamState *s, size_t nb, size_t pb, OwError *err) {
-    return park_buffer(o, s, &s->host_m, nb, "parked optimizer state", err) ||
-           park_buffer(o, s, &s->host_v, nb, "parked optimizer state", err) ||
-           park_buffer(o, s, &s->host_P, pb, "parked projector", err);
+    return park_buffer(o, &s->host_m, nb, "parked optimizer state", err) ||
+           park_buffer(o, &s->host_v, nb, "parked optimizer state", err) ||
+           park_buffer(o, &s->host_P, pb, "parked projector", err);
 }
 
 int optim_host_park(Optimizer *o, ParamState *s, OwError *err) {
@@ -100,11 +105,9 @@ void optim_host_unpark(Optimizer *o, ParamState *s) {
 }
 
 void optim_host_park_free(Optimizer *o, ParamState *s) {
-    memstats_sub(&o->host, MEM_OPTIM, s->host_bytes);
-    s->host_bytes = 0;
-    free(s->host_m);
-    free(s->host_v);
-    free(s->host_P);
+    host_buffer_free(o, s->host_m);
+    host_buffer_free(o, s->host_v);
+    host_buffer_free(o, s->host_P);
     s->host_m = s->host_v = s->host_P = NULL;
     s->parked = 0;
 }

@@ -1,14 +1,18 @@
 /* optim_host.h: the optimizer state that lives in host memory, private to
- * src/optim (the one part that knows these buffers; it moves to offload/ as
- * it is). Two kinds:
- *   - parked state (INACTIVE_KEEP): the m, v (and P) of an inactive tensor in
- *     malloc'd buffers (ParamState.host_m, host_v, host_P), valid while
- *     `parked`; the buffers outlive a return to the device and are reused by
- *     the next park;
- *   - host-resident moments (OptimConfig.offload_head): the m, v of an active
- *     tensor in page-locked host memory (ParamState.hm, hv), updated by the
- *     backend's adam_update_host; s->m and s->v then describe shapes only.
- * Every byte is counted in Optimizer.host. */
+ * src/optim (the one part that knows these buffers). Two kinds, both
+ * allocated in the run's host accounting (the model's HostMem,
+ * offload/host_mem.h):
+ *   - parked state (INACTIVE_KEEP, HOST_PARKED): the m, v (and P) of an
+ *     inactive tensor in pageable buffers (ParamState.host_m, host_v,
+ *     host_P), valid while `parked`; the buffers outlive a return to the
+ *     device and are reused by the next park;
+ *   - host-resident moments (OptimConfig.offload_head, HOST_MOMENTS): the m, v
+ *     of an active tensor in page-locked host memory (ParamState.hm, hv),
+ *     updated by the backend's adam_update_host; s->m and s->v then describe
+ *     shapes only.
+ * Optimizer.host totals the same buffers (the optimizer's share, for the
+ * per-step metric and its peak): the one allocation and the one free below
+ * count both, so it equals the HostMem's HOST_MOMENTS + HOST_PARKED. */
 #ifndef OWLORE_OPTIM_OPTIM_HOST_H
 #define OWLORE_OPTIM_OPTIM_HOST_H
 

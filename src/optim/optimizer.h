@@ -81,11 +81,10 @@ typedef struct ParamState {
      * and no unmapping, 0.1-0.2 s per 7B block), for at most the active blocks'
      * state in extra host memory. */
     float *host_m, *host_v, *host_P;
-    size_t host_bytes; /* their total size */
     int parked;
     int has_P;
     int host_state;   /* m, v in host memory (hm, hv), OptimConfig.offload_head */
-    float *hm, *hv;   /* from be->host_alloc, the parameter's shape */
+    float *hm, *hv;   /* page-locked (Model.host), the parameter's shape */
     int early_queued; /* the rows without a gradient were queued by optimizer_begin_step */
     float early_lr;   /* the learning rate they were updated with */
 } ParamState;
@@ -99,7 +98,7 @@ typedef struct Optimizer {
     OptimConfig cfg;
     Model *model;
     ParamState *st; /* one per model parameter */
-    MemStats host;  /* parked state in host memory */
+    MemStats host;  /* its host state (parked, host-resident moments): Model.host's HOST_PARKED + HOST_MOMENTS */
     OptimStats stats;
     Tensor delta;             /* F32 scratch for projected-back updates */
     int accumulate_projected; /* projected gradient accumulation (see above) */

@@ -6,6 +6,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/memstats.h"
+#include "offload/host_mem.h"
 
 #include <errno.h>
 #include <math.h>
@@ -170,6 +171,14 @@ static void memory_figures(cJSON *o, Backend *be) {
     }
 }
 
+/* summary.json's host memory at peak (Model.host): in all, by kind, and page-locked (what --host-mem caps). */
+static void host_figures(cJSON *o, const HostMem *hm) {
+    cJSON_AddNumberToObject(o, "host_bytes_peak", (double)hm->peak_total);
+    cJSON *bk = cJSON_AddObjectToObject(o, "host_bytes_peak_by_kind");
+    for (int k = 0; k < HOST_KIND_COUNT; k++) cJSON_AddNumberToObject(bk, host_kind_names[k], (double)hm->peak[k]);
+    cJSON_AddNumberToObject(o, "host_page_locked_bytes_peak", (double)hm->locked_peak);
+}
+
 /* summary.json's "offload": where the blocks lived and what streaming them moved (absent when every block
  * stayed on the device as a buffer of its own). */
 static void offload_figures(cJSON *o, const Model *m) {
@@ -251,6 +260,7 @@ int run_log_summary(const TrainConfig *c, Backend *be, const Model *m, size_t ho
     cJSON_AddNumberToObject(o, "host_activation_bytes",
                             (double)model_offload_host_bytes(&m->cfg, be->act_dtype, c->batch_size, c->block_size,
                                                              c->recompute, m->offload_acts));
+    host_figures(o, &m->host);
     offload_figures(o, m);
     cJSON_AddNumberToObject(o, "first_loss", summary->first_loss);
     cJSON_AddNumberToObject(o, "last_loss", summary->last_loss);

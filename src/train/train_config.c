@@ -160,7 +160,8 @@ static const KeyDef k_keys[] = {
      "--nvme-dir) | none (all on the device) | host (stream every frozen block from page-locked host memory) | nvme "
      "(stream them from a store file in --nvme-dir)"},
     {"host_mem", NUM(K_SIZE, host_mem), "SIZE",
-     "page-locked host memory the streamed blocks may take (0: MemAvailable less a margin)"},
+     "cap on page-locked host memory: streamed blocks' homes and staging, offloaded activations, moments and "
+     "lm_head's gradient (0: no cap; blocks get MemAvailable less a margin)"},
     {"nvme_dir", STR(nvme_dir), "DIR",
      "a directory on a local disk for the block store file of streamed blocks (written at setup, reused while the "
      "weights are unchanged)"},

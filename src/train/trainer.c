@@ -284,7 +284,8 @@ static int setup_model(Trainer *t, OwError *err) {
             model_init_random(t->model, (uint64_t)c->seed, c->init_std, err) != 0)
             return -1;
     }
-    if (model_seal(t->model, err) != 0) return -1;
+    /* page-locked host memory under --host-mem from here on (the block homes were placed within it) */
+    if (host_mem_set_cap(&t->model->host, c->host_mem, err) != 0 || model_seal(t->model, err) != 0) return -1;
     t->changed = ow_xcalloc((size_t)t->model->nparams, 1);
     if (t->from_ckpt && ckpt_apply_weights(&t->ck, t->model, t->changed, err) != 0) return -1;
     return 0;
