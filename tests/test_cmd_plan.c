@@ -8,6 +8,8 @@
  * train keys, and a run that cannot fit stops with train's own message. */
 #include "core/json.h"
 #include "model/preset.h"
+#include "backend/backend_cuda.h"
+#include "train/costmodel.h"
 #include "test_support.h"
 #include "train/memplan.h"
 #include "train/train_config.h"
@@ -66,8 +68,15 @@ static void place(const char *flags, MemPlan *p, BlockHome *homes, int *L) {
     cr_assert_eq(model_preset_resolve(c.model, &mc, &src, &is_dir, &err), 0, "%s", err.msg);
     free(src);
     *L = (int)mc.num_layers;
-    cr_assert_eq(train_memory_place(&c, &mc, OW_BF16, OW_BF16, 1, c.gpu_mem, train_host_room(&c), p, homes, &err), 0,
-                 "%s", err.msg);
+    /* as plan does: the arena's cap is --gpu-mem less the CUDA context, the head's moments may stay on the
+     * device, and the cost model chooses the slots and kept activations */
+    size_t cap = c.gpu_mem ? c.gpu_mem - BACKEND_CUDA_CONTEXT_ESTIMATE : 0;
+    train_resolve_optimizer_home(&c, &mc, OW_BF16, OW_BF16, 1, cap);
+    CostRates r;
+    cost_rates_default(&r);
+    cr_assert_eq(
+        cost_choose_plan(&c, &mc, OW_BF16, OW_BF16, 1, "cuda", cap, train_host_room(&c), &r, p, homes, NULL, &err), 0,
+        "%s", err.msg);
 }
 
 /* The JSON of `flags` against train_memory_place of the same flags; returns the object. */

@@ -152,6 +152,12 @@ static void print_text(const Plan *pl) {
     printf("run        %s, %s, batch %lld x %lld, gamma %lld, rank %lld, recompute %s, device %s (%s)\n", c->method,
            optim_kind_name(c->optimizer), (long long)c->batch_size, (long long)c->block_size, (long long)c->gamma,
            (long long)c->rank, c->recompute ? "on" : "off", pl->device, pl->dt == OW_BF16 ? "bf16" : "f32");
+    printf("choices    %lld blocks keep their activations, the head's AdamW moments %s, %s accumulation%s\n",
+           (long long)p->keep_acts,
+           train_config_offload_optimizer(c, pl->predicted) ? "in host memory" : "on the device",
+           train_config_accum_layered(c, pl->mc->tie_word_embeddings, p->place.streaming) ? "layer-major"
+                                                                                          : "micro-batch order",
+           c->grad_accum > 1 ? "" : " (one micro-batch)");
     printf("device\n");
     for (int k = 0; k < MEM_KIND_COUNT; k++)
         printf("  %-12s %12s\n", mem_kind_name((MemKind)k), format_size(p->bytes[k], a, sizeof a));
@@ -199,6 +205,11 @@ static cJSON *plan_json(const Plan *pl) {
     cJSON_AddStringToObject(j, "device", pl->device);
     cJSON_AddNumberToObject(j, "tokens_per_step", (double)(c->grad_accum * c->batch_size * c->block_size));
     cJSON_AddNumberToObject(j, "peak_bytes", (double)p->total);
+    cJSON_AddNumberToObject(j, "keep_acts", (double)p->keep_acts);
+    cJSON_AddBoolToObject(j, "optimizer_moments_on_host", train_config_offload_optimizer(c, pl->predicted));
+    cJSON_AddStringToObject(j, "accum_order",
+                            train_config_accum_layered(c, pl->mc->tie_word_embeddings, p->place.streaming) ? "layer"
+                                                                                                           : "micro");
     const char *kinds[MEM_KIND_COUNT];
     for (int k = 0; k < MEM_KIND_COUNT; k++) kinds[k] = mem_kind_name((MemKind)k);
     cJSON_AddItemToObject(j, "device_bytes_by_kind", json_sizes(kinds, p->bytes, MEM_KIND_COUNT));

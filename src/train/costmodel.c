@@ -221,6 +221,41 @@ static double block_bwd(const Work *w, int l) {
     return w->bwd - (l >= w->keep_from ? w->recomp : 0) + (w->trained[l] ? w->trained_bwd : 0);
 }
 
+/* A step of G micro-batches layer-major (model_forward_backward_layers): each block comes up once for all of
+ * them; every (block, micro-batch) input goes through host memory and back (down in the forward, up before
+ * each forward but block 0's and each backward). */
+static void sim_layered_step(Sim *s, double head_after, int G) {
+    const Work *w = s->w;
+    int L = w->L;
+    double x = w->x_bytes > 0 ? w->x_bytes : 0;
+    for (int l = 0; l < L; l++) {
+        double after = sim_enter(s, l);
+        for (int k = 0; k < G; k++) {
+            double in = l > 0 && x > 0 ? sim_copy(s, x) : 0;
+            if (l > 0) s->up_bytes += x;
+            sim_compute(s, w->fwd, dmax(after, in));
+            if (x > 0) (void)sim_copy(s, x);
+        }
+        sim_release(s, l);
+    }
+    for (int k = 0; k < G; k++) {
+        double in = x > 0 ? sim_copy(s, x) : 0;
+        s->up_bytes += x;
+        sim_compute(s, w->head, dmax(head_after, in));
+        s->host = dmax(s->host, s->gpu); /* each micro-batch's loss is read */
+    }
+    for (int l = L - 1; l >= w->lowest; l--) {
+        double after = sim_enter(s, L + (L - 1 - l));
+        for (int k = 0; k < G; k++) {
+            double in = x > 0 ? sim_copy(s, x) : 0;
+            s->up_bytes += x;
+            sim_compute(s, block_bwd(w, l), dmax(after, in));
+        }
+        sim_release(s, l);
+    }
+    s->host = dmax(s->host, s->gpu);
+}
+
 /* One micro-batch; head_after: when the host-resident head state is updated. */
 static void sim_micro_batch(Sim *s, double head_after) {
     const Work *w = s->w;
@@ -270,10 +305,15 @@ void cost_predict(const TrainConfig *c, const ModelConfig *mc, const MemPlan *p,
     for (int k = 0; k < COST_MAX_SLOTS; k++) s.slot[k] = (SimSlot){.block = -1};
     /* steady state: the fourth step of a replay (slots and queues carry over from step to step) */
     enum { STEPS = 4 };
+    int layered = train_config_accum_layered(c, mc->tie_word_embeddings, pl->streaming);
+    if (layered) w.x_bytes = (double)(c->batch_size * c->block_size * mc->hidden_size) * 2.0; /* bf16 boundaries */
     double end[STEPS], head_after = 0, up0 = 0, disk0 = 0, moments = dmax(w.moments_up, w.moments_down);
     for (int step = 0; step < STEPS; step++) {
         if (step == STEPS - 1) up0 = s.up_bytes, disk0 = s.disk_bytes;
-        for (int64_t a = 0; a < c->grad_accum; a++) sim_micro_batch(&s, head_after);
+        if (layered)
+            sim_layered_step(&s, head_after, (int)c->grad_accum);
+        else
+            for (int64_t a = 0; a < c->grad_accum; a++) sim_micro_batch(&s, head_after);
         end[step] = s.host;
         sim_compute(&s, w.optim, 0);
         if (moments > 0) head_after = s.side = dmax(s.side, s.gpu) + moments / s.h2d;

@@ -121,9 +121,10 @@ void train_memory_plan(const TrainConfig *c, const ModelConfig *mc, DType param,
     for (int kind = 0; kind < MEM_KIND_COUNT; kind++) out->total += out->bytes[kind];
 }
 
-/* keep_acts auto (-1) under a cap the user gave (--gpu-mem): the top blocks keep their activations (no recomputation) as far as the
- * room the plan leaves under the cap allows, less a margin (memory for speed: the same bits). Runs without a
- * cap, with layer-major accumulation or with blocks streaming keep none (streaming took the room). */
+/* keep_acts auto (-1) under a cap the user gave (--gpu-mem): the top blocks keep their activations (no
+ * recomputation) as far as the room the plan leaves under the cap allows, less a margin (memory for speed:
+ * the same bits). Runs without a cap, with layer-major accumulation or with blocks streaming keep none
+ * (streaming took the room; costmodel.h's cost_choose_plan may trade blocks for kept activations). */
 #define KEEP_MARGIN ((size_t)512 << 20)
 static void keep_in_room(const TrainConfig *c, const ModelConfig *mc, DType act, int device_workspace, size_t cap,
                          MemPlan *out) {
