@@ -187,8 +187,9 @@ Test(costmodel, longer_sequences_cost_more_per_token) {
     cr_assert_lt(b.tokens_per_s, 0.97 * a.tokens_per_s, "%.0f vs %.0f tokens/s", b.tokens_per_s, a.tokens_per_s);
 }
 
-/* Layer-major accumulation (auto when blocks stream) brings each block up once for every micro-batch: with a
- * slow bus (10 GB/s), four micro-batches a step take less time and half the bytes up than micro-batch order, which streams each. */
+/* Layer-major accumulation (auto when blocks stream) brings each block up once for every micro-batch: with
+ * a slow bus (10 GB/s), four micro-batches a step take less time and half the bytes up than micro-batch
+ * order, which streams each. */
 Test(costmodel, layer_major_accumulation_streams_once_a_step) {
     Case micro = {.cap = 12 * GIB, .grad_accum = 4, .micro_order = 1, .h2d_gbps = 10};
     Case layer = {.cap = 12 * GIB, .grad_accum = 4, .h2d_gbps = 10};
