@@ -31,7 +31,9 @@
  * (its own, or a slot), the caller writes the block there (upload, random
  * init, a checkpoint's tensors), and block_store_commit(i) copies it home. The
  * disk home is written as a new store file during setup (block_store_seal
- * commits it) unless an identical one can be reused (block_store_disk_valid).
+ * commits it) unless an identical one can be reused (block_store_disk_valid);
+ * a new store file takes every block, whatever its home (each block is
+ * committed once during setup).
  *
  * Invariants: at most one acquired (busy) slot per block; a block is pinned in
  * at most one pin buffer; bytes of a block are identical in every home and
