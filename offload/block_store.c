@@ -422,14 +422,23 @@ int block_store_stage(BlockStore *bs, int i, Tensor *out, OwError *err) {
     return 0;
 }
 
+/* While the store file is written (setup) it takes every block, whatever its home, so that it holds the
+ * whole model (a later run under other caps reuses it); disk homes are put by write_home. */
+static int put_in_new_store(BlockStore *bs, int i, const Tensor *buf, OwError *err) {
+    if (!bs->writing || bs->homes[i] == BLOCK_HOME_DISK) return 0;
+    bs->be->ops->download(bs->be, bs->scratch, OW_U8, buf);
+    return store_writer_put(&bs->writer, i, bs->scratch, err);
+}
+
 int block_store_commit(BlockStore *bs, int i, OwError *err) {
     OW_CHECK(i >= 0 && i < bs->cfg.n_blocks);
-    if (bs->homes[i] == BLOCK_HOME_DEVICE) return 0;
+    if (bs->homes[i] == BLOCK_HOME_DEVICE) return put_in_new_store(bs, i, &bs->own[i], err);
     int p = bs->pin_of[i];
-    if (p >= 0) return write_home(bs, i, &bs->pins[p], err);
+    if (p >= 0) return write_home(bs, i, &bs->pins[p], err) || put_in_new_store(bs, i, &bs->pins[p], err) ? -1 : 0;
     int s = slot_of(bs, i);
     OW_CHECKF(s >= 0 && bs->staged == i, "block %d committed without being staged", i);
     int rc = write_home(bs, i, &bs->slots[s].buf, err);
+    if (rc == 0) rc = put_in_new_store(bs, i, &bs->slots[s].buf, err);
     block_store_release(bs, i);
     bs->staged = -1;
     return rc;

@@ -31,7 +31,9 @@
  * (its own, or a slot), the caller writes the block there (upload, random
  * init, a checkpoint's tensors), and block_store_commit(i) copies it home. The
  * disk home is written as a new store file during setup (block_store_seal
- * commits it) unless an identical one can be reused (block_store_disk_valid).
+ * commits it) unless an identical one can be reused (block_store_disk_valid);
+ * a new store file takes every block, whatever its home (each block is
+ * committed once during setup).
  *
  * Test hook: OWLORE_TEST_FAIL_DISK_READ=N makes the Nth read of a block from the store file fail as an
  * I/O error would (a run's reaction to a failing disk is tested with it).

@@ -1,6 +1,7 @@
 // emu_api.cpp: host implementations of the CUDA runtime, cuBLAS(Lt) and
 // cuSOLVER calls of the backend (see README.md).
 #include "emu_api.h"
+#include <deque>
 #include <stdlib.h>
 size_t g_emu_device_bytes = (size_t)16 << 30;
 static size_t g_used = 0;
@@ -14,9 +15,58 @@ static int emu_smem_optin(void) {
     return e && atoi(e) > 0 ? atoi(e) : 232448;
 }
 int cudaGetDeviceProperties(cudaDeviceProp *p, int) { memset(p, 0, sizeof *p); strcpy(p->name, "Emulated H200"); p->major = 9; p->minor = 0; p->sharedMemPerBlockOptin = (size_t)emu_smem_optin(); p->multiProcessorCount = 132; return 0; }
-int cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { *s = (void *)1; return 0; }
-int cudaStreamDestroy(cudaStream_t) { return 0; }
-int cudaStreamSynchronize(cudaStream_t) { return 0; }
+// ---- streams and events ----
+// By default a copy runs when it is queued (every stream is synchronous). With
+// OWLORE_EMU_LATE_COPIES=1 a copy or memset queued on a copy stream (one that
+// runs no kernel and no library call) is held in its stream's queue and runs
+// as late as CUDA allows: when a stream waits for, or the host synchronises
+// with, an event recorded after it, when its stream is synchronised, when a
+// kernel or library call is bound to its stream, or when memory is freed. So
+// a kernel that reads a copy's destination without waiting for it, a host
+// that reuses a copy's source or reads its destination before copy_sync, or
+// compute that overwrites the source of a pending copy, sees the wrong bytes.
+struct EmuCopy { void *d; const void *s; size_t n; int set, v; };
+// queued and done count every copy the stream ever held, so an event's mark stays valid
+struct EmuStream { std::deque<EmuCopy> q; uint64_t queued = 0, done = 0; bool compute = false; };
+struct EmuEvent { EmuStream *s = nullptr; uint64_t at = 0; };
+static std::vector<EmuStream *> g_streams;
+static int emu_late_copies(void) {
+    static int v = -1;
+    if (v < 0) { const char *e = getenv("OWLORE_EMU_LATE_COPIES"); v = e && e[0] == '1'; }
+    return v;
+}
+static void emu_copy_run(const EmuCopy &c) { if (c.set) memset(c.d, c.v, c.n); else memmove(c.d, c.s, c.n); }
+// runs the copies of s queued before mark `upto`
+static void emu_stream_run(EmuStream *s, uint64_t upto) {
+    while (s->done < upto && !s->q.empty()) { emu_copy_run(s->q.front()); s->q.pop_front(); s->done++; }
+}
+static void emu_run_all(void) { for (EmuStream *s : g_streams) emu_stream_run(s, s->queued); }
+void emu_stream_compute(cudaStream_t st) {
+    EmuStream *s = (EmuStream *)st;
+    if (!s) { emu_run_all(); return; } // the legacy default stream
+    s->compute = true;
+    emu_stream_run(s, s->queued);
+}
+static int emu_queue(cudaStream_t st, const EmuCopy &c) {
+    EmuStream *s = (EmuStream *)st;
+    if (!emu_late_copies() || !s || s->compute) {
+        if (s) emu_stream_run(s, s->queued); else emu_run_all();
+        emu_copy_run(c);
+        if (s) s->queued++, s->done++;
+        return 0;
+    }
+    s->q.push_back(c);
+    s->queued++;
+    return 0;
+}
+int cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { g_streams.push_back(new EmuStream); *s = g_streams.back(); return 0; }
+int cudaStreamDestroy(cudaStream_t st) {
+    EmuStream *s = (EmuStream *)st;
+    emu_stream_run(s, s->queued);
+    for (size_t i = 0; i < g_streams.size(); i++) if (g_streams[i] == s) { g_streams.erase(g_streams.begin() + i); break; }
+    delete s; return 0;
+}
+int cudaStreamSynchronize(cudaStream_t st) { if (st) emu_stream_run((EmuStream *)st, ((EmuStream *)st)->queued); else emu_run_all(); return 0; }
 int cudaMalloc(void **p, size_t n) {
     if (g_used + n > g_emu_device_bytes) { *p = NULL; return cudaErrorMemoryAllocation; }
     if (posix_memalign(p, 256, n ? n : 1) != 0) return cudaErrorMemoryAllocation;
@@ -24,12 +74,13 @@ int cudaMalloc(void **p, size_t n) {
     g_used += n; g_allocs.push_back({*p, n}); return 0;
 }
 int cudaFree(void *p) {
+    emu_run_all(); // cudaFree waits for the device
     for (size_t i = 0; i < g_allocs.size(); i++) if (g_allocs[i].p == p) { g_used -= g_allocs[i].n; g_allocs.erase(g_allocs.begin() + i); free(p); return 0; }
     fprintf(stderr, "cudaFree of unknown %p\n", p); abort();
 }
 int cudaMemGetInfo(size_t *f, size_t *t) { *f = g_emu_device_bytes - g_used; *t = g_emu_device_bytes; return 0; }
-int cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) { memmove(d, s, n); return 0; }
-int cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t) { memset(d, v, n); return 0; }
+int cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t st) { return emu_queue(st, EmuCopy{d, s, n, 0, 0}); }
+int cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st) { return emu_queue(st, EmuCopy{d, NULL, n, 1, v}); }
 int cudaFuncSetAttribute(const void *, cudaFuncAttribute, int v) { if (v > emu_smem_optin()) { fprintf(stderr, "smem %d too large\n", v); abort(); } return 0; }
 
 static float ld(const void *p, int t, size_t i) {
@@ -59,7 +110,7 @@ static void gemm(int ta, int tb, int m, int n, int k, float alpha, const void *A
 }
 int cublasCreate(cublasHandle_t *h) { *h = (void *)1; return 0; }
 int cublasDestroy(cublasHandle_t) { return 0; }
-int cublasSetStream(cublasHandle_t, cudaStream_t) { return 0; }
+int cublasSetStream(cublasHandle_t, cudaStream_t s) { emu_stream_compute(s); return 0; }
 int cublasSetWorkspace(cublasHandle_t, void *, size_t) { return 0; }
 int cudaDeviceSetLimit(cudaLimit, size_t) { return 0; }
 int cublasGemmEx(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void *alpha, const void *A,
@@ -95,7 +146,8 @@ int cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t, cubla
 }
 int cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const void *alpha, const void *A, cublasLtMatrixLayout_t la, const void *B,
                    cublasLtMatrixLayout_t lb, const void *beta, const void *C, cublasLtMatrixLayout_t lc, void *D, cublasLtMatrixLayout_t ldd,
-                   const cublasLtMatmulAlgo_t *, void *, size_t, cudaStream_t) {
+                   const cublasLtMatmulAlgo_t *, void *, size_t, cudaStream_t s) {
+    emu_stream_compute(s);
     if (lc != ldd) abort(); // C may differ from D (matmul_add): read C, write D
     int m = (int)lc->rows, n = (int)lc->cols;
     int k = d->ta ? (int)la->rows : (int)la->cols;
@@ -112,7 +164,7 @@ void sorgqr_(const int *, const int *, const int *, float *, const int *, const 
 }
 int cusolverDnCreate(cusolverDnHandle_t *h) { *h = (void *)1; return 0; }
 int cusolverDnDestroy(cusolverDnHandle_t) { return 0; }
-int cusolverDnSetStream(cusolverDnHandle_t, cudaStream_t) { return 0; }
+int cusolverDnSetStream(cusolverDnHandle_t, cudaStream_t s) { emu_stream_compute(s); return 0; }
 int cusolverDnSgesvd_bufferSize(cusolverDnHandle_t, int m, int n, int *lwork) {
     if (m < n) { fprintf(stderr, "gesvd needs m >= n (%d, %d)\n", m, n); abort(); }
     *lwork = 5 * (m + n) + m * n; return 0;
@@ -174,6 +226,7 @@ int cudaHostAlloc(void **p, size_t n, unsigned) {
     return 0;
 }
 int cudaFreeHost(void *p) {
+    emu_run_all(); // cudaFreeHost waits for the device
     for (size_t i = 0; i < g_host_allocs.size(); i++)
         if (g_host_allocs[i].p == p) { g_host_allocs.erase(g_host_allocs.begin() + i); break; }
     free(p); return 0;
@@ -187,8 +240,19 @@ int cudaPointerGetAttributes(cudaPointerAttributes *a, const void *p) {
     a->type = emu_inside(g_host_allocs, p) ? cudaMemoryTypeHost : emu_inside(g_allocs, p) ? cudaMemoryTypeDevice : cudaMemoryTypeUnregistered;
     return 0;
 }
-int cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { *e = (void *)1; return 0; }
-int cudaEventDestroy(cudaEvent_t) { return 0; }
-int cudaEventRecord(cudaEvent_t, cudaStream_t) { return 0; }
-int cudaEventSynchronize(cudaEvent_t) { return 0; }
-int cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned) { return 0; }
+int cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { *e = new EmuEvent; return 0; }
+int cudaEventDestroy(cudaEvent_t e) { delete (EmuEvent *)e; return 0; }
+// an event marks its stream's queue as it is when recorded; waiting for it runs the copies before the mark
+int cudaEventRecord(cudaEvent_t e, cudaStream_t st) {
+    EmuEvent *ev = (EmuEvent *)e;
+    ev->s = (EmuStream *)st;
+    ev->at = st ? ev->s->queued : 0;
+    if (!st) emu_run_all();
+    return 0;
+}
+static void emu_event_reached(cudaEvent_t e) {
+    EmuEvent *ev = (EmuEvent *)e;
+    if (ev->s) emu_stream_run(ev->s, ev->at);
+}
+int cudaEventSynchronize(cudaEvent_t e) { emu_event_reached(e); return 0; }
+int cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned) { emu_event_reached(e); return 0; }

@@ -1,4 +1,5 @@
-# Turns cuda/*.cu into host C++ for the emulator: kernel launches become emu_launch calls.
+# Turns cuda/*.cu into host C++ for the emulator: kernel launches become emu_launch calls
+# (after emu_stream_compute of their stream, which runs the copies held on it).
 import re, sys, os
 def split_top(s):
     parts, depth, cur = [], 0, ''
@@ -29,7 +30,9 @@ def conv(src):
             p += 1
         args = src[k+1:p]
         smem = cfg[2] if len(cfg) > 2 else '0'
-        out += 'emu_launch(dim3(%s), dim3(%s), (size_t)(%s), [&] { %s(%s); })' % (cfg[0], cfg[1], smem, m.group(1), args)
+        launch = 'emu_launch(dim3(%s), dim3(%s), (size_t)(%s), [&] { %s(%s); })' % (cfg[0], cfg[1], smem, m.group(1), args)
+        # the stream's held copies land first (OWLORE_EMU_LATE_COPIES), and it is a compute stream from now on
+        out += '(emu_stream_compute(%s), %s)' % (cfg[3] if len(cfg) > 3 else '0', launch)
         i = p + 1
     return out
 for f in sys.argv[2:]:

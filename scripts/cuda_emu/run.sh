@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # run.sh: builds the CUDA backend (cuda/*.cu) for the CPU emulator of this
 # folder and runs the GPU tests (tests/gpu) on it, on a machine without a GPU.
-# usage: scripts/cuda_emu/run.sh ops|model|probe|all [criterion flags, e.g. --filter 'cuda_ops/rmsnorm']
+# usage: scripts/cuda_emu/run.sh ops|model|probe|offload|all [criterion flags, e.g. --filter 'cuda_ops/rmsnorm']
 # Slow (every GPU thread is a host thread); the long-sequence attention test
 # takes hours there: skip it with --filter '!(*attention_long*)'.
 # OWLORE_EMU_SANITIZE=1 builds the emulated backend with ASan/UBSan (the
 # library itself is not instrumented). OWLORE_EMU_FLAGS adds compiler flags for
 # cuda/*.cu (e.g. -DCUDA_SCRATCH_BYTES=4096); OWLORE_EMU_SMEM_OPTIN=BYTES makes
 # the emulated device offer that much shared memory per block (e.g. 101376, an
-# sm_86 / sm_89 device) instead of the H200's 232448.
+# sm_86 / sm_89 device) instead of the H200's 232448. OWLORE_EMU_LATE_COPIES=1 holds
+# copies on the copy streams until something must see them (README.md); the
+# offload target runs its tests both ways unless it is set. The tests see
+# OWLORE_EMU=1 (smaller sizes where every GPU thread is a host thread).
 set -euo pipefail
 which=${1:-all}
 shift || true
@@ -42,15 +45,22 @@ case "$which" in
   ops) tests=(test_cuda_ops) ;;
   model) tests=(test_cuda_model) ;;
   probe) tests=(test_cuda_probe) ;;
-  all) tests=(test_cuda_ops test_cuda_model test_cuda_probe) ;;
-  *) echo "usage: $0 ops|model|probe|all [criterion flags]" >&2; exit 2 ;;
+  offload) tests=(test_cuda_offload) ;;
+  all) tests=(test_cuda_ops test_cuda_model test_cuda_probe test_cuda_offload) ;;
+  *) echo "usage: $0 ops|model|probe|offload|all [criterion flags]" >&2; exit 2 ;;
 esac
-export OWLORE_SOURCE_DIR=$ROOT OWLORE_SHARED_DIR=$ROOT/../shared OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1
+export OWLORE_SOURCE_DIR=$ROOT OWLORE_SHARED_DIR=$ROOT/../shared OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1 OWLORE_EMU=1
 rc=0
 for t in "${tests[@]}"; do
   gcc "${CF[@]}" -c "$ROOT/tests/gpu/$t.c" -o "$OUT/obj/$t.o"
   g++ "${SAN[@]}" -o "$OUT/$t" "$OUT/obj/$t.o" "$OUT"/obj/support_*.o "$OUT"/obj/cuda_*.o "$OUT/obj/emu.o" "$OUT/obj/emu_api.o" \
       "$OUT/lib/libowlore_lib.a" "${LIBS[@]}"
-  "$OUT/$t" --jobs 1 --verbose "$@" || rc=1
+  # the offload tests run twice: copies as early as CUDA allows (when queued) and as late (README.md)
+  modes=("${OWLORE_EMU_LATE_COPIES:-0}")
+  if [ "$t" = test_cuda_offload ] && [ -z "${OWLORE_EMU_LATE_COPIES:-}" ]; then modes=(0 1); fi
+  for late in "${modes[@]}"; do
+    echo "== $t (OWLORE_EMU_LATE_COPIES=$late)"
+    OWLORE_EMU_LATE_COPIES=$late "$OUT/$t" --jobs 1 --verbose "$@" || rc=1
+  done
 done
 exit $rc

@@ -91,6 +91,8 @@ void emu_block_exit_check(void);
 typedef int cudaError_t; typedef void *cudaStream_t; typedef void *cublasLtHandle_t; typedef void *cublasHandle_t;
 typedef void *cusolverDnHandle_t; typedef struct { uint64_t data[8]; } cublasLtMatmulAlgo_t;
 typedef int cublasStatus_t; typedef int cusolverStatus_t;
+// a kernel or library call runs on stream s: the copies held on it run first (emu_api.cpp)
+void emu_stream_compute(cudaStream_t s);
 #define cudaSuccess 0
 #define CUBLAS_STATUS_SUCCESS 0
 #define CUSOLVER_STATUS_SUCCESS 0

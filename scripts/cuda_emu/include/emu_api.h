@@ -23,7 +23,7 @@ int cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t st);
 int cudaFuncSetAttribute(const void *f, cudaFuncAttribute a, int v);
 enum cudaLimit { cudaLimitStackSize = 0 };
 int cudaDeviceSetLimit(cudaLimit l, size_t v);
-// asynchronous host copies: copies run at once, events are tokens
+// asynchronous host copies: copies run at once, or late on copy streams (OWLORE_EMU_LATE_COPIES, emu_api.cpp)
 typedef void *cudaEvent_t;
 enum { cudaEventDisableTiming = 2, cudaHostAllocDefault = 0, cudaHostAllocPortable = 1, cudaHostAllocMapped = 2 };
 int cudaHostAlloc(void **p, size_t n, unsigned flags);
