@@ -13,7 +13,7 @@
 #   part 3  LLaMA-2-13B shape under --gpu-mem 10GiB --host-mem 8GiB --nvme-dir (most blocks from the
 #           store file; 30 steps, fewer when the disk is too slow for 30 in the part's time, said in the
 #           table), the store's read GB/s against the disk's O_DIRECT rate (`owlore probe`'s, else dd's);
-#           a 30B-class preset under --gpu-mem 24GiB when configs/models has one (none today: it says so)
+#           a 30B-class preset (llama-33b) under --gpu-mem 24GiB, in part 1
 # Each run also gets `owlore plan` with the same flags (its --json when the build has it), for the
 # plan's predicted peak and tokens/s against the measured ones.
 #
@@ -297,6 +297,14 @@ part1() {
   run l7-none llama2-7b 100 80 "${RECIPE[@]}" --offload none
   run l7-8g llama2-7b 100 135 "${RECIPE[@]}" --gpu-mem 8GiB --offload auto --host-mem "$HOST_MEM"
   run l7-24g-auto llama2-7b 100 80 "${RECIPE[@]}" --gpu-mem 24GiB --offload auto --host-mem "$HOST_MEM"
+  local big
+  big=$(big_preset)
+  if [ -n "$big" ]; then # 60 blocks of 1.07 GB: ~3 s a step from host memory (owlore plan), its setup pins 64 GB
+    run l33-24g "$big" 6 150 "${RECIPE[@]}" --gpu-mem 24GiB --offload auto --host-mem "${HOST_MEM_33B:-80GiB}"
+  else
+    note "no 30B-class preset in configs/models ($(ls configs/models | sed 's/\.json//' | tr '\n' ' '))." \
+      "The 33B run is not made"
+  fi
 }
 
 # Losses and gradient norms of x7-host and x7-nvme against x7-none, as metrics.jsonl prints them.
@@ -402,14 +410,6 @@ part3() {
     run l13-10g-nvme llama2-13b "$steps" $((setup + steps * step_s)) "${RECIPE[@]}" --gpu-mem 10GiB --host-mem 8GiB \
       --offload auto --nvme-dir "$NV"
     [ "$DRY" = 1 ] || rm -f "$NV"/*.owstore "$NV"/*.owstore.lock
-  fi
-  local big
-  big=$(big_preset)
-  if [ -n "$big" ]; then
-    run l33-24g "$big" 10 240 "${RECIPE[@]}" --gpu-mem 24GiB --offload auto --host-mem "${HOST_MEM_33B:-80GiB}"
-  else
-    note "no 30B-class preset in configs/models ($(ls configs/models | sed 's/\.json//' | tr '\n' ' '))." \
-      "The 33B run is not made"
   fi
 }
 

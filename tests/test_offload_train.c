@@ -10,6 +10,8 @@
  * next while untouched, and damage to it stops a run naming the block. */
 #include "core/fileio.h"
 #include "core/json.h"
+#include "offload/block_store.h"
+#include "offload/host_mem.h"
 #include "offload/store_file.h"
 #include "test_support.h"
 #include "train/trainer.h"
@@ -390,4 +392,61 @@ Test(offload_train, outliers_with_streamed_blocks_gives_the_same_ratios) {
     free(dir);
     free(model);
     free(data);
+}
+
+/* A block store mixing the three homes (what auto makes under --gpu-mem with --host-mem and --nvme-dir) on
+ * the CPU backend: written at setup through stage and commit, sealed (the new store file takes every block),
+ * every block read back through a slot or its own buffer, a pinned block changed and written back home. */
+Test(offload_train, a_store_mixing_the_three_homes_keeps_every_block) {
+    enum { NB = 5, WORDS = 1024 };
+    const BlockHome homes[NB] = {BLOCK_HOME_DEVICE, BLOCK_HOME_HOST, BLOCK_HOME_DISK, BLOCK_HOME_HOST, BLOCK_HOME_DISK};
+    char *dir = ts_tmpdir(), *path = ow_path_join(dir, "mixed.owstore");
+    OwError err;
+    Backend *be = backend_create_cpu(1, 0, &err);
+    cr_assert(be != NULL, "%s", err.msg);
+    HostMem host;
+    host_mem_init(&host, 0);
+    BlockStoreConfig cfg = {.n_blocks = NB,
+                            .block_bytes = WORDS * sizeof(float),
+                            .homes = homes,
+                            .stream_slots = 2,
+                            .pin_slots = 1,
+                            .store_path = path,
+                            .source_hash = 42,
+                            .host = &host};
+    BlockStore *bs;
+    cr_assert_eq(block_store_create(be, &cfg, &bs, &err), 0, "%s", err.msg);
+    float v[WORDS];
+    for (int b = 0; b < NB; b++) {
+        Tensor t;
+        cr_assert_eq(block_store_stage(bs, b, &t, &err), 0, "%s", err.msg);
+        for (int k = 0; k < WORDS; k++) v[k] = (float)(b * WORDS + k);
+        be->ops->upload(be, &t, v, OW_U8);
+        cr_assert_eq(block_store_commit(bs, b, &err), 0, "block %d: %s", b, err.msg);
+    }
+    cr_assert_eq(block_store_seal(bs, &err), 0, "%s", err.msg);
+    Tensor t;
+    cr_assert_eq(block_store_pin(bs, 4, &t, &err), 0, "%s", err.msg); /* trained: changed, then home */
+    ((float *)t.data)[7] = -1.0f;
+    cr_assert_eq(block_store_unpin(bs, 4, &err), 0, "%s", err.msg);
+    for (int pass = 0; pass < 2; pass++)
+        for (int b = 0; b < NB; b++) {
+            cr_assert_eq(block_store_acquire(bs, b, &t, &err), 0, "block %d: %s", b, err.msg);
+            const float *got = t.data;
+            for (int k = 0; k < WORDS; k++) {
+                float want = b == 4 && k == 7 ? -1.0f : (float)(b * WORDS + k);
+                cr_assert_eq(got[k], want, "pass %d block %d word %d: %g, want %g", pass, b, k, got[k], want);
+            }
+            block_store_release(bs, b);
+        }
+    BlockStoreStats st;
+    block_store_stats(bs, &st);
+    cr_assert_gt(st.disk_reads, 0);
+    cr_assert_eq(st.writebacks, 1);
+    block_store_free(bs);
+    host_mem_release(&host);
+    be->ops->destroy(be);
+    ts_rmtree(dir);
+    free(dir);
+    free(path);
 }
