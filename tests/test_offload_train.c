@@ -55,41 +55,9 @@ static void offload_config(TrainConfig *c, const char *dir, const char *name, Of
     free(out);
 }
 
-static void run(const TrainConfig *c) {
-    OwError err;
-    TrainSummary s;
-    cr_assert_eq(train_run(c, &s, &err), 0, "%s: %s", c->out, err.msg);
-}
+static void run(const TrainConfig *c) { ts_train(c); }
 
-/* The bytes of RUN_DIR/model/model.safetensors. */
-static char *model_bytes(const char *out, size_t *n) {
-    char *p = ow_path_join(out, "model/model.safetensors");
-    char *data;
-    OwError err;
-    cr_assert_eq(ow_read_file(p, &data, n, &err), 0, "%s", err.msg);
-    free(p);
-    return data;
-}
-
-static void same_run_steps(const char *a, const char *b, int steps) {
-    double la[STEPS], lb[STEPS], ga[STEPS], gb[STEPS];
-    cr_assert(steps <= STEPS);
-    ts_read_metric(a, "loss", la, steps);
-    ts_read_metric(b, "loss", lb, steps);
-    ts_read_metric(a, "grad_norm", ga, steps);
-    ts_read_metric(b, "grad_norm", gb, steps);
-    for (int i = 0; i < steps; i++) {
-        cr_assert(memcmp(&la[i], &lb[i], sizeof la[i]) == 0, "step %d: loss %.17g (%s) vs %.17g (%s)", i, la[i], a,
-                  lb[i], b);
-        cr_assert(memcmp(&ga[i], &gb[i], sizeof ga[i]) == 0, "step %d: grad norm %.17g vs %.17g", i, ga[i], gb[i]);
-    }
-    size_t na, nb;
-    char *ma = model_bytes(a, &na), *mb = model_bytes(b, &nb);
-    cr_assert_eq(na, nb);
-    cr_assert(memcmp(ma, mb, na) == 0, "the final weights of %s and %s differ", a, b);
-    free(ma);
-    free(mb);
-}
+static void same_run_steps(const char *a, const char *b, int steps) { ts_expect_same_run(a, b, steps); }
 
 static void same_run(const char *a, const char *b) { same_run_steps(a, b, STEPS); }
 

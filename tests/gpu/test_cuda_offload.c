@@ -361,47 +361,6 @@ static void offload_config(TrainConfig *c, const char *dir, const char *name, Of
     free(nv);
 }
 
-static void train(const TrainConfig *c) {
-    OwError err;
-    TrainSummary s;
-    cr_assert_eq(train_run(c, &s, &err), 0, "%s: %s", c->out, err.msg);
-    cr_log_info("%s: %s", c->out, s.result);
-}
-
-static char *model_bytes(const char *out, size_t *n) {
-    char *p = ow_path_join(out, "model/model.safetensors"), *data;
-    OwError err;
-    cr_assert_eq(ow_read_file(p, &data, n, &err), 0, "%s", err.msg);
-    free(p);
-    return data;
-}
-
-static void same_run(const char *a, const char *b) {
-    const int steps = train_scale().steps;
-    double la[MAX_STEPS], lb[MAX_STEPS], ga[MAX_STEPS], gb[MAX_STEPS];
-    ts_read_metric(a, "loss", la, steps);
-    ts_read_metric(b, "loss", lb, steps);
-    ts_read_metric(a, "grad_norm", ga, steps);
-    ts_read_metric(b, "grad_norm", gb, steps);
-    int differ = 0;
-    for (int i = 0; i < steps; i++) {
-        int d = memcmp(&la[i], &lb[i], sizeof la[i]) != 0 || memcmp(&ga[i], &gb[i], sizeof ga[i]) != 0;
-        differ += d;
-        if (d)
-            cr_log_warn("step %2d: loss %.17g vs %.17g, grad norm %.17g vs %.17g  <-- FAIL", i, la[i], lb[i], ga[i],
-                        gb[i]);
-    }
-    cr_expect_eq(differ, 0, "%s vs %s: %d of %d steps differ", a, b, differ, steps);
-    size_t na, nb;
-    char *ma = model_bytes(a, &na), *mb = model_bytes(b, &nb);
-    cr_expect(na == nb && memcmp(ma, mb, na) == 0, "the final weights of %s and %s differ", a, b);
-    cr_log_info("%s vs %s: %d losses and gradient norms bitwise equal (%.9g -> %.9g), final weights equal", a, b, steps,
-                la[0], la[steps - 1]);
-    free(ma);
-    free(mb);
-}
-
-/* What streamed: summary.json's offload figures of a run (every block in `home`, some fetched). */
 static void expect_streamed(const char *out, const char *home) {
     char *p = ow_path_join(out, "summary.json");
     OwError err;
@@ -422,13 +381,13 @@ static void bit_exact(int accum) {
     offload_config(&none, dir, "none", OFFLOAD_MODE_NONE, accum);
     offload_config(&host, dir, "host", OFFLOAD_MODE_HOST, accum);
     offload_config(&nvme, dir, "nvme", OFFLOAD_MODE_NVME, accum);
-    train(&none);
-    train(&host);
-    train(&nvme);
+    ts_train(&none);
+    ts_train(&host);
+    ts_train(&nvme);
     expect_streamed(host.out, "host");
     expect_streamed(nvme.out, "disk");
-    same_run(none.out, host.out);
-    same_run(none.out, nvme.out);
+    ts_expect_same_run(none.out, host.out, train_scale().steps);
+    ts_expect_same_run(none.out, nvme.out, train_scale().steps);
     ts_rmtree(dir);
     free(dir);
 }

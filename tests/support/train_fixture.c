@@ -6,10 +6,12 @@
 #include "data/tokfile.h"
 #include "model/safetensors.h"
 #include "test_support.h"
+#include "train/trainer.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void ts_train_config(TrainConfig *c, const char *method, const char *model, const char *data, const char *out,
                      const char *device) {
@@ -55,4 +57,43 @@ char *ts_trajectory_config(const char *name, const char *dir, const char *device
     free(rpath);
     free(fx);
     return out;
+}
+
+void ts_train(const TrainConfig *c) {
+    OwError err;
+    TrainSummary s;
+    cr_assert_eq(train_run(c, &s, &err), 0, "%s: %s", c->out, err.msg);
+}
+
+static char *model_bytes(const char *out, size_t *n) {
+    char *p = ow_path_join(out, "model/model.safetensors"), *data;
+    OwError err;
+    cr_assert_eq(ow_read_file(p, &data, n, &err), 0, "%s", err.msg);
+    free(p);
+    return data;
+}
+
+#define SAME_RUN_MAX_STEPS 64
+
+void ts_expect_same_run(const char *a, const char *b, int steps) {
+    double la[SAME_RUN_MAX_STEPS], lb[SAME_RUN_MAX_STEPS], ga[SAME_RUN_MAX_STEPS], gb[SAME_RUN_MAX_STEPS];
+    cr_assert(steps > 0 && steps <= SAME_RUN_MAX_STEPS);
+    ts_read_metric(a, "loss", la, steps);
+    ts_read_metric(b, "loss", lb, steps);
+    ts_read_metric(a, "grad_norm", ga, steps);
+    ts_read_metric(b, "grad_norm", gb, steps);
+    int differ = 0;
+    for (int i = 0; i < steps; i++) {
+        int d = memcmp(&la[i], &lb[i], sizeof la[i]) != 0 || memcmp(&ga[i], &gb[i], sizeof ga[i]) != 0;
+        differ += d;
+        if (d)
+            cr_log_warn("step %2d: loss %.17g vs %.17g, grad norm %.17g vs %.17g  <-- FAIL", i, la[i], lb[i], ga[i],
+                        gb[i]);
+    }
+    cr_expect_eq(differ, 0, "%s vs %s: %d of %d steps differ", a, b, differ, steps);
+    size_t na, nb;
+    char *ma = model_bytes(a, &na), *mb = model_bytes(b, &nb);
+    cr_expect(na == nb && memcmp(ma, mb, na) == 0, "the final weights of %s and %s differ", a, b);
+    free(ma);
+    free(mb);
 }

@@ -17,4 +17,10 @@ void ts_train_config(TrainConfig *c, const char *method, const char *model, cons
  * the run directory (heap). */
 char *ts_trajectory_config(const char *name, const char *dir, const char *device, TrainConfig *c);
 
+/* Trains c with train_run (fails the test on an error). */
+void ts_train(const TrainConfig *c);
+/* Two runs' first `steps` losses and gradient norms (metrics.jsonl) and final weights (RUN_DIR/model) are
+ * bitwise equal; every differing step is logged. */
+void ts_expect_same_run(const char *a, const char *b, int steps);
+
 #endif
