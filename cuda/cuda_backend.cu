@@ -288,6 +288,14 @@ static void cuda_copy_sync(Backend *be, int ticket) {
 
 /* ---- lifetime ---- */
 
+static Backend *create_cuda(int device, size_t mem_cap, int card, OwError *err);
+extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err) {
+    return create_cuda(device, mem_cap, 0, err);
+}
+extern "C" Backend *backend_create_cuda_card(int device, size_t card_bytes, OwError *err) {
+    return create_cuda(device, card_bytes, 1, err);
+}
+
 static void impl_free(Backend *be) {
     CudaImpl *ci = cuda_impl(be);
     if (!ci) return;
@@ -437,7 +445,8 @@ static const BackendOps cuda_ops = {
     .fill_normal = cuda_fill_normal,
 };
 
-extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err) {
+/* card: mem_cap is the card's size, the context in use counted against it (backend_create_cuda_card). */
+static Backend *create_cuda(int device, size_t mem_cap, int card, OwError *err) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
@@ -543,7 +552,7 @@ extern "C" Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err
         CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
         ci->context_bytes = ci->peak_used = total_b - free_b;
     }
-    if (cap) { /* --gpu-mem is the card: the context already in use counts against it */
+    if (cap && card) { /* --gpu-mem is the card: the context already in use counts against it */
         if (cap <= ci->context_bytes + CUDA_LT_WORKSPACE_BYTES + CUDA_SCRATCH_BYTES) {
             char s1[32], s2[32];
             ow_fail(err, "a cap of %s leaves nothing beside the %s the CUDA context takes (hint: a larger --gpu-mem)",

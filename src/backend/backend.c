@@ -45,12 +45,12 @@ Backend *backend_create(const char *device, const BackendOptions *opts, OwError 
     size_t cap = opts ? opts->mem_cap : 0;
     switch (d.kind) {
     case BACKEND_DEVICE_CPU: return backend_create_cpu((int)threads, cap, err);
-    case BACKEND_DEVICE_CUDA: return backend_create_cuda(d.index, cap, err);
+    case BACKEND_DEVICE_CUDA: return backend_create_cuda_card(d.index, cap, err);
     case BACKEND_DEVICE_AUTO: break;
     }
     if (backend_cuda_available()) {
         OwError e2;
-        Backend *be = backend_create_cuda(0, cap, &e2);
+        Backend *be = backend_create_cuda_card(0, cap, &e2);
         if (be) return be;
         OW_INFO("no usable CUDA device (%s); training on the CPU", e2.msg);
     }

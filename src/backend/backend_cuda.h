@@ -30,10 +30,12 @@ extern "C" {
 
 /* 1 when the CUDA backend is compiled in and a CUDA device is usable. */
 int backend_cuda_available(void);
-/* NULL with a message when CUDA is not compiled in or the device is absent or unusable. mem_cap (the
- * card's size to emulate, 0: the device's free memory) includes the context in use when it is made: the
- * arena's cap (Backend.mem.cap) is mem_cap less that. */
+/* NULL with a message when CUDA is not compiled in or the device is absent or unusable. mem_cap: the
+ * arena's cap (Backend.mem.cap; 0: the device's free memory less a margin). */
 Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err);
+/* The same for a card of card_bytes to emulate (--gpu-mem; 0 as above): the device memory in use when it
+ * is made (the context, libraries) counts against it, so the arena's cap is card_bytes less that. */
+Backend *backend_create_cuda_card(int device, size_t card_bytes, OwError *err);
 
 #ifdef __cplusplus
 }

@@ -12,3 +12,7 @@ Backend *backend_create_cuda(int device, size_t mem_cap, OwError *err) {
                  "or use --device cpu)");
     return NULL;
 }
+
+Backend *backend_create_cuda_card(int device, size_t card_bytes, OwError *err) {
+    return backend_create_cuda(device, card_bytes, err);
+}
