@@ -86,16 +86,11 @@ static void print_help(const ArgSpec *specs) {
     }
 }
 
-/* The rates of the cost model: assumed, then flags. (A reader of `owlore probe`'s cache goes between.) */
+/* The rates of the cost model: assumed, then `owlore probe`'s cached figures, then flags. */
 static int plan_rates(const TrainConfig *c, const PlanFlags *f, const ArgSpec *specs, CostRates *r, OwError *err) {
     cost_rates_default(r);
     ProbeResult pr; /* `owlore probe`'s figures of a GPU when cached on this machine */
-    if (probe_cached("cuda:", c->nvme_dir, &pr)) {
-        r->gemm_tflops = pr.gemm_tflops;
-        r->h2d_gbps = pr.h2d_gbps;
-        if (pr.disk_gbps > 0) r->disk_gbps = pr.disk_gbps;
-        r->source = "probe";
-    }
+    if (probe_cached("cuda:", c->nvme_dir, &pr)) cost_rates_from_probe(r, &pr);
     double *dst[3] = {&r->gemm_tflops, &r->h2d_gbps, &r->disk_gbps};
     for (int k = 0; k < 3; k++) {
         if (!f->given[k]) continue;

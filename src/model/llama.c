@@ -596,9 +596,11 @@ static StepOrder step_order(Model *m, int backward) {
     return (StepOrder){(int)m->cfg.num_layers, lowest, backward && lowest < m->cfg.num_layers};
 }
 
+/* Positions of one step's order. */
+static int order_len(const StepOrder *o) { return o->L + (o->backward ? o->L - o->lowest : 0); }
+
 static int order_block(const StepOrder *o, int pos) {
-    int len = o->L + (o->backward ? o->L - o->lowest : 0);
-    pos %= len;
+    pos %= order_len(o);
     return pos < o->L ? pos : o->L - 1 - (pos - o->L);
 }
 
@@ -607,7 +609,7 @@ static int order_block(const StepOrder *o, int pos) {
 static int block_enter(Model *m, const StepOrder *o, int pos, OwError *err) {
     if (!m->store) return 0;
     if (model_block_acquire(m, order_block(o, pos), err) != 0) return -1;
-    int ahead = block_store_stream_slots(m->store) - 1, len = o->L + (o->backward ? o->L - o->lowest : 0);
+    int ahead = block_store_stream_slots(m->store) - 1, len = order_len(o);
     for (int q = pos + 1; ahead > 0 && q <= pos + len; q++) {
         int b = order_block(o, q);
         if (!block_store_streams(m->store, b)) continue;

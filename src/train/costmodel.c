@@ -283,6 +283,13 @@ static void sim_micro_batch(Sim *s, double head_after) {
     s->host = dmax(s->host, s->gpu); /* the loss is read: the host waits for the micro-batch */
 }
 
+void cost_rates_from_probe(CostRates *r, const ProbeResult *pr) {
+    r->gemm_tflops = pr->gemm_tflops;
+    r->h2d_gbps = pr->h2d_gbps;
+    if (pr->disk_gbps > 0) r->disk_gbps = pr->disk_gbps;
+    r->source = "probe";
+}
+
 void cost_predict(const TrainConfig *c, const ModelConfig *mc, const MemPlan *p, const BlockHome *homes,
                   const CostRates *r, CostPrediction *out) {
     memset(out, 0, sizeof *out);

@@ -46,6 +46,7 @@
 
 #include "model/config.h"
 #include "offload/block_store.h"
+#include "offload/probe.h"
 #include "train/memplan.h"
 #include "train/train_config.h"
 
@@ -70,6 +71,8 @@ typedef struct CostPrediction {
 /* The rates assumed for an H200 with a PCIe Gen5 bus and a local NVMe disk (source "assumed").
  * A reader of `owlore probe`'s cache fills the same struct (source "probe"); flags override either. */
 void cost_rates_default(CostRates *r);
+/* r's rates from `owlore probe`'s figures (source "probe"; the disk rate only when one was measured). */
+void cost_rates_from_probe(CostRates *r, const ProbeResult *pr);
 /* The predicted step of the run c of model mc placed as p (train_memory_place) with homes (num_layers
  * entries; NULL: every block on the device). */
 void cost_predict(const TrainConfig *c, const ModelConfig *mc, const MemPlan *p, const BlockHome *homes,

@@ -161,6 +161,15 @@ void train_resolve_optimizer_home(TrainConfig *c, const ModelConfig *mc, DType p
 
 size_t train_host_room(const TrainConfig *c) { return c->host_mem ? c->host_mem : offload_default_host_room(); }
 
+/* The device room a cap leaves beside `used` bytes (SIZE_MAX without a cap). */
+static size_t room_beside(size_t cap, size_t used) { return cap == 0 ? SIZE_MAX : cap > used ? cap - used : 0; }
+
+/* The blocks' host homes share the page-locked room with the plan's other host figures (SIZE_MAX: unlimited). */
+static size_t block_host_room(size_t host_room, const MemPlan *p) {
+    size_t other = p->host_activations + p->host_optimizer + p->host_gradients;
+    return host_room == SIZE_MAX ? SIZE_MAX : host_room > other ? host_room - other : 0;
+}
+
 int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
                        size_t cap, size_t host_room, MemPlan *out, BlockHome *homes, OwError *err) {
     train_memory_plan(c, mc, param, act, device_workspace, out);
@@ -170,9 +179,6 @@ int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param,
     size_t resident_blocks = out->bytes[MEM_WEIGHTS] - other_weights;
     size_t rest = out->total - resident_blocks; /* every device byte but the blocks' */
     BlockHome *h = homes ? homes : ow_xmalloc((size_t)L * sizeof *h);
-    /* the blocks' host homes share the page-locked room with the plan's other host figures */
-    size_t other_host = out->host_activations + out->host_optimizer + out->host_gradients;
-    size_t block_room = host_room == SIZE_MAX ? SIZE_MAX : host_room > other_host ? host_room - other_host : 0;
     OffloadRequest r = {
         /* blocks stream only where the device has memory of its own, or when asked for */
         .mode = c->offload == OFFLOAD_MODE_AUTO && !device_workspace ? OFFLOAD_MODE_NONE : c->offload,
@@ -180,8 +186,8 @@ int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param,
         .block_bytes = model_block_bytes(mc, param),
         .pinned = train_config_samples_blocks(c) ? (int)(c->gamma < L ? c->gamma : L) : L,
         .stream_slots = c->stream_slots ? (int)c->stream_slots : MEMPLAN_DEFAULT_SLOTS,
-        .device_room = cap == 0 ? SIZE_MAX : (cap > rest ? cap - rest : 0),
-        .host_room = block_room,
+        .device_room = room_beside(cap, rest),
+        .host_room = block_host_room(host_room, out),
         .have_disk = c->nvme_dir[0] != '\0',
     };
     int rc = offload_place(&r, h, &out->place, err);
@@ -193,9 +199,8 @@ int train_memory_place(const TrainConfig *c, const ModelConfig *mc, DType param,
         size_t more = out->bytes[MEM_ACTIVATIONS] - before;
         out->total += more;
         rest += more;
-        r.device_room = cap == 0 ? SIZE_MAX : (cap > rest ? cap - rest : 0);
-        other_host = out->host_activations + out->host_optimizer + out->host_gradients;
-        r.host_room = host_room == SIZE_MAX ? SIZE_MAX : host_room > other_host ? host_room - other_host : 0;
+        r.device_room = room_beside(cap, rest);
+        r.host_room = block_host_room(host_room, out);
         rc = offload_place(&r, h, &out->place, err);
     }
     if (rc == 0 && out->place.streaming) {

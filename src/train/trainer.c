@@ -23,7 +23,6 @@
 #include "train/interrupt.h"
 #include "train/costmodel.h"
 #include "train/memplan.h"
-#include "offload/probe.h"
 #include "train/provenance.h"
 #include "train/report.h"
 #include "train/run_dir.h"
@@ -192,10 +191,7 @@ static void train_rates(Trainer *t, CostRates *r) {
     }
     memstats_reset_peak(&t->be->mem);
     if (!pr.cached) OW_INFO("probe: measured the rates the placement weighs (cached for the next runs)");
-    r->gemm_tflops = pr.gemm_tflops;
-    r->h2d_gbps = pr.h2d_gbps;
-    if (pr.disk_gbps > 0) r->disk_gbps = pr.disk_gbps;
-    r->source = "probe";
+    cost_rates_from_probe(r, &pr);
 }
 
 /* Predicts the device memory of the run and refuses it before anything is
