@@ -100,7 +100,6 @@ int cmd_eval(int argc, char **argv) {
     if (!be) return cmd_report_error("eval", &err);
     Model *m = NULL;
     ModelConfig mc;
-    ForwardPlacement fp = {0};
     TokData d = {0};
     McSet set = {0};
     Tokenizer *tok = NULL;
@@ -110,22 +109,10 @@ int cmd_eval(int argc, char **argv) {
     if (model_config_of(model, &mc, &err) != 0) goto done;
     if (T == 0) T = mc.max_position_embeddings < 512 ? mc.max_position_embeddings : 512;
     /* blocks the device cannot hold beside the forward's activations stream from host memory */
-    OffloadPlaceMode mode;
-    if (forward_offload_mode(offload, &mode, &err) != 0 ||
-        forward_placement(be, &mc, model_activation_bytes(&mc, be->act_dtype, B, T, 1, 0, 0, 0), mode, &fp, &err) != 0)
+    if (forward_model_load(be, model, 1, checkpoint, offload, &mc,
+                           model_activation_bytes(&mc, be->act_dtype, B, T, 1, 0, 0, 0), &m, base, sizeof base,
+                           &err) != 0)
         goto done;
-    if (run_dir_detect(model)) {
-        if (run_load_model(be, model, checkpoint, forward_placement_config(&fp), &m, base, sizeof base, &err) != 0)
-            goto done;
-    } else {
-        if (checkpoint) {
-            ow_fail(&err, "--checkpoint needs --model RUN_DIR (a training run directory)");
-            goto done;
-        }
-        if (model_load_hf_placed(be, model, forward_placement_config(&fp), &m, &err) != 0 || model_seal(m, &err) != 0)
-            goto done;
-        snprintf(base, sizeof base, "%s", model);
-    }
     if (model_prepare(m, B, T, 1, &err) != 0) goto done;
     if (ends_with(data, ".jsonl")) {
         /* multiple choice; text becomes ids through an encoder (bytes here; a tokenizer plugs in the same way) */
@@ -202,7 +189,6 @@ done:
     tokenizer_free(tok);
     tokdata_free(&d);
     model_free(m);
-    forward_placement_free(&fp);
     be->ops->destroy(be);
     return rc;
 }

@@ -55,7 +55,6 @@ int cmd_outliers(int argc, char **argv) {
     TokData d = {0};
     OutlierResult r;
     ModelConfig mc;
-    ForwardPlacement fp = {0};
     int rc = 1;
     /* blocks the device cannot hold beside the calibration's buffers stream from host memory */
     int64_t mb = micro < nsamples ? micro : nsamples;
@@ -63,9 +62,8 @@ int cmd_outliers(int argc, char **argv) {
     int64_t T = seqlen < mc.max_position_embeddings ? seqlen : mc.max_position_embeddings;
     size_t fwd = model_activation_bytes(&mc, be->act_dtype, mb, T, 1, 0, 0, 0) +
                  2 * (size_t)(mb * T * mc.hidden_size) * dtype_size(be->act_dtype);
-    OffloadPlaceMode mode;
-    if (forward_offload_mode(offload, &mode, &err) != 0 || forward_placement(be, &mc, fwd, mode, &fp, &err) != 0 ||
-        model_load_hf_placed(be, model, forward_placement_config(&fp), &m, &err) != 0 || model_seal(m, &err) != 0 ||
+    char base[4096];
+    if (forward_model_load(be, model, 0, NULL, offload, &mc, fwd, &m, base, sizeof base, &err) != 0 ||
         train_load_data(data, model, m->cfg.vocab_size, &d, &err) != 0)
         goto done;
     if (seqlen > m->cfg.max_position_embeddings) {
@@ -85,7 +83,6 @@ done:
     if (rc) cmd_report_error("outliers", &err);
     tokdata_free(&d);
     model_free(m);
-    forward_placement_free(&fp);
     be->ops->destroy(be);
     return rc;
 }

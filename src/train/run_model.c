@@ -115,7 +115,8 @@ int model_config_of(const char *path, ModelConfig *mc, OwError *err) {
 /* Headroom of a forward-only command's placement: its buffers are estimated, not laid out. */
 #define FORWARD_MARGIN ((size_t)256 << 20)
 
-int forward_offload_mode(const char *s, OffloadPlaceMode *mode, OwError *err) {
+/* --offload of a forward-only command: "auto", "none" or "host"; -1 naming the flag otherwise. */
+static int forward_offload_mode(const char *s, OffloadPlaceMode *mode, OwError *err) {
     for (int i = 0; offload_mode_names[i]; i++)
         if (strcmp(s, offload_mode_names[i]) == 0 && i != OFFLOAD_MODE_NVME) {
             *mode = (OffloadPlaceMode)i;
@@ -124,8 +125,15 @@ int forward_offload_mode(const char *s, OffloadPlaceMode *mode, OwError *err) {
     return ow_fail(err, "--offload %s: allowed are auto, none and host", s);
 }
 
-int forward_placement(Backend *be, const ModelConfig *mc, size_t forward_bytes, OffloadPlaceMode mode,
-                      ForwardPlacement *fp, OwError *err) {
+/* Where a forward-only command keeps the blocks (see forward_model_load). */
+typedef struct {
+    BlockHome *homes; /* num_layers entries (heap) */
+    BlockStoreConfig bc;
+    int streaming;
+} ForwardPlacement;
+
+static int forward_placement(Backend *be, const ModelConfig *mc, size_t forward_bytes, OffloadPlaceMode mode,
+                             ForwardPlacement *fp, OwError *err) {
     memset(fp, 0, sizeof *fp);
     int L = (int)mc->num_layers;
     fp->homes = ow_xcalloc((size_t)L, sizeof *fp->homes);
@@ -154,9 +162,38 @@ int forward_placement(Backend *be, const ModelConfig *mc, size_t forward_bytes, 
     return 0;
 }
 
-const BlockStoreConfig *forward_placement_config(const ForwardPlacement *fp) { return fp->streaming ? &fp->bc : NULL; }
+/* &fp->bc when blocks stream, else NULL (every block a buffer of its own). */
+static const BlockStoreConfig *forward_placement_config(const ForwardPlacement *fp) {
+    return fp->streaming ? &fp->bc : NULL;
+}
 
-void forward_placement_free(ForwardPlacement *fp) {
+static void forward_placement_free(ForwardPlacement *fp) {
     free(fp->homes);
     fp->homes = NULL;
+}
+
+int forward_model_load(Backend *be, const char *path, int runs, const char *checkpoint, const char *offload,
+                       const ModelConfig *mc, size_t forward_bytes, Model **out, char *base_dir, size_t cap,
+                       OwError *err) {
+    *out = NULL;
+    OffloadPlaceMode mode = OFFLOAD_MODE_AUTO;
+    ForwardPlacement fp;
+    if (forward_offload_mode(offload, &mode, err) != 0 || forward_placement(be, mc, forward_bytes, mode, &fp, err) != 0)
+        return -1;
+    int rc;
+    if (runs && run_dir_detect(path)) {
+        rc = run_load_model(be, path, checkpoint, forward_placement_config(&fp), out, base_dir, cap, err);
+    } else if (checkpoint) {
+        rc = ow_fail(err, "--checkpoint needs --model RUN_DIR (a training run directory)");
+    } else {
+        rc = model_load_hf_placed(be, path, forward_placement_config(&fp), out, err);
+        if (rc == 0) rc = model_seal(*out, err);
+        snprintf(base_dir, cap, "%s", path);
+    }
+    forward_placement_free(&fp); /* the store keeps its own copy of the homes */
+    if (rc != 0) {
+        model_free(*out);
+        *out = NULL;
+    }
+    return rc;
 }

@@ -22,21 +22,13 @@ int run_load_model(Backend *be, const char *run_dir, const char *checkpoint, con
 /* The configuration of the model at path: a Hugging Face directory, a preset, or a run directory's model. */
 int model_config_of(const char *path, ModelConfig *mc, OwError *err);
 
-/* Where a command that only runs forward passes (eval, outliers) keeps the blocks: all on the device when
- * they fit its cap beside the other weights and `forward_bytes` (its activations and buffers), else as many
- * as fit there and the rest streamed from page-locked host memory (offload_place; mode auto, or none, or
- * host: every block streams). */
-typedef struct ForwardPlacement {
-    BlockHome *homes; /* num_layers entries (heap) */
-    BlockStoreConfig bc;
-    int streaming;
-} ForwardPlacement;
-int forward_placement(Backend *be, const ModelConfig *mc, size_t forward_bytes, OffloadPlaceMode mode,
-                      ForwardPlacement *fp, OwError *err);
-/* --offload of a forward-only command: "auto" (the default), "none" or "host"; -1 naming the flag otherwise. */
-int forward_offload_mode(const char *s, OffloadPlaceMode *mode, OwError *err);
-/* &fp->bc when blocks stream, else NULL (every block a buffer of its own). */
-const BlockStoreConfig *forward_placement_config(const ForwardPlacement *fp);
-void forward_placement_free(ForwardPlacement *fp);
+/* The model of a forward-only command (eval, outliers; mc: model_config_of path). Its blocks stay on the device
+ * when they fit its cap beside the other weights and forward_bytes (the command's activations and buffers),
+ * else as many as fit there and the rest stream from page-locked host memory (offload_place; offload "auto",
+ * "none", or "host": every block streams): a Hugging Face directory, or when runs is set a run directory
+ * (its checkpoint: NULL the newest; a checkpoint needs a run). base_dir as run_load_model's. */
+int forward_model_load(Backend *be, const char *path, int runs, const char *checkpoint, const char *offload,
+                       const ModelConfig *mc, size_t forward_bytes, Model **out, char *base_dir, size_t cap,
+                       OwError *err);
 
 #endif
