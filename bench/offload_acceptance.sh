@@ -344,20 +344,21 @@ EOF
 part2() {
   echo "part 2: LLaMA-3-8B shape (README: 0.82 s/step resident under 24GiB; PyTorch first step ~45 s of SVDs),"
   echo "  then the 7B bit-exactness runs (4 x 512, 6 steps: a resample at step 3, projector refreshes every 2 of a"
-  echo "  tensor's steps; the nvme run reads ~22 GB per step from its 13 GB store) and 13B under 24GiB"
+  echo "  tensor's steps; the nvme run reads ~22 GB per step from its 13 GB store) and 13B under 24GiB, in the"
+  echo "  order of what matters most when a part's time runs short (the runs after it are skipped)"
   run l3-24g-auto llama3-8b 60 75 "${RECIPE[@]}" --gpu-mem 24GiB --offload auto --host-mem "$HOST_MEM"
   torch_ref
-  run l3-10g llama3-8b 30 60 "${RECIPE[@]}" --gpu-mem 10GiB --offload auto --host-mem "$HOST_MEM"
-  pick_nvme_dir 20 || NV=
   local x=(--batch-size 4 --block-size 512 --save-every -1 --projector randomized --interval 3 --update-gap 2)
   run x7-none llama2-7b 6 30 "${x[@]}" --offload none
   run x7-host llama2-7b 6 40 "${x[@]}" --offload host --host-mem "$HOST_MEM"
+  run l13-24g llama2-13b 30 90 "${RECIPE[@]}" --gpu-mem 24GiB --offload auto --host-mem "$HOST_MEM"
+  pick_nvme_dir 20 || NV=
   if [ -n "${NV:-}" ]; then
     run x7-nvme llama2-7b 6 75 "${x[@]}" --offload nvme --nvme-dir "$NV"
     [ "$DRY" = 1 ] || rm -f "$NV"/*.owstore "$NV"/*.owstore.lock
   fi
   compare_exact
-  run l13-24g llama2-13b 30 90 "${RECIPE[@]}" --gpu-mem 24GiB --offload auto --host-mem "$HOST_MEM"
+  run l3-10g llama3-8b 30 60 "${RECIPE[@]}" --gpu-mem 10GiB --offload auto --host-mem "$HOST_MEM"
 }
 
 torch_ref() {

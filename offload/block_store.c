@@ -67,7 +67,9 @@ int block_store_streams(const BlockStore *bs, int i) {
 }
 
 int block_store_stream_slots(const BlockStore *bs) { return bs->cfg.stream_slots; }
-int block_store_disk_valid(const BlockStore *bs, int i) { return bs->disk_valid && bs->disk_valid[i]; }
+int block_store_disk_valid(const BlockStore *bs, int i) {
+    return bs->homes[i] == BLOCK_HOME_DISK && bs->disk_valid && bs->disk_valid[i];
+}
 const char *block_store_io_describe(const BlockStore *bs) { return bs->io ? block_io_describe(bs->io) : ""; }
 void block_store_stats(const BlockStore *bs, BlockStoreStats *out) { *out = bs->stats; }
 

@@ -97,7 +97,8 @@ BlockHome block_store_home(const BlockStore *bs, int i);
 /* Whether block i comes through a slot (not on the device, not pinned). */
 int block_store_streams(const BlockStore *bs, int i);
 int block_store_stream_slots(const BlockStore *bs);
-/* Whether block i's disk home already holds its bytes (a reused store file): staging it reads them. */
+/* Whether block i's home is the disk and already holds its bytes (a reused store file): staging it reads
+ * them. A reused store also holds the blocks of other homes, but those homes are filled by the caller. */
 int block_store_disk_valid(const BlockStore *bs, int i);
 /* The store file's reader's path ("io_uring (O_DIRECT)", ...), or "" without a disk home. */
 const char *block_store_io_describe(const BlockStore *bs);

@@ -418,3 +418,90 @@ Test(offload_train, a_store_mixing_the_three_homes_keeps_every_block) {
     free(dir);
     free(path);
 }
+
+/* Every block's weights of m, downloaded as F32 and concatenated (heap). */
+static float *block_weights(Model *m, size_t *n) {
+    size_t total = 0;
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i].kind == PK_BLOCK) total += (size_t)tensor_numel(&m->params[i].w);
+    float *all = ow_xmalloc(total * sizeof(float)), *at = all;
+    OwError err;
+    for (int i = 0; i < m->nparams; i++) {
+        Param *p = &m->params[i];
+        if (p->kind != PK_BLOCK) continue;
+        cr_assert_eq(model_param_download(m, p, at, OW_F32, &err), 0, "%s: %s", p->name, err.msg);
+        at += tensor_numel(&p->w);
+    }
+    *n = total;
+    return all;
+}
+
+/* A model placed over the three homes (what auto makes on a GPU under --gpu-mem with --host-mem and
+ * --nvme-dir), built by `make` (random init or a Hugging Face load), holds the resident model's weights:
+ * when the store file is written at setup (it takes every block, device homes too) and when it is reused
+ * (then only the disk homes come from it; the other homes are filled as without a store). */
+static void mixed_homes_hold_the_resident_weights(Model *(*make)(Backend *, const BlockStoreConfig *, const char *),
+                                                  const char *arg, int n_layers) {
+    char *dir = ts_tmpdir(), *path = ow_path_join(dir, "mixed.owstore");
+    OwError err;
+    Backend *be = backend_create_cpu(1, 0, &err);
+    cr_assert(be != NULL, "%s", err.msg);
+    Model *resident = make(be, NULL, arg);
+    size_t n, n2;
+    float *want = block_weights(resident, &n);
+    model_free(resident);
+    BlockHome homes[8];
+    cr_assert(n_layers <= 8);
+    for (int l = 0; l < n_layers; l++) /* 5 blocks: device, disk, device, disk, host; 2: device, disk */
+        homes[l] = l == 0 || (l == n_layers / 2 && l % 2 == 0) ? BLOCK_HOME_DEVICE
+                   : l % 2                                     ? BLOCK_HOME_DISK
+                                                               : BLOCK_HOME_HOST;
+    BlockStoreConfig bc = {.homes = homes, .stream_slots = 2, .pin_slots = 1, .store_path = path, .source_hash = 7};
+    for (int pass = 0; pass < 2; pass++) { /* written, then reused */
+        Model *m = make(be, &bc, arg);
+        cr_assert_eq(model_seal(m, &err), 0, "pass %d: %s", pass, err.msg);
+        float *got = block_weights(m, &n2);
+        cr_assert_eq(n2, n);
+        cr_assert(memcmp(got, want, n * sizeof(float)) == 0, "pass %d: the placed model's blocks differ", pass);
+        free(got);
+        model_free(m);
+    }
+    free(want);
+    be->ops->destroy(be);
+    ts_rmtree(dir);
+    free(dir);
+    free(path);
+}
+
+static Model *make_random(Backend *be, const BlockStoreConfig *bc, const char *cfg_path) {
+    OwError err;
+    ModelConfig mc;
+    cr_assert_eq(model_config_load(cfg_path, &mc, &err), 0, "%s", err.msg);
+    mc.num_layers = 5;
+    Model *m;
+    int rc = bc ? model_create_placed(be, &mc, bc, &m, &err) : model_create(be, &mc, &m, &err);
+    cr_assert_eq(rc, 0, "%s", err.msg);
+    cr_assert_eq(model_init_random(m, 11, 0.02, &err), 0, "%s", err.msg);
+    return m;
+}
+
+static Model *make_loaded(Backend *be, const BlockStoreConfig *bc, const char *dir) {
+    OwError err;
+    Model *m;
+    int rc = bc ? model_load_hf_placed(be, dir, bc, &m, &err) : model_load_hf(be, dir, &m, &err);
+    cr_assert_eq(rc, 0, "%s", err.msg);
+    return m;
+}
+
+Test(offload_train, mixed_homes_hold_the_resident_weights_random_init) {
+    char *model = ts_shared_path("data/real/hf/TinyStories-656K"), *cfg = ow_path_join(model, "config.json");
+    mixed_homes_hold_the_resident_weights(make_random, cfg, 5);
+    free(cfg);
+    free(model);
+}
+
+Test(offload_train, mixed_homes_hold_the_resident_weights_loaded) {
+    char *model = ts_shared_path("data/real/hf/TinyStories-656K");
+    mixed_homes_hold_the_resident_weights(make_loaded, model, 2);
+    free(model);
+}

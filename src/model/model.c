@@ -466,7 +466,7 @@ int model_init_random(Model *m, uint64_t seed, double std, OwError *err) {
         if (staged && block_stage(m, l, err) != 0) return -1;
         for (int b = 0; b < BW_COUNT; b++)
             init_param(m, (int)(model_block_param(m, l, (BlockWeight)b) - m->params), seed, std);
-        if (block_store_home(m->store, l) != BLOCK_HOME_DEVICE && block_commit(m, l, err) != 0) return -1;
+        if (block_commit(m, l, err) != 0) return -1; /* a device home too: a new store file takes it */
     }
     return 0;
 }
@@ -499,7 +499,9 @@ static int model_load_weights(Model *m, const SafeTensors *st, const char *where
             return ow_fail(err, "%s: tensor %s has dtype %s; weights must be F32, F16 or BF16", where, p->name,
                            dtype_name(t->dtype));
         m->be->ops->upload(m->be, &p->w, t->data, t->dtype);
-        if (placed && p->bw == BW_COUNT - 1 && block_commit(m, p->layer, err) != 0) return -1;
+        /* every block's last tensor, a device home's too: a new store file takes every block */
+        int last = m->store && p->kind == PK_BLOCK && p->bw == BW_COUNT - 1;
+        if (last && block_commit(m, p->layer, err) != 0) return -1;
     }
     return 0;
 }
