@@ -103,7 +103,9 @@ dry() {
 plan() {
   local name=$1 shape=$2
   shift 2
-  if "$BIN" plan --help 2>&1 | grep -q -- '--json'; then
+  # (the help text is read whole: grep -q would stop reading, and under pipefail the writer's SIGPIPE
+  # made this test fail, so the H100 runs of 2026-12-05 got no plan JSON)
+  if grep -q -- '--json' <<<"$("$BIN" plan --help 2>&1)"; then
     "$BIN" plan --model "$shape" --data synthetic "$@" --json >"$WORK/$name.plan.json" 2>"$WORK/$name.plan.err"
   fi
   "$BIN" plan --model "$shape" --data synthetic "$@" >"$WORK/$name.plan.txt" 2>&1
