@@ -103,17 +103,18 @@ static int find_label(char **opts, int n, const char *answer, const char *where,
 static int read_record(Reader *r, const cJSON *o, const char *where, OwError *err) {
     if (!cJSON_IsObject(o)) return ow_fail(err, "%s: expected a JSON object (an alpaca record)", where);
     const char *ins, *inp, *answer;
-    if (field_string(o, "instruction", 1, where, &ins, err) != 0 || field_string(o, "input", 0, where, &inp, err) != 0 ||
-        field_string(o, "answer", 1, where, &answer, err) != 0)
+    if (field_string(o, "instruction", 1, where, &ins, err) != 0 ||
+        field_string(o, "input", 0, where, &inp, err) != 0 || field_string(o, "answer", 1, where, &answer, err) != 0)
         return -1;
     char **opts;
     int n, orc = commonsense_options(ins, &opts, &n);
     if (orc != 0)
         return ow_fail(err,
-                       orc == -1 ? "%s: field \"instruction\" has no \"Answer format: a/b/...\" line naming the options "
-                                   "(hint: --format mc reads {\"context\", \"choices\", \"label\"} items)"
-                                 : "%s: field \"instruction\": its Answer format line names an empty option (hint: "
-                                   "options are separated by single slashes, as in \"Answer format: true/false\")",
+                       orc == -1
+                           ? "%s: field \"instruction\" has no \"Answer format: a/b/...\" line naming the options "
+                             "(hint: --format mc reads {\"context\", \"choices\", \"label\"} items)"
+                           : "%s: field \"instruction\": its Answer format line names an empty option (hint: "
+                             "options are separated by single slashes, as in \"Answer format: true/false\")",
                        where);
     int label = find_label(opts, n, answer, where, err), rc = -1;
     if (label >= 0) {
