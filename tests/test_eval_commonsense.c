@@ -142,18 +142,21 @@ static void expect_error(const char *dir, const char *name, const char *content,
     free(p);
 }
 
-#define REC(ins, answer) "{\"instruction\": \"" ins "\", \"input\": \"\", \"output\": \"x\", \"answer\": \"" answer "\"}"
+#define REC(ins, answer) \
+    "{\"instruction\": \"" ins "\", \"input\": \"\", \"output\": \"x\", \"answer\": \"" answer "\"}"
 
 Test(commonsense, reader_errors_name_file_record_and_field) {
     char *dir = ts_tmpdir();
     const char *fc = "--format commonsense";
-    expect_error(dir, "a.json", "[" REC("q?\\n\\nAnswer format: true/false", "true") ", " REC(
-                                    "q?\\n\\nAnswer format: true/false", "maybe") "]",
-                 fc, "a.json: record 1: field \"answer\" \"maybe\" is not one of the options true/false");
+    expect_error(
+        dir, "a.json",
+        "[" REC("q?\\n\\nAnswer format: true/false", "true") ", " REC("q?\\n\\nAnswer format: true/false", "maybe") "]",
+        fc, "a.json: record 1: field \"answer\" \"maybe\" is not one of the options true/false");
     expect_error(dir, "b.json", "[" REC("q? true or false", "true") "]", fc,
                  "b.json: record 0: field \"instruction\" has no \"Answer format: a/b/...\" line");
-    expect_error(dir, "c.jsonl", REC("q\\nAnswer format: a/b", "a") "\n\n{\"instruction\": \"q\\nAnswer format: a/b\"}\n",
-                 fc, "c.jsonl: record 1 (line 3): missing field \"answer\"");
+    expect_error(dir, "c.jsonl",
+                 REC("q\\nAnswer format: a/b", "a") "\n\n{\"instruction\": \"q\\nAnswer format: a/b\"}\n", fc,
+                 "c.jsonl: record 1 (line 3): missing field \"answer\"");
     expect_error(dir, "d.json", "[" REC("q\\nAnswer format: a//b", "a") "]", fc,
                  "d.json: record 0: field \"instruction\": its Answer format line names an empty option");
     expect_error(dir, "e.json", "[{\"instruction\": 3, \"answer\": \"a\"}]", fc,
@@ -161,7 +164,8 @@ Test(commonsense, reader_errors_name_file_record_and_field) {
     expect_error(dir, "f.json", "[]", fc, "f.json: no records");
     expect_error(dir, "g.json", "[" REC("q\\nAnswer format: a/b", "a") ",", fc, "g.json");
     /* --format errors: an unknown name; each multiple-choice reader refuses the other's records */
-    expect_error(dir, "h.json", "[" REC("q\\nAnswer format: a/b", "a") "]", "--format mc", "h.json: line 1: expected a JSON object");
+    expect_error(dir, "h.json", "[" REC("q\\nAnswer format: a/b", "a") "]", "--format mc",
+                 "h.json: line 1: expected a JSON object");
     expect_error(dir, "i.jsonl", "{\"context\": \"a\", \"choices\": [\"b\"], \"label\": 0}\n", fc,
                  "i.jsonl: record 0 (line 1): missing field \"instruction\"");
     char *model = ts_fixture_path("eval/byte_model"), args[4096];
@@ -241,7 +245,8 @@ Test(commonsense, scores_match_a_direct_forward_and_json_holds_every_item) {
              "ball.\n\n### Response:\n",
              head_in);
     snprintf(prompts[2], 512, "%sCan a cat fly?\nAnswer format: yes/no\n\n### Response:\n", head);
-    const char *opts[3][5] = {{"true", "false"}, {"answer1", "answer2", "answer3", "answer4", "answer5"}, {"yes", "no"}};
+    const char *opts[3][5] = {
+        {"true", "false"}, {"answer1", "answer2", "answer3", "answer4", "answer5"}, {"yes", "no"}};
     int nopt[3] = {2, 5, 2}, label[3] = {0, 1, 1};
     OwError err;
     char *mdir = ts_shared_path("data/real/hf/TinyStories-656K"), *dir = ts_tmpdir(),
@@ -279,8 +284,8 @@ Test(commonsense, scores_match_a_direct_forward_and_json_holds_every_item) {
             }
             cr_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(e, "options"), k)->valuestring, opts[i][k]);
             double got = cJSON_GetArrayItem(cJSON_GetObjectItem(e, "loglik"), k)->valuedouble;
-            cr_assert_lt(fabs(got - ll[k]), 1e-4 * fmax(1, fabs(ll[k])), "item %d option %d: %.6f vs direct %.6f", i,
-                         k, got, ll[k]);
+            cr_assert_lt(fabs(got - ll[k]), 1e-4 * fmax(1, fabs(ll[k])), "item %d option %d: %.6f vs direct %.6f", i, k,
+                         got, ll[k]);
             cr_assert_eq((int64_t)cJSON_GetArrayItem(cJSON_GetObjectItem(e, "tokens"), k)->valuedouble, nt[k]);
         }
         double ce = -ll[label[i]] / (double)nt[label[i]];
@@ -438,6 +443,51 @@ Test(commonsense, several_data_files_in_one_call) {
     free(data);
     free(small);
     free(js);
+    free(mdir);
+}
+
+/* Packed scoring (rows sorted by length, shapes from the token budget) gives every row the score
+ * of one fixed-shape pass, in fewer forwards: ARC records vary in length. */
+Test(commonsense, packed_forwards_score_as_the_fixed_shape) {
+    OwError err;
+    char *path = ts_shared_path("data/real/commonsense/ARC-Easy/test.json"),
+         *mdir = ts_shared_path("data/real/hf/TinyStories-656K");
+    Backend *be = backend_create_cpu(2, 0, &err);
+    Model *m;
+    Tokenizer *tok;
+    int rebuilt;
+    cr_assert_eq(model_load_hf(be, mdir, &m, &err), 0, "%s", err.msg);
+    cr_assert_eq(tokenizer_load_mode(mdir, TOKENIZER_MODE_TRANSFORMERS, &tok, &rebuilt, &err), 0, "%s", err.msg);
+    EvalEncoder enc = eval_encoder_tokenizer(tok);
+    McSet all, set = {0};
+    cr_assert_eq(commonsense_read(path, &enc, &all, &err), 0, "%s", err.msg);
+    set.items = all.items; /* the first 30 records */
+    set.n = 30;
+    for (int64_t i = 0; i < set.n; i++) set.nchoices_total += set.items[i].nchoices;
+    int64_t n = set.nchoices_total, lo = INT64_MAX, hi = 0;
+    for (int64_t i = 0; i < set.n; i++) {
+        lo = set.items[i].nctx < lo ? set.items[i].nctx : lo;
+        hi = set.items[i].nctx > hi ? set.items[i].nctx : hi;
+    }
+    cr_assert_gt(hi - lo, 32, "lengths vary over several 16-token steps (%lld..%lld)", (long long)lo, (long long)hi);
+    double *fixed = malloc((size_t)n * sizeof(double)), *packed = malloc((size_t)n * sizeof(double));
+    cr_assert_eq(model_prepare(m, 4, 512, 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(eval_mc_loglik(m, 4, 512, &set, fixed, &err), 0, "%s", err.msg);
+    EvalMcStats st;
+    cr_assert_eq(eval_mc_loglik_packed(m, 4, 512, &set, packed, &st, &err), 0, "%s", err.msg);
+    for (int64_t k = 0; k < n; k++)
+        cr_assert_lt(fabs(packed[k] - fixed[k]), 1e-5 * fmax(1, fabs(fixed[k])), "row %lld: %.6f vs %.6f", (long long)k,
+                     packed[k], fixed[k]);
+    cr_assert_lt(st.forwards, n / 4, "%lld forwards for %lld rows", (long long)st.forwards, (long long)n);
+    cr_assert_lt(st.padded, n * 512 / 2);
+    cr_assert_leq(st.tokens, st.padded);
+    free(fixed);
+    free(packed);
+    mc_set_free(&all);
+    tokenizer_free(tok);
+    model_free(m);
+    be->ops->destroy(be);
+    free(path);
     free(mdir);
 }
 

@@ -194,19 +194,15 @@ static void mc_json(cJSON *o, const McSet *set, const double *ll, const int *pre
     mc_items_json(o, set, ll, pred, pred_norm);
 }
 
-/* The log-likelihoods of a set's options, with its shape (eval_mc_shape; kept within the activations the model
- * was loaded for). */
+/* The log-likelihoods of a set's options (eval_mc_loglik_packed; the model's shape changes). */
 static int mc_score(EvalRun *r, const McSet *set, double *ll, OwError *err) {
-    int64_t rows, len;
-    eval_mc_shape(set, r->B, r->T, &rows, &len);
-    const ModelConfig *c = &r->m->cfg;
-    size_t budget = model_activation_bytes(c, r->m->be->act_dtype, r->B, r->T, 1, 0, 0, 0);
-    while (rows > r->B && model_activation_bytes(c, r->m->be->act_dtype, rows, len, 1, 0, 0, 0) > budget)
-        rows = rows * 9 / 10 > r->B ? rows * 9 / 10 : r->B;
-    if (prepare(r, rows, len, err) != 0) return -1;
-    OW_INFO("%lld items, %lld options: forwards of %lld x %lld tokens", (long long)set->n,
-            (long long)set->nchoices_total, (long long)rows, (long long)len);
-    return eval_mc_loglik(r->m, rows, len, set, ll, err);
+    EvalMcStats st;
+    r->pB = r->pT = 0;
+    if (eval_mc_loglik_packed(r->m, r->B, r->T, set, ll, &st, err) != 0) return -1;
+    OW_INFO("%lld items, %lld options: %lld forwards, %.0f%% of the positions computed are padding", (long long)set->n,
+            (long long)set->nchoices_total, (long long)st.forwards,
+            st.padded ? 100.0 * (double)(st.padded - st.tokens) / (double)st.padded : 0.0);
+    return 0;
 }
 
 static int eval_mc_file(EvalRun *r, const char *path, EvalFormat f, cJSON *o, McTotals *tot, OwError *err) {

@@ -299,58 +299,113 @@ int mc_read_jsonl(const char *path, const EvalEncoder *enc, McSet *out, OwError 
 
 /* ---- multiple choice: scoring ---- */
 
+/* A row: one (item, choice) sequence; flat is its index among all choices, len its tokens less one (at most T). */
+typedef struct McRow {
+    int64_t item, flat, len;
+    int choice;
+} McRow;
+
+static McRow *mc_rows(const McSet *set, int64_t T) {
+    McRow *rows = ow_xmalloc((size_t)(set->nchoices_total ? set->nchoices_total : 1) * sizeof *rows);
+    int64_t k = 0;
+    for (int64_t i = 0; i < set->n; i++)
+        for (int j = 0; j < set->items[i].nchoices; j++, k++) {
+            int64_t len = set->items[i].nctx + set->items[i].ncont[j] - 1;
+            rows[k] = (McRow){i, k, len < T ? len : T, j};
+        }
+    return rows;
+}
+
+/* Scores n <= B rows in one forward of B x T (the model prepared for it); ids, tg, losses: B*T scratch. */
+static int score_batch(Model *m, int64_t B, int64_t T, const McSet *set, const McRow *rows, int64_t n, int32_t *ids,
+                       int32_t *tg, float *losses, double *loglik, OwError *err) {
+    for (int64_t r = 0; r < B; r++) {
+        int32_t *ri = ids + r * T, *rt = tg + r * T;
+        for (int64_t t = 0; t < T; t++) {
+            ri[t] = 0;
+            rt[t] = -100;
+        }
+        if (r >= n) continue;
+        const McItem *it = &set->items[rows[r].item];
+        int j = rows[r].choice;
+        int64_t nc = it->nctx, S = nc + it->ncont[j];
+        if (it->ncont[j] > T)
+            return ow_fail(err,
+                           "item %lld, choice %d: the continuation has %lld tokens, more than the block size %lld "
+                           "(hint: a larger --block-size)",
+                           (long long)rows[r].item + 1, j, (long long)it->ncont[j], (long long)T);
+        int64_t start = S > T + 1 ? S - (T + 1) : 0;
+        for (int64_t t = 0; start + t + 1 < S; t++) {
+            int64_t a = start + t, b = a + 1;
+            ri[t] = a < nc ? it->ctx[a] : it->cont[j][a - nc];
+            rt[t] = b < nc ? -100 : it->cont[j][b - nc];
+        }
+    }
+    if (model_forward_losses(m, ids, tg, losses, err) != 0) return -1;
+    for (int64_t r = 0; r < n; r++) {
+        double s = 0;
+        for (int64_t t = 0; t < T; t++)
+            if (tg[r * T + t] != -100) s += losses[r * T + t];
+        loglik[rows[r].flat] = -s;
+    }
+    return 0;
+}
+
 int eval_mc_loglik(Model *m, int64_t B, int64_t T, const McSet *set, double *loglik, OwError *err) {
     int64_t total = set->nchoices_total, N = B * T;
     int32_t *ids = ow_xmalloc((size_t)N * sizeof(int32_t)), *tg = ow_xmalloc((size_t)N * sizeof(int32_t));
     float *losses = ow_xmalloc((size_t)N * sizeof(float));
-    /* (item, choice) of every flattened row */
-    int64_t *row_item = ow_xmalloc((size_t)(total ? total : 1) * sizeof(int64_t));
-    int *row_choice = ow_xmalloc((size_t)(total ? total : 1) * sizeof(int));
-    int64_t k = 0;
-    for (int64_t i = 0; i < set->n; i++)
-        for (int j = 0; j < set->items[i].nchoices; j++) {
-            row_item[k] = i;
-            row_choice[k++] = j;
-        }
+    McRow *rows = mc_rows(set, T);
     int rc = 0;
-    for (int64_t r0 = 0; rc == 0 && r0 < total; r0 += B) {
-        for (int64_t r = 0; r < B; r++) {
-            int32_t *ri = ids + r * T, *rt = tg + r * T;
-            for (int64_t t = 0; t < T; t++) {
-                ri[t] = 0;
-                rt[t] = -100;
-            }
-            if (r0 + r >= total) continue;
-            const McItem *it = &set->items[row_item[r0 + r]];
-            int j = row_choice[r0 + r];
-            int64_t nc = it->nctx, S = nc + it->ncont[j];
-            if (it->ncont[j] > T) {
-                rc = ow_fail(err,
-                             "item %lld, choice %d: the continuation has %lld tokens, more than the block size %lld "
-                             "(hint: a larger --block-size)",
-                             (long long)row_item[r0 + r] + 1, j, (long long)it->ncont[j], (long long)T);
-                break;
-            }
-            int64_t start = S > T + 1 ? S - (T + 1) : 0;
-            for (int64_t t = 0; start + t + 1 < S; t++) {
-                int64_t a = start + t, b = a + 1;
-                ri[t] = a < nc ? it->ctx[a] : it->cont[j][a - nc];
-                rt[t] = b < nc ? -100 : it->cont[j][b - nc];
-            }
+    for (int64_t r0 = 0; rc == 0 && r0 < total; r0 += B)
+        rc = score_batch(m, B, T, set, rows + r0, total - r0 < B ? total - r0 : B, ids, tg, losses, loglik, err);
+    free(ids);
+    free(tg);
+    free(losses);
+    free(rows);
+    return rc;
+}
+
+static int row_longer_first(const void *pa, const void *pb) {
+    const McRow *a = pa, *b = pb;
+    if (a->len != b->len) return a->len > b->len ? -1 : 1;
+    return (a->flat > b->flat) - (a->flat < b->flat);
+}
+
+int eval_mc_loglik_packed(Model *m, int64_t B, int64_t T, const McSet *set, double *loglik, EvalMcStats *st,
+                          OwError *err) {
+    int64_t total = set->nchoices_total, N = B * T;
+    int32_t *ids = ow_xmalloc((size_t)N * sizeof(int32_t)), *tg = ow_xmalloc((size_t)N * sizeof(int32_t));
+    float *losses = ow_xmalloc((size_t)N * sizeof(float));
+    McRow *rows = mc_rows(set, T);
+    qsort(rows, (size_t)total, sizeof *rows, row_longer_first);
+    DType act = m->be->act_dtype;
+    size_t budget = model_activation_bytes(&m->cfg, act, B, T, 1, 0, 0, 0);
+    int64_t pB = 0, pT = 0;
+    int rc = 0;
+    memset(st, 0, sizeof *st);
+    for (int64_t r0 = 0; rc == 0 && r0 < total;) {
+        int64_t len = (rows[r0].len + 15) / 16 * 16, nb;
+        if (len > T) len = T;
+        for (nb = N / len; nb > B && model_activation_bytes(&m->cfg, act, nb, len, 1, 0, 0, 0) > budget;)
+            nb = nb * 9 / 10 > B ? nb * 9 / 10 : B;
+        if ((nb != pB || len != pT) && model_prepare(m, nb, len, 1, err) != 0) {
+            rc = -1;
+            break;
         }
-        if (rc == 0) rc = model_forward_losses(m, ids, tg, losses, err);
-        for (int64_t r = 0; rc == 0 && r < B && r0 + r < total; r++) {
-            double s = 0;
-            for (int64_t t = 0; t < T; t++)
-                if (tg[r * T + t] != -100) s += losses[r * T + t];
-            loglik[r0 + r] = -s;
-        }
+        pB = nb;
+        pT = len;
+        int64_t n = total - r0 < nb ? total - r0 : nb;
+        rc = score_batch(m, nb, len, set, rows + r0, n, ids, tg, losses, loglik, err);
+        for (int64_t r = r0; r < r0 + n; r++) st->tokens += rows[r].len;
+        st->forwards++;
+        st->padded += nb * len;
+        r0 += n;
     }
     free(ids);
     free(tg);
     free(losses);
-    free(row_item);
-    free(row_choice);
+    free(rows);
     return rc;
 }
 
@@ -390,18 +445,4 @@ void eval_mc_answer_ce(const McSet *set, const double *loglik, double *answer_ce
     }
     *answer_ce = set->n ? sum / (double)set->n : NAN;
     *tokens = ntok;
-}
-
-void eval_mc_shape(const McSet *set, int64_t B, int64_t T, int64_t *rows, int64_t *len) {
-    int64_t L = 1;
-    for (int64_t i = 0; i < set->n; i++) {
-        const McItem *it = &set->items[i];
-        for (int j = 0; j < it->nchoices; j++) {
-            int64_t r = it->nctx + it->ncont[j] - 1;
-            if (r > L) L = r;
-        }
-    }
-    *len = L < T ? L : T;
-    int64_t r = B * T / *len;
-    *rows = r > B ? r : B;
 }

@@ -137,6 +137,21 @@ int mc_item_encode(const EvalEncoder *enc, const int32_t *prefix, size_t nprefix
  * last T + 1 (the context is cut from the left); a continuation longer than T
  * is an error. */
 int eval_mc_loglik(Model *m, int64_t B, int64_t T, const McSet *set, double *loglik, OwError *err);
+/* The same scores, packed for speed under a budget of B sequences of T tokens
+ * (the activations the model was loaded for): the rows sorted by length,
+ * longest first, each forward of L x R where L is its longest row rounded up
+ * to 16 tokens (at most T) and R = B * T / L rows (at least B; fewer when
+ * model_activation_bytes of R x L would exceed that of B x T), so short
+ * options fill a forward instead of being padded to T. The model is prepared
+ * for each new shape (left prepared for the last). Each row's score is that
+ * of eval_mc_loglik with block size T. */
+typedef struct EvalMcStats {
+    int64_t forwards;
+    int64_t tokens; /* scored sequences' positions (context + continuation - 1 each) */
+    int64_t padded; /* positions computed: forwards' R x L summed */
+} EvalMcStats;
+int eval_mc_loglik_packed(Model *m, int64_t B, int64_t T, const McSet *set, double *loglik, EvalMcStats *st,
+                          OwError *err);
 /* acc and acc_norm (fractions of items) from the log-likelihoods; pred and
  * pred_norm (may be NULL, set->n entries) get each item's chosen index. */
 void eval_mc_accuracy(const McSet *set, const double *loglik, double *acc, double *acc_norm, int *pred, int *pred_norm);
@@ -144,11 +159,5 @@ void eval_mc_accuracy(const McSet *set, const double *loglik, double *acc, doubl
 double eval_mc_item_ce(const McItem *it, const double *item_loglik);
 /* answer_ce (mean over items of eval_mc_item_ce; NaN without items) and answer_ce_tokens (see above). */
 void eval_mc_answer_ce(const McSet *set, const double *loglik, double *answer_ce, int64_t *tokens);
-
-/* The forward shape for a set under a budget of B sequences of T tokens:
- * *len = the longest row (context + continuation - 1 tokens, at most T) and
- * *rows = B * T / *len sequences of that length per forward (at least B), so
- * short items fill a forward with more options instead of padding. */
-void eval_mc_shape(const McSet *set, int64_t B, int64_t T, int64_t *rows, int64_t *len);
 
 #endif
