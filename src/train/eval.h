@@ -120,14 +120,14 @@ void mc_set_free(McSet *s);
 McItem *mc_set_push(McSet *s, int nc);
 void mc_set_commit(McSet *s);
 void mc_set_drop(McSet *s);
-/* The ids of an item from text, as lm-evaluation-harness's _encode_pair splits
- * them: context ids = prefix + encode(context[:keep]); choice j's ids are those
- * of prefix + encode(context + cont[j]) after the first nctx (the context's
- * ids the whole encodes to, whatever they are). keep <= strlen(context). */
 /* Characters of a UTF-8 string (code points, Python's len). */
 int64_t mc_text_chars(const char *s);
 /* An item's context and every choice have at least one token (else an error at where). */
 int mc_item_check(const McItem *it, const char *where, OwError *err);
+/* The ids of an item from text, as lm-evaluation-harness's _encode_pair splits
+ * them: context ids = prefix + encode(context[:keep]); choice j's ids are those
+ * of prefix + encode(context + cont[j]) after the first nctx (the context's
+ * ids the whole encodes to, whatever they are). keep <= strlen(context). */
 int mc_item_encode(const EvalEncoder *enc, const int32_t *prefix, size_t nprefix, const char *context, size_t keep,
                    const char *const *cont, McItem *it, OwError *err);
 
