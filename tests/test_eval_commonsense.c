@@ -187,6 +187,17 @@ static const char *k_small =
     "\"Lily had a red ball.\", \"answer\": \"answer2\"},\n"
     " {\"instruction\": \"Can a cat fly?\\nAnswer format: yes/no\", \"input\": null, \"answer\": \"no\"}]\n";
 
+/* TinyStories-656K on the CPU and its tokenizer as training loads it. */
+static Backend *load_tinystories(const char *mdir, Model **m, Tokenizer **tok) {
+    OwError err;
+    int rebuilt;
+    Backend *be = backend_create_cpu(2, 0, &err);
+    cr_assert(be, "%s", err.msg);
+    cr_assert_eq(model_load_hf(be, mdir, m, &err), 0, "%s", err.msg);
+    cr_assert_eq(tokenizer_load_mode(mdir, TOKENIZER_MODE_TRANSFORMERS, tok, &rebuilt, &err), 0, "%s", err.msg);
+    return be;
+}
+
 static double direct_loglik(Model *m, const Tokenizer *tok, const char *prompt, const char *cont, int64_t *ntok) {
     OwError err;
     IdVec a = {0}, b = {0};
@@ -248,16 +259,12 @@ Test(commonsense, scores_match_a_direct_forward_and_json_holds_every_item) {
     const char *opts[3][5] = {
         {"true", "false"}, {"answer1", "answer2", "answer3", "answer4", "answer5"}, {"yes", "no"}};
     int nopt[3] = {2, 5, 2}, label[3] = {0, 1, 1};
-    OwError err;
     char *mdir = ts_shared_path("data/real/hf/TinyStories-656K"), *dir = ts_tmpdir(),
          *p = ow_path_join(dir, "small.json"), *js = ow_path_join(dir, "r.json");
     ts_write_file(p, k_small, strlen(k_small));
-    Backend *be = backend_create_cpu(2, 0, &err);
     Model *m;
     Tokenizer *tok;
-    int rebuilt;
-    cr_assert_eq(model_load_hf(be, mdir, &m, &err), 0, "%s", err.msg);
-    cr_assert_eq(tokenizer_load_mode(mdir, TOKENIZER_MODE_TRANSFORMERS, &tok, &rebuilt, &err), 0, "%s", err.msg);
+    Backend *be = load_tinystories(mdir, &m, &tok);
     char args[4096];
     snprintf(args, sizeof args, "--model %s --data %s", mdir, p); /* auto: detected as commonsense */
     cJSON *j = run_json(args, js);
@@ -452,12 +459,9 @@ Test(commonsense, packed_forwards_score_as_the_fixed_shape) {
     OwError err;
     char *path = ts_shared_path("data/real/commonsense/ARC-Easy/test.json"),
          *mdir = ts_shared_path("data/real/hf/TinyStories-656K");
-    Backend *be = backend_create_cpu(2, 0, &err);
     Model *m;
     Tokenizer *tok;
-    int rebuilt;
-    cr_assert_eq(model_load_hf(be, mdir, &m, &err), 0, "%s", err.msg);
-    cr_assert_eq(tokenizer_load_mode(mdir, TOKENIZER_MODE_TRANSFORMERS, &tok, &rebuilt, &err), 0, "%s", err.msg);
+    Backend *be = load_tinystories(mdir, &m, &tok);
     EvalEncoder enc = eval_encoder_tokenizer(tok);
     McSet all, set = {0};
     cr_assert_eq(commonsense_read(path, &enc, &all, &err), 0, "%s", err.msg);

@@ -32,6 +32,8 @@ import torch
 from safetensors.numpy import save_file
 from transformers import AutoTokenizer, LlamaForCausalLM
 
+from fixture_common import setup_determinism
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECORDS = 50
 PREFIX = "the correct answer is "
@@ -55,8 +57,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default=os.path.join(ROOT, "..", "shared"))
     a = ap.parse_args()
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
+    setup_determinism()
     mdir = os.path.join(a.shared, "data", "real", "hf", "TinyStories-656K")
     tok = AutoTokenizer.from_pretrained(mdir)
     model = LlamaForCausalLM.from_pretrained(mdir, attn_implementation="eager", dtype=torch.float32).eval()
