@@ -453,6 +453,32 @@ Test(commonsense, several_data_files_in_one_call) {
     free(mdir);
 }
 
+Test(commonsense, detection_looks_at_the_first_record) {
+    char *dir = ts_tmpdir(), *boolq = ts_shared_path("data/real/commonsense/boolq/test.json");
+    cr_assert(commonsense_detect(boolq));
+    const char *cases[][2] = {
+        {"a.jsonl", "\n" REC("q\\nAnswer format: a/b", "a") "\n"}, /* JSON lines: detected */
+        {"b.jsonl", "{\"context\": \"a\", \"choices\": [\"b\"], \"label\": 0}\n"},
+        {"c.json", "[" REC("no options line", "a") "]"},
+        {"d.txt", "Answer format: a/b\n"},
+        {"e.json", "[1, " REC("q\\nAnswer format: a/b", "a") "]"}, /* the first record decides */
+    };
+    for (int i = 0; i < 5; i++) {
+        char *p = ow_path_join(dir, cases[i][0]);
+        ts_write_file(p, cases[i][1], strlen(cases[i][1]));
+        cr_assert_eq(commonsense_detect(p), i == 0, "%s", cases[i][0]);
+        free(p);
+    }
+    char *tok = ow_path_join(dir, "t.bin");
+    ts_write_random_tokens(tok, 1000, 2048, 7);
+    cr_assert(!commonsense_detect(tok));
+    cr_assert(!commonsense_detect("/nonexistent/x.json"));
+    free(tok);
+    free(boolq);
+    ts_rmtree(dir);
+    free(dir);
+}
+
 /* Packed scoring (rows sorted by length, shapes from the token budget) gives every row the score
  * of one fixed-shape pass, in fewer forwards: ARC records vary in length. */
 Test(commonsense, packed_forwards_score_as_the_fixed_shape) {

@@ -224,15 +224,24 @@ static int detect_record(void *ctx, const cJSON *o, const char *where, OwError *
     return 1; /* the first record decides */
 }
 
+/* Whether the file's first non-blank byte opens a JSON array or object (read from its head only, so token
+ * files of any size are not read whole). */
+static int starts_as_json(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    int c;
+    while ((c = fgetc(f)) != EOF && is_blank_char((char)c)) {}
+    fclose(f);
+    return c == '[' || c == '{';
+}
+
 int commonsense_detect(const char *path) {
     char *text;
     size_t len;
     OwError err;
-    if (ow_read_file(path, &text, &len, &err) != 0) return 0;
-    size_t i = 0;
-    while (i < len && is_blank_char(text[i])) i++;
+    if (!starts_as_json(path) || ow_read_file(path, &text, &len, &err) != 0) return 0;
     int yes = 0;
-    if (i < len && (text[i] == '[' || text[i] == '{')) each_record(path, text, len, detect_record, &yes, &err);
+    each_record(path, text, len, detect_record, &yes, &err);
     free(text);
     return yes;
 }
