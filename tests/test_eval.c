@@ -161,6 +161,27 @@ Test(eval, byte_model_text_and_multiple_choice_through_the_command) {
         k++;
     }
     cr_assert_eq(k, 5);
+    /* answer_ce: with byte ids the labelled continuation has as many tokens as bytes (the context's trailing
+     * whitespace moved to it), and the reference's log-likelihood gives its mean per token */
+    char *lines = ts_read_text(mc), *save = NULL;
+    double ce = 0;
+    int64_t ce_tokens = 0, base = 0, items = 0;
+    for (char *line = strtok_r(lines, "\n", &save); line; line = strtok_r(NULL, "\n", &save), items++) {
+        cJSON *it = cJSON_Parse(line);
+        const char *ctx = cJSON_GetObjectItem(it, "context")->valuestring;
+        const cJSON *ch = cJSON_GetObjectItem(it, "choices");
+        int label = cJSON_GetObjectItem(it, "label")->valueint;
+        size_t ws = 0, clen = strlen(ctx);
+        while (ws < clen && ctx[clen - 1 - ws] == ' ') ws++;
+        int64_t nt = (int64_t)(ws + strlen(cJSON_GetArrayItem(ch, label)->valuestring));
+        ce += -rl[base + label] / (double)nt;
+        ce_tokens += nt;
+        base += cJSON_GetArraySize(ch);
+        cJSON_Delete(it);
+    }
+    free(lines);
+    cr_assert_lt(fabs(cJSON_GetObjectItem(j, "answer_ce")->valuedouble - ce / (double)items), 1e-6, "answer_ce");
+    cr_assert_eq((int64_t)cJSON_GetObjectItem(j, "answer_ce_tokens")->valuedouble, ce_tokens);
     cJSON_Delete(j);
     safetensors_close(&st);
     ts_rmtree(dir);
