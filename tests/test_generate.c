@@ -1,0 +1,368 @@
+/* test_generate.c: incremental decoding (model/decoder.h) against the whole-sequence forward, sampling
+ * (model/sampling.h), greedy generation against transformers (tests/fixtures/generate/), and the
+ * `owlore generate` command. */
+#include "backend/backend.h"
+#include "core/json.h"
+#include "core/rng.h"
+#include "model/decoder.h"
+#include "model/generate.h"
+#include "model/sampling.h"
+#include "train/run_model.h"
+#include "test_support.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static Backend *cpu(void) {
+    OwError err;
+    Backend *be = backend_create_cpu(2, 0, &err);
+    cr_assert(be != NULL, "%s", err.msg);
+    return be;
+}
+
+/* A random GQA model: 3 blocks, 4 query heads on 2 kv heads, untied lm_head (tied: the embedding). */
+static Model *random_model(Backend *be, int tied) {
+    ModelConfig mc = {.architecture = "LlamaForCausalLM",
+                      .model_type = "llama",
+                      .vocab_size = 37,
+                      .hidden_size = 32,
+                      .intermediate_size = 48,
+                      .num_layers = 3,
+                      .num_heads = 4,
+                      .num_kv_heads = 2,
+                      .head_dim = 8,
+                      .max_position_embeddings = 64,
+                      .rms_norm_eps = 1e-5,
+                      .rope_theta = 500.0,
+                      .tie_word_embeddings = tied,
+                      .bos_token_id = -1,
+                      .eos_token_id = -1};
+    Model *m;
+    OwError err;
+    cr_assert_eq(model_create(be, &mc, &m, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_init_random(m, 7, 0.3, &err), 0, "%s", err.msg);
+    return m;
+}
+
+static Model *tinystories(Backend *be, const char *offload) {
+    char *dir = ts_shared_path("data/real/hf/TinyStories-656K");
+    ModelConfig mc;
+    OwError err;
+    cr_assert_eq(model_config_of(dir, &mc, &err), 0, "%s", err.msg);
+    Model *m;
+    char base[4096];
+    cr_assert_eq(forward_model_load(be, dir, 0, NULL, offload, &mc, 0, &m, base, sizeof base, &err), 0, "%s",
+                 err.msg);
+    free(dir);
+    return m;
+}
+
+static void random_ids(int32_t *ids, int64_t n, int64_t V, uint64_t seed) {
+    Rng r;
+    rng_init(&r, seed, RNG_STREAM_DATA);
+    for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)rng_below(&r, (uint64_t)V);
+}
+
+/* The logits of every position of ids[0..T) by the whole-sequence forward. */
+static float *full_logits(Model *m, const int32_t *ids, int64_t T) {
+    OwError err;
+    float *lg = malloc((size_t)(T * m->cfg.vocab_size) * sizeof(float));
+    cr_assert_eq(model_prepare(m, 1, T, 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_forward_logits(m, ids, lg, &err), 0, "%s", err.msg);
+    return lg;
+}
+
+/* Within 1e-5 relative to the row's largest logit (at least 1): the fp32 rounding of GEMMs over other row counts
+ * (the forward over T and over a prefix of T differ by up to 8e-6 on TinyStories' logits of up to 13.5). */
+static void expect_row(const float *got, const float *want, int64_t V, int64_t pos, const char *what) {
+    double worst = 0.0, scale = 1.0;
+    for (int64_t i = 0; i < V; i++) {
+        worst = fmax(worst, fabs((double)got[i] - (double)want[i]));
+        scale = fmax(scale, fabs((double)want[i]));
+    }
+    cr_expect_leq(worst, 1e-5 * scale, "%s: position %lld: max |logit difference| %g (largest logit %g)", what,
+                  (long long)pos, worst, scale);
+}
+
+/* Every prefill length p in 1..T, then one step at a time to T: each position's logits equal the forward's. */
+static void decode_matches_forward(Model *m, int64_t T, int64_t chunk, uint64_t seed, const char *what) {
+    int64_t V = m->cfg.vocab_size;
+    int32_t *ids = malloc((size_t)T * sizeof(int32_t));
+    random_ids(ids, T, V, seed);
+    float *want = full_logits(m, ids, T), *got = malloc((size_t)V * sizeof(float));
+    OwError err;
+    Decoder *d;
+    cr_assert_eq(decoder_create(m, T, chunk, &d, &err), 0, "%s", err.msg);
+    int64_t prefills[] = {1, 2, 5, T / 2, T};
+    for (size_t k = 0; k < sizeof prefills / sizeof prefills[0]; k++) {
+        int64_t p = prefills[k];
+        decoder_truncate(d, 0);
+        cr_assert_eq(decoder_feed(d, ids, p, got, &err), 0, "%s", err.msg);
+        expect_row(got, want + (p - 1) * V, V, p - 1, what);
+        for (int64_t t = p; t < T; t++) {
+            cr_assert_eq(decoder_feed(d, ids + t, 1, got, &err), 0, "%s", err.msg);
+            expect_row(got, want + t * V, V, t, what);
+        }
+        cr_assert_eq(decoder_len(d), T);
+    }
+    decoder_free(d);
+    free(ids);
+    free(want);
+    free(got);
+}
+
+Test(decoder, random_gqa_model_matches_the_forward_at_every_position) {
+    Backend *be = cpu();
+    for (int tied = 0; tied < 2; tied++) {
+        Model *m = random_model(be, tied);
+        decode_matches_forward(m, 40, DECODER_DEFAULT_CHUNK, 3, tied ? "random tied" : "random untied");
+        decode_matches_forward(m, 40, 3, 4, "random, prefill in chunks of 3");
+        model_free(m);
+    }
+    be->ops->destroy(be);
+}
+
+Test(decoder, tinystories_matches_the_forward_at_every_position) {
+    Backend *be = cpu();
+    Model *m = tinystories(be, "none");
+    decode_matches_forward(m, 48, DECODER_DEFAULT_CHUNK, 5, "TinyStories-656K");
+    model_free(m);
+    be->ops->destroy(be);
+}
+
+Test(decoder, streamed_blocks_give_the_resident_logits) {
+    Backend *be = cpu();
+    Model *m = tinystories(be, "host");
+    cr_assert(m->store != NULL, "--offload host should place the blocks");
+    decode_matches_forward(m, 24, 4, 6, "TinyStories-656K, blocks streamed");
+    model_free(m);
+    be->ops->destroy(be);
+}
+
+Test(decoder, context_limit_and_bad_ids_are_errors) {
+    Backend *be = cpu();
+    Model *m = random_model(be, 0);
+    OwError err;
+    Decoder *d;
+    cr_expect_neq(decoder_create(m, 65, 8, &d, &err), 0);
+    cr_expect(strstr(err.msg, "max_position_embeddings") != NULL, "%s", err.msg);
+    cr_assert_eq(decoder_create(m, 4, 8, &d, &err), 0, "%s", err.msg);
+    int32_t ids[5] = {1, 2, 3, 4, 5}, bad = 37;
+    cr_expect_neq(decoder_feed(d, ids, 5, NULL, &err), 0);
+    cr_expect(strstr(err.msg, "do not fit the context") != NULL, "%s", err.msg);
+    cr_expect_eq(decoder_len(d), 0);
+    cr_expect_neq(decoder_feed(d, &bad, 1, NULL, &err), 0);
+    cr_expect(strstr(err.msg, "outside the vocabulary") != NULL, "%s", err.msg);
+    cr_assert_eq(decoder_feed(d, ids, 4, NULL, &err), 0, "%s", err.msg);
+    cr_expect_neq(decoder_feed(d, ids, 1, NULL, &err), 0);
+    decoder_free(d);
+    model_free(m);
+    be->ops->destroy(be);
+}
+
+/* ---- sampling ---- */
+
+Test(sampling, greedy_takes_the_lowest_id_of_equal_maxima) {
+    float lg[] = {0.5f, 2.0f, NAN, 2.0f, -1.0f};
+    cr_expect_eq(sample_greedy(lg, 5), 1);
+    float nan_first[] = {NAN, -3.0f, -2.0f};
+    cr_expect_eq(sample_greedy(nan_first, 3), 2);
+    TokenSampler s;
+    token_sampler_init(&s, 5, 0.0, 0.9, 1);
+    cr_expect_eq(token_sampler_next(&s, lg), 1);
+    token_sampler_free(&s);
+}
+
+/* Draws n tokens at (T, top_p) from logits with the seed; counts per id. */
+static void draw(const float *lg, int64_t V, double T, double top_p, uint64_t seed, int n, int *count, int32_t *seq) {
+    TokenSampler s;
+    token_sampler_init(&s, V, T, top_p, seed);
+    memset(count, 0, (size_t)V * sizeof(int));
+    for (int i = 0; i < n; i++) {
+        int32_t id = token_sampler_next(&s, lg);
+        cr_assert(id >= 0 && id < V);
+        count[id]++;
+        if (seq) seq[i] = id;
+    }
+    token_sampler_free(&s);
+}
+
+Test(sampling, the_same_seed_gives_the_same_ids) {
+    float lg[50];
+    for (int i = 0; i < 50; i++) lg[i] = (float)sin(i * 1.7) * 3.0f;
+    int c1[50], c2[50], c3[50];
+    int32_t a[200], b[200], c[200];
+    draw(lg, 50, 0.8, 0.9, 42, 200, c1, a);
+    draw(lg, 50, 0.8, 0.9, 42, 200, c2, b);
+    draw(lg, 50, 0.8, 0.9, 43, 200, c3, c);
+    cr_expect_arr_eq(a, b, sizeof a, "the same seed drew different ids");
+    cr_expect(memcmp(a, c, sizeof a) != 0, "another seed drew the same 200 ids");
+}
+
+Test(sampling, a_tiny_top_p_is_greedy) {
+    float lg[64];
+    int count[64];
+    for (int trial = 0; trial < 20; trial++) {
+        for (int i = 0; i < 64; i++) lg[i] = (float)cos(i * 0.37 + trial) * 4.0f;
+        if (trial % 2) lg[5] = lg[sample_greedy(lg, 64)]; /* a tie: the lower id wins */
+        draw(lg, 64, 1.5, 1e-9, (uint64_t)trial, 50, count, NULL);
+        cr_expect_eq(count[sample_greedy(lg, 64)], 50, "trial %d: top-p 1e-9 drew another token than greedy", trial);
+    }
+}
+
+/* Empirical frequencies of n draws against p, within 5 standard deviations. */
+static void expect_frequencies(const int *count, const double *p, int V, int n, const char *what) {
+    for (int i = 0; i < V; i++) {
+        double f = (double)count[i] / n, sd = sqrt(p[i] * (1 - p[i]) / n);
+        cr_expect(fabs(f - p[i]) <= 5 * sd + 1e-12, "%s: token %d drawn with frequency %.4f, expected %.4f", what, i,
+                  f, p[i]);
+    }
+}
+
+Test(sampling, temperature_and_top_p_give_the_expected_distribution) {
+    float lg[4] = {2.0f, 1.0f, 0.5f, -1.0f};
+    int n = 40000, count[4];
+    for (int k = 0; k < 3; k++) {
+        double T = k == 0 ? 1.0 : k == 1 ? 0.5 : 2.0, p[4], Z = 0;
+        for (int i = 0; i < 4; i++) Z += p[i] = exp(lg[i] / T);
+        for (int i = 0; i < 4; i++) p[i] /= Z;
+        draw(lg, 4, T, 1.0, 11 + (uint64_t)k, n, count, NULL);
+        char what[64];
+        snprintf(what, sizeof what, "temperature %g", T);
+        expect_frequencies(count, p, 4, n, what);
+    }
+    /* at T = 1 the probabilities are {.609, .224, .136, .030}: top-p 0.8 keeps the first two (.833) */
+    double Z = exp(2.0) + exp(1.0), p2[4] = {exp(2.0) / Z, exp(1.0) / Z, 0, 0};
+    draw(lg, 4, 1.0, 0.8, 12, n, count, NULL);
+    expect_frequencies(count, p2, 4, n, "top-p 0.8");
+    cr_expect_eq(count[2] + count[3], 0, "top-p 0.8 drew a token outside the nucleus");
+}
+
+/* ---- generation ---- */
+
+static int32_t *json_ids(const cJSON *arr, int64_t *n) {
+    *n = cJSON_GetArraySize(arr);
+    int32_t *ids = malloc((size_t)(*n > 0 ? *n : 1) * sizeof(int32_t));
+    for (int64_t i = 0; i < *n; i++) ids[i] = (int32_t)cJSON_GetArrayItem(arr, (int)i)->valuedouble;
+    return ids;
+}
+
+/* Greedy generation of every fixture case (64 new ids from BOS and from a prompt) equals transformers'. */
+static void greedy_matches_transformers(const char *offload) {
+    char *path = ts_fixture_path("generate/tinystories_greedy.json");
+    OwError err;
+    cJSON *fx = json_parse_file(path, &err);
+    cr_assert(fx != NULL, "%s", err.msg);
+    Backend *be = cpu();
+    Model *m = tinystories(be, offload);
+    int32_t eos = (int32_t)cJSON_GetObjectItem(fx, "eos_token_id")->valuedouble;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(fx, "cases")) {
+        int64_t np, nw;
+        int32_t *prompt = json_ids(cJSON_GetObjectItem(c, "prompt_ids"), &np);
+        int32_t *want = json_ids(cJSON_GetObjectItem(c, "new_ids"), &nw);
+        IdVec got = {0};
+        cr_assert_eq(generate_greedy(m, prompt, np, 64, &eos, 1, &got, &err), 0, "%s", err.msg);
+        const char *name = cJSON_GetObjectItem(c, "name")->valuestring;
+        cr_expect_eq((int64_t)got.len, nw, "%s: %zu new ids, transformers %lld", name, got.len, (long long)nw);
+        for (int64_t i = 0; i < nw && i < (int64_t)got.len; i++)
+            if (got.data[i] != want[i]) {
+                cr_expect_fail("%s (offload %s): new id %lld is %d, transformers %d", name, offload, (long long)i,
+                               got.data[i], want[i]);
+                break;
+            }
+        idvec_free(&got);
+        free(prompt);
+        free(want);
+    }
+    model_free(m);
+    be->ops->destroy(be);
+    cJSON_Delete(fx);
+    free(path);
+}
+
+Test(generate, tinystories_greedy_equals_transformers) { greedy_matches_transformers("none"); }
+Test(generate, tinystories_greedy_with_streamed_blocks_equals_transformers) { greedy_matches_transformers("host"); }
+
+/* Sampled ids of a model at a seed, with stop ids, generated after a prompt. */
+static void sampled(Model *m, uint64_t seed, IdVec *out, GenerateStats *st) {
+    OwError err;
+    Decoder *d;
+    cr_assert_eq(decoder_create(m, 48, 8, &d, &err), 0, "%s", err.msg);
+    TokenSampler s;
+    token_sampler_init(&s, m->cfg.vocab_size, 0.9, 0.9, seed);
+    int32_t prompt[3] = {1, 5, 9}, stop = 2;
+    GenerateOptions o = {40, &stop, 1, NULL, NULL};
+    cr_assert_eq(generate_tokens(d, &s, prompt, 3, &o, out, st, &err), 0, "%s", err.msg);
+    token_sampler_free(&s);
+    decoder_free(d);
+}
+
+Test(generate, sampling_repeats_with_the_seed_and_streamed_blocks) {
+    Backend *be = cpu();
+    Model *m = tinystories(be, "none"), *h = tinystories(be, "host");
+    IdVec a = {0}, b = {0}, c = {0}, e = {0};
+    GenerateStats sa, sb, sc, se;
+    sampled(m, 5, &a, &sa);
+    sampled(m, 5, &b, &sb);
+    sampled(h, 5, &c, &sc);
+    sampled(m, 6, &e, &se);
+    cr_assert_eq(a.len, b.len);
+    cr_expect_arr_eq(a.data, b.data, a.len * sizeof(int32_t), "the same seed sampled other ids");
+    cr_assert_eq(a.len, c.len);
+    cr_expect_arr_eq(a.data, c.data, a.len * sizeof(int32_t), "streamed blocks sampled other ids");
+    cr_expect(e.len != a.len || memcmp(a.data, e.data, a.len * sizeof(int32_t)) != 0, "another seed, the same ids");
+    cr_expect_eq(sa.prompt_tokens, 3);
+    cr_expect_eq(sa.new_tokens, (int64_t)a.len);
+    cr_expect(sa.stop == GEN_STOP_MAX_NEW || (sa.stop == GEN_STOP_ID && a.data[a.len - 1] == 2));
+    idvec_free(&a);
+    idvec_free(&b);
+    idvec_free(&c);
+    idvec_free(&e);
+    model_free(m);
+    model_free(h);
+    be->ops->destroy(be);
+}
+
+static int stop_after_3(void *ctx, int32_t id) {
+    (void)id;
+    return ++*(int *)ctx == 3;
+}
+
+Test(generate, stops_at_the_context_the_caller_and_max_new) {
+    Backend *be = cpu();
+    Model *m = random_model(be, 0);
+    OwError err;
+    Decoder *d;
+    cr_assert_eq(decoder_create(m, 10, 4, &d, &err), 0, "%s", err.msg);
+    TokenSampler s;
+    token_sampler_init(&s, m->cfg.vocab_size, 0.0, 1.0, 0);
+    int32_t prompt[4] = {1, 2, 3, 4};
+    IdVec out = {0};
+    GenerateStats st;
+    GenerateOptions o = {100, NULL, 0, NULL, NULL};
+    cr_assert_eq(generate_tokens(d, &s, prompt, 4, &o, &out, &st, &err), 0, "%s", err.msg);
+    cr_expect_eq(st.stop, GEN_STOP_CONTEXT);
+    cr_expect_eq(out.len, 7, "a context of 10 after 4 prompt tokens: 6 fed and a 7th chosen, got %zu", out.len);
+    int calls = 0;
+    decoder_truncate(d, 0);
+    out.len = 0;
+    o = (GenerateOptions){100, NULL, 0, stop_after_3, &calls};
+    cr_assert_eq(generate_tokens(d, &s, prompt, 4, &o, &out, &st, &err), 0, "%s", err.msg);
+    cr_expect_eq(st.stop, GEN_STOP_CALLER);
+    cr_expect_eq(out.len, 3);
+    decoder_truncate(d, 0);
+    out.len = 0;
+    o = (GenerateOptions){2, NULL, 0, NULL, NULL};
+    cr_assert_eq(generate_tokens(d, &s, prompt, 4, &o, &out, &st, &err), 0, "%s", err.msg);
+    cr_expect_eq(st.stop, GEN_STOP_MAX_NEW);
+    cr_expect_eq(out.len, 2);
+    cr_expect_eq(decoder_len(d), 5, "the last chosen id is not fed");
+    idvec_free(&out);
+    token_sampler_free(&s);
+    decoder_free(d);
+    model_free(m);
+    be->ops->destroy(be);
+}
