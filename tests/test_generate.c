@@ -4,8 +4,13 @@
 #include "backend/backend.h"
 #include "core/json.h"
 #include "core/rng.h"
+#include "core/utf8.h"
+#include "data/chat_template.h"
+#include "data/text_codec.h"
 #include "model/decoder.h"
+#include "core/fileio.h"
 #include "model/generate.h"
+#include "model/model_save.h"
 #include "model/sampling.h"
 #include "train/run_model.h"
 #include "test_support.h"
@@ -53,8 +58,7 @@ static Model *tinystories(Backend *be, const char *offload) {
     cr_assert_eq(model_config_of(dir, &mc, &err), 0, "%s", err.msg);
     Model *m;
     char base[4096];
-    cr_assert_eq(forward_model_load(be, dir, 0, NULL, offload, &mc, 0, &m, base, sizeof base, &err), 0, "%s",
-                 err.msg);
+    cr_assert_eq(forward_model_load(be, dir, 0, NULL, offload, &mc, 0, &m, base, sizeof base, &err), 0, "%s", err.msg);
     free(dir);
     return m;
 }
@@ -216,8 +220,8 @@ Test(sampling, a_tiny_top_p_is_greedy) {
 static void expect_frequencies(const int *count, const double *p, int V, int n, const char *what) {
     for (int i = 0; i < V; i++) {
         double f = (double)count[i] / n, sd = sqrt(p[i] * (1 - p[i]) / n);
-        cr_expect(fabs(f - p[i]) <= 5 * sd + 1e-12, "%s: token %d drawn with frequency %.4f, expected %.4f", what, i,
-                  f, p[i]);
+        cr_expect(fabs(f - p[i]) <= 5 * sd + 1e-12, "%s: token %d drawn with frequency %.4f, expected %.4f", what, i, f,
+                  p[i]);
     }
 }
 
@@ -365,4 +369,360 @@ Test(generate, stops_at_the_context_the_caller_and_max_new) {
     decoder_free(d);
     model_free(m);
     be->ops->destroy(be);
+}
+
+/* ---- incremental detokenization ---- */
+
+/* Streams ids one at a time: no chunk ends in half a character or in U+FFFD, and the chunks make want. */
+static void expect_stream(const Tokenizer *tok, const int32_t *ids, size_t n, const char *want) {
+    TextStream ts;
+    text_stream_init(&ts, tok);
+    OwError err;
+    size_t cap = strlen(want) + 64, got = 0;
+    char *all = calloc(cap, 1), *chunk;
+    size_t len;
+    for (size_t i = 0; i <= n; i++) {
+        int rc =
+            i < n ? text_stream_push(&ts, ids[i], &chunk, &len, &err) : text_stream_finish(&ts, &chunk, &len, &err);
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        for (size_t k = 0; k < len;) {
+            uint32_t cp;
+            size_t step = utf8_decode_checked(chunk + k, len - k, &cp);
+            cr_assert(step > 0 && cp != 0xFFFD, "chunk %zu \"%s\" splits a character at byte %zu", i, chunk, k);
+            k += step;
+        }
+        cr_assert(got + len < cap);
+        memcpy(all + got, chunk, len);
+        got += len;
+        free(chunk);
+    }
+    cr_expect_str_eq(all, want);
+    free(all);
+    text_stream_free(&ts);
+}
+
+Test(text_stream, byte_fallback_pieces_come_out_as_whole_characters) {
+    char *path = ts_shared_path("data/real/tokenizers/mistral-minueza");
+    Tokenizer *tok;
+    OwError err;
+    cr_assert_eq(tokenizer_load(path, &tok, &err), 0, "%s", err.msg);
+    const char *text = "naïve café 日本語 \xF0\x9F\xA6\x89 ok <|im_end|>";
+    IdVec ids = {0};
+    cr_assert_eq(text_encode(tok, text, strlen(text), 1, &ids, &err), 0, "%s", err.msg);
+    int fallback = 0;
+    for (size_t i = 0; i < ids.len; i++) fallback += ids.data[i] >= 3 && ids.data[i] < 259; /* <0x00> .. <0xFF> */
+    cr_assert_geq(fallback, 4, "the owl emoji should take 4 byte pieces");
+    char *want;
+    size_t wlen;
+    cr_assert_eq(text_decode(tok, ids.data, ids.len, &want, &wlen, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(want, "naïve café 日本語 \xF0\x9F\xA6\x89 ok ", "specials are skipped");
+    expect_stream(tok, ids.data, ids.len, want);
+    free(want);
+    idvec_free(&ids);
+    tokenizer_free(tok);
+    free(path);
+}
+
+Test(text_stream, bytes_wait_for_the_whole_sequence) {
+    const char *text = "a\xC3\xA9\xE6\x97\xA5z";
+    IdVec ids = {0};
+    OwError err;
+    cr_assert_eq(text_encode(NULL, text, strlen(text), 1, &ids, &err), 0);
+    cr_assert_eq(ids.len, 7, "bytes have no BOS");
+    expect_stream(NULL, ids.data, ids.len, text);
+    TextStream ts;
+    text_stream_init(&ts, NULL);
+    char *chunk;
+    size_t len;
+    int32_t half = 0xC3;
+    cr_assert_eq(text_stream_push(&ts, half, &chunk, &len, &err), 0);
+    cr_expect_eq(len, 0, "half of \"é\" was given out");
+    free(chunk);
+    cr_assert_eq(text_stream_finish(&ts, &chunk, &len, &err), 0);
+    cr_expect_eq(len, 1, "the end gives out what is held");
+    free(chunk);
+    text_stream_free(&ts);
+    idvec_free(&ids);
+}
+
+/* ---- the command ---- */
+
+/* `owlore generate ARGS` on the CPU (stdin from stdin_text when given): exit status, stdout and stderr. */
+static int gen(const char *args, const char *stdin_text, char **out, char **errout) {
+    char *dir = ts_tmpdir(), cmd[8192];
+    char *in = ow_path_join(dir, "in.txt"), *so = ow_path_join(dir, "out.txt"), *se = ow_path_join(dir, "err.txt");
+    ts_write_file(in, stdin_text ? stdin_text : "", stdin_text ? strlen(stdin_text) : 0);
+    snprintf(cmd, sizeof cmd, "'%s' generate --device cpu --threads 1 %s < '%s' > '%s' 2> '%s'", ts_owlore_binary(),
+             args, in, so, se);
+    int rc = ts_run(cmd, NULL);
+    *out = ts_read_text(so);
+    *errout = ts_read_text(se);
+    ts_rmtree(dir);
+    free(dir);
+    free(in);
+    free(so);
+    free(se);
+    return rc;
+}
+
+/* Lines of s that contain needle. */
+static int count_lines_with(const char *s, const char *needle) {
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, needle)) != NULL; p += strlen(needle)) n++;
+    return n;
+}
+
+Test(cmd_generate, help_lists_the_flags) {
+    char *out, *err;
+    cr_assert_eq(gen("--help", NULL, &out, &err), 0, "%s", err);
+    const char *flags[] = {"--model", "--prompt", "--chat",    "--system",  "--max-new-tokens", "--temperature",
+                           "--top-p", "--seed",   "--max-len", "--offload", "--checkpoint",     "--device"};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        cr_expect(strstr(out, flags[i]) != NULL, "--help does not mention %s", flags[i]);
+    free(out);
+    free(err);
+}
+
+/* --prompt, greedy: stdout is the decode of transformers' ids (streamed piece by piece), stderr the figures. */
+Test(cmd_generate, prompt_prints_the_transformers_text) {
+    char *fxp = ts_fixture_path("generate/tinystories_greedy.json"),
+         *ts = ts_shared_path("data/real/hf/TinyStories-656K");
+    OwError e;
+    cJSON *fx = json_parse_file(fxp, &e);
+    cr_assert(fx != NULL, "%s", e.msg);
+    const cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(fx, "cases"), 1);
+    int64_t nw;
+    int32_t *want = json_ids(cJSON_GetObjectItem(c, "new_ids"), &nw);
+    Tokenizer *tok;
+    cr_assert_eq(tokenizer_load(ts, &tok, &e), 0, "%s", e.msg);
+    char *text, args[4096], *out, *err;
+    size_t len;
+    cr_assert_eq(text_decode(tok, want, (size_t)nw, &text, &len, &e), 0, "%s", e.msg);
+    for (int k = 0; k < 2; k++) {
+        snprintf(args, sizeof args, "--model '%s' --prompt '%s' --temperature 0 --max-new-tokens 64 --offload %s", ts,
+                 cJSON_GetObjectItem(c, "prompt")->valuestring, k ? "host" : "none");
+        cr_assert_eq(gen(args, NULL, &out, &err), 0, "%s", err);
+        cr_expect_eq(strlen(out), len + 1, "stdout:\n%s\nexpected:\n%s", out, text);
+        cr_expect(strncmp(out, text, len) == 0 && out[len] == '\n', "stdout:\n%s\nexpected:\n%s", out, text);
+        cr_expect(strstr(err, "prompt 10 tokens") && strstr(err, "64 new tokens") && strstr(err, "decode") &&
+                      strstr(err, "tokens/s") && strstr(err, "stopped: --max-new-tokens"),
+                  "%s", err);
+        free(out);
+        free(err);
+    }
+    free(text);
+    free(want);
+    tokenizer_free(tok);
+    cJSON_Delete(fx);
+    free(fxp);
+    free(ts);
+}
+
+/* Sampled text at a seed: the same with blocks streamed, another with another seed. */
+Test(cmd_generate, sampling_repeats_with_the_seed_and_offload) {
+    char *ts = ts_shared_path("data/real/hf/TinyStories-656K"), args[4096], *out[3], *err;
+    const char *extra[3] = {"--seed 9 --offload none", "--seed 9 --offload host", "--seed 10"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(args, sizeof args, "--model '%s' --prompt 'The cat' --max-new-tokens 48 --temperature 1.0 %s", ts,
+                 extra[k]);
+        cr_assert_eq(gen(args, NULL, &out[k], &err), 0, "%s", err);
+        free(err);
+    }
+    cr_expect_str_eq(out[0], out[1], "streamed blocks gave other text");
+    cr_expect_str_neq(out[0], out[2], "another seed gave the same text");
+    for (int k = 0; k < 3; k++) free(out[k]);
+    free(ts);
+}
+
+/* A random chatml model (the Minueza-32M tokenizer: <|im_start|>, <|im_end|>, its chat_template) in dir. */
+static char *chatml_model(void) {
+    char *dir = ts_tmpdir(), *mdir = ow_path_join(dir, "chatml"),
+         *tok = ts_shared_path("data/real/tokenizers/mistral-minueza");
+    Backend *be = cpu();
+    ModelConfig mc = {.architecture = "LlamaForCausalLM",
+                      .model_type = "llama",
+                      .vocab_size = 32002,
+                      .hidden_size = 32,
+                      .intermediate_size = 48,
+                      .num_layers = 2,
+                      .num_heads = 4,
+                      .num_kv_heads = 2,
+                      .head_dim = 8,
+                      .max_position_embeddings = 256,
+                      .rms_norm_eps = 1e-5,
+                      .rope_theta = 10000.0,
+                      .bos_token_id = 1,
+                      .eos_token_id = 32000};
+    Model *m;
+    OwError err;
+    cr_assert_eq(model_create(be, &mc, &m, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_init_random(m, 3, 0.5, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_save_hf(m, mdir, OW_F32, 0, tok, &err), 0, "%s", err.msg);
+    model_free(m);
+    be->ops->destroy(be);
+    free(tok);
+    free(dir);
+    return mdir;
+}
+
+/* --chat with piped stdin: a reply and a figures line per turn; the second turn feeds only what the cache lacks. */
+Test(cmd_generate, chat_keeps_the_cache_across_turns) {
+    char *m = chatml_model(), args[4096], *out, *err;
+    snprintf(args, sizeof args,
+             "--model '%s' --chat --system 'Be brief.' --temperature 0 --max-new-tokens 6 --prompt 'Hello there'", m);
+    cr_assert_eq(gen(args, "What is an owl?\n\nAnd a mouse?\n", &out, &err), 0, "%s", err);
+    cr_expect_eq(count_lines_with(err, "[prompt "), 3, "three turns (the prompt and two lines of stdin):\n%s", err);
+    long long prompt[3], fed[3];
+    const char *p = err;
+    for (int k = 0; k < 3 && (p = strstr(p, "[prompt ")) != NULL; k++, p++)
+        cr_assert_eq(sscanf(p, "[prompt %lld tokens (%lld fed)", &prompt[k], &fed[k]), 2, "%s", p);
+    cr_expect_eq(fed[0], prompt[0], "the first turn feeds everything");
+    for (int k = 1; k < 3; k++) {
+        cr_expect_gt(prompt[k], prompt[k - 1], "%s", err);
+        cr_expect_lt(fed[k], prompt[k] - prompt[k - 1] + 8, "turn %d fed %lld of %lld tokens:\n%s", k, fed[k],
+                     prompt[k], err);
+    }
+    free(out);
+    free(err);
+    ts_rmtree(m);
+    free(m);
+}
+
+Test(cmd_generate, chat_without_a_known_template_is_refused) {
+    char *ts = ts_shared_path("data/real/hf/TinyStories-656K"), args[4096], *out, *err;
+    snprintf(args, sizeof args, "--model '%s' --chat", ts);
+    cr_expect_eq(gen(args, "hi\n", &out, &err), 1);
+    cr_expect(strstr(err, "chat_template") && strstr(err, "hint: --prompt"), "%s", err);
+    free(out);
+    free(err);
+    free(ts);
+}
+
+Test(cmd_generate, bad_flags_are_refused) {
+    char *ts = ts_shared_path("data/real/hf/TinyStories-656K"), args[4096], *out, *err;
+    struct {
+        const char *args, *msg;
+        int rc;
+    } cases[] = {{"--prompt hi", "--model is required", 2},
+                 {"--model M", "--prompt TEXT, --chat", 2},
+                 {"--model M --prompt hi --top-p 0", "--top-p", 2},
+                 {"--model M --prompt hi --top-p 1.5", "--top-p", 2},
+                 {"--model M --prompt hi --temperature -1", "--temperature", 2},
+                 {"--model M --prompt hi --max-new-tokens 0", "--max-new-tokens", 2},
+                 {"--model M --prompt hi --system x", "--system needs --chat", 2},
+                 {"--model M --prompt hi --bogus 1", "bogus", 2},
+                 {"--model M --prompt hi --max-len 513", "max_position_embeddings 512", 1},
+                 {"--model M --prompt hi --offload sideways", "sideways", 1},
+                 {"--model /nonexistent/model --prompt hi", "/nonexistent/model", 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char a[1024];
+        snprintf(a, sizeof a, "%s", cases[i].args);
+        char *mpos = strstr(a, "--model M");
+        if (mpos)
+            snprintf(args, sizeof args, "--model '%s'%s", ts, mpos + 9);
+        else
+            snprintf(args, sizeof args, "%s", a);
+        cr_expect_eq(gen(args, NULL, &out, &err), cases[i].rc, "%s: %s", cases[i].args, err);
+        cr_expect(strstr(err, cases[i].msg) != NULL, "%s: no \"%s\" in: %s", cases[i].args, cases[i].msg, err);
+        free(out);
+        free(err);
+    }
+    free(ts);
+}
+
+/* A prompt longer than --max-len is an error with a hint; generation stops cleanly at the context. */
+Test(cmd_generate, the_context_limit) {
+    char *ts = ts_shared_path("data/real/hf/TinyStories-656K"), args[4096], *out, *err;
+    snprintf(args, sizeof args, "--model '%s' --prompt 'Once upon a time there was a dog' --max-len 4", ts);
+    cr_expect_eq(gen(args, NULL, &out, &err), 1);
+    cr_expect(strstr(err, "do not fit the context of 4") && strstr(err, "hint"), "%s", err);
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "--model '%s' --prompt 'Once upon a time' --max-len 12 --temperature 0", ts);
+    cr_expect_eq(gen(args, NULL, &out, &err), 0, "%s", err);
+    cr_expect(strstr(err, "prompt 6 tokens") && strstr(err, "7 new tokens") && strstr(err, "the context is full"), "%s",
+              err);
+    free(out);
+    free(err);
+    free(ts);
+}
+
+/* A byte-level model (no tokenizer.json) and a training run of it as --model: the run's newest checkpoint and its
+ * final model give the same text; --chat is refused (no template). */
+Test(cmd_generate, byte_model_and_a_run_directory) {
+    char *bm = ts_fixture_path("eval/byte_model"), *text = ts_fixture_path("eval/byte_text.txt");
+    char *dir = ts_tmpdir(), *run = ow_path_join(dir, "run"), *final = ow_path_join(run, "model"), cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "'%s' train --model '%s' --data '%s' --out '%s' --device cpu --threads 1 --steps 3 --batch-size 2 "
+             "--block-size 16 --method full --lr 0.01 --val-split 0 > /dev/null 2>&1",
+             ts_owlore_binary(), bm, text, run);
+    cr_assert_eq(ts_run(cmd, NULL), 0, "%s", cmd);
+    char args[8192], *out[3], *err;
+    const char *models[3] = {bm, run, final};
+    for (int k = 0; k < 3; k++) {
+        snprintf(args, sizeof args, "--model '%s' --prompt 'caf\xC3\xA9 ' --temperature 0 --max-new-tokens 24",
+                 models[k]);
+        cr_assert_eq(gen(args, NULL, &out[k], &err), 0, "%s: %s", models[k], err);
+        cr_expect(strstr(err, "prompt 6 tokens"), "bytes: %s", err);
+        free(err);
+    }
+    cr_expect_str_eq(out[1], out[2], "the run directory and its final model differ");
+    cr_expect_str_neq(out[0], out[1], "three steps of lr 0.01 left the greedy text unchanged");
+    snprintf(args, sizeof args, "--model '%s' --chat", bm);
+    cr_expect_eq(gen(args, "hi\n", &out[0], &err), 1);
+    cr_expect(strstr(err, "chat_template"), "%s", err);
+    free(err);
+    for (int k = 0; k < 3; k++) free(out[k]);
+    ts_rmtree(dir);
+    free(dir);
+    free(run);
+    free(final);
+    free(bm);
+    free(text);
+}
+
+/* ---- chat template detection ---- */
+
+Test(chat_detect, the_shipped_templates_and_others) {
+    char *path = ts_fixture_path("data/expected.json");
+    OwError err;
+    cJSON *fx = json_parse_file(path, &err);
+    cr_assert(fx != NULL, "%s", err.msg);
+    const cJSON *tpl = cJSON_GetObjectItem(cJSON_GetObjectItem(fx, "meta"), "templates"), *t;
+    int n = 0;
+    cJSON_ArrayForEach(t, tpl) {
+        ChatTemplateKind want = CHAT_TEMPLATE_NONE;
+        for (int k = 1; chat_template_names[k]; k++)
+            if (strcmp(chat_template_names[k], t->string) == 0) want = (ChatTemplateKind)k;
+        cr_expect_eq(chat_template_detect(t->valuestring), want, "template %s", t->string);
+        n++;
+    }
+    cr_expect_eq(n, 4, "the fixture's four Jinja templates");
+    cr_expect_eq(chat_template_detect("{{ '<|user|>\\n' + message['content'] + eos_token }}"), CHAT_TEMPLATE_NONE);
+    cr_expect_eq(chat_template_detect(NULL), CHAT_TEMPLATE_NONE);
+    char *tiny = ts_shared_path("data/real/tokenizers/llama2-tinyllama"),
+         *mz = ts_shared_path("data/real/tokenizers/mistral-minueza");
+    ChatTemplateKind k;
+    cr_assert_eq(chat_template_detect_dir(tiny, &k, &err), 0, "%s", err.msg);
+    cr_expect_eq(k, CHAT_TEMPLATE_NONE, "TinyLlama's zephyr-style template is none of owlore's");
+    cr_assert_eq(chat_template_detect_dir(mz, &k, &err), 0, "%s", err.msg);
+    cr_expect_eq(k, CHAT_TEMPLATE_CHATML);
+    char *dir = ts_tmpdir(), *cfg = ow_path_join(dir, "tokenizer_config.json");
+    cr_assert_eq(chat_template_detect_dir(dir, &k, &err), 0, "no tokenizer_config.json: %s", err.msg);
+    cr_expect_eq(k, CHAT_TEMPLATE_NONE);
+    ts_write_file(cfg, "{\"chat_template\": ", 18);
+    cr_expect_neq(chat_template_detect_dir(dir, &k, &err), 0, "a truncated tokenizer_config.json");
+    cr_expect(strstr(err.msg, "tokenizer_config.json") != NULL, "%s", err.msg);
+    cr_expect_str_eq(chat_generation_prompt(CHAT_TEMPLATE_CHATML), "<|im_start|>assistant\n");
+    cr_expect_str_eq(chat_generation_prompt(CHAT_TEMPLATE_LLAMA3), "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    cr_expect_str_eq(chat_generation_prompt(CHAT_TEMPLATE_LLAMA2), "");
+    cr_expect_str_eq(chat_end_of_turn(CHAT_TEMPLATE_LLAMA3), "<|eot_id|>");
+    cr_expect_null(chat_end_of_turn(CHAT_TEMPLATE_MISTRAL));
+    ts_rmtree(dir);
+    free(dir);
+    free(cfg);
+    free(tiny);
+    free(mz);
+    cJSON_Delete(fx);
+    free(path);
 }

@@ -16,9 +16,9 @@
 struct Decoder {
     Model *m;
     int64_t max_len, chunk, len;
-    Tensor *k, *v;                                /* per block [max_len, Hkv * D] */
+    Tensor *k, *v;                                     /* per block [max_len, Hkv * D] */
     Tensor ids, x, h, ln, rstd, q, att, gate, up, act; /* [chunk, ...] */
-    Tensor lnf, rstdf, logits;                    /* the last row's head: [1, C], [1], [1, V] */
+    Tensor lnf, rstdf, logits;                         /* the last row's head: [1, C], [1], [1, V] */
 };
 
 /* Allocates t (be != NULL) or adds its bytes to *bytes. */
@@ -78,7 +78,7 @@ void decoder_free(Decoder *d) {
         be->ops->release(be, &d->k[l], MEM_ACTIVATIONS);
         be->ops->release(be, &d->v[l], MEM_ACTIVATIONS);
     }
-    Tensor *ts[] = {&d->ids, &d->x,   &d->h,  &d->ln,  &d->rstd,  &d->q,     &d->att,
+    Tensor *ts[] = {&d->ids,  &d->x,  &d->h,   &d->ln,  &d->rstd,  &d->q,     &d->att,
                     &d->gate, &d->up, &d->act, &d->lnf, &d->rstdf, &d->logits};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) be->ops->release(be, ts[i], MEM_ACTIVATIONS);
     free(d->k);
@@ -162,8 +162,7 @@ static void block_mlp(Decoder *d, int l, int64_t n) {
     Backend *be = m->be;
     Tensor x = rows(&d->x, n), h = rows(&d->h, n), ln = rows(&d->ln, n), rstd = tensor_slice(&d->rstd, 0, n);
     Tensor gate = rows(&d->gate, n), up = rows(&d->up, n), act = rows(&d->act, n);
-    be->ops->rmsnorm_forward(be, &ln, &rstd, &h, &model_block_param(m, l, BW_MLP_NORM)->w,
-                             (float)m->cfg.rms_norm_eps);
+    be->ops->rmsnorm_forward(be, &ln, &rstd, &h, &model_block_param(m, l, BW_MLP_NORM)->w, (float)m->cfg.rms_norm_eps);
     linear(be, &gate, &ln, BW_GATE, m, l);
     linear(be, &up, &ln, BW_UP, m, l);
     be->ops->swiglu_forward(be, &act, &gate, &up);
@@ -202,8 +201,8 @@ int decoder_feed(Decoder *d, const int32_t *ids, int64_t n, float *logits, OwErr
     int64_t V = d->m->cfg.vocab_size;
     if (n < 1) return ow_fail(err, "nothing to feed the decoder (0 tokens)");
     if (n > d->max_len - d->len)
-        return ow_fail(err, "%lld more tokens do not fit the context: %lld of %lld positions are used",
-                       (long long)n, (long long)d->len, (long long)d->max_len);
+        return ow_fail(err, "%lld more tokens do not fit the context: %lld of %lld positions are used", (long long)n,
+                       (long long)d->len, (long long)d->max_len);
     for (int64_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= V)
             return ow_fail(err, "token id %d at position %lld is outside the vocabulary [0, %lld)", ids[i],

@@ -20,8 +20,8 @@ typedef struct TokenSampler {
     double top_p;       /* in (0, 1]; 1: the whole distribution */
     Rng rng;
     int64_t vocab;
-    double *prob;            /* scratch [vocab] */
-    struct TokenCand *cand;  /* scratch [vocab]: the nucleus's candidates, most probable first */
+    double *prob;           /* scratch [vocab] */
+    struct TokenCand *cand; /* scratch [vocab]: the nucleus's candidates, most probable first */
 } TokenSampler;
 
 /* The index of the largest logit (the lowest index among equal maxima; NaN never wins). */

