@@ -90,7 +90,8 @@ static void expect_row(const float *got, const float *want, int64_t V, int64_t p
                   (long long)pos, worst, scale);
 }
 
-/* Every prefill length p in 1..T, then one step at a time to T: each position's logits equal the forward's. */
+/* Prefills of several lengths p, then one step at a time to T: each position's logits equal the forward's; then
+ * a truncation to T / 3 and one prefill of the rest (a chat's next turn). */
 static void decode_matches_forward(Model *m, int64_t T, int64_t chunk, uint64_t seed, const char *what) {
     int64_t V = m->cfg.vocab_size;
     int32_t *ids = malloc((size_t)T * sizeof(int32_t));
@@ -111,6 +112,10 @@ static void decode_matches_forward(Model *m, int64_t T, int64_t chunk, uint64_t 
         }
         cr_assert_eq(decoder_len(d), T);
     }
+    /* back to a third (the positions after it forgotten), then the rest in one prefill */
+    decoder_truncate(d, T / 3);
+    cr_assert_eq(decoder_feed(d, ids + T / 3, T - T / 3, got, &err), 0, "%s", err.msg);
+    expect_row(got, want + (T - 1) * V, V, T - 1, what);
     decoder_free(d);
     free(ids);
     free(want);

@@ -153,9 +153,8 @@ static void print_stats(const GenerateStats *st, int64_t total) {
             "[prompt %lld tokens (%lld fed) in %.3f s, %.1f tokens/s; %lld new tokens, decode %.1f tokens/s "
             "(%lld steps in %.3f s); stopped: %s]\n",
             (long long)total, (long long)st->prompt_tokens, st->prefill_s,
-            st->prefill_s > 0 ? st->prompt_tokens / st->prefill_s : 0.0,
-            (long long)st->new_tokens, st->decode_s > 0 ? st->steps / st->decode_s : 0.0, (long long)st->steps,
-            st->decode_s, stop_name(st->stop));
+            st->prefill_s > 0 ? st->prompt_tokens / st->prefill_s : 0.0, (long long)st->new_tokens,
+            st->decode_s > 0 ? st->steps / st->decode_s : 0.0, (long long)st->steps, st->decode_s, stop_name(st->stop));
 }
 
 /* Generates the reply to ids (the whole conversation or prompt): only what differs from the ids the decoder holds
@@ -168,8 +167,9 @@ static int respond(Session *s, const IdVec *ids, IdVec *reply, OwError *err) {
     s->held.len = keep;
     int64_t room = decoder_max_len(s->dec) - (int64_t)keep;
     if ((int64_t)(ids->len - keep) > room)
-        return ow_fail(err, "%zu tokens do not fit the context of %lld positions (hint: a larger --max-len, up to "
-                            "the model's max_position_embeddings, or a shorter prompt)",
+        return ow_fail(err,
+                       "%zu tokens do not fit the context of %lld positions (hint: a larger --max-len, up to "
+                       "the model's max_position_embeddings, or a shorter prompt)",
                        ids->len, (long long)decoder_max_len(s->dec));
     Streamer st = {{0}, s->stops, s->nstop, err, 0};
     text_stream_init(&st.ts, s->tok);
@@ -230,8 +230,7 @@ static void conv_free(Conversation *c) {
 }
 
 /* One user turn: the conversation rendered with the generation prompt, the reply streamed and kept. */
-static int chat_turn(Session *s, const ChatTemplate *t, Conversation *c, const char *user, size_t len,
-                     OwError *err) {
+static int chat_turn(Session *s, const ChatTemplate *t, Conversation *c, const char *user, size_t len, OwError *err) {
     conv_add(c, CHAT_USER, user, len);
     RenderedSample r = {0};
     IdVec ids = {0}, reply = {0};

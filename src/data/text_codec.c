@@ -74,4 +74,6 @@ int text_stream_push(TextStream *s, int32_t id, char **out, size_t *len, OwError
     return stream_emit(s, 0, out, len, err);
 }
 
-int text_stream_finish(TextStream *s, char **out, size_t *len, OwError *err) { return stream_emit(s, 1, out, len, err); }
+int text_stream_finish(TextStream *s, char **out, size_t *len, OwError *err) {
+    return stream_emit(s, 1, out, len, err);
+}
