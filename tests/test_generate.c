@@ -27,28 +27,38 @@ static Backend *cpu(void) {
     return be;
 }
 
-/* A random GQA model: 3 blocks, 4 query heads on 2 kv heads, untied lm_head (tied: the embedding). */
-static Model *random_model(Backend *be, int tied) {
-    ModelConfig mc = {.architecture = "LlamaForCausalLM",
-                      .model_type = "llama",
-                      .vocab_size = 37,
-                      .hidden_size = 32,
-                      .intermediate_size = 48,
-                      .num_layers = 3,
-                      .num_heads = 4,
-                      .num_kv_heads = 2,
-                      .head_dim = 8,
-                      .max_position_embeddings = 64,
-                      .rms_norm_eps = 1e-5,
-                      .rope_theta = 500.0,
-                      .tie_word_embeddings = tied,
-                      .bos_token_id = -1,
-                      .eos_token_id = -1};
+/* A small GQA LLaMA config: hidden 32, 4 query heads on 2 kv heads of dim 8. */
+static ModelConfig small_config(int64_t vocab, int64_t layers, int64_t max_pos) {
+    return (ModelConfig){.architecture = "LlamaForCausalLM",
+                         .model_type = "llama",
+                         .vocab_size = vocab,
+                         .hidden_size = 32,
+                         .intermediate_size = 48,
+                         .num_layers = layers,
+                         .num_heads = 4,
+                         .num_kv_heads = 2,
+                         .head_dim = 8,
+                         .max_position_embeddings = max_pos,
+                         .rms_norm_eps = 1e-5,
+                         .rope_theta = 10000.0,
+                         .bos_token_id = -1,
+                         .eos_token_id = -1};
+}
+
+static Model *random_from(Backend *be, const ModelConfig *mc, uint64_t seed, double std) {
     Model *m;
     OwError err;
-    cr_assert_eq(model_create(be, &mc, &m, &err), 0, "%s", err.msg);
-    cr_assert_eq(model_init_random(m, 7, 0.3, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_create(be, mc, &m, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_init_random(m, seed, std, &err), 0, "%s", err.msg);
     return m;
+}
+
+/* A random GQA model: 3 blocks, rope theta 500, untied lm_head (tied: the embedding). */
+static Model *random_model(Backend *be, int tied) {
+    ModelConfig mc = small_config(37, 3, 64);
+    mc.rope_theta = 500.0;
+    mc.tie_word_embeddings = tied;
+    return random_from(be, &mc, 7, 0.3);
 }
 
 static Model *tinystories(Backend *be, const char *offload) {
@@ -544,24 +554,11 @@ static char *chatml_model(void) {
     char *dir = ts_tmpdir(), *mdir = ow_path_join(dir, "chatml"),
          *tok = ts_shared_path("data/real/tokenizers/mistral-minueza");
     Backend *be = cpu();
-    ModelConfig mc = {.architecture = "LlamaForCausalLM",
-                      .model_type = "llama",
-                      .vocab_size = 32002,
-                      .hidden_size = 32,
-                      .intermediate_size = 48,
-                      .num_layers = 2,
-                      .num_heads = 4,
-                      .num_kv_heads = 2,
-                      .head_dim = 8,
-                      .max_position_embeddings = 256,
-                      .rms_norm_eps = 1e-5,
-                      .rope_theta = 10000.0,
-                      .bos_token_id = 1,
-                      .eos_token_id = 32000};
-    Model *m;
+    ModelConfig mc = small_config(32002, 2, 256);
+    mc.bos_token_id = 1;
+    mc.eos_token_id = 32000;
+    Model *m = random_from(be, &mc, 3, 0.5);
     OwError err;
-    cr_assert_eq(model_create(be, &mc, &m, &err), 0, "%s", err.msg);
-    cr_assert_eq(model_init_random(m, 3, 0.5, &err), 0, "%s", err.msg);
     cr_assert_eq(model_save_hf(m, mdir, OW_F32, 0, tok, &err), 0, "%s", err.msg);
     model_free(m);
     be->ops->destroy(be);
