@@ -19,7 +19,9 @@
  *   as mma operands; their row sums and dS use the fp32 values.
  * Backward (simple): D_i = rowsum(dout * out) is recomputed where needed;
  * P = exp(scale q.k - lse), dS = P (dout.v - D_i); dK, dV by the block owning a
- * key tile, dQ by a second kernel owning a query tile. */
+ * key tile, dQ by a second kernel owning a query tile.
+ * Decoding (attention_decode): the last n queries of a sequence against its whole key/value cache, one block
+ * per (query, head), fp32 math on any float dtype, an online softmax over tiles of DEC_TILE keys. */
 #include "cuda/cuda_internal.h"
 #include "cuda/cuda_mma.h"
 
@@ -926,5 +928,74 @@ void cuda_attention_backward(Backend *be, Tensor *dq, Tensor *dk, Tensor *dv, co
     k_attn_bwd_dkdv_simple<<<gkv, ATT_THREADS, bkv, ci->stream>>>(
         dk->data, dv->data, dk->dtype, q->data, k->data, v->data, out->data, dout->data, q->dtype,
         (const float *)lse->data, s.T, s.Hq, s.Hkv, s.D, scale);
+    CUDA_LAUNCH_CHECK();
+}
+
+/* ======================= decoding: the last n queries against a key/value cache ======================= */
+
+#define DEC_THREADS 128
+#define DEC_TILE 128 /* keys per tile */
+
+/* One (query head h, query i) per block: scores of a tile of keys (a warp per key) into shared memory, then an
+ * online softmax over the tiles, each thread owning output dims d. q, out [n, Hq, D]; k, v [Tk, Hkv, D]; query i
+ * attends to keys 0 .. Tk - n + i. */
+__global__ void k_attn_decode(void *out, const void *q, const void *k, const void *v, int dt, int n, int Tk, int Hq,
+                              int Hkv, int D, float scale) {
+    extern __shared__ float smem[];
+    float *qs = smem, *s = qs + D, *acc = s + DEC_TILE;
+    int h = blockIdx.x, i = blockIdx.y, g = h / (Hq / Hkv), nkeys = Tk - n + i + 1;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    int64_t qrow = ((int64_t)i * Hq + h) * D;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        qs[d] = ow_load(q, dt, qrow + d);
+        acc[d] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    __syncthreads();
+    for (int j0 = 0; j0 < nkeys; j0 += DEC_TILE) {
+        int cnt = min(DEC_TILE, nkeys - j0);
+        for (int r = warp; r < cnt; r += nwarps) {
+            int64_t kr = ((int64_t)(j0 + r) * Hkv + g) * D;
+            float dot = 0.0f;
+            for (int d = lane; d < D; d += 32) dot += qs[d] * ow_load(k, dt, kr + d);
+            dot = ow_warp_sum(dot);
+            if (lane == 0) s[r] = dot * scale;
+        }
+        __syncthreads();
+        float tmax = -INFINITY;
+        for (int r = 0; r < cnt; r++) tmax = fmaxf(tmax, s[r]);
+        float mnew = fmaxf(m, tmax), corr = expf(m - mnew);
+        __syncthreads(); /* every thread has read the scores */
+        for (int r = threadIdx.x; r < cnt; r += blockDim.x) s[r] = expf(s[r] - mnew);
+        __syncthreads();
+        float psum = 0.0f;
+        for (int r = 0; r < cnt; r++) psum += s[r];
+        l = l * corr + psum;
+        for (int d = threadIdx.x; d < D; d += blockDim.x) {
+            float a = acc[d] * corr;
+            for (int r = 0; r < cnt; r++) a += s[r] * ow_load(v, dt, ((int64_t)(j0 + r) * Hkv + g) * D + d);
+            acc[d] = a;
+        }
+        m = mnew;
+        __syncthreads(); /* the probabilities are read before the next tile's scores */
+    }
+    for (int d = threadIdx.x; d < D; d += blockDim.x) ow_store(out, dt, qrow + d, acc[d] / l);
+}
+
+void cuda_attention_decode(Backend *be, Tensor *out, const Tensor *q, const Tensor *k, const Tensor *v) {
+    CudaImpl *ci = cuda_impl(be);
+    OW_CHECKF(q->ndim == 3 && k->ndim == 3 && tensor_same_shape(k, v) && tensor_same_shape(out, q),
+              "attention_decode expects q, out [n, Hq, D] and k, v [Tk, Hkv, D]");
+    int n = (int)q->shape[0], Hq = (int)q->shape[1], D = (int)q->shape[2], Tk = (int)k->shape[0];
+    int Hkv = (int)k->shape[1];
+    OW_CHECKF(k->shape[2] == D && Hkv > 0 && Hq % Hkv == 0 && Tk >= n && n <= 65535,
+              "attention_decode: q [%d, %d, %d] against k [%d, %d, %lld]", n, Hq, D, Tk, Hkv, (long long)k->shape[2]);
+    OW_CHECK(q->dtype == k->dtype && q->dtype == v->dtype && q->dtype == out->dtype);
+    if ((int64_t)n * Hq * D == 0) return;
+    size_t bytes = (size_t)(2 * D + DEC_TILE) * sizeof(float);
+    set_smem(ci, (const void *)k_attn_decode, bytes);
+    dim3 grid((unsigned)Hq, (unsigned)n);
+    k_attn_decode<<<grid, DEC_THREADS, bytes, ci->stream>>>(out->data, q->data, k->data, v->data, q->dtype, n, Tk, Hq,
+                                                            Hkv, D, 1.0f / sqrtf((float)D));
     CUDA_LAUNCH_CHECK();
 }

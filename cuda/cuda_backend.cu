@@ -427,6 +427,7 @@ static const BackendOps cuda_ops = {
     .rmsnorm_backward = cuda_rmsnorm_backward,
     .rope = cuda_rope,
     .attention_forward = cuda_attention_forward,
+    .attention_decode = cuda_attention_decode,
     .attention_backward = cuda_attention_backward,
     .swiglu_forward = cuda_swiglu_forward,
     .swiglu_backward = cuda_swiglu_backward,

@@ -351,6 +351,7 @@ void cuda_rope(Backend *be, Tensor *x, const Tensor *cos, const Tensor *sin, int
 
 /* cuda_attention.cu */
 void cuda_attention_forward(Backend *be, Tensor *out, Tensor *lse, const Tensor *q, const Tensor *k, const Tensor *v);
+void cuda_attention_decode(Backend *be, Tensor *out, const Tensor *q, const Tensor *k, const Tensor *v);
 void cuda_attention_backward(Backend *be, Tensor *dq, Tensor *dk, Tensor *dv, const Tensor *dout, const Tensor *q,
                              const Tensor *k, const Tensor *v, const Tensor *out, const Tensor *lse);
 int cuda_attention_tc_applies(CudaImpl *ci, int64_t head_dim);

@@ -16,6 +16,7 @@ static const Command k_commands[] = {
     {"train", cmd_train, "fine-tune a model (owlore, owlore-fullrank, lisa, galore, full)"},
     {"outliers", cmd_outliers, "compute OWL outlier ratios and layer-sampling probabilities"},
     {"eval", cmd_eval, "loss and perplexity, or multiple-choice accuracy, of a model or a run"},
+    {"generate", cmd_generate, "text from a model or a run (a completion, or a chat), with a key/value cache"},
     {"export", cmd_export, "write a run's fine-tuned model as a Hugging Face directory"},
     {"report", cmd_report, "write RUN_DIR/report.html (curves, sampling, trainable blocks)"},
     {"plan", cmd_plan, "predict a run's device memory by kind and the largest batch that fits --gpu-mem"},

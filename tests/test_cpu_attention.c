@@ -147,3 +147,32 @@ Test(cpu_attention, first_position_copies_v) {
     for (size_t i = 0; i < 5; i++) ct_free(be, all[i]);
     be->ops->destroy(be);
 }
+
+/* attention_decode of the last n queries against T keys gives the forward's rows for those positions, bit for bit
+ * (B = 1), for every n, GQA included. */
+Test(cpu_attention, decode_equals_the_forward_rows) {
+    Backend *be = ct_backend(2);
+    Rng r;
+    rng_init(&r, 62, 1);
+    const int64_t T = 11, Hq = 6, Hkv = 2, D = 5;
+    Tensor q = CT_F32(be, 1, T, Hq, D), k = CT_F32(be, 1, T, Hkv, D), v = CT_F32(be, 1, T, Hkv, D);
+    Tensor out = CT_F32(be, 1, T, Hq, D), lse = CT_F32(be, 1, Hq, T);
+    ct_randn(&r, &q, 1.5);
+    ct_randn(&r, &k, 1.5);
+    ct_randn(&r, &v, 1.0);
+    be->ops->attention_forward(be, &out, &lse, &q, &k, &v);
+    Tensor k3 = tensor_reshape(&k, 3, (int64_t[]){T, Hkv, D}), v3 = tensor_reshape(&v, 3, (int64_t[]){T, Hkv, D});
+    for (int64_t n = 1; n <= T; n++) {
+        Tensor dec = CT_F32(be, n, Hq, D);
+        be->ops->fill(be, &dec, NAN);
+        Tensor q2 = tensor_reshape(&q, 2, (int64_t[]){T, Hq * D}), qr = tensor_row_slice(&q2, T - n, n);
+        Tensor qn = tensor_reshape(&qr, 3, (int64_t[]){n, Hq, D});
+        be->ops->attention_decode(be, &dec, &qn, &k3, &v3);
+        cr_expect(memcmp(dec.data, ct_f(&out) + (T - n) * Hq * D, (size_t)(n * Hq * D) * sizeof(float)) == 0,
+                  "the last %lld rows differ from the forward's", (long long)n);
+        ct_free(be, &dec);
+    }
+    Tensor *all[] = {&q, &k, &v, &out, &lse};
+    for (size_t i = 0; i < 5; i++) ct_free(be, all[i]);
+    be->ops->destroy(be);
+}

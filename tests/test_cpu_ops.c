@@ -216,7 +216,8 @@ static void check_matmul(Backend *be, int64_t M, int64_t K, int64_t N, int tA, i
 
 Test(cpu_linalg, matmul_all_transposes) {
     Backend *be = ct_backend(2);
-    const int64_t shapes[][3] = {{5, 3, 7}, {1, 4, 6}, {6, 4, 1}, {1, 1, 1}, {17, 33, 9}};
+    const int64_t shapes[][3] = {{5, 3, 7}, {1, 4, 6},   {6, 4, 1},
+                                 {1, 1, 1}, {17, 33, 9}, {1, 300, 70}}; /* M = 1: sgemv */
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int tA = 0; tA < 2; tA++)
             for (int tB = 0; tB < 2; tB++) {

@@ -196,6 +196,11 @@ struct BackendOps {
      * out [B,T,Hq,D] (writes), lse [B,Hq,T] F32 log-sum-exp of the scaled scores (writes).
      * Scale 1/sqrt(D). */
     void (*attention_forward)(Backend *be, Tensor *out, Tensor *lse, const Tensor *q, const Tensor *k, const Tensor *v);
+    /* Attention of the last n positions of a sequence against all of its keys (incremental
+     * decoding with a key/value cache). q, out [n, Hq, D]; k, v [Tk, Hkv, D] with Tk >= n, the
+     * keys and values of positions 0 .. Tk-1; query i is position Tk - n + i and attends to the
+     * keys 0 .. Tk - n + i (causal); Hq % Hkv == 0, scale 1/sqrt(D). Writes out. */
+    void (*attention_decode)(Backend *be, Tensor *out, const Tensor *q, const Tensor *k, const Tensor *v);
     /* Writes dq, dk, dv. */
     void (*attention_backward)(Backend *be, Tensor *dq, Tensor *dk, Tensor *dv, const Tensor *dout, const Tensor *q,
                                const Tensor *k, const Tensor *v, const Tensor *out, const Tensor *lse);

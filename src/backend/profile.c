@@ -117,6 +117,7 @@ WRAP(rmsnorm_backward,
 WRAP(rope, (Backend * be, Tensor *x, const Tensor *c, const Tensor *s, int inv), (be, x, c, s, inv))
 WRAP(attention_forward, (Backend * be, Tensor *o, Tensor *l, const Tensor *q, const Tensor *k, const Tensor *v),
      (be, o, l, q, k, v))
+WRAP(attention_decode, (Backend * be, Tensor *o, const Tensor *q, const Tensor *k, const Tensor *v), (be, o, q, k, v))
 WRAP(attention_backward,
      (Backend * be, Tensor *dq, Tensor *dk, Tensor *dv, const Tensor *d, const Tensor *q, const Tensor *k,
       const Tensor *v, const Tensor *o, const Tensor *l),
@@ -196,6 +197,7 @@ static const BackendOps profile_ops = {
     .rmsnorm_backward = p_rmsnorm_backward,
     .rope = p_rope,
     .attention_forward = p_attention_forward,
+    .attention_decode = p_attention_decode,
     .attention_backward = p_attention_backward,
     .swiglu_forward = p_swiglu_forward,
     .swiglu_backward = p_swiglu_backward,

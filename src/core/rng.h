@@ -15,6 +15,7 @@ typedef enum {
     RNG_STREAM_RANGEFINDER = 5, /* randomized range finder test matrices */
     RNG_STREAM_DEMO = 6,        /* generated demo corpora */
     RNG_STREAM_CALIB = 7,       /* calibration sample selection */
+    RNG_STREAM_GENERATE = 8,    /* token sampling of owlore generate */
 } RngStream;
 
 typedef struct Rng {

@@ -5,6 +5,9 @@
  * conversation that passed chat_check. */
 #include "data/chat_template.h"
 
+#include "core/fileio.h"
+#include "core/json.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -206,4 +209,42 @@ int chat_render(const ChatTemplate *t, const ChatMessage *msgs, size_t n, Render
     case CHAT_TEMPLATE_NONE: return ow_fail(err, "no chat_template");
     }
     return 0;
+}
+
+ChatTemplateKind chat_template_detect(const char *jinja) {
+    if (!jinja) return CHAT_TEMPLATE_NONE;
+    if (strstr(jinja, "<|im_start|>")) return CHAT_TEMPLATE_CHATML;
+    if (strstr(jinja, "<|start_header_id|>")) return CHAT_TEMPLATE_LLAMA3;
+    if (strstr(jinja, "[INST]")) return strstr(jinja, "<<SYS>>") ? CHAT_TEMPLATE_LLAMA2 : CHAT_TEMPLATE_MISTRAL;
+    return CHAT_TEMPLATE_NONE;
+}
+
+int chat_template_detect_dir(const char *dir, ChatTemplateKind *out, OwError *err) {
+    *out = CHAT_TEMPLATE_NONE;
+    char *path = ow_path_join(dir, "tokenizer_config.json");
+    int rc = 0;
+    if (ow_path_exists(path)) {
+        cJSON *cfg = json_parse_file(path, err);
+        if (!cfg) {
+            rc = -1;
+        } else {
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
+            *out = chat_template_detect(cJSON_IsString(t) ? t->valuestring : NULL);
+            cJSON_Delete(cfg);
+        }
+    }
+    free(path);
+    return rc;
+}
+
+const char *chat_generation_prompt(ChatTemplateKind kind) {
+    switch (kind) {
+    case CHAT_TEMPLATE_CHATML: return "<|im_start|>assistant\n";
+    case CHAT_TEMPLATE_LLAMA3: return "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    default: return "";
+    }
+}
+
+const char *chat_end_of_turn(ChatTemplateKind kind) {
+    return kind == CHAT_TEMPLATE_CHATML ? "<|im_end|>" : kind == CHAT_TEMPLATE_LLAMA3 ? "<|eot_id|>" : NULL;
 }

@@ -54,6 +54,21 @@ int chat_role_from_name(const char *name);
 int chat_template_prepare(ChatTemplateKind kind, const Tokenizer *tok, ChatTemplate *out, OwError *err);
 void chat_template_free(ChatTemplate *t);
 
+/* The template kind a model's Jinja chat_template (tokenizer_config.json's "chat_template") is, by the tokens it
+ * writes: <|im_start|> chatml, <|start_header_id|> llama3, [INST] with <<SYS>> llama2, [INST] alone mistral;
+ * CHAT_TEMPLATE_NONE for anything else (or NULL). */
+ChatTemplateKind chat_template_detect(const char *jinja);
+/* chat_template_detect of DIR/tokenizer_config.json's chat_template (NONE when the file or the key is absent; a
+ * file that is not JSON is an error naming it). */
+int chat_template_detect_dir(const char *dir, ChatTemplateKind *out, OwError *err);
+/* What the template writes after the conversation for the assistant's reply to come (add_generation_prompt):
+ * chatml "<|im_start|>assistant\n", llama3 "<|start_header_id|>assistant<|end_header_id|>\n\n", llama2 and
+ * mistral nothing (their user turn ends with " [/INST]"). */
+const char *chat_generation_prompt(ChatTemplateKind kind);
+/* The token that ends an assistant turn besides EOS: chatml "<|im_end|>", llama3 "<|eot_id|>"; NULL for llama2
+ * and mistral (EOS). */
+const char *chat_end_of_turn(ChatTemplateKind kind);
+
 /* Checks the conversation and renders it into out (reset first): the text,
  * the assistant loss spans, add_special = append_eos = 0 (the template writes
  * its special tokens). Errors say what is wrong (the caller adds file:line). */

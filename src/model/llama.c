@@ -362,23 +362,7 @@ int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
                        (long long)T, (long long)c->sliding_window, (long long)c->sliding_window);
     model_acts_free(m);
     Backend *be = m->be;
-    /* rotary tables, rebuilt when a longer sequence is asked for */
-    if (m->rope_len < T) {
-        be->ops->release(be, &m->rope_cos, MEM_OTHER);
-        be->ops->release(be, &m->rope_sin, MEM_OTHER);
-        int64_t half = c->head_dim / 2;
-        m->rope_cos = tensor_2d(OW_F32, T, half);
-        m->rope_sin = tensor_2d(OW_F32, T, half);
-        if (be->ops->alloc(be, &m->rope_cos, MEM_OTHER, "rotary table", err) != 0 ||
-            be->ops->alloc(be, &m->rope_sin, MEM_OTHER, "rotary table", err) != 0)
-            return -1;
-        float *cs = ow_xmalloc((size_t)(T * half) * sizeof(float) * 2);
-        rope_tables(c, T, cs, cs + T * half);
-        be->ops->upload(be, &m->rope_cos, cs, OW_F32);
-        be->ops->upload(be, &m->rope_sin, cs + T * half, OW_F32);
-        free(cs);
-        m->rope_len = T;
-    }
+    if (model_rope_prepare(m, T, err) != 0) return -1;
     ModelActs *A = ow_xcalloc(1, sizeof *A);
     m->acts = A;
     Allocator a = {be, be->act_dtype, err, 0, 0};
@@ -401,6 +385,27 @@ int model_prepare(Model *m, int64_t B, int64_t T, int recompute, OwError *err) {
         return -1;
     }
     if (head_grad && m->lm_head->trainable) m->lm_head->g.data = A->head_grad.data; /* a new pool */
+    return 0;
+}
+
+int model_rope_prepare(Model *m, int64_t T, OwError *err) {
+    if (m->rope_len >= T) return 0;
+    Backend *be = m->be;
+    be->ops->release(be, &m->rope_cos, MEM_OTHER);
+    be->ops->release(be, &m->rope_sin, MEM_OTHER);
+    m->rope_len = 0;
+    int64_t half = m->cfg.head_dim / 2;
+    m->rope_cos = tensor_2d(OW_F32, T, half);
+    m->rope_sin = tensor_2d(OW_F32, T, half);
+    if (be->ops->alloc(be, &m->rope_cos, MEM_OTHER, "rotary table", err) != 0 ||
+        be->ops->alloc(be, &m->rope_sin, MEM_OTHER, "rotary table", err) != 0)
+        return -1;
+    float *cs = ow_xmalloc((size_t)(T * half) * sizeof(float) * 2);
+    rope_tables(&m->cfg, T, cs, cs + T * half);
+    be->ops->upload(be, &m->rope_cos, cs, OW_F32);
+    be->ops->upload(be, &m->rope_sin, cs + T * half, OW_F32);
+    free(cs);
+    m->rope_len = T;
     return 0;
 }
 
@@ -617,6 +622,11 @@ static int block_enter(Model *m, const StepOrder *o, int pos, OwError *err) {
         ahead--;
     }
     return 0;
+}
+
+int model_forward_block_enter(Model *m, int l, OwError *err) {
+    StepOrder order = step_order(m, 0);
+    return block_enter(m, &order, l, err);
 }
 
 /* for_backward: keep the block inputs for a backward (copies them out when offloading) */

@@ -733,6 +733,48 @@ Test(cuda_ops, attention_gqa_and_partial_tiles) {
 
 Test(cuda_ops, attention_long_sequence) { attention_case(1, 4096, 2, 1, 128, 1.0f, 180); }
 
+/* attention_decode: the last n queries against Tk cached keys, bf16 and F32 against the CPU. */
+static void decode_case(int n, int Tk, int Hq, int Hkv, int D, DType dt, float sd, uint64_t seed) {
+    int64_t sq[3] = {n, Hq, D}, skv[3] = {Tk, Hkv, D};
+    size_t nq = (size_t)n * Hq * D, nkv = (size_t)Tk * Hkv * D;
+    float *q = randn(seed, nq, sd, 1), *k = randn(seed + 1, nkv, sd, 1), *v = randn(seed + 2, nkv, 1.0f, 1);
+    DType ca = g_cpu->act_dtype;
+    Tensor cq = mk(g_cpu, ca, 3, sq, q), ck = mk(g_cpu, ca, 3, skv, k), cv = mk(g_cpu, ca, 3, skv, v);
+    Tensor co = mk(g_cpu, ca, 3, sq, NULL);
+    Tensor gq = mk(g_gpu, dt, 3, sq, q), gk = mk(g_gpu, dt, 3, skv, k), gv = mk(g_gpu, dt, 3, skv, v);
+    Tensor go = mk(g_gpu, dt, 3, sq, NULL);
+    g_cpu->ops->attention_decode(g_cpu, &co, &cq, &ck, &cv);
+    g_gpu->ops->attention_decode(g_gpu, &go, &gq, &gk, &gv);
+    char what[160];
+    snprintf(what, sizeof what, "attention_decode %s n%d Tk%d Hq%d Hkv%d D%d", dtype_name(dt), n, Tk, Hq, Hkv, D);
+    cmp(what, &go, &co, dt == OW_F32 ? 1e-5 : 2e-2);
+    void *a = dl_raw(g_gpu, &go);
+    g_gpu->ops->attention_decode(g_gpu, &go, &gq, &gk, &gv);
+    void *b = dl_raw(g_gpu, &go);
+    bitwise_same(what, a, b, tensor_nbytes(&go));
+    free(a);
+    free(b);
+    Tensor *gs[] = {&gq, &gk, &gv, &go}, *cs[] = {&cq, &ck, &cv, &co};
+    for (int i = 0; i < 4; i++) {
+        rel(g_gpu, gs[i]);
+        rel(g_cpu, cs[i]);
+    }
+    free(q);
+    free(k);
+    free(v);
+}
+
+/* One query (a step) and several (a prefill after earlier positions): GQA, key counts around the 128-key tile,
+ * head dims below, at and above the 32 lanes and the 128 threads of a block, a peaky softmax. */
+Test(cuda_ops, attention_decode) {
+    decode_case(1, 1, 4, 2, 64, OW_BF16, 1.0f, 300);
+    decode_case(1, 129, 9, 3, 64, OW_BF16, 1.0f, 310);
+    decode_case(1, 300, 8, 8, 128, OW_F32, 1.0f, 320);
+    decode_case(5, 5, 4, 1, 16, OW_F32, 1.0f, 330);
+    decode_case(7, 140, 6, 2, 256, OW_BF16, 3.0f, 340);
+    decode_case(3, 128, 4, 2, 8, OW_BF16, 1.0f, 350);
+}
+
 /* rows x cols elements: a multiple of 8 takes the vectorised bf16 path, others the generic one */
 static void swiglu_case(int64_t rows, int64_t cols, uint64_t seed) {
     size_t n = (size_t)(rows * cols);

@@ -8,7 +8,9 @@
  * and dq of its query heads, so there are no shared writes and results do not
  * depend on the thread count. Scratch is a few rows of T floats per thread,
  * allocated inside the call. The backward recomputes the probabilities from
- * lse and uses dS = P * (dP - rowsum(dout * out)). */
+ * lse and uses dS = P * (dP - rowsum(dout * out)).
+ * attention_decode (the last n queries against a longer key cache) computes each
+ * row as the forward does. */
 #include "backend/cpu/cpu_internal.h"
 
 #include <math.h>
@@ -36,6 +38,30 @@ static inline float dotf(const float *a, const float *b, int64_t n) {
     return s;
 }
 
+/* One query row against keys 0 .. last (k, v rows Hkv * D apart, kv head g): writes orow and returns the
+ * log-sum-exp of the scaled scores (p: scratch of last + 1 floats). */
+static float attend_row(float *orow, const float *qr, const float *kd, const float *vd, int64_t last, int64_t Hkv,
+                        int64_t g, int64_t D, float scale, float *p) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j <= last; j++) {
+        p[j] = dotf(qr, kd + (j * Hkv + g) * D, D) * scale;
+        if (p[j] > mx) mx = p[j];
+    }
+    double sum = 0.0;
+    for (int64_t j = 0; j <= last; j++) {
+        p[j] = expf(p[j] - mx);
+        sum += p[j];
+    }
+    memset(orow, 0, (size_t)D * sizeof(float));
+    for (int64_t j = 0; j <= last; j++) {
+        const float *vr = vd + (j * Hkv + g) * D;
+        for (int64_t d = 0; d < D; d++) orow[d] += p[j] * vr[d];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t d = 0; d < D; d++) orow[d] *= inv;
+    return (float)((double)mx + log(sum));
+}
+
 void cpu_attention_forward(Backend *be, Tensor *out, Tensor *lse, const Tensor *q, const Tensor *k, const Tensor *v) {
     AttnShape s = attn_shape(q, k, v);
     float *o = cpu_f32(out), *l = cpu_f32(lse);
@@ -47,35 +73,39 @@ void cpu_attention_forward(Backend *be, Tensor *out, Tensor *lse, const Tensor *
 #pragma omp parallel num_threads(cpu_threads(be))
     {
         float *p = ow_xmalloc((size_t)T * sizeof(float));
-        float *acc = ow_xmalloc((size_t)D * sizeof(float));
 #pragma omp for schedule(static)
         for (int64_t bh = 0; bh < s.B * Hq; bh++) {
-            int64_t b = bh / Hq, h = bh % Hq, g = h / s.rep;
+            int64_t b = bh / Hq, h = bh % Hq, g = h / s.rep, kv0 = b * T * Hkv * D;
             for (int64_t t = 0; t < T; t++) {
-                const float *qr = qd + ((b * T + t) * Hq + h) * D;
-                float mx = -INFINITY;
-                for (int64_t j = 0; j <= t; j++) {
-                    p[j] = dotf(qr, kd + ((b * T + j) * Hkv + g) * D, D) * scale;
-                    if (p[j] > mx) mx = p[j];
-                }
-                double sum = 0.0;
-                for (int64_t j = 0; j <= t; j++) {
-                    p[j] = expf(p[j] - mx);
-                    sum += p[j];
-                }
-                memset(acc, 0, (size_t)D * sizeof(float));
-                for (int64_t j = 0; j <= t; j++) {
-                    const float *vr = vd + ((b * T + j) * Hkv + g) * D;
-                    for (int64_t d = 0; d < D; d++) acc[d] += p[j] * vr[d];
-                }
-                float inv = (float)(1.0 / sum);
-                float *orow = o + ((b * T + t) * Hq + h) * D;
-                for (int64_t d = 0; d < D; d++) orow[d] = acc[d] * inv;
-                l[(b * Hq + h) * T + t] = (float)((double)mx + log(sum));
+                int64_t qi = ((b * T + t) * Hq + h) * D;
+                l[(b * Hq + h) * T + t] = attend_row(o + qi, qd + qi, kd + kv0, vd + kv0, t, Hkv, g, D, scale, p);
             }
         }
         free(p);
-        free(acc);
+    }
+}
+
+void cpu_attention_decode(Backend *be, Tensor *out, const Tensor *q, const Tensor *k, const Tensor *v) {
+    OW_CHECKF(q->ndim == 3 && k->ndim == 3 && tensor_same_shape(k, v) && tensor_same_shape(out, q),
+              "attention_decode expects q, out [n, Hq, D] and k, v [Tk, Hkv, D]");
+    const int64_t n = q->shape[0], Hq = q->shape[1], D = q->shape[2], Tk = k->shape[0], Hkv = k->shape[1];
+    OW_CHECKF(k->shape[2] == D && Hkv > 0 && Hq % Hkv == 0 && Tk >= n,
+              "attention_decode: q [%lld, %lld, %lld] against k [%lld, %lld, %lld]", (long long)n, (long long)Hq,
+              (long long)D, (long long)Tk, (long long)Hkv, (long long)k->shape[2]);
+    float *o = cpu_f32(out);
+    const float *qd = cpu_f32(q), *kd = cpu_f32(k), *vd = cpu_f32(v);
+    if (n == 0 || D == 0) return;
+    const float scale = (float)(1.0 / sqrt((double)D));
+    const int64_t rep = Hq / Hkv;
+#pragma omp parallel num_threads(cpu_threads(be))
+    {
+        float *p = ow_xmalloc((size_t)Tk * sizeof(float));
+#pragma omp for schedule(static)
+        for (int64_t ih = 0; ih < n * Hq; ih++) {
+            int64_t i = ih / Hq, h = ih % Hq;
+            attend_row(o + ih * D, qd + ih * D, kd, vd, Tk - n + i, Hkv, h / rep, D, scale, p);
+        }
+        free(p);
     }
 }
 

@@ -224,6 +224,7 @@ static const BackendOps cpu_ops = {
     .rmsnorm_backward = cpu_rmsnorm_backward,
     .rope = cpu_rope,
     .attention_forward = cpu_attention_forward,
+    .attention_decode = cpu_attention_decode,
     .attention_backward = cpu_attention_backward,
     .swiglu_forward = cpu_swiglu_forward,
     .swiglu_backward = cpu_swiglu_backward,

@@ -72,6 +72,7 @@ void cpu_swiglu_backward(Backend *be, Tensor *dgate, Tensor *dup, const Tensor *
 
 /* cpu_attention.c */
 void cpu_attention_forward(Backend *be, Tensor *out, Tensor *lse, const Tensor *q, const Tensor *k, const Tensor *v);
+void cpu_attention_decode(Backend *be, Tensor *out, const Tensor *q, const Tensor *k, const Tensor *v);
 void cpu_attention_backward(Backend *be, Tensor *dq, Tensor *dk, Tensor *dv, const Tensor *dout, const Tensor *q,
                             const Tensor *k, const Tensor *v, const Tensor *out, const Tensor *lse);
 

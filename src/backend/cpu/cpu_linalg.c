@@ -1,4 +1,4 @@
-/* cpu_linalg.c: dense algebra of the CPU backend: matmul (OpenBLAS sgemm),
+/* cpu_linalg.c: dense algebra of the CPU backend: matmul (OpenBLAS sgemm; sgemv for one row),
  * axpy, scale, and the whole-tensor reductions sum / sum_squares.
  *
  * Reductions are split into fixed chunks of CPU_REDUCE_CHUNK elements summed
@@ -26,6 +26,11 @@ void cpu_matmul(Backend *be, Tensor *C, const Tensor *A, int transA, const Tenso
     if (beta == 0.0f) memset(c, 0, (size_t)(M * N) * sizeof(float)); /* never read C's old contents */
     if (K == 0) {
         if (beta != 0.0f && beta != 1.0f) cpu_scale(be, C, beta);
+        return;
+    }
+    if (M == 1) { /* one row (a decoding step): sgemv reads B once, where sgemm would first pack all of it */
+        cblas_sgemv(CblasRowMajor, transB ? CblasNoTrans : CblasTrans, (int)br, (int)bc, alpha, b, (int)bc, a, 1, beta,
+                    c, 1);
         return;
     }
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, (int)M, (int)N,
