@@ -11,6 +11,8 @@
 #include "core/dtype.h"
 #include "core/fileio.h"
 #include "core/json.h"
+#include "data/tokenizer.h"
+#include "data/tokenizer_gguf.h"
 #include "gguf_writer.h"
 #include "model/gguf.h"
 #include "model/gguf_model.h"
@@ -333,8 +335,8 @@ Test(gguf_reader, refuses_bad_headers) {
     expect_open_error_bytes(&b, (const char *[]){"key-value count", NULL});
     b.p[16 + 5] = 0;
     TgBuf cut = {b.p, 37, b.cap}; /* inside the first key */
-    expect_open_error_bytes(&cut, (const char *[]){"the key of key-value 0 at byte 24 has length 20", "past the end",
-                                                   NULL});
+    expect_open_error_bytes(&cut,
+                            (const char *[]){"the key of key-value 0 at byte 24 has length 20", "past the end", NULL});
     tg_free(&b);
     tg_close(&f);
 }
@@ -550,8 +552,8 @@ Test(gguf_convert, bf16_rounds_the_f32_values) {
         cr_assert_eq(y->dtype, OW_BF16);
         int64_t n = st_tensor_numel(x);
         for (int64_t j = 0; j < n; j++)
-            cr_assert_eq(((const uint16_t *)y->data)[j], f32_to_bf16(((const float *)x->data)[j]), "%s[%lld]",
-                         x->name, (long long)j);
+            cr_assert_eq(((const uint16_t *)y->data)[j], f32_to_bf16(((const float *)x->data)[j]), "%s[%lld]", x->name,
+                         (long long)j);
     }
     safetensors_close(&sa);
     safetensors_close(&sb);
@@ -750,6 +752,29 @@ static void check_smollm2_logits(const char *out) {
     free(fp);
 }
 
+/* The rebuilt tokenizer's ids of tinyshakespeare.txt equal transformers' (count, sha256, first 64). */
+static void check_smollm2_ids(const char *out, const cJSON *fx) {
+    Tokenizer *tok;
+    OwError err;
+    cr_assert_eq(tokenizer_load(out, &tok, &err), 0, "%s", err.msg);
+    char *tp = ts_shared_path("data/real/text/tinyshakespeare.txt"), *text = ts_read_text(tp);
+    IdVec ids = {0};
+    cr_assert_eq(tokenizer_encode(tok, text, strlen(text), 0, &ids, &err), 0, "%s", err.msg);
+    const cJSON *ti = cJSON_GetObjectItemCaseSensitive(fx, "text_ids"),
+                *first = cJSON_GetObjectItemCaseSensitive(ti, "first");
+    cr_assert_eq((double)ids.len, cJSON_GetObjectItemCaseSensitive(ti, "count")->valuedouble);
+    for (int i = 0; i < cJSON_GetArraySize(first); i++)
+        cr_assert_eq(ids.data[i], (int32_t)cJSON_GetArrayItem(first, i)->valuedouble, "id %d", i);
+    char hex[65];
+    ts_sha256_hex(ids.data, ids.len * sizeof *ids.data, hex);
+    cr_assert_str_eq(hex, cJSON_GetObjectItemCaseSensitive(ti, "sha256_i32")->valuestring);
+    cr_log_info("SmolLM2: %zu tinyshakespeare ids identical to transformers'", ids.len);
+    idvec_free(&ids);
+    free(text);
+    free(tp);
+    tokenizer_free(tok);
+}
+
 Test(gguf_smollm2, converts_bit_identical_to_transformers) {
     char *gguf = smollm2_path();
     if (!gguf) {
@@ -767,10 +792,126 @@ Test(gguf_smollm2, converts_bit_identical_to_transformers) {
     check_smollm2_tensors(out, fx);
     check_smollm2_config(out, fx);
     check_smollm2_logits(out);
+    check_smollm2_ids(out, fx);
     cJSON_Delete(fx);
     free(fp);
     ts_rmtree(dir);
     free(dir);
     free(out);
     free(gguf);
+}
+
+/* ------------------------------------------------- tokenizer (synthetic) */
+
+static cJSON *tokenizer_files_of(TgFile *f, GgufTokenizerFiles *tf, cJSON **cfg) {
+    char *dir, *p = write_tmp(f, &dir);
+    Gguf g;
+    OwError err;
+    cr_assert_eq(gguf_open(p, &g, &err), 0, "%s", err.msg);
+    cr_assert_eq(tokenizer_files_from_gguf(&g, tf, &err), 0, "%s", err.msg);
+    gguf_close(&g);
+    ts_rmtree(dir);
+    free(dir);
+    free(p);
+    cJSON *root = cJSON_Parse(tf->tokenizer_json);
+    *cfg = cJSON_Parse(tf->config_json);
+    cr_assert(root && *cfg);
+    return root;
+}
+
+static const cJSON *jpath(const cJSON *o, const char *a, const char *b) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, a);
+    return b ? cJSON_GetObjectItemCaseSensitive(x, b) : x;
+}
+
+Test(gguf_tokenizer, gpt2_vocab_added_tokens_pre_tokenizer_and_template) {
+    static const char *toks[] = {"<|endoftext|>",
+                                 "<bos>",
+                                 "a",
+                                 "b",
+                                 "ab",
+                                 "\xc4\xa0",
+                                 "\xc4\xa0"
+                                 "a",
+                                 "x y",
+                                 "<ctl 1>",
+                                 "<think>",
+                                 "a"};
+    static const int32_t types[] = {3, 3, 1, 1, 1, 1, 1, 1, 3, 4, 1};
+    static const char *merges[] = {"a b", "\xc4\xa0 a"};
+    TgFile f;
+    tg_init(&f);
+    tg_kv_str(&f, "tokenizer.ggml.model", "gpt2");
+    tg_kv_str(&f, "tokenizer.ggml.pre", "llama3");
+    tg_kv_strs(&f, "tokenizer.ggml.tokens", toks, 11);
+    tg_kv_i32s(&f, "tokenizer.ggml.token_type", types, 11);
+    tg_kv_strs(&f, "tokenizer.ggml.merges", merges, 2);
+    tg_kv_u32(&f, "tokenizer.ggml.bos_token_id", 1);
+    tg_kv_u32(&f, "tokenizer.ggml.eos_token_id", 0);
+    tg_kv_bool(&f, "tokenizer.ggml.add_bos_token", 1);
+    tg_kv_str(&f, "tokenizer.chat_template", "{{ messages }}");
+    GgufTokenizerFiles tf;
+    cJSON *cfg, *root = tokenizer_files_of(&f, &tf, &cfg);
+    const cJSON *vocab = jpath(root, "model", "vocab");
+    cr_assert_eq(cJSON_GetArraySize(vocab), 10, "a repeated token keeps one entry");
+    cr_assert_eq(jpath(vocab, "a", NULL)->valuedouble, 10, "a repeated token keeps its last id");
+    cr_assert_eq(jpath(vocab, "x\xc4\xa0y", NULL)->valuedouble, 7, "a token outside the byte alphabet is respelled");
+    const cJSON *added = jpath(root, "added_tokens", NULL);
+    cr_assert_eq(cJSON_GetArraySize(added), 3, "control 0 and 1 (special), user-defined 9; not the respelled 8");
+    cr_assert_eq(jpath(cJSON_GetArrayItem(added, 2), "id", NULL)->valuedouble, 9);
+    cr_assert(cJSON_IsFalse(jpath(cJSON_GetArrayItem(added, 2), "special", NULL)));
+    cr_assert(cJSON_IsTrue(jpath(cJSON_GetArrayItem(added, 1), "special", NULL)));
+    const cJSON *pre = jpath(root, "pre_tokenizer", "pretokenizers");
+    cr_assert_str_eq(jpath(cJSON_GetArrayItem(pre, 0), "type", NULL)->valuestring, "Split");
+    cr_assert(strncmp(jpath(cJSON_GetArrayItem(pre, 0), "pattern", "Regex")->valuestring, "(?i:'s|'t|", 10) == 0);
+    cr_assert(cJSON_IsFalse(jpath(cJSON_GetArrayItem(pre, 1), "use_regex", NULL)));
+    cr_assert_str_eq(jpath(cfg, "bos_token", NULL)->valuestring, "<bos>");
+    cr_assert_str_eq(jpath(cfg, "chat_template", NULL)->valuestring, "{{ messages }}");
+    cr_assert(cJSON_IsTrue(jpath(cfg, "add_bos_token", NULL)) && cJSON_IsNull(jpath(cfg, "pad_token", NULL)));
+    Tokenizer *tok;
+    OwError err;
+    cr_assert_eq(tokenizer_load_from_memory(tf.tokenizer_json, tf.tokenizer_len, "gguf", &tok, &err), 0, "%s", err.msg);
+    IdVec ids = {0};
+    cr_assert_eq(tokenizer_encode(tok, "ab<think> a", 11, 1, &ids, &err), 0, "%s", err.msg);
+    cr_assert(ids.len == 4 && ids.data[0] == 1 && ids.data[1] == 4 && ids.data[2] == 9 && ids.data[3] == 6,
+              "ids %zu: %d %d %d", ids.len, ids.data[0], ids.len > 1 ? ids.data[1] : -1,
+              ids.len > 2 ? ids.data[2] : -1);
+    idvec_free(&ids);
+    tokenizer_free(tok);
+    cJSON_Delete(root);
+    cJSON_Delete(cfg);
+    tokenizer_files_free(&tf);
+    tg_close(&f);
+}
+
+Test(gguf_tokenizer, refuses_unknown_models_and_bad_metadata) {
+    static const char *toks[] = {"a", "b"};
+    TgFile f;
+    tg_init(&f);
+    tg_kv_str(&f, "tokenizer.ggml.model", "bert");
+    tg_kv_strs(&f, "tokenizer.ggml.tokens", toks, 2);
+    char *dir, *p = write_tmp(&f, &dir);
+    Gguf g;
+    GgufTokenizerFiles tf;
+    OwError err;
+    cr_assert_eq(gguf_open(p, &g, &err), 0, "%s", err.msg);
+    cr_assert_eq(tokenizer_files_from_gguf(&g, &tf, &err), -1);
+    cr_assert(strstr(err.msg, "\"tokenizer.ggml.model\" is \"bert\""), "%s", err.msg);
+    gguf_close(&g);
+    tg_close(&f);
+    tg_init(&f);
+    tg_kv_str(&f, "tokenizer.ggml.model", "gpt2");
+    tg_kv_strs(&f, "tokenizer.ggml.tokens", toks, 2);
+    static const char *merges[] = {"ab"};
+    tg_kv_strs(&f, "tokenizer.ggml.merges", merges, 1);
+    tg_kv_u32(&f, "tokenizer.ggml.bos_token_id", 5);
+    tg_write(&f, p);
+    cr_assert_eq(gguf_open(p, &g, &err), 0, "%s", err.msg);
+    cr_assert_eq(tokenizer_files_from_gguf(&g, &tf, &err), -1);
+    cr_assert(strstr(err.msg, "tokenizer.ggml.merges[0] is not two tokens"), "%s", err.msg);
+    gguf_close(&g);
+    tg_close(&f);
+    ts_rmtree(dir);
+    free(dir);
+    free(p);
 }

@@ -10,6 +10,7 @@
 #include "core/args.h"
 #include "core/fileio.h"
 #include "core/log.h"
+#include "data/tokenizer_gguf.h"
 #include "model/gguf_model.h"
 #include "model/gguf_quant.h"
 #include "model/model_save.h"
@@ -61,12 +62,31 @@ static int convert(const char *gguf, const char *out, DType dtype, OwError *err)
     if (gguf_model_open(gguf, dtype, &m, err) != 0) return -1;
     print_read(&m);
     fflush(stdout);
+    GgufTokenizerFiles tf = {0};
+    HfFile files[2];
+    int nfiles = 0, rc = 0;
+    if (gguf_find_kv(&m.g, "tokenizer.ggml.model")) {
+        rc = tokenizer_files_from_gguf(&m.g, &tf, err);
+        files[0] = (HfFile){"tokenizer.json", tf.tokenizer_json, tf.tokenizer_len};
+        files[1] = (HfFile){"tokenizer_config.json", tf.config_json, tf.config_len};
+        nfiles = 2;
+        if (rc == 0)
+            printf("  tokenizer: %s, %lld tokens, %lld merges%s, %lld added tokens\n", tf.model, (long long)tf.ntokens,
+                   (long long)tf.nmerges,
+                   gguf_find_kv(&m.g, "tokenizer.ggml.merges") ? "" : " (derived from the scores)",
+                   (long long)tf.nadded);
+    } else {
+        printf("  no tokenizer.ggml.model: no tokenizer files are written\n");
+    }
+    fflush(stdout);
     m.progress = progress;
     safetensors_sort_hf(m.tensors, m.ntensors);
-    int rc = model_write_hf_files(&m.cfg, m.tensors, m.ntensors, out, dtype, 0, NULL, NULL, 0, err);
+    if (rc == 0) rc = model_write_hf_files(&m.cfg, m.tensors, m.ntensors, out, dtype, 0, NULL, files, nfiles, err);
     ow_progress_end();
     if (rc == 0)
-        printf("wrote %s: config.json, model.safetensors (%d tensors, %s)\n", out, m.ntensors, dtype_name(dtype));
+        printf("wrote %s: config.json, model.safetensors (%d tensors, %s)%s\n", out, m.ntensors, dtype_name(dtype),
+               nfiles ? ", tokenizer.json, tokenizer_config.json" : "");
+    tokenizer_files_free(&tf);
     gguf_model_close(&m);
     return rc;
 }
@@ -82,16 +102,16 @@ int cmd_convert(int argc, char **argv) {
     };
     ArgsResult res;
     OwError err;
-    int parsed = cmd_args(
-        "convert", argc, argv, specs, (int)(sizeof specs / sizeof specs[0]),
-        "owlore convert --from-gguf FILE --out DIR [--dtype f32|bf16] [--overwrite-out]",
-        "Converts a LLaMA-family GGUF file (llama.cpp's format; F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,\n"
-        "Q8_0, Q4_K, Q5_K, Q6_K tensors) into a Hugging Face directory the way transformers loads it:\n"
-        "config.json from the llama.* keys, model.safetensors dequantised (llama.cpp's Q/K row\n"
-        "permutation undone), tokenizer.json and tokenizer_config.json rebuilt from tokenizer.ggml.*.\n"
-        "The directory is written under a temporary name and renamed into place; an existing\n"
-        "non-empty DIR is refused unless --overwrite-out.",
-        &res);
+    int parsed =
+        cmd_args("convert", argc, argv, specs, (int)(sizeof specs / sizeof specs[0]),
+                 "owlore convert --from-gguf FILE --out DIR [--dtype f32|bf16] [--overwrite-out]",
+                 "Converts a LLaMA-family GGUF file (llama.cpp's format; F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,\n"
+                 "Q8_0, Q4_K, Q5_K, Q6_K tensors) into a Hugging Face directory the way transformers loads it:\n"
+                 "config.json from the llama.* keys, model.safetensors dequantised (llama.cpp's Q/K row\n"
+                 "permutation undone), tokenizer.json and tokenizer_config.json rebuilt from tokenizer.ggml.*.\n"
+                 "The directory is written under a temporary name and renamed into place; an existing\n"
+                 "non-empty DIR is refused unless --overwrite-out.",
+                 &res);
     if (parsed >= 0) return parsed;
     if (res.npos != 0 || !from || !out) {
         ow_fail(&err, "usage: owlore convert --from-gguf FILE --out DIR (see --help)");

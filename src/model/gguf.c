@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GGUF_MAX_NAME 65535u /* keys and tensor names: the spec's u16 limit */
+#define GGUF_MAX_NAME 65535u      /* keys and tensor names: the spec's u16 limit */
 #define GGUF_MIN_KV_BYTES 14u     /* key length 8 + 1 byte + type 4 + 1 value byte */
 #define GGUF_MIN_TENSOR_BYTES 33u /* name length 8 + 1 + n_dims 4 + ne 8 + type 4 + offset 8 */
 
@@ -22,8 +22,9 @@ typedef struct Cur {
     const char *path;
 } Cur;
 
-static const char *k_type_names[GGUF_TYPE_COUNT] = {"uint8", "int8",  "uint16", "int16",  "uint32", "int32", "float32",
-                                                    "bool",  "string", "array", "uint64", "int64",  "float64"};
+static const char *k_type_names[GGUF_TYPE_COUNT] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
+                                                    "int32",  "float32", "bool",   "string", "array",
+                                                    "uint64", "int64",   "float64"};
 static const int k_type_sizes[GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
 const char *gguf_type_name(GgufType t) { return t >= 0 && t < GGUF_TYPE_COUNT ? k_type_names[t] : "unknown"; }
@@ -79,7 +80,10 @@ static int read_name(Cur *c, char **out, const char *what, OwError *err) {
         return ow_fail(err,
                        "%s: %s at byte %llu is %s (hint: names are 1 to %u bytes without NUL; the file is corrupted)",
                        c->path, what, (unsigned long long)at,
-                       s.len == 0 ? "empty" : s.len > GGUF_MAX_NAME ? "too long" : "holding a NUL byte", GGUF_MAX_NAME);
+                       s.len == 0              ? "empty"
+                       : s.len > GGUF_MAX_NAME ? "too long"
+                                               : "holding a NUL byte",
+                       GGUF_MAX_NAME);
     *out = ow_xmalloc((size_t)s.len + 1);
     memcpy(*out, s.s, (size_t)s.len);
     (*out)[s.len] = '\0';
@@ -88,7 +92,8 @@ static int read_name(Cur *c, char **out, const char *what, OwError *err) {
 
 static int check_value_type(Cur *c, uint32_t t, const char *key, const char *what, OwError *err) {
     if (t < GGUF_TYPE_COUNT) return 0;
-    return ow_fail(err, "%s: key \"%s\": unknown %s %u at byte %llu (hint: GGUF value types are 0 to 12; the file is "
+    return ow_fail(err,
+                   "%s: key \"%s\": unknown %s %u at byte %llu (hint: GGUF value types are 0 to 12; the file is "
                    "corrupted or from a newer format)",
                    c->path, key, what, t, (unsigned long long)(c->pos - 4));
 }
@@ -207,7 +212,8 @@ static int parse_tensor_info(Cur *c, GgufTensor *t, uint64_t i, OwError *err) {
     char nb[32];
     const GgmlTypeInfo *ti = ggml_type_info(type);
     if (!ti)
-        return ow_fail(err, "%s: tensor \"%s\": unknown ggml type %u at byte %llu (hint: a newer ggml type, or the "
+        return ow_fail(err,
+                       "%s: tensor \"%s\": unknown ggml type %u at byte %llu (hint: a newer ggml type, or the "
                        "file is corrupted)",
                        c->path, t->name, type, (unsigned long long)(c->pos - 4));
     if (t->ne[0] % ti->block != 0)
@@ -219,8 +225,8 @@ static int parse_tensor_info(Cur *c, GgufTensor *t, uint64_t i, OwError *err) {
     t->numel = (int64_t)numel;
     uint64_t blocks = numel / (uint64_t)ti->block;
     if (blocks > (c->size) / (uint64_t)ti->bytes)
-        return ow_fail(err, "%s: tensor \"%s\": %llu elements of %s need more bytes than the file has (%llu)",
-                       c->path, t->name, (unsigned long long)numel, ti->name, (unsigned long long)c->size);
+        return ow_fail(err, "%s: tensor \"%s\": %llu elements of %s need more bytes than the file has (%llu)", c->path,
+                       t->name, (unsigned long long)numel, ti->name, (unsigned long long)c->size);
     t->nbytes = (size_t)(blocks * (uint64_t)ti->bytes);
     return read_u64(c, &t->offset, what, err);
 }
@@ -244,7 +250,8 @@ static int place_tensors(Gguf *g, const char *path, OwError *err) {
     for (int i = 0; i < g->ntensors && rc == 0; i++) {
         GgufTensor *t = &g->tensors[i];
         if (t->offset % g->alignment != 0)
-            rc = ow_fail(err, "%s: tensor \"%s\": offset %llu is not a multiple of the alignment %u (hint: the file "
+            rc = ow_fail(err,
+                         "%s: tensor \"%s\": offset %llu is not a multiple of the alignment %u (hint: the file "
                          "is corrupted)",
                          path, t->name, (unsigned long long)t->offset, g->alignment);
         else if (t->offset > data_size || t->nbytes > data_size - t->offset)
@@ -259,7 +266,8 @@ static int place_tensors(Gguf *g, const char *path, OwError *err) {
     if (rc == 0) qsort(sp, (size_t)g->ntensors, sizeof *sp, cmp_span);
     for (int i = 1; i < g->ntensors && rc == 0; i++)
         if (sp[i].begin < sp[i - 1].end)
-            rc = ow_fail(err, "%s: tensor \"%s\" (bytes [%llu, %llu)) overlaps tensor \"%s\" (hint: the file is "
+            rc = ow_fail(err,
+                         "%s: tensor \"%s\" (bytes [%llu, %llu)) overlaps tensor \"%s\" (hint: the file is "
                          "corrupted)",
                          path, g->tensors[sp[i].tensor].name, (unsigned long long)sp[i].begin,
                          (unsigned long long)sp[i].end, g->tensors[sp[i - 1].tensor].name);
@@ -277,14 +285,13 @@ static int parse_header(Cur *c, Gguf *g, OwError *err) {
         return ow_fail(err, "%s: a big-endian GGUF file (hint: owlore reads little-endian GGUF files only)", c->path);
     if (g->version != 2 && g->version != 3)
         return ow_fail(err, "%s: GGUF version %u at byte 4 (hint: owlore reads versions 2 and 3)", c->path, g->version);
-    if (read_u64(c, &nt, "the tensor count", err) != 0 || read_u64(c, &nkv, "the key-value count", err) != 0)
-        return -1;
+    if (read_u64(c, &nt, "the tensor count", err) != 0 || read_u64(c, &nkv, "the key-value count", err) != 0) return -1;
     if (nkv > c->size / GGUF_MIN_KV_BYTES || nkv > INT32_MAX)
         return ow_fail(err, "%s: key-value count %llu at byte 16 cannot fit in a %llu-byte file (hint: corrupted)",
                        c->path, (unsigned long long)nkv, (unsigned long long)c->size);
     if (nt > c->size / GGUF_MIN_TENSOR_BYTES || nt > INT32_MAX)
-        return ow_fail(err, "%s: tensor count %llu at byte 8 cannot fit in a %llu-byte file (hint: corrupted)",
-                       c->path, (unsigned long long)nt, (unsigned long long)c->size);
+        return ow_fail(err, "%s: tensor count %llu at byte 8 cannot fit in a %llu-byte file (hint: corrupted)", c->path,
+                       (unsigned long long)nt, (unsigned long long)c->size);
     if (parse_kvs(c, g, nkv, err) != 0) return -1;
     g->tensors = ow_xcalloc((size_t)(nt > 0 ? nt : 1), sizeof *g->tensors);
     for (uint64_t i = 0; i < nt; i++) {
@@ -415,16 +422,18 @@ int gguf_get_f32(const Gguf *g, const char *key, float *out, OwError *err) {
 int gguf_get_bool(const Gguf *g, const char *key, int *out, OwError *err) {
     uint64_t b;
     if (get_scalar(g, key, GGUF_TYPE_BOOL, &b, err) != 0) return -1;
-    if (b > 1) return ow_fail(err, "%s: key \"%s\": bool value %llu is neither 0 nor 1", g->file.path, key,
-                              (unsigned long long)b);
+    if (b > 1)
+        return ow_fail(err, "%s: key \"%s\": bool value %llu is neither 0 nor 1", g->file.path, key,
+                       (unsigned long long)b);
     *out = (int)b;
     return 0;
 }
 
 int gguf_get_count(const Gguf *g, const char *key, int64_t *out, OwError *err) {
     const GgufKv *kv = gguf_find_kv(g, key);
-    if (!kv) return ow_fail(err, "%s: key \"%s\" (an integer) is missing (hint: the file lacks metadata owlore needs)",
-                            g->file.path, key);
+    if (!kv)
+        return ow_fail(err, "%s: key \"%s\" (an integer) is missing (hint: the file lacks metadata owlore needs)",
+                       g->file.path, key);
     GgufType t = kv->type;
     int is_signed = t == GGUF_TYPE_INT8 || t == GGUF_TYPE_INT16 || t == GGUF_TYPE_INT32 || t == GGUF_TYPE_INT64;
     int is_unsigned = t == GGUF_TYPE_UINT8 || t == GGUF_TYPE_UINT16 || t == GGUF_TYPE_UINT32 || t == GGUF_TYPE_UINT64;

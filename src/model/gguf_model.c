@@ -95,10 +95,14 @@ typedef struct NameMap {
 } NameMap;
 
 static const NameMap k_block_names[] = {
-    {"attn_q.weight", "self_attn.q_proj.weight"},      {"attn_k.weight", "self_attn.k_proj.weight"},
-    {"attn_v.weight", "self_attn.v_proj.weight"},      {"attn_output.weight", "self_attn.o_proj.weight"},
-    {"ffn_gate.weight", "mlp.gate_proj.weight"},       {"ffn_up.weight", "mlp.up_proj.weight"},
-    {"ffn_down.weight", "mlp.down_proj.weight"},       {"attn_norm.weight", "input_layernorm.weight"},
+    {"attn_q.weight", "self_attn.q_proj.weight"},
+    {"attn_k.weight", "self_attn.k_proj.weight"},
+    {"attn_v.weight", "self_attn.v_proj.weight"},
+    {"attn_output.weight", "self_attn.o_proj.weight"},
+    {"ffn_gate.weight", "mlp.gate_proj.weight"},
+    {"ffn_up.weight", "mlp.up_proj.weight"},
+    {"ffn_down.weight", "mlp.down_proj.weight"},
+    {"attn_norm.weight", "input_layernorm.weight"},
     {"ffn_norm.weight", "post_attention_layernorm.weight"},
 };
 #define N_BLOCK_NAMES ((int)(sizeof k_block_names / sizeof k_block_names[0]))
@@ -120,10 +124,12 @@ static void expected_shape(const ModelConfig *c, int slot, const char *global, i
         return;
     }
     switch (slot) {
-    case 0: *rows = q; break;             /* q_proj [q, h] */
-    case 1: case 2: *rows = kv; break;    /* k_proj, v_proj [kv, h] */
-    case 3: *rows = h, *cols = q; break;  /* o_proj [h, q] */
-    case 4: case 5: *rows = in; break;    /* gate_proj, up_proj [in, h] */
+    case 0: *rows = q; break; /* q_proj [q, h] */
+    case 1:
+    case 2: *rows = kv; break;           /* k_proj, v_proj [kv, h] */
+    case 3: *rows = h, *cols = q; break; /* o_proj [h, q] */
+    case 4:
+    case 5: *rows = in; break;            /* gate_proj, up_proj [in, h] */
     case 6: *rows = h, *cols = in; break; /* down_proj [h, in] */
     default: break;                       /* the norms [h] */
     }
@@ -214,7 +220,8 @@ static int check_shape(const GgufModel *m, const GgufTensor *t, int slot, const 
         snprintf(want, sizeof want, "%lld, %lld", (long long)rows, (long long)cols);
     else
         snprintf(want, sizeof want, "%lld", (long long)cols);
-    return ow_fail(err, "%s: tensor \"%s\" has the shape [%s], but the config's sizes make it [%s] (hint: the "
+    return ow_fail(err,
+                   "%s: tensor \"%s\" has the shape [%s], but the config's sizes make it [%s] (hint: the "
                    "metadata does not describe these weights)",
                    m->g.file.path, t->name, got, want);
 }
@@ -225,7 +232,8 @@ static int add_tensor(GgufModel *m, const GgufTensor *t, char *seen, OwError *er
     const char *global;
     char *name = hf_name(t->name, m->cfg.num_layers, &block, &slot, &global);
     if (!name)
-        return ow_fail(err, "%s: tensor \"%s\" has no LLaMA counterpart owlore knows (hint: owlore converts the "
+        return ow_fail(err,
+                       "%s: tensor \"%s\" has no LLaMA counterpart owlore knows (hint: owlore converts the "
                        "blk.N.{attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down,attn_norm,ffn_norm}, "
                        "token_embd, output_norm and output tensors of %lld blocks)",
                        m->g.file.path, t->name, (long long)m->cfg.num_layers);
@@ -253,8 +261,8 @@ static int check_complete(const GgufModel *m, const char *seen, OwError *err) {
     int64_t nb = m->cfg.num_layers * N_BLOCK_NAMES;
     for (int64_t i = 0; i < nb; i++)
         if (!seen[i])
-            return ow_fail(err, "%s: tensor \"blk.%lld.%s\" is missing (hint: the file is incomplete)",
-                           m->g.file.path, (long long)(i / N_BLOCK_NAMES), k_block_names[i % N_BLOCK_NAMES].gguf);
+            return ow_fail(err, "%s: tensor \"blk.%lld.%s\" is missing (hint: the file is incomplete)", m->g.file.path,
+                           (long long)(i / N_BLOCK_NAMES), k_block_names[i % N_BLOCK_NAMES].gguf);
     for (int i = 0; i < 2; i++)
         if (!seen[nb + i])
             return ow_fail(err, "%s: tensor \"%s\" is missing (hint: the file is incomplete)", m->g.file.path,

@@ -26,10 +26,10 @@ typedef struct GgufModel {
     ModelConfig cfg;
     DType dtype; /* of the written tensors: OW_F32 or OW_BF16 */
     int ntensors;
-    StWriteTensor *tensors;   /* HF names and shapes, data fetched (dequantised) on demand */
-    char **names;             /* owned HF names (tensors[i].name) */
-    const GgufTensor **src;   /* the GGUF tensor of each */
-    int *permute_heads;       /* rows to un-permute in groups of this many heads (0: none) */
+    StWriteTensor *tensors; /* HF names and shapes, data fetched (dequantised) on demand */
+    char **names;           /* owned HF names (tensors[i].name) */
+    const GgufTensor **src; /* the GGUF tensor of each */
+    int *permute_heads;     /* rows to un-permute in groups of this many heads (0: none) */
     /* optional: called after each tensor is fetched (progress) */
     void (*progress)(void *ctx, int done, int total, const char *name);
     void *progress_ctx;
