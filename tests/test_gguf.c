@@ -672,7 +672,7 @@ static char *smollm2_path(void) {
     return out;
 }
 
-static void check_smollm2_tensors(const char *out, const cJSON *fx) {
+static void check_fixture_tensors(const char *out, const cJSON *fx) {
     SafeTensors st;
     OwError err;
     cr_assert_eq(safetensors_open(out, &st, &err), 0, "%s", err.msg);
@@ -691,7 +691,7 @@ static void check_smollm2_tensors(const char *out, const cJSON *fx) {
         n++;
     }
     cr_assert_eq(n, st.ntensors, "the conversion has %d tensors, transformers %d", st.ntensors, n);
-    cr_log_info("SmolLM2: %d tensors bit-identical to transformers' F32", n);
+    cr_log_info("%s: %d tensors bit-identical to transformers' F32", out, n);
     safetensors_close(&st);
 }
 
@@ -753,13 +753,13 @@ static void check_smollm2_logits(const char *out) {
 }
 
 /* The rebuilt tokenizer's ids of tinyshakespeare.txt equal transformers' (count, sha256, first 64). */
-static void check_smollm2_ids(const char *out, const cJSON *fx) {
+static void check_fixture_ids(const char *out, const cJSON *fx, int add_special) {
     Tokenizer *tok;
     OwError err;
     cr_assert_eq(tokenizer_load(out, &tok, &err), 0, "%s", err.msg);
     char *tp = ts_shared_path("data/real/text/tinyshakespeare.txt"), *text = ts_read_text(tp);
     IdVec ids = {0};
-    cr_assert_eq(tokenizer_encode(tok, text, strlen(text), 0, &ids, &err), 0, "%s", err.msg);
+    cr_assert_eq(tokenizer_encode(tok, text, strlen(text), add_special, &ids, &err), 0, "%s", err.msg);
     const cJSON *ti = cJSON_GetObjectItemCaseSensitive(fx, "text_ids"),
                 *first = cJSON_GetObjectItemCaseSensitive(ti, "first");
     cr_assert_eq((double)ids.len, cJSON_GetObjectItemCaseSensitive(ti, "count")->valuedouble);
@@ -768,7 +768,7 @@ static void check_smollm2_ids(const char *out, const cJSON *fx) {
     char hex[65];
     ts_sha256_hex(ids.data, ids.len * sizeof *ids.data, hex);
     cr_assert_str_eq(hex, cJSON_GetObjectItemCaseSensitive(ti, "sha256_i32")->valuestring);
-    cr_log_info("SmolLM2: %zu tinyshakespeare ids identical to transformers'", ids.len);
+    cr_log_info("%s: %zu tinyshakespeare ids identical to transformers'", out, ids.len);
     idvec_free(&ids);
     free(text);
     free(tp);
@@ -789,10 +789,10 @@ Test(gguf_smollm2, converts_bit_identical_to_transformers) {
     OwError err;
     cJSON *fx = json_parse_file(fp, &err);
     cr_assert(fx != NULL, "%s", err.msg);
-    check_smollm2_tensors(out, fx);
+    check_fixture_tensors(out, fx);
     check_smollm2_config(out, fx);
     check_smollm2_logits(out);
-    check_smollm2_ids(out, fx);
+    check_fixture_ids(out, fx, 0);
     cJSON_Delete(fx);
     free(fp);
     ts_rmtree(dir);
@@ -914,4 +914,35 @@ Test(gguf_tokenizer, refuses_unknown_models_and_bad_metadata) {
     ts_rmtree(dir);
     free(dir);
     free(p);
+}
+
+/* A real SentencePiece vocabulary (TinyLlama's tokenizer.model, as llama.cpp
+ * writes it: no merges) with a tiny random model, committed as
+ * tests/fixtures/gguf/spm_tiny.gguf: tensors bit-identical, ids identical
+ * (BOS added) to transformers' conversion. */
+Test(gguf_tokenizer, sentencepiece_file_converts_like_transformers) {
+    char *gguf = ts_fixture_path("gguf/spm_tiny.gguf"), *fp = ts_fixture_path("gguf/spm_tiny.json");
+    char *dir = ts_tmpdir(), *out = ow_path_join(dir, "hf"), *log;
+    cr_assert_eq(run_convert(gguf, out, NULL, &log), 0, "%s", log);
+    cr_assert(strstr(log, "tokenizer: llama, 32000 tokens") && strstr(log, "derived from the scores"), "%s", log);
+    free(log);
+    OwError err;
+    cJSON *fx = json_parse_file(fp, &err);
+    cr_assert(fx != NULL, "%s", err.msg);
+    check_fixture_tensors(out, fx);
+    check_fixture_ids(out, fx, 1);
+    cJSON_Delete(fx);
+    char *tp = ow_path_join(out, "tokenizer.json"); /* <unk> (named by unknown_token_id) is a special added token */
+    cJSON *tj = json_parse_file(tp, &err);
+    cr_assert(tj != NULL, "%s", err.msg);
+    const cJSON *added = jpath(tj, "added_tokens", NULL);
+    cr_assert_eq(cJSON_GetArraySize(added), 3);
+    cr_assert_str_eq(jpath(cJSON_GetArrayItem(added, 0), "content", NULL)->valuestring, "<unk>");
+    cJSON_Delete(tj);
+    free(tp);
+    ts_rmtree(dir);
+    free(dir);
+    free(out);
+    free(fp);
+    free(gguf);
 }

@@ -24,17 +24,19 @@ typedef struct PreSplit {
 } PreSplit;
 
 /* transformers' GGUF_PRE_TOKENIZER_SPLITS (5.25) */
-static const char k_split_llama3[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
-    "\\s+(?!\\S)|\\s+";
+static const char k_split_llama3[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+                                     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
+                                     "\\s+(?!\\S)|\\s+";
 static const char k_split_tekken[] =
     "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+|[^\\r\\n\\p{L}\\p{N}]?["
-    "\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|"
+    "\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*|\\p{N}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|"
     "\\s+(?!\\S)|\\s+";
-static const char k_split_gpt4o[] =
-    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
-    "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
-    "|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char k_split_gpt4o[] = "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}"
+                                    "\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+                                    "|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}"
+                                    "\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"
+                                    "|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 static const char k_split_qwen2[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
     "\\s+(?!\\S)|\\s+";
@@ -42,14 +44,18 @@ static const char k_split_qwen35[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 static const PreSplit k_pre_splits[] = {
-    {"llama3", k_split_llama3},           {"llama-v3", k_split_llama3},     {"llama-bpe", k_split_llama3},
-    {"falcon3", k_split_llama3},          {"falcon-h1", k_split_llama3},    {"pixtral", k_split_llama3},
-    {"midm-2.0", k_split_llama3},         {"lfm2", k_split_llama3},         {"jina-v5-nano", k_split_llama3},
-    {"dbrx", k_split_llama3},             {"smaug-bpe", k_split_llama3},    {"tekken", k_split_tekken},
-    {"qwen2", k_split_qwen2},             {"deepseek-r1-qwen", k_split_qwen2}, {"kormo", k_split_qwen2},
-    {"f2llmv2", k_split_qwen2},           {"megrez", k_split_qwen2},        {"qwen35", k_split_qwen35},
-    {"gpt-4o", k_split_gpt4o},            {"llama4", k_split_gpt4o},        {"kanana2", k_split_gpt4o},
-    {"talkie", k_split_gpt4o},            {"minimax-m2", k_split_gpt4o},
+    {"llama3", k_split_llama3},       {"llama-v3", k_split_llama3},
+    {"llama-bpe", k_split_llama3},    {"falcon3", k_split_llama3},
+    {"falcon-h1", k_split_llama3},    {"pixtral", k_split_llama3},
+    {"midm-2.0", k_split_llama3},     {"lfm2", k_split_llama3},
+    {"jina-v5-nano", k_split_llama3}, {"dbrx", k_split_llama3},
+    {"smaug-bpe", k_split_llama3},    {"tekken", k_split_tekken},
+    {"qwen2", k_split_qwen2},         {"deepseek-r1-qwen", k_split_qwen2},
+    {"kormo", k_split_qwen2},         {"f2llmv2", k_split_qwen2},
+    {"megrez", k_split_qwen2},        {"qwen35", k_split_qwen35},
+    {"gpt-4o", k_split_gpt4o},        {"llama4", k_split_gpt4o},
+    {"kanana2", k_split_gpt4o},       {"talkie", k_split_gpt4o},
+    {"minimax-m2", k_split_gpt4o},
 };
 
 typedef struct SpellId {
@@ -61,12 +67,12 @@ typedef struct Vocab {
     const char *path;
     int byte_level; /* gpt2 */
     int64_t n;
-    char **spell;   /* the vocabulary key of each id */
-    int32_t *type;  /* token types, or NULL */
-    float *score;   /* scores, or NULL */
-    char *keep;     /* 1: the id the vocabulary keeps for its spelling (its last) */
-    char *first;    /* 1: the first id of its spelling (Python dict order) */
-    char *respelled; /* byte level: 1 when the token was respelled byte by byte */
+    char **spell;      /* the vocabulary key of each id */
+    int32_t *type;     /* token types, or NULL */
+    float *score;      /* scores, or NULL */
+    char *keep;        /* 1: the id the vocabulary keeps for its spelling (its last) */
+    char *first;       /* 1: the first id of its spelling (Python dict order) */
+    char *respelled;   /* byte level: 1 when the token was respelled byte by byte */
     SpellId *by_spell; /* sorted by spelling, then id (lookups) */
     int64_t nmerges;
     char **merge_l, **merge_r;
@@ -157,7 +163,8 @@ static int check_text(const Vocab *v, const char *key, uint64_t i, const GgufStr
         uint32_t cp;
         size_t n = utf8_decode_checked(s->s + k, (size_t)(s->len - k), &cp);
         if (n == 0 || cp == 0)
-            return ow_fail(err, "%s: %s[%llu] is not NUL-free UTF-8 (byte %llu) (hint: the tokenizer metadata is "
+            return ow_fail(err,
+                           "%s: %s[%llu] is not NUL-free UTF-8 (byte %llu) (hint: the tokenizer metadata is "
                            "corrupted)",
                            v->path, key, (unsigned long long)i, (unsigned long long)k);
         k += n;
@@ -196,8 +203,8 @@ static int read_per_token(const Gguf *g, const Vocab *v, const char *key, int f3
     *out = NULL;
     if (!gguf_find_kv(g, key)) return 0;
     uint64_t n;
-    int rc = f32 ? gguf_get_f32_array(g, key, (float **)out, &n, err)
-                 : gguf_get_i32_array(g, key, (int32_t **)out, &n, err);
+    int rc =
+        f32 ? gguf_get_f32_array(g, key, (float **)out, &n, err) : gguf_get_i32_array(g, key, (int32_t **)out, &n, err);
     if (rc == 0 && n != (uint64_t)v->n)
         rc = ow_fail(err, "%s: %s has %llu entries for %lld tokens", v->path, key, (unsigned long long)n,
                      (long long)v->n);
@@ -208,9 +215,9 @@ static int read_vocab(const Gguf *g, Vocab *v, OwError *err) {
     GgufStr *t;
     uint64_t n;
     if (gguf_get_str_array(g, "tokenizer.ggml.tokens", &t, &n, err) != 0) return -1;
-    int rc = n == 0 || n > INT32_MAX ? ow_fail(err, "%s: tokenizer.ggml.tokens has %llu entries", v->path,
-                                               (unsigned long long)n)
-                                     : 0;
+    int rc = n == 0 || n > INT32_MAX
+                 ? ow_fail(err, "%s: tokenizer.ggml.tokens has %llu entries", v->path, (unsigned long long)n)
+                 : 0;
     v->spell = ow_xcalloc((size_t)(n > 0 ? n : 1), sizeof *v->spell);
     v->respelled = ow_xcalloc((size_t)(n > 0 ? n : 1), 1);
     for (uint64_t i = 0; i < n && rc == 0; i++) {
@@ -230,11 +237,11 @@ static int read_vocab(const Gguf *g, Vocab *v, OwError *err) {
 /* --------------------------------------------- merges of a file without */
 
 typedef struct Cand {
-    int64_t l, r; /* vocabulary ids of the two pieces */
-    double val;   /* the merged token's score (or id without scores) */
+    int64_t l, r;   /* vocabulary ids of the two pieces */
+    double val;     /* the merged token's score (or id without scores) */
     int lenl, lenr; /* code points */
-    int64_t seq;  /* position before the final sort (stability) */
-    int desc;     /* 1: sort val, lenl, lenr descending */
+    int64_t seq;    /* position before the final sort (stability) */
+    int desc;       /* 1: sort val, lenl, lenr descending */
 } Cand;
 
 static int cmp_local(const void *a, const void *b) {
@@ -245,7 +252,7 @@ static int cmp_local(const void *a, const void *b) {
 
 static int cmp_final(const void *a, const void *b) {
     const Cand *x = a, *y = b;
-    int c = x->val != y->val ? (x->val < y->val ? -1 : 1)
+    int c = x->val != y->val     ? (x->val < y->val ? -1 : 1)
             : x->lenl != y->lenl ? (x->lenl < y->lenl ? -1 : 1)
             : x->lenr != y->lenr ? (x->lenr < y->lenr ? -1 : 1)
                                  : 0;
@@ -330,19 +337,24 @@ static cJSON *build_model(const Vocab *v) {
     return m;
 }
 
-/* Control tokens (special; byte level: only those spelled in the alphabet, i.e.
- * unchanged) and user-defined ones (not special), in id order. */
-static cJSON *build_added(const Vocab *v, int64_t *count) {
+typedef struct Specials {
+    int64_t bos, eos, unk, pad; /* -1 when absent */
+    int add_bos, add_eos;
+} Specials;
+
+/* Control tokens and the bos/eos/unk/pad tokens (special), user-defined ones
+ * (not special), in id order; byte level: not those respelled (transformers
+ * skips a control token outside the byte alphabet). */
+static cJSON *build_added(const Vocab *v, const Specials *sp, int64_t *count) {
     cJSON *a = cJSON_CreateArray();
     *count = 0;
-    for (int64_t i = 0; v->type && i < v->n; i++) {
-        int special = v->type[i] == TOKEN_CONTROL;
-        if (!special && v->type[i] != TOKEN_USER_DEFINED) continue;
-        if (v->respelled[i]) continue; /* outside the byte alphabet: not added (transformers skips it) */
-        if (!v->keep[i]) continue;     /* a repeated spelling: its last id stands */
-        int64_t id = i;
+    for (int64_t i = 0; i < v->n; i++) {
+        int32_t type = v->type ? v->type[i] : 0;
+        int named = i == sp->bos || i == sp->eos || i == sp->unk || i == sp->pad;
+        int special = named || type == TOKEN_CONTROL;
+        if ((!special && type != TOKEN_USER_DEFINED) || v->respelled[i] || !v->keep[i]) continue;
         cJSON *t = cJSON_CreateObject();
-        cJSON_AddNumberToObject(t, "id", (double)id);
+        cJSON_AddNumberToObject(t, "id", (double)i);
         cJSON_AddStringToObject(t, "content", v->spell[i]);
         cJSON_AddBoolToObject(t, "single_word", 0);
         cJSON_AddBoolToObject(t, "lstrip", 0);
@@ -411,11 +423,6 @@ static cJSON *build_decoder(const Vocab *v) {
     cJSON_AddItemToArray(list, strip);
     return d;
 }
-
-typedef struct Specials {
-    int64_t bos, eos, unk, pad; /* -1 when absent */
-    int add_bos, add_eos;
-} Specials;
 
 static void template_piece(cJSON *list, const char *special, const char *seq, int type_id) {
     cJSON *o = cJSON_CreateObject(), *in = cJSON_AddObjectToObject(o, special ? "SpecialToken" : "Sequence");
@@ -523,7 +530,7 @@ static int build_files(const Gguf *g, Vocab *v, const char *pre, GgufTokenizerFi
     cJSON_AddStringToObject(root, "version", "1.0");
     cJSON_AddNullToObject(root, "truncation");
     cJSON_AddNullToObject(root, "padding");
-    cJSON_AddItemToObject(root, "added_tokens", build_added(v, &out->nadded));
+    cJSON_AddItemToObject(root, "added_tokens", build_added(v, &sp, &out->nadded));
     cJSON_AddNullToObject(root, "normalizer");
     cJSON_AddItemToObject(root, "pre_tokenizer", build_pre(v, pre));
     cJSON_AddItemToObject(root, "post_processor", build_post(v, &sp));

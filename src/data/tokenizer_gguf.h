@@ -13,9 +13,9 @@
  *   with the merges from the file or derived from the vocabulary and scores
  *   as transformers' generate_merges does;
  *
- * both with control tokens (token type 3; for gpt2 only those spelled in the
- * byte alphabet) as special added tokens and user-defined ones (type 4) as
- * plain added tokens, a TemplateProcessing post-processor adding BOS/EOS per
+ * both with control tokens (token type 3) and the bos/eos/unk/pad tokens as
+ * special added tokens and user-defined ones (type 4) as plain added tokens
+ * (gpt2: not those respelled, which transformers skips), a TemplateProcessing post-processor adding BOS/EOS per
  * tokenizer.ggml.add_bos_token / add_eos_token (llama defaults add_bos to
  * true), and tokenizer_config.json with bos/eos/unk/pad tokens and
  * tokenizer.chat_template as chat_template. */

@@ -24,6 +24,15 @@ LLaMA Q/K permutation is undone; the tokenizer is rebuilt from tokenizer.ggml.*)
     T.bytes U8 [4 blocks]  random bytes (seed 17), with every F16 scale field a random finite half
     T.f32   F32 [4 x block] gguf-py's dequantize of those bytes (what transformers uses)
 
+  tests/fixtures/gguf/spm_tiny.gguf   (the SentencePiece case; about 0.9 MB)
+    a real SentencePiece vocabulary (../shared/data/real/tokenizers/llama2-tinyllama/tokenizer.model:
+    pieces, scores and token types as llama.cpp's converter writes them, bos 1, eos 2, unk 0,
+    add_bos_token true, add_space_prefix true, no merges) and a tiny random LLaMA (1 block, hidden
+    4, 2 heads, 1 kv head, intermediate 8; embedding F16, the rest F32; q/k permuted as llama.cpp
+    does), written with gguf-py's GGUFWriter
+  tests/fixtures/gguf/spm_tiny.json   transformers' conversion of that file: "tensors" and
+    "config" as above, "text_ids" of tinyshakespeare.txt with add_special_tokens=True (BOS first)
+
 Needs torch, transformers (5.x), gguf, accelerate (transformers refuses GGUF without it).
 Run from the repository root:
     python tests/reference/make_gguf_fixture.py [--gguf FILE] [--shared ../shared] [--out DIR]
@@ -73,6 +82,95 @@ def quant_blocks(out_dir):
     save_file(tensors, os.path.join(out_dir, "quant_blocks.safetensors"),
               metadata={"source": "tests/reference/make_gguf_fixture.py"})
     print("quant_blocks: %d types" % len(QUANT_TYPES))
+
+
+def llama_cpp_permute(w, n_head):
+    """llama.cpp's convert_hf_to_gguf LlamaModel.permute (rows of each head interleaved by halves)."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def spm_gguf(path, spm_model):
+    import gguf
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=spm_model)
+    tokens, scores, types = [], [], []
+    for i in range(sp.vocab_size()):  # as llama.cpp's _create_vocab_sentencepiece
+        tokens.append(sp.IdToPiece(i).encode("utf-8"))
+        scores.append(sp.GetScore(i))
+        t = gguf.TokenType.NORMAL
+        if sp.IsUnknown(i):
+            t = gguf.TokenType.UNKNOWN
+        elif sp.IsControl(i):
+            t = gguf.TokenType.CONTROL
+        elif sp.IsUnused(i):
+            t = gguf.TokenType.UNUSED
+        elif sp.IsByte(i):
+            t = gguf.TokenType.BYTE
+        types.append(t)
+    hidden, heads, kv, inter, vocab = 4, 2, 1, 8, len(tokens)
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_name("spm-tiny")
+    w.add_block_count(1)
+    w.add_context_length(128)
+    w.add_embedding_length(hidden)
+    w.add_feed_forward_length(inter)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_vocab_size(vocab)
+    w.add_rope_dimension_count(hidden // heads)
+    w.add_tokenizer_model("llama")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    w.add_add_space_prefix(True)
+    g = torch.Generator().manual_seed(5)
+    rnd = lambda *shape: (0.5 * torch.randn(*shape, generator=g)).numpy()  # noqa: E731
+    w.add_tensor("token_embd.weight", rnd(vocab, hidden).astype(np.float16))
+    hd = hidden // heads
+    w.add_tensor("blk.0.attn_q.weight", llama_cpp_permute(rnd(heads * hd, hidden), heads))
+    w.add_tensor("blk.0.attn_k.weight", llama_cpp_permute(rnd(kv * hd, hidden), kv))
+    w.add_tensor("blk.0.attn_v.weight", rnd(kv * hd, hidden))
+    w.add_tensor("blk.0.attn_output.weight", rnd(hidden, heads * hd))
+    w.add_tensor("blk.0.ffn_gate.weight", rnd(inter, hidden))
+    w.add_tensor("blk.0.ffn_up.weight", rnd(inter, hidden))
+    w.add_tensor("blk.0.ffn_down.weight", rnd(hidden, inter))
+    for n in ("blk.0.attn_norm.weight", "blk.0.ffn_norm.weight", "output_norm.weight"):
+        w.add_tensor(n, (1 + 0.1 * rnd(hidden)).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def convert_with_transformers(gguf_path, text, add_special):
+    d, name = os.path.split(os.path.abspath(gguf_path))
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
+    ids = np.asarray(tok(text, add_special_tokens=add_special)["input_ids"], dtype=np.int32)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    fixture = {
+        "source": "tests/reference/make_gguf_fixture.py",
+        "gguf": name,
+        "config": config_values(model.config),
+        "tensors": tensor_digests(model),
+        "text_ids": {"count": int(ids.size), "sha256_i32": sha(ids.astype("<i4")), "first": ids[:64].tolist(),
+                     "add_special_tokens": add_special},
+    }
+    return tok, model, ids, fixture
+
+
+def write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.write("\n")
 
 
 def sha(arr):
@@ -128,29 +226,23 @@ def main():
     transformers.utils.logging.set_verbosity_error()
     print("transformers %s, torch %s" % (transformers.__version__, torch.__version__))
 
-    d, name = os.path.split(os.path.abspath(gguf))
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
     with open(text_path, encoding="utf-8") as f:
         text = f.read()
-    ids = np.asarray(tok(text, add_special_tokens=False)["input_ids"], dtype=np.int32)
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32, attn_implementation="eager")
-    model.eval()
 
-    fixture = {
-        "source": "tests/reference/make_gguf_fixture.py",
-        "gguf": name,
-        "config": config_values(model.config),
-        "tensors": tensor_digests(model),
-        "text_ids": {"count": int(ids.size), "sha256_i32": sha(ids.astype("<i4")), "first": ids[:64].tolist()},
-    }
+    spm_path = os.path.join(args.out, "spm_tiny.gguf")
+    spm_gguf(spm_path, os.path.join(args.shared, "data", "real", "tokenizers", "llama2-tinyllama", "tokenizer.model"))
+    tok, model, spm_ids, spm_fx = convert_with_transformers(spm_path, text, True)
+    write_json(os.path.join(args.out, "spm_tiny.json"), spm_fx)
+    print("spm_tiny.gguf: %d bytes, %d text ids (first %s)" % (os.path.getsize(spm_path), spm_ids.size,
+                                                              spm_ids[:8].tolist()))
+
+    tok, model, ids, fixture = convert_with_transformers(gguf, text, False)
     with torch.no_grad():
         logits = model(torch.from_numpy(ids[:N_POS].astype(np.int64))[None]).logits[0].numpy()
         logits64 = model.to(torch.float64)(torch.from_numpy(ids[:N_POS].astype(np.int64))[None]).logits[0].numpy()
     cols = np.arange(0, logits.shape[1], COL_STRIDE, dtype=np.int32)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "smollm2.json"), "w") as f:
-        json.dump(fixture, f, indent=1, sort_keys=True)
-        f.write("\n")
+    write_json(os.path.join(args.out, "smollm2.json"), fixture)
     save_file({"input_ids": ids[:N_POS].copy(), "columns": cols, "logits": np.ascontiguousarray(logits[:, cols]),
                "argmax": logits.argmax(axis=1).astype(np.int32)},
               os.path.join(args.out, "smollm2_logits.safetensors"), metadata={"source": fixture["source"]})
