@@ -341,6 +341,19 @@ Test(gguf_reader, refuses_bad_headers) {
     tg_close(&f);
 }
 
+/* A key-value written field by field: key, type, then (when >= 0) an element type and a count. */
+static void expect_raw_kv_error(const char *key, uint32_t type, int64_t elem, int64_t count, const char *want) {
+    TgFile f;
+    tg_init(&f);
+    tg_str(&f.kv, key);
+    tg_u32(&f.kv, type);
+    if (elem >= 0) tg_u32(&f.kv, (uint32_t)elem);
+    if (count >= 0) tg_u64(&f.kv, (uint64_t)count);
+    f.nkv++;
+    expect_open_error(&f, want, NULL);
+    tg_close(&f);
+}
+
 Test(gguf_reader, refuses_bad_key_values) {
     TgFile f;
     tg_init(&f);
@@ -352,42 +365,11 @@ Test(gguf_reader, refuses_bad_key_values) {
     tg_kv_u32(&f, "", 1);
     expect_open_error(&f, "the key of key-value 0", "is empty");
     tg_close(&f);
-    tg_init(&f);
-    tg_str(&f.kv, "odd");
-    tg_u32(&f.kv, 13);
-    f.nkv++;
-    expect_open_error(&f, "key \"odd\": unknown value type 13", NULL);
-    tg_close(&f);
-    tg_init(&f);
-    tg_str(&f.kv, "arr");
-    tg_u32(&f.kv, 9);
-    tg_u32(&f.kv, 9);
-    tg_u64(&f.kv, 0);
-    f.nkv++;
-    expect_open_error(&f, "key \"arr\": nested arrays", NULL);
-    tg_close(&f);
-    tg_init(&f);
-    tg_str(&f.kv, "arr");
-    tg_u32(&f.kv, 9);
-    tg_u32(&f.kv, 42);
-    f.nkv++;
-    expect_open_error(&f, "key \"arr\": unknown array element type 42", NULL);
-    tg_close(&f);
-    tg_init(&f);
-    tg_str(&f.kv, "big");
-    tg_u32(&f.kv, 9);
-    tg_u32(&f.kv, 4);
-    tg_u64(&f.kv, 1u << 30);
-    f.nkv++;
-    expect_open_error(&f, "key \"big\"", "run past the end of the file");
-    tg_close(&f);
-    tg_init(&f);
-    tg_str(&f.kv, "s");
-    tg_u32(&f.kv, 8);
-    tg_u64(&f.kv, 1000);
-    f.nkv++;
-    expect_open_error(&f, "the value of key \"s\"", "past the end of the file");
-    tg_close(&f);
+    expect_raw_kv_error("odd", 13, -1, -1, "key \"odd\": unknown value type 13");
+    expect_raw_kv_error("arr", 9, 9, 0, "key \"arr\": nested arrays");
+    expect_raw_kv_error("arr", 9, 42, -1, "key \"arr\": unknown array element type 42");
+    expect_raw_kv_error("big", 9, 4, 1 << 30, "run past the end of the file");
+    expect_raw_kv_error("s", 8, -1, 1000, "the value of key \"s\"");
     tg_init(&f);
     tg_kv_u32(&f, "general.alignment", 48);
     expect_open_error(&f, "\"general.alignment\" must be a uint32 power of two", NULL);
@@ -645,6 +627,11 @@ Test(gguf_convert, refuses_other_architectures_and_inconsistent_models) {
     tg_close(&f);
     tg_init(&f);
     tg_tiny_llama(&f, 0);
+    while (f.nt > 1 + 9) free(f.t[--f.nt].data); /* block 1 and the final norm gone */
+    expect_convert_error(&f, "tensor \"blk.1.attn_q.weight\" is missing", NULL);
+    tg_close(&f);
+    tg_init(&f);
+    tg_tiny_llama(&f, 0);
     tg_kv_str(&f, "llama.rope.scaling.type", "linear");
     expect_convert_error(&f, "\"llama.rope.scaling.type\" is \"linear\"", NULL);
     tg_close(&f);
@@ -672,7 +659,9 @@ static char *smollm2_path(void) {
     return out;
 }
 
-static void check_fixture_tensors(const char *out, const cJSON *fx) {
+/* Every tensor of the converted model has transformers' shape and the sha256 of its bytes
+ * (key "sha256_f32" for F32, "sha256_bf16" for BF16: torch's rounding of the F32 values). */
+static void check_fixture_tensors(const char *out, const cJSON *fx, DType dtype) {
     SafeTensors st;
     OwError err;
     cr_assert_eq(safetensors_open(out, &st, &err), 0, "%s", err.msg);
@@ -680,18 +669,19 @@ static void check_fixture_tensors(const char *out, const cJSON *fx) {
     int n = 0;
     cJSON_ArrayForEach(e, ts) {
         const StTensor *t = need_tensor(&st, e->string);
-        cr_assert_eq(t->dtype, OW_F32);
+        cr_assert_eq(t->dtype, dtype);
         const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
         cr_assert_eq(t->ndim, cJSON_GetArraySize(shape), "%s", e->string);
         for (int d = 0; d < t->ndim; d++) cr_assert_eq(t->shape[d], (int64_t)cJSON_GetArrayItem(shape, d)->valuedouble);
         char hex[65];
         ts_sha256_hex(t->data, t->nbytes, hex);
-        cr_assert_str_eq(hex, cJSON_GetObjectItemCaseSensitive(e, "sha256_f32")->valuestring,
-                         "%s is not bit-identical to transformers' conversion", e->string);
+        const char *key = dtype == OW_F32 ? "sha256_f32" : "sha256_bf16";
+        cr_assert_str_eq(hex, cJSON_GetObjectItemCaseSensitive(e, key)->valuestring,
+                         "%s is not bit-identical to transformers' conversion (%s)", e->string, dtype_name(dtype));
         n++;
     }
     cr_assert_eq(n, st.ntensors, "the conversion has %d tensors, transformers %d", st.ntensors, n);
-    cr_log_info("%s: %d tensors bit-identical to transformers' F32", out, n);
+    cr_log_info("%s: %d tensors bit-identical to transformers' %s", out, n, dtype_name(dtype));
     safetensors_close(&st);
 }
 
@@ -789,10 +779,13 @@ Test(gguf_smollm2, converts_bit_identical_to_transformers) {
     OwError err;
     cJSON *fx = json_parse_file(fp, &err);
     cr_assert(fx != NULL, "%s", err.msg);
-    check_fixture_tensors(out, fx);
+    check_fixture_tensors(out, fx, OW_F32);
     check_smollm2_config(out, fx);
     check_smollm2_logits(out);
     check_fixture_ids(out, fx, 0);
+    cr_assert_eq(run_convert(gguf, out, "--dtype bf16 --overwrite-out", &log), 0, "%s", log);
+    free(log);
+    check_fixture_tensors(out, fx, OW_BF16);
     cJSON_Delete(fx);
     free(fp);
     ts_rmtree(dir);
@@ -924,12 +917,12 @@ Test(gguf_tokenizer, sentencepiece_file_converts_like_transformers) {
     char *gguf = ts_fixture_path("gguf/spm_tiny.gguf"), *fp = ts_fixture_path("gguf/spm_tiny.json");
     char *dir = ts_tmpdir(), *out = ow_path_join(dir, "hf"), *log;
     cr_assert_eq(run_convert(gguf, out, NULL, &log), 0, "%s", log);
-    cr_assert(strstr(log, "tokenizer: llama, 32000 tokens") && strstr(log, "derived from the scores"), "%s", log);
+    cr_assert(strstr(log, "tokenizer: llama, 32000 tokens") && strstr(log, "derived from the vocabulary"), "%s", log);
     free(log);
     OwError err;
     cJSON *fx = json_parse_file(fp, &err);
     cr_assert(fx != NULL, "%s", err.msg);
-    check_fixture_tensors(out, fx);
+    check_fixture_tensors(out, fx, OW_F32);
     check_fixture_ids(out, fx, 1);
     cJSON_Delete(fx);
     char *tp = ow_path_join(out, "tokenizer.json"); /* <unk> (named by unknown_token_id) is a special added token */

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* 1 when path exists and is not an empty directory. */
 static int occupied(const char *path) {
@@ -52,9 +53,11 @@ static void print_read(const GgufModel *m) {
     printf("\n");
 }
 
+/* About every 5% of the tensors (each one on a terminal, where the line is overwritten). */
 static void progress(void *ctx, int done, int total, const char *name) {
-    (void)ctx;
-    ow_progress("convert: %d/%d tensors (%s)", done, total, name);
+    int step = total / 20 > 0 ? total / 20 : 1;
+    if (*(const int *)ctx || done % step == 0 || done == total)
+        ow_progress("convert: %d/%d tensors (%s)", done, total, name);
 }
 
 static int convert(const char *gguf, const char *out, DType dtype, OwError *err) {
@@ -73,13 +76,16 @@ static int convert(const char *gguf, const char *out, DType dtype, OwError *err)
         if (rc == 0)
             printf("  tokenizer: %s, %lld tokens, %lld merges%s, %lld added tokens\n", tf.model, (long long)tf.ntokens,
                    (long long)tf.nmerges,
-                   gguf_find_kv(&m.g, "tokenizer.ggml.merges") ? "" : " (derived from the scores)",
+                   gguf_find_kv(&m.g, "tokenizer.ggml.merges") ? ""
+                                                               : " (none in the file: derived from the vocabulary)",
                    (long long)tf.nadded);
     } else {
         printf("  no tokenizer.ggml.model: no tokenizer files are written\n");
     }
     fflush(stdout);
+    int tty = isatty(fileno(stderr));
     m.progress = progress;
+    m.progress_ctx = &tty;
     safetensors_sort_hf(m.tensors, m.ntensors);
     if (rc == 0) rc = model_write_hf_files(&m.cfg, m.tensors, m.ntensors, out, dtype, 0, NULL, files, nfiles, err);
     ow_progress_end();

@@ -8,6 +8,7 @@
 #include "data/tokenizer_gguf.h"
 
 #include "core/json.h"
+#include "core/name_index.h"
 #include "core/utf8.h"
 #include "tok_internal.h"
 
@@ -58,11 +59,6 @@ static const PreSplit k_pre_splits[] = {
     {"minimax-m2", k_split_gpt4o},
 };
 
-typedef struct SpellId {
-    const char *s;
-    int id;
-} SpellId;
-
 typedef struct Vocab {
     const char *path;
     int byte_level; /* gpt2 */
@@ -73,7 +69,7 @@ typedef struct Vocab {
     char *keep;        /* 1: the id the vocabulary keeps for its spelling (its last) */
     char *first;       /* 1: the first id of its spelling (Python dict order) */
     char *respelled;   /* byte level: 1 when the token was respelled byte by byte */
-    SpellId *by_spell; /* sorted by spelling, then id (lookups) */
+    NameIdx *by_spell; /* sorted by spelling, then id (lookups) */
     int64_t nmerges;
     char **merge_l, **merge_r;
 } Vocab;
@@ -118,21 +114,15 @@ static char *spelling(const GgufStr *t, int respell) {
     return s;
 }
 
-static int cmp_spell(const void *a, const void *b) {
-    const SpellId *x = a, *y = b;
-    int c = strcmp(x->s, y->s);
-    return c ? c : (x->id > y->id) - (x->id < y->id);
-}
-
 static void index_spellings(Vocab *v) {
     v->by_spell = ow_xmalloc((size_t)(v->n > 0 ? v->n : 1) * sizeof *v->by_spell);
-    for (int64_t i = 0; i < v->n; i++) v->by_spell[i] = (SpellId){v->spell[i], (int)i};
-    qsort(v->by_spell, (size_t)v->n, sizeof *v->by_spell, cmp_spell);
+    for (int64_t i = 0; i < v->n; i++) v->by_spell[i] = (NameIdx){v->spell[i], (int)i};
+    qsort(v->by_spell, (size_t)v->n, sizeof *v->by_spell, name_idx_cmp);
     v->keep = ow_xcalloc((size_t)(v->n > 0 ? v->n : 1), 1);
     v->first = ow_xcalloc((size_t)(v->n > 0 ? v->n : 1), 1);
     for (int64_t k = 0; k < v->n; k++) {
-        if (k + 1 == v->n || strcmp(v->by_spell[k].s, v->by_spell[k + 1].s) != 0) v->keep[v->by_spell[k].id] = 1;
-        if (k == 0 || strcmp(v->by_spell[k].s, v->by_spell[k - 1].s) != 0) v->first[v->by_spell[k].id] = 1;
+        if (k + 1 == v->n || strcmp(v->by_spell[k].name, v->by_spell[k + 1].name) != 0) v->keep[v->by_spell[k].idx] = 1;
+        if (k == 0 || strcmp(v->by_spell[k].name, v->by_spell[k - 1].name) != 0) v->first[v->by_spell[k].idx] = 1;
     }
 }
 
@@ -141,11 +131,11 @@ static int64_t vocab_lookup(const Vocab *v, const char *s, size_t n) {
     int64_t lo = 0, hi = v->n - 1, found = -1;
     while (lo <= hi) {
         int64_t mid = lo + (hi - lo) / 2;
-        const char *m = v->by_spell[mid].s;
+        const char *m = v->by_spell[mid].name;
         int c = strncmp(s, m, n);
         if (c == 0 && m[n] != '\0') c = -1;
         if (c == 0) {
-            found = v->by_spell[mid].id;
+            found = v->by_spell[mid].idx;
             lo = mid + 1; /* the last of equal spellings */
         } else if (c < 0) {
             hi = mid - 1;
@@ -260,19 +250,16 @@ static int cmp_final(const void *a, const void *b) {
     return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
-static int cp_count(const char *s, size_t n) {
-    int c = 0;
-    for (size_t i = 0; i < n; i += utf8_seq_len((unsigned char)s[i])) c++;
-    return c;
-}
-
 /* The candidate merges of one token: every split at a code point boundary into two vocabulary pieces. */
 static int64_t token_splits(const Vocab *v, const char *s, double val, Cand *out) {
     size_t n = strlen(s);
+    int total = 0, left = 0;
+    for (size_t at = 0; at < n; at += utf8_seq_len((unsigned char)s[at])) total++;
     int64_t k = 0;
     for (size_t at = utf8_seq_len((unsigned char)s[0]); at < n; at += utf8_seq_len((unsigned char)s[at])) {
+        left++;
         int64_t l = vocab_lookup(v, s, at), r = vocab_lookup(v, s + at, n - at);
-        if (l >= 0 && r >= 0) out[k++] = (Cand){l, r, val, cp_count(s, at), cp_count(s + at, n - at), 0, 0};
+        if (l >= 0 && r >= 0) out[k++] = (Cand){l, r, val, left, total - left, 0, 0};
     }
     qsort(out, (size_t)k, sizeof *out, cmp_local);
     return k;

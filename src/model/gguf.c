@@ -7,6 +7,7 @@
  * tensors do not overlap. */
 #include "model/gguf.h"
 
+#include "core/name_index.h"
 #include "model/gguf_quant.h"
 
 #include <stdlib.h>
@@ -133,25 +134,11 @@ static int read_value(Cur *c, GgufKv *kv, OwError *err) {
     return 0;
 }
 
-typedef struct NameIdx {
-    const char *name;
-    int idx;
-} NameIdx;
-
-static int cmp_name_idx(const void *a, const void *b) {
-    const NameIdx *x = a, *y = b;
-    int r = strcmp(x->name, y->name);
-    return r ? r : (x->idx > y->idx) - (x->idx < y->idx);
-}
-
 /* A name that appears twice among n (names[i] at stride bytes apart), or NULL. */
 static const char *first_duplicate(const char *const *names, size_t stride, int n) {
     NameIdx *v = ow_xmalloc((size_t)(n > 0 ? n : 1) * sizeof *v);
     for (int i = 0; i < n; i++) v[i] = (NameIdx){*(const char *const *)((const char *)names + (size_t)i * stride), i};
-    qsort(v, (size_t)n, sizeof *v, cmp_name_idx);
-    const char *dup = NULL;
-    for (int i = 1; i < n && !dup; i++)
-        if (strcmp(v[i - 1].name, v[i].name) == 0) dup = v[i].name;
+    const char *dup = name_idx_sort_find_duplicate(v, n);
     free(v);
     return dup;
 }
@@ -260,6 +247,7 @@ static int place_tensors(Gguf *g, const char *path, OwError *err) {
                          "(hint: the file is truncated)",
                          path, t->name, (unsigned long long)t->offset,
                          (unsigned long long)t->offset + (unsigned long long)t->nbytes, (unsigned long long)data_size);
+        if (rc != 0) break;
         sp[i] = (Span){t->offset, t->offset + t->nbytes, i};
         t->data = (const unsigned char *)g->file.data + g->data_offset + t->offset;
     }
@@ -308,15 +296,26 @@ static int parse_header(Cur *c, Gguf *g, OwError *err) {
     return place_tensors(g, c->path, err);
 }
 
+static int parse_or_close(Gguf *g, OwError *err) {
+    Cur c = {g->file.data, g->file.size, 0, g->file.path};
+    if (parse_header(&c, g, err) == 0) return 0;
+    gguf_close(g);
+    return -1;
+}
+
 int gguf_open(const char *path, Gguf *g, OwError *err) {
     memset(g, 0, sizeof *g);
     if (ow_map_file(path, &g->file, err) != 0) return -1;
-    Cur c = {g->file.data, g->file.size, 0, g->file.path};
-    if (parse_header(&c, g, err) != 0) {
-        gguf_close(g);
-        return -1;
-    }
-    return 0;
+    return parse_or_close(g, err);
+}
+
+int gguf_open_memory(const void *data, size_t size, const char *name, Gguf *g, OwError *err) {
+    memset(g, 0, sizeof *g);
+    g->borrowed = 1;
+    g->file.data = (void *)(uintptr_t)data;
+    g->file.size = size;
+    g->file.path = ow_xstrdup(name);
+    return parse_or_close(g, err);
 }
 
 void gguf_close(Gguf *g) {
@@ -324,7 +323,10 @@ void gguf_close(Gguf *g) {
     free(g->kv);
     for (int i = 0; i < g->ntensors; i++) free(g->tensors[i].name);
     free(g->tensors);
-    ow_unmap_file(&g->file);
+    if (g->borrowed)
+        free(g->file.path);
+    else
+        ow_unmap_file(&g->file);
     memset(g, 0, sizeof *g);
 }
 

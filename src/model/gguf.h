@@ -76,7 +76,8 @@ typedef struct GgufTensor {
 } GgufTensor;
 
 typedef struct Gguf {
-    MappedFile file;
+    MappedFile file; /* file.path names the source in messages */
+    int borrowed;    /* gguf_open_memory: file.data is the caller's */
     uint32_t version;
     uint32_t alignment;
     uint64_t data_offset; /* of the data section in the file */
@@ -87,6 +88,9 @@ typedef struct Gguf {
 } Gguf;
 
 int gguf_open(const char *path, Gguf *g, OwError *err);
+/* The same checks on bytes in memory (kept by the caller until gguf_close);
+ * `name` stands for the file in messages. */
+int gguf_open_memory(const void *data, size_t size, const char *name, Gguf *g, OwError *err);
 void gguf_close(Gguf *g);
 
 const char *gguf_type_name(GgufType t);

@@ -280,6 +280,9 @@ int gguf_model_open(const char *path, DType dtype, GgufModel *m, OwError *err) {
     m->names = ow_xcalloc((size_t)(n > 0 ? n : 1), sizeof *m->names);
     m->src = ow_xcalloc((size_t)(n > 0 ? n : 1), sizeof *m->src);
     m->permute_heads = ow_xcalloc((size_t)(n > 0 ? n : 1), sizeof *m->permute_heads);
+    if (rc == 0 && m->cfg.num_layers > n) /* bounds `seen`; check_complete names the first missing tensor */
+        rc = ow_fail(err, "%s: key \"llama.block_count\" is %lld, but the file has only %d tensors", path,
+                     (long long)m->cfg.num_layers, n);
     char *seen = rc == 0 ? ow_xcalloc((size_t)(m->cfg.num_layers * N_BLOCK_NAMES + 3), 1) : NULL;
     for (int i = 0; rc == 0 && i < n; i++) rc = add_tensor(m, &m->g.tensors[i], seen, err);
     if (rc == 0) rc = check_complete(m, seen, err);
