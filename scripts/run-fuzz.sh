@@ -2,7 +2,8 @@
 # run-fuzz.sh: builds the libFuzzer targets (clang, -DOWLORE_FUZZ=ON) in
 # build-fuzz/ and runs each for a bounded time.
 #   scripts/run-fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default 60 s, all targets)
-# Targets: tokenizer_load, tokenizer_encode, jsonl (the dataset readers).
+# Targets: tokenizer_load, tokenizer_encode, jsonl (the dataset readers), gguf (the GGUF reader,
+# dequantisation, the LLaMA config and the tokenizer rebuild).
 # Seeds: tests/fuzz/corpus/<target>/ (read only; new inputs go to
 # build-fuzz/corpus/<target>/). A crashing input is copied to
 # tests/fuzz/regressions/<target>/, where test_fuzz_regressions replays it in
@@ -25,6 +26,7 @@ for t in "${targets[@]}"; do
   dict=()
   [ "$t" = tokenizer_load ] && dict=(-dict="$root/tests/fuzz/tokenizer_json.dict")
   [ "$t" = jsonl ] && dict=(-dict="$root/tests/fuzz/jsonl.dict")
+  [ "$t" = gguf ] && dict=(-dict="$root/tests/fuzz/gguf.dict")
   echo "== fuzz_$t for ${secs}s"
   if ! "$build/tests/fuzz/fuzz_$t" "$work" "$root/tests/fuzz/corpus/$t" "${dict[@]}" -max_total_time="$secs" \
         -rss_limit_mb=4096 -max_len=65536 -timeout=30 -artifact_prefix="$art/" -print_final_stats=1 2>"$build/fuzz_$t.log"; then

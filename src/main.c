@@ -18,6 +18,7 @@ static const Command k_commands[] = {
     {"eval", cmd_eval, "loss and perplexity, or multiple-choice accuracy, of a model or a run"},
     {"generate", cmd_generate, "text from a model or a run (a completion, or a chat), with a key/value cache"},
     {"export", cmd_export, "write a run's fine-tuned model as a Hugging Face directory"},
+    {"convert", cmd_convert, "convert a LLaMA-family GGUF file (llama.cpp) into a Hugging Face directory"},
     {"report", cmd_report, "write RUN_DIR/report.html (curves, sampling, trainable blocks)"},
     {"plan", cmd_plan, "predict a run's device memory by kind and the largest batch that fits --gpu-mem"},
     {"probe", cmd_probe, "measure host<->device copy, store-disk read and GEMM rates for offload placement (cached)"},

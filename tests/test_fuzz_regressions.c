@@ -5,6 +5,7 @@
 #include "../tests/fuzz/fuzz_tokenizer_encode.c"
 #include "../tests/fuzz/fuzz_tokenizer_load.c"
 #include "../tests/fuzz/fuzz_jsonl.c"
+#include "../tests/fuzz/fuzz_gguf.c"
 
 #include "core/fileio.h"
 #include "test_support.h"
@@ -56,4 +57,11 @@ Test(fuzz_regressions, jsonl) {
     size_t b = replay_dir("tests/fuzz/regressions/jsonl", fuzz_jsonl_one);
     cr_log_info("jsonl: %zu corpus inputs, %zu regressions", a, b);
     cr_expect_gt(a, 0);
+}
+
+Test(fuzz_regressions, gguf) {
+    size_t a = replay_dir("tests/fuzz/corpus/gguf", fuzz_gguf_one);
+    size_t b = replay_dir("tests/fuzz/regressions/gguf", fuzz_gguf_one);
+    cr_log_info("gguf: %zu corpus inputs, %zu regressions", a, b);
+    cr_assert_gt(a, 0, "no seed inputs in tests/fuzz/corpus/gguf");
 }

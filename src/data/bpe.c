@@ -465,5 +465,6 @@ void bpe_encode_word(const BpeModel *m, TokenizerWork *w, const char *s, size_t 
     size_t out0 = out->len;
     SymStream st = {m, w, s, out, 0, !m->may_disorder, !small && !m->may_disorder};
     word_symbols(&st, s, n);
-    if (small) cache_put(w->cache, h, s, n, out->data + out0, out->len - out0);
+    /* a word may give no ids (no unk token): out->data may still be NULL */
+    if (small) cache_put(w->cache, h, s, n, out->len > out0 ? out->data + out0 : NULL, out->len - out0);
 }

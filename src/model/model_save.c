@@ -12,8 +12,13 @@
 static const char *k_tokenizer_files[] = {"tokenizer.json",  "tokenizer_config.json",  "special_tokens_map.json",
                                           "tokenizer.model", "generation_config.json", "added_tokens.json"};
 
-int model_write_hf(const ModelConfig *mcfg, const StWriteTensor *ts, int n, const char *dir, DType dtype,
+int model_write_hf(const ModelConfig *cfg, const StWriteTensor *ts, int n, const char *dir, DType dtype,
                    size_t shard_bytes, const char *tokenizer_src, OwError *err) {
+    return model_write_hf_files(cfg, ts, n, dir, dtype, shard_bytes, tokenizer_src, NULL, 0, err);
+}
+
+int model_write_hf_files(const ModelConfig *mcfg, const StWriteTensor *ts, int n, const char *dir, DType dtype,
+                         size_t shard_bytes, const char *tokenizer_src, const HfFile *files, int nfiles, OwError *err) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", dir, (long)getpid());
     ow_remove_stale_tmp(dir); /* those of killed writers (a live one's stay) */
@@ -52,6 +57,12 @@ int model_write_hf(const ModelConfig *mcfg, const StWriteTensor *ts, int n, cons
             free(src);
             if (rc != 0) goto done;
         }
+    }
+    for (int k = 0; k < nfiles; k++) {
+        char *dst = ow_path_join(tmp, files[k].name);
+        rc = ow_write_file_atomic(dst, files[k].data, files[k].len, err);
+        free(dst);
+        if (rc != 0) goto done;
     }
     /* replace the target: remove an old one, rename the new one into place */
     if (ow_remove_tree(dir, err) != 0) {

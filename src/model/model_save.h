@@ -20,4 +20,17 @@ int model_save_hf(Model *m, const char *dir, DType dtype, size_t shard_bytes, co
 int model_write_hf(const ModelConfig *cfg, const StWriteTensor *tensors, int n, const char *dir, DType dtype,
                    size_t shard_bytes, const char *tokenizer_src, OwError *err);
 
+/* A file built in memory, written into the model directory (e.g. tokenizer
+ * files rebuilt from a GGUF). */
+typedef struct HfFile {
+    const char *name; /* plain file name */
+    const char *data;
+    size_t len;
+} HfFile;
+
+/* model_write_hf, plus `files` written into the directory before it is
+ * renamed into place (after the copied tokenizer files, so they win). */
+int model_write_hf_files(const ModelConfig *cfg, const StWriteTensor *tensors, int n, const char *dir, DType dtype,
+                         size_t shard_bytes, const char *tokenizer_src, const HfFile *files, int nfiles, OwError *err);
+
 #endif

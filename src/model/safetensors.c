@@ -7,6 +7,7 @@
 #include "model/safetensors.h"
 
 #include "core/json.h"
+#include "core/name_index.h"
 #include "core/utf8.h"
 
 #include <math.h>
@@ -240,24 +241,11 @@ static int parse_file(OpenCtx *c, int fi, OwError *err) {
     return rc;
 }
 
-/* qsort has no context argument: sort an array of (name, index) pairs instead. */
-typedef struct NameIdx {
-    const char *name;
-    int idx;
-} NameIdx;
-
-static int cmp_name_idx(const void *a, const void *b) {
-    const NameIdx *x = a, *y = b;
-    int c = strcmp(x->name, y->name);
-    if (c) return c;
-    return (x->idx > y->idx) - (x->idx < y->idx);
-}
-
 static int build_name_index(SafeTensors *st, OwError *err) {
     int n = st->ntensors;
     NameIdx *v = ow_xmalloc((size_t)(n > 0 ? n : 1) * sizeof *v);
     for (int i = 0; i < n; i++) v[i] = (NameIdx){st->tensors[i].name, i};
-    qsort(v, (size_t)n, sizeof *v, cmp_name_idx);
+    qsort(v, (size_t)n, sizeof *v, name_idx_cmp);
     int rc = 0;
     for (int i = 1; i < n && rc == 0; i++) {
         if (strcmp(v[i - 1].name, v[i].name) != 0) continue;
@@ -348,7 +336,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *c
 /* Checks the index against the opened shards (shard i is file i). */
 static int check_index(const SafeTensors *st, const char *index_path, NameIdx *wm, int nwm, char **shards,
                        OwError *err) {
-    qsort(wm, (size_t)nwm, sizeof *wm, cmp_name_idx);
+    qsort(wm, (size_t)nwm, sizeof *wm, name_idx_cmp);
     for (int i = 1; i < nwm; i++)
         if (strcmp(wm[i - 1].name, wm[i].name) == 0)
             return ow_fail(err, "%s: tensor \"%s\" appears twice in weight_map", index_path, wm[i].name);
@@ -604,7 +592,7 @@ static int check_write_list(const char *path, const StWriteTensor *t, int n, con
         if (tensor_nbytes_checked(&t[i], path, &sizes[i], err) != 0) return -1;
     NameIdx *v = ow_xmalloc((size_t)(n > 0 ? n : 1) * sizeof *v);
     for (int i = 0; i < n; i++) v[i] = (NameIdx){t[i].name, i};
-    qsort(v, (size_t)n, sizeof *v, cmp_name_idx);
+    qsort(v, (size_t)n, sizeof *v, name_idx_cmp);
     int rc = 0;
     for (int i = 1; i < n && rc == 0; i++)
         if (strcmp(v[i - 1].name, v[i].name) == 0) rc = ow_fail(err, "%s: tensor \"%s\" given twice", path, v[i].name);
@@ -778,7 +766,7 @@ int safetensors_write_sharded(const char *dir, const StWriteTensor *tensors, int
     if (rc == 0) {
         NameIdx *v = ow_xmalloc((size_t)n * sizeof *v);
         for (int i = 0; i < n; i++) v[i] = (NameIdx){tensors[i].name, shard_of[i]};
-        qsort(v, (size_t)n, sizeof *v, cmp_name_idx);
+        qsort(v, (size_t)n, sizeof *v, name_idx_cmp);
         StrBuf b = {0};
         sb_printf(&b, "{\n  \"metadata\": {\n    \"total_parameters\": %llu,\n    \"total_size\": %llu\n  },\n",
                   (unsigned long long)total_params, (unsigned long long)total_size);
