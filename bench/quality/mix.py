@@ -2,7 +2,7 @@
 """mix.py: the quality study's data, from the LLM-Adapters commonsense sets (JSON arrays of alpaca
 records instruction/input/output/answer).
 
-  mix.py SRC_DIR OUT_DIR [--holdout-every K] [--test-limit N]
+  mix.py SRC_DIR OUT_DIR [--holdout-every K] [--test-limit N] [--holdout-limit N]
 
 SRC_DIR holds boolq, ARC-Easy, ARC-Challenge and openbookqa, each with train.json and test.json.
 Writes into OUT_DIR:
@@ -10,6 +10,7 @@ Writes into OUT_DIR:
   grid_train.json the mix less every K-th record (default K = 20): the learning-rate grid trains on it
   holdout.json    every K-th record of the mix (888 records): the grid is scored on it, never on test
   test_<set>.json each test set (its first N records with --test-limit, for a smoke run)
+  (--holdout-limit N: only the slice's first N records are written to holdout.json, for a smoke run)
 and prints the counts. Records are copied unchanged; the order is fixed (training shuffles by seed)."""
 import json
 import os
@@ -20,12 +21,15 @@ SETS = ["boolq", "ARC-Easy", "ARC-Challenge", "openbookqa"]
 
 def main():
     args = sys.argv[1:]
-    every, limit = 20, 0
+    every, limit, hold_limit = 20, 0, 0
     pos = []
     i = 0
     while i < len(args):
         if args[i] == "--holdout-every":
             every = int(args[i + 1])
+            i += 2
+        elif args[i] == "--holdout-limit":
+            hold_limit = int(args[i + 1])
             i += 2
         elif args[i] == "--test-limit":
             limit = int(args[i + 1])
@@ -57,8 +61,8 @@ def main():
 
     write("train_mix.json", mix)
     write("grid_train.json", grid)
-    write("holdout.json", hold)
-    counts = {"train_mix": len(mix), "grid_train": len(grid), "holdout": len(hold)}
+    write("holdout.json", hold[:hold_limit] if hold_limit > 0 else hold)
+    counts = {"train_mix": len(mix), "grid_train": len(grid), "holdout": len(hold[:hold_limit] if hold_limit > 0 else hold)}
     for s in SETS:
         with open(os.path.join(src, s, "test.json")) as f:
             recs = json.load(f)

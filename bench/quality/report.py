@@ -95,7 +95,7 @@ def fmt(ms, scale=1.0, digits=1):
     return f"{m * scale:.{digits}f} ± {sd * scale:.{digits}f}" if n > 1 else f"{m * scale:.{digits}f}"
 
 
-def svg_plot(rows, path):
+def svg_plot(rows, base, path):
     """Two panels: mean accuracy over the four sets and mean answer cross-entropy, per method, with
     one dot per seed and the mean ± sd as a bar."""
     W, H, pad, top = 760, 330, 60, 40
@@ -108,6 +108,11 @@ def svg_plot(rows, path):
         vals = [v * scale for r in rows for v in r["seed_" + key]]
         if not vals:
             continue
+        base_v = None
+        if base:
+            k = 0 if key == "avg_acc" else 1
+            base_v = sum(base[s][k] for s in SETS) / len(SETS) * scale
+            vals.append(base_v)
         lo, hi = min(vals), max(vals)
         span = (hi - lo) or 1.0
         lo, hi = lo - 0.15 * span, hi + 0.15 * span
@@ -118,6 +123,10 @@ def svg_plot(rows, path):
             v = lo + (hi - lo) * t / 4
             out.append(f'<text x="{x0 - 5}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
             out.append(f'<line x1="{x0}" y1="{y(v):.1f}" x2="{x0 + panel_w}" y2="{y(v):.1f}" stroke="#eee"/>')
+        if base_v is not None:
+            out.append(f'<line x1="{x0}" y1="{y(base_v):.1f}" x2="{x0 + panel_w}" y2="{y(base_v):.1f}" stroke="#888" '
+                       f'stroke-dasharray="4 3"/><text x="{x0 + panel_w}" y="{y(base_v) - 3:.1f}" text-anchor="end" '
+                       f'fill="#888">base model</text>')
         step = panel_w / max(1, len(rows))
         for i, r in enumerate(rows):
             cx = x0 + step * (i + 0.5)
@@ -227,7 +236,7 @@ def main():
     with open(os.path.join(out, "results.md.tmp"), "w") as f:
         f.write("\n".join(md) + "\n")
     os.replace(os.path.join(out, "results.md.tmp"), os.path.join(out, "results.md"))
-    svg_plot([r for r in rows if "avg_acc" in r], os.path.join(out, "results.svg"))
+    svg_plot([r for r in rows if "avg_acc" in r], res["base"], os.path.join(out, "results.svg"))
     print("\n".join(md))
 
 

@@ -38,7 +38,7 @@
 # DEVICE (cuda | cpu; default cuda when nvidia-smi works), SHARED (the shared data folder: default
 # ../shared, else .device/shared), METHODS, LRS (default "1e-4 3e-4 1e-3"), SEEDS (default "1 2 3"),
 # GAMMAS (default "2 10"), EPOCHS, RANK, PARALLEL, SPEED_STEPS (default 60),
-# SMOKE=1 (a CPU check of the pipeline: 2 steps of 2 x 128 tokens per run, 8 records per test set,
+# SMOKE=1 (a CPU check of the pipeline: 2 steps of 2 x 128 tokens per run, 4 records per test set and slice,
 # one learning rate and seed, gammas off; its numbers mean nothing).
 #
 # How the GGUF reaches the GPU machine: one device call carries at most 64 MiB and the GGUF is 98 MB,
@@ -78,7 +78,7 @@ if [ "$SMOKE" = 1 ]; then
   SHAPE=(--batch-size 2 --block-size 128)
   STEPS=(--steps 2)
   SPEED_STEPS=2
-  TEST_LIMIT=8
+  TEST_LIMIT=4
   EVAL_SHAPE=(--batch-size 4 --block-size 256)
   LRS=${SMOKE_LRS:-3e-4}
   SEEDS=${SMOKE_SEEDS:-1}
@@ -129,7 +129,7 @@ stage_prepare() {
   fi
   if [ ! -f "$data/counts.json" ]; then
     local lim=()
-    [ "$TEST_LIMIT" -gt 0 ] && lim=(--test-limit "$TEST_LIMIT")
+    [ "$TEST_LIMIT" -gt 0 ] && lim=(--test-limit "$TEST_LIMIT" --holdout-limit "$TEST_LIMIT")
     python3 bench/quality/mix.py "$SHARED/data/real/commonsense" "$data" "${lim[@]}" >"$data.counts.tmp" ||
       die "mix.py"
     mkdir -p "$data" && mv "$data.counts.tmp" "$data/counts.json"
@@ -171,12 +171,12 @@ train_job() {
   [ -f "$run/summary.json" ] && return 0
   local steps=("${STEPS[@]}")
   [ ${#steps[@]} -gt 0 ] || steps=(--epochs "$EPOCHS")
-  printf '%q ' rm -rf "$run"
-  printf '; %q ' "$BIN" train --model "$WORK/smollm2" --data "$data" --out "$run" --ratios "$WORK/ratios.json" \
+  local cmd
+  cmd=$(printf '%q ' "$BIN" train --model "$WORK/smollm2" --data "$data" --out "$run" --ratios "$WORK/ratios.json" \
     --lr "$lr" --seed "$seed" "${SHAPE[@]}" "${steps[@]}" --val-split 0 --eval-every 0 --save-every -1 \
-    --log-every 50 --device "$DEVICE" "$@"
-  printf '> %q 2>&1 && echo "[$(date +%%H:%%M:%%S)] done %s" || echo "[$(date +%%H:%%M:%%S)] FAILED %s (logs/%s.log)"\n' \
-    "$WORK/logs/$name.log" "$name" "$name" "$name"
+    --log-every 50 --device "$DEVICE" "$@")
+  printf 'rm -rf %q; %s>%q 2>&1 && echo "[$(date +%%H:%%M:%%S)] done %s" || echo "[$(date +%%H:%%M:%%S)] FAILED %s (logs/%s.log)"\n' \
+    "$run" "$cmd" "$WORK/logs/$name.log" "$name" "$name" "$name"
 }
 
 # eval_one NAME MODEL_DIR [SETS...]: the four test sets (or the given files), one model load.
