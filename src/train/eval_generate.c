@@ -52,8 +52,8 @@ static int64_t context_of(const Model *m, const McSet *set, int64_t max_new) {
     return longest + max_new < maxpos ? longest + max_new : maxpos;
 }
 
-int eval_generate_texts(Model *m, const McSet *set, const EvalGenOptions *o, char **texts, IdVec *ids,
-                        double *seconds, OwError *err) {
+int eval_generate_texts(Model *m, const McSet *set, const EvalGenOptions *o, char **texts, IdVec *ids, double *seconds,
+                        OwError *err) {
     OW_CHECK(o->max_new >= 1);
     memset(texts, 0, (size_t)set->n * sizeof *texts);
     if (ids) memset(ids, 0, (size_t)set->n * sizeof *ids);

@@ -27,7 +27,7 @@ typedef struct EvalGenScore {
 void eval_generate_score(const McSet *set, const char *const *texts, int *pred, EvalGenScore *out);
 
 typedef struct EvalGenOptions {
-    int64_t max_new;        /* new tokens at most per item (>= 1) */
+    int64_t max_new;         /* new tokens at most per item (>= 1) */
     const int32_t *stop_ids; /* decoding stops after one of these (it is not part of the text) */
     int nstop;
     const Tokenizer *tok; /* the ids' text (NULL: bytes) */
@@ -37,8 +37,8 @@ typedef struct EvalGenOptions {
 /* Generates after every item's context: texts[i] (heap, NUL-terminated; eval_generate_texts_free) and, when ids
  * is not NULL, ids[i] (the new ids, the stop id included as generate_greedy returns them; idvec_free each).
  * *seconds gets the wall time. -1 with a message (naming the item) when max_new leaves no room or the model fails. */
-int eval_generate_texts(Model *m, const McSet *set, const EvalGenOptions *o, char **texts, IdVec *ids,
-                        double *seconds, OwError *err);
+int eval_generate_texts(Model *m, const McSet *set, const EvalGenOptions *o, char **texts, IdVec *ids, double *seconds,
+                        OwError *err);
 void eval_generate_texts_free(char **texts, int64_t n);
 
 #endif
