@@ -54,10 +54,10 @@ Test(chat_default_system, read_out_of_the_construct_only) {
         variant("{{ '<|im_start|>system\nYou", "{{\"<|im_start|>system\\nYou"), /* "..." with a \n escape */
         variant("Face<|im_end|>\n' }}", "Face<|im_end|>\\n\" }}"),
         variant("{% endif %}{{'<|im_start|>'", " {% endif %}{{'<|im_start|>'"), /* text before endif */
-        variant("!= 'system' %}", "== 'user' %}"),                           /* another condition */
-        variant("<|im_start|>system\nYou", "<|im_start|>user\nYou"),         /* not a system block */
-        variant("Face<|im_end|>\n' }}", "Face' }}"),                         /* no <|im_end|> */
-        variant("named SmolLM,", "named \\'Owl\\',"),                         /* escaped quotes */
+        variant("!= 'system' %}", "== 'user' %}"),                              /* another condition */
+        variant("<|im_start|>system\nYou", "<|im_start|>user\nYou"),            /* not a system block */
+        variant("Face<|im_end|>\n' }}", "Face' }}"),                            /* no <|im_end|> */
+        variant("named SmolLM,", "named \\'Owl\\',"),                           /* escaped quotes */
     };
     /* v[0] and v[1] together make a double-quoted literal */
     char *dq = malloc(strlen(k_smol) + 8);
@@ -120,8 +120,8 @@ static size_t messages_of(const cJSON *c, ChatMessage *m) {
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItem(c, "messages")) {
         const char *content = cJSON_GetObjectItem(e, "content")->valuestring;
-        m[n++] = (ChatMessage){chat_role_from_name(cJSON_GetObjectItem(e, "role")->valuestring), content,
-                               strlen(content)};
+        m[n++] =
+            (ChatMessage){chat_role_from_name(cJSON_GetObjectItem(e, "role")->valuestring), content, strlen(content)};
     }
     return n;
 }
@@ -137,13 +137,56 @@ static void expect_training_ids(const Tokenizer *tok, const cJSON *c, const char
     o.chat_template = CHAT_TEMPLATE_CHATML;
     TokData d;
     OwError err;
-    cr_assert_eq(dataset_tokenize_buffer("chat.jsonl", line, strlen(line), tok, &o, &d, NULL, &err), 0, "%s",
-                 err.msg);
+    cr_assert_eq(dataset_tokenize_buffer("chat.jsonl", line, strlen(line), tok, &o, &d, NULL, &err), 0, "%s", err.msg);
     IdVec got = {(int32_t *)d.ids, (size_t)d.count, 0};
     expect_ids(&got, cJSON_GetObjectItem(c, "ids"), what);
     tokdata_free(&d);
     free(line);
     cJSON_Delete(rec);
+}
+
+/* Chat data's cache key changes with the default system message: the same tokenizer files, the template's
+ * default system block taken out. */
+static void expect_cache_key_has_the_default(const char *dir, const Tokenizer *tok) {
+    char *tmp = ts_tmpdir(), *data = ow_path_join(tmp, "chat.jsonl"), *tp = ow_path_join(dir, "tokenizer.json"),
+         *copy = ow_path_join(tmp, "tokenizer.json"), *text = ts_read_text(tp);
+    char *cp = ow_path_join(dir, "tokenizer_config.json"), *ccopy = ow_path_join(tmp, "tokenizer_config.json");
+    OwError err;
+    cJSON *cfg = json_parse_file(cp, &err);
+    cr_assert(cfg, "%s", err.msg);
+    const char *jinja = cJSON_GetObjectItem(cfg, "chat_template")->valuestring, *b = strstr(jinja, "{% if loop.first"),
+               *e = b ? strstr(b, "{% endif %}") : NULL;
+    cr_assert(b && e, "%s", jinja);
+    char *plain = malloc(strlen(jinja) + 1);
+    memcpy(plain, jinja, (size_t)(b - jinja));
+    strcpy(plain + (b - jinja), e + strlen("{% endif %}"));
+    cJSON_ReplaceItemInObject(cfg, "chat_template", cJSON_CreateString(plain));
+    cr_assert_eq(json_write_file(ccopy, cfg, &err), 0, "%s", err.msg);
+    cJSON_Delete(cfg);
+    free(plain);
+    free(cp);
+    free(ccopy);
+    const char *line = "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", "
+                       "\"content\": \"Hello.\"}]}\n";
+    ts_write_file(data, line, strlen(line));
+    ts_write_file(copy, text, strlen(text));
+    DataOptions o;
+    data_options_defaults(&o);
+    o.format = DATA_FORMAT_CHAT;
+    o.chat_template = CHAT_TEMPLATE_CHATML;
+    Tokenizer *bare;
+    uint64_t h, h_bare;
+    cr_assert_eq(tokenizer_load(copy, &bare, &err), 0, "%s", err.msg);
+    cr_assert_eq(dataset_source_hash(data, tok, &o, &h, &err), 0, "%s", err.msg);
+    cr_assert_eq(dataset_source_hash(data, bare, &o, &h_bare, &err), 0, "%s", err.msg);
+    cr_assert_neq(h, h_bare, "the default system message is part of the chat data's cache key");
+    tokenizer_free(bare);
+    ts_rmtree(tmp);
+    free(tmp);
+    free(data);
+    free(tp);
+    free(copy);
+    free(text);
 }
 
 Test(smollm2_chat, renders_as_transformers_apply_chat_template) {
@@ -183,6 +226,7 @@ Test(smollm2_chat, renders_as_transformers_apply_chat_template) {
         n++;
     }
     cr_assert_eq(n, 10);
+    expect_cache_key_has_the_default(dir, tok);
     cJSON_Delete(fx);
     chat_template_free(&t);
     tokenizer_free(tok);
@@ -197,8 +241,8 @@ static int gen(const char *args, const char *stdin_text, char **out) {
     char *dir = ts_tmpdir(), cmd[16384];
     char *in = ow_path_join(dir, "in.txt"), *so = ow_path_join(dir, "out.txt");
     ts_write_file(in, stdin_text, strlen(stdin_text));
-    snprintf(cmd, sizeof cmd, "'%s' generate --device cpu --threads 2 %s < '%s' > '%s' 2>&1", ts_owlore_binary(),
-             args, in, so);
+    snprintf(cmd, sizeof cmd, "'%s' generate --device cpu --threads 2 %s < '%s' > '%s' 2>&1", ts_owlore_binary(), args,
+             in, so);
     int rc = ts_run(cmd, NULL);
     *out = ts_read_text(so);
     ts_rmtree(dir);
@@ -233,8 +277,7 @@ Test(smollm2_chat, generate_gives_transformers_greedy_ids_and_text) {
         char count[64]; /* the prompt the command rendered has transformers' length (the default system message) */
         snprintf(count, sizeof count, "[prompt %d tokens", cJSON_GetArraySize(cJSON_GetObjectItem(c, "prompt_ids")));
         cr_assert(strstr(out, count), "%s: %s expected:\n%s", name, count, out);
-        cr_log_info("%s: \"%s\" (min top-2 gap %.3f)", name, want,
-                    cJSON_GetObjectItem(c, "min_top2_gap")->valuedouble);
+        cr_log_info("%s: \"%s\" (min top-2 gap %.3f)", name, want, cJSON_GetObjectItem(c, "min_top2_gap")->valuedouble);
         free(line);
         free(out);
     }

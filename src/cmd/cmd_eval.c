@@ -376,6 +376,21 @@ static int eval_files(EvalRun *r, const char *const *paths, int n, EvalFormat fm
     return write_json(json, root, err);
 }
 
+/* The flags' values checked, and --format parsed into *fmt. */
+static int check_args(int missing, const char *format, int64_t B, int64_t T, int64_t max_batches, int64_t max_new,
+                      EvalFormat *fmt, OwError *err) {
+    if (missing) return ow_fail(err, "--model and --data are required (see --help)");
+    *fmt = FMT_COUNT;
+    for (int i = 0; i < FMT_COUNT; i++)
+        if (strcmp(format, k_format_names[i]) == 0) *fmt = (EvalFormat)i;
+    if (*fmt == FMT_COUNT)
+        return ow_fail(err, "--format \"%s\" is not one of auto, tokens, text, mc, commonsense", format);
+    if (B < 1 || T < 0 || max_batches < 0)
+        return ow_fail(err, "--batch-size must be at least 1, --block-size and --max-batches non-negative");
+    if (max_new < 1) return ow_fail(err, "--max-new-tokens must be at least 1");
+    return 0;
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *device = "auto", *checkpoint = NULL, *json = NULL, *dump = NULL;
     const char *offload = "auto", *format = "auto";
@@ -439,21 +454,8 @@ int cmd_eval(int argc, char **argv) {
                  "beside the log-likelihood figures (acc, acc_norm, answer_ce), which are still computed.",
                  &res);
     if (parsed >= 0) return parsed;
-    if (res.npos > 0 || !model || !data) {
-        ow_fail(&err, "--model and --data are required (see --help)");
-        cmd_report_error("eval", &err);
-        return 2;
-    }
-    EvalFormat fmt = FMT_COUNT;
-    for (int i = 0; i < FMT_COUNT; i++)
-        if (strcmp(format, k_format_names[i]) == 0) fmt = (EvalFormat)i;
-    if (fmt == FMT_COUNT)
-        ow_fail(&err, "--format \"%s\" is not one of auto, tokens, text, mc, commonsense", format);
-    else if (B < 1 || T < 0 || max_batches < 0)
-        ow_fail(&err, "--batch-size must be at least 1, --block-size and --max-batches non-negative");
-    else if (max_new < 1)
-        ow_fail(&err, "--max-new-tokens must be at least 1");
-    if (fmt == FMT_COUNT || B < 1 || T < 0 || max_batches < 0 || max_new < 1) {
+    EvalFormat fmt = FMT_AUTO;
+    if (check_args(res.npos > 0 || !model || !data, format, B, T, max_batches, max_new, &fmt, &err) != 0) {
         cmd_report_error("eval", &err);
         return 2;
     }
