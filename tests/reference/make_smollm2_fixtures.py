@@ -34,7 +34,7 @@ import subprocess
 import torch
 import transformers
 
-from fixture_common import setup_determinism
+from fixture_common import greedy, setup_determinism
 
 CONVERSATIONS = [
     ("user_only", [{"role": "user", "content": "What is the capital of France?"}]),
@@ -51,14 +51,6 @@ CONVERSATIONS = [
 CHAT_USER = "What is the capital of France?"
 PROMPT = "The largest planet in the solar system is"
 MAX_NEW = 24
-
-
-def greedy(model, ids, eos):
-    out = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=MAX_NEW, eos_token_id=eos,
-                         pad_token_id=eos, output_scores=True, return_dict_in_generate=True)
-    new = out.sequences[0, len(ids):].tolist()
-    gaps = [float((s[0].topk(2).values[0] - s[0].topk(2).values[1])) for s in out.scores]
-    return new, min(gaps)
 
 
 def dump(path, obj):
@@ -99,7 +91,7 @@ def main():
     with torch.no_grad():
         for name, key, text, ids in (("chat", "user", CHAT_USER, list(chat_ids)),
                                      ("prompt", "prompt", PROMPT, tok(PROMPT)["input_ids"])):
-            new, gap = greedy(model, ids, eos)
+            new, gap = greedy(model, ids, eos, MAX_NEW)
             assert gap > 1e-2, f"{name}: the top-2 margin {gap} is too close to float noise"
             new_text = tok.decode(new, skip_special_tokens=True)
             gen_cases.append({"name": name, key: text, "prompt_ids": ids, "new_ids": new, "new_text": new_text,
