@@ -5,14 +5,19 @@
  * scores of a real model against a direct forward (model_forward_logits) and against
  * transformers (tests/reference/make_commonsense_fixture.py: TinyStories-656K on the first 50
  * boolq test records, ids and log-likelihoods), --json per item, several --data files, --format,
- * and the LLM-Adapters answer extraction on real strings. The sets are read from ../shared. */
+ * the LLM-Adapters answer extraction on real strings, and --generate (train/eval_generate.h): its
+ * accounting on hand-made outputs, and on TinyStories-656K its ids against generate_greedy called
+ * directly on the same prompt ids. The sets are read from ../shared. */
 #include "core/fileio.h"
 #include "core/json.h"
 #include "data/prompt_template.h"
+#include "data/text_codec.h"
 #include "data/tokenizer_mode.h"
+#include "model/generate.h"
 #include "model/safetensors.h"
 #include "test_support.h"
 #include "train/eval_commonsense.h"
+#include "train/eval_generate.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -319,12 +324,12 @@ Test(commonsense, scores_match_a_direct_forward_and_json_holds_every_item) {
     free(mdir);
 }
 
-/* The first 50 boolq test records, written from the shared file into dir. */
-static char *boolq50(const char *dir) {
+/* The first n boolq test records, written from the shared file into dir. */
+static char *boolq_head(const char *dir, int n) {
     char *path;
     cJSON *a = load_set("boolq", &path);
-    while (cJSON_GetArraySize(a) > 50) cJSON_DeleteItemFromArray(a, 50);
-    char *out = ow_path_join(dir, "boolq50.json"), *text = cJSON_PrintUnformatted(a);
+    while (cJSON_GetArraySize(a) > n) cJSON_DeleteItemFromArray(a, n);
+    char *out = ow_path_join(dir, "boolq_head.json"), *text = cJSON_PrintUnformatted(a);
     ts_write_file(out, text, strlen(text));
     free(text);
     cJSON_Delete(a);
@@ -340,7 +345,7 @@ static const void *fx_data(const SafeTensors *st, const char *name) {
 
 Test(commonsense, tinystories_boolq50_matches_transformers) {
     OwError err;
-    char *dir = ts_tmpdir(), *data = boolq50(dir), *fx = ts_fixture_path("eval/commonsense_boolq50.safetensors"),
+    char *dir = ts_tmpdir(), *data = boolq_head(dir, 50), *fx = ts_fixture_path("eval/commonsense_boolq50.safetensors"),
          *mdir = ts_shared_path("data/real/hf/TinyStories-656K");
     SafeTensors st;
     cr_assert_eq(safetensors_open(fx, &st, &err), 0, "%s", err.msg);
@@ -409,7 +414,7 @@ Test(commonsense, tinystories_boolq50_matches_transformers) {
 }
 
 Test(commonsense, several_data_files_in_one_call) {
-    char *dir = ts_tmpdir(), *data = boolq50(dir), *small = ow_path_join(dir, "small.json"),
+    char *dir = ts_tmpdir(), *data = boolq_head(dir, 50), *small = ow_path_join(dir, "small.json"),
          *js = ow_path_join(dir, "r.json"), *mdir = ts_shared_path("data/real/hf/TinyStories-656K");
     ts_write_file(small, k_small, strlen(k_small));
     char args[4096];
@@ -540,4 +545,110 @@ Test(commonsense, llm_adapters_answer_extraction) {
     /* options outside LLM-Adapters' patterns: the options themselves */
     cr_assert_eq(commonsense_extract_answer("I would say blue, or green", own, 3), 2);
     cr_assert_eq(commonsense_extract_answer("nothing", own, 3), -1);
+}
+
+/* A hand-made set: options and labels, and generated texts whose extraction is known. */
+Test(commonsense_generate, accounting_of_hits_and_unparsed) {
+    McSet set = {0};
+    const char *opts[4][4] = {{"true", "false"}, {"answer1", "answer2", "answer3"}, {"red", "green"}, {"yes", "no"}};
+    int nopt[4] = {2, 3, 2, 2}, label[4] = {1, 1, 0, 0};
+    for (int i = 0; i < 4; i++) {
+        McItem *it = mc_set_push(&set, nopt[i]);
+        for (int j = 0; j < nopt[i]; j++) it->text[j] = ow_xstrdup(opts[i][j]);
+        it->label = label[i];
+        mc_set_commit(&set);
+    }
+    const char *texts[4] = {"the correct answer is false", "the correct answer is answer4, or answer2",
+                            "red, not green", "Yes."};
+    int pred[4];
+    EvalGenScore g;
+    eval_generate_score(&set, texts, pred, &g);
+    cr_assert_eq(pred[0], 1);
+    cr_assert_eq(pred[1], -1, "answer4 matches LLM-Adapters' pattern first and is not an option");
+    cr_assert_eq(pred[2], 0, "the first option word in the text");
+    cr_assert_eq(pred[3], -1, "case-sensitive");
+    cr_assert_eq(g.items, 4);
+    cr_assert_eq(g.hit, 2);
+    cr_assert_eq(g.unparsed, 2);
+    cr_assert_float_eq(g.acc, 0.5, 1e-15);
+    mc_set_free(&set);
+    McSet empty = {0};
+    eval_generate_score(&empty, NULL, NULL, &g);
+    cr_assert(g.items == 0 && isnan(g.acc));
+}
+
+/* --generate on 8 boolq records: each item's new ids are generate_greedy's on the prompt ids the log-likelihood
+ * scoring uses (called here directly, with the stop ids read here), their text and extraction follow. */
+Test(commonsense_generate, tinystories_ids_equal_generate_greedy) {
+    OwError err;
+    enum { N = 8, MAX_NEW = 12 };
+    char *dir = ts_tmpdir(), *data = boolq_head(dir, N), *js = ow_path_join(dir, "r.json"),
+         *mdir = ts_shared_path("data/real/hf/TinyStories-656K"), args[4096];
+    snprintf(args, sizeof args, "--model %s --data %s --generate --max-new-tokens %d", mdir, data, MAX_NEW);
+    cJSON *j = run_json(args, js);
+    Model *m;
+    Tokenizer *tok;
+    Backend *be = load_tinystories(mdir, &m, &tok);
+    EvalEncoder enc = eval_encoder_tokenizer(tok);
+    McSet set;
+    cr_assert_eq(commonsense_read(data, &enc, &set, &err), 0, "%s", err.msg);
+    int32_t stops[2] = {2, tokenizer_eos_id(tok)}; /* config.json's eos_token_id, the tokenizer's EOS */
+    char *texts[N];
+    IdVec lib[N];
+    double secs;
+    EvalGenOptions go = {MAX_NEW, stops, 2, tok, 0};
+    cr_assert_eq(eval_generate_texts(m, &set, &go, texts, lib, &secs, &err), 0, "%s", err.msg);
+    const cJSON *items = cJSON_GetObjectItem(j, "items_detail");
+    int hits = 0, unparsed = 0, stopped = 0;
+    for (int i = 0; i < N; i++) {
+        const McItem *it = &set.items[i];
+        IdVec want = {0};
+        cr_assert_lt(it->nctx + MAX_NEW, m->cfg.max_position_embeddings, "item %d is not cut", i);
+        cr_assert_eq(generate_greedy(m, it->ctx, it->nctx, MAX_NEW, stops, 2, &want, &err), 0, "%s", err.msg);
+        cr_assert_eq(lib[i].len, want.len, "item %d", i);
+        cr_assert_eq(memcmp(lib[i].data, want.data, want.len * sizeof(int32_t)), 0, "item %d ids", i);
+        size_t n =
+            want.len - (want.len > 0 && (want.data[want.len - 1] == stops[0] || want.data[want.len - 1] == stops[1]));
+        stopped += n < want.len;
+        char *text;
+        size_t len;
+        cr_assert_eq(text_decode(tok, want.data, n, &text, &len, &err), 0, "%s", err.msg);
+        const cJSON *e = cJSON_GetArrayItem(items, i);
+        cr_assert_str_eq(cJSON_GetObjectItem(e, "generated")->valuestring, text, "item %d", i);
+        cr_assert_str_eq(texts[i], text, "item %d", i);
+        int pred = commonsense_extract_answer(text, (const char *const *)it->text, it->nchoices);
+        cr_assert_eq((int)num(e, "pred_generate"), pred, "item %d", i);
+        cr_assert_eq(cJSON_IsTrue(cJSON_GetObjectItem(e, "correct_generate")), pred == it->label);
+        hits += pred == it->label;
+        unparsed += pred < 0;
+        free(text);
+        idvec_free(&want);
+        idvec_free(&lib[i]);
+    }
+    cr_assert_float_eq(num(j, "acc_generate"), hits / (double)N, 1e-12);
+    cr_assert_eq((int)num(j, "unparsed"), unparsed);
+    cr_assert_eq((int)num(j, "max_new_tokens"), MAX_NEW);
+    cr_assert(cJSON_IsNumber(cJSON_GetObjectItem(j, "acc")) && cJSON_IsNumber(cJSON_GetObjectItem(j, "answer_ce")),
+              "the log-likelihood figures are still there");
+    cr_log_info("TinyStories-656K: %d of %d items stopped at EOS, %d unparsed", stopped, N, unparsed);
+    eval_generate_texts_free(texts, N);
+    /* --generate reads commonsense sets only, and wants room for a token */
+    snprintf(args, sizeof args, "--model %s --data %s --generate --format mc", mdir, data);
+    char *out = run_eval(args, 1);
+    cr_assert(strstr(out, "--generate scores commonsense sets"), "%s", out);
+    free(out);
+    snprintf(args, sizeof args, "--model %s --data %s --generate --max-new-tokens 0", mdir, data);
+    out = run_eval(args, 2);
+    cr_assert(strstr(out, "--max-new-tokens must be at least 1"), "%s", out);
+    free(out);
+    mc_set_free(&set);
+    cJSON_Delete(j);
+    tokenizer_free(tok);
+    model_free(m);
+    be->ops->destroy(be);
+    ts_rmtree(dir);
+    free(dir);
+    free(data);
+    free(js);
+    free(mdir);
 }

@@ -645,20 +645,6 @@ Test(gguf_convert, refuses_other_architectures_and_inconsistent_models) {
 
 /* ------------------------------------------------------ the real SmolLM2 */
 
-/* The cached SmolLM2 GGUF (scripts/get-smollm2.sh --path), or NULL. */
-static char *smollm2_path(void) {
-    char *script = ts_source_path("scripts/get-smollm2.sh"), cmd[4200], *out;
-    snprintf(cmd, sizeof cmd, "'%s' --path 2>/dev/null", script);
-    free(script);
-    int rc = ts_run(cmd, &out);
-    if (rc != 0) {
-        free(out);
-        return NULL;
-    }
-    out[strcspn(out, "\n")] = '\0';
-    return out;
-}
-
 /* Every tensor of the converted model has transformers' shape and the sha256 of its bytes
  * (key "sha256_f32" for F32, "sha256_bf16" for BF16: torch's rounding of the F32 values). */
 static void check_fixture_tensors(const char *out, const cJSON *fx, DType dtype) {
@@ -766,7 +752,7 @@ static void check_fixture_ids(const char *out, const cJSON *fx, int add_special)
 }
 
 Test(gguf_smollm2, converts_bit_identical_to_transformers) {
-    char *gguf = smollm2_path();
+    char *gguf = ts_smollm2_gguf();
     if (!gguf) {
         cr_skip_test("SmolLM2 GGUF absent (scripts/get-smollm2.sh fetches it; tests skip without it)");
         return;

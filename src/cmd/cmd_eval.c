@@ -2,19 +2,23 @@
  * text, or multiple-choice accuracy and answer cross-entropy on JSONL items
  * or LLM-Adapters commonsense files (train/eval.h, train/eval_commonsense.h),
  * for one data file or several with one model load (each set reported, then
- * a total over the multiple-choice sets). The model is a Hugging Face
- * directory or a training run (its base model with its newest or named
- * checkpoint). */
+ * a total over the multiple-choice sets). Commonsense sets may also be
+ * scored by generation (--generate, train/eval_generate.h) beside the
+ * log-likelihoods. The model is a Hugging Face directory or a training run
+ * (its base model with its newest or named checkpoint). */
 #include "cmd/commands.h"
 #include "core/args.h"
 #include "core/fileio.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "data/chat_template.h"
+#include "model/generate.h"
 #include "model/safetensors.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_mode.h"
 #include "train/eval.h"
 #include "train/eval_commonsense.h"
+#include "train/eval_generate.h"
 #include "train/run_model.h"
 #include "train/trainer.h"
 
@@ -68,12 +72,15 @@ typedef struct EvalRun {
     Tokenizer *tok;       /* tokenizer.json as is (multiple-choice JSONL, as before) */
     Tokenizer *tok_train; /* as training loads it (commonsense) */
     int multi;            /* several data files: lines name their file */
+    int64_t max_new;      /* --generate: new tokens at most per item (0: no generation) */
 } EvalRun;
 
 /* Sums over the multiple-choice sets, for the total line. */
 typedef struct McTotals {
     int64_t sets, items, hit, hit_norm, ce_tokens;
     double ce_sum, acc_sum, acc_norm_sum, ce_mean_sum, seconds;
+    int64_t gen_sets, gen_items, gen_hit, gen_unparsed; /* the sets scored by generation */
+    double gen_acc_sum, gen_seconds;
 } McTotals;
 
 static int prepare(EvalRun *r, int64_t B, int64_t T, OwError *err) {
@@ -205,6 +212,53 @@ static int mc_score(EvalRun *r, const McSet *set, double *ll, OwError *err) {
     return 0;
 }
 
+/* The generated text and extracted option of every item, into the items_detail of mc_items_json. */
+static void gen_items_json(cJSON *o, const McSet *set, char *const *texts, const int *pred) {
+    cJSON *e = cJSON_GetObjectItemCaseSensitive(o, "items_detail")->child;
+    for (int64_t i = 0; i < set->n; i++, e = e->next) {
+        cJSON_AddStringToObject(e, "generated", texts[i]);
+        cJSON_AddNumberToObject(e, "pred_generate", pred[i]);
+        cJSON_AddBoolToObject(e, "correct_generate", pred[i] == set->items[i].label);
+    }
+}
+
+/* --generate: every item's answer generated greedily after its prompt and extracted (the LLM-Adapters way). */
+static int mc_generate(EvalRun *r, const char *path, const McSet *set, cJSON *o, McTotals *tot, OwError *err) {
+    ChatTemplateKind kind = CHAT_TEMPLATE_NONE;
+    if (r->base[0] && chat_template_detect_dir(r->base, &kind, err) != 0) return -1;
+    int32_t stops[3];
+    EvalGenOptions go = {r->max_new, stops, 0, r->tok_train, 5.0};
+    go.nstop = generate_stop_ids(r->m, r->tok_train, chat_end_of_turn(kind), stops);
+    char **texts = ow_xcalloc((size_t)set->n, sizeof *texts);
+    double dt;
+    int rc = eval_generate_texts(r->m, set, &go, texts, NULL, &dt, err);
+    if (rc != 0) ow_fail_prefix(err, "%s: --generate", path);
+    if (rc == 0) {
+        int *pred = ow_xmalloc((size_t)set->n * sizeof(int));
+        EvalGenScore g;
+        eval_generate_score(set, (const char *const *)texts, pred, &g);
+        double ips = dt > 0 ? (double)set->n / dt : 0.0;
+        print_prefix(r, path);
+        printf("generate: acc_generate %.4f (%lld unparsed; greedy, at most %lld new tokens, %.2f items/s)\n", g.acc,
+               (long long)g.unparsed, (long long)r->max_new, ips);
+        cJSON_AddNumberToObject(o, "acc_generate", g.acc);
+        cJSON_AddNumberToObject(o, "unparsed", (double)g.unparsed);
+        cJSON_AddNumberToObject(o, "max_new_tokens", (double)r->max_new);
+        cJSON_AddNumberToObject(o, "generate_items_per_s", ips);
+        gen_items_json(o, set, texts, pred);
+        tot->gen_sets++;
+        tot->gen_items += set->n;
+        tot->gen_hit += g.hit;
+        tot->gen_unparsed += g.unparsed;
+        tot->gen_acc_sum += g.acc;
+        tot->gen_seconds += dt;
+        free(pred);
+    }
+    eval_generate_texts_free(texts, set->n);
+    free(texts);
+    return rc;
+}
+
 static int eval_mc_file(EvalRun *r, const char *path, EvalFormat f, cJSON *o, McTotals *tot, OwError *err) {
     EvalEncoder enc;
     McSet set = {0};
@@ -238,6 +292,7 @@ static int eval_mc_file(EvalRun *r, const char *path, EvalFormat f, cJSON *o, Mc
         free(pred);
         free(pred_norm);
     }
+    if (rc == 0 && r->max_new > 0) rc = mc_generate(r, path, &set, o, tot, err);
     free(ll);
     mc_set_free(&set);
     return rc;
@@ -263,6 +318,15 @@ static void print_totals(const McTotals *t, cJSON *o) {
     cJSON_AddNumberToObject(j, "mean_acc_norm", t->acc_norm_sum / s);
     cJSON_AddNumberToObject(j, "mean_answer_ce", t->ce_mean_sum / s);
     cJSON_AddNumberToObject(j, "items_per_s", t->seconds > 0 ? n / t->seconds : 0.0);
+    if (t->gen_sets == 0) return;
+    double gn = (double)t->gen_items;
+    printf("total generate: acc_generate %.4f (pooled over items), %lld unparsed; mean over sets: acc_generate "
+           "%.4f\n",
+           (double)t->gen_hit / gn, (long long)t->gen_unparsed, t->gen_acc_sum / (double)t->gen_sets);
+    cJSON_AddNumberToObject(j, "acc_generate", (double)t->gen_hit / gn);
+    cJSON_AddNumberToObject(j, "unparsed", (double)t->gen_unparsed);
+    cJSON_AddNumberToObject(j, "mean_acc_generate", t->gen_acc_sum / (double)t->gen_sets);
+    cJSON_AddNumberToObject(j, "generate_items_per_s", t->gen_seconds > 0 ? gn / t->gen_seconds : 0.0);
 }
 
 /* Splits a comma list into paths (a heap copy in *buf that the paths point into). */
@@ -287,6 +351,13 @@ static int eval_files(EvalRun *r, const char *const *paths, int n, EvalFormat fm
     int rc = 0;
     for (int i = 0; rc == 0 && i < n; i++) {
         EvalFormat f = resolve_format(paths[i], fmt);
+        if (r->max_new > 0 && f != FMT_COMMONSENSE) {
+            rc = ow_fail(err,
+                         "%s: --generate scores commonsense sets (LLM-Adapters records), and this file is read as "
+                         "%s (hint: --format commonsense)",
+                         paths[i], k_format_names[f]);
+            break;
+        }
         cJSON *o = root;
         if (sets) {
             o = cJSON_CreateObject();
@@ -305,10 +376,26 @@ static int eval_files(EvalRun *r, const char *const *paths, int n, EvalFormat fm
     return write_json(json, root, err);
 }
 
+/* The flags' values checked, and --format parsed into *fmt. */
+static int check_args(int missing, const char *format, int64_t B, int64_t T, int64_t max_batches, int64_t max_new,
+                      EvalFormat *fmt, OwError *err) {
+    if (missing) return ow_fail(err, "--model and --data are required (see --help)");
+    *fmt = FMT_COUNT;
+    for (int i = 0; i < FMT_COUNT; i++)
+        if (strcmp(format, k_format_names[i]) == 0) *fmt = (EvalFormat)i;
+    if (*fmt == FMT_COUNT)
+        return ow_fail(err, "--format \"%s\" is not one of auto, tokens, text, mc, commonsense", format);
+    if (B < 1 || T < 0 || max_batches < 0)
+        return ow_fail(err, "--batch-size must be at least 1, --block-size and --max-batches non-negative");
+    if (max_new < 1) return ow_fail(err, "--max-new-tokens must be at least 1");
+    return 0;
+}
+
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *device = "auto", *checkpoint = NULL, *json = NULL, *dump = NULL;
     const char *offload = "auto", *format = "auto";
-    int64_t B = 8, T = 0, max_batches = 0, threads = 0;
+    int64_t B = 8, T = 0, max_batches = 0, threads = 0, max_new = 32;
+    int generate = 0;
     size_t gpu_mem = 0;
     ArgSpec specs[] = {
         {"model", ARG_STR, &model, "DIR|RUN_DIR", "a Hugging Face model directory, or a training run directory", NULL},
@@ -321,6 +408,11 @@ int cmd_eval(int argc, char **argv) {
          ".jsonl, else tokens) | tokens (loss over the data as training reads it) | text (loss over plain text) | mc "
          "| commonsense",
          NULL},
+        {"generate", ARG_BOOL, &generate, NULL,
+         "commonsense sets: also generate each answer greedily after the prompt (stopping at EOS) and extract the "
+         "option the LLM-Adapters way: acc_generate and unparsed beside acc, acc_norm and answer_ce",
+         NULL},
+        {"max-new-tokens", ARG_INT, &max_new, "N", "with --generate: new tokens at most per item (default 32)", NULL},
         {"batch-size", ARG_INT, &B, "B",
          "sequences per forward pass (default 8); multiple choice fills the same B x T tokens with more, shorter "
          "rows",
@@ -355,22 +447,15 @@ int cmd_eval(int argc, char **argv) {
                  "lines of alpaca records whose instruction ends with \"Answer format: a/b/...\"; each option o is\n"
                  "scored as \"the correct answer is o\" after the record's Alpaca prompt, as training renders it.\n"
                  "Every multiple-choice set also reports answer_ce: the mean over items of the correct answer's\n"
-                 "mean negative log-likelihood per token (nats), a continuous measure beside acc.",
+                 "mean negative log-likelihood per token (nats), a continuous measure beside acc.\n"
+                 "--generate (commonsense sets) also scores them as LLM-Adapters does: the answer generated\n"
+                 "greedily after the same prompt ids (one item at a time, stopping at EOS or --max-new-tokens), the\n"
+                 "first option word found in it taken (none: unparsed, counted wrong), reported as acc_generate\n"
+                 "beside the log-likelihood figures (acc, acc_norm, answer_ce), which are still computed.",
                  &res);
     if (parsed >= 0) return parsed;
-    if (res.npos > 0 || !model || !data) {
-        ow_fail(&err, "--model and --data are required (see --help)");
-        cmd_report_error("eval", &err);
-        return 2;
-    }
-    EvalFormat fmt = FMT_COUNT;
-    for (int i = 0; i < FMT_COUNT; i++)
-        if (strcmp(format, k_format_names[i]) == 0) fmt = (EvalFormat)i;
-    if (fmt == FMT_COUNT)
-        ow_fail(&err, "--format \"%s\" is not one of auto, tokens, text, mc, commonsense", format);
-    else if (B < 1 || T < 0 || max_batches < 0)
-        ow_fail(&err, "--batch-size must be at least 1, --block-size and --max-batches non-negative");
-    if (fmt == FMT_COUNT || B < 1 || T < 0 || max_batches < 0) {
+    EvalFormat fmt = FMT_AUTO;
+    if (check_args(res.npos > 0 || !model || !data, format, B, T, max_batches, max_new, &fmt, &err) != 0) {
         cmd_report_error("eval", &err);
         return 2;
     }
@@ -388,7 +473,12 @@ int cmd_eval(int argc, char **argv) {
     if (!be) return cmd_report_error("eval", &err);
     ModelConfig mc;
     char base[4096] = "";
-    EvalRun r = {.B = B, .max_batches = max_batches, .dump = dump, .multi = npaths > 1, .base = base};
+    EvalRun r = {.B = B,
+                 .max_batches = max_batches,
+                 .dump = dump,
+                 .multi = npaths > 1,
+                 .base = base,
+                 .max_new = generate ? max_new : 0};
     int rc = 1;
     if (model_config_of(model, &mc, &err) != 0) goto done;
     r.T = T ? T : mc.max_position_embeddings < 512 ? mc.max_position_embeddings : 512;

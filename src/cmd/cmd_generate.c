@@ -74,13 +74,6 @@ typedef struct Session {
     IdVec held; /* the ids the decoder holds, in order */
 } Session;
 
-static void add_stop(Session *s, int64_t id) {
-    if (id < 0 || id >= s->m->cfg.vocab_size) return;
-    for (int i = 0; i < s->nstop; i++)
-        if (s->stops[i] == id) return;
-    s->stops[s->nstop++] = (int32_t)id;
-}
-
 /* The tokenizer (base_dir's tokenizer.json; none: bytes), the chat template and the stop ids. */
 static int session_text(Session *s, const char *base_dir, OwError *err) {
     char *tokpath = base_dir[0] ? ow_path_join(base_dir, "tokenizer.json") : NULL;
@@ -99,12 +92,7 @@ static int session_text(Session *s, const char *base_dir, OwError *err) {
     free(tokpath);
     if (rc == 0 && base_dir[0]) rc = chat_template_detect_dir(base_dir, &s->kind, err);
     if (rc != 0) return -1;
-    add_stop(s, s->m->cfg.eos_token_id);
-    if (s->tok) {
-        add_stop(s, tokenizer_eos_id(s->tok));
-        const char *eot = chat_end_of_turn(s->kind);
-        if (eot) add_stop(s, tokenizer_token_id(s->tok, eot));
-    }
+    s->nstop = generate_stop_ids(s->m, s->tok, chat_end_of_turn(s->kind), s->stops);
     return 0;
 }
 

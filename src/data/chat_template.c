@@ -62,6 +62,7 @@ int chat_template_prepare(ChatTemplateKind kind, const Tokenizer *tok, ChatTempl
         break;
     case CHAT_TEMPLATE_CHATML:
         if (need_token(tok, "<|im_start|>", kind, err) || need_token(tok, "<|im_end|>", kind, err)) return -1;
+        out->default_system = chat_template_default_system_of(tok);
         break;
     }
     out->bos = ow_xstrdup(bs ? bs : "");
@@ -72,6 +73,7 @@ int chat_template_prepare(ChatTemplateKind kind, const Tokenizer *tok, ChatTempl
 void chat_template_free(ChatTemplate *t) {
     free(t->bos);
     free(t->eos);
+    free(t->default_system);
     memset(t, 0, sizeof *t);
 }
 
@@ -184,8 +186,14 @@ static void render_llama3(const ChatTemplate *t, const ChatMessage *m, size_t n,
 
 /* ChatML (as shipped with e.g. Felladrin/Minueza-32M-UltraChat):
  *   {% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' +
- *   '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %} */
-static void render_chatml(const ChatMessage *m, size_t n, RenderedSample *o) {
+ *   '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}
+ * with SmolLM2's default system message (see chat_template.h) first when the conversation has none. */
+static void render_chatml(const ChatTemplate *t, const ChatMessage *m, size_t n, RenderedSample *o) {
+    if (t->default_system && m[0].role != CHAT_SYSTEM) {
+        sample_append_str(o, "<|im_start|>system\n");
+        sample_append_str(o, t->default_system);
+        sample_append_str(o, "<|im_end|>\n");
+    }
     for (size_t i = 0; i < n; i++) {
         sample_append_str(o, "<|im_start|>");
         sample_append_str(o, role_name(m[i].role));
@@ -205,7 +213,7 @@ int chat_render(const ChatTemplate *t, const ChatMessage *msgs, size_t n, Render
     case CHAT_TEMPLATE_LLAMA2: render_llama2(t, msgs, n, out); break;
     case CHAT_TEMPLATE_MISTRAL: render_mistral(t, msgs, n, out); break;
     case CHAT_TEMPLATE_LLAMA3: render_llama3(t, msgs, n, out); break;
-    case CHAT_TEMPLATE_CHATML: render_chatml(msgs, n, out); break;
+    case CHAT_TEMPLATE_CHATML: render_chatml(t, msgs, n, out); break;
     case CHAT_TEMPLATE_NONE: return ow_fail(err, "no chat_template");
     }
     return 0;
@@ -219,21 +227,96 @@ ChatTemplateKind chat_template_detect(const char *jinja) {
     return CHAT_TEMPLATE_NONE;
 }
 
-int chat_template_detect_dir(const char *dir, ChatTemplateKind *out, OwError *err) {
-    *out = CHAT_TEMPLATE_NONE;
+/* A Jinja string literal at *p (quote ' or "): its value (heap) with \n \t \\ \' \" unescaped; *p moves past
+ * the closing quote. NULL when *p is not a literal or it has another escape. */
+static char *jinja_string(const char **p) {
+    char q = **p;
+    if (q != '\'' && q != '"') return NULL;
+    RenderedSample v = {0};
+    const char *s = *p + 1;
+    for (; *s && *s != q; s++) {
+        char c = *s;
+        if (c == '\\') {
+            c = s[1] == 'n' ? '\n' : s[1] == 't' ? '\t' : s[1] == '\\' || s[1] == '\'' || s[1] == '"' ? s[1] : 0;
+            if (!c) break;
+            s++;
+        }
+        sample_append(&v, &c, 1);
+    }
+    char *out = NULL;
+    if (*s == q) {
+        out = ow_xmalloc(v.len + 1);
+        memcpy(out, v.text ? v.text : "", v.len);
+        out[v.len] = '\0';
+        *p = s + 1;
+    }
+    sample_free(&v);
+    return out;
+}
+
+static const char *skip_spaces(const char *p) {
+    while (*p == ' ') p++;
+    return p;
+}
+
+static const char *after(const char *p, const char *lit) {
+    size_t n = strlen(lit);
+    return strncmp(p, lit, n) == 0 ? p + n : NULL;
+}
+
+char *chat_template_default_system(const char *jinja) {
+    static const char cond[] = "{% if loop.first and messages[0]['role'] != 'system' %}{{",
+                      head[] = "<|im_start|>system\n", tail[] = "<|im_end|>\n";
+    const char *p = jinja && chat_template_detect(jinja) == CHAT_TEMPLATE_CHATML ? strstr(jinja, cond) : NULL;
+    if (!p) return NULL;
+    p = skip_spaces(p + sizeof cond - 1);
+    char *lit = jinja_string(&p);
+    if (!lit) return NULL;
+    p = after(skip_spaces(p), "}}");
+    size_t n = strlen(lit), hn = sizeof head - 1, tn = sizeof tail - 1;
+    char *msg = NULL;
+    if (p && after(p, "{% endif %}") && n >= hn + tn && strncmp(lit, head, hn) == 0 &&
+        strcmp(lit + n - tn, tail) == 0) {
+        msg = ow_xmalloc(n - hn - tn + 1);
+        memcpy(msg, lit + hn, n - hn - tn);
+        msg[n - hn - tn] = '\0';
+    }
+    free(lit);
+    return msg;
+}
+
+/* DIR/tokenizer_config.json's chat_template (heap; NULL when the file or the key is absent); -1 when not JSON. */
+static int read_template(const char *dir, char **out, OwError *err) {
+    *out = NULL;
     char *path = ow_path_join(dir, "tokenizer_config.json");
     int rc = 0;
     if (ow_path_exists(path)) {
         cJSON *cfg = json_parse_file(path, err);
-        if (!cfg) {
-            rc = -1;
-        } else {
-            const cJSON *t = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
-            *out = chat_template_detect(cJSON_IsString(t) ? t->valuestring : NULL);
-            cJSON_Delete(cfg);
-        }
+        const cJSON *t = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "chat_template") : NULL;
+        if (cJSON_IsString(t)) *out = ow_xstrdup(t->valuestring);
+        rc = cfg ? 0 : -1;
+        cJSON_Delete(cfg);
     }
     free(path);
+    return rc;
+}
+
+char *chat_template_default_system_of(const Tokenizer *tok) {
+    const char *file = tokenizer_path(tok);
+    if (!file || !ow_path_exists(file)) return NULL;
+    char *dir = ow_path_dirname(file), *jinja, *msg = NULL;
+    OwError err;
+    if (read_template(dir, &jinja, &err) == 0) msg = chat_template_default_system(jinja);
+    free(jinja);
+    free(dir);
+    return msg;
+}
+
+int chat_template_detect_dir(const char *dir, ChatTemplateKind *out, OwError *err) {
+    char *jinja;
+    int rc = read_template(dir, &jinja, err);
+    *out = chat_template_detect(jinja);
+    free(jinja);
     return rc;
 }
 

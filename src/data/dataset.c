@@ -96,6 +96,15 @@ static uint64_t source_hash(uint64_t file_hash, DataFormat fmt, const DataOption
      * when set, so lenient hashes stay as they were; text has no bad records) */
     static const char strict_tag[] = "strict";
     if (o->strict && fmt != DATA_FORMAT_TEXT) xxh64_update(&h, strict_tag, sizeof strict_tag);
+    /* chatml's default system message (chat_template.h) is part of every rendering that has no system message
+     * (hashed only when the model's template has one, so other hashes stay as they were) */
+    char *sys = chat && o->chat_template == CHAT_TEMPLATE_CHATML ? chat_template_default_system_of(tok) : NULL;
+    if (sys) {
+        static const char sys_tag[] = "default-system";
+        xxh64_update(&h, sys_tag, sizeof sys_tag);
+        xxh64_update(&h, sys, strlen(sys) + 1);
+    }
+    free(sys);
     if (fmt == DATA_FORMAT_TEXT) {
         uint64_t n = strlen(o->doc_separator);
         xxh64_update(&h, &n, sizeof n);

@@ -65,3 +65,20 @@ int generate_greedy(Model *m, const int32_t *prompt, int64_t n, int64_t max_new,
     decoder_free(d);
     return rc;
 }
+
+static void add_stop(const Model *m, int64_t id, int32_t *stops, int *n) {
+    if (id < 0 || id >= m->cfg.vocab_size) return;
+    for (int i = 0; i < *n; i++)
+        if (stops[i] == id) return;
+    stops[(*n)++] = (int32_t)id;
+}
+
+int generate_stop_ids(const Model *m, const Tokenizer *tok, const char *end_of_turn, int32_t stops[3]) {
+    int n = 0;
+    add_stop(m, m->cfg.eos_token_id, stops, &n);
+    if (tok) {
+        add_stop(m, tokenizer_eos_id(tok), stops, &n);
+        if (end_of_turn) add_stop(m, tokenizer_token_id(tok, end_of_turn), stops, &n);
+    }
+    return n;
+}

@@ -48,4 +48,9 @@ int generate_tokens(Decoder *d, TokenSampler *s, const int32_t *prompt, int64_t 
 int generate_greedy(Model *m, const int32_t *prompt, int64_t n, int64_t max_new, const int32_t *stop_ids, int nstop,
                     IdVec *out, OwError *err);
 
+/* The model's stop ids (at most 3, each once, those inside the vocabulary) into stops: config.json's
+ * eos_token_id, the tokenizer's EOS and end_of_turn's id (a chat template's end of turn; NULL: none), tok may be
+ * NULL (a byte-level model). Returns their count. */
+int generate_stop_ids(const Model *m, const Tokenizer *tok, const char *end_of_turn, int32_t stops[3]);
+
 #endif

@@ -21,3 +21,12 @@ def v4_config(cfg_json):
     if "dtype" in c:
         c["torch_dtype"] = c.pop("dtype")
     return c
+
+
+def greedy(model, ids, eos, max_new):
+    """Greedy generate after ids: the new ids and the smallest best-minus-second logit along the path."""
+    out = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=max_new, eos_token_id=eos,
+                         pad_token_id=eos, output_scores=True, return_dict_in_generate=True)
+    new = out.sequences[0, len(ids):].tolist()
+    gaps = [float((s[0].topk(2).values[0] - s[0].topk(2).values[1])) for s in out.scores]
+    return new, min(gaps)

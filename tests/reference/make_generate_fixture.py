@@ -25,18 +25,10 @@ import os
 import torch
 import transformers
 
-from fixture_common import setup_determinism
+from fixture_common import greedy, setup_determinism
 
 PROMPTS = [("bos", None), ("prompt", "Once upon a time, there was a little girl named")]
 MAX_NEW = 64
-
-
-def greedy(model, ids, eos):
-    out = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=MAX_NEW, eos_token_id=eos,
-                         pad_token_id=eos, output_scores=True, return_dict_in_generate=True)
-    new = out.sequences[0, len(ids):].tolist()
-    gaps = [float((s[0].topk(2).values[0] - s[0].topk(2).values[1])) for s in out.scores]
-    return new, min(gaps)
 
 
 def main():
@@ -56,8 +48,8 @@ def main():
     with torch.no_grad():
         for name, text in PROMPTS:
             ids = [tok.bos_token_id] if text is None else tok(text, add_special_tokens=True)["input_ids"]
-            new, gap = greedy(model, ids, eos)
-            new64, _ = greedy(model64, ids, eos)
+            new, gap = greedy(model, ids, eos, MAX_NEW)
+            new64, _ = greedy(model64, ids, eos, MAX_NEW)
             assert new == new64, f"{name}: the float64 path differs"
             cases.append({"name": name, "prompt": text, "prompt_ids": ids, "new_ids": new, "min_top2_gap": gap})
             print(f"{name}: {len(ids)} prompt ids, {len(new)} new ids, min top-2 gap {gap:.4f}: "

@@ -265,3 +265,15 @@ void ts_gram_schmidt(double *A, int64_t m, int64_t k, int64_t rs, int64_t cs) {
         for (int64_t i = 0; i < m; i++) cj[i * rs] /= nrm;
     }
 }
+
+char *ts_smollm2_gguf(void) {
+    char *script = ts_source_path("scripts/get-smollm2.sh"), cmd[4200], *out;
+    snprintf(cmd, sizeof cmd, "'%s' --path 2>/dev/null", script);
+    free(script);
+    if (ts_run(cmd, &out) != 0) {
+        free(out);
+        return NULL;
+    }
+    out[strcspn(out, "\n")] = '\0';
+    return out;
+}

@@ -13,6 +13,9 @@ char *ts_source_path(const char *rel);  /* <source dir>/rel */
 char *ts_fixture_path(const char *rel); /* <source dir>/tests/fixtures/rel */
 char *ts_shared_path(const char *rel);  /* ../shared/rel, fails the test when ../shared is missing */
 const char *ts_owlore_binary(void);
+/* The SmolLM2 GGUF that scripts/get-smollm2.sh --path prints (the cached file, or $OWLORE_SMOLLM2_GGUF); NULL
+ * when absent (the test then skips, saying so). */
+char *ts_smollm2_gguf(void);
 /* A fresh directory under $TMPDIR (removed by ts_rmtree). */
 char *ts_tmpdir(void);
 void ts_rmtree(const char *path);
