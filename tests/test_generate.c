@@ -670,6 +670,7 @@ Test(cmd_generate, byte_model_and_a_run_directory) {
     }
     cr_expect_str_eq(out[1], out[2], "the run directory and its final model differ");
     cr_expect_str_neq(out[0], out[1], "three steps of lr 0.01 left the greedy text unchanged");
+    free(out[0]); /* out[0] takes the chat refusal's stdout next */
     snprintf(args, sizeof args, "--model '%s' --chat", bm);
     cr_expect_eq(gen(args, "hi\n", &out[0], &err), 1);
     cr_expect(strstr(err, "chat_template"), "%s", err);
