@@ -134,17 +134,7 @@ Test(host_mem, cap_refuses_with_the_breakdown) {
  * predicts (it has no parked state: see parked_bytes); returns their total, all page-locked. */
 static size_t planned_run(TrainConfig *c, const char *out, size_t want[HOST_KIND_COUNT], ModelConfig *mc) {
     OwError err;
-    char *model = ts_fixture_path("trajectory/model");
-    ts_train_config(c, "owlore", model, "synthetic", out, "cpu");
-    free(model);
-    c->steps = 6;
-    c->batch_size = 4;
-    c->block_size = 16;
-    c->val_split = 0;
-    c->save_every = -1;
-    c->save_model = 0;
-    c->rank = 8;
-    c->rf_oversample = 4;
+    ts_small_synthetic_config(c, "owlore", out);
     c->gamma = 2;
     c->interval = 3;
     c->offload = OFFLOAD_MODE_HOST;

@@ -15,18 +15,7 @@
 
 static void config(TrainConfig *c, const char *method, const char *extra_key, const char *extra_val, const char *out) {
     OwError err;
-    char *model = ts_fixture_path("trajectory/model");
-    ts_train_config(c, method, model, "synthetic", out, "cpu");
-    free(model);
-    c->steps = 6;
-    c->batch_size = 4;
-    c->block_size = 16;
-    c->val_split = 0;
-    c->save_every = -1;
-    c->save_model = 0;
-    c->rank = 8;
-    c->rf_oversample = 4;
-    c->threads = 1;
+    ts_small_synthetic_config(c, method, out);
     if (extra_key) cr_assert_eq(train_config_set_string(c, extra_key, extra_val, "test", &err), 0, "%s", err.msg);
 }
 

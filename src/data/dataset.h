@@ -89,6 +89,9 @@ typedef struct DataStats {
  * .jsonl/.json/other JSON -> by the keys of the first record that parses
  * ("messages" chat, "instruction" alpaca, "text" jsonl); else text. */
 int dataset_detect_format(const char *path, DataFormat *out, OwError *err);
+/* Whether a JSON dataset's text is one JSON array of records (it starts with '[', unless name ends in
+ * .jsonl or .ndjson) rather than JSON lines. */
+int dataset_is_json_array(const char *name, const char *data, size_t len);
 
 /* Tokenizes a dataset file into out (heap data; tokdata_free). out gets the
  * tokenizer's vocab_size and hash, and source_hash = dataset_source_hash of

@@ -374,15 +374,14 @@ static int has_suffix(const char *s, const char *suf) {
     return n >= m && strcasecmp(s + n - m, suf) == 0;
 }
 
-/* A JSON array of records: a file that starts with '[', unless it is named as JSON lines. */
-static int is_array_file(const char *name, const char *data, size_t len) {
+int dataset_is_json_array(const char *name, const char *data, size_t len) {
     if (has_suffix(name, ".jsonl") || has_suffix(name, ".ndjson")) return 0;
     size_t i = skip_space(data, len);
     return i < len && data[i] == '[';
 }
 
 int read_json_records(DatasetBuild *b, const char *data, size_t len) {
-    if (is_array_file(b->name, data, len)) {
+    if (dataset_is_json_array(b->name, data, len)) {
         cJSON *root = parse_array(b->name, data, len, b->err);
         if (!root) return -1;
         int rc = 0;
@@ -443,7 +442,7 @@ static int detect_line(void *ctx, const char *s, size_t n, int64_t line) {
 int detect_json_format(const char *name, const char *data, size_t len, DataFormat *out, OwError *err) {
     LineCtx c = {NULL, DATA_FORMAT_AUTO, 0, {0}, {0}};
     char loc[64];
-    if (is_array_file(name, data, len)) {
+    if (dataset_is_json_array(name, data, len)) {
         cJSON *root = parse_array(name, data, len, err);
         if (!root) return -1;
         int64_t k = 0, at = -1;

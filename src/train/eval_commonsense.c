@@ -3,12 +3,12 @@
 
 #include "core/fileio.h"
 #include "core/json.h"
+#include "data/dataset.h"
 #include "data/prompt_template.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 static const char k_format[] = "Answer format:";
 
@@ -148,24 +148,11 @@ static int read_record(Reader *r, const cJSON *o, const char *where, OwError *er
     return rc;
 }
 
-static int has_suffix(const char *s, const char *suf) {
-    size_t n = strlen(s), m = strlen(suf);
-    return n >= m && strcasecmp(s + n - m, suf) == 0;
-}
-
-/* A JSON array: the text starts with '[' (unless the file is named as JSON lines). */
-static int is_array_text(const char *path, const char *text, size_t len) {
-    if (has_suffix(path, ".jsonl") || has_suffix(path, ".ndjson")) return 0;
-    size_t i = 0;
-    while (i < len && is_blank_char(text[i])) i++;
-    return i < len && text[i] == '[';
-}
-
 /* Calls fn on every record: the array's elements, or each non-blank line parsed. */
 typedef int (*RecordFn)(void *ctx, const cJSON *o, const char *where, OwError *err);
 static int each_record(const char *path, const char *text, size_t len, RecordFn fn, void *ctx, OwError *err) {
     char where[600];
-    if (is_array_text(path, text, len)) {
+    if (dataset_is_json_array(path, text, len)) {
         cJSON *root = json_parse(text, len, path, err);
         if (!root) return -1;
         int rc = 0;

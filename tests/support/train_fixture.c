@@ -25,6 +25,20 @@ void ts_train_config(TrainConfig *c, const char *method, const char *model, cons
     c->threads = 1;
 }
 
+void ts_small_synthetic_config(TrainConfig *c, const char *method, const char *out) {
+    char *model = ts_fixture_path("trajectory/model");
+    ts_train_config(c, method, model, "synthetic", out, "cpu");
+    free(model);
+    c->steps = 6;
+    c->batch_size = 4;
+    c->block_size = 16;
+    c->val_split = 0;
+    c->save_every = -1;
+    c->save_model = 0;
+    c->rank = 8;
+    c->rf_oversample = 4;
+}
+
 char *ts_trajectory_config(const char *name, const char *dir, const char *device, TrainConfig *c) {
     OwError err;
     char *fx = ts_fixture_path("trajectory");

@@ -12,6 +12,10 @@
 void ts_train_config(TrainConfig *c, const char *method, const char *model, const char *data, const char *out,
                      const char *device);
 
+/* A short CPU run of `method` on the trajectory fixture model (untied, 4 blocks) and synthetic tokens: 6 steps
+ * of 4 x 16, no validation, checkpoints or saved model, GaLore rank 8 (randomized projector oversampling 4). */
+void ts_small_synthetic_config(TrainConfig *c, const char *method, const char *out);
+
 /* Fills c with recipe `name` (fixture model; the fixture token stream written
  * as a token file under dir; out = dir/run-<device>) for `device`. Returns
  * the run directory (heap). */
