@@ -1,6 +1,7 @@
 /* eval.c: see eval.h. */
 #include "train/eval.h"
 
+#include "data/text_codec.h"
 #include "data/tokenizer.h"
 
 #include "core/fileio.h"
@@ -65,20 +66,11 @@ EvalBatches eval_batches_stream(EvalStream *s, const TokData *d, int64_t B, int6
 
 /* ---- multiple choice: reading ---- */
 
-static int encode_bytes(void *ctx, const char *text, size_t len, int32_t **ids, int64_t *n, OwError *err) {
-    int32_t *v = ow_xmalloc((len ? len : 1) * sizeof(int32_t));
-    for (size_t i = 0; i < len; i++) v[i] = (unsigned char)text[i];
-    *ids = v;
-    *n = (int64_t)len;
-    return 0;
-}
-
-EvalEncoder eval_encoder_bytes(void) { return (EvalEncoder){NULL, encode_bytes, NULL, 0}; }
-
-/* No special tokens, as lm-evaluation-harness encodes contexts and continuations. */
-static int encode_tokenizer(void *ctx, const char *text, size_t len, int32_t **ids, int64_t *n, OwError *err) {
+/* The model's tokenizer, or bytes without one (ctx NULL); no special tokens, as lm-evaluation-harness
+ * encodes contexts and continuations. */
+static int encode_text(void *ctx, const char *text, size_t len, int32_t **ids, int64_t *n, OwError *err) {
     IdVec v = {0};
-    if (tokenizer_encode((const Tokenizer *)ctx, text, len, 0, &v, err) != 0) {
+    if (text_encode((const Tokenizer *)ctx, text, len, 0, &v, err) != 0) {
         idvec_free(&v);
         return -1;
     }
@@ -89,8 +81,10 @@ static int encode_tokenizer(void *ctx, const char *text, size_t len, int32_t **i
     return 0;
 }
 
+EvalEncoder eval_encoder_bytes(void) { return (EvalEncoder){NULL, encode_text, NULL, 0}; }
+
 EvalEncoder eval_encoder_tokenizer(const Tokenizer *tok) {
-    EvalEncoder e = {(void *)tok, encode_tokenizer, NULL, 0};
+    EvalEncoder e = {(void *)tok, encode_text, NULL, 0};
     const int32_t *after;
     size_t nafter;
     tokenizer_template(tok, &e.bos, &e.nbos, &after, &nafter);
