@@ -15,7 +15,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NAME=SmolLM2-135M-Instruct.Q4_1.gguf
-SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 STASH=/tmp/owlore-gguf
 case "${1:-}" in
 split)
@@ -42,8 +41,9 @@ join)
     { echo "gguf-parts.sh: $STASH/$NAME.part1 is missing (the machine went back since call 1? run stash again)" >&2; exit 1; }
   [ -f .device/quality-2/$NAME.part2 ] || { echo "gguf-parts.sh: no .device/quality-2 (carry it)" >&2; exit 1; }
   cat "$STASH/$NAME.part1" .device/quality-2/$NAME.part2 >"$STASH/$NAME.tmp"
-  [ "$(sha256sum "$STASH/$NAME.tmp" | cut -d' ' -f1)" = "$SHA" ] ||
-    { rm -f "$STASH/$NAME.tmp"; echo "gguf-parts.sh: the joined file is not $NAME (sha256 differs)" >&2; exit 1; }
+  # scripts/get-smollm2.sh holds the file's size and sha256: it checks the joined file
+  OWLORE_SMOLLM2_GGUF="$STASH/$NAME.tmp" scripts/get-smollm2.sh --path >/dev/null 2>&1 ||
+    { rm -f "$STASH/$NAME.tmp"; echo "gguf-parts.sh: the joined file is not $NAME (size or sha256 differs)" >&2; exit 1; }
   mv "$STASH/$NAME.tmp" "$STASH/$NAME"
   mkdir -p "$STASH/shared/data/real/text"
   tar -xJf "$STASH/commonsense.tar.xz" -C "$STASH/shared/data/real"
