@@ -25,12 +25,6 @@ void eval_generate_texts_free(char **texts, int64_t n) {
     for (int64_t i = 0; texts && i < n; i++) free(texts[i]);
 }
 
-static int is_stop(const EvalGenOptions *o, int32_t id) {
-    for (int i = 0; i < o->nstop; i++)
-        if (o->stop_ids[i] == id) return 1;
-    return 0;
-}
-
 /* One item: greedy ids after its context on the emptied decoder, then their text without the stop id. */
 static int generate_item(Decoder *d, TokenSampler *s, const McItem *it, int64_t keep, const EvalGenOptions *o,
                          IdVec *ids, char **text, OwError *err) {
@@ -40,7 +34,7 @@ static int generate_item(Decoder *d, TokenSampler *s, const McItem *it, int64_t 
     GenerateStats st;
     int64_t n = it->nctx < keep ? it->nctx : keep;
     if (generate_tokens(d, s, it->ctx + it->nctx - n, n, &go, ids, &st, err) != 0) return -1;
-    size_t len, nt = ids->len - (ids->len > 0 && is_stop(o, ids->data[ids->len - 1]));
+    size_t len, nt = ids->len - (st.stop == GEN_STOP_ID); /* a stop id ends ids */
     return text_decode(o->tok, ids->data, nt, text, &len, err);
 }
 
