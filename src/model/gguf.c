@@ -7,6 +7,7 @@
  * tensors do not overlap. */
 #include "model/gguf.h"
 
+#include "core/byte_span.h"
 #include "core/name_index.h"
 #include "model/gguf_quant.h"
 
@@ -218,21 +219,10 @@ static int parse_tensor_info(Cur *c, GgufTensor *t, uint64_t i, OwError *err) {
     return read_u64(c, &t->offset, what, err);
 }
 
-typedef struct Span {
-    uint64_t begin, end;
-    int tensor;
-} Span;
-
-static int cmp_span(const void *a, const void *b) {
-    const Span *x = a, *y = b;
-    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
-    return (x->end > y->end) - (x->end < y->end);
-}
-
 /* Offsets aligned and inside the data section, tensors disjoint; sets data pointers. */
 static int place_tensors(Gguf *g, const char *path, OwError *err) {
     uint64_t data_size = g->file.size - g->data_offset;
-    Span *sp = ow_xmalloc((size_t)(g->ntensors > 0 ? g->ntensors : 1) * sizeof *sp);
+    ByteSpan *sp = ow_xmalloc((size_t)(g->ntensors > 0 ? g->ntensors : 1) * sizeof *sp);
     int rc = 0;
     for (int i = 0; i < g->ntensors && rc == 0; i++) {
         GgufTensor *t = &g->tensors[i];
@@ -248,10 +238,10 @@ static int place_tensors(Gguf *g, const char *path, OwError *err) {
                          path, t->name, (unsigned long long)t->offset,
                          (unsigned long long)t->offset + (unsigned long long)t->nbytes, (unsigned long long)data_size);
         if (rc != 0) break;
-        sp[i] = (Span){t->offset, t->offset + t->nbytes, i};
+        sp[i] = (ByteSpan){t->offset, t->offset + t->nbytes, i};
         t->data = (const unsigned char *)g->file.data + g->data_offset + t->offset;
     }
-    if (rc == 0) qsort(sp, (size_t)g->ntensors, sizeof *sp, cmp_span);
+    if (rc == 0) byte_span_sort(sp, g->ntensors);
     for (int i = 1; i < g->ntensors && rc == 0; i++)
         if (sp[i].begin < sp[i - 1].end)
             rc = ow_fail(err,

@@ -6,6 +6,7 @@
  * exactly, names (tensor and alias) are unique, by_name is sorted. */
 #include "model/safetensors.h"
 
+#include "core/byte_span.h"
 #include "core/json.h"
 #include "core/name_index.h"
 #include "core/utf8.h"
@@ -28,11 +29,6 @@ typedef struct OpenCtx {
     int tcap, fcap, acap;
     cJSON **metas; /* __metadata__ of each file (owned), for aliases */
 } OpenCtx;
-
-typedef struct Span {
-    uint64_t begin, end;
-    int tensor;
-} Span;
 
 int64_t st_tensor_numel(const StTensor *t) {
     int64_t n = 1;
@@ -75,7 +71,7 @@ static StTensor *push_tensor(OpenCtx *c) {
 }
 
 /* Parses one tensor entry; fills t (name set by the caller) and its span. */
-static int parse_entry(const cJSON *e, const char *path, uint64_t data_size, StTensor *t, Span *sp, OwError *err) {
+static int parse_entry(const cJSON *e, const char *path, uint64_t data_size, StTensor *t, ByteSpan *sp, OwError *err) {
     const char *name = e->string;
     if (!cJSON_IsObject(e))
         return ow_fail(err, "%s: tensor \"%s\": header entry is not an object (hint: the file is corrupted)", path,
@@ -137,16 +133,10 @@ static int parse_entry(const cJSON *e, const char *path, uint64_t data_size, StT
     return 0;
 }
 
-static int cmp_span(const void *a, const void *b) {
-    const Span *x = a, *y = b;
-    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
-    if (x->end != y->end) return x->end < y->end ? -1 : 1;
-    return 0;
-}
-
 /* The spans of one file must tile [0, data_size) exactly. */
-static int check_coverage(const SafeTensors *st, const char *path, Span *sp, int n, uint64_t data_size, OwError *err) {
-    qsort(sp, (size_t)n, sizeof *sp, cmp_span);
+static int check_coverage(const SafeTensors *st, const char *path, ByteSpan *sp, int n, uint64_t data_size,
+                          OwError *err) {
+    byte_span_sort(sp, n);
     uint64_t pos = 0;
     for (int i = 0; i < n; i++) {
         const char *name = st->tensors[sp[i].tensor].name;
@@ -214,7 +204,7 @@ static int parse_file(OpenCtx *c, int fi, OwError *err) {
     if (!cJSON_IsObject(root))
         rc = ow_fail(err, "%s: the header is not a JSON object (hint: not a safetensors file)", path);
     int nspan = 0;
-    Span *spans = NULL;
+    ByteSpan *spans = NULL;
     if (rc == 0) {
         int n = cJSON_GetArraySize(root);
         spans = ow_xmalloc((size_t)(n > 0 ? n : 1) * sizeof *spans);
@@ -228,7 +218,7 @@ static int parse_file(OpenCtx *c, int fi, OwError *err) {
         StTensor *t = push_tensor(c);
         t->name = ow_xstrdup(e->string);
         t->file = fi;
-        Span *sp = &spans[nspan];
+        ByteSpan *sp = &spans[nspan];
         rc = parse_entry(e, path, data_size, t, sp, err);
         if (rc != 0) break;
         t->data = data + sp->begin;
