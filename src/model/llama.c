@@ -604,9 +604,13 @@ static StepOrder step_order(Model *m, int backward) {
 /* Positions of one step's order. */
 static int order_len(const StepOrder *o) { return o->L + (o->backward ? o->L - o->lowest : 0); }
 
+int model_step_order_block(int L, int lowest, int backward, int pos) {
+    pos %= L + (backward ? L - lowest : 0);
+    return pos < L ? pos : L - 1 - (pos - L);
+}
+
 static int order_block(const StepOrder *o, int pos) {
-    pos %= order_len(o);
-    return pos < o->L ? pos : o->L - 1 - (pos - o->L);
+    return model_step_order_block(o->L, o->lowest, o->backward, pos);
 }
 
 /* Block order_block(pos) on the device for the work queued next, and the streamed blocks that follow it

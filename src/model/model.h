@@ -137,6 +137,9 @@ size_t model_block_bytes(const ModelConfig *cfg, DType param);
  * when a placed block cannot be written to its home. */
 int model_init_random(Model *m, uint64_t seed, double std, OwError *err);
 
+/* The block at position pos of a training step's block order: the forward 0 .. L-1, then (backward) L-1 down to
+ * lowest; pos wraps into the next step. Streamed blocks are prefetched along it; the cost model replays it. */
+int model_step_order_block(int L, int lowest, int backward, int pos);
 /* Block l's weights on the device (w.data set) until model_block_release: a no-op for blocks that
  * stay there (unplaced, device home, pinned). */
 int model_block_acquire(Model *m, int l, OwError *err);

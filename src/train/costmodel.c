@@ -22,6 +22,8 @@
  * 50 GB/s assumed, it seems). */
 #include "train/costmodel.h"
 
+#include "model/model.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -196,11 +198,7 @@ static void sim_release(Sim *s, int b) {
 }
 
 /* llama.c's step order: the forward 0..L-1, the backward L-1..lowest, then the next micro-batch. */
-static int order_block(const Work *w, int pos) {
-    int len = 2 * w->L - w->lowest;
-    pos %= len;
-    return pos < w->L ? pos : w->L - 1 - (pos - w->L);
-}
+static int order_block(const Work *w, int pos) { return model_step_order_block(w->L, w->lowest, 1, pos); }
 
 /* llama.c's block_enter: block order_block(pos) acquired, the streamed blocks after it prefetched. */
 static double sim_enter(Sim *s, int pos) {
