@@ -12,14 +12,16 @@
 #            records) and the held-out slice (every 20th record of the mix, 888), tokenizes them
 #            once (owlore tokenize; loss on the answers only), computes the OWL ratios of the base
 #            model on tinyshakespeare (owlore outliers), and scores the base model
-#   grid     every method x learning rate (LRS) once (seed 1) on the mix less the slice; the
-#            learning rate of a method is the one with the lowest answer cross-entropy on the slice
-#            (never on test)
+#   grid     every method x learning rate (LRS) once (seed 1, GRID_EPOCHS epochs, default 1) on the
+#            mix less the slice; the learning rate of a method is the one with the lowest answer
+#            cross-entropy on the slice (never on test)
 #   speed    every method alone on the GPU for SPEED_STEPS steps: tokens/s, peak memory
 #   final    every method x SEEDS at its learning rate on the whole mix, and OwLore with GAMMAS
 #            blocks at a time (OwLore's learning rate)
 #   eval     every final model on the four test sets: acc, acc_norm, answer_ce (owlore eval
-#            --format commonsense, one model load for the four sets)
+#            --format commonsense, one model load for the four sets). Each training job of grid and
+#            final evaluates its model as soon as it is trained (on the slice, on the test sets), so
+#            evaluation overlaps the other jobs' training; this stage does what is left.
 #   report   results.json, results.md (the table) and results.svg (the plot) from all of it
 #
 # Methods (METHODS): full lisa galore owlore owlore-fullrank owlore-uniform (owlore with
@@ -37,7 +39,7 @@
 # SmolLM2 GGUF; default: scripts/get-smollm2.sh --path, then /tmp/owlore-gguf/<name>), OWLORE_BIN,
 # DEVICE (cuda | cpu; default cuda when nvidia-smi works), SHARED (the shared data folder: default
 # ../shared, else .device/shared), METHODS, LRS (default "1e-4 3e-4 1e-3"), SEEDS (default "1 2 3"),
-# GAMMAS (default "2 10"), EPOCHS, RANK, PARALLEL, SPEED_STEPS (default 60),
+# GAMMAS (default "2 10"), EPOCHS, GRID_EPOCHS, RANK, PARALLEL, SPEED_STEPS (default 60),
 # SMOKE=1 (a CPU check of the pipeline: 2 steps of 2 x 128 tokens per run, 4 records per test set and slice,
 # one learning rate and seed, gammas off; its numbers mean nothing).
 #
@@ -67,6 +69,7 @@ LRS=${LRS:-1e-4 3e-4 1e-3}
 SEEDS=${SEEDS:-1 2 3}
 GAMMAS=${GAMMAS:-2 10}
 EPOCHS=${EPOCHS:-2}
+GRID_EPOCHS=${GRID_EPOCHS:-1}
 RANK=${RANK:-64}
 SPEED_STEPS=${SPEED_STEPS:-60}
 if [ "$DEVICE" = cuda ]; then PARALLEL=${PARALLEL:-6}; else PARALLEL=${PARALLEL:-1}; fi
@@ -164,19 +167,27 @@ run_queue() {
 }
 
 # train_job NAME DATA LR SEED EXTRA...: one line of a queue; skipped when RUN/summary.json exists.
+# JOB_EPOCHS (default EPOCHS) sets the epochs; JOB_EVAL set (to "test", or to data files) evaluates the
+# model right after its training, in the same line of the queue (bench/quality/run.sh eval1).
 train_job() {
   local name=$1 data=$2 lr=$3 seed=$4
   shift 4
   local run=$WORK/runs/$name
   [ -f "$run/summary.json" ] && return 0
   local steps=("${STEPS[@]}")
-  [ ${#steps[@]} -gt 0 ] || steps=(--epochs "$EPOCHS")
+  [ ${#steps[@]} -gt 0 ] || steps=(--epochs "${JOB_EPOCHS:-$EPOCHS}")
+  local after=
+  if [ -n "${JOB_EVAL:-}" ]; then
+    after=$(printf '%q ' "$ROOT/bench/quality/run.sh" eval1 "$name" "$run/model")
+    [ "$JOB_EVAL" = test ] || after+=$(printf '%q ' $JOB_EVAL)
+    after=" && $after"
+  fi
   local cmd
   cmd=$(printf '%q ' "$BIN" train --model "$WORK/smollm2" --data "$data" --out "$run" --ratios "$WORK/ratios.json" \
     --lr "$lr" --seed "$seed" "${SHAPE[@]}" "${steps[@]}" --val-split 0 --eval-every 0 --save-every -1 \
     --log-every 50 --device "$DEVICE" "$@")
-  printf 'rm -rf %q; %s>%q 2>&1 && echo "[$(date +%%H:%%M:%%S)] done %s" || echo "[$(date +%%H:%%M:%%S)] FAILED %s (logs/%s.log)"\n' \
-    "$run" "$cmd" "$WORK/logs/$name.log" "$name" "$name" "$name"
+  printf '{ rm -rf %q; %s>%q 2>&1 && echo "[$(date +%%H:%%M:%%S)] done %s" || { echo "[$(date +%%H:%%M:%%S)] FAILED %s (logs/%s.log)"; false; }; }%s\n' \
+    "$run" "$cmd" "$WORK/logs/$name.log" "$name" "$name" "$name" "$after"
 }
 
 # eval_one NAME MODEL_DIR [SETS...]: the four test sets (or the given files), one model load.
@@ -202,7 +213,8 @@ stage_grid() {
   : >"$q"
   for m in $METHODS; do
     for lr in $LRS; do
-      train_job "grid-$m-lr$lr" "$WORK/data/grid_train.bin" "$lr" 1 $(method_flags "$m") >>"$q"
+      JOB_EPOCHS=$GRID_EPOCHS JOB_EVAL=$WORK/data/holdout.json \
+        train_job "grid-$m-lr$lr" "$WORK/data/grid_train.bin" "$lr" 1 $(method_flags "$m") >>"$q"
     done
   done
   run_queue "$q"
@@ -260,12 +272,12 @@ stage_final() {
     say "$m: learning rate $lr"
     [ "$m" = owlore ] && owl_lr=$lr
     for s in $SEEDS; do
-      train_job "final-$m-s$s" "$WORK/data/train_mix.bin" "$lr" "$s" $(method_flags "$m") >>"$q"
+      JOB_EVAL=test train_job "final-$m-s$s" "$WORK/data/train_mix.bin" "$lr" "$s" $(method_flags "$m") >>"$q"
     done
   done
   for g in $GAMMAS; do
     for s in $SEEDS; do
-      train_job "final-owlore-g$g-s$s" "$WORK/data/train_mix.bin" "${owl_lr:-3e-4}" "$s" $(method_flags owlore) \
+      JOB_EVAL=test train_job "final-owlore-g$g-s$s" "$WORK/data/train_mix.bin" "${owl_lr:-3e-4}" "$s" $(method_flags owlore) \
         --gamma "$g" >>"$q"
     done
   done
@@ -285,6 +297,12 @@ stage_report() {
   pack
 }
 
+# eval1 NAME MODEL [FILES...]: one model's evaluation, for the lines of the queues (train_job's JOB_EVAL).
+if [ "${1:-}" = eval1 ]; then
+  shift
+  eval_one "$@"
+  exit
+fi
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(prepare grid speed final eval report)
 say "quality study on $DEVICE ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)); $("$BIN" version 2>&1 | head -1); stages ${stages[*]}; smoke $SMOKE"
