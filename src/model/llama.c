@@ -42,8 +42,13 @@
  * backward (or recompute) writes the block overlay. lm_head's gradient in the
  * pool is copied to host memory (Param.g_host) after the head's backward, and
  * the top block's backward waits for that copy. Without recomputation layers[l]
- * keep buffers of their own (they wait for the backward) and the MLP overlay
- * holds only dgate, dup.
+ * keep buffers of their own (they wait for the backward), as do the blocks that
+ * keep their activations with it (Model.keep_acts), less ln1, ln2 and act: a
+ * kept block's ln1, ln2 and act are the scratch layer's (its attention half and
+ * MLP half when some blocks recompute, else only those three, in the same
+ * overlays), written by its forward and, where a trained block's weight
+ * gradients need them, recomputed by its backward: they cost a kept block a
+ * third of its memory (LLaMA-2-7B) and the backward only element-wise ops.
  * The MLP backward's da overwrites the product act (its chunk, or layer l's
  * rows without recomputation): linear_backward reads act (the weight
  * gradient) before it writes da, and nothing reads act after. The ring slots,
@@ -157,12 +162,12 @@ static void act_place(Allocator *a, PoolLayout *pool, Tensor *t, Tensor desc, co
 }
 
 /* The attention half's buffers of a layer (ln1 .. rstd2): views of pool when given, else
- * buffers of their own. */
+ * buffers of their own. A kept layer (pool NULL) has no ln1 of its own: see acts_layout. */
 static void layer_attn_acts_alloc(Allocator *a, LayerActs *la, int64_t B, int64_t T, const ModelConfig *c,
                                   PoolLayout *pool) {
     DType dt = a->dt;
     int64_t N = B * T, C = c->hidden_size, D = c->head_dim, Hq = c->num_heads, Hkv = c->num_kv_heads;
-    act_place(a, pool, &la->ln1, tensor_2d(dt, N, C), "activations (attention norm)");
+    if (pool) pool_view(pool, &la->ln1, tensor_2d(dt, N, C));
     act_place(a, pool, &la->q, tensor_2d(dt, N, Hq * D), "activations (queries)");
     act_place(a, pool, &la->k, tensor_2d(dt, N, Hkv * D), "activations (keys)");
     act_place(a, pool, &la->v, tensor_2d(dt, N, Hkv * D), "activations (values)");
@@ -174,26 +179,26 @@ static void layer_attn_acts_alloc(Allocator *a, LayerActs *la, int64_t B, int64_
 
 /* The MLP half's buffers of a layer; mlp_rows: rows of the gate/up/product buffers (all N
  * when the layer's activations are kept for backward, one chunk when they are recomputed);
- * mlp_pool: where h, ln2, gate, up and act go (NULL: buffers of their own) */
+ * mlp_pool: where h, ln2, gate, up and act go (NULL: buffers of their own, without ln2 and act,
+ * see acts_layout) */
 static void layer_mlp_acts_alloc(Allocator *a, LayerActs *la, int64_t N, int64_t mlp_rows, const ModelConfig *c,
                                  PoolLayout *mlp_pool) {
     DType dt = a->dt;
     int64_t C = c->hidden_size, F = c->intermediate_size;
     act_place(a, mlp_pool, &la->h, tensor_2d(dt, N, C), "activations (residual)");
-    act_place(a, mlp_pool, &la->ln2, tensor_2d(dt, N, C), "activations (MLP norm)");
+    if (mlp_pool) pool_view(mlp_pool, &la->ln2, tensor_2d(dt, N, C));
     act_place(a, mlp_pool, &la->gate, tensor_2d(dt, mlp_rows, F), "activations (MLP gate)");
     act_place(a, mlp_pool, &la->up, tensor_2d(dt, mlp_rows, F), "activations (MLP up)");
-    act_place(a, mlp_pool, &la->act, tensor_2d(dt, mlp_rows, F), "activations (MLP product)");
+    if (mlp_pool) pool_view(mlp_pool, &la->act, tensor_2d(dt, mlp_rows, F));
 }
 
 static void release_all(Backend *be, Tensor **ts, size_t n) {
     for (size_t i = 0; i < n; i++) be->ops->release(be, ts[i], MEM_ACTIVATIONS);
 }
 
-/* A layer's buffers of its own (without recomputation; with it they are views of the pool). */
+/* A kept layer's buffers of its own (its ln1, ln2 and act are the scratch layer's, views of the pool). */
 static void layer_acts_free(Backend *be, LayerActs *la) {
-    Tensor *own[] = {&la->ln1,   &la->rstd1, &la->q,   &la->k,    &la->v,  &la->att, &la->lse,
-                     &la->rstd2, &la->h,     &la->ln2, &la->gate, &la->up, &la->act};
+    Tensor *own[] = {&la->rstd1, &la->q, &la->k, &la->v, &la->att, &la->lse, &la->rstd2, &la->h, &la->gate, &la->up};
     release_all(be, own, sizeof own / sizeof own[0]);
 }
 
@@ -275,10 +280,16 @@ static void acts_layout(Allocator *a, ModelActs *A, const ModelConfig *c, int64_
      * with the scratch layer's attention half, which the MLP and attention-gradient overlays follow */
     PoolLayout pool = {0};
     size_t block_base = 0; /* where the MLP and attention-gradient overlays start */
+    LayerActs *S = &A->layers[L];
     if (A->keep_from > 0) {
-        layer_attn_acts_alloc(a, &A->layers[L], B, T, c, &pool);
+        layer_attn_acts_alloc(a, S, B, T, c, &pool);
         block_base = pool.at;
-        layer_mlp_acts_alloc(a, &A->layers[L], N, A->mlp_rows, c, &pool);
+        layer_mlp_acts_alloc(a, S, N, A->mlp_rows, c, &pool);
+    } else { /* every block keeps: the scratch holds only what kept blocks recompute (below) */
+        pool_view(&pool, &S->ln1, tensor_2d(dt, N, C));
+        block_base = pool.at;
+        pool_view(&pool, &S->ln2, tensor_2d(dt, N, C));
+        pool_view(&pool, &S->act, tensor_2d(dt, A->mlp_rows, F));
     }
     for (int64_t l = A->keep_from; l < L; l++) {
         layer_attn_acts_alloc(a, &A->layers[l], B, T, c, NULL);
@@ -305,6 +316,15 @@ static void acts_layout(Allocator *a, ModelActs *A, const ModelConfig *c, int64_
     pool_alloc(a, &pool, &A->pool,
                recompute ? "activations (MLP, attention gradients and logits, sharing memory)"
                          : "gradients (MLP, attention) and logits, sharing memory");
+    /* A kept block keeps neither its norms' outputs ln1, ln2 nor the MLP product act: the backward
+     * needs them only for the weight gradients of a trained block's linears, and recomputes them
+     * there (an RMSNorm, the SwiGLU product: element-wise, the same bits) into the scratch layer's
+     * buffers, whose row chunks the product then takes, like a recomputing block's. */
+    for (int64_t l = A->keep_from; l < L; l++) {
+        A->layers[l].ln1 = S->ln1;
+        A->layers[l].ln2 = S->ln2;
+        A->layers[l].act = S->act;
+    }
     act_alloc(a, &A->losses, tensor_1d(OW_F32, N), "per-token losses");
     act_alloc(a, &A->dres, tensor_2d(dt, N, C), "gradients (residual)");
     act_alloc(a, &A->dln, tensor_2d(dt, N, C), "gradients (norm output)");
@@ -461,11 +481,15 @@ typedef struct {
     Tensor ln2, gate, up, act;
 } MlpRows;
 
+static MlpRows mlp_rows_of(const ModelActs *A, LayerActs *la, int64_t r0, int64_t n) {
+    int64_t at = tensor_rows(&la->gate) == A->N ? r0 : 0; /* act is always a chunk (see acts_layout) */
+    return (MlpRows){tensor_row_slice(&la->ln2, r0, n), tensor_row_slice(&la->gate, at, n),
+                     tensor_row_slice(&la->up, at, n), tensor_row_slice(&la->act, 0, n)};
+}
+
 static MlpRows mlp_rows_forward(Model *m, int l, LayerActs *la, int64_t r0, int64_t n) {
     Backend *be = m->be;
-    int64_t at = tensor_rows(&la->gate) == m->acts->N ? r0 : 0;
-    MlpRows r = {tensor_row_slice(&la->ln2, r0, n), tensor_row_slice(&la->gate, at, n),
-                 tensor_row_slice(&la->up, at, n), tensor_row_slice(&la->act, at, n)};
+    MlpRows r = mlp_rows_of(m->acts, la, r0, n);
     linear(be, &r.gate, &r.ln2, model_block_param(m, l, BW_GATE));
     linear(be, &r.up, &r.ln2, model_block_param(m, l, BW_UP));
     be->ops->swiglu_forward(be, &r.act, &r.gate, &r.up);
@@ -508,17 +532,18 @@ static int block_backward(Model *m, int l, const Tensor *x, LayerActs *la, const
     ModelActs *A = m->acts;
     int64_t B = A->B, T = A->T, D = c->head_dim;
     Param *Pn1 = model_block_param(m, l, BW_ATTN_NORM), *Pn2 = model_block_param(m, l, BW_MLP_NORM);
+    int kept = !recomputes(A, l);
+    float eps = (float)c->rms_norm_eps;
+    /* a kept block's ln2, for the gate and up weight gradients (see acts_layout) */
+    if (kept && (model_block_param(m, l, BW_GATE)->trainable || model_block_param(m, l, BW_UP)->trainable))
+        be->ops->rmsnorm_forward(be, &la->ln2, &la->rstd2, &la->h, &Pn2->w, eps);
     /* MLP, in row chunks; with recomputation the chunk's gate/up/product are recomputed here
-     * (the forward kept none of them), with the same chunking as the forward */
+     * (the forward kept none of them), with the same chunking as the forward; a kept block
+     * recomputes the product for the down weight's gradient */
     for (int64_t r0 = 0; r0 < A->N; r0 += A->mlp_rows) {
         int64_t n = A->N - r0 < A->mlp_rows ? A->N - r0 : A->mlp_rows;
-        MlpRows r;
-        if (recomputes(A, l)) {
-            r = mlp_rows_forward(m, l, la, r0, n);
-        } else {
-            r = (MlpRows){tensor_row_slice(&la->ln2, r0, n), tensor_row_slice(&la->gate, r0, n),
-                          tensor_row_slice(&la->up, r0, n), tensor_row_slice(&la->act, r0, n)};
-        }
+        MlpRows r = kept ? mlp_rows_of(A, la, r0, n) : mlp_rows_forward(m, l, la, r0, n);
+        if (kept && model_block_param(m, l, BW_DOWN)->trainable) be->ops->swiglu_forward(be, &r.act, &r.gate, &r.up);
         Tensor dres = tensor_row_slice(&A->dres, r0, n), dln = tensor_row_slice(&A->dln, r0, n);
         /* da takes the product's place: linear_backward reads r.act before it writes da */
         Tensor da = r.act, dgate = tensor_row_slice(&A->dgate, 0, n), dup = tensor_row_slice(&A->dup, 0, n);
@@ -539,6 +564,10 @@ static int block_backward(Model *m, int l, const Tensor *x, LayerActs *la, const
     be->ops->rope(be, &dq4, &m->rope_cos, &m->rope_sin, 1);
     be->ops->rope(be, &dk4, &m->rope_cos, &m->rope_sin, 1);
     const Tensor *dqkv[3] = {&A->dq, &A->dk, &A->dv};
+    /* a kept block's ln1, for the q, k and v weight gradients (see acts_layout) */
+    if (kept && (model_block_param(m, l, BW_Q)->trainable || model_block_param(m, l, BW_K)->trainable ||
+                 model_block_param(m, l, BW_V)->trainable))
+        be->ops->rmsnorm_forward(be, &la->ln1, &la->rstd1, x, &Pn1->w, eps);
     for (int j = 0; j < 3; j++) {
         Param *W = model_block_param(m, l, (BlockWeight)(BW_Q + j));
         linear_backward(be, &A->dln, j ? 1.0f : 0.0f, dqkv[j], &la->ln1, W);
