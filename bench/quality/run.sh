@@ -44,10 +44,8 @@
 # one learning rate and seed, gammas off; its numbers mean nothing).
 #
 # How the GGUF reaches the GPU machine: one device call carries at most 64 MiB and the GGUF is 98 MB,
-# so bench/quality/gguf-parts.sh split puts it in two parts under .device/gguf-1 and .device/gguf-2;
-# the first call carries .device/gguf-1 and copies it to /tmp/owlore-gguf, the second (while the
-# machine is still warm, within ~30 s) carries .device/gguf-2 and joins them there, checking the
-# sha256 (bench/quality/gguf-parts.sh join), then runs this script. See the README.
+# so it travels in two parts over two consecutive calls (the machine keeps /tmp while it stays warm):
+# see bench/quality/gguf-parts.sh and the README.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
