@@ -5,6 +5,7 @@
  * (../shared/TARGETS.md), infinitely fast copies give the resident compute
  * back, and more streamed blocks, a slower bus or a store file never make
  * a step faster. */
+#include "backend/backend_cuda.h"
 #include "model/preset.h"
 #include "test_support.h"
 #include "train/costmodel.h"
@@ -197,4 +198,53 @@ Test(costmodel, layer_major_accumulation_streams_once_a_step) {
     cr_assert_lt(b.step_s, 0.9 * a.step_s, "layer-major %.3f s vs micro order %.3f s", b.step_s, a.step_s);
     cr_assert_lt(b.h2d_bytes_per_step, 0.6 * a.h2d_bytes_per_step, "%.1f GB vs %.1f GB up", b.h2d_bytes_per_step / 1e9,
                  a.h2d_bytes_per_step / 1e9);
+}
+
+/* The bus carries both directions at the one rate: a plan that streams blocks with the head's moments and the
+ * block inputs in host memory sends bytes down too, and its step is no shorter than all its bytes take. */
+Test(costmodel, the_bus_bounds_the_step_with_both_directions) {
+    Case cs = {.cap = 8 * GIB};
+    CostPrediction q = predict(&cs, NULL);
+    cr_assert_gt(q.d2h_bytes_per_step, 0, "the block inputs and the head's moments go down");
+    Case slow = {.cap = 8 * GIB, .h2d_gbps = 5};
+    q = predict(&slow, NULL);
+    double bus = (q.h2d_bytes_per_step + q.d2h_bytes_per_step) / 5e9;
+    cr_assert_geq(q.step_s, bus * (1 - 1e-9), "step %.3f s, the bus alone %.3f s", q.step_s, bus);
+}
+
+/* Where auto puts the embedding's and lm_head's moments of LLaMA-3-8B under 24 GiB (the run does not fit on the
+ * device whole, so auto's home for them is host memory): on the device when their 10 GB each way a step would
+ * cross a slow bus (10 GB/s), in host memory, with the room spent on kept activations, when copies are free. */
+static TrainConfig llama3_under_24gib(double h2d_gbps) {
+    TrainConfig c;
+    ts_train_config(&c, "owlore", "llama3-8b", "synthetic", "unused", "cuda");
+    OwError err;
+    cr_assert_eq(train_config_set_string(&c, "gpu_mem", "24GiB", "t", &err), 0, "%s", err.msg);
+    ModelConfig mc;
+    char *src;
+    int is_dir;
+    cr_assert_eq(model_preset_resolve("llama3-8b", &mc, &src, &is_dir, &err), 0, "%s", err.msg);
+    free(src);
+    size_t cap = c.gpu_mem - BACKEND_CUDA_CONTEXT_ESTIMATE;
+    train_resolve_optimizer_home(&c, &mc, OW_BF16, OW_BF16, 1, cap);
+    cr_assert_eq(c.offload_optimizer, OFFLOAD_AUTO, "auto keeps the moments in host memory before the cost model");
+    CostRates r;
+    cost_rates_default(&r);
+    r.h2d_gbps = h2d_gbps;
+    MemPlan p;
+    BlockHome homes[32];
+    CostPrediction q;
+    cr_assert_eq(cost_choose_plan(&c, &mc, OW_BF16, OW_BF16, 1, "cuda", cap, 64 * GIB, &r, &p, homes, &q, &err), 0,
+                 "%s", err.msg);
+    cr_assert_leq(p.total, cap);
+    cr_log_info("llama3-8b under 24 GiB, bus %.0f GB/s: moments %s, %lld kept, %d device homes, %.0f tokens/s",
+                h2d_gbps, train_config_offload_optimizer(&c, 1) ? "in host memory" : "on the device",
+                (long long)p.keep_acts, p.place.n_device, q.tokens_per_s);
+    return c;
+}
+
+Test(costmodel, the_head_moments_home_is_the_faster_one) {
+    TrainConfig slow = llama3_under_24gib(10), fast = llama3_under_24gib(1e6);
+    cr_assert_eq(slow.offload_optimizer, OFFLOAD_OFF, "a slow bus keeps the moments on the device");
+    cr_assert(train_config_offload_optimizer(&fast, 1), "free copies leave the moments in host memory");
 }

@@ -171,10 +171,12 @@ static void print_text(const Plan *pl) {
     if (!pl->predicted) {
         printf("predicted  none: the cost model describes a GPU (--device cuda plans for one)\n");
     } else {
-        printf("predicted  %.3f s a step, %.0f tokens/s (compute %.3f s, waiting for copies %.3f s; %s up and %s from "
-               "disk a step)\n",
+        char d[32];
+        printf("predicted  %.3f s a step, %.0f tokens/s (compute %.3f s, waiting for copies %.3f s; %s up, %s down and "
+               "%s from disk a step)\n",
                q->step_s, q->tokens_per_s, q->compute_s, q->exposed_transfer_s,
                format_size((size_t)q->h2d_bytes_per_step, a, sizeof a),
+               format_size((size_t)q->d2h_bytes_per_step, d, sizeof d),
                format_size((size_t)q->disk_bytes_per_step, b, sizeof b));
         printf("rates      GEMM %.0f TFLOP/s, host to device %.1f GB/s, disk %.1f GB/s (%s%s)\n", pl->rates.gemm_tflops,
                pl->rates.h2d_gbps, pl->rates.disk_gbps, pl->rates.source,
@@ -231,6 +233,7 @@ static cJSON *plan_json(const Plan *pl) {
         cJSON_AddNumberToObject(qj, "compute_s", q->compute_s);
         cJSON_AddNumberToObject(qj, "exposed_transfer_s", q->exposed_transfer_s);
         cJSON_AddNumberToObject(qj, "h2d_bytes_per_step", q->h2d_bytes_per_step);
+        cJSON_AddNumberToObject(qj, "d2h_bytes_per_step", q->d2h_bytes_per_step);
         cJSON_AddNumberToObject(qj, "disk_bytes_per_step", q->disk_bytes_per_step);
     } else { /* a CPU run: no prediction */
         cJSON_AddNullToObject(j, "predicted_step_s");

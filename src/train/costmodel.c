@@ -119,7 +119,7 @@ typedef struct {
     SimSlot slot[COST_MAX_SLOTS];
     unsigned long clock;
     double *act_ready; /* per block: its input back on the device */
-    double up_bytes, disk_bytes;
+    double up_bytes, down_bytes, disk_bytes;
 } Sim;
 
 static double dmax(double a, double b) { return a > b ? a : b; }
@@ -232,7 +232,7 @@ static void sim_layered_step(Sim *s, double head_after, int G) {
             double in = l > 0 && x > 0 ? sim_copy(s, x) : 0;
             if (l > 0) s->up_bytes += x;
             sim_compute(s, w->fwd, dmax(after, in));
-            if (x > 0) (void)sim_copy(s, x);
+            if (x > 0) (void)sim_copy(s, x), s->down_bytes += x;
         }
         sim_release(s, l);
     }
@@ -260,7 +260,7 @@ static void sim_micro_batch(Sim *s, double head_after) {
     int L = w->L, offload = w->x_bytes > 0 && L > COST_ACT_SLOTS;
     double ring[COST_ACT_SLOTS] = {0}; /* the last copy into or out of each slot of the input ring */
     for (int l = 0; l < L; l++) {
-        if (offload) ring[l % COST_ACT_SLOTS] = sim_copy(s, w->x_bytes);
+        if (offload) ring[l % COST_ACT_SLOTS] = sim_copy(s, w->x_bytes), s->down_bytes += w->x_bytes;
         double after = sim_enter(s, l);
         if (offload && l + 1 < L) after = dmax(after, ring[(l + 1) % COST_ACT_SLOTS]);
         sim_compute(s, w->fwd, after);
@@ -268,6 +268,7 @@ static void sim_micro_batch(Sim *s, double head_after) {
     }
     sim_compute(s, w->head, head_after);
     double after_head = w->head_grad_bytes > 0 ? sim_copy(s, w->head_grad_bytes) : 0;
+    s->down_bytes += w->head_grad_bytes;
     for (int l = L - 1; l >= w->lowest; l--) {
         double after = dmax(sim_enter(s, L + (L - 1 - l)), after_head);
         if (offload && l < L - COST_ACT_SLOTS) after = dmax(after, s->act_ready[l]);
@@ -312,9 +313,9 @@ void cost_predict(const TrainConfig *c, const ModelConfig *mc, const MemPlan *p,
     enum { STEPS = 4 };
     int layered = train_config_accum_layered(c, mc->tie_word_embeddings, pl->streaming);
     if (layered) w.x_bytes = (double)(c->batch_size * c->block_size * mc->hidden_size) * 2.0; /* bf16 boundaries */
-    double end[STEPS], head_after = 0, up0 = 0, disk0 = 0, moments = dmax(w.moments_up, w.moments_down);
+    double end[STEPS], head_after = 0, up0 = 0, down0 = 0, disk0 = 0, moments = dmax(w.moments_up, w.moments_down);
     for (int step = 0; step < STEPS; step++) {
-        if (step == STEPS - 1) up0 = s.up_bytes, disk0 = s.disk_bytes;
+        if (step == STEPS - 1) up0 = s.up_bytes, down0 = s.down_bytes, disk0 = s.disk_bytes;
         if (layered)
             sim_layered_step(&s, head_after, (int)c->grad_accum);
         else
@@ -323,8 +324,9 @@ void cost_predict(const TrainConfig *c, const ModelConfig *mc, const MemPlan *p,
         sim_compute(&s, w.optim, 0);
         if (moments > 0) head_after = s.side = dmax(s.side, s.gpu) + moments / s.h2d;
     }
-    double up = s.up_bytes - up0 + w.moments_up;
-    double step_s = dmax(end[STEPS - 1] - end[STEPS - 2], up / s.h2d); /* the bus carries every byte up */
+    double up = s.up_bytes - up0 + w.moments_up, down = s.down_bytes - down0 + w.moments_down;
+    /* the bus carries every byte, up and down, at the one rate (as the copy queue does; see costmodel.h) */
+    double step_s = dmax(end[STEPS - 1] - end[STEPS - 2], (up + down) / s.h2d);
     double compute = (double)c->grad_accum * (L * w.fwd + w.head) + w.optim;
     for (int l = w.lowest; l < L; l++) compute += (double)c->grad_accum * block_bwd(&w, l);
     out->step_s = step_s;
@@ -332,6 +334,7 @@ void cost_predict(const TrainConfig *c, const ModelConfig *mc, const MemPlan *p,
     out->compute_s = compute;
     out->exposed_transfer_s = step_s - compute > 1e-9 * compute ? step_s - compute : 0; /* not the sums' rounding */
     out->h2d_bytes_per_step = up;
+    out->d2h_bytes_per_step = down;
     out->disk_bytes_per_step = s.disk_bytes - disk0;
     free(s.act_ready);
     free(w.trained);
@@ -384,9 +387,9 @@ static int choose_slots(TrainConfig *c, const ModelConfig *mc, DType param, DTyp
     return 0;
 }
 
-int cost_choose_plan(TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
-                     const char *device, size_t cap, size_t host_room, const CostRates *r, MemPlan *out,
-                     BlockHome *homes, CostPrediction *pred, OwError *err) {
+static int choose_plan(TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
+                       const char *device, size_t cap, size_t host_room, const CostRates *r, MemPlan *out,
+                       BlockHome *homes, CostPrediction *pred, OwError *err) {
     TrainConfig given = *c;
     CostPrediction q;
     if (choose_slots(c, mc, param, act, device_workspace, device, cap, host_room, r, out, homes, &q, err) != 0)
@@ -414,4 +417,36 @@ int cost_choose_plan(TrainConfig *c, const ModelConfig *mc, DType param, DType a
     if (L_best < 0) return 0;
     *c = best;
     return choose_slots(c, mc, param, act, device_workspace, device, cap, host_room, r, out, homes, pred, err);
+}
+
+int cost_choose_plan(TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
+                     const char *device, size_t cap, size_t host_room, const CostRates *r, MemPlan *out,
+                     BlockHome *homes, CostPrediction *pred, OwError *err) {
+    CostPrediction q;
+    int rc = choose_plan(c, mc, param, act, device_workspace, device, cap, host_room, r, out, homes, &q, err);
+    if (c->offload_optimizer != OFFLOAD_AUTO || !device_workspace || !c->gpu_mem ||
+        !train_config_offload_optimizer(c, device_workspace)) {
+        if (rc == 0 && pred) *pred = q;
+        return rc;
+    }
+    /* the embedding's and lm_head's moments in host memory (auto's home for them on a device that cannot hold the
+     * whole run) or on the device, whichever placement is predicted faster */
+    int L = (int)mc->num_layers;
+    TrainConfig dev = *c;
+    dev.offload_optimizer = OFFLOAD_OFF;
+    MemPlan p;
+    BlockHome *h = ow_xmalloc((size_t)L * sizeof *h);
+    CostPrediction dq;
+    OwError e;
+    if (choose_plan(&dev, mc, param, act, device_workspace, device, cap, host_room, r, &p, h, &dq, &e) == 0 &&
+        (rc != 0 || dq.step_s < q.step_s * (1.0 - COST_MOMENTS_GAIN))) {
+        *c = dev;
+        *out = p;
+        memcpy(homes, h, (size_t)L * sizeof *h);
+        q = dq;
+        rc = 0;
+    }
+    free(h);
+    if (rc == 0 && pred) *pred = q;
+    return rc;
 }

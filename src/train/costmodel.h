@@ -25,7 +25,13 @@
  * gradient on its way to host memory after the head (the backward waits for
  * it). The embedding's and lm_head's host-resident moments (and lm_head's
  * gradient) cross the bus through the optimizer beside the next forward,
- * whose head waits for them; every byte going up bounds the step from below.
+ * whose head waits for them. Every byte crossing the bus, up and down, bounds
+ * the step from below at the one rate h2d_gbps: the copy queue already
+ * carries both directions in turn, and the measured steps of runs whose
+ * moments' copies ran beside it (LLaMA-3-8B under 24 GiB on an H100: 0.810 s
+ * and 0.788 s measured, 0.70 and 0.60 s predicted when only the bytes going up
+ * bounded the step, 0.77 and 0.71 s with both) show the two directions did
+ * not add up to twice the rate.
  *
  * Compute: bf16 GEMM FLOPs at gemm_tflops x COST_COMPUTE_EFFICIENCY (the
  * step's other kernels, calibrated on a measured run: costmodel.c): per
@@ -62,6 +68,7 @@ typedef struct CostPrediction {
     double compute_s;            /* the step's compute alone: step_s with every copy free */
     double exposed_transfer_s;   /* step_s - compute_s: the compute waiting for copies and reads */
     double h2d_bytes_per_step;   /* host -> device: streamed blocks, block inputs, host moments */
+    double d2h_bytes_per_step;   /* device -> host: block inputs, lm_head's gradient, host moments */
     double disk_bytes_per_step;  /* blocks read from the store file */
 } CostPrediction;
 
@@ -83,14 +90,19 @@ void cost_predict(const TrainConfig *c, const ModelConfig *mc, const MemPlan *p,
 #define COST_AUTO_MAX_SLOTS 6
 /* How much faster a plan that streams blocks to keep more activations must be predicted to be chosen. */
 #define COST_KEEP_GAIN 0.03
+/* How much faster a plan with the head's moments on the device must be predicted to be chosen over auto's host
+ * home for them. */
+#define COST_MOMENTS_GAIN 0.01
 /* train_memory_check with stream_slots resolved: kept when given (> 0); auto (0) on a device with memory of its
  * own tries 2 .. COST_AUTO_MAX_SLOTS slots (each slot is a block less on the device) and keeps the count whose
  * placed plan cost_predict finds fastest (COST_DEFAULT_SLOTS unless another is faster by more than 0.5 %);
  * elsewhere, or when nothing streams, COST_DEFAULT_SLOTS. With keep_acts auto under a cap the user gave
  * (--gpu-mem) on such a device, also the number of blocks that keep their activations: beyond what the room
  * allows (memplan), 4, 8, ... of them, whose room is taken from blocks that then stream, when that is
- * predicted faster by COST_KEEP_GAIN. c->stream_slots (and keep_acts) are set to what is chosen; pred (may be
- * NULL) gets the chosen plan's prediction. */
+ * predicted faster by COST_KEEP_GAIN. With offload_optimizer auto under such a cap, where auto would keep the
+ * embedding's and lm_head's moments in host memory, also their home: on the device instead when that plan
+ * (its own slots and kept blocks) is predicted faster by COST_MOMENTS_GAIN. c->stream_slots (and keep_acts,
+ * offload_optimizer) are set to what is chosen; pred (may be NULL) gets the chosen plan's prediction. */
 int cost_choose_plan(TrainConfig *c, const ModelConfig *mc, DType param, DType act, int device_workspace,
                      const char *device, size_t cap, size_t host_room, const CostRates *r, MemPlan *out,
                      BlockHome *homes, CostPrediction *pred, OwError *err);

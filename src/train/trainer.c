@@ -207,12 +207,15 @@ static int check_memory_plan(Trainer *t, const ModelConfig *mc, OwError *err) {
         if (c->offload_optimizer == OFFLOAD_OFF)
             OW_INFO("the embedding's and lm_head's AdamW moments stay on the device: the run fits --gpu-mem with them");
     }
+    int moments_auto = c->offload_optimizer == OFFLOAD_AUTO;
     CostRates rates;
     train_rates(t, &rates);
     CostPrediction pred;
     if (cost_choose_plan(&t->cfg, mc, be->param_dtype, be->act_dtype, t->gpu, be->name, be->mem.cap, train_host_room(c),
                          &rates, p, t->homes, &pred, err) != 0)
         return -1;
+    if (moments_auto && c->offload_optimizer == OFFLOAD_OFF)
+        OW_INFO("the embedding's and lm_head's AdamW moments stay on the device: predicted faster than in host memory");
     memplan_format(p, line, sizeof line);
     OW_INFO("memory plan (%s): %s", be->name, line);
     if (p->place.streaming) {
