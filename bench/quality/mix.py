@@ -8,7 +8,7 @@ SRC_DIR holds boolq, ARC-Easy, ARC-Challenge and openbookqa, each with train.jso
 Writes into OUT_DIR:
   train_mix.json  the four train sets concatenated in that order (17,754 records): the final runs
   grid_train.json the mix less every K-th record (default K = 20): the learning-rate grid trains on it
-  holdout.json    every K-th record of the mix (888 records): the grid is scored on it, never on test
+  holdout.json    every K-th record of the mix (887 records): the grid is scored on it, never on test
   test_<set>.json each test set (its first N records with --test-limit, for a smoke run)
   (--holdout-limit N: only the slice's first N records are written to holdout.json, for a smoke run)
 and prints the counts. Records are copied unchanged; the order is fixed (training shuffles by seed)."""

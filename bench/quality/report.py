@@ -112,18 +112,24 @@ def svg_plot(rows, base, path):
         if base:
             k = 0 if key == "avg_acc" else 1
             base_v = sum(base[s][k] for s in SETS) / len(SETS) * scale
-            vals.append(base_v)
+        # the base model on the scale unless it would squeeze the methods' spread below a tenth of the panel
         lo, hi = min(vals), max(vals)
+        if base_v is not None and (hi - lo) * 10 >= max(hi, base_v) - min(lo, base_v):
+            lo, hi = min(lo, base_v), max(hi, base_v)
         span = (hi - lo) or 1.0
         lo, hi = lo - 0.15 * span, hi + 0.15 * span
+        digits = 2 if span > 0.05 else 4
         y = lambda v: top + (H - top - pad) * (1 - (v - lo) / (hi - lo))
         out.append(f'<text x="{x0 + panel_w / 2}" y="20" text-anchor="middle" font-size="13">{title}</text>')
         out.append(f'<line x1="{x0}" y1="{top}" x2="{x0}" y2="{H - pad}" stroke="#888"/>')
         for t in range(5):
             v = lo + (hi - lo) * t / 4
-            out.append(f'<text x="{x0 - 5}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
+            out.append(f'<text x="{x0 - 5}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.{digits}f}</text>')
             out.append(f'<line x1="{x0}" y1="{y(v):.1f}" x2="{x0 + panel_w}" y2="{y(v):.1f}" stroke="#eee"/>')
-        if base_v is not None:
+        if base_v is not None and not lo <= base_v <= hi:
+            out.append(f'<text x="{x0 + panel_w}" y="{top + 12}" text-anchor="end" fill="#888">base model: '
+                       f'{base_v:.{digits}f} (off the scale)</text>')
+        elif base_v is not None:
             out.append(f'<line x1="{x0}" y1="{y(base_v):.1f}" x2="{x0 + panel_w}" y2="{y(base_v):.1f}" stroke="#888" '
                        f'stroke-dasharray="4 3"/><text x="{x0 + panel_w}" y="{y(base_v) - 3:.1f}" text-anchor="end" '
                        f'fill="#888">base model</text>')
@@ -206,7 +212,7 @@ def main():
     if res["base"]:
         b = res["base"]
         md.append("| base (no fine-tuning) | - | " + " | ".join(f"{b[k][0] * 100:.1f}" for k in SETS) +
-                  f" | {sum(b[k][0] for k in SETS) / 4 * 100:.1f} | {sum(b[k][1] for k in SETS) / 4:.3f} | - | - |")
+                  f" | {sum(b[k][0] for k in SETS) / 4 * 100:.1f} | {sum(b[k][1] for k in SETS) / 4:.4f} | - | - |")
     for row in rows:
         if "avg_acc" not in row:
             continue
@@ -216,22 +222,22 @@ def main():
         peak = f"{row['peak_bytes'] / 2**30:.2f}" if row.get("peak_bytes") else "-"
         md.append(f"| {row['method']} | {row['lr'] or '-'} | " +
                   " | ".join(fmt(row[k]["acc"], 100) for k in SETS) +
-                  f" | {fmt(row['avg_acc'], 100)}{mark('acc')} | {fmt(row['avg_answer_ce'], 1, 3)}{mark('answer_ce')} "
+                  f" | {fmt(row['avg_acc'], 100)}{mark('acc')} | {fmt(row['avg_answer_ce'], 1, 4)}{mark('answer_ce')} "
                   f"| {tok} | {peak} |")
     md.append("\n`*`: differs from OwLore by more than twice the standard error of the difference (Welch).\n")
     if res["gamma"]:
         md.append("| OwLore blocks at a time (of 30) | avg acc | avg answer CE |")
         md.append("| --- | --- | --- |")
         if owl and "avg_acc" in owl:
-            md.append(f"| 5 (recipe) | {fmt(owl['avg_acc'], 100)} | {fmt(owl['avg_answer_ce'], 1, 3)} |")
+            md.append(f"| 5 (recipe) | {fmt(owl['avg_acc'], 100)} | {fmt(owl['avg_answer_ce'], 1, 4)} |")
         for g in sorted(res["gamma"], key=int):
             a = res["gamma"][g]
-            md.append(f"| {g} | {fmt(a['avg_acc'], 100)} | {fmt(a['avg_answer_ce'], 1, 3)} |")
+            md.append(f"| {g} | {fmt(a['avg_acc'], 100)} | {fmt(a['avg_answer_ce'], 1, 4)} |")
         md.append("")
     md.append("Learning-rate grid (answer CE on the held-out slice of the train mix):\n")
     for row in rows:
         if row["grid"]:
-            md.append(f"- {row['method']}: " + ", ".join(f"{lr}: {v['answer_ce']:.3f}" for lr, v in
+            md.append(f"- {row['method']}: " + ", ".join(f"{lr}: {v['answer_ce']:.4f}" for lr, v in
                                                         sorted(row["grid"].items(), key=lambda kv: float(kv[0]))))
     with open(os.path.join(out, "results.md.tmp"), "w") as f:
         f.write("\n".join(md) + "\n")

@@ -9,7 +9,7 @@
 # Stages (each skips what a previous call on the same machine already finished, so a call cut short
 # continues where it stopped):
 #   prepare  converts the GGUF (owlore convert --from-gguf, bf16), builds the train mix (17,754
-#            records) and the held-out slice (every 20th record of the mix, 888), tokenizes them
+#            records) and the held-out slice (every 20th record of the mix, 887), tokenizes them
 #            once (owlore tokenize; loss on the answers only), computes the OWL ratios of the base
 #            model on tinyshakespeare (owlore outliers), and scores the base model
 #   grid     every method x learning rate (LRS) once (seed 1, GRID_EPOCHS epochs, default 1) on the
