@@ -30,8 +30,8 @@
  * carries both directions in turn, and the measured steps of runs whose
  * moments' copies ran beside it (LLaMA-3-8B under 24 GiB on an H100: 0.810 s
  * and 0.788 s measured, 0.70 and 0.60 s predicted when only the bytes going up
- * bounded the step, 0.77 and 0.71 s with both) show the two directions did
- * not add up to twice the rate.
+ * bounded the step, 0.77 s (by hand from the first run's byte counts) and
+ * 0.71 s with both) show the two directions did not add up to twice the rate.
  *
  * Compute: bf16 GEMM FLOPs at gemm_tflops x COST_COMPUTE_EFFICIENCY (the
  * step's other kernels, calibrated on a measured run: costmodel.c): per

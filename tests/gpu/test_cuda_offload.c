@@ -393,4 +393,24 @@ static void bit_exact(int accum) {
 }
 
 Test(cuda_offload, host_and_nvme_homes_give_the_resident_bits) { bit_exact(1); }
+
+/* Blocks that keep their activations (--keep-acts: none, the top two, all eight; the top two with the blocks
+ * streamed from host memory) give the bits of recomputing them: a kept block keeps neither its norms' outputs
+ * nor the MLP product, and a trained one's backward recomputes them for its weight gradients (llama.c). */
+Test(cuda_offload, kept_activations_give_the_recompute_bits) {
+    char *dir = ts_tmpdir();
+    const int keep[4] = {0, 2, 8, 2};
+    TrainConfig c[4];
+    for (int i = 0; i < 4; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "keep%d-%d", keep[i], i);
+        offload_config(&c[i], dir, name, i == 3 ? OFFLOAD_MODE_HOST : OFFLOAD_MODE_NONE, 1);
+        c[i].keep_acts = keep[i];
+        ts_train(&c[i]);
+        if (i) ts_expect_same_run(c[0].out, c[i].out, train_scale().steps);
+    }
+    expect_streamed(c[3].out, "host");
+    ts_rmtree(dir);
+    free(dir);
+}
 Test(cuda_offload, host_and_nvme_homes_give_the_resident_bits_with_accumulation) { bit_exact(3); }
