@@ -134,6 +134,19 @@ static double sim_copy(Sim *s, double bytes) {
     return s->copy;
 }
 
+/* A copy up (to the device) or down, counted; none (0) for no bytes. */
+static double sim_up(Sim *s, double bytes) {
+    if (bytes <= 0) return 0;
+    s->up_bytes += bytes;
+    return sim_copy(s, bytes);
+}
+
+static double sim_down(Sim *s, double bytes) {
+    if (bytes <= 0) return 0;
+    s->down_bytes += bytes;
+    return sim_copy(s, bytes);
+}
+
 static void sim_compute(Sim *s, double seconds, double after) { s->gpu = dmax(dmax(s->gpu, after), s->host) + seconds; }
 
 static int sim_slot_of(const Sim *s, int b) {
@@ -161,10 +174,9 @@ static void sim_fill(Sim *s, int k, int b) {
         s->host = dmax(s->host, t->staged) + s->bb / s->disk;
         s->disk_bytes += s->bb;
     }
-    t->ready = sim_copy(s, s->bb);
+    t->ready = sim_up(s, s->bb);
     if (s->homes[b] == BLOCK_HOME_DISK) t->staged = t->ready;
     t->block = b;
-    s->up_bytes += s->bb;
 }
 
 static void sim_prefetch(Sim *s, int b) {
@@ -229,24 +241,21 @@ static void sim_layered_step(Sim *s, double head_after, int G) {
     for (int l = 0; l < L; l++) {
         double after = sim_enter(s, l);
         for (int k = 0; k < G; k++) {
-            double in = l > 0 && x > 0 ? sim_copy(s, x) : 0;
-            if (l > 0) s->up_bytes += x;
+            double in = l > 0 ? sim_up(s, x) : 0;
             sim_compute(s, w->fwd, dmax(after, in));
-            if (x > 0) (void)sim_copy(s, x), s->down_bytes += x;
+            (void)sim_down(s, x);
         }
         sim_release(s, l);
     }
     for (int k = 0; k < G; k++) {
-        double in = x > 0 ? sim_copy(s, x) : 0;
-        s->up_bytes += x;
+        double in = sim_up(s, x);
         sim_compute(s, w->head, dmax(head_after, in));
         s->host = dmax(s->host, s->gpu); /* each micro-batch's loss is read */
     }
     for (int l = L - 1; l >= w->lowest; l--) {
         double after = sim_enter(s, L + (L - 1 - l));
         for (int k = 0; k < G; k++) {
-            double in = x > 0 ? sim_copy(s, x) : 0;
-            s->up_bytes += x;
+            double in = sim_up(s, x);
             sim_compute(s, block_bwd(w, l), dmax(after, in));
         }
         sim_release(s, l);
@@ -260,23 +269,21 @@ static void sim_micro_batch(Sim *s, double head_after) {
     int L = w->L, offload = w->x_bytes > 0 && L > COST_ACT_SLOTS;
     double ring[COST_ACT_SLOTS] = {0}; /* the last copy into or out of each slot of the input ring */
     for (int l = 0; l < L; l++) {
-        if (offload) ring[l % COST_ACT_SLOTS] = sim_copy(s, w->x_bytes), s->down_bytes += w->x_bytes;
+        if (offload) ring[l % COST_ACT_SLOTS] = sim_down(s, w->x_bytes);
         double after = sim_enter(s, l);
         if (offload && l + 1 < L) after = dmax(after, ring[(l + 1) % COST_ACT_SLOTS]);
         sim_compute(s, w->fwd, after);
         sim_release(s, l);
     }
     sim_compute(s, w->head, head_after);
-    double after_head = w->head_grad_bytes > 0 ? sim_copy(s, w->head_grad_bytes) : 0;
-    s->down_bytes += w->head_grad_bytes;
+    double after_head = sim_down(s, w->head_grad_bytes);
     for (int l = L - 1; l >= w->lowest; l--) {
         double after = dmax(sim_enter(s, L + (L - 1 - l)), after_head);
         if (offload && l < L - COST_ACT_SLOTS) after = dmax(after, s->act_ready[l]);
         sim_compute(s, block_bwd(w, l), after);
         sim_release(s, l);
         if (offload && l - COST_ACT_SLOTS >= w->lowest) {
-            s->act_ready[l - COST_ACT_SLOTS] = sim_copy(s, w->x_bytes);
-            s->up_bytes += w->x_bytes;
+            s->act_ready[l - COST_ACT_SLOTS] = sim_up(s, w->x_bytes);
         }
     }
     s->host = dmax(s->host, s->gpu); /* the loss is read: the host waits for the micro-batch */
@@ -424,8 +431,7 @@ int cost_choose_plan(TrainConfig *c, const ModelConfig *mc, DType param, DType a
                      BlockHome *homes, CostPrediction *pred, OwError *err) {
     CostPrediction q;
     int rc = choose_plan(c, mc, param, act, device_workspace, device, cap, host_room, r, out, homes, &q, err);
-    if (c->offload_optimizer != OFFLOAD_AUTO || !device_workspace || !c->gpu_mem ||
-        !train_config_offload_optimizer(c, device_workspace)) {
+    if (c->offload_optimizer != OFFLOAD_AUTO || !device_workspace || !c->gpu_mem) { /* auto: in host memory */
         if (rc == 0 && pred) *pred = q;
         return rc;
     }
