@@ -26,8 +26,9 @@
 #
 # Methods (METHODS): full lisa galore owlore owlore-fullrank owlore-uniform (owlore with
 # --sampling uniform: the OWL ablation). Shared settings: batch 16 x 512 tokens, EPOCHS epochs
-# (default 2), linear schedule without warm-up (the recipes'), GaLore rank RANK (default 64 for
-# hidden 576), OwLore/LISA 5 of 30 blocks (recipes' gamma), interval 50, seeds 1..3; the data order
+# (default 1, as the grid's: each rate is chosen for the schedule it is then used with), linear
+# schedule without warm-up (the recipes'), GaLore rank RANK (default 64 for hidden 576), OwLore/LISA
+# 5 of 30 blocks (recipes' gamma), interval 50, seeds 1..3; the data order
 # depends only on the seed, so every method sees the same order for a seed.
 #
 # Training runs go PARALLEL at a time (default 6 on a GPU: a 135M model leaves an H200 mostly idle,
@@ -38,7 +39,7 @@
 # Environment: OUT (default bench-out/quality), WORK (default /tmp/owlore-quality), GGUF (the
 # SmolLM2 GGUF; default: scripts/get-smollm2.sh --path, then /tmp/owlore-gguf/<name>), OWLORE_BIN,
 # DEVICE (cuda | cpu; default cuda when nvidia-smi works), SHARED (the shared data folder: default
-# ../shared, else .device/shared), METHODS, LRS (default "1e-4 3e-4 1e-3"), SEEDS (default "1 2 3"),
+# ../shared, else .device/shared), METHODS, LRS (default "3e-4 1e-3 3e-3"), SEEDS (default "1 2 3"),
 # GAMMAS (default "2 10"), EPOCHS, GRID_EPOCHS, RANK, PARALLEL, SPEED_STEPS (default 60),
 # SMOKE=1 (a CPU check of the pipeline: 2 steps of 2 x 128 tokens per run, 4 records per test set and slice,
 # one learning rate and seed, gammas off; its numbers mean nothing).
@@ -63,10 +64,10 @@ if [ -z "$SHARED" ]; then
   if [ -d ../shared/data/real ]; then SHARED=../shared; else SHARED=.device/shared; fi
 fi
 METHODS=${METHODS:-full lisa galore owlore owlore-fullrank owlore-uniform}
-LRS=${LRS:-1e-4 3e-4 1e-3}
+LRS=${LRS:-3e-4 1e-3 3e-3}
 SEEDS=${SEEDS:-1 2 3}
 GAMMAS=${GAMMAS:-2 10}
-EPOCHS=${EPOCHS:-2}
+EPOCHS=${EPOCHS:-1}
 GRID_EPOCHS=${GRID_EPOCHS:-1}
 RANK=${RANK:-64}
 SPEED_STEPS=${SPEED_STEPS:-60}
