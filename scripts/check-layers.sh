@@ -5,6 +5,8 @@
 #   src/core                                  includes only core
 #   src/model, data, owl, optim, backend      never train or cmd (nor main)
 #   src/train                                 never cmd
+#   src/dist (the ranks of a data-parallel    only core; only train and cmd include it
+#   run)
 #   src/offload or offload/ (when it exists)  only core, backend and offload
 #   cuda/                                     only core, backend and cuda (and the
 #                                             emulator's headers, scripts/cuda_emu/include)
@@ -53,7 +55,11 @@ broken_rule() {
     case "$from" in
     core) [ "$to" = core ] || echo "src/core includes only core" ;;
     model | data | owl | optim | backend)
-        case "$to" in train | cmd | main) echo "src/$from is below train: it never includes train or cmd" ;; esac ;;
+        case "$to" in
+        train | cmd | main) echo "src/$from is below train: it never includes train or cmd" ;;
+        dist) echo "src/$from never includes dist (the trainer hands it the ranks' sums)" ;;
+        esac ;;
+    dist) [ "$to" = core ] || [ "$to" = dist ] || echo "src/dist includes only core" ;;
     train) case "$to" in cmd | main) echo "src/train never includes cmd" ;; esac ;;
     offload)
         case "$to" in core | backend | offload) ;; *) echo "offload includes only core and backend" ;; esac ;;

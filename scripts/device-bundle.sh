@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then export PATH=/usr/local/cuda/bin:$PATH; fi
 # Only the H200's architecture by default (smaller binaries to carry); CI builds all.
-cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DOWLORE_CUDA=ON -DOWLORE_CUDA_ARCHS="${OWLORE_CUDA_ARCHS:-90}" >/dev/null
+cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DOWLORE_CUDA=ON -DOWLORE_MPI=OFF -DOWLORE_CUDA_ARCHS="${OWLORE_CUDA_ARCHS:-90}" >/dev/null
 cmake --build build-cuda -j"$(nproc)"
 rm -rf build-cuda/devlib && mkdir -p build-cuda/devlib
 for bin in build-cuda/owlore build-cuda/tests/test_* build-cuda/bench/*; do

@@ -3,7 +3,8 @@
 # Safe to run again; uses sudo when not root.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev liblapacke-dev libcjson-dev
-      libcriterion-dev liburing-dev libpcre2-dev libzstd-dev clang-format)
+      libcriterion-dev liburing-dev libpcre2-dev libzstd-dev clang-format
+      libopenmpi-dev openmpi-bin)
 if [ "${OWLORE_WITH_CLANG:-0}" = 1 ]; then pkgs+=(clang libclang-rt-14-dev); fi
 if [ "${OWLORE_WITH_CHROMIUM:-0}" = 1 ]; then pkgs+=(chromium); fi
 missing=()

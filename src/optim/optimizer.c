@@ -285,11 +285,15 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
     int projected_accum = o->accumulate_projected && s->galore;
     /* full-rank gradients are complete only after the last micro-batch */
     if (!projected_accum && !o->last_micro) return 0;
+    int first = !projected_accum || o->micro == 0;
+    int refresh = s->galore && first && (!s->has_P || s->step % o->cfg.update_gap == 0);
+    /* the ranks' sum: of every full-rank gradient, and of the G a projected-sum refresh projects from */
+    if (o->reduce && (!projected_accum || refresh) && o->reduce(o->reduce_ctx, &p->g, err) != 0)
+        return ow_fail_prefix(err, "%s", p->name);
     if (!projected_accum) be->ops->norm_add(be, &p->g);
     if (!projected_accum || o->last_micro) s->absorbed = 1;
     if (!s->galore) return 0;
-    int first = !projected_accum || o->micro == 0;
-    if (first && (!s->has_P || s->step % o->cfg.update_gap == 0)) {
+    if (refresh) {
         /* timed alone: the compute queued before it (the backward so far) is waited for first */
         be->ops->wait_compute(be);
         double t0 = ow_now();
@@ -306,13 +310,18 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
     }
     float beta = first ? 0.0f : 1.0f;
     MatmulPrecision prec = fast_projection(o, p);
-    if (s->right)
+    if (o->reduce && projected_accum && refresh && o->reduce_rank != 0)
+        be->ops->fill(be, &s->R, 0.0f); /* the summed G is projected by rank 0 alone */
+    else if (s->right)
         be->ops->matmul_prec(be, &s->R, &p->g, 0, &s->P, 1, 1.0f, beta, prec);
     else
         be->ops->matmul_prec(be, &s->R, &s->P, 1, &p->g, 0, 1.0f, beta, prec);
     /* the next micro-batch, or the next block sharing the buffer, starts afresh */
     if (projected_accum || p->g_shared) p->g_fresh = 1;
-    if (projected_accum && o->last_micro) be->ops->norm_add(be, &s->R);
+    if (projected_accum && o->last_micro) {
+        if (o->reduce && o->reduce(o->reduce_ctx, &s->R, err) != 0) return ow_fail_prefix(err, "%s", p->name);
+        be->ops->norm_add(be, &s->R);
+    }
     return 0;
 }
 

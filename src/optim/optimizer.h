@@ -110,6 +110,14 @@ typedef struct Optimizer {
     int share_grads;
     Tensor shared_g[BW_COUNT]; /* by share group: BW_Q for the attention linears, else the kind */
     int micro, last_micro;     /* position within the step's micro-batches */
+    /* Data parallel (set by the trainer; NULL: one process): reduce sums a gradient-shaped F32
+     * tensor over the ranks in place. A gradient is summed once complete, before its norm is
+     * taken: the full-rank G, or (accumulate_projected, GaLore tensors) the projected R after the
+     * last micro-batch; a refresh sums the G it projects from, and then only rank 0 (reduce_rank)
+     * adds its projection, as the ranks' R are summed afterwards. */
+    int (*reduce)(void *ctx, Tensor *t, OwError *err);
+    void *reduce_ctx;
+    int reduce_rank;
 } Optimizer;
 
 /* The names of each enum, indexed by its value and ending in NULL: the one

@@ -226,10 +226,10 @@ static double steady_step_seconds(const double *step_secs, int64_t n) {
 
 /* The step times and throughput: steady (median), and over all steps, resampling and projector
  * refreshes included; evaluations and checkpoint saves excluded. */
-static void speed_figures(cJSON *o, const TrainConfig *c, const CkptProgress *pg) {
+static void speed_figures(cJSON *o, const TrainConfig *c, int ranks, const CkptProgress *pg) {
     int64_t n = pg->total_steps;
     double median = steady_step_seconds(pg->step_seconds, n);
-    double tok_step = (double)(c->batch_size * c->block_size * c->grad_accum);
+    double tok_step = (double)(c->batch_size * ranks * c->block_size * c->grad_accum);
     cJSON_AddNumberToObject(o, "first_step_s", pg->step_seconds[0]);
     cJSON_AddNumberToObject(o, "steady_step_s", median);
     cJSON_AddNumberToObject(o, "tokens_per_s", tok_step / median);
@@ -239,8 +239,18 @@ static void speed_figures(cJSON *o, const TrainConfig *c, const CkptProgress *pg
     cJSON_AddNumberToObject(o, "train_seconds", train_s);
 }
 
-int run_log_summary(const TrainConfig *c, Backend *be, const Model *m, size_t host_optimizer_peak,
-                    const CkptProgress *pg, TrainSummary *summary, OwError *err) {
+/* The ranks of a data-parallel run and what they exchanged. */
+static void dp_figures(cJSON *o, const TrainConfig *c, const RunDpFigures *dp) {
+    if (dp->ranks <= 1) return;
+    cJSON_AddNumberToObject(o, "ranks", dp->ranks);
+    cJSON_AddNumberToObject(o, "global_batch_size", (double)(c->batch_size * dp->ranks));
+    cJSON_AddStringToObject(o, "dp_reduce", dp->reduce);
+    cJSON_AddNumberToObject(o, "dp_bytes_per_step", dp->bytes_per_step);
+    cJSON_AddNumberToObject(o, "ddp_bytes_per_step", dp->ddp_bytes_per_step);
+}
+
+int run_log_summary(const TrainConfig *c, const RunDpFigures *dp, Backend *be, const Model *m,
+                    size_t host_optimizer_peak, const CkptProgress *pg, TrainSummary *summary, OwError *err) {
     double refresh_s = pg->refresh_seconds, refreshes = (double)pg->refreshes;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "method", c->method);
@@ -250,7 +260,8 @@ int run_log_summary(const TrainConfig *c, Backend *be, const Model *m, size_t ho
     cJSON_AddNumberToObject(o, "block_size", (double)c->block_size);
     cJSON_AddNumberToObject(o, "steps", (double)pg->total_steps);
     cJSON_AddStringToObject(o, "accum_order", m->accum_micro > 1 ? "layer" : "micro");
-    speed_figures(o, c, pg);
+    dp_figures(o, c, dp);
+    speed_figures(o, c, dp->ranks, pg);
     cJSON_AddNumberToObject(o, "seconds", summary->seconds);
     cJSON_AddNumberToObject(o, "projector_refreshes", refreshes);
     cJSON_AddNumberToObject(o, "projector_refresh_s_per_matrix", refreshes ? refresh_s / refreshes : 0);

@@ -63,10 +63,19 @@ void run_log_losses_so_far(const char *out, TrainSummary *summary);
 
 /* Samples the device memory in use after a step (the peak summary.json reports). */
 void run_log_sample_memory(Backend *be);
+/* What the ranks of a data-parallel run exchanged (run_log_summary; ranks 1: one process, no figures). */
+typedef struct RunDpFigures {
+    int ranks;
+    const char *reduce;        /* what a GaLore tensor's sum is: "projected" (R) or "full" (G) */
+    double bytes_per_step;     /* gradient bytes each rank summed a step (R or G, refreshes' G included) */
+    double ddp_bytes_per_step; /* what full-gradient DDP would sum: every trained tensor's whole F32 gradient */
+} RunDpFigures;
+
 /* RUN_DIR/summary.json from the run's progress (step times, tokens, refreshes),
- * summary's losses and seconds, and the backend's memory peaks; also into
- * summary->result. host_optimizer_peak: the optimizer's host state at peak. */
-int run_log_summary(const TrainConfig *c, Backend *be, const Model *m, size_t host_optimizer_peak,
-                    const CkptProgress *pg, TrainSummary *summary, OwError *err);
+ * summary's losses and seconds, the backend's memory peaks and (several ranks)
+ * dp's figures; also into summary->result. host_optimizer_peak: the optimizer's
+ * host state at peak. */
+int run_log_summary(const TrainConfig *c, const RunDpFigures *dp, Backend *be, const Model *m,
+                    size_t host_optimizer_peak, const CkptProgress *pg, TrainSummary *summary, OwError *err);
 
 #endif

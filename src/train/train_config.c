@@ -117,6 +117,13 @@ static const KeyDef k_keys[] = {
     {"grad_accum", NUM(K_INT, grad_accum), "N", "micro-batches per optimizer step"},
     {"accum_mode", ENUM(accum_mode, k_accum), "MODE",
      "gradient accumulation: full (exact) | projected (GaLore memory saver)"},
+    {"dp_reduce", ENUM(dp_reduce, k_accum), "MODE",
+     "with several ranks (mpirun): what the ranks sum for a GaLore tensor: projected (R = P^T G, rank r: about r / "
+     "min(m, n) of the gradient; the whole G on a projector refresh; clipping uses the projected norm, as "
+     "--accum-mode projected) | full (G, as DDP: the single process's results)"},
+    {"check_every", NUM(K_INT, check_every), "N",
+     "with several ranks: compare a hash of the ranks' weights every N steps and at the end, stopping if they "
+     "differ (0: off)"},
     {"accum_order", ENUM(accum_order, k_accum_order), "ORDER",
      "with --grad-accum > 1: micro (each micro-batch through every block) | layer (every micro-batch through a "
      "block before the next: a streamed block comes up once per step; the same bits) | auto (layer when blocks "
@@ -213,6 +220,8 @@ void train_config_defaults(TrainConfig *c) {
     c->offload = OFFLOAD_MODE_AUTO;
     c->stream_slots = 0;
     c->keep_acts = -1;
+    c->dp_reduce = ACCUM_PROJECTED;
+    c->check_every = 100;
     c->nsamples = 128;
     c->seqlen = 2048;
     c->M = 13.0;
@@ -557,6 +566,8 @@ int train_config_check_values(const TrainConfig *c, OwError *err) {
         return ow_fail(err, "save_every must be >= -1 (0: only at the end and on SIGINT/SIGTERM; -1: never)");
     if (c->keep < 1) return ow_fail(err, "keep must be at least 1 (got %lld)", (long long)c->keep);
     if (c->log_every < 1) return ow_fail(err, "log_every must be at least 1 (got %lld)", (long long)c->log_every);
+    if (c->check_every < 0)
+        return ow_fail(err, "check_every must be >= 0 (got %lld; 0 turns the check off)", (long long)c->check_every);
     if (c->keep_acts < -1)
         return ow_fail(err, "keep_acts must be -1 (auto) or a block count >= 0 (got %lld)", (long long)c->keep_acts);
     if (c->stream_slots != 0 && (c->stream_slots < 2 || c->stream_slots > 64))

@@ -52,6 +52,8 @@ typedef struct TrainConfig {
     int64_t batch_size, block_size, grad_accum, steps;
     double epochs;
     AccumMode accum_mode;
+    AccumMode dp_reduce; /* several ranks (mpirun): what a GaLore tensor's sum over the ranks is (R or G) */
+    int64_t check_every; /* several ranks: steps between comparisons of the ranks' weights (0: off) */
     AccumOrder accum_order;
     int shuffle, recompute;
     int64_t keep_acts; /* with recompute: top blocks that keep their activations instead; -1: auto (memplan.h) */

@@ -15,6 +15,7 @@
 #include "core/rng.h"
 #include "core/runtime.h"
 #include "data/batcher.h"
+#include "dist/comm.h"
 #include "model/model_save.h"
 #include "model/preset.h"
 #include "owl/outliers.h"
@@ -48,8 +49,14 @@ typedef struct Trainer {
     Optimizer opt;
     int opt_ready;
     LrSchedule sched;
-    RunLog log;             /* metrics.jsonl and the progress lines */
-    int32_t *ids, *targets; /* grad_accum * B * T */
+    RunLog log;                 /* metrics.jsonl and the progress lines */
+    int32_t *ids, *targets;     /* grad_accum * B * T: this rank's micro-batches */
+    Comm *comm;                 /* the ranks of a data-parallel run (a world of one without mpirun) */
+    int writer;                 /* this rank writes the run's files (rank 0) */
+    int64_t gb;                 /* the global batch: ranks x batch_size sequences per micro-batch */
+    int32_t *gids, *gtargets;   /* grad_accum * gb * T: every rank's micro-batches (ids, targets when one rank) */
+    double dp_bytes, ddp_bytes; /* several ranks: gradient bytes summed this session; what DDP would have summed */
+    int64_t dp_steps;           /* steps of this session (the figures' divisor) */
     int64_t total_steps;
     double ratios[SAMPLER_MAX_LAYERS];
     int uses_ratios;   /* the sampler samples with `ratios` */
@@ -146,11 +153,17 @@ static int choose_start(Trainer *t, OwError *err) {
  * the run starts, and the digests of its base model and data (checked against the run's on resume). */
 static int setup_output(Trainer *t, OwError *err) {
     const TrainConfig *c = &t->cfg;
-    t->made_out = !ow_is_dir(c->out);
-    if (!c->resume[0] && run_dir_check_out(c->out, c->model, c->overwrite_out, err) != 0) return -1;
-    if (ow_mkdir_p(c->out, err) != 0 || run_lock_exclusive(c->out, &t->lock, err) != 0) return -1;
-    if (choose_start(t, err) != 0) return -1;
-    return provenance_for_run(c->out, c->model, c->data, t->from_ckpt, &t->prov, err);
+    if (t->writer) {
+        t->made_out = !ow_is_dir(c->out);
+        if (!c->resume[0] && run_dir_check_out(c->out, c->model, c->overwrite_out, err) != 0) return -1;
+        if (ow_mkdir_p(c->out, err) != 0 || run_lock_exclusive(c->out, &t->lock, err) != 0) return -1;
+        if (choose_start(t, err) != 0 ||
+            provenance_for_run(c->out, c->model, c->data, t->from_ckpt, &t->prov, err) != 0)
+            return -1;
+    }
+    /* the other ranks read RUN_DIR (the checkpoint to resume) once rank 0 has made, locked and checked it */
+    if (comm_barrier(t->comm, err) != 0) return -1;
+    return t->writer ? 0 : choose_start(t, err);
 }
 
 /* ---- setup: the backend ---- */
@@ -158,7 +171,12 @@ static int setup_output(Trainer *t, OwError *err) {
 /* The backend --device names, in the dtypes --precision asks for, profiled under OWLORE_PROFILE. */
 static int setup_backend(Trainer *t, OwError *err) {
     const TrainConfig *c = &t->cfg;
-    t->be = backend_create(c->device, &(BackendOptions){.threads = c->threads, .mem_cap = c->gpu_mem}, err);
+    int64_t threads = c->threads;
+    if (threads == 0 && t->comm->local_size > 1) { /* all cores: shared by this machine's ranks */
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores / t->comm->local_size > 1 ? cores / t->comm->local_size : 1;
+    }
+    t->be = backend_create(c->device, &(BackendOptions){.threads = threads, .mem_cap = c->gpu_mem}, err);
     if (!t->be) return -1;
     if (c->precision == PRECISION_BF16 && !t->be->caps.bf16)
         return ow_fail(err,
@@ -167,6 +185,12 @@ static int setup_backend(Trainer *t, OwError *err) {
                        t->be->name);
     if (c->precision == PRECISION_FP32 && t->be->ops->set_dtypes(t->be, OW_F32, OW_F32, err) != 0) return -1;
     t->gpu = t->be->caps.device_memory;
+    if (t->comm->size > 1 && t->gpu)
+        return ow_fail(err,
+                       "%d ranks on %s: data-parallel ranks sum their gradients in host memory, on the CPU backend "
+                       "only so far (the NCCL transport for GPUs is not built yet; hint: --device cpu, or one "
+                       "process per run)",
+                       t->comm->size, t->be->name);
     OW_INFO("device: %s", t->be->name);
     if (getenv("OWLORE_PROFILE") && *getenv("OWLORE_PROFILE") && strcmp(getenv("OWLORE_PROFILE"), "0") != 0) {
         backend_profile_enable(t->be);
@@ -297,7 +321,7 @@ static int synthetic_data(Trainer *t, OwError *err) {
     const TrainConfig *c = &t->cfg;
     int64_t vocab = t->model->cfg.vocab_size;
     if (c->steps <= 0) return ow_fail(err, "--data synthetic needs --steps");
-    int64_t n = c->steps * c->grad_accum * c->batch_size * c->block_size;
+    int64_t n = c->steps * c->grad_accum * t->gb * c->block_size;
     n += (int64_t)ceil(n * c->val_split / (1 - c->val_split)) + c->block_size + 1;
     int32_t *ids = ow_try_malloc((size_t)n * sizeof(int32_t), "synthetic tokens", err);
     if (!ids) return -1;
@@ -317,7 +341,7 @@ static int setup_data(Trainer *t, OwError *err) {
                                     &c->data_opt, c->data_cache, c->out, &t->data, &t->data_tokens, err) != 0) {
         return -1;
     }
-    if (batcher_init_packing(&t->batcher, &t->data, c->packing, c->batch_size, c->block_size, c->val_split, c->shuffle,
+    if (batcher_init_packing(&t->batcher, &t->data, c->packing, t->gb, c->block_size, c->val_split, c->shuffle,
                              (uint64_t)c->seed, c->data, err) != 0)
         return -1;
     if (t->batcher.n_long > 0)
@@ -341,7 +365,7 @@ static int compute_ratios(Trainer *t, OwError *err) {
     if (owl_compute(t->model, &t->data, c->nsamples, seqlen, c->M, 8, (uint64_t)c->seed, &r, err) != 0) return -1;
     memcpy(t->ratios, r.ratios, sizeof(double) * (size_t)m->cfg.num_layers);
     char *rp = ow_path_join(c->out, "ratios.json");
-    int rc = owl_write_json(&r, c->model, rp, err);
+    int rc = t->writer ? owl_write_json(&r, c->model, rp, err) : 0;
     snprintf(c->ratios, sizeof c->ratios, "%s", rp);
     make_absolute(c->ratios, sizeof c->ratios);
     free(rp);
@@ -382,6 +406,15 @@ static int setup_sampler(Trainer *t, OwError *err) {
 
 /* ---- setup: the optimizer ---- */
 
+/* The ranks' sum of a gradient (Optimizer.reduce): in host memory, where the CPU backend keeps it. */
+static int reduce_grad(void *ctx, Tensor *g, OwError *err) {
+    Trainer *t = ctx;
+    OW_CHECKF(g->dtype == OW_F32 && !t->gpu, "data-parallel sum of a %s gradient on %s", dtype_name(g->dtype),
+              t->be->name);
+    t->dp_bytes += (double)tensor_nbytes(g);
+    return comm_sum_f32(t->comm, (float *)g->data, tensor_numel(g), err);
+}
+
 /* The optimizer, the model's step buffers (prepared after it: where gradients and activations live
  * depends on the optimizer's offload), the always-trainable tensors, and the GPU solvers warmed up. */
 static int setup_optimizer(Trainer *t, OwError *err) {
@@ -391,10 +424,17 @@ static int setup_optimizer(Trainer *t, OwError *err) {
     oc.offload_head = train_config_offload_optimizer(c, t->gpu);
     if (optimizer_init(&t->opt, m, &oc, err) != 0) return -1;
     t->opt_ready = 1;
-    t->opt.accumulate_projected = c->accum_mode == ACCUM_PROJECTED;
-    t->opt.share_grads = c->grad_accum == 1 || c->accum_mode == ACCUM_PROJECTED;
-    /* the embedding's gradient: rows of the step's distinct tokens only (untied) */
-    if (m->lm_head != m->embed) m->embed_grad_rows = c->grad_accum * c->batch_size * c->block_size;
+    /* several ranks summing projected gradients: projected accumulation over the ranks' micro-batches */
+    t->opt.accumulate_projected =
+        c->accum_mode == ACCUM_PROJECTED || (t->comm->size > 1 && c->dp_reduce == ACCUM_PROJECTED);
+    t->opt.share_grads = c->grad_accum == 1 || t->opt.accumulate_projected;
+    if (t->comm->size > 1) {
+        t->opt.reduce = reduce_grad;
+        t->opt.reduce_ctx = t;
+        t->opt.reduce_rank = t->comm->rank;
+    }
+    /* the embedding's gradient: rows of the step's distinct tokens only (untied; every rank's tokens) */
+    if (m->lm_head != m->embed) m->embed_grad_rows = c->grad_accum * t->gb * c->block_size;
     /* activations first: lm_head's gradient may live in their pool (Model.head_grad_host) */
     m->offload_acts = train_config_offload_acts(c, t->gpu);
     m->head_grad_host = train_config_head_grad_host(c, t->gpu, m->lm_head == m->embed);
@@ -423,7 +463,7 @@ static int setup_optimizer(Trainer *t, OwError *err) {
  * the step-time record and the batch buffers. */
 static void setup_schedule(Trainer *t) {
     const TrainConfig *c = &t->cfg;
-    int64_t per_step = c->batch_size * c->grad_accum;
+    int64_t per_step = t->gb * c->grad_accum;
     t->total_steps = c->steps > 0 ? c->steps : (int64_t)ceil(c->epochs * (double)t->batcher.ntrain / (double)per_step);
     if (t->total_steps < 1) t->total_steps = 1;
     t->sched = (LrSchedule){c->schedule, c->lr, c->warmup, t->total_steps};
@@ -432,6 +472,12 @@ static void setup_schedule(Trainer *t) {
     size_t nb = (size_t)(c->grad_accum * c->batch_size * c->block_size);
     t->ids = ow_xmalloc(nb * sizeof(int32_t));
     t->targets = ow_xmalloc(nb * sizeof(int32_t));
+    t->gids = t->ids;
+    t->gtargets = t->targets;
+    if (t->comm->size > 1) {
+        t->gids = ow_xmalloc(nb * (size_t)t->comm->size * sizeof(int32_t));
+        t->gtargets = ow_xmalloc(nb * (size_t)t->comm->size * sizeof(int32_t));
+    }
 }
 
 /* The checkpoint's sampler, trainable blocks, optimizer state, data position and counters. */
@@ -468,14 +514,16 @@ static int setup_go_on(const char *next, OwError *err) { return ow_cancelled() ?
 
 static int setup(Trainer *t, OwError *err) {
     const TrainConfig *c = &t->cfg;
+    t->gb = c->batch_size * t->comm->size;
     if (setup_output(t, err) != 0 || setup_backend(t, err) != 0 || setup_go_on("model loading", err) != 0 ||
         setup_model(t, err) != 0 || setup_go_on("data loading", err) != 0 || setup_data(t, err) != 0 ||
         setup_sampler(t, err) != 0 || setup_go_on("optimizer setup", err) != 0 || setup_optimizer(t, err) != 0 ||
         setup_go_on("the checkpoint", err) != 0)
         return -1;
     setup_schedule(t);
-    if (restore_checkpoint(t, err) != 0 || write_run_config(t, err) != 0 ||
-        run_log_open(&t->log, c->out, t->from_ckpt ? t->prog.metrics_bytes : -1, err) != 0)
+    if (restore_checkpoint(t, err) != 0 ||
+        (t->writer && (write_run_config(t, err) != 0 ||
+                       run_log_open(&t->log, c->out, t->from_ckpt ? t->prog.metrics_bytes : -1, err) != 0)))
         return -1;
     OW_INFO(
         "training %s: %lld steps of %lld x %lld tokens (x%lld accumulation), %lld training windows, %lld validation",
@@ -490,6 +538,8 @@ static void teardown(Trainer *t) {
     free(t->changed);
     free(t->homes);
     free(t->prog.step_seconds);
+    if (t->gids != t->ids) free(t->gids);
+    if (t->gtargets != t->targets) free(t->gtargets);
     free(t->ids);
     free(t->targets);
     if (t->opt_ready) optimizer_free(&t->opt);
@@ -507,13 +557,18 @@ static void teardown(Trainer *t) {
 
 /* ---- one step ---- */
 
-/* The step's grad_accum micro-batches into ids/targets; returns their targets (ignored ones not counted). */
+/* The step's grad_accum global micro-batches into gids/gtargets and this rank's share of each (the
+ * rank-th batch_size sequences) into ids/targets; returns the targets of every rank (ignored ones not
+ * counted): the loss is the mean over the global batch. */
 static int64_t next_batch(Trainer *t) {
     const TrainConfig *c = &t->cfg;
-    int64_t bt = c->batch_size * c->block_size, total = 0;
+    int64_t bt = c->batch_size * c->block_size, gbt = t->gb * c->block_size, total = 0;
     for (int64_t k = 0; k < c->grad_accum; k++) {
-        batcher_next(&t->batcher, t->ids + k * bt, t->targets + k * bt);
-        for (int64_t i = 0; i < bt; i++) total += t->targets[k * bt + i] != -100;
+        batcher_next(&t->batcher, t->gids + k * gbt, t->gtargets + k * gbt);
+        for (int64_t i = 0; i < gbt; i++) total += t->gtargets[k * gbt + i] != -100;
+        if (t->gids == t->ids) continue;
+        memcpy(t->ids + k * bt, t->gids + k * gbt + t->comm->rank * bt, (size_t)bt * sizeof(int32_t));
+        memcpy(t->targets + k * bt, t->gtargets + k * gbt + t->comm->rank * bt, (size_t)bt * sizeof(int32_t));
     }
     return total;
 }
@@ -530,7 +585,7 @@ static int train_step(Trainer *t, int64_t step, double *loss, double *gnorm, OwE
     double lr = lr_at(&t->sched, step);
     /* the step's tokens, so the optimizer can update the embedding rows without a gradient beside
      * the step (queued once the first block's forward is, hook_forward_started) */
-    if (model_begin_step(t->model, t->ids, c->grad_accum * bt, err) != 0) return -1;
+    if (model_begin_step(t->model, t->gids, c->grad_accum * t->gb * c->block_size, err) != 0) return -1;
     t->step_lr = lr;
     double sum = 0;
     GradHooks hooks = {t, hook_head, hook_block, hook_embed, hook_param, hook_forward_started, hook_micro_begin};
@@ -549,6 +604,7 @@ static int train_step(Trainer *t, int64_t step, double *loss, double *gnorm, OwE
             return -1;
         sum += s;
     }
+    if (total && comm_sum_f64(t->comm, &sum, 1, err) != 0) return -1;
     *loss = total ? sum / (double)total : NAN;
     if (optimizer_step(&t->opt, lr, c->clip, gnorm, err) != 0) return -1;
     t->be->ops->wait_compute(t->be); /* the step's compute; side work (optimizer state copies) may run on */
@@ -562,8 +618,13 @@ static int record_step(Trainer *t, int64_t step, double loss, double gnorm, doub
                        TrainSummary *summary, OwError *err) {
     const TrainConfig *c = &t->cfg;
     CkptProgress *pg = &t->prog;
-    int64_t tok_per_step = c->batch_size * c->block_size * c->grad_accum;
-    for (int i = 0; i < t->model->nparams; i++) t->changed[i] |= (uint8_t)t->model->params[i].trainable;
+    int64_t tok_per_step = t->gb * c->block_size * c->grad_accum;
+    for (int i = 0; i < t->model->nparams; i++) {
+        const Param *p = &t->model->params[i];
+        t->changed[i] |= (uint8_t)p->trainable;
+        if (p->trainable) t->ddp_bytes += (double)tensor_numel(&p->w) * sizeof(float);
+    }
+    t->dp_steps++;
     double dt = ow_now() - t0;
     pg->step_seconds[step] = dt;
     pg->refresh_seconds += t->opt.stats.refresh_seconds;
@@ -591,16 +652,37 @@ static int record_step(Trainer *t, int64_t step, double loss, double gnorm, doub
                  .host_optimizer_bytes = t->opt.host.current_total,
                  .optim = t->opt.stats,
                  .progress = (step + 1) % c->log_every == 0 || step + 1 == t->total_steps};
-    return run_log_step(&t->log, &s, err);
+    return t->writer ? run_log_step(&t->log, &s, err) : 0;
 }
 
-/* The validation loss after `step` steps, logged (the first one before training is summary's first). */
+/* Validation on several ranks: each scores its share of every global batch (next_batch's split). */
+typedef struct RankShare {
+    EvalBatches all;
+    Trainer *t;
+} RankShare;
+
+static void fill_share(void *ctx, int64_t k, int32_t *ids, int32_t *targets) {
+    RankShare *r = ctx;
+    Trainer *t = r->t;
+    int64_t bt = t->cfg.batch_size * t->cfg.block_size;
+    r->all.fill(r->all.ctx, k, t->gids, t->gtargets);
+    memcpy(ids, t->gids + t->comm->rank * bt, (size_t)bt * sizeof(int32_t));
+    memcpy(targets, t->gtargets + t->comm->rank * bt, (size_t)bt * sizeof(int32_t));
+}
+
+/* The validation loss after `step` steps (the ranks' sums added), logged (the first one before training is
+ * summary's first). */
 static int evaluate(Trainer *t, int64_t step, TrainSummary *summary, OwError *err) {
     EvalValidation v;
     EvalBatches src = eval_batches_validation(&v, &t->batcher, t->cfg.eval_batches);
+    RankShare share = {src, t};
+    if (t->gids != t->ids) src = (EvalBatches){src.count, &share, fill_share};
     EvalLoss r;
     if (eval_loss(t->model, &src, t->ids, t->targets, &r, err) != 0) return -1;
-    if (run_log_eval(&t->log, step, r.loss, err) != 0) return -1;
+    double sums[2] = {r.loss_sum, (double)r.tokens};
+    if (comm_sum_f64(t->comm, sums, 2, err) != 0) return -1;
+    r.loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
+    if (t->writer && run_log_eval(&t->log, step, r.loss, err) != 0) return -1;
     if (step == 0) summary->first_val = r.loss;
     summary->last_val = r.loss;
     return 0;
@@ -608,6 +690,7 @@ static int evaluate(Trainer *t, int64_t step, TrainSummary *summary, OwError *er
 
 /* Saves a checkpoint of the state after `step` steps. */
 static int save_checkpoint(Trainer *t, int64_t step, TrainSummary *summary, OwError *err) {
+    if (!t->writer) return 0; /* the ranks hold the same state: rank 0's checkpoint resumes every rank */
     ow_progress_end();
     if (run_log_sync(&t->log, &t->prog.metrics_bytes, err) != 0) return -1;
     t->prog.step = step;
@@ -637,6 +720,49 @@ static int begin_session(Trainer *t, TrainSummary *summary, OwError *err) {
     return 0;
 }
 
+/* Several ranks: stop together when a signal reached any of them (each waits for the others' next step). */
+static int agree_stop(Trainer *t, int *sig, OwError *err) {
+    int64_t s = *sig;
+    if (comm_max_i64(t->comm, &s, err) != 0) return -1;
+    *sig = (int)s;
+    return 0;
+}
+
+/* Several ranks: every rank's trainable weights the same (their hashes compared), else the run stops. */
+static int check_ranks(Trainer *t, int64_t done, OwError *err) {
+    const Model *m = t->model;
+    Xxh64 h;
+    xxh64_init(&h, 0);
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i].trainable) xxh64_update(&h, m->params[i].w.data, tensor_nbytes(&m->params[i].w));
+    uint64_t *all = ow_xcalloc((size_t)t->comm->size, sizeof(uint64_t));
+    int rc = comm_gather_u64(t->comm, xxh64_final(&h), all, err);
+    for (int r = 1; rc == 0 && r < t->comm->size; r++)
+        if (all[r] != all[0])
+            rc = ow_fail(err,
+                         "after step %lld the trained weights of rank %d differ from rank 0's (hash %016llx, rank 0 "
+                         "%016llx): the ranks no longer train one model, so the run stops (the last checkpoint is "
+                         "rank 0's; hint: report this with the run's config.json)",
+                         (long long)done, r, (unsigned long long)all[r], (unsigned long long)all[0]);
+    free(all);
+    return rc;
+}
+
+/* OWLORE_TEST_PERTURB_RANK=R:S, a test hook (trainer.h): rank R flips a bit of its first trainable weight
+ * after step S, as a rank whose arithmetic went astray would, for check_ranks to notice. */
+static void test_perturb(Trainer *t, int64_t done) {
+    const char *e = getenv("OWLORE_TEST_PERTURB_RANK");
+    int r;
+    long long s;
+    if (t->gpu || !e || sscanf(e, "%d:%lld", &r, &s) != 2 || r != t->comm->rank || s != done) return;
+    for (int i = 0; i < t->model->nparams; i++) {
+        Param *p = &t->model->params[i];
+        if (!p->trainable || !p->w.data) continue;
+        ((uint8_t *)p->w.data)[0] ^= 1;
+        return;
+    }
+}
+
 /* The steps of this session; *sig: the signal that stopped it after a checkpoint, else 0. */
 static int run_steps(Trainer *t, TrainSummary *summary, int *sig, OwError *err) {
     const TrainConfig *c = &t->cfg;
@@ -654,6 +780,10 @@ static int run_steps(Trainer *t, TrainSummary *summary, int *sig, OwError *err) 
         int eval_due = t->batcher.nval > 0 && c->eval_every > 0 && done % c->eval_every == 0 && done < t->total_steps;
         if (eval_due && evaluate(t, done, summary, err) != 0) return -1;
         *sig = train_interrupt_pending();
+        test_perturb(t, done);
+        if (t->comm->size > 1 && agree_stop(t, sig, err) != 0) return -1;
+        int check_due = c->check_every > 0 && (done % c->check_every == 0 || done == t->total_steps || *sig);
+        if (t->comm->size > 1 && check_due && check_ranks(t, done, err) != 0) return -1;
         int save_due = done == t->total_steps || *sig || (c->save_every > 0 && done % c->save_every == 0);
         if (c->save_every >= 0 && save_due && save_checkpoint(t, done, summary, err) != 0) return -1;
         if (*sig) break;
@@ -687,11 +817,16 @@ static int finish(Trainer *t, int sig, TrainSummary *summary, OwError *err) {
     summary->peak_mem = t->be->mem.peak_total;
     if (sig) {
         summary->interrupted = sig;
-        write_report(c->out);
+        if (t->writer) write_report(c->out);
         return TRAIN_INTERRUPTED;
     }
-    if (run_log_summary(c, t->be, t->model, t->opt.host.peak_total, &t->prog, summary, err) != 0) return -1;
+    double n = t->dp_steps > 0 ? (double)t->dp_steps : 1.0;
+    RunDpFigures dp = {t->comm->size, c->dp_reduce == ACCUM_PROJECTED ? "projected" : "full", t->dp_bytes / n,
+                       t->ddp_bytes / n};
+    if (t->writer && run_log_summary(c, &dp, t->be, t->model, t->opt.host.peak_total, &t->prog, summary, err) != 0)
+        return -1;
     if (t->batcher.nval > 0 && evaluate(t, t->total_steps, summary, err) != 0) return -1;
+    if (!t->writer) return 0;
     if (c->save_model && save_model(t, err) != 0) return -1;
     if (run_log_sync(&t->log, NULL, err) != 0 || report_write(c->out, err) != 0)
         return ow_fail_prefix(err, "the run finished, but");
@@ -704,6 +839,8 @@ int train_run(const TrainConfig *cfg, TrainSummary *summary, OwError *err) {
     t.log.metrics.fd = -1;
     t.lock.fd = -1;
     t.cfg = *cfg;
+    t.comm = comm_world();
+    t.writer = t.comm->rank == 0;
     ow_cancel_arm(1); /* until the first step is done, a signal stops the work at once (cancel.h) */
     memset(summary, 0, sizeof *summary);
     summary->first_loss = summary->last_loss = NAN;

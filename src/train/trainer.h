@@ -25,7 +25,23 @@
  *
  * A signal during setup or the session's first step (core/cancel.h) stops
  * the work: train_run returns TRAIN_INTERRUPTED with before_first_step set,
- * saves nothing, and removes the RUN_DIR a fresh run made. */
+ * saves nothing, and removes the RUN_DIR a fresh run made.
+ *
+ * Data parallel (dist/comm.h: a process started by mpirun is one rank of
+ * several): every rank reads the same global micro-batches (ranks x
+ * batch_size sequences) and computes on its share (the rank-th batch_size);
+ * the loss is the mean over the global batch; the optimizer gets the ranks'
+ * sum of each gradient when it is complete (Optimizer.reduce: R of GaLore
+ * tensors with --dp-reduce projected, G otherwise); the sampler, projectors
+ * and updates are then the same on every rank, which check_every checks (a
+ * hash of the trained weights). Rank 0 alone writes RUN_DIR (config,
+ * metrics, checkpoints, summary, model, report); the others read its
+ * checkpoint to resume. A resumed run may have another number of ranks: the
+ * global batch is then ranks x the saved batch_size (the data position
+ * carries over), and the sums' order, so the last bits, change with it.
+ * Ranks stop together on a signal (the flag is exchanged every step).
+ * Test hook: OWLORE_TEST_PERTURB_RANK=R:S makes rank R flip a bit of a
+ * trained weight after step S. */
 #ifndef OWLORE_TRAIN_TRAINER_H
 #define OWLORE_TRAIN_TRAINER_H
 

@@ -1,0 +1,277 @@
+// ctest-labels: cpu
+/* test_dist.c: data-parallel ranks under mpirun (dist/comm.h, trainer.h) on
+ * the CPU backend. Two ranks of batch B against one process of batch 2B (the
+ * same global batch): 30 owlore steps with resamples every 5 steps and a
+ * projector refresh every 4 of a tensor's steps, validation every 10, on the
+ * real TinyStories-656K (tied) and on the untied trajectory fixture (compact
+ * embedding gradient: the ranks must register every rank's tokens). With
+ * --dp-reduce full the ranks sum G (the single process's semantics); with
+ * projected they sum R, the single process's --accum-mode projected. Losses
+ * within 1e-6 relative (the sums' order differs, nothing else). Also: a rank
+ * killed with SIGKILL ends every rank with a message and the run resumes
+ * from rank 0's checkpoint to the uninterrupted run's bits; ranks whose
+ * weights differ stop the run (check_every). Built only when MPI is
+ * (tests/CMakeLists.txt); mpirun comes with scripts/install-deps.sh. */
+#define _GNU_SOURCE /* asprintf */
+#include "core/fileio.h"
+#include "core/json.h"
+#include "test_support.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define STEPS 30
+
+/* mpirun as root (CI runs as root), more ranks than cores allowed, no leak reports from MPI's own
+ * allocations under AddressSanitizer (the sanitizer pass runs this binary too). */
+static const char *mpirun(void) {
+    return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ASAN_OPTIONS=detect_leaks=0 "
+           "mpirun --oversubscribe --bind-to none";
+}
+
+/* The flags of every run: the model (TinyStories-656K, or the trajectory fixture on synthetic tokens). */
+static char *common_flags(int untied, int steps) {
+    char *model, *data;
+    if (untied) {
+        model = ts_fixture_path("trajectory/model");
+        data = strdup("synthetic");
+    } else {
+        model = ts_shared_path("data/real/hf/TinyStories-656K");
+        data = ts_shared_path("data/real/text/tinystories_train_sample_2MiB.txt");
+    }
+    char *s = NULL;
+    cr_assert(asprintf(&s,
+                       "--model %s --data %s --method owlore --steps %d --block-size 32 --gamma 1 --interval 5 "
+                       "--update-gap 4 --rank 4 --eval-every 10 --val-split %s --eval-batches 4 --nsamples 4 "
+                       "--seqlen 32 --device cpu --threads 1 --save-model=false --log-every 10 --seed 7%s",
+                       model, data, steps, untied ? "0" : "0.05", untied ? " --sampling uniform" : "") > 0);
+    free(model);
+    free(data);
+    return s;
+}
+
+/* Runs `owlore train FLAGS --out DIR/NAME EXTRA` with `ranks` processes (0: no mpirun); returns its output. */
+static char *train(const char *dir, const char *name, int ranks, const char *flags, const char *extra) {
+    char *out = ow_path_join(dir, name), *cmd = NULL, *log = NULL;
+    char launch[256] = "";
+    if (ranks > 0) snprintf(launch, sizeof launch, "%s -np %d ", mpirun(), ranks);
+    cr_assert(asprintf(&cmd, "%s%s train %s --out %s %s 2>&1", launch, ts_owlore_binary(), flags, out, extra) > 0);
+    int rc = ts_run(cmd, &log);
+    cr_assert_eq(rc, 0, "%s failed (%d):\n%s", cmd, rc, log ? log : "");
+    free(cmd);
+    free(out);
+    return log;
+}
+
+/* Every loss of DIR/A/metrics.jsonl (training and validation, in order) against DIR/B's: the same
+ * records, each within tol relative (0: identical). */
+static void same_losses(const char *dir, const char *a, const char *b, double tol) {
+    char *pa = ow_path_join(dir, a), *pb = ow_path_join(dir, b);
+    char *fa = ow_path_join(pa, "metrics.jsonl"), *fb = ow_path_join(pb, "metrics.jsonl");
+    char *ta = ts_read_text(fa), *tb = ts_read_text(fb);
+    char *sa = NULL, *sb = NULL;
+    char *la = strtok_r(ta, "\n", &sa), *lb = strtok_r(tb, "\n", &sb);
+    int n = 0;
+    for (; la && lb; la = strtok_r(NULL, "\n", &sa), lb = strtok_r(NULL, "\n", &sb)) {
+        cJSON *ja = cJSON_Parse(la), *jb = cJSON_Parse(lb);
+        cr_assert(ja && jb);
+        static const char *const keys[] = {"loss", "eval_loss"};
+        for (int k = 0; k < 2; k++) {
+            const cJSON *va = cJSON_GetObjectItemCaseSensitive(ja, keys[k]),
+                        *vb = cJSON_GetObjectItemCaseSensitive(jb, keys[k]);
+            cr_assert_eq(va != NULL, vb != NULL, "%s and %s: record %d differs in kind", fa, fb, n);
+            if (!va) continue;
+            double x = va->valuedouble, y = vb->valuedouble, rel = fabs(x - y) / fabs(x);
+            cr_assert(tol > 0 ? rel <= tol : x == y, "%s record %d: %s %.17g vs %.17g (relative %.3g, tolerance %g)",
+                      keys[k], n, a, x, y, rel, tol);
+            n++;
+        }
+        cJSON_Delete(ja);
+        cJSON_Delete(jb);
+    }
+    cr_assert(la == NULL && lb == NULL, "%s and %s have different numbers of records", fa, fb);
+    cr_assert_geq(n, STEPS, "only %d losses compared", n);
+    free(ta);
+    free(tb);
+    free(fa);
+    free(fb);
+    free(pa);
+    free(pb);
+}
+
+/* A number of DIR/NAME/summary.json. */
+static double summary_number(const char *dir, const char *name, const char *key) {
+    char *run = ow_path_join(dir, name), *p = ow_path_join(run, "summary.json");
+    cJSON *j = json_parse_file(p, NULL);
+    cr_assert(j != NULL, "no %s", p);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    cr_assert(cJSON_IsNumber(v), "%s: no number %s", p, key);
+    double x = v->valuedouble;
+    cJSON_Delete(j);
+    free(p);
+    free(run);
+    return x;
+}
+
+static void two_ranks_equal_one_process(int untied) {
+    char *dir = ts_tmpdir(), *flags = common_flags(untied, STEPS);
+    /* --dp-reduce full: the ranks sum G, as the single process's one backward does */
+    free(train(dir, "one", 0, flags, "--batch-size 8"));
+    char *log = train(dir, "two-full", 2, flags, "--batch-size 4 --dp-reduce full");
+    cr_assert(strstr(log, "RESULT ") && !strstr(strstr(log, "RESULT ") + 1, "RESULT "), "not one RESULT line:\n%s", log);
+    free(log);
+    same_losses(dir, "one", "two-full", 1e-6);
+    /* --dp-reduce projected: the ranks sum R = P^T G, which is projected accumulation over the ranks */
+    free(train(dir, "one-proj", 0, flags, "--batch-size 8 --accum-mode projected --grad-accum 2"));
+    free(train(dir, "two-proj", 2, flags, "--batch-size 4 --grad-accum 2"));
+    same_losses(dir, "one-proj", "two-proj", 1e-6);
+    cr_assert_eq(summary_number(dir, "two-proj", "ranks"), 2);
+    cr_assert_eq(summary_number(dir, "two-proj", "global_batch_size"), 8);
+    double r = summary_number(dir, "two-proj", "dp_bytes_per_step"), g = summary_number(dir, "two-full", "dp_bytes_per_step"),
+           ddp = summary_number(dir, "two-full", "ddp_bytes_per_step");
+    cr_assert(r > 0 && r < g && g <= ddp, "bytes a step: projected %g, full %g, DDP %g", r, g, ddp);
+    free(flags);
+    ts_rmtree(dir);
+    free(dir);
+}
+
+Test(dist, two_ranks_equal_one_process) { two_ranks_equal_one_process(0); }
+
+Test(dist, two_ranks_equal_one_process_untied) { two_ranks_equal_one_process(1); }
+
+/* The pid of the process with OMPI_COMM_WORLD_RANK=rank in its environment whose command line names
+ * `out` (a rank of the job writing there), or 0. */
+static pid_t rank_pid(int rank, const char *out) {
+    DIR *d = opendir("/proc");
+    cr_assert(d != NULL);
+    struct dirent *e;
+    pid_t found = 0;
+    char want[32];
+    snprintf(want, sizeof want, "OMPI_COMM_WORLD_RANK=%d", rank);
+    while (!found && (e = readdir(d)) != NULL) {
+        pid_t pid = (pid_t)atoi(e->d_name);
+        if (pid <= 0) continue;
+        char path[64], buf[65536];
+        snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+        FILE *f = fopen(path, "rb");
+        if (!f) continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        int names_out = 0;
+        for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
+            if (strcmp(buf + i, out) == 0) names_out = 1;
+        if (!names_out || strstr(buf, "mpirun")) continue;
+        snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+        f = fopen(path, "rb");
+        if (!f) continue;
+        n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
+            if (strcmp(buf + i, want) == 0) found = pid;
+    }
+    closedir(d);
+    return found;
+}
+
+/* Whether pid runs (a zombie, which nobody may reap in a container, does not). */
+static int running(pid_t pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *end = strrchr(buf, ')'); /* "pid (comm) S ..." */
+    return end && end[1] == ' ' && end[2] != 'Z' && end[2] != 'X';
+}
+
+/* Lines of RUN/metrics.jsonl (0 while it does not exist). */
+static int metric_lines(const char *run) {
+    char *p = ow_path_join(run, "metrics.jsonl");
+    FILE *f = fopen(p, "r");
+    free(p);
+    if (!f) return 0;
+    int n = 0, ch;
+    while ((ch = fgetc(f)) != EOF) n += ch == '\n';
+    fclose(f);
+    return n;
+}
+
+Test(dist, a_killed_rank_stops_every_rank_and_the_run_resumes) {
+    char *dir = ts_tmpdir(), *flags = common_flags(0, 150);
+    free(train(dir, "whole", 2, flags, "--batch-size 4 --save-every 10"));
+    char *out = ow_path_join(dir, "cut"), *log = ow_path_join(dir, "cut.log"), *cmd = NULL;
+    cr_assert(asprintf(&cmd, "exec %s -np 2 %s train %s --out %s --batch-size 4 --save-every 10", mpirun(),
+                       ts_owlore_binary(), flags, out) > 0);
+    pid_t job = ts_spawn(cmd, log, "100"); /* each save takes 100 ms more: the run lasts long enough to be cut */
+    pid_t victim = 0;
+    for (int i = 0; i < 3000 && !victim; i++) { /* past the second checkpoint (metrics: a line a step) */
+        if (metric_lines(out) >= 25) victim = rank_pid(1, out);
+        if (!victim) ts_sleep_ms(10);
+    }
+    cr_assert(victim > 0, "rank 1 of the job was not found running");
+    pid_t rank0 = rank_pid(0, out);
+    cr_assert(rank0 > 0);
+    cr_assert_eq(kill(victim, SIGKILL), 0);
+    int status = 0;
+    for (int i = 0; i < 600 && waitpid(job, &status, WNOHANG) == 0; i++) ts_sleep_ms(50);
+    cr_assert(WIFEXITED(status) || WIFSIGNALED(status), "mpirun still runs 30 s after a rank was killed");
+    cr_assert(!(WIFEXITED(status) && WEXITSTATUS(status) == 0), "mpirun exited 0 after a rank was killed");
+    for (int i = 0; i < 200 && running(rank0); i++) ts_sleep_ms(50);
+    cr_assert(!running(rank0), "rank 0 still runs 10 s after mpirun ended");
+    char *text = ts_read_text(log);
+    cr_assert(strstr(text, "signal 9") || strstr(text, "Killed"), "no word of the killed rank:\n%s", text);
+    free(text);
+    /* rank 0's checkpoints are whole; the resumed run ends on the uninterrupted run's bits */
+    free(cmd);
+    cr_assert(asprintf(&cmd, "%s -np 2 %s train --resume %s 2>&1", mpirun(), ts_owlore_binary(), out) > 0);
+    char *resumed = NULL;
+    int rc = ts_run(cmd, &resumed);
+    cr_assert_eq(rc, 0, "%s failed (%d):\n%s", cmd, rc, resumed);
+    free(resumed);
+    same_losses(dir, "whole", "cut", 0);
+    /* another number of ranks resumes too (a global batch of 4 now: its own trajectory from there) */
+    free(cmd);
+    char *cut1 = ow_path_join(dir, "cut1");
+    cr_assert(asprintf(&cmd, "cp -a %s/checkpoints %s/metrics.jsonl %s/config.json %s/ 2>&1 && rm -rf %s/checkpoints/step-000150 "
+                       "&& %s train --resume %s 2>&1",
+                       out, out, out, cut1, cut1, ts_owlore_binary(), cut1) > 0);
+    cr_assert_eq(ow_mkdir_p(cut1, NULL), 0);
+    resumed = NULL;
+    rc = ts_run(cmd, &resumed);
+    cr_assert_eq(rc, 0, "%s failed (%d):\n%s", cmd, rc, resumed);
+    cr_assert_eq(summary_number(dir, "cut1", "steps"), 150);
+    free(resumed);
+    free(cut1);
+    free(cmd);
+    free(log);
+    free(out);
+    free(flags);
+    ts_rmtree(dir);
+    free(dir);
+}
+
+Test(dist, ranks_with_different_weights_stop_the_run) {
+    char *dir = ts_tmpdir(), *flags = common_flags(0, STEPS), *out = ow_path_join(dir, "astray"), *cmd = NULL,
+         *log = NULL;
+    cr_assert(asprintf(&cmd, "OWLORE_TEST_PERTURB_RANK=1:3 %s -np 2 %s train %s --out %s --batch-size 4 --check-every 5 2>&1",
+                       mpirun(), ts_owlore_binary(), flags, out) > 0);
+    int rc = ts_run(cmd, &log);
+    cr_assert_neq(rc, 0, "the run went on with ranks that differ:\n%s", log);
+    cr_assert(strstr(log, "after step 5 the trained weights of rank 1 differ from rank 0's"), "%s", log);
+    cr_assert_eq(metric_lines(out), 6, "the run did not stop at the check (a validation line, then 5 steps)");
+    free(log);
+    free(cmd);
+    free(out);
+    free(flags);
+    ts_rmtree(dir);
+    free(dir);
+}
