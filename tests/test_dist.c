@@ -125,7 +125,8 @@ static void two_ranks_equal_one_process(int untied) {
     /* --dp-reduce full: the ranks sum G, as the single process's one backward does */
     free(train(dir, "one", 0, flags, "--batch-size 8"));
     char *log = train(dir, "two-full", 2, flags, "--batch-size 4 --dp-reduce full");
-    cr_assert(strstr(log, "RESULT ") && !strstr(strstr(log, "RESULT ") + 1, "RESULT "), "not one RESULT line:\n%s", log);
+    cr_assert(strstr(log, "RESULT ") && !strstr(strstr(log, "RESULT ") + 1, "RESULT "), "not one RESULT line:\n%s",
+              log);
     free(log);
     same_losses(dir, "one", "two-full", 1e-6);
     /* --dp-reduce projected: the ranks sum R = P^T G, which is projected accumulation over the ranks */
@@ -134,7 +135,8 @@ static void two_ranks_equal_one_process(int untied) {
     same_losses(dir, "one-proj", "two-proj", 1e-6);
     cr_assert_eq(summary_number(dir, "two-proj", "ranks"), 2);
     cr_assert_eq(summary_number(dir, "two-proj", "global_batch_size"), 8);
-    double r = summary_number(dir, "two-proj", "dp_bytes_per_step"), g = summary_number(dir, "two-full", "dp_bytes_per_step"),
+    double r = summary_number(dir, "two-proj", "dp_bytes_per_step"),
+           g = summary_number(dir, "two-full", "dp_bytes_per_step"),
            ddp = summary_number(dir, "two-full", "ddp_bytes_per_step");
     cr_assert(r > 0 && r < g && g <= ddp, "bytes a step: projected %g, full %g, DDP %g", r, g, ddp);
     free(flags);
@@ -241,8 +243,9 @@ Test(dist, a_killed_rank_stops_every_rank_and_the_run_resumes) {
     /* another number of ranks resumes too (a global batch of 4 now: its own trajectory from there) */
     free(cmd);
     char *cut1 = ow_path_join(dir, "cut1");
-    cr_assert(asprintf(&cmd, "cp -a %s/checkpoints %s/metrics.jsonl %s/config.json %s/ 2>&1 && rm -rf %s/checkpoints/step-000150 "
-                       "&& %s train --resume %s 2>&1",
+    cr_assert(asprintf(&cmd,
+                       "cp -a %s/checkpoints %s/metrics.jsonl %s/config.json %s/ 2>&1 && "
+                       "rm -rf %s/checkpoints/step-000150 && %s train --resume %s 2>&1",
                        out, out, out, cut1, cut1, ts_owlore_binary(), cut1) > 0);
     cr_assert_eq(ow_mkdir_p(cut1, NULL), 0);
     resumed = NULL;
@@ -262,7 +265,9 @@ Test(dist, a_killed_rank_stops_every_rank_and_the_run_resumes) {
 Test(dist, ranks_with_different_weights_stop_the_run) {
     char *dir = ts_tmpdir(), *flags = common_flags(0, STEPS), *out = ow_path_join(dir, "astray"), *cmd = NULL,
          *log = NULL;
-    cr_assert(asprintf(&cmd, "OWLORE_TEST_PERTURB_RANK=1:3 %s -np 2 %s train %s --out %s --batch-size 4 --check-every 5 2>&1",
+    cr_assert(asprintf(&cmd,
+                       "OWLORE_TEST_PERTURB_RANK=1:3 %s -np 2 %s train %s --out %s --batch-size 4 "
+                       "--check-every 5 2>&1",
                        mpirun(), ts_owlore_binary(), flags, out) > 0);
     int rc = ts_run(cmd, &log);
     cr_assert_neq(rc, 0, "the run went on with ranks that differ:\n%s", log);
