@@ -75,7 +75,8 @@ Test(costmodel, resident_7b_agrees_with_the_measured_run) {
     cr_assert_lt(fabs(rel), 0.10, "predicted %.0f tokens/s, measured %.0f", q.tokens_per_s,
                  MEASURED_RESIDENT_TOKENS_PER_S);
     cr_assert_eq(q.disk_bytes_per_step, 0);
-    cr_assert_lt(q.exposed_transfer_s, 0.05 * q.step_s, "a resident run barely waits for copies");
+    /* its only copies: the head's host-resident moments and lm_head's gradient, mostly beside the compute */
+    cr_assert_lt(q.exposed_transfer_s, 0.10 * q.step_s, "a resident run barely waits for copies");
 }
 
 /* With copies and reads that take no time, streaming costs nothing: the step is the resident compute. */
@@ -247,4 +248,12 @@ Test(costmodel, the_head_moments_home_is_the_faster_one) {
     TrainConfig slow = llama3_under_24gib(10), fast = llama3_under_24gib(1e6);
     cr_assert_eq(slow.offload_optimizer, OFFLOAD_OFF, "a slow bus keeps the moments on the device");
     cr_assert(train_config_offload_optimizer(&fast, 1), "free copies leave the moments in host memory");
+}
+
+/* At an H100's bus rate the device home wins, as measured (2026-12-05, README): 12,102 tokens/s with the moments
+ * on the device, 10,405 in host memory. The device plan is weighed from the settings as given, not from the kept
+ * blocks the host plan settled on (which left it no room: the choice was never made before). */
+Test(costmodel, llama3_under_24gib_keeps_the_moments_on_the_device_at_a_pcie_rate) {
+    TrainConfig c = llama3_under_24gib(52.4);
+    cr_assert_eq(c.offload_optimizer, OFFLOAD_OFF, "the moments went to host memory at 52.4 GB/s");
 }

@@ -10,8 +10,10 @@
  * the 50 GB/s assumed below) and 4.5 ms of the optimizer's elementwise
  * passes (16.2 GB at the 3,600 GB/s assumed below), so the GEMMs ran at
  * 348.35 / 0.5831 = 597.5 TFLOP/s: 0.8535 of the 700 TFLOP/s assumed below
- * for an H200's bf16 GEMMs. With the default rates the model predicts
- * 13,698 tokens/s for that run (test_costmodel checks it within 10 %). When
+ * for an H200's bf16 GEMMs. With the default rates the model predicted
+ * 13,698 tokens/s for that run; since the head's host-resident moments hold
+ * a share of the link (COST_MOMENTS_LINK_SHARE, 2026-12-05) it predicts
+ * 12,894 (-5.9 %; test_costmodel checks it within 10 %). When
  * `owlore probe` measures the GEMM rate, derive the efficiency again from its
  * figure on the H200: 597.5 / probe_tflops.
  * Cross-checks against the other resident runs measured on the H200
@@ -115,7 +117,6 @@ typedef struct {
     int nslots;
     double bb, h2d, disk;   /* block bytes; bytes per second */
     double host, gpu, copy; /* the three clocks */
-    double side;            /* the host-resident moments' copies (their own streams) */
     SimSlot slot[COST_MAX_SLOTS];
     unsigned long clock;
     double *act_ready; /* per block: its input back on the device */
@@ -329,7 +330,8 @@ void cost_predict(const TrainConfig *c, const ModelConfig *mc, const MemPlan *p,
             for (int64_t a = 0; a < c->grad_accum; a++) sim_micro_batch(&s, head_after);
         end[step] = s.host;
         sim_compute(&s, w.optim, 0);
-        if (moments > 0) head_after = s.side = dmax(s.side, s.gpu) + moments / s.h2d;
+        /* the moments' copies take their share of the link the blocks stream over (costmodel.h) */
+        if (moments > 0) head_after = sim_copy(&s, COST_MOMENTS_LINK_SHARE * (w.moments_up + w.moments_down));
     }
     double up = s.up_bytes - up0 + w.moments_up, down = s.down_bytes - down0 + w.moments_down;
     /* the bus carries every byte, up and down, at the one rate (as the copy queue does; see costmodel.h) */
@@ -430,6 +432,7 @@ int cost_choose_plan(TrainConfig *c, const ModelConfig *mc, DType param, DType a
                      const char *device, size_t cap, size_t host_room, const CostRates *r, MemPlan *out,
                      BlockHome *homes, CostPrediction *pred, OwError *err) {
     CostPrediction q;
+    TrainConfig given = *c; /* choose_plan settles slots and kept blocks for the moments in host memory */
     int rc = choose_plan(c, mc, param, act, device_workspace, device, cap, host_room, r, out, homes, &q, err);
     if (c->offload_optimizer != OFFLOAD_AUTO || !device_workspace || !c->gpu_mem) { /* auto: in host memory */
         if (rc == 0 && pred) *pred = q;
@@ -438,7 +441,7 @@ int cost_choose_plan(TrainConfig *c, const ModelConfig *mc, DType param, DType a
     /* the embedding's and lm_head's moments in host memory (auto's home for them on a device that cannot hold the
      * whole run) or on the device, whichever placement is predicted faster */
     int L = (int)mc->num_layers;
-    TrainConfig dev = *c;
+    TrainConfig dev = given;
     dev.offload_optimizer = OFFLOAD_OFF;
     MemPlan p;
     BlockHome *h = ow_xmalloc((size_t)L * sizeof *h);

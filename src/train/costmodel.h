@@ -25,7 +25,12 @@
  * gradient on its way to host memory after the head (the backward waits for
  * it). The embedding's and lm_head's host-resident moments (and lm_head's
  * gradient) cross the bus through the optimizer beside the next forward,
- * whose head waits for them. Every byte crossing the bus, up and down, bounds
+ * whose head waits for them: their own streams, up and down at once, but over
+ * the link the blocks stream on, so the copy queue is held for
+ * COST_MOMENTS_LINK_SHARE of their bytes' time (fitted on the five measured
+ * H100 runs with host-resident moments, bench/plan_replay.sh: 0 (streams of
+ * their own, the model until 2026-12-05) predicted them 3 to 20 % fast, 1
+ * (queued with the blocks) 5 to 22 % slow, 0.5 within 7 %). Every byte crossing the bus, up and down, bounds
  * the step from below at the one rate h2d_gbps: the copy queue already
  * carries both directions in turn, and the measured steps of runs whose
  * moments' copies ran beside it (LLaMA-3-8B under 24 GiB on an H100: 0.810 s
@@ -88,6 +93,8 @@ void cost_predict(const TrainConfig *c, const ModelConfig *mc, const MemPlan *p,
 /* The slot count of stream_slots 0 (auto) when there are several placements to choose from: */
 #define COST_DEFAULT_SLOTS MEMPLAN_DEFAULT_SLOTS
 #define COST_AUTO_MAX_SLOTS 6
+/* The share of the link the host-resident moments' copies hold while they run (see above). */
+#define COST_MOMENTS_LINK_SHARE 0.5
 /* How much faster a plan that streams blocks to keep more activations must be predicted to be chosen. */
 #define COST_KEEP_GAIN 0.03
 /* How much faster a plan with the head's moments on the device must be predicted to be chosen over auto's host
