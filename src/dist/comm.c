@@ -87,42 +87,30 @@ void comm_abort(Comm *c, int code) {
     exit(code);
 }
 
+/* In-place sum of n elements (double when f64, else float), in pieces MPI's int count can hold. */
+static int sum_in_place(Comm *c, void *buf, int64_t n, int f64, OwError *err) {
+    if (c->size <= 1 || n <= 0) return 0;
+    size_t elem = f64 ? sizeof(double) : sizeof(float);
 #ifdef OWLORE_HAVE_MPI
-/* In-place sum of n elements of `type`, in pieces MPI's int count can hold. */
-static int sum_in_place(Comm *c, void *buf, int64_t n, size_t elem, MPI_Datatype type, OwError *err) {
     const int64_t piece = 1 << 28;
     for (int64_t i = 0; i < n; i += piece) {
         int k = (int)(n - i < piece ? n - i : piece);
-        if (mpi_check(MPI_Allreduce(MPI_IN_PLACE, (char *)buf + (size_t)i * elem, k, type, MPI_SUM, MPI_COMM_WORLD),
+        if (mpi_check(MPI_Allreduce(MPI_IN_PLACE, (char *)buf + (size_t)i * elem, k, f64 ? MPI_DOUBLE : MPI_FLOAT,
+                                    MPI_SUM, MPI_COMM_WORLD),
                       "a gradient sum", err) != 0)
             return -1;
     }
+#else
+    (void)buf;
+    (void)err;
+#endif
     c->bytes += (double)n * (double)elem;
     return 0;
 }
-#endif
 
-int comm_sum_f32(Comm *c, float *buf, int64_t n, OwError *err) {
-    if (c->size <= 1 || n <= 0) return 0;
-#ifdef OWLORE_HAVE_MPI
-    return sum_in_place(c, buf, n, sizeof(float), MPI_FLOAT, err);
-#else
-    (void)buf;
-    (void)err;
-    return 0;
-#endif
-}
+int comm_sum_f32(Comm *c, float *buf, int64_t n, OwError *err) { return sum_in_place(c, buf, n, 0, err); }
 
-int comm_sum_f64(Comm *c, double *buf, int64_t n, OwError *err) {
-    if (c->size <= 1 || n <= 0) return 0;
-#ifdef OWLORE_HAVE_MPI
-    return sum_in_place(c, buf, n, sizeof(double), MPI_DOUBLE, err);
-#else
-    (void)buf;
-    (void)err;
-    return 0;
-#endif
-}
+int comm_sum_f64(Comm *c, double *buf, int64_t n, OwError *err) { return sum_in_place(c, buf, n, 1, err); }
 
 int comm_max_i64(Comm *c, int64_t *v, OwError *err) {
     if (c->size <= 1) return 0;
