@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # plan_replay.sh [BIN]: owlore plan's predicted steady tokens/s for the offload runs measured on an H100
-# (2026-12-05, README "Streaming frozen blocks"; l3-24g-host and l3-24g-dev: the same day's second session), each with the probe rates of its own device call and the
+# (2026-12-05, README "Streaming frozen blocks"; l3-24g-host, -dev, -auto, l7-none-b, l7-24g-b: the day's third session), each with the probe rates of its own device call and the
 # placement it ran with (flags forced where auto would now choose another), against the measured steady
 # rate; the homes (device/host/disk) the plan gives are printed beside the measured ones. Runs on the CPU
 # machine: it checks the cost model (src/train/costmodel.c) after a change, with no GPU.
@@ -24,6 +24,9 @@ l7-24g|llama2-7b|15440|12/20/0|--gemm-tflops 706 --h2d-gbps 55.1|--gpu-mem 24GiB
 l3-24g|llama3-8b|10390|6/26/0|--gemm-tflops 706 --h2d-gbps 55.1|--gpu-mem 24GiB --offload auto --host-mem 48GiB --offload-optimizer on --keep-acts 16 --stream-slots 5
 l3-24g-host|llama3-8b|10405|12/20/0|--gemm-tflops 673 --h2d-gbps 52.4|--gpu-mem 24GiB --offload auto --host-mem 48GiB --offload-optimizer on --keep-acts 12 --stream-slots 5
 l3-24g-dev|llama3-8b|12102|6/26/0|--gemm-tflops 673 --h2d-gbps 52.4|--gpu-mem 24GiB --offload auto --host-mem 48GiB
+l3-24g-auto|llama3-8b|12205|14/18/0|--gemm-tflops 729 --h2d-gbps 55.1|--gpu-mem 24GiB --offload auto --host-mem 48GiB
+l7-none-b|llama2-7b|13584|all device|--gemm-tflops 729 --h2d-gbps 55.1|--offload none
+l7-24g-b|llama2-7b|15635|12/20/0|--gemm-tflops 729 --h2d-gbps 55.1|--gpu-mem 24GiB --offload auto --host-mem 48GiB
 l7-8g|llama2-7b|12573|2/30/0|--gemm-tflops 719 --h2d-gbps 55.3|--gpu-mem 8GiB --offload auto --host-mem 48GiB
 l3-10g|llama3-8b|8659|0/32/0|--gemm-tflops 676 --h2d-gbps 47.6|--gpu-mem 10GiB --offload auto --host-mem 48GiB --offload-optimizer on
 l13-24g|llama2-13b|7442|17/23/0|--gemm-tflops 676 --h2d-gbps 47.6|--gpu-mem 24GiB --offload auto --host-mem 48GiB
