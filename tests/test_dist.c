@@ -10,7 +10,9 @@
  * within 1e-6 relative (the sums' order differs, nothing else). Also: a rank
  * killed with SIGKILL ends every rank with a message and the run resumes
  * from rank 0's checkpoint to the uninterrupted run's bits; ranks whose
- * weights differ stop the run (check_every). Built only when MPI is
+ * weights differ stop the run (check_every); ranks streaming their blocks
+ * from host memory and from store files of their own give the resident
+ * ranks' bits. Built only when MPI is
  * (tests/CMakeLists.txt); mpirun comes with scripts/install-deps.sh. */
 #define _GNU_SOURCE /* asprintf */
 #include "core/fileio.h"
@@ -276,6 +278,31 @@ Test(dist, ranks_with_different_weights_stop_the_run) {
     free(log);
     free(cmd);
     free(out);
+    free(flags);
+    ts_rmtree(dir);
+    free(dir);
+}
+
+/* Streamed blocks on each rank (host memory, or a store file of its own under --nvme-dir/rank-R) give the bits
+ * of resident ranks. */
+Test(dist, ranks_stream_blocks_from_host_memory_and_their_own_store_files) {
+    char *dir = ts_tmpdir(), *flags = common_flags(0, STEPS), *nv = ow_path_join(dir, "nv"), *extra = NULL;
+    cr_assert_eq(ow_mkdir_p(nv, NULL), 0);
+    free(train(dir, "resident", 2, flags, "--batch-size 4 --offload none"));
+    free(train(dir, "host", 2, flags, "--batch-size 4 --offload host"));
+    cr_assert(asprintf(&extra, "--batch-size 4 --offload nvme --nvme-dir %s", nv) > 0);
+    free(train(dir, "nvme", 2, flags, extra));
+    same_losses(dir, "resident", "host", 0);
+    same_losses(dir, "resident", "nvme", 0);
+    for (int r = 0; r < 2; r++) {
+        char sub[64];
+        snprintf(sub, sizeof sub, "rank-%d/TinyStories-656K.owstore", r);
+        char *store = ow_path_join(nv, sub);
+        cr_assert_eq(access(store, R_OK), 0, "no %s", store);
+        free(store);
+    }
+    free(extra);
+    free(nv);
     free(flags);
     ts_rmtree(dir);
     free(dir);

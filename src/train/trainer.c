@@ -163,7 +163,8 @@ static int setup_output(Trainer *t, OwError *err) {
     }
     /* the other ranks read RUN_DIR (the checkpoint to resume) once rank 0 has made, locked and checked it */
     if (comm_barrier(t->comm, err) != 0) return -1;
-    return t->writer ? 0 : choose_start(t, err);
+    if (t->writer) return 0;
+    return choose_start(t, err) != 0 ? -1 : provenance_for_run(c->out, c->model, c->data, t->from_ckpt, &t->prov, err);
 }
 
 /* ---- setup: the backend ---- */
@@ -263,7 +264,9 @@ static const BlockStoreConfig *block_placement(Trainer *t, const ModelConfig *mc
     /* the store file is named after the model; its header names the weights it holds (reused while equal) */
     const char *base = strrchr(c->model, '/');
     base = base && base[1] ? base + 1 : c->model;
-    if (snprintf(path, cap, "%s/%s.owstore", c->nvme_dir, base) >= (int)cap) path[cap - 1] = '\0';
+    char rank[32] = ""; /* several ranks: a store file each (they write trained blocks back), DIR/rank-R */
+    if (t->comm->size > 1) snprintf(rank, sizeof rank, "/rank-%d", t->comm->rank);
+    if (snprintf(path, cap, "%s%s/%s.owstore", c->nvme_dir, rank, base) >= (int)cap) path[cap - 1] = '\0';
     Xxh64 h;
     xxh64_init(&h, 0x6f776c6f7265ULL);
     xxh64_update(&h, t->prov.base, strlen(t->prov.base));
@@ -297,8 +300,14 @@ static int setup_model(Trainer *t, OwError *err) {
         return ow_fail(err, "--nvme-dir %s is not a directory (hint: a directory on a local disk, made beforehand)",
                        c->nvme_dir);
     BlockStoreConfig bc;
-    char store_path[2 * TC_STR + 16];
+    char store_path[2 * TC_STR + 48];
     const BlockStoreConfig *placed = block_placement(t, &mc, &bc, store_path, sizeof store_path);
+    if (placed && placed->store_path && t->comm->size > 1) { /* the rank's own folder */
+        char *dir = ow_path_dirname(store_path);
+        int rc = ow_mkdir_p(dir, err);
+        free(dir);
+        if (rc != 0) return -1;
+    }
     if (is_dir) {
         if (model_load_hf_placed(t->be, c->model, placed, &t->model, err) != 0) return -1;
     } else {
