@@ -420,8 +420,12 @@ static int reduce_grad(void *ctx, Tensor *g, OwError *err) {
     Trainer *t = ctx;
     OW_CHECKF(g->dtype == OW_F32 && !t->gpu, "data-parallel sum of a %s gradient on %s", dtype_name(g->dtype),
               t->be->name);
-    t->dp_bytes += (double)tensor_nbytes(g);
-    return comm_sum_f32(t->comm, (float *)g->data, tensor_numel(g), err);
+    int64_t n = tensor_numel(g);
+    const Param *e = t->model->embed;
+    if (g->data == e->g.data && model_grad_is_compact(t->model, e)) /* the rows of the step's tokens */
+        n = t->model->erows.count * tensor_cols(g);
+    t->dp_bytes += (double)n * sizeof(float);
+    return comm_sum_f32(t->comm, (float *)g->data, n, err);
 }
 
 /* The optimizer, the model's step buffers (prepared after it: where gradients and activations live
