@@ -313,3 +313,22 @@ Test(dist, ranks_stream_blocks_from_host_memory_and_their_own_store_files) {
     ts_rmtree(dir);
     free(dir);
 }
+
+/* --ranks: a count out of range, and no mpirun to start the ranks, are refused with the reason. */
+Test(dist, the_ranks_launcher_refuses_what_it_cannot_start) {
+    char *cmd = NULL, *log = NULL;
+    cr_assert(asprintf(&cmd, "%s train --ranks 0 --model llama2-7b --data synthetic --steps 1 --out /nonexistent 2>&1",
+                       ts_owlore_binary()) > 0);
+    cr_assert_neq(ts_run(cmd, &log), 0, "%s", log);
+    cr_assert(strstr(log, "--ranks / --gpus 0: a number of processes from 1 to 4096"), "%s", log);
+    free(cmd);
+    free(log);
+    cr_assert(asprintf(&cmd,
+                       "env PATH=/nonexistent %s train --ranks 2 --model llama2-7b --data synthetic --steps 1 "
+                       "--out /nonexistent 2>&1",
+                       ts_owlore_binary()) > 0);
+    cr_assert_neq(ts_run(cmd, &log), 0, "%s", log);
+    cr_assert(strstr(log, "--ranks 2 needs mpirun to start the ranks"), "%s", log);
+    free(cmd);
+    free(log);
+}
