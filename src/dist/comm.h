@@ -3,9 +3,8 @@
  * a world of OMPI_COMM_WORLD_SIZE processes, joined through MPI (OpenMPI,
  * when the build found it: OWLORE_HAVE_MPI); any other run is a world of one,
  * with no MPI call made. The collectives below are blocking, in place, and
- * called by every rank in the same order (the training loop's order); each
- * counts the payload bytes it contributes (Comm.bytes), the figure a run
- * reports as communicated per step. A rank that fails ends the whole job
+ * called by every rank in the same order (the training loop's order). A rank
+ * that fails ends the whole job
  * (comm_abort): the others would wait for it forever. */
 #ifndef OWLORE_DIST_COMM_H
 #define OWLORE_DIST_COMM_H
@@ -19,7 +18,6 @@ typedef struct Comm {
     int rank, size;             /* 0 and 1 outside mpirun */
     int local_rank, local_size; /* on this machine (the GPU a rank would use) */
     int mpi;                    /* MPI_Init was called */
-    double bytes;               /* payload bytes reduced or gathered so far */
 } Comm;
 
 /* The world of this process (a world of one until comm_init joins a launched job). */

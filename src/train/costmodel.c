@@ -321,7 +321,9 @@ void cost_predict(const TrainConfig *c, const ModelConfig *mc, const MemPlan *p,
     enum { STEPS = 4 };
     int layered = train_config_accum_layered(c, mc->tie_word_embeddings, pl->streaming);
     if (layered) w.x_bytes = (double)(c->batch_size * c->block_size * mc->hidden_size) * 2.0; /* bf16 boundaries */
-    double end[STEPS], head_after = 0, up0 = 0, down0 = 0, disk0 = 0, moments = dmax(w.moments_up, w.moments_down);
+    /* the moments' copies take their share of the link the blocks stream over (costmodel.h) */
+    double end[STEPS], head_after = 0, up0 = 0, down0 = 0, disk0 = 0,
+                       moments = COST_MOMENTS_LINK_SHARE * (w.moments_up + w.moments_down);
     for (int step = 0; step < STEPS; step++) {
         if (step == STEPS - 1) up0 = s.up_bytes, down0 = s.down_bytes, disk0 = s.disk_bytes;
         if (layered)
@@ -330,8 +332,7 @@ void cost_predict(const TrainConfig *c, const ModelConfig *mc, const MemPlan *p,
             for (int64_t a = 0; a < c->grad_accum; a++) sim_micro_batch(&s, head_after);
         end[step] = s.host;
         sim_compute(&s, w.optim, 0);
-        /* the moments' copies take their share of the link the blocks stream over (costmodel.h) */
-        if (moments > 0) head_after = sim_copy(&s, COST_MOMENTS_LINK_SHARE * (w.moments_up + w.moments_down));
+        if (moments > 0) head_after = sim_copy(&s, moments);
     }
     double up = s.up_bytes - up0 + w.moments_up, down = s.down_bytes - down0 + w.moments_down;
     /* the bus carries every byte, up and down, at the one rate (as the copy queue does; see costmodel.h) */

@@ -30,13 +30,14 @@
  * COST_MOMENTS_LINK_SHARE of their bytes' time (fitted on the five measured
  * H100 runs with host-resident moments, bench/plan_replay.sh: 0 (streams of
  * their own, the model until 2026-12-05) predicted them 3 to 20 % fast, 1
- * (queued with the blocks) 5 to 22 % slow, 0.5 within 7 %). Every byte crossing the bus, up and down, bounds
- * the step from below at the one rate h2d_gbps: the copy queue already
- * carries both directions in turn, and the measured steps of runs whose
- * moments' copies ran beside it (LLaMA-3-8B under 24 GiB on an H100: 0.810 s
- * and 0.788 s measured, 0.70 and 0.60 s predicted when only the bytes going up
- * bounded the step, 0.77 s (by hand from the first run's byte counts) and
- * 0.71 s with both) show the two directions did not add up to twice the rate.
+ * (queued with the blocks) 5 to 22 % slow, 0.5 within 7 %). Every byte
+ * crossing the bus, up and down, bounds the step from below at the one rate
+ * h2d_gbps: the copy queue already carries both directions in turn, and the
+ * measured steps of runs whose moments' copies ran beside it (LLaMA-3-8B
+ * under 24 GiB on an H100: 0.810 s and 0.788 s measured, 0.70 and 0.60 s
+ * predicted when only the bytes going up bounded the step, 0.77 s (by hand
+ * from the first run's byte counts) and 0.71 s with both) show the two
+ * directions did not add up to twice the rate.
  *
  * Compute: bf16 GEMM FLOPs at gemm_tflops x COST_COMPUTE_EFFICIENCY (the
  * step's other kernels, calibrated on a measured run: costmodel.c): per

@@ -56,7 +56,6 @@ typedef struct Trainer {
     int64_t gb;                 /* the global batch: ranks x batch_size sequences per micro-batch */
     int32_t *gids, *gtargets;   /* grad_accum * gb * T: every rank's micro-batches (ids, targets when one rank) */
     double dp_bytes, ddp_bytes; /* several ranks: gradient bytes summed this session; what DDP would have summed */
-    int64_t dp_steps;           /* steps of this session (the figures' divisor) */
     int64_t total_steps;
     double ratios[SAMPLER_MAX_LAYERS];
     int uses_ratios;   /* the sampler samples with `ratios` */
@@ -157,14 +156,11 @@ static int setup_output(Trainer *t, OwError *err) {
         t->made_out = !ow_is_dir(c->out);
         if (!c->resume[0] && run_dir_check_out(c->out, c->model, c->overwrite_out, err) != 0) return -1;
         if (ow_mkdir_p(c->out, err) != 0 || run_lock_exclusive(c->out, &t->lock, err) != 0) return -1;
-        if (choose_start(t, err) != 0 ||
-            provenance_for_run(c->out, c->model, c->data, t->from_ckpt, &t->prov, err) != 0)
-            return -1;
+        if (choose_start(t, err) != 0) return -1;
     }
-    /* the other ranks read RUN_DIR (the checkpoint to resume) once rank 0 has made, locked and checked it */
-    if (comm_barrier(t->comm, err) != 0) return -1;
-    if (t->writer) return 0;
-    return choose_start(t, err) != 0 ? -1 : provenance_for_run(c->out, c->model, c->data, t->from_ckpt, &t->prov, err);
+    /* the other ranks read RUN_DIR (the checkpoint to resume) once rank 0 has made, locked and chosen it */
+    if (comm_barrier(t->comm, err) != 0 || (!t->writer && choose_start(t, err) != 0)) return -1;
+    return provenance_for_run(c->out, c->model, c->data, t->from_ckpt, &t->prov, err);
 }
 
 /* ---- setup: the backend ---- */
@@ -637,7 +633,6 @@ static int record_step(Trainer *t, int64_t step, double loss, double gnorm, doub
         t->changed[i] |= (uint8_t)p->trainable;
         if (p->trainable) t->ddp_bytes += (double)tensor_numel(&p->w) * sizeof(float);
     }
-    t->dp_steps++;
     double dt = ow_now() - t0;
     pg->step_seconds[step] = dt;
     pg->refresh_seconds += t->opt.stats.refresh_seconds;
@@ -833,7 +828,8 @@ static int finish(Trainer *t, int sig, TrainSummary *summary, OwError *err) {
         if (t->writer) write_report(c->out);
         return TRAIN_INTERRUPTED;
     }
-    double n = t->dp_steps > 0 ? (double)t->dp_steps : 1.0;
+    int64_t session_steps = summary->steps - t->log.start;
+    double n = session_steps > 0 ? (double)session_steps : 1.0;
     RunDpFigures dp = {t->comm->size, c->dp_reduce == ACCUM_PROJECTED ? "projected" : "full", t->dp_bytes / n,
                        t->ddp_bytes / n};
     if (t->writer && run_log_summary(c, &dp, t->be, t->model, t->opt.host.peak_total, &t->prog, summary, err) != 0)
