@@ -244,8 +244,8 @@ static int check_header(const StoreFileHeader *h, const char *path, OwError *err
     if (memcmp(h->magic, STORE_FILE_MAGIC, sizeof h->magic) != 0)
         return ow_fail(err, "%s: not an owlore store file (wrong magic)", path);
     if (h->version != STORE_FILE_VERSION)
-        return ow_fail(err, "%s: store format version %u, this build reads version %u; delete it to rewrite it", path,
-                       h->version, STORE_FILE_VERSION);
+        return ow_fail(err, "%s: store format version %u, this build reads version %u", path, h->version,
+                       STORE_FILE_VERSION);
     if (h->align != STORE_FILE_ALIGN || h->block_count == 0 || h->block_count > STORE_FILE_MAX_BLOCKS ||
         (h->flags & ~STORE_FILE_MODIFIED) != 0)
         return ow_fail(err, "%s: corrupt store header (alignment %u, %llu blocks, flags %llx)", path, h->align,
@@ -285,20 +285,18 @@ static int read_header(StoreFile *sf, uint64_t source_hash, OwError *err) {
     if (rc < 0) return ow_fail(err, "%s: reading the block table: %s", sf->path, strerror(errno));
     if (rc == 0) return ow_fail(err, "%s: truncated store file (the block table is cut)", sf->path);
     if (header_checksum(&h, sf->blocks) != h.header_hash)
-        return ow_fail(err, "%s: store header checksum mismatch (corrupt header); delete it to rewrite it", sf->path);
+        return ow_fail(err, "%s: store header checksum mismatch (corrupt header)", sf->path);
     if (check_table(sf, &h, err) != 0) return -1;
     if (h.source_hash != source_hash)
-        return ow_fail(err,
-                       "%s: written for another model (source hash %016llx, this model's %016llx); delete it "
-                       "or use another directory",
-                       sf->path, (unsigned long long)h.source_hash, (unsigned long long)source_hash);
+        return ow_fail(err, "%s: written for another model (source hash %016llx, this model's %016llx)", sf->path,
+                       (unsigned long long)h.source_hash, (unsigned long long)source_hash);
     if ((uint64_t)st.st_size != h.file_size)
         return ow_fail(err, "%s: truncated store file (%lld bytes, the header says %llu)", sf->path,
                        (long long)st.st_size, (unsigned long long)h.file_size);
     if (h.flags & STORE_FILE_MODIFIED)
         return ow_fail(err,
                        "%s: modified by a training run that wrote trained blocks back: it no longer holds this "
-                       "model's blocks; delete it to rewrite it",
+                       "model's blocks",
                        sf->path);
     sf->source_hash = h.source_hash;
     sf->file_size = h.file_size;
@@ -307,8 +305,9 @@ static int read_header(StoreFile *sf, uint64_t source_hash, OwError *err) {
 }
 
 /* The lock first (so nobody replaces or writes the file while we validate it), then the file; a
- * missing store is named before any lock file is created beside it. */
-static int store_open(StoreFile *sf, const char *path, uint64_t source_hash, int writable, OwError *err) {
+ * missing store is named before any lock file is created beside it. hint: a header that is refused
+ * says what to do about it (not for store_file_reusable, whose caller writes the store again). */
+static int store_open(StoreFile *sf, const char *path, uint64_t source_hash, int writable, int hint, OwError *err) {
     memset(sf, 0, sizeof *sf);
     sf->fd = sf->lock_fd = -1;
     sf->path = ow_xstrdup(path);
@@ -322,17 +321,20 @@ static int store_open(StoreFile *sf, const char *path, uint64_t source_hash, int
         if (e == ENOENT) ow_fail_suffix(err, "it is written at setup; write it first");
         return store_file_close(sf), -1;
     }
-    if (read_header(sf, source_hash, err) != 0) return store_file_close(sf), -1;
+    if (read_header(sf, source_hash, err) != 0) {
+        if (hint) ow_fail_suffix(err, "delete it to have it written again, or use another directory");
+        return store_file_close(sf), -1;
+    }
     sf->writable = writable;
     return 0;
 }
 
 int store_file_open(StoreFile *sf, const char *path, uint64_t source_hash, OwError *err) {
-    return store_open(sf, path, source_hash, 0, err);
+    return store_open(sf, path, source_hash, 0, 1, err);
 }
 
 int store_file_open_rw(StoreFile *sf, const char *path, uint64_t source_hash, OwError *err) {
-    return store_open(sf, path, source_hash, 1, err);
+    return store_open(sf, path, source_hash, 1, 1, err);
 }
 
 void store_file_close(StoreFile *sf) {
@@ -346,7 +348,7 @@ void store_file_close(StoreFile *sf) {
 
 int store_file_reusable(const char *path, uint64_t source_hash, int n, const uint64_t *sizes, OwError *err) {
     StoreFile sf;
-    if (store_file_open(&sf, path, source_hash, err) != 0) return 0;
+    if (store_open(&sf, path, source_hash, 0, 0, err) != 0) return 0;
     int same = sf.n_blocks == n;
     for (int i = 0; same && i < n; i++) same = sf.blocks[i].size == sizes[i];
     if (!same) ow_fail(err, "%s: a store of another block layout (%d blocks)", path, sf.n_blocks);

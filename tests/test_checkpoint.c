@@ -378,8 +378,8 @@ Test(checkpoint, resume_with_streamed_blocks_is_bit_exact, .timeout = 600) {
     env_close(&e);
 }
 
-/* Starts a long run, waits for training to start, sends `sig` (twice when `twice`). */
-static int interrupt_run(const Env *e, const char *run, int sig, int twice, const char *slow, char **log_text) {
+/* Starts a long run, waits for training to start, sends `sig` (again after gap_ms when gap_ms >= 0). */
+static int interrupt_run(const Env *e, const char *run, int sig, int gap_ms, const char *slow, char **log_text) {
     char *argv[32], store[32][600];
     run_args(e, run, 400, 0, 2, argv, store);
     char *log = ow_path_join(e->dir, "int.log");
@@ -394,8 +394,8 @@ static int interrupt_run(const Env *e, const char *run, int sig, int twice, cons
         cr_assert_lt(waited++, 60000);
     }
     kill(pid, sig);
-    if (twice) {
-        ts_sleep_ms(150);
+    if (gap_ms >= 0) {
+        ts_sleep_ms(gap_ms);
         kill(pid, sig);
     }
     cr_assert_eq(waitpid(pid, &status, 0), pid);
@@ -410,7 +410,7 @@ Test(checkpoint, sigint_saves_and_says_how_to_resume, .timeout = 300) {
     env_open(&e);
     char *run = ow_path_join(e.dir, "run");
     char *text;
-    int status = interrupt_run(&e, run, SIGINT, 0, NULL, &text);
+    int status = interrupt_run(&e, run, SIGINT, -1, NULL, &text);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 130, "exit status 130 after SIGINT; log:\n%s", text);
     cr_assert(strstr(text, "interrupted by SIGINT after step") != NULL, "%s", text);
     cr_assert(strstr(text, "resume with: owlore train --resume") != NULL, "%s", text);
@@ -452,9 +452,26 @@ Test(checkpoint, second_signal_exits_at_once, .timeout = 300) {
     char *run = ow_path_join(e.dir, "run");
     char *text;
     /* the save after the first SIGTERM is slow, the second SIGTERM lands during it */
-    int status = interrupt_run(&e, run, SIGTERM, 1, "200", &text);
+    int status = interrupt_run(&e, run, SIGTERM, 150, "200", &text);
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM,
               "the second SIGTERM ends the process; status %d, log:\n%s", status, text);
+    free(text);
+    free(run);
+    env_close(&e);
+}
+
+/* timeout(1) sends its signal to the process and then to its process group: the run sees it twice within
+ * microseconds. That is one request: the step finishes and the checkpoint is saved. */
+Test(checkpoint, a_signal_delivered_twice_at_once_is_one_request, .timeout = 300) {
+    Env e;
+    env_open(&e);
+    char *run = ow_path_join(e.dir, "run");
+    char *text;
+    int status = interrupt_run(&e, run, SIGINT, 5, NULL, &text);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 130, "exit status 130, not killed; status %d, log:\n%s",
+              status, text);
+    cr_assert(strstr(text, "interrupted by SIGINT after step") != NULL, "%s", text);
+    cr_assert_eq(count_checkpoints(run), 1, "%s", text);
     free(text);
     free(run);
     env_close(&e);

@@ -2,9 +2,13 @@
  *
  * train_interrupt_install sets handlers that only record the signal number
  * (core/cancel.h: one `volatile sig_atomic_t`, the one piece of global
- * mutable state besides the logger: a signal handler can reach nothing else)
- * and are installed with SA_RESETHAND, so a second signal gets the default
- * action and ends the process at once. The training loop polls
+ * mutable state besides the logger and the first signal's time here: a
+ * signal handler can reach nothing else). A second signal gets the default
+ * action and ends the process at once, unless it comes within
+ * TRAIN_SIGNAL_REPEAT_NS of the first: that is the same request delivered
+ * twice (timeout(1) signals the process and then its process group, a
+ * supervisor may signal both too), and killing the run for it would lose the
+ * steps since the last checkpoint and the save in progress. The loop polls
  * train_interrupt_pending after each step: it finishes the step, saves a
  * checkpoint and returns. During setup and the first step of a session the
  * trainer arms the request (ow_cancel_arm), so long setup work stops within
@@ -14,6 +18,9 @@
 #define OWLORE_TRAIN_INTERRUPT_H
 
 #include <signal.h>
+
+/* A signal this soon after the first (50 ms) repeats the first request (see above). */
+#define TRAIN_SIGNAL_REPEAT_NS 50000000
 
 typedef struct TrainInterrupt {
     struct sigaction old_int, old_term;
