@@ -300,6 +300,7 @@ static void impl_free(Backend *be) {
     CudaImpl *ci = cuda_impl(be);
     if (!ci) return;
     if (ci->stream) (void)cudaStreamSynchronize(ci->stream);
+    cuda_group_free(be);
     if (ci->copy_stream) (void)cudaStreamSynchronize(ci->copy_stream);
     if (ci->opt_stream) (void)cudaStreamSynchronize(ci->opt_stream);
     if (ci->hs_h2d) (void)cudaStreamSynchronize(ci->hs_h2d);
@@ -444,6 +445,10 @@ static const BackendOps cuda_ops = {
     .orthonormalize = cuda_orthonormalize,
     .canonicalize_signs = cuda_canonicalize_signs,
     .fill_normal = cuda_fill_normal,
+    .group_id = cuda_group_id,
+    .group_join = cuda_group_join,
+    .group_sum = cuda_group_sum,
+    .group_wait = cuda_group_wait,
 };
 
 /* card: mem_cap is the card's size, the context in use counted against it (backend_create_cuda_card). */

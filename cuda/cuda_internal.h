@@ -167,8 +167,9 @@ typedef struct CudaImpl {
     int attn_tc;    /* use the tensor-core attention kernels where they apply */
     int smem_optin; /* max dynamic shared memory per block (bytes) */
     int num_sms;
-    size_t context_bytes; /* total - free after the handles, before the arena */
-    size_t peak_used;     /* most total - free seen by backend_cuda_sample_used */
+    size_t context_bytes;    /* total - free after the handles, before the arena */
+    size_t peak_used;        /* most total - free seen by backend_cuda_sample_used */
+    struct CudaGroup *group; /* data-parallel ranks (cuda_group.cu); NULL until a group op */
 } CudaImpl;
 
 static inline CudaImpl *cuda_impl(Backend *be) { return (CudaImpl *)be->impl; }
@@ -370,6 +371,13 @@ int cuda_svd_top(Backend *be, Tensor *out, const Tensor *G, int rank, int right,
 int cuda_orthonormalize(Backend *be, Tensor *A, OwError *err);
 void cuda_canonicalize_signs(Backend *be, Tensor *P, int rows);
 void cuda_fill_normal(Backend *be, Tensor *t, uint64_t seed, float stddev);
+
+/* cuda_group.cu */
+int cuda_group_id(Backend *be, void *id, OwError *err);
+int cuda_group_join(Backend *be, const void *id, int rank, int size, OwError *err);
+int cuda_group_sum(Backend *be, Tensor *t, int64_t n, OwError *err);
+void cuda_group_wait(Backend *be);
+void cuda_group_free(Backend *be);
 
 /* Workspace allocation for ops that may fail cleanly (solver workspaces):
  * from the arena, accounted as MEM_WORKSPACE. */

@@ -11,13 +11,23 @@
 #   test_cuda_offload  the block store under load on the copy stream, copy_sync,
 #                      and streamed blocks giving the resident bits in training
 #   test_cuda_probe    owlore probe's copy, disk and GEMM figures on the device
+#   test_cuda_dist     the GPU ranks' gradient sums (NCCL) in a group of one give one process's bits
+# NCCL: OWLORE_NCCL_LIBRARY, else the libnccl.so.2 of pip's nvidia-nccl wheel when python3 has one, else
+# the loader's path.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-test-logs}
 mkdir -p "$out"
 export LD_LIBRARY_PATH="$PWD/build-cuda/devlib:${LD_LIBRARY_PATH:-}"
 export OWLORE_SOURCE_DIR="$PWD" OWLORE_SHARED_DIR="$PWD/.device/shared" OWLORE_BINARY="$PWD/build-cuda/owlore"
-all=(test_cuda_ops test_cuda_model test_cuda_offload test_cuda_probe)
+all=(test_cuda_ops test_cuda_model test_cuda_offload test_cuda_probe test_cuda_dist)
+if [ -z "${OWLORE_NCCL_LIBRARY:-}" ]; then
+  nccl=$(python3 -c 'import glob, site
+dirs = site.getsitepackages() + [site.getusersitepackages()]
+hits = [p for d in dirs for p in glob.glob(d + "/nvidia/nccl/lib/libnccl.so.2")]
+print(hits[0] if hits else "")' 2>/dev/null)
+  if [ -n "$nccl" ]; then export OWLORE_NCCL_LIBRARY=$nccl; fi
+fi
 status=0
 for f in tests/gpu/test_*.c; do
   case " ${all[*]} " in *" $(basename "$f" .c) "*) ;; *) echo "$f is not listed in $0"; status=1 ;; esac

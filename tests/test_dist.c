@@ -29,7 +29,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define STEPS 30
+/* The runs' scale: 30 steps of batch 4 per rank (interval 5, refresh every 4); under the CUDA emulator
+ * (scripts/cuda_emu/run.sh dist, OWLORE_EMU=1: a step of 8 x 32 tokens takes ~95 s there) 4 steps of one
+ * 16-token sequence per rank, with a resample and a refresh all the same. */
+typedef struct {
+    int steps, batch, block, interval, update_gap;
+} DistScale;
+
+static DistScale scale(void) {
+    const char *e = getenv("OWLORE_EMU");
+    return e && e[0] == '1' ? (DistScale){4, 1, 16, 2, 2} : (DistScale){30, 4, 32, 5, 4};
+}
+
+#define STEPS (scale().steps)
 
 /* mpirun as root (CI runs as root), more ranks than cores allowed, no leak reports from MPI's own
  * allocations under AddressSanitizer (the sanitizer pass runs this binary too). */
@@ -38,8 +50,12 @@ static const char *mpirun(void) {
            "mpirun --oversubscribe --bind-to none";
 }
 
-/* The flags of every run: the model (TinyStories-656K, or the trajectory fixture on synthetic tokens). */
+/* The flags of every run: the model (TinyStories-656K, or the trajectory fixture on synthetic tokens), on
+ * the CPU, or on OWLORE_TEST_DIST_DEVICE (scripts/cuda_emu/run.sh dist: the CUDA backend, emulated, in
+ * fp32, the ranks summing over NCCL's emulated stand-in). */
 static char *common_flags(int untied, int steps) {
+    const char *dev = getenv("OWLORE_TEST_DIST_DEVICE");
+    if (!dev || !*dev) dev = "cpu";
     char *model, *data;
     if (untied) {
         model = ts_fixture_path("trajectory/model");
@@ -49,11 +65,13 @@ static char *common_flags(int untied, int steps) {
         data = ts_shared_path("data/real/text/tinystories_train_sample_2MiB.txt");
     }
     char *s = NULL;
+    DistScale sc = scale();
     cr_assert(asprintf(&s,
-                       "--model %s --data %s --method owlore --steps %d --block-size 32 --gamma 1 --interval 5 "
-                       "--update-gap 4 --rank 4 --eval-every 10 --val-split %s --eval-batches 4 --nsamples 4 "
-                       "--seqlen 32 --device cpu --threads 1 --save-model=false --log-every 10 --seed 7%s",
-                       model, data, steps, untied ? "0" : "0.05", untied ? " --sampling uniform" : "") > 0);
+                       "--model %s --data %s --method owlore --steps %d --block-size %d --gamma 1 --interval %d "
+                       "--update-gap %d --rank 4 --eval-every 10 --val-split %s --eval-batches 4 --nsamples 4 "
+                       "--seqlen 32 --device %s%s --threads 1 --save-model=false --log-every 10 --seed 7%s",
+                       model, data, steps, sc.block, sc.interval, sc.update_gap, untied ? "0" : "0.05", dev,
+                       strcmp(dev, "cpu") ? " --precision fp32" : "", untied ? " --sampling uniform" : "") > 0);
     free(model);
     free(data);
     return s;
@@ -129,20 +147,32 @@ static double summary_number(const char *dir, const char *name, const char *key)
 }
 
 static void two_ranks_equal_one_process(int untied) {
-    char *dir = ts_tmpdir(), *flags = common_flags(untied, STEPS);
+    char *dir = ts_tmpdir(), *flags = common_flags(untied, STEPS), one[96], two[96];
+    int b = scale().batch;
+    snprintf(one, sizeof one, "--batch-size %d", 2 * b);
+    snprintf(two, sizeof two, "--batch-size %d --dp-reduce full", b);
     /* --dp-reduce full: the ranks sum G, as the single process's one backward does */
-    free(train(dir, "one", 0, flags, "--batch-size 8"));
-    char *log = train(dir, "two-full", 2, flags, "--batch-size 4 --dp-reduce full");
+    free(train(dir, "one", 0, flags, one));
+    char *log = train(dir, "two-full", 2, flags, two);
     cr_assert(strstr(log, "RESULT ") && !strstr(strstr(log, "RESULT ") + 1, "RESULT "), "not one RESULT line:\n%s",
               log);
     free(log);
     same_losses(dir, "one", "two-full", 1e-6);
+    /* the same ranks started without MPI: the local launcher, joined by shared memory (not under the
+     * emulator, whose NCCL stand-in sums through MPI) */
+    if (!getenv("OWLORE_EMU")) {
+        snprintf(two, sizeof two, "--batch-size %d --dp-reduce full --ranks 2 --launcher local", b);
+        free(train(dir, "two-local", 0, flags, two));
+        same_losses(dir, "one", "two-local", 1e-6);
+    }
     /* --dp-reduce projected: the ranks sum R = P^T G, which is projected accumulation over the ranks */
-    free(train(dir, "one-proj", 0, flags, "--batch-size 8 --accum-mode projected --grad-accum 2"));
-    free(train(dir, "two-proj", -2, flags, "--batch-size 4 --grad-accum 2")); /* owlore starts mpirun */
+    snprintf(one, sizeof one, "--batch-size %d --accum-mode projected --grad-accum 2", 2 * b);
+    snprintf(two, sizeof two, "--batch-size %d --grad-accum 2", b);
+    free(train(dir, "one-proj", 0, flags, one));
+    free(train(dir, "two-proj", -2, flags, two)); /* owlore starts mpirun */
     same_losses(dir, "one-proj", "two-proj", 1e-6);
     cr_assert_eq(summary_number(dir, "two-proj", "ranks"), 2);
-    cr_assert_eq(summary_number(dir, "two-proj", "global_batch_size"), 8);
+    cr_assert_eq(summary_number(dir, "two-proj", "global_batch_size"), 2 * b);
     double r = summary_number(dir, "two-proj", "dp_bytes_per_step"),
            g = summary_number(dir, "two-full", "dp_bytes_per_step"),
            ddp = summary_number(dir, "two-full", "ddp_bytes_per_step");
@@ -156,15 +186,15 @@ Test(dist, two_ranks_equal_one_process) { two_ranks_equal_one_process(0); }
 
 Test(dist, two_ranks_equal_one_process_untied) { two_ranks_equal_one_process(1); }
 
-/* The pid of the process with OMPI_COMM_WORLD_RANK=rank in its environment whose command line names
- * `out` (a rank of the job writing there), or 0. */
-static pid_t rank_pid(int rank, const char *out) {
+/* The pid of the process with VAR=rank in its environment (OMPI_COMM_WORLD_RANK, or OWLORE_LOCAL_RANK)
+ * whose command line names `out` (a rank of the job writing there), or 0. */
+static pid_t rank_pid(const char *var, int rank, const char *out) {
     DIR *d = opendir("/proc");
     cr_assert(d != NULL);
     struct dirent *e;
     pid_t found = 0;
     char want[32];
-    snprintf(want, sizeof want, "OMPI_COMM_WORLD_RANK=%d", rank);
+    snprintf(want, sizeof want, "%s=%d", var, rank);
     while (!found && (e = readdir(d)) != NULL) {
         pid_t pid = (pid_t)atoi(e->d_name);
         if (pid <= 0) continue;
@@ -215,34 +245,49 @@ static int metric_lines(const char *run) {
     return n;
 }
 
-Test(dist, a_killed_rank_stops_every_rank_and_the_run_resumes) {
+/* Two ranks (mpirun's, or the local launcher's) of a 150-step run; rank 1 is killed past the second
+ * checkpoint: the job ends with word of it, nothing keeps running, and the run resumes on the whole run's
+ * bits (and with one process). */
+static void killed_rank(int local) {
     char *dir = ts_tmpdir(), *flags = common_flags(0, 150);
-    free(train(dir, "whole", 2, flags, "--batch-size 4 --save-every 10"));
+    const char *var = local ? "OWLORE_LOCAL_RANK" : "OMPI_COMM_WORLD_RANK";
     char *out = ow_path_join(dir, "cut"), *log = ow_path_join(dir, "cut.log"), *cmd = NULL;
-    cr_assert(asprintf(&cmd, "exec %s -np 2 %s train %s --out %s --batch-size 4 --save-every 10", mpirun(),
-                       ts_owlore_binary(), flags, out) > 0);
+    if (local) {
+        free(train(dir, "whole", 0, flags, "--batch-size 4 --save-every 10 --ranks 2 --launcher local"));
+        cr_assert(asprintf(&cmd, "exec %s train %s --out %s --batch-size 4 --save-every 10 --ranks 2 --launcher local",
+                           ts_owlore_binary(), flags, out) > 0);
+    } else {
+        free(train(dir, "whole", 2, flags, "--batch-size 4 --save-every 10"));
+        cr_assert(asprintf(&cmd, "exec %s -np 2 %s train %s --out %s --batch-size 4 --save-every 10", mpirun(),
+                           ts_owlore_binary(), flags, out) > 0);
+    }
     pid_t job = ts_spawn(cmd, log, "100"); /* each save takes 100 ms more: the run lasts long enough to be cut */
     pid_t victim = 0;
     for (int i = 0; i < 3000 && !victim; i++) { /* past the second checkpoint (metrics: a line a step) */
-        if (metric_lines(out) >= 25) victim = rank_pid(1, out);
+        if (metric_lines(out) >= 25) victim = rank_pid(var, 1, out);
         if (!victim) ts_sleep_ms(10);
     }
     cr_assert(victim > 0, "rank 1 of the job was not found running");
-    pid_t rank0 = rank_pid(0, out);
+    pid_t rank0 = rank_pid(var, 0, out);
     cr_assert(rank0 > 0);
     cr_assert_eq(kill(victim, SIGKILL), 0);
     int status = 0;
     for (int i = 0; i < 600 && waitpid(job, &status, WNOHANG) == 0; i++) ts_sleep_ms(50);
-    cr_assert(WIFEXITED(status) || WIFSIGNALED(status), "mpirun still runs 30 s after a rank was killed");
-    cr_assert(!(WIFEXITED(status) && WEXITSTATUS(status) == 0), "mpirun exited 0 after a rank was killed");
+    cr_assert(WIFEXITED(status) || WIFSIGNALED(status), "the job still runs 30 s after a rank was killed");
+    cr_assert(!(WIFEXITED(status) && WEXITSTATUS(status) == 0), "the job exited 0 after a rank was killed");
     for (int i = 0; i < 200 && running(rank0); i++) ts_sleep_ms(50);
-    cr_assert(!running(rank0), "rank 0 still runs 10 s after mpirun ended");
+    cr_assert(!running(rank0), "rank 0 still runs 10 s after the job ended");
     char *text = ts_read_text(log);
-    cr_assert(strstr(text, "signal 9") || strstr(text, "Killed"), "no word of the killed rank:\n%s", text);
+    cr_assert(local ? strstr(text, "rank 1 of 2 was killed by signal 9") != NULL
+                    : strstr(text, "signal 9") || strstr(text, "Killed"),
+              "no word of the killed rank:\n%s", text);
     free(text);
     /* rank 0's checkpoints are whole; the resumed run ends on the uninterrupted run's bits */
     free(cmd);
-    cr_assert(asprintf(&cmd, "%s -np 2 %s train --resume %s 2>&1", mpirun(), ts_owlore_binary(), out) > 0);
+    if (local)
+        cr_assert(asprintf(&cmd, "%s train --resume %s --ranks 2 --launcher local 2>&1", ts_owlore_binary(), out) > 0);
+    else
+        cr_assert(asprintf(&cmd, "%s -np 2 %s train --resume %s 2>&1", mpirun(), ts_owlore_binary(), out) > 0);
     char *resumed = NULL;
     int rc = ts_run(cmd, &resumed);
     cr_assert_eq(rc, 0, "%s failed (%d):\n%s", cmd, rc, resumed);
@@ -270,6 +315,11 @@ Test(dist, a_killed_rank_stops_every_rank_and_the_run_resumes) {
     free(dir);
 }
 
+Test(dist, a_killed_rank_stops_every_rank_and_the_run_resumes) { killed_rank(0); }
+
+/* The same with `--ranks 2 --launcher local` (no MPI): the launcher ends rank 0 and names rank 1. */
+Test(dist, a_killed_local_rank_stops_every_rank_and_the_run_resumes) { killed_rank(1); }
+
 Test(dist, ranks_with_different_weights_stop_the_run) {
     char *dir = ts_tmpdir(), *flags = common_flags(0, STEPS), *out = ow_path_join(dir, "astray"), *cmd = NULL,
          *log = NULL;
@@ -281,6 +331,18 @@ Test(dist, ranks_with_different_weights_stop_the_run) {
     cr_assert_neq(rc, 0, "the run went on with ranks that differ:\n%s", log);
     cr_assert(strstr(log, "after step 5 the trained weights of rank 1 differ from rank 0's"), "%s", log);
     cr_assert_eq(metric_lines(out), 6, "the run did not stop at the check (a validation line, then 5 steps)");
+    /* the local launcher: both ranks' errors, and the launcher's word on the rank that failed first */
+    free(log);
+    free(cmd);
+    ts_rmtree(out);
+    cr_assert(asprintf(&cmd,
+                       "OWLORE_TEST_PERTURB_RANK=1:3 %s train %s --out %s --batch-size 4 --check-every 5 --ranks 2 "
+                       "--launcher local 2>&1",
+                       ts_owlore_binary(), flags, out) > 0);
+    rc = ts_run(cmd, &log);
+    cr_assert_neq(rc, 0, "the run went on with ranks that differ:\n%s", log);
+    cr_assert(strstr(log, "after step 5 the trained weights of rank 1 differ from rank 0's"), "%s", log);
+    cr_assert(strstr(log, "exited with status 1, so the other ranks were stopped"), "%s", log);
     free(log);
     free(cmd);
     free(out);
@@ -324,11 +386,17 @@ Test(dist, the_ranks_launcher_refuses_what_it_cannot_start) {
     free(cmd);
     free(log);
     cr_assert(asprintf(&cmd,
-                       "env PATH=/nonexistent %s train --ranks 2 --model llama2-7b --data synthetic --steps 1 "
-                       "--out /nonexistent 2>&1",
+                       "env PATH=/nonexistent %s train --ranks 2 --launcher mpirun --model llama2-7b --data synthetic "
+                       "--steps 1 --out /nonexistent 2>&1",
                        ts_owlore_binary()) > 0);
     cr_assert_neq(ts_run(cmd, &log), 0, "%s", log);
     cr_assert(strstr(log, "--ranks 2 needs mpirun to start the ranks"), "%s", log);
+    free(cmd);
+    free(log);
+    cr_assert(asprintf(&cmd, "%s train --ranks 2 --launcher ssh --model llama2-7b --data synthetic --out /x 2>&1",
+                       ts_owlore_binary()) > 0);
+    cr_assert_neq(ts_run(cmd, &log), 0, "%s", log);
+    cr_assert(strstr(log, "--launcher ssh: one of auto, mpirun, local"), "%s", log);
     free(cmd);
     free(log);
 }

@@ -7,7 +7,8 @@ size_t g_emu_device_bytes = (size_t)16 << 30;
 static size_t g_used = 0;
 struct Alloc { void *p; size_t n; };
 static std::vector<Alloc> g_allocs;
-int cudaGetDeviceCount(int *n) { *n = 1; return 0; }
+// devices: 1, or OWLORE_EMU_DEVICES (data-parallel ranks, one device each; all the same emulated one)
+int cudaGetDeviceCount(int *n) { const char *e = getenv("OWLORE_EMU_DEVICES"); *n = e && atoi(e) > 0 ? atoi(e) : 1; return 0; }
 int cudaSetDevice(int) { return 0; }
 // shared memory per block the emulated device offers: the H200's, or OWLORE_EMU_SMEM_OPTIN
 static int emu_smem_optin(void) {

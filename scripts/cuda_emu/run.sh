@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # run.sh: builds the CUDA backend (cuda/*.cu) for the CPU emulator of this
 # folder and runs the GPU tests (tests/gpu) on it, on a machine without a GPU.
-# usage: scripts/cuda_emu/run.sh ops|model|probe|offload|all [criterion flags, e.g. --filter 'cuda_ops/rmsnorm']
+# usage: scripts/cuda_emu/run.sh ops|model|probe|offload|all|dist [criterion flags, e.g. --filter 'cuda_ops/rmsnorm']
+# dist: an owlore binary on the emulated backend, and tests/test_dist.c's comparisons of two ranks with one
+# process run with it (--device cuda, fp32), the ranks summing through fake_nccl.c (MPI underneath).
 # Slow (every GPU thread is a host thread); the long-sequence attention test
 # takes hours there: skip it with --filter '!(*attention_long*)'.
 # OWLORE_EMU_SANITIZE=1 builds the emulated backend with ASan/UBSan (the
@@ -47,7 +49,8 @@ case "$which" in
   probe) tests=(test_cuda_probe) ;;
   offload) tests=(test_cuda_offload) ;;
   all) tests=(test_cuda_ops test_cuda_model test_cuda_probe test_cuda_offload) ;;
-  *) echo "usage: $0 ops|model|probe|offload|all [criterion flags]" >&2; exit 2 ;;
+  dist) ;;
+  *) echo "usage: $0 ops|model|probe|offload|all|dist [criterion flags]" >&2; exit 2 ;;
 esac
 export OWLORE_SOURCE_DIR=$ROOT OWLORE_SHARED_DIR=$ROOT/../shared OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1 OWLORE_EMU=1
 rc=0
@@ -63,4 +66,19 @@ for t in "${tests[@]}"; do
     OWLORE_EMU_LATE_COPIES=$late "$OUT/$t" --jobs 1 --verbose "$@" || rc=1
   done
 done
+if [ "$which" = dist ]; then
+  MPIL=($(mpicc --showme:link)) MPIC=($(mpicc --showme:compile))
+  gcc "${CF[@]}" -c "$ROOT/src/main.c" -o "$OUT/obj/main.o"
+  g++ "${SAN[@]}" -o "$OUT/owlore" "$OUT/obj/main.o" "$OUT"/obj/cuda_*.o "$OUT/obj/emu.o" "$OUT/obj/emu_api.o" \
+      "$OUT/lib/libowlore_lib.a" "${LIBS[@]}" "${MPIL[@]}" -ldl
+  gcc -std=c11 -O1 -g -D_POSIX_C_SOURCE=200809L -shared -fPIC "${MPIC[@]}" "$EMU/fake_nccl.c" -o "$OUT/libfakenccl.so" \
+      "${MPIL[@]}"
+  gcc "${CF[@]}" -c "$ROOT/tests/test_dist.c" -o "$OUT/obj/test_dist.o"
+  g++ -o "$OUT/test_dist" "$OUT/obj/test_dist.o" "$OUT"/obj/support_*.o "$OUT/lib/libowlore_lib.a" "${LIBS[@]}" \
+      "${MPIL[@]}"
+  echo "== test_dist on the emulated CUDA backend (two ranks against one process)"
+  OWLORE_BINARY=$OUT/owlore OWLORE_TEST_DIST_DEVICE=cuda OWLORE_EMU_DEVICES=2 OWLORE_NCCL_LIBRARY=$OUT/libfakenccl.so \
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+    "$OUT/test_dist" --jobs 1 --verbose --filter 'dist/two_ranks*' "$@" || rc=1
+fi
 exit $rc

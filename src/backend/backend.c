@@ -43,14 +43,15 @@ Backend *backend_create(const char *device, const BackendOptions *opts, OwError 
     int64_t threads = opts ? opts->threads : 0;
     if (ow_check_threads(threads, err) != 0) return NULL;
     size_t cap = opts ? opts->mem_cap : 0;
+    int offset = opts ? opts->device_offset : 0;
     switch (d.kind) {
     case BACKEND_DEVICE_CPU: return backend_create_cpu((int)threads, cap, err);
-    case BACKEND_DEVICE_CUDA: return backend_create_cuda_card(d.index, cap, err);
+    case BACKEND_DEVICE_CUDA: return backend_create_cuda_card(d.index + offset, cap, err);
     case BACKEND_DEVICE_AUTO: break;
     }
     if (backend_cuda_available()) {
         OwError e2;
-        Backend *be = backend_create_cuda_card(0, cap, &e2);
+        Backend *be = backend_create_cuda_card(offset, cap, &e2);
         if (be) return be;
         OW_INFO("no usable CUDA device (%s); training on the CPU", e2.msg);
     }

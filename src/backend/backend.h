@@ -270,7 +270,21 @@ struct BackendOps {
     /* Fills t with independent standard normals from (seed, element index); reproducible
      * across backends. */
     void (*fill_normal)(Backend *be, Tensor *t, uint64_t seed, float stddev);
+
+    /* ---- data parallel: a group of ranks, one backend each (NULL where tensors are host
+     * memory, which dist/comm sums: the CPU backend) ---- */
+    /* A new group's id (BACKEND_GROUP_ID_BYTES), made by one rank and sent to the others. */
+    int (*group_id)(Backend *be, void *id, OwError *err);
+    /* Joins the group `id` as rank of size; every rank calls it (it returns when all have). */
+    int (*group_join)(Backend *be, const void *id, int rank, int size, OwError *err);
+    /* Starts the in-place sum over the group of t's first n F32 elements, beside the work
+     * queued after it (which must neither read nor write them before group_wait). */
+    int (*group_sum)(Backend *be, Tensor *t, int64_t n, OwError *err);
+    /* The work queued from now on waits for every sum started (asynchronous). */
+    void (*group_wait)(Backend *be);
 };
+
+#define BACKEND_GROUP_ID_BYTES 128
 
 /* Device strings: "auto" (CUDA device 0 when it can be had, else the CPU), "cpu", "cuda"
  * (device 0) and "cuda:N". */
@@ -281,8 +295,9 @@ typedef struct BackendDevice {
 } BackendDevice;
 
 typedef struct BackendOptions {
-    int64_t threads; /* CPU threads (0: all; at most a few per core, ow_check_threads) */
-    size_t mem_cap;  /* bytes the backend may allocate (0: no cap; on CUDA the device's free memory) */
+    int64_t threads;   /* CPU threads (0: all; at most a few per core, ow_check_threads) */
+    size_t mem_cap;    /* bytes the backend may allocate (0: no cap; on CUDA the device's free memory) */
+    int device_offset; /* added to the CUDA device number (a rank's local rank: one GPU per rank) */
 } BackendOptions;
 
 /* -1 with a message listing the allowed strings when `device` is not one of them. */

@@ -142,6 +142,11 @@ WRAP_RET(int, svd_top, (Backend * be, Tensor *o, const Tensor *G, int r, int rig
 WRAP_RET(int, orthonormalize, (Backend * be, Tensor *A, OwError *err), (be, A, err))
 WRAP(canonicalize_signs, (Backend * be, Tensor *P, int rows), (be, P, rows))
 WRAP(fill_normal, (Backend * be, Tensor *t, uint64_t s, float sd), (be, t, s, sd))
+/* the group ops, forwarded (called only where the inner backend has them) */
+FWD_RET(int, group_id, (Backend * be, void *id, OwError *err), (be, id, err))
+FWD_RET(int, group_join, (Backend * be, const void *id, int rank, int size, OwError *err), (be, id, rank, size, err))
+FWD_RET(int, group_sum, (Backend * be, Tensor *t, int64_t n, OwError *err), (be, t, n, err))
+FWD(group_wait, (Backend * be), (be))
 
 FWD(destroy, (Backend * be), (be))
 FWD_RET(int, set_dtypes, (Backend * be, DType a, DType p, OwError *err), (be, a, p, err))
@@ -214,6 +219,10 @@ static const BackendOps profile_ops = {
     .orthonormalize = p_orthonormalize,
     .canonicalize_signs = p_canonicalize_signs,
     .fill_normal = p_fill_normal,
+    .group_id = p_group_id,
+    .group_join = p_group_join,
+    .group_sum = p_group_sum,
+    .group_wait = p_group_wait,
 };
 
 void backend_profile_enable(Backend *be) {

@@ -1,8 +1,15 @@
 /* comm.c: see comm.h. */
 #include "dist/comm.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 
 #ifdef OWLORE_HAVE_MPI
 #include <mpi.h>
@@ -25,7 +32,125 @@ static int launched_size(void) {
     int n = env_int("OMPI_COMM_WORLD_SIZE");
     if (n < 0) n = env_int("PMIX_SIZE");
     if (n < 0) n = env_int("PMI_SIZE");
+    if (n < 0) n = env_int(COMM_LOCAL_SIZE_ENV);
     return n;
+}
+
+/* ---- the local transport: ranks of one machine, through a shared memory segment ---- */
+
+/* The segment: this header, then one slot of slot_bytes per rank at LOCAL_SLOTS_AT. */
+typedef struct LocalHeader {
+    _Atomic uint32_t arrived;    /* ranks in the barrier */
+    _Atomic uint32_t generation; /* barriers passed */
+    _Atomic int32_t failed;      /* 1 + the rank that failed, 0: none */
+    uint32_t size;
+    uint64_t slot_bytes;
+} LocalHeader;
+
+#define LOCAL_SLOTS_AT 4096
+#define LOCAL_SLOT_BYTES ((uint64_t)4 << 20)
+
+static size_t local_bytes(int size) { return LOCAL_SLOTS_AT + (size_t)size * LOCAL_SLOT_BYTES; }
+
+int comm_local_create(const char *name, int size, OwError *err) {
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) return ow_fail(err, "shared memory %s for %d ranks: %s", name, size, strerror(errno));
+    size_t bytes = local_bytes(size);
+    if (ftruncate(fd, (off_t)bytes) != 0) {
+        int e = errno;
+        close(fd);
+        shm_unlink(name);
+        return ow_fail(err, "shared memory %s: %zu bytes for %d ranks: %s (hint: /dev/shm too small?)", name, bytes,
+                       size, strerror(e));
+    }
+    LocalHeader *h = mmap(NULL, sizeof *h, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (h == MAP_FAILED) {
+        shm_unlink(name);
+        return ow_fail(err, "shared memory %s: mmap: %s", name, strerror(errno));
+    }
+    h->size = (uint32_t)size;
+    h->slot_bytes = LOCAL_SLOT_BYTES;
+    munmap(h, sizeof *h);
+    return 0;
+}
+
+void comm_local_remove(const char *name) { shm_unlink(name); }
+
+static int local_join(Comm *c, int size, OwError *err) {
+    const char *name = getenv(COMM_LOCAL_SHM_ENV);
+    int rank = env_int(COMM_LOCAL_RANK_ENV);
+    if (!name || rank < 0 || rank >= size)
+        return ow_fail(err, "%s=%d needs %s (0..%d) and %s, as `owlore train --ranks %d` sets them",
+                       COMM_LOCAL_SIZE_ENV, size, COMM_LOCAL_RANK_ENV, size - 1, COMM_LOCAL_SHM_ENV, size);
+    int fd = shm_open(name, O_RDWR, 0);
+    if (fd < 0) return ow_fail(err, "rank %d: shared memory %s: %s", rank, name, strerror(errno));
+    void *m = mmap(NULL, local_bytes(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return ow_fail(err, "rank %d: shared memory %s: mmap: %s", rank, name, strerror(errno));
+    if (((LocalHeader *)m)->size != (uint32_t)size) {
+        munmap(m, local_bytes(size));
+        return ow_fail(err, "rank %d: shared memory %s is for %u ranks, not %d", rank, name, ((LocalHeader *)m)->size,
+                       size);
+    }
+    c->shm = m;
+    c->rank = c->local_rank = rank;
+    c->size = c->local_size = size;
+    return 0;
+}
+
+static char *local_slot(const Comm *c, int r) {
+    return (char *)c->shm + LOCAL_SLOTS_AT + (size_t)r * ((LocalHeader *)c->shm)->slot_bytes;
+}
+
+/* Every rank arrives before any leaves; a rank that failed (comm_abort) fails the others' wait. */
+static int local_barrier(Comm *c, OwError *err) {
+    LocalHeader *h = c->shm;
+    uint32_t gen = atomic_load(&h->generation);
+    if (atomic_fetch_add(&h->arrived, 1) + 1 == h->size) {
+        atomic_store(&h->arrived, 0);
+        atomic_fetch_add(&h->generation, 1);
+        return 0;
+    }
+    for (long spin = 0; atomic_load(&h->generation) == gen; spin++) {
+        int32_t f = atomic_load(&h->failed);
+        if (f) return ow_fail(err, "rank %d of %u stopped (its error is above)", f - 1, h->size);
+        if (spin > 2000) nanosleep(&(struct timespec){0, 20000}, NULL);
+    }
+    return 0;
+}
+
+/* In place: every rank's buf[n] (f64 or f32) summed in rank order, slot by slot, the same on every rank. */
+static int local_sum(Comm *c, void *buf, int64_t n, int f64, OwError *err) {
+    size_t elem = f64 ? sizeof(double) : sizeof(float);
+    int64_t per = (int64_t)(((LocalHeader *)c->shm)->slot_bytes / elem);
+    for (int64_t i = 0; i < n; i += per) {
+        int64_t k = n - i < per ? n - i : per;
+        char *mine = (char *)buf + (size_t)i * elem;
+        memcpy(local_slot(c, c->rank), mine, (size_t)k * elem);
+        if (local_barrier(c, err) != 0) return -1;
+        for (int64_t j = 0; j < k; j++) {
+            if (f64) {
+                double x = ((const double *)local_slot(c, 0))[j];
+                for (int r = 1; r < c->size; r++) x += ((const double *)local_slot(c, r))[j];
+                ((double *)mine)[j] = x;
+            } else {
+                float x = ((const float *)local_slot(c, 0))[j];
+                for (int r = 1; r < c->size; r++) x += ((const float *)local_slot(c, r))[j];
+                ((float *)mine)[j] = x;
+            }
+        }
+        if (local_barrier(c, err) != 0) return -1; /* the slots are free again */
+    }
+    return 0;
+}
+
+/* Every rank's `bytes` of v into all (rank order). */
+static int local_gather(Comm *c, const void *v, size_t bytes, void *all, OwError *err) {
+    memcpy(local_slot(c, c->rank), v, bytes);
+    if (local_barrier(c, err) != 0) return -1;
+    for (int r = 0; r < c->size; r++) memcpy((char *)all + (size_t)r * bytes, local_slot(c, r), bytes);
+    return local_barrier(c, err);
 }
 
 int comm_launched(void) { return launched_size() > 1; }
@@ -44,6 +169,7 @@ static int mpi_check(int rc, const char *what, OwError *err) {
 int comm_init(Comm *c, OwError *err) {
     int n = launched_size();
     if (n <= 1) return 0;
+    if (env_int(COMM_LOCAL_SIZE_ENV) > 1) return local_join(c, n, err);
 #ifdef OWLORE_HAVE_MPI
     int provided = 0;
     if (mpi_check(MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided), "MPI_Init", err) != 0) return -1;
@@ -68,17 +194,30 @@ int comm_init(Comm *c, OwError *err) {
 }
 
 void comm_finalize(Comm *c) {
+    if (c->shm) {
+        OwError e;
+        (void)local_barrier(c, &e);
+        munmap(c->shm, local_bytes(c->size));
+        c->shm = NULL;
+        return;
+    }
 #ifdef OWLORE_HAVE_MPI
     if (!c->mpi) return;
     MPI_Barrier(MPI_COMM_WORLD);
     MPI_Finalize();
     c->mpi = 0;
+    free(c->pending);
+    c->pending = NULL;
 #else
     (void)c;
 #endif
 }
 
 void comm_abort(Comm *c, int code) {
+    if (c->shm) { /* the others' waits fail; the launcher ends them */
+        int32_t none = 0;
+        atomic_compare_exchange_strong(&((LocalHeader *)c->shm)->failed, &none, c->rank + 1);
+    }
 #ifdef OWLORE_HAVE_MPI
     if (c->mpi && c->size > 1) MPI_Abort(MPI_COMM_WORLD, code);
 #else
@@ -90,6 +229,7 @@ void comm_abort(Comm *c, int code) {
 /* In-place sum of n elements (double when f64, else float), in pieces MPI's int count can hold. */
 static int sum_in_place(Comm *c, void *buf, int64_t n, int f64, OwError *err) {
     if (c->size <= 1 || n <= 0) return 0;
+    if (c->shm) return local_sum(c, buf, n, f64, err);
 #ifdef OWLORE_HAVE_MPI
     size_t elem = f64 ? sizeof(double) : sizeof(float);
     const int64_t piece = 1 << 28;
@@ -110,10 +250,76 @@ static int sum_in_place(Comm *c, void *buf, int64_t n, int f64, OwError *err) {
 
 int comm_sum_f32(Comm *c, float *buf, int64_t n, OwError *err) { return sum_in_place(c, buf, n, 0, err); }
 
+int comm_sum_f32_start(Comm *c, float *buf, int64_t n, OwError *err) {
+    if (c->size <= 1 || n <= 0) return 0;
+    if (c->shm) return local_sum(c, buf, n, 0, err); /* done at once */
+#ifdef OWLORE_HAVE_MPI
+    const int64_t piece = 1 << 28;
+    for (int64_t i = 0; i < n; i += piece) {
+        if (c->n_pending == c->cap_pending) {
+            c->cap_pending = c->cap_pending ? 2 * c->cap_pending : 64;
+            c->pending = ow_xrealloc(c->pending, (size_t)c->cap_pending * sizeof(MPI_Request));
+        }
+        int k = (int)(n - i < piece ? n - i : piece);
+        MPI_Request *r = (MPI_Request *)c->pending + c->n_pending;
+        if (mpi_check(MPI_Iallreduce(MPI_IN_PLACE, buf + i, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r),
+                      "starting a gradient sum", err) != 0)
+            return -1;
+        c->n_pending++;
+    }
+    return 0;
+#else
+    (void)buf;
+    (void)err;
+    return 0;
+#endif
+}
+
+int comm_wait(Comm *c, OwError *err) {
+    if (c->n_pending == 0) return 0;
+#ifdef OWLORE_HAVE_MPI
+    int n = c->n_pending;
+    c->n_pending = 0;
+    return mpi_check(MPI_Waitall(n, (MPI_Request *)c->pending, MPI_STATUSES_IGNORE), "a gradient sum", err);
+#else
+    (void)err;
+    return 0;
+#endif
+}
+
+int comm_bcast(Comm *c, void *buf, size_t len, int root, OwError *err) {
+    if (c->size <= 1) return 0;
+    if (c->shm) {
+        OW_CHECK(len <= ((LocalHeader *)c->shm)->slot_bytes);
+        if (c->rank == root) memcpy(local_slot(c, root), buf, len);
+        if (local_barrier(c, err) != 0) return -1;
+        if (c->rank != root) memcpy(buf, local_slot(c, root), len);
+        return local_barrier(c, err);
+    }
+#ifdef OWLORE_HAVE_MPI
+    OW_CHECK(len <= (size_t)INT32_MAX);
+    return mpi_check(MPI_Bcast(buf, (int)len, MPI_BYTE, root, MPI_COMM_WORLD), "a broadcast", err);
+#else
+    (void)buf;
+    (void)len;
+    (void)root;
+    (void)err;
+    return 0;
+#endif
+}
+
 int comm_sum_f64(Comm *c, double *buf, int64_t n, OwError *err) { return sum_in_place(c, buf, n, 1, err); }
 
 int comm_max_i64(Comm *c, int64_t *v, OwError *err) {
     if (c->size <= 1) return 0;
+    if (c->shm) {
+        int64_t *all = ow_xcalloc((size_t)c->size, sizeof *all);
+        int rc = local_gather(c, v, sizeof *v, all, err);
+        for (int r = 0; rc == 0 && r < c->size; r++)
+            if (all[r] > *v) *v = all[r];
+        free(all);
+        return rc;
+    }
 #ifdef OWLORE_HAVE_MPI
     long long x = (long long)*v;
     if (mpi_check(MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD), "a flag", err) != 0)
@@ -131,6 +337,7 @@ int comm_gather_u64(Comm *c, uint64_t v, uint64_t *all, OwError *err) {
         all[0] = v;
         return 0;
     }
+    if (c->shm) return local_gather(c, &v, sizeof v, all, err);
 #ifdef OWLORE_HAVE_MPI
     unsigned long long x = v, *got = (unsigned long long *)all;
     _Static_assert(sizeof(unsigned long long) == sizeof(uint64_t), "u64");
@@ -147,6 +354,7 @@ int comm_gather_u64(Comm *c, uint64_t v, uint64_t *all, OwError *err) {
 
 int comm_barrier(Comm *c, OwError *err) {
     if (c->size <= 1) return 0;
+    if (c->shm) return local_barrier(c, err);
 #ifdef OWLORE_HAVE_MPI
     return mpi_check(MPI_Barrier(MPI_COMM_WORLD), "a barrier", err);
 #else

@@ -93,6 +93,7 @@ void optimizer_free(Optimizer *o) {
     be->ops->release(be, &o->delta, MEM_OPTIM);
     for (int b = 0; b < BW_COUNT; b++) be->ops->release(be, &o->shared_g[b], MEM_GRADS);
     free(o->st);
+    free(o->norm_later);
     memset(o, 0, sizeof *o);
 }
 
@@ -266,6 +267,45 @@ static MatmulPrecision fast_projection(const Optimizer *o, const Param *p) {
     return pp == 2 || (pp == 0 && p->w.dtype == OW_BF16) ? MATMUL_FAST_F32 : MATMUL_EXACT;
 }
 
+/* Completes the ranks' sums started (Optimizer.reduce_wait). */
+static int reduce_wait(Optimizer *o, OwError *err) {
+    if (!o->reducing) return 0;
+    o->reducing = 0;
+    return o->reduce_wait(o->reduce_ctx, err);
+}
+
+/* Starts the ranks' sum of p's gradient t; `now`: waited for at once (t is read next). */
+static int reduce_start(Optimizer *o, Param *p, Tensor *t, int now, OwError *err) {
+    if (o->reduce(o->reduce_ctx, t, err) != 0) return ow_fail_prefix(err, "%s", p->name);
+    o->reducing = 1;
+    return now && reduce_wait(o, err) != 0 ? ow_fail_prefix(err, "%s", p->name) : 0;
+}
+
+/* The norms put off (take_norm), in their order, once their sums are complete. */
+static int flush_norms(Optimizer *o, OwError *err) {
+    if (reduce_wait(o, err) != 0) return -1;
+    Backend *be = o->model->be;
+    for (int k = 0; k < o->n_norm_later; k++) be->ops->norm_add(be, &o->norm_later[k]);
+    o->n_norm_later = 0;
+    return 0;
+}
+
+/* t's squares into the step's gradient norm: put off to the step (after the sums) when t is being
+ * summed and `later` (its buffer lasts until then); else now, after those put off before it, so the
+ * norm adds up in the same order as a single process's. */
+static int take_norm(Optimizer *o, const Tensor *t, int later, OwError *err) {
+    if (o->reduce && later) {
+        if (!o->norm_later) o->norm_later = ow_xcalloc((size_t)o->model->nparams, sizeof(Tensor));
+        OW_CHECK(o->n_norm_later < o->model->nparams);
+        o->norm_later[o->n_norm_later++] = *t;
+        return 0;
+    }
+    if (o->n_norm_later && flush_norms(o, err) != 0) return -1;
+    Backend *be = o->model->be;
+    be->ops->norm_add(be, t);
+    return 0;
+}
+
 int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
     Backend *be = o->model->be;
     ParamState *s = state_of(o, p);
@@ -288,9 +328,11 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
     int first = !projected_accum || o->micro == 0;
     int refresh = s->galore && first && (!s->has_P || s->step % o->cfg.update_gap == 0);
     /* the ranks' sum: of every full-rank gradient, and of the G a projected-sum refresh projects from */
-    if (o->reduce && (!projected_accum || refresh) && o->reduce(o->reduce_ctx, &p->g, err) != 0)
-        return ow_fail_prefix(err, "%s", p->name);
-    if (!projected_accum) be->ops->norm_add(be, &p->g);
+    /* a buffer the next block reuses, or a view of the activation pool copied out after this hook */
+    int transient = p->g_shared || p->g_host;
+    if (o->reduce && (!projected_accum || refresh) && reduce_start(o, p, &p->g, s->galore || transient, err) != 0)
+        return -1;
+    if (!projected_accum && take_norm(o, &p->g, !transient, err) != 0) return ow_fail_prefix(err, "%s", p->name);
     if (!projected_accum || o->last_micro) s->absorbed = 1;
     if (!s->galore) return 0;
     if (refresh) {
@@ -319,8 +361,8 @@ int optimizer_absorb(Optimizer *o, Param *p, OwError *err) {
     /* the next micro-batch, or the next block sharing the buffer, starts afresh */
     if (projected_accum || p->g_shared) p->g_fresh = 1;
     if (projected_accum && o->last_micro) {
-        if (o->reduce && o->reduce(o->reduce_ctx, &s->R, err) != 0) return ow_fail_prefix(err, "%s", p->name);
-        be->ops->norm_add(be, &s->R);
+        if (o->reduce && reduce_start(o, p, &s->R, 0, err) != 0) return -1;
+        if (take_norm(o, &s->R, 1, err) != 0) return -1;
     }
     return 0;
 }
@@ -426,6 +468,7 @@ int optimizer_step(Optimizer *o, double lr, double clip, double *grad_norm, OwEr
                   "%s: its gradient lives in the activation pool and must be absorbed in the head_done hook", p->name);
         if (optimizer_absorb(o, p, err) != 0) return -1;
     }
+    if (flush_norms(o, err) != 0) return ow_fail_prefix(err, "the gradients' sums over the ranks");
     double norm = sqrt(be->ops->norm_take(be));
     *grad_norm = norm;
     double coef = 1.0;

@@ -110,14 +110,23 @@ typedef struct Optimizer {
     int share_grads;
     Tensor shared_g[BW_COUNT]; /* by share group: BW_Q for the attention linears, else the kind */
     int micro, last_micro;     /* position within the step's micro-batches */
-    /* Data parallel (set by the trainer; NULL: one process): reduce sums a gradient-shaped F32
-     * tensor over the ranks in place. A gradient is summed once complete, before its norm is
-     * taken: the full-rank G, or (accumulate_projected, GaLore tensors) the projected R after the
-     * last micro-batch; a refresh sums the G it projects from, and then only rank 0 (reduce_rank)
-     * adds its projection, as the ranks' R are summed afterwards. */
+    /* Data parallel (set by the trainer; NULL: one process): reduce starts the ranks' in-place
+     * sum of a gradient-shaped F32 tensor, and reduce_wait completes every sum started, for the
+     * work queued after it; in between, the tensor is neither read nor written, and the backward
+     * of the blocks below runs beside the sums. A gradient is summed once complete: the full-rank
+     * G, or (accumulate_projected, GaLore tensors) the projected R after the last micro-batch; a
+     * refresh sums the G it projects from, and then only rank 0 (reduce_rank) adds its
+     * projection, as the ranks' R are summed afterwards. A sum read at once (a GaLore G, which is
+     * projected; a shared buffer, which the next block reuses) is waited for at once; the others
+     * at the step, and their norms are put off until their sums are waited for, always in the
+     * order they were absorbed (the norm adds up as a single process's does). */
     int (*reduce)(void *ctx, Tensor *t, OwError *err);
+    int (*reduce_wait)(void *ctx, OwError *err);
     void *reduce_ctx;
     int reduce_rank;
+    int reducing;       /* sums started and not waited for */
+    Tensor *norm_later; /* gradients whose norms wait for their sums (n_norm_later of nparams) */
+    int n_norm_later;
 } Optimizer;
 
 /* The names of each enum, indexed by its value and ending in NULL: the one

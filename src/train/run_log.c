@@ -241,7 +241,7 @@ static void speed_figures(cJSON *o, const TrainConfig *c, int ranks, const CkptP
 
 /* The ranks of a data-parallel run and what they exchanged. */
 static void dp_figures(cJSON *o, const TrainConfig *c, const RunDpFigures *dp) {
-    if (dp->ranks <= 1) return;
+    if (dp->ranks <= 1 && dp->bytes_per_step <= 0) return; /* a group of one sums too (trainer.h's hook) */
     cJSON_AddNumberToObject(o, "ranks", dp->ranks);
     cJSON_AddNumberToObject(o, "global_batch_size", (double)(c->batch_size * dp->ranks));
     cJSON_AddStringToObject(o, "dp_reduce", dp->reduce);

@@ -39,7 +39,8 @@
 typedef struct Trainer {
     TrainConfig cfg;
     Backend *be;
-    int gpu; /* the backend computes in device memory of its own (Backend.caps.device_memory) */
+    int gpu;          /* the backend computes in device memory of its own (Backend.caps.device_memory) */
+    int device_group; /* the ranks sum gradients in device memory over the backend's group (NCCL) */
     Model *model;
     TokData data;
     char *data_tokens; /* the token file the data came from (NULL: in memory) */
@@ -165,6 +166,23 @@ static int setup_output(Trainer *t, OwError *err) {
 
 /* ---- setup: the backend ---- */
 
+/* Ranks whose gradients live in device memory sum them over the backend's group: rank 0 makes the
+ * group's id, MPI brings it to the others, and every rank joins. */
+static int join_group(Trainer *t, OwError *err) {
+    Backend *be = t->be;
+    if (!be->ops->group_sum)
+        return ow_fail(err, "%d ranks on %s: this backend cannot sum gradients across ranks (hint: --device cpu)",
+                       t->comm->size, be->name);
+    unsigned char id[BACKEND_GROUP_ID_BYTES] = {0};
+    if (t->comm->rank == 0 && be->ops->group_id(be, id, err) != 0) return -1;
+    if (comm_bcast(t->comm, id, sizeof id, 0, err) != 0) return -1;
+    if (be->ops->group_join(be, id, t->comm->rank, t->comm->size, err) != 0) return -1;
+    t->device_group = 1;
+    OW_INFO("rank %d of %d on %s %s: gradients summed over the ranks' GPUs (NCCL)", t->comm->rank, t->comm->size,
+            be->name, be->device_name);
+    return 0;
+}
+
 /* The backend --device names, in the dtypes --precision asks for, profiled under OWLORE_PROFILE. */
 static int setup_backend(Trainer *t, OwError *err) {
     const TrainConfig *c = &t->cfg;
@@ -173,7 +191,9 @@ static int setup_backend(Trainer *t, OwError *err) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         threads = cores / t->comm->local_size > 1 ? cores / t->comm->local_size : 1;
     }
-    t->be = backend_create(c->device, &(BackendOptions){.threads = threads, .mem_cap = c->gpu_mem}, err);
+    /* one GPU per rank: a rank's device number is --device's plus its rank on this machine */
+    BackendOptions bo = {.threads = threads, .mem_cap = c->gpu_mem, .device_offset = t->comm->local_rank};
+    t->be = backend_create(c->device, &bo, err);
     if (!t->be) return -1;
     if (c->precision == PRECISION_BF16 && !t->be->caps.bf16)
         return ow_fail(err,
@@ -182,12 +202,8 @@ static int setup_backend(Trainer *t, OwError *err) {
                        t->be->name);
     if (c->precision == PRECISION_FP32 && t->be->ops->set_dtypes(t->be, OW_F32, OW_F32, err) != 0) return -1;
     t->gpu = t->be->caps.device_memory;
-    if (t->comm->size > 1 && t->gpu)
-        return ow_fail(err,
-                       "%d ranks on %s: data-parallel ranks sum their gradients in host memory, on the CPU backend "
-                       "only so far (the NCCL transport for GPUs is not built yet; hint: --device cpu, or one "
-                       "process per run)",
-                       t->comm->size, t->be->name);
+    const char *one = getenv("OWLORE_TEST_GROUP_OF_ONE"); /* test hook (trainer.h) */
+    if ((t->comm->size > 1 || (one && strcmp(one, "1") == 0)) && t->gpu && join_group(t, err) != 0) return -1;
     OW_INFO("device: %s", t->be->name);
     if (getenv("OWLORE_PROFILE") && *getenv("OWLORE_PROFILE") && strcmp(getenv("OWLORE_PROFILE"), "0") != 0) {
         backend_profile_enable(t->be);
@@ -411,17 +427,27 @@ static int setup_sampler(Trainer *t, OwError *err) {
 
 /* ---- setup: the optimizer ---- */
 
-/* The ranks' sum of a gradient (Optimizer.reduce): in host memory, where the CPU backend keeps it. */
+/* Starts the ranks' sum of a gradient (Optimizer.reduce): over the backend's group where gradients live in
+ * device memory, else in host memory through MPI. */
 static int reduce_grad(void *ctx, Tensor *g, OwError *err) {
     Trainer *t = ctx;
-    OW_CHECKF(g->dtype == OW_F32 && !t->gpu, "data-parallel sum of a %s gradient on %s", dtype_name(g->dtype),
-              t->be->name);
+    OW_CHECKF(g->dtype == OW_F32 && (t->device_group || !t->gpu), "data-parallel sum of a %s gradient on %s",
+              dtype_name(g->dtype), t->be->name);
     int64_t n = tensor_numel(g);
     const Param *e = t->model->embed;
     if (g->data == e->g.data && model_grad_is_compact(t->model, e)) /* the rows of the step's tokens */
         n = t->model->erows.count * tensor_cols(g);
     t->dp_bytes += (double)n * sizeof(float);
-    return comm_sum_f32(t->comm, (float *)g->data, n, err);
+    if (t->device_group) return t->be->ops->group_sum(t->be, g, n, err);
+    return comm_sum_f32_start(t->comm, (float *)g->data, n, err);
+}
+
+/* Completes the sums started (Optimizer.reduce_wait): for the work queued next, on a device. */
+static int reduce_wait(void *ctx, OwError *err) {
+    Trainer *t = ctx;
+    if (!t->device_group) return comm_wait(t->comm, err);
+    t->be->ops->group_wait(t->be);
+    return 0;
 }
 
 /* The optimizer, the model's step buffers (prepared after it: where gradients and activations live
@@ -437,8 +463,9 @@ static int setup_optimizer(Trainer *t, OwError *err) {
     t->opt.accumulate_projected =
         c->accum_mode == ACCUM_PROJECTED || (t->comm->size > 1 && c->dp_reduce == ACCUM_PROJECTED);
     t->opt.share_grads = c->grad_accum == 1 || t->opt.accumulate_projected;
-    if (t->comm->size > 1) {
+    if (t->comm->size > 1 || t->device_group) {
         t->opt.reduce = reduce_grad;
+        t->opt.reduce_wait = reduce_wait;
         t->opt.reduce_ctx = t;
         t->opt.reduce_rank = t->comm->rank;
     }
@@ -738,11 +765,18 @@ static int agree_stop(Trainer *t, int *sig, OwError *err) {
 
 /* Several ranks: every rank's trainable weights the same (their hashes compared), else the run stops. */
 static int check_ranks(Trainer *t, int64_t done, OwError *err) {
-    const Model *m = t->model;
+    Model *m = t->model;
     Xxh64 h;
     xxh64_init(&h, 0);
-    for (int i = 0; i < m->nparams; i++)
-        if (m->params[i].trainable) xxh64_update(&h, m->params[i].w.data, tensor_nbytes(&m->params[i].w));
+    for (int i = 0; i < m->nparams; i++) {
+        Param *p = &m->params[i];
+        if (!p->trainable) continue;
+        void *w = ow_xmalloc(tensor_nbytes(&p->w)); /* the weights' bytes, wherever they live */
+        int rc = model_param_download(m, p, w, p->w.dtype, err);
+        if (rc == 0) xxh64_update(&h, w, tensor_nbytes(&p->w));
+        free(w);
+        if (rc != 0) return -1;
+    }
     uint64_t *all = ow_xcalloc((size_t)t->comm->size, sizeof(uint64_t));
     int rc = comm_gather_u64(t->comm, xxh64_final(&h), all, err);
     for (int r = 1; rc == 0 && r < t->comm->size; r++)
@@ -830,8 +864,8 @@ static int finish(Trainer *t, int sig, TrainSummary *summary, OwError *err) {
     }
     int64_t session_steps = summary->steps - t->log.start;
     double n = session_steps > 0 ? (double)session_steps : 1.0;
-    RunDpFigures dp = {t->comm->size, c->dp_reduce == ACCUM_PROJECTED ? "projected" : "full", t->dp_bytes / n,
-                       t->ddp_bytes / n};
+    int projected = t->comm->size > 1 && c->dp_reduce == ACCUM_PROJECTED; /* a group of one sums G */
+    RunDpFigures dp = {t->comm->size, projected ? "projected" : "full", t->dp_bytes / n, t->ddp_bytes / n};
     if (t->writer && run_log_summary(c, &dp, t->be, t->model, t->opt.host.peak_total, &t->prog, summary, err) != 0)
         return -1;
     if (t->batcher.nval > 0 && evaluate(t, t->total_steps, summary, err) != 0) return -1;

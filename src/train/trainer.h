@@ -40,8 +40,13 @@
  * global batch is then ranks x the saved batch_size (the data position
  * carries over), and the sums' order, so the last bits, change with it.
  * Ranks stop together on a signal (the flag is exchanged every step).
- * Test hook: OWLORE_TEST_PERTURB_RANK=R:S makes rank R flip a bit of a
- * trained weight after step S. */
+ * On a GPU, a rank uses the device --device names plus its rank on the
+ * machine, and the sums run over the backend's group (NCCL), beside the
+ * backward of the blocks below; on the CPU, over MPI in host memory.
+ * Test hooks: OWLORE_TEST_PERTURB_RANK=R:S makes rank R flip a bit of a
+ * trained weight after step S (CPU); OWLORE_TEST_GROUP_OF_ONE=1 makes a
+ * one-process GPU run join a group of one and sum every gradient through it
+ * as ranks do (--dp-reduce full's path), so the transport runs on one GPU. */
 #ifndef OWLORE_TRAIN_TRAINER_H
 #define OWLORE_TRAIN_TRAINER_H
 
