@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # plan_replay.sh [BIN]: owlore plan's predicted steady tokens/s for the offload runs measured on an H100
-# (2026-12-05, README "Streaming frozen blocks"; l3-24g-host, -dev, -auto, l7-none-b, l7-24g-b: the day's third session), each with the probe rates of its own device call and the
+# (2026-12-05, README "Streaming frozen blocks"; l3-24g-host, -dev, -auto, l7-none-b, l7-24g-b: the day's third
+# session; l13n-30: the fourth, 30 steps over three calls), each with the probe rates of its own device call and the
 # placement it ran with (flags forced where auto would now choose another), against the measured steady
 # rate; the homes (device/host/disk) the plan gives are printed beside the measured ones. Runs on the CPU
 # machine: it checks the cost model (src/train/costmodel.c) after a change, with no GPU.
@@ -32,5 +33,6 @@ l3-10g|llama3-8b|8659|0/32/0|--gemm-tflops 676 --h2d-gbps 47.6|--gpu-mem 10GiB -
 l13-24g|llama2-13b|7442|17/23/0|--gemm-tflops 676 --h2d-gbps 47.6|--gpu-mem 24GiB --offload auto --host-mem 48GiB
 l33-24g|llama-33b|2866|10/50/0|--gemm-tflops 676 --h2d-gbps 47.6|--gpu-mem 24GiB --offload auto --host-mem 80GiB
 l13n|llama2-13b|258.6|2/1/37|--gemm-tflops 697 --h2d-gbps 51.7 --disk-gbps 1.3|--gpu-mem 10GiB --host-mem 8GiB --offload auto --nvme-dir /tmp
+l13n-30|llama2-13b|243.7|2/1/37|--gemm-tflops 718 --h2d-gbps 54.9 --disk-gbps 1.14|--gpu-mem 10GiB --host-mem 8GiB --offload auto --nvme-dir /tmp
 LIST
 exit $status

@@ -21,13 +21,8 @@ mkdir -p "$out"
 export LD_LIBRARY_PATH="$PWD/build-cuda/devlib:${LD_LIBRARY_PATH:-}"
 export OWLORE_SOURCE_DIR="$PWD" OWLORE_SHARED_DIR="$PWD/.device/shared" OWLORE_BINARY="$PWD/build-cuda/owlore"
 all=(test_cuda_ops test_cuda_model test_cuda_offload test_cuda_probe test_cuda_dist)
-if [ -z "${OWLORE_NCCL_LIBRARY:-}" ]; then
-  nccl=$(python3 -c 'import glob, site
-dirs = site.getsitepackages() + [site.getusersitepackages()]
-hits = [p for d in dirs for p in glob.glob(d + "/nvidia/nccl/lib/libnccl.so.2")]
-print(hits[0] if hits else "")' 2>/dev/null)
-  if [ -n "$nccl" ]; then export OWLORE_NCCL_LIBRARY=$nccl; fi
-fi
+nccl=$(scripts/find-nccl.sh)
+if [ -n "$nccl" ]; then export OWLORE_NCCL_LIBRARY=$nccl; fi
 status=0
 for f in tests/gpu/test_*.c; do
   case " ${all[*]} " in *" $(basename "$f" .c) "*) ;; *) echo "$f is not listed in $0"; status=1 ;; esac

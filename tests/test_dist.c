@@ -158,13 +158,10 @@ static void two_ranks_equal_one_process(int untied) {
               log);
     free(log);
     same_losses(dir, "one", "two-full", 1e-6);
-    /* the same ranks started without MPI: the local launcher, joined by shared memory (not under the
-     * emulator, whose NCCL stand-in sums through MPI) */
-    if (!getenv("OWLORE_EMU")) {
-        snprintf(two, sizeof two, "--batch-size %d --dp-reduce full --ranks 2 --launcher local", b);
-        free(train(dir, "two-local", 0, flags, two));
-        same_losses(dir, "one", "two-local", 1e-6);
-    }
+    /* the same ranks started without MPI: the local launcher, joined by shared memory */
+    snprintf(two, sizeof two, "--batch-size %d --dp-reduce full --ranks 2 --launcher local", b);
+    free(train(dir, "two-local", 0, flags, two));
+    same_losses(dir, "one", "two-local", 1e-6);
     /* --dp-reduce projected: the ranks sum R = P^T G, which is projected accumulation over the ranks */
     snprintf(one, sizeof one, "--batch-size %d --accum-mode projected --grad-accum 2", 2 * b);
     snprintf(two, sizeof two, "--batch-size %d --grad-accum 2", b);

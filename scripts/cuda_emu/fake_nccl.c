@@ -1,11 +1,14 @@
 /* fake_nccl.c: NCCL's entry points (the ones cuda/cuda_group.cu opens) for
  * the CPU emulator, where device memory is host memory and every stream runs
- * its work when it is queued: an all-reduce is MPI_Allreduce over the ranks'
- * buffers, at once. Loaded through OWLORE_NCCL_LIBRARY by `run.sh dist`.
- * It checks what a real NCCL would refuse or get wrong: a rank or size
- * other than MPI's, ranks holding different ids (the id was not sent), a
- * dtype or op other than f32 sum, a sum before the communicator exists. */
-#include <mpi.h>
+ * its work when it is queued, so an all-reduce can be done at once, by the
+ * host. It sums through owlore's own rank transport (dist/comm.h: MPI, or the
+ * local launcher's shared memory), whose symbols the emulated owlore binary
+ * exports (-rdynamic); loaded through OWLORE_NCCL_LIBRARY by `run.sh dist`.
+ * It checks what a real NCCL would refuse or get wrong: a rank or size other
+ * than the transport's, ranks holding different ids (the id was not sent),
+ * a dtype or op other than f32 sum, a sum before the communicator exists. */
+#include "dist/comm.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,31 +46,19 @@ int ncclGetUniqueId(ncclUniqueId *id) {
     return OK;
 }
 
-static int mpi_up(void) {
-    int up = 0;
-    MPI_Initialized(&up);
-    return up;
-}
-
 int ncclCommInitRank(FakeComm **comm, int nranks, ncclUniqueId id, int rank) {
-    int size = 1, r = 0;
-    if (mpi_up()) { /* else a group of one (OWLORE_TEST_GROUP_OF_ONE), as NCCL allows */
-        MPI_Comm_size(MPI_COMM_WORLD, &size);
-        MPI_Comm_rank(MPI_COMM_WORLD, &r);
-    }
-    if (nranks != size || rank != r) {
-        fprintf(stderr, "fake NCCL: rank %d of %d, but MPI says %d of %d\n", rank, nranks, r, size);
+    Comm *w = comm_world();
+    if (nranks != w->size || rank != w->rank) {
+        fprintf(stderr, "fake NCCL: rank %d of %d, but the transport says %d of %d\n", rank, nranks, w->rank, w->size);
         return INVALID_ARGUMENT;
     }
     ncclUniqueId root = id;
-    int same = 1, all = 1;
-    if (size > 1) {
-        MPI_Bcast(&root, sizeof root, MPI_BYTE, 0, MPI_COMM_WORLD);
-        same = memcmp(&root, &id, sizeof id) == 0;
-        MPI_Allreduce(&same, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    }
-    if (!all) {
-        fprintf(stderr, "fake NCCL: rank %d holds another id than rank 0\n", rank);
+    OwError err;
+    int64_t differ = 0;
+    if (comm_bcast(w, &root, sizeof root, 0, &err) != 0) return INVALID_USAGE;
+    differ = memcmp(&root, &id, sizeof id) != 0;
+    if (comm_max_i64(w, &differ, &err) != 0 || differ) {
+        fprintf(stderr, "fake NCCL: rank %d: the ranks hold different ids\n", rank);
         return INVALID_USAGE;
     }
     FakeComm *c = calloc(1, sizeof *c);
@@ -79,10 +70,13 @@ int ncclCommInitRank(FakeComm **comm, int nranks, ncclUniqueId id, int rank) {
 
 int ncclAllReduce(const void *send, void *recv, size_t count, int dtype, int op, FakeComm *c, void *stream) {
     (void)stream;
-    if (!c || dtype != 7 || op != 0 || count > (size_t)1 << 30) return INVALID_ARGUMENT;
+    if (!c || dtype != 7 || op != 0) return INVALID_ARGUMENT;
     if (send != recv) memcpy(recv, send, count * sizeof(float));
-    if (c->size > 1 && MPI_Allreduce(MPI_IN_PLACE, recv, (int)count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
+    OwError err;
+    if (comm_sum_f32(comm_world(), recv, (int64_t)count, &err) != 0) {
+        fprintf(stderr, "fake NCCL: %s\n", err.msg);
         return INVALID_USAGE;
+    }
     c->sums++;
     c->floats += (long long)count;
     return OK;

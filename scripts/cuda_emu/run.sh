@@ -3,7 +3,8 @@
 # folder and runs the GPU tests (tests/gpu) on it, on a machine without a GPU.
 # usage: scripts/cuda_emu/run.sh ops|model|probe|offload|all|dist [criterion flags, e.g. --filter 'cuda_ops/rmsnorm']
 # dist: an owlore binary on the emulated backend, and tests/test_dist.c's comparisons of two ranks with one
-# process run with it (--device cuda, fp32), the ranks summing through fake_nccl.c (MPI underneath).
+# process run with it (--device cuda, fp32; mpirun's ranks and the local launcher's), the ranks summing
+# through fake_nccl.c (owlore's own rank transport underneath).
 # Slow (every GPU thread is a host thread); the long-sequence attention test
 # takes hours there: skip it with --filter '!(*attention_long*)'.
 # OWLORE_EMU_SANITIZE=1 builds the emulated backend with ASan/UBSan (the
@@ -67,12 +68,12 @@ for t in "${tests[@]}"; do
   done
 done
 if [ "$which" = dist ]; then
-  MPIL=($(mpicc --showme:link)) MPIC=($(mpicc --showme:compile))
+  MPIL=($(mpicc --showme:link))
   gcc "${CF[@]}" -c "$ROOT/src/main.c" -o "$OUT/obj/main.o"
-  g++ "${SAN[@]}" -o "$OUT/owlore" "$OUT/obj/main.o" "$OUT"/obj/cuda_*.o "$OUT/obj/emu.o" "$OUT/obj/emu_api.o" \
-      "$OUT/lib/libowlore_lib.a" "${LIBS[@]}" "${MPIL[@]}" -ldl
-  gcc -std=c11 -O1 -g -D_POSIX_C_SOURCE=200809L -shared -fPIC "${MPIC[@]}" "$EMU/fake_nccl.c" -o "$OUT/libfakenccl.so" \
-      "${MPIL[@]}"
+  # -rdynamic: fake_nccl.c sums through the binary's own dist/comm.h (MPI or the local launcher's memory)
+  g++ "${SAN[@]}" -rdynamic -o "$OUT/owlore" "$OUT/obj/main.o" "$OUT"/obj/cuda_*.o "$OUT/obj/emu.o" \
+      "$OUT/obj/emu_api.o" "$OUT/lib/libowlore_lib.a" "${LIBS[@]}" "${MPIL[@]}" -ldl
+  gcc "${CF[@]}" -shared -fPIC "$EMU/fake_nccl.c" -o "$OUT/libfakenccl.so"
   gcc "${CF[@]}" -c "$ROOT/tests/test_dist.c" -o "$OUT/obj/test_dist.o"
   g++ -o "$OUT/test_dist" "$OUT/obj/test_dist.o" "$OUT"/obj/support_*.o "$OUT/lib/libowlore_lib.a" "${LIBS[@]}" \
       "${MPIL[@]}"
@@ -80,5 +81,11 @@ if [ "$which" = dist ]; then
   OWLORE_BINARY=$OUT/owlore OWLORE_TEST_DIST_DEVICE=cuda OWLORE_EMU_DEVICES=2 OWLORE_NCCL_LIBRARY=$OUT/libfakenccl.so \
     OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
     "$OUT/test_dist" --jobs 1 --verbose --filter 'dist/two_ranks*' "$@" || rc=1
+  echo "== test_cuda_dist (a group of one through NCCL's stand-in gives one process's bits)"
+  gcc "${CF[@]}" -c "$ROOT/tests/gpu/test_cuda_dist.c" -o "$OUT/obj/test_cuda_dist.o"
+  g++ "${SAN[@]}" -rdynamic -o "$OUT/test_cuda_dist" "$OUT/obj/test_cuda_dist.o" "$OUT"/obj/support_*.o \
+      "$OUT"/obj/cuda_*.o "$OUT/obj/emu.o" "$OUT/obj/emu_api.o" "$OUT/lib/libowlore_lib.a" "${LIBS[@]}" \
+      "${MPIL[@]}" -ldl
+  OWLORE_NCCL_LIBRARY=$OUT/libfakenccl.so "$OUT/test_cuda_dist" --jobs 1 --verbose "$@" || rc=1
 fi
 exit $rc

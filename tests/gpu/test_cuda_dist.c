@@ -9,7 +9,8 @@
  * (the trajectory fixture's owlore: untied, so lm_head's gradient lives in the activation pool and the
  * embedding's is compact) resamples and refreshes projectors within its 20 steps.
  * NCCL: OWLORE_NCCL_LIBRARY, else libnccl.so.2 on the loader's path (scripts/gpu-tests.sh finds the
- * one of pip's nvidia-nccl wheel when the variable is unset). */
+ * one of pip's nvidia-nccl wheel when the variable is unset); under the CPU emulator, its stand-in
+ * (scripts/cuda_emu/fake_nccl.c). */
 #include "core/fileio.h"
 #include "core/json.h"
 #include "test_support.h"
@@ -26,6 +27,8 @@ Test(cuda_dist, a_group_of_one_gives_the_bits_of_one_process, .timeout = 900) {
     free(ts_trajectory_config("owlore", dir, "cuda", &group));
     char *out = ow_path_join(dir, "run-group");
     snprintf(group.out, sizeof group.out, "%s", out);
+    if (getenv("OWLORE_EMU")) /* the CPU emulator (scripts/cuda_emu/run.sh dist): ~40 s a step there */
+        alone.steps = group.steps = 4;
     ts_train(&alone);
     cr_assert_eq(setenv("OWLORE_TEST_GROUP_OF_ONE", "1", 1), 0);
     ts_train(&group);
