@@ -373,27 +373,21 @@ Test(dist, ranks_stream_blocks_from_host_memory_and_their_own_store_files) {
     free(dir);
 }
 
-/* --ranks: a count out of range, and no mpirun to start the ranks, are refused with the reason. */
-Test(dist, the_ranks_launcher_refuses_what_it_cannot_start) {
+/* `[env] owlore train ARGS` fails, saying `needle`. */
+static void refused(const char *env, const char *args, const char *needle) {
     char *cmd = NULL, *log = NULL;
-    cr_assert(asprintf(&cmd, "%s train --ranks 0 --model llama2-7b --data synthetic --steps 1 --out /nonexistent 2>&1",
-                       ts_owlore_binary()) > 0);
+    cr_assert(asprintf(&cmd, "%s%s train %s --model llama2-7b --data synthetic --steps 1 --out /nonexistent 2>&1", env,
+                       ts_owlore_binary(), args) > 0);
     cr_assert_neq(ts_run(cmd, &log), 0, "%s", log);
-    cr_assert(strstr(log, "--ranks / --gpus 0: a number of processes from 1 to 4096"), "%s", log);
+    cr_assert(strstr(log, needle), "%s", log);
     free(cmd);
     free(log);
-    cr_assert(asprintf(&cmd,
-                       "env PATH=/nonexistent %s train --ranks 2 --launcher mpirun --model llama2-7b --data synthetic "
-                       "--steps 1 --out /nonexistent 2>&1",
-                       ts_owlore_binary()) > 0);
-    cr_assert_neq(ts_run(cmd, &log), 0, "%s", log);
-    cr_assert(strstr(log, "--ranks 2 needs mpirun to start the ranks"), "%s", log);
-    free(cmd);
-    free(log);
-    cr_assert(asprintf(&cmd, "%s train --ranks 2 --launcher ssh --model llama2-7b --data synthetic --out /x 2>&1",
-                       ts_owlore_binary()) > 0);
-    cr_assert_neq(ts_run(cmd, &log), 0, "%s", log);
-    cr_assert(strstr(log, "--launcher ssh: one of auto, mpirun, local"), "%s", log);
-    free(cmd);
-    free(log);
+}
+
+/* --ranks: a count out of range, no mpirun for --launcher mpirun, and an unknown launcher are refused with
+ * the reason. */
+Test(dist, the_ranks_launcher_refuses_what_it_cannot_start) {
+    refused("", "--ranks 0", "--ranks / --gpus 0: a number of processes from 1 to 4096");
+    refused("env PATH=/nonexistent ", "--ranks 2 --launcher mpirun", "--ranks 2 needs mpirun to start the ranks");
+    refused("", "--ranks 2 --launcher ssh", "--launcher ssh: one of auto, mpirun, local");
 }
