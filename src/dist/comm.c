@@ -120,6 +120,23 @@ static int local_barrier(Comm *c, OwError *err) {
     return 0;
 }
 
+/* out[k] = the sum over the ranks' slots, in rank order (the same on every rank). */
+static void local_add_f32(const Comm *c, float *out, int64_t k) {
+    for (int64_t j = 0; j < k; j++) {
+        float x = ((const float *)local_slot(c, 0))[j];
+        for (int r = 1; r < c->size; r++) x += ((const float *)local_slot(c, r))[j];
+        out[j] = x;
+    }
+}
+
+static void local_add_f64(const Comm *c, double *out, int64_t k) {
+    for (int64_t j = 0; j < k; j++) {
+        double x = ((const double *)local_slot(c, 0))[j];
+        for (int r = 1; r < c->size; r++) x += ((const double *)local_slot(c, r))[j];
+        out[j] = x;
+    }
+}
+
 /* In place: every rank's buf[n] (f64 or f32) summed in rank order, slot by slot, the same on every rank. */
 static int local_sum(Comm *c, void *buf, int64_t n, int f64, OwError *err) {
     size_t elem = f64 ? sizeof(double) : sizeof(float);
@@ -129,17 +146,10 @@ static int local_sum(Comm *c, void *buf, int64_t n, int f64, OwError *err) {
         char *mine = (char *)buf + (size_t)i * elem;
         memcpy(local_slot(c, c->rank), mine, (size_t)k * elem);
         if (local_barrier(c, err) != 0) return -1;
-        for (int64_t j = 0; j < k; j++) {
-            if (f64) {
-                double x = ((const double *)local_slot(c, 0))[j];
-                for (int r = 1; r < c->size; r++) x += ((const double *)local_slot(c, r))[j];
-                ((double *)mine)[j] = x;
-            } else {
-                float x = ((const float *)local_slot(c, 0))[j];
-                for (int r = 1; r < c->size; r++) x += ((const float *)local_slot(c, r))[j];
-                ((float *)mine)[j] = x;
-            }
-        }
+        if (f64)
+            local_add_f64(c, (double *)mine, k);
+        else
+            local_add_f32(c, (float *)mine, k);
         if (local_barrier(c, err) != 0) return -1; /* the slots are free again */
     }
     return 0;
@@ -226,54 +236,46 @@ void comm_abort(Comm *c, int code) {
     exit(code);
 }
 
-/* In-place sum of n elements (double when f64, else float), in pieces MPI's int count can hold. */
-static int sum_in_place(Comm *c, void *buf, int64_t n, int f64, OwError *err) {
+#ifdef OWLORE_HAVE_MPI
+/* The slot for one more started sum's request (Comm.pending grows as needed). */
+static MPI_Request *next_request(Comm *c) {
+    if (c->n_pending == c->cap_pending) {
+        c->cap_pending = c->cap_pending ? 2 * c->cap_pending : 64;
+        c->pending = ow_xrealloc(c->pending, (size_t)c->cap_pending * sizeof(MPI_Request));
+    }
+    return (MPI_Request *)c->pending + c->n_pending;
+}
+#endif
+
+/* In-place sum of n elements (double when f64, else float), in pieces MPI's int count can hold; `start`:
+ * started only (MPI_Iallreduce, completed by comm_wait; the local transport sums at once). */
+static int sum_in_place(Comm *c, void *buf, int64_t n, int f64, int start, OwError *err) {
     if (c->size <= 1 || n <= 0) return 0;
     if (c->shm) return local_sum(c, buf, n, f64, err);
 #ifdef OWLORE_HAVE_MPI
     size_t elem = f64 ? sizeof(double) : sizeof(float);
+    MPI_Datatype type = f64 ? MPI_DOUBLE : MPI_FLOAT;
     const int64_t piece = 1 << 28;
     for (int64_t i = 0; i < n; i += piece) {
         int k = (int)(n - i < piece ? n - i : piece);
-        if (mpi_check(MPI_Allreduce(MPI_IN_PLACE, (char *)buf + (size_t)i * elem, k, f64 ? MPI_DOUBLE : MPI_FLOAT,
-                                    MPI_SUM, MPI_COMM_WORLD),
-                      "a gradient sum", err) != 0)
-            return -1;
+        void *at = (char *)buf + (size_t)i * elem;
+        int rc = start ? MPI_Iallreduce(MPI_IN_PLACE, at, k, type, MPI_SUM, MPI_COMM_WORLD, next_request(c))
+                       : MPI_Allreduce(MPI_IN_PLACE, at, k, type, MPI_SUM, MPI_COMM_WORLD);
+        if (mpi_check(rc, start ? "starting a gradient sum" : "a gradient sum", err) != 0) return -1;
+        c->n_pending += start;
     }
 #else
     (void)buf;
     (void)f64;
+    (void)start;
     (void)err;
 #endif
     return 0;
 }
 
-int comm_sum_f32(Comm *c, float *buf, int64_t n, OwError *err) { return sum_in_place(c, buf, n, 0, err); }
+int comm_sum_f32(Comm *c, float *buf, int64_t n, OwError *err) { return sum_in_place(c, buf, n, 0, 0, err); }
 
-int comm_sum_f32_start(Comm *c, float *buf, int64_t n, OwError *err) {
-    if (c->size <= 1 || n <= 0) return 0;
-    if (c->shm) return local_sum(c, buf, n, 0, err); /* done at once */
-#ifdef OWLORE_HAVE_MPI
-    const int64_t piece = 1 << 28;
-    for (int64_t i = 0; i < n; i += piece) {
-        if (c->n_pending == c->cap_pending) {
-            c->cap_pending = c->cap_pending ? 2 * c->cap_pending : 64;
-            c->pending = ow_xrealloc(c->pending, (size_t)c->cap_pending * sizeof(MPI_Request));
-        }
-        int k = (int)(n - i < piece ? n - i : piece);
-        MPI_Request *r = (MPI_Request *)c->pending + c->n_pending;
-        if (mpi_check(MPI_Iallreduce(MPI_IN_PLACE, buf + i, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, r),
-                      "starting a gradient sum", err) != 0)
-            return -1;
-        c->n_pending++;
-    }
-    return 0;
-#else
-    (void)buf;
-    (void)err;
-    return 0;
-#endif
-}
+int comm_sum_f32_start(Comm *c, float *buf, int64_t n, OwError *err) { return sum_in_place(c, buf, n, 0, 1, err); }
 
 int comm_wait(Comm *c, OwError *err) {
     if (c->n_pending == 0) return 0;
@@ -308,7 +310,7 @@ int comm_bcast(Comm *c, void *buf, size_t len, int root, OwError *err) {
 #endif
 }
 
-int comm_sum_f64(Comm *c, double *buf, int64_t n, OwError *err) { return sum_in_place(c, buf, n, 1, err); }
+int comm_sum_f64(Comm *c, double *buf, int64_t n, OwError *err) { return sum_in_place(c, buf, n, 1, 0, err); }
 
 int comm_max_i64(Comm *c, int64_t *v, OwError *err) {
     if (c->size <= 1) return 0;

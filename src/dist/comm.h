@@ -38,7 +38,7 @@ void comm_local_remove(const char *name);
 
 /* The world of this process (a world of one until comm_init joins a launched job). */
 Comm *comm_world(void);
-/* 1 when a launcher started this process as a rank of several (OMPI/PMIx variables set). */
+/* 1 when a launcher started this process as a rank of several (OMPI/PMIx variables, or the local launcher's). */
 int comm_launched(void);
 /* Joins the job when launched (MPI_Init); a world of one otherwise. Fails when the build has no
  * MPI but the launcher asks for several ranks. */
