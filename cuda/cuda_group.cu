@@ -99,6 +99,35 @@ int cuda_group_id(Backend *be, void *id, OwError *err) {
     return 0;
 }
 
+static size_t device_used(void) {
+    size_t free_b = 0, total_b = 0;
+    return cudaMemGetInfo(&free_b, &total_b) == cudaSuccess ? total_b - free_b : 0;
+}
+
+/* NCCL's device memory (its buffers, and what a first sum adds) is outside the arena: it counts against the
+ * device's cap (--gpu-mem, or the free memory), so the plan made next leaves room for it. */
+static int charge_buffers(Backend *be, CudaGroup *g, size_t before, OwError *err) {
+    CudaImpl *ci = cuda_impl(be);
+    int rc = g->api.all_reduce(ci->scratch, ci->scratch, 1, NCCL_FLOAT32, NCCL_SUM, g->comm, g->stream);
+    cudaError_t e = rc == NCCL_SUCCESS ? cudaStreamSynchronize(g->stream) : cudaSuccess;
+    if (rc != NCCL_SUCCESS || e != cudaSuccess)
+        return ow_fail(err, "rank %d of %d: the group's first sum: %s", g->rank, g->size,
+                       rc != NCCL_SUCCESS ? nccl_error(g, rc) : cudaGetErrorString(e));
+    size_t after = device_used(), took = after > before ? after - before : 0;
+    char s1[32], s2[32];
+    if (took && be->mem.cap <= took + be->mem.current_total)
+        return ow_fail(err,
+                       "rank %d of %d: NCCL's buffers take %s of CUDA device %d, which leaves nothing of the cap of "
+                       "%s for the run (hint: a larger --gpu-mem, or a smaller NCCL_BUFFSIZE)",
+                       g->rank, g->size, format_size(took, s1, sizeof s1), ci->device,
+                       format_size(be->mem.cap, s2, sizeof s2));
+    ci->arena.cap -= took;
+    be->mem.cap -= took;
+    OW_INFO("rank %d of %d: NCCL holds %s of CUDA device %d, counted in its cap (%s left for the run)", g->rank,
+            g->size, format_size(took, s1, sizeof s1), ci->device, format_size(be->mem.cap, s2, sizeof s2));
+    return 0;
+}
+
 int cuda_group_join(Backend *be, const void *id, int rank, int size, OwError *err) {
     CudaImpl *ci = cuda_impl(be);
     CudaGroup *g = group_of(be);
@@ -112,6 +141,10 @@ int cuda_group_join(Backend *be, const void *id, int rank, int size, OwError *er
         return ow_fail(err, "CUDA device %d: the group's stream and events: %s", ci->device, cudaGetErrorString(e));
     NcclUniqueId u;
     memcpy(u.internal, id, sizeof u.internal);
+    /* NCCL connects its peers at init rather than at their first sum, so what its buffers take is known before
+     * the run's memory is planned (a setting the user made is kept) */
+    setenv("NCCL_RUNTIME_CONNECT", "0", 0);
+    size_t before = device_used();
     int rc = g->api.comm_init_rank(&g->comm, size, u, rank);
     if (rc != NCCL_SUCCESS) {
         g->comm = NULL;
@@ -122,7 +155,7 @@ int cuda_group_join(Backend *be, const void *id, int rank, int size, OwError *er
     }
     g->rank = rank;
     g->size = size;
-    return 0;
+    return charge_buffers(be, g, before, err);
 }
 
 int cuda_group_sum(Backend *be, Tensor *t, int64_t n, OwError *err) {
