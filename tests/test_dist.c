@@ -317,6 +317,44 @@ Test(dist, a_killed_rank_stops_every_rank_and_the_run_resumes) { killed_rank(0);
 /* The same with `--ranks 2 --launcher local` (no MPI): the launcher ends rank 0 and names rank 1. */
 Test(dist, a_killed_local_rank_stops_every_rank_and_the_run_resumes) { killed_rank(1); }
 
+/* The local launcher killed with SIGKILL (it can neither stop its ranks nor clean up): its ranks die with it
+ * (PR_SET_PDEATHSIG), and no shared memory is left behind (/dev/shm), as it has no name there. */
+Test(dist, a_killed_local_launcher_takes_its_ranks_and_leaves_no_shared_memory) {
+    char *dir = ts_tmpdir(), *flags = common_flags(0, 150), *out = ow_path_join(dir, "cut"),
+         *log = ow_path_join(dir, "cut.log"), *cmd = NULL;
+    cr_assert(asprintf(&cmd, "exec %s train %s --out %s --batch-size 4 --save-every 10 --ranks 2 --launcher local",
+                       ts_owlore_binary(), flags, out) > 0);
+    pid_t launcher = ts_spawn(cmd, log, "100");
+    pid_t r0 = 0, r1 = 0;
+    for (int i = 0; i < 3000 && !(r0 && r1); i++) { /* training: both ranks past their setup */
+        if (metric_lines(out) >= 3) {
+            r0 = rank_pid("OWLORE_LOCAL_RANK", 0, out);
+            r1 = rank_pid("OWLORE_LOCAL_RANK", 1, out);
+        }
+        if (!(r0 && r1)) ts_sleep_ms(10);
+    }
+    cr_assert(r0 > 0 && r1 > 0, "the ranks were not found training");
+    cr_assert_eq(kill(launcher, SIGKILL), 0);
+    int status = 0;
+    cr_assert_eq(waitpid(launcher, &status, 0), launcher);
+    for (int i = 0; i < 200 && (running(r0) || running(r1)); i++) ts_sleep_ms(50);
+    cr_assert(!running(r0) && !running(r1), "a rank still runs 10 s after its launcher was killed");
+    DIR *d = opendir("/dev/shm");
+    if (d) {
+        char mine[64];
+        snprintf(mine, sizeof mine, "owlore-ranks-%d", (int)launcher);
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) cr_assert(strcmp(e->d_name, mine) != 0, "/dev/shm/%s was left behind", mine);
+        closedir(d);
+    }
+    free(cmd);
+    free(log);
+    free(out);
+    free(flags);
+    ts_rmtree(dir);
+    free(dir);
+}
+
 Test(dist, ranks_with_different_weights_stop_the_run) {
     char *dir = ts_tmpdir(), *flags = common_flags(0, STEPS), *out = ow_path_join(dir, "astray"), *cmd = NULL,
          *log = NULL;

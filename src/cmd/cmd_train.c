@@ -116,9 +116,10 @@ static int rank_ended_well(int status, char *what, size_t cap) {
 }
 
 /* Starts ranks 0..n-1 as copies of this program joined by the local transport (dist/comm.h). */
-static int start_local_ranks(int n, const char *exe, char **av, const char *shm, OwError *err) {
-    char size[16], rank[16];
+static int start_local_ranks(int n, const char *exe, char **av, int shm, OwError *err) {
+    char size[16], rank[16], fd[16];
     snprintf(size, sizeof size, "%d", n);
+    snprintf(fd, sizeof fd, "%d", shm);
     pid_t parent = getpid();
     fflush(NULL);
     for (int r = 0; r < n; r++) {
@@ -129,7 +130,7 @@ static int start_local_ranks(int n, const char *exe, char **av, const char *shm,
             snprintf(rank, sizeof rank, "%d", r);
             setenv(COMM_LOCAL_RANK_ENV, rank, 1);
             setenv(COMM_LOCAL_SIZE_ENV, size, 1);
-            setenv(COMM_LOCAL_SHM_ENV, shm, 1);
+            setenv(COMM_LOCAL_FD_ENV, fd, 1);
             execv(exe, av);
             fprintf(stderr, "owlore train: rank %d: cannot run %s: %s\n", r, exe, strerror(errno));
             _exit(127);
@@ -176,9 +177,8 @@ static int wait_local_ranks(int n) {
  * memory (dist/comm.h's local transport); this process forwards SIGINT/SIGTERM to them, waits, and ends
  * them all when one fails. Returns the exit status. */
 static int run_local_ranks(int n, const char *exe, int argc, char **argv, OwError *err) {
-    char shm[64];
-    snprintf(shm, sizeof shm, "/owlore-ranks-%d", (int)getpid());
-    if (comm_local_create(shm, n, err) != 0) return -1;
+    int shm = comm_local_create(n, err);
+    if (shm < 0) return -1;
     char **av = ow_xcalloc((size_t)argc + 2, sizeof(char *));
     av[0] = (char *)exe;
     av[1] = "train";
@@ -189,10 +189,11 @@ static int run_local_ranks(int n, const char *exe, int argc, char **argv, OwErro
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    int code = start_local_ranks(n, exe, av, shm, err) == 0 ? wait_local_ranks(n) : -1;
+    int started = start_local_ranks(n, exe, av, shm, err);
+    close(shm); /* the ranks hold it now */
+    int code = started == 0 ? wait_local_ranks(n) : -1;
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    comm_local_remove(shm);
     free(g_ranks);
     g_ranks = NULL;
     g_nranks = 0;

@@ -1,4 +1,5 @@
 /* comm.c: see comm.h. */
+#define _GNU_SOURCE /* memfd_create */
 #include "dist/comm.h"
 
 #include <errno.h>
@@ -52,46 +53,44 @@ typedef struct LocalHeader {
 
 static size_t local_bytes(int size) { return LOCAL_SLOTS_AT + (size_t)size * LOCAL_SLOT_BYTES; }
 
-int comm_local_create(const char *name, int size, OwError *err) {
-    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
-    if (fd < 0) return ow_fail(err, "shared memory %s for %d ranks: %s", name, size, strerror(errno));
+int comm_local_create(int size, OwError *err) {
+    int fd = memfd_create("owlore-ranks", 0); /* no name in /dev/shm: gone with the last process that maps it */
+    if (fd < 0) return ow_fail(err, "shared memory for %d ranks: memfd_create: %s", size, strerror(errno));
     size_t bytes = local_bytes(size);
     if (ftruncate(fd, (off_t)bytes) != 0) {
         int e = errno;
         close(fd);
-        shm_unlink(name);
-        return ow_fail(err, "shared memory %s: %zu bytes for %d ranks: %s (hint: /dev/shm too small?)", name, bytes,
-                       size, strerror(e));
+        return ow_fail(err, "shared memory: %zu bytes for %d ranks: %s (hint: too little memory?)", bytes, size,
+                       strerror(e));
     }
     LocalHeader *h = mmap(NULL, sizeof *h, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
     if (h == MAP_FAILED) {
-        shm_unlink(name);
-        return ow_fail(err, "shared memory %s: mmap: %s", name, strerror(errno));
+        int e = errno;
+        close(fd);
+        return ow_fail(err, "shared memory for %d ranks: mmap: %s", size, strerror(e));
     }
     h->size = (uint32_t)size;
     h->slot_bytes = LOCAL_SLOT_BYTES;
     munmap(h, sizeof *h);
-    return 0;
+    return fd;
 }
 
-void comm_local_remove(const char *name) { shm_unlink(name); }
-
 static int local_join(Comm *c, int size, OwError *err) {
-    const char *name = getenv(COMM_LOCAL_SHM_ENV);
-    int rank = env_int(COMM_LOCAL_RANK_ENV);
-    if (!name || rank < 0 || rank >= size)
+    int fd = env_int(COMM_LOCAL_FD_ENV), rank = env_int(COMM_LOCAL_RANK_ENV);
+    if (fd < 0 || rank < 0 || rank >= size)
         return ow_fail(err, "%s=%d needs %s (0..%d) and %s, as `owlore train --ranks %d` sets them",
-                       COMM_LOCAL_SIZE_ENV, size, COMM_LOCAL_RANK_ENV, size - 1, COMM_LOCAL_SHM_ENV, size);
-    int fd = shm_open(name, O_RDWR, 0);
-    if (fd < 0) return ow_fail(err, "rank %d: shared memory %s: %s", rank, name, strerror(errno));
+                       COMM_LOCAL_SIZE_ENV, size, COMM_LOCAL_RANK_ENV, size - 1, COMM_LOCAL_FD_ENV, size);
     void *m = mmap(NULL, local_bytes(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (m == MAP_FAILED) return ow_fail(err, "rank %d: shared memory %s: mmap: %s", rank, name, strerror(errno));
+    int e = errno;
+    close(fd); /* the mapping keeps the segment */
+    unsetenv(COMM_LOCAL_FD_ENV);
+    if (m == MAP_FAILED)
+        return ow_fail(err, "rank %d: the shared memory of descriptor %d (%s): mmap: %s", rank, fd, COMM_LOCAL_FD_ENV,
+                       strerror(e));
     if (((LocalHeader *)m)->size != (uint32_t)size) {
         munmap(m, local_bytes(size));
-        return ow_fail(err, "rank %d: shared memory %s is for %u ranks, not %d", rank, name, ((LocalHeader *)m)->size,
-                       size);
+        return ow_fail(err, "rank %d: the shared memory of descriptor %d is for %u ranks, not %d", rank, fd,
+                       ((LocalHeader *)m)->size, size);
     }
     c->shm = m;
     c->rank = c->local_rank = rank;

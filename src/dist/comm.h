@@ -28,13 +28,14 @@ typedef struct Comm {
 } Comm;
 
 /* The local transport: `owlore train --ranks N` without mpirun starts N copies of itself with these set
- * (the rank, N, and the name of a shared memory segment it made with comm_local_create). */
+ * (the rank, N, and the descriptor of the shared memory that comm_local_create made, which they inherit). */
 #define COMM_LOCAL_RANK_ENV "OWLORE_LOCAL_RANK"
 #define COMM_LOCAL_SIZE_ENV "OWLORE_LOCAL_SIZE"
-#define COMM_LOCAL_SHM_ENV "OWLORE_LOCAL_SHM"
-/* The segment for `size` local ranks (shm_open name, "/..."); comm_local_remove unlinks it. */
-int comm_local_create(const char *name, int size, OwError *err);
-void comm_local_remove(const char *name);
+#define COMM_LOCAL_FD_ENV "OWLORE_LOCAL_FD"
+/* The segment for `size` local ranks: an anonymous memory file (memfd), inherited by the ranks, so nothing is
+ * left behind however the launcher and the ranks end. Returns its descriptor (the caller closes it once the
+ * ranks are started), or -1. */
+int comm_local_create(int size, OwError *err);
 
 /* The world of this process (a world of one until comm_init joins a launched job). */
 Comm *comm_world(void);
