@@ -39,7 +39,8 @@ struct BlockStore {
     uint64_t clock;
     /* disk */
     StoreWriter writer;
-    int writing; /* the store file is being written (setup) */
+    int writing;   /* the store file is being written (setup) */
+    int restoring; /* setup of a reused store: disk homes committed now take the source's bytes back */
     StoreFile sf;
     int sf_open;
     BlockIo *io;
@@ -104,14 +105,22 @@ static int disk_open(BlockStore *bs, OwError *err) {
     if (!bs->scratch) return -1;
     uint64_t *sizes = block_sizes(bs);
     OwError why = {0};
-    int reuse = store_file_reusable(c->store_path, c->source_hash, n, sizes, &why);
+    int reuse = store_file_reusable(c->store_path, c->source_hash, n, sizes, bs->disk_valid, &why);
     int rc = 0;
     if (reuse == 1) {
-        OW_INFO("%s: reusing the block store (same source weights)", c->store_path);
+        int back = 0; /* blocks a training run wrote back: the loader writes the source's bytes into those */
+        for (int i = 0; i < n; i++) back += bs->homes[i] == BLOCK_HOME_DISK && !bs->disk_valid[i];
+        if (back)
+            OW_INFO("%s: reusing the block store (same source weights); writing again the %d block%s a training run "
+                    "wrote back",
+                    c->store_path, back, back == 1 ? "" : "s");
+        else
+            OW_INFO("%s: reusing the block store (same source weights)", c->store_path);
         rc = store_file_open_rw(&bs->sf, c->store_path, c->source_hash, err);
         bs->sf_open = rc == 0;
-        if (rc == 0) memset(bs->disk_valid, 1, (size_t)n);
+        bs->restoring = rc == 0;
     } else {
+        memset(bs->disk_valid, 0, (size_t)n);
         if (ow_path_exists(c->store_path))
             OW_INFO("writing the block store again (%s)", why.msg);
         else
@@ -383,9 +392,15 @@ static int write_home(BlockStore *bs, int i, const Tensor *buf, OwError *err) {
         be->ops->download(be, bs->host[i], OW_U8, buf);
         return 0;
     case BLOCK_HOME_DISK:
+        if (bs->restoring && bs->disk_valid[i]) return 0; /* the reused store holds the source's bytes */
         be->ops->download(be, bs->scratch, OW_U8, buf);
         if (bs->writing) {
             if (store_writer_put(&bs->writer, i, bs->scratch, err) != 0) return -1;
+            bs->stats.store_writes++;
+        } else if (bs->restoring) { /* the loader's source bytes into a block a training run wrote back */
+            if (store_file_restore_block(&bs->sf, i, bs->scratch, err) != 0)
+                return ow_fail_prefix(err, "restoring block %d of the block store", i);
+            bs->stats.store_writes++;
         } else if (store_file_write_block(&bs->sf, i, bs->scratch, err) != 0) {
             return ow_fail_prefix(err, "writing trained block %d back to the block store", i);
         }
@@ -429,6 +444,7 @@ int block_store_stage(BlockStore *bs, int i, Tensor *out, OwError *err) {
 static int put_in_new_store(BlockStore *bs, int i, const Tensor *buf, OwError *err) {
     if (!bs->writing || bs->homes[i] == BLOCK_HOME_DISK) return 0;
     bs->be->ops->download(bs->be, bs->scratch, OW_U8, buf);
+    bs->stats.store_writes++;
     return store_writer_put(&bs->writer, i, bs->scratch, err);
 }
 
@@ -447,6 +463,7 @@ int block_store_commit(BlockStore *bs, int i, OwError *err) {
 }
 
 int block_store_seal(BlockStore *bs, OwError *err) {
+    bs->restoring = 0;
     if (!bs->writing) return 0;
     bs->writing = 0;
     if (store_writer_commit(&bs->writer, err) != 0) return -1;

@@ -82,6 +82,8 @@ typedef struct BlockStoreStats {
     int64_t hits;             /* acquires that found the block in a slot already */
     int64_t disk_reads;       /* blocks read from the store file */
     int64_t writebacks;       /* pinned blocks copied back to their home */
+    int64_t store_writes;     /* setup: blocks written into the store file (all when it is new; those a training
+                                 run wrote back when it is reused) */
     double disk_read_seconds; /* host time spent waiting for store reads */
     size_t bytes_up;          /* bytes copied host -> device */
     size_t bytes_disk;        /* bytes read from the store file */

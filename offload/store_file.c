@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 _Static_assert(sizeof(StoreFileHeader) == 64, "the store header is 64 bytes on disk");
-_Static_assert(sizeof(StoreBlock) == 24, "a table entry is 24 bytes on disk");
+_Static_assert(sizeof(StoreBlock) == 32, "a table entry is 32 bytes on disk");
 
 uint64_t store_file_record_bytes(uint64_t size) {
     return (size + STORE_FILE_ALIGN - 1) / STORE_FILE_ALIGN * STORE_FILE_ALIGN;
@@ -158,7 +158,7 @@ static int plan_layout(StoreWriter *w, const uint64_t *sizes, OwError *err) {
         if (sizes[i] == 0)
             return ow_fail(err, "%s: block %d is empty; a store holds blocks of at least 1 byte", w->path, i);
         if (sizes[i] > ((uint64_t)1 << 48)) return ow_fail(err, "%s: block %d is implausibly large", w->path, i);
-        w->blocks[i] = (StoreBlock){.offset = off, .size = sizes[i], .hash = 0};
+        w->blocks[i] = (StoreBlock){.offset = off, .size = sizes[i], .hash = 0, .flags = 0};
         off += store_file_record_bytes(sizes[i]);
     }
     w->header.file_size = off;
@@ -253,19 +253,25 @@ static int check_header(const StoreFileHeader *h, const char *path, OwError *err
     return 0;
 }
 
-/* Checks every table entry is aligned, in order and inside the file size the header states. */
+/* Checks every table entry is aligned, in order and inside the file size the header states, and its flags
+ * agree with the header's (STORE_FILE_MODIFIED exactly when a block is marked written back). */
 static int check_table(const StoreFile *sf, const StoreFileHeader *h, OwError *err) {
     uint64_t next = h->data_offset;
     if (next != store_file_record_bytes(table_end(h->block_count)))
         return ow_fail(err, "%s: corrupt store header (data offset %llu)", sf->path, (unsigned long long)next);
+    int marked = 0;
     for (int i = 0; i < sf->n_blocks; i++) {
         const StoreBlock *b = &sf->blocks[i];
-        if (b->offset != next || b->size == 0 || b->size > h->file_size)
+        if (b->offset != next || b->size == 0 || b->size > h->file_size || (b->flags & ~STORE_BLOCK_WRITTEN_BACK))
             return ow_fail(err, "%s: corrupt store table at block %d", sf->path, i);
+        marked += b->flags != 0;
         next += store_file_record_bytes(b->size);
     }
     if (next != h->file_size)
         return ow_fail(err, "%s: corrupt store table (records end at %llu)", sf->path, (unsigned long long)next);
+    if (!marked != !(h->flags & STORE_FILE_MODIFIED))
+        return ow_fail(err, "%s: corrupt store header (flags %llx, %d blocks written back)", sf->path,
+                       (unsigned long long)h->flags, marked);
     return 0;
 }
 
@@ -293,11 +299,6 @@ static int read_header(StoreFile *sf, uint64_t source_hash, OwError *err) {
     if ((uint64_t)st.st_size != h.file_size)
         return ow_fail(err, "%s: truncated store file (%lld bytes, the header says %llu)", sf->path,
                        (long long)st.st_size, (unsigned long long)h.file_size);
-    if (h.flags & STORE_FILE_MODIFIED)
-        return ow_fail(err,
-                       "%s: modified by a training run that wrote trained blocks back: it no longer holds this "
-                       "model's blocks",
-                       sf->path);
     sf->source_hash = h.source_hash;
     sf->file_size = h.file_size;
     sf->header = h;
@@ -346,12 +347,14 @@ void store_file_close(StoreFile *sf) {
     sf->fd = sf->lock_fd = -1;
 }
 
-int store_file_reusable(const char *path, uint64_t source_hash, int n, const uint64_t *sizes, OwError *err) {
+int store_file_reusable(const char *path, uint64_t source_hash, int n, const uint64_t *sizes, uint8_t *source,
+                        OwError *err) {
     StoreFile sf;
     if (store_open(&sf, path, source_hash, 0, 0, err) != 0) return 0;
     int same = sf.n_blocks == n;
     for (int i = 0; same && i < n; i++) same = sf.blocks[i].size == sizes[i];
     if (!same) ow_fail(err, "%s: a store of another block layout (%d blocks)", path, sf.n_blocks);
+    for (int i = 0; same && i < n; i++) source[i] = !(sf.blocks[i].flags & STORE_BLOCK_WRITTEN_BACK);
     store_file_close(&sf);
     return same;
 }
@@ -394,19 +397,45 @@ static int write_header(StoreFile *sf, int i, OwError *err) {
 int store_file_write_block(StoreFile *sf, int i, const void *data, OwError *err) {
     OW_CHECKF(sf->writable, "%s: a write-back to a store opened read-only", sf->path);
     OW_CHECKF(i >= 0 && i < sf->n_blocks, "block %d of %d", i, sf->n_blocks);
-    if (!(sf->header.flags & STORE_FILE_MODIFIED)) {
-        /* durable before any record changes: from here on every open refuses the file */
+    StoreBlock *b = &sf->blocks[i];
+    if (!(b->flags & STORE_BLOCK_WRITTEN_BACK)) {
+        /* durable before the record changes: from here on block i is not the source's for any later open */
+        uint64_t was = sf->header.flags;
+        b->flags |= STORE_BLOCK_WRITTEN_BACK;
         sf->header.flags |= STORE_FILE_MODIFIED;
-        if (write_header(sf, -1, err) != 0) {
-            sf->header.flags &= ~STORE_FILE_MODIFIED; /* not known durable: the next write marks it again */
-            return ow_fail_prefix(err, "marking the store modified before writing block %d back", i);
+        if (write_header(sf, i, err) != 0) {
+            b->flags &= ~STORE_BLOCK_WRITTEN_BACK; /* not known durable: the next write marks it again */
+            sf->header.flags = was;
+            return ow_fail_prefix(err, "marking block %d written back before writing it", i);
         }
     }
-    StoreBlock *b = &sf->blocks[i];
     if (pwrite_all(sf->fd, sf->path, data, (size_t)b->size, b->offset, err) != 0)
         return ow_fail_prefix(err, "writing block %d back", i),
                ow_fail_suffix(err, "its record may be part written: reading it fails its checksum");
     b->hash = xxh64(data, (size_t)b->size, 0);
     if (write_header(sf, i, err) != 0) return ow_fail_prefix(err, "writing block %d's checksum back", i);
+    return 0;
+}
+
+int store_file_restore_block(StoreFile *sf, int i, const void *data, OwError *err) {
+    OW_CHECKF(sf->writable, "%s: a restore to a store opened read-only", sf->path);
+    OW_CHECKF(i >= 0 && i < sf->n_blocks, "block %d of %d", i, sf->n_blocks);
+    StoreBlock *b = &sf->blocks[i];
+    OW_CHECKF(b->flags & STORE_BLOCK_WRITTEN_BACK, "%s: block %d restored but never written back", sf->path, i);
+    if (pwrite_all(sf->fd, sf->path, data, (size_t)b->size, b->offset, err) != 0)
+        return ow_fail_prefix(err, "writing block %d's source bytes back", i);
+    if (fdatasync(sf->fd) != 0) /* the record before the mark goes: never a cleared mark on old bytes */
+        return ow_fail(err, "%s: fdatasync after block %d: %s", sf->path, i, strerror(errno));
+    b->hash = xxh64(data, (size_t)b->size, 0);
+    b->flags &= ~STORE_BLOCK_WRITTEN_BACK;
+    int marked = 0;
+    for (int k = 0; k < sf->n_blocks; k++) marked += sf->blocks[k].flags != 0;
+    uint64_t was = sf->header.flags;
+    if (!marked) sf->header.flags &= ~STORE_FILE_MODIFIED;
+    if (write_header(sf, i, err) != 0) {
+        b->flags |= STORE_BLOCK_WRITTEN_BACK; /* not known durable: still counts as written back */
+        sf->header.flags = was;
+        return ow_fail_prefix(err, "clearing block %d's written-back mark", i);
+    }
     return 0;
 }

@@ -1,10 +1,10 @@
 /* store_file.h: the NVMe block store file of one model (issue 14's offload
- * engine, the on-disk home of frozen blocks). Not yet used by training.
+ * engine, the on-disk home of frozen blocks).
  *
  * A store file holds n blocks of opaque bytes, each in its own record:
  *
  *   header   StoreFileHeader (64 bytes, little-endian fields)
- *   table    n StoreBlock entries (offset, size, xxh64 of the block's bytes)
+ *   table    n StoreBlock entries (offset, size, xxh64 of the block's bytes, flags)
  *   padding  to the first 4 KiB boundary
  *   records  block i's bytes at table[i].offset (a multiple of 4 KiB), zero
  *            padded to the next 4 KiB boundary; the file ends after the last
@@ -21,11 +21,14 @@
  * against its xxh64. The store never knows what the bytes mean.
  *
  * Write-back: a training run may replace blocks in place (store_file_open_rw,
- * store_file_write_block). The first write sets STORE_FILE_MODIFIED in the
- * header, written and fsynced before any record changes, so from then on the
- * file is refused by every later open and is never reusable: it no longer holds
- * the source model's blocks, and a crash part-way through a write leaves a
- * file that is refused as a whole, never a silently wrong block.
+ * store_file_write_block). Before a block's record first changes, its table
+ * entry is marked STORE_BLOCK_WRITTEN_BACK (and the header STORE_FILE_MODIFIED),
+ * written and fdatasynced: from then on that block no longer counts as the
+ * source's (store_file_reusable says which blocks do), and a crash part-way
+ * through a write leaves a block marked so, never a silently wrong one. A
+ * later setup writes the source's bytes back into the marked blocks only
+ * (store_file_restore_block: the record made durable first, then the mark
+ * cleared), which makes the store the source's again.
  *
  * Exclusive use: a StoreFile (read-only or not) and a StoreWriter hold an
  * exclusive flock(2) on "<path>.lock" (created if absent, the holder's pid as
@@ -48,11 +51,13 @@
 #include <stdint.h>
 
 #define STORE_FILE_MAGIC "OWSTORE1"
-#define STORE_FILE_VERSION 1u
+#define STORE_FILE_VERSION 2u /* 2: a flags word per table entry */
 #define STORE_FILE_ALIGN 4096u
 #define STORE_FILE_MAX_BLOCKS (1 << 20)
-/* StoreFileHeader.flags: trained blocks were written back (the store is no longer the source's). */
+/* StoreFileHeader.flags: some block was written back (exactly when a table entry has STORE_BLOCK_WRITTEN_BACK). */
 #define STORE_FILE_MODIFIED 1ull
+/* StoreBlock.flags: the record no longer holds the source's bytes (trained bytes, or a write in progress). */
+#define STORE_BLOCK_WRITTEN_BACK 1ull
 
 typedef struct StoreFileHeader {
     char magic[8];        /* STORE_FILE_MAGIC, no NUL */
@@ -70,6 +75,7 @@ typedef struct StoreBlock {
     uint64_t offset; /* of the record, a multiple of STORE_FILE_ALIGN */
     uint64_t size;   /* bytes of the block (the record is this rounded up to STORE_FILE_ALIGN) */
     uint64_t hash;   /* xxh64 (seed 0) of the block's bytes */
+    uint64_t flags;  /* STORE_BLOCK_WRITTEN_BACK or zero (other bits: refused as corrupt) */
 } StoreBlock;
 
 /* An opened, validated store file. */
@@ -118,9 +124,9 @@ void store_writer_abort(StoreWriter *w);
 
 /* Takes the store's lock (another holder: an error naming its pid), then opens
  * and validates path: it exists, its magic, version, header checksum,
- * alignment and table are right, it was written for source_hash, it holds
- * every record (a truncated file is refused) and no trained block was written
- * back into it (STORE_FILE_MODIFIED). Block contents are checked when read. */
+ * alignment, table and flags are right, it was written for source_hash and it
+ * holds every record (a truncated file is refused). Block contents are checked
+ * when read; which blocks were written back is in sf->blocks[i].flags. */
 int store_file_open(StoreFile *sf, const char *path, uint64_t source_hash, OwError *err);
 /* Opens like store_file_open, read-write, holding the store's exclusive lock. */
 int store_file_open_rw(StoreFile *sf, const char *path, uint64_t source_hash, OwError *err);
@@ -128,9 +134,12 @@ int store_file_open_rw(StoreFile *sf, const char *path, uint64_t source_hash, Ow
 void store_file_close(StoreFile *sf);
 
 /* Whether path is a valid store for source_hash with exactly these n block
- * sizes, so it need not be written again: 1 yes, 0 no (why in err: also a
- * store in use by another process, or one modified by write-back). */
-int store_file_reusable(const char *path, uint64_t source_hash, int n, const uint64_t *sizes, OwError *err);
+ * sizes, so it need not be written anew: 1 yes, and source[i] says whether
+ * block i holds the source's bytes (0: written back since, for
+ * store_file_restore_block); 0 no (why in err: also a store in use by another
+ * process). */
+int store_file_reusable(const char *path, uint64_t source_hash, int n, const uint64_t *sizes, uint8_t *source,
+                        OwError *err);
 
 /* Checks data (block i's size) against block i's xxh64; the error names the file and block. */
 int store_file_verify_block(const StoreFile *sf, int i, const void *data, OwError *err);
@@ -138,17 +147,20 @@ int store_file_verify_block(const StoreFile *sf, int i, const void *data, OwErro
 int store_file_read_block(const StoreFile *sf, int i, void *dst, OwError *err);
 
 /* Replaces block i's bytes (same size) and its xxh64 in the table of sf (opened
- * by store_file_open_rw). The first write to a store marks it modified
- * (STORE_FILE_MODIFIED, written and fsynced before any record changes): a
- * modified store is never reusable and every later open refuses it; only sf,
- * which wrote it, goes on using it until closed. Record, table entry and header
- * hash are rewritten and fdatasynced before it returns, so a crash leaves
- * either the old or the new checksum consistent with the record, or a record
- * whose checksum mismatch names the block when read, never a silently wrong
- * block. On a failed write (the file and block named) the record may be part
- * new: reading block i then fails its checksum. Reads through sf or a BlockIo
- * of sf (which reads sf's table) return the new bytes after it returns; no
- * read of block i may be in flight while it runs. */
+ * by store_file_open_rw). The first write to a block marks it written back
+ * (STORE_BLOCK_WRITTEN_BACK, and the header STORE_FILE_MODIFIED), written and
+ * fdatasynced before its record changes. Record, table entry and header hash
+ * are rewritten and fdatasynced before it returns, so a crash leaves either the
+ * old or the new checksum consistent with the record, or a record whose
+ * checksum mismatch names the block when read, never a silently wrong block,
+ * and the block marked. On a failed write (the file and block named) the record
+ * may be part new: reading block i then fails its checksum. Reads through sf or
+ * a BlockIo of sf (which reads sf's table) return the new bytes after it
+ * returns; no read of block i may be in flight while it runs. */
 int store_file_write_block(StoreFile *sf, int i, const void *data, OwError *err);
+/* Writes the source's bytes back into block i, which was written back (marked): the record is made durable
+ * (fdatasync), then its checksum and the cleared mark (and the header's flag once no block is marked). A crash
+ * in between leaves the block marked: the next setup writes it again. */
+int store_file_restore_block(StoreFile *sf, int i, const void *data, OwError *err);
 
 #endif

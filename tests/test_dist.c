@@ -242,6 +242,16 @@ static int metric_lines(const char *run) {
     return n;
 }
 
+/* Frees a job's strings and removes its directory. */
+static void free_job(char *cmd, char *log, char *out, char *flags, char *dir) {
+    free(cmd);
+    free(log);
+    free(out);
+    free(flags);
+    ts_rmtree(dir);
+    free(dir);
+}
+
 /* Two ranks (mpirun's, or the local launcher's) of a 150-step run; rank 1 is killed past the second
  * checkpoint: the job ends with word of it, nothing keeps running, and the run resumes on the whole run's
  * bits (and with one process). */
@@ -304,12 +314,7 @@ static void killed_rank(int local) {
     cr_assert_eq(summary_number(dir, "cut1", "steps"), 150);
     free(resumed);
     free(cut1);
-    free(cmd);
-    free(log);
-    free(out);
-    free(flags);
-    ts_rmtree(dir);
-    free(dir);
+    free_job(cmd, log, out, flags, dir);
 }
 
 Test(dist, a_killed_rank_stops_every_rank_and_the_run_resumes) { killed_rank(0); }
@@ -347,12 +352,7 @@ Test(dist, a_killed_local_launcher_takes_its_ranks_and_leaves_no_shared_memory) 
         while ((e = readdir(d)) != NULL) cr_assert(strcmp(e->d_name, mine) != 0, "/dev/shm/%s was left behind", mine);
         closedir(d);
     }
-    free(cmd);
-    free(log);
-    free(out);
-    free(flags);
-    ts_rmtree(dir);
-    free(dir);
+    free_job(cmd, log, out, flags, dir);
 }
 
 Test(dist, ranks_with_different_weights_stop_the_run) {

@@ -1,7 +1,6 @@
 // ctest-labels: cpu
 /* test_offload_store.c: the NVMe block store file and its reader
- * (offload/store_file.h, block_io.h; issue 14's store, not yet used by
- * training). Blocks of odd sizes go through a store file and back, bit for
+ * (offload/store_file.h, block_io.h; issue 14's store). Blocks of odd sizes go through a store file and back, bit for
  * bit, by pread, by io_uring (where the kernel allows it; skipped with a
  * message otherwise) and by the pread thread pool (forced by a pretend
  * refusal of io_uring), many reads in flight. Then every fault on its own:
@@ -13,9 +12,10 @@
  * cache), and a store on tmpfs read the same whether it takes O_DIRECT or
  * not (Linux 6.6 and later do); a file size limit in place of a full disk
  * (works unprivileged). Write-back of trained blocks: the new bytes read back
- * on every path, the table on disk follows, the store is marked modified
- * before any record changes and is never reused; a write-back that fails
- * part-way names the block. Exclusive use: a second open, writer or reuse
+ * on every path, the table on disk follows, a block is marked written back
+ * before its record changes and no longer counts as the source's, and the
+ * source's bytes restored into it make the store the source's again; a
+ * write-back that fails part-way names the block. Exclusive use: a second open, writer or reuse
  * check fails naming the holder's pid; close, commit, abort and a killed
  * holder release the lock. */
 #include "core/fileio.h"
@@ -262,17 +262,19 @@ Test(store_file, an_existing_valid_store_is_reused) {
     Store st;
     store_new(&st);
     OwError err;
-    cr_assert_eq(store_file_reusable(st.path, SOURCE, NBLOCKS, SIZES, &err), 1, "%s", err.msg);
-    cr_assert_eq(store_file_reusable(st.path, SOURCE + 1, NBLOCKS, SIZES, &err), 0);
+    uint8_t src[NBLOCKS];
+    cr_assert_eq(store_file_reusable(st.path, SOURCE, NBLOCKS, SIZES, src, &err), 1, "%s", err.msg);
+    for (int i = 0; i < NBLOCKS; i++) cr_assert_eq(src[i], 1, "block %d of a fresh store is not the source's", i);
+    cr_assert_eq(store_file_reusable(st.path, SOURCE + 1, NBLOCKS, SIZES, src, &err), 0);
     cr_assert(strstr(err.msg, "written for another model"), "%s", err.msg);
     uint64_t other[NBLOCKS];
     memcpy(other, SIZES, sizeof other);
     other[3]++;
-    cr_assert_eq(store_file_reusable(st.path, SOURCE, NBLOCKS, other, &err), 0);
+    cr_assert_eq(store_file_reusable(st.path, SOURCE, NBLOCKS, other, src, &err), 0);
     cr_assert(strstr(err.msg, "another block layout"), "%s", err.msg);
-    cr_assert_eq(store_file_reusable(st.path, SOURCE, NBLOCKS - 1, SIZES, &err), 0);
+    cr_assert_eq(store_file_reusable(st.path, SOURCE, NBLOCKS - 1, SIZES, src, &err), 0);
     char *missing = ow_path_join(st.dir, "none.bin");
-    cr_assert_eq(store_file_reusable(missing, SOURCE, NBLOCKS, SIZES, &err), 0);
+    cr_assert_eq(store_file_reusable(missing, SOURCE, NBLOCKS, SIZES, src, &err), 0);
     free(missing);
     store_free(&st, 1);
 }
@@ -422,8 +424,9 @@ static int too_small_in(const char *dir, const char *why) {
     if (!strstr(err.msg, why) || !strstr(err.msg, path)) return 2;
     if (dir_entries(dir) != 0) return fprintf(stderr, "a file is left behind\n"), 3;
     StoreFile sf;
+    uint8_t src[NBLOCKS];
     if (store_file_open(&sf, path, SOURCE, &err) == 0) return 4;
-    if (store_file_reusable(path, SOURCE, NBLOCKS, SIZES, &err) != 0) return 5;
+    if (store_file_reusable(path, SOURCE, NBLOCKS, SIZES, src, &err) != 0) return 5;
     free(path);
     return 0;
 }
@@ -596,44 +599,110 @@ Test(store_file, write_back_reads_the_new_bytes) {
     store_close_free(&st, &sf);
 }
 
-/* One block written back, even with the bytes it held: the store is never reusable or opened again. */
-Test(store_file, a_modified_store_is_never_reused) {
+/* Which blocks the reuse check calls the source's: 1 for all but those in `back` (a -1 ended list). */
+static void expect_source_blocks(const Store *st, const int *back) {
+    uint8_t src[NBLOCKS];
+    OwError err;
+    cr_assert_eq(store_file_reusable(st->path, SOURCE, NBLOCKS, SIZES, src, &err), 1, "%s", err.msg);
+    for (int i = 0; i < NBLOCKS; i++) {
+        int was_back = 0;
+        for (int k = 0; back[k] >= 0; k++) was_back |= back[k] == i;
+        cr_assert_eq(src[i], !was_back, "block %d: source %d, written back %d", i, src[i], was_back);
+    }
+}
+
+/* Blocks written back (even with the bytes they held) no longer count as the source's; the others do, and
+ * the store opens again. Restoring the source's bytes into them makes the whole store the source's again,
+ * unmarked on disk (header and table), and it reads the source's bytes on every path. */
+Test(store_file, written_back_blocks_are_restored_and_the_rest_reused) {
     Store st;
     StoreFile sf;
     OwError err;
     store_new(&st);
+    uint8_t *orig[NBLOCKS];
+    for (int i = 0; i < NBLOCKS; i++) orig[i] = ow_xmalloc(SIZES[i]), memcpy(orig[i], st.blocks[i], SIZES[i]);
     cr_assert_eq(store_file_open_rw(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
-    cr_assert_eq(store_file_write_block(&sf, 2, st.blocks[2], &err), 0, "%s", err.msg);
+    cr_assert_eq(store_file_write_block(&sf, 2, st.blocks[2], &err), 0, "%s", err.msg); /* the same bytes */
+    new_bytes(&st, 5, 7);
+    cr_assert_eq(store_file_write_block(&sf, 5, st.blocks[5], &err), 0, "%s", err.msg);
     expect_block_reads(&sf, &st, 2);
+    expect_block_reads(&sf, &st, 5);
     store_file_close(&sf);
-    const char *want = "modified by a training run that wrote trained blocks back";
-    cr_assert_eq(store_file_reusable(st.path, SOURCE, NBLOCKS, SIZES, &err), 0);
-    cr_assert(strstr(err.msg, want) && strstr(err.msg, st.path), "%s", err.msg);
-    expect_open_fails(st.path, SOURCE, want);
-    cr_assert_neq(store_file_open_rw(&sf, st.path, SOURCE, &err), 0, "a modified store opened for write-back");
-    cr_assert(strstr(err.msg, want), "%s", err.msg);
-    store_free(&st, 1);
+    expect_source_blocks(&st, (const int[]){2, 5, -1});
+    cr_assert_eq(disk_flags(st.path), STORE_FILE_MODIFIED);
+    cr_assert_eq(store_file_open_rw(&sf, st.path, SOURCE, &err), 0, "a store with blocks written back: %s", err.msg);
+    expect_block_reads(&sf, &st, 5); /* the trained bytes, until restored */
+    cr_assert_eq(store_file_restore_block(&sf, 5, orig[5], &err), 0, "%s", err.msg);
+    memcpy(st.blocks[5], orig[5], SIZES[5]);
+    store_file_close(&sf);
+    expect_source_blocks(&st, (const int[]){2, -1});
+    cr_assert_eq(disk_flags(st.path), STORE_FILE_MODIFIED, "block 2 is still marked");
+    cr_assert_eq(store_file_open_rw(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
+    cr_assert_eq(store_file_restore_block(&sf, 2, orig[2], &err), 0, "%s", err.msg);
+    store_file_close(&sf);
+    expect_source_blocks(&st, (const int[]){-1});
+    cr_assert_eq(expect_disk_table_matches(&st), 0, "no block marked: the header is not modified either");
+    cr_assert_eq(store_file_open(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
+    for (int i = 0; i < NBLOCKS; i++) expect_block_reads(&sf, &st, i);
+    for (int refuse = 0; refuse <= 1; refuse++) {
+        BlockIo *io = io_open(&sf, (BlockIoOptions){.refuse_uring_errno = refuse ? EPERM : 0});
+        read_all_async(io, &st, NBLOCKS);
+        block_io_close(io);
+    }
+    for (int i = 0; i < NBLOCKS; i++) free(orig[i]);
+    store_close_free(&st, &sf);
 }
 
-/* The flags word of the header: STORE_FILE_MODIFIED is refused on open, an unknown bit as corruption. */
-Test(store_file, header_flags_are_checked) {
+static uint64_t disk_block_flags(const char *path, int i) {
+    StoreBlock *table;
+    (void)disk_header(path, &table);
+    uint64_t f = table[i].flags;
+    free(table);
+    return f;
+}
+
+/* Sets block i's table flags on disk (the header checksum recomputed). */
+static void set_disk_block_flags(const char *path, int i, uint64_t flags) {
+    StoreBlock *table;
+    StoreFileHeader h = disk_header(path, &table);
+    table[i].flags = flags;
+    h.header_hash = disk_header_hash(h, table);
+    int fd = open(path, O_WRONLY);
+    cr_assert(fd >= 0);
+    cr_assert_eq(pwrite(fd, &h, sizeof h, 0), (ssize_t)sizeof h);
+    cr_assert_eq(pwrite(fd, table, NBLOCKS * sizeof *table, sizeof h), (ssize_t)(NBLOCKS * sizeof *table));
+    close(fd);
+    free(table);
+}
+
+/* The flags words: the header's STORE_FILE_MODIFIED must agree with the table's marks, and an unknown bit
+ * in either is corruption. */
+Test(store_file, header_and_block_flags_are_checked) {
     Store st;
     store_new(&st);
     set_disk_flags(st.path, STORE_FILE_MODIFIED);
-    expect_open_fails(st.path, SOURCE, "modified by a training run");
+    expect_open_fails(st.path, SOURCE, "corrupt store header");
+    set_disk_block_flags(st.path, 3, STORE_BLOCK_WRITTEN_BACK);
+    StoreFile sf;
+    OwError err;
+    cr_assert_eq(store_file_open(&sf, st.path, SOURCE, &err), 0, "header and table agree: %s", err.msg);
+    store_file_close(&sf);
+    set_disk_flags(st.path, 0);
+    expect_open_fails(st.path, SOURCE, "corrupt store header");
+    set_disk_block_flags(st.path, 3, 2);
+    expect_open_fails(st.path, SOURCE, "corrupt store table at block 3");
+    set_disk_block_flags(st.path, 3, 0);
     set_disk_flags(st.path, 2);
     expect_open_fails(st.path, SOURCE, "corrupt store header");
     set_disk_flags(st.path, 0);
-    StoreFile sf;
-    OwError err;
     cr_assert_eq(store_file_open(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
     store_close_free(&st, &sf);
 }
 
 /* A write-back that fails part-way through block 5's record (a file size limit inside it): the error
  * names the file and the block, the part-new record fails its checksum naming block 5 on every read
- * path, other blocks still read and write, and the store on disk was marked modified before the
- * record changed (also after a first attempt whose marking failed), so it is never opened again. */
+ * path, other blocks still read and write, and block 5 was marked written back on disk before the record
+ * changed (also after a first attempt whose marking failed), so the next setup writes it again. */
 Test(store_file, a_failed_write_back_names_the_block) {
     Store st;
     StoreFile sf;
@@ -642,20 +711,22 @@ Test(store_file, a_failed_write_back_names_the_block) {
     cr_assert_eq(store_file_open_rw(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
     uint8_t *fresh = ow_xmalloc(SIZES[5]), *dst = ow_xmalloc(SIZES[5]);
     memset(fresh, 0x5a, SIZES[5]);
-    int rw = sf.fd; /* a first write that cannot even mark the store (EBADF) changes nothing */
+    int rw = sf.fd; /* a first write that cannot even mark the block (EBADF) changes nothing */
     sf.fd = open(st.path, O_RDONLY);
     cr_assert_neq(store_file_write_block(&sf, 5, fresh, &err), 0, "wrote through a read-only descriptor");
-    cr_assert(strstr(err.msg, "marking the store modified before writing block 5 back"), "%s", err.msg);
+    cr_assert(strstr(err.msg, "marking block 5 written back before writing it"), "%s", err.msg);
     close(sf.fd);
     sf.fd = rw;
     cr_assert_eq(disk_flags(st.path), 0);
+    cr_assert_eq(disk_block_flags(st.path, 5), 0);
     struct rlimit old = limit_file_size(sf.blocks[5].offset + 2 * STORE_FILE_ALIGN);
     int rc = store_file_write_block(&sf, 5, fresh, &err);
     cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
     cr_assert_neq(rc, 0, "a write-back past the file size limit succeeded");
     cr_assert(strstr(err.msg, "block 5") && strstr(err.msg, st.path) && strstr(err.msg, strerror(EFBIG)), "%s",
               err.msg);
-    cr_assert_eq(disk_flags(st.path), STORE_FILE_MODIFIED, "the record changed before the flag");
+    cr_assert_eq(disk_flags(st.path), STORE_FILE_MODIFIED, "the record changed before the mark");
+    cr_assert_eq(disk_block_flags(st.path, 5), STORE_BLOCK_WRITTEN_BACK, "the record changed before the mark");
     cr_assert_neq(store_file_read_block(&sf, 5, dst, &err), 0, "a part-written block read as whole");
     cr_assert(strstr(err.msg, "block 5 ") && strstr(err.msg, "checksum"), "%s", err.msg);
     for (int refuse = 0; refuse <= 1; refuse++) {
@@ -671,7 +742,7 @@ Test(store_file, a_failed_write_back_names_the_block) {
     free(fresh);
     free(dst);
     store_file_close(&sf);
-    expect_open_fails(st.path, SOURCE, "modified by a training run");
+    expect_source_blocks(&st, (const int[]){1, 5, -1});
     store_free(&st, 1);
 }
 
@@ -739,7 +810,8 @@ Test(store_file, a_second_open_fails_naming_the_holder) {
     expect_open_fails(st.path, SOURCE, "another --nvme-dir, or wait");
     cr_assert_neq(store_file_open_rw(&sf, st.path, SOURCE, &err), 0);
     cr_assert(strstr(err.msg, want), "%s", err.msg);
-    cr_assert_eq(store_file_reusable(st.path, SOURCE, NBLOCKS, SIZES, &err), 0);
+    uint8_t src[NBLOCKS];
+    cr_assert_eq(store_file_reusable(st.path, SOURCE, NBLOCKS, SIZES, src, &err), 0);
     cr_assert(strstr(err.msg, want), "%s", err.msg);
     cr_assert_neq(store_writer_begin(&w, st.path, SOURCE, NBLOCKS, SIZES, &err), 0, "a writer began on a held store");
     cr_assert(strstr(err.msg, want), "%s", err.msg);

@@ -76,6 +76,19 @@ static const char *summary_string(const char *out, const char *key) {
     return buf;
 }
 
+/* A number of RUN_DIR/summary.json's "offload" object. */
+static double summary_offload(const char *out, const char *key) {
+    char *p = ow_path_join(out, "summary.json");
+    cJSON *j = json_parse_file(p, NULL);
+    cr_assert(j != NULL, "%s", p);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "offload"), key);
+    cr_assert(cJSON_IsNumber(v), "%s: no offload.%s", p, key);
+    double x = v->valuedouble;
+    cJSON_Delete(j);
+    free(p);
+    return x;
+}
+
 static void bit_exact(int accum) {
     char *dir = ts_tmpdir();
     TrainConfig none, host, nvme;
@@ -166,25 +179,55 @@ Test(offload_train, layer_major_refuses_a_trainable_tied_embedding) {
 }
 Test(offload_train, host_and_nvme_homes_give_the_resident_bits_with_accumulation) { bit_exact(3); }
 
+/* Runs "a" and "b" of `steps` steps in dir, every frozen block in one store file (the same for both). */
+static void two_store_runs(const char *dir, TrainConfig *a, TrainConfig *b, int64_t steps) {
+    offload_config(a, dir, "a", OFFLOAD_MODE_NVME, 1);
+    offload_config(b, dir, "b", OFFLOAD_MODE_NVME, 1);
+    a->steps = b->steps = steps;
+}
+
+/* Runs a, then b (same --nvme-dir); the store file's stat after each. */
+static void run_twice_on_one_store(const TrainConfig *a, const TrainConfig *b, struct stat *after_a,
+                                   struct stat *after_b) {
+    char *store = ow_path_join(a->nvme_dir, "TinyStories-656K.owstore");
+    run(a);
+    cr_assert_eq(stat(store, after_a), 0);
+    run(b);
+    cr_assert_eq(stat(store, after_b), 0);
+    free(store);
+}
+
 /* A store file written by a run that only read it is reused by the next run (same source). */
 Test(offload_train, store_file_reused_while_untouched) {
     char *dir = ts_tmpdir();
     TrainConfig a, b;
-    offload_config(&a, dir, "a", OFFLOAD_MODE_NVME, 1);
-    offload_config(&b, dir, "b", OFFLOAD_MODE_NVME, 1);
-    a.steps = b.steps = 3;
+    two_store_runs(dir, &a, &b, 3);
     a.interval = b.interval = 100; /* no resample: nothing is written back */
     a.gamma = b.gamma = 1;
     snprintf(a.forced_blocks, sizeof a.forced_blocks, "1");
     snprintf(b.forced_blocks, sizeof b.forced_blocks, "1");
-    run(&a);
-    char *store = ow_path_join(a.nvme_dir, "TinyStories-656K.owstore");
     struct stat st0, st1;
-    cr_assert_eq(stat(store, &st0), 0);
-    run(&b);
-    cr_assert_eq(stat(store, &st1), 0);
+    run_twice_on_one_store(&a, &b, &st0, &st1);
     cr_assert(st0.st_ino == st1.st_ino && st0.st_mtime == st1.st_mtime, "the store file was written again");
-    free(store);
+    ts_rmtree(dir);
+    free(dir);
+}
+
+/* A store file into which a run wrote trained blocks back (resamples) is reused by the next run of the same
+ * source: only those blocks are written again (the source's bytes), in place, and that run gives the bits of
+ * the first, which began from a new store. */
+Test(offload_train, store_file_reused_after_write_back) {
+    char *dir = ts_tmpdir();
+    TrainConfig a, b;
+    two_store_runs(dir, &a, &b, 12); /* resamples at 5 and 10: both blocks trained and written back */
+    struct stat st0, st1;
+    run_twice_on_one_store(&a, &b, &st0, &st1);
+    cr_assert_eq(st0.st_ino, st1.st_ino, "the store file was written anew");
+    same_run_steps(a.out, b.out, 12);
+    double wa = summary_offload(a.out, "writebacks"), sa = summary_offload(a.out, "store_writes"),
+           sb = summary_offload(b.out, "store_writes");
+    cr_assert_eq(sa, 2, "the first run writes both blocks into its new store (%g)", sa);
+    cr_assert(wa > 0 && sb >= 1 && sb <= 2, "written back %g, then written again %g", wa, sb);
     ts_rmtree(dir);
     free(dir);
 }
@@ -193,9 +236,7 @@ Test(offload_train, store_file_reused_while_untouched) {
 Test(offload_train, damaged_store_stops_naming_the_block) {
     char *dir = ts_tmpdir();
     TrainConfig a, b;
-    offload_config(&a, dir, "a", OFFLOAD_MODE_NVME, 1);
-    offload_config(&b, dir, "b", OFFLOAD_MODE_NVME, 1);
-    a.steps = b.steps = 2;
+    two_store_runs(dir, &a, &b, 2);
     snprintf(a.forced_blocks, sizeof a.forced_blocks, "1");
     snprintf(b.forced_blocks, sizeof b.forced_blocks, "1");
     run(&a);

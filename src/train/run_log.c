@@ -198,6 +198,7 @@ static void offload_figures(cJSON *o, const Model *m) {
     cJSON_AddNumberToObject(f, "slot_hits", (double)st.hits);
     cJSON_AddNumberToObject(f, "disk_reads", (double)st.disk_reads);
     cJSON_AddNumberToObject(f, "writebacks", (double)st.writebacks);
+    cJSON_AddNumberToObject(f, "store_writes", (double)st.store_writes);
     cJSON_AddNumberToObject(f, "bytes_up", (double)st.bytes_up);
     cJSON_AddNumberToObject(f, "bytes_disk", (double)st.bytes_disk);
     cJSON_AddNumberToObject(f, "disk_read_seconds", st.disk_read_seconds);
