@@ -746,6 +746,40 @@ Test(store_file, a_failed_write_back_names_the_block) {
     store_free(&st, 1);
 }
 
+/* Restoring block 5's source bytes fails part-way through its record (a file size limit inside it): the
+ * error names the file and the block, and the block stays marked written back on disk, so the next setup
+ * writes it again; the next restore, whole, makes the store the source's again. */
+Test(store_file, a_failed_restore_leaves_the_block_marked) {
+    Store st;
+    StoreFile sf;
+    OwError err;
+    store_new(&st);
+    uint8_t *orig = ow_xmalloc(SIZES[5]);
+    memcpy(orig, st.blocks[5], SIZES[5]);
+    cr_assert_eq(store_file_open_rw(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
+    new_bytes(&st, 5, 3);
+    cr_assert_eq(store_file_write_block(&sf, 5, st.blocks[5], &err), 0, "%s", err.msg);
+    store_file_close(&sf);
+    cr_assert_eq(store_file_open_rw(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
+    struct rlimit old = limit_file_size(sf.blocks[5].offset + 2 * STORE_FILE_ALIGN);
+    int rc = store_file_restore_block(&sf, 5, orig, &err);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    cr_assert_neq(rc, 0, "a restore past the file size limit succeeded");
+    cr_assert(strstr(err.msg, "block 5") && strstr(err.msg, st.path) && strstr(err.msg, strerror(EFBIG)), "%s",
+              err.msg);
+    store_file_close(&sf);
+    cr_assert_eq(disk_block_flags(st.path, 5), STORE_BLOCK_WRITTEN_BACK);
+    expect_source_blocks(&st, (const int[]){5, -1});
+    cr_assert_eq(store_file_open_rw(&sf, st.path, SOURCE, &err), 0, "%s", err.msg);
+    cr_assert_eq(store_file_restore_block(&sf, 5, orig, &err), 0, "%s", err.msg);
+    store_file_close(&sf);
+    memcpy(st.blocks[5], orig, SIZES[5]);
+    expect_source_blocks(&st, (const int[]){-1});
+    cr_assert_eq(expect_disk_table_matches(&st), 0);
+    free(orig);
+    store_free(&st, 1);
+}
+
 /* ---- exclusive use: "<path>.lock" ---- */
 
 /* A child process holding a store open read-write until told to close it, then until told to exit. */
