@@ -40,7 +40,10 @@
 # SmolLM2 GGUF; default: scripts/get-smollm2.sh --path, then /tmp/owlore-gguf/<name>), OWLORE_BIN,
 # DEVICE (cuda | cpu; default cuda when nvidia-smi works), SHARED (the shared data folder: default
 # ../shared, else .device/shared), METHODS, LRS (default "3e-4 1e-3 3e-3"), SEEDS (default "1 2 3"),
-# GAMMAS (default "2 10"), EPOCHS, GRID_EPOCHS, RANK, PARALLEL, SPEED_STEPS (default 60),
+# GAMMAS (default "2 10"), EPOCHS, GRID_EPOCHS, RANK, PARALLEL, SPEED_STEPS (default 60), STUDY_FLAGS (more
+# `owlore train` flags for the grid's and the final runs, not the speed runs: e.g. "--offload-activations off
+# --offload-optimizer off" keeps the block inputs and the head's moments on the device, so the runs sharing the
+# GPU do not share its bus; default none),
 # SMOKE=1 (a CPU check of the pipeline: 2 steps of 2 x 128 tokens per run, 4 records per test set and slice,
 # one learning rate and seed, gammas off; its numbers mean nothing).
 #
@@ -71,6 +74,7 @@ EPOCHS=${EPOCHS:-1}
 GRID_EPOCHS=${GRID_EPOCHS:-1}
 RANK=${RANK:-64}
 SPEED_STEPS=${SPEED_STEPS:-60}
+STUDY_FLAGS=${STUDY_FLAGS:-}
 if [ "$DEVICE" = cuda ]; then PARALLEL=${PARALLEL:-6}; else PARALLEL=${PARALLEL:-1}; fi
 SHAPE=(--batch-size 16 --block-size 512)
 STEPS=()
@@ -213,7 +217,7 @@ stage_grid() {
   for m in $METHODS; do
     for lr in $LRS; do
       JOB_EPOCHS=$GRID_EPOCHS JOB_EVAL=$WORK/data/holdout.json \
-        train_job "grid-$m-lr$lr" "$WORK/data/grid_train.bin" "$lr" 1 $(method_flags "$m") >>"$q"
+        train_job "grid-$m-lr$lr" "$WORK/data/grid_train.bin" "$lr" 1 $(method_flags "$m") $STUDY_FLAGS >>"$q"
     done
   done
   run_queue "$q"
@@ -271,13 +275,14 @@ stage_final() {
     say "$m: learning rate $lr"
     [ "$m" = owlore ] && owl_lr=$lr
     for s in $SEEDS; do
-      JOB_EVAL=test train_job "final-$m-s$s" "$WORK/data/train_mix.bin" "$lr" "$s" $(method_flags "$m") >>"$q"
+      JOB_EVAL=test train_job "final-$m-s$s" "$WORK/data/train_mix.bin" "$lr" "$s" $(method_flags "$m") \
+        $STUDY_FLAGS >>"$q"
     done
   done
   for g in $GAMMAS; do
     for s in $SEEDS; do
       JOB_EVAL=test train_job "final-owlore-g$g-s$s" "$WORK/data/train_mix.bin" "${owl_lr:-3e-4}" "$s" $(method_flags owlore) \
-        --gamma "$g" >>"$q"
+        --gamma "$g" $STUDY_FLAGS >>"$q"
     done
   done
   run_queue "$q"
