@@ -43,6 +43,7 @@ CF=(-std=c11 -O1 -g -D_POSIX_C_SOURCE=200809L -I"$ROOT/src" -I"$ROOT" -I"$ROOT/t
 rm -f "$OUT"/obj/support_*.o
 for f in "$ROOT"/tests/support/*.c; do gcc "${CF[@]}" -c "$f" -o "$OUT/obj/support_$(basename "$f" .c).o"; done
 LIBS=($(pkg-config --libs criterion libcjson libpcre2-8 libzstd liburing) -lopenblas -fopenmp -lpthread -lm)
+MPIL=($(mpicc --showme:link 2>/dev/null)) # the library's dist/comm.c calls MPI when it was built with it
 tests=()
 case "$which" in
   ops) tests=(test_cuda_ops) ;;
@@ -58,7 +59,7 @@ rc=0
 for t in "${tests[@]}"; do
   gcc "${CF[@]}" -c "$ROOT/tests/gpu/$t.c" -o "$OUT/obj/$t.o"
   g++ "${SAN[@]}" -o "$OUT/$t" "$OUT/obj/$t.o" "$OUT"/obj/support_*.o "$OUT"/obj/cuda_*.o "$OUT/obj/emu.o" "$OUT/obj/emu_api.o" \
-      "$OUT/lib/libowlore_lib.a" "${LIBS[@]}"
+      "$OUT/lib/libowlore_lib.a" "${LIBS[@]}" "${MPIL[@]}" -ldl
   # the offload tests run twice: copies as early as CUDA allows (when queued) and as late (README.md)
   modes=("${OWLORE_EMU_LATE_COPIES:-0}")
   if [ "$t" = test_cuda_offload ] && [ -z "${OWLORE_EMU_LATE_COPIES:-}" ]; then modes=(0 1); fi
@@ -68,7 +69,6 @@ for t in "${tests[@]}"; do
   done
 done
 if [ "$which" = dist ]; then
-  MPIL=($(mpicc --showme:link))
   gcc "${CF[@]}" -c "$ROOT/src/main.c" -o "$OUT/obj/main.o"
   # -rdynamic: fake_nccl.c sums through the binary's own dist/comm.h (MPI or the local launcher's memory)
   g++ "${SAN[@]}" -rdynamic -o "$OUT/owlore" "$OUT/obj/main.o" "$OUT"/obj/cuda_*.o "$OUT/obj/emu.o" \
