@@ -41,9 +41,10 @@
 # DEVICE (cuda | cpu; default cuda when nvidia-smi works), SHARED (the shared data folder: default
 # ../shared, else .device/shared), METHODS, LRS (default "3e-4 1e-3 3e-3"), SEEDS (default "1 2 3"),
 # GAMMAS (default "2 10"), EPOCHS, GRID_EPOCHS, RANK, PARALLEL, SPEED_STEPS (default 60), STUDY_FLAGS (more
-# `owlore train` flags for the grid's and the final runs, not the speed runs: e.g. "--offload-activations off
-# --offload-optimizer off" keeps the block inputs and the head's moments on the device, so the runs sharing the
-# GPU do not share its bus; default none),
+# `owlore train` flags for the grid's and the final runs, not the speed runs; default on a GPU "--gpu-mem
+# 24GiB": the room of a 24 GB card, in which a 135M run keeps its activations and the head's moments on the
+# device instead of sending them over the bus that the parallel runs share; "" for the plain defaults), MPS
+# (auto | on | off: the parallel runs share the GPU through an MPS daemon of their own, see mps_start),
 # SMOKE=1 (a CPU check of the pipeline: 2 steps of 2 x 128 tokens per run, 4 records per test set and slice,
 # one learning rate and seed, gammas off; its numbers mean nothing).
 #
@@ -74,7 +75,12 @@ EPOCHS=${EPOCHS:-1}
 GRID_EPOCHS=${GRID_EPOCHS:-1}
 RANK=${RANK:-64}
 SPEED_STEPS=${SPEED_STEPS:-60}
-STUDY_FLAGS=${STUDY_FLAGS:-}
+if [ "$DEVICE" = cuda ]; then
+  STUDY_FLAGS=${STUDY_FLAGS---gpu-mem 24GiB} # a 24 GB card's room: activations kept, moments on the device
+else
+  STUDY_FLAGS=${STUDY_FLAGS-}
+fi
+MPS=${MPS:-auto}
 if [ "$DEVICE" = cuda ]; then PARALLEL=${PARALLEL:-6}; else PARALLEL=${PARALLEL:-1}; fi
 SHAPE=(--batch-size 16 --block-size 512)
 STEPS=()
@@ -164,9 +170,36 @@ stage_prepare() {
 run_queue() {
   local q=$1
   [ -s "$q" ] || return 0
-  say "$(wc -l <"$q") runs, $PARALLEL at a time"
+  local mps=0
+  mps_start && mps=1
+  say "$(wc -l <"$q") runs, $PARALLEL at a time$([ $mps = 1 ] && echo ", sharing the GPU through MPS")"
   xargs -P "$PARALLEL" -I{} -d '\n' bash -c '{}' <"$q"
+  [ $mps = 1 ] && mps_stop
   pack
+}
+
+# MPS (auto: on a GPU, with more than one run at a time, where nvidia-cuda-mps-control exists): a daemon of
+# this study's own (pipe and log folders under $WORK) lets the runs' kernels share the GPU at once instead of
+# taking turns; it runs only around the grid's and the final queues, never around the speed runs.
+mps_start() {
+  [ "$DEVICE" = cuda ] && [ "$PARALLEL" -gt 1 ] && [ "$MPS" != off ] || return 1
+  command -v nvidia-cuda-mps-control >/dev/null || { [ "$MPS" = on ] && say "MPS: no nvidia-cuda-mps-control"; return 1; }
+  export CUDA_MPS_PIPE_DIRECTORY=$WORK/mps-pipe CUDA_MPS_LOG_DIRECTORY=$WORK/mps-log
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  if ! nvidia-cuda-mps-control -d; then
+    say "MPS: the daemon did not start; runs take turns on the GPU"
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+    return 1
+  fi
+  trap mps_stop EXIT
+}
+
+mps_stop() {
+  [ -n "${CUDA_MPS_PIPE_DIRECTORY:-}" ] || return 0
+  echo quit | nvidia-cuda-mps-control >/dev/null 2>&1
+  sleep 1
+  unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+  trap - EXIT
 }
 
 # train_job NAME DATA LR SEED EXTRA...: one line of a queue; skipped when RUN/summary.json exists.
