@@ -380,11 +380,16 @@ static void cuda_mem_report(Backend *be, BackendMemReport *out) {
     out->used_peak = ci->peak_used;
 }
 
-static void cuda_sample_used(Backend *be) {
-    CudaImpl *ci = cuda_impl(be);
+size_t cuda_device_used(void) {
     size_t free_b = 0, total_b = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    if (total_b - free_b > ci->peak_used) ci->peak_used = total_b - free_b;
+    return total_b - free_b;
+}
+
+static void cuda_sample_used(Backend *be) {
+    CudaImpl *ci = cuda_impl(be);
+    size_t used = cuda_device_used();
+    if (used > ci->peak_used) ci->peak_used = used;
 }
 
 /* the planner (train/memplan.c) counts these fixed workspaces as BACKEND_CUDA_FIXED_WORKSPACE */
@@ -553,11 +558,7 @@ static Backend *create_cuda(int device, size_t mem_cap, int card, OwError *err) 
     CUSOLVER_CHECK(cusolverDnSetStream(ci->solver, ci->stream));
 
     size_t cap = mem_cap;
-    {
-        size_t free_b = 0, total_b = 0;
-        CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-        ci->context_bytes = ci->peak_used = total_b - free_b;
-    }
+    ci->context_bytes = ci->peak_used = cuda_device_used();
     if (cap && card) { /* --gpu-mem is the card: the context already in use counts against it */
         if (cap <= ci->context_bytes + CUDA_LT_WORKSPACE_BYTES + CUDA_SCRATCH_BYTES) {
             char s1[32], s2[32];

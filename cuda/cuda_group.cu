@@ -99,11 +99,6 @@ int cuda_group_id(Backend *be, void *id, OwError *err) {
     return 0;
 }
 
-static size_t device_used(void) {
-    size_t free_b = 0, total_b = 0;
-    return cudaMemGetInfo(&free_b, &total_b) == cudaSuccess ? total_b - free_b : 0;
-}
-
 /* NCCL's device memory (its buffers, and what a first sum adds) is outside the arena: it counts against the
  * device's cap (--gpu-mem, or the free memory), so the plan made next leaves room for it. */
 static int charge_buffers(Backend *be, CudaGroup *g, size_t before, OwError *err) {
@@ -113,7 +108,7 @@ static int charge_buffers(Backend *be, CudaGroup *g, size_t before, OwError *err
     if (rc != NCCL_SUCCESS || e != cudaSuccess)
         return ow_fail(err, "rank %d of %d: the group's first sum: %s", g->rank, g->size,
                        rc != NCCL_SUCCESS ? nccl_error(g, rc) : cudaGetErrorString(e));
-    size_t after = device_used(), took = after > before ? after - before : 0;
+    size_t after = cuda_device_used(), took = after > before ? after - before : 0;
     char s1[32], s2[32];
     if (took && be->mem.cap <= took + be->mem.current_total)
         return ow_fail(err,
@@ -144,7 +139,7 @@ int cuda_group_join(Backend *be, const void *id, int rank, int size, OwError *er
     /* NCCL connects its peers at init rather than at their first sum, so what its buffers take is known before
      * the run's memory is planned (a setting the user made is kept) */
     setenv("NCCL_RUNTIME_CONNECT", "0", 0);
-    size_t before = device_used();
+    size_t before = cuda_device_used();
     int rc = g->api.comm_init_rank(&g->comm, size, u, rank);
     if (rc != NCCL_SUCCESS) {
         g->comm = NULL;

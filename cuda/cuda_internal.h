@@ -302,6 +302,8 @@ __device__ __forceinline__ float ow_block_max(float v, float *sh) { return ow_bl
 
 /* cuda_backend.cu */
 void cuda_sync(Backend *be);
+/* Device memory in use (total - free, every process on the device). */
+size_t cuda_device_used(void);
 /* Side-stream work: cuda_side_begin makes opt_stream wait for the work queued on
  * the main stream so far and returns the ticket (CUDA_SIDE_TICKET | n); queue the
  * work on opt_stream, then cuda_side_end(ticket) marks its end for copy_wait. */

@@ -253,22 +253,28 @@ static int check_header(const StoreFileHeader *h, const char *path, OwError *err
     return 0;
 }
 
+/* Table entries marked written back. */
+static int marked_blocks(const StoreBlock *blocks, int n) {
+    int marked = 0;
+    for (int i = 0; i < n; i++) marked += (blocks[i].flags & STORE_BLOCK_WRITTEN_BACK) != 0;
+    return marked;
+}
+
 /* Checks every table entry is aligned, in order and inside the file size the header states, and its flags
  * agree with the header's (STORE_FILE_MODIFIED exactly when a block is marked written back). */
 static int check_table(const StoreFile *sf, const StoreFileHeader *h, OwError *err) {
     uint64_t next = h->data_offset;
     if (next != store_file_record_bytes(table_end(h->block_count)))
         return ow_fail(err, "%s: corrupt store header (data offset %llu)", sf->path, (unsigned long long)next);
-    int marked = 0;
     for (int i = 0; i < sf->n_blocks; i++) {
         const StoreBlock *b = &sf->blocks[i];
         if (b->offset != next || b->size == 0 || b->size > h->file_size || (b->flags & ~STORE_BLOCK_WRITTEN_BACK))
             return ow_fail(err, "%s: corrupt store table at block %d", sf->path, i);
-        marked += b->flags != 0;
         next += store_file_record_bytes(b->size);
     }
     if (next != h->file_size)
         return ow_fail(err, "%s: corrupt store table (records end at %llu)", sf->path, (unsigned long long)next);
+    int marked = marked_blocks(sf->blocks, sf->n_blocks);
     if (!marked != !(h->flags & STORE_FILE_MODIFIED))
         return ow_fail(err, "%s: corrupt store header (flags %llx, %d blocks written back)", sf->path,
                        (unsigned long long)h->flags, marked);
@@ -428,10 +434,8 @@ int store_file_restore_block(StoreFile *sf, int i, const void *data, OwError *er
         return ow_fail(err, "%s: fdatasync after block %d: %s", sf->path, i, strerror(errno));
     b->hash = xxh64(data, (size_t)b->size, 0);
     b->flags &= ~STORE_BLOCK_WRITTEN_BACK;
-    int marked = 0;
-    for (int k = 0; k < sf->n_blocks; k++) marked += sf->blocks[k].flags != 0;
     uint64_t was = sf->header.flags;
-    if (!marked) sf->header.flags &= ~STORE_FILE_MODIFIED;
+    if (!marked_blocks(sf->blocks, sf->n_blocks)) sf->header.flags &= ~STORE_FILE_MODIFIED;
     if (write_header(sf, i, err) != 0) {
         b->flags |= STORE_BLOCK_WRITTEN_BACK; /* not known durable: still counts as written back */
         sf->header.flags = was;
